@@ -1,0 +1,232 @@
+"""The two wire codecs (JSON text, MessagePack binary) and encode-once broadcasts.
+
+Both codecs write the canonical key order of :mod:`anywire.core.frames`, so one frame has
+exactly one encoding per codec (the golden vectors in ``tests/vectors`` pin it).
+
+Binary values are native in MessagePack. In JSON a ``bytes`` value is written as the
+one-key object ``{"$bin": "<base64>"}`` and read back as ``bytes``, so an event means the
+same thing on both codecs.
+
+The core imports nothing outside the standard library, so :class:`MsgpackCodec` is given
+the ``packb``/``unpackb`` functions of the msgpack package by the composition root
+(:func:`anywire.server.codecs.make_codecs`); tests and clients do the same.
+
+Broadcasts: an :class:`Outgoing` is one frame body shared by every recipient. Its bytes are
+encoded at most once per codec; each session only splices its own small envelope (``t`` and
+its sequence number ``s``) in front. See :meth:`Codec.frame`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from .closecodes import CloseCode
+from .errors import RemoteProtocolError
+
+__all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Outgoing"]
+
+
+class Outgoing:
+    """A server-to-client sequenced frame before its sequence number is known.
+
+    ``fields`` holds every key but ``t`` and ``s``, already in canonical order. The encoded
+    body is cached per codec, so a room broadcast is serialized once per codec however many
+    sessions receive it.
+    """
+
+    __slots__ = ("_bodies", "fields", "type")
+
+    def __init__(self, type: str, fields: dict[str, Any]) -> None:
+        self.type = type
+        self.fields = fields
+        self._bodies: dict[str, bytes] = {}
+
+    def body(self, codec: Codec) -> bytes:
+        """The encoded fields for ``codec`` (cached)."""
+        cached = self._bodies.get(codec.name)
+        if cached is None:
+            cached = codec.encode_body(self.fields)
+            self._bodies[codec.name] = cached
+        return cached
+
+    def to_wire(self, seq: int) -> dict[str, Any]:
+        """The full frame map with sequence number ``seq`` (for tests and debugging)."""
+        return {"t": self.type, "s": seq, **self.fields}
+
+
+class Codec(Protocol):
+    """What every codec offers. ``binary`` says whether it needs binary WebSocket frames."""
+
+    name: str
+    binary: bool
+    content_type: str
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        """One frame map to bytes."""
+        ...
+
+    def decode(self, data: bytes | str) -> Any:
+        """Bytes to a frame map, or a list of them (a batch). Raises RemoteProtocolError."""
+        ...
+
+    def encode_body(self, fields: dict[str, Any]) -> bytes:
+        """Encode ``fields`` as the tail of a frame, for :meth:`frame`."""
+        ...
+
+    def frame(self, type: str, seq: int, body: bytes) -> bytes:
+        """Splice ``{"t": type, "s": seq, <body>}`` together without re-encoding the body."""
+        ...
+
+    def batch(self, frames: Iterable[bytes]) -> bytes:
+        """Join already-encoded frames into one batch (a JSON array / msgpack array)."""
+        ...
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bin": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not serializable")
+
+
+def _json_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "$bin" in obj and isinstance(obj["$bin"], str):
+        try:
+            return base64.b64decode(obj["$bin"], validate=True)
+        except binascii.Error as exc:
+            raise RemoteProtocolError("invalid base64 in $bin") from exc
+    return obj
+
+
+class JsonCodec:
+    """Compact UTF-8 JSON (non-ASCII written as is), one frame per text message."""
+
+    name = "json"
+    binary = False
+    content_type = "application/json"
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
+        )
+        self._decoder = json.JSONDecoder(object_hook=_json_hook)
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        try:
+            return self._encoder.encode(obj).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"cannot encode as JSON: {exc}") from exc
+
+    def decode(self, data: bytes | str) -> Any:
+        try:
+            text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+            return self._decoder.decode(text)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RemoteProtocolError(f"malformed JSON: {exc}", CloseCode.BAD_REQUEST) from exc
+
+    def encode_body(self, fields: dict[str, Any]) -> bytes:
+        # "{...}" without its braces; an empty map gives b"".
+        return self.encode(fields)[1:-1]
+
+    def frame(self, type: str, seq: int, body: bytes) -> bytes:
+        head = b'{"t":"%s","s":%d' % (type.encode(), seq)
+        return head + (b"," + body if body else b"") + b"}"
+
+    def batch(self, frames: Iterable[bytes]) -> bytes:
+        return b"[" + b",".join(frames) + b"]"
+
+
+def _map_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x80 | n,))
+    if n < 0x10000:
+        return b"\xde" + struct.pack(">H", n)
+    return b"\xdf" + struct.pack(">I", n)
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + struct.pack(">H", n)
+    return b"\xdd" + struct.pack(">I", n)
+
+
+class MsgpackCodec:
+    """MessagePack with the msgpack 1.x defaults: str keys, bin type for bytes, no ext types.
+
+    ``packb`` and ``unpackb`` are msgpack's functions (injected: the core imports only the
+    standard library). Decoding is bounded by ``max_size`` and rejects non-string map keys.
+    """
+
+    name = "msgpack"
+    binary = True
+    content_type = "application/msgpack"
+
+    def __init__(
+        self,
+        packb: Callable[..., bytes],
+        unpackb: Callable[..., Any],
+        max_size: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._packb = packb
+        self._unpackb = unpackb
+        self._max_size = max_size
+        self._t_key = packb("t")
+        self._s_key = packb("s")
+
+    def _pack(self, value: Any) -> bytes:
+        try:
+            return self._packb(value, use_bin_type=True, default=_msgpack_default)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"cannot encode as MessagePack: {exc}") from exc
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        return self._pack(obj)
+
+    def decode(self, data: bytes | str) -> Any:
+        if isinstance(data, str):
+            raise RemoteProtocolError("MessagePack frames must be binary")
+        if len(data) > self._max_size:
+            raise RemoteProtocolError("frame too large", CloseCode.MESSAGE_TOO_BIG)
+        try:
+            return self._unpackb(
+                data, raw=False, strict_map_key=True, use_list=True, max_buffer_size=self._max_size
+            )
+        except Exception as exc:  # msgpack raises many unrelated types on bad input
+            raise RemoteProtocolError(f"malformed MessagePack: {exc}") from exc
+
+    def encode_body(self, fields: dict[str, Any]) -> bytes:
+        # Map entries without the header; the length is restored in frame() by re-counting,
+        # so the body is prefixed with its entry count in one byte pair.
+        parts = [self._pack(k) + self._pack(v) for k, v in fields.items()]
+        return struct.pack(">H", len(parts)) + b"".join(parts)
+
+    def frame(self, type: str, seq: int, body: bytes) -> bytes:
+        (count,) = struct.unpack_from(">H", body)
+        return (
+            _map_header(count + 2)
+            + self._t_key
+            + self._packb(type)
+            + self._s_key
+            + self._packb(seq)
+            + body[2:]
+        )
+
+    def batch(self, frames: Iterable[bytes]) -> bytes:
+        items = list(frames)
+        return _array_header(len(items)) + b"".join(items)
+
+
+def _msgpack_default(value: Any) -> Any:
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    raise TypeError(f"{type(value).__name__} is not serializable")

@@ -1,0 +1,36 @@
+"""Errors raised by the core.
+
+Following h11, errors are split by whose fault they are: :class:`RemoteProtocolError` means
+the peer sent something invalid (answer it with an error or close code), while
+:class:`LocalProtocolError` means our own code misused the API (a bug).
+"""
+
+from __future__ import annotations
+
+from .closecodes import CloseCode
+
+__all__ = ["AuthError", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
+
+
+class ProtocolError(Exception):
+    """Base class: carries the close code that describes the problem."""
+
+    def __init__(self, message: str, code: int = CloseCode.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent an invalid, oversized or out-of-place frame."""
+
+
+class LocalProtocolError(ProtocolError):
+    """Our own side misused the core (a bug, never the peer's fault)."""
+
+
+class AuthError(ProtocolError):
+    """A credential was missing, invalid or expired."""
+
+    def __init__(self, message: str, code: int = CloseCode.UNAUTHORIZED) -> None:
+        super().__init__(message, code)

@@ -1,0 +1,343 @@
+"""The closed set of protocol v1 frames, their validation and their canonical wire form.
+
+A frame on the wire is a map whose ``t`` key names its type. Keys are written in the
+canonical order given by each class's ``to_wire`` (which the golden vectors pin down), and
+optional keys are omitted when absent. :func:`parse_frame` turns a decoded map into one of
+the dataclasses below or raises :class:`RemoteProtocolError`; it never trusts types.
+
+Sequenced frames (``event``, ``ack``, ``join``, ``leave``) carry ``s``: the sender's
+per-session sequence number. Control frames (``connect``, ``resume``, ``hello``, ``ping``,
+``pong``, ``rx``, ``error``, ``close``) are not sequenced and never replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias
+
+from .errors import RemoteProtocolError
+
+__all__ = [
+    "SEQUENCED",
+    "Ack",
+    "Close",
+    "Connect",
+    "ErrorFrame",
+    "Event",
+    "Frame",
+    "Hello",
+    "Join",
+    "Leave",
+    "Ping",
+    "Pong",
+    "Resume",
+    "Rx",
+    "StreamPos",
+    "parse_frame",
+]
+
+StreamPos: TypeAlias = tuple[str, str, int]
+"""A position in a stream: (stream id, epoch, offset)."""
+
+_MAX_NAME = 200
+
+
+def _req(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = obj.get(key)
+    if value is None or not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise RemoteProtocolError(f"{what}: field {key!r} is missing or has the wrong type")
+    return value
+
+
+def _opt(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise RemoteProtocolError(f"{what}: field {key!r} has the wrong type")
+    return value
+
+
+def _seq(obj: dict[str, Any], key: str, what: str) -> int:
+    value = _req(obj, key, int, what)
+    if value < 0 or value >= 2**53:
+        raise RemoteProtocolError(f"{what}: field {key!r} is out of range")
+    return int(value)
+
+
+def _name(obj: dict[str, Any], key: str, what: str) -> str:
+    value = _req(obj, key, str, what)
+    if not value or len(value) > _MAX_NAME:
+        raise RemoteProtocolError(f"{what}: field {key!r} must be 1-{_MAX_NAME} characters")
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Client, first frame of a new connection: redeem a negotiate ticket."""
+
+    ticket: str
+    type: ClassVar[str] = "connect"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "connect", "ticket": self.ticket}
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Client, first frame of a returning connection: ticket plus last server seq seen."""
+
+    ticket: str
+    last: int
+    type: ClassVar[str] = "resume"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "resume", "ticket": self.ticket, "last": self.last}
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Server, first frame of every connection.
+
+    ``seq`` is the server sequence number the client should consider itself caught up to
+    before replay (its own ``last`` when recovered, the current counter otherwise); ``last``
+    is the highest client sequence number the server has processed, so the client can drop
+    or retransmit its unconfirmed frames.
+    """
+
+    sid: str
+    recovered: bool
+    seq: int
+    last: int
+    type: ClassVar[str] = "hello"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "t": "hello",
+            "sid": self.sid,
+            "recovered": self.recovered,
+            "seq": self.seq,
+            "last": self.last,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A named event with data. ``id`` asks the receiver for an ``ack``; ``r`` names the room
+    it was broadcast to; ``o`` is its position in a room or user stream."""
+
+    s: int
+    e: str
+    d: Any = None
+    id: int | None = None
+    r: str | None = None
+    o: StreamPos | None = None
+    type: ClassVar[str] = "event"
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": "event", "s": self.s}
+        if self.id is not None:
+            out["id"] = self.id
+        out["e"] = self.e
+        out["d"] = self.d
+        if self.r is not None:
+            out["r"] = self.r
+        if self.o is not None:
+            out["o"] = list(self.o)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The reply to a frame that carried ``id``: ``ok`` with data ``d``, or an error ``err``
+    (``{"code": str, "message": str}``)."""
+
+    s: int
+    id: int
+    ok: bool
+    d: Any = None
+    err: dict[str, str] | None = None
+    type: ClassVar[str] = "ack"
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": "ack", "s": self.s, "id": self.id, "ok": self.ok}
+        if self.ok:
+            out["d"] = self.d
+        else:
+            out["err"] = self.err or {"code": "error", "message": ""}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Client asks to join room ``r`` (answered by an ``ack`` with the same ``id``)."""
+
+    s: int
+    id: int
+    r: str
+    meta: Any = None
+    type: ClassVar[str] = "join"
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": "join", "s": self.s, "id": self.id, "r": self.r}
+        if self.meta is not None:
+            out["meta"] = self.meta
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Client asks to leave room ``r`` (answered by an ``ack`` with the same ``id``)."""
+
+    s: int
+    id: int
+    r: str
+    type: ClassVar[str] = "leave"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "leave", "s": self.s, "id": self.id, "r": self.r}
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Heartbeat request; the peer answers ``pong`` at once."""
+
+    type: ClassVar[str] = "ping"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "ping"}
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Heartbeat answer."""
+
+    type: ClassVar[str] = "pong"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "pong"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rx:
+    """Cumulative acknowledgement: the sender has received every sequenced frame <= ``n``."""
+
+    n: int
+    type: ClassVar[str] = "rx"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "rx", "n": self.n}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    """Server: a frame was rejected but the connection lives on. ``c`` is a close code from
+    the terminal range describing the problem, ``m`` a human-readable reason."""
+
+    c: int
+    m: str
+    type: ClassVar[str] = "error"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "error", "c": self.c, "m": self.m}
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Either side: the connection ends with code ``c`` and reason ``m``."""
+
+    c: int
+    m: str = ""
+    type: ClassVar[str] = "close"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "close", "c": self.c, "m": self.m}
+
+
+Frame: TypeAlias = (
+    Connect | Resume | Hello | Event | Ack | Join | Leave | Ping | Pong | Rx | ErrorFrame | Close
+)
+
+SEQUENCED: frozenset[str] = frozenset({"event", "ack", "join", "leave"})
+"""Frame types that carry ``s`` and are deduplicated and replayed."""
+
+
+def _parse_stream_pos(value: Any) -> StreamPos | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and isinstance(value[1], str)
+        and isinstance(value[2], int)
+        and not isinstance(value[2], bool)
+    ):
+        return (value[0], value[1], value[2])
+    raise RemoteProtocolError("event: field 'o' must be [stream, epoch, offset]")
+
+
+def _parse_err(value: Any) -> dict[str, str]:
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("code"), str)
+        and isinstance(value.get("message", ""), str)
+    ):
+        return {"code": value["code"], "message": value.get("message", "")}
+    raise RemoteProtocolError("ack: field 'err' must be {code: str, message: str}")
+
+
+def parse_frame(obj: Any) -> Frame:
+    """Validate a decoded map and return the frame it describes.
+
+    Raises :class:`RemoteProtocolError` for anything that is not a valid v1 frame.
+    """
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("a frame must be a map")
+    t = obj.get("t")
+    if t == "event":
+        return Event(
+            s=_seq(obj, "s", t),
+            e=_name(obj, "e", t),
+            d=obj.get("d"),
+            id=_opt(obj, "id", int, t),
+            r=_opt(obj, "r", str, t),
+            o=_parse_stream_pos(obj.get("o")),
+        )
+    if t == "ack":
+        ok = _req(obj, "ok", bool, t)
+        return Ack(
+            s=_seq(obj, "s", t),
+            id=_seq(obj, "id", t),
+            ok=ok,
+            d=obj.get("d") if ok else None,
+            err=None if ok else _parse_err(obj.get("err")),
+        )
+    if t == "rx":
+        return Rx(n=_seq(obj, "n", t))
+    if t == "ping":
+        return Ping()
+    if t == "pong":
+        return Pong()
+    if t == "join":
+        return Join(
+            s=_seq(obj, "s", t), id=_seq(obj, "id", t), r=_name(obj, "r", t), meta=obj.get("meta")
+        )
+    if t == "leave":
+        return Leave(s=_seq(obj, "s", t), id=_seq(obj, "id", t), r=_name(obj, "r", t))
+    if t == "connect":
+        return Connect(ticket=_req(obj, "ticket", str, t))
+    if t == "resume":
+        return Resume(ticket=_req(obj, "ticket", str, t), last=_seq(obj, "last", t))
+    if t == "hello":
+        return Hello(
+            sid=_req(obj, "sid", str, t),
+            recovered=_req(obj, "recovered", bool, t),
+            seq=_seq(obj, "seq", t),
+            last=_seq(obj, "last", t),
+        )
+    if t == "close":
+        return Close(c=_seq(obj, "c", t), m=_opt(obj, "m", str, t) or "")
+    if t == "error":
+        return ErrorFrame(c=_seq(obj, "c", t), m=_opt(obj, "m", str, t) or "")
+    raise RemoteProtocolError(f"unknown frame type {t!r}")

@@ -1,0 +1,147 @@
+"""The client side of a session: sequencing, retransmission, dedupe and acknowledgement.
+
+Shared by every client (the JavaScript client mirrors it). Rules:
+
+* Each sequenced frame the client sends gets the next ``out_seq`` and stays in
+  ``unconfirmed`` until the server's ``rx`` (or ``hello.last``) covers it; after a resume,
+  :meth:`on_hello` returns the frames to send again, in order.
+* Each sequenced frame received is delivered once: at or below ``in_last`` it is a
+  duplicate; a frame that skips ahead means frames were lost, and the client must
+  reconnect and resume (``receive`` raises).
+* The client acknowledges cumulatively with ``rx`` at least every 16 frames and whenever
+  it answers a ping.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, TypeVar
+
+from .errors import LocalProtocolError, RemoteProtocolError
+from .frames import SEQUENCED, Ack, Event, Frame, Hello, Join, Leave, Pong, Rx
+
+__all__ = ["ClientPeer"]
+
+_F = TypeVar("_F", Event, Ack, Join, Leave)
+
+_RX_EVERY = 16
+
+
+class ClientPeer:
+    """Transport-neutral client state of one session (survives reconnects)."""
+
+    def __init__(self, max_unconfirmed: int = 1000) -> None:
+        self.sid: str | None = None
+        self.out_seq = 0
+        self.unconfirmed: deque[Frame] = deque()
+        self.max_unconfirmed = max_unconfirmed
+        self.in_last = 0
+        self.rx_sent = 0
+        self._next_id = 0
+
+    # -- outbound -------------------------------------------------------------------------
+    def next_id(self) -> int:
+        """A fresh id for an event that expects an ack (or a join/leave)."""
+        self._next_id += 1
+        return self._next_id
+
+    def has_room(self) -> bool:
+        """Whether another frame fits in the retransmission buffer."""
+        return len(self.unconfirmed) < self.max_unconfirmed
+
+    def event(self, name: str, data: Any, ack_id: int | None = None) -> Event:
+        """Build and track an event frame."""
+        return self._track(Event(s=self.out_seq + 1, e=name, d=data, id=ack_id))
+
+    def ack(
+        self, ack_id: int, ok: bool, data: Any = None, err: dict[str, str] | None = None
+    ) -> Ack:
+        """Build and track the reply to a server event that asked for one."""
+        return self._track(Ack(s=self.out_seq + 1, id=ack_id, ok=ok, d=data, err=err))
+
+    def join(self, room: str, meta: Any = None) -> Join:
+        """Build and track a join request."""
+        return self._track(Join(s=self.out_seq + 1, id=self.next_id(), r=room, meta=meta))
+
+    def leave(self, room: str) -> Leave:
+        """Build and track a leave request."""
+        return self._track(Leave(s=self.out_seq + 1, id=self.next_id(), r=room))
+
+    def _track(self, frame: _F) -> _F:
+        if not self.has_room():
+            raise LocalProtocolError("retransmission buffer full")
+        self.out_seq += 1
+        self.unconfirmed.append(frame)
+        return frame
+
+    def rx_due(self, force: bool = False) -> Rx | None:
+        """An ``rx`` to send now, if enough (or, with ``force``, any) frames are unacked."""
+        if self.in_last > self.rx_sent and (force or self.in_last - self.rx_sent >= _RX_EVERY):
+            self.rx_sent = self.in_last
+            return Rx(self.in_last)
+        return None
+
+    # -- inbound --------------------------------------------------------------------------
+    def on_hello(self, hello: Hello) -> list[Frame]:
+        """Apply the server's hello; returns unconfirmed frames to send again, in order.
+
+        A hello with ``recovered: false`` starts a fresh session: the receive position is
+        reset to ``hello.seq`` and frames the old session never processed are still resent
+        (the application asked for them to be delivered).
+        """
+        if hello.recovered:
+            if self.sid is not None and hello.sid != self.sid:
+                raise RemoteProtocolError("resumed a different session")
+        else:
+            self.in_last = hello.seq
+            self.rx_sent = hello.seq
+            # The new session has processed nothing: renumber what is still unsent.
+            if self.sid != hello.sid:
+                self._renumber(hello.last)
+        self.sid = hello.sid
+        self.confirm(hello.last)
+        return list(self.unconfirmed)
+
+    def _renumber(self, base: int) -> None:
+        frames = list(self.unconfirmed)
+        self.unconfirmed.clear()
+        self.out_seq = base
+        for f in frames:
+            self.out_seq += 1
+            self.unconfirmed.append(_with_seq(f, self.out_seq))
+
+    def confirm(self, n: int) -> None:
+        """The server processed every frame up to ``n``."""
+        while self.unconfirmed and self.unconfirmed[0].s <= n:  # type: ignore[union-attr]
+            self.unconfirmed.popleft()
+
+    def receive(self, frame: Frame) -> Frame | None:
+        """Account for one server frame; returns it if the application must see it, None if
+        it was consumed (rx, pong) or a duplicate. Returns a :class:`Pong` reply as
+        ``self.reply`` for pings. Raises :class:`RemoteProtocolError` on a sequence gap."""
+        t = frame.type
+        if t in SEQUENCED:
+            s: int = frame.s  # type: ignore[union-attr]
+            if s <= self.in_last:
+                return None
+            if s != self.in_last + 1:
+                raise RemoteProtocolError(
+                    f"server sequence gap: expected {self.in_last + 1}, got {s}"
+                )
+            self.in_last = s
+            return frame
+        if t == "rx":
+            self.confirm(frame.n)  # type: ignore[union-attr]
+            return None
+        return frame
+
+    @staticmethod
+    def pong() -> Pong:
+        """The answer to a server ping."""
+        return Pong()
+
+
+def _with_seq(frame: Any, seq: int) -> Any:
+    fields = {k: getattr(frame, k) for k in frame.__slots__}
+    fields["s"] = seq
+    return type(frame)(**fields)

@@ -1,0 +1,289 @@
+"""The server side of one session: sequencing, replay buffer, dedupe, heartbeats, expiry.
+
+Rules of the state machine (the single source of truth):
+
+* ``NEW`` -> ``ATTACHED`` when a transport connection redeems the ticket (:meth:`attach`).
+* ``ATTACHED`` -> ``DETACHED`` when that connection ends (:meth:`detach`) or is declared
+  dead by :meth:`poll`; the session is kept for ``resume_window`` seconds.
+* ``DETACHED`` -> ``ATTACHED`` on a resume that can be served from the outbox.
+* ``ATTACHED`` -> ``ATTACHED`` when a newer connection takes over (the older is replaced).
+* any -> ``CLOSED`` when the resume window passes, on a terminal close, or on :meth:`close`.
+
+Every server-to-client ``event``/``ack`` gets the next sequence number and stays in the
+outbox until the client acknowledges it cumulatively (``rx``, or a long-poll ``ack=``).
+Client frames carry their own sequence numbers: one at or below ``in_last`` is a duplicate
+(dropped), one that skips ahead is refused (clients send strictly in order).
+
+The object never reads a clock or schedules anything: callers pass ``now`` and ask
+:meth:`next_deadline` when to call :meth:`poll` again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .closecodes import CloseCode
+from .codec import Outgoing
+from .errors import LocalProtocolError, RemoteProtocolError
+from .frames import SEQUENCED, Frame, Hello, Ping, Pong, Rx
+from .settings import Settings
+
+__all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
+
+_RX_EVERY = 16  # acknowledge client frames at least every this many, so its buffer drains
+
+
+class SessionState(Enum):
+    """Lifecycle states; see the module docstring for the transitions."""
+
+    NEW = "new"
+    ATTACHED = "attached"
+    DETACHED = "detached"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """How a transport keeps itself alive.
+
+    ``ping_interval`` is None for transports whose requests are themselves the heartbeat
+    (long-poll); ``dead_after`` is the silence after which the peer is declared dead.
+    """
+
+    ping_interval: float | None
+    dead_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAction:
+    """Something :meth:`ServerSession.poll` asks the host to do.
+
+    ``kind`` is ``"ping"`` (send a ping on the live connection), ``"close"`` (end the live
+    connection with ``code``/``reason``; the session stays resumable if the code is in the
+    reconnect range) or ``"expire"`` (forget the session: rooms, presence, everything).
+    """
+
+    kind: str
+    code: int = 0
+    reason: str = ""
+
+
+class ServerSession:
+    """Transport-neutral server state of one client session."""
+
+    def __init__(
+        self,
+        sid: str,
+        user: str | None,
+        namespace: str,
+        settings: Settings,
+        now: float,
+        auth_deadline: float | None = None,
+        meta: Any = None,
+    ) -> None:
+        self.sid = sid
+        self.user = user
+        self.namespace = namespace
+        self.meta = meta
+        self.settings = settings
+        self.state = SessionState.NEW
+        self.auth_deadline = auth_deadline
+        self.out_seq = 0  # last sequence number assigned
+        self.outbox: deque[tuple[int, Outgoing]] = deque()
+        self.floor = 1  # lowest sequence number that can still be replayed
+        self.written = 0  # last sequence number handed to the current connection
+        self.in_last = 0  # last client sequence number processed
+        self.rx_sent = 0  # last in_last we told the client about
+        self.control: list[Frame] = []  # unsequenced frames to send at once (pong, rx)
+        self.connection: object | None = None
+        self.heartbeat = Heartbeat(None, settings.ping_interval + settings.ping_timeout)
+        self.last_seen = now
+        self.last_ping = now
+        self.detached_at: float | None = None
+        self.created_at = now
+        self._next_ack_id = 0
+        self._bucket = float(settings.flood_burst)
+        self._bucket_at = now
+
+    # -- outbound -------------------------------------------------------------------------
+    def push(self, out: Outgoing) -> int:
+        """Give ``out`` the next sequence number and keep it until acknowledged.
+
+        When the outbox is full the oldest frame is dropped and ``floor`` rises: a later
+        resume from before it can no longer be served (``recovered: false``).
+        """
+        if self.state is SessionState.CLOSED:
+            raise LocalProtocolError("push on a closed session")
+        self.out_seq += 1
+        self.outbox.append((self.out_seq, out))
+        if len(self.outbox) > self.settings.outbox_size:
+            self.outbox.popleft()
+            self.floor = self.outbox[0][0]
+        return self.out_seq
+
+    def take_pending(self) -> list[tuple[int, Outgoing]]:
+        """Frames the current connection has not been given yet, in order."""
+        if self.written >= self.out_seq or self.state is not SessionState.ATTACHED:
+            return []
+        start = self.written
+        self.written = self.out_seq
+        if not self.outbox or self.outbox[0][0] > start:
+            return list(self.outbox)
+        # Outbox is contiguous: index of seq start+1 is start+1-first_seq.
+        first = self.outbox[0][0]
+        return [self.outbox[i] for i in range(start + 1 - first, len(self.outbox))]
+
+    def take_control(self) -> list[Frame]:
+        """Unsequenced frames (pong, rx) to send now; clears the list."""
+        if self.in_last - self.rx_sent >= _RX_EVERY:
+            self._queue_rx()
+        out, self.control = self.control, []
+        return out
+
+    def next_ack_id(self) -> int:
+        """A fresh id for a server-initiated event that expects an ack."""
+        self._next_ack_id += 1
+        return self._next_ack_id
+
+    # -- inbound --------------------------------------------------------------------------
+    def receive(self, frame: Frame, now: float) -> Frame | None:
+        """Account for one client frame. Returns it if the application must handle it
+        (event, ack, join, leave), None if the session consumed it or it was a duplicate.
+
+        Raises :class:`RemoteProtocolError` for out-of-order sequence numbers, frames that
+        are only valid as the first frame, and floods (code 4506).
+        """
+        self.last_seen = now
+        self._spend_token(now)
+        t = frame.type
+        if t in SEQUENCED:
+            s: int = frame.s  # type: ignore[union-attr]
+            if s <= self.in_last:
+                return None
+            if s != self.in_last + 1:
+                raise RemoteProtocolError(
+                    f"client sequence gap: expected {self.in_last + 1}, got {s}"
+                )
+            self.in_last = s
+            return frame
+        if t == "rx":
+            self.acknowledge(frame.n)  # type: ignore[union-attr]
+        elif t == "ping":
+            self.control.append(Pong())
+        elif t == "pong" or t == "close":
+            pass
+        else:
+            raise RemoteProtocolError(f"{t!r} frame not allowed here")
+        return None
+
+    def acknowledge(self, n: int) -> None:
+        """The client has everything up to ``n``: forget those frames."""
+        if n > self.out_seq:
+            raise RemoteProtocolError(f"ack {n} is ahead of the last frame sent {self.out_seq}")
+        while self.outbox and self.outbox[0][0] <= n:
+            self.outbox.popleft()
+        self.floor = max(self.floor, n + 1)
+
+    def _spend_token(self, now: float) -> None:
+        rate, burst = self.settings.flood_rate, self.settings.flood_burst
+        self._bucket = min(float(burst), self._bucket + (now - self._bucket_at) * rate)
+        self._bucket_at = now
+        if self._bucket < 1.0:
+            raise RemoteProtocolError("too many frames", CloseCode.FLOOD)
+        self._bucket -= 1.0
+
+    def _queue_rx(self) -> None:
+        self.rx_sent = self.in_last
+        self.control.append(Rx(self.in_last))
+
+    # -- connection lifecycle ---------------------------------------------------------------
+    def can_resume(self, last: int) -> bool:
+        """Whether every frame after ``last`` is still in the outbox."""
+        return self.state is not SessionState.CLOSED and self.floor - 1 <= last <= self.out_seq
+
+    def attach(
+        self, connection: object, now: float, heartbeat: Heartbeat, last: int | None
+    ) -> Hello:
+        """Bind a new transport connection; ``last`` is the client's resume point or None
+        for a brand-new connection. Returns the hello to send before any pending frame.
+
+        A resume that cannot be served must be turned into a fresh session by the caller
+        (check :meth:`can_resume` first).
+        """
+        if self.state is SessionState.CLOSED:
+            raise LocalProtocolError("attach to a closed session")
+        recovered = False
+        if last is not None:
+            if not self.can_resume(last):
+                raise LocalProtocolError("resume point not in outbox; check can_resume()")
+            self.acknowledge(last)
+            self.written = last
+            recovered = True
+        else:
+            self.written = self.out_seq if self.state is SessionState.NEW else self.written
+        self.connection = connection
+        self.state = SessionState.ATTACHED
+        self.heartbeat = heartbeat
+        self.last_seen = now
+        self.last_ping = now
+        self.detached_at = None
+        self.rx_sent = self.in_last
+        return Hello(sid=self.sid, recovered=recovered, seq=self.written, last=self.in_last)
+
+    def detach(self, connection: object, now: float) -> bool:
+        """The given connection ended. Returns False if it was not the live one (already
+        replaced), in which case nothing changes."""
+        if connection is not self.connection or self.state is not SessionState.ATTACHED:
+            return False
+        self.connection = None
+        self.state = SessionState.DETACHED
+        self.detached_at = now
+        # Frames written to the dead connection may be lost: resend from the ack point.
+        self.written = self.floor - 1 if self.outbox else self.out_seq
+        return True
+
+    def close(self) -> None:
+        """Forget everything; the session can no longer be resumed."""
+        self.state = SessionState.CLOSED
+        self.connection = None
+        self.outbox.clear()
+        self.control.clear()
+
+    # -- timers ---------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` should next be called, or None if never."""
+        if self.state is SessionState.CLOSED:
+            return None
+        if self.state is not SessionState.ATTACHED:
+            return (self.detached_at or self.created_at) + self.settings.resume_window
+        deadlines = [self.last_seen + self.heartbeat.dead_after]
+        if self.heartbeat.ping_interval is not None:
+            deadlines.append(self.last_ping + self.heartbeat.ping_interval)
+        if self.auth_deadline is not None:
+            deadlines.append(self.auth_deadline)
+        return min(deadlines)
+
+    def poll(self, now: float) -> list[SessionAction]:
+        """Advance time to ``now`` and return what the host must do."""
+        if self.state is SessionState.CLOSED:
+            return []
+        if self.state is not SessionState.ATTACHED:
+            since = self.detached_at if self.detached_at is not None else self.created_at
+            if now >= since + self.settings.resume_window:
+                return [SessionAction("expire")]
+            return []
+        if self.auth_deadline is not None and now >= self.auth_deadline:
+            return [SessionAction("close", CloseCode.TOKEN_EXPIRED, "token expired")]
+        if now >= self.last_seen + self.heartbeat.dead_after:
+            return [SessionAction("close", CloseCode.PING_TIMEOUT, "no heartbeat from client")]
+        interval = self.heartbeat.ping_interval
+        if interval is not None and now >= self.last_ping + interval:
+            self.last_ping = now
+            if self.in_last != self.rx_sent:
+                self._queue_rx()
+            self.control.append(Ping())
+            return [SessionAction("ping")]
+        return []

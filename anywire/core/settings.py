@@ -1,0 +1,67 @@
+"""Every limit and timing of the protocol in one immutable settings object.
+
+All durations are in seconds (floats); they travel to clients in milliseconds. Each limit is
+enforced with a documented close code or HTTP status (see docs/protocol.md, "Limits").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["TRANSPORTS", "Settings"]
+
+TRANSPORTS: tuple[str, ...] = ("websocket", "sse", "longpoll")
+"""Every transport, in the default order of preference."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Limits and timings shared by the server, the negotiator and (via negotiate) clients."""
+
+    max_frame_size: int = 64 * 1024
+    """Largest encoded frame (or WebSocket message / POST body) accepted, in bytes.
+    Exceeding it closes a WebSocket with 4503 MESSAGE_TOO_BIG and answers HTTP with 413."""
+    max_batch: int = 100
+    """Most frames in one POST batch or one long-poll response."""
+    resume_window: float = 30.0
+    """How long a disconnected session is kept so the client can resume it."""
+    ping_interval: float = 20.0
+    """The server pings WebSocket and SSE clients this often (shorter than common 30-60 s
+    proxy idle timeouts)."""
+    ping_timeout: float = 10.0
+    """A peer silent for ping_interval + ping_timeout is dead (4001 PING_TIMEOUT)."""
+    poll_window: float = 20.0
+    """Longest time a long-poll request is held before it answers 204 (below typical
+    25-30 s proxy limits)."""
+    outbox_size: int = 1000
+    """Most unacknowledged server frames kept per session for resume. On overflow the
+    oldest are dropped; a resume that needs them gets ``recovered: false``."""
+    send_queue_size: int = 1000
+    """Most frames waiting in a connection's writer before it is a slow consumer (4002)."""
+    ticket_ttl: float = 30.0
+    """Lifetime of a connection ticket issued by negotiate (single use)."""
+    connect_timeout: float = 10.0
+    """How long a WebSocket may stay open without sending its connect/resume frame."""
+    ack_timeout: float = 10.0
+    """Default wait for an acknowledgement, on either side."""
+    stream_history: int = 1000
+    """Events kept per room and per user stream for stream-level recovery."""
+    flood_rate: float = 200.0
+    """Sustained client frames per second allowed per session (token bucket)."""
+    flood_burst: int = 1000
+    """Bucket size of the flood limiter: the burst a client may send at once."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins allowed for browsers; empty allows only same-origin and non-browser callers.
+    ``"*"`` allows every origin."""
+    transports: tuple[str, ...] = field(default=TRANSPORTS)
+    """Enabled transports, in the server's order of preference."""
+
+    def timings_ms(self) -> dict[str, int]:
+        """The timings a client needs, in milliseconds, as sent by negotiate."""
+        return {
+            "ping_interval": int(self.ping_interval * 1000),
+            "ping_timeout": int(self.ping_timeout * 1000),
+            "poll_window": int(self.poll_window * 1000),
+            "resume_window": int(self.resume_window * 1000),
+            "ack_timeout": int(self.ack_timeout * 1000),
+        }
