@@ -99,6 +99,7 @@ class ServerSession:
         self.rx_sent = 0  # last in_last we told the client about
         self.control: list[Frame] = []  # unsequenced frames to send at once (pong, rx)
         self.connection: object | None = None
+        self.last_close: tuple[int, str] | None = None  # why the last connection was closed
         self.heartbeat = Heartbeat(None, settings.ping_interval + settings.ping_timeout)
         self.last_seen = now
         self.last_ping = now
@@ -124,17 +125,33 @@ class ServerSession:
             self.floor = self.outbox[0][0]
         return self.out_seq
 
-    def take_pending(self) -> list[tuple[int, Outgoing]]:
-        """Frames the current connection has not been given yet, in order."""
+    def take_pending(self, limit: int | None = None) -> list[tuple[int, Outgoing]]:
+        """Frames the current connection has not been given yet, in order (at most
+        ``limit`` of them)."""
         if self.written >= self.out_seq or self.state is not SessionState.ATTACHED:
             return []
-        start = self.written
-        self.written = self.out_seq
-        if not self.outbox or self.outbox[0][0] > start:
-            return list(self.outbox)
-        # Outbox is contiguous: index of seq start+1 is start+1-first_seq.
+        if not self.outbox:
+            self.written = self.out_seq
+            return []
+        # The outbox is contiguous: seq n sits at index n - first.
         first = self.outbox[0][0]
-        return [self.outbox[i] for i in range(start + 1 - first, len(self.outbox))]
+        start = max(self.written + 1, first) - first
+        stop = len(self.outbox) if limit is None else min(len(self.outbox), start + limit)
+        taken = [self.outbox[i] for i in range(start, stop)]
+        if taken:
+            self.written = taken[-1][0]
+        return taken
+
+    def rewind(self, last: int) -> None:
+        """The client reports having everything up to ``last`` (a long-poll ``ack``): forget
+        those frames and hand everything after them to the next request again, so a lost
+        response loses nothing."""
+        self.acknowledge(last)
+        self.written = min(self.written, last)
+
+    def touch(self, now: float) -> None:
+        """The peer showed signs of life without sending a frame (a long-poll request)."""
+        self.last_seen = now
 
     def take_control(self) -> list[Frame]:
         """Unsequenced frames (pong, rx) to send now; clears the list."""

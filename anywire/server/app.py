@@ -1,0 +1,405 @@
+"""The ``Anywire`` object: handlers, hooks, emit API and the ASGI entry point.
+
+Usage::
+
+    aw = Anywire(auth=JWTAuth("secret"))
+
+    @aw.on("chat")
+    async def chat(sock, data):
+        await aw.emit("chat", data, room=data["room"], skip=sock)
+        return "ok"                      # becomes the client's ack
+
+It is a plain ASGI app (mount it anywhere, or run it alone) and a Litestar plugin
+(:class:`~anywire.server.litestar.AnywirePlugin`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..core.auth import Identity
+from ..core.closecodes import CloseCode
+from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.negotiation import choose_codec, order_transports
+from ..core.session import ServerSession
+from ..core.settings import TRANSPORTS, Settings
+from ..transports.base import Receive, Scope, Send, header, read_body, send_json_error
+from ..transports.longpoll import LongPollTransport
+from ..transports.sse import SSETransport
+from ..transports.upstream import SendEndpoint
+from ..transports.websocket import WebSocketTransport
+from .auth import AnonymousAuth, Authenticator
+from .broker import Broker, Envelope
+from .broker_memory import MemoryBroker
+from .errors import Reject
+from .host import SessionHost, bearer
+from .socket import Socket
+
+__all__ = ["Anywire"]
+
+log = logging.getLogger("anywire")
+
+Handler = Callable[[Socket, Any], Any]
+Hook = Callable[[Socket], Any]
+JoinHook = Callable[[Socket, str, Any], Any]
+
+
+class Anywire:
+    """A real-time endpoint: WebSocket, SSE and long-poll transports over one core.
+
+    :param auth: authenticator for negotiate (e.g. :class:`~anywire.server.auth.JWTAuth`);
+        ``None`` requires ``anonymous=True``.
+    :param anonymous: accept callers without credentials (demo identities).
+    :param settings: limits and timings (:class:`~anywire.core.settings.Settings`).
+    :param broker: fan-out between nodes; the in-memory broker by default.
+    :param path: URL prefix of every endpoint.
+    :param secret: key that signs tickets and session tokens (random per process if None;
+        set it when several processes must accept each other's tokens).
+    :param tick: how often session timers are checked, in seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        auth: Authenticator | None = None,
+        anonymous: bool = False,
+        settings: Settings | None = None,
+        broker: Broker | None = None,
+        path: str = "/anywire",
+        secret: bytes | None = None,
+        node_id: str | None = None,
+        tick: float = 0.25,
+    ) -> None:
+        if auth is None and not anonymous:
+            raise ValueError("pass auth=... (e.g. JWTAuth) or anonymous=True")
+        self.settings = settings or Settings()
+        self.auth: Authenticator = auth or AnonymousAuth()
+        self.path = path.rstrip("/")
+        self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
+        self.node_id = node_id or secrets.token_hex(4)
+        self.host = SessionHost(
+            self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
+        )
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._connect_hooks: list[Hook] = []
+        self._disconnect_hooks: list[Hook] = []
+        self._join_hooks: list[JoinHook] = []
+        self._started = False
+        self._start_lock = asyncio.Lock()
+        self.websocket = WebSocketTransport(self.host)
+        self.sse = SSETransport(self.host)
+        self.longpoll = LongPollTransport(self.host)
+        self.upstream = SendEndpoint(self.host)
+        self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    # -- registration ---------------------------------------------------------------------
+    def on(self, event: str, namespace: str = "/") -> Callable[[Handler], Handler]:
+        """Decorator: ``handler(sock, data)`` for client events; its return value is the
+        ack data, an exception becomes an error ack (``handler_error``)."""
+
+        def register(fn: Handler) -> Handler:
+            self._handlers[(namespace, event)] = fn
+            return fn
+
+        return register
+
+    def on_connect(self, fn: Hook) -> Hook:
+        """Decorator: ``hook(sock)`` runs when a new session starts (not on resume). Raise
+        :class:`~anywire.server.errors.Reject` (or return False) to refuse it (4505)."""
+        self._connect_hooks.append(fn)
+        return fn
+
+    def on_disconnect(self, fn: Hook) -> Hook:
+        """Decorator: ``hook(sock)`` runs when a session ends for good (closed, or not
+        resumed within the resume window), not on every transport drop."""
+        self._disconnect_hooks.append(fn)
+        return fn
+
+    def on_join(self, fn: JoinHook) -> JoinHook:
+        """Decorator: ``hook(sock, room, meta) -> bool`` authorizes client join requests.
+        Without a hook every client join is allowed."""
+        self._join_hooks.append(fn)
+        return fn
+
+    def handler(self, namespace: str, event: str) -> Handler | None:
+        """The handler registered for ``event`` in ``namespace``."""
+        return self._handlers.get((namespace, event))
+
+    # -- emitting -------------------------------------------------------------------------
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        room: str | None = None,
+        user: str | None = None,
+        to: str | Socket | None = None,
+        skip: str | Socket | None = None,
+        namespace: str = "/",
+    ) -> None:
+        """Send an event to one session (``to``), a room, every session of a user, or
+        everyone in the namespace (no target). ``skip`` leaves one session out (e.g. the
+        sender)."""
+        targets = sum(x is not None for x in (room, user, to))
+        if targets > 1:
+            raise ValueError("give at most one of room=, user=, to=")
+        skip_sid = skip.sid if isinstance(skip, Socket) else skip
+        if to is not None:
+            sid = to.sid if isinstance(to, Socket) else to
+            env = Envelope("session", namespace, sid, event, data, skip_sid)
+        elif room is not None:
+            env = Envelope("room", namespace, room, event, data, skip_sid)
+        elif user is not None:
+            env = Envelope("user", namespace, user, event, data, skip_sid)
+        else:
+            env = Envelope("all", namespace, None, event, data, skip_sid)
+        await self.broker.publish(env)
+
+    def presence(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
+        """Who is in ``room``: ``{"sid", "user", "meta"}`` per connection."""
+        return [m.to_wire() for m in self.host.rooms.members(namespace, room)]
+
+    def socket(self, sid: str) -> Socket | None:
+        """The live session ``sid``, if any."""
+        return self.host.sockets.get(sid)
+
+    # -- hooks used by the host -----------------------------------------------------------
+    def make_socket(self, host: SessionHost, sess: ServerSession, identity: Identity) -> Socket:
+        return Socket(host, sess, identity.claims)
+
+    async def run_connect_hooks(self, sock: Socket) -> None:
+        for hook in self._connect_hooks:
+            if await _maybe_await(hook(sock)) is False:
+                raise Reject("connection refused")
+
+    async def run_disconnect_hooks(self, sock: Socket) -> None:
+        for hook in self._disconnect_hooks:
+            try:
+                await _maybe_await(hook(sock))
+            except Exception:
+                log.exception("disconnect hook failed")
+
+    async def authorize_join(self, sock: Socket, room: str, meta: Any) -> bool:
+        for hook in self._join_hooks:
+            if not await _maybe_await(hook(sock, room, meta)):
+                return False
+        return True
+
+    # -- origins and CORS -----------------------------------------------------------------
+    def origin_allowed(self, scope: Scope) -> bool:
+        """No Origin (non-browser), same origin, or listed in ``allowed_origins``."""
+        origin = header(scope, b"origin")
+        if origin is None:
+            return True
+        allowed = self.settings.allowed_origins
+        return "*" in allowed or origin in allowed or origin == _own_origin(scope)
+
+    def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        origin = header(scope, b"origin")
+        if origin is None or origin == _own_origin(scope) or not self.origin_allowed(scope):
+            return []
+        return [(b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin")]
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the host (broker, timers). Called by lifespan or on first request."""
+        async with self._start_lock:
+            if not self._started:
+                await self.host.start()
+                self._started = True
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Graceful shutdown: every client is told to reconnect (4000); streams and pending
+        polls end; timers stop."""
+        if self._started:
+            self.sse.shutdown_event.set()
+            await self.host.shutdown(grace)
+            self._started = False
+
+    # -- ASGI -----------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope.get("path", "")
+        tail = path[len(self.path) :] if path.startswith(self.path + "/") else None
+        if tail is None:
+            if self.fallback is not None:
+                await self.fallback(scope, receive, send)
+            elif kind == "http":
+                await send_json_error(send, 404, ProtocolError("not found", 4502))
+            return
+        if not self._started:
+            await self.start()
+        if kind == "websocket":
+            if tail == "/ws":
+                await self.websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 4502})
+            return
+        await self._http(tail, scope, receive, send)
+
+    async def _http(self, tail: str, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method", "GET")
+        if method == "OPTIONS":
+            await self._preflight(scope, send)
+            return
+        routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            ("POST", "/negotiate"): self._negotiate,
+            ("GET", "/sse"): self.sse,
+            ("GET", "/poll"): self.longpoll,
+            ("POST", "/send"): self.upstream,
+            ("GET", "/health"): self._health,
+            ("GET", "/metrics"): self._metrics,
+        }
+        endpoint = routes.get((method, tail))
+        if endpoint is None:
+            known = any(t == tail for _, t in routes)
+            await send_json_error(
+                send, 405 if known else 404, ProtocolError("no such endpoint", 4502)
+            )
+            return
+        await endpoint(scope, receive, send)
+
+    async def _preflight(self, scope: Scope, send: Send) -> None:
+        if header(scope, b"origin") is None or not self.origin_allowed(scope):
+            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+            return
+        headers = [
+            *self.cors_headers(scope),
+            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-headers", b"authorization, content-type, x-anywire-token"),
+            (b"access-control-max-age", b"600"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _negotiate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cors = self.cors_headers(scope)
+        if not self.origin_allowed(scope):
+            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+            return
+        try:
+            raw = await read_body(receive, 64 * 1024)
+            body = json.loads(raw) if raw.strip() else {}
+            if not isinstance(body, dict):
+                raise RemoteProtocolError("negotiate body must be a JSON object")
+            identity = await _maybe_await(self.auth(bearer(scope), scope))
+            if not isinstance(identity, Identity):
+                raise AuthError("authenticator returned no identity")
+            namespace = _str(body, "ns", "/")
+            caps = _strs(body, "transports", TRANSPORTS)
+            codecs = _strs(body, "codecs", ("json",))
+            failed = _strs(body, "failed", ())
+            resume = body.get("resume") if isinstance(body.get("resume"), str) else None
+        except ConnectionResetError:
+            return
+        except AuthError as exc:
+            await send_json_error(send, 401, exc, cors)
+            return
+        except (ProtocolError, ValueError) as exc:
+            err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
+            await send_json_error(send, 413 if err.code == 4503 else 400, err, cors)
+            return
+        order = order_transports(self.settings.transports, caps, failed)
+        if not order:
+            await send_json_error(send, 400, ProtocolError("no common transport", 4507), cors)
+            return
+        codec = choose_codec(("msgpack", "json"), codecs)
+        sid, token, ticket, resumable = self.host.issue(identity, namespace, codec, resume)
+        urls = {"websocket": "/ws", "sse": "/sse", "longpoll": "/poll"}
+        response = {
+            "v": 1,
+            "sid": sid,
+            "token": token,
+            "ticket": ticket,
+            "codec": codec,
+            "resumable": resumable,
+            "transports": [
+                {"name": t, "url": self.path + urls[t], "codec": "json" if t == "sse" else codec}
+                for t in order
+            ],
+            "send_url": self.path + "/send",
+            **self.settings.timings_ms(),
+            "max_frame_size": self.settings.max_frame_size,
+            "max_batch": self.settings.max_batch,
+        }
+        await _json(send, 200, response, cors)
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.broker.state()
+        await _json(
+            send,
+            200 if state == "ok" else 503,
+            {
+                "status": state,
+                "broker": state,
+                "node": self.node_id,
+                "sessions": len(self.host.sessions),
+            },
+            [],
+        )
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _json(send, 200, self.host.stats(), [])
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _own_origin(scope: Scope) -> str | None:
+    host = header(scope, b"host")
+    if host is None:
+        return None
+    scheme = scope.get("scheme", "http")
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return f"{scheme}://{host}"
+
+
+def _str(body: dict[str, Any], key: str, default: str) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise RemoteProtocolError(f"{key} must be a non-empty string")
+    return value
+
+
+def _strs(body: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RemoteProtocolError(f"{key} must be a list of strings")
+    return tuple(value)
+
+
+async def _json(
+    send: Send, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+_ = CloseCode

@@ -1,0 +1,88 @@
+"""Authenticators: turn the bearer credential of a negotiate request into an Identity.
+
+An authenticator is any callable ``(token, scope) -> Identity`` (sync or async) that raises
+:class:`~anywire.core.errors.AuthError` to refuse. :class:`JWTAuth` covers the common
+case; :class:`AnonymousAuth` gives throw-away identities (the demo).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import jwt
+
+from ..core.auth import Identity
+from ..core.errors import AuthError
+
+__all__ = ["AnonymousAuth", "Authenticator", "JWTAuth"]
+
+Authenticator = Callable[[str | None, Mapping[str, Any]], Identity | Awaitable[Identity]]
+
+_HMAC = frozenset({"HS256", "HS384", "HS512"})
+_ASYMMETRIC = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class JWTAuth:
+    """Verify a JWT with a fixed algorithm allowlist; ``exp`` is required.
+
+    ``key`` is the HMAC secret or the public key. ``algorithms`` must be all HMAC or all
+    asymmetric (mixing them enables key-confusion attacks); ``none`` is never accepted.
+    The user id is the ``sub`` claim.
+    """
+
+    def __init__(
+        self,
+        key: str | bytes,
+        algorithms: Sequence[str] = ("HS256",),
+        *,
+        audience: str | Sequence[str] | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+    ) -> None:
+        algs = frozenset(algorithms)
+        if not algs or not (algs <= _HMAC or algs <= _ASYMMETRIC):
+            raise ValueError("algorithms must be a non-empty set of HMAC-only or asymmetric-only")
+        self.key = key
+        self.algorithms = sorted(algs)
+        self.audience = audience
+        self.issuer = issuer
+        self.leeway = leeway
+
+    def __call__(self, token: str | None, scope: Mapping[str, Any]) -> Identity:
+        if not token:
+            raise AuthError("missing bearer token")
+        required = ["exp", "sub"]
+        if self.audience is not None:
+            required.append("aud")
+        if self.issuer is not None:
+            required.append("iss")
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": required},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"invalid token: {exc}") from exc
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise AuthError("invalid token: sub must be a non-empty string")
+        return Identity(user=sub, expires_at=float(claims["exp"]), claims=claims)
+
+
+class AnonymousAuth:
+    """Accept everyone; a bearer token, if given, is ignored. Each caller gets a random
+    ``guest-xxxx`` user id. Meant for demos and trusted networks only."""
+
+    def __call__(self, token: str | None, scope: Mapping[str, Any]) -> Identity:
+        return Identity(user=f"guest-{secrets.token_hex(3)}", expires_at=None, claims={})

@@ -1,0 +1,526 @@
+"""The session host: owns the sessions of this node and glues the core to asyncio.
+
+It implements the transports' :class:`~anywire.transports.base.Host` protocol (attach,
+feed, outgoing, detach), runs the one timer task that advances every session's clock,
+dispatches client frames to the application's handlers, and delivers broker envelopes to
+local sessions (encoding each broadcast once per codec).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..core.auth import Identity
+from ..core.closecodes import CloseCode, should_reconnect
+from ..core.codec import Codec, Outgoing
+from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume
+from ..core.rooms import Member, Rooms
+from ..core.session import Heartbeat, ServerSession, SessionState
+from ..core.settings import Settings
+from ..core.tickets import Signer, TicketBook
+from ..transports.base import Link, Scope, header
+from .broker import Broker, Envelope
+from .codecs import make_codecs
+from .errors import AckError, AckTimeout, Disconnected, Reject
+
+if TYPE_CHECKING:
+    from .app import Anywire
+    from .socket import Socket
+
+__all__ = ["SessionHost"]
+
+log = logging.getLogger("anywire")
+
+
+class SessionHost:
+    """All sessions of one node."""
+
+    def __init__(
+        self,
+        app: Anywire,
+        settings: Settings,
+        broker: Broker,
+        secret: bytes,
+        node_id: str,
+        tick: float = 0.25,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.broker = broker
+        self.node_id = node_id
+        self.tick = tick
+        self.codecs = make_codecs(max(settings.max_frame_size, 1024) * 4)
+        self.signer = Signer(secret)
+        self.tickets = TicketBook()
+        self.sessions: dict[str, ServerSession] = {}
+        self.sockets: dict[str, Socket] = {}
+        self.rooms = Rooms()
+        self.users: dict[tuple[str, str], set[str]] = {}
+        self.tasks: dict[str, set[asyncio.Task[Any]]] = {}
+        self.acks: dict[tuple[str, int], asyncio.Future[Any]] = {}
+        self._identities: dict[str, tuple[Identity, float]] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.closing = False
+        self.counters: dict[str, int] = {
+            "connections": 0,
+            "frames_in": 0,
+            "frames_out": 0,
+            "errors": 0,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the broker and the timer task."""
+        self.closing = False
+        await self.broker.start(self.deliver)
+        self._timer = asyncio.create_task(self._run_timers(), name="anywire-timers")
+
+    async def shutdown(self, grace: float = 2.0) -> None:
+        """Tell every client to reconnect (4000), end streams and polls, stop timers."""
+        self.closing = True
+        for sess in list(self.sessions.values()):
+            link = sess.connection
+            if isinstance(link, Link):
+                link.close(CloseCode.SHUTDOWN, "server shutting down")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline and any(
+            s.state is SessionState.ATTACHED for s in self.sessions.values()
+        ):
+            await asyncio.sleep(0.05)
+        for sess in list(self.sessions.values()):
+            self._expire(sess, run_hooks=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        if self._background:
+            await asyncio.wait(self._background, timeout=grace)
+        await self.broker.stop()
+
+    # -- negotiate ------------------------------------------------------------------------
+    def issue(
+        self, identity: Identity, namespace: str, codec: str, resume: str | None
+    ) -> tuple[str, str, str, bool]:
+        """Decide the session for a negotiate call: (sid, session token, ticket, resumable).
+
+        A resume token is honoured when its session is still here and belongs to the same
+        user; otherwise a new session id is issued.
+        """
+        sid, resumable = None, False
+        if resume:
+            with contextlib.suppress(ProtocolError):
+                old = self.signer.verify(resume, "s")
+                sess = self.sessions.get(str(old.get("sid")))
+                if sess is not None and sess.user == identity.user and sess.namespace == namespace:
+                    sid, resumable = sess.sid, True
+        if sid is None:
+            sid = secrets.token_urlsafe(12)
+        wall = time.time()
+        nonce = secrets.token_urlsafe(12)
+        expires = wall + self.settings.ticket_ttl
+        ticket = self.signer.sign(
+            {"k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires}
+        )
+        token = self.signer.sign({"k": "s", "sid": sid, "node": self.node_id})
+        self._identities[nonce] = (identity, expires)
+        return sid, token, ticket, resumable
+
+    # -- Host protocol (transports) -----------------------------------------------------------
+    def codec(self, name: str) -> Codec:
+        try:
+            return self.codecs[name]
+        except KeyError:
+            raise RemoteProtocolError(f"unknown codec {name!r}") from None
+
+    def check_origin(self, scope: Scope) -> bool:
+        return self.app.origin_allowed(scope)
+
+    def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        return self.app.cors_headers(scope)
+
+    def ticket_codec(self, ticket: str) -> str:
+        return str(self.signer.verify(ticket, "t", time.time()).get("c", "json"))
+
+    async def attach(self, link: Link, first: Connect | Resume) -> None:
+        if self.closing:
+            raise ProtocolError("server shutting down", CloseCode.SHUTDOWN)
+        wall = time.time()
+        payload = self.signer.verify(first.ticket, "t", wall)
+        nonce = str(payload["n"])
+        self.tickets.redeem(nonce, float(payload["exp"]), wall)
+        entry = self._identities.pop(nonce, None)
+        if entry is None:
+            raise AuthError("ticket unknown on this node", CloseCode.SESSION_UNKNOWN)
+        identity = entry[0]
+        if identity.expires_at is not None and identity.expires_at <= wall:
+            raise AuthError("token expired", CloseCode.TOKEN_EXPIRED)
+        sid, namespace = str(payload["sid"]), str(payload["ns"])
+        now = asyncio.get_running_loop().time()
+        auth_deadline = None if identity.expires_at is None else now + identity.expires_at - wall
+        heartbeat = self._heartbeat(link)
+        sess = self.sessions.get(sid)
+        last = first.last if isinstance(first, Resume) else None
+        if sess is not None and last is not None and sess.can_resume(last):
+            old = sess.connection
+            sess.auth_deadline = auth_deadline
+            hello = sess.attach(link, now, heartbeat, last)
+            if isinstance(old, Link) and old is not link:
+                old.close(CloseCode.TRANSPORT_REPLACED, "replaced by a newer connection")
+        else:
+            if sess is not None:
+                self._expire(sess, run_hooks=True)
+            sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
+            socket = self.app.make_socket(self, sess, identity)
+            self.sessions[sid] = sess
+            self.sockets[sid] = socket
+            if identity.user is not None:
+                self.users.setdefault((namespace, identity.user), set()).add(sid)
+            try:
+                await self.app.run_connect_hooks(socket)
+            except Reject as exc:
+                self._expire(sess, run_hooks=False)
+                raise ProtocolError(exc.message, CloseCode.FORBIDDEN) from exc
+            hello = sess.attach(link, now, heartbeat, None)
+        link.sid = sid
+        self.counters["connections"] += 1
+        link.push(link.codec.encode(hello.to_wire()))
+
+    def resolve(self, token: str) -> str:
+        payload = self.signer.verify(token, "s")
+        sid = str(payload.get("sid"))
+        if sid not in self.sessions:
+            raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
+        return sid
+
+    def feed(self, sid: str, frames: list[Frame]) -> None:
+        sess = self.sessions.get(sid)
+        if sess is None:
+            raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
+        now = asyncio.get_running_loop().time()
+        try:
+            for frame in frames:
+                self.counters["frames_in"] += 1
+                handled = sess.receive(frame, now)
+                if handled is not None:
+                    self._dispatch(sess, handled)
+        except RemoteProtocolError as exc:
+            self.counters["errors"] += 1
+            if exc.code == CloseCode.FLOOD:
+                self.close_session(sess, CloseCode.FLOOD, exc.message)
+            raise
+        finally:
+            if sess.control:
+                self._wake(sess)
+
+    def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
+        out = link.queued
+        link.queued = []
+        sess = self.sessions.get(link.sid) if link.sid is not None else None
+        codec = link.codec
+        if sess is not None and sess.connection is link:
+            out.extend(codec.encode(f.to_wire()) for f in sess.take_control())
+            for seq, item in sess.take_pending(limit):
+                out.append(codec.frame(item.type, seq, item.body(codec)))
+        if link.closing is not None:
+            code, reason = link.closing
+            out.append(codec.encode(Close(code, reason).to_wire()))
+        self.counters["frames_out"] += len(out)
+        return out
+
+    def has_pending(self, link: Link) -> bool:
+        if link.queued or link.closing is not None:
+            return True
+        sess = self.sessions.get(link.sid) if link.sid is not None else None
+        return (
+            sess is not None
+            and sess.connection is link
+            and (bool(sess.control) or sess.written < sess.out_seq)
+        )
+
+    def poll_started(self, sid: str, ack: int | None) -> Link:
+        sess = self.sessions.get(sid)
+        if sess is None:
+            raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
+        link = sess.connection
+        if not isinstance(link, Link) or link.info.name != "longpoll":
+            code, reason = sess.last_close or (CloseCode.POLL_TIMEOUT, "not polling: resume")
+            raise ProtocolError(reason, code)
+        if ack is not None:
+            sess.rewind(ack)
+        sess.touch(asyncio.get_running_loop().time())
+        return link
+
+    def detach(self, link: Link) -> None:
+        sess = self.sessions.get(link.sid) if link.sid is not None else None
+        if sess is None:
+            return
+        if sess.detach(link, asyncio.get_running_loop().time()):
+            closing = link.closing
+            if closing is not None and not should_reconnect(closing[0]):
+                self._expire(sess, run_hooks=True)
+
+    # -- sessions -------------------------------------------------------------------------
+    def _heartbeat(self, link: Link) -> Heartbeat:
+        s = self.settings
+        if link.info.server_ping:
+            return Heartbeat(s.ping_interval, s.ping_interval + s.ping_timeout)
+        return Heartbeat(None, s.poll_window + s.ping_timeout)
+
+    def close_session(self, sess: ServerSession, code: int, reason: str) -> None:
+        """End the live connection with ``code``; a terminal code also ends the session."""
+        link = sess.connection
+        sess.last_close = (code, reason)
+        if isinstance(link, Link):
+            link.close(code, reason)
+            if link.info.name == "longpoll":
+                # No request may be held to carry the close: the next poll learns it (410).
+                sess.detach(link, asyncio.get_running_loop().time())
+        if not should_reconnect(code):
+            self._expire(sess, run_hooks=True)
+
+    def _expire(self, sess: ServerSession, run_hooks: bool) -> None:
+        if self.sessions.get(sess.sid) is not sess:
+            return
+        del self.sessions[sess.sid]
+        socket = self.sockets.pop(sess.sid, None)
+        for ns, room, member in self.rooms.leave_all(sess.sid):
+            self._presence(ns, room, "$leave", member)
+        if sess.user is not None:
+            key = (sess.namespace, sess.user)
+            sids = self.users.get(key)
+            if sids is not None:
+                sids.discard(sess.sid)
+                if not sids:
+                    del self.users[key]
+        for task in self.tasks.pop(sess.sid, set()):
+            task.cancel()
+        for key in [k for k in self.acks if k[0] == sess.sid]:
+            fut = self.acks.pop(key)
+            if not fut.done():
+                fut.set_exception(Disconnected("session ended"))
+        link = sess.connection
+        if isinstance(link, Link):
+            link.close(CloseCode.NORMAL, "session ended")
+        sess.close()
+        if run_hooks and socket is not None:
+            self._spawn(self.app.run_disconnect_hooks(socket))
+
+    async def _run_timers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            for sess in list(self.sessions.values()):
+                deadline = sess.next_deadline()
+                if deadline is None or deadline > now:
+                    continue
+                for action in sess.poll(now):
+                    if action.kind == "ping":
+                        self._wake(sess)
+                    elif action.kind == "close":
+                        self.close_session(sess, action.code, action.reason)
+                    elif action.kind == "expire":
+                        self._expire(sess, run_hooks=True)
+            wall = time.time()
+            self.tickets.prune(wall)
+            stale = [n for n, (_, exp) in self._identities.items() if exp <= wall]
+            for nonce in stale:
+                del self._identities[nonce]
+
+    def _wake(self, sess: ServerSession) -> None:
+        link = sess.connection
+        if isinstance(link, Link):
+            link.wake()
+
+    def _spawn(self, coro: Awaitable[Any], sid: str | None = None) -> None:
+        task = asyncio.ensure_future(coro)
+        bucket = self._background if sid is None else self.tasks.setdefault(sid, set())
+        bucket.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            bucket.discard(t)
+            if sid is not None and not bucket and self.tasks.get(sid) is bucket:
+                del self.tasks[sid]
+            if not t.cancelled() and t.exception() is not None:
+                log.error("anywire task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def _dispatch(self, sess: ServerSession, frame: Frame) -> None:
+        socket = self.sockets[sess.sid]
+        if isinstance(frame, Event):
+            self._spawn(self._handle_event(sess, socket, frame), sess.sid)
+        elif isinstance(frame, Ack):
+            fut = self.acks.pop((sess.sid, frame.id), None)
+            if fut is not None and not fut.done():
+                if frame.ok:
+                    fut.set_result(frame.d)
+                else:
+                    err = frame.err or {}
+                    fut.set_exception(AckError(err.get("code", "error"), err.get("message", "")))
+        elif isinstance(frame, Join):
+            self._spawn(self._handle_join(sess, socket, frame), sess.sid)
+        elif isinstance(frame, Leave):
+            self._handle_leave(sess, frame)
+
+    async def _handle_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
+        handler = self.app.handler(sess.namespace, frame.e)
+        if handler is None:
+            if frame.id is not None:
+                self._reply(
+                    sess, frame.id, False, None, "no_handler", f"no handler for {frame.e!r}"
+                )
+            return
+        try:
+            result = handler(socket, frame.d)
+            if asyncio.iscoroutine(result):
+                result = await result
+        except Exception as exc:
+            # A handler's failure is the caller's error ack, never a dead connection.
+            if frame.id is not None:
+                self._reply(
+                    sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__
+                )
+            else:
+                log.exception("handler for %r failed", frame.e)
+            return
+        if frame.id is not None:
+            self._reply(sess, frame.id, True, result)
+
+    async def _handle_join(self, sess: ServerSession, socket: Socket, frame: Join) -> None:
+        try:
+            allowed = await self.app.authorize_join(socket, frame.r, frame.meta)
+        except Reject as exc:
+            self._reply(sess, frame.id, False, None, "forbidden", exc.message)
+            return
+        except Exception as exc:
+            self._reply(sess, frame.id, False, None, "handler_error", str(exc))
+            return
+        if not allowed:
+            self._reply(sess, frame.id, False, None, "forbidden", "join refused")
+            return
+        members = self.join(sess, frame.r, frame.meta)
+        self._reply(sess, frame.id, True, {"room": frame.r, "presence": members})
+
+    def _handle_leave(self, sess: ServerSession, frame: Leave) -> None:
+        self.leave(sess, frame.r)
+        self._reply(sess, frame.id, True, {"room": frame.r})
+
+    def _reply(
+        self,
+        sess: ServerSession,
+        ack_id: int,
+        ok: bool,
+        data: Any,
+        code: str = "",
+        message: str = "",
+    ) -> None:
+        if sess.state is SessionState.CLOSED:
+            return
+        fields: dict[str, Any] = {"id": ack_id, "ok": ok}
+        if ok:
+            fields["d"] = data
+        else:
+            fields["err"] = {"code": code, "message": message}
+        self.push(sess, Outgoing("ack", fields))
+
+    def push(self, sess: ServerSession, out: Outgoing) -> None:
+        """Queue a sequenced frame for one session and wake its writer."""
+        sess.push(out)
+        self._wake(sess)
+
+    # -- rooms and presence ---------------------------------------------------------------
+    def join(self, sess: ServerSession, room: str, meta: Any = None) -> list[dict[str, Any]]:
+        """Put the session in ``room``; returns the presence list after joining."""
+        member = Member(sess.sid, sess.user, meta)
+        if self.rooms.join(sess.namespace, room, member):
+            self._presence(sess.namespace, room, "$join", member)
+        return [m.to_wire() for m in self.rooms.members(sess.namespace, room)]
+
+    def leave(self, sess: ServerSession, room: str) -> bool:
+        """Take the session out of ``room``."""
+        member = self.rooms.leave(sess.namespace, room, sess.sid)
+        if member is not None:
+            self._presence(sess.namespace, room, "$leave", member)
+        return member is not None
+
+    def _presence(self, ns: str, room: str, event: str, member: Member) -> None:
+        data = {"room": room, **member.to_wire()}
+        self.deliver(Envelope("room", ns, room, event, data, skip=member.sid))
+
+    # -- delivery -------------------------------------------------------------------------
+    def deliver(self, env: Envelope) -> None:
+        """Hand a broker envelope to the local sessions it targets (one encode per codec)."""
+        if env.kind == "room":
+            targets: Any = self.rooms.sids(env.namespace, env.target or "")
+        elif env.kind == "user":
+            targets = list(self.users.get((env.namespace, env.target or ""), ()))
+        elif env.kind == "session":
+            targets = [env.target]
+        else:
+            targets = [sid for sid, s in self.sessions.items() if s.namespace == env.namespace]
+        fields: dict[str, Any] = {"e": env.event, "d": env.data}
+        if env.kind == "room":
+            fields["r"] = env.target
+        if env.pos is not None:
+            fields["o"] = list(env.pos)
+        out = Outgoing("event", fields)
+        for sid in targets:
+            if sid == env.skip:
+                continue
+            sess = self.sessions.get(sid)
+            if sess is not None and sess.namespace == env.namespace:
+                self.push(sess, out)
+
+    async def call(self, sess: ServerSession, event: str, data: Any, timeout: float | None) -> Any:
+        """Send ``event`` to one session and wait for its ack (AckTimeout, AckError)."""
+        if sess.state is SessionState.CLOSED:
+            raise Disconnected("session ended")
+        ack_id = sess.next_ack_id()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.acks[(sess.sid, ack_id)] = fut
+        self.push(sess, Outgoing("event", {"id": ack_id, "e": event, "d": data}))
+        try:
+            async with asyncio.timeout(self.settings.ack_timeout if timeout is None else timeout):
+                return await fut
+        except TimeoutError:
+            raise AckTimeout(f"no ack for {event!r}") from None
+        finally:
+            self.acks.pop((sess.sid, ack_id), None)
+
+    def stats(self) -> dict[str, int]:
+        """Live object counts (used by the metrics endpoint and the leak test)."""
+        return {
+            "sessions": len(self.sessions),
+            "sockets": len(self.sockets),
+            "rooms": len(self.rooms),
+            "room_entries": self.rooms.entry_count(),
+            "users": len(self.users),
+            "session_tasks": sum(len(t) for t in self.tasks.values()),
+            "background_tasks": len(self._background),
+            "pending_acks": len(self.acks),
+            "pending_tickets": len(self._identities),
+            **self.counters,
+        }
+
+
+def bearer(scope: Scope) -> str | None:
+    """The bearer token of a request's Authorization header."""
+    value = header(scope, b"authorization")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
+
+
+_ = Callable  # re-exported type used in annotations elsewhere

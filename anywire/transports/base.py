@@ -1,0 +1,239 @@
+"""What every transport shares: the Host protocol, the Link object and ASGI helpers.
+
+A :class:`Link` is one live transport connection of a session. The host pushes frames into
+the session and calls :meth:`Link.wake`; the transport's writer then drains
+:meth:`Host.outgoing` and writes the bytes. So every transport has the same shape: a reader
+that feeds frames in, a writer that flushes bytes out, nothing clever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from ..core.codec import Codec
+from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.frames import Connect, Frame, Resume, parse_frame
+from ..core.settings import Settings
+
+__all__ = [
+    "ASGIApp",
+    "Host",
+    "Link",
+    "Receive",
+    "Scope",
+    "Send",
+    "TransportInfo",
+    "decode_frames",
+    "header",
+    "query",
+    "read_body",
+    "send_json_error",
+    "status_for",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TransportInfo:
+    """A transport described by data, so clients and the host branch on capabilities.
+
+    ``bidirectional``: frames flow both ways on the connection (else upstream is POST);
+    ``server_ping``: the server sends pings (else each request is the heartbeat);
+    ``binary``: binary codecs are possible.
+    """
+
+    name: str
+    bidirectional: bool
+    server_ping: bool
+    binary: bool
+
+
+class Link:
+    """One live transport connection of a session."""
+
+    __slots__ = ("_wake", "closing", "codec", "info", "queued", "sid")
+
+    def __init__(self, info: TransportInfo, codec: Codec) -> None:
+        self.info = info
+        self.codec = codec
+        self.sid: str | None = None
+        self.closing: tuple[int, str] | None = None
+        self.queued: list[bytes] = []  # encoded frames written before anything else
+        self._wake = asyncio.Event()
+
+    def push(self, frame: bytes) -> None:
+        """Queue an already-encoded frame (hello, error) ahead of the session's frames."""
+        self.queued.append(frame)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Frames are waiting: the writer should drain :meth:`Host.outgoing`."""
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the transport to send a close frame and end the connection."""
+        if self.closing is None:
+            self.closing = (code, reason)
+        self._wake.set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until woken (True) or ``timeout`` passes (False)."""
+        if not self._wake.is_set():
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                return False
+        self._wake.clear()
+        return True
+
+
+class Host(Protocol):
+    """The session host as transports see it (implemented by anywire.server)."""
+
+    settings: Settings
+
+    def codec(self, name: str) -> Codec:
+        """The codec called ``name`` (``json`` or ``msgpack``)."""
+        ...
+
+    def check_origin(self, scope: Scope) -> bool:
+        """Whether the request's Origin header (if any) is allowed."""
+        ...
+
+    def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """CORS response headers for an allowed cross-origin request (else empty)."""
+        ...
+
+    def ticket_codec(self, ticket: str) -> str:
+        """The codec a ticket was negotiated with (raises AuthError if invalid)."""
+        ...
+
+    async def attach(self, link: Link, first: Connect | Resume) -> None:
+        """Redeem the ticket in ``first`` and bind ``link`` to its session. The hello and any
+        replay become available from :meth:`outgoing`. Raises ProtocolError (AuthError)."""
+        ...
+
+    def resolve(self, token: str) -> str:
+        """The session id named by a session token; raises ProtocolError if unknown."""
+        ...
+
+    def feed(self, sid: str, frames: list[Frame]) -> None:
+        """Frames from the client. Raises RemoteProtocolError (frames before the bad one
+        were processed)."""
+        ...
+
+    def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
+        """Encoded frames to write on ``link`` now: hello first, then control, then
+        sequenced frames, then the close frame if the link is closing."""
+        ...
+
+    def has_pending(self, link: Link) -> bool:
+        """Whether :meth:`outgoing` would return anything (non-destructive)."""
+        ...
+
+    def poll_started(self, sid: str, ack: int | None) -> Link:
+        """A long-poll request arrived: apply its ``ack`` and return the session's link."""
+        ...
+
+    def detach(self, link: Link) -> None:
+        """The connection behind ``link`` ended."""
+        ...
+
+
+def decode_frames(
+    codec: Codec, data: bytes | str, max_batch: int
+) -> tuple[list[Frame], RemoteProtocolError | None]:
+    """Decode one frame or a batch.
+
+    Returns the valid frames up to the first invalid one, and the error for that one (or
+    None), so the frames before a bad one are still processed and nothing is lost.
+    A body that cannot be decoded at all, or an oversized batch, yields no frames.
+    """
+    try:
+        obj = codec.decode(data)
+    except RemoteProtocolError as exc:
+        return [], exc
+    items = obj if isinstance(obj, list) else [obj]
+    if len(items) > max_batch:
+        return [], RemoteProtocolError(f"batch of {len(items)} frames exceeds {max_batch}", 4503)
+    frames: list[Frame] = []
+    for item in items:
+        try:
+            frames.append(parse_frame(item))
+        except RemoteProtocolError as exc:
+            return frames, exc
+    return frames, None
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header by lower-case name, decoded as latin-1."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def query(scope: Scope) -> dict[str, str]:
+    """The query string as a flat dict (last value wins)."""
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {k: v[-1] for k, v in parse_qs(raw).items()}
+
+
+async def send_json_error(
+    send: Send,
+    status: int,
+    error: ProtocolError | None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer an HTTP request with ``status`` and a JSON error body naming the close code."""
+    body = b""
+    if error is not None:
+        name = {
+            400: "bad_request",
+            401: "unauthorized",
+            403: "forbidden",
+            410: "gone",
+            413: "too_large",
+            429: "flood",
+        }.get(status, "error")
+        body = json.dumps({"error": name, "code": error.code, "message": error.message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    headers += extra_headers or []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read an HTTP request body, raising RemoteProtocolError (4503) past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RemoteProtocolError(f"body larger than {limit} bytes", 4503)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+_STATUS = {4501: 401, 4502: 400, 4503: 413, 4504: 410, 4505: 403, 4506: 429, 4507: 404}
+
+
+def status_for(code: int) -> int:
+    """The HTTP status that carries close code ``code`` on the HTTP transports."""
+    return _STATUS.get(code, 400 if code >= 4500 else 503)

@@ -1,0 +1,175 @@
+"""HTTP long-polling transport: ``GET /anywire/poll``.
+
+* ``GET ?ticket=T[&last=N]`` opens (or resumes) the session and answers at once with the
+  hello and whatever is pending.
+* ``GET ?ack=N`` with ``X-Anywire-Token`` is held up to ``poll_window``: 200 with a batch
+  (every pending frame, up to ``max_batch``), or 204 when nothing came. ``ack`` is the
+  client's last received sequence number; everything after it is sent again, so a lost
+  response loses nothing.
+* A newer poll of the same session answers the older one with 204 at once.
+* 410 with a close frame: the session is gone or closed; the client stops polling.
+
+Each poll request is the heartbeat: a session that sees no poll for poll_window +
+ping_timeout is declared dead by the core (close code 4006).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+
+from ..core.closecodes import CloseCode
+from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.frames import Close, Connect, Resume
+from .base import (
+    Host,
+    Link,
+    Receive,
+    Scope,
+    Send,
+    TransportInfo,
+    header,
+    query,
+    send_json_error,
+    status_for,
+)
+
+__all__ = ["INFO", "LongPollTransport"]
+
+INFO = TransportInfo("longpoll", bidirectional=False, server_ping=False, binary=True)
+
+
+class LongPollTransport:
+    """ASGI app for the poll endpoint."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._current: dict[str, int] = {}  # sid -> id of the poll allowed to answer
+        self._ids = itertools.count(1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cors = self.host.cors_headers(scope)
+        if not self.host.check_origin(scope):
+            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+            return
+        params = query(scope)
+        try:
+            if "longpoll" not in self.host.settings.transports:
+                raise ProtocolError("longpoll is disabled", 4507)
+            if "ticket" in params:
+                link = await self._open(params)
+                await self._respond(send, link, cors)
+                return
+            token = header(scope, b"x-anywire-token") or params.get("token")
+            if not token:
+                raise ProtocolError("missing session token", CloseCode.SESSION_UNKNOWN)
+            sid = self.host.resolve(token)
+            ack = _int(params["ack"]) if "ack" in params else None
+            link = self.host.poll_started(sid, ack)
+        except ProtocolError as exc:
+            await self._refuse(send, exc, cors)
+            return
+        await self._hold(scope, receive, send, link, cors)
+
+    async def _open(self, params: dict[str, str]) -> Link:
+        ticket = params["ticket"]
+        first = Resume(ticket, _int(params["last"])) if "last" in params else Connect(ticket)
+        link = Link(INFO, self.host.codec(self.host.ticket_codec(ticket)))
+        await self.host.attach(link, first)
+        return link
+
+    async def _hold(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        link: Link,
+        cors: list[tuple[bytes, bytes]],
+    ) -> None:
+        assert link.sid is not None
+        sid = link.sid
+        poll_id = next(self._ids)
+        self._current[sid] = poll_id
+        link.wake()  # an older poll, if held, wakes up, sees it is stale and answers 204
+        await asyncio.sleep(0)
+        gone = asyncio.create_task(_disconnected(receive))
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.host.settings.poll_window
+            while True:
+                if self._current.get(sid) != poll_id:
+                    await _empty(send, cors)
+                    return
+                if link.closing is not None or self.host.has_pending(link):
+                    await self._respond(send, link, cors)
+                    return
+                remaining = deadline - loop.time()
+                if remaining <= 0 or gone.done():
+                    await _empty(send, cors)
+                    return
+                await link.wait(remaining)
+        finally:
+            gone.cancel()
+            if self._current.get(sid) == poll_id:
+                del self._current[sid]
+
+    async def _respond(self, send: Send, link: Link, cors: list[tuple[bytes, bytes]]) -> None:
+        frames = self.host.outgoing(link, self.host.settings.max_batch)
+        if link.closing is not None:
+            self.host.detach(link)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", link.codec.content_type.encode()),
+                    (b"cache-control", b"no-store"),
+                    *cors,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": link.codec.batch(frames)})
+
+    async def _refuse(
+        self, send: Send, exc: ProtocolError, cors: list[tuple[bytes, bytes]]
+    ) -> None:
+        status = status_for(exc.code)
+        if status not in (400, 403, 404, 413, 429):
+            status = 410
+            # The body is a close frame so the client knows whether to reconnect.
+            codec = self.host.codec("json")
+            body = codec.batch([codec.encode(Close(exc.code, exc.message).to_wire())])
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 410,
+                    "headers": [(b"content-type", b"application/json"), *cors],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send_json_error(send, status, exc, cors)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _empty(send: Send, cors: list[tuple[bytes, bytes]]) -> None:
+    with contextlib.suppress(OSError, RuntimeError):
+        await send({"type": "http.response.start", "status": 204, "headers": list(cors)})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise RemoteProtocolError("expected a non-negative integer") from exc
+    if number < 0:
+        raise RemoteProtocolError("expected a non-negative integer")
+    return number

@@ -1,0 +1,102 @@
+"""Server-Sent Events transport: ``GET /anywire/sse?ticket=T[&last=N]`` (downstream only).
+
+Built on sse-starlette's ``EventSourceResponse``. Each SSE event carries one JSON frame or
+a JSON array of frames in ``data:``. The stream opens with a padding comment (some
+buffering intermediaries release nothing until a few KB have passed) and keeps itself
+alive with comment pings; the session's own ``ping`` frames (answered by POST) detect dead
+peers. Upstream frames arrive through :mod:`.upstream`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.frames import Connect, Resume
+from .base import (
+    Host,
+    Link,
+    Receive,
+    Scope,
+    Send,
+    TransportInfo,
+    query,
+    send_json_error,
+    status_for,
+)
+
+__all__ = ["INFO", "SSETransport"]
+
+INFO = TransportInfo("sse", bidirectional=False, server_ping=True, binary=False)
+
+_PADDING = ":" + " " * 2048  # one comment, flushed before any event
+
+
+class SSETransport:
+    """ASGI app for the event-stream endpoint."""
+
+    def __init__(self, host: Host, keepalive: float = 15.0) -> None:
+        self.host = host
+        self.keepalive = keepalive
+        self.shutdown_event = anyio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cors = self.host.cors_headers(scope)
+        if not self.host.check_origin(scope):
+            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+            return
+        params = query(scope)
+        try:
+            if "sse" not in self.host.settings.transports:
+                raise ProtocolError("sse is disabled", 4507)
+            ticket = params.get("ticket")
+            if not ticket:
+                raise RemoteProtocolError("missing ticket")
+            first = Resume(ticket, _int(params["last"])) if "last" in params else Connect(ticket)
+            link = Link(INFO, self.host.codec("json"))
+            await self.host.attach(link, first)
+        except ProtocolError as exc:
+            await send_json_error(send, status_for(exc.code), exc, cors)
+            return
+        headers = {k.decode(): v.decode() for k, v in cors}
+        headers["Cache-Control"] = "no-store"
+        response = EventSourceResponse(
+            self._events(link),
+            headers=headers,
+            ping=min(self.keepalive, self.host.settings.ping_interval),
+            send_timeout=self.host.settings.ping_interval + self.host.settings.ping_timeout,
+            shutdown_event=self.shutdown_event,
+            shutdown_grace_period=1.0,
+        )
+        try:
+            await response(scope, receive, send)
+        finally:
+            self.host.detach(link)
+
+    async def _events(self, link: Link) -> AsyncIterator[Any]:
+        yield ServerSentEvent(comment=_PADDING[1:])
+        while True:
+            frames = self.host.outgoing(link)
+            if frames:
+                body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                yield ServerSentEvent(data=body.decode("utf-8"))
+            if link.closing is not None:
+                return
+            if self.shutdown_event.is_set():
+                link.close(4000, "server shutting down")
+                continue
+            await link.wait(1.0)
+
+
+def _int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise RemoteProtocolError("last must be an integer") from exc
+    if number < 0:
+        raise RemoteProtocolError("last must not be negative")
+    return number

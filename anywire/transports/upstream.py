@@ -1,0 +1,60 @@
+"""Upstream for the HTTP transports: ``POST /anywire/send`` (SSE and long-poll).
+
+The body is one frame or a batch in the codec named by Content-Type, authorized by the
+session token (``X-Anywire-Token`` header, or ``token`` query parameter). Frames before an
+invalid one are processed; the answer then names the error. Clients keep one POST in
+flight so frames arrive in order.
+"""
+
+from __future__ import annotations
+
+from ..core.closecodes import CloseCode
+from ..core.errors import ProtocolError, RemoteProtocolError
+from .base import (
+    Host,
+    Receive,
+    Scope,
+    Send,
+    decode_frames,
+    header,
+    query,
+    read_body,
+    send_json_error,
+    status_for,
+)
+
+__all__ = ["SendEndpoint"]
+
+
+class SendEndpoint:
+    """ASGI app for the upstream POST endpoint."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cors = self.host.cors_headers(scope)
+        if not self.host.check_origin(scope):
+            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+            return
+        settings = self.host.settings
+        try:
+            token = header(scope, b"x-anywire-token") or query(scope).get("token")
+            if not token:
+                raise ProtocolError("missing session token", CloseCode.SESSION_UNKNOWN)
+            sid = self.host.resolve(token)
+            content_type = header(scope, b"content-type") or ""
+            codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
+            body = await read_body(receive, settings.max_frame_size)
+            frames, error = decode_frames(codec, body, settings.max_batch)
+            if frames:
+                self.host.feed(sid, frames)
+            if error is not None:
+                raise error
+        except ConnectionResetError:
+            return
+        except (ProtocolError, RemoteProtocolError) as exc:
+            await send_json_error(send, status_for(exc.code), exc, cors)
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": [*cors]})
+        await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,141 @@
+"""WebSocket transport: ``GET /anywire/ws`` (raw ASGI).
+
+One reader task and one writer task per connection. The reader must run for the whole
+connection (uvicorn's sans-I/O WebSocket stops reading, pongs included, until ``receive()``
+is called again). The writer drains the session's frames whenever it is woken and
+coalesces everything pending into one message (a batch) to cut per-message overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from ..core.closecodes import CloseCode
+from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.frames import Connect, ErrorFrame, Resume
+from .base import Host, Link, Receive, Scope, Send, TransportInfo, decode_frames
+
+__all__ = ["INFO", "WebSocketTransport"]
+
+INFO = TransportInfo("websocket", bidirectional=True, server_ping=True, binary=True)
+
+
+class WebSocketTransport:
+    """ASGI app for one WebSocket endpoint."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if not self.host.check_origin(scope):
+            # Rejecting before accept makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": CloseCode.FORBIDDEN})
+            return
+        if "websocket" not in self.host.settings.transports:
+            await send({"type": "websocket.close", "code": CloseCode.TRANSPORT_DISABLED})
+            return
+        await send({"type": "websocket.accept"})
+        link = await self._handshake(receive, send)
+        if link is None:
+            return
+        writer = asyncio.create_task(self._writer(link, send))
+        reader = asyncio.create_task(self._reader(link, receive, send))
+        try:
+            await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and link.closing is not None:
+                # The reader asked for a close: let the writer send it (bounded).
+                await asyncio.wait((writer,), timeout=1.0)
+        finally:
+            self.host.detach(link)
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+
+    async def _handshake(self, receive: Receive, send: Send) -> Link | None:
+        settings = self.host.settings
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                message = await receive()
+        except TimeoutError:
+            await _close(send, CloseCode.BAD_REQUEST, "no connect frame")
+            return None
+        if message["type"] != "websocket.receive":
+            return None
+        data = message.get("text") if message.get("text") is not None else message.get("bytes")
+        try:
+            if data is None or len(data) > settings.max_frame_size:
+                raise RemoteProtocolError("first frame missing or too large", 4503)
+            # The first frame's codec is the one the ticket chose; text means JSON.
+            codec = self.host.codec("json" if isinstance(data, str) else "msgpack")
+            frames, error = decode_frames(codec, data, 1)
+            if error is not None:
+                raise error
+            first = frames[0]
+            if not isinstance(first, Connect | Resume):
+                raise RemoteProtocolError("the first frame must be connect or resume")
+            link = Link(INFO, codec)
+            await self.host.attach(link, first)
+        except ProtocolError as exc:
+            await _close(send, exc.code, exc.message)
+            return None
+        return link
+
+    async def _reader(self, link: Link, receive: Receive, send: Send) -> None:
+        settings = self.host.settings
+        assert link.sid is not None
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text") if message.get("text") is not None else message.get("bytes")
+            if data is None:
+                continue
+            if len(data) > settings.max_frame_size:
+                link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {settings.max_frame_size} bytes")
+                return
+            frames, error = decode_frames(link.codec, data, settings.max_batch)
+            try:
+                if frames:
+                    self.host.feed(link.sid, frames)
+                if error is not None:
+                    raise error
+            except RemoteProtocolError as exc:
+                if exc.code == CloseCode.FLOOD:
+                    link.close(exc.code, exc.message)
+                    return
+                # A bad frame is answered, not fatal: the connection and session live on.
+                link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
+
+    async def _writer(self, link: Link, send: Send) -> None:
+        try:
+            while True:
+                frames = self.host.outgoing(link)
+                if frames:
+                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                    await _send(send, link, body)
+                if link.closing is not None:
+                    code, reason = link.closing
+                    await send({"type": "websocket.close", "code": code, "reason": reason})
+                    return
+                await link.wait()
+                # Let a burst of pushes accumulate into one message, and keep a fan-out
+                # from starving the loop.
+                await asyncio.sleep(0)
+        except (OSError, RuntimeError):
+            return  # the socket is gone; the reader sees the disconnect
+
+
+async def _send(send: Send, link: Link, data: bytes) -> None:
+    if link.codec.binary:
+        await send({"type": "websocket.send", "bytes": data})
+    else:
+        await send({"type": "websocket.send", "text": data.decode("utf-8")})
+
+
+async def _close(send: Send, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
