@@ -190,7 +190,9 @@ class ServerSession:
             self.acknowledge(frame.n)  # type: ignore[union-attr]
         elif t == "ping":
             self.control.append(Pong())
-        elif t == "pong" or t == "close":
+        elif t == "close":
+            return frame  # the host ends the session
+        elif t == "pong":
             pass
         else:
             raise RemoteProtocolError(f"{t!r} frame not allowed here")

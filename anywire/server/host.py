@@ -213,6 +213,8 @@ class SessionHost:
                 handled = sess.receive(frame, now)
                 if handled is not None:
                     self._dispatch(sess, handled)
+                if sess.state is SessionState.CLOSED:
+                    break
         except RemoteProtocolError as exc:
             self.counters["errors"] += 1
             if exc.code == CloseCode.FLOOD:
@@ -359,7 +361,10 @@ class SessionHost:
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, sess: ServerSession, frame: Frame) -> None:
         socket = self.sockets[sess.sid]
-        if isinstance(frame, Event):
+        if isinstance(frame, Close):
+            # The client is leaving for good: no resume window to wait out.
+            self.close_session(sess, CloseCode.NORMAL, "closed by client")
+        elif isinstance(frame, Event):
             self._spawn(self._handle_event(sess, socket, frame), sess.sid)
         elif isinstance(frame, Ack):
             fut = self.acks.pop((sess.sid, frame.id), None)
@@ -511,6 +516,7 @@ class SessionHost:
             "background_tasks": len(self._background),
             "pending_acks": len(self.acks),
             "pending_tickets": len(self._identities),
+            "asyncio_tasks": len(asyncio.all_tasks()),
             **self.counters,
         }
 

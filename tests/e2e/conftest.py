@@ -1,0 +1,96 @@
+"""Fixtures for end-to-end tests: real uvicorn processes on 127.0.0.1 and JWT minting."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from .testapp import AUDIENCE, SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+TRANSPORTS = ("websocket", "sse", "longpoll")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_token(sub: str = "alice", ttl: float = 600, **claims: object) -> str:
+    now = int(time.time())
+    payload = {"sub": sub, "exp": now + ttl, "iat": now, "aud": AUDIENCE, **claims}
+    return jwt.encode(payload, SECRET, algorithm="HS256")
+
+
+@dataclass
+class Server:
+    """A running anywire test server."""
+
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log: Path
+
+    def stop(self, sig_term: bool = True, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            if sig_term:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
+        return self.proc.wait(timeout)
+
+    def restart(self) -> None:
+        self.stop()
+        fresh = start_server(self.env, self.port, self.log)
+        self.proc = fresh.proc
+
+
+def start_server(env_overrides: dict[str, str], port: int | None = None,
+                 log: Path | None = None) -> Server:
+    port = port or free_port()
+    env = {**os.environ, **env_overrides, "PYTHONPATH": str(ROOT)}
+    log = log or Path(f"/tmp/anywire-e2e-{port}.log")
+    out = log.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anywire.server.cli", "serve", "tests.e2e.testapp:app",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
+                return Server(url, port, proc, env_overrides, log)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start within 15 s")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """One server per test module with short timings."""
+    srv = start_server({})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every end-to-end behaviour runs on each transport."""
+    return str(request.param)

@@ -1,0 +1,143 @@
+"""A minimal protocol-level client for tests that must send exactly the bytes they choose.
+
+It speaks JSON on every transport, does no sequencing of its own and hides nothing: the
+tests decide every frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+
+class RawConn:
+    """One transport connection opened with a fresh negotiate."""
+
+    def __init__(self, base: str, transport: str, token: str | None, headers: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.transport = transport
+        self.token = token
+        self.headers = headers or {}
+        self.http = httpx.AsyncClient(base_url=base, timeout=10)
+        self.ws: ClientConnection | None = None
+        self.neg: dict[str, Any] = {}
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self.last_seq = 0
+
+    async def negotiate(self, **body: Any) -> httpx.Response:
+        headers = dict(self.headers)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return await self.http.post("/anywire/negotiate", json={"codecs": ["json"], **body}, headers=headers)
+
+    async def open(self, resume_last: int | None = None, **body: Any) -> dict[str, Any]:
+        """Negotiate and open; returns the hello frame."""
+        r = await self.negotiate(transports=[self.transport], **body)
+        r.raise_for_status()
+        self.neg = r.json()
+        ticket = self.neg["ticket"]
+        if self.transport == "websocket":
+            self.ws = await connect(self.base.replace("http", "ws") + "/anywire/ws",
+                                    additional_headers=self.headers)
+            first = {"t": "connect", "ticket": ticket}
+            if resume_last is not None:
+                first = {"t": "resume", "ticket": ticket, "last": resume_last}
+            await self.ws.send(json.dumps(first))
+            self._reader = asyncio.create_task(self._read_ws())
+        elif self.transport == "sse":
+            params: dict[str, Any] = {"ticket": ticket}
+            if resume_last is not None:
+                params["last"] = resume_last
+            self._reader = asyncio.create_task(self._read_sse(params))
+        else:
+            params = {"ticket": ticket}
+            if resume_last is not None:
+                params["last"] = resume_last
+            r = await self.http.get("/anywire/poll", params=params, headers=self.headers)
+            r.raise_for_status()
+            for f in r.json():
+                self._put(f)
+            self._reader = asyncio.create_task(self._read_poll())
+        return await self.recv()
+
+    def _put(self, frame: Any) -> None:
+        if isinstance(frame, list):
+            for f in frame:
+                self._put(f)
+            return
+        if isinstance(frame, dict) and "s" in frame and frame.get("t") in ("event", "ack"):
+            self.last_seq = max(self.last_seq, frame["s"])
+        self.inbox.put_nowait(frame)
+
+    async def _read_ws(self) -> None:
+        assert self.ws is not None
+        with contextlib.suppress(Exception):
+            async for message in self.ws:
+                self._put(json.loads(message))
+        self.inbox.put_nowait({"t": "_closed", "code": self.ws.close_code})
+
+    async def _read_sse(self, params: dict[str, Any]) -> None:
+        async with self.http.stream("GET", "/anywire/sse", params=params, headers=self.headers) as s:
+            if s.status_code != 200:
+                await s.aread()
+                self.inbox.put_nowait({"t": "_http", "status": s.status_code, "body": s.text})
+                return
+            async for line in s.aiter_lines():
+                if line.startswith("data:"):
+                    self._put(json.loads(line[5:]))
+        self.inbox.put_nowait({"t": "_closed"})
+
+    async def _read_poll(self) -> None:
+        while True:
+            r = await self.http.get("/anywire/poll", params={"ack": self.last_seq},
+                                    headers={**self.headers, "X-Anywire-Token": self.neg["token"]})
+            if r.status_code == 204:
+                continue
+            if r.status_code != 200:
+                self.inbox.put_nowait({"t": "_http", "status": r.status_code, "body": r.text})
+                return
+            for f in r.json():
+                self._put(f)
+                if f.get("t") == "close":
+                    self.inbox.put_nowait({"t": "_closed"})
+                    return
+
+    async def send_raw(self, data: bytes | str, content_type: str = "application/json") -> httpx.Response | None:
+        """Send bytes as they are: a WS message, or a POST /send body."""
+        if self.transport == "websocket":
+            assert self.ws is not None
+            await self.ws.send(data)
+            return None
+        return await self.http.post("/anywire/send", content=data,
+                                    headers={**self.headers, "Content-Type": content_type,
+                                             "X-Anywire-Token": self.neg["token"]})
+
+    async def send(self, frame: Any) -> httpx.Response | None:
+        return await self.send_raw(json.dumps(frame))
+
+    async def recv(self, timeout: float = 5.0, skip_control: bool = True) -> Any:
+        """The next frame (pings answered, rx skipped unless skip_control is False)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.inbox.get()
+                if skip_control and frame.get("t") == "ping":
+                    await self.send({"t": "pong"})
+                    continue
+                if skip_control and frame.get("t") in ("rx", "pong"):
+                    continue
+                return frame
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        if self.ws is not None:
+            await self.ws.close()
+        await self.http.aclose()

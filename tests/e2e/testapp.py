@@ -1,0 +1,117 @@
+"""The application the end-to-end tests run under real uvicorn.
+
+Timings are shortened through environment variables so heartbeats, resume windows and
+poll windows can be exercised in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from anywire.core.settings import Settings
+from anywire.server.app import Anywire
+from anywire.server.auth import JWTAuth
+from anywire.server.errors import AckError, AckTimeout, Reject
+from anywire.server.socket import Socket
+
+SECRET = "anywire-test-secret-0123456789abcdef"
+AUDIENCE = "anywire-tests"
+
+
+def _f(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+settings = Settings(
+    max_frame_size=int(_f("AW_MAX_FRAME", 16 * 1024)),
+    ping_interval=_f("AW_PING_INTERVAL", 1.0),
+    ping_timeout=_f("AW_PING_TIMEOUT", 1.5),
+    poll_window=_f("AW_POLL_WINDOW", 2.0),
+    resume_window=_f("AW_RESUME_WINDOW", 3.0),
+    outbox_size=int(_f("AW_OUTBOX", 5000)),
+    allowed_origins=("http://allowed.example",),
+    transports=tuple(os.environ.get("AW_TRANSPORTS", "websocket,sse,longpoll").split(",")),
+    flood_rate=_f("AW_FLOOD_RATE", 2000),
+    flood_burst=int(_f("AW_FLOOD_BURST", 5000)),
+)
+
+aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=0.05)
+received: dict[str, list[Any]] = {}
+
+
+@aw.on_connect
+async def connected(sock: Socket) -> None:
+    if sock.claims.get("banned"):
+        raise Reject("banned")
+
+
+@aw.on_join
+async def may_join(sock: Socket, room: str, meta: Any) -> bool:
+    return not room.startswith("private-")
+
+
+@aw.on("echo")
+async def echo(sock: Socket, data: Any) -> Any:
+    return data
+
+
+@aw.on("record")
+async def record(sock: Socket, data: Any) -> None:
+    received.setdefault(sock.user or "", []).append(data)
+
+
+@aw.on("recorded")
+async def recorded(sock: Socket, data: Any) -> list[Any]:
+    return received.get(sock.user or "", [])
+
+
+@aw.on("fail")
+async def fail(sock: Socket, data: Any) -> None:
+    raise RuntimeError("handler exploded")
+
+
+@aw.on("ask")
+async def ask(sock: Socket, data: Any) -> Any:
+    """Call the client back and report what happened."""
+    try:
+        reply = await sock.call(data["event"], data.get("data"), timeout=data.get("timeout", 2))
+    except AckTimeout:
+        return {"timeout": True}
+    except AckError as exc:
+        return {"error": exc.code, "message": exc.message}
+    return {"reply": reply}
+
+
+@aw.on("to_room")
+async def to_room(sock: Socket, data: Any) -> None:
+    await aw.emit(data["event"], data.get("data"), room=data["room"],
+                  skip=sock if data.get("skip_self") else None)
+
+
+@aw.on("to_user")
+async def to_user(sock: Socket, data: Any) -> None:
+    await aw.emit(data["event"], data.get("data"), user=data["user"])
+
+
+@aw.on("burst")
+async def burst(sock: Socket, data: Any) -> None:
+    """Send ``n`` numbered events to the caller, yielding now and then."""
+    for i in range(data["n"]):
+        await sock.emit("n", i)
+        if i % 50 == 49:
+            await asyncio.sleep(data.get("pause", 0))
+
+
+@aw.on("presence")
+async def presence(sock: Socket, data: Any) -> Any:
+    return aw.presence(data["room"])
+
+
+@aw.on("stats")
+async def stats(sock: Socket, data: Any) -> Any:
+    return aw.host.stats()
+
+
+app = aw
