@@ -57,16 +57,29 @@ class Server:
         self.proc = fresh.proc
 
 
-def start_server(env_overrides: dict[str, str], port: int | None = None,
-                 log: Path | None = None) -> Server:
+def start_server(
+    env_overrides: dict[str, str], port: int | None = None, log: Path | None = None
+) -> Server:
     port = port or free_port()
     env = {**os.environ, **env_overrides, "PYTHONPATH": str(ROOT)}
     log = log or Path(f"/tmp/anywire-e2e-{port}.log")
     out = log.open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "anywire.server.cli", "serve", "tests.e2e.testapp:app",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "anywire.server.cli",
+            "serve",
+            "tests.e2e.testapp:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15

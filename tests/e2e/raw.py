@@ -18,7 +18,9 @@ from websockets.asyncio.client import ClientConnection, connect
 class RawConn:
     """One transport connection opened with a fresh negotiate."""
 
-    def __init__(self, base: str, transport: str, token: str | None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base: str, transport: str, token: str | None, headers: dict[str, str] | None = None
+    ) -> None:
         self.base = base
         self.transport = transport
         self.token = token
@@ -34,7 +36,9 @@ class RawConn:
         headers = dict(self.headers)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        return await self.http.post("/anywire/negotiate", json={"codecs": ["json"], **body}, headers=headers)
+        return await self.http.post(
+            "/anywire/negotiate", json={"codecs": ["json"], **body}, headers=headers
+        )
 
     async def open(self, resume_last: int | None = None, **body: Any) -> dict[str, Any]:
         """Negotiate and open; returns the hello frame."""
@@ -43,8 +47,9 @@ class RawConn:
         self.neg = r.json()
         ticket = self.neg["ticket"]
         if self.transport == "websocket":
-            self.ws = await connect(self.base.replace("http", "ws") + "/anywire/ws",
-                                    additional_headers=self.headers)
+            self.ws = await connect(
+                self.base.replace("http", "ws") + "/anywire/ws", additional_headers=self.headers
+            )
             first = {"t": "connect", "ticket": ticket}
             if resume_last is not None:
                 first = {"t": "resume", "ticket": ticket, "last": resume_last}
@@ -83,7 +88,9 @@ class RawConn:
         self.inbox.put_nowait({"t": "_closed", "code": self.ws.close_code})
 
     async def _read_sse(self, params: dict[str, Any]) -> None:
-        async with self.http.stream("GET", "/anywire/sse", params=params, headers=self.headers) as s:
+        async with self.http.stream(
+            "GET", "/anywire/sse", params=params, headers=self.headers
+        ) as s:
             if s.status_code != 200:
                 await s.aread()
                 self.inbox.put_nowait({"t": "_http", "status": s.status_code, "body": s.text})
@@ -95,8 +102,11 @@ class RawConn:
 
     async def _read_poll(self) -> None:
         while True:
-            r = await self.http.get("/anywire/poll", params={"ack": self.last_seq},
-                                    headers={**self.headers, "X-Anywire-Token": self.neg["token"]})
+            r = await self.http.get(
+                "/anywire/poll",
+                params={"ack": self.last_seq},
+                headers={**self.headers, "X-Anywire-Token": self.neg["token"]},
+            )
             if r.status_code == 204:
                 continue
             if r.status_code != 200:
@@ -108,15 +118,23 @@ class RawConn:
                     self.inbox.put_nowait({"t": "_closed"})
                     return
 
-    async def send_raw(self, data: bytes | str, content_type: str = "application/json") -> httpx.Response | None:
+    async def send_raw(
+        self, data: bytes | str, content_type: str = "application/json"
+    ) -> httpx.Response | None:
         """Send bytes as they are: a WS message, or a POST /send body."""
         if self.transport == "websocket":
             assert self.ws is not None
             await self.ws.send(data)
             return None
-        return await self.http.post("/anywire/send", content=data,
-                                    headers={**self.headers, "Content-Type": content_type,
-                                             "X-Anywire-Token": self.neg["token"]})
+        return await self.http.post(
+            "/anywire/send",
+            content=data,
+            headers={
+                **self.headers,
+                "Content-Type": content_type,
+                "X-Anywire-Token": self.neg["token"],
+            },
+        )
 
     async def send(self, frame: Any) -> httpx.Response | None:
         return await self.send_raw(json.dumps(frame))

@@ -48,7 +48,11 @@ async def test_thousand_cycles_leave_nothing_behind(server: Server) -> None:
     async with asyncio.timeout(20):
         while True:
             stats = await _metrics(server.url)
-            if stats["sessions"] == 0 and stats["session_tasks"] == 0 and stats["room_entries"] == 0:
+            if (
+                stats["sessions"] == 0
+                and stats["session_tasks"] == 0
+                and stats["room_entries"] == 0
+            ):
                 break
             await asyncio.sleep(0.2)
     assert stats["connections"] - baseline["connections"] == CYCLES

@@ -4,6 +4,7 @@ frames, unknown sessions, floods. Raw protocol, every transport."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -27,9 +28,14 @@ def _negotiate(server: Server, token: str | None, **headers: str) -> httpx.Respo
     [
         None,
         "not-a-jwt",
-        jwt.encode({"sub": "a", "exp": int(time.time()) + 60, "aud": AUDIENCE}, "wrong-secret-0123456789abcdef0123"),
+        jwt.encode(
+            {"sub": "a", "exp": int(time.time()) + 60, "aud": AUDIENCE},
+            "wrong-secret-0123456789abcdef0123",
+        ),
         jwt.encode({"sub": "a", "exp": int(time.time()) - 60, "aud": AUDIENCE}, SECRET),
-        jwt.encode({"sub": "a", "exp": int(time.time()) + 60, "aud": AUDIENCE}, None, algorithm="none"),
+        jwt.encode(
+            {"sub": "a", "exp": int(time.time()) + 60, "aud": AUDIENCE}, None, algorithm="none"
+        ),
         jwt.encode({"sub": "a", "exp": int(time.time()) + 60, "aud": "someone-else"}, SECRET),
         jwt.encode({"sub": "a", "aud": AUDIENCE}, SECRET),
     ],
@@ -50,8 +56,11 @@ def test_negotiate_accepts_a_good_token_and_offers_every_transport(server: Serve
 
 
 def test_failed_transport_is_offered_last(server: Server) -> None:
-    r = httpx.post(server.url + "/anywire/negotiate", json={"failed": ["websocket"]},
-                   headers={"Authorization": f"Bearer {make_token()}"})
+    r = httpx.post(
+        server.url + "/anywire/negotiate",
+        json={"failed": ["websocket"]},
+        headers={"Authorization": f"Bearer {make_token()}"},
+    )
     assert [t["name"] for t in r.json()["transports"]] == ["sse", "longpoll", "websocket"]
 
 
@@ -81,7 +90,9 @@ async def test_wrong_origin_rejected_on_every_transport(server: Server, transpor
             from websockets.exceptions import InvalidStatus
 
             with pytest.raises(InvalidStatus) as info:
-                await connect(server.url.replace("http", "ws") + "/anywire/ws", additional_headers=evil)
+                await connect(
+                    server.url.replace("http", "ws") + "/anywire/ws", additional_headers=evil
+                )
             assert info.value.response.status_code == 403
         else:
             path = "/anywire/sse" if transport == "sse" else "/anywire/poll"
@@ -102,7 +113,7 @@ async def test_ticket_is_single_use(server: Server, transport: str) -> None:
             from websockets.asyncio.client import connect
 
             async with connect(server.url.replace("http", "ws") + "/anywire/ws") as ws:
-                await ws.send('{"t":"connect","ticket":"%s"}' % conn.neg["ticket"])
+                await ws.send(json.dumps({"t": "connect", "ticket": conn.neg["ticket"]}))
                 await _drain(ws)
                 assert ws.close_code == 4504
         else:
@@ -127,8 +138,16 @@ async def test_ticket_is_single_use(server: Server, transport: str) -> None:
         b"[1,2,3]",
         b'"just a string"',
     ],
-    ids=["random", "truncated-msgpack", "s-string", "e-int", "ok-string", "unknown-type",
-         "array-of-ints", "string"],
+    ids=[
+        "random",
+        "truncated-msgpack",
+        "s-string",
+        "e-int",
+        "ok-string",
+        "unknown-type",
+        "array-of-ints",
+        "string",
+    ],
 )
 async def test_malformed_frames_answered_and_server_unharmed(
     server: Server, transport: str, payload: bytes
@@ -157,8 +176,9 @@ async def test_valid_frames_before_a_bad_one_are_processed(server: Server, trans
     conn = RawConn(server.url, transport, make_token())
     try:
         await conn.open()
-        r = await conn.send([{"t": "event", "s": 1, "id": 1, "e": "echo", "d": 1},
-                             {"t": "event", "s": "bad"}])
+        r = await conn.send(
+            [{"t": "event", "s": 1, "id": 1, "e": "echo", "d": 1}, {"t": "event", "s": "bad"}]
+        )
         if transport == "websocket":
             first, second = await conn.recv(), await conn.recv()
             error, ack = (first, second) if first["t"] == "error" else (second, first)
@@ -193,7 +213,9 @@ async def test_oversized_frame_rejected_with_its_code(server: Server, transport:
 
 async def test_unknown_session_token_is_gone(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
-        r = await http.post("/anywire/send", content=b"{}", headers={"X-Anywire-Token": "forged.token"})
+        r = await http.post(
+            "/anywire/send", content=b"{}", headers={"X-Anywire-Token": "forged.token"}
+        )
         assert r.status_code == 410 and r.json()["code"] == 4504
         r = await http.get("/anywire/poll", headers={"X-Anywire-Token": "forged.token"})
         assert r.status_code == 410 and r.json()[0]["c"] == 4504

@@ -86,8 +86,12 @@ async def ask(sock: Socket, data: Any) -> Any:
 
 @aw.on("to_room")
 async def to_room(sock: Socket, data: Any) -> None:
-    await aw.emit(data["event"], data.get("data"), room=data["room"],
-                  skip=sock if data.get("skip_self") else None)
+    await aw.emit(
+        data["event"],
+        data.get("data"),
+        room=data["room"],
+        skip=sock if data.get("skip_self") else None,
+    )
 
 
 @aw.on("to_user")

@@ -1,0 +1,1 @@
+"""Clients: ``python`` (asyncio) and ``js`` (browser ES modules, package data)."""
