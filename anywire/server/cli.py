@@ -36,6 +36,8 @@ def find_anywire(app: Any) -> Anywire | None:
     """The Anywire instance behind ``app`` (itself, or a Litestar app's plugin)."""
     if isinstance(app, Anywire):
         return app
+    if isinstance(getattr(app, "anywire", None), Anywire):
+        return app.anywire  # type: ignore[no-any-return]
     plugins = getattr(getattr(app, "plugins", None), "init", None) or []
     for plugin in plugins:
         found = getattr(plugin, "anywire", None)

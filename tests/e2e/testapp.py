@@ -118,4 +118,26 @@ async def stats(sock: Socket, data: Any) -> Any:
     return aw.host.stats()
 
 
-app = aw
+@aw.on("sleep")
+async def sleep(sock: Socket, data: Any) -> str:
+    await asyncio.sleep(float(data))
+    return "slept"
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """The test app; AW_BREAK lists transports to make fail although negotiate offers
+    them (the way a proxy breaks them): WebSocket upgrades refused, SSE answered 502."""
+    broken = os.environ.get("AW_BREAK", "").split(",")
+    path = scope.get("path", "")
+    if scope["type"] == "websocket" and "websocket" in broken:
+        await receive()
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    if scope["type"] == "http" and path.endswith("/sse") and "sse" in broken:
+        await send({"type": "http.response.start", "status": 502, "headers": []})
+        await send({"type": "http.response.body", "body": b"bad gateway"})
+        return
+    await aw(scope, receive, send)
+
+
+app.anywire = aw  # type: ignore[attr-defined]  # lets the CLI find it for graceful drain
