@@ -118,6 +118,21 @@ async def stats(sock: Socket, data: Any) -> Any:
     return aw.host.stats()
 
 
+@aw.on("to_all")
+async def to_all(sock: Socket, data: Any) -> None:
+    await aw.emit(data["event"], data.get("data"), namespace=data.get("namespace", "/"))
+
+
+@aw.on("whereami", namespace="/other")
+async def whereami(sock: Socket, data: Any) -> str:
+    return sock.namespace
+
+
+@aw.on("to_all", namespace="/other")
+async def to_all_other(sock: Socket, data: Any) -> None:
+    await to_all(sock, data)
+
+
 @aw.on("sleep")
 async def sleep(sock: Socket, data: Any) -> str:
     await asyncio.sleep(float(data))

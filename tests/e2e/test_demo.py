@@ -1,0 +1,83 @@
+"""``anywire demo``: the README's first command, through the Litestar plugin, on every
+transport."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from .conftest import ROOT, free_port
+from .raw import RawConn
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "anywire.server.cli",
+            "demo",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("demo did not start")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_page_and_anonymous_negotiate(demo: str) -> None:
+    page = httpx.get(demo + "/")
+    assert page.status_code == 200 and "anywire demo" in page.text
+    assert page.headers["content-type"].startswith("text/html")
+    offer = httpx.post(demo + "/anywire/negotiate", json={}).json()
+    assert [t["name"] for t in offer["transports"]] == ["websocket", "sse", "longpoll"]
+
+
+async def test_chat_between_two_anonymous_users(demo: str, transport: str) -> None:
+    alice, bob = RawConn(demo, transport, None), RawConn(demo, transport, None)
+    try:
+        await alice.open()
+        await bob.open()
+        for conn in (alice, bob):
+            await conn.send({"t": "join", "s": 1, "id": 1, "r": "lobby"})
+            assert (await conn.recv())["ok"] is True
+        await alice.send(
+            {"t": "event", "s": 2, "id": 2, "e": "chat", "d": {"room": "lobby", "text": "hi bob"}}
+        )
+        while True:
+            frame = await bob.recv()
+            if frame.get("e") == "chat":
+                break
+        assert frame["d"]["text"] == "hi bob" and frame["d"]["from"].startswith("guest-")
+        while True:
+            ack = await alice.recv()
+            if ack.get("t") == "ack":
+                break
+        assert ack["ok"] is True and ack["d"]["id"] == frame["d"]["id"]
+    finally:
+        await alice.close()
+        await bob.close()
