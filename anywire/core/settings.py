@@ -34,10 +34,10 @@ class Settings:
     """Longest time a long-poll request is held before it answers 204 (below typical
     25-30 s proxy limits)."""
     outbox_size: int = 1000
-    """Most unacknowledged server frames kept per session for resume. On overflow the
-    oldest are dropped; a resume that needs them gets ``recovered: false``."""
-    send_queue_size: int = 1000
-    """Most frames waiting in a connection's writer before it is a slow consumer (4002)."""
+    """Most unacknowledged server frames kept per session: the bounded send queue and
+    replay buffer in one. On overflow the oldest are dropped; if the connection had not
+    even been given them it is closed with 4002 SLOW_CONSUMER, and a resume that needs
+    them gets ``recovered: false``."""
     ticket_ttl: float = 30.0
     """Lifetime of a connection ticket issued by negotiate (single use)."""
     connect_timeout: float = 10.0

@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.auth import Identity
-from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
@@ -402,4 +401,3 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-_ = CloseCode

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..core.auth import Identity
@@ -306,8 +306,8 @@ class SessionHost:
                     del self.users[key]
         for task in self.tasks.pop(sess.sid, set()):
             task.cancel()
-        for key in [k for k in self.acks if k[0] == sess.sid]:
-            fut = self.acks.pop(key)
+        for ack_key in [k for k in self.acks if k[0] == sess.sid]:
+            fut = self.acks.pop(ack_key)
             if not fut.done():
                 fut.set_exception(Disconnected("session ended"))
         link = sess.connection
@@ -441,8 +441,16 @@ class SessionHost:
         self.push(sess, Outgoing("ack", fields))
 
     def push(self, sess: ServerSession, out: Outgoing) -> None:
-        """Queue a sequenced frame for one session and wake its writer."""
+        """Queue a sequenced frame for one session and wake its writer.
+
+        If the outbox overflowed past frames the connection has not even been given, the
+        client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
+        resume will report ``recovered: false`` rather than skip frames silently.
+        """
         sess.push(out)
+        if sess.written < sess.floor - 1 and sess.state is SessionState.ATTACHED:
+            self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
+            return
         self._wake(sess)
 
     # -- rooms and presence ---------------------------------------------------------------
@@ -528,5 +536,3 @@ def bearer(scope: Scope) -> str | None:
         return value[7:].strip() or None
     return None
 
-
-_ = Callable  # re-exported type used in annotations elsewhere

@@ -35,7 +35,7 @@ class AnywirePlugin(InitPluginProtocol):
             # Litestar strips the mount prefix from scope["path"]; anywire routes on the
             # full path, which raw_path still carries.
             full = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
-            scope["path"] = full or aw.path + scope["path"]  # type: ignore[typeddict-item]
+            scope["path"] = full or aw.path + scope["path"]
             await aw(scope, receive, send)  # type: ignore[arg-type]
 
         app_config.route_handlers.append(anywire_endpoints)

@@ -79,8 +79,9 @@ class SSETransport:
 
     async def _events(self, link: Link) -> AsyncIterator[Any]:
         yield ServerSentEvent(comment=_PADDING[1:])
+        limit = self.host.settings.max_batch
         while True:
-            frames = self.host.outgoing(link)
+            frames = self.host.outgoing(link, limit)
             if frames:
                 body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
                 yield ServerSentEvent(data=body.decode("utf-8"))
@@ -89,7 +90,8 @@ class SSETransport:
             if self.shutdown_event.is_set():
                 link.close(4000, "server shutting down")
                 continue
-            await link.wait(1.0)
+            if not self.host.has_pending(link):
+                await link.wait(1.0)
 
 
 def _int(value: str) -> int:

@@ -112,8 +112,9 @@ class WebSocketTransport:
 
     async def _writer(self, link: Link, send: Send) -> None:
         try:
+            limit = self.host.settings.max_batch
             while True:
-                frames = self.host.outgoing(link)
+                frames = self.host.outgoing(link, limit)
                 if frames:
                     body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
                     await _send(send, link, body)
@@ -121,7 +122,8 @@ class WebSocketTransport:
                     code, reason = link.closing
                     await send({"type": "websocket.close", "code": code, "reason": reason})
                     return
-                await link.wait()
+                if not self.host.has_pending(link):
+                    await link.wait()
                 # Let a burst of pushes accumulate into one message, and keep a fan-out
                 # from starving the loop.
                 await asyncio.sleep(0)
