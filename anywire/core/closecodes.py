@@ -34,6 +34,9 @@ class CloseCode(IntEnum):
     """A newer connection of the same session took over (e.g. a transport upgrade)."""
     POLL_TIMEOUT = 4006
     """Long-poll: no poll request arrived within the poll window plus grace."""
+    SESSION_UNKNOWN = 4007
+    """The session, ticket or token is unknown, expired or already used (e.g. the server
+    restarted): negotiate again; the resume will report ``recovered: false``."""
 
     # -- terminal range (4500-4999) ------------------------------------------------------
     NORMAL = 4500
@@ -44,8 +47,6 @@ class CloseCode(IntEnum):
     """The peer broke the protocol (e.g. the first frame was not connect/resume)."""
     MESSAGE_TOO_BIG = 4503
     """A frame or a batch exceeded ``max_frame_size`` / ``max_batch``."""
-    SESSION_UNKNOWN = 4504
-    """The session or ticket is unknown, expired or already used."""
     FORBIDDEN = 4505
     """The application refused the connection (connect hook) or the origin."""
     FLOOD = 4506

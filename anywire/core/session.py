@@ -241,8 +241,10 @@ class ServerSession:
             self.acknowledge(last)
             self.written = last
             recovered = True
-        else:
-            self.written = self.out_seq if self.state is SessionState.NEW else self.written
+        elif self.state is not SessionState.NEW:
+            raise LocalProtocolError("a returning connection must resume")
+        # A new session's client has seen nothing: frames pushed before the hello (by a
+        # connect hook, say) are still pending and follow it.
         self.connection = connection
         self.state = SessionState.ATTACHED
         self.heartbeat = heartbeat

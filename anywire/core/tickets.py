@@ -53,7 +53,7 @@ class Signer:
     def verify(self, token: str, kind: str, now: float | None = None) -> dict[str, Any]:
         """Check the signature, the ``k`` (kind) field and, if present, ``exp`` against ``now``.
 
-        Raises :class:`AuthError` with code 4504 SESSION_UNKNOWN for anything wrong: the
+        Raises :class:`AuthError` with code 4007 SESSION_UNKNOWN for anything wrong: the
         caller learns nothing about which check failed.
         """
         body, sep, mac = token.partition(".")

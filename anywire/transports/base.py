@@ -231,7 +231,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-_STATUS = {4501: 401, 4502: 400, 4503: 413, 4504: 410, 4505: 403, 4506: 429, 4507: 404}
+_STATUS = {4007: 410, 4501: 401, 4502: 400, 4503: 413, 4505: 403, 4506: 429, 4507: 404}
 
 
 def status_for(code: int) -> int:

@@ -115,12 +115,12 @@ async def test_ticket_is_single_use(server: Server, transport: str) -> None:
             async with connect(server.url.replace("http", "ws") + "/anywire/ws") as ws:
                 await ws.send(json.dumps({"t": "connect", "ticket": conn.neg["ticket"]}))
                 await _drain(ws)
-                assert ws.close_code == 4504
+                assert ws.close_code == 4007
         else:
             path = "/anywire/sse" if transport == "sse" else "/anywire/poll"
             r = await conn.http.get(path, params={"ticket": conn.neg["ticket"]})
             assert r.status_code == 410
-            assert r.json()["code"] == 4504 if transport == "sse" else r.json()[0]["c"] == 4504
+            assert r.json()["code"] == 4007 if transport == "sse" else r.json()[0]["c"] == 4007
         await again.http.aclose()
     finally:
         await conn.close()
@@ -216,9 +216,9 @@ async def test_unknown_session_token_is_gone(server: Server) -> None:
         r = await http.post(
             "/anywire/send", content=b"{}", headers={"X-Anywire-Token": "forged.token"}
         )
-        assert r.status_code == 410 and r.json()["code"] == 4504
+        assert r.status_code == 410 and r.json()["code"] == 4007
         r = await http.get("/anywire/poll", headers={"X-Anywire-Token": "forged.token"})
-        assert r.status_code == 410 and r.json()[0]["c"] == 4504
+        assert r.status_code == 410 and r.json()[0]["c"] == 4007
         r = await http.get("/anywire/sse", params={"ticket": "forged.ticket"})
         assert r.status_code == 410
 
@@ -262,3 +262,22 @@ async def _drain(ws: object) -> None:
                 pass
     except ConnectionClosed:
         pass
+
+
+async def test_frames_sent_by_the_connect_hook_follow_the_hello(
+    server: Server, transport: str
+) -> None:
+    user = f"welcomed-{transport}"
+    conn = RawConn(server.url, transport, make_token(user, welcome=True))
+    try:
+        hello = await conn.open()
+        assert hello["seq"] == 0
+        welcome = await conn.recv()
+        assert welcome["t"] == "event" and welcome["e"] == "welcome" and welcome["s"] == 1
+        await conn.send(
+            {"t": "event", "s": 1, "id": 1, "e": "presence", "d": {"room": f"welcomed-{user}"}}
+        )
+        ack = await conn.recv()
+        assert [m["user"] for m in ack["d"]] == [user]
+    finally:
+        await conn.close()

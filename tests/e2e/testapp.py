@@ -45,6 +45,9 @@ received: dict[str, list[Any]] = {}
 async def connected(sock: Socket) -> None:
     if sock.claims.get("banned"):
         raise Reject("banned")
+    if sock.claims.get("welcome"):
+        await sock.emit("welcome", {"user": sock.user})
+        await sock.join(f"welcomed-{sock.user}")
 
 
 @aw.on_join
