@@ -196,9 +196,8 @@ class MsgpackCodec:
         if len(data) > self._max_size:
             raise RemoteProtocolError("frame too large", CloseCode.MESSAGE_TOO_BIG)
         try:
-            return self._unpackb(
-                data, raw=False, strict_map_key=True, use_list=True, max_buffer_size=self._max_size
-            )
+            # The size is bounded above; unpackb() itself takes no buffer limit.
+            return self._unpackb(data, raw=False, strict_map_key=True, use_list=True)
         except Exception as exc:  # msgpack raises many unrelated types on bad input
             raise RemoteProtocolError(f"malformed MessagePack: {exc}") from exc
 
