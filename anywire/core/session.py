@@ -299,6 +299,8 @@ class ServerSession:
         if self.auth_deadline is not None and now >= self.auth_deadline:
             return [SessionAction("close", CloseCode.TOKEN_EXPIRED, "token expired")]
         if now >= self.last_seen + self.heartbeat.dead_after:
+            if self.heartbeat.ping_interval is None:
+                return [SessionAction("close", CloseCode.POLL_TIMEOUT, "no poll from client")]
             return [SessionAction("close", CloseCode.PING_TIMEOUT, "no heartbeat from client")]
         interval = self.heartbeat.ping_interval
         if interval is not None and now >= self.last_ping + interval:

@@ -146,6 +146,24 @@ async def test_join_authorization_and_presence(connect: Any) -> None:
     assert event["user"] == "bob" and event["meta"] == {"color": "blue"}
     members = await a.call("presence", {"room": "lobby"})
     assert sorted(m["user"] for m in members) == ["ann", "bob"]
+    leaves = Inbox()
+    a.on("$leave")(leaves)
+    await b.leave("lobby")
+    (event,) = await leaves.wait_for(1)
+    assert event["user"] == "bob" and event["room"] == "lobby"
+    assert [m["user"] for m in await a.call("presence", {"room": "lobby"})] == ["ann"]
+
+
+async def test_emit_to_one_session(connect: Any) -> None:
+    a, b = await connect("ann"), await connect("ann")
+    inbox = {id(c): Inbox() for c in (a, b)}
+    for client in (a, b):
+        client.on("private")(inbox[id(client)])
+        await client.connect()
+    await a.call("to_sid", {"sid": b.sid, "event": "private", "data": "just you"})
+    assert await inbox[id(b)].wait_for(1) == ["just you"]
+    assert await a.call("echo", "sync") == "sync"  # anything for a would have come first
+    assert inbox[id(a)].items == []
 
 
 async def test_user_targeting_reaches_every_session_of_the_user(connect: Any) -> None:

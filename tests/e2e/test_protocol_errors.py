@@ -281,3 +281,20 @@ async def test_frames_sent_by_the_connect_hook_follow_the_hello(
         assert [m["user"] for m in ack["d"]] == [user]
     finally:
         await conn.close()
+
+
+async def test_batch_over_max_batch_is_refused(server: Server, transport: str) -> None:
+    conn = RawConn(server.url, transport, make_token())
+    try:
+        await conn.open()
+        frames = [{"t": "ping"} for _ in range(101)]  # max_batch is 100
+        r = await conn.send(frames)
+        if transport == "websocket":
+            error = await conn.recv()
+            assert error["t"] == "error" and error["c"] == 4503
+        else:
+            assert r is not None and r.status_code == 413 and r.json()["code"] == 4503
+        await conn.send({"t": "event", "s": 1, "id": 3, "e": "echo", "d": "after"})
+        assert (await conn.recv())["d"] == "after"
+    finally:
+        await conn.close()

@@ -97,6 +97,11 @@ async def to_room(sock: Socket, data: Any) -> None:
     )
 
 
+@aw.on("to_sid")
+async def to_sid(sock: Socket, data: Any) -> None:
+    await aw.emit(data["event"], data.get("data"), to=data["sid"])
+
+
 @aw.on("to_user")
 async def to_user(sock: Socket, data: Any) -> None:
     await aw.emit(data["event"], data.get("data"), user=data["user"])
