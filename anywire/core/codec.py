@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -104,6 +105,17 @@ def _json_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400: the encoder could never write it back
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 class JsonCodec:
     """Compact UTF-8 JSON (non-ASCII written as is), one frame per text message."""
 
@@ -115,7 +127,11 @@ class JsonCodec:
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
         )
-        self._decoder = json.JSONDecoder(object_hook=_json_hook)
+        # NaN/Infinity are not JSON and the encoder (allow_nan=False) cannot write them
+        # back: accepting them would let one peer plant a frame nobody can be sent.
+        self._decoder = json.JSONDecoder(
+            object_hook=_json_hook, parse_constant=_reject_constant, parse_float=_finite_float
+        )
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         try:

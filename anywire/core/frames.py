@@ -33,6 +33,7 @@ __all__ = [
     "Resume",
     "Rx",
     "StreamPos",
+    "in_order",
     "parse_frame",
 ]
 
@@ -300,7 +301,7 @@ def parse_frame(obj: Any) -> Frame:
             s=_seq(obj, "s", t),
             e=_name(obj, "e", t),
             d=obj.get("d"),
-            id=_opt(obj, "id", int, t),
+            id=None if obj.get("id") is None else _seq(obj, "id", t),
             r=_opt(obj, "r", str, t),
             o=_parse_stream_pos(obj.get("o")),
         )
@@ -341,3 +342,15 @@ def parse_frame(obj: Any) -> Frame:
     if t == "error":
         return ErrorFrame(c=_seq(obj, "c", t), m=_opt(obj, "m", str, t) or "")
     raise RemoteProtocolError(f"unknown frame type {t!r}")
+
+
+def in_order(last: int, frame: Frame, sender: str) -> bool:
+    """Whether sequenced ``frame`` is the next one after ``last`` (deliver it) or an
+    old one (a duplicate: drop it). A frame that skips ahead means frames were lost:
+    :class:`RemoteProtocolError`. ``sender`` names the peer in the message."""
+    s: int = frame.s  # type: ignore[union-attr]
+    if s <= last:
+        return False
+    if s != last + 1:
+        raise RemoteProtocolError(f"{sender} sequence gap: expected {last + 1}, got {s}")
+    return True

@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any, TypeVar
 
 from .errors import LocalProtocolError, RemoteProtocolError
-from .frames import SEQUENCED, Ack, Event, Frame, Hello, Join, Leave, Pong, Rx
+from .frames import SEQUENCED, Ack, Event, Frame, Hello, Join, Leave, Pong, Rx, in_order
 
 __all__ = ["ClientPeer"]
 
@@ -95,9 +95,10 @@ class ClientPeer:
         else:
             self.in_last = hello.seq
             self.rx_sent = hello.seq
-            # The new session has processed nothing: renumber what is still unsent.
-            if self.sid != hello.sid:
-                self._renumber(hello.last)
+            # The new session has processed nothing: renumber what is still unsent. This
+            # holds even when the sid is unchanged (a resume the server could not serve
+            # starts a new session under the same sid), so the numbering always restarts.
+            self._renumber(hello.last)
         self.sid = hello.sid
         self.confirm(hello.last)
         return list(self.unconfirmed)
@@ -116,19 +117,14 @@ class ClientPeer:
             self.unconfirmed.popleft()
 
     def receive(self, frame: Frame) -> Frame | None:
-        """Account for one server frame; returns it if the application must see it, None if
-        it was consumed (rx, pong) or a duplicate. Returns a :class:`Pong` reply as
-        ``self.reply`` for pings. Raises :class:`RemoteProtocolError` on a sequence gap."""
+        """Account for one server frame; returns it if the application must see it (events,
+        acks, and control frames such as ping), None if it was consumed (rx) or a
+        duplicate. Raises :class:`RemoteProtocolError` on a sequence gap."""
         t = frame.type
         if t in SEQUENCED:
-            s: int = frame.s  # type: ignore[union-attr]
-            if s <= self.in_last:
+            if not in_order(self.in_last, frame, "server"):
                 return None
-            if s != self.in_last + 1:
-                raise RemoteProtocolError(
-                    f"server sequence gap: expected {self.in_last + 1}, got {s}"
-                )
-            self.in_last = s
+            self.in_last += 1
             return frame
         if t == "rx":
             self.confirm(frame.n)  # type: ignore[union-attr]

@@ -28,7 +28,7 @@ from typing import Any
 from .closecodes import CloseCode
 from .codec import Outgoing
 from .errors import LocalProtocolError, RemoteProtocolError
-from .frames import SEQUENCED, Frame, Hello, Ping, Pong, Rx
+from .frames import SEQUENCED, Frame, Hello, Ping, Pong, Rx, in_order
 from .settings import Settings
 
 __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
@@ -177,14 +177,9 @@ class ServerSession:
         self._spend_token(now)
         t = frame.type
         if t in SEQUENCED:
-            s: int = frame.s  # type: ignore[union-attr]
-            if s <= self.in_last:
+            if not in_order(self.in_last, frame, "client"):
                 return None
-            if s != self.in_last + 1:
-                raise RemoteProtocolError(
-                    f"client sequence gap: expected {self.in_last + 1}, got {s}"
-                )
-            self.in_last = s
+            self.in_last += 1
             return frame
         if t == "rx":
             self.acknowledge(frame.n)  # type: ignore[union-attr]

@@ -57,7 +57,9 @@ class Signer:
         caller learns nothing about which check failed.
         """
         body, sep, mac = token.partition(".")
-        if not sep or not hmac.compare_digest(mac, self._mac(body)):
+        # Tokens arrive from query strings and headers: anything non-ASCII is forged (and
+        # would make the HMAC input encoding and compare_digest raise instead).
+        if not token.isascii() or not sep or not hmac.compare_digest(mac, self._mac(body)):
             raise AuthError("invalid token", CloseCode.SESSION_UNKNOWN)
         try:
             payload = json.loads(_unb64(body))

@@ -535,4 +535,3 @@ def bearer(scope: Scope) -> str | None:
     if value and value[:7].lower() == "bearer ":
         return value[7:].strip() or None
     return None
-
