@@ -22,6 +22,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -105,6 +106,9 @@ def _json_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -142,9 +146,17 @@ class JsonCodec:
     def decode(self, data: bytes | str) -> Any:
         try:
             text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-            return self._decoder.decode(text)
+            obj = self._decoder.decode(text)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RemoteProtocolError(f"malformed JSON: {exc}", CloseCode.BAD_REQUEST) from exc
+        if _SURROGATE_ESCAPE.search(text) is not None:
+            # An escape can spell a lone surrogate ("\ud800") that no UTF-8 encoder can
+            # write back; only messages with such escapes pay for this check.
+            try:
+                self._encoder.encode(obj).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise RemoteProtocolError("malformed JSON: lone surrogate in a string") from exc
+        return obj
 
     def encode_body(self, fields: dict[str, Any]) -> bytes:
         # "{...}" without its braces; an empty map gives b"".
@@ -212,8 +224,17 @@ class MsgpackCodec:
         if len(data) > self._max_size:
             raise RemoteProtocolError("frame too large", CloseCode.MESSAGE_TOO_BIG)
         try:
-            # The size is bounded above; unpackb() itself takes no buffer limit.
-            return self._unpackb(data, raw=False, strict_map_key=True, use_list=True)
+            # The size is bounded above; unpackb() itself takes no buffer limit. Extension
+            # types could not be relayed to JSON clients: refused, except the timestamp
+            # extension, read as float seconds.
+            return self._unpackb(
+                data,
+                raw=False,
+                strict_map_key=True,
+                use_list=True,
+                timestamp=1,
+                ext_hook=_refuse_ext,
+            )
         except Exception as exc:  # msgpack raises many unrelated types on bad input
             raise RemoteProtocolError(f"malformed MessagePack: {exc}") from exc
 
@@ -237,6 +258,10 @@ class MsgpackCodec:
     def batch(self, frames: Iterable[bytes]) -> bytes:
         items = list(frames)
         return _array_header(len(items)) + b"".join(items)
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"MessagePack extension type {code} is not allowed")
 
 
 def _msgpack_default(value: Any) -> Any:

@@ -22,7 +22,23 @@ class ProtocolError(Exception):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent an invalid, oversized or out-of-place frame."""
+    """The peer sent an invalid, oversized or out-of-place frame.
+
+    When the invalid frame still carried a usable sequence number ``seq`` (and ack id
+    ``ack_id``), the receiver can count it as consumed and answer it with an error ack,
+    so one bad frame neither blocks the frames after it nor leaves the sender waiting.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: int = CloseCode.BAD_REQUEST,
+        seq: int | None = None,
+        ack_id: int | None = None,
+    ) -> None:
+        super().__init__(message, code)
+        self.seq = seq
+        self.ack_id = ack_id
 
 
 class LocalProtocolError(ProtocolError):

@@ -291,8 +291,26 @@ def _parse_err(value: Any) -> dict[str, str]:
 def parse_frame(obj: Any) -> Frame:
     """Validate a decoded map and return the frame it describes.
 
-    Raises :class:`RemoteProtocolError` for anything that is not a valid v1 frame.
+    Raises :class:`RemoteProtocolError` for anything that is not a valid v1 frame; if the
+    map still had a valid ``s`` (and ``id``), the error carries them as ``seq``/``ack_id``.
     """
+    try:
+        return _parse(obj)
+    except RemoteProtocolError as exc:
+        if isinstance(obj, dict) and obj.get("t") in SEQUENCED:
+            exc.seq = _uint(obj.get("s"))
+            # An ack answers; it is never answered (its id is the other side's).
+            exc.ack_id = _uint(obj.get("id")) if obj.get("t") != "ack" else None
+        raise
+
+
+def _uint(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return None
+
+
+def _parse(obj: Any) -> Frame:
     if not isinstance(obj, dict):
         raise RemoteProtocolError("a frame must be a map")
     t = obj.get("t")

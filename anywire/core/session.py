@@ -100,6 +100,7 @@ class ServerSession:
         self.control: list[Frame] = []  # unsequenced frames to send at once (pong, rx)
         self.connection: object | None = None
         self.last_close: tuple[int, str] | None = None  # why the last connection was closed
+        self.anonymous = False  # no credential: the session token alone proves ownership
         self.heartbeat = Heartbeat(None, settings.ping_interval + settings.ping_timeout)
         self.last_seen = now
         self.last_ping = now
@@ -154,11 +155,27 @@ class ServerSession:
         self.last_seen = now
 
     def take_control(self) -> list[Frame]:
-        """Unsequenced frames (pong, rx) to send now; clears the list."""
-        if self.in_last - self.rx_sent >= _RX_EVERY:
+        """Unsequenced frames (pong, rx) to send now; clears the list.
+
+        Whenever anything is written, an ``rx`` for the client frames processed since the
+        last one rides along: acknowledgements cost nothing extra then."""
+        if self.in_last > self.rx_sent:
             self._queue_rx()
         out, self.control = self.control, []
         return out
+
+    def rx_due(self) -> bool:
+        """Whether enough client frames went unacknowledged to write an ``rx`` on its own
+        (so a client that only sends still drains its buffer)."""
+        return self.in_last - self.rx_sent >= _RX_EVERY
+
+    def skip(self, seq: int) -> bool:
+        """Count an invalid client frame numbered ``seq`` as consumed, so the frames after
+        it are not refused as a gap. Returns False if it was not the next one."""
+        if seq != self.in_last + 1:
+            return False
+        self.in_last = seq
+        return True
 
     def next_ack_id(self) -> int:
         """A fresh id for a server-initiated event that expects an ack."""

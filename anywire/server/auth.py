@@ -85,4 +85,6 @@ class AnonymousAuth:
     ``guest-xxxx`` user id. Meant for demos and trusted networks only."""
 
     def __call__(self, token: str | None, scope: Mapping[str, Any]) -> Identity:
-        return Identity(user=f"guest-{secrets.token_hex(3)}", expires_at=None, claims={})
+        return Identity(
+            user=f"guest-{secrets.token_hex(3)}", expires_at=None, claims={"anonymous": True}
+        )

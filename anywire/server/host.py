@@ -66,6 +66,9 @@ class SessionHost:
         self.tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self.acks: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self._identities: dict[str, tuple[Identity, float]] = {}
+        # Sessions ended with a terminal code, remembered for a resume window so a late
+        # poll or POST learns the real reason instead of "unknown session".
+        self._tombstones: dict[str, tuple[int, str, float]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.closing = False
@@ -121,7 +124,13 @@ class SessionHost:
             with contextlib.suppress(ProtocolError):
                 old = self.signer.verify(resume, "s")
                 sess = self.sessions.get(str(old.get("sid")))
-                if sess is not None and sess.user == identity.user and sess.namespace == namespace:
+                same_user = sess is not None and (
+                    sess.user == identity.user
+                    # Anonymous callers get a new guest id per negotiate: the signed
+                    # session token is their only identity, so it is enough here.
+                    or (identity.claims.get("anonymous") is True and sess.anonymous)
+                )
+                if sess is not None and same_user and sess.namespace == namespace:
                     sid, resumable = sess.sid, True
         if sid is None:
             sid = secrets.token_urlsafe(12)
@@ -180,6 +189,7 @@ class SessionHost:
             if sess is not None:
                 self._expire(sess, run_hooks=True)
             sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
+            sess.anonymous = identity.claims.get("anonymous") is True
             socket = self.app.make_socket(self, sess, identity)
             self.sessions[sid] = sess
             self.sockets[sid] = socket
@@ -199,6 +209,9 @@ class SessionHost:
         payload = self.signer.verify(token, "s")
         sid = str(payload.get("sid"))
         if sid not in self.sessions:
+            tomb = self._tombstones.get(sid)
+            if tomb is not None:
+                raise ProtocolError(tomb[1], tomb[0])
             raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
         return sid
 
@@ -221,8 +234,17 @@ class SessionHost:
                 self.close_session(sess, CloseCode.FLOOD, exc.message)
             raise
         finally:
-            if sess.control:
+            if sess.control or sess.rx_due():
                 self._wake(sess)
+
+    def reject(self, sid: str, error: RemoteProtocolError) -> None:
+        """A client frame was invalid. If it carried its sequence number, count it as
+        consumed (the frames after it still flow) and answer its ack id with an error."""
+        sess = self.sessions.get(sid)
+        if sess is None or error.seq is None or not sess.skip(error.seq):
+            return
+        if error.ack_id is not None:
+            self._reply(sess, error.ack_id, False, None, "bad_request", error.message)
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
@@ -246,7 +268,7 @@ class SessionHost:
         return (
             sess is not None
             and sess.connection is link
-            and (bool(sess.control) or sess.written < sess.out_seq)
+            and (bool(sess.control) or sess.written < sess.out_seq or sess.rx_due())
         )
 
     def poll_started(self, sid: str, ack: int | None) -> Link:
@@ -288,6 +310,8 @@ class SessionHost:
                 # No request may be held to carry the close: the next poll learns it (410).
                 sess.detach(link, asyncio.get_running_loop().time())
         if not should_reconnect(code):
+            deadline = asyncio.get_running_loop().time() + self.settings.resume_window
+            self._tombstones[sess.sid] = (code, reason, deadline)
             self._expire(sess, run_hooks=True)
 
     def _expire(self, sess: ServerSession, run_hooks: bool) -> None:
@@ -333,6 +357,8 @@ class SessionHost:
                         self.close_session(sess, action.code, action.reason)
                     elif action.kind == "expire":
                         self._expire(sess, run_hooks=True)
+            for sid in [k for k, v in self._tombstones.items() if v[2] <= now]:
+                del self._tombstones[sid]
             wall = time.time()
             self.tickets.prune(wall)
             stale = [n for n, (_, exp) in self._identities.items() if exp <= wall]
@@ -437,8 +463,24 @@ class SessionHost:
         if ok:
             fields["d"] = data
         else:
-            fields["err"] = {"code": code, "message": message}
-        self.push(sess, Outgoing("ack", fields))
+            fields["err"] = {"code": code, "message": message[:1000]}
+        out = Outgoing("ack", fields)
+        try:
+            self.encodable(out)
+        except TypeError as exc:
+            fields = {
+                "id": ack_id,
+                "ok": False,
+                "err": {"code": "handler_error", "message": f"result not sendable: {exc}"},
+            }
+            out = Outgoing("ack", fields)
+        self.push(sess, out)
+
+    def encodable(self, out: Outgoing) -> None:
+        """Encode ``out`` with every codec now (the bodies are cached for the writers), so
+        a value that cannot travel fails here, in the caller, not later in a writer."""
+        for codec in self.codecs.values():
+            out.body(codec)
 
     def push(self, sess: ServerSession, out: Outgoing) -> None:
         """Queue a sequenced frame for one session and wake its writer.
@@ -489,6 +531,7 @@ class SessionHost:
         if env.pos is not None:
             fields["o"] = list(env.pos)
         out = Outgoing("event", fields)
+        self.encodable(out)
         for sid in targets:
             if sid == env.skip:
                 continue
@@ -502,8 +545,10 @@ class SessionHost:
             raise Disconnected("session ended")
         ack_id = sess.next_ack_id()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        out = Outgoing("event", {"id": ack_id, "e": event, "d": data})
+        self.encodable(out)
         self.acks[(sess.sid, ack_id)] = fut
-        self.push(sess, Outgoing("event", {"id": ack_id, "e": event, "d": data}))
+        self.push(sess, out)
         try:
             async with asyncio.timeout(self.settings.ack_timeout if timeout is None else timeout):
                 return await fut
@@ -524,6 +569,7 @@ class SessionHost:
             "background_tasks": len(self._background),
             "pending_acks": len(self.acks),
             "pending_tickets": len(self._identities),
+            "tombstones": len(self._tombstones),
             "asyncio_tasks": len(asyncio.all_tasks()),
             **self.counters,
         }

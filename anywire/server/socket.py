@@ -66,7 +66,9 @@ class Socket:
     async def emit(self, event: str, data: Any = None) -> None:
         """Send ``event`` to this session (delivered in order, resumed after a drop)."""
         if self._session.state is not SessionState.CLOSED:
-            self._host.push(self._session, Outgoing("event", {"e": event, "d": data}))
+            out = Outgoing("event", {"e": event, "d": data})
+            self._host.encodable(out)  # TypeError here, not in the writer
+            self._host.push(self._session, out)
 
     async def call(self, event: str, data: Any = None, timeout: float | None = None) -> Any:
         """Send ``event`` and return the client's acknowledgement data.

@@ -28,6 +28,7 @@ __all__ = [
     "Scope",
     "Send",
     "TransportInfo",
+    "byte_length",
     "decode_frames",
     "header",
     "query",
@@ -83,7 +84,8 @@ class Link:
     def close(self, code: int, reason: str) -> None:
         """Ask the transport to send a close frame and end the connection."""
         if self.closing is None:
-            self.closing = (code, reason)
+            # A WebSocket close reason may hold 123 bytes; keep every transport alike.
+            self.closing = (code, reason.encode()[:120].decode(errors="ignore"))
         self._wake.set()
 
     async def wait(self, timeout: float | None = None) -> bool:
@@ -138,6 +140,11 @@ class Host(Protocol):
         sequenced frames, then the close frame if the link is closing."""
         ...
 
+    def reject(self, sid: str, error: RemoteProtocolError) -> None:
+        """An invalid client frame: count it as consumed if it had a sequence number and
+        answer its ack id with an error, so the frames after it still flow."""
+        ...
+
     def has_pending(self, link: Link) -> bool:
         """Whether :meth:`outgoing` would return anything (non-destructive)."""
         ...
@@ -149,6 +156,13 @@ class Host(Protocol):
     def detach(self, link: Link) -> None:
         """The connection behind ``link`` ended."""
         ...
+
+
+def byte_length(data: bytes | str) -> int:
+    """Size of a message on the wire (text is measured in UTF-8 bytes)."""
+    if isinstance(data, bytes):
+        return len(data)
+    return len(data) if data.isascii() else len(data.encode())
 
 
 def decode_frames(

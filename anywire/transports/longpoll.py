@@ -135,7 +135,8 @@ class LongPollTransport:
         self, send: Send, exc: ProtocolError, cors: list[tuple[bytes, bytes]]
     ) -> None:
         status = status_for(exc.code)
-        if status not in (400, 403, 404, 413, 429):
+        if exc.code != CloseCode.BAD_REQUEST and status not in (403, 404, 413, 429):
+            # The session is gone or not polling: the close frame says whether to resume.
             status = 410
             # The body is a close frame so the client knows whether to reconnect.
             codec = self.host.codec("json")

@@ -50,6 +50,7 @@ class SendEndpoint:
             if frames:
                 self.host.feed(sid, frames)
             if error is not None:
+                self.host.reject(sid, error)
                 raise error
         except ConnectionResetError:
             return

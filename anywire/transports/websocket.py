@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.frames import Connect, ErrorFrame, Resume
-from .base import Host, Link, Receive, Scope, Send, TransportInfo, decode_frames
+from .base import (
+    Host,
+    Link,
+    Receive,
+    Scope,
+    Send,
+    TransportInfo,
+    byte_length,
+    decode_frames,
+)
 
 __all__ = ["INFO", "WebSocketTransport"]
+
+log = logging.getLogger("anywire")
 
 INFO = TransportInfo("websocket", bidirectional=True, server_ping=True, binary=True)
 
@@ -46,6 +58,15 @@ class WebSocketTransport:
         reader = asyncio.create_task(self._reader(link, receive, send))
         try:
             await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+            failed = [
+                t
+                for t in (reader, writer)
+                if t.done() and not t.cancelled() and t.exception() is not None
+            ]
+            if failed:
+                # A bug of ours, not the client's: say so with a reconnect-range code.
+                log.error("websocket task failed", exc_info=failed[0].exception())
+                await _close(send, CloseCode.INTERNAL_ERROR, "internal error")
             if reader.done() and link.closing is not None:
                 # The reader asked for a close: let the writer send it (bounded).
                 await asyncio.wait((writer,), timeout=1.0)
@@ -67,13 +88,16 @@ class WebSocketTransport:
             return None
         data = message.get("text") if message.get("text") is not None else message.get("bytes")
         try:
-            if data is None or len(data) > settings.max_frame_size:
+            if data is None or byte_length(data) > settings.max_frame_size:
                 raise RemoteProtocolError("first frame missing or too large", 4503)
-            # The first frame's codec is the one the ticket chose; text means JSON.
+            # The first message's kind picks the codec for the connection: text is JSON,
+            # binary is MessagePack (clients use the codec negotiate offered).
             codec = self.host.codec("json" if isinstance(data, str) else "msgpack")
             frames, error = decode_frames(codec, data, 1)
             if error is not None:
                 raise error
+            if not frames:
+                raise RemoteProtocolError("the first message must hold a connect frame")
             first = frames[0]
             if not isinstance(first, Connect | Resume):
                 raise RemoteProtocolError("the first frame must be connect or resume")
@@ -94,7 +118,7 @@ class WebSocketTransport:
             data = message.get("text") if message.get("text") is not None else message.get("bytes")
             if data is None:
                 continue
-            if len(data) > settings.max_frame_size:
+            if byte_length(data) > settings.max_frame_size:
                 link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {settings.max_frame_size} bytes")
                 return
             frames, error = decode_frames(link.codec, data, settings.max_batch)
@@ -102,6 +126,7 @@ class WebSocketTransport:
                 if frames:
                     self.host.feed(link.sid, frames)
                 if error is not None:
+                    self.host.reject(link.sid, error)
                     raise error
             except RemoteProtocolError as exc:
                 if exc.code == CloseCode.FLOOD:

@@ -134,6 +134,7 @@ async def test_ticket_is_single_use(server: Server, transport: str) -> None:
         b'{"t":"event","s":"1","e":"echo"}',
         b'{"t":"event","s":1,"e":123}',
         b'{"t":"ack","s":1,"id":1,"ok":"yes"}',
+        b'{"t":"event","s":1,"id":4,"e":["not","a","name"]}',
         b'{"t":"teleport"}',
         b"[1,2,3]",
         b'"just a string"',
@@ -144,6 +145,7 @@ async def test_ticket_is_single_use(server: Server, transport: str) -> None:
         "s-string",
         "e-int",
         "ok-string",
+        "bad-event-with-id",
         "unknown-type",
         "array-of-ints",
         "string",
@@ -153,18 +155,26 @@ async def test_malformed_frames_answered_and_server_unharmed(
     server: Server, transport: str, payload: bytes
 ) -> None:
     conn = RawConn(server.url, transport, make_token())
+    # A rejected frame that still carried a valid sequence number counts as consumed, so
+    # the frames after it are not refused as a gap; one with an ack id gets an error ack.
+    consumed = b'"s":1' in payload
     try:
         await conn.open()
         if transport == "websocket":
-            await conn.send_raw(payload)  # binary message: never a valid JSON text frame
+            await conn.send_raw(payload)
             error = await conn.recv()
             assert error["t"] == "error" and error["c"] == 4502, error
         else:
             r = await conn.send_raw(payload)
             assert r is not None and r.status_code == 400
             assert r.json()["code"] == 4502
+        if b'"id":4' in payload:
+            refused = await conn.recv()
+            assert refused["t"] == "ack" and refused["id"] == 4 and refused["ok"] is False
+            assert refused["err"]["code"] == "bad_request"
         # The same connection still works and nothing was lost.
-        await conn.send({"t": "event", "s": 1, "id": 7, "e": "echo", "d": "still here"})
+        seq = 2 if consumed else 1
+        await conn.send({"t": "event", "s": seq, "id": 7, "e": "echo", "d": "still here"})
         ack = await conn.recv()
         assert ack == {"t": "ack", "s": ack["s"], "id": 7, "ok": True, "d": "still here"}
     finally:

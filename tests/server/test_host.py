@@ -90,7 +90,9 @@ async def test_handler_exception_becomes_error_ack_and_session_lives() -> None:
         async with asyncio.timeout(2):
             while not aw.host.has_pending(link):
                 await link.wait()
-        (ack,) = [aw.host.codec("json").decode(f) for f in aw.host.outgoing(link)]
+        frames = [aw.host.codec("json").decode(f) for f in aw.host.outgoing(link)]
+        (ack,) = [f for f in frames if f["t"] == "ack"]
+        assert {"t": "rx", "n": 1} in frames  # the client's frame is acknowledged alongside
         assert ack["ok"] is False and ack["err"] == {"code": "handler_error", "message": "kaput"}
         assert link.closing is None and link.sid in aw.host.sessions
     finally:

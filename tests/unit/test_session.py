@@ -1,0 +1,532 @@
+"""ServerSession: sequencing, outbox, resume, dedupe, heartbeats, expiry, flood control.
+
+Time is a plain float passed as ``now``; nothing here sleeps or needs an event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from anywire.core.closecodes import CloseCode
+from anywire.core.codec import Outgoing
+from anywire.core.errors import LocalProtocolError, RemoteProtocolError
+from anywire.core.frames import (
+    Ack,
+    Close,
+    Connect,
+    Event,
+    Hello,
+    Join,
+    Leave,
+    Ping,
+    Pong,
+    Resume,
+    Rx,
+)
+from anywire.core.session import Heartbeat, ServerSession, SessionAction, SessionState
+from anywire.core.settings import Settings
+from tests.unit.conftest import make_codec
+
+WS = Heartbeat(ping_interval=20.0, dead_after=30.0)
+POLL = Heartbeat(ping_interval=None, dead_after=45.0)
+
+
+def make(now: float = 0.0, **overrides: Any) -> ServerSession:
+    return ServerSession("sid", "user", "/", Settings(**overrides), now)
+
+
+def attached(now: float = 0.0, heartbeat: Heartbeat = WS, **overrides: Any) -> ServerSession:
+    sess = make(now, **overrides)
+    sess.attach(object(), now, heartbeat, None)
+    return sess
+
+
+def out(i: int) -> Outgoing:
+    return Outgoing("event", {"e": "n", "d": i})
+
+
+def pushed(sess: ServerSession, n: int) -> list[int]:
+    return [sess.push(out(i)) for i in range(n)]
+
+
+def data(taken: list[tuple[int, Outgoing]]) -> list[tuple[int, Any]]:
+    return [(seq, o.fields["d"]) for seq, o in taken]
+
+
+def events(first: int, last: int) -> list[Event]:
+    return [Event(s, "c", s) for s in range(first, last + 1)]
+
+
+# -- sequencing and the outbox --------------------------------------------------------------
+
+
+def test_push_assigns_consecutive_sequence_numbers() -> None:
+    sess = attached()
+    assert pushed(sess, 3) == [1, 2, 3]
+    assert sess.out_seq == 3
+    assert [seq for seq, _ in sess.outbox] == [1, 2, 3]
+
+
+def test_take_pending_hands_each_frame_once_in_order() -> None:
+    sess = attached()
+    pushed(sess, 5)
+    assert data(sess.take_pending(limit=2)) == [(1, 0), (2, 1)]
+    assert data(sess.take_pending()) == [(3, 2), (4, 3), (5, 4)]
+    assert sess.take_pending() == []
+    sess.push(out(9))
+    assert data(sess.take_pending()) == [(6, 9)]
+    # Still kept for replay until acknowledged.
+    assert len(sess.outbox) == 6
+
+
+def test_nothing_is_taken_before_attach_and_early_frames_follow_the_hello() -> None:
+    sess = make()
+    pushed(sess, 2)  # e.g. by a connect hook
+    assert sess.take_pending() == []
+    hello = sess.attach(object(), 0.0, WS, None)
+    assert hello == Hello(sid="sid", recovered=False, seq=0, last=0)
+    assert data(sess.take_pending()) == [(1, 0), (2, 1)]
+
+
+def test_rx_trims_the_outbox() -> None:
+    sess = attached()
+    pushed(sess, 5)
+    sess.take_pending()
+    assert sess.receive(Rx(3), 1.0) is None
+    assert [seq for seq, _ in sess.outbox] == [4, 5]
+    assert sess.floor == 4
+    sess.receive(Rx(2), 1.0)  # an old, smaller rx changes nothing
+    assert [seq for seq, _ in sess.outbox] == [4, 5]
+    sess.receive(Rx(5), 1.0)
+    assert not sess.outbox
+
+
+def test_rx_ahead_of_what_was_sent_is_refused() -> None:
+    sess = attached()
+    pushed(sess, 2)
+    with pytest.raises(RemoteProtocolError):
+        sess.receive(Rx(3), 1.0)
+
+
+def test_rewind_hands_unacknowledged_frames_out_again() -> None:
+    """Long-poll: a response may be lost, so the next poll's ack=N decides what is resent."""
+    sess = attached(heartbeat=POLL)
+    pushed(sess, 4)
+    sess.take_pending()
+    sess.rewind(1)
+    assert data(sess.take_pending()) == [(2, 1), (3, 2), (4, 3)]
+    sess.rewind(4)
+    assert sess.take_pending() == [] and not sess.outbox
+
+
+def test_outbox_overflow_drops_oldest_and_raises_floor() -> None:
+    sess = attached(outbox_size=3)
+    pushed(sess, 5)
+    assert [seq for seq, _ in sess.outbox] == [3, 4, 5]
+    assert sess.floor == 3
+    # The connection was given nothing yet: frames 1-2 are gone (the host closes 4002).
+    assert sess.written < sess.floor - 1
+
+
+def test_outbox_overflow_only_after_acknowledged_frames_is_harmless() -> None:
+    sess = attached(outbox_size=3)
+    pushed(sess, 3)
+    sess.take_pending()
+    sess.receive(Rx(3), 1.0)
+    pushed(sess, 3)
+    assert sess.written >= sess.floor - 1
+    assert data(sess.take_pending()) == [(4, 0), (5, 1), (6, 2)]
+
+
+# -- resume ---------------------------------------------------------------------------------
+
+
+def test_resume_replays_exactly_the_frames_after_last() -> None:
+    codec = make_codec("msgpack")
+    sess = make()
+    conn1 = object()
+    sess.attach(conn1, 0.0, WS, None)
+    pushed(sess, 6)
+    first = [codec.frame(o.type, s, o.body(codec)) for s, o in sess.take_pending()]
+    sess.receive(Rx(2), 1.0)
+    assert sess.detach(conn1, 2.0)
+    sess.push(out(99))  # pushed while nobody is connected
+    assert sess.can_resume(4)
+    hello = sess.attach(object(), 3.0, WS, last=4)
+    assert hello == Hello(sid="sid", recovered=True, seq=4, last=0)
+    replay = [codec.frame(o.type, s, o.body(codec)) for s, o in sess.take_pending()]
+    assert replay == [*first[4:], codec.encode({"t": "event", "s": 7, "e": "n", "d": 99})]
+    assert [seq for seq, _ in sess.outbox] == [5, 6, 7]  # resume point acknowledged
+
+
+@pytest.mark.parametrize("last", [0, 1, 8])
+def test_can_resume_only_from_inside_the_outbox(last: int) -> None:
+    sess = attached()
+    pushed(sess, 7)
+    sess.take_pending()
+    sess.receive(Rx(2), 1.0)  # floor is now 3: the client confirmed 1-2
+    assert not sess.can_resume(last)
+    with pytest.raises(LocalProtocolError):
+        sess.attach(object(), 2.0, WS, last)
+
+
+@pytest.mark.parametrize("last", [2, 3, 7])
+def test_can_resume_inside_the_outbox(last: int) -> None:
+    sess = attached()
+    pushed(sess, 7)
+    sess.receive(Rx(2), 1.0)
+    assert sess.can_resume(last)
+
+
+def test_can_resume_is_false_after_outbox_overflow() -> None:
+    sess = make(outbox_size=4)
+    conn = object()
+    sess.attach(conn, 0.0, WS, None)
+    pushed(sess, 2)
+    sess.take_pending()
+    sess.detach(conn, 1.0)
+    assert sess.can_resume(0)
+    pushed(sess, 4)  # 6 frames, room for 4: frames 1-2 are gone
+    assert not sess.can_resume(0)
+    assert not sess.can_resume(1)
+    assert sess.can_resume(2)
+
+
+def test_resume_with_nothing_sent() -> None:
+    sess = make()
+    conn = object()
+    sess.attach(conn, 0.0, WS, None)
+    sess.detach(conn, 1.0)
+    assert sess.can_resume(0)
+    assert sess.attach(object(), 2.0, WS, 0) == Hello("sid", True, 0, 0)
+    assert sess.take_pending() == []
+
+
+def test_hello_reports_the_last_client_frame_processed() -> None:
+    sess = make()
+    conn = object()
+    sess.attach(conn, 0.0, WS, None)
+    for ev in events(1, 3):
+        sess.receive(ev, 1.0)
+    sess.detach(conn, 2.0)
+    assert sess.attach(object(), 3.0, WS, 0).last == 3
+
+
+# -- attach / detach -------------------------------------------------------------------------
+
+
+def test_detach_and_attach_state_machine() -> None:
+    sess = make()
+    assert sess.state is SessionState.NEW
+    a, b, c = object(), object(), object()
+    sess.attach(a, 0.0, WS, None)
+    assert sess.state is SessionState.ATTACHED and sess.connection is a
+    assert not sess.detach(b, 1.0)  # not the live connection
+    assert sess.state is SessionState.ATTACHED
+    assert sess.detach(a, 1.0)
+    assert sess.state is SessionState.DETACHED and sess.connection is None
+    assert sess.detached_at == 1.0
+    assert not sess.detach(a, 1.5)  # twice
+    sess.attach(b, 2.0, WS, 0)
+    assert sess.state is SessionState.ATTACHED and sess.detached_at is None
+    # A newer connection takes over while attached; the old one's end changes nothing.
+    sess.attach(c, 3.0, WS, 0)
+    assert sess.connection is c
+    assert not sess.detach(b, 4.0)
+    assert sess.state is SessionState.ATTACHED
+
+
+def test_a_returning_connection_must_resume() -> None:
+    sess = make()
+    conn = object()
+    sess.attach(conn, 0.0, WS, None)
+    sess.detach(conn, 1.0)
+    with pytest.raises(LocalProtocolError):
+        sess.attach(object(), 2.0, WS, None)
+
+
+def test_detach_makes_unacknowledged_frames_pending_again() -> None:
+    sess = make()
+    conn = object()
+    sess.attach(conn, 0.0, WS, None)
+    pushed(sess, 4)
+    sess.take_pending()
+    sess.receive(Rx(1), 0.5)
+    sess.detach(conn, 1.0)
+    assert sess.written == 1
+    sess.attach(object(), 2.0, WS, 1)
+    assert [s for s, _ in sess.take_pending()] == [2, 3, 4]
+
+
+def test_takeover_resume_replays_what_the_old_connection_may_have_lost() -> None:
+    sess = attached()
+    pushed(sess, 3)
+    sess.take_pending()
+    hello = sess.attach(object(), 1.0, WS, 1)  # new connection while the old is live
+    assert hello.recovered and hello.seq == 1
+    assert [s for s, _ in sess.take_pending()] == [2, 3]
+
+
+def test_closed_session_refuses_everything() -> None:
+    sess = attached()
+    pushed(sess, 2)
+    sess.close()
+    assert sess.state is SessionState.CLOSED
+    assert not sess.outbox and sess.connection is None
+    assert not sess.can_resume(0) and not sess.can_resume(2)
+    assert sess.take_pending() == []
+    assert sess.next_deadline() is None
+    assert sess.poll(1e9) == []
+    with pytest.raises(LocalProtocolError):
+        sess.push(out(1))
+    with pytest.raises(LocalProtocolError):
+        sess.attach(object(), 1.0, WS, 2)
+
+
+# -- inbound ---------------------------------------------------------------------------------
+
+
+def test_client_frames_in_order_are_returned() -> None:
+    sess = attached()
+    frames = [Event(1, "a"), Join(2, 1, "r"), Leave(3, 2, "r"), Ack(4, 1, True)]
+    assert [sess.receive(f, 1.0) for f in frames] == frames
+    assert sess.in_last == 4
+
+
+def test_duplicate_client_frames_are_dropped() -> None:
+    sess = attached()
+    for ev in events(1, 3):
+        assert sess.receive(ev, 1.0) is ev
+    assert sess.receive(Event(2, "c", 2), 1.0) is None
+    assert sess.receive(Event(3, "c", 3), 1.0) is None
+    assert sess.receive(Event(1, "other"), 1.0) is None
+    assert sess.in_last == 3
+    assert sess.receive(Event(4, "c"), 1.0) is not None
+
+
+@pytest.mark.parametrize(("before", "sent"), [(0, 2), (1, 3), (3, 9)])
+def test_sequence_gap_is_a_protocol_error(before: int, sent: int) -> None:
+    sess = attached()
+    for ev in events(1, before):
+        sess.receive(ev, 1.0)
+    with pytest.raises(RemoteProtocolError) as info:
+        sess.receive(Event(sent, "a"), 1.0)
+    assert sess.in_last == before
+    assert info.value.code == CloseCode.BAD_REQUEST
+    assert "gap" in info.value.message
+
+
+def test_ping_from_client_queues_a_pong() -> None:
+    sess = attached()
+    assert sess.receive(Ping(), 1.0) is None
+    assert sess.take_control() == [Pong()]
+    assert sess.take_control() == []
+
+
+def test_close_from_client_is_returned_for_the_host() -> None:
+    sess = attached()
+    frame = Close(4500, "bye")
+    assert sess.receive(frame, 1.0) is frame
+
+
+@pytest.mark.parametrize(
+    "frame", [Connect("t"), Resume("t", 0), Hello("s", True, 0, 0)], ids=lambda f: f.type
+)
+def test_handshake_frames_are_refused_mid_session(frame: Any) -> None:
+    sess = attached()
+    with pytest.raises(RemoteProtocolError):
+        sess.receive(frame, 1.0)
+
+
+def test_rx_is_due_on_its_own_every_16_client_frames() -> None:
+    sess = attached()
+    for ev in events(1, 15):
+        sess.receive(ev, 1.0)
+        assert not sess.rx_due()
+    sess.receive(Event(16, "c"), 1.0)
+    assert sess.rx_due()
+    assert sess.take_control() == [Rx(16)]
+    assert not sess.rx_due()
+    for ev in events(17, 31):
+        sess.receive(ev, 1.0)
+    assert not sess.rx_due()
+    sess.receive(Event(32, "c"), 1.0)
+    assert sess.rx_due()
+    assert sess.take_control() == [Rx(32)]
+
+
+def test_rx_rides_along_with_every_write() -> None:
+    sess = attached()
+    assert sess.take_control() == []  # nothing processed: no rx
+    for ev in events(1, 3):
+        sess.receive(ev, 1.0)
+    sess.receive(Ping(), 1.0)
+    assert set(sess.take_control()) == {Pong(), Rx(3)}
+    assert sess.take_control() == []  # nothing new since
+    sess.receive(Event(3, "c"), 1.0)  # a duplicate advances nothing
+    assert sess.take_control() == []
+
+
+def test_rx_counts_from_the_hello() -> None:
+    """hello.last already told the client what was processed: no rx is owed for it."""
+    sess = make()
+    conn = object()
+    sess.attach(conn, 0.0, WS, None)
+    for ev in events(1, 10):
+        sess.receive(ev, 1.0)
+    sess.detach(conn, 2.0)
+    assert sess.attach(object(), 3.0, WS, 0).last == 10
+    assert sess.take_control() == []
+    for ev in events(11, 25):
+        sess.receive(ev, 4.0)
+    assert not sess.rx_due()
+    sess.receive(Event(26, "c"), 4.0)
+    assert sess.rx_due()
+    assert sess.take_control() == [Rx(26)]
+
+
+def test_skip_consumes_only_the_next_sequence_number() -> None:
+    """An invalid client frame that still had its ``s`` is counted as consumed, so the
+    frames after it are not refused as a gap."""
+    sess = attached()
+    for ev in events(1, 2):
+        sess.receive(ev, 1.0)
+    assert not sess.skip(4)
+    assert not sess.skip(2)
+    assert sess.in_last == 2
+    assert sess.skip(3)
+    assert sess.in_last == 3
+    assert sess.receive(Event(3, "c"), 1.0) is None  # the skipped number is spent
+    assert sess.receive(Event(4, "c"), 1.0) is not None
+
+
+def test_flood_is_refused_with_4506() -> None:
+    sess = attached(flood_rate=10.0, flood_burst=5)
+    for _ in range(5):
+        sess.receive(Ping(), 0.0)
+    with pytest.raises(RemoteProtocolError) as info:
+        sess.receive(Ping(), 0.0)
+    assert info.value.code == CloseCode.FLOOD
+
+
+def test_flood_bucket_refills_at_the_rate_and_caps_at_the_burst() -> None:
+    sess = attached(flood_rate=10.0, flood_burst=5)
+    for _ in range(5):
+        sess.receive(Ping(), 0.0)
+    sess.receive(Ping(), 0.1)  # one token back after 0.1 s at 10/s
+    with pytest.raises(RemoteProtocolError):
+        sess.receive(Ping(), 0.1)
+    # A long quiet spell refills at most ``burst`` tokens.
+    for _ in range(5):
+        sess.receive(Ping(), 1000.0)
+    with pytest.raises(RemoteProtocolError):
+        sess.receive(Ping(), 1000.0)
+
+
+def test_sustained_rate_below_the_limit_is_fine() -> None:
+    sess = attached(flood_rate=10.0, flood_burst=2)
+    for i in range(1000):
+        sess.receive(Ping(), i * 0.11)
+
+
+# -- timers ----------------------------------------------------------------------------------
+
+
+def test_ping_scheduling() -> None:
+    sess = attached(now=100.0)
+    assert sess.next_deadline() == 120.0
+    assert sess.poll(119.9) == []
+    assert sess.poll(120.0) == [SessionAction("ping")]
+    assert sess.take_control() == [Ping()]
+    # Next: the earlier of the next ping (140) and silence since 100 (130).
+    assert sess.next_deadline() == 130.0
+    sess.receive(Pong(), 125.0)
+    assert sess.next_deadline() == 140.0
+    assert sess.poll(139.0) == []
+    assert sess.poll(140.0) == [SessionAction("ping")]
+    assert sess.poll(140.0) == []  # not twice
+
+
+def test_ping_carries_an_rx_for_unacknowledged_client_frames() -> None:
+    sess = attached()
+    for ev in events(1, 3):
+        sess.receive(ev, 1.0)
+    assert sess.poll(20.0) == [SessionAction("ping")]
+    assert set(sess.take_control()) == {Rx(3), Ping()}
+    sess.receive(Pong(), 21.0)
+    sess.poll(40.0)
+    assert sess.take_control() == [Ping()]  # nothing new to acknowledge
+
+
+def test_ping_timeout_closes_with_4001() -> None:
+    sess = attached()
+    sess.poll(20.0)
+    sess.take_control()
+    assert sess.next_deadline() == 30.0
+    assert sess.poll(29.9) == []
+    assert sess.poll(30.0) == [
+        SessionAction("close", CloseCode.PING_TIMEOUT, "no heartbeat from client")
+    ]
+
+
+def test_any_frame_counts_as_a_sign_of_life() -> None:
+    sess = attached()
+    sess.receive(Event(1, "a"), 25.0)
+    assert sess.poll(30.0) == [SessionAction("ping")]  # ping was due at 20; alive
+    assert sess.poll(54.9) == [SessionAction("ping")]  # next ping at 50; still alive
+    assert sess.poll(55.0)[0].code == CloseCode.PING_TIMEOUT  # silent since 25
+
+
+def test_long_poll_heartbeat_has_no_pings() -> None:
+    sess = attached(heartbeat=POLL)
+    assert sess.next_deadline() == 45.0
+    assert sess.poll(44.0) == []
+    sess.touch(44.0)  # a poll request arrived
+    assert sess.next_deadline() == 89.0
+    assert sess.poll(88.0) == []
+    assert sess.take_control() == []
+    assert sess.poll(89.0) == [
+        SessionAction("close", CloseCode.POLL_TIMEOUT, "no poll from client")
+    ]
+
+
+def test_resume_window_expiry() -> None:
+    sess = attached(resume_window=30.0)
+    sess.detach(sess.connection, 10.0)
+    assert sess.next_deadline() == 40.0
+    assert sess.poll(39.9) == []
+    assert sess.poll(40.0) == [SessionAction("expire")]
+
+
+def test_resume_window_restarts_after_a_resume() -> None:
+    sess = attached(resume_window=30.0)
+    sess.detach(sess.connection, 10.0)
+    conn = object()
+    sess.attach(conn, 35.0, WS, 0)
+    assert sess.poll(41.0) == []  # attached: no expiry
+    sess.detach(conn, 50.0)
+    assert sess.poll(79.0) == []
+    assert sess.poll(80.0) == [SessionAction("expire")]
+
+
+def test_never_attached_session_expires() -> None:
+    sess = make(now=5.0, resume_window=30.0)
+    assert sess.next_deadline() == 35.0
+    assert sess.poll(34.0) == []
+    assert sess.poll(35.0) == [SessionAction("expire")]
+
+
+def test_auth_deadline_closes_with_4004() -> None:
+    sess = ServerSession("sid", "u", "/", Settings(), 0.0, auth_deadline=12.0)
+    sess.attach(object(), 0.0, WS, None)
+    assert sess.next_deadline() == 12.0
+    assert sess.poll(11.9) == []
+    [action] = sess.poll(12.0)
+    assert (action.kind, action.code) == ("close", CloseCode.TOKEN_EXPIRED)
+
+
+def test_next_ack_id_is_fresh() -> None:
+    sess = attached()
+    assert [sess.next_ack_id() for _ in range(3)] == [1, 2, 3]
