@@ -191,7 +191,7 @@ class ServerSession:
         are only valid as the first frame, and floods (code 4506).
         """
         self.last_seen = now
-        self._spend_token(now)
+        self.charge(now)
         t = frame.type
         if t in SEQUENCED:
             if not in_order(self.in_last, frame, "client"):
@@ -217,6 +217,11 @@ class ServerSession:
         while self.outbox and self.outbox[0][0] <= n:
             self.outbox.popleft()
         self.floor = max(self.floor, n + 1)
+
+    def charge(self, now: float) -> None:
+        """Spend one flood token for a client frame (valid or not); raises
+        :class:`RemoteProtocolError` with 4506 FLOOD when the bucket is empty."""
+        self._spend_token(now)
 
     def _spend_token(self, now: float) -> None:
         rate, burst = self.settings.flood_rate, self.settings.flood_burst

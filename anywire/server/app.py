@@ -290,7 +290,8 @@ class Anywire:
             body = json.loads(raw) if raw.strip() else {}
             if not isinstance(body, dict):
                 raise RemoteProtocolError("negotiate body must be a JSON object")
-            if body.get("v", 1) != 1:
+            version = body.get("v", 1)
+            if type(version) is not int or version != 1:
                 raise RemoteProtocolError(f"unsupported protocol version {body.get('v')!r}")
             identity = await _maybe_await(self.auth(bearer(scope), scope))
             if not isinstance(identity, Identity):

@@ -241,7 +241,11 @@ class SessionHost:
         """A client frame was invalid. If it carried its sequence number, count it as
         consumed (the frames after it still flow) and answer its ack id with an error."""
         sess = self.sessions.get(sid)
-        if sess is None or error.seq is None or not sess.skip(error.seq):
+        if sess is None:
+            return
+        # Invalid frames cost flood tokens like valid ones.
+        sess.charge(asyncio.get_running_loop().time())
+        if error.seq is None or not sess.skip(error.seq):
             return
         if error.ack_id is not None:
             self._reply(sess, error.ack_id, False, None, "bad_request", error.message)
@@ -291,7 +295,7 @@ class SessionHost:
         if sess.detach(link, asyncio.get_running_loop().time()):
             closing = link.closing
             if closing is not None and not should_reconnect(closing[0]):
-                self._expire(sess, run_hooks=True)
+                self._bury(sess, *closing)
 
     # -- sessions -------------------------------------------------------------------------
     def _heartbeat(self, link: Link) -> Heartbeat:
@@ -310,9 +314,13 @@ class SessionHost:
                 # No request may be held to carry the close: the next poll learns it (410).
                 sess.detach(link, asyncio.get_running_loop().time())
         if not should_reconnect(code):
-            deadline = asyncio.get_running_loop().time() + self.settings.resume_window
-            self._tombstones[sess.sid] = (code, reason, deadline)
-            self._expire(sess, run_hooks=True)
+            self._bury(sess, code, reason)
+
+    def _bury(self, sess: ServerSession, code: int, reason: str) -> None:
+        """End the session for good, remembering why for late requests."""
+        deadline = asyncio.get_running_loop().time() + self.settings.resume_window
+        self._tombstones[sess.sid] = (code, reason.encode()[:120].decode(errors="ignore"), deadline)
+        self._expire(sess, run_hooks=True)
 
     def _expire(self, sess: ServerSession, run_hooks: bool) -> None:
         if self.sessions.get(sess.sid) is not sess:
@@ -441,7 +449,12 @@ class SessionHost:
         if not allowed:
             self._reply(sess, frame.id, False, None, "forbidden", "join refused")
             return
-        members = self.join(sess, frame.r, frame.meta)
+        try:
+            members = self.join(sess, frame.r, frame.meta)
+        except TypeError as exc:  # meta that some codec cannot carry
+            self.leave(sess, frame.r)
+            self._reply(sess, frame.id, False, None, "bad_request", f"meta not sendable: {exc}")
+            return
         self._reply(sess, frame.id, True, {"room": frame.r, "presence": members})
 
     def _handle_leave(self, sess: ServerSession, frame: Leave) -> None:

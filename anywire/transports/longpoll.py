@@ -145,7 +145,11 @@ class LongPollTransport:
                 {
                     "type": "http.response.start",
                     "status": 410,
-                    "headers": [(b"content-type", b"application/json"), *cors],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"cache-control", b"no-store"),
+                        *cors,
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": body})

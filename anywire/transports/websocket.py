@@ -165,4 +165,5 @@ async def _send(send: Send, link: Link, data: bytes) -> None:
 
 async def _close(send: Send, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
-        await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+        short = reason.encode()[:120].decode(errors="ignore")  # the limit is 123 bytes
+        await send({"type": "websocket.close", "code": code, "reason": short})
