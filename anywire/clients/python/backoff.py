@@ -1,4 +1,8 @@
-"""Reconnect delays: exponential backoff with full jitter (a pure generator)."""
+"""Reconnect delays: exponential backoff with full jitter, as a pure generator.
+
+Like ``websockets.client.backoff``, the schedule is a plain iterator so the policy can be
+tested without a clock or an event loop; the client just sleeps ``next(delays)``.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,21 @@ def backoff(
     factor: float = 2.0,
     rand: random.Random | None = None,
 ) -> Iterator[float]:
-    """Yield delays ``uniform(0, min(cap, base * factor**n))`` for n = 0, 1, 2...
+    """Delays ``uniform(0, min(cap, base * factor**n))`` for n = 0, 1, 2... forever.
 
     Full jitter (AWS architecture blog, "Exponential Backoff And Jitter") spreads a crowd
-    of clients that lost the same server, so they do not come back in lockstep.
+    of clients that lost the same server, so they do not come back in lockstep. The
+    ceiling stops growing once it reaches ``cap`` (no float overflow however long the
+    outage). ``rand`` makes the sequence reproducible in tests.
     """
-    rng = rand or random.Random()
-    ceiling = base
+    # Checked here, not on the first next(): a bad setting fails where it is given.
+    if base <= 0 or cap <= 0 or factor < 1:
+        raise ValueError("backoff needs base > 0, cap > 0 and factor >= 1")
+    return _delays(base, cap, factor, rand if rand is not None else random.Random())
+
+
+def _delays(base: float, cap: float, factor: float, rng: random.Random) -> Iterator[float]:
+    ceiling = min(cap, base)
     while True:
-        yield rng.uniform(0, min(cap, ceiling))
+        yield rng.uniform(0, ceiling)
         ceiling = min(cap, ceiling * factor)

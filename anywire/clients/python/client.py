@@ -2,26 +2,42 @@
 
 All session bookkeeping (sequence numbers, what to resend, duplicates, cumulative acks)
 is the core's :class:`~anywire.core.peer.ClientPeer`; this module only does I/O and
-scheduling around it.
+scheduling around it. One runner task owns the connection cycle::
+
+    negotiate -> open transport -> hello -> pump frames -> (drop) -> backoff -> negotiate...
+
+Everything the runner waits for is bounded: negotiate and each transport attempt by
+``connect_timeout``, a live connection by the server's heartbeat (ping_interval +
+ping_timeout of silence means dead), acks by their timeout, backoff by ``backoff_max``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import httpx
-import msgpack
 
 from ...core.closecodes import CloseCode, should_reconnect
-from ...core.codec import Codec, JsonCodec, MsgpackCodec
 from ...core.errors import LocalProtocolError, RemoteProtocolError
-from ...core.frames import Ack, Close, ErrorFrame, Event, Frame, Hello, Join, Leave, Ping
+from ...core.frames import (
+    Ack,
+    Close,
+    Connect,
+    ErrorFrame,
+    Event,
+    Frame,
+    Hello,
+    Join,
+    Leave,
+    Ping,
+    Resume,
+)
 from ...core.peer import ClientPeer
+from ...core.settings import Settings
 from .backoff import backoff
 from .errors import (
     AckError,
@@ -29,33 +45,55 @@ from .errors import (
     AuthError,
     ConnectError,
     ConnectionClosed,
+    FrameTooLarge,
     QueueFull,
 )
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
+from .wire import Negotiated, check_frame, error_code, make_codecs
 
-__all__ = ["Client"]
+__all__ = ["Client", "State"]
 
 log = logging.getLogger("anywire.client")
 
+State = Literal["connecting", "connected", "reconnecting", "disconnected"]
 TokenSource = str | Callable[[], str | Awaitable[str | None] | None] | None
 Handler = Callable[[Any], Any]
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+_DEFAULTS = Settings()
+# Size checks encode a frame before it has a sequence number or id: use the largest
+# value either can take, so the estimate is never below the real size.
+_PROBE = 2**53 - 1
+_MAX_NAME = 200
+# How long close() waits for the server to take the goodbye, and hooks to finish.
+_CLOSE_GRACE = 1.0
 
 
 class Client:
     """An anywire client session that survives transport drops.
 
-    :param url: the server's base URL (``http://host:port``).
-    :param token: the bearer token, or a (sync or async) callable returning it; a callable
-        is called before every negotiate, so refreshed tokens are used on reconnect.
-    :param transports: transports this client may use, in no particular order (the server
-        orders them).
-    :param codec: preferred codec, ``"msgpack"`` or ``"json"``.
-    :param connect_timeout: per transport attempt: no hello within it means it failed.
-    :param max_queue: most frames waiting for the server's confirmation (sent, or queued
-        while offline). When it is reached, :meth:`emit`, :meth:`call`, :meth:`join` and
-        :meth:`leave` wait for confirmations to free room (backpressure) for up to the ack
-        timeout, then raise :class:`QueueFull` having queued nothing: the caller decides
-        whether to drop or retry.
+    :param url: the server's base URL (``http://host:port``; https gives wss).
+    :param token: the bearer token (JWT), or a sync or async callable returning it. A
+        callable is called before *every* negotiate, so reconnects use a fresh token
+        (e.g. after close code 4004 TOKEN_EXPIRED). None: anonymous, if the server allows.
+    :param namespace: the namespace to connect to (one client per namespace).
+    :param transports: the transports this client may use; the server orders them.
+    :param codec: preferred codec, ``"msgpack"`` or ``"json"`` (SSE is always JSON).
+    :param connect_timeout: bound of each negotiate and of each transport attempt; no
+        hello within it means the transport failed and the next one is tried.
+    :param reconnect: reconnect and resume by itself after a drop (unless the close code
+        is terminal, see :func:`anywire.core.closecodes.should_reconnect`).
+    :param backoff_base: first reconnect delay ceiling, in seconds (full jitter).
+    :param backoff_max: largest reconnect delay, in seconds.
+    :param max_queue: most frames awaiting the server's confirmation, including frames
+        queued while disconnected. When it is reached, :meth:`emit`, :meth:`call`,
+        :meth:`join` and :meth:`leave` raise :class:`QueueFull` without queueing: at
+        once while disconnected; while connected, after waiting up to the ack timeout
+        for confirmations to free room (backpressure). Keep it at 16 or more: the
+        server may wait for 16 frames before confirming when it has nothing to send.
+    :param ack_timeout: default wait for acks in seconds; None: the server's value.
+    :param headers: extra HTTP headers for every request, the WebSocket upgrade included
+        (e.g. ``Origin``, cookies).
     """
 
     def __init__(
@@ -74,370 +112,533 @@ class Client:
         ack_timeout: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        self.transports = tuple(transports)
+        unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
+        if unknown or not self.transports:
+            raise ValueError(f"transports must be among {sorted(TRANSPORT_CLASSES)}: {unknown}")
+        if codec not in ("msgpack", "json"):
+            raise ValueError("codec must be 'msgpack' or 'json'")
+        if connect_timeout <= 0 or max_queue < 1 or (ack_timeout is not None and ack_timeout <= 0):
+            raise ValueError("connect_timeout, max_queue and ack_timeout must be positive")
+        backoff(backoff_base, backoff_max)  # validates the schedule's parameters now
         self.url = url.rstrip("/")
         self.namespace = namespace
-        self.transports = tuple(transports)
-        self.codec_name = codec
+        self.codec = codec
         self.connect_timeout = connect_timeout
         self.reconnect = reconnect
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.ack_timeout = ack_timeout
         self.headers = dict(headers or {})
-        self._token = token
         self.peer = ClientPeer(max_unconfirmed=max_queue)
-        self._codecs: dict[str, Codec] = {
-            "json": JsonCodec(),
-            "msgpack": MsgpackCodec(msgpack.packb, msgpack.unpackb),
-        }
+        """The session's sequencing state (kept across reconnects)."""
+        self.sid: str | None = None
+        """The session id, once connected (unchanged by a successful resume)."""
+        self.recovered: bool | None = None
+        """The last hello's ``recovered``: False means a fresh session (rooms are lost)."""
+        self.last_close: tuple[int, str] | None = None
+        """The last close code and reason the server gave, if any."""
+
+        self._token = token
+        self._codecs = make_codecs()
         self._handlers: dict[str, Handler] = {}
-        self._hooks: dict[str, list[Callable[..., Any]]] = {
-            "connect": [],
-            "disconnect": [],
-            "state": [],
-            "error": [],
-        }
+        self._connect_hooks: list[Callable[[], Any]] = []
+        self._disconnect_hooks: list[Callable[[], Any]] = []
+        self._state_hooks: list[Callable[[str], Any]] = []
+        self._error_hooks: list[Callable[[int, str], Any]] = []
         self._calls: dict[int, asyncio.Future[Any]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # async event handlers
+        self._hook_tasks: set[asyncio.Task[Any]] = set()  # async hooks
         self._http: httpx.AsyncClient | None = None
         self._live: ClientTransport | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._neg: dict[str, Any] = {}
-        self._closed = False
-        self._room = asyncio.Event()  # set when confirmations free retransmission room
-        self.state = "disconnected"
-        self.sid: str | None = None
-        self.recovered: bool | None = None
-        self.last_close: tuple[int, str] | None = None
+        self._neg: Negotiated | None = None  # the last negotiate that led to a hello
+        self._closed = False  # close() was called
+        self._ended: ConnectionClosed | None = None  # ended for good by the server
+        self._room = asyncio.Event()  # pulsed when room or state may have changed
+        self._state: State = "disconnected"
 
     # -- registration ---------------------------------------------------------------------
-    def on(self, event: str) -> Callable[[Handler], Handler]:
-        """Decorator: ``handler(data)`` for server events (sync or async). If the server
-        asked for an ack, the return value is sent back; an exception becomes an error
-        ack (``handler_error``)."""
+    def on(self, event: str) -> Callable[[_H], _H]:
+        """Decorator registering ``handler(data)`` (sync or async) for server event
+        ``event``. If the server asked for an ack, the return value is sent back as an
+        ok ack and an exception becomes an error ack (``handler_error``); an event
+        nobody handles is answered with ``no_handler``."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: _H) -> _H:
             self._handlers[event] = fn
             return fn
 
         return register
 
-    def on_connect(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """Decorator: runs after every (re)connection, once the hello arrived."""
-        self._hooks["connect"].append(fn)
+    def on_connect(self, fn: _H) -> _H:
+        """Decorator: ``fn()`` runs after every (re)connection, once the hello arrived
+        (check :attr:`recovered` to know whether rooms must be joined again)."""
+        self._connect_hooks.append(fn)
         return fn
 
-    def on_disconnect(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """Decorator: runs when a connection is lost or closed."""
-        self._hooks["disconnect"].append(fn)
+    def on_disconnect(self, fn: _H) -> _H:
+        """Decorator: ``fn()`` runs whenever a live connection ends, for any reason."""
+        self._disconnect_hooks.append(fn)
         return fn
 
-    def on_state(self, fn: Callable[[str], Any]) -> Callable[[str], Any]:
-        """Decorator: runs with the new state on every state change."""
-        self._hooks["state"].append(fn)
+    def on_state(self, fn: _H) -> _H:
+        """Decorator: ``fn(state)`` runs on every change of :attr:`state`."""
+        self._state_hooks.append(fn)
         return fn
 
-    def on_error(self, fn: Callable[[int, str], Any]) -> Callable[[int, str], Any]:
-        """Decorator: runs with (code, message) when the server rejects a frame."""
-        self._hooks["error"].append(fn)
+    def on_error(self, fn: _H) -> _H:
+        """Decorator: ``fn(code, message)`` runs when the server rejects a frame with an
+        ``error`` frame (the connection lives on)."""
+        self._error_hooks.append(fn)
         return fn
 
-    # -- public API -----------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """``connecting`` (first connect), ``connected``, ``reconnecting`` (after a drop,
+        including backoff) or ``disconnected`` (not started, closed, or ended for good)."""
+        return self._state
+
     @property
     def transport(self) -> str | None:
-        """The transport carrying the session now, None while disconnected."""
-        return self._live.name if self._live is not None and self.state == "connected" else None
+        """The name of the transport carrying the session now; None unless connected."""
+        if self._live is not None and self._state == "connected":
+            return self._live.name
+        return None
 
+    # -- lifecycle ------------------------------------------------------------------------
     async def connect(self) -> None:
-        """Connect, falling back through the offered transports. Raises AuthError when the
-        server refuses the credentials, ConnectError when nothing worked."""
-        if self._runner is not None:
-            raise ConnectError("already connected")
+        """Negotiate and open the first transport that works, in the server's order.
+
+        Raises :class:`AuthError` when the server refuses the credentials (``code``
+        4501 for HTTP 401) or the connection (4505), :class:`ConnectError` when no
+        transport delivered a hello. Once connected, drops are handled in the background
+        (see ``reconnect``)."""
+        if self._runner is not None and not self._runner.done():
+            raise ConnectError("already connected or connecting")
         self._closed = False
-        self._http = httpx.AsyncClient(timeout=10.0)
+        self._ended = None
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10.0)
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._runner = asyncio.create_task(self._run(first))
+        self._runner = asyncio.create_task(self._run(first), name="anywire-client")
         try:
+            # Bounded: at most one negotiate and one attempt per transport, each bounded
+            # by connect_timeout.
             await first
         except BaseException:
             await self.close()
             raise
 
-    async def emit(self, event: str, data: Any = None) -> None:
-        """Send an event without waiting for an answer; queued while disconnected."""
-        self._send(await self._track(lambda: self.peer.event(event, data)))
-
-    async def call(self, event: str, data: Any = None, timeout: float | None = None) -> Any:
-        """Send an event and return the server handler's result.
-
-        Raises :class:`AckTimeout` if no answer comes within ``timeout`` (default: the
-        server's ack_timeout), :class:`AckError` if the handler failed."""
-        ack_id = self.peer.next_id()
-        frame = await self._track(lambda: self.peer.event(event, data, ack_id=ack_id))
-        return await self._await_ack(ack_id, frame, timeout)
-
-    async def join(self, room: str, meta: Any = None, timeout: float | None = None) -> Any:
-        """Ask to join ``room``; returns ``{room, presence}``. AckError if refused."""
-        frame = await self._track(lambda: self.peer.join(room, meta))
-        assert isinstance(frame, Join)
-        return await self._await_ack(frame.id, frame, timeout)
-
-    async def leave(self, room: str, timeout: float | None = None) -> Any:
-        """Leave ``room``."""
-        frame = await self._track(lambda: self.peer.leave(room))
-        assert isinstance(frame, Leave)
-        return await self._await_ack(frame.id, frame, timeout)
-
-    async def drop_connection(self) -> None:
-        """Drop the current connection without telling the server, as a network failure
-        would; the client then reconnects and resumes. For tests and demos."""
-        if self._live is not None:
-            self._live.abort()
-
     async def close(self) -> None:
-        """Say goodbye (the server ends the session at once) and stop everything."""
+        """Say goodbye (the server ends the session at once) and stop every task.
+
+        Pending calls fail with :class:`ConnectionClosed`; so do later sends. Frames not
+        yet confirmed by the server are dropped: the session is over, and a later
+        :meth:`connect` starts a new one. Safe to call more than once."""
         self._closed = True
+        self._room.set()  # backpressure waiters raise ConnectionClosed
         live = self._live
-        if live is not None and self.state == "connected":
-            live.queue([Close(CloseCode.NORMAL, "client closed")])
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    while live._outbox and not live.closed:
-                        await asyncio.sleep(0.01)
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-            self._runner = None
+        if live is not None and self._state == "connected":
+            # Sent through the ordered queue, so it follows every frame emitted before;
+            # then give the server a moment to hang up, so nothing written is lost.
+            live.send([Close(CloseCode.NORMAL, "client closed")])
+            await live.flush(_CLOSE_GRACE)
+            await live.wait_ended(_CLOSE_GRACE)
+        runner, self._runner = self._runner, None
+        if runner is not None and not runner.done():
+            runner.cancel()
+        if runner is not None:
+            await asyncio.gather(runner, return_exceptions=True)
         if self._live is not None:
             await self._live.close()
             self._live = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._set_state("disconnected")
         self._fail_calls(ConnectionClosed(CloseCode.NORMAL, "client closed"))
+        for task in self._tasks:
+            task.cancel()
+        if self._hook_tasks:  # let disconnect/state hooks finish, briefly
+            await asyncio.wait(self._hook_tasks, timeout=_CLOSE_GRACE)
+        for task in self._hook_tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._hook_tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        self._set_state("disconnected")
+        self.peer = ClientPeer(max_unconfirmed=self.peer.max_unconfirmed)
+        self._neg = None
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def drop_connection(self) -> None:
+        """Drop the live connection abruptly, telling the server nothing, as a network
+        failure would: the client then reconnects and resumes. For tests and demos."""
+        self._drop()
+
+    def _drop(self) -> None:
+        """Synchronous form of :meth:`drop_connection`."""
+        if self._live is not None:
+            self._live.abort()
 
     # -- sending --------------------------------------------------------------------------
-    async def _track(self, build: Callable[[], Frame]) -> Frame:
-        """Build a sequenced frame once the retransmission buffer has room.
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send event ``event`` without waiting for an answer.
 
-        Backpressure: while ``max_queue`` frames await the server's confirmation, wait
-        (up to the ack timeout) for confirmations to free room; then give up with
-        QueueFull, having queued nothing."""
-        if self._closed and self._runner is None:
-            raise ConnectionClosed(None, "client is closed")
-        if not self.peer.has_room():
-            try:
-                async with asyncio.timeout(self._default_timeout()):
-                    while not self.peer.has_room():
-                        self._room.clear()
-                        await self._room.wait()
-            except TimeoutError:
-                raise QueueFull(f"{self.peer.max_unconfirmed} frames await confirmation") from None
-        try:
-            return build()
-        except LocalProtocolError:
-            raise QueueFull(f"{self.peer.max_unconfirmed} frames await confirmation") from None
+        While disconnected it is queued (see ``max_queue``) and sent after the next
+        hello; once sent it is retransmitted until the server confirms it, and the
+        server processes it once. Raises :class:`QueueFull`, :class:`FrameTooLarge`,
+        :class:`TypeError` (data not serializable) or :class:`ConnectionClosed`."""
+        _check_name(event, "event")
+        await self._submit(lambda: self.peer.event(event, data), Event(s=_PROBE, e=event, d=data))
 
-    def _default_timeout(self) -> float:
-        if self.ack_timeout is not None:
-            return self.ack_timeout
-        return float(self._neg.get("ack_timeout", 10_000)) / 1000
+    async def call(self, event: str, data: Any = None, timeout: float | None = None) -> Any:
+        """Send event ``event`` and return the server handler's result.
 
-    def _send(self, frame: Frame) -> None:
-        # Offline, the frame waits in the peer's buffer and is resent after the hello.
-        if self._live is not None and self.state == "connected":
-            self._live.queue([frame])
+        Raises :class:`AckTimeout` if no answer comes within ``timeout`` seconds
+        (default: ``ack_timeout``, else the server's), :class:`AckError` if the server
+        answered with an error (``handler_error``, ``no_handler``...), and the errors of
+        :meth:`emit`."""
+        _check_name(event, "event")
+        ack_id = self.peer.next_id()
+        return await self._request(
+            lambda: self.peer.event(event, data, ack_id=ack_id),
+            Event(s=_PROBE, e=event, d=data, id=ack_id),
+            timeout,
+        )
 
-    async def _await_ack(self, ack_id: int, frame: Frame, timeout: float | None) -> Any:
+    async def join(self, room: str, meta: Any = None, timeout: float | None = None) -> Any:
+        """Join ``room`` with optional presence ``meta``; returns the server's answer.
+        Raises :class:`AckError` (``forbidden``) if the server refuses."""
+        _check_name(room, "room")
+        return await self._request(
+            lambda: self.peer.join(room, meta),
+            Join(s=_PROBE, id=_PROBE, r=room, meta=meta),
+            timeout,
+        )
+
+    async def leave(self, room: str, timeout: float | None = None) -> Any:
+        """Leave ``room``; returns the server's answer."""
+        _check_name(room, "room")
+        return await self._request(
+            lambda: self.peer.leave(room), Leave(s=_PROBE, id=_PROBE, r=room), timeout
+        )
+
+    async def _request(
+        self, build: Callable[[], Event | Join | Leave], probe: Frame, timeout: float | None
+    ) -> Any:
+        """Queue a frame that carries an id and wait for the matching ack."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls[ack_id] = fut
-        self._send(frame)
-        wait = timeout if timeout is not None else self._default_timeout()
+        frame = await self._submit(build, probe, register=fut)
+        ack_id = frame.id
+        assert ack_id is not None
+        wait = timeout if timeout is not None else self._ack_timeout()
         try:
             async with asyncio.timeout(wait):
                 return await fut
         except TimeoutError:
-            raise AckTimeout(f"no ack within {wait} s") from None
+            raise AckTimeout(f"no ack for {ack_id} within {wait} s") from None
         finally:
             self._calls.pop(ack_id, None)
 
-    # -- connection loop ------------------------------------------------------------------
+    async def _submit(
+        self,
+        build: Callable[[], Event | Join | Leave | Ack],
+        probe: Frame,
+        register: asyncio.Future[Any] | None = None,
+    ) -> Event | Join | Leave | Ack:
+        """Check a frame, wait for room (bounded), then track and send it.
+
+        ``build`` creates the frame through the peer, which numbers it and keeps it for
+        retransmission; it runs only once everything else passed, so a refused frame
+        leaves no trace. ``register`` is the future an ack for it will resolve, recorded
+        before the frame can leave so no answer can be missed."""
+        self._check_open()
+        self._check_frame(probe)
+        await self._wait_room()
+        try:
+            frame = build()
+        except LocalProtocolError:  # full: another sender took the room first
+            raise QueueFull(f"{self.peer.max_unconfirmed} frames await confirmation") from None
+        if register is not None and frame.id is not None:
+            self._calls[frame.id] = register
+        self._send(frame)
+        return frame
+
+    def _send(self, frame: Frame) -> None:
+        # Offline, the frame waits in the peer's buffer and goes out after the next hello.
+        if self._live is not None and self._state == "connected":
+            self._live.send([frame])
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionClosed(CloseCode.NORMAL, "client closed")
+        if self._ended is not None:
+            raise ConnectionClosed(self._ended.code, self._ended.reason)
+
+    def _check_frame(self, probe: Frame) -> None:
+        """Refuse, before queueing, a frame that could never be delivered (it would
+        otherwise block the retransmission queue for good)."""
+        live = self._live
+        size_codec = live.codec if live is not None else self._codecs[self.codec]
+        codecs = {id(c): c for c in (size_codec, self._codecs[self.codec], self._codecs["json"])}
+        max_size = self._neg.max_frame_size if self._neg is not None else _DEFAULTS.max_frame_size
+        try:
+            check_frame(probe, codecs.values(), size_codec, max_size)
+        except ValueError as exc:
+            raise FrameTooLarge(str(exc)) from None
+
+    async def _wait_room(self) -> None:
+        if self.peer.has_room():
+            return
+        full = f"{self.peer.max_unconfirmed} frames await the server's confirmation"
+        wait = self._ack_timeout()
+        try:
+            async with asyncio.timeout(wait):
+                while not self.peer.has_room():
+                    self._check_open()
+                    if self._state != "connected":
+                        # Nothing frees room before the next hello: do not block on it.
+                        raise QueueFull(full + " (disconnected)")
+                    self._room.clear()
+                    await self._room.wait()
+        except TimeoutError:
+            raise QueueFull(f"{full} (waited {wait} s)") from None
+
+    def _ack_timeout(self) -> float:
+        if self.ack_timeout is not None:
+            return self.ack_timeout
+        return self._neg.ack_timeout if self._neg is not None else _DEFAULTS.ack_timeout
+
+    # -- connection cycle -----------------------------------------------------------------
     async def _run(self, first: asyncio.Future[None]) -> None:
+        try:
+            await self._cycle(first)
+        except asyncio.CancelledError:
+            if not first.done():  # close() while connect() waits: connect() must return
+                first.set_exception(ConnectionClosed(CloseCode.NORMAL, "client closed"))
+            raise
+        except Exception as exc:
+            # A bug or something truly unexpected: never leave connect() or callers
+            # hanging on a dead runner.
+            log.exception("anywire client stopped")
+            if not first.done():
+                first.set_exception(ConnectError(f"client failed: {exc!r}"))
+            self._finish(None, f"client failed: {exc!r}")
+
+    async def _cycle(self, first: asyncio.Future[None]) -> None:
+        loop = asyncio.get_running_loop()
         delays = backoff(self.backoff_base, self.backoff_max)
         while True:
-            self._set_state("connecting" if not first.done() else "reconnecting")
+            self._set_state("reconnecting" if first.done() else "connecting")
             try:
-                await self._connect_once()
-            except (AuthError, ConnectError) as exc:
-                terminal = isinstance(exc, AuthError) or not first.done() or not self.reconnect
-                if terminal:
+                neg, transport, hello = await self._connect_round()
+            except ConnectError as exc:
+                # AuthError: the same credentials cannot work later either. The first
+                # connect reports to its caller instead of retrying.
+                if isinstance(exc, AuthError) or not first.done() or not self.reconnect:
                     if not first.done():
+                        self._set_state("disconnected")
                         first.set_exception(exc)
                     else:
                         self._finish(exc.code, str(exc))
                     return
-                await asyncio.sleep(next(delays))
+                delay = next(delays)
+                log.info("anywire reconnect failed (%s); next try in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
                 continue
+            self._attach(neg, transport, hello)
             if not first.done():
                 first.set_result(None)
-            delays = backoff(self.backoff_base, self.backoff_max)
-            code, reason = await self._pump()
-            await self._run_hooks("disconnect")
+            started = loop.time()
+            code, reason = await self._pump(transport)
             if self._closed:
+                await transport.close()
                 return
-            if (code is not None and not should_reconnect(code)) or not self.reconnect:
+            terminal = not self.reconnect or (code is not None and not should_reconnect(code))
+            if terminal:
                 self._finish(code, reason)
+            else:
+                self._set_state("reconnecting")
+            await transport.close()  # reap its tasks (already aborted by the pump)
+            if terminal:
                 return
-            self._set_state("reconnecting")
-            await asyncio.sleep(next(delays))
+            # Only a connection that outlived the longest delay resets the schedule, so a
+            # server that accepts then drops at once is not hammered.
+            if loop.time() - started >= self.backoff_max:
+                delays = backoff(self.backoff_base, self.backoff_max)
+            delay = next(delays)
+            log.info("anywire connection lost (%s %s); reconnecting in %.2f s", code, reason, delay)
+            await asyncio.sleep(delay)
 
-    def _finish(self, code: int | None, reason: str) -> None:
-        self._set_state("disconnected")
-        self._fail_calls(ConnectionClosed(code, reason))
-
-    async def _connect_once(self) -> None:
+    async def _connect_round(self) -> tuple[Negotiated, ClientTransport, Hello]:
+        """Negotiate and try the offered transports in order, renegotiating after each
+        failure with the failed ones reported, until one delivers a hello."""
         failed: list[str] = []
-        last_error: Exception | None = None
+        errors: list[str] = []
         while True:
             neg = await self._negotiate(failed)
-            offers = [o for o in neg["transports"] if o["name"] in self.transports]
-            offers = [o for o in offers if o["name"] not in failed]
+            offers = [
+                o for o in neg.transports if o.name in self.transports and o.name not in failed
+            ]
             if not offers:
-                raise ConnectError(f"no transport worked: {last_error}")
+                detail = "; ".join(errors) or "no common transport"
+                raise ConnectError(f"no transport worked: {detail}")
             offer = offers[0]
-            transport = TRANSPORT_CLASSES[offer["name"]](
+            transport = TRANSPORT_CLASSES[offer.name](
                 self.url,
-                offer,
+                offer.url,
                 neg,
-                self._codecs[offer["codec"]],
+                self._codecs[offer.codec],
+                self._codecs,
                 self._http_client(),
                 self.headers,
             )
-            resume = self.peer.in_last if neg.get("resumable") else None
+            resuming = neg.resumable and self.peer.sid is not None
+            opening: Connect | Resume = (
+                Resume(neg.ticket, self.peer.in_last) if resuming else Connect(neg.ticket)
+            )
             try:
-                hello = await transport.open(resume, self.connect_timeout)
-            except (TransportClosed, TimeoutError, OSError, httpx.HTTPError, Exception) as exc:
+                async with asyncio.timeout(self.connect_timeout):
+                    hello = await transport.open(opening)
+                if hello.recovered and self.peer.sid not in (None, hello.sid):
+                    raise TransportClosed(None, "the server resumed a different session")
+            except asyncio.CancelledError:
+                await transport.close()  # close() during an attempt: leave no tasks behind
+                raise
+            except Exception as exc:  # any failure of this attempt: fall back
                 await transport.close()
-                code = getattr(exc, "code", None)
+                code = exc.code if isinstance(exc, TransportClosed) else None
                 if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
-                    raise AuthError(f"refused: {exc}", code) from exc
-                log.info("transport %s failed: %r", offer["name"], exc)
-                failed.append(offer["name"])
-                last_error = exc
+                    raise AuthError(f"{offer.name}: {exc}", code) from exc
+                reason = "no hello in time" if isinstance(exc, TimeoutError) else repr(exc)
+                log.info("anywire transport %s failed: %s", offer.name, reason)
+                failed.append(offer.name)
+                errors.append(f"{offer.name}: {reason}")
                 continue
-            self._neg = neg
-            self._attach(transport, hello)
-            return
+            return neg, transport, hello
 
-    async def _negotiate(self, failed: list[str]) -> dict[str, Any]:
-        token = self._token() if callable(self._token) else self._token
-        if inspect.isawaitable(token):
-            token = await token
-        headers = dict(self.headers)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+    async def _negotiate(self, failed: list[str]) -> Negotiated:
+        """``POST /anywire/negotiate`` with a fresh token; raises AuthError/ConnectError."""
         body: dict[str, Any] = {
             "v": 1,
             "ns": self.namespace,
             "transports": list(self.transports),
-            "codecs": [self.codec_name, "json"],
-            "failed": failed,
+            "codecs": list(dict.fromkeys([self.codec, "json"])),
+            "failed": list(failed),
         }
-        if self._neg.get("token"):
-            body["resume"] = self._neg["token"]
+        if self._neg is not None and self.peer.sid is not None:
+            body["resume"] = self._neg.token
         try:
-            r = await self._http_client().post(
-                self.url + "/anywire/negotiate",
-                json=body,
-                headers=headers,
-                timeout=self.connect_timeout,
-            )
+            async with asyncio.timeout(self.connect_timeout):
+                token = await self._get_token()
+                headers = dict(self.headers)
+                if token:
+                    headers["Authorization"] = f"Bearer {token}"
+                response = await self._http_client().post(
+                    self.url + "/anywire/negotiate", json=body, headers=headers
+                )
+        except TimeoutError:
+            raise ConnectError(f"negotiate: no answer within {self.connect_timeout} s") from None
         except (httpx.HTTPError, OSError) as exc:
-            raise ConnectError(f"negotiate failed: {exc}") from exc
-        if r.status_code in (401, 403):
-            code = (
-                r.json().get("code")
-                if r.headers.get("content-type", "").startswith("application/json")
-                else None
-            )
-            raise AuthError(f"negotiate refused: HTTP {r.status_code} {r.text}", code)
-        if r.status_code != 200:
-            raise ConnectError(f"negotiate failed: HTTP {r.status_code}")
-        return dict(r.json())
+            raise ConnectError(f"negotiate failed: {exc!r}") from exc
+        status = response.status_code
+        if status != 200:
+            code = error_code(response.content, response.headers.get("content-type", ""))
+            message = f"negotiate refused: HTTP {status} {_message(response)}".rstrip()
+            if status == 401:
+                raise AuthError(message, code or CloseCode.UNAUTHORIZED)
+            if status == 403:
+                raise AuthError(message, code or CloseCode.FORBIDDEN)
+            raise ConnectError(message, code)
+        try:
+            return Negotiated.parse(response.json())
+        except ValueError as exc:
+            raise ConnectError(f"bad negotiate answer: {exc}") from exc
+
+    async def _get_token(self) -> str | None:
+        source = self._token
+        if not callable(source):
+            return source
+        try:
+            token = source()
+            if inspect.isawaitable(token):
+                token = await token
+        except Exception as exc:
+            raise ConnectError(f"token callable failed: {exc!r}") from exc
+        return token
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=10.0)
         return self._http
 
-    def _attach(self, transport: ClientTransport, hello: Hello) -> None:
+    def _attach(self, neg: Negotiated, transport: ClientTransport, hello: Hello) -> None:
         resend = self.peer.on_hello(hello)
-        self._room.set()
+        self._neg = neg
+        self._live = transport
         self.sid = hello.sid
         self.recovered = hello.recovered
-        self._live = transport
-        # Resent frames go first into the ordered send queue, before any new emit.
-        transport.queue(resend)
+        # Unconfirmed frames go first into the ordered queue, before anything new.
+        transport.send(resend)
         self._set_state("connected")
-        self._spawn(self._run_hooks("connect"))
+        for hook in self._connect_hooks:
+            self._call_hook(hook)
 
-    async def _pump(self) -> tuple[int | None, str]:
+    async def _pump(self, transport: ClientTransport) -> tuple[int | None, str]:
         """Read frames until the connection ends; returns its close code and reason."""
-        transport = self._live
-        assert transport is not None
-        silence = (self._neg["ping_interval"] + self._neg["ping_timeout"]) / 1000
-        if transport.acks_in_requests:
-            silence = (self._neg["poll_window"] + 2 * self._neg["ping_timeout"]) / 1000
+        silence = transport.silence_limit()
         try:
             while True:
-                frames = await transport.recv(silence)
+                async with asyncio.timeout(silence):
+                    frames = await transport.recv()
                 for frame in frames:
                     self._handle(transport, frame)
-                if self.peer.has_room():
-                    self._room.set()
-                if transport.acks_in_requests:
-                    transport.received = self.peer.in_last  # type: ignore[attr-defined]
-                else:
+                if transport.sends_rx:
                     rx = self.peer.rx_due()
                     if rx is not None:
-                        transport.queue([rx])
+                        transport.send([rx])
+                if self.peer.has_room():
+                    self._room.set()
         except TransportClosed as exc:
             if exc.code is not None:
                 self.last_close = (exc.code, exc.reason)
             return exc.code, exc.reason
         except TimeoutError:
-            return None, "server silent: connection presumed dead"
+            return None, f"server silent for {silence} s: connection presumed dead"
         except RemoteProtocolError as exc:
-            log.warning("protocol error, reconnecting: %s", exc)
+            # E.g. a sequence gap: frames were lost. Resuming replays them.
+            log.warning("anywire protocol error, reconnecting: %s", exc)
             return None, str(exc)
         finally:
-            self._live = None
-            if not self._closed:
-                self._set_state("reconnecting")
-            await transport.close()
+            if self._live is transport:
+                self._live = None
+            for hook in self._disconnect_hooks:
+                self._call_hook(hook)
+            transport.abort()  # synchronous, so it happens even if close() cancels us
 
+    # -- receiving ------------------------------------------------------------------------
     def _handle(self, transport: ClientTransport, frame: Frame) -> None:
         if isinstance(frame, Ping):
+            # Answer at once, with our cumulative rx so the server can trim its buffer.
             rx = self.peer.rx_due(force=True)
-            replies: list[Frame] = [self.peer.pong()]
-            if rx is not None:
-                replies.append(rx)
-            transport.queue(replies)
+            transport.send([self.peer.pong()] if rx is None else [self.peer.pong(), rx])
             return
         if isinstance(frame, ErrorFrame):
-            log.warning("server rejected a frame: %s %s", frame.c, frame.m)
-            for hook in self._hooks["error"]:
-                self._spawn(_call(hook, frame.c, frame.m))
+            log.warning("anywire server rejected a frame: %s %s", frame.c, frame.m)
+            for hook in self._error_hooks:
+                self._call_hook(hook, frame.c, frame.m)
             return
-        if isinstance(frame, Close):
-            return  # the transport raises TransportClosed next
-        handled = self.peer.receive(frame)
+        if frame.type in ("close", "hello", "pong", "connect", "resume"):
+            return  # close: the transport ends next; the others mean nothing here
+        handled = self.peer.receive(frame)  # sequencing and dedupe; raises on a gap
         if isinstance(handled, Event):
-            self._spawn(self._on_event(handled))
+            self._dispatch(handled)
         elif isinstance(handled, Ack):
             fut = self._calls.get(handled.id)
             if fut is not None and not fut.done():
@@ -447,52 +648,71 @@ class Client:
                     err = handled.err or {}
                     fut.set_exception(AckError(err.get("code", "error"), err.get("message", "")))
 
-    async def _on_event(self, event: Event) -> None:
+    def _dispatch(self, event: Event) -> None:
         handler = self._handlers.get(event.e)
         if handler is None:
             if event.id is not None:
-                await self._reply(
-                    event.id, False, None, "no_handler", f"no handler for {event.e!r}"
-                )
+                self._reply(event.id, False, None, "no_handler", f"no handler for {event.e!r}")
             return
         try:
-            result = await _call(handler, event.d)
+            result = handler(event.d)
         except Exception as exc:
-            if event.id is not None:
-                await self._reply(
-                    event.id, False, None, "handler_error", str(exc) or type(exc).__name__
-                )
-            else:
-                log.exception("handler for %r failed", event.e)
+            self._handler_failed(event, exc)
+            return
+        if inspect.isawaitable(result):
+            # Async handlers run as tasks so a slow one never stalls the connection;
+            # they start in arrival order.
+            self._track_task(self._tasks, self._finish_handler(event, result))
+        elif event.id is not None:
+            self._reply(event.id, True, result)
+
+    async def _finish_handler(self, event: Event, pending: Awaitable[Any]) -> None:
+        try:
+            result = await pending
+        except Exception as exc:
+            self._handler_failed(event, exc)
             return
         if event.id is not None:
-            await self._reply(event.id, True, result)
+            self._reply(event.id, True, result)
 
-    async def _reply(
-        self, ack_id: int, ok: bool, data: Any, code: str = "", message: str = ""
-    ) -> None:
+    def _handler_failed(self, event: Event, exc: Exception) -> None:
+        if event.id is not None:
+            self._reply(event.id, False, None, "handler_error", str(exc) or type(exc).__name__)
+        else:
+            log.error("anywire handler for %r failed", event.e, exc_info=exc)
+
+    def _reply(self, ack_id: int, ok: bool, data: Any, code: str = "", message: str = "") -> None:
+        """Acknowledge a server event. Never blocks the pump: if the retransmission
+        buffer is full the ack is dropped (the server's wait times out)."""
+        if self._closed or self._ended is not None:
+            return
         err = None if ok else {"code": code, "message": message}
-        with contextlib.suppress(QueueFull):
-            self._send(await self._track(lambda: self.peer.ack(ack_id, ok, data, err)))
+        try:
+            self._check_frame(Ack(s=_PROBE, id=ack_id, ok=ok, d=data, err=err))
+        except (TypeError, FrameTooLarge) as exc:
+            ok, data, err = False, None, {"code": "handler_error", "message": f"bad result: {exc}"}
+        try:
+            frame = self.peer.ack(ack_id, ok, data, err)
+        except LocalProtocolError:
+            log.warning("anywire: retransmission buffer full, ack %s dropped", ack_id)
+            return
+        self._send(frame)
 
     # -- helpers --------------------------------------------------------------------------
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            for hook in self._hooks["state"]:
-                self._spawn(_call(hook, state))
+    def _set_state(self, state: State) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        self._room.set()  # backpressure waiters re-check (a disconnect ends their wait)
+        for hook in self._state_hooks:
+            self._call_hook(hook, state)
 
-    async def _run_hooks(self, name: str) -> None:
-        for hook in self._hooks[name]:
-            try:
-                await _call(hook)
-            except Exception:
-                log.exception("%s hook failed", name)
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _finish(self, code: int | None, reason: str) -> None:
+        """The session ended for good (terminal code, reconnect disabled, refused)."""
+        self._ended = ConnectionClosed(code, reason)
+        self._live = None
+        self._set_state("disconnected")
+        self._fail_calls(self._ended)
 
     def _fail_calls(self, exc: Exception) -> None:
         for fut in self._calls.values():
@@ -500,9 +720,41 @@ class Client:
                 fut.set_exception(exc)
         self._calls.clear()
 
+    def _call_hook(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a hook: sync ones inline (in order), async ones as tracked tasks. A
+        failing hook is logged; it never breaks the connection."""
+        try:
+            result = fn(*args)
+        except Exception:
+            log.exception("anywire hook %r failed", fn)
+            return
+        if inspect.isawaitable(result):
+            self._track_task(self._hook_tasks, _logged(result, fn))
 
-async def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+    def _track_task(self, tasks: set[asyncio.Task[Any]], aw: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(aw)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+async def _logged(aw: Awaitable[Any], fn: Callable[..., Any]) -> None:
+    try:
+        await aw
+    except Exception:
+        log.exception("anywire hook %r failed", fn)
+
+
+def _check_name(name: str, what: str) -> None:
+    # The server drops the whole session (4502) on a malformed frame: refuse it here.
+    if not isinstance(name, str) or not 1 <= len(name) <= _MAX_NAME:
+        raise ValueError(f"{what} name must be a string of 1-{_MAX_NAME} characters")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return ""

@@ -1,4 +1,9 @@
-"""Exceptions raised by the Python client."""
+"""Exceptions raised by the Python client.
+
+Every one derives from :class:`ClientError`, so ``except ClientError`` catches anything
+the client raises on purpose. :class:`AckTimeout` is also a :class:`TimeoutError`, and
+:class:`FrameTooLarge` a :class:`ValueError`, so generic handlers keep working.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ __all__ = [
     "ClientError",
     "ConnectError",
     "ConnectionClosed",
+    "FrameTooLarge",
     "QueueFull",
 ]
 
@@ -18,7 +24,11 @@ class ClientError(Exception):
 
 
 class ConnectError(ClientError):
-    """No offered transport could be opened (or negotiate failed)."""
+    """Negotiate failed, or no offered transport delivered a hello in time.
+
+    ``code`` is the anywire close code the server gave, if any (e.g. 4507 when no common
+    transport exists).
+    """
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
@@ -27,16 +37,21 @@ class ConnectError(ClientError):
 
 class AuthError(ConnectError):
     """The server refused the credentials (HTTP 401, close code 4501) or the connection
-    (4505)."""
+    itself (HTTP 403 / close code 4505: origin not allowed, connect hook rejected it).
+    Retrying with the same credentials cannot help, so the client never does."""
 
 
 class AckTimeout(ClientError, TimeoutError):
-    """No acknowledgement arrived in time. Distinct from every other failure."""
+    """No acknowledgement arrived in time.
+
+    Distinct from every other failure: the frame may still reach the server later (it
+    stays queued for retransmission), only the wait for its answer is over.
+    """
 
 
 class AckError(ClientError):
-    """The server answered with an error acknowledgement (e.g. ``handler_error``,
-    ``no_handler``, ``forbidden``)."""
+    """The server answered with an error acknowledgement: ``code`` is machine-readable
+    (``handler_error``, ``no_handler``, ``forbidden``...), ``message`` human-readable."""
 
     def __init__(self, code: str, message: str = "") -> None:
         super().__init__(f"{code}: {message}" if message else code)
@@ -45,14 +60,22 @@ class AckError(ClientError):
 
 
 class ConnectionClosed(ClientError):
-    """The client is closed for good (by the caller, or by a terminal close code)."""
+    """The client is closed for good: by :meth:`Client.close`, by a terminal close code
+    from the server (``code``, ``reason``), or because reconnecting is disabled."""
 
     def __init__(self, code: int | None = None, reason: str = "") -> None:
-        super().__init__(f"connection closed ({code}): {reason}" if code else "connection closed")
+        detail = f" ({code})" if code is not None else ""
+        super().__init__(f"connection closed{detail}" + (f": {reason}" if reason else ""))
         self.code = code
         self.reason = reason
 
 
 class QueueFull(ClientError):
-    """Too many frames are waiting for the server's confirmation (``max_queue``): the
-    client is offline or the server is not keeping up. Nothing was queued."""
+    """``max_queue`` frames already await the server's confirmation (the client is
+    offline, or the server does not keep up). The new frame was not queued: the caller
+    decides whether to drop it or retry later."""
+
+
+class FrameTooLarge(ClientError, ValueError):
+    """The encoded frame exceeds the server's ``max_frame_size``; it was not queued (the
+    server would refuse it and end the session)."""
