@@ -61,7 +61,8 @@ class Heartbeat:
 class SessionAction:
     """Something :meth:`ServerSession.poll` asks the host to do.
 
-    ``kind`` is ``"ping"`` (send a ping on the live connection), ``"close"`` (end the live
+    ``kind`` is ``"ping"`` or ``"flush"`` (control frames are waiting: wake the live
+    connection's writer), ``"close"`` (end the live
     connection with ``code``/``reason``; the session stays resumable if the code is in the
     reconnect range) or ``"expire"`` (forget the session: rooms, presence, everything).
     """
@@ -97,6 +98,7 @@ class ServerSession:
         self.written = 0  # last sequence number handed to the current connection
         self.in_last = 0  # last client sequence number processed
         self.rx_sent = 0  # last in_last we told the client about
+        self.rx_owed_since: float | None = None  # when unacknowledged client frames began
         self.control: list[Frame] = []  # unsequenced frames to send at once (pong, rx)
         self.connection: object | None = None
         self.last_close: tuple[int, str] | None = None  # why the last connection was closed
@@ -197,6 +199,8 @@ class ServerSession:
             if not in_order(self.in_last, frame, "client"):
                 return None
             self.in_last += 1
+            if self.rx_owed_since is None:
+                self.rx_owed_since = now
             return frame
         if t == "rx":
             self.acknowledge(frame.n)  # type: ignore[union-attr]
@@ -233,6 +237,7 @@ class ServerSession:
 
     def _queue_rx(self) -> None:
         self.rx_sent = self.in_last
+        self.rx_owed_since = None
         self.control.append(Rx(self.in_last))
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -269,6 +274,7 @@ class ServerSession:
         self.last_ping = now
         self.detached_at = None
         self.rx_sent = self.in_last
+        self.rx_owed_since = None
         return Hello(sid=self.sid, recovered=recovered, seq=self.written, last=self.in_last)
 
     def detach(self, connection: object, now: float) -> bool:
@@ -302,6 +308,8 @@ class ServerSession:
             deadlines.append(self.last_ping + self.heartbeat.ping_interval)
         if self.auth_deadline is not None:
             deadlines.append(self.auth_deadline)
+        if self.rx_owed_since is not None:
+            deadlines.append(self.rx_owed_since + self.settings.ack_delay)
         return min(deadlines)
 
     def poll(self, now: float) -> list[SessionAction]:
@@ -319,6 +327,11 @@ class ServerSession:
             if self.heartbeat.ping_interval is None:
                 return [SessionAction("close", CloseCode.POLL_TIMEOUT, "no poll from client")]
             return [SessionAction("close", CloseCode.PING_TIMEOUT, "no heartbeat from client")]
+        if self.rx_owed_since is not None and now >= self.rx_owed_since + self.settings.ack_delay:
+            # Nothing carried the acknowledgement for ack_delay: send it on its own, so
+            # the client's retransmission buffer drains even when the server is quiet.
+            self._queue_rx()
+            return [SessionAction("flush")]
         interval = self.heartbeat.ping_interval
         if interval is not None and now >= self.last_ping + interval:
             self.last_ping = now

@@ -38,6 +38,9 @@ class Settings:
     replay buffer in one. On overflow the oldest are dropped; if the connection had not
     even been given them it is closed with 4002 SLOW_CONSUMER, and a resume that needs
     them gets ``recovered: false``."""
+    ack_delay: float = 0.1
+    """Longest time the server keeps a client frame unacknowledged when it has nothing
+    else to write (acknowledgements ride along with other frames whenever possible)."""
     ticket_ttl: float = 30.0
     """Lifetime of a connection ticket issued by negotiate (single use)."""
     connect_timeout: float = 10.0

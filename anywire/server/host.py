@@ -359,7 +359,7 @@ class SessionHost:
                 if deadline is None or deadline > now:
                     continue
                 for action in sess.poll(now):
-                    if action.kind == "ping":
+                    if action.kind in ("ping", "flush"):
                         self._wake(sess)
                     elif action.kind == "close":
                         self.close_session(sess, action.code, action.reason)

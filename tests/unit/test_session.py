@@ -449,10 +449,29 @@ def test_ping_scheduling() -> None:
     assert sess.poll(140.0) == []  # not twice
 
 
-def test_ping_carries_an_rx_for_unacknowledged_client_frames() -> None:
-    sess = attached()
+def test_owed_rx_is_flushed_after_ack_delay_when_nothing_carries_it() -> None:
+    sess = attached()  # ack_delay is 0.1 s by default
     for ev in events(1, 3):
         sess.receive(ev, 1.0)
+    assert sess.next_deadline() is not None and sess.next_deadline() <= 1.1 + 1e-9
+    assert sess.poll(1.05) == []
+    assert sess.poll(1.2) == [SessionAction("flush")]
+    assert sess.take_control() == [Rx(3)]
+    assert sess.poll(20.0) == [SessionAction("ping")]
+    assert sess.take_control() == [Ping()]  # nothing new to acknowledge
+
+
+def test_rx_riding_along_a_write_cancels_the_flush() -> None:
+    sess = attached()
+    sess.receive(events(1, 1)[0], 1.0)
+    assert sess.take_control() == [Rx(1)]  # a write happened: the rx went with it
+    assert sess.poll(1.2) == []
+
+
+def test_ping_carries_an_rx_owed_at_the_same_moment() -> None:
+    sess = attached()
+    for ev in events(1, 3):
+        sess.receive(ev, 19.95)
     assert sess.poll(20.0) == [SessionAction("ping")]
     assert set(sess.take_control()) == {Rx(3), Ping()}
     sess.receive(Pong(), 21.0)
@@ -474,6 +493,7 @@ def test_ping_timeout_closes_with_4001() -> None:
 def test_any_frame_counts_as_a_sign_of_life() -> None:
     sess = attached()
     sess.receive(Event(1, "a"), 25.0)
+    assert sess.poll(25.1) == [SessionAction("flush")]  # its rx, on its own
     assert sess.poll(30.0) == [SessionAction("ping")]  # ping was due at 20; alive
     assert sess.poll(54.9) == [SessionAction("ping")]  # next ping at 50; still alive
     assert sess.poll(55.0)[0].code == CloseCode.PING_TIMEOUT  # silent since 25
