@@ -171,18 +171,25 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Client asks to join room ``r`` (answered by an ``ack`` with the same ``id``)."""
+    """Client asks to join room ``r`` (answered by an ``ack`` with the same ``id``).
+
+    ``since`` is ``[epoch, offset]``, the last position the client holds in the room's
+    stream (from the ``o`` of its events): the server then replays the room's events
+    after it from history before live ones, and the ack says ``recovered``."""
 
     s: int
     id: int
     r: str
     meta: Any = None
+    since: tuple[str, int] | None = None
     type: ClassVar[str] = "join"
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"t": "join", "s": self.s, "id": self.id, "r": self.r}
         if self.meta is not None:
             out["meta"] = self.meta
+        if self.since is not None:
+            out["since"] = list(self.since)
         return out
 
 
@@ -278,6 +285,19 @@ def _parse_stream_pos(value: Any) -> StreamPos | None:
     raise RemoteProtocolError("event: field 'o' must be [stream, epoch, offset]")
 
 
+def _parse_since(value: Any) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and _uint(value[1]) is not None
+    ):
+        return (value[0], value[1])
+    raise RemoteProtocolError("join: field 'since' must be [epoch, offset]")
+
+
 def _parse_err(value: Any) -> dict[str, str]:
     if (
         isinstance(value, dict)
@@ -340,7 +360,11 @@ def _parse(obj: Any) -> Frame:
         return Pong()
     if t == "join":
         return Join(
-            s=_seq(obj, "s", t), id=_seq(obj, "id", t), r=_name(obj, "r", t), meta=obj.get("meta")
+            s=_seq(obj, "s", t),
+            id=_seq(obj, "id", t),
+            r=_name(obj, "r", t),
+            meta=obj.get("meta"),
+            since=_parse_since(obj.get("since")),
         )
     if t == "leave":
         return Leave(s=_seq(obj, "s", t), id=_seq(obj, "id", t), r=_name(obj, "r", t))

@@ -59,9 +59,11 @@ class ClientPeer:
         """Build and track the reply to a server event that asked for one."""
         return self._track(Ack(s=self.out_seq + 1, id=ack_id, ok=ok, d=data, err=err))
 
-    def join(self, room: str, meta: Any = None) -> Join:
-        """Build and track a join request."""
-        return self._track(Join(s=self.out_seq + 1, id=self.next_id(), r=room, meta=meta))
+    def join(self, room: str, meta: Any = None, since: tuple[str, int] | None = None) -> Join:
+        """Build and track a join request (``since``: replay the room from there)."""
+        return self._track(
+            Join(s=self.out_seq + 1, id=self.next_id(), r=room, meta=meta, since=since)
+        )
 
     def leave(self, room: str) -> Leave:
         """Build and track a leave request."""

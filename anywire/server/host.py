@@ -24,6 +24,7 @@ from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
+from ..core.streams import room_stream
 from ..core.tickets import Signer, TicketBook
 from ..transports.base import Link, Scope, header
 from .broker import Broker, Envelope
@@ -449,13 +450,28 @@ class SessionHost:
         if not allowed:
             self._reply(sess, frame.id, False, None, "forbidden", "join refused")
             return
+        missed: list[Envelope] | None = None
+        if frame.since is not None:
+            epoch, offset = frame.since
+            missed = await self.broker.history(room_stream(sess.namespace, frame.r), epoch, offset)
+        # No await between fetching the history and joining: nothing published in
+        # between can be missed or delivered twice (the memory broker does not suspend).
+        if sess.state is SessionState.CLOSED:
+            return
         try:
             members = self.join(sess, frame.r, frame.meta)
         except TypeError as exc:  # meta that some codec cannot carry
             self.leave(sess, frame.r)
             self._reply(sess, frame.id, False, None, "bad_request", f"meta not sendable: {exc}")
             return
-        self._reply(sess, frame.id, True, {"room": frame.r, "presence": members})
+        answer: dict[str, Any] = {"room": frame.r, "presence": members}
+        if frame.since is not None:
+            # The join's answer first, then the replay, then live events: the client
+            # learns whether the gap was filled before it sees the filler.
+            answer["recovered"] = missed is not None
+        self._reply(sess, frame.id, True, answer)
+        for env in missed or ():
+            self.push(sess, _event_frame(env))
 
     def _handle_leave(self, sess: ServerSession, frame: Leave) -> None:
         self.leave(sess, frame.r)
@@ -538,12 +554,7 @@ class SessionHost:
             targets = [env.target]
         else:
             targets = [sid for sid, s in self.sessions.items() if s.namespace == env.namespace]
-        fields: dict[str, Any] = {"e": env.event, "d": env.data}
-        if env.kind == "room":
-            fields["r"] = env.target
-        if env.pos is not None:
-            fields["o"] = list(env.pos)
-        out = Outgoing("event", fields)
+        out = _event_frame(env)
         self.encodable(out)
         for sid in targets:
             if sid == env.skip:
@@ -586,6 +597,16 @@ class SessionHost:
             "asyncio_tasks": len(asyncio.all_tasks()),
             **self.counters,
         }
+
+
+def _event_frame(env: Envelope) -> Outgoing:
+    """The event frame an envelope becomes (shared by every recipient)."""
+    fields: dict[str, Any] = {"e": env.event, "d": env.data}
+    if env.kind == "room":
+        fields["r"] = env.target
+    if env.pos is not None:
+        fields["o"] = list(env.pos)
+    return Outgoing("event", fields)
 
 
 def bearer(scope: Scope) -> str | None:

@@ -246,3 +246,36 @@ async def test_heartbeats_keep_an_idle_connection_alive(connect: Any) -> None:
     assert client.state == "connected" and client.sid == sid and client.transport == transport
     assert client.last_close is None
     assert await client.call("echo", "still") == "still"
+
+
+async def test_fresh_session_catches_up_on_a_room_from_its_stream_position(
+    connect: Any, transport: str
+) -> None:
+    room = f"catch-up-{transport}"
+    publisher, reader = await connect("pub"), await connect("reader")
+    seen = Inbox()
+    reader.on("news")(seen)
+    await publisher.connect()
+    await reader.connect()
+    await reader.join(room)
+    for i in range(3):
+        await publisher.call("to_room", {"room": room, "event": "news", "data": i})
+    assert await seen.wait_for(3) == [0, 1, 2]
+    position = reader.positions[room]
+    await reader.close()  # the session is gone for good: no session-level resume
+    for i in range(3, 8):
+        await publisher.call("to_room", {"room": room, "event": "news", "data": i})
+
+    again = await connect("reader")
+    caught = Inbox()
+    again.on("news")(caught)
+    await again.connect()
+    answer = await again.join(room, since=position)
+    assert answer["recovered"] is True
+    await publisher.call("to_room", {"room": room, "event": "news", "data": 8})
+    assert await caught.wait_for(6) == [3, 4, 5, 6, 7, 8]  # missed ones, in order, then live
+
+    lost = await connect("reader")
+    await lost.connect()
+    answer = await lost.join(room, since=("another-epoch", 1))
+    assert answer["recovered"] is False  # honest: that history is not here

@@ -29,7 +29,7 @@ ORDER = {
     "hello": ["t", "sid", "recovered", "seq", "last"],
     "event": ["t", "s", "id", "e", "d", "r", "o"],
     "ack": ["t", "s", "id", "ok", "d", "err"],
-    "join": ["t", "s", "id", "r", "meta"],
+    "join": ["t", "s", "id", "r", "meta", "since"],
     "leave": ["t", "s", "id", "r"],
     "ping": ["t"],
     "pong": ["t"],

@@ -137,6 +137,8 @@ class Client:
         self.recovered: bool | None = None
         """The last hello's ``recovered``: False means a fresh session (rooms are lost)."""
         self.last_close: tuple[int, str] | None = None
+        self.positions: dict[str, tuple[str, int]] = {}
+        """Per room, the ``(epoch, offset)`` of the last room event received."""
         """The last close code and reason the server gave, if any."""
 
         self._token = token
@@ -312,13 +314,23 @@ class Client:
             timeout,
         )
 
-    async def join(self, room: str, meta: Any = None, timeout: float | None = None) -> Any:
-        """Join ``room`` with optional presence ``meta``; returns the server's answer.
-        Raises :class:`AckError` (``forbidden``) if the server refuses."""
+    async def join(
+        self,
+        room: str,
+        meta: Any = None,
+        timeout: float | None = None,
+        since: tuple[str, int] | None = None,
+    ) -> Any:
+        """Join ``room`` with optional presence ``meta``; returns the server's answer
+        (``{room, presence}``). Raises :class:`AckError` (``forbidden``) if refused.
+
+        ``since`` (usually ``client.positions[room]``) asks for the room's events after
+        that stream position, replayed from the server's bounded history before live
+        ones; the answer's ``recovered`` says whether that history still covered it."""
         _check_name(room, "room")
         return await self._request(
-            lambda: self.peer.join(room, meta),
-            Join(s=_PROBE, id=_PROBE, r=room, meta=meta),
+            lambda: self.peer.join(room, meta, since),
+            Join(s=_PROBE, id=_PROBE, r=room, meta=meta, since=since),
             timeout,
         )
 
@@ -638,6 +650,10 @@ class Client:
             return  # close: the transport ends next; the others mean nothing here
         handled = self.peer.receive(frame)  # sequencing and dedupe; raises on a gap
         if isinstance(handled, Event):
+            if handled.r is not None and handled.o is not None:
+                # Where the client stands in the room's stream: join(room, since=...)
+                # after a lost session asks the server for what came after.
+                self.positions[handled.r] = (handled.o[1], handled.o[2])
             self._dispatch(handled)
         elif isinstance(handled, Ack):
             fut = self._calls.get(handled.id)
