@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from anywire.clients.python import AckError, AckTimeout, Client
@@ -279,3 +280,54 @@ async def test_fresh_session_catches_up_on_a_room_from_its_stream_position(
     await lost.connect()
     answer = await lost.join(room, since=("another-epoch", 1))
     assert answer["recovered"] is False  # honest: that history is not here
+
+
+async def test_lost_session_rejoins_its_rooms_and_replays_what_they_published(
+    server: Server, transport: str
+) -> None:
+    room = f"rejoin-{transport}"
+    gate = asyncio.Event()
+    calls = 0
+
+    async def token() -> str:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await gate.wait()  # hold the reconnection until the old session is gone
+        return make_token("rejoiner")
+
+    client = Client(
+        server.url, token=token, transports=(transport,), backoff_base=0.05, backoff_max=0.1
+    )
+    publisher = Client(server.url, token=lambda: make_token("pub"), transports=(transport,))
+    seen = Inbox()
+    client.on("news")(seen)
+    try:
+        await client.connect()
+        await publisher.connect()
+        await client.join(room, meta={"nick": "r"})
+        await publisher.call("to_room", {"room": room, "event": "news", "data": 0})
+        await seen.wait_for(1)
+        old_token = client._neg.token  # type: ignore[union-attr]
+        await client.drop_connection()
+        for i in (1, 2, 3):
+            await publisher.call("to_room", {"room": room, "event": "news", "data": i})
+        async with httpx.AsyncClient() as http, asyncio.timeout(10):
+            while True:  # until the server has forgotten the session (3 s window)
+                r = await http.post(
+                    server.url + "/anywire/negotiate",
+                    json={"resume": old_token},
+                    headers={"Authorization": f"Bearer {make_token('rejoiner')}"},
+                )
+                if r.json()["resumable"] is False:
+                    break
+                await asyncio.sleep(0.2)
+        gate.set()
+        assert await seen.wait_for(4) == [0, 1, 2, 3]
+        assert client.recovered is False and room in client.rooms
+        members = await publisher.call("presence", {"room": room})
+        assert [m["meta"] for m in members if m["user"] == "rejoiner"] == [{"nick": "r"}]
+    finally:
+        gate.set()
+        await client.close()
+        await publisher.close()

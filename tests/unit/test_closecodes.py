@@ -46,8 +46,10 @@ def test_documented_values() -> None:
     }
 
 
-@pytest.mark.parametrize(("code", "expected"), [(4000, True), (4499, True), (4500, False),
-                                                 (4999, False), (4250, True), (4800, False)])
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(4000, True), (4499, True), (4500, False), (4999, False), (4250, True), (4800, False)],
+)
 def test_range_edges(code: int, expected: bool) -> None:
     assert should_reconnect(code) is expected
 

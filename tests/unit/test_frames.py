@@ -57,8 +57,12 @@ def test_invalid_vector_is_rejected(case: dict[str, Any]) -> None:
 
 def test_invalid_vectors_cover_both_codecs_and_stages() -> None:
     kinds = {(c["codec"], c["stage"]) for c in INVALID}
-    assert kinds == {("json", "decode"), ("json", "parse"), ("msgpack", "decode"),
-                     ("msgpack", "parse")}
+    assert kinds == {
+        ("json", "decode"),
+        ("json", "parse"),
+        ("msgpack", "decode"),
+        ("msgpack", "parse"),
+    }
 
 
 EXAMPLES: list[Frame] = [
@@ -113,9 +117,7 @@ def test_unknown_extra_keys_are_ignored() -> None:
 def test_ack_fields_depend_on_ok() -> None:
     ok = parse_frame({"t": "ack", "s": 1, "id": 1, "ok": True, "d": 5, "err": "ignored"})
     assert ok == Ack(1, 1, True, 5, None)
-    err = parse_frame(
-        {"t": "ack", "s": 1, "id": 1, "ok": False, "d": 5, "err": {"code": "x"}}
-    )
+    err = parse_frame({"t": "ack", "s": 1, "id": 1, "ok": False, "d": 5, "err": {"code": "x"}})
     assert err == Ack(1, 1, False, None, {"code": "x", "message": ""})
     # An error ack written without err still says what happened.
     assert Ack(1, 1, False).to_wire()["err"] == {"code": "error", "message": ""}

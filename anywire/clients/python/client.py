@@ -43,6 +43,7 @@ from .errors import (
     AckError,
     AckTimeout,
     AuthError,
+    ClientError,
     ConnectError,
     ConnectionClosed,
     FrameTooLarge,
@@ -138,6 +139,9 @@ class Client:
         """The last hello's ``recovered``: False means a fresh session (rooms are lost)."""
         self.last_close: tuple[int, str] | None = None
         self.positions: dict[str, tuple[str, int]] = {}
+        self.rooms: dict[str, Any] = {}
+        """Rooms this client joined (with their presence meta), rejoined by itself when a
+        reconnection could not resume the session."""
         """Per room, the ``(epoch, offset)`` of the last room event received."""
         """The last close code and reason the server gave, if any."""
 
@@ -328,15 +332,18 @@ class Client:
         that stream position, replayed from the server's bounded history before live
         ones; the answer's ``recovered`` says whether that history still covered it."""
         _check_name(room, "room")
-        return await self._request(
+        answer = await self._request(
             lambda: self.peer.join(room, meta, since),
             Join(s=_PROBE, id=_PROBE, r=room, meta=meta, since=since),
             timeout,
         )
+        self.rooms[room] = meta
+        return answer
 
     async def leave(self, room: str, timeout: float | None = None) -> Any:
         """Leave ``room``; returns the server's answer."""
         _check_name(room, "room")
+        self.rooms.pop(room, None)
         return await self._request(
             lambda: self.peer.leave(room), Leave(s=_PROBE, id=_PROBE, r=room), timeout
         )
@@ -591,6 +598,7 @@ class Client:
         return self._http
 
     def _attach(self, neg: Negotiated, transport: ClientTransport, hello: Hello) -> None:
+        lost = not hello.recovered and self.sid is not None  # a session existed before
         resend = self.peer.on_hello(hello)
         self._neg = neg
         self._live = transport
@@ -599,8 +607,23 @@ class Client:
         # Unconfirmed frames go first into the ordered queue, before anything new.
         transport.send(resend)
         self._set_state("connected")
+        if lost and self.rooms:
+            self._track_task(self._tasks, self._rejoin(dict(self.rooms)))
         for hook in self._connect_hooks:
             self._call_hook(hook)
+
+    async def _rejoin(self, rooms: dict[str, Any]) -> None:
+        """The session was lost with its rooms: join them again, each from the last stream
+        position seen, so what they published meanwhile is replayed (if the server's
+        history still holds it)."""
+        for room, meta in rooms.items():
+            try:
+                answer = await self.join(room, meta, since=self.positions.get(room))
+            except ClientError as exc:
+                log.warning("anywire: rejoining %r failed: %r", room, exc)
+                continue
+            if isinstance(answer, dict) and answer.get("recovered") is False:
+                log.warning("anywire: events of %r published while away are lost", room)
 
     async def _pump(self, transport: ClientTransport) -> tuple[int | None, str]:
         """Read frames until the connection ends; returns its close code and reason."""
