@@ -106,25 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"anywire demo on http://{args.host}:{args.port}/", flush=True)
         run(make_app(), args.host, args.port, args.log_level)
         return
-    if args.workers > 1:
-        # Each worker is its own process: with the in-memory broker they share nothing.
-        logging.getLogger("anywire").warning(
-            "--workers %d: each worker has its own sessions; use a load balancer with "
-            "session affinity until the Redis broker is configured",
-            args.workers,
-        )
-        uvicorn.run(
-            args.target,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            ws="websockets-sansio",
-            ws_per_message_deflate=False,
-            ws_ping_interval=None,
-            timeout_graceful_shutdown=5,
-            log_level=args.log_level,
-        )
-        return
+    if args.workers != 1:
+        # Each worker process would hold its own sessions and its own signing secret, so
+        # a ticket issued by one worker would be refused by the next: refuse instead.
+        parser.error("--workers > 1 needs a shared broker (Redis), not available yet")
     run(load(args.target), args.host, args.port, args.log_level)
 
 

@@ -1,0 +1,31 @@
+"""The command line: what it refuses, and how it finds the Anywire object to drain."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from anywire.server.app import Anywire
+from anywire.server.cli import find_anywire
+from anywire.server.demo import make_app
+
+
+def test_several_workers_are_refused_until_a_shared_broker_exists() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "anywire.server.cli", "serve", "mod:app", "--workers", "2"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--workers > 1 needs a shared broker" in result.stderr
+
+
+def test_finds_the_anywire_behind_every_kind_of_app() -> None:
+    aw = Anywire(anonymous=True)
+    assert find_anywire(aw) is aw
+    assert isinstance(find_anywire(make_app()), Anywire)  # a Litestar app with the plugin
+
+    async def wrapper(scope: object, receive: object, send: object) -> None: ...
+
+    wrapper.anywire = aw  # type: ignore[attr-defined]
+    assert find_anywire(wrapper) is aw
+    assert find_anywire(object()) is None
