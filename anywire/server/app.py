@@ -210,6 +210,7 @@ class Anywire:
         """Start the host (broker, timers). Called by lifespan or on first request."""
         async with self._start_lock:
             if not self._started:
+                self.sse.reset()
                 await self.host.start()
                 self._started = True
 

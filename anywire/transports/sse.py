@@ -9,12 +9,14 @@ peers. Upstream frames arrive through :mod:`.upstream`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.frames import Connect, Resume
 from .base import (
@@ -43,6 +45,21 @@ class SSETransport:
         self.host = host
         self.keepalive = keepalive
         self.shutdown_event = anyio.Event()
+        self._links: set[Link] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def reset(self) -> None:
+        """Serve again after a shutdown (a fresh event; the old watcher has finished)."""
+        if self.shutdown_event.is_set():
+            self.shutdown_event = anyio.Event()
+            self._watcher = None
+
+    async def _watch_shutdown(self) -> None:
+        # sse-starlette sets the event when the server exits (also under a plain uvicorn);
+        # one watcher closes every stream, so idle streams need no polling of their own.
+        await self.shutdown_event.wait()
+        for link in list(self._links):
+            link.close(CloseCode.SHUTDOWN, "server shutting down")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.host.cors_headers(scope)
@@ -62,6 +79,9 @@ class SSETransport:
         except ProtocolError as exc:
             await send_json_error(send, status_for(exc.code), exc, cors)
             return
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_shutdown())
+        self._links.add(link)
         headers = {k.decode(): v.decode() for k, v in cors}
         headers["Cache-Control"] = "no-store"
         response = EventSourceResponse(
@@ -75,6 +95,7 @@ class SSETransport:
         try:
             await response(scope, receive, send)
         finally:
+            self._links.discard(link)
             self.host.detach(link)
 
     async def _events(self, link: Link) -> AsyncIterator[Any]:
@@ -87,11 +108,8 @@ class SSETransport:
                 yield ServerSentEvent(data=body.decode("utf-8"))
             if link.closing is not None:
                 return
-            if self.shutdown_event.is_set():
-                link.close(4000, "server shutting down")
-                continue
             if not self.host.has_pending(link):
-                await link.wait(1.0)
+                await link.wait()
 
 
 def _int(value: str) -> int:
