@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeAlias
 from .errors import RemoteProtocolError
 
 __all__ = [
+    "MAX_NAME",
     "SEQUENCED",
     "Ack",
     "Close",
@@ -40,7 +41,8 @@ __all__ = [
 StreamPos: TypeAlias = tuple[str, str, int]
 """A position in a stream: (stream id, epoch, offset)."""
 
-_MAX_NAME = 200
+MAX_NAME = 200
+"""Longest event or room name, in characters."""
 
 
 def _req(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -68,8 +70,8 @@ def _seq(obj: dict[str, Any], key: str, what: str) -> int:
 
 def _name(obj: dict[str, Any], key: str, what: str) -> str:
     value = _req(obj, key, str, what)
-    if not value or len(value) > _MAX_NAME:
-        raise RemoteProtocolError(f"{what}: field {key!r} must be 1-{_MAX_NAME} characters")
+    if not value or len(value) > MAX_NAME:
+        raise RemoteProtocolError(f"{what}: field {key!r} must be 1-{MAX_NAME} characters")
     return str(value)
 
 

@@ -166,6 +166,11 @@ class ServerSession:
         out, self.control = self.control, []
         return out
 
+    def has_output(self) -> bool:
+        """Whether the live connection has something to write now: control frames, frames
+        it was not given yet, or an ``rx`` owed often enough to go on its own."""
+        return bool(self.control) or self.written < self.out_seq or self.rx_due()
+
     def rx_due(self) -> bool:
         """Whether enough client frames went unacknowledged to write an ``rx`` on its own
         (so a client that only sends still drains its buffer)."""
@@ -225,9 +230,6 @@ class ServerSession:
     def charge(self, now: float) -> None:
         """Spend one flood token for a client frame (valid or not); raises
         :class:`RemoteProtocolError` with 4506 FLOOD when the bucket is empty."""
-        self._spend_token(now)
-
-    def _spend_token(self, now: float) -> None:
         rate, burst = self.settings.flood_rate, self.settings.flood_burst
         self._bucket = min(float(burst), self._bucket + (now - self._bucket_at) * rate)
         self._bucket_at = now
@@ -335,8 +337,6 @@ class ServerSession:
         interval = self.heartbeat.ping_interval
         if interval is not None and now >= self.last_ping + interval:
             self.last_ping = now
-            if self.in_last != self.rx_sent:
-                self._queue_rx()
-            self.control.append(Ping())
+            self.control.append(Ping())  # an owed rx joins it in take_control()
             return [SessionAction("ping")]
         return []

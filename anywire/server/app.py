@@ -28,7 +28,15 @@ from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
 from ..core.settings import TRANSPORTS, Settings
-from ..transports.base import Receive, Scope, Send, header, read_body, send_json_error
+from ..transports.base import (
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    refuse_origin,
+    send_json_error,
+)
 from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
@@ -283,8 +291,7 @@ class Anywire:
 
     async def _negotiate(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.cors_headers(scope)
-        if not self.origin_allowed(scope):
-            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+        if await refuse_origin(self.host, scope, send):
             return
         try:
             raw = await read_body(receive, 64 * 1024)

@@ -26,7 +26,7 @@ from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
 from ..core.streams import room_stream
 from ..core.tickets import Signer, TicketBook
-from ..transports.base import Link, Scope, header
+from ..transports.base import Link, Scope, header, short_reason
 from .broker import Broker, Envelope
 from .codecs import make_codecs
 from .errors import AckError, AckTimeout, Disconnected, Reject
@@ -208,18 +208,21 @@ class SessionHost:
 
     def resolve(self, token: str) -> str:
         payload = self.signer.verify(token, "s")
-        sid = str(payload.get("sid"))
-        if sid not in self.sessions:
-            tomb = self._tombstones.get(sid)
-            if tomb is not None:
-                raise ProtocolError(tomb[1], tomb[0])
-            raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
-        return sid
+        return self._session(str(payload.get("sid"))).sid
+
+    def _session(self, sid: str) -> ServerSession:
+        """The live session ``sid``; raises with the code it ended with if it was closed
+        for good lately, else 4007 SESSION_UNKNOWN."""
+        sess = self.sessions.get(sid)
+        if sess is not None:
+            return sess
+        tomb = self._tombstones.get(sid)
+        if tomb is not None:
+            raise ProtocolError(tomb[1], tomb[0])
+        raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
 
     def feed(self, sid: str, frames: list[Frame]) -> None:
-        sess = self.sessions.get(sid)
-        if sess is None:
-            raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
+        sess = self._session(sid)
         now = asyncio.get_running_loop().time()
         try:
             for frame in frames:
@@ -230,12 +233,10 @@ class SessionHost:
                 if sess.state is SessionState.CLOSED:
                     break
         except RemoteProtocolError as exc:
-            self.counters["errors"] += 1
-            if exc.code == CloseCode.FLOOD:
-                self.close_session(sess, CloseCode.FLOOD, exc.message)
+            self._peer_error(sess, exc)
             raise
         finally:
-            if sess.control or sess.rx_due():
+            if sess.has_output():
                 self._wake(sess)
 
     def reject(self, sid: str, error: RemoteProtocolError) -> None:
@@ -244,12 +245,22 @@ class SessionHost:
         sess = self.sessions.get(sid)
         if sess is None:
             return
-        # Invalid frames cost flood tokens like valid ones.
-        sess.charge(asyncio.get_running_loop().time())
+        try:
+            # Invalid frames cost flood tokens like valid ones.
+            sess.charge(asyncio.get_running_loop().time())
+        except RemoteProtocolError as exc:
+            self._peer_error(sess, exc)
+            raise
         if error.seq is None or not sess.skip(error.seq):
             return
         if error.ack_id is not None:
             self._reply(sess, error.ack_id, False, None, "bad_request", error.message)
+
+    def _peer_error(self, sess: ServerSession, exc: RemoteProtocolError) -> None:
+        """Count a client's protocol error; a flood ends the session (4506)."""
+        self.counters["errors"] += 1
+        if exc.code == CloseCode.FLOOD:
+            self.close_session(sess, CloseCode.FLOOD, exc.message)
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
@@ -270,16 +281,10 @@ class SessionHost:
         if link.queued or link.closing is not None:
             return True
         sess = self.sessions.get(link.sid) if link.sid is not None else None
-        return (
-            sess is not None
-            and sess.connection is link
-            and (bool(sess.control) or sess.written < sess.out_seq or sess.rx_due())
-        )
+        return sess is not None and sess.connection is link and sess.has_output()
 
     def poll_started(self, sid: str, ack: int | None) -> Link:
-        sess = self.sessions.get(sid)
-        if sess is None:
-            raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
+        sess = self._session(sid)
         link = sess.connection
         if not isinstance(link, Link) or link.info.name != "longpoll":
             code, reason = sess.last_close or (CloseCode.POLL_TIMEOUT, "not polling: resume")
@@ -320,7 +325,7 @@ class SessionHost:
     def _bury(self, sess: ServerSession, code: int, reason: str) -> None:
         """End the session for good, remembering why for late requests."""
         deadline = asyncio.get_running_loop().time() + self.settings.resume_window
-        self._tombstones[sess.sid] = (code, reason.encode()[:120].decode(errors="ignore"), deadline)
+        self._tombstones[sess.sid] = (code, short_reason(reason), deadline)
         self._expire(sess, run_hooks=True)
 
     def _expire(self, sess: ServerSession, run_hooks: bool) -> None:

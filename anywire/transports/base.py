@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from ..core.closecodes import CloseCode
 from ..core.codec import Codec
 from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.frames import Connect, Frame, Resume, parse_frame
@@ -30,10 +31,15 @@ __all__ = [
     "TransportInfo",
     "byte_length",
     "decode_frames",
+    "first_frame",
     "header",
     "query",
+    "query_uint",
     "read_body",
+    "refuse_origin",
     "send_json_error",
+    "session_sid",
+    "short_reason",
     "status_for",
 ]
 
@@ -84,8 +90,7 @@ class Link:
     def close(self, code: int, reason: str) -> None:
         """Ask the transport to send a close frame and end the connection."""
         if self.closing is None:
-            # A WebSocket close reason may hold 123 bytes; keep every transport alike.
-            self.closing = (code, reason.encode()[:120].decode(errors="ignore"))
+            self.closing = (code, short_reason(reason))
         self._wake.set()
 
     async def wait(self, timeout: float | None = None) -> bool:
@@ -251,3 +256,49 @@ _STATUS = {4007: 410, 4501: 401, 4502: 400, 4503: 413, 4505: 403, 4506: 429, 450
 def status_for(code: int) -> int:
     """The HTTP status that carries close code ``code`` on the HTTP transports."""
     return _STATUS.get(code, 400 if code >= 4500 else 503)
+
+
+def short_reason(reason: str) -> str:
+    """A close reason cut to 120 bytes of UTF-8 on a character boundary (a WebSocket close
+    reason may hold 123 bytes; every transport keeps the same limit)."""
+    return reason.encode()[:120].decode(errors="ignore")
+
+
+def query_uint(params: dict[str, str], name: str) -> int | None:
+    """The non-negative integer query parameter ``name``, None if absent."""
+    if name not in params:
+        return None
+    try:
+        number = int(params[name])
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise RemoteProtocolError(f"{name} must be a non-negative integer")
+    return number
+
+
+def first_frame(params: dict[str, str]) -> Connect | Resume:
+    """The connect or resume frame an HTTP transport's opening request stands for
+    (``?ticket=T`` or ``?ticket=T&last=N``)."""
+    ticket = params.get("ticket")
+    if not ticket:
+        raise RemoteProtocolError("missing ticket")
+    last = query_uint(params, "last")
+    return Connect(ticket) if last is None else Resume(ticket, last)
+
+
+def session_sid(host: Host, scope: Scope) -> str:
+    """The session a follow-up HTTP request names (``X-Anywire-Token`` header or ``token``
+    query parameter); raises ProtocolError (4007) if missing or unknown."""
+    token = header(scope, b"x-anywire-token") or query(scope).get("token")
+    if not token:
+        raise ProtocolError("missing session token", CloseCode.SESSION_UNKNOWN)
+    return host.resolve(token)
+
+
+async def refuse_origin(host: Host, scope: Scope, send: Send) -> bool:
+    """Answer 403 (4505) when the request's Origin is not allowed; True if it did."""
+    if host.check_origin(scope):
+        return False
+    await send_json_error(send, 403, ProtocolError("origin not allowed", CloseCode.FORBIDDEN))
+    return True

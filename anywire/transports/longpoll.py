@@ -20,8 +20,8 @@ import contextlib
 import itertools
 
 from ..core.closecodes import CloseCode
-from ..core.errors import ProtocolError, RemoteProtocolError
-from ..core.frames import Close, Connect, Resume
+from ..core.errors import ProtocolError
+from ..core.frames import Close
 from .base import (
     Host,
     Link,
@@ -29,9 +29,12 @@ from .base import (
     Scope,
     Send,
     TransportInfo,
-    header,
+    first_frame,
     query,
+    query_uint,
+    refuse_origin,
     send_json_error,
+    session_sid,
     status_for,
 )
 
@@ -50,8 +53,7 @@ class LongPollTransport:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.host.cors_headers(scope)
-        if not self.host.check_origin(scope):
-            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+        if await refuse_origin(self.host, scope, send):
             return
         params = query(scope)
         try:
@@ -61,21 +63,16 @@ class LongPollTransport:
                 link = await self._open(params)
                 await self._respond(send, link, cors)
                 return
-            token = header(scope, b"x-anywire-token") or params.get("token")
-            if not token:
-                raise ProtocolError("missing session token", CloseCode.SESSION_UNKNOWN)
-            sid = self.host.resolve(token)
-            ack = _int(params["ack"]) if "ack" in params else None
-            link = self.host.poll_started(sid, ack)
+            sid = session_sid(self.host, scope)
+            link = self.host.poll_started(sid, query_uint(params, "ack"))
         except ProtocolError as exc:
             await self._refuse(send, exc, cors)
             return
         await self._hold(scope, receive, send, link, cors)
 
     async def _open(self, params: dict[str, str]) -> Link:
-        ticket = params["ticket"]
-        first = Resume(ticket, _int(params["last"])) if "last" in params else Connect(ticket)
-        link = Link(INFO, self.host.codec(self.host.ticket_codec(ticket)))
+        first = first_frame(params)
+        link = Link(INFO, self.host.codec(self.host.ticket_codec(first.ticket)))
         await self.host.attach(link, first)
         return link
 
@@ -168,13 +165,3 @@ async def _empty(send: Send, cors: list[tuple[bytes, bytes]]) -> None:
     with contextlib.suppress(OSError, RuntimeError):
         await send({"type": "http.response.start", "status": 204, "headers": list(cors)})
         await send({"type": "http.response.body", "body": b""})
-
-
-def _int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise RemoteProtocolError("expected a non-negative integer") from exc
-    if number < 0:
-        raise RemoteProtocolError("expected a non-negative integer")
-    return number

@@ -17,8 +17,7 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..core.closecodes import CloseCode
-from ..core.errors import ProtocolError, RemoteProtocolError
-from ..core.frames import Connect, Resume
+from ..core.errors import ProtocolError
 from .base import (
     Host,
     Link,
@@ -26,7 +25,9 @@ from .base import (
     Scope,
     Send,
     TransportInfo,
+    first_frame,
     query,
+    refuse_origin,
     send_json_error,
     status_for,
 )
@@ -63,17 +64,13 @@ class SSETransport:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.host.cors_headers(scope)
-        if not self.host.check_origin(scope):
-            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+        if await refuse_origin(self.host, scope, send):
             return
         params = query(scope)
         try:
             if "sse" not in self.host.settings.transports:
                 raise ProtocolError("sse is disabled", 4507)
-            ticket = params.get("ticket")
-            if not ticket:
-                raise RemoteProtocolError("missing ticket")
-            first = Resume(ticket, _int(params["last"])) if "last" in params else Connect(ticket)
+            first = first_frame(params)
             link = Link(INFO, self.host.codec("json"))
             await self.host.attach(link, first)
         except ProtocolError as exc:
@@ -110,13 +107,3 @@ class SSETransport:
                 return
             if not self.host.has_pending(link):
                 await link.wait()
-
-
-def _int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise RemoteProtocolError("last must be an integer") from exc
-    if number < 0:
-        raise RemoteProtocolError("last must not be negative")
-    return number

@@ -8,7 +8,6 @@ flight so frames arrive in order.
 
 from __future__ import annotations
 
-from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
 from .base import (
     Host,
@@ -17,9 +16,10 @@ from .base import (
     Send,
     decode_frames,
     header,
-    query,
     read_body,
+    refuse_origin,
     send_json_error,
+    session_sid,
     status_for,
 )
 
@@ -34,15 +34,11 @@ class SendEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.host.cors_headers(scope)
-        if not self.host.check_origin(scope):
-            await send_json_error(send, 403, ProtocolError("origin not allowed", 4505))
+        if await refuse_origin(self.host, scope, send):
             return
         settings = self.host.settings
         try:
-            token = header(scope, b"x-anywire-token") or query(scope).get("token")
-            if not token:
-                raise ProtocolError("missing session token", CloseCode.SESSION_UNKNOWN)
-            sid = self.host.resolve(token)
+            sid = session_sid(self.host, scope)
             content_type = header(scope, b"content-type") or ""
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
             body = await read_body(receive, settings.max_frame_size)

@@ -24,6 +24,7 @@ from .base import (
     TransportInfo,
     byte_length,
     decode_frames,
+    short_reason,
 )
 
 __all__ = ["INFO", "WebSocketTransport"]
@@ -165,5 +166,4 @@ async def _send(send: Send, link: Link, data: bytes) -> None:
 
 async def _close(send: Send, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
-        short = reason.encode()[:120].decode(errors="ignore")  # the limit is 123 bytes
-        await send({"type": "websocket.close", "code": code, "reason": short})
+        await send({"type": "websocket.close", "code": code, "reason": short_reason(reason)})

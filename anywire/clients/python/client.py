@@ -24,6 +24,7 @@ import httpx
 from ...core.closecodes import CloseCode, should_reconnect
 from ...core.errors import LocalProtocolError, RemoteProtocolError
 from ...core.frames import (
+    MAX_NAME,
     Ack,
     Close,
     Connect,
@@ -65,7 +66,6 @@ _DEFAULTS = Settings()
 # Size checks encode a frame before it has a sequence number or id: use the largest
 # value either can take, so the estimate is never below the real size.
 _PROBE = 2**53 - 1
-_MAX_NAME = 200
 # How long close() waits for the server to take the goodbye, and hooks to finish.
 _CLOSE_GRACE = 1.0
 
@@ -784,9 +784,9 @@ async def _logged(aw: Awaitable[Any], fn: Callable[..., Any]) -> None:
 
 
 def _check_name(name: str, what: str) -> None:
-    # The server drops the whole session (4502) on a malformed frame: refuse it here.
-    if not isinstance(name, str) or not 1 <= len(name) <= _MAX_NAME:
-        raise ValueError(f"{what} name must be a string of 1-{_MAX_NAME} characters")
+    # The server would only answer such a frame with an error: refuse it here, loudly.
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
+        raise ValueError(f"{what} name must be a string of 1-{MAX_NAME} characters")
 
 
 def _message(response: httpx.Response) -> str:
