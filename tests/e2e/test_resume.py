@@ -62,8 +62,8 @@ async def test_resume_after_the_window_is_not_recovered(server: Server, transpor
         await back.close()
 
 
-async def test_resume_by_another_user_is_refused(server: Server) -> None:
-    conn = RawConn(server.url, "longpoll", make_token("owner"))
+async def test_resume_by_another_user_is_refused(server: Server, transport: str) -> None:
+    conn = RawConn(server.url, transport, make_token(f"owner-{transport}"))
     await conn.open()
     try:
         thief = await httpx.AsyncClient(base_url=server.url).post(
