@@ -47,6 +47,7 @@ from .broker_memory import MemoryBroker
 from .errors import Reject
 from .host import SessionHost, bearer
 from .socket import Socket
+from .static import ClientAssets
 
 __all__ = ["Anywire"]
 
@@ -103,7 +104,13 @@ class Anywire:
         self.sse = SSETransport(self.host)
         self.longpoll = LongPollTransport(self.host)
         self.upstream = SendEndpoint(self.host)
+        self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    @property
+    def client_url(self) -> str:
+        """The versioned URL of the browser client's entry module (``anywire.js``)."""
+        return self.assets.url()
 
     # -- registration ---------------------------------------------------------------------
     def on(self, event: str, namespace: str = "/") -> Callable[[Handler], Handler]:
@@ -256,6 +263,9 @@ class Anywire:
 
     async def _http(self, tail: str, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method", "GET")
+        if tail.startswith("/client/") and method in ("GET", "HEAD"):
+            await self.assets(tail[len("/client/") :], scope, receive, send)
+            return
         if method == "OPTIONS":
             await self._preflight(scope, send)
             return

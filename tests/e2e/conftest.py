@@ -42,6 +42,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
     log: Path
+    app: str = "tests.e2e.testapp:app"
 
     def stop(self, sig_term: bool = True, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
@@ -53,12 +54,15 @@ class Server:
 
     def restart(self) -> None:
         self.stop()
-        fresh = start_server(self.env, self.port, self.log)
+        fresh = start_server(self.env, self.port, self.log, self.app)
         self.proc = fresh.proc
 
 
 def start_server(
-    env_overrides: dict[str, str], port: int | None = None, log: Path | None = None
+    env_overrides: dict[str, str],
+    port: int | None = None,
+    log: Path | None = None,
+    app: str = "tests.e2e.testapp:app",
 ) -> Server:
     port = port or free_port()
     env = {**os.environ, **env_overrides, "PYTHONPATH": str(ROOT)}
@@ -70,7 +74,7 @@ def start_server(
             "-m",
             "anywire.server.cli",
             "serve",
-            "tests.e2e.testapp:app",
+            app,
             "--port",
             str(port),
             "--log-level",
@@ -88,7 +92,7 @@ def start_server(
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
-                return Server(url, port, proc, env_overrides, log)
+                return Server(url, port, proc, env_overrides, log, app)
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()

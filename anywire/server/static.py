@@ -1,0 +1,103 @@
+"""Serving the browser client (``anywire/clients/js``) from the server itself.
+
+``GET {path}/client/<version>/<file>`` answers the packaged ES modules with their content
+type, a strong ``ETag`` and ``Cache-Control: public, max-age=31536000, immutable``: the
+version is in the URL, so a browser may keep a file forever and a new release is a new URL.
+``GET {path}/client/latest/<file>`` redirects (302, ``no-cache``) to the current version,
+for pages that do not want to pin one. Only files that ship in the package are served
+(the set is read once); anything else is 404, so no path can escape the folder.
+
+The files are public code, so they carry ``Access-Control-Allow-Origin: *``: a page on
+another origin may import the client from this server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+from .. import __version__
+from ..core.errors import ProtocolError
+from ..transports.base import Receive, Scope, Send, header, send_json_error
+
+__all__ = ["ClientAssets"]
+
+_TYPES = {
+    ".js": b"text/javascript; charset=utf-8",
+    ".ts": b"text/plain; charset=utf-8",
+    ".json": b"application/json",
+    ".md": b"text/markdown; charset=utf-8",
+    ".txt": b"text/plain; charset=utf-8",
+}
+_IMMUTABLE = b"public, max-age=31536000, immutable"
+
+
+class ClientAssets:
+    """The packaged browser client, served under ``{prefix}/client/``.
+
+    :param prefix: the anywire path prefix (``/anywire``), used to build redirect targets.
+    :param package: the package holding the files (tests point it at another folder).
+    """
+
+    def __init__(self, prefix: str, package: str = "anywire.clients.js") -> None:
+        self.prefix = prefix
+        self.version = __version__
+        self._files: dict[str, tuple[bytes, bytes, bytes]] = {}
+        root = resources.files(package)
+        for entry in root.iterdir():
+            suffix = _suffix(entry.name)
+            if entry.is_file() and suffix in _TYPES and not entry.name.startswith("."):
+                body = entry.read_bytes()
+                etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+                self._files[entry.name] = (body, _TYPES[suffix], etag)
+
+    @property
+    def names(self) -> list[str]:
+        """The file names that are served."""
+        return sorted(self._files)
+
+    def url(self, name: str = "anywire.js") -> str:
+        """The versioned URL of ``name``."""
+        return f"{self.prefix}/client/{self.version}/{name}"
+
+    async def __call__(self, tail: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``GET``/``HEAD`` for ``tail`` = ``<version>/<file>``."""
+        version, _, name = tail.partition("/")
+        entry = self._files.get(name)
+        if entry is None or not version:
+            await send_json_error(send, 404, ProtocolError("no such client file", 4502))
+            return
+        cors = (b"access-control-allow-origin", b"*")
+        if version != self.version:
+            # Only one version ships with this server; "latest" (or a stale pin) is sent
+            # to the real one, never cached, so an upgrade is picked up on the next load.
+            location = self.url(name).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 302,
+                    "headers": [(b"location", location), (b"cache-control", b"no-cache"), cors],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body, ctype, etag = entry
+        headers = [
+            (b"content-type", ctype),
+            (b"cache-control", _IMMUTABLE),
+            (b"etag", etag),
+            (b"x-content-type-options", b"nosniff"),
+            cors,
+        ]
+        if header(scope, b"if-none-match") == etag.decode():
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        head = scope.get("method") == "HEAD"
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def _suffix(name: str) -> str:
+    return name[name.rfind(".") :] if "." in name else ""

@@ -1,0 +1,80 @@
+"""Real nginx in front of a test server, emulating a restrictive intermediary.
+
+Each ``*.conf`` beside this file is an nginx configuration with ``{LISTEN}`` and
+``{UPSTREAM}`` placeholders. :func:`start_nginx` writes one into a temporary prefix and
+runs nginx in the foreground from there (no root config, no daemon); the returned object
+stops it. nginx must be installed (``.ci/run`` installs Debian's package).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.conftest import free_port
+
+HERE = Path(__file__).resolve().parent
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@dataclass
+class Nginx:
+    """A running nginx: ``url`` is its listening address."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    prefix: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def error_log(self) -> str:
+        path = self.prefix / "logs" / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def start_nginx(name: str, upstream: int, **ports: int) -> Nginx:
+    """Start nginx with ``<name>.conf`` proxying to 127.0.0.1:``upstream``."""
+    prefix = Path(tempfile.mkdtemp(prefix=f"anywire-nginx-{name}-"))
+    (prefix / "logs").mkdir()
+    (prefix / "tmp").mkdir()
+    port = free_port()
+    conf = (HERE / f"{name}.conf").read_text()
+    conf = conf.replace("{LISTEN}", str(port)).replace("{UPSTREAM}", str(upstream))
+    for key, value in ports.items():
+        conf = conf.replace("{" + key.upper() + "}", str(value))
+    (prefix / "nginx.conf").write_text(conf)
+    cmd = [
+        NGINX, "-p", str(prefix), "-c", "nginx.conf",
+        "-e", str(prefix / "logs" / "error.log"), "-g", "daemon off;",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"nginx {name} exited: {err}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return Nginx(name, port, proc, prefix)
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"nginx {name} did not listen within 10 s")

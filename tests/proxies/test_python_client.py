@@ -1,0 +1,114 @@
+"""The Python client through real nginx configured as a restrictive intermediary.
+
+1. ``ws-blocked``: a proxy that drops ``Upgrade``/``Connection`` (WebSocket impossible);
+2. ``buffering``: a proxy that buffers responses and ignores ``X-Accel-Buffering`` (SSE
+   events held back, even the headers): the hello timeout moves the client to long-poll;
+3. ``short-idle``: a 5 s read timeout on every request: heartbeats and the poll window
+   keep each transport alive with nothing lost and no reconnection.
+
+The browser runs through the same proxies in ``tests/browser/test_proxies.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from anywire.clients.python import Client
+from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_server
+from tests.e2e.test_behaviour import Inbox
+
+from .nginx import Nginx, start_nginx
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    # Heartbeats (1 s) and poll windows (3 s) shorter than short-idle's 5 s read timeout.
+    srv = start_server({"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def proxies(server: Server) -> Iterator[dict[str, Nginx]]:
+    started = {name: start_nginx(name, server.port) for name in PROXIES}
+    yield started
+    for proxy in started.values():
+        proxy.stop()
+
+
+PROXIES = ("ws-blocked", "buffering", "short-idle")
+
+
+async def _flow(client: Client, server: Server, room: str) -> None:
+    """Acks both ways and a room broadcast from a direct client arrive through the proxy."""
+    inbox = Inbox()
+    client.on("news")(inbox)
+    await client.join(room)
+    assert await client.call("echo", {"through": "proxy"}) == {"through": "proxy"}
+    async with Client(server.url, token=lambda: make_token("direct")) as other:
+        for i in range(20):
+            await other.call("to_room", {"room": room, "event": "news", "data": i})
+    assert await inbox.wait_for(20) == list(range(20))
+
+
+async def test_stripped_upgrade_lands_on_sse(proxies: dict[str, Nginx], server: Server) -> None:
+    client = Client(proxies["ws-blocked"].url, token=lambda: make_token("py-ws-blocked"))
+    async with client:
+        assert client.transport == "sse"
+        await _flow(client, server, "ws-blocked")
+
+
+async def test_buffered_stream_falls_back_to_longpoll(
+    proxies: dict[str, Nginx], server: Server
+) -> None:
+    client = Client(
+        proxies["buffering"].url,
+        token=lambda: make_token("py-buffering"),
+        transports=("sse", "longpoll"),
+        connect_timeout=2,
+    )
+    async with client:
+        assert client.transport == "longpoll"
+        await _flow(client, server, "buffering")
+
+
+async def test_buffering_proxy_still_passes_websocket(
+    proxies: dict[str, Nginx], server: Server
+) -> None:
+    async with Client(proxies["buffering"].url, token=lambda: make_token("py-buf-ws")) as client:
+        assert client.transport == "websocket"
+        await _flow(client, server, "buffering-ws")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_short_idle_timeout_is_outlived(
+    proxies: dict[str, Nginx], server: Server, transport: str
+) -> None:
+    states: list[str] = []
+    client = Client(
+        proxies["short-idle"].url, token=lambda: make_token(f"py-idle-{transport}"), transports=(transport,)
+    )
+    client.on_state(states.append)
+    inbox = Inbox()
+    client.on("n")(inbox)
+    async with client:
+        assert client.transport == transport
+        # The stimulus is silence itself: 8 s with no application traffic, longer than the
+        # proxy's 5 s read timeout. Only heartbeats and the poll window can keep it open.
+        quiet_until = time.monotonic() + 8
+        while time.monotonic() < quiet_until:
+            await asyncio.sleep(0.5)
+        assert states == ["connecting", "connected"], states
+        await client.call("burst", {"n": 200})
+        got: list[Any] = await inbox.wait_for(200)
+        assert got == list(range(200))
+        for i in range(50):
+            await client.emit("record", i)
+        assert await client.call("recorded") == list(range(50))
+        assert states == ["connecting", "connected"], states
+        assert proxies["short-idle"].proc.poll() is None
