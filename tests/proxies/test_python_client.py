@@ -91,7 +91,9 @@ async def test_short_idle_timeout_is_outlived(
 ) -> None:
     states: list[str] = []
     client = Client(
-        proxies["short-idle"].url, token=lambda: make_token(f"py-idle-{transport}"), transports=(transport,)
+        proxies["short-idle"].url,
+        token=lambda: make_token(f"py-idle-{transport}"),
+        transports=(transport,),
     )
     client.on_state(states.append)
     inbox = Inbox()
