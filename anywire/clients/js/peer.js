@@ -1,0 +1,116 @@
+// The client side of a session: sequencing, retransmission, dedupe and acknowledgement.
+// A line-by-line mirror of anywire/core/peer.py (ClientPeer); docs/protocol.md section 6.
+//
+// * Each sequenced frame sent gets the next outSeq and stays in `unconfirmed` until the
+//   server's rx (or hello.last) covers it; onHello() returns the frames to send again.
+// * Each sequenced frame received is delivered once: at or below inLast it is a
+//   duplicate; one that skips ahead means frames were lost (receive() throws, and the
+//   socket reconnects and resumes).
+// * Receipts: rx at least every 16 frames and with every pong.
+
+import { ProtocolError, QueueFull } from "./errors.js";
+import * as F from "./frames.js";
+
+const RX_EVERY = 16;
+
+export class ClientPeer {
+  /** @param {number} [maxUnconfirmed] */
+  constructor(maxUnconfirmed = 1000) {
+    /** @type {string|null} */ this.sid = null;
+    this.outSeq = 0;
+    /** @type {object[]} */ this.unconfirmed = [];
+    this.maxUnconfirmed = maxUnconfirmed;
+    this.inLast = 0;
+    this.rxSent = 0;
+    this._nextId = 0;
+  }
+
+  /** A fresh id for a request (event with ack, join, leave). */
+  nextId() {
+    return ++this._nextId;
+  }
+
+  /** Whether another frame fits in the retransmission buffer. */
+  hasRoom() {
+    return this.unconfirmed.length < this.maxUnconfirmed;
+  }
+
+  event(name, data, id) {
+    return this._track(F.event(this.outSeq + 1, name, data, id));
+  }
+
+  ack(id, ok, data, err) {
+    return this._track(F.ack(this.outSeq + 1, id, ok, data, err));
+  }
+
+  join(room, meta, since) {
+    return this._track(F.join(this.outSeq + 1, this.nextId(), room, meta, since));
+  }
+
+  leave(room) {
+    return this._track(F.leave(this.outSeq + 1, this.nextId(), room));
+  }
+
+  _track(frame) {
+    if (!this.hasRoom()) throw new QueueFull(`${this.maxUnconfirmed} frames await confirmation`);
+    this.outSeq += 1;
+    this.unconfirmed.push(frame);
+    return frame;
+  }
+
+  /** An rx to send now, if 16 (or, with `force`, any) received frames are unacknowledged. */
+  rxDue(force = false) {
+    if (this.inLast > this.rxSent && (force || this.inLast - this.rxSent >= RX_EVERY)) {
+      this.rxSent = this.inLast;
+      return F.rx(this.inLast);
+    }
+    return null;
+  }
+
+  /** Applies the server's hello; returns the unconfirmed frames to send again, in order.
+   * `recovered: false` starts a fresh session: the receive position restarts at
+   * hello.seq and what is still unconfirmed is renumbered from hello.last + 1 (also when
+   * the sid is unchanged: a resume the server could not serve keeps the sid). */
+  onHello(hello) {
+    if (hello.recovered) {
+      if (this.sid !== null && hello.sid !== this.sid) throw new ProtocolError("resumed a different session");
+    } else {
+      this.inLast = hello.seq;
+      this.rxSent = hello.seq;
+      this._renumber(hello.last);
+    }
+    this.sid = hello.sid;
+    this.confirm(hello.last);
+    return this.unconfirmed.slice();
+  }
+
+  _renumber(base) {
+    this.outSeq = base;
+    this.unconfirmed = this.unconfirmed.map((f) => F.withSeq(f, ++this.outSeq));
+  }
+
+  /** The server processed every frame up to `n`. */
+  confirm(n) {
+    let k = 0;
+    while (k < this.unconfirmed.length && this.unconfirmed[k].s <= n) k++;
+    if (k) this.unconfirmed.splice(0, k);
+  }
+
+  /** Accounts for one server frame: returns it if the application must see it, null if
+   * it was consumed (rx) or a duplicate. Throws ProtocolError on a sequence gap. */
+  receive(frame) {
+    if (F.SEQUENCED.has(frame.t)) {
+      if (frame.s <= this.inLast) return null;
+      if (frame.s !== this.inLast + 1) {
+        throw new ProtocolError(`server sequence gap: expected ${this.inLast + 1}, got ${frame.s}`);
+      }
+      this.inLast += 1;
+      return frame;
+    }
+    if (frame.t === "rx") {
+      this.confirm(frame.n);
+      return null;
+    }
+    return frame;
+  }
+}

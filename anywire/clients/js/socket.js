@@ -1,0 +1,958 @@
+// The socket: negotiate, pick a transport with fallback, resume after drops, upgrade.
+//
+// All session bookkeeping (sequence numbers, what to resend, duplicates, receipts) is
+// ClientPeer's (peer.js, a mirror of the Python core); this module does I/O and
+// scheduling around it, like the Python client (anywire/clients/python/client.py). One
+// async loop owns the connection cycle:
+//
+//   negotiate -> open transport -> hello -> frames flow -> (drop) -> backoff -> negotiate
+//
+// Every wait is bounded: negotiate and each transport attempt by connectTimeout, a live
+// connection by the liveness check (no bytes for ping_interval + ping_timeout), acks by
+// their timeout, backoff by backoffMax. Transports all have one shape (transport.js): the
+// code below never branches on which one is in use.
+
+import { CODECS, jsonCodec } from "./codec.js";
+import { FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
+import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull } from "./errors.js";
+import { recall, remember, resolveEnv } from "./env.js";
+import { backoff } from "./backoff.js";
+import * as F from "./frames.js";
+import { ClientPeer } from "./peer.js";
+import { LongPollTransport } from "./longpoll.js";
+import { SSETransport } from "./sse.js";
+import { WebSocketTransport } from "./websocket.js";
+
+/** The transports by protocol name (the names negotiate uses). */
+export const TRANSPORTS = Object.freeze({
+  websocket: WebSocketTransport,
+  sse: SSETransport,
+  longpoll: LongPollTransport,
+});
+
+// Size checks encode a frame before its sequence number and id are known: use the
+// largest value either can take, so the estimate is never below the real size.
+const PROBE = 2 ** 53 - 1;
+// How long close() waits for the goodbye to be written.
+const CLOSE_GRACE = 1000;
+const LIMITS = {
+  ping_interval: 20000, ping_timeout: 10000, poll_window: 20000, resume_window: 30000,
+  ack_timeout: 10000, max_frame_size: 65536, max_batch: 100,
+};
+
+const DEFAULTS = {
+  url: "",
+  path: "/anywire",
+  getToken: null,
+  namespace: "/",
+  transports: ["websocket", "sse", "longpoll"],
+  codec: "msgpack",
+  connectTimeout: 5000,
+  ackTimeout: undefined,
+  reconnect: true,
+  backoffBase: 500,
+  backoffMax: 10000,
+  maxQueue: 1000,
+  remember: true,
+  storage: undefined,
+  upgrade: true,
+  upgradeDelay: 1000,
+  env: undefined,
+};
+
+/** Creates a socket and starts connecting at once (see Socket for the options). */
+export function connect(options = {}) {
+  return new Socket(options);
+}
+
+/** A failure of one connection attempt or of negotiate; `terminal` stops the socket. */
+function failure(message, code = null, terminal = false) {
+  const err = new Error(message);
+  err.code = code;
+  err.terminal = terminal;
+  return err;
+}
+
+/** Validates a 200 negotiate answer (docs/protocol.md 3.3); durations stay in ms. */
+export function parseNegotiated(obj) {
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
+    throw new Error("negotiate answer is not a JSON object");
+  }
+  if (obj.v !== undefined && obj.v !== 1) throw failure(`unsupported protocol version ${obj.v}`, 4502, true);
+  const text = (key, fallback) => {
+    const v = obj[key] ?? fallback;
+    if (typeof v !== "string" || !v) throw new Error(`negotiate answer: '${key}' missing or not a string`);
+    return v;
+  };
+  if (!Array.isArray(obj.transports)) throw new Error("negotiate answer: 'transports' must be a list");
+  const transports = obj.transports.map((item) => {
+    if (!item || typeof item.name !== "string" || typeof item.url !== "string") {
+      throw new Error("negotiate answer: malformed transport offer");
+    }
+    const codec = item.codec ?? obj.codec ?? "json";
+    if (!(codec in CODECS)) throw new Error(`negotiate answer: unknown codec ${codec}`);
+    return { name: item.name, url: item.url, codec };
+  });
+  const neg = {
+    sid: text("sid"), token: text("token"), ticket: text("ticket"), codec: text("codec", "json"),
+    resumable: obj.resumable === true, transports, send_url: text("send_url", "/anywire/send"),
+  };
+  for (const [key, fallback] of Object.entries(LIMITS)) {
+    const v = obj[key];
+    if (v === undefined || v === null) neg[key] = fallback;
+    else if (typeof v !== "number" || !(v > 0)) throw new Error(`negotiate answer: '${key}' must be a positive number`);
+    else neg[key] = v;
+  }
+  return neg;
+}
+
+function checkName(name, what) {
+  // The server would only answer such a frame with an error: refuse it here, loudly.
+  if (!F.isName(name)) throw new TypeError(`${what} name must be a string of 1-${F.MAX_NAME} characters`);
+}
+
+function report(err) {
+  if (typeof console !== "undefined") console.error("anywire:", err);
+}
+
+export class Socket {
+  /** @param {object} options see anywire.d.ts (ConnectOptions) */
+  constructor(options = {}) {
+    const o = { ...DEFAULTS, ...options };
+    if (!Array.isArray(o.transports) || o.transports.length === 0 || o.transports.some((t) => !(t in TRANSPORTS))) {
+      throw new TypeError(`transports must be a non-empty list among ${Object.keys(TRANSPORTS)}`);
+    }
+    if (!(o.codec in CODECS)) throw new TypeError("codec must be 'msgpack' or 'json'");
+    for (const key of ["connectTimeout", "backoffBase", "backoffMax", "maxQueue"]) {
+      if (!(o[key] > 0)) throw new TypeError(`${key} must be positive`);
+    }
+    if (o.ackTimeout !== undefined && o.ackTimeout !== null && !(o.ackTimeout > 0)) {
+      throw new TypeError("ackTimeout must be positive");
+    }
+    this.options = o;
+    this.env = resolveEnv(o.env ?? {}, o.remember ? o.storage : null);
+    const origin = this.env.window?.location?.origin ?? globalThis.location?.origin ?? "";
+    this.base = (o.url || origin).replace(/\/+$/, "");
+    this.path = o.path.replace(/\/+$/, "");
+    /** The session's sequencing state (kept across reconnects). */
+    this.peer = new ClientPeer(o.maxQueue);
+    /** @type {string|null} the session id, once connected */
+    this.sid = null;
+    /** @type {boolean|null} the last hello's `recovered`: false means a fresh session */
+    this.recovered = null;
+    /** Rooms joined, with their presence meta; rejoined when a session is lost. */
+    this.rooms = {};
+    /** Per room, [epoch, offset] of the last room event received (for join `since`). */
+    this.positions = {};
+    /** @type {{code: number, reason: string}|null} the last close code the server gave */
+    this.lastClose = null;
+
+    this._state = "connecting";
+    this._shownTransport = null;
+    this._live = null;
+    this._neg = null;
+    this._everConnected = false;
+    this._closed = false;
+    this._ended = null;
+    this._handlers = new Map();
+    this._hooks = { state: new Set(), transport: new Set(), connect: new Set(), disconnect: new Set(), error: new Set() };
+    this._calls = new Map();
+    this._readyWaiters = [];
+    this._roomWaiters = new Set();
+    this._wakers = new Set();
+    this._attempts = new Set();
+    this._endLink = null;
+    this._probe = null;
+    this._upgradeTimer = null;
+    this._upgradeFailed = false;
+    this._liveness = null;
+    this._lastHeard = 0;
+    this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
+    // Transports reported as failed in every negotiate, oldest failure first. A transport
+    // remembered from an earlier page load starts the list after the ones before it.
+    this._failed = [];
+    const remembered = o.remember ? recall(this.env.storage, this._storageKey) : null;
+    const at = o.transports.indexOf(remembered);
+    if (at > 0) this._failed = o.transports.slice(0, at);
+    this._listen();
+    queueMicrotask(() => this._run());
+  }
+
+  // -- public state -------------------------------------------------------------------
+  /** "connecting" | "connected" | "reconnecting" | "disconnected" */
+  get state() {
+    return this._state;
+  }
+
+  /** The transport carrying the session now, or null unless connected. */
+  get transport() {
+    return this._live && this._state === "connected" ? this._live.name : null;
+  }
+
+  /** Transports reported as failed to the server, oldest first. */
+  get failed() {
+    return this._failed.slice();
+  }
+
+  // -- registration -------------------------------------------------------------------
+  /** Registers `handler(data, info)` for server event `event`; returns an unsubscribe
+   * function. If the server asked for an ack, the first handler's return value (or the
+   * value of its Promise) is the answer; a throw (or rejection) answers handler_error;
+   * an event nobody handles is answered no_handler. */
+  on(event, handler) {
+    let set = this._handlers.get(event);
+    if (!set) this._handlers.set(event, (set = new Set()));
+    set.add(handler);
+    return () => this.off(event, handler);
+  }
+
+  /** Removes a handler (or, without one, every handler of `event`). */
+  off(event, handler) {
+    const set = this._handlers.get(event);
+    if (!set) return;
+    if (handler === undefined) set.clear();
+    else set.delete(handler);
+    if (set.size === 0) this._handlers.delete(event);
+  }
+
+  _hook(kind, fn) {
+    this._hooks[kind].add(fn);
+    return () => this._hooks[kind].delete(fn);
+  }
+
+  /** `fn(state)` on every change of `state`. */
+  onState(fn) { return this._hook("state", fn); }
+  /** `fn(name)` whenever `transport` changes (null when not connected). */
+  onTransport(fn) { return this._hook("transport", fn); }
+  /** `fn({sid, recovered, transport})` after every hello that (re)connects the socket. */
+  onConnect(fn) { return this._hook("connect", fn); }
+  /** `fn(code, reason)` when a live connection ends (code null: no code given). */
+  onDisconnect(fn) { return this._hook("disconnect", fn); }
+  /** `fn(code, reason)` when the server rejects a frame with an error frame. */
+  onError(fn) { return this._hook("error", fn); }
+
+  _emit(kind, ...args) {
+    for (const fn of [...this._hooks[kind]]) {
+      try {
+        const r = fn(...args);
+        if (r && typeof r.then === "function") r.then(null, report);
+      } catch (err) {
+        report(err);
+      }
+    }
+  }
+
+  /** Resolves once connected (at once if connected now); rejects with ConnectionClosed
+   * if the socket ends for good first. */
+  ready() {
+    if (this._state === "connected") return Promise.resolve();
+    if (this._stopped()) return Promise.reject(this._endError());
+    return new Promise((resolve, reject) => this._readyWaiters.push({ resolve, reject }));
+  }
+
+  // -- sending --------------------------------------------------------------------------
+  /** Sends an event without waiting for an answer. Queued while offline (sent after the
+   * next hello), retransmitted until confirmed, processed once by the server. Throws
+   * QueueFull, FrameTooLarge, TypeError (data not sendable) or ConnectionClosed. */
+  emit(event, data = null) {
+    this._checkOpen();
+    checkName(event, "event");
+    this._checkFrame(F.event(PROBE, event, data));
+    if (!this.peer.hasRoom()) throw new QueueFull(`${this.options.maxQueue} frames await the server's confirmation`);
+    this._send(this.peer.event(event, data));
+  }
+
+  /** Sends an event and resolves with the server handler's answer. Rejects AckTimeout
+   * (default timeout: ackTimeout, else the server's ack_timeout), AckError, and the
+   * errors of emit(). */
+  async call(event, data = null, { timeout } = {}) {
+    this._checkOpen();
+    checkName(event, "event");
+    const id = this.peer.nextId();
+    return this._request(() => this.peer.event(event, data, id), F.event(PROBE, event, data, id), timeout);
+  }
+
+  /** Joins `room` (presence `meta`; `since` = [epoch, offset] replays what the room
+   * published after it). Resolves with {room, presence[, recovered]}; rejects AckError
+   * (e.g. "forbidden"). Joined rooms are rejoined by themselves after a lost session. */
+  async join(room, { meta = null, since = null, timeout } = {}) {
+    this._checkOpen();
+    checkName(room, "room");
+    const answer = await this._request(
+      () => this.peer.join(room, meta, since),
+      F.join(PROBE, PROBE, room, meta, since),
+      timeout,
+    );
+    this.rooms[room] = meta;
+    return answer;
+  }
+
+  /** Leaves `room`; resolves with the server's answer ({room}). */
+  async leave(room, { timeout } = {}) {
+    this._checkOpen();
+    checkName(room, "room");
+    delete this.rooms[room];
+    return this._request(() => this.peer.leave(room), F.leave(PROBE, PROBE, room), timeout);
+  }
+
+  async _request(build, probe, timeout) {
+    this._checkFrame(probe);
+    const wait = timeout ?? this._ackTimeout();
+    await this._waitRoom(wait);
+    this._checkOpen();
+    const frame = build();
+    return new Promise((resolve, reject) => {
+      const timer = this.env.setTimeout(() => {
+        this._calls.delete(frame.id);
+        reject(new AckTimeout(`no ack for request ${frame.id} within ${wait} ms`));
+      }, wait);
+      this._calls.set(frame.id, { resolve, reject, timer });
+      this._send(frame);
+    });
+  }
+
+  _send(frame) {
+    // Offline, the frame waits in the peer's buffer and goes out after the next hello.
+    if (this._live && this._state === "connected") this._live.send([frame]);
+  }
+
+  _checkOpen() {
+    if (this._stopped()) throw this._endError();
+  }
+
+  _endError() {
+    return this._ended ?? new ConnectionClosed(NORMAL, "client closed");
+  }
+
+  _stopped() {
+    return this._closed || this._ended !== null;
+  }
+
+  /** Refuses, before queueing, a frame that could never be delivered (it would block the
+   * retransmission queue for good): it must encode with every codec the session may end
+   * up on (fallback can move it to JSON) and fit max_frame_size. */
+  _checkFrame(probe) {
+    const sizeCodec = this._live ? this._live.codec : CODECS[this.options.codec];
+    const max = this._neg ? this._neg.max_frame_size : LIMITS.max_frame_size;
+    for (const codec of new Set([sizeCodec, CODECS[this.options.codec], jsonCodec])) {
+      const encoded = codec.encode(probe);
+      if (codec === sizeCodec && codec.size(encoded) > max) {
+        throw new FrameTooLarge(`encoded frame is ${codec.size(encoded)} bytes, the limit is ${max}`);
+      }
+    }
+  }
+
+  _waitRoom(wait) {
+    if (this.peer.hasRoom()) return Promise.resolve();
+    const full = `${this.options.maxQueue} frames await the server's confirmation`;
+    if (this._state !== "connected") return Promise.reject(new QueueFull(`${full} (disconnected)`));
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this._stopped()) finish(this._endError());
+        else if (this.peer.hasRoom()) finish(null);
+        else if (this._state !== "connected") finish(new QueueFull(`${full} (disconnected)`));
+      };
+      const finish = (err) => {
+        this.env.clearTimeout(timer);
+        this._roomWaiters.delete(check);
+        if (err) reject(err);
+        else resolve();
+      };
+      const timer = this.env.setTimeout(() => finish(new QueueFull(`${full} (waited ${wait} ms)`)), wait);
+      this._roomWaiters.add(check);
+    });
+  }
+
+  _roomChanged() {
+    for (const check of [...this._roomWaiters]) check();
+  }
+
+  _ackTimeout() {
+    return this.options.ackTimeout ?? (this._neg ? this._neg.ack_timeout : LIMITS.ack_timeout);
+  }
+
+  // -- lifecycle ------------------------------------------------------------------------
+  /** Ends the session for good: sends close{4500} (the server ends the session at once)
+   * and stops. Pending requests reject with ConnectionClosed. Resolves once the goodbye
+   * was written (bounded). Safe to call more than once. */
+  close() {
+    if (this._closed) return this._closing ?? Promise.resolve();
+    const live = this._state === "connected" ? this._live : null;
+    this._closed = true;
+    this._stop();
+    if (!live) {
+      this._closing = Promise.resolve();
+      return this._closing;
+    }
+    live.onframes = live.onclose = live.onalive = null;
+    // Through the ordered queue, so it follows every frame emitted before.
+    live.send([F.close(NORMAL, "client closed")]);
+    this._closing = live.flush(CLOSE_GRACE).then(() => live.close());
+    return this._closing;
+  }
+
+  /** Drops the live connection without telling the server, as a network failure would:
+   * the socket then reconnects and resumes. For tests and demos. */
+  dropConnection() {
+    if (this._live) this._live.abort("connection dropped on purpose");
+  }
+
+  /** The socket ended for good (terminal close code, reconnect disabled, refused). */
+  _finish(code, reason) {
+    if (this._stopped()) return;
+    this._ended = new ConnectionClosed(code, reason);
+    if (this._live) this._live.close();
+    this._stop();
+  }
+
+  /** Common end of close() and _finish(): every wait ends, every timer stops. */
+  _stop() {
+    const err = this._endError();
+    this._disarmLiveness();
+    this.env.clearTimeout(this._upgradeTimer);
+    if (this._probe && this._probe.transport) this._probe.transport.close();
+    for (const t of [...this._attempts]) t.abort("socket closed");
+    this._live = null;
+    this._setState("disconnected");
+    for (const call of this._calls.values()) {
+      this.env.clearTimeout(call.timer);
+      call.reject(err);
+    }
+    this._calls.clear();
+    for (const w of this._readyWaiters.splice(0)) w.reject(err);
+    this._roomChanged();
+    this._unlisten();
+    this._wake();
+    if (this._endLink) this._endLink({ code: null, reason: "stopped" });
+  }
+
+  _setState(state) {
+    if (state === this._state) return;
+    this._state = state;
+    this._emit("state", state);
+    this._roomChanged(); // backpressure waiters re-check (a disconnect ends their wait)
+    if (state === "connected") for (const w of this._readyWaiters.splice(0)) w.resolve();
+    this._showTransport();
+  }
+
+  _showTransport() {
+    const name = this.transport;
+    if (name === this._shownTransport) return;
+    this._shownTransport = name;
+    this._emit("transport", name);
+  }
+
+  // -- connection cycle -----------------------------------------------------------------
+  async _run() {
+    try {
+      await this._cycle();
+    } catch (err) {
+      // A bug or something truly unexpected: never leave callers hanging on a dead loop.
+      report(err);
+      this._finish(null, `client failed: ${err && err.message}`);
+    }
+  }
+
+  _delays() {
+    return backoff(this.options.backoffBase, this.options.backoffMax, this.env.random);
+  }
+
+  async _cycle() {
+    let delays = this._delays();
+    while (!this._stopped()) {
+      this._setState(this._everConnected ? "reconnecting" : "connecting");
+      let link;
+      try {
+        link = await this._connectRound();
+      } catch (err) {
+        if (this._stopped()) return;
+        if (err.terminal || !this.options.reconnect) {
+          this._finish(err.code ?? null, err.message);
+          return;
+        }
+        await this._sleep(delays.next().value);
+        continue;
+      }
+      if (this._stopped()) {
+        link.transport.close();
+        return;
+      }
+      const started = this.env.now();
+      const { code, reason } = await this._attach(link);
+      if (this._stopped()) return;
+      if (!this.options.reconnect || (code !== null && !shouldReconnect(code))) {
+        this._finish(code, reason);
+        return;
+      }
+      this._setState("reconnecting");
+      // Only a connection that outlived the longest delay resets the schedule, so a
+      // server that accepts and then drops at once is not hammered.
+      if (this.env.now() - started >= this.options.backoffMax) delays = this._delays();
+      await this._sleep(delays.next().value);
+    }
+  }
+
+  /** Waits `ms`, or less if woken (back online, page visible again, closed). */
+  _sleep(ms) {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.env.clearTimeout(timer);
+        this._wakers.delete(done);
+        resolve();
+      };
+      const timer = this.env.setTimeout(done, ms);
+      this._wakers.add(done);
+    });
+  }
+
+  _wake() {
+    for (const done of [...this._wakers]) done();
+  }
+
+  _markFailed(name) {
+    this._failed = this._failed.filter((n) => n !== name);
+    this._failed.push(name);
+  }
+
+  /** Negotiates and tries the offered transports in order, negotiating again after each
+   * failure with the failed ones reported, until one delivers a hello. */
+  async _connectRound() {
+    const tried = new Set();
+    const errors = [];
+    let again = 0;
+    for (;;) {
+      const neg = await this._negotiate();
+      const offers = neg.transports.filter((o) => this.options.transports.includes(o.name) && !tried.has(o.name));
+      if (offers.length === 0) {
+        throw failure(`no transport worked: ${errors.join("; ") || "no common transport"}`);
+      }
+      const offer = offers[0];
+      try {
+        return await this._open(offer, neg);
+      } catch (err) {
+        if (this._stopped()) throw err;
+        const code = err.code ?? null;
+        if (code === UNAUTHORIZED || code === FORBIDDEN) throw failure(`${offer.name}: ${err.message}`, code, true);
+        // A stale ticket, an expired credential, a restarting server: negotiate again
+        // (getToken() gives a fresh credential), without blaming the transport.
+        if (RENEGOTIATE.has(code) && again++ < 2) continue;
+        tried.add(offer.name);
+        this._markFailed(offer.name);
+        errors.push(`${offer.name}: ${err.message}`);
+      }
+    }
+  }
+
+  /** POST {path}/negotiate with a fresh credential; bounded by connectTimeout. */
+  async _negotiate() {
+    const o = this.options;
+    const body = {
+      v: 1,
+      ns: o.namespace,
+      transports: o.transports.slice(),
+      codecs: [...new Set([o.codec, "json"])],
+      failed: this._failed.slice(),
+    };
+    if (this._neg && this.peer.sid !== null) body.resume = this._neg.token;
+    const controller = typeof AbortController === "function" ? new AbortController() : null;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = this.env.setTimeout(() => {
+        if (controller) controller.abort();
+        reject(failure(`negotiate: no answer within ${o.connectTimeout} ms`));
+      }, o.connectTimeout);
+    });
+    try {
+      return await Promise.race([timeout, this._negotiateOnce(body, controller)]);
+    } finally {
+      this.env.clearTimeout(timer);
+    }
+  }
+
+  async _negotiateOnce(body, controller) {
+    let token = null;
+    if (this.options.getToken) {
+      try {
+        token = await this.options.getToken();
+      } catch (err) {
+        throw failure(`getToken() failed: ${err && err.message}`);
+      }
+    }
+    const headers = { "Content-Type": "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let res;
+    let text;
+    try {
+      res = await this.env.fetch(this.base + this.path + "/negotiate", {
+        method: "POST",
+        headers,
+        body: JSON.stringify(body),
+        cache: "no-store",
+        signal: controller ? controller.signal : undefined,
+      });
+      text = await res.text();
+    } catch (err) {
+      throw failure(`negotiate failed: ${err && err.message}`);
+    }
+    if (res.status !== 200) {
+      const code = F.errorCode(text);
+      let message = "";
+      try {
+        message = JSON.parse(text).message ?? "";
+      } catch {
+        message = "";
+      }
+      const what = `negotiate refused: HTTP ${res.status} ${message}`.trim();
+      if (res.status === 401) throw failure(what, code ?? UNAUTHORIZED, true);
+      if (res.status === 403) throw failure(what, code ?? FORBIDDEN, true);
+      throw failure(what, code, code !== null && !shouldReconnect(code));
+    }
+    try {
+      return parseNegotiated(JSON.parse(text));
+    } catch (err) {
+      if (err.terminal) throw err;
+      throw failure(`bad negotiate answer: ${err.message}`);
+    }
+  }
+
+  /** Opens one transport; resolves with {neg, transport, hello, rest, early} once the
+   * hello arrived, rejects (with the server's code, if any) if it failed first. */
+  _open(offer, neg) {
+    return new Promise((resolve, reject) => {
+      const t = new TRANSPORTS[offer.name]({
+        base: this.base, offer, neg, codec: CODECS[offer.codec] ?? jsonCodec, env: this.env,
+      });
+      const resuming = neg.resumable && this.peer.sid !== null;
+      const first = resuming ? F.resume(neg.ticket, this.peer.inLast) : F.connect(neg.ticket);
+      // What the transport reports between the hello and _install(): replayed there.
+      const early = [];
+      let settled = false;
+      const settle = (err, value) => {
+        if (settled) return;
+        settled = true;
+        this.env.clearTimeout(timer);
+        this._attempts.delete(t);
+        if (err) {
+          t.close();
+          reject(err);
+        } else resolve(value);
+      };
+      const timer = this.env.setTimeout(() => settle(failure(`${offer.name}: no hello within ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+      t.onframes = (frames) => {
+        if (settled) return void early.push(["frames", frames]);
+        const [hello, ...rest] = frames;
+        if (hello.t !== "hello") return settle(failure(`${offer.name}: expected hello, got ${hello.t}`));
+        if (hello.recovered && this.peer.sid !== null && hello.sid !== this.peer.sid) {
+          return settle(failure(`${offer.name}: the server resumed a different session`));
+        }
+        settle(null, { neg, transport: t, hello, rest, early });
+      };
+      t.onalive = () => {
+        if (settled) early.push(["alive"]);
+      };
+      t.onclose = (code, reason) => {
+        if (settled) return void early.push(["close", code, reason]);
+        settle(failure(`${offer.name}: ${reason || "closed before the hello"}`, code));
+      };
+      this._attempts.add(t);
+      t.open(first);
+    });
+  }
+
+  /** Makes `link` the session's connection; resolves with {code, reason} when it ends
+   * (an upgrade swaps the transport under the same link). */
+  _attach(link) {
+    const ended = new Promise((resolve) => {
+      this._endLink = (result) => {
+        this._endLink = null;
+        resolve(result);
+      };
+    });
+    this._install(link);
+    return ended;
+  }
+
+  _install({ neg, transport, hello, rest, early }) {
+    const lost = !hello.recovered && this.sid !== null; // a session existed before
+    const resend = this.peer.onHello(hello);
+    const upgrade = this._live !== null; // swapping the transport of a live connection
+    this._neg = neg;
+    this._live = transport;
+    this.sid = hello.sid;
+    this.recovered = hello.recovered;
+    this._everConnected = true;
+    if (this.options.remember) remember(this.env.storage, this._storageKey, transport.name);
+    transport.onframes = (frames) => this._onFrames(transport, frames);
+    transport.onalive = () => this._heard(transport);
+    transport.onclose = (code, reason) => this._onClose(transport, code, reason);
+    // Unconfirmed frames go first into the ordered queue, before anything new.
+    transport.send(resend);
+    this._armLiveness(transport);
+    this._setState("connected");
+    this._showTransport();
+    if (lost && Object.keys(this.rooms).length) this._rejoin({ ...this.rooms });
+    if (!upgrade || lost) this._emit("connect", { sid: this.sid, recovered: this.recovered, transport: transport.name });
+    if (rest.length) this._onFrames(transport, rest);
+    for (const [kind, a, b] of early) {
+      if (kind === "frames") transport.onframes(a);
+      else if (kind === "alive") transport.onalive();
+      else transport.onclose(a, b);
+    }
+    this._scheduleUpgrade();
+  }
+
+  /** The session was lost with its rooms: join them again, each from the last stream
+   * position seen, so what they published meanwhile is replayed (if the server's
+   * history still holds it). */
+  async _rejoin(rooms) {
+    for (const [room, meta] of Object.entries(rooms)) {
+      try {
+        await this.join(room, { meta, since: this.positions[room] ?? null });
+      } catch (err) {
+        if (this._stopped()) return;
+        report(new Error(`rejoining '${room}' failed: ${err.message}`));
+      }
+    }
+  }
+
+  _onClose(t, code, reason) {
+    if (t !== this._live) return;
+    if (this._probe && code === TRANSPORT_REPLACED) {
+      // The server moved the session to the probe's WebSocket: not a disconnect. The probe
+      // finishes the switch (or, if it fails after all, ends this link).
+      this._probe.replaced = { code, reason };
+      return;
+    }
+    this._detach(t, code, reason);
+  }
+
+  _detach(t, code, reason) {
+    this._live = null;
+    this._disarmLiveness();
+    this.env.clearTimeout(this._upgradeTimer);
+    if (this._probe) {
+      this._probe.cancelled = true;
+      if (this._probe.transport) this._probe.transport.close();
+    }
+    if (code !== null) this.lastClose = { code, reason };
+    this._emit("disconnect", code, reason);
+    this._showTransport();
+    if (this._endLink) this._endLink({ code, reason });
+  }
+
+  // -- receiving ------------------------------------------------------------------------
+  _onFrames(t, frames) {
+    if (t !== this._live) return;
+    this._heard(t);
+    try {
+      for (const frame of frames) {
+        this._handle(t, frame);
+        if (t !== this._live) return;
+      }
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      // E.g. a sequence gap: frames were lost. Resuming on a new connection replays them.
+      t.abort(`protocol error: ${err.message}`);
+      return;
+    }
+    if (t.sendsRx) {
+      const rx = this.peer.rxDue();
+      if (rx) t.send([rx]);
+    }
+    this._roomChanged();
+  }
+
+  _handle(t, frame) {
+    switch (frame.t) {
+      case "ping": {
+        // Answer at once, with our receipt so the server can trim its outbox.
+        const rx = this.peer.rxDue(true);
+        t.send(rx ? [F.pong(), rx] : [F.pong()]);
+        return;
+      }
+      case "error":
+        this._emit("error", frame.c, frame.m);
+        return;
+      case "close": case "hello": case "pong": case "connect": case "resume":
+        return; // close: the transport ends right after; the others mean nothing here
+      default:
+        break;
+    }
+    const handled = this.peer.receive(frame); // sequencing and dedupe; throws on a gap
+    if (!handled) return;
+    if (handled.t === "event") {
+      if (handled.r !== undefined && handled.o !== undefined) {
+        this.positions[handled.r] = [handled.o[1], handled.o[2]];
+      }
+      this._dispatch(handled);
+    } else if (handled.t === "ack") {
+      const call = this._calls.get(handled.id);
+      if (!call) return; // the waiter gave up already
+      this._calls.delete(handled.id);
+      this.env.clearTimeout(call.timer);
+      if (handled.ok) call.resolve(handled.d);
+      else call.reject(new AckError(handled.err.code, handled.err.message));
+    }
+  }
+
+  _dispatch(event) {
+    const handlers = this._handlers.get(event.e);
+    const id = event.id;
+    if (!handlers || handlers.size === 0) {
+      if (id !== undefined) this._reply(id, false, null, "no_handler", `no handler for '${event.e}'`);
+      return;
+    }
+    const info = { event: event.e, room: event.r ?? null, offset: event.o ?? null, id: id ?? null };
+    let answered = false;
+    for (const handler of [...handlers]) {
+      const first = !answered;
+      answered = true;
+      let result;
+      try {
+        result = handler(event.d, info);
+      } catch (err) {
+        if (first && id !== undefined) this._reply(id, false, null, "handler_error", errorText(err));
+        else report(err);
+        continue;
+      }
+      if (!first || id === undefined) {
+        if (result && typeof result.then === "function") result.then(null, report);
+        continue;
+      }
+      if (result && typeof result.then === "function") {
+        // Async handlers never stall the connection; they answer when they are done.
+        result.then(
+          (value) => this._reply(id, true, value),
+          (err) => this._reply(id, false, null, "handler_error", errorText(err)),
+        );
+      } else {
+        this._reply(id, true, result);
+      }
+    }
+  }
+
+  /** Answers a server request. Never blocks: with the retransmission buffer full the ack
+   * is dropped (the server's wait times out). */
+  _reply(id, ok, data, code = "", message = "") {
+    if (this._stopped()) return;
+    let err = ok ? undefined : { code, message };
+    try {
+      this._checkFrame(F.ack(PROBE, id, ok, data, err));
+    } catch (e) {
+      ok = false;
+      data = null;
+      err = { code: "handler_error", message: `bad result: ${e.message}` };
+    }
+    if (!this.peer.hasRoom()) {
+      report(new Error(`retransmission buffer full, ack ${id} dropped`));
+      return;
+    }
+    this._send(this.peer.ack(id, ok, ok ? (data === undefined ? null : data) : undefined, err));
+  }
+
+  // -- liveness -------------------------------------------------------------------------
+  _heard(t) {
+    if (t === this._live) this._lastHeard = this.env.now();
+  }
+
+  _armLiveness(t) {
+    this._disarmLiveness();
+    this._lastHeard = this.env.now();
+    const limit = t.silenceLimit();
+    const check = () => {
+      if (t !== this._live) return;
+      const quiet = this.env.now() - this._lastHeard;
+      if (quiet >= limit) {
+        t.abort(`server silent for ${limit} ms: connection presumed dead`);
+        return;
+      }
+      this._liveness = this.env.setTimeout(check, limit - quiet);
+    };
+    this._liveness = this.env.setTimeout(check, limit);
+    this._checkLiveness = check;
+  }
+
+  _disarmLiveness() {
+    this.env.clearTimeout(this._liveness);
+    this._liveness = null;
+    this._checkLiveness = null;
+  }
+
+  // -- upgrade --------------------------------------------------------------------------
+  _scheduleUpgrade() {
+    const live = this._live;
+    const o = this.options;
+    if (!o.upgrade || !live || live.name === "websocket" || this._upgradeFailed || this._probe) return;
+    if (!o.transports.includes("websocket") || !this.env.WebSocket) return;
+    if (!this._neg.transports.some((t) => t.name === "websocket")) return;
+    this.env.clearTimeout(this._upgradeTimer);
+    this._upgradeTimer = this.env.setTimeout(() => this._upgrade(live), o.upgradeDelay);
+  }
+
+  /** Probes WebSocket in the background while `old` carries the session. An upgrade is a
+   * resume on a new transport: negotiate with `resume`, open the WebSocket with a resume
+   * frame; the server replaces the old transport (4005, not a disconnect here) and
+   * replays what is unacknowledged; the peer's dedupe and sequencing keep the order. */
+  async _upgrade(old) {
+    if (old !== this._live || this._stopped() || this._probe) return;
+    const probe = { cancelled: false, replaced: null, transport: null };
+    this._probe = probe;
+    try {
+      const neg = await this._negotiate();
+      if (probe.cancelled || this._stopped()) return;
+      const offer = neg.transports.find((t) => t.name === "websocket");
+      if (!offer || !neg.resumable) throw failure("no resumable WebSocket offer");
+      const pending = this._open(offer, neg);
+      probe.transport = [...this._attempts].find((t) => t.name === "websocket") ?? null;
+      const link = await pending;
+      if (probe.cancelled || this._stopped() || old !== this._live) {
+        link.transport.close();
+        return;
+      }
+      old.onframes = old.onclose = old.onalive = null;
+      old.close();
+      this._failed = this._failed.filter((n) => n !== "websocket");
+      this._probe = null;
+      this._install(link);
+    } catch (err) {
+      if (probe.cancelled || this._stopped()) return;
+      this._upgradeFailed = true;
+      this._markFailed("websocket");
+      if (probe.replaced && old === this._live) {
+        this._probe = null;
+        this._detach(old, probe.replaced.code, probe.replaced.reason);
+      }
+    } finally {
+      if (this._probe === probe) this._probe = null;
+    }
+  }
+
+  // -- browser events -------------------------------------------------------------------
+  _listen() {
+    const w = this.env.window;
+    if (!w || typeof w.addEventListener !== "function") return;
+    const doc = w.document ?? null;
+    this._listeners = [
+      [w, "online", () => this._wake()],
+      // The network is gone: the connection is dead even if no close has arrived yet.
+      [w, "offline", () => this._live && this._live.abort("browser went offline")],
+      [doc, "visibilitychange", () => {
+        if (doc.visibilityState !== "visible") return;
+        // Timers are throttled in background tabs: check at once instead of waiting.
+        if (this._live && this._checkLiveness) this._checkLiveness();
+        else this._wake();
+      }],
+    ].filter(([target]) => target && typeof target.addEventListener === "function");
+    for (const [target, type, fn] of this._listeners) target.addEventListener(type, fn);
+  }
+
+  _unlisten() {
+    for (const [target, type, fn] of this._listeners ?? []) target.removeEventListener(type, fn);
+    this._listeners = [];
+  }
+}
+
+function errorText(err) {
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}

@@ -1,0 +1,197 @@
+// What every transport shares. A transport is one connection attempt and presents the
+// shape of the browser WebSocket API, so the socket never branches on the concrete one:
+//
+//   t.onopen = () => {}            the underlying channel opened (informational)
+//   t.onframes = (frames) => {}    decoded, validated frames, in order (first: hello)
+//   t.onalive = () => {}           a sign of life without frames (an empty poll answer)
+//   t.onclose = (code, reason) => {}  ended: the server's close code, or null if none
+//   t.open(first)                  connect/resume frame; then frames flow
+//   t.send(frames)                 queued; written in order, batched within the limits,
+//                                  at most one write (one POST) in flight
+//   t.flush(ms)                    resolves once everything queued is written (bounded)
+//   t.abort(reason)                drop without a word to the server; fires onclose(null)
+//   t.close()                      drop silently (no callback): the socket is done with it
+//
+// onclose fires at most once, and never after close().
+
+import { encodeBodies, errorCode, splitAtClose } from "./frames.js";
+
+export class Transport {
+  /** @param {object} ctx {base, offer, neg, codec, env} */
+  constructor(ctx) {
+    this.base = ctx.base;
+    this.offer = ctx.offer;
+    this.neg = ctx.neg;
+    this.codec = ctx.codec;
+    this.env = ctx.env;
+    this.closed = false;
+    this.ready = false; // may write
+    this.onopen = null;
+    this.onframes = null;
+    this.onalive = null;
+    this.onclose = null;
+    this._outbox = [];
+    this._writing = false;
+    this._scheduled = false;
+    this._idle = [];
+  }
+
+  /** Whether the socket acknowledges with rx frames here (long-poll uses ack=N). */
+  get sendsRx() {
+    return true;
+  }
+
+  /** How long the server may stay silent (ms) before the connection is presumed dead. */
+  silenceLimit() {
+    return this.neg.ping_interval + this.neg.ping_timeout;
+  }
+
+  /** @param {object} first the connect or resume frame */
+  open(first) {
+    throw new Error("not implemented");
+  }
+
+  send(frames) {
+    if (this.closed || frames.length === 0) return;
+    this._outbox.push(...frames);
+    // Coalesce what is sent in one turn of the event loop into as few messages as possible.
+    if (!this._scheduled) {
+      this._scheduled = true;
+      queueMicrotask(() => {
+        this._scheduled = false;
+        this._pump();
+      });
+    }
+  }
+
+  /** Resolves once nothing waits to be written (or after `ms`, or when the transport ends). */
+  flush(ms) {
+    if (this._isIdle()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = this.env.setTimeout(resolve, ms);
+      this._idle.push(() => {
+        this.env.clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  _isIdle() {
+    return this.closed || (!this._writing && this._outbox.length === 0 && !this._scheduled);
+  }
+
+  _settle() {
+    if (!this._isIdle()) return;
+    const waiters = this._idle.splice(0);
+    for (const w of waiters) w();
+  }
+
+  async _pump() {
+    if (this._writing || !this.ready) return;
+    this._writing = true;
+    try {
+      while (this._outbox.length && !this.closed) {
+        const frames = this._outbox.splice(0);
+        for (const body of encodeBodies(this.codec, frames, this.neg.max_batch, this.neg.max_frame_size)) {
+          await this._write(body);
+          if (this.closed) return;
+        }
+      }
+    } catch (err) {
+      this._end(err.code ?? null, `send failed: ${err.message}`);
+    } finally {
+      this._writing = false;
+      this._settle();
+    }
+  }
+
+  /** Writes one encoded message; rejects with {code, message} when refused. */
+  async _write(body) {
+    throw new Error("not implemented");
+  }
+
+  /** Marks the transport writable and writes what was queued meanwhile. */
+  _opened() {
+    this.ready = true;
+    if (this.onopen) this.onopen();
+    this._pump();
+  }
+
+  /** Hands decoded frames to the socket; a close frame ends the transport. */
+  _deliver(frames) {
+    if (this.closed || frames.length === 0) return;
+    const [kept, close] = splitAtClose(frames);
+    if (this.onframes) this.onframes(kept);
+    if (close) this._end(close.c, close.m);
+  }
+
+  _alive() {
+    if (!this.closed && this.onalive) this.onalive();
+  }
+
+  /** Ends the transport (first reason wins) and tells the socket. */
+  _end(code, reason) {
+    if (this.closed) return;
+    this.closed = true;
+    this._teardown();
+    this._settle();
+    if (this.onclose) this.onclose(code, reason);
+  }
+
+  /** Releases the underlying connection. */
+  _teardown() {}
+
+  abort(reason = "connection dropped") {
+    this._end(null, reason);
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this._teardown();
+    this._settle();
+  }
+
+  /** The upstream POST of the HTTP transports; a refusal ends the transport. */
+  async _post(body) {
+    const res = await this.env.fetch(this.base + this.neg.send_url, {
+      method: "POST",
+      headers: { "Content-Type": this.codec.contentType, "X-Anywire-Token": this.neg.token },
+      body,
+      cache: "no-store",
+    });
+    if (res.status >= 300) throw await refused(res, "send");
+  }
+}
+
+/** The error for an HTTP refusal, with the close code of its body (a 410 without one
+ * still means the session is gone: 4007; any other status without one comes from
+ * something on the way, a proxy or a restart: no code, so the socket falls back or
+ * reconnects rather than giving up). */
+export async function refused(res, what) {
+  let code = null;
+  try {
+    code = errorCode(await res.text());
+  } catch {
+    code = null;
+  }
+  if (code === null && res.status === 410) code = 4007;
+  const err = new Error(`${what} refused: HTTP ${res.status}`);
+  err.code = code;
+  return err;
+}
+
+/** The WebSocket URL for `path` on the server at `base` (http -> ws, https -> wss). */
+export function wsUrl(base, path) {
+  if (base.startsWith("https://")) return "wss://" + base.slice(8) + path;
+  if (base.startsWith("http://")) return "ws://" + base.slice(7) + path;
+  return base + path;
+}
+
+/** `url` with query parameters added. */
+export function withQuery(url, params) {
+  const q = Object.entries(params)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .join("&");
+  return url + (url.includes("?") ? "&" : "?") + q;
+}
