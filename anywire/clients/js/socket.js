@@ -444,6 +444,9 @@ export class Socket {
 
   // -- connection cycle -----------------------------------------------------------------
   async _run() {
+    // The first state is "connecting" from the start; hooks registered right after
+    // connect() hear it too.
+    this._emit("state", this._state);
     try {
       await this._cycle();
     } catch (err) {
@@ -681,6 +684,7 @@ export class Socket {
     this.sid = hello.sid;
     this.recovered = hello.recovered;
     this._everConnected = true;
+    this._helloAt = this.env.now();
     if (this.options.remember) remember(this.env.storage, this._storageKey, transport.name);
     transport.onframes = (frames) => this._onFrames(transport, frames);
     transport.onalive = () => this._heard(transport);
@@ -727,6 +731,15 @@ export class Socket {
   }
 
   _detach(t, code, reason) {
+    // A buffering intermediary holds the stream back until the server gives up on the
+    // silent client (4001) and ends it: then hello and close arrive together. The server
+    // started its silence window when it sent the hello; a 4001 much sooner after the
+    // hello arrived means the hello itself was held back: this transport cannot carry the
+    // session, fall back. (With the defaults the connect timeout catches this first.)
+    const lived = this.env.now() - this._helloAt;
+    if (code === 4001 && lived < (this._neg.ping_interval + this._neg.ping_timeout) / 2) {
+      this._markFailed(t.name);
+    }
     this._live = null;
     this._disarmLiveness();
     this.env.clearTimeout(this._upgradeTimer);
