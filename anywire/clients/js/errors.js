@@ -9,14 +9,18 @@ export class AnywireError extends Error {
   }
 }
 
-/** The server answered a request with an error ack (`code`: "handler_error",
- * "no_handler", "forbidden", "bad_request"...; `message`: human-readable). */
+/** The server answered a request with an error ack: `code` is machine-readable
+ * ("handler_error", "no_handler", "forbidden", "bad_request"...), `message` is the
+ * server's human-readable text (possibly ""). */
 export class AckError extends AnywireError {
   /** @param {string} code @param {string} [message] */
   constructor(code, message = "") {
-    super(message ? `${code}: ${message}` : code);
+    super(message);
     /** @type {string} */ this.code = code;
-    /** @type {string} */ this.reason = message;
+  }
+
+  toString() {
+    return `${this.name}: ${this.code}${this.message ? `: ${this.message}` : ""}`;
   }
 }
 

@@ -535,13 +535,13 @@ export class Socket {
       } catch (err) {
         if (this._stopped()) throw err;
         const code = err.code ?? null;
-        if (code === UNAUTHORIZED || code === FORBIDDEN) throw failure(`${offer.name}: ${err.message}`, code, true);
+        if (code === UNAUTHORIZED || code === FORBIDDEN) throw failure(err.message, code, true);
         // A stale ticket, an expired credential, a restarting server: negotiate again
         // (getToken() gives a fresh credential), without blaming the transport.
         if (RENEGOTIATE.has(code) && again++ < 2) continue;
         tried.add(offer.name);
         this._markFailed(offer.name);
-        errors.push(`${offer.name}: ${err.message}`);
+        errors.push(err.message);
       }
     }
   }
@@ -749,6 +749,8 @@ export class Socket {
     }
     if (code !== null) this.lastClose = { code, reason };
     this._emit("disconnect", code, reason);
+    // Said at once (the loop decides a moment later), so state and transport agree.
+    if (this.options.reconnect && (code === null || shouldReconnect(code))) this._setState("reconnecting");
     this._showTransport();
     if (this._endLink) this._endLink({ code, reason });
   }

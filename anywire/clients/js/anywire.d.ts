@@ -1,0 +1,193 @@
+// Type declarations of the anywire browser client (hand-written; the code is plain ES
+// modules with JSDoc). See docs/browser.md for the guide.
+
+export type TransportName = "websocket" | "sse" | "longpoll";
+export type CodecName = "msgpack" | "json";
+export type State = "connecting" | "connected" | "reconnecting" | "disconnected";
+
+/** Any value both codecs carry: null, boolean, number (finite), bigint (64-bit range),
+ * string, bytes, arrays and maps with string keys. Bytes arrive as Uint8Array. */
+export type Value =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | ArrayBuffer
+  | ArrayBufferView
+  | Value[]
+  | Map<string, Value>
+  | { [key: string]: Value | undefined };
+
+/** Where a room (or user) stream stands: [epoch, offset]. */
+export type Position = [epoch: string, offset: number];
+
+/** What can be injected instead of the browser globals (tests). */
+export interface Env {
+  WebSocket?: unknown;
+  EventSource?: unknown;
+  fetch?: (url: string, init?: RequestInit) => Promise<Response>;
+  setTimeout?: (fn: () => void, ms: number) => unknown;
+  clearTimeout?: (id: unknown) => void;
+  /** Milliseconds, monotonic enough for intervals. */
+  now?: () => number;
+  /** Uniform in [0, 1): the backoff jitter. */
+  random?: () => number;
+  storage?: Pick<Storage, "getItem" | "setItem"> | null;
+  /** online/offline events, and `document` for visibilitychange. */
+  window?: unknown;
+}
+
+export interface ConnectOptions {
+  /** Origin base URL of the server; "" (default) is the page's origin. */
+  url?: string;
+  /** Endpoint prefix (default "/anywire"). */
+  path?: string;
+  /** Returns the bearer credential (a JWT) or null; called before EVERY negotiate, so a
+   * refreshed token is used on every reconnect. */
+  getToken?: () => string | null | Promise<string | null>;
+  /** Namespace (default "/"). */
+  namespace?: string;
+  /** Transports allowed, preferred order (default all three). */
+  transports?: TransportName[];
+  /** Preferred codec (default "msgpack"; SSE is always JSON). */
+  codec?: CodecName;
+  /** Milliseconds from negotiate to hello per transport attempt (default 5000). */
+  connectTimeout?: number;
+  /** Default wait for acks in ms (default: the server's ack_timeout). */
+  ackTimeout?: number;
+  /** Reconnect and resume after drops (default true). */
+  reconnect?: boolean;
+  /** First backoff ceiling in ms (default 500); full jitter. */
+  backoffBase?: number;
+  /** Largest backoff in ms (default 10000). */
+  backoffMax?: number;
+  /** Most frames awaiting the server's confirmation, offline queue included (default 1000). */
+  maxQueue?: number;
+  /** Remember the transport that worked so the next page load starts there (default true). */
+  remember?: boolean;
+  /** Where to remember it (default sessionStorage, if available). */
+  storage?: Pick<Storage, "getItem" | "setItem"> | null;
+  /** Probe WebSocket in the background when running on a fallback (default true). */
+  upgrade?: boolean;
+  /** Milliseconds after connecting before the upgrade probe (default 1000). */
+  upgradeDelay?: number;
+  /** Injection for tests; defaults to the globals. */
+  env?: Env;
+}
+
+/** Second argument of event handlers. */
+export interface EventInfo {
+  event: string;
+  /** The room the event was broadcast to, or null. */
+  room: string | null;
+  /** [stream, epoch, offset] of a room or user stream event, or null. */
+  offset: [stream: string, epoch: string, offset: number] | null;
+  /** The server's request id when it waits for an answer, or null. */
+  id: number | null;
+}
+
+export type Handler = (data: any, info: EventInfo) => unknown;
+
+export interface Presence {
+  sid: string;
+  user: string | null;
+  meta: any;
+}
+
+export interface JoinAnswer {
+  room: string;
+  presence: Presence[];
+  /** Present with `since`: whether the history still held everything after it. */
+  recovered?: boolean;
+}
+
+export interface ConnectInfo {
+  sid: string;
+  recovered: boolean;
+  transport: TransportName;
+}
+
+export declare class Socket {
+  constructor(options?: ConnectOptions);
+  readonly options: Required<ConnectOptions>;
+  readonly state: State;
+  readonly transport: TransportName | null;
+  /** Transports reported as failed to the server, oldest first. */
+  readonly failed: TransportName[];
+  sid: string | null;
+  recovered: boolean | null;
+  /** Joined rooms and their presence meta (rejoined by themselves after a lost session). */
+  rooms: Record<string, any>;
+  /** Per room, [epoch, offset] of the last room event received. */
+  positions: Record<string, Position>;
+  lastClose: { code: number; reason: string } | null;
+
+  /** Registers a handler; returns a function that removes it. The first handler's return
+   * value (or resolved Promise) answers a server request. */
+  on(event: string, handler: Handler): () => void;
+  /** Removes a handler, or every handler of `event` without one. */
+  off(event: string, handler?: Handler): void;
+
+  /** Fire-and-forget; queued while offline. Throws QueueFull, FrameTooLarge, TypeError,
+   * ConnectionClosed. */
+  emit(event: string, data?: Value): void;
+  /** Resolves with the server handler's answer; rejects AckTimeout, AckError, QueueFull,
+   * FrameTooLarge, TypeError, ConnectionClosed. */
+  call<T = any>(event: string, data?: Value, options?: { timeout?: number }): Promise<T>;
+  join(room: string, options?: { meta?: Value; since?: Position | null; timeout?: number }): Promise<JoinAnswer>;
+  leave(room: string, options?: { timeout?: number }): Promise<{ room: string }>;
+
+  onState(fn: (state: State) => void): () => void;
+  onTransport(fn: (name: TransportName | null) => void): () => void;
+  onConnect(fn: (info: ConnectInfo) => void): () => void;
+  onDisconnect(fn: (code: number | null, reason: string) => void): () => void;
+  onError(fn: (code: number, reason: string) => void): () => void;
+
+  /** Resolves when connected; rejects ConnectionClosed on a terminal failure. */
+  ready(): Promise<void>;
+  /** Normal close (4500): the session ends, no reconnect. Resolves once the goodbye is written. */
+  close(): Promise<void>;
+  /** Test helper: kills the live transport without telling the server. */
+  dropConnection(): void;
+}
+
+export declare function connect(options?: ConnectOptions): Socket;
+
+export declare const TRANSPORTS: Readonly<Record<TransportName, unknown>>;
+export declare const PROTOCOL_VERSION: 1;
+export declare const VERSION: string;
+
+export declare function shouldReconnect(code: number): boolean;
+
+export interface Codec {
+  readonly name: CodecName;
+  readonly binary: boolean;
+  readonly contentType: string;
+  encode(value: Value): string | Uint8Array;
+  decode(data: string | Uint8Array | ArrayBuffer): any;
+}
+export declare const jsonCodec: Codec;
+export declare const msgpackCodec: Codec;
+
+export declare class AnywireError extends Error {}
+export declare class AckError extends AnywireError {
+  constructor(code: string, message?: string);
+  /** "handler_error", "no_handler", "forbidden", "bad_request", ... */
+  readonly code: string;
+  /** The server's message (possibly ""). */
+  readonly message: string;
+}
+export declare class AckTimeout extends AnywireError {}
+export declare class QueueFull extends AnywireError {}
+export declare class FrameTooLarge extends AnywireError {}
+export declare class ConnectionClosed extends AnywireError {
+  constructor(code?: number | null, reason?: string);
+  readonly code: number | null;
+  readonly reason: string;
+}
+export declare class ProtocolError extends AnywireError {
+  constructor(message: string, code?: number);
+  readonly code: number;
+}

@@ -1,0 +1,481 @@
+// The socket against the in-memory fake server (fakes.js): negotiate and fallback,
+// remembered transport, backoff, offline queue, resume with replay and dedupe, acks,
+// upgrade to WebSocket without loss or reordering, browser events and liveness.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, QueueFull, connect } from "../../anywire/clients/js/anywire.js";
+import { FakeClock, FakeServer, FakeStorage, FakeWindow, settle } from "./fakes.js";
+
+const KEY = "anywire:transport:http://srv.test/anywire:/";
+
+function setup(options = {}, serverOptions = {}, envExtra = {}) {
+  const clock = new FakeClock();
+  const server = new FakeServer({ clock, ...serverOptions });
+  const window = new FakeWindow();
+  const storage = new FakeStorage();
+  let tokens = 0;
+  const make = (more = {}) => connect({
+    url: "http://srv.test",
+    getToken: async () => `tok${++tokens}`,
+    env: server.env({ window, storage, ...envExtra }),
+    upgrade: false,
+    ...options,
+    ...more,
+  });
+  const socket = make();
+  const states = [];
+  const transports = [];
+  socket.onState((s) => states.push(s));
+  socket.onTransport((t) => transports.push(t));
+  return { clock, server, window, storage, socket, states, transports, make, tokens: () => tokens };
+}
+
+/** Advances the fake clock in steps until `cond()` holds (bounded). */
+async function until(clock, cond, step = 10, limit = 60000) {
+  for (let waited = 0; !cond(); waited += step) {
+    if (waited > limit) throw new Error(`condition not met within ${limit} ms of fake time`);
+    await clock.advance(step);
+  }
+}
+
+test("connects over the first offer, with a fresh token on every negotiate", async () => {
+  const { socket, server, states, transports, clock } = setup();
+  await socket.ready();
+  assert.equal(socket.transport, "websocket");
+  assert.deepEqual(states, ["connecting", "connected"]);
+  assert.deepEqual(transports, ["websocket"]);
+  const [first] = server.negotiations;
+  assert.deepEqual(first.body, { v: 1, ns: "/", transports: ["websocket", "sse", "longpoll"], codecs: ["msgpack", "json"], failed: [] });
+  assert.equal(first.auth, "Bearer tok1");
+  assert.equal(socket.sid, server.session.sid);
+  // The WebSocket carries MessagePack: binary messages.
+  assert.ok(server.wsCreated[0].sentRaw[0] instanceof Uint8Array);
+  server.dropLive();
+  await until(clock, () => socket.state === "connected" && server.negotiations.length === 2);
+  assert.equal(server.negotiations[1].auth, "Bearer tok2");
+  assert.equal(server.negotiations[1].body.resume, "token-" + socket.sid);
+  assert.equal(socket.recovered, true);
+  await socket.close();
+});
+
+for (const transport of ["websocket", "sse", "longpoll"]) {
+  for (const codec of ["json", "msgpack"]) {
+    test(`${transport}/${codec}: emit, call, join, leave, server requests`, async () => {
+      const { socket, server, clock } = setup({ transports: [transport], codec });
+      await socket.ready();
+      assert.equal(socket.transport, transport);
+      socket.emit("note", { n: 1 });
+      assert.deepEqual(await socket.call("echo", { bytes: Uint8Array.of(1, 2) }), { bytes: Uint8Array.of(1, 2) });
+      await assert.rejects(socket.call("missing"), (e) => e instanceof AckError && e.code === "no_handler");
+      const joined = await socket.join("lobby", { meta: { nick: "ann" } });
+      assert.equal(joined.room, "lobby");
+      assert.deepEqual(socket.rooms, { lobby: { nick: "ann" } });
+      assert.deepEqual(await socket.leave("lobby"), { room: "lobby" });
+      assert.deepEqual(socket.rooms, {});
+      assert.deepEqual(server.received("note"), [{ n: 1 }]);
+
+      // Server events: handlers get data and info; requests are answered.
+      const seen = [];
+      socket.on("news", (d, info) => seen.push([d, info.room, info.offset]));
+      socket.on("double", (d) => d * 2);
+      socket.on("slow", async (d) => d + 1);
+      socket.on("boom", () => { throw new Error("kaput"); });
+      server.push("news", "hi", { r: "lobby", o: ["room:/:lobby", "ep", 7] });
+      server.push("double", 21, { id: 1 });
+      server.push("slow", 1, { id: 2 });
+      server.push("boom", null, { id: 3 });
+      server.push("nobody", null, { id: 4 });
+      await until(clock, () => server.session.log.filter((f) => f.t === "ack").length === 4);
+      assert.deepEqual(seen, [["hi", "lobby", ["room:/:lobby", "ep", 7]]]);
+      assert.deepEqual(socket.positions, { lobby: ["ep", 7] });
+      const acks = Object.fromEntries(server.session.log.filter((f) => f.t === "ack").map((f) => [f.id, f]));
+      assert.equal(acks[1].d, 42);
+      assert.equal(acks[2].d, 2);
+      assert.deepEqual(acks[3].err, { code: "handler_error", message: "kaput" });
+      assert.equal(acks[4].err.code, "no_handler");
+      await socket.close();
+      assert.equal(socket.state, "disconnected");
+      assert.equal(server.session.closed, "client");
+    });
+  }
+}
+
+test("falls back in the offered order, reporting failed transports, with the connect timeout", async () => {
+  const { socket, server, clock, storage } = setup({ connectTimeout: 3000 });
+  server.mode.websocket = "refuse"; // closes before opening (Chromium: 1006)
+  server.mode.sse = "hang"; // a buffering proxy: nothing at all arrives
+  const ready = socket.ready();
+  await until(clock, () => socket.state === "connected", 100);
+  await ready;
+  assert.equal(socket.transport, "longpoll");
+  assert.deepEqual(server.negotiations.map((n) => n.body.failed), [[], ["websocket"], ["websocket", "sse"]]);
+  assert.ok(clock.t >= 3000 && clock.t < 3200, `sse failed by the connect timeout, at ${clock.t}`);
+  assert.deepEqual(socket.failed, ["websocket", "sse"]);
+  assert.equal(storage.getItem(KEY), "longpoll");
+  // Reconnects keep reporting them, so the working transport is offered first.
+  server.dropLive();
+  await until(clock, () => server.negotiations.length === 4 && socket.state === "connected");
+  assert.deepEqual(server.negotiations[3].body.failed, ["websocket", "sse"]);
+  assert.equal(socket.transport, "longpoll");
+  await socket.close();
+});
+
+test("a remembered transport is where the next page load starts", async () => {
+  const { socket, server, storage, make } = setup();
+  server.mode.websocket = "refuse";
+  await socket.ready();
+  assert.equal(socket.transport, "sse");
+  assert.equal(storage.getItem(KEY), "sse");
+  await socket.close();
+  const next = make();
+  await next.ready();
+  assert.equal(next.transport, "sse");
+  const last = server.negotiations.at(-1).body;
+  assert.deepEqual(last.failed, ["websocket"]);
+  assert.equal(server.wsCreated.length, 1, "no second WebSocket attempt");
+  await next.close();
+  server.mode.websocket = "ok";
+  // remember: false neither reads nor writes it.
+  storage.setItem(KEY, "longpoll");
+  const plain = make({ remember: false });
+  await plain.ready();
+  assert.deepEqual(server.negotiations.at(-1).body.failed, []);
+  assert.equal(storage.getItem(KEY), "longpoll");
+  await plain.close();
+});
+
+test("4501 or 4505 while opening are terminal; 4004 and 4007 renegotiate without blaming the transport", async () => {
+  const a = setup();
+  a.server.openCodes.push(4004, 4007);
+  await until(a.clock, () => a.socket.state === "connected");
+  assert.equal(a.socket.transport, "websocket");
+  assert.deepEqual(a.server.negotiations.map((n) => [n.auth, n.body.failed]), [["Bearer tok1", []], ["Bearer tok2", []], ["Bearer tok3", []]]);
+  await a.socket.close();
+
+  const b = setup();
+  b.server.openCodes.push(4501);
+  const refused = assert.rejects(b.socket.ready(), (e) => e instanceof ConnectionClosed && e.code === 4501);
+  await b.clock.advance(100);
+  await refused;
+  assert.equal(b.socket.state, "disconnected");
+  assert.throws(() => b.socket.emit("x"), ConnectionClosed);
+  await b.clock.advance(60000);
+  assert.equal(b.server.negotiations.length, 1);
+});
+
+test("negotiate refused with 401 is terminal; a server that is down is retried with backoff", async () => {
+  const a = setup();
+  a.server.negotiateStatus = { status: 401, code: 4501 };
+  await assert.rejects(a.socket.ready(), (e) => e instanceof ConnectionClosed && e.code === 4501);
+  assert.equal(a.window.count(), 0, "window listeners removed");
+
+  const b = setup({ backoffBase: 500, backoffMax: 4000 }, {}, { random: () => 1 - 1e-9 });
+  b.server.down = true;
+  const times = [];
+  const count = () => b.server.negotiations.length;
+  for (let i = 1; i <= 6; i++) {
+    await until(b.clock, () => count() >= i, 5);
+    times.push(b.clock.t);
+  }
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  // random() ~ 1: each delay is its ceiling: 500, 1000, 2000, 4000, 4000 (capped).
+  const ceilings = [500, 1000, 2000, 4000, 4000];
+  gaps.forEach((g, i) => assert.ok(Math.abs(g - ceilings[i]) <= 10, `gap ${i}: ${g}`));
+  assert.equal(b.socket.state, "connecting");
+  b.server.down = false;
+  await until(b.clock, () => b.socket.state === "connected");
+  await b.socket.close();
+});
+
+test("frames created offline are queued (bounded) and sent in order after the hello", async () => {
+  const { socket, server, clock } = setup({ maxQueue: 3, backoffBase: 1000 });
+  await socket.ready();
+  server.down = true;
+  server.dropLive();
+  await until(clock, () => socket.state === "reconnecting");
+  socket.emit("q", 1);
+  socket.emit("q", 2);
+  const pending = socket.call("echo", 3);
+  await settle();
+  assert.throws(() => socket.emit("q", 4), QueueFull);
+  await assert.rejects(socket.call("echo", 5), QueueFull);
+  server.down = false;
+  await until(clock, () => socket.state === "connected");
+  assert.equal(await pending, 3);
+  assert.deepEqual(server.received(), [1, 2, 3]);
+  assert.deepEqual(server.session.log.map((f) => f.s), [1, 2, 3]);
+  await socket.close();
+});
+
+test("resume replays what was lost and drops duplicates; the server gets each frame once", async () => {
+  const { socket, server, clock } = setup({ transports: ["websocket"] });
+  const got = [];
+  socket.on("n", (d) => got.push(d));
+  await socket.ready();
+  for (let i = 0; i < 5; i++) server.push("n", i);
+  await until(clock, () => got.length === 5);
+  // The network swallows what follows: events 5-9 and the client's frames are lost.
+  server.blackhole = true;
+  for (let i = 5; i < 10; i++) server.push("n", i);
+  for (let i = 0; i < 3; i++) socket.emit("c", i);
+  await settle();
+  server.blackhole = false;
+  server.dropLive();
+  for (let i = 10; i < 12; i++) server.push("n", i); // while detached
+  await until(clock, () => socket.state === "connected" && got.length === 12);
+  assert.deepEqual(got, [...Array(12).keys()]);
+  assert.equal(socket.recovered, true);
+  assert.deepEqual(server.received("c"), [0, 1, 2]);
+  // Duplicates (a replay of frames already seen) are dropped silently.
+  const conn = server.live();
+  conn.write(server.session.outbox.length ? server.session.outbox : [{ t: "event", s: 3, e: "n", d: 3 }]);
+  conn.write([{ t: "event", s: 2, e: "n", d: 2 }]);
+  await settle();
+  assert.deepEqual(got, [...Array(12).keys()]);
+  await socket.close();
+});
+
+test("a sequence gap drops the connection and resumes from the last frame in order", async () => {
+  const { socket, server, clock } = setup({ transports: ["sse"] });
+  const got = [];
+  socket.on("n", (d) => got.push(d));
+  await socket.ready();
+  server.push("n", 0);
+  server.blackhole = true;
+  server.push("n", 1);
+  server.blackhole = false;
+  server.push("n", 2); // arrives: s=3 after s=1, a gap
+  await until(clock, () => got.length === 3);
+  assert.deepEqual(got, [0, 1, 2]);
+  assert.equal(server.negotiations.length, 2);
+  assert.equal(socket.recovered, true);
+  await socket.close();
+});
+
+test("recovered: false starts afresh: renumbered resend, rooms rejoined from their positions", async () => {
+  const { socket, server, clock } = setup({ transports: ["longpoll"] });
+  await socket.ready();
+  await socket.join("lobby", { meta: { nick: "ann" } });
+  server.push("chat", "x", { r: "lobby", o: ["room:/:lobby", "ep1", 41] });
+  await until(clock, () => socket.positions.lobby !== undefined);
+  server.down = true;
+  server.dropLive();
+  await until(clock, () => socket.state === "reconnecting");
+  socket.emit("offline", 1);
+  server.sessions.clear(); // the server restarted: the session is gone
+  server.down = false;
+  const connects = [];
+  socket.onConnect((info) => connects.push(info));
+  await until(clock, () => server.session && server.session.log.length === 2);
+  assert.equal(socket.recovered, false);
+  assert.deepEqual(connects, [{ sid: socket.sid, recovered: false, transport: "longpoll" }]);
+  const [resent, rejoin] = server.session.log;
+  assert.deepEqual([resent.t, resent.s, resent.e], ["event", 1, "offline"]);
+  assert.deepEqual([rejoin.t, rejoin.s, rejoin.r, rejoin.meta, rejoin.since], ["join", 2, "lobby", { nick: "ann" }, ["ep1", 41]]);
+  await socket.close();
+});
+
+test("acks: timeouts reject AckTimeout, late answers are ignored, close fails the rest", async () => {
+  const { socket, server, clock } = setup({ ackTimeout: 2000 });
+  await socket.ready();
+  server.answer = false;
+  const slow = assert.rejects(socket.call("echo", 1), AckTimeout);
+  const custom = assert.rejects(socket.call("echo", 2, { timeout: 500 }), AckTimeout);
+  await clock.advance(600);
+  await custom;
+  let done = false;
+  slow.then(() => (done = true));
+  await settle();
+  assert.equal(done, false, "the default timeout (2000 ms) has not passed");
+  await clock.advance(1500);
+  await slow;
+  // The answer arrives after all: ignored.
+  server.answer = true;
+  server.session.log.forEach((f) => server._handle(server.session, f));
+  await settle();
+  const lingering = socket.call("echo", 3);
+  await settle();
+  server.answer = false;
+  const last = socket.call("echo", 4);
+  await settle();
+  assert.equal(await lingering, 3);
+  const closing = assert.rejects(last, (e) => e instanceof ConnectionClosed && e.code === 4500);
+  await socket.close();
+  await closing;
+  await assert.rejects(socket.call("echo", 5), ConnectionClosed);
+});
+
+test("server close codes decide: 4000 reconnects, 4500 ends, error frames are reported", async () => {
+  const { socket, server, clock, states } = setup();
+  const errors = [];
+  const disconnects = [];
+  socket.onError((c, m) => errors.push([c, m]));
+  socket.onDisconnect((c, r) => disconnects.push([c, r]));
+  await socket.ready();
+  server.live().write([{ t: "error", c: 4502, m: "bad frame" }]);
+  await settle();
+  assert.deepEqual(errors, [[4502, "bad frame"]]);
+  server.closeLive(4000, "restarting");
+  await until(clock, () => server.negotiations.length === 2 && socket.state === "connected");
+  assert.deepEqual(socket.lastClose, { code: 4000, reason: "restarting" });
+  server.closeLive(4500, "kicked");
+  await settle();
+  assert.equal(socket.state, "disconnected");
+  await assert.rejects(socket.ready(), (e) => e instanceof ConnectionClosed && e.code === 4500);
+  assert.deepEqual(disconnects, [[4000, "restarting"], [4500, "kicked"]]);
+  assert.deepEqual(states, ["connecting", "connected", "reconnecting", "connected", "disconnected"]);
+  await clock.advance(60000);
+  assert.equal(server.negotiations.length, 2);
+});
+
+test("pings are answered with pong and a receipt; receipts every 16 frames", async () => {
+  const { socket, server, clock } = setup({ transports: ["sse"] });
+  socket.on("n", () => {});
+  await socket.ready();
+  for (let i = 0; i < 20; i++) server.push("n", i);
+  await until(clock, () => server.posts.flat().some((f) => f.t === "rx"));
+  assert.deepEqual(server.posts.flat().filter((f) => f.t === "rx").map((f) => f.n), [16]);
+  server.live().write([{ t: "ping" }]);
+  await until(clock, () => server.posts.flat().some((f) => f.t === "pong"));
+  const last = server.posts.at(-1);
+  assert.deepEqual(last, [{ t: "pong" }, { t: "rx", n: 20 }]);
+  await socket.close();
+});
+
+test("a silent server is declared dead after ping_interval + ping_timeout", async () => {
+  const { socket, server, clock } = setup({}, { limits: { ping_interval: 1000, ping_timeout: 500 } });
+  await socket.ready();
+  server.blackhole = true;
+  await clock.advance(1400);
+  assert.equal(socket.state, "connected");
+  await clock.advance(200);
+  assert.equal(socket.state, "reconnecting");
+  server.blackhole = false;
+  await until(clock, () => socket.state === "connected");
+  await socket.close();
+});
+
+test("offline drops the connection; online and visibility reconnect without waiting out the backoff", async () => {
+  const { socket, server, clock, window } = setup({ backoffBase: 60000, backoffMax: 60000 }, {}, { random: () => 0.9 });
+  await socket.ready();
+  server.down = true;
+  window.fire("offline");
+  await settle();
+  assert.equal(socket.state, "reconnecting");
+  await clock.advance(60000); // first attempt fails while offline; next one is 54 s away
+  const before = server.negotiations.length;
+  server.down = false;
+  window.fire("online");
+  await settle();
+  assert.equal(server.negotiations.length, before + 1);
+  await until(clock, () => socket.state === "connected", 1, 100);
+
+  server.down = true;
+  server.dropLive();
+  await clock.advance(60000);
+  const again = server.negotiations.length;
+  server.down = false;
+  window.setVisibility("hidden");
+  await settle();
+  assert.equal(server.negotiations.length, again, "hidden: nothing happens");
+  window.setVisibility("visible");
+  await until(clock, () => socket.state === "connected", 1, 100);
+  assert.equal(server.negotiations.length, again + 1);
+  await socket.close();
+  assert.equal(window.count(), 0);
+});
+
+test("a page becoming visible checks liveness at once (background timers are throttled)", async () => {
+  const { socket, server, clock, window } = setup({}, { limits: { ping_interval: 1000, ping_timeout: 500 } });
+  await socket.ready();
+  server.blackhole = true;
+  clock.t += 5000; // time passed while the tab slept; no timer ran
+  window.setVisibility("visible");
+  await settle();
+  assert.equal(socket.state, "reconnecting");
+  server.blackhole = false;
+  await until(clock, () => socket.state === "connected");
+  await socket.close();
+});
+
+test("upgrade to WebSocket in the background loses and reorders nothing", async () => {
+  for (const from of ["sse", "longpoll"]) {
+    const { socket, server, clock, states, storage } = setup({ upgrade: true, upgradeDelay: 1000, transports: ["websocket", from] });
+    server.mode.websocket = "refuse";
+    const got = [];
+    const disconnects = [];
+    socket.on("n", (d) => got.push(d));
+    socket.onDisconnect((c) => disconnects.push(c));
+    await until(clock, () => socket.state === "connected");
+    assert.equal(socket.transport, from);
+    server.mode.websocket = "ok"; // e.g. the proxy only broke the first try
+    // Traffic both ways while the probe runs and the switch happens.
+    let i = 0;
+    let sent = 0;
+    while (socket.transport !== "websocket") {
+      server.push("n", i++);
+      socket.emit("c", sent++);
+      await clock.advance(50);
+      if (clock.t > 20000) throw new Error("no upgrade");
+    }
+    for (let k = 0; k < 20; k++) {
+      server.push("n", i++);
+      socket.emit("c", sent++);
+      await clock.advance(5);
+    }
+    await until(clock, () => got.length === i && server.received("c").length === sent);
+    assert.deepEqual(got, [...Array(i).keys()], `${from}: every server event once, in order`);
+    assert.deepEqual(server.received("c"), [...Array(sent).keys()], `${from}: every client event once, in order`);
+    assert.deepEqual(disconnects, [], "the old transport's 4005 is not a disconnect");
+    assert.deepEqual(states, ["connecting", "connected"]);
+    assert.deepEqual(socket.failed, []);
+    assert.equal(storage.getItem(KEY), "websocket");
+    assert.ok(server.conns.some((c) => c.transport === from && c.sent.some((f) => f.t === "close" && f.c === 4005)));
+    await socket.close();
+  }
+});
+
+test("a failed upgrade probe leaves the session where it is and is not retried", async () => {
+  const { socket, server, clock } = setup({ upgrade: true, upgradeDelay: 100, connectTimeout: 1000, transports: ["websocket", "longpoll"] });
+  server.mode.websocket = "refuse";
+  await until(clock, () => socket.state === "connected");
+  server.mode.websocket = "hang";
+  await clock.advance(3000);
+  assert.equal(socket.transport, "longpoll");
+  assert.equal(socket.state, "connected");
+  assert.deepEqual(socket.failed, ["websocket"]);
+  const probes = server.wsCreated.length;
+  server.dropLive();
+  await until(clock, () => socket.state === "connected");
+  await clock.advance(3000);
+  assert.equal(server.wsCreated.length, probes);
+  assert.equal(await socket.call("echo", "still"), "still");
+  await socket.close();
+});
+
+test("dropConnection() resumes; bad input is refused before it is queued", async () => {
+  const { socket, server, clock } = setup({ transports: ["websocket"] }, { limits: { max_frame_size: 200 } });
+  await socket.ready();
+  socket.dropConnection();
+  assert.equal(socket.state, "reconnecting");
+  await until(clock, () => socket.state === "connected");
+  assert.equal(socket.recovered, true);
+  assert.throws(() => socket.emit("big", "x".repeat(500)), FrameTooLarge);
+  assert.throws(() => socket.emit("", 1), TypeError);
+  assert.throws(() => socket.emit("x".repeat(201), 1), TypeError);
+  assert.throws(() => socket.emit("nan", NaN), TypeError);
+  await assert.rejects(socket.join(""), TypeError);
+  socket.emit("fine", 1);
+  assert.equal(await socket.call("echo", "ok"), "ok");
+  assert.deepEqual(server.received(), [1, "ok"]);
+  await socket.close();
+});
+
+test("options are validated", () => {
+  assert.throws(() => connect({ transports: ["carrier-pigeon"] }), TypeError);
+  assert.throws(() => connect({ transports: [] }), TypeError);
+  assert.throws(() => connect({ codec: "xml" }), TypeError);
+  assert.throws(() => connect({ connectTimeout: 0 }), TypeError);
+  assert.throws(() => connect({ maxQueue: -1 }), TypeError);
+});
