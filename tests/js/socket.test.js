@@ -479,3 +479,25 @@ test("options are validated", () => {
   assert.throws(() => connect({ connectTimeout: 0 }), TypeError);
   assert.throws(() => connect({ maxQueue: -1 }), TypeError);
 });
+
+test("pagehide ends the session at once; a page entering the back/forward cache keeps it", async () => {
+  for (const transport of ["websocket", "sse", "longpoll"]) {
+    const { socket, server, clock, window } = setup({ transports: [transport] });
+    await socket.ready();
+    const session = server.session;
+    window.listeners.get("pagehide").forEach((fn) => fn({ type: "pagehide", persisted: true }));
+    await settle();
+    assert.equal(socket.state, "connected");
+    window.listeners.get("pagehide").forEach((fn) => fn({ type: "pagehide", persisted: false }));
+    await clock.advance(100);
+    assert.equal(socket.state, "disconnected");
+    assert.equal(session.closed, "client", transport);
+  }
+  const { socket, server, window } = setup({ closeOnPageHide: false });
+  await socket.ready();
+  window.listeners.get("pagehide").forEach((fn) => fn({ type: "pagehide", persisted: false }));
+  await settle();
+  assert.equal(socket.state, "connected");
+  await socket.close();
+  assert.equal(server.session.closed, "client");
+});

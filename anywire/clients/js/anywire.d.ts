@@ -73,6 +73,9 @@ export interface ConnectOptions {
   upgrade?: boolean;
   /** Milliseconds after connecting before the upgrade probe (default 1000). */
   upgradeDelay?: number;
+  /** Call close() when the page is unloaded (pagehide, not into the back/forward cache),
+   * so the session ends at once instead of after the resume window (default true). */
+  closeOnPageHide?: boolean;
   /** Injection for tests; defaults to the globals. */
   env?: Env;
 }

@@ -57,6 +57,7 @@ const DEFAULTS = {
   storage: undefined,
   upgrade: true,
   upgradeDelay: 1000,
+  closeOnPageHide: true,
   env: undefined,
 };
 
@@ -385,7 +386,9 @@ export class Socket {
       return this._closing;
     }
     live.onframes = live.onclose = live.onalive = null;
-    // Through the ordered queue, so it follows every frame emitted before.
+    // Through the ordered queue, so it follows every frame emitted before; a POST that
+    // carries it outlives the page if the page is going away.
+    live.final = true;
     live.send([F.close(NORMAL, "client closed")]);
     this._closing = live.flush(CLOSE_GRACE).then(() => live.close());
     return this._closing;
@@ -951,6 +954,12 @@ export class Socket {
       [w, "online", () => this._wake()],
       // The network is gone: the connection is dead even if no close has arrived yet.
       [w, "offline", () => this._live && this._live.abort("browser went offline")],
+      // The page is going away for good (not into the back/forward cache): end the
+      // session now, so others see this member leave at once rather than after the
+      // resume window. A new page load starts a new session anyway.
+      [w, "pagehide", (ev) => {
+        if (this.options.closeOnPageHide && !(ev && ev.persisted)) this.close();
+      }],
       [doc, "visibilitychange", () => {
         if (doc.visibilityState !== "visible") return;
         // Timers are throttled in background tabs: check at once instead of waiting.

@@ -34,6 +34,7 @@ export class Transport {
     this._writing = false;
     this._scheduled = false;
     this._idle = [];
+    this.final = false; // set by the socket for its goodbye (close frame)
   }
 
   /** Whether the socket acknowledges with rx frames here (long-poll uses ack=N). */
@@ -159,6 +160,8 @@ export class Transport {
       headers: { "Content-Type": this.codec.contentType, "X-Anywire-Token": this.neg.token },
       body,
       cache: "no-store",
+      // The goodbye of close() must arrive even if the page is being unloaded.
+      keepalive: this.final === true,
     });
     if (res.status >= 300) throw await refused(res, "send");
   }
