@@ -225,6 +225,7 @@ export class FakeServer {
     this.mode = { websocket: "ok", sse: "ok", longpoll: "ok" }; // "ok" | "refuse" | "hang"
     this.negotiations = []; // {body, auth}
     this.negotiateStatus = null; // {status, body} to refuse negotiate
+    this.negotiateHangs = 0; // how many negotiates get no answer at all
     this.down = false; // negotiate fails at the network level
     this.sessions = new Map();
     this.tickets = new Map();
@@ -358,6 +359,10 @@ export class FakeServer {
   _negotiate(body, headers) {
     this.negotiations.push({ body, auth: headers.Authorization ?? null });
     if (this.down) throw new TypeError("Failed to fetch");
+    if (this.negotiateHangs > 0) {
+      this.negotiateHangs -= 1;
+      return new Promise(() => {});
+    }
     if (this.negotiateStatus) return this._error(this.negotiateStatus.status, this.negotiateStatus.code);
     const failed = body.failed ?? [];
     const order = [

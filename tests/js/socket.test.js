@@ -501,3 +501,20 @@ test("pagehide ends the session at once; a page entering the back/forward cache 
   await socket.close();
   assert.equal(server.session.closed, "client");
 });
+
+test("a negotiate without an answer is bounded by connectTimeout, then retried", async () => {
+  const { socket, server, clock } = setup({ connectTimeout: 1000, backoffBase: 100 });
+  server.negotiateHangs = 1;
+  let unhandled = 0;
+  const count = () => unhandled++;
+  process.on("unhandledRejection", count);
+  await clock.advance(999);
+  assert.equal(server.negotiations.length, 1);
+  assert.equal(socket.state, "connecting");
+  await until(clock, () => socket.state === "connected");
+  assert.ok(clock.t >= 1000 && clock.t <= 1110, `connected at ${clock.t}`);
+  assert.equal(server.negotiations.length, 2);
+  process.off("unhandledRejection", count);
+  assert.equal(unhandled, 0);
+  await socket.close();
+});

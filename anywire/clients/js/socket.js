@@ -568,8 +568,10 @@ export class Socket {
         reject(failure(`negotiate: no answer within ${o.connectTimeout} ms`));
       }, o.connectTimeout);
     });
+    const attempt = this._negotiateOnce(body, controller);
+    attempt.catch(() => {}); // after a timeout its late failure has no one to tell
     try {
-      return await Promise.race([timeout, this._negotiateOnce(body, controller)]);
+      return await Promise.race([timeout, attempt]);
     } finally {
       this.env.clearTimeout(timer);
     }
@@ -922,7 +924,13 @@ export class Socket {
       if (!offer || !neg.resumable) throw failure("no resumable WebSocket offer");
       const pending = this._open(offer, neg);
       probe.transport = [...this._attempts].find((t) => t.name === "websocket") ?? null;
-      const link = await pending;
+      let link;
+      try {
+        link = await pending;
+      } catch (err) {
+        err.blame = true; // the WebSocket itself failed (not negotiate)
+        throw err;
+      }
       if (probe.cancelled || this._stopped() || old !== this._live) {
         link.transport.close();
         return;
@@ -934,8 +942,12 @@ export class Socket {
       this._install(link);
     } catch (err) {
       if (probe.cancelled || this._stopped()) return;
-      this._upgradeFailed = true;
-      this._markFailed("websocket");
+      // A WebSocket that failed is not probed again by this socket; a failed negotiate
+      // only ends this probe (the next connection schedules another).
+      if (err.blame) {
+        this._upgradeFailed = true;
+        this._markFailed("websocket");
+      }
       if (probe.replaced && old === this._live) {
         this._probe = null;
         this._detach(old, probe.replaced.code, probe.replaced.reason);
