@@ -2,12 +2,14 @@
 
 Events: ``chat`` ``{room, text}`` is broadcast to the room (except the sender) and
 acknowledged with the message id; ``typing`` ``{room}`` tells the room someone types;
-clients join rooms with ``join``. ``GET /`` explains how to join with the Python client.
+clients join rooms with ``join``. ``GET /`` is the chat page (the browser client, rooms,
+presence, typing indicator, acks as ticks, the live transport and a switch to force one).
 """
 
 from __future__ import annotations
 
 import itertools
+from importlib import resources
 from typing import Any
 
 from litestar import Litestar, MediaType, get
@@ -18,31 +20,11 @@ from .socket import Socket
 
 __all__ = ["make_anywire", "make_app"]
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>anywire demo</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem}
-code,pre{background:#f4f4f5;border-radius:4px;padding:.1rem .3rem}pre{padding:1rem;overflow:auto}
-</style></head><body>
-<h1>anywire demo</h1>
-<p>This server runs a chat on the embedded in-memory broker. Anyone may connect (demo
-identities). It offers WebSocket, Server-Sent Events and long-polling: see
-<code>POST /anywire/negotiate</code>.</p>
-<p>The browser chat arrives with the JavaScript client. Until then, join from Python:</p>
-<pre>import asyncio
-from anywire.clients.python import Client
 
-async def main():
-    client = Client("http://HOST")
-    client.on("chat")(lambda msg: print(msg["from"], ":", msg["text"]))
-    await client.connect()
-    await client.join("lobby")
-    print(await client.call("chat", {"room": "lobby", "text": "hello"}))
-    await asyncio.sleep(30)
-    await client.close()
-
-asyncio.run(main())</pre>
-<p>Force a transport with <code>Client(..., transports=("longpoll",))</code>.</p>
-</body></html>"""
+def page(aw: Anywire) -> str:
+    """The chat page, importing the browser client from its versioned URL."""
+    html = resources.files("anywire.server").joinpath("static/demo.html").read_text("utf-8")
+    return html.replace("{{CLIENT_URL}}", aw.client_url)
 
 
 def make_anywire() -> Anywire:
@@ -77,9 +59,10 @@ def make_anywire() -> Anywire:
 def make_app() -> Litestar:
     """The demo Litestar app: the page at ``/`` and anywire under ``/anywire``."""
     aw = make_anywire()
+    html = page(aw)
 
     @get("/", media_type=MediaType.HTML, sync_to_thread=False)
     def index() -> str:
-        return PAGE
+        return html
 
     return Litestar([index], plugins=[AnywirePlugin(aw)])

@@ -1,0 +1,63 @@
+"""The app the browser tests load: the end-to-end test app plus a test page.
+
+``GET /`` is a page that imports the browser client from the server's versioned URL and
+exposes a small harness (``harness.js``) to the tests; ``GET /token?sub=NAME`` mints a
+JWT, so the page's ``getToken()`` fetches a fresh one before every negotiate, as a real
+application would. Everything under ``/anywire/`` is the end-to-end test app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+
+from tests.e2e import testapp
+
+HERE = Path(__file__).resolve().parent
+LOG = os.environ.get("AW_RECORD_FILE")
+
+
+@testapp.aw.on("log")
+async def log(sock: Any, data: Any) -> None:
+    """Append ``data`` to a file that outlives the server process (restart tests)."""
+    if LOG:
+        with open(LOG, "a") as out:
+            out.write(json.dumps({"user": sock.user, "data": data}) + "\n")
+
+
+def _page() -> bytes:
+    html = (HERE / "page.html").read_text().replace("{{CLIENT_URL}}", testapp.aw.client_url)
+    return html.encode()
+
+
+async def _respond(send: Any, status: int, ctype: bytes, body: bytes) -> None:
+    headers = [(b"content-type", ctype), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    path = scope.get("path", "")
+    if scope["type"] != "http" or path.startswith("/anywire/"):
+        await testapp.app(scope, receive, send)
+    elif path == "/":
+        await _respond(send, 200, b"text/html; charset=utf-8", _page())
+    elif path == "/harness.js":
+        await _respond(send, 200, b"text/javascript", (HERE / "harness.js").read_bytes())
+    elif path == "/token":
+        sub = parse_qs(scope.get("query_string", b"").decode()).get("sub", ["browser"])[0]
+        now = int(time.time())
+        claims = {"sub": sub, "exp": now + 600, "iat": now, "aud": testapp.AUDIENCE}
+        token = jwt.encode(claims, testapp.SECRET, algorithm="HS256")
+        await _respond(send, 200, b"text/plain", token.encode())
+    else:
+        await _respond(send, 404, b"text/plain", b"not found")
+
+
+app.anywire = testapp.aw  # type: ignore[attr-defined]  # the CLI drains it on SIGTERM

@@ -1,0 +1,68 @@
+"""Real headless Chromium (Debian's, driven by Playwright) against real uvicorn.
+
+One Chromium and one server per test module; each test gets a fresh browser context (its
+own storage, cookies and network emulation) with the harness page loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.e2e.conftest import Server, start_server
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+APP = "tests.browser.app:app"
+WAIT_MS = 15_000
+expect.set_options(timeout=WAIT_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = start_server({}, app=APP)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context()
+    ctx.set_default_timeout(WAIT_MS)
+    yield ctx
+    ctx.close()
+
+
+def load(context: BrowserContext, url: str) -> Page:
+    """A new tab on the harness page at ``url``, ready to drive."""
+    page = context.new_page()
+    page.goto(url + "/")
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    return page
+
+
+@pytest.fixture
+def page(context: BrowserContext, server: Server) -> Page:
+    return load(context, server.url)
+
+
+def wait(page: Page, condition: str, arg: object = None, timeout: int = WAIT_MS) -> object:
+    """Wait until the JS expression ``condition`` (may use ``arg``) is truthy; bounded."""
+    handle = page.wait_for_function(f"(arg) => {condition}", arg=arg, timeout=timeout)
+    return handle.json_value()
+
+
+Opener = Callable[..., None]
