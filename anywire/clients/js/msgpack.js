@@ -12,6 +12,8 @@ import {
 /** Largest message decoded (server messages may be batches well above max_frame_size). */
 export const MAX_MESSAGE = 16 * 1024 * 1024;
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 class Writer {
   constructor() {
     this.buf = new Uint8Array(256);
@@ -114,6 +116,13 @@ class Writer {
     if (depth > MAX_DEPTH) throw new TypeError("value nested too deeply");
     switch (typeof v) {
       case "string": {
+        if (v.length < 64 && ASCII.test(v)) {
+          // Most keys and names: write the bytes directly, no TextEncoder call.
+          this.sized(v.length, 0xa0, 32, 0xd9, 0xda, 0xdb);
+          this.room(v.length);
+          for (let i = 0; i < v.length; i++) this.buf[this.n++] = v.charCodeAt(i);
+          return;
+        }
         if (!wellFormed(v)) throw new TypeError("string with a lone surrogate cannot be sent");
         const b = utf8Encode(v);
         this.sized(b.length, 0xa0, 32, 0xd9, 0xda, 0xdb);
@@ -167,6 +176,22 @@ class Writer {
   }
 }
 
+/** Strict UTF-8 decoding of a short string, without TextDecoder's per-call cost. */
+function shortString(b) {
+  let out = "";
+  for (let i = 0; i < b.length; ) {
+    const c = b[i];
+    if (c < 0x80) {
+      out += String.fromCharCode(c);
+      i += 1;
+      continue;
+    }
+    // Multi-byte: leave validation (overlongs, surrogates, ranges) to the real decoder.
+    return utf8Decode(b);
+  }
+  return out;
+}
+
 class Reader {
   constructor(bytes) {
     this.b = bytes;
@@ -209,7 +234,8 @@ class Reader {
   }
 
   str(n) {
-    return utf8Decode(this.take(n));
+    const b = this.take(n);
+    return n <= 64 ? shortString(b) : utf8Decode(b);
   }
 
   count(n, min) {
