@@ -17,6 +17,7 @@ import { FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shoul
 import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull } from "./errors.js";
 import { recall, remember, resolveEnv } from "./env.js";
 import { backoff } from "./backoff.js";
+import { LIMITS, failure, negotiate } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { LongPollTransport } from "./longpoll.js";
@@ -35,10 +36,6 @@ export const TRANSPORTS = Object.freeze({
 const PROBE = 2 ** 53 - 1;
 // How long close() waits for the goodbye to be written.
 const CLOSE_GRACE = 1000;
-const LIMITS = {
-  ping_interval: 20000, ping_timeout: 10000, poll_window: 20000, resume_window: 30000,
-  ack_timeout: 10000, max_frame_size: 65536, max_batch: 100,
-};
 
 const DEFAULTS = {
   url: "",
@@ -64,47 +61,6 @@ const DEFAULTS = {
 /** Creates a socket and starts connecting at once (see Socket for the options). */
 export function connect(options = {}) {
   return new Socket(options);
-}
-
-/** A failure of one connection attempt or of negotiate; `terminal` stops the socket. */
-function failure(message, code = null, terminal = false) {
-  const err = new Error(message);
-  err.code = code;
-  err.terminal = terminal;
-  return err;
-}
-
-/** Validates a 200 negotiate answer (docs/protocol.md 3.3); durations stay in ms. */
-export function parseNegotiated(obj) {
-  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
-    throw new Error("negotiate answer is not a JSON object");
-  }
-  if (obj.v !== undefined && obj.v !== 1) throw failure(`unsupported protocol version ${obj.v}`, 4502, true);
-  const text = (key, fallback) => {
-    const v = obj[key] ?? fallback;
-    if (typeof v !== "string" || !v) throw new Error(`negotiate answer: '${key}' missing or not a string`);
-    return v;
-  };
-  if (!Array.isArray(obj.transports)) throw new Error("negotiate answer: 'transports' must be a list");
-  const transports = obj.transports.map((item) => {
-    if (!item || typeof item.name !== "string" || typeof item.url !== "string") {
-      throw new Error("negotiate answer: malformed transport offer");
-    }
-    const codec = item.codec ?? obj.codec ?? "json";
-    if (!(codec in CODECS)) throw new Error(`negotiate answer: unknown codec ${codec}`);
-    return { name: item.name, url: item.url, codec };
-  });
-  const neg = {
-    sid: text("sid"), token: text("token"), ticket: text("ticket"), codec: text("codec", "json"),
-    resumable: obj.resumable === true, transports, send_url: text("send_url", "/anywire/send"),
-  };
-  for (const [key, fallback] of Object.entries(LIMITS)) {
-    const v = obj[key];
-    if (v === undefined || v === null) neg[key] = fallback;
-    else if (typeof v !== "number" || !(v > 0)) throw new Error(`negotiate answer: '${key}' must be a positive number`);
-    else neg[key] = v;
-  }
-  return neg;
 }
 
 function checkName(name, what) {
@@ -550,7 +506,7 @@ export class Socket {
   }
 
   /** POST {path}/negotiate with a fresh credential; bounded by connectTimeout. */
-  async _negotiate() {
+  _negotiate() {
     const o = this.options;
     const body = {
       v: 1,
@@ -560,67 +516,7 @@ export class Socket {
       failed: this._failed.slice(),
     };
     if (this._neg && this.peer.sid !== null) body.resume = this._neg.token;
-    const controller = typeof AbortController === "function" ? new AbortController() : null;
-    let timer;
-    const timeout = new Promise((_, reject) => {
-      timer = this.env.setTimeout(() => {
-        if (controller) controller.abort();
-        reject(failure(`negotiate: no answer within ${o.connectTimeout} ms`));
-      }, o.connectTimeout);
-    });
-    const attempt = this._negotiateOnce(body, controller);
-    attempt.catch(() => {}); // after a timeout its late failure has no one to tell
-    try {
-      return await Promise.race([timeout, attempt]);
-    } finally {
-      this.env.clearTimeout(timer);
-    }
-  }
-
-  async _negotiateOnce(body, controller) {
-    let token = null;
-    if (this.options.getToken) {
-      try {
-        token = await this.options.getToken();
-      } catch (err) {
-        throw failure(`getToken() failed: ${err && err.message}`);
-      }
-    }
-    const headers = { "Content-Type": "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    let res;
-    let text;
-    try {
-      res = await this.env.fetch(this.base + this.path + "/negotiate", {
-        method: "POST",
-        headers,
-        body: JSON.stringify(body),
-        cache: "no-store",
-        signal: controller ? controller.signal : undefined,
-      });
-      text = await res.text();
-    } catch (err) {
-      throw failure(`negotiate failed: ${err && err.message}`);
-    }
-    if (res.status !== 200) {
-      const code = F.errorCode(text);
-      let message = "";
-      try {
-        message = JSON.parse(text).message ?? "";
-      } catch {
-        message = "";
-      }
-      const what = `negotiate refused: HTTP ${res.status} ${message}`.trim();
-      if (res.status === 401) throw failure(what, code ?? UNAUTHORIZED, true);
-      if (res.status === 403) throw failure(what, code ?? FORBIDDEN, true);
-      throw failure(what, code, code !== null && !shouldReconnect(code));
-    }
-    try {
-      return parseNegotiated(JSON.parse(text));
-    } catch (err) {
-      if (err.terminal) throw err;
-      throw failure(`bad negotiate answer: ${err.message}`);
-    }
+    return negotiate(this.env, this.base + this.path + "/negotiate", body, o.getToken, o.connectTimeout);
   }
 
   /** Opens one transport; resolves with {neg, transport, hello, rest, early} once the

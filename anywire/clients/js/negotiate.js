@@ -1,0 +1,121 @@
+// Negotiate (docs/protocol.md section 3): one POST before every connection attempt,
+// with a fresh credential, bounded by the connect timeout; its answer validated.
+
+import { CODECS } from "./codec.js";
+import { FORBIDDEN, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
+import { errorCode } from "./frames.js";
+
+/** The protocol's defaults for what a negotiate answer may leave out (ms, bytes, frames). */
+export const LIMITS = {
+  ping_interval: 20000, ping_timeout: 10000, poll_window: 20000, resume_window: 30000,
+  ack_timeout: 10000, max_frame_size: 65536, max_batch: 100,
+};
+
+/** A failure of one connection attempt or of negotiate; `terminal` stops the socket. */
+export function failure(message, code = null, terminal = false) {
+  const err = new Error(message);
+  err.code = code;
+  err.terminal = terminal;
+  return err;
+}
+
+/** Validates a 200 negotiate answer (docs/protocol.md 3.3); durations stay in ms. */
+export function parseNegotiated(obj) {
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
+    throw new Error("negotiate answer is not a JSON object");
+  }
+  if (obj.v !== undefined && obj.v !== 1) throw failure(`unsupported protocol version ${obj.v}`, 4502, true);
+  const text = (key, fallback) => {
+    const v = obj[key] ?? fallback;
+    if (typeof v !== "string" || !v) throw new Error(`negotiate answer: '${key}' missing or not a string`);
+    return v;
+  };
+  if (!Array.isArray(obj.transports)) throw new Error("negotiate answer: 'transports' must be a list");
+  const transports = obj.transports.map((item) => {
+    if (!item || typeof item.name !== "string" || typeof item.url !== "string") {
+      throw new Error("negotiate answer: malformed transport offer");
+    }
+    const codec = item.codec ?? obj.codec ?? "json";
+    if (!(codec in CODECS)) throw new Error(`negotiate answer: unknown codec ${codec}`);
+    return { name: item.name, url: item.url, codec };
+  });
+  const neg = {
+    sid: text("sid"), token: text("token"), ticket: text("ticket"), codec: text("codec", "json"),
+    resumable: obj.resumable === true, transports, send_url: text("send_url", "/anywire/send"),
+  };
+  for (const [key, fallback] of Object.entries(LIMITS)) {
+    const v = obj[key];
+    if (v === undefined || v === null) neg[key] = fallback;
+    else if (typeof v !== "number" || !(v > 0)) throw new Error(`negotiate answer: '${key}' must be a positive number`);
+    else neg[key] = v;
+  }
+  return neg;
+}
+
+/** POSTs `body` to `url` with `Authorization: Bearer <getToken()>` and returns the
+ * validated answer. Everything, getToken() included, is bounded by `timeout` ms. Throws
+ * a failure: `terminal` for 401/403, a terminal close code or a protocol version this
+ * client does not speak; otherwise the socket retries after a backoff. */
+export async function negotiate(env, url, body, getToken, timeout) {
+  const controller = typeof AbortController === "function" ? new AbortController() : null;
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = env.setTimeout(() => {
+      if (controller) controller.abort();
+      reject(failure(`negotiate: no answer within ${timeout} ms`));
+    }, timeout);
+  });
+  const attempt = request(env, url, body, getToken, controller);
+  attempt.catch(() => {}); // after a timeout its late failure has no one to tell
+  try {
+    return await Promise.race([expired, attempt]);
+  } finally {
+    env.clearTimeout(timer);
+  }
+}
+
+async function request(env, url, body, getToken, controller) {
+  let token = null;
+  if (getToken) {
+    try {
+      token = await getToken();
+    } catch (err) {
+      throw failure(`getToken() failed: ${err && err.message}`);
+    }
+  }
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  let text;
+  try {
+    res = await env.fetch(url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      cache: "no-store",
+      signal: controller ? controller.signal : undefined,
+    });
+    text = await res.text();
+  } catch (err) {
+    throw failure(`negotiate failed: ${err && err.message}`);
+  }
+  if (res.status !== 200) {
+    const code = errorCode(text);
+    let message = "";
+    try {
+      message = JSON.parse(text).message ?? "";
+    } catch {
+      message = "";
+    }
+    const what = `negotiate refused: HTTP ${res.status} ${message}`.trim();
+    if (res.status === 401) throw failure(what, code ?? UNAUTHORIZED, true);
+    if (res.status === 403) throw failure(what, code ?? FORBIDDEN, true);
+    throw failure(what, code, code !== null && !shouldReconnect(code));
+  }
+  try {
+    return parseNegotiated(JSON.parse(text));
+  } catch (err) {
+    if (err.terminal) throw err;
+    throw failure(`bad negotiate answer: ${err.message}`);
+  }
+}
