@@ -518,3 +518,25 @@ test("a negotiate without an answer is bounded by connectTimeout, then retried",
   assert.equal(unhandled, 0);
   await socket.close();
 });
+
+test("back online with a live connection: a ping must be answered within connectTimeout", async () => {
+  for (const transport of ["websocket", "sse", "longpoll"]) {
+    const { socket, server, clock, window } = setup({ transports: [transport], connectTimeout: 2000 });
+    await socket.ready();
+    // A healthy connection answers: nothing happens.
+    window.fire("online");
+    await clock.advance(2500);
+    assert.equal(socket.state, "connected", transport);
+    assert.ok(server.session.log.length === 0 && server.conns.at(-1).sent.some((f) => f.t === "pong"), transport);
+    // A half-open one (the network changed, nothing gets through any more) is dropped.
+    server.blackhole = true;
+    window.fire("online");
+    await clock.advance(1900);
+    assert.equal(socket.state, "connected", transport);
+    await clock.advance(200);
+    assert.equal(socket.state, "reconnecting", transport);
+    server.blackhole = false;
+    await until(clock, () => socket.state === "connected");
+    await socket.close();
+  }
+});

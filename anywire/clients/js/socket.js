@@ -124,6 +124,8 @@ export class Socket {
     this._upgradeFailed = false;
     this._liveness = null;
     this._lastHeard = 0;
+    this._heardCount = 0;
+    this._pingTimer = null;
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first. A transport
     // remembered from an earlier page load starts the list after the ones before it.
@@ -768,7 +770,9 @@ export class Socket {
 
   // -- liveness -------------------------------------------------------------------------
   _heard(t) {
-    if (t === this._live) this._lastHeard = this.env.now();
+    if (t !== this._live) return;
+    this._lastHeard = this.env.now();
+    this._heardCount += 1;
   }
 
   _armLiveness(t) {
@@ -790,8 +794,25 @@ export class Socket {
 
   _disarmLiveness() {
     this.env.clearTimeout(this._liveness);
+    this.env.clearTimeout(this._pingTimer);
     this._liveness = null;
+    this._pingTimer = null;
     this._checkLiveness = null;
+  }
+
+  /** The network changed under a live connection (back online, a tab waking up): a TCP
+   * connection may be half-open and silent for good. Ping the server (it answers pong
+   * at once) and drop the connection if nothing at all comes back within connectTimeout,
+   * instead of waiting out the whole silence limit. */
+  _verifyLive() {
+    const t = this._live;
+    if (!t || this._state !== "connected" || this._pingTimer) return;
+    const before = this._heardCount;
+    t.send([F.ping()]);
+    this._pingTimer = this.env.setTimeout(() => {
+      this._pingTimer = null;
+      if (t === this._live && this._heardCount === before) t.abort("no answer to a ping after a network change");
+    }, this.options.connectTimeout);
   }
 
   // -- upgrade --------------------------------------------------------------------------
@@ -859,7 +880,10 @@ export class Socket {
     if (!w || typeof w.addEventListener !== "function") return;
     const doc = w.document ?? null;
     this._listeners = [
-      [w, "online", () => this._wake()],
+      [w, "online", () => {
+        this._wake(); // a backoff in progress ends now
+        this._verifyLive(); // a live connection may not have survived the change
+      }],
       // The network is gone: the connection is dead even if no close has arrived yet.
       [w, "offline", () => this._live && this._live.abort("browser went offline")],
       // The page is going away for good (not into the back/forward cache): end the
@@ -871,8 +895,10 @@ export class Socket {
       [doc, "visibilitychange", () => {
         if (doc.visibilityState !== "visible") return;
         // Timers are throttled in background tabs: check at once instead of waiting.
-        if (this._live && this._checkLiveness) this._checkLiveness();
-        else this._wake();
+        if (this._live && this._checkLiveness) {
+          this._checkLiveness();
+          this._verifyLive();
+        } else this._wake();
       }],
     ].filter(([target]) => target && typeof target.addEventListener === "function");
     for (const [target, type, fn] of this._listeners) target.addEventListener(type, fn);
