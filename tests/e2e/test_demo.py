@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from anywire import __version__
+
 from .conftest import ROOT, free_port
 from .raw import RawConn
 
@@ -51,7 +53,12 @@ def demo() -> Iterator[str]:
 
 def test_page_and_anonymous_negotiate(demo: str) -> None:
     page = httpx.get(demo + "/")
-    assert page.status_code == 200 and "anywire demo" in page.text
+    assert page.status_code == 200 and "anywire chat" in page.text
+    # the page imports the browser client from the URL the server serves it at
+    client = httpx.get(demo + f"/anywire/client/{__version__}/anywire.js")
+    assert f'from "/anywire/client/{__version__}/anywire.js"' in page.text
+    assert client.status_code == 200
+    assert client.headers["content-type"] == "text/javascript; charset=utf-8"
     assert page.headers["content-type"].startswith("text/html")
     offer = httpx.post(demo + "/anywire/negotiate", json={}).json()
     assert [t["name"] for t in offer["transports"]] == ["websocket", "sse", "longpoll"]
