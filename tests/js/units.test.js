@@ -265,3 +265,11 @@ test("WebSocket URLs follow the page's scheme", () => {
   assert.equal(wsUrl("http://a.test:8000", "/anywire/ws"), "ws://a.test:8000/anywire/ws");
   assert.equal(wsUrl("https://a.test", "/anywire/ws"), "wss://a.test/anywire/ws");
 });
+
+test("lone surrogates are found wherever they are", async () => {
+  const { wellFormed } = await import("../../anywire/clients/js/values.js");
+  for (const ok of ["", "abc", "é", "😀", "a😀b😀", "𝄞x"]) assert.equal(wellFormed(ok), true, JSON.stringify(ok));
+  for (const bad of ["\ud800", "x\udc00", "\ude00\ud83d", "a\ud83d", "\ud83d\ud83d\ude00", "😀\udc00"]) {
+    assert.equal(wellFormed(bad), false, JSON.stringify(bad));
+  }
+});

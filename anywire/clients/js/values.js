@@ -38,12 +38,21 @@ export function setKey(obj, key, value) {
 export const UINT64_MAX = (1n << 64n) - 1n;
 export const INT64_MIN = -(1n << 63n);
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const SURROGATE = /[\ud800-\udfff]/;
 
-/** Whether `s` is valid Unicode (no lone surrogates): only such strings can be sent. */
+/** Whether `s` is valid Unicode (no lone surrogates): only such strings can be sent.
+ * (No regex lookbehind here: Safari before 16.4 cannot even parse one.) */
 export function wellFormed(s) {
-  return !SURROGATE.test(s) || !LONE_SURROGATE.test(s);
+  if (!SURROGATE.test(s)) return true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c > 0xdbff) return false; // a low surrogate first
+    const d = s.charCodeAt(i + 1);
+    if (!(d >= 0xdc00 && d <= 0xdfff)) return false; // a high one alone
+    i++;
+  }
+  return true;
 }
 
 const encoder = new TextEncoder();
