@@ -226,6 +226,7 @@ export class FakeServer {
     this.negotiations = []; // {body, auth}
     this.negotiateStatus = null; // {status, body} to refuse negotiate
     this.negotiateHangs = 0; // how many negotiates get no answer at all
+    this.gate = null; // a promise that holds negotiate answers back
     this.down = false; // negotiate fails at the network level
     this.sessions = new Map();
     this.tickets = new Map();
@@ -356,8 +357,9 @@ export class FakeServer {
     return this._error(404, 4502);
   }
 
-  _negotiate(body, headers) {
+  async _negotiate(body, headers) {
     this.negotiations.push({ body, auth: headers.Authorization ?? null });
+    if (this.gate) await this.gate; // held until the test opens it
     if (this.down) throw new TypeError("Failed to fetch");
     if (this.negotiateHangs > 0) {
       this.negotiateHangs -= 1;

@@ -540,3 +540,25 @@ test("back online with a live connection: a ping must be answered within connect
     await socket.close();
   }
 });
+
+test("close() while negotiating or opening leaves no connection behind", async () => {
+  const a = setup();
+  let open;
+  a.server.gate = new Promise((resolve) => (open = resolve));
+  await settle();
+  assert.equal(a.server.negotiations.length, 1); // sent, not answered yet
+  await a.socket.close();
+  open();
+  await a.clock.advance(10000);
+  assert.equal(a.server.wsCreated.length, 0);
+  assert.equal(a.socket.state, "disconnected");
+
+  const b = setup({ connectTimeout: 1000 });
+  b.server.mode.websocket = "hang";
+  await until(b.clock, () => b.server.wsCreated.length === 1);
+  await b.socket.close();
+  assert.equal(b.server.wsCreated[0].readyState, 3, "the attempt was closed");
+  await b.clock.advance(10000);
+  assert.equal(b.server.negotiations.length, 1);
+  await assert.rejects(b.socket.ready(), ConnectionClosed);
+});

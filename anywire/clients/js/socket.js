@@ -486,6 +486,7 @@ export class Socket {
     let again = 0;
     for (;;) {
       const neg = await this._negotiate();
+      if (this._stopped()) throw failure("socket closed");
       const offers = neg.transports.filter((o) => this.options.transports.includes(o.name) && !tried.has(o.name));
       if (offers.length === 0) {
         throw failure(`no transport worked: ${errors.join("; ") || "no common transport"}`);
