@@ -562,3 +562,24 @@ test("close() while negotiating or opening leaves no connection behind", async (
   assert.equal(b.server.negotiations.length, 1);
   await assert.rejects(b.socket.ready(), ConnectionClosed);
 });
+
+test("a POST answered 204 confirms its frames: a lost session does not get them twice", async () => {
+  for (const transport of ["sse", "longpoll"]) {
+    const { socket, server, clock } = setup({ transports: [transport] });
+    await socket.ready();
+    server.blackhole = true; // the downstream (and so every rx) is lost from here on
+    for (let i = 0; i < 5; i++) socket.emit("c", i);
+    await settle();
+    assert.deepEqual(server.received("c"), [0, 1, 2, 3, 4], transport);
+    assert.equal(socket.peer.unconfirmed.length, 0, transport);
+    server.blackhole = false;
+    server.dropLive();
+    server.sessions.clear(); // the server restarted: the session is gone
+    await until(clock, () => server.sessions.size === 1 && socket.state === "connected");
+    assert.equal(socket.recovered, false);
+    socket.emit("c", 5);
+    await until(clock, () => server.session.log.length === 1);
+    assert.deepEqual(server.received("c"), [5], `${transport}: nothing resent`);
+    await socket.close();
+  }
+});

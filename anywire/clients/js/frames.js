@@ -191,13 +191,15 @@ export function splitAtClose(frames) {
 }
 
 /** Encodes `frames` into as few messages as `maxBatch` frames and `maxSize` bytes allow,
- * in order. A lone frame is sent as itself, not as a batch of one. */
-export function encodeBodies(codec, frames, maxBatch, maxSize) {
-  const bodies = [];
+ * in order. A lone frame is sent as itself, not as a batch of one. Each message comes
+ * with `last`, the highest sequence number in it (0 if none). */
+export function batches(codec, frames, maxBatch, maxSize) {
+  const out = [];
   let group = [];
   let size = 0;
+  let last = 0;
   const flush = () => {
-    if (group.length) bodies.push(group.length === 1 ? group[0] : codec.batch(group));
+    if (group.length) out.push({ body: group.length === 1 ? group[0] : codec.batch(group), last });
   };
   for (const frame of frames) {
     const encoded = codec.encode(frame);
@@ -207,12 +209,19 @@ export function encodeBodies(codec, frames, maxBatch, maxSize) {
       flush();
       group = [];
       size = 0;
+      last = 0;
     }
     group.push(encoded);
     size += cost;
+    if (frame.s !== undefined) last = frame.s;
   }
   flush();
-  return bodies;
+  return out;
+}
+
+/** The message bodies of batches(). */
+export function encodeBodies(codec, frames, maxBatch, maxSize) {
+  return batches(codec, frames, maxBatch, maxSize).map((b) => b.body);
 }
 
 /** The close code in an HTTP error body (JSON error object, or a close frame / batch

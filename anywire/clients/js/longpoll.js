@@ -14,6 +14,10 @@ export class LongPollTransport extends Transport {
     return "longpoll";
   }
 
+  get confirmsWrites() {
+    return true; // upstream POSTs answer 204 once every frame was processed
+  }
+
   get sendsRx() {
     return false; // every poll acknowledges with ack=N
   }

@@ -125,6 +125,7 @@ export class Socket {
     this._liveness = null;
     this._lastHeard = 0;
     this._heardCount = 0;
+    this._epoch = 0; // counts the hellos that renumbered the outgoing frames
     this._pingTimer = null;
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first. A transport
@@ -593,6 +594,15 @@ export class Socket {
     transport.onframes = (frames) => this._onFrames(transport, frames);
     transport.onalive = () => this._heard(transport);
     transport.onclose = (code, reason) => this._onClose(transport, code, reason);
+    // Receipts from POST answers hold while the numbering they refer to does: until a
+    // hello renumbers (recovered: false), even after this transport has ended.
+    const epoch = (this._epoch += hello.recovered ? 0 : 1);
+    transport.onconfirm = (n) => {
+      if (epoch === this._epoch) {
+        this.peer.confirm(n);
+        this._roomChanged();
+      }
+    };
     // Unconfirmed frames go first into the ordered queue, before anything new.
     transport.send(resend);
     this._armLiveness(transport);

@@ -15,6 +15,10 @@ export class SSETransport extends Transport {
     return "sse";
   }
 
+  get confirmsWrites() {
+    return true; // upstream POSTs answer 204 once every frame was processed
+  }
+
   open(first) {
     const params = { ticket: first.ticket };
     if (first.t === "resume") params.last = first.last;

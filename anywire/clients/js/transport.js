@@ -14,7 +14,7 @@
 //
 // onclose fires at most once, and never after close().
 
-import { encodeBodies, errorCode, splitAtClose } from "./frames.js";
+import { batches, errorCode, splitAtClose } from "./frames.js";
 
 export class Transport {
   /** @param {object} ctx {base, offer, neg, codec, env} */
@@ -30,11 +30,18 @@ export class Transport {
     this.onframes = null;
     this.onalive = null;
     this.onclose = null;
+    this.onconfirm = null; // (n): the server processed every frame up to n
     this._outbox = [];
     this._writing = false;
     this._scheduled = false;
     this._idle = [];
     this.final = false; // set by the socket for its goodbye (close frame)
+  }
+
+  /** Whether a completed write means the server processed it (a POST's 204 does; a
+   * WebSocket send only means the bytes were handed to the browser). */
+  get confirmsWrites() {
+    return false;
   }
 
   /** Whether the socket acknowledges with rx frames here (long-poll uses ack=N). */
@@ -93,8 +100,11 @@ export class Transport {
     try {
       while (this._outbox.length && !this.closed) {
         const frames = this._outbox.splice(0);
-        for (const body of encodeBodies(this.codec, frames, this.neg.max_batch, this.neg.max_frame_size)) {
+        for (const { body, last } of batches(this.codec, frames, this.neg.max_batch, this.neg.max_frame_size)) {
           await this._write(body);
+          // A POST answered 2xx was processed, in order, before the answer: as good a
+          // receipt as an rx (which may never come if the downstream ends meanwhile).
+          if (this.confirmsWrites && last > 0 && this.onconfirm) this.onconfirm(last);
           if (this.closed) return;
         }
       }
