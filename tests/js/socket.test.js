@@ -476,6 +476,8 @@ test("options are validated", () => {
   assert.throws(() => connect({ transports: ["carrier-pigeon"] }), TypeError);
   assert.throws(() => connect({ transports: [] }), TypeError);
   assert.throws(() => connect({ codec: "xml" }), TypeError);
+  assert.throws(() => connect({ codec: "toString" }), TypeError);
+  assert.throws(() => connect({ transports: ["constructor"] }), TypeError);
   assert.throws(() => connect({ connectTimeout: 0 }), TypeError);
   assert.throws(() => connect({ maxQueue: -1 }), TypeError);
 });
@@ -582,4 +584,24 @@ test("a POST answered 204 confirms its frames: a lost session does not get them 
     assert.deepEqual(server.received("c"), [5], `${transport}: nothing resent`);
     await socket.close();
   }
+});
+
+test("rooms named like Object.prototype members are ordinary rooms", async () => {
+  const { socket, server, clock } = setup({ transports: ["longpoll"] });
+  await socket.ready();
+  await socket.join("__proto__", { meta: { a: 1 } });
+  await socket.join("toString");
+  server.push("m", 1, { r: "__proto__", o: ["room:/:__proto__", "ep", 3] });
+  await until(clock, () => Object.keys(socket.positions).length === 1);
+  assert.deepEqual(Object.keys(socket.rooms), ["__proto__", "toString"]);
+  assert.deepEqual(socket.positions.__proto__, ["ep", 3]);
+  assert.equal(Object.getPrototypeOf(socket.rooms), Object.prototype);
+  server.dropLive();
+  server.sessions.clear();
+  await until(clock, () => server.sessions.size === 1 && server.session.log.length === 2);
+  const joins = server.session.log.map((f) => [f.r, f.since ?? null]);
+  assert.deepEqual(joins, [["__proto__", ["ep", 3]], ["toString", null]]);
+  await socket.leave("__proto__");
+  assert.deepEqual(Object.keys(socket.rooms), ["toString"]);
+  await socket.close();
 });

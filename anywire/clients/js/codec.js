@@ -6,3 +6,8 @@ export { jsonCodec, msgpackCodec };
 
 /** @type {Record<string, typeof jsonCodec | typeof msgpackCodec>} */
 export const CODECS = Object.freeze({ json: jsonCodec, msgpack: msgpackCodec });
+
+/** Whether `key` is an own property of `table` (not "toString" and friends). */
+export function own(table, key) {
+  return typeof key === "string" && Object.prototype.hasOwnProperty.call(table, key);
+}

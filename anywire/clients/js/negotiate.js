@@ -1,7 +1,7 @@
 // Negotiate (docs/protocol.md section 3): one POST before every connection attempt,
 // with a fresh credential, bounded by the connect timeout; its answer validated.
 
-import { CODECS } from "./codec.js";
+import { CODECS, own } from "./codec.js";
 import { FORBIDDEN, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
 import { errorCode } from "./frames.js";
 
@@ -36,7 +36,7 @@ export function parseNegotiated(obj) {
       throw new Error("negotiate answer: malformed transport offer");
     }
     const codec = item.codec ?? obj.codec ?? "json";
-    if (!(codec in CODECS)) throw new Error(`negotiate answer: unknown codec ${codec}`);
+    if (!own(CODECS, codec)) throw new Error(`negotiate answer: unknown codec ${codec}`);
     return { name: item.name, url: item.url, codec };
   });
   const neg = {

@@ -12,10 +12,11 @@
 // their timeout, backoff by backoffMax. Transports all have one shape (transport.js): the
 // code below never branches on which one is in use.
 
-import { CODECS, jsonCodec } from "./codec.js";
+import { CODECS, jsonCodec, own } from "./codec.js";
 import { FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
 import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull } from "./errors.js";
 import { recall, remember, resolveEnv } from "./env.js";
+import { setKey } from "./values.js";
 import { backoff } from "./backoff.js";
 import { LIMITS, failure, negotiate } from "./negotiate.js";
 import * as F from "./frames.js";
@@ -76,10 +77,10 @@ export class Socket {
   /** @param {object} options see anywire.d.ts (ConnectOptions) */
   constructor(options = {}) {
     const o = { ...DEFAULTS, ...options };
-    if (!Array.isArray(o.transports) || o.transports.length === 0 || o.transports.some((t) => !(t in TRANSPORTS))) {
+    if (!Array.isArray(o.transports) || o.transports.length === 0 || o.transports.some((t) => !own(TRANSPORTS, t))) {
       throw new TypeError(`transports must be a non-empty list among ${Object.keys(TRANSPORTS)}`);
     }
-    if (!(o.codec in CODECS)) throw new TypeError("codec must be 'msgpack' or 'json'");
+    if (!own(CODECS, o.codec)) throw new TypeError("codec must be 'msgpack' or 'json'");
     for (const key of ["connectTimeout", "backoffBase", "backoffMax", "maxQueue"]) {
       if (!(o[key] > 0)) throw new TypeError(`${key} must be positive`);
     }
@@ -243,7 +244,7 @@ export class Socket {
       F.join(PROBE, PROBE, room, meta, since),
       timeout,
     );
-    this.rooms[room] = meta;
+    setKey(this.rooms, room, meta);
     return answer;
   }
 
@@ -625,7 +626,7 @@ export class Socket {
   async _rejoin(rooms) {
     for (const [room, meta] of Object.entries(rooms)) {
       try {
-        await this.join(room, { meta, since: this.positions[room] ?? null });
+        await this.join(room, { meta, since: own(this.positions, room) ? this.positions[room] : null });
       } catch (err) {
         if (this._stopped()) return;
         report(new Error(`rejoining '${room}' failed: ${err.message}`));
@@ -711,7 +712,7 @@ export class Socket {
     if (!handled) return;
     if (handled.t === "event") {
       if (handled.r !== undefined && handled.o !== undefined) {
-        this.positions[handled.r] = [handled.o[1], handled.o[2]];
+        setKey(this.positions, handled.r, [handled.o[1], handled.o[2]]);
       }
       this._dispatch(handled);
     } else if (handled.t === "ack") {
