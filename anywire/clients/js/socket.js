@@ -84,6 +84,12 @@ export class Socket {
     for (const key of ["connectTimeout", "backoffBase", "backoffMax", "maxQueue"]) {
       if (!(o[key] > 0)) throw new TypeError(`${key} must be positive`);
     }
+    if (o.getToken !== null && o.getToken !== undefined && typeof o.getToken !== "function") {
+      throw new TypeError("getToken must be a function returning the token (or a Promise of it)");
+    }
+    if (typeof o.url !== "string" || typeof o.path !== "string" || typeof o.namespace !== "string" || !o.namespace) {
+      throw new TypeError("url, path and namespace must be strings (namespace not empty)");
+    }
     if (o.ackTimeout !== undefined && o.ackTimeout !== null && !(o.ackTimeout > 0)) {
       throw new TypeError("ackTimeout must be positive");
     }
