@@ -608,3 +608,11 @@ test("rooms named like Object.prototype members are ordinary rooms", async () =>
   assert.deepEqual(Object.keys(socket.rooms), ["toString"]);
   await socket.close();
 });
+
+test("closed right after connect(): no request, one state change", async () => {
+  const { socket, server, clock, states } = setup();
+  await socket.close();
+  await clock.advance(10000);
+  assert.deepEqual(states, ["disconnected"]);
+  assert.equal(server.negotiations.length, 0);
+});

@@ -413,6 +413,7 @@ export class Socket {
 
   // -- connection cycle -----------------------------------------------------------------
   async _run() {
+    if (this._stopped()) return; // closed before it even started
     // The first state is "connecting" from the start; hooks registered right after
     // connect() hear it too.
     this._emit("state", this._state);
