@@ -35,6 +35,7 @@ settings = Settings(
     transports=tuple(os.environ.get("AW_TRANSPORTS", "websocket,sse,longpoll").split(",")),
     flood_rate=_f("AW_FLOOD_RATE", 2000),
     flood_burst=int(_f("AW_FLOOD_BURST", 5000)),
+    ack_delay=_f("AW_ACK_DELAY", 0.1),
 )
 
 aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=0.05)

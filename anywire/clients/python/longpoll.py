@@ -22,6 +22,7 @@ class LongPollTransport(ClientTransport):
     """``GET /poll?ticket=T[&last=N]`` then ``GET /poll?ack=N`` in a loop."""
 
     name = "longpoll"
+    write_confirms = True  # a POST answered 204 was processed
     sends_rx = False  # every poll acknowledges with ack=N
 
     _ack = 0

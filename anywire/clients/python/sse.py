@@ -17,6 +17,7 @@ class SSETransport(ClientTransport):
     """``GET /sse?ticket=T[&last=N]`` streamed with httpx; ``POST /send`` for upstream."""
 
     name = "sse"
+    write_confirms = True  # a POST answered 204 was processed
 
     async def _connect(self, first: Connect | Resume) -> None:
         params = {"ticket": first.ticket}

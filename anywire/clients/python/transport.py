@@ -29,7 +29,7 @@ import httpx
 from ...core.closecodes import CloseCode
 from ...core.codec import Codec
 from ...core.errors import RemoteProtocolError
-from ...core.frames import Connect, Frame, Hello, Resume
+from ...core.frames import SEQUENCED, Connect, Frame, Hello, Resume, Rx
 from .wire import Negotiated, encode_bodies, error_code, split_at_close
 
 __all__ = ["ClientTransport", "TransportClosed"]
@@ -57,6 +57,9 @@ class ClientTransport:
     #: Whether the client acknowledges with ``rx`` frames on this transport (long-poll
     #: acknowledges in its poll requests instead).
     sends_rx: ClassVar[bool] = True
+    #: Whether a successful write means the server has processed what it carried (an
+    #: upstream POST answered 204 does; a WebSocket send only reached a buffer).
+    write_confirms: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -200,6 +203,8 @@ class ClientTransport:
                         await self._write(body)
                         if self.closed:
                             return
+                    if self.write_confirms:
+                        self._confirm_written(frames)
                 if not self._outbox:
                     self._idle.set()
         except TransportClosed as exc:
@@ -211,6 +216,14 @@ class ClientTransport:
             # connection rather than leave a transport that silently sends nothing.
             log.exception("anywire %s sender failed", self.name)
             self._end(TransportClosed(None, f"sender crashed: {exc!r}"))
+
+    def _confirm_written(self, frames: list[Frame]) -> None:
+        # The server processed every frame of an accepted POST before answering (protocol
+        # 8.5): confirm them now, as an rx would, rather than wait for the downstream's.
+        # Otherwise a session lost right after the POST (a restart) would resend them.
+        last = max((f.s for f in frames if f.type in SEQUENCED), default=None)  # type: ignore[union-attr]
+        if last is not None:
+            self._inbox.put_nowait([Rx(last)])
 
     async def _write(self, body: bytes) -> None:
         """Write one encoded message or batch."""
