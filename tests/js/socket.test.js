@@ -616,3 +616,26 @@ test("closed right after connect(): no request, one state change", async () => {
   assert.deepEqual(states, ["disconnected"]);
   assert.equal(server.negotiations.length, 0);
 });
+
+test("the user stream's position is tracked and sent as user_since by every negotiate", async () => {
+  const { socket, server, clock } = setup();
+  await socket.ready();
+  assert.equal(socket.userPosition, null);
+  assert.equal(server.negotiations[0].body.user_since, undefined);
+  const seen = [];
+  socket.on("dm", (d) => seen.push(d));
+  socket.on("$lost", (d) => seen.push(d));
+  server.push("dm", "one", { o: ["user:/:alice", "ep", 4] });
+  server.push("dm", "two", { o: ["user:/:alice", "ep", 5] });
+  server.push("news", "room", { r: "lobby", o: ["room:/:lobby", "ep", 9] }); // not the user's
+  await until(clock, () => seen.length === 2);
+  assert.deepEqual(socket.userPosition, ["ep", 5]);
+  server.dropLive();
+  await until(clock, () => socket.state === "connected" && server.negotiations.length === 2);
+  assert.deepEqual(server.negotiations[1].body.user_since, ["ep", 5]);
+  // $lost is an ordinary event for the application
+  server.push("$lost", { stream: "user:/:alice", epoch: "ep", from: 6, to: null });
+  await until(clock, () => seen.length === 3);
+  assert.equal(seen[2].stream, "user:/:alice");
+  await socket.close();
+});

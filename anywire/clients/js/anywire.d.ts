@@ -125,6 +125,9 @@ export declare class Socket {
   rooms: Record<string, any>;
   /** Per room, [epoch, offset] of the last room event received. */
   positions: Record<string, Position>;
+  /** [epoch, offset] of the last event sent to this user (not to a room); every
+   * negotiate sends it as `user_since` so a fresh session replays what was missed. */
+  userPosition: Position | null;
   lastClose: { code: number; reason: string } | null;
 
   /** Registers a handler; returns a function that removes it. The first handler's return

@@ -108,6 +108,8 @@ export class Socket {
     this.rooms = {};
     /** Per room, [epoch, offset] of the last room event received (for join `since`). */
     this.positions = {};
+    /** [epoch, offset] of the last event of the user's own stream (sent as `user_since`). */
+    this.userPosition = null;
     /** @type {{code: number, reason: string}|null} the last close code the server gave */
     this.lastClose = null;
 
@@ -528,6 +530,7 @@ export class Socket {
       failed: this._failed.slice(),
     };
     if (this._neg && this.peer.sid !== null) body.resume = this._neg.token;
+    if (this.userPosition !== null) body.user_since = this.userPosition.slice();
     return negotiate(this.env, this.base + this.path + "/negotiate", body, o.getToken, o.connectTimeout);
   }
 
@@ -720,6 +723,10 @@ export class Socket {
     if (handled.t === "event") {
       if (handled.r !== undefined && handled.o !== undefined) {
         setKey(this.positions, handled.r, [handled.o[1], handled.o[2]]);
+      } else if (handled.o !== undefined && String(handled.o[0]).startsWith("user:")) {
+        // where we stand in our personal stream: every negotiate sends it as user_since,
+        // so a fresh session (server restarted, node died) replays what we missed
+        this.userPosition = [handled.o[1], handled.o[2]];
       }
       this._dispatch(handled);
     } else if (handled.t === "ack") {
