@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share sessions' fan-out, history and presence through Redis "
+        "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
+    )
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
@@ -107,10 +113,20 @@ def main(argv: list[str] | None = None) -> None:
         run(make_app(), args.host, args.port, args.log_level)
         return
     if args.workers != 1:
-        # Each worker process would hold its own sessions and its own signing secret, so
-        # a ticket issued by one worker would be refused by the next: refuse instead.
-        parser.error("--workers > 1 needs a shared broker (Redis), not available yet")
-    run(load(args.target), args.host, args.port, args.log_level)
+        # Workers are separate nodes; they could share a Redis broker, but uvicorn's
+        # worker mode re-imports the app without our drain-first shutdown. Run one
+        # process per port with --redis instead (docs/scaling.md).
+        parser.error("--workers > 1 is not supported: run several `anywire serve --redis`")
+    app = load(args.target)
+    if args.redis:
+        aw = find_anywire(app)
+        if aw is None:
+            parser.error(f"{args.target} holds no Anywire instance to connect to Redis")
+        try:
+            aw.use_redis(args.redis)
+        except ValueError as exc:
+            parser.error(str(exc))
+    run(app, args.host, args.port, args.log_level)
 
 
 if __name__ == "__main__":

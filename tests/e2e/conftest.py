@@ -53,12 +53,17 @@ class Server:
 
     def restart(self) -> None:
         self.stop()
-        fresh = start_server(self.env, self.port, self.log)
+        fresh = start_server(self.env, self.port, self.log, self.args)
         self.proc = fresh.proc
+
+    args: tuple[str, ...] = ()
 
 
 def start_server(
-    env_overrides: dict[str, str], port: int | None = None, log: Path | None = None
+    env_overrides: dict[str, str],
+    port: int | None = None,
+    log: Path | None = None,
+    args: tuple[str, ...] = (),
 ) -> Server:
     port = port or free_port()
     env = {**os.environ, **env_overrides, "PYTHONPATH": str(ROOT)}
@@ -75,6 +80,7 @@ def start_server(
             str(port),
             "--log-level",
             "warning",
+            *args,
         ],
         cwd=ROOT,
         env=env,
@@ -88,7 +94,7 @@ def start_server(
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
-                return Server(url, port, proc, env_overrides, log)
+                return Server(url, port, proc, env_overrides, log, tuple(args))
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
