@@ -424,6 +424,8 @@ class Anywire:
         if isinstance(self.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
             stats["broker_streams"] = self.broker.stream_count()
+        if self.cluster is not None:
+            stats.update(self.cluster.counters)
         await _json(send, 200, stats, [])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

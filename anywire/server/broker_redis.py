@@ -84,7 +84,7 @@ class RedisBroker:
         backoff_max: float = 2.0,
     ) -> None:
         self.url = url
-        self.history = history
+        self.history_size = history
         self.stream_ttl = int(stream_ttl)
         self.prefix = prefix
         self.heartbeat = heartbeat
@@ -174,7 +174,7 @@ class RedisBroker:
                 await self.redis.publish(self.bus, b"E" + body)
             else:
                 keys = self._keys(stream)
-                args = [secrets.token_hex(4), self.history, body, self.stream_ttl, self.bus]
+                args = [secrets.token_hex(4), self.history_size, body, self.stream_ttl, self.bus]
                 epoch, offset = await self._script(keys=keys, args=args)
                 envelope.pos = (stream, _text(epoch), int(offset))
         except (RedisError, OSError) as exc:
@@ -217,7 +217,7 @@ class RedisBroker:
                 pipe.get(ekey)
                 pipe.get(nkey)
                 pipe.xrange(hkey, f"{after + 1}-0", "+" if upto is None else f"{upto}-0",
-                            count=self.history + 1)
+                            count=self.history_size + 1)
                 current, head, entries = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"history unavailable: {exc}") from exc

@@ -61,6 +61,7 @@ class Cluster:
         self.owner_ttl = owner_ttl
         self._last_refresh = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.counters = {"forwarded_out": 0, "forwarded_in": 0}
         broker.on_request = self._on_request
         broker.on_beat = self._beat
 
@@ -249,6 +250,7 @@ class Cluster:
             "h": [list(h) for h in scope.get("headers", [])],
             "b": body,
         }
+        self.counters["forwarded_out"] += 1
         try:
             reply = await self.broker.request(node, message, window + 5.0)
         except BrokerUnavailable:
@@ -276,6 +278,7 @@ class Cluster:
         return None if node in (None, self.node) else node
 
     async def _run_http(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.counters["forwarded_in"] += 1
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0"},

@@ -32,10 +32,13 @@ class Inbox:
         return [d for n, d in self.items if n == name]
 
     async def until(self, check: Any, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not check():
-                self.changed.clear()
-                await self.changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while not check():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"timed out; received {self.items}") from None
 
 
 def test_health_reports_the_redis_broker(nodes: list[Server]) -> None:
