@@ -149,8 +149,10 @@ class Cluster:
         except (RedisError, OSError, BrokerUnavailable):
             log.warning("anywire: presence %s of %s not shared (Redis down)", env.event, room)
 
-    async def members(self, namespace: str, room: str) -> list[dict[str, Any]]:
-        """Every member of ``room`` on every live node."""
+    async def members(
+        self, namespace: str, room: str, with_node: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every member of ``room`` on every live node (``node`` too if ``with_node``)."""
         raw = await self.broker.redis.hgetall(self._pres(namespace, room))
         entries = [
             (f.decode().rsplit("@", 1)[0], msgpack.unpackb(v, raw=False)) for f, v in raw.items()
@@ -162,9 +164,21 @@ class Cluster:
             alive = {n: f is not None for n, f in zip(nodes, flags, strict=True)}
         alive[self.node] = True
         return [
-            {"sid": sid, "user": user, "meta": meta}
+            {"sid": sid, "user": user, "meta": meta, **({"node": node} if with_node else {})}
             for sid, (user, meta, node) in sorted(entries)
             if alive.get(node)
+        ]
+
+    async def members_elsewhere(self, namespace: str, room: str) -> list[dict[str, Any]]:
+        """Members of ``room`` on the other live nodes ([] if Redis is unreachable)."""
+        try:
+            everyone = await self.members(namespace, room, with_node=True)
+        except (RedisError, OSError, BrokerUnavailable):
+            return []
+        return [
+            {"sid": m["sid"], "user": m["user"], "meta": m["meta"]}
+            for m in everyone
+            if m["node"] != self.node
         ]
 
     async def _reap(self) -> None:

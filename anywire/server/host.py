@@ -500,6 +500,11 @@ class SessionHost:
         if not allowed:
             self._reply(sess, frame.id, False, None, "forbidden", "join refused")
             return
+        others: list[dict[str, Any]] = []
+        if self.cluster is not None:
+            # Members on the other nodes, read before joining (an await after the join
+            # could let live events overtake the join's answer).
+            others = await self.cluster.members_elsewhere(sess.namespace, frame.r)
         missed: list[Envelope] | None = None
         if frame.since is not None:
             epoch, offset = frame.since
@@ -514,6 +519,7 @@ class SessionHost:
             return
         try:
             members = self.join(sess, frame.r, frame.meta)
+            members += [m for m in others if m["sid"] not in {x["sid"] for x in members}]
         except TypeError as exc:  # meta that some codec cannot carry
             self.leave(sess, frame.r)
             self._reply(sess, frame.id, False, None, "bad_request", f"meta not sendable: {exc}")

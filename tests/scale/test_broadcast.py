@@ -69,3 +69,32 @@ async def test_room_user_and_all_broadcasts_reach_every_node(
         await inbox_b.until(lambda: transport in inbox_b.of("all"))
         # Offsets come from Redis: both nodes saw the same positions.
         assert a.positions[room] == b.positions[room]
+
+
+async def test_calls_with_ack_reach_sessions_on_other_nodes(
+    nodes: list[Server], transport: str
+) -> None:
+    a = Client(nodes[0].url, make_token(f"ca-{transport}"), transports=(transport,))
+    b = Client(nodes[1].url, make_token(f"cb-{transport}"), transports=(transport,))
+    never = asyncio.Event()
+
+    @b.on("double")
+    def double(data: Any) -> Any:
+        return data * 2
+
+    @b.on("stall")
+    async def stall(data: Any) -> None:
+        async with asyncio.timeout(5):
+            await never.wait()
+
+    async with a, b:
+        ask = {"sid": b.sid, "event": "double", "data": 21}
+        assert await a.call("call_sid", ask) == {"reply": 42}
+        ask = {"sid": b.sid, "event": "stall", "timeout": 0.5}
+        assert await a.call("call_sid", ask) == {"timeout": True}
+        ask = {"sid": "no-such-session", "event": "double", "data": 1}
+        assert "gone" in await a.call("call_sid", ask)
+        # emit to one session on another node
+        got = Inbox(b, "direct")
+        await a.call("to_sid", {"sid": b.sid, "event": "direct", "data": "x"})
+        await got.until(lambda: got.of("direct") == ["x"])

@@ -67,3 +67,37 @@ async def test_sigkill_owner_client_resumes_elsewhere_nothing_lost_or_duplicated
         assert inbox.of("$lost") == []
         assert victim.recovered is False and old_sid is not None
     owner.restart()
+
+
+async def test_presence_converges_after_joins_leaves_and_a_node_crash(
+    cluster: tuple[list[Server], Nginx], transport: str
+) -> None:
+    nodes, _ = cluster
+    room = f"presence-{transport}"
+    a = Client(nodes[0].url, make_token(f"pa-{transport}"), transports=(transport,))
+    b = Client(nodes[1].url, make_token(f"pb-{transport}"), transports=(transport,))
+    c = Client(nodes[1].url, make_token(f"pc-{transport}"), transports=(transport,))
+    inbox = Inbox(a, "$join", "$leave")
+    async with a:
+        await a.join(room, {"n": "a"})
+        async with b, c:
+            answer = await b.join(room, {"n": "b"})
+            # The join answer lists members of every node.
+            assert {m["sid"] for m in answer["presence"]} == {a.sid, b.sid}
+            await inbox.until(lambda: [j["sid"] for j in inbox.of("$join")] == [b.sid])
+            assert inbox.of("$join")[0]["meta"] == {"n": "b"}
+            who = await a.call("members", {"room": room})
+            assert sorted(m["sid"] for m in who) == sorted([a.sid, b.sid])
+            await b.leave(room)
+            await inbox.until(lambda: [x["sid"] for x in inbox.of("$leave")] == [b.sid])
+            await b.join(room)
+            await c.join(room)
+            await inbox.until(lambda: len(inbox.of("$join")) == 3)
+            assert len(await a.call("members", {"room": room})) == 3
+            nodes[1].stop(sig_term=False)  # SIGKILL: b and c vanish without a word
+            # Documented bound: 3 heartbeats (3 s) until the node counts as dead, plus
+            # one heartbeat until a live node removes its entries with $leave.
+            await inbox.until(lambda: len(inbox.of("$leave")) == 3, 10)
+            assert {x["sid"] for x in inbox.of("$leave")[1:]} == {b.sid, c.sid}
+            assert [m["sid"] for m in await a.call("members", {"room": room})] == [a.sid]
+    nodes[1].restart()
