@@ -98,3 +98,23 @@ async def test_calls_with_ack_reach_sessions_on_other_nodes(
         got = Inbox(b, "direct")
         await a.call("to_sid", {"sid": b.sid, "event": "direct", "data": "x"})
         await got.until(lambda: got.of("direct") == ["x"])
+
+
+def test_a_malformed_user_since_is_refused_clearly(nodes: list[Server]) -> None:
+    for bad in ("x", [1, 2], ["e", -1], ["e", "3"], ["e"]):
+        response = httpx.post(
+            nodes[0].url + "/anywire/negotiate",
+            json={"v": 1, "user_since": bad},
+            headers={"Authorization": f"Bearer {make_token('bad-since')}"},
+        )
+        assert response.status_code == 400, bad
+        assert response.json()["code"] == 4502
+        assert "user_since" in response.json()["message"]
+
+
+def test_a_forged_session_token_is_not_forwarded(nodes: list[Server]) -> None:
+    response = httpx.get(
+        nodes[0].url + "/anywire/poll", headers={"X-Anywire-Token": "forged.token"}
+    )
+    assert response.status_code == 410
+    assert response.json()[0]["c"] == 4007
