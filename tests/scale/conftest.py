@@ -21,7 +21,8 @@ import pytest
 
 from tests.e2e.conftest import TRANSPORTS, Server, free_port, start_server
 
-NGINX_CONFS = Path(__file__).parent / "nginx"
+# The configurations docs/scaling.md documents are the ones tested.
+NGINX_CONFS = Path(__file__).resolve().parents[2] / "docs" / "nginx"
 SECRET = "scale-test-shared-secret-0123456789"
 
 
@@ -99,7 +100,7 @@ class Nginx:
 
 
 def start_nginx(conf_name: str, upstreams: list[int]) -> Nginx:
-    """nginx with ``conf_name`` from tests/scale/nginx ({LISTEN}, {UPSTREAM_A/B/C})."""
+    """nginx with ``conf_name`` from docs/nginx ({LISTEN}, {UPSTREAM_A/B/C})."""
     port = free_port()
     prefix = Path(tempfile.mkdtemp(prefix="aw-nginx-"))
     for sub in ("logs", "tmp"):
