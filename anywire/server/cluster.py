@@ -93,22 +93,24 @@ class Cluster:
         if not fresh:
             raise AuthError("ticket already used", CloseCode.SESSION_UNKNOWN)
 
-    def attached(self, sid: str) -> None:
-        """This node now owns ``sid``."""
-        self._spawn(self._claim(sid))
-
-    async def _claim(self, sid: str) -> None:
+    async def attached(self, sid: str) -> None:
+        """This node now owns ``sid`` (bounded: a Redis outage only skips the record)."""
         try:
-            old = await self.broker.redis.set(
-                self._own(sid), self.node, ex=int(self.owner_ttl), get=True
-            )
-            if old is not None and old.decode() != self.node:
-                # The client left its session on another node for this one (a resume
-                # the load balancer sent here): end the old copy now, not after the
-                # resume window, so its rooms and presence go with it.
-                await self.broker.request(old.decode(), {"op": "end", "sid": sid}, 5.0)
+            async with asyncio.timeout(2.0):
+                old = await self.broker.redis.set(
+                    self._own(sid), self.node, ex=int(self.owner_ttl), get=True
+                )
         except (RedisError, OSError, BrokerUnavailable, TimeoutError):
-            pass
+            return
+        if old is not None and old.decode() != self.node:
+            # The client left its session on another node for this one (a resume the
+            # load balancer sent here): end the old copy now, not after the resume
+            # window, so its rooms and presence go with it.
+            self._spawn(self._end_on(old.decode(), sid))
+
+    async def _end_on(self, node: str, sid: str) -> None:
+        with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
+            await self.broker.request(node, {"op": "end", "sid": sid}, 5.0)
 
     def ended(self, sid: str) -> None:
         """The session ``sid`` of this node ended."""

@@ -238,7 +238,9 @@ class SessionHost:
             hello = sess.attach(link, now, heartbeat, None)
         link.sid = sid
         if self.cluster is not None:
-            self.cluster.attached(sid)
+            # Registered before the hello: once the client knows its session, every node
+            # can find the owner (calls, forwarded requests).
+            await self.cluster.attached(sid)
         self.counters["connections"] += 1
         link.push(link.codec.encode(hello.to_wire()))
 
