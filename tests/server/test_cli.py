@@ -11,13 +11,13 @@ from anywire.server.cli import find_anywire
 from anywire.server.demo import make_app
 
 
-def test_several_workers_are_refused() -> None:
+def test_several_workers_without_redis_are_refused() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "anywire.server.cli", "serve", "mod:app", "--workers", "2"],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2
-    assert "--workers > 1 is not supported" in result.stderr
+    assert "--workers > 1 needs --redis" in result.stderr
 
 
 def test_redis_without_a_shared_secret_is_refused() -> None:
