@@ -242,7 +242,10 @@ class Cluster:
         limit = max(self.host.settings.max_frame_size, 64 * 1024) + 1
         body = b""
         if method == "POST":
-            body = await _read_some(receive, limit)
+            try:
+                body = await _read_some(receive, limit)
+            except ConnectionResetError:
+                return True  # nobody left to answer
             # The body is consumed: from here on the request is answered either here (by
             # replaying the body) or by the owner.
             scope[_BODY] = body
@@ -391,7 +394,7 @@ async def _read_some(receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ConnectionResetError("client went away")
         chunk = message.get("body", b"")
         if size < limit:
             chunks.append(chunk[: limit - size])
