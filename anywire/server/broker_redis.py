@@ -255,6 +255,7 @@ class RedisBroker:
 
     async def _answer(self, message: dict[str, Any]) -> None:
         handler = self.on_request
+        reply: dict[str, Any]
         try:
             reply = await handler(message) if handler else {"error": "no handler"}
         except Exception as exc:

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -102,11 +103,11 @@ class Cluster:
                 )
         except (RedisError, OSError, BrokerUnavailable, TimeoutError):
             return
-        if old is not None and old.decode() != self.node:
+        if old is not None and _text(old) != self.node:
             # The client left its session on another node for this one (a resume the
             # load balancer sent here): end the old copy now, not after the resume
             # window, so its rooms and presence go with it.
-            self._spawn(self._end_on(old.decode(), sid))
+            self._spawn(self._end_on(_text(old), sid))
 
     async def _end_on(self, node: str, sid: str) -> None:
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
@@ -123,7 +124,7 @@ class Cluster:
     async def owner(self, sid: str) -> str | None:
         """The node that owns ``sid`` according to the registry (None if unknown)."""
         value = await self.broker.redis.get(self._own(sid))
-        return None if value is None else value.decode()
+        return None if value is None else _text(value)
 
     # -- presence ---------------------------------------------------------------------------
     def presence(self, env: Envelope, member: Member) -> None:
@@ -157,7 +158,7 @@ class Cluster:
         """Every member of ``room`` on every live node (``node`` too if ``with_node``)."""
         raw = await self.broker.redis.hgetall(self._pres(namespace, room))
         entries = [
-            (f.decode().rsplit("@", 1)[0], msgpack.unpackb(v, raw=False)) for f, v in raw.items()
+            (_text(f).rsplit("@", 1)[0], msgpack.unpackb(v, raw=False)) for f, v in raw.items()
         ]
         nodes = sorted({e[2] for _, e in entries})
         alive: dict[str, bool] = {}
@@ -187,7 +188,7 @@ class Cluster:
         """Remove the presence of nodes whose heartbeat expired, once, with ``$leave``."""
         redis = self.broker.redis
         await redis.sadd(self._nodes, self.node)
-        nodes = [n.decode() for n in await redis.smembers(self._nodes)]
+        nodes = [_text(n) for n in await redis.smembers(self._nodes)]
         others = [n for n in nodes if n != self.node]
         if not others:
             return
@@ -198,7 +199,7 @@ class Cluster:
             lock = f"{self.broker.prefix}:reap:{node}"
             if not await redis.set(lock, self.node, nx=True, ex=30):
                 continue
-            entries = [e.decode() for e in await redis.smembers(self._node_pres(node))]
+            entries = [_text(e) for e in await redis.smembers(self._node_pres(node))]
             for entry in entries:
                 ns, room, field = entry.split("\n", 2)
                 value = await redis.hget(self._pres(ns, room), field)
@@ -320,7 +321,7 @@ class Cluster:
             await never.wait()  # the requesting node holds the client connection
             return {"type": "http.disconnect"}
 
-        async def send(event: dict[str, Any]) -> None:
+        async def send(event: MutableMapping[str, Any]) -> None:
             if event["type"] == "http.response.start":
                 out["s"] = event["status"]
                 out["h"] = [list(h) for h in event.get("headers", [])]
@@ -386,6 +387,10 @@ class Cluster:
         task.add_done_callback(self._tasks.discard)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def _read_some(receive: Receive, limit: int) -> bytes:
     """Read a request body, keeping at most ``limit`` bytes (the endpoint that handles
     the request answers a too-large body with 413 itself)."""
@@ -417,7 +422,6 @@ def replay_body(scope: Scope, receive: Receive) -> Receive:
         if not sent and isinstance(body, bytes):
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        result: dict[str, Any] = await receive()
-        return result
+        return dict(await receive())
 
     return replay

@@ -208,9 +208,9 @@ class SessionHost:
                 old.close(CloseCode.TRANSPORT_REPLACED, "replaced by a newer connection")
         else:
             missed: list[Envelope] | None = None
-            user_pos = payload.get("us")
+            user_pos = _pos(payload.get("us"))
             ustream = None if identity.user is None else user_stream(namespace, identity.user)
-            if ustream is not None and _is_pos(user_pos):
+            if ustream is not None and user_pos is not None:
                 # The session is new: replay the user's personal stream from the position
                 # the client holds, the way join(since=) does for rooms.
                 with contextlib.suppress(ConnectionError):  # Redis down: not recovered
@@ -225,7 +225,7 @@ class SessionHost:
             self.sockets[sid] = socket
             if identity.user is not None:
                 self.users.setdefault((namespace, identity.user), set()).add(sid)
-            if ustream is not None and _is_pos(user_pos):
+            if ustream is not None and user_pos is not None:
                 for env in missed or ():
                     self.push(sess, _event_frame(env))
                 if missed is None:
@@ -698,21 +698,24 @@ def _event_frame(env: Envelope) -> Outgoing:
     return Outgoing("event", fields)
 
 
-def _lost_frame(stream: str, since: list[Any]) -> Outgoing:
+def _lost_frame(stream: str, since: tuple[str, int]) -> Outgoing:
     """The ``$lost`` event: history no longer holds what ``stream`` published after the
     position the client gave (docs/protocol.md, section 7)."""
     data = {"stream": stream, "epoch": since[0], "from": since[1] + 1, "to": None}
     return Outgoing("event", {"e": "$lost", "d": data})
 
 
-def _is_pos(value: Any) -> bool:
-    return (
+def _pos(value: Any) -> tuple[str, int] | None:
+    """A stream position ``[epoch, offset]`` carried in a ticket, or None."""
+    if (
         isinstance(value, list)
         and len(value) == 2
         and isinstance(value[0], str)
         and type(value[1]) is int
         and value[1] >= 0
-    )
+    ):
+        return value[0], value[1]
+    return None
 
 
 def bearer(scope: Scope) -> str | None:
