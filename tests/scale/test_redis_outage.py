@@ -76,7 +76,10 @@ async def test_redis_outage_every_message_delivered_or_reported(
     lost = inbox.of("$lost")
     # Redis restarted empty: what the old history held after b's position is reported.
     assert not missing or lost, f"{missing} neither delivered nor reported"
-    assert all(x["room"] == room for x in lost)
+    # Redis came back empty: the room's old epoch is gone, and b is told so (count
+    # unknown), never left to assume its stream is complete.
+    assert lost and all(x["room"] == room and x["to"] is None for x in lost)
+    assert len({x["epoch"] for x in lost}) == 1
     assert got[-10:] == sent_ok[-10:]
 
 
