@@ -381,6 +381,11 @@ class Cluster:
             return {"ok": True, "d": result}
         return {"ok": False, "err": "unknown op"}
 
+    async def drain(self, timeout: float) -> None:
+        """Let pending Redis writes (presence, owner records) finish, bounded."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)

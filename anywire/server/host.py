@@ -112,6 +112,8 @@ class SessionHost:
             self._timer = None
         if self._background:
             await asyncio.wait(self._background, timeout=grace)
+        if self.cluster is not None:
+            await self.cluster.drain(grace)  # presence removals, owner records
         await self.broker.stop()
 
     # -- negotiate ------------------------------------------------------------------------

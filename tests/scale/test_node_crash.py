@@ -101,3 +101,24 @@ async def test_presence_converges_after_joins_leaves_and_a_node_crash(
             assert {x["sid"] for x in inbox.of("$leave")[1:]} == {b.sid, c.sid}
             assert [m["sid"] for m in await a.call("members", {"room": room})] == [a.sid]
     nodes[1].restart()
+
+
+async def test_a_node_stopping_normally_removes_its_presence(
+    cluster: tuple[list[Server], Nginx], redis: RedisServer
+) -> None:
+    nodes, _ = cluster
+    room = "presence-graceful"
+    a = Client(nodes[0].url, make_token("ga"), transports=("websocket",))
+    b = Client(nodes[1].url, make_token("gb"), transports=("websocket",), reconnect=False)
+    inbox = Inbox(a, "$leave")
+    async with a:
+        await a.join(room)
+        await b.connect()
+        await b.join(room)
+        b_sid = b.sid
+        nodes[1].stop()  # SIGTERM: its sessions end, their presence is removed at once
+        await inbox.until(lambda: [x["sid"] for x in inbox.of("$leave")] == [b_sid], 5)
+        assert [m["sid"] for m in await a.call("members", {"room": room})] == [a.sid]
+        assert redis.cli("HLEN", f"aw:pres:{{/:{room}}}").strip() == "1"
+        await b.close()
+    nodes[1].restart()
