@@ -105,13 +105,11 @@ class Cluster:
             return
         if old is not None and _text(old) != self.node:
             # The client left its session on another node for this one (a resume the
-            # load balancer sent here): end the old copy now, not after the resume
-            # window, so its rooms and presence go with it.
-            self._spawn(self._end_on(_text(old), sid))
-
-    async def _end_on(self, node: str, sid: str) -> None:
-        with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
-            await self.broker.request(node, {"op": "end", "sid": sid}, 5.0)
+            # load balancer sent here): end the old copy before the client gets its
+            # hello, so no request of the new session can be served by the old copy
+            # (its frame numbers would clash), and its rooms and presence go with it.
+            with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
+                await self.broker.request(_text(old), {"op": "end", "sid": sid}, 2.0)
 
     def ended(self, sid: str) -> None:
         """The session ``sid`` of this node ended."""
