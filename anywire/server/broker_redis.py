@@ -253,6 +253,12 @@ class RedisBroker:
         finally:
             self._replies.pop(rid, None)
 
+    def abort_requests(self, reason: str) -> None:
+        """Fail every request still waiting for a reply (the node is shutting down)."""
+        for fut in list(self._replies.values()):
+            if not fut.done():
+                fut.set_exception(BrokerUnavailable(reason))
+
     async def _answer(self, message: dict[str, Any]) -> None:
         handler = self.on_request
         reply: dict[str, Any]

@@ -272,6 +272,10 @@ class Cluster:
         try:
             reply = await self.broker.request(node, message, window + 5.0)
         except BrokerUnavailable:
+            if self.host.closing:
+                error = ProtocolError("server shutting down", CloseCode.SHUTDOWN)
+                await send_json_error(send, 503, error)
+                return True
             return False  # the owner died: the session is unknown here too (4007)
         except TimeoutError:
             error = ProtocolError("the session's node did not answer", CloseCode.SHUTDOWN)

@@ -93,6 +93,8 @@ class SessionHost:
     async def shutdown(self, grace: float = 2.0) -> None:
         """Tell every client to reconnect (4000), end streams and polls, stop timers."""
         self.closing = True
+        if self.cluster is not None:
+            self.cluster.broker.abort_requests("server shutting down")  # forwarded polls
         for sess in list(self.sessions.values()):
             link = sess.connection
             if isinstance(link, Link):

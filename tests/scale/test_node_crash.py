@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from anywire.clients.python import Client
@@ -29,8 +30,6 @@ def cluster(redis: RedisServer) -> Iterator[tuple[list[Server], Nginx]]:
 def _owner(redis: RedisServer, nodes: list[Server], sid: str) -> Server:
     node_id = redis.cli("GET", f"aw:own:{sid}").strip()
     for node in nodes:
-        import httpx
-
         if httpx.get(node.url + "/anywire/health", timeout=5).json()["node"] == node_id:
             return node
     raise AssertionError(f"no live node owns {sid} ({node_id!r})")
@@ -122,3 +121,39 @@ async def test_a_node_stopping_normally_removes_its_presence(
         assert redis.cli("HLEN", f"aw:pres:{{/:{room}}}").strip() == "1"
         await b.close()
     nodes[1].restart()
+
+
+async def test_a_stopping_node_answers_the_polls_it_forwarded_at_once(
+    redis: RedisServer,
+) -> None:
+    """A long-poll held on node A for a session of node B is answered 503/4000 as soon as
+    A shuts down, instead of holding A's shutdown for the poll window."""
+    a = start_node(redis, poll_window=10)
+    b = start_node(redis, poll_window=10)
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            auth = {"Authorization": f"Bearer {make_token('held-poll')}"}
+            neg = (await http.post(b.url + "/anywire/negotiate", json={}, headers=auth)).json()
+            opened = await http.get(b.url + "/anywire/poll", params={"ticket": neg["ticket"]})
+            assert opened.status_code == 200
+            before = _metric(b, "forwarded_in")
+            held = asyncio.ensure_future(
+                http.get(a.url + "/anywire/poll", headers={"X-Anywire-Token": neg["token"]})
+            )
+            deadline = asyncio.get_running_loop().time() + 5
+            while _metric(b, "forwarded_in") == before:  # until the owner holds it
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            assert not held.done()
+            started = asyncio.get_running_loop().time()
+            await asyncio.to_thread(a.stop)
+            assert asyncio.get_running_loop().time() - started < 5
+            response = await held
+        assert response.status_code == 503 and response.json()["code"] == 4000
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _metric(node: Server, name: str) -> int:
+    return int(httpx.get(node.url + "/anywire/metrics", timeout=5).json()[name])
