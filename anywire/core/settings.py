@@ -58,6 +58,9 @@ class Settings:
     ``"*"`` allows every origin."""
     transports: tuple[str, ...] = field(default=TRANSPORTS)
     """Enabled transports, in the server's order of preference."""
+    redis_url: str | None = None
+    """``redis://host:port/db`` of the shared broker for several nodes (None: the
+    embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""
 
     def timings_ms(self) -> dict[str, int]:
         """The timings a client needs, in milliseconds, as sent by negotiate."""

@@ -3,7 +3,8 @@
 from ..core.settings import Settings
 from .app import Anywire
 from .auth import AnonymousAuth, JWTAuth
-from .errors import AckError, AckTimeout, Disconnected, Reject
+from .broker_redis import RedisBroker
+from .errors import AckError, AckTimeout, BrokerUnavailable, Disconnected, Reject
 from .litestar import AnywirePlugin
 from .socket import Socket
 
@@ -13,8 +14,10 @@ __all__ = [
     "AnonymousAuth",
     "Anywire",
     "AnywirePlugin",
+    "BrokerUnavailable",
     "Disconnected",
     "JWTAuth",
+    "RedisBroker",
     "Reject",
     "Settings",
     "Socket",

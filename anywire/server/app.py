@@ -19,6 +19,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,7 +45,9 @@ from ..transports.websocket import WebSocketTransport
 from .auth import AnonymousAuth, Authenticator
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
-from .errors import Reject
+from .broker_redis import RedisBroker
+from .cluster import Cluster, replay_body
+from .errors import Disconnected, Reject
 from .host import SessionHost, bearer
 from .socket import Socket
 from .static import ClientAssets
@@ -67,8 +70,9 @@ class Anywire:
     :param settings: limits and timings (:class:`~anywire.core.settings.Settings`).
     :param broker: fan-out between nodes; the in-memory broker by default.
     :param path: URL prefix of every endpoint.
-    :param secret: key that signs tickets and session tokens (random per process if None;
-        set it when several processes must accept each other's tokens).
+    :param secret: key that signs tickets and session tokens; when None, the
+        ``ANYWIRE_SECRET`` environment variable, else random per process. Every node of a
+        cluster must use the same secret.
     :param tick: how often session timers are checked, in seconds.
     """
 
@@ -89,11 +93,20 @@ class Anywire:
         self.settings = settings or Settings()
         self.auth: Authenticator = auth or AnonymousAuth()
         self.path = path.rstrip("/")
-        self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
+        if secret is None and os.environ.get("ANYWIRE_SECRET"):
+            secret = os.environ["ANYWIRE_SECRET"].encode()
+        self.secret_given = secret is not None
         self.node_id = node_id or secrets.token_hex(4)
+        if broker is None and self.settings.redis_url:
+            if secret is None:
+                raise ValueError("redis_url needs a shared secret= (or ANYWIRE_SECRET)")
+            broker = RedisBroker(self.settings.redis_url, history=self.settings.stream_history)
+        self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )
+        self.cluster: Cluster | None = None
+        self._bind_broker()
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
@@ -111,6 +124,27 @@ class Anywire:
     def client_url(self) -> str:
         """The versioned URL of the browser client's entry module (``anywire.js``)."""
         return self.assets.url()
+
+    def use_redis(self, url: str) -> None:
+        """Switch to the Redis broker (before the first request), e.g. from the CLI's
+        ``--redis``. Every node must share the signing secret."""
+        if self._started:
+            raise RuntimeError("use_redis() must be called before the app starts")
+        if not self.secret_given:
+            raise ValueError(
+                "a Redis cluster needs a shared secret: pass secret= or set ANYWIRE_SECRET"
+            )
+        self.broker = RedisBroker(url, history=self.settings.stream_history)
+        self.host.broker = self.broker
+        self._bind_broker()
+
+    def _bind_broker(self) -> None:
+        if isinstance(self.broker, RedisBroker):
+            self.broker.node_id = self.node_id
+            self.cluster = Cluster(self, self.broker)
+        else:
+            self.cluster = None
+        self.host.cluster = self.cluster
 
     # -- registration ---------------------------------------------------------------------
     def on(self, event: str, namespace: str = "/") -> Callable[[Handler], Handler]:
@@ -176,8 +210,28 @@ class Anywire:
         await self.broker.publish(env)
 
     def presence(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
-        """Who is in ``room``: ``{"sid", "user", "meta"}`` per connection."""
+        """Who is in ``room`` on this node: ``{"sid", "user", "meta"}`` per connection
+        (see :meth:`members` for every node)."""
         return [m.to_wire() for m in self.host.rooms.members(namespace, room)]
+
+    async def members(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
+        """Who is in ``room`` on every node (with Redis; this node's members otherwise).
+        Members of a crashed node drop out within 3 heartbeats (docs/scaling.md)."""
+        if self.cluster is None:
+            return self.presence(room, namespace)
+        return await self.cluster.members(namespace, room)
+
+    async def call(
+        self, sid: str, event: str, data: Any = None, timeout: float | None = None
+    ) -> Any:
+        """Send ``event`` to session ``sid``, on whichever node holds it, and return its
+        acknowledgement data (AckTimeout, AckError, Disconnected as for Socket.call)."""
+        sess = self.host.sessions.get(sid)
+        if sess is not None:
+            return await self.host.call(sess, event, data, timeout)
+        if self.cluster is None:
+            raise Disconnected("session unknown")
+        return await self.cluster.call(sid, event, data, timeout)
 
     def socket(self, sid: str) -> Socket | None:
         """The live session ``sid``, if any."""
@@ -266,6 +320,10 @@ class Anywire:
         if tail.startswith("/client/") and method in ("GET", "HEAD"):
             await self.assets(tail[len("/client/") :], scope, receive, send)
             return
+        if self.cluster is not None:
+            if await self.cluster.forward(tail, scope, receive, send):
+                return
+            receive = replay_body(scope, receive)
         if method == "OPTIONS":
             await self._preflight(scope, send)
             return
@@ -319,6 +377,7 @@ class Anywire:
             codecs = _strs(body, "codecs", ("json",))
             failed = _strs(body, "failed", ())
             resume = body.get("resume") if isinstance(body.get("resume"), str) else None
+            user_since = _position(body.get("user_since"))
         except ConnectionResetError:
             return
         except AuthError as exc:
@@ -333,7 +392,9 @@ class Anywire:
             await send_json_error(send, 400, ProtocolError("no common transport", 4507), cors)
             return
         codec = choose_codec(("msgpack", "json"), codecs)
-        sid, token, ticket, resumable = self.host.issue(identity, namespace, codec, resume)
+        sid, token, ticket, resumable = self.host.issue(
+            identity, namespace, codec, resume, user_since
+        )
         urls = {"websocket": "/ws", "sse": "/sse", "longpoll": "/poll"}
         response = {
             "v": 1,
@@ -361,6 +422,7 @@ class Anywire:
             {
                 "status": state,
                 "broker": state,
+                "broker_kind": "redis" if isinstance(self.broker, RedisBroker) else "memory",
                 "node": self.node_id,
                 "sessions": len(self.host.sessions),
             },
@@ -368,7 +430,13 @@ class Anywire:
         )
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _json(send, 200, self.host.stats(), [])
+        stats: dict[str, Any] = dict(self.host.stats())
+        if isinstance(self.broker, RedisBroker):
+            stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
+            stats["broker_streams"] = self.broker.stream_count()
+        if self.cluster is not None:
+            stats.update(self.cluster.counters)
+        await _json(send, 200, stats, [])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -396,6 +464,21 @@ def _str(body: dict[str, Any], key: str, default: str) -> str:
     if not isinstance(value, str) or not value:
         raise RemoteProtocolError(f"{key} must be a non-empty string")
     return value
+
+
+def _position(value: Any) -> tuple[str, int] | None:
+    """A stream position ``[epoch, offset]`` from negotiate (``user_since``)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], str)
+        or type(value[1]) is not int
+        or value[1] < 0
+    ):
+        raise RemoteProtocolError("user_since must be [epoch, offset]")
+    return value[0], value[1]
 
 
 def _strs(body: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -53,6 +53,17 @@ class Broker(Protocol):
         """Stop delivering and release resources."""
         ...
 
+    def position(self, stream: str) -> tuple[str, int] | None:
+        """``(epoch, offset)`` up to which this node has delivered ``stream`` to its local
+        sessions (None if it has not seen the stream). A catch-up from history replays up
+        to here; later offsets reach a freshly joined session live."""
+        ...
+
+    def seed(self, stream: str, epoch: str, offset: int) -> None:
+        """Start tracking ``stream`` at a position just read from history (no-op for a
+        broker that delivers synchronously)."""
+        ...
+
     def state(self) -> str:
         """``ok``, ``degraded`` or ``down``, for the health endpoint."""
         ...

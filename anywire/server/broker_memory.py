@@ -48,6 +48,14 @@ class MemoryBroker:
         items = log.since(epoch, offset)
         return None if items is None else list(items)
 
+    def position(self, stream: str) -> tuple[str, int] | None:
+        # Delivery happens inside publish(), so delivered == published.
+        log = self._logs.get(stream)
+        return None if log is None else (log.epoch, log.offset)
+
+    def seed(self, stream: str, epoch: str, offset: int) -> None:
+        pass
+
     async def stop(self) -> None:
         self._deliver = None
 

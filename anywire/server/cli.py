@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
+import socket
+import subprocess
 import sys
 from typing import Any
 
@@ -59,12 +63,15 @@ def load(target: str) -> Any:
         raise SystemExit(f"{module_name} has no attribute {attr!r}") from None
 
 
-def config(app: Any, host: str, port: int, log_level: str, max_size: int) -> uvicorn.Config:
+def config(
+    app: Any, host: str, port: int, log_level: str, max_size: int, fd: int | None = None
+) -> uvicorn.Config:
     """uvicorn settings anywire relies on."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        fd=fd,
         ws="websockets-sansio",
         ws_max_size=max_size,
         ws_per_message_deflate=False,
@@ -76,12 +83,50 @@ def config(app: Any, host: str, port: int, log_level: str, max_size: int) -> uvi
     )
 
 
-def run(app: Any, host: str, port: int, log_level: str = "info") -> None:
+def run(app: Any, host: str, port: int, log_level: str = "info", fd: int | None = None) -> None:
     """Serve ``app`` in this process with graceful anywire shutdown."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
-    server = _Server(config(app, host, port, log_level, max_size), aw)
+    server = _Server(config(app, host, port, log_level, max_size, fd), aw)
     server.run()
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    """``--workers N --redis URL``: N node processes accepting on one listening socket.
+
+    Each worker is a full node (its own sessions, node id and Redis subscription), so they
+    need the shared broker like nodes on different machines. The parent only binds the
+    socket, starts the workers and passes SIGTERM/SIGINT on; it does not restart a worker
+    that dies (run it under a process supervisor).
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((args.host, args.port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    fd = listener.fileno()
+    command = [
+        sys.executable, "-m", "anywire.server.cli", "serve", args.target,
+        "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
+    ]
+    workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
+
+    stopping: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [worker.wait() for worker in workers]
+    listener.close()
+    # uvicorn re-raises the signal it shut down on: a worker ended by the signal we
+    # passed on stopped cleanly.
+    failed = [c for c in codes if c != 0 and -c not in stopping]
+    return failed[0] if failed else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,8 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("target", help="MODULE:ATTR of an Anywire object or a Litestar app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="node processes on this port (needs --redis)"
+    )
+    serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share sessions' fan-out, history and presence through Redis "
+        "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
+    )
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
@@ -106,11 +160,26 @@ def main(argv: list[str] | None = None) -> None:
         print(f"anywire demo on http://{args.host}:{args.port}/", flush=True)
         run(make_app(), args.host, args.port, args.log_level)
         return
-    if args.workers != 1:
-        # Each worker process would hold its own sessions and its own signing secret, so
-        # a ticket issued by one worker would be refused by the next: refuse instead.
-        parser.error("--workers > 1 needs a shared broker (Redis), not available yet")
-    run(load(args.target), args.host, args.port, args.log_level)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1:
+        # Each worker is a node with its own sessions: without a shared broker a ticket
+        # or a poll landing on the wrong worker would be refused.
+        if not args.redis:
+            parser.error("--workers > 1 needs --redis (workers are nodes sharing Redis)")
+        if not os.environ.get("ANYWIRE_SECRET"):
+            parser.error("--workers > 1 needs a shared secret: set ANYWIRE_SECRET")
+        sys.exit(run_workers(args))
+    app = load(args.target)
+    if args.redis:
+        aw = find_anywire(app)
+        if aw is None:
+            parser.error(f"{args.target} holds no Anywire instance to connect to Redis")
+        try:
+            aw.use_redis(args.redis)
+        except ValueError as exc:
+            parser.error(str(exc))
+    run(app, args.host, args.port, args.log_level, args.fd)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AckError", "AckTimeout", "Disconnected", "Reject"]
+__all__ = ["AckError", "AckTimeout", "BrokerUnavailable", "Disconnected", "Reject"]
 
 
 class AckTimeout(TimeoutError):
@@ -28,3 +28,7 @@ class Reject(Exception):
     def __init__(self, message: str = "refused") -> None:
         super().__init__(message)
         self.message = message
+
+
+class BrokerUnavailable(ConnectionError):
+    """The shared broker (Redis) cannot be reached: the publish did not happen."""

@@ -24,7 +24,7 @@ from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
-from ..core.streams import room_stream
+from ..core.streams import room_stream, user_stream
 from ..core.tickets import Signer, TicketBook
 from ..transports.base import Link, Scope, header, short_reason
 from .broker import Broker, Envelope
@@ -33,6 +33,7 @@ from .errors import AckError, AckTimeout, Disconnected, Reject
 
 if TYPE_CHECKING:
     from .app import Anywire
+    from .cluster import Cluster
     from .socket import Socket
 
 __all__ = ["SessionHost"]
@@ -72,6 +73,8 @@ class SessionHost:
         self._tombstones: dict[str, tuple[int, str, float]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.cluster: Cluster | None = None
+        """Set when nodes share a Redis broker: owner registry, presence, tickets."""
         self.closing = False
         self.counters: dict[str, int] = {
             "connections": 0,
@@ -90,6 +93,8 @@ class SessionHost:
     async def shutdown(self, grace: float = 2.0) -> None:
         """Tell every client to reconnect (4000), end streams and polls, stop timers."""
         self.closing = True
+        if self.cluster is not None:
+            self.cluster.broker.abort_requests("server shutting down")  # forwarded polls
         for sess in list(self.sessions.values()):
             link = sess.connection
             if isinstance(link, Link):
@@ -109,11 +114,18 @@ class SessionHost:
             self._timer = None
         if self._background:
             await asyncio.wait(self._background, timeout=grace)
+        if self.cluster is not None:
+            await self.cluster.drain(grace)  # presence removals, owner records
         await self.broker.stop()
 
     # -- negotiate ------------------------------------------------------------------------
     def issue(
-        self, identity: Identity, namespace: str, codec: str, resume: str | None
+        self,
+        identity: Identity,
+        namespace: str,
+        codec: str,
+        resume: str | None,
+        user_since: tuple[str, int] | None = None,
     ) -> tuple[str, str, str, bool]:
         """Decide the session for a negotiate call: (sid, session token, ticket, resumable).
 
@@ -138,9 +150,15 @@ class SessionHost:
         wall = time.time()
         nonce = secrets.token_urlsafe(12)
         expires = wall + self.settings.ticket_ttl
-        ticket = self.signer.sign(
-            {"k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires}
-        )
+        fields: dict[str, Any] = {
+            "k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires
+        }
+        if user_since is not None:
+            fields["us"] = list(user_since)
+        if self.cluster is not None:
+            # Any node may redeem the ticket (round-robin): it carries the identity.
+            fields["id"] = [identity.user, identity.expires_at, identity.claims]
+        ticket = self.signer.sign(fields)
         token = self.signer.sign({"k": "s", "sid": sid, "node": self.node_id})
         self._identities[nonce] = (identity, expires)
         return sid, token, ticket, resumable
@@ -169,9 +187,15 @@ class SessionHost:
         nonce = str(payload["n"])
         self.tickets.redeem(nonce, float(payload["exp"]), wall)
         entry = self._identities.pop(nonce, None)
-        if entry is None:
+        if self.cluster is not None:
+            await self.cluster.redeem(nonce, float(payload["exp"]) - wall)
+        if entry is not None:
+            identity = entry[0]
+        elif self.cluster is not None and isinstance(payload.get("id"), list):
+            user, expires_at, claims = payload["id"]
+            identity = Identity(user, expires_at, claims)
+        else:
             raise AuthError("ticket unknown on this node", CloseCode.SESSION_UNKNOWN)
-        identity = entry[0]
         if identity.expires_at is not None and identity.expires_at <= wall:
             raise AuthError("token expired", CloseCode.TOKEN_EXPIRED)
         sid, namespace = str(payload["sid"]), str(payload["ns"])
@@ -187,6 +211,15 @@ class SessionHost:
             if isinstance(old, Link) and old is not link:
                 old.close(CloseCode.TRANSPORT_REPLACED, "replaced by a newer connection")
         else:
+            missed: list[Envelope] | None = None
+            user_pos = _pos(payload.get("us"))
+            ustream = None if identity.user is None else user_stream(namespace, identity.user)
+            if ustream is not None and user_pos is not None:
+                # The session is new: replay the user's personal stream from the position
+                # the client holds, the way join(since=) does for rooms.
+                with contextlib.suppress(ConnectionError):  # Redis down: not recovered
+                    missed = await self._history_until_now(ustream, user_pos[0], user_pos[1])
+            sess = self.sessions.get(sid)
             if sess is not None:
                 self._expire(sess, run_hooks=True)
             sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
@@ -196,6 +229,11 @@ class SessionHost:
             self.sockets[sid] = socket
             if identity.user is not None:
                 self.users.setdefault((namespace, identity.user), set()).add(sid)
+            if ustream is not None and user_pos is not None:
+                for env in missed or ():
+                    self.push(sess, _event_frame(env))
+                if missed is None:
+                    self.push(sess, _lost_frame(ustream, user_pos))
             try:
                 await self.app.run_connect_hooks(socket)
             except Reject as exc:
@@ -203,6 +241,10 @@ class SessionHost:
                 raise ProtocolError(exc.message, CloseCode.FORBIDDEN) from exc
             hello = sess.attach(link, now, heartbeat, None)
         link.sid = sid
+        if self.cluster is not None:
+            # Registered before the hello: once the client knows its session, every node
+            # can find the owner (calls, forwarded requests).
+            await self.cluster.attached(sid)
         self.counters["connections"] += 1
         link.push(link.codec.encode(hello.to_wire()))
 
@@ -322,6 +364,13 @@ class SessionHost:
         if not should_reconnect(code):
             self._bury(sess, code, reason)
 
+    def end_session(self, sess: ServerSession, reason: str) -> None:
+        """End ``sess`` now (its client moved to a session on another node)."""
+        link = sess.connection
+        if isinstance(link, Link):
+            link.close(CloseCode.TRANSPORT_REPLACED, reason)
+        self._expire(sess, run_hooks=True)
+
     def _bury(self, sess: ServerSession, code: int, reason: str) -> None:
         """End the session for good, remembering why for late requests."""
         deadline = asyncio.get_running_loop().time() + self.settings.resume_window
@@ -333,6 +382,8 @@ class SessionHost:
             return
         del self.sessions[sess.sid]
         socket = self.sockets.pop(sess.sid, None)
+        if self.cluster is not None:
+            self.cluster.ended(sess.sid)
         for ns, room, member in self.rooms.leave_all(sess.sid):
             self._presence(ns, room, "$leave", member)
         if sess.user is not None:
@@ -455,16 +506,26 @@ class SessionHost:
         if not allowed:
             self._reply(sess, frame.id, False, None, "forbidden", "join refused")
             return
+        others: list[dict[str, Any]] = []
+        if self.cluster is not None:
+            # Members on the other nodes, read before joining (an await after the join
+            # could let live events overtake the join's answer).
+            others = await self.cluster.members_elsewhere(sess.namespace, frame.r)
         missed: list[Envelope] | None = None
         if frame.since is not None:
             epoch, offset = frame.since
-            missed = await self.broker.history(room_stream(sess.namespace, frame.r), epoch, offset)
-        # No await between fetching the history and joining: nothing published in
-        # between can be missed or delivered twice (the memory broker does not suspend).
+            stream = room_stream(sess.namespace, frame.r)
+            try:
+                missed = await self._history_until_now(stream, epoch, offset)
+            except ConnectionError:
+                missed = None  # history unreachable (Redis down): honestly not recovered
+        # No await between _history_until_now and joining: nothing published in between
+        # can be missed or delivered twice.
         if sess.state is SessionState.CLOSED:
             return
         try:
             members = self.join(sess, frame.r, frame.meta)
+            members += [m for m in others if m["sid"] not in {x["sid"] for x in members}]
         except TypeError as exc:  # meta that some codec cannot carry
             self.leave(sess, frame.r)
             self._reply(sess, frame.id, False, None, "bad_request", f"meta not sendable: {exc}")
@@ -477,6 +538,30 @@ class SessionHost:
         self._reply(sess, frame.id, True, answer)
         for env in missed or ():
             self.push(sess, _event_frame(env))
+
+    async def _history_until_now(
+        self, stream: str, epoch: str, offset: int
+    ) -> list[Envelope] | None:
+        """The events of ``stream`` after ``offset`` that this node has already delivered
+        live, or None if history no longer covers them. The caller subscribes the session
+        right after, without an await: later offsets then reach it live, exactly once."""
+        for _ in range(5):
+            missed = await self.broker.history(stream, epoch, offset)
+            if missed is None:
+                return None
+            top = missed[-1].pos[2] if missed and missed[-1].pos else offset
+            here = self.broker.position(stream)
+            if here is None:
+                # This node has not delivered the stream yet: whatever comes after `top`
+                # will reach it live.
+                self.broker.seed(stream, epoch, top)
+                return missed
+            if here[0] != epoch:
+                return None
+            if here[1] <= top:
+                return [e for e in missed if e.pos is not None and e.pos[2] <= here[1]]
+            # The node delivered more meanwhile: read again.
+        return None
 
     def _handle_leave(self, sess: ServerSession, frame: Leave) -> None:
         self.leave(sess, frame.r)
@@ -546,7 +631,10 @@ class SessionHost:
 
     def _presence(self, ns: str, room: str, event: str, member: Member) -> None:
         data = {"room": room, **member.to_wire()}
-        self.deliver(Envelope("room", ns, room, event, data, skip=member.sid))
+        env = Envelope("room", ns, room, event, data, skip=member.sid)
+        self.deliver(env)
+        if self.cluster is not None:
+            self.cluster.presence(env, member)
 
     # -- delivery -------------------------------------------------------------------------
     def deliver(self, env: Envelope) -> None:
@@ -612,6 +700,26 @@ def _event_frame(env: Envelope) -> Outgoing:
     if env.pos is not None:
         fields["o"] = list(env.pos)
     return Outgoing("event", fields)
+
+
+def _lost_frame(stream: str, since: tuple[str, int]) -> Outgoing:
+    """The ``$lost`` event: history no longer holds what ``stream`` published after the
+    position the client gave (docs/protocol.md, section 7)."""
+    data = {"stream": stream, "epoch": since[0], "from": since[1] + 1, "to": None}
+    return Outgoing("event", {"e": "$lost", "d": data})
+
+
+def _pos(value: Any) -> tuple[str, int] | None:
+    """A stream position ``[epoch, offset]`` carried in a ticket, or None."""
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and type(value[1]) is int
+        and value[1] >= 0
+    ):
+        return value[0], value[1]
+    return None
 
 
 def bearer(scope: Scope) -> str | None:

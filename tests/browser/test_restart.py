@@ -47,7 +47,7 @@ def test_survives_a_server_restart(
     wait(page, "h.s.a.states.includes('reconnecting')")
     for i in range(100, 150):  # sent while the server is down: queued in the page
         js(page, "h.emit('a', 'log', arg)", i)
-    fresh = start_server(server.env, server.port, server.log, server.app)
+    fresh = start_server(server.env, server.port, server.log, server.args, app=server.app)
     server.proc = fresh.proc
     wait(page, "h.s.a.socket.state === 'connected' && h.s.a.states.lastIndexOf('connected') > 0")
     for i in range(150, 200):

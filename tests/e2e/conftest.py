@@ -42,6 +42,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
     log: Path
+    args: tuple[str, ...] = ()
     app: str = "tests.e2e.testapp:app"
 
     def stop(self, sig_term: bool = True, timeout: float = 10.0) -> int:
@@ -54,7 +55,7 @@ class Server:
 
     def restart(self) -> None:
         self.stop()
-        fresh = start_server(self.env, self.port, self.log, self.app)
+        fresh = start_server(self.env, self.port, self.log, self.args, app=self.app)
         self.proc = fresh.proc
 
 
@@ -62,6 +63,7 @@ def start_server(
     env_overrides: dict[str, str],
     port: int | None = None,
     log: Path | None = None,
+    args: tuple[str, ...] = (),
     app: str = "tests.e2e.testapp:app",
 ) -> Server:
     port = port or free_port()
@@ -79,6 +81,7 @@ def start_server(
             str(port),
             "--log-level",
             "warning",
+            *args,
         ],
         cwd=ROOT,
         env=env,
@@ -92,7 +95,7 @@ def start_server(
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
-                return Server(url, port, proc, env_overrides, log, app)
+                return Server(url, port, proc, env_overrides, log, tuple(args), app)
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()

@@ -13,7 +13,7 @@ from typing import Any
 from anywire.core.settings import Settings
 from anywire.server.app import Anywire
 from anywire.server.auth import JWTAuth
-from anywire.server.errors import AckError, AckTimeout, Reject
+from anywire.server.errors import AckError, AckTimeout, Disconnected, Reject
 from anywire.server.socket import Socket
 
 SECRET = "anywire-test-secret-0123456789abcdef"
@@ -120,6 +120,26 @@ async def burst(sock: Socket, data: Any) -> None:
 @aw.on("presence")
 async def presence(sock: Socket, data: Any) -> Any:
     return aw.presence(data["room"])
+
+
+@aw.on("members")
+async def members(sock: Socket, data: Any) -> Any:
+    """Presence across every node (the Redis registry when clustered)."""
+    return await aw.members(data["room"])
+
+
+@aw.on("call_sid")
+async def call_sid(sock: Socket, data: Any) -> Any:
+    """Call any session, on any node, and report what happened."""
+    try:
+        reply = await aw.call(data["sid"], data["event"], data.get("data"), data.get("timeout", 2))
+    except AckTimeout:
+        return {"timeout": True}
+    except AckError as exc:
+        return {"error": exc.code, "message": exc.message}
+    except Disconnected as exc:
+        return {"gone": str(exc)}
+    return {"reply": reply}
 
 
 @aw.on("stats")

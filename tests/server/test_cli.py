@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,13 +11,24 @@ from anywire.server.cli import find_anywire
 from anywire.server.demo import make_app
 
 
-def test_several_workers_are_refused_until_a_shared_broker_exists() -> None:
+def test_several_workers_without_redis_are_refused() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "anywire.server.cli", "serve", "mod:app", "--workers", "2"],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2
-    assert "--workers > 1 needs a shared broker" in result.stderr
+    assert "--workers > 1 needs --redis" in result.stderr
+
+
+def test_redis_without_a_shared_secret_is_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ANYWIRE_SECRET"}
+    result = subprocess.run(
+        [sys.executable, "-m", "anywire.server.cli", "serve", "tests.e2e.testapp:app",
+         "--redis", "redis://127.0.0.1:1/0"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )
+    assert result.returncode == 2
+    assert "shared secret" in result.stderr
 
 
 def test_finds_the_anywire_behind_every_kind_of_app() -> None:

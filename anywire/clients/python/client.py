@@ -139,6 +139,9 @@ class Client:
         """The last hello's ``recovered``: False means a fresh session (rooms are lost)."""
         self.last_close: tuple[int, str] | None = None
         self.positions: dict[str, tuple[str, int]] = {}
+        self.user_position: tuple[str, int] | None = None
+        """The ``(epoch, offset)`` of the last event of the user's personal stream; sent
+        as ``user_since`` by every negotiate so a fresh session replays what was missed."""
         self.rooms: dict[str, Any] = {}
         """Rooms this client joined (with their presence meta), rejoined by itself when a
         reconnection could not resume the session."""
@@ -553,6 +556,8 @@ class Client:
         }
         if self._neg is not None and self.peer.sid is not None:
             body["resume"] = self._neg.token
+        if self.user_position is not None:
+            body["user_since"] = list(self.user_position)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 token = await self._get_token()
@@ -677,6 +682,8 @@ class Client:
                 # Where the client stands in the room's stream: join(room, since=...)
                 # after a lost session asks the server for what came after.
                 self.positions[handled.r] = (handled.o[1], handled.o[2])
+            elif handled.o is not None and handled.o[0].startswith("user:"):
+                self.user_position = (handled.o[1], handled.o[2])
             self._dispatch(handled)
         elif isinstance(handled, Ack):
             fut = self._calls.get(handled.id)

@@ -1,0 +1,455 @@
+"""The Redis broker: fan-out between nodes, with per-stream offsets and history in Redis.
+
+One publish is one Lua script (``EVALSHA``): ``INCR`` the stream's offset, ``XADD`` the
+envelope to the stream's history (``MAXLEN ~ history``, entry id ``<offset>-0``) and
+``PUBLISH`` it with its position on the bus channel, atomically. Every node subscribes to
+the bus and hands what arrives to its ``deliver`` callback, the publishing node included,
+so one node and many share a single delivery path.
+
+Pub/sub is at-most-once (messages vanish during reconnects), so each node runs the
+arrivals through :class:`~anywire.core.gaps.GapTracker`: a skipped offset is fetched from
+the stream with ``XRANGE`` before later ones are delivered; what history no longer holds
+becomes a ``$lost`` event to the affected local sessions. After a reconnect every tracked
+stream's head is probed the same way. Key layout, memory bounds and guarantees:
+``docs/scaling.md``.
+
+The broker also carries node-to-node requests (:meth:`request`) on per-node channels, a
+node heartbeat and the session owner registry used by :mod:`.cluster`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ..core.gaps import Fill, GapTracker, Lost, Step
+from ..core.streams import room_stream, user_stream
+from .broker import Envelope
+from .errors import BrokerUnavailable
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("anywire.redis")
+
+# KEYS: stream, epoch, offset. ARGV: fresh epoch, maxlen, body, ttl, bus channel.
+_PUBLISH = """
+local ep = redis.call('GET', KEYS[2])
+if not ep then
+  ep = ARGV[1]
+  redis.call('SET', KEYS[2], ep)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local n = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], n .. '-0', 'd', ARGV[3])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+redis.call('PUBLISH', ARGV[5], 'S' .. ep .. ' ' .. n .. ' ' .. ARGV[3])
+return {ep, n}
+"""
+
+Rpc = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class RedisBroker:
+    """Scale-out broker on redis-py asyncio.
+
+    :param url: ``redis://host:port/db``.
+    :param history: entries kept per stream (``XADD MAXLEN ~``: Redis may keep a few more).
+    :param stream_ttl: seconds a stream's keys live after its last publish.
+    :param prefix: key and channel prefix (several deployments can share one Redis).
+    :param heartbeat: node heartbeat period; a node missing for 3 heartbeats is dead.
+    :param max_streams: streams each node tracks for gap detection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history: int = 1000,
+        stream_ttl: float = 86400.0,
+        prefix: str = "aw",
+        heartbeat: float = 1.0,
+        max_streams: int = 100_000,
+        backoff_max: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.history_size = history
+        self.stream_ttl = int(stream_ttl)
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        self.backoff_max = backoff_max
+        self.node_id = "node-" + secrets.token_hex(4)
+        self.bus = f"{prefix}:bus"
+        self.tracker = GapTracker(max_streams)
+        self.on_request: Rpc | None = None
+        self.on_beat: Callable[[], Awaitable[None]] | None = None
+        self._targets: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
+        self._max_streams = max_streams
+        self._deliver: Callable[[Envelope], None] | None = None
+        self._redis: aioredis.Redis | None = None
+        self._sub_redis: aioredis.Redis | None = None
+        self._script: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._state = "down"
+        self._subscribed = asyncio.Event()
+        self.counters = {"published": 0, "received": 0, "filled": 0, "lost": 0, "reconnects": 0}
+
+    # -- keys -----------------------------------------------------------------------------
+    def _keys(self, stream: str) -> list[str]:
+        # One hash tag per stream: its three keys share a cluster slot.
+        base = f"{self.prefix}:{{{stream}}}"
+        return [f"{base}:h", f"{base}:e", f"{base}:n"]
+
+    def node_channel(self, node: str) -> str:
+        """The request channel of ``node``."""
+        return f"{self.prefix}:node:{node}"
+
+    def alive_key(self, node: str) -> str:
+        """The heartbeat key of ``node`` (expires after 3 missed heartbeats)."""
+        return f"{self.prefix}:alive:{node}"
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The command connection pool (raises if the broker is not started)."""
+        if self._redis is None:
+            raise BrokerUnavailable("broker not started")
+        return self._redis
+
+    # -- Broker protocol ------------------------------------------------------------------
+    async def start(self, deliver: Callable[[Envelope], None]) -> None:
+        """Connect and subscribe; waits up to 5 s for the first subscription, then keeps
+        retrying in the background (the node serves local traffic meanwhile)."""
+        self._deliver = deliver
+        opts: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2.0}
+        self._redis = aioredis.from_url(self.url, socket_timeout=5.0, **opts)
+        self._sub_redis = aioredis.from_url(self.url, socket_keepalive=True, **opts)
+        self._script = self._redis.register_script(_PUBLISH)
+        self._loops = [
+            asyncio.create_task(self._read_loop(), name="anywire-redis-reader"),
+            asyncio.create_task(self._beat_loop(), name="anywire-redis-heartbeat"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
+        for task in [*self._loops, *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loops = []
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.delete(self.alive_key(self.node_id))
+            await self._redis.aclose()
+        if self._sub_redis is not None:
+            await self._sub_redis.aclose()
+        self._redis = self._sub_redis = None
+        self._deliver = None
+        self._state = "down"
+
+    def state(self) -> str:
+        return self._state
+
+    async def publish(self, envelope: Envelope) -> None:
+        stream = _stream_of(envelope)
+        body = _pack(envelope)
+        try:
+            if stream is None:
+                await self.redis.publish(self.bus, b"E" + body)
+            else:
+                keys = self._keys(stream)
+                args = [secrets.token_hex(4), self.history_size, body, self.stream_ttl, self.bus]
+                epoch, offset = await self._script(keys=keys, args=args)
+                envelope.pos = (stream, _text(epoch), int(offset))
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"publish failed: Redis unavailable ({exc})") from exc
+        self.counters["published"] += 1
+
+    async def publish_volatile(self, envelope: Envelope) -> None:
+        """Send ``envelope`` to the *other* nodes only, without stream position or history
+        (presence events: at-most-once)."""
+        message = b"V" + self.node_id.encode() + b" " + _pack(envelope)
+        try:
+            await self.redis.publish(self.bus, message)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"publish failed: Redis unavailable ({exc})") from exc
+
+    async def history(self, stream: str, epoch: str, offset: int) -> list[Envelope] | None:
+        found = await self._range(stream, epoch, offset, None)
+        if found is None:
+            return None
+        items = [env for _, env in found]
+        expected = list(range(offset + 1, offset + 1 + len(found)))
+        return items if [off for off, _ in found] == expected else None
+
+    def position(self, stream: str) -> tuple[str, int] | None:
+        """How far this node has delivered ``stream`` (epoch, offset)."""
+        return self.tracker.position(stream)
+
+    def seed(self, stream: str, epoch: str, offset: int) -> None:
+        """Start gap tracking of ``stream`` at a position read from history."""
+        self.tracker.seed(stream, epoch, offset)
+
+    async def _range(
+        self, stream: str, epoch: str, after: int, upto: int | None
+    ) -> list[tuple[int, Envelope]] | None:
+        """Entries of ``stream`` after ``after`` (up to ``upto``), or None if the epoch is
+        not the stream's (or ``after`` is ahead of it)."""
+        hkey, ekey, nkey = self._keys(stream)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.get(ekey)
+                pipe.get(nkey)
+                pipe.xrange(hkey, f"{after + 1}-0", "+" if upto is None else f"{upto}-0",
+                            count=self.history_size + 1)
+                current, head, entries = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"history unavailable: {exc}") from exc
+        if current is None or _text(current) != epoch or after > int(head or 0):
+            return None
+        out: list[tuple[int, Envelope]] = []
+        for entry_id, fields in entries:
+            off = int(_text(entry_id).split("-", 1)[0])
+            env = _unpack(fields[b"d"])
+            env.pos = (stream, epoch, off)
+            out.append((off, env))
+        return out
+
+    # -- node requests ----------------------------------------------------------------------
+    async def request(self, node: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send ``payload`` to ``node`` and wait for its reply. Raises
+        :class:`BrokerUnavailable` if the node is not listening or Redis is down, and
+        ``TimeoutError`` when no reply comes within ``timeout``."""
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[rid] = fut
+        try:
+            message = {**payload, "id": rid, "from": self.node_id}
+            try:
+                channel = self.node_channel(node)
+                listeners = await self.redis.publish(channel, b"R" + _dumps(message))
+            except (RedisError, OSError) as exc:
+                raise BrokerUnavailable(f"Redis unavailable: {exc}") from exc
+            if not listeners:
+                raise BrokerUnavailable(f"node {node} is gone")
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self._replies.pop(rid, None)
+
+    def abort_requests(self, reason: str) -> None:
+        """Fail every request still waiting for a reply (the node is shutting down)."""
+        for fut in list(self._replies.values()):
+            if not fut.done():
+                fut.set_exception(BrokerUnavailable(reason))
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        handler = self.on_request
+        reply: dict[str, Any]
+        try:
+            reply = await handler(message) if handler else {"error": "no handler"}
+        except Exception as exc:
+            log.exception("node request failed")
+            reply = {"error": repr(exc)}
+        reply["id"] = message.get("id")
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.publish(self.node_channel(str(message["from"])), b"A" + _dumps(reply))
+
+    # -- reading ----------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        delay = 0.05
+        first = True
+        while True:
+            assert self._sub_redis is not None
+            pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.bus, self.node_channel(self.node_id))
+                if not first:
+                    self.counters["reconnects"] += 1
+                first = False
+                self._state = "ok"
+                self._subscribed.set()
+                delay = 0.05
+                # Whatever was published while we were not subscribed: probe every
+                # tracked stream's head (in the background, so reading goes on).
+                self._spawn(self._catch_up())
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message.get("type") == "message":
+                        self._on_message(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except (RedisError, OSError) as exc:
+                if self._state != "down":
+                    log.warning("anywire: Redis subscription lost (%s); reconnecting", exc)
+                self._state = "down"
+            except Exception:
+                log.exception("anywire: Redis reader failed; restarting it")
+                self._state = "down"
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff_max)
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        self.counters["received"] += 1
+        kind = data[:1]
+        if kind == b"S":
+            epoch_b, offset_b, body = data[1:].split(b" ", 2)
+            env = _unpack(body)
+            stream = _stream_of(env)
+            if stream is None:
+                return
+            epoch, offset = epoch_b.decode(), int(offset_b)
+            env.pos = (stream, epoch, offset)
+            self._remember(stream, env)
+            self._apply(self.tracker.offer(stream, epoch, offset, env))
+        elif kind == b"E":
+            if self._deliver is not None:
+                self._deliver(_unpack(data[1:]))
+        elif kind == b"V":
+            origin, body = data[1:].split(b" ", 1)
+            if origin.decode() != self.node_id and self._deliver is not None:
+                self._deliver(_unpack(body))
+        elif kind == b"R":
+            self._spawn(self._answer(_loads(data[1:])))
+        elif kind == b"A":
+            reply = _loads(data[1:])
+            fut = self._replies.get(int(reply.get("id") or 0))
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+
+    def _remember(self, stream: str, env: Envelope) -> None:
+        self._targets[stream] = (env.kind, env.namespace, env.target)
+        self._targets.move_to_end(stream)
+        while len(self._targets) > self._max_streams:
+            self._targets.popitem(last=False)
+
+    def _apply(self, step: Step) -> None:
+        deliver = self._deliver
+        if deliver is None:
+            return
+        for lost in step.lost:
+            self.counters["lost"] += 1 if lost.last is None else lost.last - lost.first + 1
+            env = self._lost_envelope(lost)
+            if env is not None:
+                deliver(env)
+        for env in step.items:
+            deliver(env)
+        if step.fill is not None:
+            self._spawn(self._fill(step.fill))
+
+    def _lost_envelope(self, lost: Lost) -> Envelope | None:
+        target = self._targets.get(lost.stream)
+        if target is None:
+            return None
+        kind, ns, name = target
+        data = {"stream": lost.stream, "epoch": lost.epoch, "from": lost.first, "to": lost.last}
+        if kind == "room":
+            data["room"] = name
+        log.warning("anywire: %s lost from history: %s", lost.stream, data)
+        return Envelope(kind, ns, name, "$lost", data)
+
+    async def _fill(self, fill: Fill) -> None:
+        if fill.upto <= fill.after:
+            self._apply(self.tracker.filled(fill, []))
+            return
+        try:
+            found = await self._range(fill.stream, fill.epoch, fill.after, fill.upto)
+        except BrokerUnavailable:
+            self.tracker.failed(fill)  # the reconnect's catch-up asks again
+            return
+        self.counters["filled"] += len(found or ())
+        self._apply(self.tracker.filled(fill, found))
+
+    async def _catch_up(self) -> None:
+        streams = self.tracker.streams()
+        for i in range(0, len(streams), 500):
+            chunk = streams[i : i + 500]
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for stream in chunk:
+                        _, ekey, nkey = self._keys(stream)
+                        pipe.get(ekey)
+                        pipe.get(nkey)
+                    heads = await pipe.execute()
+            except (RedisError, OSError):
+                return  # the reader reconnects and calls us again
+            for j, stream in enumerate(chunk):
+                epoch, head = heads[2 * j], heads[2 * j + 1]
+                if epoch is None:
+                    lost = self.tracker.restart(stream)
+                    if lost is not None:
+                        self._apply(Step(lost=[lost]))
+                    continue
+                self._apply(self.tracker.offer(stream, _text(epoch), int(head or 0)))
+
+    async def _beat_loop(self) -> None:
+        ttl_ms = int(self.heartbeat * 3000)
+        while True:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.set(self.alive_key(self.node_id), b"1", px=ttl_ms)
+            if self.on_beat is not None:
+                try:
+                    await self.on_beat()
+                except (RedisError, OSError, BrokerUnavailable):
+                    pass
+                except Exception:
+                    log.exception("anywire: heartbeat work failed")
+            await asyncio.sleep(self.heartbeat)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def stream_count(self) -> int:
+        """Streams this node tracks (for metrics)."""
+        return len(self.tracker)
+
+
+def _stream_of(envelope: Envelope) -> str | None:
+    if envelope.kind == "room" and envelope.target is not None:
+        return room_stream(envelope.namespace, envelope.target)
+    if envelope.kind == "user" and envelope.target is not None:
+        return user_stream(envelope.namespace, envelope.target)
+    return None
+
+
+def _dumps(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _loads(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _pack(env: Envelope) -> bytes:
+    return _dumps([env.kind, env.namespace, env.target, env.event, env.data, env.skip])
+
+
+def _unpack(data: bytes) -> Envelope:
+    kind, ns, target, event, payload, skip = _loads(data)
+    return Envelope(kind, ns, target, event, payload, skip)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,434 @@
+"""Several nodes on one Redis: session routing, single-use tickets, presence, remote calls.
+
+* **Owner registry**: the node that accepts a session's transport connection owns it and
+  records ``<prefix>:own:<sid> = node`` (refreshed while the session lives). A long-poll,
+  an upstream POST or a resuming negotiate that lands on another node is forwarded to the
+  owner over Redis (:meth:`Cluster.forward`): the owner runs the request against its own
+  ASGI app in-process and replies status, headers and body. A request for a session whose
+  owner is gone is answered locally (the session is unknown here: 4007), and the client
+  starts a fresh session that catches up from stream history.
+* **Tickets** carry the identity (signed with the shared secret), so any node can redeem
+  them; ``SET NX`` on ``<prefix>:tk:<nonce>`` keeps them single-use across nodes.
+* **Presence** per room in a Redis hash ``<prefix>:pres:{<ns>:<room>}`` (field: sid, value:
+  user, meta, node); entries of a node whose heartbeat expired are ignored by queries and
+  removed (with ``$leave`` events) by the first live node that notices.
+* **Remote calls**: :meth:`Cluster.call` asks the owner node to call one of its sessions
+  and wait for the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from redis.exceptions import RedisError
+
+from ..core.closecodes import CloseCode
+from ..core.errors import AuthError, ProtocolError
+from ..core.rooms import Member
+from ..transports.base import Receive, Scope, Send, header, query, send_json_error
+from .broker import Envelope
+from .broker_redis import RedisBroker
+from .errors import AckError, AckTimeout, BrokerUnavailable, Disconnected
+
+if TYPE_CHECKING:
+    from .app import Anywire
+
+__all__ = ["Cluster", "replay_body"]
+
+log = logging.getLogger("anywire.cluster")
+
+# Delete a key only if it still holds our value (an owner key another node took over).
+_DEL_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+
+_FORWARDED = "anywire.forwarded"  # scope flag: this request came from another node
+_BODY = "anywire.body"  # scope key: the body, already read from the client
+
+
+class Cluster:
+    """The cross-node parts of one node (created by ``Anywire`` with a RedisBroker)."""
+
+    def __init__(self, app: Anywire, broker: RedisBroker, owner_ttl: float = 600.0) -> None:
+        self.app = app
+        self.host = app.host
+        self.broker = broker
+        self.node = broker.node_id
+        self.owner_ttl = owner_ttl
+        self._last_refresh = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.counters = {"forwarded_out": 0, "forwarded_in": 0}
+        broker.on_request = self._on_request
+        broker.on_beat = self._beat
+
+    # -- keys -----------------------------------------------------------------------------
+    def _own(self, sid: str) -> str:
+        return f"{self.broker.prefix}:own:{sid}"
+
+    def _pres(self, ns: str, room: str) -> str:
+        return f"{self.broker.prefix}:pres:{{{ns}:{room}}}"
+
+    def _node_pres(self, node: str) -> str:
+        return f"{self.broker.prefix}:npres:{node}"
+
+    @property
+    def _nodes(self) -> str:
+        return f"{self.broker.prefix}:nodes"
+
+    # -- tickets and ownership --------------------------------------------------------------
+    async def redeem(self, nonce: str, ttl: float) -> None:
+        """Make a ticket single-use across nodes; with Redis down only this node's own
+        book is checked (documented in docs/scaling.md)."""
+        try:
+            fresh = await self.broker.redis.set(
+                f"{self.broker.prefix}:tk:{nonce}", b"1", nx=True, px=max(1, int(ttl * 1000))
+            )
+        except (RedisError, OSError, BrokerUnavailable):
+            log.warning("anywire: Redis down, ticket single-use checked on this node only")
+            return
+        if not fresh:
+            raise AuthError("ticket already used", CloseCode.SESSION_UNKNOWN)
+
+    async def attached(self, sid: str) -> None:
+        """This node now owns ``sid`` (bounded: a Redis outage only skips the record)."""
+        try:
+            async with asyncio.timeout(2.0):
+                old = await self.broker.redis.set(
+                    self._own(sid), self.node, ex=int(self.owner_ttl), get=True
+                )
+        except (RedisError, OSError, BrokerUnavailable, TimeoutError):
+            return
+        if old is not None and _text(old) != self.node:
+            # The client left its session on another node for this one (a resume the
+            # load balancer sent here): end the old copy before the client gets its
+            # hello, so no request of the new session can be served by the old copy
+            # (its frame numbers would clash), and its rooms and presence go with it.
+            with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
+                await self.broker.request(_text(old), {"op": "end", "sid": sid}, 2.0)
+
+    def ended(self, sid: str) -> None:
+        """The session ``sid`` of this node ended."""
+        self._spawn(self._release(sid))
+
+    async def _release(self, sid: str) -> None:
+        with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
+            await self.broker.redis.eval(_DEL_IF, 1, self._own(sid), self.node)
+
+    async def owner(self, sid: str) -> str | None:
+        """The node that owns ``sid`` according to the registry (None if unknown)."""
+        value = await self.broker.redis.get(self._own(sid))
+        return None if value is None else _text(value)
+
+    # -- presence ---------------------------------------------------------------------------
+    def presence(self, env: Envelope, member: Member) -> None:
+        """A local ``$join``/``$leave``: record it in Redis and tell the other nodes."""
+        self._spawn(self._presence(env, member))
+
+    async def _presence(self, env: Envelope, member: Member) -> None:
+        room = env.target or ""
+        key = self._pres(env.namespace, room)
+        # Field sid@node: the same sid may live on two nodes for a moment (a session
+        # moving), and each node removes only its own entry.
+        field = f"{member.sid}@{self.node}"
+        entry = f"{env.namespace}\n{room}\n{field}"
+        try:
+            async with self.broker.redis.pipeline(transaction=False) as pipe:
+                if env.event == "$join":
+                    value = msgpack.packb([member.user, member.meta, self.node], use_bin_type=True)
+                    pipe.hset(key, field, value)
+                    pipe.sadd(self._node_pres(self.node), entry)
+                else:
+                    pipe.hdel(key, field)
+                    pipe.srem(self._node_pres(self.node), entry)
+                await pipe.execute()
+            await self.broker.publish_volatile(env)
+        except (RedisError, OSError, BrokerUnavailable):
+            log.warning("anywire: presence %s of %s not shared (Redis down)", env.event, room)
+
+    async def members(
+        self, namespace: str, room: str, with_node: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every member of ``room`` on every live node (``node`` too if ``with_node``)."""
+        raw = await self.broker.redis.hgetall(self._pres(namespace, room))
+        entries = [
+            (_text(f).rsplit("@", 1)[0], msgpack.unpackb(v, raw=False)) for f, v in raw.items()
+        ]
+        nodes = sorted({e[2] for _, e in entries})
+        alive: dict[str, bool] = {}
+        if nodes:
+            flags = await self.broker.redis.mget([self.broker.alive_key(n) for n in nodes])
+            alive = {n: f is not None for n, f in zip(nodes, flags, strict=True)}
+        alive[self.node] = True
+        return [
+            {"sid": sid, "user": user, "meta": meta, **({"node": node} if with_node else {})}
+            for sid, (user, meta, node) in sorted(entries)
+            if alive.get(node)
+        ]
+
+    async def members_elsewhere(self, namespace: str, room: str) -> list[dict[str, Any]]:
+        """Members of ``room`` on the other live nodes ([] if Redis is unreachable)."""
+        try:
+            everyone = await self.members(namespace, room, with_node=True)
+        except (RedisError, OSError, BrokerUnavailable):
+            return []
+        return [
+            {"sid": m["sid"], "user": m["user"], "meta": m["meta"]}
+            for m in everyone
+            if m["node"] != self.node
+        ]
+
+    async def _reap(self) -> None:
+        """Remove the presence of nodes whose heartbeat expired, once, with ``$leave``."""
+        redis = self.broker.redis
+        await redis.sadd(self._nodes, self.node)
+        nodes = [_text(n) for n in await redis.smembers(self._nodes)]
+        others = [n for n in nodes if n != self.node]
+        if not others:
+            return
+        flags = await redis.mget([self.broker.alive_key(n) for n in others])
+        for node, flag in zip(others, flags, strict=True):
+            if flag is not None:
+                continue
+            lock = f"{self.broker.prefix}:reap:{node}"
+            if not await redis.set(lock, self.node, nx=True, ex=30):
+                continue
+            entries = [_text(e) for e in await redis.smembers(self._node_pres(node))]
+            for entry in entries:
+                ns, room, field = entry.split("\n", 2)
+                value = await redis.hget(self._pres(ns, room), field)
+                if value is None:
+                    continue
+                user, meta, _ = msgpack.unpackb(value, raw=False)
+                await redis.hdel(self._pres(ns, room), field)
+                sid = field.rsplit("@", 1)[0]
+                data = {"room": room, "sid": sid, "user": user, "meta": meta}
+                env = Envelope("room", ns, room, "$leave", data, skip=sid)
+                self.host.deliver(env)
+                await self.broker.publish_volatile(env)
+            await redis.delete(self._node_pres(node))
+            await redis.srem(self._nodes, node)
+            log.info("anywire: node %s is gone; removed %d presence entries", node, len(entries))
+
+    async def _beat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_refresh >= self.owner_ttl / 4 and self.host.sessions:
+            self._last_refresh = now
+            async with self.broker.redis.pipeline(transaction=False) as pipe:
+                for sid in list(self.host.sessions):
+                    pipe.expire(self._own(sid), int(self.owner_ttl))
+                await pipe.execute()
+        await self._reap()
+
+    # -- forwarding -------------------------------------------------------------------------
+    async def forward(self, tail: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Forward a session-bound request to the node owning the session; False when it
+        should be handled here (our session, unknown owner, owner gone, Redis down)."""
+        method = scope.get("method")
+        if scope.get(_FORWARDED) or (method, tail) not in (
+            ("POST", "/send"),
+            ("GET", "/poll"),
+            ("POST", "/negotiate"),
+        ):
+            return False
+        params = query(scope)
+        if tail == "/poll" and "ticket" in params:
+            return False
+        limit = max(self.host.settings.max_frame_size, 64 * 1024) + 1
+        body = b""
+        if method == "POST":
+            try:
+                body = await _read_some(receive, limit)
+            except ConnectionResetError:
+                return True  # nobody left to answer
+            # The body is consumed: from here on the request is answered either here (by
+            # replaying the body) or by the owner.
+            scope[_BODY] = body
+        token: str | None
+        if tail == "/negotiate":
+            try:
+                token = json.loads(body).get("resume") if body.strip() else None
+            except (ValueError, AttributeError):
+                token = None
+        else:
+            token = header(scope, b"x-anywire-token") or params.get("token")
+        node = await self._remote_owner(token) if isinstance(token, str) else None
+        if node is None:
+            return False
+        window = self.host.settings.poll_window + self.host.settings.ping_timeout
+        message = {
+            "op": "http",
+            "m": method,
+            "p": scope.get("path", ""),
+            "q": scope.get("query_string", b""),
+            "h": [list(h) for h in scope.get("headers", [])],
+            "b": body,
+        }
+        self.counters["forwarded_out"] += 1
+        try:
+            reply = await self.broker.request(node, message, window + 5.0)
+        except BrokerUnavailable:
+            if self.host.closing:
+                error = ProtocolError("server shutting down", CloseCode.SHUTDOWN)
+                await send_json_error(send, 503, error)
+                return True
+            return False  # the owner died: the session is unknown here too (4007)
+        except TimeoutError:
+            error = ProtocolError("the session's node did not answer", CloseCode.SHUTDOWN)
+            await send_json_error(send, 503, error)
+            return True
+        headers = [(bytes(k), bytes(v)) for k, v in reply.get("h", [])]
+        await send({"type": "http.response.start", "status": reply["s"], "headers": headers})
+        await send({"type": "http.response.body", "body": reply.get("b", b"")})
+        return True
+
+    async def _remote_owner(self, token: str) -> str | None:
+        try:
+            sid = str(self.host.signer.verify(token, "s").get("sid"))
+        except ProtocolError:
+            return None
+        if sid in self.host.sessions:
+            return None
+        try:
+            node = await self.owner(sid)
+        except (RedisError, OSError, BrokerUnavailable):
+            return None
+        return None if node in (None, self.node) else node
+
+    async def _run_http(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.counters["forwarded_in"] += 1
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": message["m"],
+            "scheme": "http",
+            "path": message["p"],
+            "raw_path": message["p"].encode(),
+            "query_string": message["q"],
+            "headers": [(bytes(k), bytes(v)) for k, v in message["h"]],
+            "client": None,
+            "server": None,
+            _FORWARDED: True,
+            _BODY: message["b"],
+        }
+        out: dict[str, Any] = {"s": 500, "h": [], "b": b""}
+        never = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await never.wait()  # the requesting node holds the client connection
+            return {"type": "http.disconnect"}
+
+        async def send(event: MutableMapping[str, Any]) -> None:
+            if event["type"] == "http.response.start":
+                out["s"] = event["status"]
+                out["h"] = [list(h) for h in event.get("headers", [])]
+            elif event["type"] == "http.response.body":
+                out["b"] += event.get("body", b"")
+
+        await self.app(scope, receive, send)
+        return out
+
+    # -- remote calls -----------------------------------------------------------------------
+    async def call(self, sid: str, event: str, data: Any, timeout: float | None) -> Any:
+        """Call session ``sid`` on whichever node owns it and return its ack data."""
+        wait = self.host.settings.ack_timeout if timeout is None else timeout
+        try:
+            node = await self.owner(sid)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        if node is None:
+            raise Disconnected("session unknown")
+        message = {"op": "call", "sid": sid, "e": event, "d": data, "t": wait}
+        try:
+            reply = await self.broker.request(node, message, wait + 2.0)
+        except BrokerUnavailable as exc:
+            raise Disconnected(str(exc)) from exc
+        except TimeoutError:
+            raise AckTimeout(f"no ack for {event!r}") from None
+        if reply.get("ok"):
+            return reply.get("d")
+        err = reply.get("err")
+        if err == "timeout":
+            raise AckTimeout(f"no ack for {event!r}")
+        if err == "ack":
+            raise AckError(reply.get("code", "error"), reply.get("message", ""))
+        raise Disconnected(str(reply.get("message", "session ended")))
+
+    async def _on_request(self, message: dict[str, Any]) -> dict[str, Any]:
+        op = message.get("op")
+        if op == "http":
+            return await self._run_http(message)
+        if op == "end":
+            sess = self.host.sessions.get(str(message.get("sid")))
+            if sess is not None:
+                self.host.end_session(sess, "moved to another node")
+            return {"ok": True}
+        if op == "call":
+            sess = self.host.sessions.get(str(message.get("sid")))
+            if sess is None:
+                return {"ok": False, "err": "gone", "message": "session not on this node"}
+            try:
+                result = await self.host.call(sess, message["e"], message.get("d"), message["t"])
+            except AckTimeout:
+                return {"ok": False, "err": "timeout"}
+            except AckError as exc:
+                return {"ok": False, "err": "ack", "code": exc.code, "message": exc.message}
+            except Disconnected as exc:
+                return {"ok": False, "err": "gone", "message": str(exc)}
+            return {"ok": True, "d": result}
+        return {"ok": False, "err": "unknown op"}
+
+    async def drain(self, timeout: float) -> None:
+        """Let pending Redis writes (presence, owner records) finish, bounded."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _read_some(receive: Receive, limit: int) -> bytes:
+    """Read a request body, keeping at most ``limit`` bytes (the endpoint that handles
+    the request answers a too-large body with 413 itself)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away")
+        chunk = message.get("body", b"")
+        if size < limit:
+            chunks.append(chunk[: limit - size])
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replay_body(scope: Scope, receive: Receive) -> Receive:
+    """``receive`` for a request whose body :meth:`Cluster.forward` already read (it
+    yields that body once, then defers to ``receive``); ``receive`` itself otherwise."""
+    if _BODY not in scope:
+        return receive
+    body = scope[_BODY]
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent and isinstance(body, bytes):
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return replay
