@@ -98,7 +98,8 @@ def format_result(r: dict[str, Any]) -> str:
         f"  {unit:<16} {r['rate']:>12,.0f}",
         f"  latency ms       p50 {r['p50_ms']:.2f}  p90 {r['p90_ms']:.2f}  "
         f"p99 {r['p99_ms']:.2f}  max {r['max_ms']:.2f}",
-        f"  errors           {r['errors']}" + (f"  ({r['first_error']})" if r["first_error"] else ""),
+        f"  errors           {r['errors']}"
+        + (f"  ({r['first_error']})" if r["first_error"] else ""),
         f"  setup            {r['connect_secs']:.2f}s for {r['clients']} connections",
         f"  server RSS       {r['server_rss_base_kb'] / 1024:.1f} MB empty, "
         f"{r['server_rss_ready_kb'] / 1024:.1f} MB connected ({r['kb_per_conn']:.1f} KB/conn), "

@@ -167,7 +167,9 @@ def run(
     try:
         time.sleep(0.3)
         rss_base = sum(s.rss_kb() for s in servers)
-        per_node = [clients // len(servers) + (i < clients % len(servers)) for i in range(len(servers))]
+        per_node = [
+            clients // len(servers) + (i < clients % len(servers)) for i in range(len(servers))
+        ]
         for server, n in zip(servers, per_node, strict=True):
             mix = split(n, target.mix)
             gens.append(
@@ -193,8 +195,16 @@ def run(
             g.stop()
         for s in servers:
             s.stop()
-    return _summary(target, workload, clients, size, burst, readies, results, locals_=dict(
-        rss_base=rss_base, rss_ready=rss_ready, rss_end=rss_end, cpu=cpu, stats=stats))
+    return _summary(
+        target,
+        workload,
+        clients,
+        size,
+        burst,
+        readies,
+        results,
+        locals_=dict(rss_base=rss_base, rss_ready=rss_ready, rss_end=rss_end, cpu=cpu, stats=stats),
+    )
 
 
 def _measure_all(gens: list[Generator], secs: float) -> list[dict[str, Any]]:
@@ -258,4 +268,3 @@ def _summary(
         "gen_cpu": round(sum(r["gen_cpu"] for r in results), 3),
         "server_stats": locals_["stats"],
     }
-

@@ -33,6 +33,7 @@ from .settings import Settings
 
 __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
 
+_NO_OUTBOX: deque[Any] = deque(maxlen=0)  # shared, never appended to (see push())
 _RX_EVERY = 16  # acknowledge client frames at least every this many, so its buffer drains
 
 
@@ -75,6 +76,35 @@ class SessionAction:
 class ServerSession:
     """Transport-neutral server state of one client session."""
 
+    __slots__ = (
+        "_bucket",
+        "_bucket_at",
+        "_next_ack_id",
+        "anonymous",
+        "auth_deadline",
+        "connection",
+        "control",
+        "created_at",
+        "detached_at",
+        "floor",
+        "heartbeat",
+        "in_last",
+        "last_close",
+        "last_ping",
+        "last_seen",
+        "meta",
+        "namespace",
+        "out_seq",
+        "outbox",
+        "rx_owed_since",
+        "rx_sent",
+        "settings",
+        "sid",
+        "state",
+        "user",
+        "written",
+    )
+
     def __init__(
         self,
         sid: str,
@@ -93,7 +123,9 @@ class ServerSession:
         self.state = SessionState.NEW
         self.auth_deadline = auth_deadline
         self.out_seq = 0  # last sequence number assigned
-        self.outbox: deque[tuple[int, Outgoing]] = deque()
+        # Shared empty outbox until the first push: an empty deque costs ~600 bytes and
+        # many connections never get a sequenced frame.
+        self.outbox: deque[tuple[int, Outgoing]] = _NO_OUTBOX
         self.floor = 1  # lowest sequence number that can still be replayed
         self.written = 0  # last sequence number handed to the current connection
         self.in_last = 0  # last client sequence number processed
@@ -122,6 +154,8 @@ class ServerSession:
         if self.state is SessionState.CLOSED:
             raise LocalProtocolError("push on a closed session")
         self.out_seq += 1
+        if self.outbox is _NO_OUTBOX:
+            self.outbox = deque()
         self.outbox.append((self.out_seq, out))
         if len(self.outbox) > self.settings.outbox_size:
             self.outbox.popleft()
@@ -295,7 +329,7 @@ class ServerSession:
         """Forget everything; the session can no longer be resumed."""
         self.state = SessionState.CLOSED
         self.connection = None
-        self.outbox.clear()
+        self.outbox = _NO_OUTBOX
         self.control.clear()
 
     # -- timers ---------------------------------------------------------------------------

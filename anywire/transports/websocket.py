@@ -1,6 +1,7 @@
 """WebSocket transport: ``GET /anywire/ws`` (raw ASGI).
 
-One reader task and one writer task per connection. The reader must run for the whole
+A reader (in the connection's own task) and a writer task per connection. The reader
+must run for the whole
 connection (uvicorn's sans-I/O WebSocket stops reading, pongs included, until ``receive()``
 is called again). The writer drains the session's frames whenever it is woken and
 coalesces everything pending into one message (a batch) to cut per-message overhead.
@@ -55,27 +56,43 @@ class WebSocketTransport:
         link = await self._handshake(receive, send)
         if link is None:
             return
+        # The reader runs in this task and only the writer gets its own: one task less
+        # per connection (memory per idle connection). When the writer ends first, it
+        # cancels the read so the connection winds down as one.
         writer = asyncio.create_task(self._writer(link, send))
-        reader = asyncio.create_task(self._reader(link, receive, send))
+        task = asyncio.current_task()
+        reading = True
+
+        def writer_done(_: asyncio.Task[None]) -> None:
+            if reading and task is not None:
+                task.cancel()
+
+        writer.add_done_callback(writer_done)
+        failure: BaseException | None = None
         try:
-            await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
-            failed = [
-                t
-                for t in (reader, writer)
-                if t.done() and not t.cancelled() and t.exception() is not None
-            ]
-            if failed:
+            try:
+                await self._reader(link, receive, send)
+            except asyncio.CancelledError:
+                if not writer.done() or task is None:
+                    raise  # cancelled from outside (server shutdown)
+                task.uncancel()
+            except Exception as exc:
+                failure = exc
+            reading = False
+            if failure is None and writer.done() and not writer.cancelled():
+                failure = writer.exception()
+            if failure is not None:
                 # A bug of ours, not the client's: say so with a reconnect-range code.
-                log.error("websocket task failed", exc_info=failed[0].exception())
+                log.error("websocket task failed", exc_info=failure)
                 await _close(send, CloseCode.INTERNAL_ERROR, "internal error")
-            if reader.done() and link.closing is not None:
+            elif link.closing is not None:
                 # The reader asked for a close: let the writer send it (bounded).
                 await asyncio.wait((writer,), timeout=1.0)
         finally:
+            reading = False
             self.host.detach(link)
-            for task in (reader, writer):
-                task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def _handshake(self, receive: Receive, send: Send) -> Link | None:
         settings = self.host.settings
@@ -148,11 +165,14 @@ class WebSocketTransport:
                     code, reason = link.closing
                     await send({"type": "websocket.close", "code": code, "reason": reason})
                     return
-                if not self.host.has_pending(link):
+                if self.host.has_pending(link):
+                    # More than one batch was waiting: yield between batches so a
+                    # backlog cannot starve the loop.
+                    await asyncio.sleep(0)
+                else:
+                    # Woken by the first push; the task runs only after the pusher yields,
+                    # so everything pushed in that step goes out as one message.
                     await link.wait()
-                # Let a burst of pushes accumulate into one message, and keep a fan-out
-                # from starving the loop.
-                await asyncio.sleep(0)
         except (OSError, RuntimeError):
             return  # the socket is gone; the reader sees the disconnect
 

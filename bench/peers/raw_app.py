@@ -41,7 +41,9 @@ async def publish(secs: float, size: int, burst: int) -> None:
 
 def start(query: dict[str, str]) -> None:
     task = asyncio.create_task(
-        publish(float(query.get("secs", 10)), int(query.get("size", 100)), int(query.get("burst", 1)))
+        publish(
+            float(query.get("secs", 10)), int(query.get("size", 100)), int(query.get("burst", 1))
+        )
     )
     tasks.add(task)
     task.add_done_callback(tasks.discard)
