@@ -27,6 +27,12 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+try:  # CPython's C accelerator of the json module (absent on some interpreters)
+    from json.encoder import c_encode_basestring as _c_encode_basestring  # type: ignore[attr-defined]
+    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    _c_make_encoder = _c_encode_basestring = None
+
 from .closecodes import CloseCode
 from .errors import RemoteProtocolError
 
@@ -131,6 +137,15 @@ class JsonCodec:
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
         )
+        # The C encoder behind JSONEncoder, built once: JSONEncoder.encode() rebuilds it
+        # and walks Python code on every call, which costs more than encoding a small
+        # frame (every ack, rx and reply). Same output; circular data ends in
+        # RecursionError instead of a "circular reference" ValueError (both refused).
+        self._fast = None
+        if _c_make_encoder is not None and _c_encode_basestring is not None:
+            self._fast = _c_make_encoder(
+                None, _json_default, _c_encode_basestring, None, ":", ",", False, False, False
+            )
         # NaN/Infinity are not JSON and the encoder (allow_nan=False) cannot write them
         # back: accepting them would let one peer plant a frame nobody can be sent.
         self._decoder = json.JSONDecoder(
@@ -139,8 +154,10 @@ class JsonCodec:
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         try:
+            if self._fast is not None:
+                return "".join(self._fast(obj, 0)).encode("utf-8")
             return self._encoder.encode(obj).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(f"cannot encode as JSON: {exc}") from exc
 
     def decode(self, data: bytes | str) -> Any:
