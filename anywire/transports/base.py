@@ -68,7 +68,7 @@ class TransportInfo:
 class Link:
     """One live transport connection of a session."""
 
-    __slots__ = ("_flag", "_waiters", "closing", "codec", "info", "queued", "sid")
+    __slots__ = ("_flag", "_waiters", "closing", "codec", "info", "on_wake", "queued", "sid")
 
     def __init__(self, info: TransportInfo, codec: Codec) -> None:
         self.info = info
@@ -80,6 +80,9 @@ class Link:
         # holds one future, not an Event with its deque (memory per connection).
         self._flag = False
         self._waiters: list[asyncio.Future[None]] | None = None
+        # Called on every wake-up: a transport that writes on demand (WebSocket) starts
+        # its writer here instead of keeping a task parked in wait().
+        self.on_wake: Callable[[], None] | None = None
 
     def push(self, frame: bytes) -> None:
         """Queue an already-encoded frame (hello, error) ahead of the session's frames."""
@@ -89,6 +92,8 @@ class Link:
     def wake(self) -> None:
         """Frames are waiting: the writer should drain :meth:`Host.outgoing`."""
         self._flag = True
+        if self.on_wake is not None:
+            self.on_wake()
         waiters = self._waiters
         if waiters:
             self._waiters = None
