@@ -95,7 +95,7 @@ class ServerSession:
         "meta",
         "namespace",
         "out_seq",
-        "outbox",
+        "_out",
         "rx_owed_since",
         "rx_sent",
         "settings",
@@ -123,9 +123,12 @@ class ServerSession:
         self.state = SessionState.NEW
         self.auth_deadline = auth_deadline
         self.out_seq = 0  # last sequence number assigned
-        # Shared empty outbox until the first push: an empty deque costs ~600 bytes and
-        # many connections never get a sequenced frame.
-        self.outbox: deque[tuple[int, Outgoing]] = _NO_OUTBOX
+        # The outbox holds frames only: it is contiguous and ends at out_seq, so a
+        # frame's number is implied by its position (no tuple per frame per session,
+        # which a large fan-out would otherwise allocate and the GC would scan). It is
+        # a shared empty deque until the first push: an empty deque costs ~600 bytes
+        # and many connections never get a sequenced frame.
+        self._out: deque[Outgoing] = _NO_OUTBOX
         self.floor = 1  # lowest sequence number that can still be replayed
         self.written = 0  # last sequence number handed to the current connection
         self.in_last = 0  # last client sequence number processed
@@ -144,6 +147,12 @@ class ServerSession:
         self._bucket = float(settings.flood_burst)
         self._bucket_at = now
 
+    @property
+    def outbox(self) -> list[tuple[int, Outgoing]]:
+        """The unacknowledged frames with their sequence numbers (a copy)."""
+        first = self.out_seq - len(self._out) + 1
+        return [(first + i, out) for i, out in enumerate(self._out)]
+
     # -- outbound -------------------------------------------------------------------------
     def push(self, out: Outgoing) -> int:
         """Give ``out`` the next sequence number and keep it until acknowledged.
@@ -154,12 +163,12 @@ class ServerSession:
         if self.state is SessionState.CLOSED:
             raise LocalProtocolError("push on a closed session")
         self.out_seq += 1
-        if self.outbox is _NO_OUTBOX:
-            self.outbox = deque()
-        self.outbox.append((self.out_seq, out))
-        if len(self.outbox) > self.settings.outbox_size:
-            self.outbox.popleft()
-            self.floor = self.outbox[0][0]
+        if self._out is _NO_OUTBOX:
+            self._out = deque()
+        self._out.append(out)
+        if len(self._out) > self.settings.outbox_size:
+            self._out.popleft()
+            self.floor = self.out_seq - len(self._out) + 1
         return self.out_seq
 
     def take_pending(self, limit: int | None = None) -> list[tuple[int, Outgoing]]:
@@ -167,14 +176,15 @@ class ServerSession:
         ``limit`` of them)."""
         if self.written >= self.out_seq or self.state is not SessionState.ATTACHED:
             return []
-        if not self.outbox:
+        out = self._out
+        if not out:
             self.written = self.out_seq
             return []
         # The outbox is contiguous: seq n sits at index n - first.
-        first = self.outbox[0][0]
+        first = self.out_seq - len(out) + 1
         start = max(self.written + 1, first) - first
-        stop = len(self.outbox) if limit is None else min(len(self.outbox), start + limit)
-        taken = [self.outbox[i] for i in range(start, stop)]
+        stop = len(out) if limit is None else min(len(out), start + limit)
+        taken = [(first + i, out[i]) for i in range(start, stop)]
         if taken:
             self.written = taken[-1][0]
         return taken
@@ -257,8 +267,10 @@ class ServerSession:
         """The client has everything up to ``n``: forget those frames."""
         if n > self.out_seq:
             raise RemoteProtocolError(f"ack {n} is ahead of the last frame sent {self.out_seq}")
-        while self.outbox and self.outbox[0][0] <= n:
-            self.outbox.popleft()
+        out = self._out
+        drop = min(len(out), n - (self.out_seq - len(out)))
+        for _ in range(drop):
+            out.popleft()
         self.floor = max(self.floor, n + 1)
 
     def charge(self, now: float) -> None:
@@ -322,14 +334,14 @@ class ServerSession:
         self.state = SessionState.DETACHED
         self.detached_at = now
         # Frames written to the dead connection may be lost: resend from the ack point.
-        self.written = self.floor - 1 if self.outbox else self.out_seq
+        self.written = self.floor - 1 if self._out else self.out_seq
         return True
 
     def close(self) -> None:
         """Forget everything; the session can no longer be resumed."""
         self.state = SessionState.CLOSED
         self.connection = None
-        self.outbox = _NO_OUTBOX
+        self._out = _NO_OUTBOX
         self.control.clear()
 
     # -- timers ---------------------------------------------------------------------------
