@@ -240,6 +240,12 @@ def _rate(r: dict[str, Any] | None) -> float | None:
     return None if r is None or r.get("failed") else float(r["rate"])
 
 
+def _per_cpu(r: dict[str, Any] | None) -> float | None:
+    if r is None or r.get("failed") or not sum(r["server_cpu"]):
+        return None
+    return float(r["rate"]) / sum(r["server_cpu"])
+
+
 def render(res: dict[str, Any]) -> str:
     """The markdown tables (what --write-doc puts into docs/benchmarks.md)."""
     m = res["machine"]
@@ -282,7 +288,17 @@ def render(res: dict[str, Any]) -> str:
         "",
         "(CPU columns: at the largest client count; the generator's share of one core.)",
         "",
+        "### Fan-out per server CPU-second (deliveries/s divided by the server's CPU share)",
+        "",
+        "On a shared machine a server may get less than its core; this normalizes that.",
+        "",
+        "| server | " + " | ".join(f"{c} clients" for c in sweep) + " |",
+        "|---|" + "---|" * len(sweep),
     ]
+    for key in names:
+        per = [_per_cpu(_find(fan, key, c)) for c in sweep]
+        out.append(f"| {label[key]} | " + " | ".join(f"{p:,.0f}" if p else "" for p in per) + " |")
+    out.append("")
 
     echo = res["echo"]
     out += ["### Echo: sequential emit-with-ack, "
@@ -337,37 +353,33 @@ def render(res: dict[str, Any]) -> str:
     )
     e_aw, e_sio = _find(echo, "aw-ws"), _find(echo, "sio-ws")
     i_aw, i_raw = _find(idle, "aw-ws"), _find(idle, "raw-ws")
+    c = {k: _per_cpu(_find(fan, k, big)) for k in ("aw-ws", "aw-sse", "aw-poll")}
+    c |= {k: _per_cpu(_find(fan, k, big)) for k in ("raw-ws", "sio-ws", "sio-poll", "node-ws")}
+    echo_ok = e_aw and e_sio and not e_aw.get("failed") and not e_sio.get("failed")
+    idle_ok = i_aw and i_raw and not i_aw.get("failed") and not i_raw.get("failed")
+    redis_ok = redis and all(not r.get("failed") for r in redis)
     rows = [
-        ("WebSocket fan-out vs raw ASGI loop", ">= 0.8x", _ratio(aw_ws, raw)),
-        ("WebSocket fan-out vs python-socketio", ">= 5x", _ratio(aw_ws, sio_ws)),
-        ("WebSocket fan-out vs Node socket.io (goal)", "~1x", _ratio(aw_ws, node_ws)),
-        ("SSE fan-out vs anywire WebSocket", ">= 0.7x", _ratio(aw_sse, aw_ws)),
-        ("long-poll fan-out vs python-socketio polling", ">= 5x", _ratio(aw_poll, sio_poll)),
-        (
-            "echo p99 vs python-socketio",
-            "<= 0.5x",
-            _ratio(e_aw["p99_ms"], e_sio["p99_ms"])
-            if e_aw and e_sio and not e_aw.get("failed") and not e_sio.get("failed")
-            else "n/a",
-        ),
-        (
-            "idle KB per WebSocket vs raw ASGI",
-            "<= 1.3x",
-            _ratio(i_aw["kb_per_conn"], i_raw["kb_per_conn"])
-            if i_aw and i_raw and not i_aw.get("failed") and not i_raw.get("failed")
-            else "n/a",
-        ),
-        (
-            "two-node fan-out via Redis vs one node",
-            ">= 0.6x",
-            _ratio(redis[1]["rate"], redis[0]["rate"])
-            if redis and all(not r.get("failed") for r in redis)
-            else "pending",
-        ),
-    ]
+        ("WebSocket fan-out vs raw ASGI loop", ">= 0.8x", _ratio(aw_ws, raw),
+         _ratio(c["aw-ws"], c["raw-ws"])),
+        ("WebSocket fan-out vs python-socketio", ">= 5x", _ratio(aw_ws, sio_ws),
+         _ratio(c["aw-ws"], c["sio-ws"])),
+        ("WebSocket fan-out vs Node socket.io (goal)", "~1x", _ratio(aw_ws, node_ws),
+         _ratio(c["aw-ws"], c["node-ws"])),
+        ("SSE fan-out vs anywire WebSocket", ">= 0.7x", _ratio(aw_sse, aw_ws),
+         _ratio(c["aw-sse"], c["aw-ws"])),
+        ("long-poll fan-out vs python-socketio polling", ">= 5x", _ratio(aw_poll, sio_poll),
+         _ratio(c["aw-poll"], c["sio-poll"])),
+        ("echo p99 vs python-socketio", "<= 0.5x",
+         _ratio(e_aw["p99_ms"], e_sio["p99_ms"]) if echo_ok else "n/a", ""),
+        ("idle KB per WebSocket vs raw ASGI", "<= 1.3x",
+         _ratio(i_aw["kb_per_conn"], i_raw["kb_per_conn"]) if idle_ok else "n/a", ""),
+        ("two-node fan-out via Redis vs one node", ">= 0.6x",
+         _ratio(redis[1]["rate"], redis[0]["rate"]) if redis_ok else "pending", ""),
+    ]  # fmt: skip
     out += ["", f"### Ratios against the targets ({big} clients for fan-out)", "",
-            "| ratio | target | measured |", "|---|---|---|"]  # fmt: skip
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+            "| ratio | target | measured | per server CPU-second |",
+            "|---|---|---|---|"]  # fmt: skip
+    out += [f"| {a} | {b} | {m} | {n} |" for a, b, m, n in rows]
     return "\n".join(out)
 
 
