@@ -192,6 +192,12 @@ def main() -> None:
     for clients in sweep:
         for key, tgt in all_targets.items():
             results["fanout"].append(point(key, tgt, "fanout", clients, args))
+    # One event per tick instead of a burst: less to coalesce, so latency over throughput.
+    results["fanout_burst1"] = []
+    single = argparse.Namespace(**{**vars(args), "burst": 1})
+    for key in ("aw-ws", "raw-ws", "sio-ws", "node-ws"):
+        if key in all_targets:
+            results["fanout_burst1"].append(point(key, all_targets[key], "fanout", 1000, single))
     for key in ("aw-ws", "sio-ws", "raw-ws", "node-ws"):
         if key in all_targets:
             results["echo"].append(point(key, all_targets[key], "echo", args.echo_clients, args))
@@ -300,6 +306,21 @@ def render(res: dict[str, Any]) -> str:
         out.append(f"| {label[key]} | " + " | ".join(f"{p:,.0f}" if p else "" for p in per) + " |")
     out.append("")
 
+    single = res.get("fanout_burst1") or []
+    if single:
+        out += ["### Fan-out, one event per loop tick (1,000 clients)", "",
+                "The same fan-out with `--burst 1`: less to coalesce per write, lower latency.",
+                "", "| server | deliveries/s | p50 ms | p99 ms | server CPU |",
+                "|---|---|---|---|---|"]  # fmt: skip
+        for r in single:
+            if r.get("failed"):
+                out.append(f"| {r['target']} | failed | | | |")
+                continue
+            out.append(
+                f"| {r['target']} | {r['rate']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['server_cpu'][0] * 100:.0f}% |"
+            )
+        out.append("")
     echo = res["echo"]
     out += ["### Echo: sequential emit-with-ack, "
             f"{echo[0]['clients'] if echo else '?'} clients", "",

@@ -107,6 +107,9 @@ def format_result(r: dict[str, Any]) -> str:
         "  server CPU       " + ", ".join(f"{c * 100:.0f}%" for c in r["server_cpu"]),
         f"  generator CPU    {r['gen_cpu'] * 100:.0f}% of one core",
     ]
+    if r["gen_cpu"] > 0.9:
+        lines.append("  warning: the load generator was near a full core; the server may not be")
+        lines.append("           the limit of these figures")
     return "\n".join(lines)
 
 
