@@ -248,6 +248,9 @@ class _Writer:
 
     async def _run(self) -> None:
         try:
+            # One loop iteration before writing: whatever else is pushed meanwhile (the
+            # next events of a busy room) goes out in the same message.
+            await asyncio.sleep(0)
             await self._flush()
         except (OSError, RuntimeError):
             self._stop_reader()  # the socket is gone
