@@ -27,6 +27,12 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+try:  # CPython's C accelerator of the json module (absent on some interpreters)
+    from json.encoder import c_encode_basestring as _c_encode_basestring  # type: ignore[attr-defined]
+    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    _c_make_encoder = _c_encode_basestring = None
+
 from .closecodes import CloseCode
 from .errors import RemoteProtocolError
 
@@ -131,6 +137,15 @@ class JsonCodec:
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
         )
+        # The C encoder behind JSONEncoder, built once: JSONEncoder.encode() rebuilds it
+        # and walks Python code on every call, which costs more than encoding a small
+        # frame (every ack, rx and reply). Same output; circular data ends in
+        # RecursionError instead of a "circular reference" ValueError (both refused).
+        self._fast = None
+        if _c_make_encoder is not None and _c_encode_basestring is not None:
+            self._fast = _c_make_encoder(
+                None, _json_default, _c_encode_basestring, None, ":", ",", False, False, False
+            )
         # NaN/Infinity are not JSON and the encoder (allow_nan=False) cannot write them
         # back: accepting them would let one peer plant a frame nobody can be sent.
         self._decoder = json.JSONDecoder(
@@ -139,8 +154,10 @@ class JsonCodec:
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         try:
+            if self._fast is not None:
+                return "".join(self._fast(obj, 0)).encode("utf-8")
             return self._encoder.encode(obj).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(f"cannot encode as JSON: {exc}") from exc
 
     def decode(self, data: bytes | str) -> Any:
@@ -241,8 +258,11 @@ class MsgpackCodec:
     def encode_body(self, fields: dict[str, Any]) -> bytes:
         # Map entries without the header; the length is restored in frame() by re-counting,
         # so the body is prefixed with its entry count in one byte pair.
-        parts = [self._pack(k) + self._pack(v) for k, v in fields.items()]
-        return struct.pack(">H", len(parts)) + b"".join(parts)
+        # One pack of the whole map, its header cut off: a fraction of packing per key.
+        packed = self._pack(fields)
+        n = len(fields)
+        header = 1 if n < 16 else 3 if n < 0x10000 else 5
+        return struct.pack(">H", n) + packed[header:]
 
     def frame(self, type: str, seq: int, body: bytes) -> bytes:
         (count,) = struct.unpack_from(">H", body)

@@ -33,6 +33,7 @@ from .settings import Settings
 
 __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
 
+_NO_OUTBOX: deque[Any] = deque(maxlen=0)  # shared, never appended to (see push())
 _RX_EVERY = 16  # acknowledge client frames at least every this many, so its buffer drains
 
 
@@ -75,6 +76,35 @@ class SessionAction:
 class ServerSession:
     """Transport-neutral server state of one client session."""
 
+    __slots__ = (
+        "_bucket",
+        "_bucket_at",
+        "_next_ack_id",
+        "_out",
+        "anonymous",
+        "auth_deadline",
+        "connection",
+        "control",
+        "created_at",
+        "detached_at",
+        "floor",
+        "heartbeat",
+        "in_last",
+        "last_close",
+        "last_ping",
+        "last_seen",
+        "meta",
+        "namespace",
+        "out_seq",
+        "rx_owed_since",
+        "rx_sent",
+        "settings",
+        "sid",
+        "state",
+        "user",
+        "written",
+    )
+
     def __init__(
         self,
         sid: str,
@@ -93,7 +123,12 @@ class ServerSession:
         self.state = SessionState.NEW
         self.auth_deadline = auth_deadline
         self.out_seq = 0  # last sequence number assigned
-        self.outbox: deque[tuple[int, Outgoing]] = deque()
+        # The outbox holds frames only: it is contiguous and ends at out_seq, so a
+        # frame's number is implied by its position (no tuple per frame per session,
+        # which a large fan-out would otherwise allocate and the GC would scan). It is
+        # a shared empty deque until the first push: an empty deque costs ~600 bytes
+        # and many connections never get a sequenced frame.
+        self._out: deque[Outgoing] = _NO_OUTBOX
         self.floor = 1  # lowest sequence number that can still be replayed
         self.written = 0  # last sequence number handed to the current connection
         self.in_last = 0  # last client sequence number processed
@@ -112,6 +147,12 @@ class ServerSession:
         self._bucket = float(settings.flood_burst)
         self._bucket_at = now
 
+    @property
+    def outbox(self) -> list[tuple[int, Outgoing]]:
+        """The unacknowledged frames with their sequence numbers (a copy)."""
+        first = self.out_seq - len(self._out) + 1
+        return [(first + i, out) for i, out in enumerate(self._out)]
+
     # -- outbound -------------------------------------------------------------------------
     def push(self, out: Outgoing) -> int:
         """Give ``out`` the next sequence number and keep it until acknowledged.
@@ -122,10 +163,12 @@ class ServerSession:
         if self.state is SessionState.CLOSED:
             raise LocalProtocolError("push on a closed session")
         self.out_seq += 1
-        self.outbox.append((self.out_seq, out))
-        if len(self.outbox) > self.settings.outbox_size:
-            self.outbox.popleft()
-            self.floor = self.outbox[0][0]
+        if self._out is _NO_OUTBOX:
+            self._out = deque()
+        self._out.append(out)
+        if len(self._out) > self.settings.outbox_size:
+            self._out.popleft()
+            self.floor = self.out_seq - len(self._out) + 1
         return self.out_seq
 
     def take_pending(self, limit: int | None = None) -> list[tuple[int, Outgoing]]:
@@ -133,14 +176,15 @@ class ServerSession:
         ``limit`` of them)."""
         if self.written >= self.out_seq or self.state is not SessionState.ATTACHED:
             return []
-        if not self.outbox:
+        out = self._out
+        if not out:
             self.written = self.out_seq
             return []
         # The outbox is contiguous: seq n sits at index n - first.
-        first = self.outbox[0][0]
+        first = self.out_seq - len(out) + 1
         start = max(self.written + 1, first) - first
-        stop = len(self.outbox) if limit is None else min(len(self.outbox), start + limit)
-        taken = [self.outbox[i] for i in range(start, stop)]
+        stop = len(out) if limit is None else min(len(out), start + limit)
+        taken = [(first + i, out[i]) for i in range(start, stop)]
         if taken:
             self.written = taken[-1][0]
         return taken
@@ -223,8 +267,10 @@ class ServerSession:
         """The client has everything up to ``n``: forget those frames."""
         if n > self.out_seq:
             raise RemoteProtocolError(f"ack {n} is ahead of the last frame sent {self.out_seq}")
-        while self.outbox and self.outbox[0][0] <= n:
-            self.outbox.popleft()
+        out = self._out
+        drop = min(len(out), n - (self.out_seq - len(out)))
+        for _ in range(drop):
+            out.popleft()
         self.floor = max(self.floor, n + 1)
 
     def charge(self, now: float) -> None:
@@ -288,14 +334,14 @@ class ServerSession:
         self.state = SessionState.DETACHED
         self.detached_at = now
         # Frames written to the dead connection may be lost: resend from the ack point.
-        self.written = self.floor - 1 if self.outbox else self.out_seq
+        self.written = self.floor - 1 if self._out else self.out_seq
         return True
 
     def close(self) -> None:
         """Forget everything; the session can no longer be resumed."""
         self.state = SessionState.CLOSED
         self.connection = None
-        self.outbox.clear()
+        self._out = _NO_OUTBOX
         self.control.clear()
 
     # -- timers ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Command line: ``anywire serve MODULE:ATTR`` and ``anywire demo``.
+"""Command line: ``anywire serve MODULE:ATTR``, ``anywire demo`` and ``anywire bench``.
 
 Both run uvicorn with the sans-I/O WebSocket implementation. The server subclass drains
 anywire *before* uvicorn waits for open connections: uvicorn would otherwise wait for
@@ -131,6 +131,11 @@ def run_workers(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``anywire`` command."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["bench"]:  # its own parser: anywire.bench.cli
+        from ..bench.cli import main as bench_main
+
+        raise SystemExit(bench_main(args_in[1:]))
     parser = argparse.ArgumentParser(prog="anywire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run an application (Anywire or Litestar app)")
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         help="share sessions' fan-out, history and presence through Redis "
         "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
     )
+    sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)

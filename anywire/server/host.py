@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
 import time
@@ -456,7 +457,7 @@ class SessionHost:
             # The client is leaving for good: no resume window to wait out.
             self.close_session(sess, CloseCode.NORMAL, "closed by client")
         elif isinstance(frame, Event):
-            self._spawn(self._handle_event(sess, socket, frame), sess.sid)
+            self._on_event(sess, socket, frame)
         elif isinstance(frame, Ack):
             fut = self.acks.pop((sess.sid, frame.id), None)
             if fut is not None and not fut.done():
@@ -470,6 +471,24 @@ class SessionHost:
         elif isinstance(frame, Leave):
             self._handle_leave(sess, frame)
 
+    def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
+        handler = self.app.handler(sess.namespace, frame.e)
+        if handler is None or sess.sid in self.tasks or inspect.iscoroutinefunction(handler):
+            self._spawn(self._handle_event(sess, socket, frame), sess.sid)
+            return
+        # A plain function while nothing of this session is in flight: call it now. That
+        # saves a task per event (the echo hot path) and keeps the order, since nothing
+        # received earlier is still running.
+        try:
+            result = handler(socket, frame.d)
+        except Exception as exc:
+            self._handler_failed(sess, frame, exc)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(self._finish_event(sess, frame, result), sess.sid)
+        elif frame.id is not None:
+            self._reply(sess, frame.id, True, result)
+
     async def _handle_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
         handler = self.app.handler(sess.namespace, frame.e)
         if handler is None:
@@ -480,19 +499,29 @@ class SessionHost:
             return
         try:
             result = handler(socket, frame.d)
-            if asyncio.iscoroutine(result):
+        except Exception as exc:
+            self._handler_failed(sess, frame, exc)
+            return
+        await self._finish_event(sess, frame, result)
+
+    async def _finish_event(self, sess: ServerSession, frame: Event, result: Any) -> None:
+        try:
+            if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
-            # A handler's failure is the caller's error ack, never a dead connection.
-            if frame.id is not None:
-                self._reply(
-                    sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__
-                )
-            else:
-                log.exception("handler for %r failed", frame.e)
+            self._handler_failed(sess, frame, exc)
             return
         if frame.id is not None:
             self._reply(sess, frame.id, True, result)
+
+    def _handler_failed(self, sess: ServerSession, frame: Event, exc: Exception) -> None:
+        # A handler's failure is the caller's error ack, never a dead connection.
+        if frame.id is not None:
+            self._reply(
+                sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__
+            )
+        else:
+            log.exception("handler for %r failed", frame.e, exc_info=exc)
 
     async def _handle_join(self, sess: ServerSession, socket: Socket, frame: Join) -> None:
         try:

@@ -68,7 +68,7 @@ class TransportInfo:
 class Link:
     """One live transport connection of a session."""
 
-    __slots__ = ("_wake", "closing", "codec", "info", "queued", "sid")
+    __slots__ = ("_flag", "_waiters", "closing", "codec", "info", "on_wake", "queued", "sid")
 
     def __init__(self, info: TransportInfo, codec: Codec) -> None:
         self.info = info
@@ -76,32 +76,56 @@ class Link:
         self.sid: str | None = None
         self.closing: tuple[int, str] | None = None
         self.queued: list[bytes] = []  # encoded frames written before anything else
-        self._wake = asyncio.Event()
+        # A flag and bare futures instead of an asyncio.Event: an idle connection then
+        # holds one future, not an Event with its deque (memory per connection).
+        self._flag = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+        # Called on every wake-up: a transport that writes on demand (WebSocket) starts
+        # its writer here instead of keeping a task parked in wait().
+        self.on_wake: Callable[[], None] | None = None
 
     def push(self, frame: bytes) -> None:
         """Queue an already-encoded frame (hello, error) ahead of the session's frames."""
         self.queued.append(frame)
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
         """Frames are waiting: the writer should drain :meth:`Host.outgoing`."""
-        self._wake.set()
+        self._flag = True
+        if self.on_wake is not None:
+            self.on_wake()
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     def close(self, code: int, reason: str) -> None:
         """Ask the transport to send a close frame and end the connection."""
         if self.closing is None:
             self.closing = (code, short_reason(reason))
-        self._wake.set()
+        self.wake()
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until woken (True) or ``timeout`` passes (False)."""
-        if not self._wake.is_set():
+        if not self._flag:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(fut)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+                if timeout is None:
+                    await fut
+                else:
+                    async with asyncio.timeout(timeout):
+                        await fut
             except TimeoutError:
                 return False
-        self._wake.clear()
+            finally:
+                if self._waiters is not None and fut in self._waiters:
+                    self._waiters.remove(fut)
+        self._flag = False
         return True
 
 

@@ -1,9 +1,16 @@
 """WebSocket transport: ``GET /anywire/ws`` (raw ASGI).
 
-One reader task and one writer task per connection. The reader must run for the whole
-connection (uvicorn's sans-I/O WebSocket stops reading, pongs included, until ``receive()``
-is called again). The writer drains the session's frames whenever it is woken and
-coalesces everything pending into one message (a batch) to cut per-message overhead.
+The reader runs in the connection's own task for the whole connection (uvicorn's sans-I/O
+WebSocket stops reading, pongs included, until ``receive()`` is called again). Writing is
+done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
+
+* after the reader has fed a message in, it flushes the answers itself (an echo costs no
+  task switch);
+* a push from elsewhere (a broadcast, a timer) starts a short-lived writer task, which
+  drains everything pending and ends; an idle connection holds no writer task.
+
+Each flush coalesces everything pending into one message (a batch) to cut per-message
+overhead, and yields to the loop between batches when a backlog remains.
 """
 
 from __future__ import annotations
@@ -55,27 +62,39 @@ class WebSocketTransport:
         link = await self._handshake(receive, send)
         if link is None:
             return
-        writer = asyncio.create_task(self._writer(link, send))
-        reader = asyncio.create_task(self._reader(link, receive, send))
+        task = asyncio.current_task()
+        assert task is not None
+        writer = _Writer(self.host, link, send, task)
+        link.on_wake = writer.wake
+        failure: BaseException | None = None
         try:
-            await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
-            failed = [
-                t
-                for t in (reader, writer)
-                if t.done() and not t.cancelled() and t.exception() is not None
-            ]
-            if failed:
+            try:
+                await writer.flush_inline()  # the hello and any replay
+                await self._reader(link, receive, writer)
+            except asyncio.CancelledError:
+                if not writer.stopped_reader:
+                    raise  # cancelled from outside (server shutdown)
+                task.uncancel()
+            except (OSError, RuntimeError):
+                pass  # the socket is gone under an inline flush
+            except Exception as exc:
+                failure = exc
+            writer.reading = False  # from here on, nothing may cancel this task
+            failure = failure or writer.failure
+            if failure is not None:
                 # A bug of ours, not the client's: say so with a reconnect-range code.
-                log.error("websocket task failed", exc_info=failed[0].exception())
+                log.error("websocket task failed", exc_info=failure)
                 await _close(send, CloseCode.INTERNAL_ERROR, "internal error")
-            if reader.done() and link.closing is not None:
-                # The reader asked for a close: let the writer send it (bounded).
-                await asyncio.wait((writer,), timeout=1.0)
+            elif link.closing is not None and not writer.closed:
+                # The reader asked for a close: send it (bounded).
+                with contextlib.suppress(TimeoutError, OSError, RuntimeError):
+                    async with asyncio.timeout(1.0):
+                        await writer.finish()
         finally:
+            writer.reading = False
+            link.on_wake = None
             self.host.detach(link)
-            for task in (reader, writer):
-                task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            await writer.cancel()
 
     async def _handshake(self, receive: Receive, send: Send) -> Link | None:
         settings = self.host.settings
@@ -109,10 +128,10 @@ class WebSocketTransport:
             return None
         return link
 
-    async def _reader(self, link: Link, receive: Receive, send: Send) -> None:
+    async def _reader(self, link: Link, receive: Receive, writer: _Writer) -> None:
         settings = self.host.settings
         assert link.sid is not None
-        while True:
+        while not writer.closed:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -123,6 +142,7 @@ class WebSocketTransport:
                 link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {settings.max_frame_size} bytes")
                 return
             frames, error = decode_frames(link.codec, data, settings.max_batch)
+            writer.hold()  # answers produced while feeding go out below, in this task
             try:
                 if frames:
                     self.host.feed(link.sid, frames)
@@ -131,30 +151,140 @@ class WebSocketTransport:
                     raise error
             except RemoteProtocolError as exc:
                 if exc.code == CloseCode.FLOOD:
+                    writer.release()
                     link.close(exc.code, exc.message)
                     return
                 # A bad frame is answered, not fatal: the connection and session live on.
                 link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
+            except BaseException:
+                writer.release()
+                raise
+            await writer.flush_held()
 
-    async def _writer(self, link: Link, send: Send) -> None:
+
+class _Writer:
+    """The write side of one connection: at most one flush runs at a time.
+
+    ``busy`` is True while a flush runs (in the reader or in a writer task) or while the
+    reader holds the right to flush; a wake-up then does nothing, because that flush
+    loops until nothing is pending. Otherwise a wake-up starts a writer task.
+    """
+
+    __slots__ = (
+        "busy",
+        "closed",
+        "failure",
+        "host",
+        "link",
+        "reader",
+        "reading",
+        "send",
+        "stopped_reader",
+        "task",
+    )
+
+    def __init__(self, host: Host, link: Link, send: Send, reader: asyncio.Task[None]) -> None:
+        self.host = host
+        self.link = link
+        self.send = send
+        self.reader = reader
+        self.reading = True
+        self.busy = False
+        self.closed = False  # the close frame went out
+        self.stopped_reader = False
+        self.failure: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Output is waiting (Link.on_wake): start a writer task unless a flush is due."""
+        if not self.busy and not self.closed:
+            self.busy = True
+            self.task = asyncio.create_task(self._run())
+
+    def hold(self) -> None:
+        """The reader is about to feed frames in and will flush the answers itself."""
+        if not self.busy:
+            self.busy = True
+            self.task = None
+
+    def release(self) -> None:
+        """The reader gives up a hold without flushing."""
+        if self.task is None:
+            self.busy = False
+            if self.host.has_pending(self.link):
+                self.wake()
+
+    async def flush_held(self) -> None:
+        """Flush after :meth:`hold`, unless a writer task was already running then."""
+        if self.task is not None:
+            return  # that task flushes; it saw busy first
         try:
-            limit = self.host.settings.max_batch
-            while True:
-                frames = self.host.outgoing(link, limit)
-                if frames:
-                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
-                    await _send(send, link, body)
-                if link.closing is not None:
-                    code, reason = link.closing
-                    await send({"type": "websocket.close", "code": code, "reason": reason})
-                    return
-                if not self.host.has_pending(link):
-                    await link.wait()
-                # Let a burst of pushes accumulate into one message, and keep a fan-out
-                # from starving the loop.
-                await asyncio.sleep(0)
+            await self._flush()
+        finally:
+            self.busy = False
+
+    async def flush_inline(self) -> None:
+        """Flush from the reader's task when no writer task runs."""
+        if not self.busy:
+            self.hold()
+            await self.flush_held()
+
+    async def finish(self) -> None:
+        """Make sure what is pending (the close frame) is written: by the running writer
+        task, or here."""
+        if self.task is not None and not self.task.done():
+            await asyncio.wait((self.task,))
+        if not self.closed:
+            self.busy = True
+            try:
+                await self._flush()
+            finally:
+                self.busy = False
+
+    async def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        try:
+            # One loop iteration before writing: whatever else is pushed meanwhile (the
+            # next events of a busy room) goes out in the same message.
+            await asyncio.sleep(0)
+            await self._flush()
         except (OSError, RuntimeError):
-            return  # the socket is gone; the reader sees the disconnect
+            self._stop_reader()  # the socket is gone
+        except Exception as exc:
+            self.failure = exc
+            self._stop_reader()
+        finally:
+            self.busy = False
+            self.task = None
+
+    async def _flush(self) -> None:
+        host, link = self.host, self.link
+        limit = host.settings.max_batch
+        while not self.closed:
+            frames = host.outgoing(link, limit)
+            if frames:
+                body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                await _send(self.send, link, body)
+            if link.closing is not None:
+                code, reason = link.closing
+                self.closed = True  # no flush after this one
+                await self.send({"type": "websocket.close", "code": code, "reason": reason})
+                if asyncio.current_task() is not self.reader:
+                    self._stop_reader()
+                return
+            if not host.has_pending(link):
+                return
+            # A backlog of more than one batch: let the rest of the loop run between.
+            await asyncio.sleep(0)
+
+    def _stop_reader(self) -> None:
+        if self.reading and not self.stopped_reader:
+            self.stopped_reader = True
+            self.reader.cancel()
 
 
 async def _send(send: Send, link: Link, data: bytes) -> None:

@@ -439,3 +439,20 @@ def test_codec_metadata() -> None:
     js, mp = JsonCodec(), make_codec("msgpack")
     assert (js.name, js.binary, js.content_type) == ("json", False, "application/json")
     assert (mp.name, mp.binary, mp.content_type) == ("msgpack", True, "application/msgpack")
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_circular_data_is_refused_in_the_caller(name: str) -> None:
+    codec = make_codec(name)
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(TypeError):
+        codec.encode_body({"d": loop})
+
+
+def test_json_fast_encoder_matches_the_standard_encoder() -> None:
+    # The prebuilt C encoder must write exactly what JSONEncoder writes.
+    codec = JsonCodec()
+    reference = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    value = {"t": "event", "s": 1, "d": {"é": "\n\u2028\x01", "n": [1.5, -2, None, True]}}
+    assert codec.encode(value) == reference.encode(value).encode()

@@ -1,0 +1,145 @@
+"""The anywire server the benchmarks load: one room, an echo handler, a publisher.
+
+Run as ``python -m anywire.bench.app --port P``. Besides the anywire endpoints it answers
+
+* ``POST /ctl/start?secs=S&size=B&burst=K``: publish ~B-byte events to room ``bench`` as
+  fast as the server can deliver them for S seconds, K per event-loop tick;
+* ``GET /ctl/stats``: ``{"published": n, "sessions": n}``.
+
+Every session joins ``bench`` in its connect hook *without* presence events (a 2,000-client
+setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything).
+Heartbeats are stretched and the flood limit lifted so that neither interferes with a
+10-second run; everything else is the default configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..core.rooms import Member
+from ..core.settings import Settings
+from ..server.app import Anywire
+from ..server.socket import Socket
+
+__all__ = ["BENCH_SETTINGS", "Publisher", "make_app", "run_control"]
+
+ROOM = "bench"
+
+BENCH_SETTINGS = Settings(
+    ping_interval=300.0,
+    ping_timeout=60.0,
+    flood_rate=1e9,
+    flood_burst=1_000_000_000,
+    resume_window=5.0,
+)
+
+# The publisher pauses while a sampled session has more than this many frames not yet
+# handed to its connection (below outbox_size, so nobody is cut off as a slow consumer).
+MAX_LAG = 400
+
+
+class Publisher:
+    """Publishes timestamped events to the bench room with back-pressure."""
+
+    def __init__(self, aw: Anywire) -> None:
+        self.aw = aw
+        self.published = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, secs: float, size: int, burst: int) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.task = asyncio.create_task(self._run(secs, size, burst))
+
+    def _lagging(self, sample: list[Any]) -> bool:
+        return any(s.out_seq - s.written > MAX_LAG for s in sample if s.connection is not None)
+
+    async def _run(self, secs: float, size: int, burst: int) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + secs
+        pad = "x" * max(1, size - 60)
+        host = self.aw.host
+        sids = host.rooms.sids("/", ROOM)
+        step = max(1, len(sids) // 16)
+        sample = [host.sessions[sid] for sid in sids[::step] if sid in host.sessions]
+        emit = self.aw.emit
+        while loop.time() < end:
+            for _ in range(burst):
+                await emit("m", {"ts": time.monotonic_ns() // 1000, "p": pad}, room=ROOM)
+            self.published += burst
+            await asyncio.sleep(0)
+            while self._lagging(sample) and loop.time() < end:
+                await asyncio.sleep(0.001)
+
+
+def make_app(redis: str | None = None) -> Anywire:
+    """The benchmark application (on the Redis broker at ``redis`` if given)."""
+    broker = None
+    if redis:
+        try:
+            from ..server.broker_redis import RedisBroker  # type: ignore[import-not-found]
+        except ImportError:
+            raise SystemExit("--redis: this build of anywire has no Redis broker yet") from None
+        broker = RedisBroker(redis)
+    aw = Anywire(anonymous=True, settings=BENCH_SETTINGS, broker=broker)
+    publisher = Publisher(aw)
+
+    @aw.on_connect
+    def join_silently(sock: Socket) -> None:
+        aw.host.rooms.join(sock.namespace, ROOM, Member(sock.sid, sock.user, None))
+
+    @aw.on("echo")
+    def echo(sock: Socket, data: Any) -> Any:
+        return data
+
+    aw.fallback = run_control(
+        lambda q: publisher.start(
+            float(q.get("secs", 10)), int(q.get("size", 100)), int(q.get("burst", 1))
+        ),
+        lambda: {"published": publisher.published, "sessions": len(aw.host.sessions)},
+    )
+    return aw
+
+
+def run_control(start: Any, stats: Any) -> Any:
+    """A tiny ASGI app for ``/ctl/start`` and ``/ctl/stats`` (shared by the peer apps)."""
+
+    async def control(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        if scope["path"] == "/ctl/start":
+            start(query)
+            body = b'{"ok":true}'
+        elif scope["path"] == "/ctl/stats":
+            body = json.dumps(stats()).encode()
+        else:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return control
+
+
+def main() -> None:
+    """Serve the benchmark app (uvicorn, sans-I/O WebSocket, anywire's shutdown)."""
+    from ..server.cli import run
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--redis", default=None, help="redis://... to use the Redis broker")
+    args = parser.parse_args()
+    run(make_app(args.redis), args.host, args.port, "warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Run one workload against one server: start it pinned, load it, measure, stop it.
+
+A :class:`Target` says how to start a server (a command taking the port) and which dialect
+and transport the generator speaks to it. :func:`run` starts a fresh server process for
+every measurement, so RSS and CPU belong to that measurement alone.
+
+Workloads:
+
+* ``fanout``: every client sits in one room; the server publishes ~``size``-byte events
+  as fast as it can deliver them. Result: deliveries/s and publish-to-receive latency.
+* ``echo``: every client does sequential emit-with-ack (request, wait, repeat). Result:
+  round trips/s and RTT percentiles.
+* ``idle``: clients connect and stay quiet. Result: server RSS before and after, KB per
+  connection, and the time to set every connection up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .generator import Generator, cpu_prefix
+
+__all__ = ["KINDS", "Target", "anywire_target", "free_port", "raise_nofile", "run"]
+
+KINDS = {"websocket": "ws", "sse": "sse", "longpoll": "poll", "polling": "poll"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Target:
+    """A server to measure. ``command(port)`` starts it; ``dialect`` is what the generator
+    speaks (anywire, sio or raw); ``mix`` maps generator kinds (ws, sse, poll) to shares."""
+
+    name: str
+    dialect: str
+    mix: dict[str, float]
+    command: Callable[[int], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    nodes: int = 1
+
+
+def anywire_target(transports: list[str], redis: str | None = None, nodes: int = 1) -> Target:
+    """anywire's bench app with the clients spread evenly over ``transports``."""
+    kinds = [KINDS[t] for t in transports]
+    name = "anywire " + "+".join(transports) + (f" x{nodes} nodes" if nodes > 1 else "")
+
+    def command(port: int) -> list[str]:
+        cmd = [sys.executable, "-m", "anywire.bench.app", "--port", str(port)]
+        if redis:
+            cmd += ["--redis", redis]
+        return cmd
+
+    return Target(name, "anywire", {k: 1 / len(kinds) for k in kinds}, command, nodes=nodes)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_nofile() -> int:
+    """Raise this process's open-file limit to its hard limit (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def split(clients: int, mix: dict[str, float]) -> dict[str, int]:
+    """``clients`` spread over the mix's kinds (rounding goes to the first kinds)."""
+    kinds = list(mix)
+    counts = {k: int(clients * mix[k]) for k in kinds}
+    for k in kinds[: clients - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+class Server:
+    """A server process pinned to one CPU; RSS and CPU time read from /proc."""
+
+    def __init__(self, target: Target, cpu: int | None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        env.update(target.env)
+        self.proc = subprocess.Popen(
+            [*cpu_prefix(cpu), *target.command(self.port)],
+            env=env,
+            cwd=str(REPO),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.stats()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self.stop()
+                    raise RuntimeError(f"{target.name} did not start: {err[-2000:]}") from None
+                time.sleep(0.1)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url("/ctl/stats"), timeout=5) as r:
+            return dict(json.loads(r.read()))
+
+    def start_publishing(self, secs: float, size: int, burst: int) -> None:
+        query = f"?secs={secs}&size={size}&burst={burst}"
+        req = urllib.request.Request(self.url("/ctl/start" + query), method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_secs(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run(
+    target: Target,
+    workload: str,
+    clients: int,
+    secs: float = 10.0,
+    size: int = 100,
+    burst: int = 10,
+    progress: Callable[[str], None] | None = None,
+    server_cpu: int | None = 0,
+    gen_cpu: int | None = 1,
+) -> dict[str, Any]:
+    """One measurement on a fresh server; returns a flat result dict."""
+    raise_nofile()
+    servers = [Server(target, server_cpu) for _ in range(target.nodes)]
+    gens: list[Generator] = []
+    try:
+        time.sleep(0.3)
+        rss_base = sum(s.rss_kb() for s in servers)
+        per_node = [
+            clients // len(servers) + (i < clients % len(servers)) for i in range(len(servers))
+        ]
+        for server, n in zip(servers, per_node, strict=True):
+            mix = split(n, target.mix)
+            gens.append(
+                Generator(server.port, target.dialect, workload, mix, size, gen_cpu, progress)
+            )
+        readies = [g.ready() for g in gens]
+        time.sleep(1.0 if workload == "idle" else 0.2)  # let the server settle
+        rss_ready = sum(s.rss_kb() for s in servers)
+        if workload == "fanout":
+            # Publishing starts on the first node only; other nodes receive via the broker.
+            servers[0].start_publishing(secs + 1.5, size, burst)
+            time.sleep(0.5)
+        cpu0 = [s.cpu_secs() for s in servers]
+        t0 = time.monotonic()
+        measure_secs = secs if workload != "idle" else min(secs, 1.0)
+        results = _measure_all(gens, measure_secs)
+        wall = time.monotonic() - t0
+        cpu = [(s.cpu_secs() - c) / wall for s, c in zip(servers, cpu0, strict=True)]
+        rss_end = sum(s.rss_kb() for s in servers)
+        stats = servers[0].stats()
+    finally:
+        for g in gens:
+            g.stop()
+        for s in servers:
+            s.stop()
+    return _summary(
+        target,
+        workload,
+        clients,
+        size,
+        burst,
+        readies,
+        results,
+        locals_=dict(rss_base=rss_base, rss_ready=rss_ready, rss_end=rss_end, cpu=cpu, stats=stats),
+    )
+
+
+def _measure_all(gens: list[Generator], secs: float) -> list[dict[str, Any]]:
+    if len(gens) == 1:
+        return [gens[0].measure(secs)]
+    import threading
+
+    out: list[dict[str, Any]] = [{} for _ in gens]
+
+    def one(i: int) -> None:
+        out[i] = gens[i].measure(secs)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(gens))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def _summary(
+    target: Target,
+    workload: str,
+    clients: int,
+    size: int,
+    burst: int,
+    readies: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    locals_: dict[str, Any],
+) -> dict[str, Any]:
+    deliveries = sum(r["deliveries"] for r in results)
+    wall = max(r["secs"] for r in results)
+    lat = results[0]["lat_us"]  # percentiles of the first generator (node 1's clients)
+    ready = sum(r["ready"] for r in readies)
+    errors = sum(r["errors"] + r["closed"] for r in results) + sum(r["failed"] for r in readies)
+    first_error = next((r["first_error"] for r in results if r["first_error"]), "")
+    rss_base, rss_ready = locals_["rss_base"], locals_["rss_ready"]
+    return {
+        "target": target.name,
+        "dialect": target.dialect,
+        "workload": workload,
+        "clients": clients,
+        "ready": ready,
+        "size": size,
+        "burst": burst,
+        "secs": round(wall, 3),
+        "deliveries": deliveries,
+        "rate": round(deliveries / wall, 1) if wall else 0.0,
+        "p50_ms": lat["p50"] / 1000,
+        "p90_ms": lat["p90"] / 1000,
+        "p99_ms": lat["p99"] / 1000,
+        "max_ms": lat["max"] / 1000,
+        "errors": errors,
+        "first_error": first_error,
+        "connect_secs": max(r["connect_secs"] for r in readies),
+        "server_rss_base_kb": rss_base,
+        "server_rss_ready_kb": rss_ready,
+        "server_rss_end_kb": locals_["rss_end"],
+        "kb_per_conn": round((rss_ready - rss_base) / clients, 2) if clients else 0.0,
+        "server_cpu": [round(c, 3) for c in locals_["cpu"]],
+        "gen_cpu": round(sum(r["gen_cpu"] for r in results), 3),
+        "server_stats": locals_["stats"],
+    }

@@ -1,0 +1,442 @@
+"""anywire side by side with what users would pick instead, in one run on one machine.
+
+    python3 bench/compare.py                 # full run (~10 min), prints the tables
+    python3 bench/compare.py --write-doc     # ... and updates docs/benchmarks.md + plot
+    python3 bench/compare.py --quick         # 2 s per point, fewer points (a smoke run)
+
+Every point starts a fresh server pinned to CPU 0 and the C load generator pinned to
+CPU 1 (``taskset``), so each server is measured alone. Servers:
+
+* anywire on WebSocket, SSE and long-poll (``anywire.bench.app``);
+* python-socketio on the same uvicorn, WebSocket and polling (``bench/peers/sio_app.py``);
+* a raw ASGI WebSocket broadcast loop on the same uvicorn (``bench/peers/raw_app.py``),
+  the per-frame limit of this stack;
+* Node socket.io, WebSocket and polling (``bench/peers/node_sio.js``), when socket.io is
+  installed in a scratch directory (``--node-modules``, default /work/bench-peers).
+
+Workloads: fan-out to one room (deliveries/s and latency, per client count), sequential
+echo with ack (round trips/s, RTT), idle connections (KB per connection, setup time),
+the most idle WebSocket connections one node holds, and (with ``--redis``) fan-out
+across two nodes through Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from anywire.bench.runner import Target, anywire_target, raise_nofile, run  # noqa: E402
+
+PY = sys.executable
+PEERS = ROOT / "bench" / "peers"
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "benchmarks-fanout.png"
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def targets(node_modules: Path | None) -> dict[str, Target]:
+    """Every server of the comparison, by short name."""
+    out = {
+        "aw-ws": anywire_target(["websocket"]),
+        "aw-sse": anywire_target(["sse"]),
+        "aw-poll": anywire_target(["longpoll"]),
+        "raw-ws": Target(
+            "raw ASGI websocket", "raw", {"ws": 1},
+            lambda p: [PY, str(PEERS / "raw_app.py"), "--port", str(p)],
+        ),
+        "sio-ws": Target(
+            "python-socketio websocket", "sio", {"ws": 1},
+            lambda p: [PY, str(PEERS / "sio_app.py"), "--port", str(p)],
+        ),
+        "sio-poll": Target(
+            "python-socketio polling", "sio", {"poll": 1},
+            lambda p: [PY, str(PEERS / "sio_app.py"), "--port", str(p)],
+        ),
+    }  # fmt: skip
+    if node_modules is not None:
+        env = {"NODE_PATH": str(node_modules)}
+        node = shutil.which("node") or "node"
+        for name, kind, label in (("node-ws", "ws", "websocket"), ("node-poll", "poll", "polling")):
+            out[name] = Target(
+                f"node socket.io {label}",
+                "sio",
+                {kind: 1},
+                lambda p: [node, str(PEERS / "node_sio.js"), "--port", str(p)],
+                env=env,
+            )
+    return out
+
+
+def find_node_modules(path: str) -> Path | None:
+    modules = Path(path) / "node_modules"
+    if shutil.which("node") and (modules / "socket.io" / "package.json").exists():
+        return modules
+    print(
+        f"note: Node socket.io not found in {modules}; to add its columns run\n"
+        f"  mkdir -p {path} && cd {path} && npm init -y && npm install socket.io@4",
+        file=sys.stderr,
+    )
+    return None
+
+
+def machine(node_modules: Path | None) -> dict[str, Any]:
+    """What the figures were taken on."""
+
+    def version(mod: str) -> str:
+        try:
+            from importlib.metadata import version as v
+
+            return v(mod)
+        except Exception:
+            return "?"
+
+    cpu = "?"
+    with_lscpu = shutil.which("lscpu")
+    if with_lscpu:
+        for line in subprocess.run(
+            [with_lscpu], capture_output=True, text=True
+        ).stdout.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_before": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    for mod in ("anywire", "uvicorn", "websockets", "uvloop", "python-socketio", "python-engineio"):
+        info[mod] = version(mod)
+    if node_modules is not None:
+        info["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True
+        ).stdout.strip()
+        pkg = json.loads((node_modules / "socket.io" / "package.json").read_text())
+        info["socket.io (node)"] = pkg["version"]
+    return info
+
+
+def point(
+    label: str, tgt: Target, workload: str, clients: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    print(f"== {label}: {tgt.name}, {workload}, {clients} clients", file=sys.stderr, flush=True)
+    try:
+        r = run(tgt, workload, clients, secs=args.duration, size=args.size, burst=args.burst)
+    except Exception as exc:  # one broken peer must not lose the whole comparison
+        print(f"   failed: {exc}", file=sys.stderr)
+        return {"target": tgt.name, "workload": workload, "clients": clients, "failed": str(exc)}
+    r["key"] = label
+    print(
+        f"   {r['rate']:,.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
+        f"errors {r['errors']} {r['kb_per_conn']:.1f} KB/conn server CPU {r['server_cpu']} "
+        f"generator CPU {r['gen_cpu']:.2f}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return r
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument("--sweep", default="100,300,1000,2000", help="fan-out client counts")
+    parser.add_argument("--echo-clients", type=int, default=100)
+    parser.add_argument("--idle-clients", type=int, default=2000)
+    parser.add_argument(
+        "--max-conns", type=int, default=0, help="0: as many as the file limit allows"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated target names (aw-ws, sio-ws, ...)"
+    )
+    parser.add_argument("--node-modules", default="/work/bench-peers")
+    parser.add_argument("--redis", default=None, help="redis://... for the two-node fan-out")
+    parser.add_argument("--quick", action="store_true", help="2 s points, sweep 100,1000")
+    parser.add_argument(
+        "--write-doc", action="store_true", help="update docs/benchmarks.md and the plot"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.sweep = 2.0, "100,1000"
+    hard = raise_nofile()
+    node_modules = find_node_modules(args.node_modules)
+    all_targets = targets(node_modules)
+    if args.only:
+        all_targets = {k: v for k, v in all_targets.items() if k in args.only.split(",")}
+    info = machine(node_modules)
+    sweep = [int(x) for x in args.sweep.split(",")]
+    results: dict[str, Any] = {
+        "machine": info,
+        "args": vars(args),
+        "fanout": [],
+        "echo": [],
+        "idle": [],
+    }
+
+    for clients in sweep:
+        for key, tgt in all_targets.items():
+            results["fanout"].append(point(key, tgt, "fanout", clients, args))
+    # One event per tick instead of a burst: less to coalesce, so latency over throughput.
+    results["fanout_burst1"] = []
+    single = argparse.Namespace(**{**vars(args), "burst": 1})
+    for key in ("aw-ws", "raw-ws", "sio-ws", "node-ws"):
+        if key in all_targets:
+            results["fanout_burst1"].append(point(key, all_targets[key], "fanout", 1000, single))
+    for key in ("aw-ws", "sio-ws", "raw-ws", "node-ws"):
+        if key in all_targets:
+            results["echo"].append(point(key, all_targets[key], "echo", args.echo_clients, args))
+    for key, tgt in all_targets.items():
+        results["idle"].append(point(key, tgt, "idle", args.idle_clients, args))
+    if "aw-ws" in all_targets:
+        n = args.max_conns or max(1000, hard - 1000)
+        results["max_conns"] = point("aw-ws", all_targets["aw-ws"], "idle", n, args)
+    if args.redis and "aw-ws" in all_targets:
+        two = anywire_target(["websocket"], args.redis, nodes=2)
+        one = anywire_target(["websocket"], args.redis, nodes=1)
+        results["redis"] = [
+            point("aw-ws-redis-1", one, "fanout", 1000, args),
+            point("aw-ws-redis-2", two, "fanout", 1000, args),
+        ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
+    text = render(results)
+    print(text)
+    plot(results, PLOT)
+    if args.write_doc:
+        doc = DOC.read_text()
+        head, rest = doc.split(START, 1)
+        _, tail = rest.split(END, 1)
+        DOC.write_text(head + START + "\n" + text + "\n" + END + tail)
+        print(f"updated {DOC} and {PLOT}", file=sys.stderr)
+
+
+# -- report ------------------------------------------------------------------------------
+def _find(
+    rows: list[dict[str, Any]], key: str, clients: int | None = None
+) -> dict[str, Any] | None:
+    for r in rows:
+        if r.get("key") == key and (clients is None or r["clients"] == clients):
+            return r
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def _rate(r: dict[str, Any] | None) -> float | None:
+    return None if r is None or r.get("failed") else float(r["rate"])
+
+
+def _per_cpu(r: dict[str, Any] | None) -> float | None:
+    if r is None or r.get("failed") or not sum(r["server_cpu"]):
+        return None
+    return float(r["rate"]) / sum(r["server_cpu"])
+
+
+def render(res: dict[str, Any]) -> str:
+    """The markdown tables (what --write-doc puts into docs/benchmarks.md)."""
+    m = res["machine"]
+    out = [
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, "
+        f"Python {m['python']}; uvicorn {m['uvicorn']}, websockets {m['websockets']}, "
+        f"uvloop {m['uvloop']}, python-socketio {m['python-socketio']}, python-engineio "
+        f"{m['python-engineio']}"
+        + (f", Node {m['node']} with socket.io {m['socket.io (node)']}" if "node" in m else "")
+        + f". Load average before the run: {', '.join(f'{x:.2f}' for x in m['load_before'])}. "
+        f"{res['args']['duration']:.0f} s per point, ~{res['args']['size']}-byte application "
+        f"payload.",
+        "",
+    ]
+    fan = res["fanout"]
+    sweep = sorted({r["clients"] for r in fan})
+    names = list(dict.fromkeys(r["key"] for r in fan))
+    label = {r["key"]: r["target"] for r in fan}
+    out += ["### Fan-out to one room: deliveries/s (p50 / p99 latency, ms)", ""]
+    out.append(
+        "| server | "
+        + " | ".join(f"{c} clients" for c in sweep)
+        + " | server CPU | generator CPU |"
+    )
+    out.append("|---|" + "---|" * (len(sweep) + 2))
+    for key in names:
+        cells = []
+        for c in sweep:
+            r = _find(fan, key, c)
+            if r is None or r.get("failed"):
+                cells.append("failed" if r else "")
+            else:
+                err = f", {r['errors']} errors" if r["errors"] else ""
+                cells.append(f"{r['rate']:,.0f} ({r['p50_ms']:.1f} / {r['p99_ms']:.1f}{err})")
+        big = _find(fan, key, max(sweep))
+        cpu = f"{big['server_cpu'][0] * 100:.0f}%" if big and not big.get("failed") else ""
+        gen = f"{big['gen_cpu'] * 100:.0f}%" if big and not big.get("failed") else ""
+        out.append(f"| {label[key]} | " + " | ".join(cells) + f" | {cpu} | {gen} |")
+    out += [
+        "",
+        "(CPU columns: at the largest client count; the generator's share of one core.)",
+        "",
+        "### Fan-out per server CPU-second (deliveries/s divided by the server's CPU share)",
+        "",
+        "On a shared machine a server may get less than its core; this normalizes that.",
+        "",
+        "| server | " + " | ".join(f"{c} clients" for c in sweep) + " |",
+        "|---|" + "---|" * len(sweep),
+    ]
+    for key in names:
+        per = [_per_cpu(_find(fan, key, c)) for c in sweep]
+        out.append(f"| {label[key]} | " + " | ".join(f"{p:,.0f}" if p else "" for p in per) + " |")
+    out.append("")
+
+    single = res.get("fanout_burst1") or []
+    if single:
+        out += ["### Fan-out, one event per loop tick (1,000 clients)", "",
+                "The same fan-out with `--burst 1`: less to coalesce per write, lower latency.",
+                "", "| server | deliveries/s | p50 ms | p99 ms | server CPU |",
+                "|---|---|---|---|---|"]  # fmt: skip
+        for r in single:
+            if r.get("failed"):
+                out.append(f"| {r['target']} | failed | | | |")
+                continue
+            out.append(
+                f"| {r['target']} | {r['rate']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['server_cpu'][0] * 100:.0f}% |"
+            )
+        out.append("")
+    echo = res["echo"]
+    out += ["### Echo: sequential emit-with-ack, "
+            f"{echo[0]['clients'] if echo else '?'} clients", "",
+            "| server | round trips/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in echo:
+        if r.get("failed"):
+            out.append(f"| {r['target']} | failed | | | | | |")
+            continue
+        out.append(
+            f"| {r['target']} | {r['rate']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['errors']} |"
+        )
+    idle = res["idle"]
+    out += ["", f"### Idle connections: {idle[0]['clients'] if idle else '?'} per server", "",
+            "| server | RSS empty MB | RSS connected MB | KB per connection "
+            "| time to set all up, s | errors |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in idle:
+        if r.get("failed"):
+            out.append(f"| {r['target']} | failed | | | | |")
+            continue
+        out.append(
+            f"| {r['target']} | {r['server_rss_base_kb'] / 1024:.1f} | "
+            f"{r['server_rss_ready_kb'] / 1024:.1f} | {r['kb_per_conn']:.1f} | "
+            f"{r['connect_secs']:.2f} | {r['errors']} |"
+        )
+    mc = res.get("max_conns")
+    if mc and not mc.get("failed"):
+        out += ["", "### Most idle WebSocket connections on one node", "",
+                f"anywire held {mc['ready']:,} of {mc['clients']:,} attempted idle WebSocket "
+                f"connections (the file limit of generator and server is the cap here), "
+                f"set up in "
+                f"{mc['connect_secs']:.1f} s; server RSS {mc['server_rss_ready_kb'] / 1024:.0f} MB "
+                f"({mc['kb_per_conn']:.1f} KB per connection), {mc['errors']} errors."]  # fmt: skip
+    out += ["", "### Cross-node fan-out through Redis", ""]
+    redis = res.get("redis")
+    if redis and all(not r.get("failed") for r in redis):
+        out.append(
+            f"1,000 WebSocket clients: one node {redis[0]['rate']:,.0f}/s, two nodes "
+            f"{redis[1]['rate']:,.0f}/s ({_ratio(redis[1]['rate'], redis[0]['rate'])})."
+        )
+    else:
+        out.append("Pending: needs the Redis broker (run with `--redis redis://127.0.0.1:6379`).")
+
+    # Targets of issue #5, computed from this run.
+    big = 1000 if 1000 in sweep else max(sweep)
+    aw_ws, aw_sse, aw_poll = (_rate(_find(fan, k, big)) for k in ("aw-ws", "aw-sse", "aw-poll"))
+    raw, sio_ws, sio_poll, node_ws = (
+        _rate(_find(fan, k, big)) for k in ("raw-ws", "sio-ws", "sio-poll", "node-ws")
+    )
+    e_aw, e_sio = _find(echo, "aw-ws"), _find(echo, "sio-ws")
+    i_aw, i_raw = _find(idle, "aw-ws"), _find(idle, "raw-ws")
+    c = {k: _per_cpu(_find(fan, k, big)) for k in ("aw-ws", "aw-sse", "aw-poll")}
+    c |= {k: _per_cpu(_find(fan, k, big)) for k in ("raw-ws", "sio-ws", "sio-poll", "node-ws")}
+    echo_ok = e_aw and e_sio and not e_aw.get("failed") and not e_sio.get("failed")
+    idle_ok = i_aw and i_raw and not i_aw.get("failed") and not i_raw.get("failed")
+    redis_ok = redis and all(not r.get("failed") for r in redis)
+    rows = [
+        ("WebSocket fan-out vs raw ASGI loop", ">= 0.8x", _ratio(aw_ws, raw),
+         _ratio(c["aw-ws"], c["raw-ws"])),
+        ("WebSocket fan-out vs python-socketio", ">= 5x", _ratio(aw_ws, sio_ws),
+         _ratio(c["aw-ws"], c["sio-ws"])),
+        ("WebSocket fan-out vs Node socket.io (goal)", "~1x", _ratio(aw_ws, node_ws),
+         _ratio(c["aw-ws"], c["node-ws"])),
+        ("SSE fan-out vs anywire WebSocket", ">= 0.7x", _ratio(aw_sse, aw_ws),
+         _ratio(c["aw-sse"], c["aw-ws"])),
+        ("long-poll fan-out vs python-socketio polling", ">= 5x", _ratio(aw_poll, sio_poll),
+         _ratio(c["aw-poll"], c["sio-poll"])),
+        ("echo p99 vs python-socketio", "<= 0.5x",
+         _ratio(e_aw["p99_ms"], e_sio["p99_ms"]) if echo_ok else "n/a", ""),
+        ("idle KB per WebSocket vs raw ASGI", "<= 1.3x",
+         _ratio(i_aw["kb_per_conn"], i_raw["kb_per_conn"]) if idle_ok else "n/a", ""),
+        ("two-node fan-out via Redis vs one node", ">= 0.6x",
+         _ratio(redis[1]["rate"], redis[0]["rate"]) if redis_ok else "pending", ""),
+    ]  # fmt: skip
+    out += ["", f"### Ratios against the targets ({big} clients for fan-out)", "",
+            "| ratio | target | measured | per server CPU-second |",
+            "|---|---|---|---|"]  # fmt: skip
+    out += [f"| {a} | {b} | {m} | {n} |" for a, b, m, n in rows]
+    return "\n".join(out)
+
+
+def plot(res: dict[str, Any], path: Path) -> None:
+    """Throughput against the number of clients, one line per server and transport."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    fan = [r for r in res["fanout"] if not r.get("failed")]
+    for key in dict.fromkeys(r["key"] for r in fan):
+        rows = sorted((r for r in fan if r["key"] == key), key=lambda r: r["clients"])
+        style = "-" if key.startswith("aw") else "--"
+        ax.plot(
+            [r["clients"] for r in rows],
+            [r["rate"] for r in rows],
+            style,
+            marker="o",
+            label=rows[0]["target"],
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("clients in one room")
+    ax.set_ylabel("deliveries per second")
+    ax.set_title("Fan-out throughput, server pinned to one core")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

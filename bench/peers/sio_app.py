@@ -1,0 +1,86 @@
+"""python-socketio on the same uvicorn: what Python users would pick instead.
+
+Clients enter room ``bench`` on connect; ``echo`` acks its data back. The publisher emits
+to the room ``burst`` times per event-loop tick and pauses while sampled clients have more
+than 400 packets queued (the same back-pressure as anywire's bench app).
+Run: ``python bench/peers/sio_app.py --port P``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import socketio
+import uvicorn
+
+from anywire.bench.app import run_control
+
+sio = socketio.AsyncServer(
+    async_mode="asgi", ping_interval=300, ping_timeout=60, cors_allowed_origins=[]
+)
+state = {"published": 0}
+tasks: set[asyncio.Task[None]] = set()
+
+
+@sio.event
+async def connect(sid: str, environ: Any) -> None:
+    await sio.enter_room(sid, "bench")
+
+
+@sio.on("echo")
+async def echo(sid: str, data: Any) -> Any:
+    return data
+
+
+def _lagging(sample: list[Any]) -> bool:
+    return any(s.queue.qsize() > 400 for s in sample if not s.closed)
+
+
+async def publish(secs: float, size: int, burst: int) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + secs
+    pad = "x" * max(1, size - 30)
+    sockets = list(sio.eio.sockets.values())
+    sample = sockets[:: max(1, len(sockets) // 16)]
+    while loop.time() < end:
+        for _ in range(burst):
+            await sio.emit("m", {"ts": time.monotonic_ns() // 1000, "p": pad}, room="bench")
+        state["published"] += burst
+        await asyncio.sleep(0)
+        while _lagging(sample) and loop.time() < end:
+            await asyncio.sleep(0.001)
+
+
+def start(query: dict[str, str]) -> None:
+    task = asyncio.create_task(
+        publish(
+            float(query.get("secs", 10)), int(query.get("size", 100)), int(query.get("burst", 1))
+        )
+    )
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+app = socketio.ASGIApp(
+    sio,
+    other_asgi_app=run_control(
+        start, lambda: {"published": state["published"], "sessions": len(sio.eio.sockets)}
+    ),
+)
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        log_level="warning",
+    )
