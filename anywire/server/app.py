@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.auth import Identity
+from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
@@ -112,6 +113,7 @@ class Anywire:
         self._disconnect_hooks: list[Hook] = []
         self._join_hooks: list[JoinHook] = []
         self._started = False
+        self._stopped = False  # stop() ran: no request may start the host again
         self._start_lock = asyncio.Lock()
         self.websocket = WebSocketTransport(self.host)
         self.sse = SSETransport(self.host)
@@ -278,6 +280,7 @@ class Anywire:
     async def start(self) -> None:
         """Start the host (broker, timers). Called by lifespan or on first request."""
         async with self._start_lock:
+            self._stopped = False
             if not self._started:
                 self.sse.reset()
                 await self.host.start()
@@ -286,6 +289,7 @@ class Anywire:
     async def stop(self, grace: float = 2.0) -> None:
         """Graceful shutdown: every client is told to reconnect (4000); streams and pending
         polls end; timers stop."""
+        self._stopped = True
         if self._started:
             self.sse.shutdown_event.set()
             await self.host.shutdown(grace)
@@ -306,6 +310,12 @@ class Anywire:
                 await send_json_error(send, 404, ProtocolError("not found", 4502))
             return
         if not self._started:
+            if self._stopped:
+                # A request that arrives while the server shuts down (a client reconnecting
+                # after its 4000, a request forwarded by another node) must not start the
+                # host, broker and timers again: they would outlive the shutdown.
+                await _refuse_stopped(kind, send)
+                return
             await self.start()
         if kind == "websocket":
             if tail == "/ws":
@@ -448,6 +458,13 @@ class Anywire:
                 await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _refuse_stopped(kind: str, send: Send) -> None:
+    if kind == "websocket":
+        await send({"type": "websocket.close", "code": int(CloseCode.SHUTDOWN)})
+    elif kind == "http":
+        await send_json_error(send, 503, ProtocolError("server shutting down", CloseCode.SHUTDOWN))
 
 
 def _own_origin(scope: Scope) -> str | None:

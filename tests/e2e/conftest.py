@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -51,12 +52,37 @@ class Server:
                 self.proc.terminate()
             else:
                 self.proc.kill()
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # A server that will not stop is a bug to see, not a hang: record where it is
+            # stuck (py-spy, when installed), then kill it so the suite goes on.
+            stacks = _stacks(self.proc.pid)
+            self.proc.kill()
+            self.proc.wait(5)
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise AssertionError(
+                f"server on port {self.port} did not stop within {timeout} s\n"
+                f"--- stacks ---\n{stacks}\n--- log ---\n{tail}"
+            ) from None
 
     def restart(self) -> None:
         self.stop()
         fresh = start_server(self.env, self.port, self.log, self.args, app=self.app)
         self.proc = fresh.proc
+
+
+def _stacks(pid: int) -> str:
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return "(py-spy not installed)"
+    try:
+        out = subprocess.run(
+            [spy, "dump", "--pid", str(pid), "--locals"], capture_output=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return "(py-spy timed out)"
+    return (out.stdout + out.stderr).decode(errors="replace")[-8000:]
 
 
 def start_server(
