@@ -61,6 +61,9 @@ return {ep, n}
 Rpc = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+_DRAIN_MAX = 256  # messages handled per loop turn before letting writers run
+
+
 class RedisBroker:
     """Scale-out broker on redis-py asyncio.
 
@@ -216,8 +219,12 @@ class RedisBroker:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.get(ekey)
                 pipe.get(nkey)
-                pipe.xrange(hkey, f"{after + 1}-0", "+" if upto is None else f"{upto}-0",
-                            count=self.history_size + 1)
+                pipe.xrange(
+                    hkey,
+                    f"{after + 1}-0",
+                    "+" if upto is None else f"{upto}-0",
+                    count=self.history_size + 1,
+                )
                 current, head, entries = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"history unavailable: {exc}") from exc
@@ -291,8 +298,17 @@ class RedisBroker:
                 self._spawn(self._catch_up())
                 while True:
                     message = await pubsub.get_message(timeout=None)
-                    if message is not None and message.get("type") == "message":
-                        self._on_message(message["channel"], message["data"])
+                    # Then everything already received, before the loop runs the writers:
+                    # a burst of publishes reaches each connection as one batched write
+                    # instead of one write (and one writer wake-up) per event.
+                    handled = 0
+                    while message is not None:
+                        if message.get("type") == "message":
+                            self._on_message(message["channel"], message["data"])
+                        handled += 1
+                        if handled >= _DRAIN_MAX:
+                            break
+                        message = await pubsub.get_message(timeout=0.0)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
