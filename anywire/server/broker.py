@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.frames import StreamPos
+from ..core.streams import room_stream, user_stream
 
-__all__ = ["Broker", "Envelope"]
+__all__ = ["Broker", "Envelope", "stream_of"]
 
 
 @dataclass(slots=True)
@@ -67,3 +68,12 @@ class Broker(Protocol):
     def state(self) -> str:
         """``ok``, ``degraded`` or ``down``, for the health endpoint."""
         ...
+
+
+def stream_of(envelope: Envelope) -> str | None:
+    """The stream a room or user envelope belongs to (None for ``all`` and ``session``)."""
+    if envelope.kind == "room" and envelope.target is not None:
+        return room_stream(envelope.namespace, envelope.target)
+    if envelope.kind == "user" and envelope.target is not None:
+        return user_stream(envelope.namespace, envelope.target)
+    return None

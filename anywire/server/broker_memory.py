@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from ..core.streams import StreamLog, room_stream, user_stream
-from .broker import Envelope
+from ..core.streams import StreamLog
+from .broker import Envelope, stream_of
 
 __all__ = ["MemoryBroker"]
 
@@ -28,7 +28,7 @@ class MemoryBroker:
         self._deliver = deliver
 
     async def publish(self, envelope: Envelope) -> None:
-        stream = _stream_of(envelope)
+        stream = stream_of(envelope)
         if stream is not None:
             log = self._logs.get(stream)
             if log is None:
@@ -65,11 +65,3 @@ class MemoryBroker:
     def stream_count(self) -> int:
         """Streams with history (for metrics)."""
         return len(self._logs)
-
-
-def _stream_of(envelope: Envelope) -> str | None:
-    if envelope.kind == "room" and envelope.target is not None:
-        return room_stream(envelope.namespace, envelope.target)
-    if envelope.kind == "user" and envelope.target is not None:
-        return user_stream(envelope.namespace, envelope.target)
-    return None

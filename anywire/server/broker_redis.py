@@ -35,8 +35,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from ..core.gaps import Fill, GapTracker, Lost, Step
-from ..core.streams import room_stream, user_stream
-from .broker import Envelope
+from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
 
 __all__ = ["RedisBroker"]
@@ -170,7 +169,7 @@ class RedisBroker:
         return self._state
 
     async def publish(self, envelope: Envelope) -> None:
-        stream = _stream_of(envelope)
+        stream = stream_of(envelope)
         body = _pack(envelope)
         try:
             if stream is None:
@@ -331,7 +330,7 @@ class RedisBroker:
         if kind == b"S":
             epoch_b, offset_b, body = data[1:].split(b" ", 2)
             env = _unpack(body)
-            stream = _stream_of(env)
+            stream = stream_of(env)
             if stream is None:
                 return
             epoch, offset = epoch_b.decode(), int(offset_b)
@@ -440,14 +439,6 @@ class RedisBroker:
     def stream_count(self) -> int:
         """Streams this node tracks (for metrics)."""
         return len(self.tracker)
-
-
-def _stream_of(envelope: Envelope) -> str | None:
-    if envelope.kind == "room" and envelope.target is not None:
-        return room_stream(envelope.namespace, envelope.target)
-    if envelope.kind == "user" and envelope.target is not None:
-        return user_stream(envelope.namespace, envelope.target)
-    return None
 
 
 def _dumps(value: Any) -> bytes:

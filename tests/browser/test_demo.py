@@ -4,40 +4,20 @@ and a badge naming the live transport; the switch forces another transport."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import ROOT, TRANSPORTS, free_port
+from tests.e2e.conftest import TRANSPORTS, running_demo
 
 from .conftest import WAIT_MS
 
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "anywire.server.cli", "demo", "--port", str(port),
-           "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError("demo did not start")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with running_demo() as url:
+        yield url
 
 
 def open_chat(browser: Browser, url: str) -> Page:

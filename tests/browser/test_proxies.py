@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.e2e.conftest import TRANSPORTS, Server, start_server
-from tests.proxies.nginx import Nginx, start_nginx
+from tests.e2e.conftest import TRANSPORTS, Server
+from tests.proxies.nginx import Nginx, proxy_test_server, restrictive_proxies
 
 from .conftest import APP, load
 from .drive import js, open_socket, wait_events
@@ -21,21 +21,15 @@ ALL = ["websocket", "sse", "longpoll"]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    # Heartbeats (1 s) and poll windows (3 s) shorter than short-idle's 5 s read timeout.
-    srv = start_server({"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}, app=APP)
+    srv = proxy_test_server(APP)
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
 def proxies(server: Server) -> Iterator[dict[str, Nginx]]:
-    started = {name: start_nginx(name, server.port) for name in PROXIES}
-    yield started
-    for proxy in started.values():
-        proxy.stop()
-
-
-PROXIES = ("ws-blocked", "buffering", "short-idle")
+    with restrictive_proxies(server.port) as started:
+        yield started
 
 
 def _flow(context: BrowserContext, url: str, user: str, **options: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -126,6 +127,31 @@ def start_server(
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not start within 15 s")
+
+
+@contextlib.contextmanager
+def running_demo() -> Iterator[str]:
+    """``anywire demo`` (the README's first command) on a free port; yields its URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "anywire.server.cli", "demo", "--port", str(port),
+           "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("demo did not start")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,6 @@ transport."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -13,42 +10,14 @@ import pytest
 
 from anywire import __version__
 
-from .conftest import ROOT, free_port
+from .conftest import running_demo
 from .raw import RawConn
 
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "anywire.server.cli",
-            "demo",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError("demo did not start")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with running_demo() as url:
+        yield url
 
 
 def test_page_and_anonymous_negotiate(demo: str) -> None:

@@ -8,15 +8,17 @@ stops it. nginx must be installed (``.ci/run`` installs Debian's package).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import Server, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -78,3 +80,25 @@ def start_nginx(name: str, upstream: int, **ports: int) -> Nginx:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"nginx {name} did not listen within 10 s")
+
+
+RESTRICTIVE = ("ws-blocked", "buffering", "short-idle")
+
+
+@contextlib.contextmanager
+def restrictive_proxies(upstream: int) -> Iterator[dict[str, Nginx]]:
+    """One nginx per restrictive configuration, all in front of ``upstream``."""
+    started: dict[str, Nginx] = {}
+    try:
+        for name in RESTRICTIVE:
+            started[name] = start_nginx(name, upstream)
+        yield started
+    finally:
+        for proxy in started.values():
+            proxy.stop()
+
+
+def proxy_test_server(app: str = "tests.e2e.testapp:app") -> Server:
+    """A test server whose heartbeats (1 s) and poll window (3 s) are shorter than the
+    short-idle proxy's 5 s read timeout."""
+    return start_server({"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}, app=app)

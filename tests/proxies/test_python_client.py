@@ -19,29 +19,23 @@ from typing import Any
 import pytest
 
 from anywire.clients.python import Client
-from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_server
+from tests.e2e.conftest import TRANSPORTS, Server, make_token
 from tests.e2e.test_behaviour import Inbox
 
-from .nginx import Nginx, start_nginx
+from .nginx import Nginx, proxy_test_server, restrictive_proxies
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    # Heartbeats (1 s) and poll windows (3 s) shorter than short-idle's 5 s read timeout.
-    srv = start_server({"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"})
+    srv = proxy_test_server()
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
 def proxies(server: Server) -> Iterator[dict[str, Nginx]]:
-    started = {name: start_nginx(name, server.port) for name in PROXIES}
-    yield started
-    for proxy in started.values():
-        proxy.stop()
-
-
-PROXIES = ("ws-blocked", "buffering", "short-idle")
+    with restrictive_proxies(server.port) as started:
+        yield started
 
 
 async def _flow(client: Client, server: Server, room: str) -> None:
