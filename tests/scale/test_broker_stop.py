@@ -4,23 +4,11 @@ a node's heartbeat task kept looping after its cancel and the process never exit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
-import pytest
 
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
-from tests.e2e.conftest import free_port
 
 from .conftest import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.kill()
 
 
 async def test_stop_ends_a_heartbeat_that_swallows_its_cancel(redis: RedisServer) -> None:
