@@ -13,6 +13,7 @@ another origin may import the client from this server.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from importlib import resources
 
@@ -36,20 +37,26 @@ class ClientAssets:
     """The packaged browser client, served under ``{prefix}/client/``.
 
     :param prefix: the anywire path prefix (``/anywire``), used to build redirect targets.
-    :param package: the package holding the files (tests point it at another folder).
+    :param package: the package holding the files.
     """
 
     def __init__(self, prefix: str, package: str = "anywire.clients.js") -> None:
         self.prefix = prefix
         self.version = __version__
-        self._files: dict[str, tuple[bytes, bytes, bytes]] = {}
-        root = resources.files(package)
-        for entry in root.iterdir():
+        self.package = package
+
+    @functools.cached_property
+    def _files(self) -> dict[str, tuple[bytes, bytes, bytes]]:
+        # Read and hashed on the first request for a file, not when every Anywire object
+        # is built: most processes (workers, tests, the bench app) never serve one.
+        files: dict[str, tuple[bytes, bytes, bytes]] = {}
+        for entry in resources.files(self.package).iterdir():
             suffix = _suffix(entry.name)
             if entry.is_file() and suffix in _TYPES and not entry.name.startswith("."):
                 body = entry.read_bytes()
                 etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
-                self._files[entry.name] = (body, _TYPES[suffix], etag)
+                files[entry.name] = (body, _TYPES[suffix], etag)
+        return files
 
     @property
     def names(self) -> list[str]:
