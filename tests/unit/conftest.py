@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import msgspec
 import pytest
 
 from anywire.core.codec import Codec, JsonCodec, MsgpackCodec
@@ -19,7 +20,11 @@ def load_vectors(name: str) -> list[dict[str, Any]]:
 
 
 def make_codec(name: str) -> Codec:
+    """A codec as the server builds it (``json`` with msgspec's decoder injected);
+    ``json-reference`` is the standard-library-only JSON codec."""
     if name == "json":
+        return JsonCodec(fast_decode=msgspec.json.Decoder().decode)
+    if name == "json-reference":
         return JsonCodec()
     return MsgpackCodec(msgpack.packb, msgpack.unpackb)
 

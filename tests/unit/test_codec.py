@@ -320,6 +320,9 @@ class RecordingCodec:
     def batch(self, frames: Iterable[bytes]) -> bytes:
         return self.inner.batch(frames)
 
+    def rx(self, n: int) -> bytes:
+        return self.inner.rx(n)
+
 
 def test_body_is_encoded_once_per_codec() -> None:
     js, mp = RecordingCodec(make_codec("json")), RecordingCodec(make_codec("msgpack"))
@@ -456,3 +459,71 @@ def test_json_fast_encoder_matches_the_standard_encoder() -> None:
     reference = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     value = {"t": "event", "s": 1, "d": {"é": "\n\u2028\x01", "n": [1.5, -2, None, True]}}
     assert codec.encode(value) == reference.encode(value).encode()
+
+
+# -- the injected fast JSON decoder only ever agrees with the reference path ---------------
+
+_TRICKY_JSON = [
+    '{"t":"event","s":1,"id":1,"e":"echo","d":{"ts":1,"p":"xx"}}',
+    '[{"t":"rx","n":3},{"t":"event","s":4,"e":"a","d":[1,2.5,-0.0,1E5,null,true]}]',
+    '{"d":"\u00e9"}',  # an escape: the reference path reads it
+    '{"d":"\ud800"}',  # a lone surrogate: refused
+    '{"\u0024bin":"AP8="}',  # an escaped $bin key is still $bin
+    '{"d":{"$bin":"AP8="}}',
+    '{"d":{"$bin":"!!"}}',
+    '{"d":"é😀"}',
+    '{"a":1,"a":2}',
+    " [1] ",
+    "NaN",
+    "[Infinity]",
+    "1e400",
+    "-1e400",
+    "1" + "0" * 400 + ".0",
+    "9" * 5000,
+    "123456789012345678901234567890",
+    "1 2",
+    "\ufeff1",
+    "[1,2",
+    "[" * 100_000 + "]" * 100_000,
+    "",
+    "{}",
+    '"\u0000"',
+]
+
+
+def _outcome(codec: Codec, data: bytes | str) -> Any:
+    try:
+        return ("ok", codec.decode(data))
+    except RemoteProtocolError as exc:
+        return ("error", exc.code, exc.message)
+
+
+@pytest.mark.parametrize("text", _TRICKY_JSON, ids=range(len(_TRICKY_JSON)))
+def test_fast_json_decoder_agrees_with_the_reference(text: str) -> None:
+    """Same value or same error (code and message), for text and for UTF-8 bytes."""
+    fast, reference = make_codec("json"), make_codec("json-reference")
+    for data in (text, text.encode("utf-8", "surrogatepass")):
+        assert _outcome(fast, data) == _outcome(reference, data)
+
+
+def test_fast_json_decoder_agrees_on_every_vector() -> None:
+    fast, reference = make_codec("json"), make_codec("json-reference")
+    cases = [c for c in load_vectors("invalid.json") if c["codec"] == "json"]
+    cases += [c for c in FRAMES]
+    for case in cases:
+        data = case["input"] if "input" in case else expected_bytes(case, "json")
+        assert _outcome(fast, data) == _outcome(reference, data), case["name"]
+
+
+def test_fast_json_decoder_refuses_invalid_utf8() -> None:
+    data = b'{"d":"' + bytes([0xFF]) + b'"}'
+    fast, reference = make_codec("json"), make_codec("json-reference")
+    assert _outcome(fast, data)[0] == "error"
+    assert _outcome(fast, data) == _outcome(reference, data)
+
+
+@pytest.mark.parametrize("codec_name", CODECS)
+@pytest.mark.parametrize("n", [0, 1, 15, 127, 128, 255, 256, 65535, 65536, 2**32, 2**53 - 1])
+def test_rx_is_byte_for_byte_the_encoded_frame(codec_name: str, n: int) -> None:
+    codec = make_codec(codec_name)
+    assert codec.rx(n) == codec.encode({"t": "rx", "n": n})
