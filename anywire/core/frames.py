@@ -332,11 +332,28 @@ def _uint(value: Any) -> int | None:
     return None
 
 
+_LIMIT = 2**53
+
+
 def _parse(obj: Any) -> Frame:
     if not isinstance(obj, dict):
         raise RemoteProtocolError("a frame must be a map")
     t = obj.get("t")
     if t == "event":
+        # The common shape first, checked inline (an echo's hot path): plain ints in
+        # range, a short name, no room or position. Anything else, valid or not, takes
+        # the general path below, which words the errors.
+        s, e, i = obj.get("s"), obj.get("e"), obj.get("id")
+        if (
+            type(s) is int
+            and 0 <= s < _LIMIT
+            and type(e) is str
+            and 0 < len(e) <= MAX_NAME
+            and (i is None or (type(i) is int and 0 <= i < _LIMIT))
+            and "r" not in obj
+            and "o" not in obj
+        ):
+            return Event(s, e, obj.get("d"), i)
         return Event(
             s=_seq(obj, "s", t),
             e=_name(obj, "e", t),

@@ -109,6 +109,9 @@ class Anywire:
         self.cluster: Cluster | None = None
         self._bind_broker()
         self._handlers: dict[tuple[str, str], Handler] = {}
+        # Whether each handler is a coroutine function, decided once at registration
+        # (inspect's check per event showed up in the echo profile).
+        self._is_async: dict[Handler, bool] = {}
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._join_hooks: list[JoinHook] = []
@@ -155,6 +158,7 @@ class Anywire:
 
         def register(fn: Handler) -> Handler:
             self._handlers[(namespace, event)] = fn
+            self._is_async[fn] = inspect.iscoroutinefunction(fn)
             return fn
 
         return register
@@ -180,6 +184,11 @@ class Anywire:
     def handler(self, namespace: str, event: str) -> Handler | None:
         """The handler registered for ``event`` in ``namespace``."""
         return self._handlers.get((namespace, event))
+
+    def is_async(self, handler: Handler) -> bool:
+        """Whether ``handler`` is a coroutine function (cached at registration)."""
+        cached = self._is_async.get(handler)
+        return inspect.iscoroutinefunction(handler) if cached is None else cached
 
     # -- emitting -------------------------------------------------------------------------
     async def emit(

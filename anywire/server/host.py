@@ -21,7 +21,7 @@ from ..core.auth import Identity
 from ..core.closecodes import CloseCode, should_reconnect
 from ..core.codec import Codec, Outgoing
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
-from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume
+from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
@@ -265,14 +265,17 @@ class SessionHost:
         raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
 
     def feed(self, sid: str, frames: list[Frame]) -> None:
-        sess = self._session(sid)
+        sess = self.sessions.get(sid) or self._session(sid)
         now = asyncio.get_running_loop().time()
+        self.counters["frames_in"] += len(frames)
         try:
             for frame in frames:
-                self.counters["frames_in"] += 1
                 handled = sess.receive(frame, now)
                 if handled is not None:
-                    self._dispatch(sess, handled)
+                    if type(handled) is Event:
+                        self._on_event(sess, self.sockets[sid], handled)
+                    else:
+                        self._dispatch(sess, handled)
                 if sess.state is SessionState.CLOSED:
                     break
         except RemoteProtocolError as exc:
@@ -311,9 +314,13 @@ class SessionHost:
         sess = self.sessions.get(link.sid) if link.sid is not None else None
         codec = link.codec
         if sess is not None and sess.connection is link:
-            out.extend(codec.encode(f.to_wire()) for f in sess.take_control())
+            for control in sess.take_control():
+                if type(control) is Rx:
+                    out.append(codec.rx(control.n))
+                else:
+                    out.append(codec.encode(control.to_wire()))
             for seq, item in sess.take_pending(limit):
-                out.append(codec.frame(item.type, seq, item.body(codec)))
+                out.append(codec.frame(item.type, seq, _body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))
@@ -453,11 +460,11 @@ class SessionHost:
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, sess: ServerSession, frame: Frame) -> None:
         socket = self.sockets[sess.sid]
-        if isinstance(frame, Close):
+        if isinstance(frame, Event):
+            self._on_event(sess, socket, frame)
+        elif isinstance(frame, Close):
             # The client is leaving for good: no resume window to wait out.
             self.close_session(sess, CloseCode.NORMAL, "closed by client")
-        elif isinstance(frame, Event):
-            self._on_event(sess, socket, frame)
         elif isinstance(frame, Ack):
             fut = self.acks.pop((sess.sid, frame.id), None)
             if fut is not None and not fut.done():
@@ -472,8 +479,9 @@ class SessionHost:
             self._handle_leave(sess, frame)
 
     def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
-        handler = self.app.handler(sess.namespace, frame.e)
-        if handler is None or sess.sid in self.tasks or inspect.iscoroutinefunction(handler):
+        app = self.app
+        handler = app.handler(sess.namespace, frame.e)
+        if handler is None or sess.sid in self.tasks or app.is_async(handler):
             self._spawn(self._handle_event(sess, socket, frame), sess.sid)
             return
         # A plain function while nothing of this session is in flight: call it now. That
@@ -484,7 +492,7 @@ class SessionHost:
         except Exception as exc:
             self._handler_failed(sess, frame, exc)
             return
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN and inspect.isawaitable(result):
             self._spawn(self._finish_event(sess, frame, result), sess.sid)
         elif frame.id is not None:
             self._reply(sess, frame.id, True, result)
@@ -613,8 +621,14 @@ class SessionHost:
         else:
             fields["err"] = {"code": code, "message": message[:1000]}
         out = Outgoing("ack", fields)
+        link = sess.connection
         try:
-            self.encodable(out)
+            if isinstance(link, Link):
+                # The codec it will be written with now. Another codec (a resume that
+                # switched) encodes it when written; see _body().
+                out.body(link.codec)
+            else:
+                self.encodable(out)
         except TypeError as exc:
             fields = {
                 "id": ack_id,
@@ -641,7 +655,9 @@ class SessionHost:
         if sess.written < sess.floor - 1 and sess.state is SessionState.ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
             return
-        self._wake(sess)
+        link = sess.connection
+        if isinstance(link, Link):
+            link.wake()
 
     # -- rooms and presence ---------------------------------------------------------------
     def join(self, sess: ServerSession, room: str, meta: Any = None) -> list[dict[str, Any]]:
@@ -757,3 +773,24 @@ def bearer(scope: Scope) -> str | None:
     if value and value[:7].lower() == "bearer ":
         return value[7:].strip() or None
     return None
+
+
+# Handler results that are certainly not awaitable: skips inspect's ABC checks per event.
+_PLAIN = frozenset({type(None), dict, list, str, int, float, bool, bytes})
+
+
+def _body(item: Outgoing, codec: Codec) -> bytes:
+    """``item``'s body for ``codec``. An ack is checked only against the codec of the
+    connection it was created for; should a resume on another codec be unable to carry
+    it, the client gets an error ack with the same id instead of a dead writer."""
+    try:
+        return item.body(codec)
+    except TypeError as exc:
+        if item.type != "ack":
+            raise  # events are checked against every codec when created
+        fields = {
+            "id": item.fields.get("id"),
+            "ok": False,
+            "err": {"code": "handler_error", "message": f"result not sendable: {exc}"},
+        }
+        return codec.encode_body(fields)

@@ -207,7 +207,12 @@ def decode_frames(
         obj = codec.decode(data)
     except RemoteProtocolError as exc:
         return [], exc
-    items = obj if isinstance(obj, list) else [obj]
+    if not isinstance(obj, list):  # one frame, the common case
+        try:
+            return [parse_frame(obj)], None
+        except RemoteProtocolError as exc:
+            return [], exc
+    items = obj
     if len(items) > max_batch:
         return [], RemoteProtocolError(f"batch of {len(items)} frames exceeds {max_batch}", 4503)
     frames: list[Frame] = []

@@ -97,3 +97,73 @@ async def test_handler_exception_becomes_error_ack_and_session_lives() -> None:
         assert link.closing is None and link.sid in aw.host.sessions
     finally:
         await aw.stop(grace=0.1)
+
+
+async def test_an_ack_its_connection_can_carry_but_a_later_codec_cannot_becomes_an_error() -> None:
+    """An ack is encoded for its connection's codec only (the echo hot path). A resume on
+    the other codec that cannot carry the value gets an error ack with the same id,
+    never a dead writer."""
+    aw = Anywire(anonymous=True)
+
+    @aw.on("big")
+    def big(sock: Any, data: Any) -> int:
+        return 2**64  # fine in JSON, beyond MessagePack's integers
+
+    await aw.start()
+    try:
+        first = await _attached(aw)  # JSON
+        assert first.sid is not None
+        aw.host.outgoing(first)
+        aw.host.feed(first.sid, [Event(s=1, e="big", id=7)])
+        json_frames = [aw.host.codec("json").decode(f) for f in aw.host.outgoing(first)]
+        (ack,) = [f for f in json_frames if f["t"] == "ack"]
+        assert ack["ok"] is True and ack["d"] == 2**64
+        aw.host.detach(first)  # written but never confirmed: replayed on resume
+
+        token = aw.host.signer.sign({"k": "s", "sid": first.sid, "node": aw.node_id})
+        _, _, ticket, resumable = aw.host.issue(Identity("u1"), "/", "msgpack", token)
+        assert resumable
+        second = Link(WEBSOCKET, aw.host.codec("msgpack"))
+        await aw.host.attach(second, Resume(ticket, 0))
+        frames = [aw.host.codec("msgpack").decode(f) for f in aw.host.outgoing(second)]
+        (replayed,) = [f for f in frames if f["t"] == "ack"]
+        assert replayed["s"] == ack["s"] and replayed["id"] == 7
+        assert replayed["ok"] is False and replayed["err"]["code"] == "handler_error"
+        assert second.closing is None
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_plain_handlers_answer_at_once_and_awaitables_they_return_are_awaited() -> None:
+    aw = Anywire(anonymous=True)
+    loop = asyncio.get_running_loop()
+    later: asyncio.Future[str] = loop.create_future()
+
+    @aw.on("now")
+    def now(sock: Any, data: Any) -> Any:
+        return {"got": data}
+
+    @aw.on("later")
+    def deferred(sock: Any, data: Any) -> Any:
+        return later  # a plain function may hand back something to await
+
+    await aw.start()
+    try:
+        link = await _attached(aw)
+        assert link.sid is not None
+        codec = aw.host.codec("json")
+        aw.host.outgoing(link)
+        aw.host.feed(link.sid, [Event(s=1, e="now", d=[1, 2], id=1)])
+        (ack,) = [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        assert ack == {"t": "ack", "s": 1, "id": 1, "ok": True, "d": {"got": [1, 2]}}
+
+        aw.host.feed(link.sid, [Event(s=2, e="later", id=2)])
+        assert not [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        later.set_result("done")
+        async with asyncio.timeout(2):
+            while not aw.host.has_pending(link):
+                await link.wait()
+        (ack,) = [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        assert ack["id"] == 2 and ack["d"] == "done"
+    finally:
+        await aw.stop(grace=0.1)
