@@ -9,6 +9,7 @@ shutdown.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -88,6 +89,11 @@ def run(app: Any, host: str, port: int, log_level: str = "info", fd: int | None 
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     server = _Server(config(app, host, port, log_level, max_size, fd), aw)
+    # Everything imported and built so far lives as long as the process: move it out of
+    # the collector's sight, so a full collection scans what connections create, not
+    # every module of the stack (it paused the loop for 30-50 ms at a time otherwise).
+    gc.collect()
+    gc.freeze()
     server.run()
 
 
