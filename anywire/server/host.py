@@ -14,7 +14,7 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.auth import Identity
@@ -76,6 +76,7 @@ class SessionHost:
         self._background: set[asyncio.Task[Any]] = set()
         self.cluster: Cluster | None = None
         """Set when nodes share a Redis broker: owner registry, presence, tickets."""
+        self._clock: Callable[[], float] = lambda: asyncio.get_running_loop().time()
         self.closing = False
         self.counters: dict[str, int] = {
             "connections": 0,
@@ -88,6 +89,9 @@ class SessionHost:
     async def start(self) -> None:
         """Start the broker and the timer task."""
         self.closing = False
+        # The loop's clock, bound once: asyncio.get_running_loop() costs a getpid()
+        # system call per call on Python 3.11, and feed() runs for every client message.
+        self._clock = asyncio.get_running_loop().time
         await self.broker.start(self.deliver)
         self._timer = asyncio.create_task(self._run_timers(), name="anywire-timers")
 
@@ -266,7 +270,7 @@ class SessionHost:
 
     def feed(self, sid: str, frames: list[Frame]) -> None:
         sess = self.sessions.get(sid) or self._session(sid)
-        now = asyncio.get_running_loop().time()
+        now = self._clock()
         self.counters["frames_in"] += len(frames)
         try:
             for frame in frames:
@@ -282,7 +286,9 @@ class SessionHost:
             self._peer_error(sess, exc)
             raise
         finally:
-            if sess.has_output():
+            # Pushes woke the writer already; control frames (pong) and an rx owed often
+            # enough to go alone have not.
+            if sess.control or sess.rx_due():
                 self._wake(sess)
 
     def reject(self, sid: str, error: RemoteProtocolError) -> None:
@@ -310,17 +316,23 @@ class SessionHost:
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
-        link.queued = []
-        sess = self.sessions.get(link.sid) if link.sid is not None else None
+        if out:
+            link.queued = []
+        else:
+            out = []
+        sid = link.sid
+        sess = self.sessions.get(sid) if sid is not None else None
         codec = link.codec
         if sess is not None and sess.connection is link:
-            for control in sess.take_control():
-                if type(control) is Rx:
-                    out.append(codec.rx(control.n))
-                else:
-                    out.append(codec.encode(control.to_wire()))
-            for seq, item in sess.take_pending(limit):
-                out.append(codec.frame(item.type, seq, _body(item, codec)))
+            if sess.control or sess.in_last > sess.rx_sent:
+                for control in sess.take_control():
+                    if type(control) is Rx:
+                        out.append(codec.rx(control.n))
+                    else:
+                        out.append(codec.encode(control.to_wire()))
+            if sess.written < sess.out_seq:
+                for seq, item in sess.take_pending(limit):
+                    out.append(codec.frame(item.type, seq, _body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))

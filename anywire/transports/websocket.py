@@ -168,7 +168,11 @@ class WebSocketTransport:
             # (on the echo bench ~10% of the server's CPU, in the kernel); together
             # they cost one wake-up per burst. Pushes meanwhile join the same message.
             await asyncio.sleep(0)
-            await writer.flush_held()
+            if writer.task is None:  # flush_held(), inlined: once per message
+                try:
+                    await writer._flush()
+                finally:
+                    writer.busy = False
 
 
 class _Writer:
