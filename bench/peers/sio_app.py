@@ -31,7 +31,7 @@ async def connect(sid: str, environ: Any) -> None:
 
 
 @sio.on("echo")
-async def echo(sid: str, data: Any) -> Any:
+def echo(sid: str, data: Any) -> Any:
     return data
 
 
