@@ -162,17 +162,21 @@ class WebSocketTransport:
             except BaseException:
                 writer.release()
                 raise
+            if writer.task is not None:
+                continue  # a writer task was already running: it flushes
+            if not host.has_pending(link):
+                writer.busy = False  # nothing to say (the frame was an rx, say)
+                continue
             # Write the answers one loop iteration later: every connection that had input
             # in this iteration has then been fed, and the answers leave back to back.
             # Spread out, nearly every write found its peer asleep and paid to wake it
             # (on the echo bench ~10% of the server's CPU, in the kernel); together
             # they cost one wake-up per burst. Pushes meanwhile join the same message.
             await asyncio.sleep(0)
-            if writer.task is None:  # flush_held(), inlined: once per message
-                try:
-                    await writer._flush()
-                finally:
-                    writer.busy = False
+            try:
+                await writer._flush()  # flush_held(), inlined: this runs per message
+            finally:
+                writer.busy = False
 
 
 class _Writer:
