@@ -158,6 +158,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10)
     parser.add_argument("--sweep", default="100,300,1000,2000", help="fan-out client counts")
     parser.add_argument("--echo-clients", type=int, default=100)
+    parser.add_argument(
+        "--echo-rounds",
+        type=int,
+        default=3,
+        help="echo runs per server, interleaved; the run with the median p99 is reported",
+    )
     parser.add_argument("--idle-clients", type=int, default=2000)
     parser.add_argument(
         "--max-conns", type=int, default=0, help="0: as many as the file limit allows"
@@ -173,7 +179,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.sweep = 2.0, "100,1000"
+        args.duration, args.sweep, args.echo_rounds = 2.0, "100,1000", 1
     hard = raise_nofile()
     node_modules = find_node_modules(args.node_modules)
     all_targets = targets(node_modules)
@@ -198,9 +204,16 @@ def main() -> None:
     for key in ("aw-ws", "raw-ws", "sio-ws", "node-ws"):
         if key in all_targets:
             results["fanout_burst1"].append(point(key, all_targets[key], "fanout", 1000, single))
-    for key in ("aw-ws", "sio-ws", "raw-ws", "node-ws"):
-        if key in all_targets:
-            results["echo"].append(point(key, all_targets[key], "echo", args.echo_clients, args))
+    # Closed-loop p99 swings between runs on a shared machine: several rounds, interleaved
+    # so a slow spell hits every server, and each server's median run is reported.
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(max(1, args.echo_rounds)):
+        for key in ("aw-ws", "sio-ws", "raw-ws", "node-ws"):
+            if key in all_targets:
+                r = point(key, all_targets[key], "echo", args.echo_clients, args)
+                rounds.setdefault(key, []).append(r)
+    results["echo_rounds"] = rounds
+    results["echo"] = [_median_run(runs) for runs in rounds.values()]
     for key, tgt in all_targets.items():
         results["idle"].append(point(key, tgt, "idle", args.idle_clients, args))
     if "aw-ws" in all_targets:
@@ -224,6 +237,14 @@ def main() -> None:
         _, tail = rest.split(END, 1)
         DOC.write_text(head + START + "\n" + text + "\n" + END + tail)
         print(f"updated {DOC} and {PLOT}", file=sys.stderr)
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose p99 is the median of ``runs`` (failed runs count as worst)."""
+    ok = sorted((r for r in runs if not r.get("failed")), key=lambda r: r["p99_ms"])
+    if not ok:
+        return runs[0]
+    return ok[(len(ok) - 1) // 2] if len(ok) == len(runs) else ok[len(ok) // 2]
 
 
 # -- report ------------------------------------------------------------------------------
@@ -334,6 +355,17 @@ def render(res: dict[str, Any]) -> str:
             f"| {r['target']} | {r['rate']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['errors']} |"
         )
+    rounds = res.get("echo_rounds") or {}
+    if any(len(runs) > 1 for runs in rounds.values()):
+        names = {r["key"]: r["target"] for r in echo if "key" in r}
+        out += ["", f"Each server ran {max(len(v) for v in rounds.values())} times, "
+                "interleaved; the table shows its run with the median p99. p99 of every run:",
+                ""]  # fmt: skip
+        for key, runs in rounds.items():
+            p99s = ", ".join(
+                "failed" if r.get("failed") else f"{r['p99_ms']:.2f}" for r in runs
+            )
+            out.append(f"* {names.get(key, key)}: {p99s} ms")
     idle = res["idle"]
     out += ["", f"### Idle connections: {idle[0]['clients'] if idle else '?'} per server", "",
             "| server | RSS empty MB | RSS connected MB | KB per connection "
