@@ -169,10 +169,18 @@ def test_errors_carry_bad_request_by_default() -> None:
     assert "nope" in info.value.message
 
 
-def test_frames_are_immutable() -> None:
-    frame = Event(1, "a")
+def test_frames_are_values() -> None:
+    """Equal fields, equal frames, same hash; frames of different types never equal.
+    (Not frozen, for speed: see the comment in anywire/core/frames.py; nothing mutates a
+    frame after building it.)"""
+    assert Event(1, "a", id=2) == Event(1, "a", id=2)
+    assert hash(Event(1, "a", id=2)) == hash(Event(1, "a", id=2))
+    assert {Pong(), Rx(3), Rx(3)} == {Pong(), Rx(3)}
+    assert Ping() != Pong()
+    assert Event(1, "a") != Event(2, "a")
+    assert not hasattr(Event(1, "a"), "__dict__")  # slotted: no stray attributes
     with pytest.raises(AttributeError):
-        frame.s = 2  # type: ignore[misc]
+        Event(1, "a").extra = 1  # type: ignore[attr-defined]
 
 
 def test_in_order() -> None:
