@@ -209,8 +209,9 @@ class JsonCodec:
         return self.encode(fields)[1:-1]
 
     def frame(self, type: str, seq: int, body: bytes) -> bytes:
-        head = b'{"t":"%s","s":%d' % (type.encode(), seq)
-        return head + (b"," + body if body else b"") + b"}"
+        if body:
+            return b'{"t":"%s","s":%d,%s}' % (type.encode(), seq, body)
+        return b'{"t":"%s","s":%d}' % (type.encode(), seq)
 
     def batch(self, frames: Iterable[bytes]) -> bytes:
         return b"[" + b",".join(frames) + b"]"

@@ -632,23 +632,10 @@ class SessionHost:
             fields["d"] = data
         else:
             fields["err"] = {"code": code, "message": message[:1000]}
-        out = Outgoing("ack", fields)
-        link = sess.connection
-        try:
-            if isinstance(link, Link):
-                # The codec it will be written with now. Another codec (a resume that
-                # switched) encodes it when written; see _body().
-                out.body(link.codec)
-            else:
-                self.encodable(out)
-        except TypeError as exc:
-            fields = {
-                "id": ack_id,
-                "ok": False,
-                "err": {"code": "handler_error", "message": f"result not sendable: {exc}"},
-            }
-            out = Outgoing("ack", fields)
-        self.push(sess, out)
+        # Not encoded here: the writer encodes it for the codec of the connection that
+        # carries it, once (_body), and turns a result that codec cannot carry into an
+        # error ack with the same id.
+        self.push(sess, Outgoing("ack", fields))
 
     def encodable(self, out: Outgoing) -> None:
         """Encode ``out`` with every codec now (the bodies are cached for the writers), so
@@ -792,9 +779,10 @@ _PLAIN = frozenset({type(None), dict, list, str, int, float, bool, bytes})
 
 
 def _body(item: Outgoing, codec: Codec) -> bytes:
-    """``item``'s body for ``codec``. An ack is checked only against the codec of the
-    connection it was created for; should a resume on another codec be unable to carry
-    it, the client gets an error ack with the same id instead of a dead writer."""
+    """``item``'s body for ``codec`` (encoded once per codec, cached). Acks are encoded
+    here, by the writer, not when the handler returns: a result the codec cannot carry
+    becomes an error ack with the same id (``handler_error``), never a dead writer.
+    Events are checked against every codec when they are created."""
     try:
         return item.body(codec)
     except TypeError as exc:

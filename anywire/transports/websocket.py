@@ -141,7 +141,8 @@ class WebSocketTransport:
                 data = message.get("bytes")
                 if data is None:
                     continue
-            if byte_length(data) > max_size:
+            # (A UTF-8 character is at most 4 bytes: short text needs no measuring.)
+            if len(data) * 4 > max_size and byte_length(data) > max_size:
                 link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {max_size} bytes")
                 return
             frames, error = decode_frames(codec, data, max_batch)

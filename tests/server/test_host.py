@@ -167,3 +167,28 @@ async def test_plain_handlers_answer_at_once_and_awaitables_they_return_are_awai
         assert ack["id"] == 2 and ack["d"] == "done"
     finally:
         await aw.stop(grace=0.1)
+
+
+async def test_a_result_no_codec_can_carry_becomes_an_error_ack_and_the_writer_lives() -> None:
+    aw = Anywire(anonymous=True)
+
+    @aw.on("odd")
+    def odd(sock: Any, data: Any) -> Any:
+        return {"x": object()} if data == "bad" else data
+
+    await aw.start()
+    try:
+        link = await _attached(aw)
+        assert link.sid is not None
+        codec = aw.host.codec("json")
+        aw.host.outgoing(link)
+        aw.host.feed(link.sid, [Event(s=1, e="odd", d="bad", id=1)])
+        aw.host.feed(link.sid, [Event(s=2, e="odd", d="fine", id=2)])
+        acks = [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        assert [a["id"] for a in acks] == [1, 2]
+        assert acks[0]["ok"] is False and acks[0]["err"]["code"] == "handler_error"
+        assert "not sendable" in acks[0]["err"]["message"]
+        assert acks[1] == {"t": "ack", "s": 2, "id": 2, "ok": True, "d": "fine"}
+        assert link.closing is None
+    finally:
+        await aw.stop(grace=0.1)
