@@ -1,0 +1,148 @@
+"""anywire's own cost per echo round trip, without sockets, uvicorn or a load generator.
+
+``N`` connections drive the real WebSocket transport (``anywire.transports.websocket``)
+and session host of the bench app with fake ASGI ``receive``/``send`` callables: each
+answer schedules that connection's next request with ``loop.call_soon``, so the
+connections interleave on the event loop the way they do in a server. ``--raw`` runs the
+same harness against a bare ASGI echo app: the difference is what anywire adds.
+
+    python3 bench/inprocess_echo.py                 # 100 connections x 1,000 round trips
+    python3 bench/inprocess_echo.py --raw           # the harness alone
+    python3 bench/inprocess_echo.py --instructions  # callgrind: instructions per round trip
+
+Wall-clock figures on a shared machine swing by 10-20%; ``--instructions`` counts
+instructions with valgrind's callgrind (two runs of different lengths, so start-up
+cancels out), which repeat exactly, and is how small hot-path changes were compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvicorn[standard] installs it
+    uvloop = None
+
+from anywire.bench.app import make_app
+from anywire.core.auth import Identity
+from anywire.transports.websocket import WebSocketTransport
+
+PAD = "x" * 70
+SCOPE = {"type": "websocket", "headers": [], "path": "/anywire/ws"}
+
+
+async def raw_echo(scope: Any, receive: Any, send: Any) -> None:
+    """The bare ASGI echo app the harness is compared with."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
+async def measure(conns: int, per_conn: int, raw: bool) -> float:
+    """Seconds per round trip over ``conns`` interleaved connections."""
+    aw = make_app()
+    await aw.start()
+    loop = asyncio.get_running_loop()
+    transport = WebSocketTransport(aw.host)
+
+    async def connection(i: int) -> None:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue.put_nowait({"type": "websocket.connect"})
+        if not raw:
+            _, _, ticket, _ = aw.host.issue(Identity(f"u{i}"), "/", "json", None)
+            connect = json.dumps({"t": "connect", "ticket": ticket})
+            queue.put_nowait({"type": "websocket.receive", "text": connect})
+        sent = 0
+
+        def next_request() -> dict[str, Any]:
+            nonlocal sent
+            sent += 1
+            if sent > per_conn:
+                return {"type": "websocket.disconnect", "code": 1000}
+            text = '{"t":"event","s":%d,"id":%d,"e":"echo","d":{"ts":1,"p":"%s"}}' % (
+                sent,
+                sent,
+                PAD,
+            )
+            return {"type": "websocket.receive", "text": text}
+
+        async def receive() -> dict[str, Any]:
+            return await queue.get()
+
+        async def send(message: dict[str, Any]) -> None:
+            # The accept (raw) or the hello (anywire) starts the loop; every answer
+            # schedules the next request, as a client's reply would arrive later.
+            if message["type"] == "websocket.send" or (
+                raw and message["type"] == "websocket.accept"
+            ):
+                loop.call_soon(queue.put_nowait, next_request())
+
+        await (raw_echo if raw else transport)(SCOPE, receive, send)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(connection(i) for i in range(conns)))
+    elapsed = time.perf_counter() - start
+    await aw.stop(grace=0.1)
+    return elapsed / (conns * per_conn)
+
+
+def instructions(conns: int, raw: bool) -> float:
+    """Instructions per round trip under callgrind (difference of two run lengths)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind")
+    python = Path(sys.executable).resolve()  # not a shell shim: valgrind follows no child
+    counts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for per in (40, 140):
+            cmd = [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{per}",
+                str(python), __file__, "--conns", str(conns), "--per-conn", str(per),
+            ]  # fmt: skip
+            if raw:
+                cmd.append("--raw")
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        for proc in procs:
+            _, err = proc.communicate(timeout=900)
+            line = [x for x in err.decode().splitlines() if "Collected" in x]
+            if proc.returncode != 0 or not line:
+                raise SystemExit(f"callgrind run failed: {err.decode()[-500:]}")
+            counts.append(int(line[-1].split()[-1]))
+    return (counts[1] - counts[0]) / (conns * 100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--conns", type=int, default=100)
+    parser.add_argument("--per-conn", type=int, default=1000)
+    parser.add_argument("--raw", action="store_true", help="the bare ASGI echo app")
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    args = parser.parse_args()
+    name = "raw ASGI echo" if args.raw else "anywire"
+    if args.instructions:
+        n = instructions(args.conns, args.raw)
+        print(f"{name}: {n:,.0f} instructions per round trip ({args.conns} connections)")
+        return
+    run = uvloop.run if uvloop is not None else asyncio.run
+    per_rt = run(measure(args.conns, args.per_conn, args.raw))
+    print(f"{name}: {per_rt * 1e6:.2f} us per round trip ({args.conns} connections)")
+
+
+if __name__ == "__main__":
+    main()
