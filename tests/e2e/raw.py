@@ -31,6 +31,10 @@ class RawConn:
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.last_seq = 0
+        # Cleared, the reader stops taking data (a peer that stops reading): the
+        # WebSocket stops reading its socket, SSE its stream, long-poll stops polling.
+        self.reading = asyncio.Event()
+        self.reading.set()
 
     async def negotiate(self, **body: Any) -> httpx.Response:
         headers = dict(self.headers)
@@ -48,7 +52,10 @@ class RawConn:
         ticket = self.neg["ticket"]
         if self.transport == "websocket":
             self.ws = await connect(
-                self.base.replace("http", "ws") + "/anywire/ws", additional_headers=self.headers
+                self.base.replace("http", "ws") + "/anywire/ws",
+                additional_headers=self.headers,
+                max_size=None,  # batches of large events
+                max_queue=1,  # and stop reading the socket soon when not read
             )
             first = {"t": "connect", "ticket": ticket}
             if resume_last is not None:
@@ -83,8 +90,9 @@ class RawConn:
     async def _read_ws(self) -> None:
         assert self.ws is not None
         with contextlib.suppress(Exception):
-            async for message in self.ws:
-                self._put(json.loads(message))
+            while True:
+                await self.reading.wait()
+                self._put(json.loads(await self.ws.recv()))
         self.inbox.put_nowait({"t": "_closed", "code": self.ws.close_code})
 
     async def _read_sse(self, params: dict[str, Any]) -> None:
@@ -96,12 +104,14 @@ class RawConn:
                 self.inbox.put_nowait({"t": "_http", "status": s.status_code, "body": s.text})
                 return
             async for line in s.aiter_lines():
+                await self.reading.wait()
                 if line.startswith("data:"):
                     self._put(json.loads(line[5:]))
         self.inbox.put_nowait({"t": "_closed"})
 
     async def _read_poll(self) -> None:
         while True:
+            await self.reading.wait()
             r = await self.http.get(
                 "/anywire/poll",
                 params={"ack": self.last_seq},

@@ -117,6 +117,15 @@ async def burst(sock: Socket, data: Any) -> None:
             await asyncio.sleep(data.get("pause", 0))
 
 
+@aw.on("owe")
+async def owe(sock: Socket, data: Any) -> int:
+    """Queue ``n`` events of ``size`` bytes for the caller at once (back-pressure tests)."""
+    pad = "x" * data["size"]
+    for i in range(data["n"]):
+        await sock.emit("big", {"i": i, "p": pad})
+    return int(data["n"])
+
+
 @aw.on("presence")
 async def presence(sock: Socket, data: Any) -> Any:
     return aw.presence(data["room"])
