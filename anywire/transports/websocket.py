@@ -2,18 +2,15 @@
 
 The reader runs in the connection's own task for the whole connection (uvicorn's sans-I/O
 WebSocket stops reading, pongs included, until ``receive()`` is called again). Writing is
-done by one :class:`_Flusher` per transport: a connection with output waiting is put on
-its list, and one callback per loop iteration writes every listed connection, back to
-back, each with everything pending coalesced into one message (a batch):
+done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
 
-* the reader feeds a message in and lists the connection for the next iteration (an
-  echo's answer costs no task and no task switch);
-* a push from elsewhere (a broadcast, a timer) lists it one iteration later still, so the
-  next events of a busy room join the same message.
+* after the reader has fed a message in, it flushes the answers itself (an echo costs no
+  task switch);
+* a push from elsewhere (a broadcast, a timer) starts a short-lived writer task, which
+  drains everything pending and ends; an idle connection holds no writer task.
 
-The flusher drives uvicorn's ``send()`` coroutine itself: it completes at once unless the
-socket is paused (the peer does not read); then a task per connection finishes that send
-and the flushes after it, so a slow peer never holds up the others.
+Each flush coalesces everything pending into one message (a batch) to cut per-message
+overhead, and yields to the loop between batches when a backlog remains.
 """
 
 from __future__ import annotations
@@ -22,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 import types
-from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any
+from collections.abc import Generator
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
@@ -52,7 +48,6 @@ class WebSocketTransport:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        self.flusher = _Flusher()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -71,7 +66,7 @@ class WebSocketTransport:
             return
         task = asyncio.current_task()
         assert task is not None
-        writer = _Writer(self.host, link, send, task, self.flusher)
+        writer = _Writer(self.host, link, send, task)
         link.on_wake = writer.wake
         failure: BaseException | None = None
         try:
@@ -153,7 +148,7 @@ class WebSocketTransport:
                 link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {max_size} bytes")
                 return
             frames, error = decode_frames(codec, data, max_batch)
-            writer.holding = True  # pushes while feeding: listed once, below
+            writer.hold()  # answers produced while feeding go out below, in this task
             try:
                 if frames:
                     host.feed(sid, frames)
@@ -170,62 +165,37 @@ class WebSocketTransport:
             except BaseException:
                 writer.release()
                 raise
-            # The answers go out in the next loop iteration, together with those of every
-            # other connection fed in this one: written as each message was handled,
-            # nearly every write found its peer asleep and paid to wake it (on the echo
-            # bench ~10% of the server's CPU, in the kernel); back to back, one wake-up
-            # serves a burst.
-            writer.release(soon=True)
-
-
-class _Flusher:
-    """Writes every listed connection from one callback per loop iteration.
-
-    ``soon`` is flushed in the next iteration (answers to what a reader fed in), ``later``
-    one iteration after (pushes from elsewhere: the next events of a busy room have an
-    iteration to join the same message).
-    """
-
-    __slots__ = ("later", "scheduled", "soon")
-
-    def __init__(self) -> None:
-        self.soon: list[_Writer] = []
-        self.later: list[_Writer] = []
-        self.scheduled = False
-
-    def add(self, writer: _Writer, soon: bool) -> None:
-        (self.soon if soon else self.later).append(writer)
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self._run)
-
-    def _run(self) -> None:
-        due, self.soon, self.later = self.soon, self.later, []
-        self.scheduled = bool(self.soon)
-        if self.scheduled:
-            asyncio.get_running_loop().call_soon(self._run)
-        for writer in due:
-            writer.flush_now()
+            if writer.task is not None:
+                continue  # a writer task was already running: it flushes
+            if not host.has_pending(link):
+                writer.busy = False  # nothing to say (the frame was an rx, say)
+                continue
+            # Write the answers one loop iteration later: every connection that had input
+            # in this iteration has then been fed, and the answers leave back to back.
+            # Spread out, nearly every write found its peer asleep and paid to wake it
+            # (on the echo bench ~10% of the server's CPU, in the kernel); together
+            # they cost one wake-up per burst. Pushes meanwhile join the same message.
+            await _next_iteration()
+            try:
+                await writer._flush()  # flush_held(), inlined: this runs per message
+            finally:
+                writer.busy = False
 
 
 class _Writer:
     """The write side of one connection: at most one flush runs at a time.
 
-    A flush is owned by the reader while it feeds (``holding``) or writes the hello and
-    the close itself, by the flusher while the connection is listed (``queued``), or by
-    a writer task after a send had to wait (``task``). A wake-up lists the connection only
-    when none of them owns it: whoever does looks for pending output before letting go.
+    ``busy`` is True while a flush runs (in the reader or in a writer task) or while the
+    reader holds the right to flush; a wake-up then does nothing, because that flush
+    loops until nothing is pending. Otherwise a wake-up starts a writer task.
     """
 
     __slots__ = (
+        "busy",
         "closed",
-        "ended",
         "failure",
-        "flusher",
-        "holding",
         "host",
         "link",
-        "queued",
         "reader",
         "reading",
         "send",
@@ -233,114 +203,51 @@ class _Writer:
         "task",
     )
 
-    def __init__(
-        self, host: Host, link: Link, send: Send, reader: asyncio.Task[None], flusher: _Flusher
-    ) -> None:
+    def __init__(self, host: Host, link: Link, send: Send, reader: asyncio.Task[None]) -> None:
         self.host = host
         self.link = link
         self.send = send
         self.reader = reader
-        self.flusher = flusher
         self.reading = True
-        self.holding = False
-        self.queued = False
+        self.busy = False
         self.closed = False  # the close frame went out
-        self.ended = False  # the connection is over: nothing more is written
         self.stopped_reader = False
         self.failure: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        """Output is waiting (Link.on_wake): list the connection unless a flush is due."""
-        if not (self.holding or self.queued or self.closed or self.ended) and self.task is None:
-            self.queued = True
-            self.flusher.add(self, soon=False)
+        """Output is waiting (Link.on_wake): start a writer task unless a flush is due."""
+        if not self.busy and not self.closed:
+            self.busy = True
+            self.task = asyncio.create_task(self._run())
 
-    def release(self, soon: bool = False) -> None:
-        """The reader is done feeding: list the connection if that left output waiting."""
-        self.holding = False
-        if self.queued or self.task is not None or self.closed or self.ended:
-            return
-        if self.host.has_pending(self.link):
-            self.queued = True
-            self.flusher.add(self, soon)
-
-    def flush_now(self) -> None:
-        """The flusher's turn: write what is pending without waiting, if possible."""
-        self.queued = False
-        if self.holding or self.task is not None or self.closed or self.ended:
-            return  # somebody else owns the flush, or the connection is done
-        try:
-            self._flush_now()
-        except Exception as exc:  # a bug of ours: this connection ends, the others flush
-            self.failure = exc
-            self._stop_reader()
-
-    def _flush_now(self) -> None:
-        host, link = self.host, self.link
-        frames = host.outgoing(link, host.settings.max_batch)
-        if frames and not self._send_now(self._message(frames)):
-            return
-        if link.closing is not None:
-            code, reason = link.closing
-            self.closed = True  # no flush after this one
-            if self._send_now({"type": "websocket.close", "code": code, "reason": reason}):
-                self._stop_reader()
-            return
-        if host.has_pending(link):  # more than one batch: the rest next iteration
-            self.queued = True
-            self.flusher.add(self, soon=True)
-
-    def _message(self, frames: list[bytes]) -> dict[str, Any]:
-        codec = self.link.codec
-        body = frames[0] if len(frames) == 1 else codec.batch(frames)
-        if codec.binary:
-            return {"type": "websocket.send", "bytes": body}
-        return {"type": "websocket.send", "text": body.decode("utf-8")}
-
-    def _send_now(self, message: dict[str, Any]) -> bool:
-        """Run uvicorn's send() to its end here if it does not wait (True); if it waits
-        (the socket is paused), a writer task takes it over (False)."""
-        sent = self.send(message)
-        # uvicorn's send is a coroutine; any other awaitable is driven through one.
-        coro = sent if isinstance(sent, types.CoroutineType) else _awaiting(sent)
-        try:
-            waiting = coro.send(None)
-        except StopIteration:
-            return True
-        except (OSError, RuntimeError):
-            self._stop_reader()  # the socket is gone
-            return False
-        except Exception as exc:
-            self.failure = exc
-            self._stop_reader()
-            return False
-        self.task = asyncio.create_task(self._resume(coro, waiting))
-        return False
-
-    async def _resume(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        try:
-            await _finish(coro, waiting)
-            if self.closed:
-                self._stop_reader()  # that was the close frame
-            else:
-                await self._flush()
-        except (OSError, RuntimeError):
-            self._stop_reader()
-        except Exception as exc:
-            self.failure = exc
-            self._stop_reader()
-        finally:
+    def hold(self) -> None:
+        """The reader is about to feed frames in and will flush the answers itself."""
+        if not self.busy:
+            self.busy = True
             self.task = None
-            self.release()  # what was pushed meanwhile
 
-    async def flush_inline(self) -> None:
-        """Write the hello and any replay from the reader's task, before it reads."""
-        self.holding = True
+    def release(self) -> None:
+        """The reader gives up a hold without flushing."""
+        if self.task is None:
+            self.busy = False
+            if self.host.has_pending(self.link):
+                self.wake()
+
+    async def flush_held(self) -> None:
+        """Flush after :meth:`hold`, unless a writer task was already running then."""
+        if self.task is not None:
+            return  # that task flushes; it saw busy first
         try:
             await self._flush()
         finally:
-            self.release()
+            self.busy = False
+
+    async def flush_inline(self) -> None:
+        """Flush from the reader's task when no writer task runs."""
+        if not self.busy:
+            self.hold()
+            await self.flush_held()
 
     async def finish(self) -> None:
         """Make sure what is pending (the close frame) is written: by the running writer
@@ -348,25 +255,44 @@ class _Writer:
         if self.task is not None and not self.task.done():
             await asyncio.wait((self.task,))
         if not self.closed:
-            self.holding = True
+            self.busy = True
             try:
                 await self._flush()
             finally:
-                self.holding = False
+                self.busy = False
 
     async def cancel(self) -> None:
-        self.ended = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
+    async def _run(self) -> None:
+        try:
+            # One loop iteration before writing: whatever else is pushed meanwhile (the
+            # next events of a busy room) goes out in the same message.
+            await asyncio.sleep(0)
+            await self._flush()
+        except (OSError, RuntimeError):
+            self._stop_reader()  # the socket is gone
+        except Exception as exc:
+            self.failure = exc
+            self._stop_reader()
+        finally:
+            self.busy = False
+            self.task = None
+
     async def _flush(self) -> None:
         host, link = self.host, self.link
         limit = host.settings.max_batch
+        codec, send = link.codec, self.send
         while not self.closed:
             frames = host.outgoing(link, limit)
             if frames:
-                await self.send(self._message(frames))
+                body = frames[0] if len(frames) == 1 else codec.batch(frames)
+                if codec.binary:
+                    await send({"type": "websocket.send", "bytes": body})
+                else:
+                    await send({"type": "websocket.send", "text": body.decode("utf-8")})
             if link.closing is not None:
                 code, reason = link.closing
                 self.closed = True  # no flush after this one
@@ -377,36 +303,12 @@ class _Writer:
             if not host.has_pending(link):
                 return
             # A backlog of more than one batch: let the rest of the loop run between.
-            await _next_iteration()
+            await asyncio.sleep(0)
 
     def _stop_reader(self) -> None:
         if self.reading and not self.stopped_reader:
             self.stopped_reader = True
             self.reader.cancel()
-
-
-async def _awaiting(awaitable: Awaitable[None]) -> None:
-    await awaitable
-
-
-async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-    """Run ``coro``, which already ran up to its first wait (it yielded ``waiting``), to
-    its end the way a task would: wait for what it waits for, then resume it."""
-    try:
-        while True:
-            if waiting is None:  # a bare yield: one loop iteration
-                await _next_iteration()
-            else:
-                waiting._asyncio_future_blocking = False
-                try:
-                    await asyncio.wait((waiting,))
-                except asyncio.CancelledError:
-                    waiting.cancel()
-                    coro.close()
-                    raise
-            waiting = coro.send(None)
-    except StopIteration:
-        return
 
 
 @types.coroutine
