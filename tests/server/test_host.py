@@ -15,6 +15,12 @@ from anywire.transports.longpoll import INFO as LONGPOLL
 from anywire.transports.websocket import INFO as WEBSOCKET
 
 
+def _acks(aw: Anywire, link: Link) -> list[dict[str, Any]]:
+    """The ack frames among what the writer of ``link`` would write now."""
+    frames = map(link.codec.decode, aw.host.outgoing(link))
+    return [f for f in frames if f["t"] == "ack"]
+
+
 async def _attached(aw: Anywire, info: Any = WEBSOCKET) -> Link:
     _, _, ticket, _ = aw.host.issue(Identity("u1"), "/", "json", None)
     link = Link(info, aw.host.codec("json"))
@@ -151,19 +157,18 @@ async def test_plain_handlers_answer_at_once_and_awaitables_they_return_are_awai
     try:
         link = await _attached(aw)
         assert link.sid is not None
-        codec = aw.host.codec("json")
         aw.host.outgoing(link)
         aw.host.feed(link.sid, [Event(s=1, e="now", d=[1, 2], id=1)])
-        (ack,) = [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        (ack,) = _acks(aw, link)
         assert ack == {"t": "ack", "s": 1, "id": 1, "ok": True, "d": {"got": [1, 2]}}
 
         aw.host.feed(link.sid, [Event(s=2, e="later", id=2)])
-        assert not [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        assert not _acks(aw, link)
         later.set_result("done")
         async with asyncio.timeout(2):
             while not aw.host.has_pending(link):
                 await link.wait()
-        (ack,) = [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        (ack,) = _acks(aw, link)
         assert ack["id"] == 2 and ack["d"] == "done"
     finally:
         await aw.stop(grace=0.1)
@@ -180,11 +185,10 @@ async def test_a_result_no_codec_can_carry_becomes_an_error_ack_and_the_writer_l
     try:
         link = await _attached(aw)
         assert link.sid is not None
-        codec = aw.host.codec("json")
         aw.host.outgoing(link)
         aw.host.feed(link.sid, [Event(s=1, e="odd", d="bad", id=1)])
         aw.host.feed(link.sid, [Event(s=2, e="odd", d="fine", id=2)])
-        acks = [f for f in map(codec.decode, aw.host.outgoing(link)) if f["t"] == "ack"]
+        acks = _acks(aw, link)
         assert [a["id"] for a in acks] == [1, 2]
         assert acks[0]["ok"] is False and acks[0]["err"]["code"] == "handler_error"
         assert "not sendable" in acks[0]["err"]["message"]
