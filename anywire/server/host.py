@@ -276,19 +276,14 @@ class SessionHost:
             for frame in frames:
                 handled = sess.receive(frame, now)
                 if handled is not None:
-                    if type(handled) is Event:
-                        self._on_event(sess, self.sockets[sid], handled)
-                    else:
-                        self._dispatch(sess, handled)
+                    self._dispatch(sess, handled)
                 if sess.state is SessionState.CLOSED:
                     break
         except RemoteProtocolError as exc:
             self._peer_error(sess, exc)
             raise
         finally:
-            # Pushes woke the writer already; control frames (pong) and an rx owed often
-            # enough to go alone have not.
-            if sess.control or sess.rx_due():
+            if sess.has_output():
                 self._wake(sess)
 
     def reject(self, sid: str, error: RemoteProtocolError) -> None:
@@ -316,23 +311,17 @@ class SessionHost:
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
-        if out:
-            link.queued = []
-        else:
-            out = []
-        sid = link.sid
-        sess = self.sessions.get(sid) if sid is not None else None
+        link.queued = []
+        sess = self.sessions.get(link.sid) if link.sid is not None else None
         codec = link.codec
         if sess is not None and sess.connection is link:
-            if sess.control or sess.in_last > sess.rx_sent:
-                for control in sess.take_control():
-                    if type(control) is Rx:
-                        out.append(codec.rx(control.n))
-                    else:
-                        out.append(codec.encode(control.to_wire()))
-            if sess.written < sess.out_seq:
-                for seq, item in sess.take_pending(limit):
-                    out.append(codec.frame(item.type, seq, _body(item, codec)))
+            for control in sess.take_control():
+                if type(control) is Rx:
+                    out.append(codec.rx(control.n))
+                else:
+                    out.append(codec.encode(control.to_wire()))
+            for seq, item in sess.take_pending(limit):
+                out.append(codec.frame(item.type, seq, _body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))
@@ -654,9 +643,7 @@ class SessionHost:
         if sess.written < sess.floor - 1 and sess.state is SessionState.ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
             return
-        link = sess.connection
-        if isinstance(link, Link):
-            link.wake()
+        self._wake(sess)
 
     # -- rooms and presence ---------------------------------------------------------------
     def join(self, sess: ServerSession, room: str, meta: Any = None) -> list[dict[str, Any]]:
