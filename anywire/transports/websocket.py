@@ -165,21 +165,7 @@ class WebSocketTransport:
             except BaseException:
                 writer.release()
                 raise
-            if writer.task is not None:
-                continue  # a writer task was already running: it flushes
-            if not host.has_pending(link):
-                writer.busy = False  # nothing to say (the frame was an rx, say)
-                continue
-            # Write the answers one loop iteration later: every connection that had input
-            # in this iteration has then been fed, and the answers leave back to back.
-            # Spread out, nearly every write found its peer asleep and paid to wake it
-            # (on the echo bench ~10% of the server's CPU, in the kernel); together
-            # they cost one wake-up per burst. Pushes meanwhile join the same message.
-            await _next_iteration()
-            try:
-                await writer._flush()  # flush_held(), inlined: this runs per message
-            finally:
-                writer.busy = False
+            await writer.flush_held(settle=True)
 
 
 class _Writer:
@@ -234,11 +220,23 @@ class _Writer:
             if self.host.has_pending(self.link):
                 self.wake()
 
-    async def flush_held(self) -> None:
-        """Flush after :meth:`hold`, unless a writer task was already running then."""
+    async def flush_held(self, settle: bool = False) -> None:
+        """Flush after :meth:`hold`, unless a writer task was already running then.
+
+        ``settle`` (the reader's answers): write one loop iteration later, when every
+        connection that had input in this iteration has been fed, so the answers leave
+        back to back. Spread out, nearly every write found its peer asleep and paid to
+        wake it (on the echo bench ~10% of the server's CPU, in the kernel); together
+        they cost one wake-up per burst. Pushes meanwhile join the same message. With
+        nothing to write (the frame was an rx, say) there is no wait.
+        """
         if self.task is not None:
             return  # that task flushes; it saw busy first
         try:
+            if settle:
+                if not self.host.has_pending(self.link):
+                    return
+                await _next_iteration()
             await self._flush()
         finally:
             self.busy = False
