@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError
 from ..core.rooms import Member
-from ..transports.base import Receive, Scope, Send, header, query, send_json_error
+from ..transports.base import Receive, Scope, Send, header, query, read_body, send_json_error
 from .broker import Envelope
 from .broker_redis import RedisBroker
 from .errors import AckError, AckTimeout, BrokerUnavailable, Disconnected
@@ -242,7 +242,8 @@ class Cluster:
         body = b""
         if method == "POST":
             try:
-                body = await _read_some(receive, limit)
+                # The endpoint that handles the request answers a too-large body (413).
+                body = await read_body(receive, limit, truncate=True)
             except ConnectionResetError:
                 return True  # nobody left to answer
             # The body is consumed: from here on the request is answered either here (by
@@ -396,24 +397,6 @@ class Cluster:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def _read_some(receive: Receive, limit: int) -> bytes:
-    """Read a request body, keeping at most ``limit`` bytes (the endpoint that handles
-    the request answers a too-large body with 413 itself)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionResetError("client went away")
-        chunk = message.get("body", b"")
-        if size < limit:
-            chunks.append(chunk[: limit - size])
-        size += len(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def replay_body(scope: Scope, receive: Receive) -> Receive:

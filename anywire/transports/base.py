@@ -262,8 +262,9 @@ async def send_json_error(
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read an HTTP request body, raising RemoteProtocolError (4503) past ``limit`` bytes."""
+async def read_body(receive: Receive, limit: int, truncate: bool = False) -> bytes:
+    """Read an HTTP request body, raising RemoteProtocolError (4503) past ``limit`` bytes;
+    with ``truncate``, read it all but keep only the first ``limit`` bytes instead."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -271,9 +272,11 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         if message["type"] == "http.disconnect":
             raise ConnectionResetError("client went away")
         chunk = message.get("body", b"")
+        if size + len(chunk) > limit:
+            if not truncate:
+                raise RemoteProtocolError(f"body larger than {limit} bytes", 4503)
+            chunk = chunk[: max(0, limit - size)]
         size += len(chunk)
-        if size > limit:
-            raise RemoteProtocolError(f"body larger than {limit} bytes", 4503)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
