@@ -27,7 +27,7 @@ from ..server.app import Anywire
 from ..server.broker_memory import MemoryBroker
 from ..server.socket import Socket
 
-__all__ = ["BENCH_SETTINGS", "Publisher", "make_app", "run_control"]
+__all__ = ["BENCH_SETTINGS", "Publisher", "make_app", "run_control", "serve_peer"]
 
 ROOM = "bench"
 
@@ -141,6 +141,25 @@ def run_control(start: Any, stats: Any) -> Any:
         await send({"type": "http.response.body", "body": body})
 
     return control
+
+
+def serve_peer(app: Any) -> None:
+    """Serve a peer app for bench/compare.py (``--port P``) on the uvicorn settings anywire
+    runs with: sans-I/O WebSockets, no per-message deflate, no uvicorn pings."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        log_level="warning",
+    )
 
 
 def main() -> None:

@@ -7,15 +7,12 @@ Run: ``python bench/peers/raw_app.py --port P``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
 from typing import Any
 
-import uvicorn
-
-from anywire.bench.app import run_control
+from anywire.bench.app import run_control, serve_peer
 
 clients: set[Any] = set()
 state = {"published": 0}
@@ -77,15 +74,4 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=None,
-        log_level="warning",
-    )
+    serve_peer(app)

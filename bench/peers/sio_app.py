@@ -8,15 +8,13 @@ Run: ``python bench/peers/sio_app.py --port P``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from typing import Any
 
 import socketio
-import uvicorn
 
-from anywire.bench.app import run_control
+from anywire.bench.app import run_control, serve_peer
 
 sio = socketio.AsyncServer(
     async_mode="asgi", ping_interval=300, ping_timeout=60, cors_allowed_origins=[]
@@ -72,15 +70,4 @@ app = socketio.ASGIApp(
 )
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=None,
-        log_level="warning",
-    )
+    serve_peer(app)
