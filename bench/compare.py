@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,18 @@ def _per_cpu(r: dict[str, Any] | None) -> float | None:
     return float(r["rate"]) / sum(r["server_cpu"])
 
 
+def _rows(
+    results: list[dict[str, Any]], width: int, cells: Callable[[dict[str, Any]], list[str]]
+) -> list[str]:
+    """One markdown table row per result: its target, then ``cells(r)`` (``width`` of
+    them), or "failed" and empty cells for a point that did not run."""
+    out = []
+    for r in results:
+        row = ["failed"] + [""] * (width - 1) if r.get("failed") else cells(r)
+        out.append(f"| {r['target']} | " + " | ".join(row) + " |")
+    return out
+
+
 def render(res: dict[str, Any]) -> str:
     """The markdown tables (what --write-doc puts into docs/benchmarks.md)."""
     m = res["machine"]
@@ -333,28 +346,20 @@ def render(res: dict[str, Any]) -> str:
                 "The same fan-out with `--burst 1`: less to coalesce per write, lower latency.",
                 "", "| server | deliveries/s | p50 ms | p99 ms | server CPU |",
                 "|---|---|---|---|---|"]  # fmt: skip
-        for r in single:
-            if r.get("failed"):
-                out.append(f"| {r['target']} | failed | | | |")
-                continue
-            out.append(
-                f"| {r['target']} | {r['rate']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                f"{r['server_cpu'][0] * 100:.0f}% |"
-            )
+        out += _rows(single, 4, lambda r: [
+            f"{r['rate']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+            f"{r['server_cpu'][0] * 100:.0f}%",
+        ])  # fmt: skip
         out.append("")
     echo = res["echo"]
     out += ["### Echo: sequential emit-with-ack, "
             f"{echo[0]['clients'] if echo else '?'} clients", "",
             "| server | round trips/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in echo:
-        if r.get("failed"):
-            out.append(f"| {r['target']} | failed | | | | | |")
-            continue
-        out.append(
-            f"| {r['target']} | {r['rate']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['errors']} |"
-        )
+    out += _rows(echo, 6, lambda r: [
+        f"{r['rate']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}",
+        f"{r['max_ms']:.2f}", str(r["errors"]),
+    ])  # fmt: skip
     rounds = res.get("echo_rounds") or {}
     if any(len(runs) > 1 for runs in rounds.values()):
         names = {r["key"]: r["target"] for r in echo if "key" in r}
@@ -371,15 +376,10 @@ def render(res: dict[str, Any]) -> str:
             "| server | RSS empty MB | RSS connected MB | KB per connection "
             "| time to set all up, s | errors |",
             "|---|---|---|---|---|---|"]  # fmt: skip
-    for r in idle:
-        if r.get("failed"):
-            out.append(f"| {r['target']} | failed | | | | |")
-            continue
-        out.append(
-            f"| {r['target']} | {r['server_rss_base_kb'] / 1024:.1f} | "
-            f"{r['server_rss_ready_kb'] / 1024:.1f} | {r['kb_per_conn']:.1f} | "
-            f"{r['connect_secs']:.2f} | {r['errors']} |"
-        )
+    out += _rows(idle, 5, lambda r: [
+        f"{r['server_rss_base_kb'] / 1024:.1f}", f"{r['server_rss_ready_kb'] / 1024:.1f}",
+        f"{r['kb_per_conn']:.1f}", f"{r['connect_secs']:.2f}", str(r["errors"]),
+    ])  # fmt: skip
     mc = res.get("max_conns")
     if mc and not mc.get("failed"):
         out += ["", "### Most idle WebSocket connections on one node", "",
