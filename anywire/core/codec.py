@@ -47,19 +47,31 @@ class Outgoing:
     sessions receive it.
     """
 
-    __slots__ = ("_bodies", "fields", "type")
+    __slots__ = ("_bodies", "_first", "_first_codec", "fields", "type")
 
     def __init__(self, type: str, fields: dict[str, Any]) -> None:
         self.type = type
         self.fields = fields
-        self._bodies: dict[str, bytes] = {}
+        # The first codec's body in two slots, a dict only for further codecs: most
+        # frames (every ack) are only ever encoded for one.
+        self._first_codec: str | None = None
+        self._first = b""
+        self._bodies: dict[str, bytes] | None = None
 
     def body(self, codec: Codec) -> bytes:
         """The encoded fields for ``codec`` (cached)."""
-        cached = self._bodies.get(codec.name)
+        name = codec.name
+        if name == self._first_codec:
+            return self._first
+        if self._first_codec is None:
+            self._first = codec.encode_body(self.fields)
+            self._first_codec = name
+            return self._first
+        if self._bodies is None:
+            self._bodies = {}
+        cached = self._bodies.get(name)
         if cached is None:
-            cached = codec.encode_body(self.fields)
-            self._bodies[codec.name] = cached
+            cached = self._bodies[name] = codec.encode_body(self.fields)
         return cached
 
     def to_wire(self, seq: int) -> dict[str, Any]:

@@ -109,9 +109,10 @@ class Anywire:
         self.cluster: Cluster | None = None
         self._bind_broker()
         self._handlers: dict[tuple[str, str], Handler] = {}
-        # Whether each handler is a coroutine function, decided once at registration
-        # (inspect's check per event showed up in the echo profile).
-        self._is_async: dict[Handler, bool] = {}
+        # The handlers that are plain functions (not coroutine functions), decided once at
+        # registration: the host calls them inline (inspect's check per event showed up
+        # in the echo profile).
+        self._plain: dict[tuple[str, str], Handler] = {}
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._join_hooks: list[JoinHook] = []
@@ -158,7 +159,10 @@ class Anywire:
 
         def register(fn: Handler) -> Handler:
             self._handlers[(namespace, event)] = fn
-            self._is_async[fn] = inspect.iscoroutinefunction(fn)
+            if inspect.iscoroutinefunction(fn):
+                self._plain.pop((namespace, event), None)
+            else:
+                self._plain[(namespace, event)] = fn
             return fn
 
         return register
@@ -185,10 +189,10 @@ class Anywire:
         """The handler registered for ``event`` in ``namespace``."""
         return self._handlers.get((namespace, event))
 
-    def is_async(self, handler: Handler) -> bool:
-        """Whether ``handler`` is a coroutine function (cached at registration)."""
-        cached = self._is_async.get(handler)
-        return inspect.iscoroutinefunction(handler) if cached is None else cached
+    def plain_handler(self, namespace: str, event: str) -> Handler | None:
+        """The handler for ``event`` if it is a plain function (not ``async def``): the
+        host may call it inline. None for coroutine functions and unknown events."""
+        return self._plain.get((namespace, event))
 
     # -- emitting -------------------------------------------------------------------------
     async def emit(

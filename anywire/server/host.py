@@ -41,6 +41,11 @@ __all__ = ["SessionHost"]
 
 log = logging.getLogger("anywire")
 
+# The states tested per message, bound once (each SessionState.X is a metaclass lookup
+# on Python 3.11).
+_ATTACHED = SessionState.ATTACHED
+_CLOSED = SessionState.CLOSED
+
 
 class SessionHost:
     """All sessions of one node."""
@@ -277,13 +282,15 @@ class SessionHost:
                 handled = sess.receive(frame, now)
                 if handled is not None:
                     self._dispatch(sess, handled)
-                if sess.state is SessionState.CLOSED:
+                if sess.state is _CLOSED:
                     break
         except RemoteProtocolError as exc:
             self._peer_error(sess, exc)
             raise
         finally:
-            if sess.has_output():
+            # Sequenced frames woke the writer when pushed (push()); what the session
+            # produced on its own (a pong, an rx owed on its own) has not.
+            if sess.control or sess.rx_due():
                 self._wake(sess)
 
     def reject(self, sid: str, error: RemoteProtocolError) -> None:
@@ -315,11 +322,14 @@ class SessionHost:
         sess = self.sessions.get(link.sid) if link.sid is not None else None
         codec = link.codec
         if sess is not None and sess.connection is link:
-            for control in sess.take_control():
-                if type(control) is Rx:
-                    out.append(codec.rx(control.n))
+            control, receipt = sess.take_output_control()
+            for frame in control:
+                if type(frame) is Rx:
+                    out.append(codec.rx(frame.n))
                 else:
-                    out.append(codec.encode(control.to_wire()))
+                    out.append(codec.encode(frame.to_wire()))
+            if receipt is not None:
+                out.append(codec.rx(receipt))
             for seq, item in sess.take_pending(limit):
                 out.append(codec.frame(item.type, seq, _body(item, codec)))
         if link.closing is not None:
@@ -480,9 +490,9 @@ class SessionHost:
             self._handle_leave(sess, frame)
 
     def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
-        app = self.app
-        handler = app.handler(sess.namespace, frame.e)
-        if handler is None or sess.sid in self.tasks or app.is_async(handler):
+        handler = self.app.plain_handler(sess.namespace, frame.e)
+        if handler is None or sess.sid in self.tasks:
+            # async def, unknown, or behind something of this session still in flight.
             self._spawn(self._handle_event(sess, socket, frame), sess.sid)
             return
         # A plain function while nothing of this session is in flight: call it now. That
@@ -614,7 +624,7 @@ class SessionHost:
         code: str = "",
         message: str = "",
     ) -> None:
-        if sess.state is SessionState.CLOSED:
+        if sess.state is _CLOSED:
             return
         fields: dict[str, Any] = {"id": ack_id, "ok": ok}
         if ok:
@@ -640,7 +650,7 @@ class SessionHost:
         resume will report ``recovered: false`` rather than skip frames silently.
         """
         sess.push(out)
-        if sess.written < sess.floor - 1 and sess.state is SessionState.ATTACHED:
+        if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
             return
         self._wake(sess)

@@ -196,3 +196,43 @@ async def test_a_result_no_codec_can_carry_becomes_an_error_ack_and_the_writer_l
         assert link.closing is None
     finally:
         await aw.stop(grace=0.1)
+
+
+async def test_a_handler_registered_again_is_called_the_way_its_new_kind_needs() -> None:
+    """Registering an event again replaces the handler; a plain function that replaces
+    an ``async def`` one (and the reverse) is called inline (or in a task) accordingly."""
+    aw = Anywire(anonymous=True)
+
+    @aw.on("x")
+    async def first(sock: Any, data: Any) -> Any:
+        return "async"
+
+    @aw.on("x")
+    def second(sock: Any, data: Any) -> Any:
+        return "plain"
+
+    @aw.on("y")
+    def third(sock: Any, data: Any) -> Any:
+        return "plain"
+
+    @aw.on("y")
+    async def fourth(sock: Any, data: Any) -> Any:
+        return "async"
+
+    await aw.start()
+    try:
+        link = await _attached(aw)
+        assert link.sid is not None
+        aw.host.outgoing(link)
+        aw.host.feed(link.sid, [Event(s=1, e="x", id=1)])
+        (ack,) = _acks(aw, link)  # answered inline: no task ran yet
+        assert ack["d"] == "plain"
+        aw.host.feed(link.sid, [Event(s=2, e="y", id=2)])
+        assert not _acks(aw, link)  # the coroutine runs in a task
+        async with asyncio.timeout(2):
+            while not aw.host.has_pending(link):
+                await link.wait()
+        (ack,) = _acks(aw, link)
+        assert ack["d"] == "async"
+    finally:
+        await aw.stop(grace=0.1)

@@ -369,6 +369,20 @@ def test_rx_rides_along_with_every_write() -> None:
     assert sess.take_control() == []
 
 
+def test_writers_get_the_receipt_as_a_number_after_the_control_frames() -> None:
+    sess = attached()
+    assert sess.take_output_control() == ((), None)
+    for ev in events(1, 3):
+        sess.receive(ev, 1.0)
+    assert sess.take_output_control() == ((), 3)
+    assert sess.take_output_control() == ((), None)  # given once
+    sess.receive(Event(4, "c"), 1.0)
+    sess.receive(Ping(), 1.0)
+    control, receipt = sess.take_output_control()
+    assert list(control) == [Pong()] and receipt == 4
+    assert sess.rx_owed_since is None and not sess.rx_due()
+
+
 def test_rx_counts_from_the_hello() -> None:
     """hello.last already told the client what was processed: no rx is owed for it."""
     sess = make()
