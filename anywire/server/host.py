@@ -288,10 +288,74 @@ class SessionHost:
             self._peer_error(sess, exc)
             raise
         finally:
-            # Sequenced frames woke the writer when pushed (push()); what the session
-            # produced on its own (a pong, an rx owed on its own) has not.
-            if sess.control or sess.rx_due():
-                self._wake(sess)
+            self._wake_for_control(sess)
+
+    def answer(self, link: Link, frame: Frame) -> bytes | None:
+        """Handle one client frame and return the encoded message that answers it, when
+        that can be done at once: an event with an ack id whose handler is a plain
+        function returning a plain value, on the session's live connection, with nothing
+        else waiting to be written. The message is what :meth:`outgoing` would give
+        after :meth:`feed` (the receipt, then the ack), built without the wake-ups and
+        lists in between; the caller writes it. This is the request/response hot path.
+
+        Returns None without touching anything when the frame does not qualify (the
+        caller feeds it), and ``b""`` when it was handled but its outcome (an error ack,
+        an awaitable result, a duplicate) is pending in the session the usual way.
+        """
+        if type(frame) is not Event or frame.id is None or link.sid is None:
+            return None
+        sess = self.sessions.get(link.sid)
+        if (
+            sess is None
+            or sess.connection is not link
+            or link.queued
+            or link.closing is not None
+            or sess.control
+            or sess.written != sess.out_seq
+        ):
+            return None
+        handler = self.app.plain_handler(sess.namespace, frame.e)
+        if handler is None or sess.sid in self.tasks:
+            return None
+        counters = self.counters
+        counters["frames_in"] += 1
+        try:
+            handled = sess.receive(frame, self._clock())
+        except RemoteProtocolError as exc:
+            self._peer_error(sess, exc)
+            raise
+        if handled is None:  # a duplicate: nothing to run
+            self._wake_for_control(sess)
+            return b""
+        try:
+            result = handler(self.sockets[sess.sid], frame.d)
+        except Exception as exc:
+            self._handler_failed(sess, frame, exc)
+            self._wake_for_control(sess)
+            return b""
+        if type(result) not in _PLAIN and inspect.isawaitable(result):
+            self._spawn(self._finish_event(sess, frame, result), sess.sid)
+            self._wake_for_control(sess)
+            return b""
+        out = _ack(frame.id, True, result)
+        # Nothing was pending, so this push cannot overflow past what the connection was
+        # given (push()'s slow-consumer check) and the connection takes it at once.
+        seq = sess.push(out)
+        sess.written = seq
+        codec = link.codec
+        ack = codec.frame("ack", seq, _body(out, codec))
+        _, receipt = sess.take_output_control()  # control is empty (checked above)
+        if receipt is None:
+            counters["frames_out"] += 1
+            return ack
+        counters["frames_out"] += 2
+        return codec.batch((codec.rx(receipt), ack))
+
+    def _wake_for_control(self, sess: ServerSession) -> None:
+        # Sequenced frames woke the writer when pushed (push()); what the session
+        # produced on its own (a pong, an rx owed on its own) has not.
+        if sess.control or sess.rx_due():
+            self._wake(sess)
 
     def reject(self, sid: str, error: RemoteProtocolError) -> None:
         """A client frame was invalid. If it carried its sequence number, count it as
@@ -626,15 +690,10 @@ class SessionHost:
     ) -> None:
         if sess.state is _CLOSED:
             return
-        fields: dict[str, Any] = {"id": ack_id, "ok": ok}
-        if ok:
-            fields["d"] = data
-        else:
-            fields["err"] = {"code": code, "message": message[:1000]}
         # Not encoded here: the writer encodes it for the codec of the connection that
         # carries it, once (_body), and turns a result that codec cannot carry into an
         # error ack with the same id.
-        self.push(sess, Outgoing("ack", fields))
+        self.push(sess, _ack(ack_id, ok, data, code, message))
 
     def encodable(self, out: Outgoing) -> None:
         """Encode ``out`` with every codec now (the bodies are cached for the writers), so
@@ -773,6 +832,14 @@ def bearer(scope: Scope) -> str | None:
 
 # Handler results that are certainly not awaitable: skips inspect's ABC checks per event.
 _PLAIN = frozenset({type(None), dict, list, str, int, float, bool, bytes})
+
+
+def _ack(ack_id: int, ok: bool, data: Any, code: str = "", message: str = "") -> Outgoing:
+    """The ack frame answering ``ack_id``: ``data`` if ``ok``, else the error."""
+    if ok:
+        return Outgoing("ack", {"id": ack_id, "ok": True, "d": data})
+    err = {"code": code, "message": message[:1000]}
+    return Outgoing("ack", {"id": ack_id, "ok": False, "err": err})
 
 
 def _body(item: Outgoing, codec: Codec) -> bytes:

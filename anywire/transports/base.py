@@ -164,6 +164,13 @@ class Host(Protocol):
         were processed)."""
         ...
 
+    def answer(self, link: Link, frame: Frame) -> bytes | None:
+        """Handle one client frame whose whole answer can be written at once (an event
+        with an ack id, handled inline): returns that message, ``b""`` if the frame was
+        handled but its outcome waits in the session for :meth:`outgoing`, or None if it
+        was not handled (feed it). Raises RemoteProtocolError like :meth:`feed`."""
+        ...
+
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         """Encoded frames to write on ``link`` now: hello first, then control, then
         sequenced frames, then the close frame if the link is closing."""

@@ -149,12 +149,17 @@ class WebSocketTransport:
                 return
             frames, error = decode_frames(codec, data, max_batch)
             writer.hold()  # answers produced while feeding go out below, in this task
+            answer = None
             try:
-                if frames:
-                    host.feed(sid, frames)
-                if error is not None:
-                    host.reject(sid, error)
-                    raise error
+                if len(frames) == 1 and error is None and writer.task is None:
+                    # Request/response: the answer comes back whole, ready to write.
+                    answer = host.answer(link, frames[0])
+                if answer is None:
+                    if frames:
+                        host.feed(sid, frames)
+                    if error is not None:
+                        host.reject(sid, error)
+                        raise error
             except RemoteProtocolError as exc:
                 if exc.code == CloseCode.FLOOD:
                     writer.release()
@@ -165,7 +170,10 @@ class WebSocketTransport:
             except BaseException:
                 writer.release()
                 raise
-            await writer.flush_held(settle=True)
+            if answer:
+                await writer.send_held(answer)
+            else:
+                await writer.flush_held(settle=True)
 
 
 class _Writer:
@@ -241,6 +249,18 @@ class _Writer:
         finally:
             self.busy = False
 
+    async def send_held(self, body: bytes) -> None:
+        """Write ``body`` (an answer built while holding: :meth:`hold`) one loop iteration
+        later, for the reason :meth:`flush_held` gives, then whatever was pushed
+        meanwhile."""
+        try:
+            await _next_iteration()
+            await self._write(body)
+            if self.host.has_pending(self.link):
+                await self._flush()
+        finally:
+            self.busy = False
+
     async def flush_inline(self) -> None:
         """Flush from the reader's task when no writer task runs."""
         if not self.busy:
@@ -282,15 +302,11 @@ class _Writer:
     async def _flush(self) -> None:
         host, link = self.host, self.link
         limit = host.settings.max_batch
-        codec, send = link.codec, self.send
+        codec = link.codec
         while not self.closed:
             frames = host.outgoing(link, limit)
             if frames:
-                body = frames[0] if len(frames) == 1 else codec.batch(frames)
-                if codec.binary:
-                    await send({"type": "websocket.send", "bytes": body})
-                else:
-                    await send({"type": "websocket.send", "text": body.decode("utf-8")})
+                await self._write(frames[0] if len(frames) == 1 else codec.batch(frames))
             if link.closing is not None:
                 code, reason = link.closing
                 self.closed = True  # no flush after this one
@@ -302,6 +318,12 @@ class _Writer:
                 return
             # A backlog of more than one batch: let the rest of the loop run between.
             await asyncio.sleep(0)
+
+    async def _write(self, body: bytes) -> None:
+        if self.link.codec.binary:
+            await self.send({"type": "websocket.send", "bytes": body})
+        else:
+            await self.send({"type": "websocket.send", "text": body.decode("utf-8")})
 
     def _stop_reader(self) -> None:
         if self.reading and not self.stopped_reader:
