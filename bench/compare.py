@@ -1,6 +1,6 @@
 """anywire side by side with what users would pick instead, in one run on one machine.
 
-    python3 bench/compare.py                 # full run (~10 min), prints the tables
+    python3 bench/compare.py                 # full run (~15 min), prints the tables
     python3 bench/compare.py --write-doc     # ... and updates docs/benchmarks.md + plot
     python3 bench/compare.py --quick         # 2 s per point, fewer points (a smoke run)
 
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument(
         "--echo-rounds",
         type=int,
-        default=3,
+        default=5,
         help="echo runs per server, interleaved; the run with the median p99 is reported",
     )
     parser.add_argument("--idle-clients", type=int, default=2000)

@@ -73,6 +73,13 @@ async def measure(conns: int, per_conn: int, raw: bool) -> float:
             sent += 1
             if sent > per_conn:
                 return {"type": "websocket.disconnect", "code": 1000}
+            if not raw and sent % 16 == 1 and sent > 1:
+                # Receipts, as the load generator and real clients send them (every 16
+                # frames received): without them every outbox would fill to outbox_size
+                # and the collector would scan 100 full outboxes, a cost no real server
+                # with acknowledging clients pays. Every answer so far was one frame.
+                rx = f'{{"t":"rx","n":{sent - 1}}}'
+                queue.put_nowait({"type": "websocket.receive", "text": rx})
             # Formatted, not json.dumps(): the harness should cost little of its own.
             text = f'{{"t":"event","s":{sent},"id":{sent},"e":"echo","d":{{"ts":1,"p":"{PAD}"}}}}'
             return {"type": "websocket.receive", "text": text}

@@ -1,0 +1,122 @@
+"""Instructions per echo round trip of a real server: uvicorn, the app, everything in the
+server process's user space, counted by valgrind's callgrind while the C load generator
+runs the echo workload against it over real sockets.
+
+Wall-clock round trips per second swing by 10% and more between runs on a shared
+machine, which hides the hot-path changes of a few percent that add up; instruction
+counts repeat within about 1%. Callgrind starts with counting off and counts only while
+the load runs, so start-up and shutdown are left out. It counts user space only: what
+the kernel does for a write or a wake-up is not in these figures (compare wall clock
+for that, with bench/compare.py).
+
+    python3 bench/server_instructions.py                   # anywire, 100 clients
+    python3 bench/server_instructions.py --server raw      # the bare ASGI echo
+    python3 bench/server_instructions.py --server sio      # python-socketio
+    python3 bench/server_instructions.py --tree ../other   # another checkout of anywire
+
+Under callgrind the server runs about 30 times slower; the figure is per round trip, so
+that does not matter, except that timers (heartbeat sweeps) weigh a little more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from anywire.bench.generator import Generator  # noqa: E402
+from anywire.bench.runner import free_port  # noqa: E402
+
+SERVERS = {
+    # name: (command after the interpreter, generator dialect)
+    "anywire": (["-m", "anywire.bench.app"], "anywire"),
+    "raw": ([str(REPO / "bench" / "peers" / "raw_app.py")], "raw"),
+    "sio": ([str(REPO / "bench" / "peers" / "sio_app.py")], "sio"),
+}
+
+
+def measure(server: str, tree: Path, clients: int, secs: float) -> tuple[int, int]:
+    """(round trips, instructions) of one run."""
+    args, dialect = SERVERS[server]
+    port = free_port()
+    python = os.path.realpath(sys.executable)  # not a shim: valgrind follows no child
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={tmp}/callgrind.out", python, *args, "--port", str(port),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=str(tree), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            _wait_up(port, proc)
+            gen = Generator(port, dialect, "echo", {"ws": clients}, 100, None)
+            try:
+                gen.ready()
+                _instrument(proc.pid, "on")
+                result = gen.measure(secs)
+                _instrument(proc.pid, "off")
+            finally:
+                gen.stop()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    counts = re.findall(r"Collected : (\d+)", err.decode())
+    if not counts:
+        raise SystemExit(f"callgrind printed no count: {err.decode()[-1000:]}")
+    return int(result["deliveries"]), int(counts[-1])
+
+
+def _wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 300  # slow start-up under valgrind
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ctl/stats", timeout=5) as r:
+                r.read()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise SystemExit(f"the server did not start: {err[-1000:]}") from None
+            time.sleep(0.5)
+
+
+def _instrument(pid: int, state: str) -> None:
+    subprocess.run(["callgrind_control", "-i", state, str(pid)], check=True, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--server", choices=sorted(SERVERS), default="anywire")
+    parser.add_argument("--tree", default=str(REPO), help="the anywire checkout to run")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--secs", type=float, default=8.0)
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("needs valgrind (apt-get install -y valgrind)")
+    trips, instructions = measure(args.server, Path(args.tree).resolve(), args.clients, args.secs)
+    print(
+        f"{args.server}: {instructions / trips:,.0f} instructions per round trip "
+        f"({trips:,} round trips, {args.clients} clients, server user space)"
+    )
+
+
+if __name__ == "__main__":
+    main()
