@@ -28,6 +28,13 @@ async def _attached(aw: Anywire, info: Any = WEBSOCKET) -> Link:
     return link
 
 
+async def _drained(aw: Anywire) -> Link:
+    """An attached WebSocket link whose hello was already taken."""
+    link = await _attached(aw)
+    aw.host.outgoing(link)
+    return link
+
+
 async def test_overflow_of_unwritten_frames_closes_a_slow_consumer() -> None:
     aw = Anywire(anonymous=True, settings=Settings(outbox_size=10))
     await aw.start()
@@ -89,9 +96,8 @@ async def test_handler_exception_becomes_error_ack_and_session_lives() -> None:
 
     await aw.start()
     try:
-        link = await _attached(aw)
+        link = await _drained(aw)
         assert link.sid is not None
-        aw.host.outgoing(link)
         aw.host.feed(link.sid, [Event(s=1, e="boom", id=5)])
         async with asyncio.timeout(2):
             while not aw.host.has_pending(link):
@@ -155,9 +161,8 @@ async def test_plain_handlers_answer_at_once_and_awaitables_they_return_are_awai
 
     await aw.start()
     try:
-        link = await _attached(aw)
+        link = await _drained(aw)
         assert link.sid is not None
-        aw.host.outgoing(link)
         aw.host.feed(link.sid, [Event(s=1, e="now", d=[1, 2], id=1)])
         (ack,) = _acks(aw, link)
         assert ack == {"t": "ack", "s": 1, "id": 1, "ok": True, "d": {"got": [1, 2]}}
@@ -183,9 +188,8 @@ async def test_a_result_no_codec_can_carry_becomes_an_error_ack_and_the_writer_l
 
     await aw.start()
     try:
-        link = await _attached(aw)
+        link = await _drained(aw)
         assert link.sid is not None
-        aw.host.outgoing(link)
         aw.host.feed(link.sid, [Event(s=1, e="odd", d="bad", id=1)])
         aw.host.feed(link.sid, [Event(s=2, e="odd", d="fine", id=2)])
         acks = _acks(aw, link)
@@ -221,9 +225,8 @@ async def test_a_handler_registered_again_is_called_the_way_its_new_kind_needs()
 
     await aw.start()
     try:
-        link = await _attached(aw)
+        link = await _drained(aw)
         assert link.sid is not None
-        aw.host.outgoing(link)
         aw.host.feed(link.sid, [Event(s=1, e="x", id=1)])
         (ack,) = _acks(aw, link)  # answered inline: no task ran yet
         assert ack["d"] == "plain"
