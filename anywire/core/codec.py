@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover
 
 from .closecodes import CloseCode
 from .errors import RemoteProtocolError
+from .frames import MAX_NAME, UINT_LIMIT, Event
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Outgoing"]
 
@@ -92,6 +93,13 @@ class Codec(Protocol):
 
     def decode(self, data: bytes | str) -> Any:
         """Bytes to a frame map, or a list of them (a batch). Raises RemoteProtocolError."""
+        ...
+
+    def decode_event(self, data: bytes | str) -> Event | None:
+        """The commonest client message, one event (``t``, ``s``, ``e``, optionally ``id``
+        and ``d``, nothing else), straight to an :class:`Event` when the codec has a
+        decoder for it; None otherwise: then :meth:`decode` and ``parse_frame()`` decide,
+        and they alone word errors. Never a different answer from theirs."""
         ...
 
     def encode_body(self, fields: dict[str, Any]) -> bytes:
@@ -159,8 +167,13 @@ class JsonCodec:
     binary = False
     content_type = "application/json"
 
-    def __init__(self, fast_decode: Callable[[bytes | str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        fast_decode: Callable[[bytes | str], Any] | None = None,
+        fast_event: Callable[[bytes | str], Any] | None = None,
+    ) -> None:
         self._fast_decode = fast_decode
+        self._fast_event = fast_event
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
         )
@@ -200,6 +213,26 @@ class JsonCodec:
                 except Exception:  # any refusal: the reference path decides and words it
                     pass
         return self._decode(data)
+
+    def decode_event(self, data: bytes | str) -> Event | None:
+        fast = self._fast_event
+        if fast is None:
+            return None
+        # Only a message that opens with the event tag, and holds no escape and no "$"
+        # (so no "$bin"): everything else takes the reference path. memchr-fast checks.
+        if isinstance(data, str):
+            if not data.startswith('{"t":"event",') or "\\" in data or "$" in data:
+                return None
+        elif not data.startswith(b'{"t":"event",') or b"\\" in data or b"$" in data:
+            return None
+        try:
+            wire = fast(data)
+        except Exception:  # any refusal: the reference path decides and words it
+            return None
+        s, e, i = wire.s, wire.e, wire.id
+        if 0 <= s < UINT_LIMIT and 0 < len(e) <= MAX_NAME and (i is None or 0 <= i < UINT_LIMIT):
+            return Event(s, e, wire.d, i)
+        return None
 
     def _decode(self, data: bytes | str) -> Any:
         try:
@@ -280,6 +313,9 @@ class MsgpackCodec:
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         return self._pack(obj)
+
+    def decode_event(self, data: bytes | str) -> Event | None:
+        return None  # no typed decoder: decode() and parse_frame() take every message
 
     def decode(self, data: bytes | str) -> Any:
         if isinstance(data, str):

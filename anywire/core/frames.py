@@ -20,6 +20,7 @@ from .errors import RemoteProtocolError
 __all__ = [
     "MAX_NAME",
     "SEQUENCED",
+    "UINT_LIMIT",
     "Ack",
     "Close",
     "Connect",
@@ -47,6 +48,7 @@ StreamPos: TypeAlias = tuple[str, str, int]
 """A position in a stream: (stream id, epoch, offset)."""
 
 MAX_NAME = 200
+UINT_LIMIT = 2**53  # every number in a frame (s, id, n, ...) is below this (JSON-safe)
 """Longest event or room name, in characters."""
 
 
@@ -68,7 +70,7 @@ def _opt(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str
 
 def _seq(obj: dict[str, Any], key: str, what: str) -> int:
     value = _req(obj, key, int, what)
-    if value < 0 or value >= 2**53:
+    if value < 0 or value >= UINT_LIMIT:
         raise RemoteProtocolError(f"{what}: field {key!r} is out of range")
     return int(value)
 
@@ -332,12 +334,11 @@ def parse_frame(obj: Any) -> Frame:
 
 
 def _uint(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < UINT_LIMIT:
         return value
     return None
 
 
-_LIMIT = 2**53
 
 
 def _parse(obj: Any) -> Frame:
@@ -351,10 +352,10 @@ def _parse(obj: Any) -> Frame:
         s, e, i = obj.get("s"), obj.get("e"), obj.get("id")
         if (
             type(s) is int
-            and 0 <= s < _LIMIT
+            and 0 <= s < UINT_LIMIT
             and type(e) is str
             and 0 < len(e) <= MAX_NAME
-            and (i is None or (type(i) is int and 0 <= i < _LIMIT))
+            and (i is None or (type(i) is int and 0 <= i < UINT_LIMIT))
             and "r" not in obj
             and "o" not in obj
         ):

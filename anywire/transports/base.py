@@ -210,6 +210,9 @@ def decode_frames(
     None), so the frames before a bad one are still processed and nothing is lost.
     A body that cannot be decoded at all, or an oversized batch, yields no frames.
     """
+    event = codec.decode_event(data)
+    if event is not None:  # one event, the commonest message (decoded in C)
+        return [event], None
     try:
         obj = codec.decode(data)
     except RemoteProtocolError as exc:

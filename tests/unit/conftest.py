@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import msgspec
 import pytest
 
 from anywire.core.codec import Codec, JsonCodec, MsgpackCodec
+from anywire.server.codecs import make_codecs
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
@@ -23,7 +23,7 @@ def make_codec(name: str) -> Codec:
     """A codec as the server builds it (``json`` with msgspec's decoder injected);
     ``json-reference`` is the standard-library-only JSON codec."""
     if name == "json":
-        return JsonCodec(fast_decode=msgspec.json.Decoder().decode)
+        return make_codecs()["json"]
     if name == "json-reference":
         return JsonCodec()
     return MsgpackCodec(msgpack.packb, msgpack.unpackb)

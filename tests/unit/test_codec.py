@@ -527,3 +527,68 @@ def test_fast_json_decoder_refuses_invalid_utf8() -> None:
 def test_rx_is_byte_for_byte_the_encoded_frame(codec_name: str, n: int) -> None:
     codec = make_codec(codec_name)
     assert codec.rx(n) == codec.encode({"t": "rx", "n": n})
+
+
+_EVENT = '{"t":"event","s":%s,"e":%s%s}'
+_EVENTS = [
+    # (message, whether the typed event decoder should take it)
+    ('{"t":"event","s":1,"e":"echo","id":1,"d":{"ts":1,"p":"x"}}', True),
+    ('{"t":"event","s":1,"e":"echo"}', True),
+    ('{"t":"event","s":1,"e":"echo","id":null,"d":null}', True),
+    ('{"t":"event","s":0,"e":"e","d":[1,2.5,true,null,"é😀",{"k":[]}]}', True),
+    (_EVENT % (2**53 - 1, '"x"', f',"id":{2**53 - 1}'), True),
+    (_EVENT % (1, '"' + "n" * 200 + '"', ""), True),
+    (_EVENT % (1, '"' + "é" * 200 + '"', ""), True),
+    ('{"t":"event","s":1,"e":"x","d":123456789012345678901234567890}', None),
+    ('{"t":"event","s":1,"s":2,"e":"x"}', None),  # duplicate keys: the last one counts
+    ('{"t":"event","s":1,"e":"x","d":{"a":1,"a":2}}', None),
+    (_EVENT % (2**53, '"x"', ""), False),
+    (_EVENT % (-1, '"x"', ""), False),
+    (_EVENT % ("true", '"x"', ""), False),
+    (_EVENT % ("1.0", '"x"', ""), False),
+    (_EVENT % (1, '""', ""), False),
+    (_EVENT % (1, '"' + "n" * 201 + '"', ""), False),
+    (_EVENT % (1, "5", ""), False),
+    (_EVENT % (1, '"x"', ',"id":-1'), False),
+    (_EVENT % (1, '"x"', ',"id":1.5'), False),
+    (_EVENT % (1, '"x"', ',"r":"room"'), False),  # a room: the full parser checks it
+    (_EVENT % (1, '"x"', ',"o":[1,2,3]'), False),
+    (_EVENT % (1, '"x"', ',"extra":1'), False),  # unknown keys: the full parser ignores them
+    (_EVENT % (1, '"x"', ',"t":"ack"'), False),  # a second tag: the last one counts
+    (_EVENT % (1, '"x"', ',"d":1e400'), False),
+    (_EVENT % (1, '"x"', ',"d":{"$bin":"AP8="}'), False),
+    (_EVENT % (1, '"x"', ',"d":"\\u00e9"'), False),
+    (_EVENT % (1, '"x"', ',"d":"\\ud800"'), False),
+    (_EVENT % (1, '"x"', ',"d":' + "[" * 1000 + "]" * 1000), False),
+    ('{"t":"event","s":1,"e":"x"} ', None),
+    ('{"t":"event","s":1,"e":"x"}x', False),
+    ('{"t":"event","s":1,"e":"x"', False),
+    ('{"t":"event", "s":1,"e":"x"}', None),
+    ('{"t":"ack","s":1,"id":1,"ok":true}', False),
+    ('[{"t":"event","s":1,"e":"x"}]', False),  # a batch
+]
+
+
+@pytest.mark.parametrize(("text", "taken"), _EVENTS, ids=range(len(_EVENTS)))
+def test_typed_event_decoder_never_disagrees_with_the_parser(text: str, taken: bool | None) -> None:
+    """decode_event() either declines or returns exactly the frame the reference decoder
+    and parse_frame() make of the message (text and UTF-8 bytes). ``taken`` says whether
+    it should take it (None: either is right), so the fast path is known to be used."""
+    codec, reference = make_codec("json"), make_codec("json-reference")
+    for data in (text, text.encode("utf-8", "surrogatepass")):
+        event = codec.decode_event(data)
+        try:
+            expected = parse_frame(reference.decode(data))
+        except RemoteProtocolError:
+            expected = None
+        if event is not None:
+            assert event == expected
+        if taken is not None:
+            assert (event is not None) is taken
+
+
+def test_only_the_server_json_codec_has_a_typed_event_decoder() -> None:
+    text = '{"t":"event","s":1,"e":"x"}'
+    assert make_codec("json").decode_event(text) is not None
+    assert make_codec("json-reference").decode_event(text) is None
+    assert make_codec("msgpack").decode_event(msgpack.packb(json.loads(text))) is None
