@@ -48,8 +48,10 @@ StreamPos: TypeAlias = tuple[str, str, int]
 """A position in a stream: (stream id, epoch, offset)."""
 
 MAX_NAME = 200
-UINT_LIMIT = 2**53  # every number in a frame (s, id, n, ...) is below this (JSON-safe)
 """Longest event or room name, in characters."""
+
+UINT_LIMIT = 2**53
+"""Every number in a frame (``s``, ``id``, ``n``, ...) is below this (exact in JSON)."""
 
 
 def _req(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -337,8 +339,6 @@ def _uint(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < UINT_LIMIT:
         return value
     return None
-
-
 
 
 def _parse(obj: Any) -> Frame:
