@@ -324,17 +324,10 @@ class SessionHost:
         except RemoteProtocolError as exc:
             self._peer_error(sess, exc)
             raise
-        if handled is None:  # a duplicate: nothing to run
-            self._wake_for_control(sess)
-            return b""
-        try:
-            result = handler(self.sockets[sess.sid], frame.d)
-        except Exception as exc:
-            self._handler_failed(sess, frame, exc)
-            self._wake_for_control(sess)
-            return b""
-        if type(result) not in _PLAIN and inspect.isawaitable(result):
-            self._spawn(self._finish_event(sess, frame, result), sess.sid)
+        result = _PENDING  # a duplicate: nothing to run
+        if handled is not None:
+            result = self._call_plain(sess, self.sockets[sess.sid], handler, frame)
+        if result is _PENDING:
             self._wake_for_control(sess)
             return b""
         out = _ack(frame.id, True, result)
@@ -562,15 +555,23 @@ class SessionHost:
         # A plain function while nothing of this session is in flight: call it now. That
         # saves a task per event (the echo hot path) and keeps the order, since nothing
         # received earlier is still running.
+        result = self._call_plain(sess, socket, handler, frame)
+        if result is not _PENDING and frame.id is not None:
+            self._reply(sess, frame.id, True, result)
+
+    def _call_plain(self, sess: ServerSession, socket: Socket, handler: Any, frame: Event) -> Any:
+        """Call a plain-function handler inline. Returns its result, or ``_PENDING`` when
+        the outcome is left to the session: an error ack (it raised) or a task awaiting
+        what it returned."""
         try:
             result = handler(socket, frame.d)
         except Exception as exc:
             self._handler_failed(sess, frame, exc)
-            return
+            return _PENDING
         if type(result) not in _PLAIN and inspect.isawaitable(result):
             self._spawn(self._finish_event(sess, frame, result), sess.sid)
-        elif frame.id is not None:
-            self._reply(sess, frame.id, True, result)
+            return _PENDING
+        return result
 
     async def _handle_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
         handler = self.app.handler(sess.namespace, frame.e)
@@ -829,6 +830,9 @@ def bearer(scope: Scope) -> str | None:
         return value[7:].strip() or None
     return None
 
+
+# _call_plain()'s "the outcome is left to the session" (None is a handler's result).
+_PENDING: Any = object()
 
 # Handler results that are certainly not awaitable: skips inspect's ABC checks per event.
 _PLAIN = frozenset({type(None), dict, list, str, int, float, bool, bytes})
