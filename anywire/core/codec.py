@@ -119,6 +119,12 @@ class Codec(Protocol):
         rides along with almost every write, so it is built without the encoder)."""
         ...
 
+    def reply(self, receipt: int | None, seq: int, body: bytes) -> bytes:
+        """The message answering a client request: ``frame("ack", seq, body)``, after
+        ``rx(receipt)`` in a batch when ``receipt`` is not None. Byte for byte what those
+        methods give, in one step (the echo hot path)."""
+        ...
+
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
@@ -264,6 +270,14 @@ class JsonCodec:
     def rx(self, n: int) -> bytes:
         return b'{"t":"rx","n":%d}' % n
 
+    def reply(self, receipt: int | None, seq: int, body: bytes) -> bytes:
+        if not body:
+            ack = self.frame("ack", seq, body)
+            return ack if receipt is None else b'[{"t":"rx","n":%d},%s]' % (receipt, ack)
+        if receipt is None:
+            return b'{"t":"ack","s":%d,%s}' % (seq, body)
+        return b'[{"t":"rx","n":%d},{"t":"ack","s":%d,%s}]' % (receipt, seq, body)
+
 
 def _map_header(n: int) -> bytes:
     if n < 16:
@@ -363,6 +377,12 @@ class MsgpackCodec:
 
     def rx(self, n: int) -> bytes:
         return self._rx_head + self._packb(n)
+
+    def reply(self, receipt: int | None, seq: int, body: bytes) -> bytes:
+        ack = self.frame("ack", seq, body)
+        if receipt is None:
+            return ack
+        return b"\x92" + self._rx_head + self._packb(receipt) + ack  # an array of two
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

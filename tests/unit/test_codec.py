@@ -323,6 +323,9 @@ class RecordingCodec:
     def rx(self, n: int) -> bytes:
         return self.inner.rx(n)
 
+    def reply(self, receipt: int | None, seq: int, body: bytes) -> bytes:
+        return self.inner.reply(receipt, seq, body)
+
 
 def test_body_is_encoded_once_per_codec() -> None:
     js, mp = RecordingCodec(make_codec("json")), RecordingCodec(make_codec("msgpack"))
@@ -527,6 +530,24 @@ def test_fast_json_decoder_refuses_invalid_utf8() -> None:
 def test_rx_is_byte_for_byte_the_encoded_frame(codec_name: str, n: int) -> None:
     codec = make_codec(codec_name)
     assert codec.rx(n) == codec.encode({"t": "rx", "n": n})
+
+
+@pytest.mark.parametrize("codec_name", CODECS)
+@pytest.mark.parametrize("receipt", [None, 0, 1, 127, 65536, 2**53 - 1])
+@pytest.mark.parametrize("seq", [1, 200, 2**40])
+@pytest.mark.parametrize("fields", [{}, {"id": 7, "ok": True, "d": {"x": [1, "é"]}}])
+def test_reply_is_byte_for_byte_the_receipt_and_ack_in_a_batch(
+    codec_name: str, receipt: int | None, seq: int, fields: dict[str, Any]
+) -> None:
+    codec = make_codec(codec_name)
+    ack = codec.frame("ack", seq, codec.encode_body(fields))
+    expected = ack if receipt is None else codec.batch([codec.rx(receipt), ack])
+    assert codec.reply(receipt, seq, codec.encode_body(fields)) == expected
+    if receipt is not None:
+        assert codec.decode(expected) == [
+            {"t": "rx", "n": receipt},
+            {"t": "ack", "s": seq, **fields},
+        ]
 
 
 _EVENT = '{"t":"event","s":%s,"e":%s%s}'
