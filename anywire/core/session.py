@@ -235,7 +235,12 @@ class ServerSession:
     def has_output(self) -> bool:
         """Whether the live connection has something to write now: control frames, frames
         it was not given yet, or an ``rx`` owed often enough to go on its own."""
-        return bool(self.control) or self.written < self.out_seq or self.rx_due()
+        # (rx_due(), inline: this runs after every write)
+        return (
+            bool(self.control)
+            or self.written < self.out_seq
+            or self.in_last - self.rx_sent >= _RX_EVERY
+        )
 
     def rx_due(self) -> bool:
         """Whether enough client frames went unacknowledged to write an ``rx`` on its own
@@ -299,12 +304,15 @@ class ServerSession:
     def charge(self, now: float) -> None:
         """Spend one flood token for a client frame (valid or not); raises
         :class:`RemoteProtocolError` with 4506 FLOOD when the bucket is empty."""
-        rate, burst = self.settings.flood_rate, self.settings.flood_burst
-        self._bucket = min(float(burst), self._bucket + (now - self._bucket_at) * rate)
+        settings = self.settings
+        bucket = self._bucket + (now - self._bucket_at) * settings.flood_rate
+        if bucket > settings.flood_burst:
+            bucket = settings.flood_burst  # (no min()/float() calls: once per frame)
         self._bucket_at = now
-        if self._bucket < 1.0:
+        if bucket < 1.0:
+            self._bucket = bucket
             raise RemoteProtocolError("too many frames", CloseCode.FLOOD)
-        self._bucket -= 1.0
+        self._bucket = bucket - 1.0
 
     def _queue_rx(self) -> None:
         self.rx_sent = self.in_last

@@ -111,8 +111,8 @@ class Anywire:
         self._handlers: dict[tuple[str, str], Handler] = {}
         # The handlers that are plain functions (not coroutine functions), decided once at
         # registration: the host calls them inline (inspect's check per event showed up
-        # in the echo profile).
-        self._plain: dict[tuple[str, str], Handler] = {}
+        # in the echo profile). Read-only outside this class.
+        self.plain_handlers: dict[tuple[str, str], Handler] = {}
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._join_hooks: list[JoinHook] = []
@@ -160,9 +160,9 @@ class Anywire:
         def register(fn: Handler) -> Handler:
             self._handlers[(namespace, event)] = fn
             if inspect.iscoroutinefunction(fn):
-                self._plain.pop((namespace, event), None)
+                self.plain_handlers.pop((namespace, event), None)
             else:
-                self._plain[(namespace, event)] = fn
+                self.plain_handlers[(namespace, event)] = fn
             return fn
 
         return register
@@ -188,11 +188,6 @@ class Anywire:
     def handler(self, namespace: str, event: str) -> Handler | None:
         """The handler registered for ``event`` in ``namespace``."""
         return self._handlers.get((namespace, event))
-
-    def plain_handler(self, namespace: str, event: str) -> Handler | None:
-        """The handler for ``event`` if it is a plain function (not ``async def``): the
-        host may call it inline. None for coroutine functions and unknown events."""
-        return self._plain.get((namespace, event))
 
     # -- emitting -------------------------------------------------------------------------
     async def emit(

@@ -302,9 +302,9 @@ class SessionHost:
         caller feeds it), and ``b""`` when it was handled but its outcome (an error ack,
         an awaitable result, a duplicate) is pending in the session the usual way.
         """
-        if type(frame) is not Event or frame.id is None or link.sid is None:
+        if type(frame) is not Event or frame.id is None:
             return None
-        sess = self.sessions.get(link.sid)
+        sess = self.sessions.get(link.sid)  # type: ignore[arg-type]  # (None: no session)
         if (
             sess is None
             or sess.connection is not link
@@ -314,7 +314,7 @@ class SessionHost:
             or sess.written != sess.out_seq
         ):
             return None
-        handler = self.app.plain_handler(sess.namespace, frame.e)
+        handler = self.app.plain_handlers.get((sess.namespace, frame.e))
         if handler is None or sess.sid in self.tasks:
             return None
         counters = self.counters
@@ -330,19 +330,15 @@ class SessionHost:
         if result is _PENDING:
             self._wake_for_control(sess)
             return b""
-        out = _ack(frame.id, True, result)
+        out = Outgoing("ack", {"id": frame.id, "ok": True, "d": result})  # _ack(), inline
         # Nothing was pending, so this push cannot overflow past what the connection was
         # given (push()'s slow-consumer check) and the connection takes it at once.
         seq = sess.push(out)
         sess.written = seq
         codec = link.codec
-        ack = codec.frame("ack", seq, _body(out, codec))
         _, receipt = sess.take_output_control()  # control is empty (checked above)
-        if receipt is None:
-            counters["frames_out"] += 1
-            return ack
-        counters["frames_out"] += 2
-        return codec.batch((codec.rx(receipt), ack))
+        counters["frames_out"] += 1 if receipt is None else 2
+        return codec.reply(receipt, seq, _body(out, codec))
 
     def _wake_for_control(self, sess: ServerSession) -> None:
         # Sequenced frames woke the writer when pushed (push()); what the session
@@ -547,7 +543,7 @@ class SessionHost:
             self._handle_leave(sess, frame)
 
     def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
-        handler = self.app.plain_handler(sess.namespace, frame.e)
+        handler = self.app.plain_handlers.get((sess.namespace, frame.e))
         if handler is None or sess.sid in self.tasks:
             # async def, unknown, or behind something of this session still in flight.
             self._spawn(self._handle_event(sess, socket, frame), sess.sid)

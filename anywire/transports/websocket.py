@@ -134,6 +134,7 @@ class WebSocketTransport:
         host, sid, codec = self.host, link.sid, link.codec
         assert sid is not None
         max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
+        decode_event = codec.decode_event
         while not writer.closed:
             message = await receive()
             data = message.get("text")
@@ -147,19 +148,26 @@ class WebSocketTransport:
             if len(data) * 4 > max_size and byte_length(data) > max_size:
                 link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {max_size} bytes")
                 return
-            frames, error = decode_frames(codec, data, max_batch)
             writer.hold()  # answers produced while feeding go out below, in this task
             answer = None
             try:
-                if len(frames) == 1 and error is None and writer.task is None:
-                    # Request/response: the answer comes back whole, ready to write.
-                    answer = host.answer(link, frames[0])
-                if answer is None:
-                    if frames:
-                        host.feed(sid, frames)
-                    if error is not None:
-                        host.reject(sid, error)
-                        raise error
+                # Request/response (one event, no writer task running): the answer comes
+                # back whole, ready to write. The commonest message is tried first.
+                event = decode_event(data) if writer.task is None else None
+                if event is not None:
+                    answer = host.answer(link, event)
+                    if answer is None:
+                        host.feed(sid, [event])
+                else:
+                    frames, error = decode_frames(codec, data, max_batch)
+                    if len(frames) == 1 and error is None and writer.task is None:
+                        answer = host.answer(link, frames[0])
+                    if answer is None:
+                        if frames:
+                            host.feed(sid, frames)
+                        if error is not None:
+                            host.reject(sid, error)
+                            raise error
             except RemoteProtocolError as exc:
                 if exc.code == CloseCode.FLOOD:
                     writer.release()
@@ -255,7 +263,11 @@ class _Writer:
         meanwhile."""
         try:
             await _next_iteration()
-            await self._write(body)
+            # (self._write(), inline: a coroutine less per answer)
+            if self.link.codec.binary:
+                await self.send({"type": "websocket.send", "bytes": body})
+            else:
+                await self.send({"type": "websocket.send", "text": body.decode("utf-8")})
             if self.host.has_pending(self.link):
                 await self._flush()
         finally:
