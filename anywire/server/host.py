@@ -302,9 +302,9 @@ class SessionHost:
         caller feeds it), and ``b""`` when it was handled but its outcome (an error ack,
         an awaitable result, a duplicate) is pending in the session the usual way.
         """
-        if type(frame) is not Event or frame.id is None:
+        if type(frame) is not Event or frame.id is None or link.sid is None:
             return None
-        sess = self.sessions.get(link.sid)  # type: ignore[arg-type]  # (None: no session)
+        sess = self.sessions.get(link.sid)
         if (
             sess is None
             or sess.connection is not link
