@@ -271,9 +271,9 @@ class JsonCodec:
         return b'{"t":"rx","n":%d}' % n
 
     def reply(self, receipt: int | None, seq: int, body: bytes) -> bytes:
-        if not body:
+        if not body:  # (never for an ack, which has an id; kept exact anyway)
             ack = self.frame("ack", seq, body)
-            return ack if receipt is None else b'[{"t":"rx","n":%d},%s]' % (receipt, ack)
+            return ack if receipt is None else self.batch((self.rx(receipt), ack))
         if receipt is None:
             return b'{"t":"ack","s":%d,%s}' % (seq, body)
         return b'[{"t":"rx","n":%d},{"t":"ack","s":%d,%s}]' % (receipt, seq, body)
@@ -380,9 +380,7 @@ class MsgpackCodec:
 
     def reply(self, receipt: int | None, seq: int, body: bytes) -> bytes:
         ack = self.frame("ack", seq, body)
-        if receipt is None:
-            return ack
-        return b"\x92" + self._rx_head + self._packb(receipt) + ack  # an array of two
+        return ack if receipt is None else self.batch((self.rx(receipt), ack))
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

@@ -235,12 +235,7 @@ class ServerSession:
     def has_output(self) -> bool:
         """Whether the live connection has something to write now: control frames, frames
         it was not given yet, or an ``rx`` owed often enough to go on its own."""
-        # (rx_due(), inline: this runs after every write)
-        return (
-            bool(self.control)
-            or self.written < self.out_seq
-            or self.in_last - self.rx_sent >= _RX_EVERY
-        )
+        return bool(self.control) or self.written < self.out_seq or self.rx_due()
 
     def rx_due(self) -> bool:
         """Whether enough client frames went unacknowledged to write an ``rx`` on its own

@@ -330,7 +330,7 @@ class SessionHost:
         if result is _PENDING:
             self._wake_for_control(sess)
             return b""
-        out = Outgoing("ack", {"id": frame.id, "ok": True, "d": result})  # _ack(), inline
+        out = _ack(frame.id, True, result)
         # Nothing was pending, so this push cannot overflow past what the connection was
         # given (push()'s slow-consumer check) and the connection takes it at once.
         seq = sess.push(out)

@@ -31,6 +31,7 @@ __all__ = [
     "TransportInfo",
     "byte_length",
     "decode_frames",
+    "decode_general",
     "first_frame",
     "header",
     "query",
@@ -213,6 +214,15 @@ def decode_frames(
     event = codec.decode_event(data)
     if event is not None:  # one event, the commonest message (decoded in C)
         return [event], None
+    return decode_general(codec, data, max_batch)
+
+
+def decode_general(
+    codec: Codec, data: bytes | str, max_batch: int
+) -> tuple[list[Frame], RemoteProtocolError | None]:
+    """:func:`decode_frames` without the typed event decoder, for a caller that has
+    tried ``codec.decode_event()`` already (so a message it declined is not tried
+    twice)."""
     try:
         obj = codec.decode(data)
     except RemoteProtocolError as exc:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import types
 from collections.abc import Generator
+from typing import Any
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
@@ -33,6 +34,7 @@ from .base import (
     TransportInfo,
     byte_length,
     decode_frames,
+    decode_general,
     short_reason,
 )
 
@@ -153,13 +155,14 @@ class WebSocketTransport:
             try:
                 # Request/response (one event, no writer task running): the answer comes
                 # back whole, ready to write. The commonest message is tried first.
-                event = decode_event(data) if writer.task is None else None
+                event = decode_event(data)
                 if event is not None:
-                    answer = host.answer(link, event)
+                    if writer.task is None:
+                        answer = host.answer(link, event)
                     if answer is None:
                         host.feed(sid, [event])
                 else:
-                    frames, error = decode_frames(codec, data, max_batch)
+                    frames, error = decode_general(codec, data, max_batch)
                     if len(frames) == 1 and error is None and writer.task is None:
                         answer = host.answer(link, frames[0])
                     if answer is None:
@@ -263,11 +266,7 @@ class _Writer:
         meanwhile."""
         try:
             await _next_iteration()
-            # (self._write(), inline: a coroutine less per answer)
-            if self.link.codec.binary:
-                await self.send({"type": "websocket.send", "bytes": body})
-            else:
-                await self.send({"type": "websocket.send", "text": body.decode("utf-8")})
+            await self.send(self._message(body))
             if self.host.has_pending(self.link):
                 await self._flush()
         finally:
@@ -318,7 +317,8 @@ class _Writer:
         while not self.closed:
             frames = host.outgoing(link, limit)
             if frames:
-                await self._write(frames[0] if len(frames) == 1 else codec.batch(frames))
+                body = frames[0] if len(frames) == 1 else codec.batch(frames)
+                await self.send(self._message(body))
             if link.closing is not None:
                 code, reason = link.closing
                 self.closed = True  # no flush after this one
@@ -331,11 +331,12 @@ class _Writer:
             # A backlog of more than one batch: let the rest of the loop run between.
             await asyncio.sleep(0)
 
-    async def _write(self, body: bytes) -> None:
+    def _message(self, body: bytes) -> dict[str, Any]:
+        """The ASGI message carrying ``body``: binary for MessagePack, text for JSON (a
+        plain function, not a coroutine around send(): it runs for every write)."""
         if self.link.codec.binary:
-            await self.send({"type": "websocket.send", "bytes": body})
-        else:
-            await self.send({"type": "websocket.send", "text": body.decode("utf-8")})
+            return {"type": "websocket.send", "bytes": body}
+        return {"type": "websocket.send", "text": body.decode("utf-8")}
 
     def _stop_reader(self) -> None:
         if self.reading and not self.stopped_reader:
