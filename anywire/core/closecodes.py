@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CloseCode", "should_reconnect"]
+__all__ = ["RENEGOTIATE", "CloseCode", "should_reconnect"]
 
 
 class CloseCode(IntEnum):
@@ -53,6 +53,14 @@ class CloseCode(IntEnum):
     """Too many frames in too short a time."""
     TRANSPORT_DISABLED = 4507
     """The transport is disabled in the server configuration."""
+
+
+RENEGOTIATE: frozenset[int] = frozenset(
+    {CloseCode.SHUTDOWN, CloseCode.TOKEN_EXPIRED, CloseCode.SESSION_UNKNOWN}
+)
+"""Codes that, while opening a transport, mean "negotiate again" (the node is stopping,
+the credential must be refreshed, the ticket was not taken) rather than "this transport
+failed" (protocol section 12)."""
 
 
 def should_reconnect(code: int) -> bool:

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover
 
 from .closecodes import CloseCode
 from .errors import RemoteProtocolError
-from .frames import MAX_NAME, UINT_LIMIT, Event
+from .frames import MAX_NAME, UINT_LIMIT, Event, StreamPos
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Outgoing"]
 
@@ -48,11 +48,14 @@ class Outgoing:
     sessions receive it.
     """
 
-    __slots__ = ("_bodies", "_first", "_first_codec", "fields", "type")
+    __slots__ = ("_bodies", "_first", "_first_codec", "fields", "pos", "type")
 
-    def __init__(self, type: str, fields: dict[str, Any]) -> None:
+    def __init__(self, type: str, fields: dict[str, Any], pos: StreamPos | None = None) -> None:
         self.type = type
         self.fields = fields
+        # The stream position of an event (the ``o`` in ``fields``), for the session's
+        # per-stream dedupe: a session never gets the same stream offset twice.
+        self.pos = pos
         # The first codec's body in two slots, a dict only for further codecs: most
         # frames (every ack) are only ever encoded for one.
         self._first_codec: str | None = None

@@ -115,22 +115,30 @@ class Hello:
     before replay (its own ``last`` when recovered, the current counter otherwise); ``last``
     is the highest client sequence number the server has processed, so the client can drop
     or retransmit its unconfirmed frames.
+
+    ``streams`` (a fresh session only) lists the position each stream the session
+    receives without joining (its user's, its own, its namespace's) starts from: the
+    client catches up from there after a later loss of the session.
     """
 
     sid: str
     recovered: bool
     seq: int
     last: int
+    streams: tuple[StreamPos, ...] | None = None
     type: ClassVar[str] = "hello"
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "t": "hello",
             "sid": self.sid,
             "recovered": self.recovered,
             "seq": self.seq,
             "last": self.last,
         }
+        if self.streams is not None:
+            out["streams"] = [list(p) for p in self.streams]
+        return out
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -281,7 +289,7 @@ SEQUENCED: frozenset[str] = frozenset({"event", "ack", "join", "leave"})
 """Frame types that carry ``s`` and are deduplicated and replayed."""
 
 
-def _parse_stream_pos(value: Any) -> StreamPos | None:
+def _parse_stream_pos(value: Any, what: str = "event: field 'o'") -> StreamPos | None:
     if value is None:
         return None
     if (
@@ -293,7 +301,22 @@ def _parse_stream_pos(value: Any) -> StreamPos | None:
         and not isinstance(value[2], bool)
     ):
         return (value[0], value[1], value[2])
-    raise RemoteProtocolError("event: field 'o' must be [stream, epoch, offset]")
+    raise RemoteProtocolError(f"{what} must be [stream, epoch, offset]")
+
+
+def _parse_streams(value: Any) -> tuple[StreamPos, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            pos = _parse_stream_pos(item, "hello: field 'streams'")
+            if pos is None or _uint(pos[2]) is None:
+                break
+            out.append(pos)
+        else:
+            return tuple(out)
+    raise RemoteProtocolError("hello: field 'streams' must be a list of [stream, epoch, offset]")
 
 
 def _parse_since(value: Any) -> tuple[str, int] | None:
@@ -403,6 +426,7 @@ def _parse(obj: Any) -> Frame:
             recovered=_req(obj, "recovered", bool, t),
             seq=_seq(obj, "seq", t),
             last=_seq(obj, "last", t),
+            streams=_parse_streams(obj.get("streams")),
         )
     if t == "close":
         return Close(c=_seq(obj, "c", t), m=_opt(obj, "m", str, t) or "")

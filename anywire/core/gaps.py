@@ -18,6 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .streams import Lost
+
 __all__ = ["Fill", "GapTracker", "Lost", "Step"]
 
 
@@ -29,19 +31,6 @@ class Fill:
     epoch: str
     after: int
     upto: int
-
-
-@dataclass(frozen=True, slots=True)
-class Lost:
-    """Offsets ``first .. last`` of ``stream`` (in ``epoch``) will never be delivered.
-
-    ``last`` is None when the count is unknown (the epoch changed: everything after
-    ``first - 1`` in the old epoch is gone)."""
-
-    stream: str
-    epoch: str
-    first: int
-    last: int | None
 
 
 @dataclass(slots=True)

@@ -14,6 +14,12 @@ outbox until the client acknowledges it cumulatively (``rx``, or a long-poll ``a
 Client frames carry their own sequence numbers: one at or below ``in_last`` is a duplicate
 (dropped), one that skips ahead is refused (clients send strictly in order).
 
+Stream events (they carry ``o``) are deduplicated per stream as well: the session keeps,
+per stream, the last position it queued (:meth:`ServerSession.stream_position`), and a
+push at or below it in the same epoch is dropped. So however a stream reaches the session
+(live, replayed by a join's ``since`` or by the catch-up of a new session, twice by a
+repeated request) it never gets one offset twice: catch-up is idempotent.
+
 The object never reads a clock or schedules anything: callers pass ``now`` and ask
 :meth:`next_deadline` when to call :meth:`poll` again.
 """
@@ -29,8 +35,9 @@ from typing import Any
 from .closecodes import CloseCode
 from .codec import Outgoing
 from .errors import LocalProtocolError, RemoteProtocolError
-from .frames import SEQUENCED, Frame, Hello, Ping, Pong, Rx, in_order
+from .frames import SEQUENCED, Frame, Hello, Ping, Pong, Rx, StreamPos, in_order
 from .settings import Settings
+from .streams import Lost
 
 __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
 
@@ -86,6 +93,7 @@ class ServerSession:
     __slots__ = (
         "_bucket",
         "_bucket_at",
+        "_held",
         "_next_ack_id",
         "_out",
         "anonymous",
@@ -103,6 +111,8 @@ class ServerSession:
         "meta",
         "namespace",
         "out_seq",
+        "positions",
+        "reported",
         "rx_owed_since",
         "rx_sent",
         "settings",
@@ -151,6 +161,16 @@ class ServerSession:
         self.detached_at: float | None = None
         self.created_at = now
         self._next_ack_id = 0
+        # Per stream, the position queued last (created at the first stream event: many
+        # sessions never get one).
+        self.positions: dict[str, StreamPos] | None = None
+        # Streams whose live events are held back while the session catches up on them
+        # (hold() / release()): stream -> [holders, events].
+        self._held: dict[str, list[Any]] | None = None
+        # Stream positions the client reported when it negotiated this (fresh) session:
+        # the first time the session consumes one of those streams it catches up from
+        # there (reported_position()).
+        self.reported: dict[str, tuple[str, int]] | None = None
         self._bucket = float(settings.flood_burst)
         self._bucket_at = now
 
@@ -162,13 +182,29 @@ class ServerSession:
 
     # -- outbound -------------------------------------------------------------------------
     def push(self, out: Outgoing) -> int:
-        """Give ``out`` the next sequence number and keep it until acknowledged.
+        """Give ``out`` the next sequence number and keep it until acknowledged; returns
+        that number, or 0 if ``out`` is a stream event the session already has (its
+        position is at or below the stream's last one here).
 
         When the outbox is full the oldest frame is dropped and ``floor`` rises: a later
         resume from before it can no longer be served (``recovered: false``).
         """
         if self.state is _CLOSED:
             raise LocalProtocolError("push on a closed session")
+        pos = out.pos
+        if pos is not None:
+            held = self._held
+            if held is not None and pos[0] in held:
+                held[pos[0]][1].append(out)  # delivered by release(), after the catch-up
+                return 0
+            positions = self.positions
+            if positions is None:
+                positions = self.positions = {}
+            else:
+                last = positions.get(pos[0])
+                if last is not None and last[1] == pos[1] and pos[2] <= last[2]:
+                    return 0
+            positions[pos[0]] = pos
         self.out_seq += 1
         if self._out is _NO_OUTBOX:
             self._out = deque()
@@ -177,6 +213,77 @@ class ServerSession:
             self._out.popleft()
             self.floor = self.out_seq - len(self._out) + 1
         return self.out_seq
+
+    # -- streams --------------------------------------------------------------------------
+    def stream_position(self, stream: str) -> tuple[str, int] | None:
+        """``(epoch, offset)`` of the last event of ``stream`` queued for this session (or
+        where it started consuming the stream), None if it never did."""
+        last = None if self.positions is None else self.positions.get(stream)
+        return None if last is None else (last[1], last[2])
+
+    def start_stream(self, stream: str, epoch: str, offset: int) -> tuple[str, int]:
+        """The session consumes ``stream`` from ``(epoch, offset)`` on (a catch-up's
+        start): events at or below it are dropped. A later position the session already
+        holds in that epoch is kept. Returns the position the session continues from."""
+        if self.positions is None:
+            self.positions = {}
+        last = self.positions.get(stream)
+        if last is None or last[1] != epoch or last[2] < offset:
+            self.positions[stream] = (stream, epoch, offset)
+            return (epoch, offset)
+        return (last[1], last[2])
+
+    def reported_position(self, stream: str) -> tuple[str, int] | None:
+        """The position the client reported in ``stream`` at negotiate, once: the first
+        catch-up on the stream starts from it, later ones from the session's own."""
+        if self.reported is None:
+            return None
+        return self.reported.pop(stream, None)
+
+    def hold(self, stream: str) -> None:
+        """Keep live events of ``stream`` aside until :meth:`release`: the session is
+        catching up on it from history, and history must go first. Nested holds (two
+        catch-ups at once) release when the last one does."""
+        if self._held is None:
+            self._held = {}
+        entry = self._held.get(stream)
+        if entry is None:
+            self._held[stream] = [1, []]
+        else:
+            entry[0] += 1
+
+    def release(self, stream: str) -> list[Outgoing]:
+        """End a :meth:`hold`; returns the events held meanwhile (push them now: the
+        per-stream dedupe drops those the catch-up already delivered)."""
+        held = self._held
+        entry = None if held is None else held.get(stream)
+        if held is None or entry is None:
+            return []
+        entry[0] -= 1
+        if entry[0] > 0:
+            return []
+        del held[stream]
+        if not held:
+            self._held = None
+        return list(entry[1])
+
+    def clip_lost(self, lost: Lost) -> Lost | None:
+        """``lost`` as far as this session is concerned: None if it lies at or below the
+        session's position in that stream (already delivered or already announced), else
+        the part after it. A bounded loss moves the session's position past it."""
+        last = None if self.positions is None else self.positions.get(lost.stream)
+        first = lost.first
+        if last is not None and last[1] == lost.epoch:
+            if lost.last is not None and lost.last <= last[2]:
+                return None
+            first = max(first, last[2] + 1)
+        if lost.last is not None:
+            if self.positions is None:
+                self.positions = {}
+            self.positions[lost.stream] = (lost.stream, lost.epoch, lost.last)
+        if first == lost.first:
+            return lost
+        return Lost(lost.stream, lost.epoch, first, lost.last)
 
     def take_pending(self, limit: int | None = None) -> list[tuple[int, Outgoing]]:
         """Frames the current connection has not been given yet, in order (at most
@@ -369,6 +476,7 @@ class ServerSession:
         self.connection = None
         self._out = _NO_OUTBOX
         self.control.clear()
+        self._held = None
 
     # -- timers ---------------------------------------------------------------------------
     def next_deadline(self) -> float | None:

@@ -61,6 +61,10 @@ class Settings:
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""
+    node_heartbeat: float = 1.0
+    """With Redis: how often each node proves it is alive. A node silent for 3 heartbeats
+    is suspected, and declared dead 2 heartbeats later: its presence is removed and the
+    requests forwarded to it are answered at once (docs/scaling.md)."""
 
     def timings_ms(self) -> dict[str, int]:
         """The timings a client needs, in milliseconds, as sent by negotiate."""

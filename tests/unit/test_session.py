@@ -27,6 +27,7 @@ from anywire.core.frames import (
 )
 from anywire.core.session import Heartbeat, ServerSession, SessionAction, SessionState
 from anywire.core.settings import Settings
+from anywire.core.streams import Lost
 from tests.unit.conftest import make_codec
 
 WS = Heartbeat(ping_interval=20.0, dead_after=30.0)
@@ -564,3 +565,83 @@ def test_auth_deadline_closes_with_4004() -> None:
 def test_next_ack_id_is_fresh() -> None:
     sess = attached()
     assert [sess.next_ack_id() for _ in range(3)] == [1, 2, 3]
+
+
+# -- stream positions: every offset of a stream at most once per session --------------------
+R = "room:/:r"
+
+
+def at(stream: str, epoch: str, offset: int) -> Outgoing:
+    return Outgoing("event", {"e": "x", "d": offset}, (stream, epoch, offset))
+
+
+def test_a_stream_offset_already_queued_is_not_queued_again() -> None:
+    sess = attached()
+    assert [sess.push(at(R, "ep", o)) for o in (1, 2, 2, 1, 3)] == [1, 2, 0, 0, 3]
+    assert sess.stream_position(R) == ("ep", 3)
+    assert sess.push(at("room:/:other", "ep", 1)) == 4  # streams are independent
+    assert sess.push(out(9)) == 5  # frames without a position are never deduplicated
+
+
+def test_another_epoch_is_taken_as_the_stream_starting_again() -> None:
+    sess = attached()
+    sess.push(at(R, "old", 50))
+    assert sess.push(at(R, "new", 1)) == 2 and sess.stream_position(R) == ("new", 1)
+
+
+def test_start_stream_keeps_a_later_position_in_the_same_epoch() -> None:
+    sess = attached()
+    assert sess.start_stream(R, "ep", 5) == ("ep", 5)
+    assert sess.start_stream(R, "ep", 3) == ("ep", 5)  # a repeated, older catch-up
+    assert sess.push(at(R, "ep", 5)) == 0 and sess.push(at(R, "ep", 6)) == 1
+    assert sess.start_stream(R, "new", 0) == ("new", 0)  # the current epoch wins
+
+
+def test_clip_lost_announces_only_what_the_session_does_not_have() -> None:
+    sess = attached()
+    sess.start_stream(R, "ep", 10)
+    assert sess.clip_lost(Lost(R, "ep", 4, 8)) is None  # all at or below the position
+    assert sess.clip_lost(Lost(R, "ep", 4, 12)) == Lost(R, "ep", 11, 12)
+    assert sess.stream_position(R) == ("ep", 12)  # a bounded loss moves past it
+    assert sess.clip_lost(Lost(R, "old", 3, None)) == Lost(R, "old", 3, None)
+
+
+def test_held_stream_events_wait_for_release_and_keep_their_order() -> None:
+    sess = attached()
+    sess.hold(R)
+    assert sess.push(at(R, "ep", 4)) == 0 and sess.push(at(R, "ep", 5)) == 0
+    assert sess.push(at("user:/:u", "ep", 1)) == 1  # other streams flow
+    sess.start_stream(R, "ep", 2)
+    assert sess.push(at(R, "ep", 3)) == 0  # still held (a replay goes through push too)
+    held = sess.release(R)
+    assert [o.pos[2] for o in held if o.pos] == [4, 5, 3]
+
+
+def test_a_replay_and_the_held_live_events_overlap_without_a_duplicate() -> None:
+    sess = attached()
+    sess.hold(R)
+    for o in (5, 6):  # live, while history is read
+        sess.push(at(R, "ep", o))
+    held = sess.release(R)
+    sess.start_stream(R, "ep", 2)
+    queued = [sess.push(at(R, "ep", o)) for o in (3, 4, 5)]  # history up to its head
+    queued += [sess.push(o) for o in held]
+    assert queued == [1, 2, 3, 0, 4]  # 3, 4, 5 from history, 5 again dropped, 6 live
+    assert [o.fields["d"] for _, o in sess.take_pending()] == [3, 4, 5, 6]
+
+
+def test_nested_holds_release_with_the_last() -> None:
+    sess = attached()
+    sess.hold(R)
+    sess.hold(R)
+    sess.push(at(R, "ep", 1))
+    assert sess.release(R) == []
+    assert [o.pos for o in sess.release(R)] == [(R, "ep", 1)]
+    assert sess.release(R) == []  # an unmatched release is harmless
+
+
+def test_reported_positions_are_used_once() -> None:
+    sess = make()
+    sess.reported = {R: ("ep", 7)}
+    assert sess.reported_position(R) == ("ep", 7)
+    assert sess.reported_position(R) is None

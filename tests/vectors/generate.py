@@ -77,6 +77,12 @@ FRAMES: list[tuple[str, Any]] = [
     ("resume", {"t": "resume", "ticket": "tk.abc", "last": 42}),
     ("hello_fresh", {"t": "hello", "sid": "s1", "recovered": False, "seq": 0, "last": 0}),
     ("hello_recovered", {"t": "hello", "sid": "s1", "recovered": True, "seq": 17, "last": 3}),
+    (
+        "hello_fresh_with_streams",
+        {"t": "hello", "sid": "s1", "recovered": False, "seq": 0, "last": 0,
+         "streams": [["user:/:ann", "9f2c01ab", 17], ["sess:/:s1", "77aa0b3c", 0],
+                     ["all:/", "0c1d2e3f", 4]]},
+    ),
     ("event_minimal", _event(1, "a", None)),
     ("event_with_id", _event(2, "chat", {"text": "hi"}, id=7)),
     ("event_with_room", _event(3, "chat", "hello", r="lobby")),
@@ -260,6 +266,15 @@ _BAD_FRAMES: list[tuple[str, Any]] = [
         {"t": "hello", "sid": "s", "recovered": "true", "seq": 0, "last": 0},
     ),
     ("hello_sid_missing", {"t": "hello", "recovered": False, "seq": 0, "last": 0}),
+    (
+        "hello_streams_not_a_list",
+        {"t": "hello", "sid": "s", "recovered": False, "seq": 0, "last": 0, "streams": {}},
+    ),
+    (
+        "hello_stream_offset_negative",
+        {"t": "hello", "sid": "s", "recovered": False, "seq": 0, "last": 0,
+         "streams": [["all:/", "e", -1]]},
+    ),
     ("close_c_string", {"t": "close", "c": "4000"}),
     ("close_m_int", {"t": "close", "c": 4000, "m": 1}),
     ("error_c_missing", {"t": "error", "m": "x"}),

@@ -81,6 +81,22 @@ function streamPos(v) {
   throw new ProtocolError("event: field 'o' must be [stream, epoch, offset]");
 }
 
+function streams(v) {
+  if (v === undefined || v === null) return undefined;
+  const bad = () => new ProtocolError("hello: field 'streams' must be a list of [stream, epoch, offset]");
+  if (!Array.isArray(v)) throw bad();
+  return v.map((item) => {
+    let pos;
+    try {
+      pos = streamPos(item);
+    } catch {
+      throw bad();
+    }
+    if (pos === undefined || !isUint(pos[2])) throw bad();
+    return pos;
+  });
+}
+
 function since(v) {
   if (v === undefined || v === null) return undefined;
   if (Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && isUint(v[1]) && !wasFloat(v, 1)) {
@@ -103,7 +119,13 @@ function errObj(v) {
 
 export const connect = (ticket) => ({ t: "connect", ticket });
 export const resume = (ticket, last) => ({ t: "resume", ticket, last });
-export const hello = (sid, recovered, seq, last) => ({ t: "hello", sid, recovered, seq, last });
+/** A hello; `streams` (a fresh session only): where each stream it receives without
+ * joining starts, as [stream, epoch, offset] (left out when undefined or null). */
+export function hello(sid, recovered, seq, last, streamsValue) {
+  const f = { t: "hello", sid, recovered, seq, last };
+  if (streamsValue !== undefined && streamsValue !== null) f.streams = streamsValue;
+  return f;
+}
 export const ping = () => ({ t: "ping" });
 export const pong = () => ({ t: "pong" });
 export const rx = (n) => ({ t: "rx", n });
@@ -169,7 +191,8 @@ export function parseFrame(obj) {
     case "connect": return connect(str(obj, "ticket", t));
     case "resume": return resume(str(obj, "ticket", t), uint(obj, "last", t));
     case "hello":
-      return hello(str(obj, "sid", t), bool(obj, "recovered", t), uint(obj, "seq", t), uint(obj, "last", t));
+      return hello(str(obj, "sid", t), bool(obj, "recovered", t), uint(obj, "seq", t), uint(obj, "last", t),
+        streams(obj.streams));
     case "close": return close(uint(obj, "c", t), str(obj, "m", t, true) ?? "");
     case "error": return error(uint(obj, "c", t), str(obj, "m", t, true) ?? "");
     default:
