@@ -27,9 +27,11 @@ from typing import Any
 from ..core.auth import Identity
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.frames import UINT_LIMIT, StreamPos
 from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
 from ..core.settings import TRANSPORTS, Settings
+from ..core.streams import user_stream
 from ..transports.base import (
     Receive,
     Scope,
@@ -101,7 +103,7 @@ class Anywire:
         if broker is None and self.settings.redis_url:
             if secret is None:
                 raise ValueError("redis_url needs a shared secret= (or ANYWIRE_SECRET)")
-            broker = RedisBroker(self.settings.redis_url, history=self.settings.stream_history)
+            broker = self._redis_broker(self.settings.redis_url)
         self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
@@ -140,9 +142,13 @@ class Anywire:
             raise ValueError(
                 "a Redis cluster needs a shared secret: pass secret= or set ANYWIRE_SECRET"
             )
-        self.broker = RedisBroker(url, history=self.settings.stream_history)
+        self.broker = self._redis_broker(url)
         self.host.broker = self.broker
         self._bind_broker()
+
+    def _redis_broker(self, url: str) -> RedisBroker:
+        s = self.settings
+        return RedisBroker(url, history=s.stream_history, heartbeat=s.node_heartbeat)
 
     def _bind_broker(self) -> None:
         if isinstance(self.broker, RedisBroker):
@@ -200,10 +206,24 @@ class Anywire:
         to: str | Socket | None = None,
         skip: str | Socket | None = None,
         namespace: str = "/",
-    ) -> None:
+        id: str | None = None,
+    ) -> StreamPos:
         """Send an event to one session (``to``), a room, every session of a user, or
         everyone in the namespace (no target). ``skip`` leaves one session out (e.g. the
-        sender)."""
+        sender, live only: a replay from history includes it).
+
+        Every target is a stream: the event gets the next offset there and reaches each
+        client exactly once and in order, across drops, resumes and node failures, or the
+        client gets ``$lost`` for it. Returns its position ``(stream, epoch, offset)``.
+
+        ``id`` is an idempotency key: a publish with the same ``id`` to the same target
+        within the broker's window (5 minutes by default) is not published again, and
+        returns the first one's position. So an ``emit`` that raised
+        :class:`~anywire.server.errors.BrokerUnavailable` with ``maybe_published`` can
+        be retried with the same ``id`` without risking a duplicate.
+        """
+        if id is not None and (not isinstance(id, str) or not 0 < len(id) <= 200):
+            raise ValueError("id must be a string of 1-200 characters")
         targets = sum(x is not None for x in (room, user, to))
         if targets > 1:
             raise ValueError("give at most one of room=, user=, to=")
@@ -217,7 +237,8 @@ class Anywire:
             env = Envelope("user", namespace, user, event, data, skip_sid)
         else:
             env = Envelope("all", namespace, None, event, data, skip_sid)
-        await self.broker.publish(env)
+        env.key = id
+        return await self.host.publish(env)
 
     def presence(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
         """Who is in ``room`` on this node: ``{"sid", "user", "meta"}`` per connection
@@ -232,16 +253,24 @@ class Anywire:
         return await self.cluster.members(namespace, room)
 
     async def call(
-        self, sid: str, event: str, data: Any = None, timeout: float | None = None
+        self,
+        sid: str,
+        event: str,
+        data: Any = None,
+        timeout: float | None = None,
+        namespace: str = "/",
     ) -> Any:
-        """Send ``event`` to session ``sid``, on whichever node holds it, and return its
-        acknowledgement data (AckTimeout, AckError, Disconnected as for Socket.call)."""
+        """Send ``event`` to session ``sid`` (of ``namespace``), on whichever node holds
+        it, and return its acknowledgement data (AckTimeout, AckError, Disconnected as
+        for Socket.call). The call travels on the session's stream: it still reaches
+        the client if the session's node fails and the client moves to another."""
+        wait = self.settings.ack_timeout if timeout is None else timeout
         sess = self.host.sessions.get(sid)
         if sess is not None:
-            return await self.host.call(sess, event, data, timeout)
-        if self.cluster is None:
+            namespace = sess.namespace
+        elif self.cluster is None or not await self.cluster.exists(sid):
             raise Disconnected("session unknown")
-        return await self.cluster.call(sid, event, data, timeout)
+        return await self.host.calls.call(namespace, sid, event, data, wait)
 
     def socket(self, sid: str) -> Socket | None:
         """The live session ``sid``, if any."""
@@ -395,7 +424,10 @@ class Anywire:
             codecs = _strs(body, "codecs", ("json",))
             failed = _strs(body, "failed", ())
             resume = body.get("resume") if isinstance(body.get("resume"), str) else None
+            since = _positions(body.get("since"))
             user_since = _position(body.get("user_since"))
+            if user_since is not None and identity.user is not None:
+                since.setdefault(user_stream(namespace, identity.user), user_since)
         except ConnectionResetError:
             return
         except AuthError as exc:
@@ -410,17 +442,15 @@ class Anywire:
             await send_json_error(send, 400, ProtocolError("no common transport", 4507), cors)
             return
         codec = choose_codec(("msgpack", "json"), codecs)
-        sid, token, ticket, resumable = self.host.issue(
-            identity, namespace, codec, resume, user_since
-        )
+        issued = await self.host.issuer.issue(identity, namespace, codec, resume, since)
         urls = {"websocket": "/ws", "sse": "/sse", "longpoll": "/poll"}
         response = {
             "v": 1,
-            "sid": sid,
-            "token": token,
-            "ticket": ticket,
+            "sid": issued.sid,
+            "token": issued.token,
+            "ticket": issued.ticket,
             "codec": codec,
-            "resumable": resumable,
+            "resumable": issued.resumable,
             "transports": [
                 {"name": t, "url": self.path + urls[t], "codec": "json" if t == "sse" else codec}
                 for t in order
@@ -504,6 +534,33 @@ def _position(value: Any) -> tuple[str, int] | None:
     ):
         raise RemoteProtocolError("user_since must be [epoch, offset]")
     return value[0], value[1]
+
+
+_MAX_SINCE = 1000  # stream positions in one negotiate (the body is at most 64 KB anyway)
+
+
+def _positions(value: Any) -> dict[str, tuple[str, int]]:
+    """The stream positions a client holds, from negotiate (``since``): a list of
+    ``[stream, epoch, offset]``."""
+    if value is None:
+        return {}
+    if not isinstance(value, list) or len(value) > _MAX_SINCE:
+        raise RemoteProtocolError(f"since must be a list of at most {_MAX_SINCE} positions")
+    out: dict[str, tuple[str, int]] = {}
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 3
+            or not isinstance(item[0], str)
+            or not 0 < len(item[0]) <= 1000
+            or not isinstance(item[1], str)
+            or len(item[1]) > 100
+            or type(item[2]) is not int
+            or not 0 <= item[2] < UINT_LIMIT
+        ):
+            raise RemoteProtocolError("since must hold [stream, epoch, offset] positions")
+        out[item[0]] = (item[1], item[2])
+    return out
 
 
 def _strs(body: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:

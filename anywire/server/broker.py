@@ -1,11 +1,11 @@
 """The broker interface: how a publish reaches the sessions of every node.
 
-Every broadcast (to a room, a user, everyone, or one session) becomes an
-:class:`Envelope`. The broker assigns room and user envelopes their stream position,
-keeps a bounded history per stream, and hands each envelope back to every node's
-``deliver`` callback, the local node included. So one node and many nodes share a single
-delivery path: the memory broker loops back in-process, the Redis broker (scale-out)
-through Redis.
+Every event the application sends (to a room, a user, one session, or everyone in a
+namespace) becomes an :class:`Envelope` on a stream (:mod:`anywire.core.streams`). The
+broker assigns it its stream position, keeps a bounded history per stream, and hands each
+envelope back to every node's ``deliver`` callback, the local node included. So one node
+and many nodes share a single delivery path: the memory broker loops back in-process, the
+Redis broker (scale-out) through Redis.
 """
 
 from __future__ import annotations
@@ -15,16 +15,22 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.frames import StreamPos
-from ..core.streams import room_stream, user_stream
+from ..core.streams import StreamRead, all_stream, room_stream, session_stream, user_stream
 
 __all__ = ["Broker", "Envelope", "stream_of"]
 
 
 @dataclass(slots=True)
 class Envelope:
-    """One publish. ``kind`` is ``room``, ``user``, ``all`` or ``session``; ``target`` is
+    """One publish. ``kind`` is ``room``, ``user``, ``session`` or ``all``; ``target`` is
     the room name, user id or session id (None for ``all``); ``skip`` a session id to leave
-    out; ``pos`` is set by the broker for room and user streams."""
+    out; ``pos`` is set by the broker.
+
+    ``call`` makes the event a server call: ``(node, token)`` of the caller waiting for
+    the client's ack (the ack id is the event's offset in the session's stream). ``key``
+    is the application's idempotency key (``emit(..., id=...)``): a second publish with
+    the same key to the same stream within the broker's window is not published again.
+    """
 
     kind: str
     namespace: str
@@ -33,6 +39,8 @@ class Envelope:
     data: Any
     skip: str | None = None
     pos: StreamPos | None = None
+    call: tuple[str, str] | None = None
+    key: str | None = None
 
 
 class Broker(Protocol):
@@ -42,12 +50,27 @@ class Broker(Protocol):
         """Begin delivering envelopes (from every node) to ``deliver``."""
         ...
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Send ``envelope`` to every node (this one included)."""
+    async def publish(self, envelope: Envelope) -> StreamPos:
+        """Give ``envelope`` its stream position and send it to every node (this one
+        included); returns the position (an earlier one for a repeated ``key``). Raises
+        :class:`~anywire.server.errors.BrokerUnavailable`, whose ``maybe_published`` says
+        whether it may have been published all the same."""
         ...
 
-    async def history(self, stream: str, epoch: str, offset: int) -> list[Envelope] | None:
-        """Envelopes of ``stream`` after ``offset``, or None if that range is gone."""
+    async def read(self, stream: str, epoch: str, after: int) -> StreamRead:
+        """The history of ``stream`` after ``after`` if ``epoch`` is current, else from
+        the start of the current epoch; a stream that does not exist yet is created (its
+        epoch chosen) so that its offsets can be named from now on. Raises
+        ``ConnectionError`` when history is unreachable."""
+        ...
+
+    async def entry(self, stream: str, epoch: str, offset: int) -> Envelope | None:
+        """The envelope published at ``offset`` of ``stream`` in ``epoch``, if history
+        still holds it (None otherwise, or when history is unreachable)."""
+        ...
+
+    def drop(self, stream: str) -> None:
+        """Forget a session's stream: the session ended for good."""
         ...
 
     async def stop(self) -> None:
@@ -70,10 +93,15 @@ class Broker(Protocol):
         ...
 
 
-def stream_of(envelope: Envelope) -> str | None:
-    """The stream a room or user envelope belongs to (None for ``all`` and ``session``)."""
-    if envelope.kind == "room" and envelope.target is not None:
-        return room_stream(envelope.namespace, envelope.target)
-    if envelope.kind == "user" and envelope.target is not None:
-        return user_stream(envelope.namespace, envelope.target)
-    return None
+def stream_of(envelope: Envelope) -> str:
+    """The stream an envelope is published on."""
+    kind, ns, target = envelope.kind, envelope.namespace, envelope.target
+    if kind == "room" and target is not None:
+        return room_stream(ns, target)
+    if kind == "user" and target is not None:
+        return user_stream(ns, target)
+    if kind == "session" and target is not None:
+        return session_stream(ns, target)
+    if kind == "all":
+        return all_stream(ns)
+    raise ValueError(f"no stream for a {kind!r} envelope with target {target!r}")

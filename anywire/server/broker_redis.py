@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import secrets
@@ -30,11 +31,13 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.exceptions import NoScriptError, RedisError
 
+from ..core.frames import StreamPos
 from ..core.gaps import Fill, GapTracker, Lost, Step
+from ..core.streams import StreamRead
 from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
 
@@ -42,8 +45,16 @@ __all__ = ["RedisBroker"]
 
 log = logging.getLogger("anywire.redis")
 
-# KEYS: stream, epoch, offset. ARGV: fresh epoch, maxlen, body, ttl, bus channel.
+# KEYS: history, epoch, offset[, idempotency key]. ARGV: fresh epoch, maxlen, body, ttl,
+# bus channel, idempotency window (ms). Returns {epoch, offset, repeated}.
 _PUBLISH = """
+if KEYS[4] then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local sp = string.find(seen, ' ', 1, true)
+    return {string.sub(seen, 1, sp - 1), tonumber(string.sub(seen, sp + 1)), 1}
+  end
+end
 local ep = redis.call('GET', KEYS[2])
 if not ep then
   ep = ARGV[1]
@@ -53,8 +64,30 @@ end
 local n = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], n .. '-0', 'd', ARGV[3])
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+if KEYS[4] then redis.call('SET', KEYS[4], ep .. ' ' .. n, 'PX', ARGV[6]) end
 redis.call('PUBLISH', ARGV[5], 'S' .. ep .. ' ' .. n .. ' ' .. ARGV[3])
-return {ep, n}
+return {ep, n, 0}
+"""
+
+# KEYS: history, epoch, offset. ARGV: fresh epoch, epoch asked, after, ttl.
+# The stream is created (its epoch chosen) if it does not exist, so a session that starts
+# consuming it can be told its position. Returns {epoch, head, after, entries}: the entries
+# after `after` if the epoch asked is current, else from the start of the current epoch.
+_READ = """
+local ep = redis.call('GET', KEYS[2])
+if not ep then
+  ep = ARGV[1]
+  redis.call('SET', KEYS[2], ep, 'EX', ARGV[4])
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local head = tonumber(redis.call('GET', KEYS[3]) or '0')
+local after = 0
+if ep == ARGV[2] then after = tonumber(ARGV[3]) end
+local entries = {}
+if after < head then
+  entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', head .. '-0')
+end
+return {ep, head, after, entries}
 """
 
 Rpc = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -72,6 +105,8 @@ class RedisBroker:
     :param prefix: key and channel prefix (several deployments can share one Redis).
     :param heartbeat: node heartbeat period; a node missing for 3 heartbeats is dead.
     :param max_streams: streams each node tracks for gap detection.
+    :param idempotency_window: seconds an ``emit(..., id=...)`` key is remembered per
+        stream (a retry within it is not published again).
     """
 
     def __init__(
@@ -84,6 +119,7 @@ class RedisBroker:
         heartbeat: float = 1.0,
         max_streams: int = 100_000,
         backoff_max: float = 2.0,
+        idempotency_window: float = 300.0,
     ) -> None:
         self.url = url
         self.history_size = history
@@ -91,17 +127,20 @@ class RedisBroker:
         self.prefix = prefix
         self.heartbeat = heartbeat
         self.backoff_max = backoff_max
+        self.idempotency_ms = int(idempotency_window * 1000)
         self.node_id = "node-" + secrets.token_hex(4)
         self.bus = f"{prefix}:bus"
         self.tracker = GapTracker(max_streams)
         self.on_request: Rpc | None = None
+        self.on_notice: Callable[[dict[str, Any]], None] | None = None
         self.on_beat: Callable[[], Awaitable[None]] | None = None
         self._targets: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
         self._max_streams = max_streams
         self._deliver: Callable[[Envelope], None] | None = None
         self._redis: aioredis.Redis | None = None
         self._sub_redis: aioredis.Redis | None = None
-        self._script: Any = None
+        self._read_script: Any = None
+        self._publish_sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False  # stop() began: the loops end even if a cancel is swallowed
@@ -116,6 +155,10 @@ class RedisBroker:
         # One hash tag per stream: its three keys share a cluster slot.
         base = f"{self.prefix}:{{{stream}}}"
         return [f"{base}:h", f"{base}:e", f"{base}:n"]
+
+    def stream_keys(self, stream: str) -> list[str]:
+        """The Redis keys of ``stream``: history, epoch, offset."""
+        return self._keys(stream)
 
     def node_channel(self, node: str) -> str:
         """The request channel of ``node``."""
@@ -141,7 +184,7 @@ class RedisBroker:
         opts: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2.0}
         self._redis = aioredis.from_url(self.url, socket_timeout=5.0, **opts)
         self._sub_redis = aioredis.from_url(self.url, socket_keepalive=True, **opts)
-        self._script = self._redis.register_script(_PUBLISH)
+        self._read_script = self._redis.register_script(_READ)
         self._loops = [
             asyncio.create_task(self._read_loop(), name="anywire-redis-reader"),
             asyncio.create_task(self._beat_loop(), name="anywire-redis-heartbeat"),
@@ -176,20 +219,60 @@ class RedisBroker:
     def state(self) -> str:
         return self._state
 
-    async def publish(self, envelope: Envelope) -> None:
+    async def publish(self, envelope: Envelope) -> StreamPos:
         stream = stream_of(envelope)
         body = _pack(envelope)
+        keys = self._keys(stream)
+        if envelope.key is not None:
+            keys.append(f"{self.prefix}:{{{stream}}}:i:{envelope.key}")
+        args = [
+            secrets.token_hex(4),
+            self.history_size,
+            body,
+            self.stream_ttl,
+            self.bus,
+            self.idempotency_ms,
+        ]
+        epoch, offset, _ = await self._run_publish(keys, args)
+        pos = envelope.pos = (stream, _text(epoch), int(offset))
+        self.counters["published"] += 1
+        return pos
+
+    async def _run_publish(self, keys: list[str], args: list[Any]) -> list[Any]:
+        """Run the publish script, telling apart a failure before Redis got the command
+        (certainly not published) from one after (the reply was lost: maybe published)."""
+        pool = self.redis.connection_pool
         try:
-            if stream is None:
-                await self.redis.publish(self.bus, b"E" + body)
-            else:
-                keys = self._keys(stream)
-                args = [secrets.token_hex(4), self.history_size, body, self.stream_ttl, self.bus]
-                epoch, offset = await self._script(keys=keys, args=args)
-                envelope.pos = (stream, _text(epoch), int(offset))
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"publish failed: Redis unavailable ({exc})") from exc
-        self.counters["published"] += 1
+        sent = False
+        try:
+            await conn.send_command("EVALSHA", self._publish_sha, len(keys), *keys, *args)
+            sent = True
+            try:
+                result = await conn.read_response()
+            except NoScriptError:
+                sent = False  # the script did not run: load it with EVAL
+                await conn.send_command("EVAL", _PUBLISH, len(keys), *keys, *args)
+                sent = True
+                result = await conn.read_response()
+        except (RedisError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            maybe = "may have been" if sent else "was not"
+            raise BrokerUnavailable(
+                f"publish failed: Redis unavailable ({exc}); the event {maybe} published",
+                maybe_published=sent,
+            ) from exc
+        except BaseException:
+            # Cancelled mid-command: the connection's state is unknown, do not reuse it.
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        return list(result)
 
     async def publish_volatile(self, envelope: Envelope) -> None:
         """Send ``envelope`` to the *other* nodes only, without stream position or history
@@ -200,13 +283,34 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"publish failed: Redis unavailable ({exc})") from exc
 
-    async def history(self, stream: str, epoch: str, offset: int) -> list[Envelope] | None:
-        found = await self._range(stream, epoch, offset, None)
-        if found is None:
-            return None
-        items = [env for _, env in found]
-        expected = list(range(offset + 1, offset + 1 + len(found)))
-        return items if [off for off, _ in found] == expected else None
+    async def read(self, stream: str, epoch: str, after: int) -> StreamRead:
+        args = [secrets.token_hex(4), epoch, after, self.stream_ttl]
+        try:
+            current, head, start, entries = await self._read_script(
+                keys=self._keys(stream), args=args
+            )
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"history unavailable: {exc}") from exc
+        out: list[tuple[int, Envelope]] = []
+        for entry_id, fields in entries:
+            off = int(_text(entry_id).split("-", 1)[0])
+            env = _unpack(_field(fields, b"d"))
+            env.pos = (stream, _text(current), off)
+            out.append((off, env))
+        return StreamRead(_text(current), int(head), int(start), out)
+
+    async def entry(self, stream: str, epoch: str, offset: int) -> Envelope | None:
+        found = None
+        with contextlib.suppress(BrokerUnavailable):
+            found = await self._range(stream, epoch, offset - 1, offset)
+        for off, env in found or ():
+            if off == offset:
+                return env
+        return None
+
+    def drop(self, stream: str) -> None:
+        """Session streams in Redis are deleted by the cluster (only while this node still
+        owns the session: another node may have taken it over), or expire."""
 
     def position(self, stream: str) -> tuple[str, int] | None:
         """How far this node has delivered ``stream`` (epoch, offset)."""
@@ -240,7 +344,7 @@ class RedisBroker:
         out: list[tuple[int, Envelope]] = []
         for entry_id, fields in entries:
             off = int(_text(entry_id).split("-", 1)[0])
-            env = _unpack(fields[b"d"])
+            env = _unpack(_field(fields, b"d"))
             env.pos = (stream, epoch, off)
             out.append((off, env))
         return out
@@ -266,6 +370,13 @@ class RedisBroker:
                 return await fut
         finally:
             self._replies.pop(rid, None)
+
+    async def notify(self, node: str, payload: dict[str, Any]) -> None:
+        """Send ``payload`` to ``node`` without waiting for anything (at most once: lost
+        if the node is gone or Redis is down)."""
+        message = b"N" + _dumps(payload)
+        with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
+            await self.redis.publish(self.node_channel(node), message)
 
     def abort_requests(self, reason: str) -> None:
         """Fail every request still waiting for a reply (the node is shutting down)."""
@@ -339,21 +450,19 @@ class RedisBroker:
             epoch_b, offset_b, body = data[1:].split(b" ", 2)
             env = _unpack(body)
             stream = stream_of(env)
-            if stream is None:
-                return
             epoch, offset = epoch_b.decode(), int(offset_b)
             env.pos = (stream, epoch, offset)
             self._remember(stream, env)
             self._apply(self.tracker.offer(stream, epoch, offset, env))
-        elif kind == b"E":
-            if self._deliver is not None:
-                self._deliver(_unpack(data[1:]))
         elif kind == b"V":
             origin, body = data[1:].split(b" ", 1)
             if origin.decode() != self.node_id and self._deliver is not None:
                 self._deliver(_unpack(body))
         elif kind == b"R":
             self._spawn(self._answer(_loads(data[1:])))
+        elif kind == b"N":
+            if self.on_notice is not None:
+                self.on_notice(_loads(data[1:]))
         elif kind == b"A":
             reply = _loads(data[1:])
             fut = self._replies.get(int(reply.get("id") or 0))
@@ -458,12 +567,27 @@ def _loads(data: bytes) -> Any:
 
 
 def _pack(env: Envelope) -> bytes:
-    return _dumps([env.kind, env.namespace, env.target, env.event, env.data, env.skip])
+    fields = [env.kind, env.namespace, env.target, env.event, env.data, env.skip]
+    if env.call is not None:
+        fields.append(list(env.call))
+    return _dumps(fields)
 
 
 def _unpack(data: bytes) -> Envelope:
-    kind, ns, target, event, payload, skip = _loads(data)
-    return Envelope(kind, ns, target, event, payload, skip)
+    kind, ns, target, event, payload, skip, *rest = _loads(data)
+    call = (str(rest[0][0]), str(rest[0][1])) if rest and rest[0] else None
+    return Envelope(kind, ns, target, event, payload, skip, call=call)
+
+
+def _field(fields: Any, name: bytes) -> bytes:
+    """A stream entry's field: a dict from redis-py's XRANGE, a flat list from Lua."""
+    if isinstance(fields, dict):
+        return bytes(fields[name])
+    pairs = list(fields)
+    for i in range(0, len(pairs) - 1, 2):
+        if pairs[i] == name:
+            return bytes(pairs[i + 1])
+    raise KeyError(name)
 
 
 def _text(value: bytes | str) -> str:

@@ -12,8 +12,8 @@
 * **Presence** per room in a Redis hash ``<prefix>:pres:{<ns>:<room>}`` (field: sid, value:
   user, meta, node); entries of a node whose heartbeat expired are ignored by queries and
   removed (with ``$leave`` events) by the first live node that notices.
-* **Remote calls**: :meth:`Cluster.call` asks the owner node to call one of its sessions
-  and wait for the ack.
+* **Call outcomes**: a server call travels on the session's stream (:mod:`.calls`); the
+  node that delivers it sends the client's answer back to the calling node's channel.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from redis.exceptions import RedisError
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError
 from ..core.rooms import Member
+from ..core.streams import session_stream
 from ..transports.base import Receive, Scope, Send, header, query, read_body, send_json_error
 from .broker import Envelope
 from .broker_redis import RedisBroker
-from .errors import AckError, AckTimeout, BrokerUnavailable, Disconnected
+from .errors import BrokerUnavailable
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -46,6 +47,15 @@ log = logging.getLogger("anywire.cluster")
 
 # Delete a key only if it still holds our value (an owner key another node took over).
 _DEL_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+
+# A session ended for good: drop its owner record and its stream, unless another node owns
+# it now (the session moved there and its stream goes on). KEYS: owner, stream keys.
+_END = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('DEL', unpack(KEYS))
+return 1
+"""
 
 _FORWARDED = "anywire.forwarded"  # scope flag: this request came from another node
 _BODY = "anywire.body"  # scope key: the body, already read from the client
@@ -64,11 +74,15 @@ class Cluster:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = {"forwarded_out": 0, "forwarded_in": 0}
         broker.on_request = self._on_request
+        broker.on_notice = self._on_notice
         broker.on_beat = self._beat
 
     # -- keys -----------------------------------------------------------------------------
     def _own(self, sid: str) -> str:
         return f"{self.broker.prefix}:own:{sid}"
+
+    def _positions(self, nonce: str) -> str:
+        return f"{self.broker.prefix}:tkp:{nonce}"
 
     def _pres(self, ns: str, room: str) -> str:
         return f"{self.broker.prefix}:pres:{{{ns}:{room}}}"
@@ -81,18 +95,25 @@ class Cluster:
         return f"{self.broker.prefix}:nodes"
 
     # -- tickets and ownership --------------------------------------------------------------
-    async def redeem(self, nonce: str, ttl: float) -> None:
-        """Make a ticket single-use across nodes; with Redis down only this node's own
-        book is checked (documented in docs/scaling.md)."""
+    async def redeem(self, nonce: str, ttl: float) -> dict[str, tuple[str, int]]:
+        """Make a ticket single-use across nodes (with Redis down only this node's own
+        book is checked, documented in docs/scaling.md); returns the stream positions
+        its negotiate kept (:meth:`keep_positions`)."""
         try:
-            fresh = await self.broker.redis.set(
-                f"{self.broker.prefix}:tk:{nonce}", b"1", nx=True, px=max(1, int(ttl * 1000))
-            )
+            async with self.broker.redis.pipeline(transaction=False) as pipe:
+                pipe.set(
+                    f"{self.broker.prefix}:tk:{nonce}", b"1", nx=True, px=max(1, int(ttl * 1000))
+                )
+                pipe.getdel(self._positions(nonce))
+                fresh, kept = await pipe.execute()
         except (RedisError, OSError, BrokerUnavailable):
             log.warning("anywire: Redis down, ticket single-use checked on this node only")
-            return
+            return {}
         if not fresh:
             raise AuthError("ticket already used", CloseCode.SESSION_UNKNOWN)
+        if kept is None:
+            return {}
+        return {str(k): (str(e), int(o)) for k, e, o in msgpack.unpackb(kept, raw=False)}
 
     async def attached(self, sid: str) -> None:
         """This node now owns ``sid`` (bounded: a Redis outage only skips the record)."""
@@ -111,13 +132,34 @@ class Cluster:
             with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
                 await self.broker.request(_text(old), {"op": "end", "sid": sid}, 2.0)
 
-    def ended(self, sid: str) -> None:
-        """The session ``sid`` of this node ended."""
-        self._spawn(self._release(sid))
+    def ended(self, sid: str, namespace: str, for_good: bool) -> None:
+        """The session ``sid`` of this node ended (for good: its stream goes too)."""
+        self._spawn(self._release(sid, namespace, for_good))
 
-    async def _release(self, sid: str) -> None:
+    async def _release(self, sid: str, namespace: str, for_good: bool) -> None:
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
-            await self.broker.redis.eval(_DEL_IF, 1, self._own(sid), self.node)
+            if for_good:
+                keys = [self._own(sid), *self.broker.stream_keys(session_stream(namespace, sid))]
+                await self.broker.redis.eval(_END, len(keys), *keys, self.node)
+            else:
+                await self.broker.redis.eval(_DEL_IF, 1, self._own(sid), self.node)
+
+    async def exists(self, sid: str) -> bool:
+        """Whether some node owns session ``sid`` (raises BrokerUnavailable)."""
+        try:
+            return await self.owner(sid) is not None
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
+    async def keep_positions(
+        self, nonce: str, since: dict[str, tuple[str, int]], ttl: float
+    ) -> None:
+        """Keep the positions a client reported at negotiate for whichever node redeems
+        its ticket (bounded: a Redis outage loses them, and the fresh session then
+        starts its streams from now, each announced lost from the client's position)."""
+        value = msgpack.packb([[k, e, o] for k, (e, o) in since.items()], use_bin_type=True)
+        with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
+            await self.broker.redis.set(self._positions(nonce), value, px=max(1, int(ttl * 1000)))
 
     async def owner(self, sid: str) -> str | None:
         """The node that owns ``sid`` according to the registry (None if unknown)."""
@@ -289,7 +331,7 @@ class Cluster:
 
     async def _remote_owner(self, token: str) -> str | None:
         try:
-            sid = str(self.host.signer.verify(token, "s").get("sid"))
+            sid, _ = self.host.issuer.session_of(token)
         except ProtocolError:
             return None
         if sid in self.host.sessions:
@@ -334,31 +376,15 @@ class Cluster:
         await self.app(scope, receive, send)
         return out
 
-    # -- remote calls -----------------------------------------------------------------------
-    async def call(self, sid: str, event: str, data: Any, timeout: float | None) -> Any:
-        """Call session ``sid`` on whichever node owns it and return its ack data."""
-        wait = self.host.settings.ack_timeout if timeout is None else timeout
-        try:
-            node = await self.owner(sid)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
-        if node is None:
-            raise Disconnected("session unknown")
-        message = {"op": "call", "sid": sid, "e": event, "d": data, "t": wait}
-        try:
-            reply = await self.broker.request(node, message, wait + 2.0)
-        except BrokerUnavailable as exc:
-            raise Disconnected(str(exc)) from exc
-        except TimeoutError:
-            raise AckTimeout(f"no ack for {event!r}") from None
-        if reply.get("ok"):
-            return reply.get("d")
-        err = reply.get("err")
-        if err == "timeout":
-            raise AckTimeout(f"no ack for {event!r}")
-        if err == "ack":
-            raise AckError(reply.get("code", "error"), reply.get("message", ""))
-        raise Disconnected(str(reply.get("message", "session ended")))
+    # -- call outcomes --------------------------------------------------------------------
+    def send_outcome(self, node: str, token: str, outcome: dict[str, Any]) -> None:
+        """Hand the outcome of call ``token`` to the node that made it (at most once: a
+        caller that has gone meanwhile simply never hears it)."""
+        self._spawn(self.broker.notify(node, {"op": "outcome", "t": token, "o": outcome}))
+
+    def _on_notice(self, message: dict[str, Any]) -> None:
+        if message.get("op") == "outcome" and isinstance(message.get("o"), dict):
+            self.host.calls.resolve(str(message.get("t")), message["o"])
 
     async def _on_request(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -369,19 +395,6 @@ class Cluster:
             if sess is not None:
                 self.host.end_session(sess, "moved to another node")
             return {"ok": True}
-        if op == "call":
-            sess = self.host.sessions.get(str(message.get("sid")))
-            if sess is None:
-                return {"ok": False, "err": "gone", "message": "session not on this node"}
-            try:
-                result = await self.host.call(sess, message["e"], message.get("d"), message["t"])
-            except AckTimeout:
-                return {"ok": False, "err": "timeout"}
-            except AckError as exc:
-                return {"ok": False, "err": "ack", "code": exc.code, "message": exc.message}
-            except Disconnected as exc:
-                return {"ok": False, "err": "gone", "message": str(exc)}
-            return {"ok": True, "d": result}
         return {"ok": False, "err": "unknown op"}
 
     async def drain(self, timeout: float) -> None:

@@ -4,6 +4,10 @@ It implements the transports' :class:`~anywire.transports.base.Host` protocol (a
 feed, outgoing, detach), runs the one timer task that advances every session's clock,
 dispatches client frames to the application's handlers, and delivers broker envelopes to
 local sessions (encoding each broadcast once per codec).
+
+Its helpers each own one job: :mod:`.issuer` (session ids, tokens, tickets),
+:mod:`.joins` (rooms), :mod:`.calls` (server-to-client calls), :mod:`.catchup` (replay
+from stream history), :mod:`.outgoing` (the frames it sends).
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -21,16 +24,20 @@ from ..core.auth import Identity
 from ..core.closecodes import CloseCode, should_reconnect
 from ..core.codec import Codec, Outgoing
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
-from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx
+from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx, StreamPos
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
-from ..core.streams import room_stream, user_stream
-from ..core.tickets import Signer, TicketBook
+from ..core.streams import CatchUp, Lost, all_stream, session_stream, user_stream
 from ..transports.base import Link, Scope, header, short_reason
 from .broker import Broker, Envelope
+from .calls import Calls
+from .catchup import begin, catch_up
 from .codecs import make_codecs
-from .errors import AckError, AckTimeout, Disconnected, Reject
+from .errors import Reject
+from .issuer import Issuer
+from .joins import Joins
+from .outgoing import ack_frame, body, event_frame, lost_frame
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -65,15 +72,14 @@ class SessionHost:
         self.node_id = node_id
         self.tick = tick
         self.codecs = make_codecs(max(settings.max_frame_size, 1024) * 4)
-        self.signer = Signer(secret)
-        self.tickets = TicketBook()
         self.sessions: dict[str, ServerSession] = {}
         self.sockets: dict[str, Socket] = {}
         self.rooms = Rooms()
         self.users: dict[tuple[str, str], set[str]] = {}
         self.tasks: dict[str, set[asyncio.Task[Any]]] = {}
-        self.acks: dict[tuple[str, int], asyncio.Future[Any]] = {}
-        self._identities: dict[str, tuple[Identity, float]] = {}
+        self.issuer = Issuer(self, secret)
+        self.calls = Calls(self)
+        self.joins = Joins(self)
         # Sessions ended with a terminal code, remembered for a resume window so a late
         # poll or POST learns the real reason instead of "unknown session".
         self._tombstones: dict[str, tuple[int, str, float]] = {}
@@ -116,7 +122,9 @@ class SessionHost:
         ):
             await asyncio.sleep(0.05)
         for sess in list(self.sessions.values()):
-            self._expire(sess, run_hooks=True)
+            # Not for good: the clients move to other nodes (or come back), and the
+            # sessions' streams go on there.
+            self._expire(sess, run_hooks=True, for_good=False)
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,51 +135,6 @@ class SessionHost:
         if self.cluster is not None:
             await self.cluster.drain(grace)  # presence removals, owner records
         await self.broker.stop()
-
-    # -- negotiate ------------------------------------------------------------------------
-    def issue(
-        self,
-        identity: Identity,
-        namespace: str,
-        codec: str,
-        resume: str | None,
-        user_since: tuple[str, int] | None = None,
-    ) -> tuple[str, str, str, bool]:
-        """Decide the session for a negotiate call: (sid, session token, ticket, resumable).
-
-        A resume token is honoured when its session is still here and belongs to the same
-        user; otherwise a new session id is issued.
-        """
-        sid, resumable = None, False
-        if resume:
-            with contextlib.suppress(ProtocolError):
-                old = self.signer.verify(resume, "s")
-                sess = self.sessions.get(str(old.get("sid")))
-                same_user = sess is not None and (
-                    sess.user == identity.user
-                    # Anonymous callers get a new guest id per negotiate: the signed
-                    # session token is their only identity, so it is enough here.
-                    or (identity.claims.get("anonymous") is True and sess.anonymous)
-                )
-                if sess is not None and same_user and sess.namespace == namespace:
-                    sid, resumable = sess.sid, True
-        if sid is None:
-            sid = secrets.token_urlsafe(12)
-        wall = time.time()
-        nonce = secrets.token_urlsafe(12)
-        expires = wall + self.settings.ticket_ttl
-        fields: dict[str, Any] = {
-            "k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires
-        }
-        if user_since is not None:
-            fields["us"] = list(user_since)
-        if self.cluster is not None:
-            # Any node may redeem the ticket (round-robin): it carries the identity.
-            fields["id"] = [identity.user, identity.expires_at, identity.claims]
-        ticket = self.signer.sign(fields)
-        token = self.signer.sign({"k": "s", "sid": sid, "node": self.node_id})
-        self._identities[nonce] = (identity, expires)
-        return sid, token, ticket, resumable
 
     # -- Host protocol (transports) -----------------------------------------------------------
     def codec(self, name: str) -> Codec:
@@ -187,28 +150,14 @@ class SessionHost:
         return self.app.cors_headers(scope)
 
     def ticket_codec(self, ticket: str) -> str:
-        return str(self.signer.verify(ticket, "t", time.time()).get("c", "json"))
+        return self.issuer.codec_of(ticket)
 
     async def attach(self, link: Link, first: Connect | Resume) -> None:
         if self.closing:
             raise ProtocolError("server shutting down", CloseCode.SHUTDOWN)
+        redeemed = await self.issuer.redeem(first.ticket)
+        identity, sid = redeemed.identity, redeemed.sid
         wall = time.time()
-        payload = self.signer.verify(first.ticket, "t", wall)
-        nonce = str(payload["n"])
-        self.tickets.redeem(nonce, float(payload["exp"]), wall)
-        entry = self._identities.pop(nonce, None)
-        if self.cluster is not None:
-            await self.cluster.redeem(nonce, float(payload["exp"]) - wall)
-        if entry is not None:
-            identity = entry[0]
-        elif self.cluster is not None and isinstance(payload.get("id"), list):
-            user, expires_at, claims = payload["id"]
-            identity = Identity(user, expires_at, claims)
-        else:
-            raise AuthError("ticket unknown on this node", CloseCode.SESSION_UNKNOWN)
-        if identity.expires_at is not None and identity.expires_at <= wall:
-            raise AuthError("token expired", CloseCode.TOKEN_EXPIRED)
-        sid, namespace = str(payload["sid"]), str(payload["ns"])
         now = asyncio.get_running_loop().time()
         auth_deadline = None if identity.expires_at is None else now + identity.expires_at - wall
         heartbeat = self._heartbeat(link)
@@ -221,35 +170,9 @@ class SessionHost:
             if isinstance(old, Link) and old is not link:
                 old.close(CloseCode.TRANSPORT_REPLACED, "replaced by a newer connection")
         else:
-            missed: list[Envelope] | None = None
-            user_pos = _pos(payload.get("us"))
-            ustream = None if identity.user is None else user_stream(namespace, identity.user)
-            if ustream is not None and user_pos is not None:
-                # The session is new: replay the user's personal stream from the position
-                # the client holds, the way join(since=) does for rooms.
-                with contextlib.suppress(ConnectionError):  # Redis down: not recovered
-                    missed = await self._history_until_now(ustream, user_pos[0], user_pos[1])
-            sess = self.sessions.get(sid)
-            if sess is not None:
-                self._expire(sess, run_hooks=True)
-            sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
-            sess.anonymous = identity.claims.get("anonymous") is True
-            socket = self.app.make_socket(self, sess, identity)
-            self.sessions[sid] = sess
-            self.sockets[sid] = socket
-            if identity.user is not None:
-                self.users.setdefault((namespace, identity.user), set()).add(sid)
-            if ustream is not None and user_pos is not None:
-                for env in missed or ():
-                    self.push(sess, _event_frame(env))
-                if missed is None:
-                    self.push(sess, _lost_frame(ustream, user_pos))
-            try:
-                await self.app.run_connect_hooks(socket)
-            except Reject as exc:
-                self._expire(sess, run_hooks=False)
-                raise ProtocolError(exc.message, CloseCode.FORBIDDEN) from exc
+            sess, starts = await self._fresh(redeemed, auth_deadline, now)
             hello = sess.attach(link, now, heartbeat, None)
+            hello.streams = starts
         link.sid = sid
         if self.cluster is not None:
             # Registered before the hello: once the client knows its session, every node
@@ -258,9 +181,74 @@ class SessionHost:
         self.counters["connections"] += 1
         link.push(link.codec.encode(hello.to_wire()))
 
+    async def _fresh(
+        self, redeemed: Any, auth_deadline: float | None, now: float
+    ) -> tuple[ServerSession, tuple[StreamPos, ...]]:
+        """Start a fresh session for a redeemed ticket: it replaces any session with that
+        sid here, catches up on the streams it receives without joining (its user's, its
+        own, its namespace's) from the positions the client reported, and runs the
+        connect hooks. Returns it with the position of each of those streams."""
+        identity: Identity = redeemed.identity
+        sid, namespace = redeemed.sid, redeemed.namespace
+        old = self.sessions.get(sid)
+        if old is not None:
+            # Replaced by a fresh session under the same sid: its stream goes on.
+            self._expire(old, run_hooks=True, for_good=False)
+        sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
+        sess.anonymous = identity.claims.get("anonymous") is True
+        sess.reported = dict(redeemed.since)
+        socket = self.app.make_socket(self, sess, identity)
+        self.sessions[sid] = sess
+        self.sockets[sid] = socket
+        if identity.user is not None:
+            self.users.setdefault((namespace, identity.user), set()).add(sid)
+        streams = [session_stream(namespace, sid), all_stream(namespace)]
+        if identity.user is not None:
+            streams.insert(0, user_stream(namespace, identity.user))
+        since = [sess.reported_position(s) for s in streams]
+        for stream in streams:
+            sess.hold(stream)
+        try:
+            plans = await asyncio.gather(
+                *(self._catch_up(s, p) for s, p in zip(streams, since, strict=True))
+            )
+        finally:
+            held = [sess.release(s) for s in streams]
+        if sess.state is SessionState.CLOSED:  # replaced by a newer connection meanwhile
+            raise AuthError("session replaced", CloseCode.SESSION_UNKNOWN)
+        starts: list[StreamPos] = []
+        for stream, pos, plan, waiting in zip(streams, since, plans, held, strict=True):
+            start, lost, items = begin(sess, stream, pos, plan, self.broker.position(stream))
+            if start is not None:
+                starts.append((stream, *start))
+            for gone in lost:
+                self.push(sess, lost_frame(gone))
+            for env in items:
+                self._push_event(sess, env)
+            for out in waiting:
+                self.push(sess, out)
+        for stream, (epoch, offset) in list((sess.reported or {}).items()):
+            if stream.startswith("sess:"):
+                # The client's old session stream, which this session does not continue
+                # (its sid could not be kept): what it missed there is unknown.
+                del sess.reported[stream]
+                self.push(sess, lost_frame(Lost(stream, epoch, offset + 1, None)))
+        try:
+            await self.app.run_connect_hooks(socket)
+        except Reject as exc:
+            self._expire(sess, run_hooks=False)
+            raise ProtocolError(exc.message, CloseCode.FORBIDDEN) from exc
+        return sess, tuple(starts)
+
+    async def _catch_up(self, stream: str, since: tuple[str, int] | None) -> CatchUp | None:
+        try:
+            return await catch_up(self.broker, stream, since)
+        except ConnectionError:
+            return None  # history unreachable (Redis down): begin() announces the loss
+
     def resolve(self, token: str) -> str:
-        payload = self.signer.verify(token, "s")
-        return self._session(str(payload.get("sid"))).sid
+        sid, _ = self.issuer.session_of(token)
+        return self._session(sid).sid
 
     def _session(self, sid: str) -> ServerSession:
         """The live session ``sid``; raises with the code it ended with if it was closed
@@ -330,7 +318,7 @@ class SessionHost:
         if result is _PENDING:
             self._wake_for_control(sess)
             return b""
-        out = _ack(frame.id, True, result)
+        out = ack_frame(frame.id, True, result)
         # Nothing was pending, so this push cannot overflow past what the connection was
         # given (push()'s slow-consumer check) and the connection takes it at once.
         seq = sess.push(out)
@@ -338,7 +326,7 @@ class SessionHost:
         codec = link.codec
         _, receipt = sess.take_output_control()  # control is empty (checked above)
         counters["frames_out"] += 1 if receipt is None else 2
-        return codec.reply(receipt, seq, _body(out, codec))
+        return codec.reply(receipt, seq, body(out, codec))
 
     def _wake_for_control(self, sess: ServerSession) -> None:
         # Sequenced frames woke the writer when pushed (push()); what the session
@@ -361,7 +349,7 @@ class SessionHost:
         if error.seq is None or not sess.skip(error.seq):
             return
         if error.ack_id is not None:
-            self._reply(sess, error.ack_id, False, None, "bad_request", error.message)
+            self.reply(sess, error.ack_id, False, None, "bad_request", error.message)
 
     def _peer_error(self, sess: ServerSession, exc: RemoteProtocolError) -> None:
         """Count a client's protocol error; a flood ends the session (4506)."""
@@ -384,7 +372,7 @@ class SessionHost:
             if receipt is not None:
                 out.append(codec.rx(receipt))
             for seq, item in sess.take_pending(limit):
-                out.append(codec.frame(item.type, seq, _body(item, codec)))
+                out.append(codec.frame(item.type, seq, body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))
@@ -437,11 +425,12 @@ class SessionHost:
             self._bury(sess, code, reason)
 
     def end_session(self, sess: ServerSession, reason: str) -> None:
-        """End ``sess`` now (its client moved to a session on another node)."""
+        """End ``sess`` now (its client moved to a session on another node, where its
+        stream and calls go on)."""
         link = sess.connection
         if isinstance(link, Link):
             link.close(CloseCode.TRANSPORT_REPLACED, reason)
-        self._expire(sess, run_hooks=True)
+        self._expire(sess, run_hooks=True, for_good=False)
 
     def _bury(self, sess: ServerSession, code: int, reason: str) -> None:
         """End the session for good, remembering why for late requests."""
@@ -449,13 +438,19 @@ class SessionHost:
         self._tombstones[sess.sid] = (code, short_reason(reason), deadline)
         self._expire(sess, run_hooks=True)
 
-    def _expire(self, sess: ServerSession, run_hooks: bool) -> None:
+    def _expire(self, sess: ServerSession, run_hooks: bool, for_good: bool = True) -> None:
+        """Forget ``sess`` here. ``for_good``: the session is over (resume window passed,
+        terminal close), so its stream goes and its pending calls fail; otherwise it goes
+        on elsewhere (another node, a fresh session under the same sid)."""
         if self.sessions.get(sess.sid) is not sess:
             return
         del self.sessions[sess.sid]
         socket = self.sockets.pop(sess.sid, None)
         if self.cluster is not None:
-            self.cluster.ended(sess.sid)
+            self.cluster.ended(sess.sid, sess.namespace, for_good)
+        elif for_good:
+            self.broker.drop(session_stream(sess.namespace, sess.sid))
+        self.calls.ended(sess.sid, for_good)
         for ns, room, member in self.rooms.leave_all(sess.sid):
             self._presence(ns, room, "$leave", member)
         if sess.user is not None:
@@ -467,16 +462,12 @@ class SessionHost:
                     del self.users[key]
         for task in self.tasks.pop(sess.sid, set()):
             task.cancel()
-        for ack_key in [k for k in self.acks if k[0] == sess.sid]:
-            fut = self.acks.pop(ack_key)
-            if not fut.done():
-                fut.set_exception(Disconnected("session ended"))
         link = sess.connection
         if isinstance(link, Link):
             link.close(CloseCode.NORMAL, "session ended")
         sess.close()
         if run_hooks and socket is not None:
-            self._spawn(self.app.run_disconnect_hooks(socket))
+            self.spawn(self.app.run_disconnect_hooks(socket))
 
     async def _run_timers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -496,18 +487,16 @@ class SessionHost:
                         self._expire(sess, run_hooks=True)
             for sid in [k for k, v in self._tombstones.items() if v[2] <= now]:
                 del self._tombstones[sid]
-            wall = time.time()
-            self.tickets.prune(wall)
-            stale = [n for n, (_, exp) in self._identities.items() if exp <= wall]
-            for nonce in stale:
-                del self._identities[nonce]
+            self.issuer.prune(time.time())
 
     def _wake(self, sess: ServerSession) -> None:
         link = sess.connection
         if isinstance(link, Link):
             link.wake()
 
-    def _spawn(self, coro: Awaitable[Any], sid: str | None = None) -> None:
+    def spawn(self, coro: Awaitable[Any], sid: str | None = None) -> None:
+        """Run ``coro`` as a task of session ``sid`` (cancelled when it ends) or of the
+        host (awaited, bounded, at shutdown); a failure is logged."""
         task = asyncio.ensure_future(coro)
         bucket = self._background if sid is None else self.tasks.setdefault(sid, set())
         bucket.add(task)
@@ -530,30 +519,24 @@ class SessionHost:
             # The client is leaving for good: no resume window to wait out.
             self.close_session(sess, CloseCode.NORMAL, "closed by client")
         elif isinstance(frame, Ack):
-            fut = self.acks.pop((sess.sid, frame.id), None)
-            if fut is not None and not fut.done():
-                if frame.ok:
-                    fut.set_result(frame.d)
-                else:
-                    err = frame.err or {}
-                    fut.set_exception(AckError(err.get("code", "error"), err.get("message", "")))
+            self.calls.answered(sess, frame)
         elif isinstance(frame, Join):
-            self._spawn(self._handle_join(sess, socket, frame), sess.sid)
+            self.spawn(self.joins.on_join(sess, socket, frame), sess.sid)
         elif isinstance(frame, Leave):
-            self._handle_leave(sess, frame)
+            self.joins.on_leave(sess, frame)
 
     def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
         handler = self.app.plain_handlers.get((sess.namespace, frame.e))
         if handler is None or sess.sid in self.tasks:
             # async def, unknown, or behind something of this session still in flight.
-            self._spawn(self._handle_event(sess, socket, frame), sess.sid)
+            self.spawn(self._handle_event(sess, socket, frame), sess.sid)
             return
         # A plain function while nothing of this session is in flight: call it now. That
         # saves a task per event (the echo hot path) and keeps the order, since nothing
         # received earlier is still running.
         result = self._call_plain(sess, socket, handler, frame)
         if result is not _PENDING and frame.id is not None:
-            self._reply(sess, frame.id, True, result)
+            self.reply(sess, frame.id, True, result)
 
     def _call_plain(self, sess: ServerSession, socket: Socket, handler: Any, frame: Event) -> Any:
         """Call a plain-function handler inline. Returns its result, or ``_PENDING`` when
@@ -565,7 +548,7 @@ class SessionHost:
             self._handler_failed(sess, frame, exc)
             return _PENDING
         if type(result) not in _PLAIN and inspect.isawaitable(result):
-            self._spawn(self._finish_event(sess, frame, result), sess.sid)
+            self.spawn(self._finish_event(sess, frame, result), sess.sid)
             return _PENDING
         return result
 
@@ -573,7 +556,7 @@ class SessionHost:
         handler = self.app.handler(sess.namespace, frame.e)
         if handler is None:
             if frame.id is not None:
-                self._reply(
+                self.reply(
                     sess, frame.id, False, None, "no_handler", f"no handler for {frame.e!r}"
                 )
             return
@@ -592,91 +575,18 @@ class SessionHost:
             self._handler_failed(sess, frame, exc)
             return
         if frame.id is not None:
-            self._reply(sess, frame.id, True, result)
+            self.reply(sess, frame.id, True, result)
 
     def _handler_failed(self, sess: ServerSession, frame: Event, exc: Exception) -> None:
         # A handler's failure is the caller's error ack, never a dead connection.
         if frame.id is not None:
-            self._reply(
+            self.reply(
                 sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__
             )
         else:
             log.exception("handler for %r failed", frame.e, exc_info=exc)
 
-    async def _handle_join(self, sess: ServerSession, socket: Socket, frame: Join) -> None:
-        try:
-            allowed = await self.app.authorize_join(socket, frame.r, frame.meta)
-        except Reject as exc:
-            self._reply(sess, frame.id, False, None, "forbidden", exc.message)
-            return
-        except Exception as exc:
-            self._reply(sess, frame.id, False, None, "handler_error", str(exc))
-            return
-        if not allowed:
-            self._reply(sess, frame.id, False, None, "forbidden", "join refused")
-            return
-        others: list[dict[str, Any]] = []
-        if self.cluster is not None:
-            # Members on the other nodes, read before joining (an await after the join
-            # could let live events overtake the join's answer).
-            others = await self.cluster.members_elsewhere(sess.namespace, frame.r)
-        missed: list[Envelope] | None = None
-        if frame.since is not None:
-            epoch, offset = frame.since
-            stream = room_stream(sess.namespace, frame.r)
-            try:
-                missed = await self._history_until_now(stream, epoch, offset)
-            except ConnectionError:
-                missed = None  # history unreachable (Redis down): honestly not recovered
-        # No await between _history_until_now and joining: nothing published in between
-        # can be missed or delivered twice.
-        if sess.state is SessionState.CLOSED:
-            return
-        try:
-            members = self.join(sess, frame.r, frame.meta)
-            members += [m for m in others if m["sid"] not in {x["sid"] for x in members}]
-        except TypeError as exc:  # meta that some codec cannot carry
-            self.leave(sess, frame.r)
-            self._reply(sess, frame.id, False, None, "bad_request", f"meta not sendable: {exc}")
-            return
-        answer: dict[str, Any] = {"room": frame.r, "presence": members}
-        if frame.since is not None:
-            # The join's answer first, then the replay, then live events: the client
-            # learns whether the gap was filled before it sees the filler.
-            answer["recovered"] = missed is not None
-        self._reply(sess, frame.id, True, answer)
-        for env in missed or ():
-            self.push(sess, _event_frame(env))
-
-    async def _history_until_now(
-        self, stream: str, epoch: str, offset: int
-    ) -> list[Envelope] | None:
-        """The events of ``stream`` after ``offset`` that this node has already delivered
-        live, or None if history no longer covers them. The caller subscribes the session
-        right after, without an await: later offsets then reach it live, exactly once."""
-        for _ in range(5):
-            missed = await self.broker.history(stream, epoch, offset)
-            if missed is None:
-                return None
-            top = missed[-1].pos[2] if missed and missed[-1].pos else offset
-            here = self.broker.position(stream)
-            if here is None:
-                # This node has not delivered the stream yet: whatever comes after `top`
-                # will reach it live.
-                self.broker.seed(stream, epoch, top)
-                return missed
-            if here[0] != epoch:
-                return None
-            if here[1] <= top:
-                return [e for e in missed if e.pos is not None and e.pos[2] <= here[1]]
-            # The node delivered more meanwhile: read again.
-        return None
-
-    def _handle_leave(self, sess: ServerSession, frame: Leave) -> None:
-        self.leave(sess, frame.r)
-        self._reply(sess, frame.id, True, {"room": frame.r})
-
-    def _reply(
+    def reply(
         self,
         sess: ServerSession,
         ack_id: int,
@@ -685,12 +595,13 @@ class SessionHost:
         code: str = "",
         message: str = "",
     ) -> None:
+        """Answer the client's request ``ack_id`` (a sequenced ``ack``)."""
         if sess.state is _CLOSED:
             return
         # Not encoded here: the writer encodes it for the codec of the connection that
-        # carries it, once (_body), and turns a result that codec cannot carry into an
-        # error ack with the same id.
-        self.push(sess, _ack(ack_id, ok, data, code, message))
+        # carries it, once (outgoing.body), and turns a result that codec cannot carry
+        # into an error ack with the same id.
+        self.push(sess, ack_frame(ack_id, ok, data, code, message))
 
     def encodable(self, out: Outgoing) -> None:
         """Encode ``out`` with every codec now (the bodies are cached for the writers), so
@@ -698,14 +609,28 @@ class SessionHost:
         for codec in self.codecs.values():
             out.body(codec)
 
+    def check_sendable(self, event: str, data: Any) -> None:
+        """Raise TypeError (in the caller) if an event with ``data`` cannot travel on
+        every codec: nothing is published then."""
+        self.encodable(Outgoing("event", {"e": event, "d": data}))
+
+    async def publish(self, env: Envelope) -> StreamPos:
+        """Publish ``env`` through the broker (every node, this one included) and return
+        its stream position. Raises TypeError for data a codec cannot carry and
+        BrokerUnavailable (see ``maybe_published``)."""
+        self.check_sendable(env.event, env.data)
+        return await self.broker.publish(env)
+
     def push(self, sess: ServerSession, out: Outgoing) -> None:
-        """Queue a sequenced frame for one session and wake its writer.
+        """Queue a sequenced frame for one session and wake its writer (nothing happens
+        for a stream event the session already has, or holds back during a catch-up).
 
         If the outbox overflowed past frames the connection has not even been given, the
         client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
         resume will report ``recovered: false`` rather than skip frames silently.
         """
-        sess.push(out)
+        if not sess.push(out):
+            return
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
             return
@@ -736,40 +661,49 @@ class SessionHost:
     # -- delivery -------------------------------------------------------------------------
     def deliver(self, env: Envelope) -> None:
         """Hand a broker envelope to the local sessions it targets (one encode per codec)."""
-        if env.kind == "room":
-            targets: Any = self.rooms.sids(env.namespace, env.target or "")
-        elif env.kind == "user":
-            targets = list(self.users.get((env.namespace, env.target or ""), ()))
-        elif env.kind == "session":
+        kind, ns = env.kind, env.namespace
+        if kind == "room":
+            targets: Any = self.rooms.sids(ns, env.target or "")
+        elif kind == "user":
+            targets = list(self.users.get((ns, env.target or ""), ()))
+        elif kind == "session":
             targets = [env.target]
         else:
-            targets = [sid for sid, s in self.sessions.items() if s.namespace == env.namespace]
-        out = _event_frame(env)
+            targets = [sid for sid, s in self.sessions.items() if s.namespace == ns]
+        if env.pos is None and env.event == "$lost" and isinstance(env.data, dict):
+            self._deliver_lost(env, targets)
+            return
+        out = event_frame(env)
         self.encodable(out)
+        call = env.call
         for sid in targets:
             if sid == env.skip:
                 continue
             sess = self.sessions.get(sid)
-            if sess is not None and sess.namespace == env.namespace:
+            if sess is not None and sess.namespace == ns:
                 self.push(sess, out)
+                if call is not None and env.pos is not None:
+                    self.calls.delivered(sid, env.pos[2], call)
 
-    async def call(self, sess: ServerSession, event: str, data: Any, timeout: float | None) -> Any:
-        """Send ``event`` to one session and wait for its ack (AckTimeout, AckError)."""
-        if sess.state is SessionState.CLOSED:
-            raise Disconnected("session ended")
-        ack_id = sess.next_ack_id()
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        out = Outgoing("event", {"id": ack_id, "e": event, "d": data})
-        self.encodable(out)
-        self.acks[(sess.sid, ack_id)] = fut
-        self.push(sess, out)
-        try:
-            async with asyncio.timeout(self.settings.ack_timeout if timeout is None else timeout):
-                return await fut
-        except TimeoutError:
-            raise AckTimeout(f"no ack for {event!r}") from None
-        finally:
-            self.acks.pop((sess.sid, ack_id), None)
+    def _push_event(self, sess: ServerSession, env: Envelope) -> None:
+        """Queue one envelope (from history) for one session."""
+        self.push(sess, event_frame(env))
+        if env.call is not None and env.pos is not None:
+            self.calls.delivered(sess.sid, env.pos[2], env.call)
+
+    def _deliver_lost(self, env: Envelope, targets: list[str]) -> None:
+        """A broker's ``$lost`` (this node missed publishes history no longer holds): to
+        each local session of the stream, as far as it concerns that session."""
+        data = env.data
+        lost = Lost(str(data["stream"]), str(data["epoch"]), int(data["from"]), data.get("to"))
+        room = env.target if env.kind == "room" else None
+        for sid in targets:
+            sess = self.sessions.get(sid)
+            if sess is None or sess.namespace != env.namespace:
+                continue
+            clipped = sess.clip_lost(lost)
+            if clipped is not None:
+                self.push(sess, lost_frame(clipped, room))
 
     def stats(self) -> dict[str, int]:
         """Live object counts (used by the metrics endpoint and the leak test)."""
@@ -781,42 +715,12 @@ class SessionHost:
             "users": len(self.users),
             "session_tasks": sum(len(t) for t in self.tasks.values()),
             "background_tasks": len(self._background),
-            "pending_acks": len(self.acks),
-            "pending_tickets": len(self._identities),
+            "pending_acks": len(self.calls),
+            "pending_tickets": len(self.issuer),
             "tombstones": len(self._tombstones),
             "asyncio_tasks": len(asyncio.all_tasks()),
             **self.counters,
         }
-
-
-def _event_frame(env: Envelope) -> Outgoing:
-    """The event frame an envelope becomes (shared by every recipient)."""
-    fields: dict[str, Any] = {"e": env.event, "d": env.data}
-    if env.kind == "room":
-        fields["r"] = env.target
-    if env.pos is not None:
-        fields["o"] = list(env.pos)
-    return Outgoing("event", fields)
-
-
-def _lost_frame(stream: str, since: tuple[str, int]) -> Outgoing:
-    """The ``$lost`` event: history no longer holds what ``stream`` published after the
-    position the client gave (docs/protocol.md, section 7)."""
-    data = {"stream": stream, "epoch": since[0], "from": since[1] + 1, "to": None}
-    return Outgoing("event", {"e": "$lost", "d": data})
-
-
-def _pos(value: Any) -> tuple[str, int] | None:
-    """A stream position ``[epoch, offset]`` carried in a ticket, or None."""
-    if (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and type(value[1]) is int
-        and value[1] >= 0
-    ):
-        return value[0], value[1]
-    return None
 
 
 def bearer(scope: Scope) -> str | None:
@@ -832,29 +736,3 @@ _PENDING: Any = object()
 
 # Handler results that are certainly not awaitable: skips inspect's ABC checks per event.
 _PLAIN = frozenset({type(None), dict, list, str, int, float, bool, bytes})
-
-
-def _ack(ack_id: int, ok: bool, data: Any, code: str = "", message: str = "") -> Outgoing:
-    """The ack frame answering ``ack_id``: ``data`` if ``ok``, else the error."""
-    if ok:
-        return Outgoing("ack", {"id": ack_id, "ok": True, "d": data})
-    err = {"code": code, "message": message[:1000]}
-    return Outgoing("ack", {"id": ack_id, "ok": False, "err": err})
-
-
-def _body(item: Outgoing, codec: Codec) -> bytes:
-    """``item``'s body for ``codec`` (encoded once per codec, cached). Acks are encoded
-    here, by the writer, not when the handler returns: a result the codec cannot carry
-    becomes an error ack with the same id (``handler_error``), never a dead writer.
-    Events are checked against every codec when they are created."""
-    try:
-        return item.body(codec)
-    except TypeError as exc:
-        if item.type != "ack":
-            raise  # events are checked against every codec when created
-        fields = {
-            "id": item.fields.get("id"),
-            "ok": False,
-            "err": {"code": "handler_error", "message": f"result not sendable: {exc}"},
-        }
-        return codec.encode_body(fields)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..core.closecodes import CloseCode
-from ..core.codec import Outgoing
+from ..core.frames import StreamPos
 from ..core.session import ServerSession, SessionState
+from .broker import Envelope
+from .errors import Disconnected
 
 if TYPE_CHECKING:
     from .host import SessionHost
@@ -63,25 +65,38 @@ class Socket:
         """Rooms the session is in."""
         return {room for _, room in self._host.rooms.rooms_of(self.sid)}
 
-    async def emit(self, event: str, data: Any = None) -> None:
-        """Send ``event`` to this session (delivered in order, resumed after a drop)."""
-        if self._session.state is not SessionState.CLOSED:
-            out = Outgoing("event", {"e": event, "d": data})
-            self._host.encodable(out)  # TypeError here, not in the writer
-            self._host.push(self._session, out)
+    async def emit(self, event: str, data: Any = None) -> StreamPos | None:
+        """Send ``event`` to this session, on its own stream: delivered once and in
+        order, after drops and resumes, and after a move to another node (see
+        :meth:`Anywire.emit`). Returns its stream position (None once the session ended:
+        nothing is sent)."""
+        sess = self._session
+        if sess.state is SessionState.CLOSED:
+            return None
+        env = Envelope("session", sess.namespace, sess.sid, event, data)
+        return await self._host.publish(env)
 
     async def call(self, event: str, data: Any = None, timeout: float | None = None) -> Any:
         """Send ``event`` and return the client's acknowledgement data.
 
-        Raises :class:`~anywire.server.errors.AckTimeout` when no ack arrives in time,
+        The call travels on the session's stream, so it reaches the client even if the
+        session moves to another node meanwhile. Raises
+        :class:`~anywire.server.errors.AckTimeout` when no ack arrives in time,
         :class:`~anywire.server.errors.AckError` when the client's handler failed and
         :class:`~anywire.server.errors.Disconnected` if the session ends first.
         """
-        return await self._host.call(self._session, event, data, timeout)
+        sess = self._session
+        if sess.state is SessionState.CLOSED:
+            raise Disconnected("session ended")
+        wait = self._host.settings.ack_timeout if timeout is None else timeout
+        return await self._host.calls.call(sess.namespace, sess.sid, event, data, wait)
 
     async def join(self, room: str, meta: Any = None) -> None:
-        """Put this session in ``room`` (server side; no authorization hook runs)."""
-        self._host.join(self._session, room, meta)
+        """Put this session in ``room`` (server side; no authorization hook runs). A
+        fresh session that replaces a lost one catches up on the room from the position
+        its client held there, like a client join with ``since``."""
+        if self._session.state is not SessionState.CLOSED:
+            await self._host.joins.enter(self._session, room, meta, None)
 
     async def leave(self, room: str) -> None:
         """Take this session out of ``room``."""

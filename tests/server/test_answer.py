@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from anywire.core.auth import Identity
 from anywire.core.frames import Connect, Event, Frame, Ping, Rx
 from anywire.server.app import Anywire
 from anywire.transports.base import Link
 from anywire.transports.websocket import INFO as WEBSOCKET
+
+from .helpers import issue
 
 
 class NotSendable:
@@ -52,7 +53,7 @@ async def _attached(codec: str) -> Any:
     aw = _app()
     await aw.start()
     try:
-        _, _, ticket, _ = aw.host.issue(Identity("u1"), "/", codec, None)
+        _, _, ticket, _ = await issue(aw, codec=codec)
         link = Link(WEBSOCKET, aw.host.codec(codec))
         await aw.host.attach(link, Connect(ticket))
         aw.host.outgoing(link)  # the hello (it names the session: not compared)

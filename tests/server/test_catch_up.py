@@ -1,123 +1,291 @@
-"""Catch-up from history into a fresh subscription: the host replays exactly what its
-node has already delivered live, so later offsets arrive live, once (a recording broker
-whose delivery lags or leads its history, no network)."""
+"""Catch-up from stream history, in-process: a session that starts consuming a stream (a
+join, a fresh session's own streams) gets what history holds after the client's position,
+then live events, every offset once and in order, or a ``$lost`` naming what is gone.
+Real host and memory broker, plus a scripted broker whose history read can be held open
+while live events arrive."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from typing import Any
 
-from anywire.core.auth import Identity
-from anywire.core.frames import Connect
+from anywire.core.frames import Ack, Connect, Join
+from anywire.core.settings import Settings
+from anywire.core.streams import StreamRead
 from anywire.server.app import Anywire
-from anywire.server.broker import Envelope
 from anywire.server.broker_memory import MemoryBroker
+from anywire.server.socket import Socket
 from anywire.transports.base import Link
 from anywire.transports.websocket import INFO as WEBSOCKET
 
-STREAM = "room:/:r"
+from .helpers import issue
+
+ROOM = "room:/:r"
 
 
-def _env(offset: int) -> Envelope:
-    return Envelope("room", "/", "r", "e", offset, pos=(STREAM, "ep", offset))
+async def _connect(aw: Anywire, since: dict[str, tuple[str, int]] | None = None) -> Link:
+    issued = await issue(aw, since=since)
+    link = Link(WEBSOCKET, aw.host.codec("json"))
+    await aw.host.attach(link, Connect(issued.ticket))
+    return link
 
 
-class LaggingBroker:
-    """History holds offsets 1..``head``; the node has delivered up to ``delivered``
-    (each history read may move both, as live traffic would)."""
-
-    def __init__(self, steps: list[tuple[int, int | None]]) -> None:
-        self.steps = steps  # (head, delivered) per history read
-        self.reads = 0
-        self.seeded: tuple[str, str, int] | None = None
-        self.delivered: int | None = None
-
-    async def start(self, deliver: Callable[[Envelope], None]) -> None: ...
-    async def publish(self, envelope: Envelope) -> None: ...
-    async def stop(self) -> None: ...
-
-    def state(self) -> str:
-        return "ok"
-
-    async def history(self, stream: str, epoch: str, offset: int) -> list[Envelope] | None:
-        head, self.delivered = self.steps[min(self.reads, len(self.steps) - 1)]
-        self.reads += 1
-        return [_env(o) for o in range(offset + 1, head + 1)]
-
-    def position(self, stream: str) -> tuple[str, int] | None:
-        return None if self.delivered is None else ("ep", self.delivered)
-
-    def seed(self, stream: str, epoch: str, offset: int) -> None:
-        self.seeded = (stream, epoch, offset)
+def _frames(aw: Anywire, link: Link) -> list[dict[str, Any]]:
+    out = []
+    for raw in aw.host.outgoing(link):
+        decoded = link.codec.decode(raw)
+        out += decoded if isinstance(decoded, list) else [decoded]
+    return out
 
 
-async def _replay(broker: LaggingBroker | MemoryBroker, since: int) -> list[Envelope] | None:
-    aw = Anywire(anonymous=True, broker=broker)  # type: ignore[arg-type]
-    return await aw.host._history_until_now(STREAM, "ep", since)
+def _events(frames: list[dict[str, Any]], name: str | None = None) -> list[dict[str, Any]]:
+    return [f for f in frames if f["t"] == "event" and (name is None or f["e"] == name)]
 
 
-async def test_offsets_the_node_has_not_delivered_yet_are_left_to_live_delivery() -> None:
-    broker = LaggingBroker([(9, 7)])  # published up to 9, delivered here up to 7
-    got = await _replay(broker, 3)
-    assert [e.data for e in got or ()] == [4, 5, 6, 7]  # 8 and 9 will arrive live
+async def _settle(aw: Anywire, link: Link, count: int) -> list[dict[str, Any]]:
+    """Frames from ``link`` until ``count`` events have come (bounded)."""
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(5):
+        while len(_events(got)) < count:
+            got += _frames(aw, link)
+            if len(_events(got)) < count:
+                await link.wait(0.05)
+    return got
 
 
-async def test_a_node_that_delivered_more_meanwhile_reads_history_again() -> None:
-    broker = LaggingBroker([(5, 7), (8, 8)])
-    got = await _replay(broker, 3)
-    assert broker.reads == 2
-    assert [e.data for e in got or ()] == [4, 5, 6, 7, 8]
+class HeldBroker(MemoryBroker):
+    """A memory broker whose history reads wait for ``gate`` (a slow Redis), so a test
+    can publish live events while a catch-up is reading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.reading = asyncio.Event()
+
+    async def read(self, stream: str, epoch: str, after: int) -> StreamRead:
+        read = await super().read(stream, epoch, after)  # what history held then
+        self.reading.set()
+        await self.gate.wait()
+        return read
 
 
-async def test_an_untracked_stream_is_seeded_at_the_end_of_the_history_read() -> None:
-    broker = LaggingBroker([(6, None)])
-    got = await _replay(broker, 2)
-    assert [e.data for e in got or ()] == [3, 4, 5, 6]
-    assert broker.seeded == (STREAM, "ep", 6)  # live duplicates of 3..6 are dropped
-
-
-async def test_a_node_that_keeps_racing_ahead_reports_not_recovered() -> None:
-    broker = LaggingBroker([(5, 6)])  # never catches up within the bounded retries
-    assert await _replay(broker, 1) is None
-    assert broker.reads == 5
-
-
-async def test_the_memory_broker_replays_everything_published() -> None:
-    broker = MemoryBroker()
+async def test_live_events_during_a_slow_history_read_follow_the_replay_once_each() -> None:
+    broker = HeldBroker()
+    broker.gate.set()
     aw = Anywire(anonymous=True, broker=broker)
     await aw.start()
     try:
-        for i in range(5):
+        for i in range(1, 4):
             await aw.emit("e", i, room="r")
-        log_epoch = broker.position(STREAM)
-        assert log_epoch is not None and log_epoch[1] == 5
-        got = await aw.host._history_until_now(STREAM, log_epoch[0], 2)
-        assert [e.data for e in got or ()] == [2, 3, 4]
+        link = await _connect(aw)
+        assert link.sid is not None
+        _frames(aw, link)
+        broker.gate.clear()
+        epoch = (broker.position(ROOM) or ("", 0))[0]
+        aw.host.feed(link.sid, [Join(s=1, id=1, r="r", since=(epoch, 1))])
+        async with asyncio.timeout(5):
+            await broker.reading.wait()
+        for i in range(4, 7):  # published while the read is stuck: held, not lost
+            await aw.emit("e", i, room="r")
+        broker.gate.set()
+        frames = await _settle(aw, link, 5)
+        (answer,) = [f for f in frames if f["t"] == "ack"]
+        assert answer["d"]["recovered"] is True
+        assert [f["o"][2] for f in _events(frames)] == [2, 3, 4, 5, 6]
+        assert frames.index(answer) < frames.index(_events(frames)[0])  # answer first
     finally:
         await aw.stop(grace=0.1)
 
 
-async def test_user_since_replays_the_user_stream_into_a_fresh_session() -> None:
+async def test_a_repeated_join_with_the_same_since_replays_nothing_twice() -> None:
+    """Issue #12, failure 1: a rejoin resent from a lost session next to the client's
+    own new one (same ``since``) must not replay the history twice."""
     aw = Anywire(anonymous=True)
     await aw.start()
     try:
-        for i in range(4):
-            await aw.emit("dm", i, user="u1")
-        pos = aw.broker.position("user:/:u1")
-        assert pos is not None
-        _, _, ticket, _ = aw.host.issue(Identity("u1"), "/", "json", None, (pos[0], 1))
-        link = Link(WEBSOCKET, aw.host.codec("json"))
-        await aw.host.attach(link, Connect(ticket))
-        frames = [aw.host.codec("json").decode(f) for f in aw.host.outgoing(link)]
-        events = [f for f in frames if f.get("t") == "event"]
-        assert [f["d"] for f in events] == [1, 2, 3]
-        assert [f["o"][2] for f in events] == [2, 3, 4]
-        # A position history cannot serve: one $lost event instead, never a partial replay.
-        _, _, ticket, _ = aw.host.issue(Identity("u1"), "/", "json", None, ("other", 1))
-        link = Link(WEBSOCKET, aw.host.codec("json"))
-        await aw.host.attach(link, Connect(ticket))
-        frames = [aw.host.codec("json").decode(f) for f in aw.host.outgoing(link)]
-        events = [f for f in frames if f.get("t") == "event"]
-        assert [f["e"] for f in events] == ["$lost"]
-        assert events[0]["d"] == {"stream": "user:/:u1", "epoch": "other", "from": 2, "to": None}
+        for i in range(1, 6):
+            await aw.emit("e", i, room="r")
+        epoch = (aw.broker.position(ROOM) or ("", 0))[0]
+        link = await _connect(aw)
+        assert link.sid is not None
+        _frames(aw, link)
+        aw.host.feed(link.sid, [Join(s=1, id=1, r="r", since=(epoch, 2))])
+        aw.host.feed(link.sid, [Join(s=2, id=2, r="r", since=(epoch, 2))])
+        frames = await _settle(aw, link, 3)
+        await asyncio.sleep(0)
+        frames += _frames(aw, link)
+        acks = [f for f in frames if f["t"] == "ack"]
+        assert [a["d"]["recovered"] for a in acks] == [True, True]
+        assert [a["d"]["position"] for a in acks] == [[epoch, 2], [epoch, 5]]
+        assert [f["o"][2] for f in _events(frames)] == [3, 4, 5]
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_trimmed_history_is_announced_and_what_remains_is_replayed() -> None:
+    aw = Anywire(anonymous=True, settings=Settings(stream_history=3))
+    await aw.start()
+    try:
+        for i in range(1, 8):
+            await aw.emit("e", i, room="r")
+        epoch = (aw.broker.position(ROOM) or ("", 0))[0]
+        link = await _connect(aw)
+        assert link.sid is not None
+        _frames(aw, link)
+        aw.host.feed(link.sid, [Join(s=1, id=1, r="r", since=(epoch, 1))])
+        frames = await _settle(aw, link, 4)
+        (answer,) = [f for f in frames if f["t"] == "ack"]
+        assert answer["d"]["recovered"] is False and answer["d"]["position"] == [epoch, 1]
+        (lost,) = _events(frames, "$lost")
+        assert lost["d"] == {"stream": ROOM, "epoch": epoch, "from": 2, "to": 4, "room": "r"}
+        assert lost["r"] == "r"
+        assert [f["o"][2] for f in _events(frames, "e")] == [5, 6, 7]
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_join_without_since_is_told_where_it_starts() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        for i in range(1, 4):
+            await aw.emit("e", i, room="r")
+        epoch = (aw.broker.position(ROOM) or ("", 0))[0]
+        link = await _connect(aw)
+        assert link.sid is not None
+        _frames(aw, link)
+        aw.host.feed(link.sid, [Join(s=1, id=1, r="r")])
+        frames = await _settle(aw, link, 0)
+        async with asyncio.timeout(5):
+            while not [f for f in frames if f["t"] == "ack"]:
+                await link.wait(0.05)
+                frames += _frames(aw, link)
+        (answer,) = [f for f in frames if f["t"] == "ack"]
+        assert answer["d"]["position"] == [epoch, 3] and "recovered" not in answer["d"]
+        assert _events(frames) == []
+        # A room nobody published to yet gets a position too: offsets can be named.
+        aw.host.feed(link.sid, [Join(s=2, id=2, r="quiet")])
+        async with asyncio.timeout(5):
+            while not (acks := [f for f in _frames(aw, link) if f["t"] == "ack"]):
+                await link.wait(0.05)
+        assert acks[0]["d"]["position"][1] == 0 and acks[0]["d"]["position"][0]
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_fresh_session_lists_its_streams_and_catches_up_on_them() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        first = await _connect(aw)
+        hello = _frames(aw, first)[0]
+        streams = {s[0].split(":")[0]: s for s in hello["streams"]}
+        assert set(streams) == {"user", "sess", "all"}
+        user = streams["user"][0]
+        assert user == f"user:/:{aw.host.sessions[first.sid or ''].user}"
+        for i in range(1, 4):
+            await aw.emit("dm", i, user=user.split(":", 2)[2])
+        epoch = (aw.broker.position(user) or ("", 0))[0]
+        # Another client of the same user, holding offset 1: offsets 2 and 3 are replayed.
+        link = await _connect(aw, since={user: (epoch, 1)})
+        frames = _frames(aw, link)
+        assert [(f["d"], f["o"][2]) for f in _events(frames)] == [(2, 2), (3, 3)]
+        hello = frames[0]
+        assert [s for s in hello["streams"] if s[0] == user] == [[user, epoch, 1]]
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_position_from_another_epoch_is_lost_and_the_current_one_replayed() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        first = await _connect(aw)
+        user = _frames(aw, first)[0]["streams"][0][0]
+        await aw.emit("dm", "new", user=user.split(":", 2)[2])
+        link = await _connect(aw, since={user: ("gone", 7)})
+        events = _events(_frames(aw, link))
+        assert events[0]["e"] == "$lost"
+        assert events[0]["d"] == {"stream": user, "epoch": "gone", "from": 8, "to": None}
+        assert [(f["e"], f["d"]) for f in events[1:]] == [("dm", "new")]
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_server_side_join_catches_up_from_the_position_the_client_reported() -> None:
+    aw = Anywire(anonymous=True)
+
+    @aw.on_connect
+    async def lobby(sock: Socket) -> None:
+        await sock.join("r")
+
+    await aw.start()
+    try:
+        for i in range(1, 5):
+            await aw.emit("e", i, room="r")
+        epoch = (aw.broker.position(ROOM) or ("", 0))[0]
+        link = await _connect(aw, since={ROOM: (epoch, 2)})
+        assert [f["o"][2] for f in _events(_frames(aw, link), "e")] == [3, 4]
+        link = await _connect(aw)  # a client without a position starts from now
+        assert _events(_frames(aw, link), "e") == []
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_events_to_a_session_are_a_stream_that_a_fresh_session_continues() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        link = await _connect(aw)
+        sid = link.sid or ""
+        hello = _frames(aw, link)[0]
+        (own,) = [s for s in hello["streams"] if s[0] == f"sess:/:{sid}"]
+        for i in range(1, 4):
+            await aw.emit("note", i, to=sid)
+        notes = _events(_frames(aw, link), "note")
+        assert [f["o"] for f in notes] == [[own[0], own[1], i] for i in (1, 2, 3)]
+        # The client saw offset 1 only; its next session (same sid) replays 2 and 3.
+        token = aw.host.issuer.signer.sign(
+            {"k": "s", "sid": sid, "node": "gone", "ns": "/", "u": aw.host.sessions[sid].user,
+             "a": True}
+        )  # fmt: skip
+        aw.host._expire(aw.host.sessions[sid], run_hooks=False, for_good=False)
+        issued = await issue(aw, resume=token, since={own[0]: (own[1], 1)})
+        assert issued.sid == sid and issued.resumable is False
+        again = Link(WEBSOCKET, aw.host.codec("json"))
+        await aw.host.attach(again, Connect(issued.ticket))
+        frames = _frames(aw, again)
+        assert frames[0]["recovered"] is False and frames[0]["sid"] == sid
+        assert [f["d"] for f in _events(frames, "note")] == [2, 3]
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_the_stream_of_a_session_that_is_not_continued_is_announced_lost() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        link = await _connect(aw, since={"sess:/:an-old-sid": ("ep", 4)})
+        (lost,) = _events(_frames(aw, link), "$lost")
+        assert lost["d"] == {"stream": "sess:/:an-old-sid", "epoch": "ep", "from": 5, "to": None}
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_server_call_is_answered_by_the_ack_of_its_offset() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        link = await _connect(aw)
+        sid = link.sid or ""
+        _frames(aw, link)
+        await aw.emit("before", None, to=sid)  # offset 1 of the session's stream
+        call = asyncio.ensure_future(aw.call(sid, "ask", "q", timeout=5))
+        frames = await _settle(aw, link, 2)
+        (asked,) = _events(frames, "ask")
+        assert asked["id"] == asked["o"][2] == 2
+        aw.host.feed(sid, [Ack(s=1, id=asked["id"], ok=True, d="a")])
+        assert await call == "a"
+        assert len(aw.host.calls) == 0
     finally:
         await aw.stop(grace=0.1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from anywire.core.auth import Identity
 from anywire.core.codec import Outgoing
 from anywire.core.frames import Connect, Event, Resume
 from anywire.core.settings import Settings
@@ -13,6 +12,8 @@ from anywire.server.app import Anywire
 from anywire.transports.base import Link
 from anywire.transports.longpoll import INFO as LONGPOLL
 from anywire.transports.websocket import INFO as WEBSOCKET
+
+from .helpers import issue
 
 
 def _acks(aw: Anywire, link: Link) -> list[dict[str, Any]]:
@@ -22,7 +23,7 @@ def _acks(aw: Anywire, link: Link) -> list[dict[str, Any]]:
 
 
 async def _attached(aw: Anywire, info: Any = WEBSOCKET) -> Link:
-    _, _, ticket, _ = aw.host.issue(Identity("u1"), "/", "json", None)
+    _, _, ticket, _ = await issue(aw)
     link = Link(info, aw.host.codec("json"))
     await aw.host.attach(link, Connect(ticket))
     return link
@@ -74,8 +75,8 @@ async def test_replaced_connection_is_told_and_new_one_gets_the_replay() -> None
         sess = aw.host.sessions[first.sid]
         aw.host.outgoing(first)
         aw.host.push(sess, Outgoing("event", {"e": "n", "d": 1}))
-        token = aw.host.signer.sign({"k": "s", "sid": first.sid, "node": aw.node_id})
-        sid, _, ticket, resumable = aw.host.issue(Identity("u1"), "/", "json", token)
+        token = aw.host.issuer.signer.sign({"k": "s", "sid": first.sid, "node": aw.node_id})
+        sid, _, ticket, resumable = await issue(aw, resume=token)
         assert resumable and sid == first.sid
         second = Link(LONGPOLL, aw.host.codec("json"))
         await aw.host.attach(second, Resume(ticket, 0))
@@ -132,8 +133,8 @@ async def test_an_ack_its_connection_can_carry_but_a_later_codec_cannot_becomes_
         assert ack["ok"] is True and ack["d"] == 2**64
         aw.host.detach(first)  # written but never confirmed: replayed on resume
 
-        token = aw.host.signer.sign({"k": "s", "sid": first.sid, "node": aw.node_id})
-        _, _, ticket, resumable = aw.host.issue(Identity("u1"), "/", "msgpack", token)
+        token = aw.host.issuer.signer.sign({"k": "s", "sid": first.sid, "node": aw.node_id})
+        _, _, ticket, resumable = await issue(aw, codec="msgpack", resume=token)
         assert resumable
         second = Link(WEBSOCKET, aw.host.codec("msgpack"))
         await aw.host.attach(second, Resume(ticket, 0))

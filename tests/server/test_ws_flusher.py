@@ -7,11 +7,12 @@ import asyncio
 import json
 from typing import Any
 
-from anywire.core.auth import Identity
 from anywire.core.closecodes import CloseCode
 from anywire.server.app import Anywire
 from anywire.server.socket import Socket
 from anywire.transports.websocket import WebSocketTransport
+
+from .helpers import issue
 
 SCOPE = {"type": "websocket", "headers": [], "path": "/anywire/ws"}
 
@@ -19,8 +20,7 @@ SCOPE = {"type": "websocket", "headers": [], "path": "/anywire/ws"}
 class FakePeer:
     """One connection: scripted client messages in, everything sent recorded."""
 
-    def __init__(self, aw: Anywire, name: str) -> None:
-        _, _, ticket, _ = aw.host.issue(Identity(name), "/", "json", None)
+    def __init__(self, ticket: str) -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.inbox.put_nowait({"type": "websocket.connect"})
         self.inbox.put_nowait(
@@ -80,7 +80,8 @@ async def test_a_send_that_fails_ends_its_connection_only() -> None:
     aw = _app()
     await aw.start()
     transport = WebSocketTransport(aw.host)
-    bad, good = FakePeer(aw, "bad"), FakePeer(aw, "good")
+    bad = FakePeer((await issue(aw, "bad")).ticket)
+    good = FakePeer((await issue(aw, "good")).ticket)
     bad.fail_after = 1  # the hello goes out, the first answer raises
     tasks = [asyncio.create_task(transport(SCOPE, p.receive, p.send)) for p in (bad, good)]
     try:
@@ -105,7 +106,8 @@ async def test_a_send_that_waits_holds_up_only_its_own_connection() -> None:
     aw = _app()
     await aw.start()
     transport = WebSocketTransport(aw.host)
-    slow, fast = FakePeer(aw, "slow"), FakePeer(aw, "fast")
+    slow = FakePeer((await issue(aw, "slow")).ticket)
+    fast = FakePeer((await issue(aw, "fast")).ticket)
     tasks = [asyncio.create_task(transport(SCOPE, p.receive, p.send)) for p in (slow, fast)]
     try:
         await slow.wait_for(lambda: len(slow.sent) >= 2)

@@ -1,0 +1,126 @@
+"""Server-to-client calls (``sock.call``, ``Anywire.call``) through the session's stream.
+
+A call is an event published on the session's own stream with the caller's address
+(node, token) in its envelope. Its ack id is its offset in that stream: unique there, and
+the same when a later incarnation of the session replays it. So a call survives what the
+stream survives: a drop, a resume on another node, the crash of the session's node. The
+node delivering the call to a local session remembers where the answer goes; when the
+client's ack arrives it is handed to the caller, in this process or on its node over the
+broker. An ack for a call this node never delivered (the client answered an earlier
+incarnation of the session and resent its ack after the session moved) finds the caller
+in the stream's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from ..core.frames import Ack
+from ..core.session import ServerSession
+from ..core.streams import session_stream
+from .broker import Envelope
+from .errors import AckError, AckTimeout, Disconnected
+
+if TYPE_CHECKING:
+    from .host import SessionHost
+
+__all__ = ["Calls", "Outcome"]
+
+log = logging.getLogger("anywire")
+
+Outcome = dict[str, Any]
+"""How a call ended, as it travels between nodes: ``{"ok": True, "d": data}``,
+``{"ok": False, "code": str, "message": str}`` (an error ack) or
+``{"ok": False, "gone": True, "message": str}`` (the session ended)."""
+
+
+class Calls:
+    """The calls waiting on this node, and where the answers to calls delivered here go."""
+
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
+        self._waiting: dict[str, asyncio.Future[Any]] = {}  # token -> the caller's future
+        # sid -> {ack id: (caller node, token)} for calls delivered to local sessions.
+        self._routes: dict[str, dict[int, tuple[str, str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    async def call(
+        self, namespace: str, sid: str, event: str, data: Any, timeout: float
+    ) -> Any:
+        """Call session ``sid`` (on any node) and return its ack data. Raises AckTimeout,
+        AckError, Disconnected, BrokerUnavailable (the call was not published)."""
+        token = secrets.token_urlsafe(9)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = fut
+        env = Envelope("session", namespace, sid, event, data, call=(self.host.node_id, token))
+        try:
+            await self.host.publish(env)
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise AckTimeout(f"no ack for {event!r}") from None
+        finally:
+            self._waiting.pop(token, None)
+
+    def delivered(self, sid: str, ack_id: int, caller: tuple[str, str]) -> None:
+        """A call was queued for local session ``sid``: its answer goes to ``caller``."""
+        self._routes.setdefault(sid, {})[ack_id] = caller
+
+    def answered(self, sess: ServerSession, frame: Ack) -> None:
+        """The client acked server call ``frame.id``: hand the outcome to its caller."""
+        outcome: Outcome
+        if frame.ok:
+            outcome = {"ok": True, "d": frame.d}
+        else:
+            err = frame.err or {}
+            code, message = err.get("code", "error"), err.get("message", "")
+            outcome = {"ok": False, "code": code, "message": message}
+        routes = self._routes.get(sess.sid)
+        caller = None if routes is None else routes.pop(frame.id, None)
+        if routes is not None and not routes:
+            del self._routes[sess.sid]
+        if caller is not None:
+            self._settle(caller, outcome)
+            return
+        stream = session_stream(sess.namespace, sess.sid)
+        position = sess.stream_position(stream)
+        if position is not None:
+            self.host.spawn(self._find_caller(stream, position[0], frame.id, outcome))
+
+    async def _find_caller(self, stream: str, epoch: str, ack_id: int, outcome: Outcome) -> None:
+        env = await self.host.broker.entry(stream, epoch, ack_id)
+        if env is not None and env.call is not None:
+            self._settle(env.call, outcome)
+
+    def ended(self, sid: str, for_good: bool) -> None:
+        """Session ``sid`` ended here. For good: its unanswered calls fail
+        (Disconnected); moved elsewhere: they stay in its stream for the next
+        incarnation to answer."""
+        routes = self._routes.pop(sid, None)
+        if for_good and routes:
+            for caller in routes.values():
+                self._settle(caller, {"ok": False, "gone": True, "message": "session ended"})
+
+    def _settle(self, caller: tuple[str, str], outcome: Outcome) -> None:
+        node, token = caller
+        if node == self.host.node_id:
+            self.resolve(token, outcome)
+        elif self.host.cluster is not None:
+            self.host.cluster.send_outcome(node, token, outcome)
+
+    def resolve(self, token: str, outcome: Outcome) -> None:
+        """The outcome of call ``token`` made on this node (late ones are ignored)."""
+        fut = self._waiting.get(token)
+        if fut is None or fut.done():
+            return
+        if outcome.get("ok"):
+            fut.set_result(outcome.get("d"))
+        elif outcome.get("gone"):
+            fut.set_exception(Disconnected(str(outcome.get("message") or "session ended")))
+        else:
+            fut.set_exception(AckError(str(outcome.get("code")), str(outcome.get("message"))))

@@ -1,0 +1,74 @@
+"""Catching a session up on a stream: the I/O around :func:`~anywire.core.streams.plan_catch_up`.
+
+A session starts consuming a stream when it joins a room (client or server side) and when
+a fresh session starts (its user's, its own and its namespace's streams). The host first
+*holds* the stream in the session (:meth:`~anywire.core.session.ServerSession.hold`: live
+events of it are kept aside), then reads history after the position the client holds,
+replays it (or announces what history no longer holds), and releases the held live
+events; the session's per-stream dedupe drops the overlap. So the order is always history
+first, live after, every offset once, however long the read takes: there is no window
+between reading history and subscribing for an event to slip through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.session import ServerSession
+from ..core.streams import CatchUp, Lost, plan_catch_up
+from .broker import Broker
+
+__all__ = ["begin", "catch_up"]
+
+
+async def catch_up(broker: Broker, stream: str, since: tuple[str, int] | None) -> CatchUp:
+    """Plan the catch-up of a session on ``stream`` from ``since`` (None: from now on).
+    Call it only while the session holds the stream. Raises ``ConnectionError`` when
+    history is unreachable.
+
+    Everything this node delivers after the hold began is held, and was published before
+    the read ran, so the read's head is a safe end for the replay: anything later
+    arrives live, and anything both read and held is deduplicated.
+    """
+    epoch, after = since if since is not None else ("", 0)
+    read = await broker.read(stream, epoch, after)
+    if broker.position(stream) is None:
+        # This node has not delivered the stream yet (the session is its first consumer
+        # here): later offsets reach it live; earlier ones still in flight are history.
+        broker.seed(stream, read.epoch, read.head)
+    return plan_catch_up(stream, since, read, read.head)
+
+
+def begin(
+    sess: ServerSession,
+    stream: str,
+    since: tuple[str, int] | None,
+    plan: CatchUp | None,
+    here: tuple[str, int] | None,
+) -> tuple[tuple[str, int] | None, list[Lost], list[Any]]:
+    """Start ``sess`` on ``stream``: returns the position the client stands at before
+    anything of the catch-up (None if unknown), the losses to announce and the events to
+    replay, both relative to what the session already has (a repeated catch-up replays
+    nothing twice and announces nothing twice).
+
+    ``plan`` None means history was unreachable: the session starts with what this node
+    delivers live from ``here`` on (its position in the stream, None if it has none), and
+    a position the client holds is announced lost up to there (count unknown when the
+    epochs differ).
+    """
+    items: list[Any] = []
+    lost: list[Lost] = []
+    start: tuple[str, int] | None
+    if plan is not None:
+        start, lost, items = plan.start, plan.lost, plan.items
+    elif since is None:
+        start = here
+    else:
+        start = since
+        if here is None or here[0] != since[0]:
+            lost = [Lost(stream, since[0], since[1] + 1, None)]
+        elif here[1] > since[1]:
+            lost = [Lost(stream, since[0], since[1] + 1, here[1])]
+    reported = None if start is None else sess.start_stream(stream, *start)
+    announce = [c for c in (sess.clip_lost(x) for x in lost) if c is not None]
+    return reported, announce, items

@@ -1,0 +1,179 @@
+"""Negotiate's decisions and their credentials: session ids, session tokens and tickets.
+
+* A **session token** names the session, its namespace, its user and the node that issued
+  it. Presented to negotiate (``resume``) by the same user, it either resumes the session
+  (it still lives) or, when it does not (its node died, its resume window passed), keeps
+  its **sid** for the fresh session: events sent to that sid (``emit(to=sid)``, server
+  calls) keep reaching the client, and its own stream continues.
+* A **ticket** is single-use, lives ``ticket_ttl`` and is redeemed by the transport
+  connection. With the stream positions the client reported at negotiate (``since``) it
+  lets the fresh session catch up on everything the client holds a position in.
+
+Positions travel beside the ticket, not in it (they would bloat the SSE and long-poll
+URLs): in this node's memory, and in Redis when another node may redeem the ticket.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..core.auth import Identity
+from ..core.closecodes import CloseCode
+from ..core.errors import AuthError, ProtocolError
+from ..core.tickets import Signer, TicketBook
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+    from .host import SessionHost
+
+__all__ = ["Issued", "Issuer", "Redeemed"]
+
+Positions = dict[str, tuple[str, int]]
+
+
+class Issued(NamedTuple):
+    """What negotiate tells the client."""
+
+    sid: str
+    token: str
+    ticket: str
+    resumable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Redeemed:
+    """A ticket just redeemed by a transport connection."""
+
+    sid: str
+    namespace: str
+    identity: Identity
+    since: Positions = field(default_factory=dict)
+
+
+class Issuer:
+    """Issues and redeems the credentials of one node."""
+
+    def __init__(self, host: SessionHost, secret: bytes) -> None:
+        self.host = host
+        self.signer = Signer(secret)
+        self.tickets = TicketBook()
+        # nonce -> (identity, expiry, positions) of tickets issued here (single node: the
+        # identity never leaves this process).
+        self._pending: dict[str, tuple[Identity, float, Positions]] = {}
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self.host.cluster
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    # -- negotiate --------------------------------------------------------------------------
+    async def issue(
+        self,
+        identity: Identity,
+        namespace: str,
+        codec: str,
+        resume: str | None,
+        since: Positions,
+    ) -> Issued:
+        """Decide the session of a negotiate call (see the module docstring)."""
+        sid, resumable = None, False
+        if resume:
+            sid, resumable, identity = self._resume(identity, namespace, resume)
+        if sid is None:
+            sid = secrets.token_urlsafe(12)
+        wall = time.time()
+        nonce = secrets.token_urlsafe(12)
+        expires = wall + self.host.settings.ticket_ttl
+        fields: dict[str, Any] = {
+            "k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires
+        }
+        anonymous = identity.claims.get("anonymous") is True
+        if self.cluster is not None:
+            # Any node may redeem the ticket (round-robin): it carries the identity.
+            fields["id"] = [identity.user, identity.expires_at, identity.claims]
+            if since:
+                await self.cluster.keep_positions(nonce, since, self.host.settings.ticket_ttl)
+        ticket = self.signer.sign(fields)
+        token = self.signer.sign(
+            {"k": "s", "sid": sid, "node": self.host.node_id, "ns": namespace,
+             "u": identity.user, "a": anonymous}
+        )  # fmt: skip
+        self._pending[nonce] = (identity, expires, since)
+        return Issued(sid, token, ticket, resumable)
+
+    def _resume(
+        self, identity: Identity, namespace: str, token: str
+    ) -> tuple[str | None, bool, Identity]:
+        """(sid, resumable, identity) for a negotiate that presents a session token."""
+        try:
+            old = self.signer.verify(token, "s")
+        except ProtocolError:
+            return None, False, identity
+        sid = str(old.get("sid"))
+        anonymous = identity.claims.get("anonymous") is True
+        sess = self.host.sessions.get(sid)
+        if sess is not None:
+            same_user = sess.user == identity.user or (anonymous and sess.anonymous)
+            if same_user and sess.namespace == namespace:
+                return sid, True, _as(identity, sess.user) if anonymous else identity
+            return None, False, identity
+        # The session is not here (its node is gone, or it expired): its sid goes on in a
+        # fresh session, for the same user in the same namespace only.
+        if old.get("ns") != namespace:
+            return None, False, identity
+        if anonymous and old.get("a") is True and isinstance(old.get("u"), str):
+            return sid, False, _as(identity, str(old["u"]))
+        if not anonymous and identity.user is not None and old.get("u") == identity.user:
+            return sid, False, identity
+        return None, False, identity
+
+    # -- redeeming --------------------------------------------------------------------------
+    def codec_of(self, ticket: str) -> str:
+        """The codec a ticket was negotiated with (raises AuthError if invalid)."""
+        return str(self.signer.verify(ticket, "t", time.time()).get("c", "json"))
+
+    async def redeem(self, ticket: str) -> Redeemed:
+        """Check and use up ``ticket``; raises AuthError (4007, 4004) if it cannot open a
+        connection."""
+        wall = time.time()
+        payload = self.signer.verify(ticket, "t", wall)
+        nonce = str(payload["n"])
+        expires = float(payload["exp"])
+        self.tickets.redeem(nonce, expires, wall)
+        entry = self._pending.pop(nonce, None)
+        since: Positions = {} if entry is None else entry[2]
+        if self.cluster is not None:
+            kept = await self.cluster.redeem(nonce, expires - wall)
+            since = since or kept
+        if entry is not None:
+            identity = entry[0]
+        elif self.cluster is not None and isinstance(payload.get("id"), list):
+            user, expires_at, claims = payload["id"]
+            identity = Identity(user, expires_at, claims)
+        else:
+            raise AuthError("ticket unknown on this node", CloseCode.SESSION_UNKNOWN)
+        if identity.expires_at is not None and identity.expires_at <= wall:
+            raise AuthError("token expired", CloseCode.TOKEN_EXPIRED)
+        return Redeemed(str(payload["sid"]), str(payload["ns"]), identity, since)
+
+    def session_of(self, token: str) -> tuple[str, dict[str, Any]]:
+        """The sid a session token names, and the token's fields (raises AuthError)."""
+        payload = self.signer.verify(token, "s")
+        return str(payload.get("sid")), payload
+
+    def prune(self, wall: float) -> None:
+        """Forget tickets that expired unredeemed."""
+        self.tickets.prune(wall)
+        stale = [n for n, (_, exp, _) in self._pending.items() if exp <= wall]
+        for nonce in stale:
+            del self._pending[nonce]
+
+
+def _as(identity: Identity, user: str | None) -> Identity:
+    """``identity`` under the user id an anonymous session already had."""
+    return Identity(user, identity.expires_at, dict(identity.claims))

@@ -1,0 +1,114 @@
+"""Entering and leaving rooms: client ``join``/``leave`` requests and server-side joins.
+
+A session that enters a room starts consuming the room's stream, and it starts from a
+position it is told: the join answer carries ``position``, where the session's events of
+the room continue from. With ``since`` (or a position the client reported at negotiate,
+for a room a fresh session is joined to server side) the room's events after it are
+replayed first (:mod:`.catchup`), and what history no longer holds is announced with
+``$lost``: the client's stream is complete or says where it is not.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..core.frames import Join, Leave
+from ..core.session import ServerSession, SessionState
+from ..core.streams import CatchUp, room_stream
+from .catchup import begin, catch_up
+from .errors import Reject
+from .outgoing import event_frame, lost_frame
+
+if TYPE_CHECKING:
+    from .host import SessionHost
+    from .socket import Socket
+
+__all__ = ["Joins"]
+
+
+class Joins:
+    """Room entry and exit for the sessions of one host."""
+
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
+
+    async def on_join(self, sess: ServerSession, socket: Socket, frame: Join) -> None:
+        """A client's join request (a task of the session): authorize, enter, answer."""
+        host = self.host
+        try:
+            allowed = await host.app.authorize_join(socket, frame.r, frame.meta)
+        except Reject as exc:
+            host.reply(sess, frame.id, False, None, "forbidden", exc.message)
+            return
+        except Exception as exc:
+            host.reply(sess, frame.id, False, None, "handler_error", str(exc))
+            return
+        if not allowed:
+            host.reply(sess, frame.id, False, None, "forbidden", "join refused")
+            return
+        others: list[dict[str, Any]] = []
+        if host.cluster is not None:
+            others = await host.cluster.members_elsewhere(sess.namespace, frame.r)
+        await self.enter(sess, frame.r, frame.meta, frame.since, (frame.id, others))
+
+    def on_leave(self, sess: ServerSession, frame: Leave) -> None:
+        """A client's leave request: always answered ``{room}``, member or not."""
+        self.host.leave(sess, frame.r)
+        self.host.reply(sess, frame.id, True, {"room": frame.r})
+
+    async def enter(
+        self,
+        sess: ServerSession,
+        room: str,
+        meta: Any,
+        since: tuple[str, int] | None,
+        answer: tuple[int, list[dict[str, Any]]] | None = None,
+    ) -> None:
+        """Put ``sess`` in ``room`` and catch it up from ``since`` (or from the position
+        the client reported at negotiate; None and none: from now on). ``answer`` is
+        ``(ack id, members on other nodes)`` for a client request. Raises TypeError for
+        ``meta`` a codec cannot carry (answered ``bad_request`` for a request)."""
+        host = self.host
+        stream = room_stream(sess.namespace, room)
+        if since is None:
+            since = sess.reported_position(stream)
+        try:
+            members = host.join(sess, room, meta)
+        except TypeError as exc:  # meta that some codec cannot carry
+            host.leave(sess, room)
+            if answer is None:
+                raise
+            host.reply(sess, answer[0], False, None, "bad_request", f"meta not sendable: {exc}")
+            return
+        # Live events of the room wait until history has been replayed (no await between
+        # entering the room and holding its stream: nothing can slip past both).
+        sess.hold(stream)
+        plan: CatchUp | None = None
+        try:
+            try:
+                plan = await catch_up(host.broker, stream, since)
+            except ConnectionError:
+                plan = None  # history unreachable (Redis down): announced below
+        finally:
+            held = sess.release(stream)
+        if sess.state is SessionState.CLOSED:
+            return
+        start, lost, items = begin(sess, stream, since, plan, host.broker.position(stream))
+        if answer is not None:
+            ack_id, others = answer
+            present = {m["sid"] for m in members}
+            members += [m for m in others if m["sid"] not in present]
+            reply: dict[str, Any] = {"room": room, "presence": members}
+            if start is not None:
+                reply["position"] = list(start)
+            if since is not None:
+                reply["recovered"] = not lost
+            # The answer first, then what was missed, then live events: the client learns
+            # where it stands before it sees the filler.
+            host.reply(sess, ack_id, True, reply)
+        for gone in lost:
+            host.push(sess, lost_frame(gone, room))
+        for env in items:
+            host.push(sess, event_frame(env))
+        for out in held:
+            host.push(sess, out)
