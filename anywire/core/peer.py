@@ -15,6 +15,7 @@ Shared by every client (the JavaScript client mirrors it). Rules:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -59,11 +60,17 @@ class ClientPeer:
         """Build and track the reply to a server event that asked for one."""
         return self._track(Ack(s=self.out_seq + 1, id=ack_id, ok=ok, d=data, err=err))
 
-    def join(self, room: str, meta: Any = None, since: tuple[str, int] | None = None) -> Join:
-        """Build and track a join request (``since``: replay the room from there)."""
-        return self._track(
-            Join(s=self.out_seq + 1, id=self.next_id(), r=room, meta=meta, since=since)
-        )
+    def join(
+        self,
+        room: str,
+        meta: Any = None,
+        since: tuple[str, int] | None = None,
+        ack_id: int | None = None,
+    ) -> Join:
+        """Build and track a join request (``since``: replay the room from there;
+        ``ack_id``: an id already given to this request, when it is sent again)."""
+        ack_id = self.next_id() if ack_id is None else ack_id
+        return self._track(Join(s=self.out_seq + 1, id=ack_id, r=room, meta=meta, since=since))
 
     def leave(self, room: str) -> Leave:
         """Build and track a leave request."""
@@ -84,12 +91,20 @@ class ClientPeer:
         return None
 
     # -- inbound --------------------------------------------------------------------------
-    def on_hello(self, hello: Hello) -> list[Frame]:
+    def on_hello(
+        self,
+        hello: Hello,
+        first: Sequence[Frame] = (),
+        rewrite: Callable[[Frame], Frame] | None = None,
+    ) -> list[Frame]:
         """Apply the server's hello; returns unconfirmed frames to send again, in order.
 
         A hello with ``recovered: false`` starts a fresh session: the receive position is
         reset to ``hello.seq`` and frames the old session never processed are still resent
-        (the application asked for them to be delivered).
+        (the application asked for them to be delivered). For such a hello only, ``first``
+        are frames to send ahead of them (rejoins: the client was in those rooms when it
+        sent the rest; their ``s`` is assigned here) and ``rewrite`` may replace each
+        resent frame (a join's ``since`` brought up to date).
         """
         if hello.recovered:
             if self.sid is not None and hello.sid != self.sid:
@@ -100,16 +115,23 @@ class ClientPeer:
             # The new session has processed nothing: renumber what is still unsent. This
             # holds even when the sid is unchanged (a resume the server could not serve
             # starts a new session under the same sid), so the numbering always restarts.
-            self._renumber(hello.last)
+            self._renumber(hello.last, first, rewrite)
         self.sid = hello.sid
         self.confirm(hello.last)
         return list(self.unconfirmed)
 
-    def _renumber(self, base: int) -> None:
-        frames = list(self.unconfirmed)
+    def _renumber(
+        self,
+        base: int,
+        first: Sequence[Frame] = (),
+        rewrite: Callable[[Frame], Frame] | None = None,
+    ) -> None:
+        resent = list(self.unconfirmed)
+        if rewrite is not None:
+            resent = [rewrite(f) for f in resent]
         self.unconfirmed.clear()
         self.out_seq = base
-        for f in frames:
+        for f in [*first, *resent]:
             self.out_seq += 1
             self.unconfirmed.append(_with_seq(f, self.out_seq))
 

@@ -218,3 +218,27 @@ def test_ack_ids_are_fresh() -> None:
     peer = ClientPeer()
     assert [peer.next_id() for _ in range(3)] == [1, 2, 3]
     assert peer.join("r").id == 4
+
+
+def test_a_fresh_hello_sends_rejoins_first_and_may_rewrite_what_it_resends() -> None:
+    from anywire.core.frames import Hello, Join
+
+    peer = ClientPeer()
+    peer.on_hello(Hello("s", False, 0, 0))
+    peer.event("a", 1)
+    peer.join("r", since=("ep", 3))
+    rejoin = Join(s=0, id=99, r="lobby", since=("ep", 40))
+    resent = peer.on_hello(
+        Hello("s", False, 0, 0),
+        first=[rejoin],
+        rewrite=lambda f: Join(f.s, f.id, f.r, f.meta, ("ep", 9)) if isinstance(f, Join) else f,
+    )
+    assert [(f.type, f.s) for f in resent] == [("join", 1), ("event", 2), ("join", 3)]
+    assert resent[0].id == 99 and resent[2].since == ("ep", 9)  # type: ignore[union-attr]
+    assert peer.out_seq == 3
+
+
+def test_a_join_sent_again_keeps_its_id() -> None:
+    peer = ClientPeer()
+    assert peer.join("r", ack_id=41).id == 41
+    assert peer.join("r").id == 1

@@ -31,7 +31,9 @@ from .errors import (
     ConnectionClosed,
     FrameTooLarge,
     QueueFull,
+    RequestLost,
 )
+from .handlers import EventInfo
 
 __all__ = [
     "AckError",
@@ -41,8 +43,10 @@ __all__ = [
     "ClientError",
     "ConnectError",
     "ConnectionClosed",
+    "EventInfo",
     "FrameTooLarge",
     "QueueFull",
+    "RequestLost",
     "State",
     "backoff",
 ]

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from ...core.closecodes import CloseCode, should_reconnect
+from ...core.closecodes import RENEGOTIATE, CloseCode, should_reconnect
 from ...core.errors import LocalProtocolError, RemoteProtocolError
 from ...core.frames import (
     MAX_NAME,
@@ -40,16 +40,18 @@ from ...core.frames import (
 from ...core.peer import ClientPeer
 from ...core.settings import Settings
 from .backoff import backoff
+from .continuity import Continuity
 from .errors import (
     AckError,
     AckTimeout,
     AuthError,
-    ClientError,
     ConnectError,
     ConnectionClosed,
     FrameTooLarge,
     QueueFull,
+    RequestLost,
 )
+from .handlers import Handlers
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
 from .wire import Negotiated, check_frame, error_code, make_codecs
 
@@ -68,6 +70,9 @@ _DEFAULTS = Settings()
 _PROBE = 2**53 - 1
 # How long close() waits for the server to take the goodbye, and hooks to finish.
 _CLOSE_GRACE = 1.0
+# Openings answered "negotiate again" (4000, 4004, 4007) retried in one connection round
+# before the transport counts as failed.
+_RENEGOTIATIONS = 3
 
 
 class Client:
@@ -133,30 +138,25 @@ class Client:
         self.headers = dict(headers or {})
         self.peer = ClientPeer(max_unconfirmed=max_queue)
         """The session's sequencing state (kept across reconnects)."""
+        self.continuity = Continuity(self.peer, namespace)
+        """Stream positions, rooms and open requests, kept across sessions."""
         self.sid: str | None = None
         """The session id, once connected (unchanged by a successful resume)."""
         self.recovered: bool | None = None
-        """The last hello's ``recovered``: False means a fresh session (rooms are lost)."""
+        """The last hello's ``recovered``: False means a fresh session (the client then
+        rejoins its rooms and catches up by itself)."""
         self.last_close: tuple[int, str] | None = None
-        self.positions: dict[str, tuple[str, int]] = {}
-        self.user_position: tuple[str, int] | None = None
-        """The ``(epoch, offset)`` of the last event of the user's personal stream; sent
-        as ``user_since`` by every negotiate so a fresh session replays what was missed."""
-        self.rooms: dict[str, Any] = {}
-        """Rooms this client joined (with their presence meta), rejoined by itself when a
-        reconnection could not resume the session."""
-        """Per room, the ``(epoch, offset)`` of the last room event received."""
         """The last close code and reason the server gave, if any."""
 
         self._token = token
         self._codecs = make_codecs()
-        self._handlers: dict[str, Handler] = {}
         self._connect_hooks: list[Callable[[], Any]] = []
         self._disconnect_hooks: list[Callable[[], Any]] = []
         self._state_hooks: list[Callable[[str], Any]] = []
         self._error_hooks: list[Callable[[int, str], Any]] = []
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # async event handlers
+        self._handlers = Handlers(self._reply, lambda aw: self._track_task(self._tasks, aw))
         self._hook_tasks: set[asyncio.Task[Any]] = set()  # async hooks
         self._http: httpx.AsyncClient | None = None
         self._live: ClientTransport | None = None
@@ -169,13 +169,17 @@ class Client:
 
     # -- registration ---------------------------------------------------------------------
     def on(self, event: str) -> Callable[[_H], _H]:
-        """Decorator registering ``handler(data)`` (sync or async) for server event
-        ``event``. If the server asked for an ack, the return value is sent back as an
-        ok ack and an exception becomes an error ack (``handler_error``); an event
-        nobody handles is answered with ``no_handler``."""
+        """Decorator registering ``handler(data)`` or ``handler(data, info)`` (sync or
+        async) for server event ``event``; ``info`` is an :class:`EventInfo` (room,
+        stream position, ack id). If the server asked for an ack, the return value is
+        sent back as an ok ack and an exception becomes an error ack
+        (``handler_error``); an event nobody handles is answered with ``no_handler``.
+
+        ``$lost`` events (``{stream, epoch, from, to, room?}``) say which offsets of a
+        stream will never arrive: handle them to refresh what depends on that stream."""
 
         def register(fn: _H) -> _H:
-            self._handlers[event] = fn
+            self._handlers.add(event, fn)
             return fn
 
         return register
@@ -203,6 +207,29 @@ class Client:
         return fn
 
     # -- state ----------------------------------------------------------------------------
+    @property
+    def rooms(self) -> dict[str, Any]:
+        """Rooms this client joined (with their presence meta): joined again by itself,
+        from where it stood in each, when a reconnection could not resume the session."""
+        return self.continuity.joins.rooms
+
+    @property
+    def positions(self) -> dict[str, tuple[str, int]]:
+        """Per room, the ``(epoch, offset)`` the client stands at in the room's stream."""
+        return self.continuity.positions.rooms()
+
+    @property
+    def user_position(self) -> tuple[str, int] | None:
+        """The ``(epoch, offset)`` of the last event of the user's personal stream."""
+        return self.continuity.positions.implicit("user")
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: ``duplicates`` is the number of stream events dropped because the
+        client already had them. The server never sends one: it stays 0 unless
+        something is wrong (tests assert it)."""
+        return {"duplicates": self.continuity.positions.duplicates}
+
     @property
     def state(self) -> State:
         """``connecting`` (first connect), ``connected``, ``reconnecting`` (after a drop,
@@ -276,6 +303,7 @@ class Client:
             await self._http.aclose()
             self._http = None
         self.peer = ClientPeer(max_unconfirmed=self.peer.max_unconfirmed)
+        self.continuity = Continuity(self.peer, self.namespace)
         self._neg = None
 
     async def __aenter__(self) -> Client:
@@ -304,7 +332,9 @@ class Client:
         server processes it once. Raises :class:`QueueFull`, :class:`FrameTooLarge`,
         :class:`TypeError` (data not serializable) or :class:`ConnectionClosed`."""
         _check_name(event, "event")
-        await self._submit(lambda: self.peer.event(event, data), Event(s=_PROBE, e=event, d=data))
+        await self._submit(
+            lambda: self.continuity.event(event, data), Event(s=_PROBE, e=event, d=data)
+        )
 
     async def call(self, event: str, data: Any = None, timeout: float | None = None) -> Any:
         """Send event ``event`` and return the server handler's result.
@@ -316,7 +346,7 @@ class Client:
         _check_name(event, "event")
         ack_id = self.peer.next_id()
         return await self._request(
-            lambda: self.peer.event(event, data, ack_id=ack_id),
+            lambda: self.continuity.event(event, data, ack_id=ack_id),
             Event(s=_PROBE, e=event, d=data, id=ack_id),
             timeout,
         )
@@ -329,26 +359,29 @@ class Client:
         since: tuple[str, int] | None = None,
     ) -> Any:
         """Join ``room`` with optional presence ``meta``; returns the server's answer
-        (``{room, presence}``). Raises :class:`AckError` (``forbidden``) if refused.
+        (``{room, presence, position}``). Raises :class:`AckError` (``forbidden``) if
+        refused.
 
         ``since`` (usually ``client.positions[room]``) asks for the room's events after
         that stream position, replayed from the server's bounded history before live
-        ones; the answer's ``recovered`` says whether that history still covered it."""
+        ones; the answer's ``recovered`` says whether that history still covered it
+        (what it did not is announced by a ``$lost`` event).
+
+        :class:`AckTimeout` only ends the wait: the join stays pending and takes effect
+        when its answer comes (the room then counts as joined and is rejoined after a
+        lost session)."""
         _check_name(room, "room")
-        answer = await self._request(
-            lambda: self.peer.join(room, meta, since),
+        return await self._request(
+            lambda: self.continuity.join(room, meta, since),
             Join(s=_PROBE, id=_PROBE, r=room, meta=meta, since=since),
             timeout,
         )
-        self.rooms[room] = meta
-        return answer
 
     async def leave(self, room: str, timeout: float | None = None) -> Any:
         """Leave ``room``; returns the server's answer."""
         _check_name(room, "room")
-        self.rooms.pop(room, None)
         return await self._request(
-            lambda: self.peer.leave(room), Leave(s=_PROBE, id=_PROBE, r=room), timeout
+            lambda: self.continuity.leave(room), Leave(s=_PROBE, id=_PROBE, r=room), timeout
         )
 
     async def _request(
@@ -367,6 +400,7 @@ class Client:
             raise AckTimeout(f"no ack for {ack_id} within {wait} s") from None
         finally:
             self._calls.pop(ack_id, None)
+            self.continuity.gave_up(ack_id)
 
     async def _submit(
         self,
@@ -503,6 +537,7 @@ class Client:
         failure with the failed ones reported, until one delivers a hello."""
         failed: list[str] = []
         errors: list[str] = []
+        again = 0  # renegotiations an opening asked for (bounded)
         while True:
             neg = await self._negotiate(failed)
             offers = [
@@ -538,6 +573,13 @@ class Client:
                 code = exc.code if isinstance(exc, TransportClosed) else None
                 if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
                     raise AuthError(f"{offer.name}: {exc}", code) from exc
+                if code in RENEGOTIATE and again < _RENEGOTIATIONS:
+                    # The node is stopping, the credential expired, the ticket was not
+                    # taken: nothing wrong with the transport. Negotiate again (a load
+                    # balancer sends the next attempt elsewhere).
+                    again += 1
+                    log.info("anywire %s: %s; negotiating again", offer.name, exc)
+                    continue
                 reason = "no hello in time" if isinstance(exc, TimeoutError) else repr(exc)
                 log.info("anywire transport %s failed: %s", offer.name, reason)
                 failed.append(offer.name)
@@ -556,8 +598,9 @@ class Client:
         }
         if self._neg is not None and self.peer.sid is not None:
             body["resume"] = self._neg.token
-        if self.user_position is not None:
-            body["user_since"] = list(self.user_position)
+        since = self.continuity.since()
+        if since:
+            body["since"] = since
         try:
             async with asyncio.timeout(self.connect_timeout):
                 token = await self._get_token()
@@ -603,32 +646,27 @@ class Client:
         return self._http
 
     def _attach(self, neg: Negotiated, transport: ClientTransport, hello: Hello) -> None:
-        lost = not hello.recovered and self.sid is not None  # a session existed before
-        resend = self.peer.on_hello(hello)
+        resend, unanswerable = self.continuity.on_hello(hello)
         self._neg = neg
         self._live = transport
         self.sid = hello.sid
         self.recovered = hello.recovered
-        # Unconfirmed frames go first into the ordered queue, before anything new.
+        # Rejoins and unconfirmed frames go first into the ordered queue, before anything
+        # new.
         transport.send(resend)
+        for ack_id, kind, room in unanswerable:
+            fut = self._calls.pop(ack_id, None)
+            if fut is None or fut.done():
+                continue
+            if kind == "leave":
+                fut.set_result({"room": room})  # the fresh session is in no room
+            else:
+                fut.set_exception(
+                    RequestLost(f"request {ack_id} was lost with its session; it may have run")
+                )
         self._set_state("connected")
-        if lost and self.rooms:
-            self._track_task(self._tasks, self._rejoin(dict(self.rooms)))
         for hook in self._connect_hooks:
             self._call_hook(hook)
-
-    async def _rejoin(self, rooms: dict[str, Any]) -> None:
-        """The session was lost with its rooms: join them again, each from the last stream
-        position seen, so what they published meanwhile is replayed (if the server's
-        history still holds it)."""
-        for room, meta in rooms.items():
-            try:
-                answer = await self.join(room, meta, since=self.positions.get(room))
-            except ClientError as exc:
-                log.warning("anywire: rejoining %r failed: %r", room, exc)
-                continue
-            if isinstance(answer, dict) and answer.get("recovered") is False:
-                log.warning("anywire: events of %r published while away are lost", room)
 
     async def _pump(self, transport: ClientTransport) -> tuple[int | None, str]:
         """Read frames until the connection ends; returns its close code and reason."""
@@ -678,14 +716,13 @@ class Client:
             return  # close: the transport ends next; the others mean nothing here
         handled = self.peer.receive(frame)  # sequencing and dedupe; raises on a gap
         if isinstance(handled, Event):
-            if handled.r is not None and handled.o is not None:
-                # Where the client stands in the room's stream: join(room, since=...)
-                # after a lost session asks the server for what came after.
-                self.positions[handled.r] = (handled.o[1], handled.o[2])
-            elif handled.o is not None and handled.o[0].startswith("user:"):
-                self.user_position = (handled.o[1], handled.o[2])
-            self._dispatch(handled)
+            # Stream positions: the second line of dedupe, and where to catch up from.
+            if self.continuity.accept(handled):
+                self._handlers.dispatch(handled)
         elif isinstance(handled, Ack):
+            join = self.continuity.answered(handled)
+            if join is not None and join.rejoin and not handled.ok:
+                log.warning("anywire: rejoining %r was refused: %s", join.room, handled.err)
             fut = self._calls.get(handled.id)
             if fut is not None and not fut.done():
                 if handled.ok:
@@ -693,39 +730,6 @@ class Client:
                 else:
                     err = handled.err or {}
                     fut.set_exception(AckError(err.get("code", "error"), err.get("message", "")))
-
-    def _dispatch(self, event: Event) -> None:
-        handler = self._handlers.get(event.e)
-        if handler is None:
-            if event.id is not None:
-                self._reply(event.id, False, None, "no_handler", f"no handler for {event.e!r}")
-            return
-        try:
-            result = handler(event.d)
-        except Exception as exc:
-            self._handler_failed(event, exc)
-            return
-        if inspect.isawaitable(result):
-            # Async handlers run as tasks so a slow one never stalls the connection;
-            # they start in arrival order.
-            self._track_task(self._tasks, self._finish_handler(event, result))
-        elif event.id is not None:
-            self._reply(event.id, True, result)
-
-    async def _finish_handler(self, event: Event, pending: Awaitable[Any]) -> None:
-        try:
-            result = await pending
-        except Exception as exc:
-            self._handler_failed(event, exc)
-            return
-        if event.id is not None:
-            self._reply(event.id, True, result)
-
-    def _handler_failed(self, event: Event, exc: Exception) -> None:
-        if event.id is not None:
-            self._reply(event.id, False, None, "handler_error", str(exc) or type(exc).__name__)
-        else:
-            log.error("anywire handler for %r failed", event.e, exc_info=exc)
 
     def _reply(self, ack_id: int, ok: bool, data: Any, code: str = "", message: str = "") -> None:
         """Acknowledge a server event. Never blocks the pump: if the retransmission

@@ -16,6 +16,7 @@ __all__ = [
     "ConnectionClosed",
     "FrameTooLarge",
     "QueueFull",
+    "RequestLost",
 ]
 
 
@@ -79,3 +80,11 @@ class QueueFull(ClientError):
 class FrameTooLarge(ClientError, ValueError):
     """The encoded frame exceeds the server's ``max_frame_size``; it was not queued (the
     server would refuse it and end the session)."""
+
+
+class RequestLost(ClientError):
+    """The session that received this request was lost before it answered (its node
+    failed): the server may or may not have processed the request, and no answer will
+    come. Raised at once when the client's next session starts, instead of waiting for a
+    timeout. (Requests the old session had not received yet are sent again and answered
+    as usual; joins are always sent again.)"""
