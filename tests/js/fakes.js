@@ -93,10 +93,11 @@ const later = (fn) => queueMicrotask(fn);
 // -- the server side ------------------------------------------------------------------
 
 class Session {
-  constructor(sid, token, user) {
+  constructor(sid, token, user, ns = "/") {
     this.sid = sid;
     this.token = token;
     this.user = user;
+    this.ns = ns;
     this.outSeq = 0;
     this.outbox = []; // sequenced frames sent, not yet acknowledged
     this.inLast = 0;
@@ -236,6 +237,8 @@ export class FakeServer {
     this.posts = [];
     this.handlers = { echo: (d) => d };
     this.answer = true; // answer requests with acks
+    this.heads = new Map(); // stream -> [epoch, offset] of the last event pushed with `o`
+    this.refused = new Set(); // rooms whose joins are answered "forbidden"
     this.blackhole = false;
     this.n = 0;
   }
@@ -301,7 +304,17 @@ export class FakeServer {
 
   /** Server emits an event to the latest session (sequenced, buffered if detached). */
   push(name, data, extra = {}) {
+    const o = extra.o;
+    if (o) {
+      const head = this.heads.get(o[0]);
+      if (!head || head[0] !== o[1] || head[1] < o[2]) this.heads.set(o[0], [o[1], o[2]]);
+    }
     return this._send(this.session, { t: "event", e: name, d: data, ...extra });
+  }
+
+  /** Where `stream` stands now: [epoch, offset] of its last event, else ["ep", 0]. */
+  head(stream) {
+    return (this.heads.get(stream) ?? ["ep", 0]).slice();
   }
 
   live() {
@@ -375,7 +388,7 @@ export class FakeServer {
     const old = [...this.sessions.values()].find((s) => s.token === body.resume && !s.closed);
     const sid = old ? old.sid : `sid${++this.n}`;
     const ticket = `ticket${++this.n}`;
-    this.tickets.set(ticket, { sid, codec, used: false, token: old ? old.token : `token-${sid}` });
+    this.tickets.set(ticket, { sid, codec, used: false, token: old ? old.token : `token-${sid}`, ns: body.ns });
     const answer = {
       v: 1, sid, token: old ? old.token : `token-${sid}`, ticket, codec, resumable: Boolean(old),
       transports: order.map((name) => ({ name, url: `/anywire/${name === "longpoll" ? "poll" : name === "websocket" ? "ws" : name}`, codec: name === "sse" ? "json" : codec })),
@@ -403,12 +416,14 @@ export class FakeServer {
       return 0;
     }
     if (session) session.closed = "replaced";
-    session = new Session(t.sid, t.token, "user");
+    session = new Session(t.sid, t.token, "user", t.ns);
     this.sessions.delete(t.sid);
     this.sessions.set(t.sid, session);
     session.conn = conn;
     conn.session = session;
-    conn.write([{ t: "hello", sid: session.sid, recovered: false, seq: 0, last: 0 }]);
+    // Where each stream the session receives without joining starts (protocol: `streams`).
+    const streams = [`user:${t.ns}:${session.user}`, `sess:${t.ns}:${session.sid}`, `all:${t.ns}`].map((s) => [s, ...this.head(s)]);
+    conn.write([{ t: "hello", sid: session.sid, recovered: false, seq: 0, last: 0, streams }]);
     return 0;
   }
 
@@ -444,8 +459,12 @@ export class FakeServer {
       const handler = this.handlers[f.e];
       if (!handler) this._send(session, { t: "ack", id: f.id, ok: false, err: { code: "no_handler", message: `no handler for '${f.e}'` } });
       else this._send(session, { t: "ack", id: f.id, ok: true, d: handler(f.d, session) ?? null });
+    } else if (f.t === "join" && this.refused.has(f.r)) {
+      this._send(session, { t: "ack", id: f.id, ok: false, err: { code: "forbidden", message: "join refused" } });
     } else if (f.t === "join") {
-      this._send(session, { t: "ack", id: f.id, ok: true, d: { room: f.r, presence: [{ sid: session.sid, user: session.user, meta: f.meta ?? null }], ...(f.since ? { recovered: true } : {}) } });
+      const presence = [{ sid: session.sid, user: session.user, meta: f.meta ?? null }];
+      const position = f.since ?? this.head(`room:${session.ns}:${f.r}`);
+      this._send(session, { t: "ack", id: f.id, ok: true, d: { room: f.r, presence, position, ...(f.since ? { recovered: true } : {}) } });
     } else if (f.t === "leave") {
       this._send(session, { t: "ack", id: f.id, ok: true, d: { room: f.r } });
     }

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, QueueFull, connect } from "../../anywire/clients/js/anywire.js";
+import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, QueueFull, RequestLost, connect } from "../../anywire/clients/js/anywire.js";
 import { FakeClock, FakeServer, FakeStorage, FakeWindow, settle } from "./fakes.js";
 
 const KEY = "anywire:transport:http://srv.test/anywire:/";
@@ -253,12 +253,12 @@ test("a sequence gap drops the connection and resumes from the last frame in ord
   await socket.close();
 });
 
-test("recovered: false starts afresh: renumbered resend, rooms rejoined from their positions", async () => {
+test("recovered: false starts afresh: rooms rejoined from their positions, then the renumbered resend", async () => {
   const { socket, server, clock } = setup({ transports: ["longpoll"] });
   await socket.ready();
   await socket.join("lobby", { meta: { nick: "ann" } });
   server.push("chat", "x", { r: "lobby", o: ["room:/:lobby", "ep1", 41] });
-  await until(clock, () => socket.positions.lobby !== undefined);
+  await until(clock, () => socket.positions.lobby[0] === "ep1");
   server.down = true;
   server.dropLive();
   await until(clock, () => socket.state === "reconnecting");
@@ -270,9 +270,12 @@ test("recovered: false starts afresh: renumbered resend, rooms rejoined from the
   await until(clock, () => server.session && server.session.log.length === 2);
   assert.equal(socket.recovered, false);
   assert.deepEqual(connects, [{ sid: socket.sid, recovered: false, transport: "longpoll" }]);
-  const [resent, rejoin] = server.session.log;
-  assert.deepEqual([resent.t, resent.s, resent.e], ["event", 1, "offline"]);
-  assert.deepEqual([rejoin.t, rejoin.s, rejoin.r, rejoin.meta, rejoin.since], ["join", 2, "lobby", { nick: "ann" }, ["ep1", 41]]);
+  // The client was in the room when it queued the event: the rejoin goes first.
+  const [rejoin, resent] = server.session.log;
+  assert.deepEqual([rejoin.t, rejoin.s, rejoin.r, rejoin.meta, rejoin.since], ["join", 1, "lobby", { nick: "ann" }, ["ep1", 41]]);
+  assert.deepEqual([resent.t, resent.s, resent.e], ["event", 2, "offline"]);
+  await until(clock, () => socket.peer.unconfirmed.length === 0);
+  assert.deepEqual(socket.rooms, { lobby: { nick: "ann" } });
   await socket.close();
 });
 
@@ -595,15 +598,17 @@ test("rooms named like Object.prototype members are ordinary rooms", async () =>
   await socket.join("__proto__", { meta: { a: 1 } });
   await socket.join("toString");
   server.push("m", 1, { r: "__proto__", o: ["room:/:__proto__", "ep", 3] });
-  await until(clock, () => Object.keys(socket.positions).length === 1);
+  await until(clock, () => socket.positions.__proto__[1] === 3);
   assert.deepEqual(Object.keys(socket.rooms), ["__proto__", "toString"]);
   assert.deepEqual(socket.positions.__proto__, ["ep", 3]);
+  assert.deepEqual(Object.keys(socket.positions), ["toString", "__proto__"]); // most recently moved last
   assert.equal(Object.getPrototypeOf(socket.rooms), Object.prototype);
   server.dropLive();
   server.sessions.clear();
   await until(clock, () => server.sessions.size === 1 && server.session.log.length === 2);
+  // Each from its position: the last event seen, else where the join answer started it.
   const joins = server.session.log.map((f) => [f.r, f.since ?? null]);
-  assert.deepEqual(joins, [["__proto__", ["ep", 3]], ["toString", null]]);
+  assert.deepEqual(joins, [["__proto__", ["ep", 3]], ["toString", ["ep", 0]]]);
   await socket.leave("__proto__");
   assert.deepEqual(Object.keys(socket.rooms), ["toString"]);
   await socket.close();
@@ -617,25 +622,215 @@ test("closed right after connect(): no request, one state change", async () => {
   assert.equal(server.negotiations.length, 0);
 });
 
-test("the user stream's position is tracked and sent as user_since by every negotiate", async () => {
+
+// -- continuity across sessions: stream positions, rooms, open requests -------------------
+
+/** The server restarts under a live socket: the session is gone, the next hello is fresh. */
+async function restart(server, clock, socket, more = () => {}) {
+  server.down = true;
+  server.dropLive();
+  await until(clock, () => socket.state === "reconnecting");
+  server.sessions.clear();
+  more();
+  server.down = false;
+  await until(clock, () => socket.state === "connected");
+}
+
+test("a stream event at or below the socket's position is dropped and counted, never handled", async () => {
+  const { socket, server, clock } = setup({ transports: ["websocket"] });
+  const got = [];
+  socket.on("n", (d) => got.push(d));
+  await socket.ready();
+  assert.deepEqual(socket.stats, { duplicates: 0 });
+  const at = (offset, epoch = "ep") => ({ r: "lobby", o: ["room:/:lobby", epoch, offset] });
+  server.push("n", 1, at(1));
+  server.push("n", 2, at(2));
+  server.push("n", "again", at(2)); // a new sequence number, an offset the socket has
+  server.push("n", "older", at(1));
+  server.push("n", 3, at(3));
+  server.push("n", "new epoch", at(1, "ep2")); // another history: any offset is new
+  await until(clock, () => socket.peer.inLast === 6);
+  assert.deepEqual(got, [1, 2, 3, "new epoch"]);
+  assert.deepEqual(socket.stats, { duplicates: 2 });
+  assert.deepEqual(socket.positions, { lobby: ["ep2", 1] });
+  await socket.close();
+});
+
+test("a fresh hello rejoins rooms and pending joins ahead of the resent frames, from current positions", async () => {
+  const { socket, server, clock } = setup({ transports: ["longpoll"] });
+  await socket.ready();
+  await socket.join("lobby", { meta: { nick: "ann" } });
+  server.push("chat", "x", { r: "lobby", o: ["room:/:lobby", "ep1", 41] });
+  server.push("chat", "y", { r: "later", o: ["room:/:later", "ep3", 5] });
+  await until(clock, () => socket.positions.later !== undefined);
+  // Received and confirmed by the session, never answered: pending, not resent.
+  server.answer = false;
+  const pending = socket.join("pending", { meta: 7, timeout: 60000 });
+  await until(clock, () => server.session.log.some((f) => f.r === "pending") && socket.peer.unconfirmed.length === 0);
+  const pendingId = server.session.log.at(-1).id;
+  server.down = true;
+  server.dropLive();
+  await until(clock, () => socket.state === "reconnecting");
+  // Queued while offline: resent as they are, the join asking from where the socket stands.
+  socket.emit("offline", 1);
+  const later = socket.join("later", { since: ["ep3", 1] });
+  server.sessions.clear(); // the server restarted: the session is gone
+  server.answer = true;
+  server.down = false;
+  await until(clock, () => server.session && server.session.log.length === 4);
+  assert.equal(socket.recovered, false);
+  const log = server.session.log.map((f) => [f.s, f.t, f.r ?? f.e, f.since ?? null]);
+  assert.deepEqual(log, [
+    [1, "join", "lobby", ["ep1", 41]],
+    [2, "join", "pending", null],
+    [3, "event", "offline", null],
+    [4, "join", "later", ["ep3", 5]],
+  ]);
+  const [rejoin, again] = server.session.log;
+  assert.equal(again.id, pendingId, "a pending join keeps its id: its waiter gets the answer");
+  assert.deepEqual(again.meta, 7);
+  assert.ok(![pendingId, server.session.log[3].id].includes(rejoin.id));
+  assert.equal((await pending).room, "pending");
+  assert.equal((await later).room, "later");
+  assert.deepEqual(socket.rooms, { lobby: { nick: "ann" }, pending: 7, later: null });
+  await socket.close();
+});
+
+test("a join answered after the caller's AckTimeout still makes the room the socket's", async () => {
+  const { socket, server, clock } = setup({ ackTimeout: 1000 });
+  await socket.ready();
+  server.answer = false;
+  server.heads.set("room:/:slow", ["ep", 12]);
+  const waiting = assert.rejects(socket.join("slow", { meta: { a: 1 } }), AckTimeout);
+  await clock.advance(1100);
+  await waiting;
+  assert.deepEqual(socket.rooms, {});
+  // The answer comes after all: applied.
+  server.answer = true;
+  const [join] = server.session.log;
+  server._handle(server.session, join);
+  await until(clock, () => Object.keys(socket.rooms).length === 1);
+  assert.deepEqual(socket.rooms, { slow: { a: 1 } });
+  assert.deepEqual(socket.positions, { slow: ["ep", 12] });
+  // A lost session rejoins it from there.
+  await restart(server, clock, socket);
+  await until(clock, () => server.session.log.length === 1);
+  assert.deepEqual([server.session.log[0].r, server.session.log[0].since], ["slow", ["ep", 12]]);
+  await socket.close();
+});
+
+test("requests the lost session received: calls reject RequestLost at once, leaves resolve", async () => {
+  const { socket, server, clock } = setup({ transports: ["sse"], ackTimeout: 60000 });
+  await socket.ready();
+  await socket.join("lobby");
+  server.answer = false;
+  const call = socket.call("echo", 1);
+  const leaving = socket.leave("lobby");
+  const cancelled = socket.join("gone");
+  const leavingGone = socket.leave("gone");
+  await until(clock, () => server.session.log.length === 5 && socket.peer.unconfirmed.length === 0);
+  const outcomes = [];
+  const track = (name, p) => p.then((v) => outcomes.push([name, v]), (e) => outcomes.push([name, e]));
+  track("call", call);
+  track("leave", leaving);
+  track("join", cancelled);
+  track("leaveGone", leavingGone);
+  let resent;
+  await restart(server, clock, socket, () => {
+    server.answer = true;
+    resent = socket.call("echo", 2); // queued offline: sent again, answered as usual
+  });
+  await until(clock, () => outcomes.length === 4);
+  assert.ok(clock.t < 60000, "not after a timeout");
+  const by = Object.fromEntries(outcomes);
+  assert.ok(by.call instanceof RequestLost, String(by.call));
+  assert.ok(by.join instanceof RequestLost, String(by.join));
+  assert.deepEqual(by.leave, { room: "lobby" });
+  assert.deepEqual(by.leaveGone, { room: "gone" });
+  assert.equal(await resent, 2);
+  assert.deepEqual(socket.rooms, {});
+  assert.deepEqual(server.session.log.map((f) => f.t), ["event"], "no room is rejoined");
+  await socket.close();
+});
+
+test("every negotiate reports every stream position in `since` (no user_since)", async () => {
   const { socket, server, clock } = setup();
   await socket.ready();
-  assert.equal(socket.userPosition, null);
-  assert.equal(server.negotiations[0].body.user_since, undefined);
-  const seen = [];
-  socket.on("dm", (d) => seen.push(d));
-  socket.on("$lost", (d) => seen.push(d));
-  server.push("dm", "one", { o: ["user:/:alice", "ep", 4] });
-  server.push("dm", "two", { o: ["user:/:alice", "ep", 5] });
-  server.push("news", "room", { r: "lobby", o: ["room:/:lobby", "ep", 9] }); // not the user's
-  await until(clock, () => seen.length === 2);
-  assert.deepEqual(socket.userPosition, ["ep", 5]);
+  assert.equal(server.negotiations[0].body.since, undefined);
+  const sid = socket.sid;
+  await socket.join("lobby");
+  server.push("dm", "one", { o: ["user:/:user", "ep", 4] });
+  server.push("chat", "hi", { r: "lobby", o: ["room:/:lobby", "ep", 9] });
+  await until(clock, () => socket.positions.lobby?.[1] === 9);
   server.dropLive();
   await until(clock, () => socket.state === "connected" && server.negotiations.length === 2);
-  assert.deepEqual(server.negotiations[1].body.user_since, ["ep", 5]);
-  // $lost is an ordinary event for the application
-  server.push("$lost", { stream: "user:/:alice", epoch: "ep", from: 6, to: null });
-  await until(clock, () => seen.length === 3);
-  assert.equal(seen[2].stream, "user:/:alice");
+  const body = server.negotiations[1].body;
+  assert.equal(body.user_since, undefined);
+  assert.deepEqual(body.since.slice().sort(), [
+    ["all:/", "ep", 0],
+    ["room:/:lobby", "ep", 9],
+    [`sess:/:${sid}`, "ep", 0],
+    ["user:/:user", "ep", 4],
+  ]);
+  await socket.close();
+});
+
+test("a fresh hello's streams become positions; $lost moves a position past what it announces", async () => {
+  const { socket, server, clock } = setup({ transports: ["websocket"] });
+  server.heads.set("user:/:user", ["eu", 3]);
+  server.heads.set("all:/", ["ea", 7]);
+  const seen = [];
+  socket.on("dm", (d) => seen.push(d));
+  socket.on("chat", (d) => seen.push(d));
+  socket.on("$lost", (d, info) => seen.push([d, info.offset]));
+  await socket.ready();
+  const first = socket.sid;
+  assert.deepEqual(socket.userPosition, ["eu", 3]);
+  assert.deepEqual(socket.continuity.since(), [["user:/:user", "eu", 3], [`sess:/:${first}`, "ep", 0], ["all:/", "ea", 7]]);
+  server.push("dm", "old", { o: ["user:/:user", "eu", 3] }); // where the stream started: had
+  server.push("dm", "new", { o: ["user:/:user", "eu", 4] });
+  await socket.join("lobby");
+  server.push("chat", 4, { r: "lobby", o: ["room:/:lobby", "ep", 4] });
+  // History no longer held 5-9 of the room: announced, then the stream goes on.
+  const lost = { stream: "room:/:lobby", epoch: "ep", from: 5, to: 9, room: "lobby" };
+  server.push("$lost", lost);
+  server.push("chat", 9, { r: "lobby", o: ["room:/:lobby", "ep", 9] });
+  server.push("chat", 10, { r: "lobby", o: ["room:/:lobby", "ep", 10] });
+  await until(clock, () => socket.positions.lobby?.[1] === 10);
+  assert.deepEqual(seen, ["new", 4, [lost, null], 10]);
+  assert.deepEqual(socket.userPosition, ["eu", 4]);
+  assert.deepEqual(socket.stats, { duplicates: 2 });
+  // A $lost whose end is unknown moves nothing.
+  server.push("$lost", { stream: "room:/:lobby", epoch: "ep", from: 11, to: null });
+  await until(clock, () => seen.length === 5);
+  assert.deepEqual(socket.positions.lobby, ["ep", 10]);
+  // The next fresh session lists its own streams: the old session's is forgotten, a
+  // position ahead of the listed one in the same epoch is kept.
+  server.heads.set("user:/:user", ["eu", 2]);
+  await restart(server, clock, socket);
+  assert.notEqual(socket.sid, first);
+  assert.deepEqual(socket.userPosition, ["eu", 4]);
+  const streams = socket.continuity.since().map(([s]) => s).sort();
+  assert.deepEqual(streams, ["all:/", "room:/:lobby", `sess:/:${socket.sid}`, "user:/:user"]);
+  await socket.close();
+});
+
+test("a rejoin the fresh session refuses removes the room, and is reported", async () => {
+  const { socket, server, clock } = setup();
+  await socket.ready();
+  await socket.join("vip");
+  await socket.join("lobby");
+  const reported = [];
+  const original = console.error;
+  console.error = (...args) => reported.push(args.join(" "));
+  try {
+    await restart(server, clock, socket, () => server.refused.add("vip"));
+    await until(clock, () => server.session.log.length === 2 && !("vip" in socket.rooms));
+  } finally {
+    console.error = original;
+  }
+  assert.deepEqual(socket.rooms, { lobby: null });
+  assert.equal(reported.length, 1);
+  assert.match(reported[0], /rejoining 'vip' was refused: forbidden/);
   await socket.close();
 });

@@ -1,5 +1,6 @@
 // Pure parts of the client, one by one: ClientPeer (a port of tests/unit/test_peer.py),
-// the backoff schedule, negotiate answers, batching within the limits, close codes.
+// the backoff schedule, negotiate bodies and answers, batching within the limits, close
+// codes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -8,7 +9,7 @@ import { shouldReconnect } from "../../anywire/clients/js/closecodes.js";
 import { jsonCodec, msgpackCodec } from "../../anywire/clients/js/codec.js";
 import { ProtocolError, QueueFull } from "../../anywire/clients/js/errors.js";
 import * as F from "../../anywire/clients/js/frames.js";
-import { LIMITS, parseNegotiated } from "../../anywire/clients/js/negotiate.js";
+import { LIMITS, negotiateBody, parseNegotiated } from "../../anywire/clients/js/negotiate.js";
 import { ClientPeer } from "../../anywire/clients/js/peer.js";
 import { wsUrl } from "../../anywire/clients/js/transport.js";
 
@@ -162,6 +163,29 @@ test("peer: rx every 16 frames, forced with a pong, not for duplicates", () => {
   assert.equal(peer.join("r").id, 3);
 });
 
+test("peer: a fresh hello sends rejoins first and may rewrite what it resends", () => {
+  const peer = new ClientPeer();
+  peer.onHello(hello("s", false, 0, 0));
+  peer.event("a", 1);
+  peer.join("r", null, ["ep", 3]);
+  const rejoin = F.join(0, 99, "lobby", null, ["ep", 40]);
+  const resent = peer.onHello(hello("s", false, 0, 0), [rejoin], (f) => (f.t === "join" ? F.join(f.s, f.id, f.r, f.meta, ["ep", 9]) : f));
+  assert.deepEqual(resent.map((f) => [f.t, f.s]), [["join", 1], ["event", 2], ["join", 3]]);
+  assert.equal(resent[0].id, 99);
+  assert.deepEqual(resent[2].since, ["ep", 9]);
+  assert.equal(peer.outSeq, 3);
+  assert.equal(rejoin.s, 0, "the frames given are left alone");
+  // A recovered hello neither prepends nor rewrites.
+  const again = peer.onHello(hello("s", true, 0, 0), [rejoin], () => assert.fail("no rewrite"));
+  assert.deepEqual(again.map((f) => f.s), [1, 2, 3]);
+});
+
+test("peer: a join sent again keeps its id", () => {
+  const peer = new ClientPeer();
+  assert.equal(peer.join("r", null, null, 41).id, 41);
+  assert.equal(peer.join("r").id, 1);
+});
+
 // -- backoff ------------------------------------------------------------------------------
 
 test("backoff: the ceiling doubles from base and holds at the cap; delays are full jitter", () => {
@@ -208,6 +232,19 @@ test("negotiate: answers are validated; missing limits take the protocol default
     assert.throws(() => parseNegotiated(bad), Error, JSON.stringify(bad));
   }
   assert.throws(() => parseNegotiated({ ...ANSWER, v: 2 }), (e) => e.terminal === true);
+});
+
+test("negotiate: the body reports failed transports, the session to resume and every position", () => {
+  const options = { namespace: "/chat", transports: ["websocket", "sse"], codec: "json" };
+  assert.deepEqual(negotiateBody(options, ["sse"], null, []), {
+    v: 1, ns: "/chat", transports: ["websocket", "sse"], codecs: ["json"], failed: ["sse"],
+  });
+  const since = [["user:/chat:u", "ep", 4], ["room:/chat:a", "ep", 9]];
+  const body = negotiateBody({ ...options, codec: "msgpack" }, [], "tok", since);
+  assert.deepEqual(body, {
+    v: 1, ns: "/chat", transports: ["websocket", "sse"], codecs: ["msgpack", "json"], failed: [], resume: "tok", since,
+  });
+  assert.equal("user_since" in body, false);
 });
 
 // -- batching -------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ export type Value =
 /** Where a room (or user) stream stands: [epoch, offset]. */
 export type Position = [epoch: string, offset: number];
 
+/** A stream event's place: [stream, epoch, offset]. Stream ids are `room:<ns>:<room>`,
+ * `user:<ns>:<user>`, `sess:<ns>:<sid>` and `all:<ns>`. */
+export type StreamPosition = [stream: string, epoch: string, offset: number];
+
 /** What can be injected instead of the browser globals (tests). */
 export interface Env {
   WebSocket?: unknown;
@@ -85,8 +89,8 @@ export interface EventInfo {
   event: string;
   /** The room the event was broadcast to, or null. */
   room: string | null;
-  /** [stream, epoch, offset] of a room or user stream event, or null. */
-  offset: [stream: string, epoch: string, offset: number] | null;
+  /** [stream, epoch, offset] of a stream event, or null. */
+  offset: StreamPosition | null;
   /** The server's request id when it waits for an answer, or null. */
   id: number | null;
 }
@@ -102,8 +106,28 @@ export interface Presence {
 export interface JoinAnswer {
   room: string;
   presence: Presence[];
-  /** Present with `since`: whether the history still held everything after it. */
+  /** Where the socket stands in the room's stream: the room's events after it follow. */
+  position?: Position;
+  /** Present with `since`: whether the history still held everything after it (what it
+   * did not is announced by a `$lost` event). */
   recovered?: boolean;
+}
+
+/** Data of a `$lost` event: offsets `from`..`to` of `stream` (in `epoch`) will never
+ * arrive (`to` null: the count is unknown, the stream's history was replaced). */
+export interface LostData {
+  stream: string;
+  epoch: string;
+  from: number;
+  to: number | null;
+  /** The room, for a room's stream. */
+  room?: string;
+}
+
+export interface Stats {
+  /** Stream events dropped because the socket already had their offset. The server never
+   * sends one: it stays 0 unless something is wrong. */
+  duplicates: number;
 }
 
 export interface ConnectInfo {
@@ -121,13 +145,17 @@ export declare class Socket {
   readonly failed: TransportName[];
   sid: string | null;
   recovered: boolean | null;
-  /** Joined rooms and their presence meta (rejoined by themselves after a lost session). */
-  rooms: Record<string, any>;
-  /** Per room, [epoch, offset] of the last room event received. */
-  positions: Record<string, Position>;
-  /** [epoch, offset] of the last event sent to this user (not to a room); every
-   * negotiate sends it as `user_since` so a fresh session replays what was missed. */
-  userPosition: Position | null;
+  /** Joined rooms and their presence meta (a copy): rejoined by the socket itself, from
+   * where it stood in each, when a reconnection could not resume the session. A join
+   * counts once its answer arrives, even after the caller's AckTimeout. */
+  readonly rooms: Record<string, any>;
+  /** Per room, where the socket stands in the room's stream (a copy). */
+  readonly positions: Record<string, Position>;
+  /** Where the socket stands in the user's own stream, or null. Every negotiate reports
+   * every stream position (`since`), so a fresh session replays what was missed. */
+  readonly userPosition: Position | null;
+  /** Counters (a copy). */
+  readonly stats: Stats;
   lastClose: { code: number; reason: string } | null;
 
   /** Registers a handler; returns a function that removes it. The first handler's return
@@ -139,10 +167,16 @@ export declare class Socket {
   /** Fire-and-forget; queued while offline. Throws QueueFull, FrameTooLarge, TypeError,
    * ConnectionClosed. */
   emit(event: string, data?: Value): void;
-  /** Resolves with the server handler's answer; rejects AckTimeout, AckError, QueueFull,
-   * FrameTooLarge, TypeError, ConnectionClosed. */
+  /** Resolves with the server handler's answer; rejects AckTimeout, AckError, RequestLost
+   * (the session that received it was lost unanswered), QueueFull, FrameTooLarge,
+   * TypeError, ConnectionClosed. */
   call<T = any>(event: string, data?: Value, options?: { timeout?: number }): Promise<T>;
+  /** Rejects AckError ("forbidden"), AckTimeout (only the wait ends: the join stays
+   * pending and takes effect when its answer comes), RequestLost (left before the answer
+   * and the session was lost), and the errors of call(). */
   join(room: string, options?: { meta?: Value; since?: Position | null; timeout?: number }): Promise<JoinAnswer>;
+  /** Resolves with {room} (also when the session that received it was lost: a fresh
+   * session is in no room). */
   leave(room: string, options?: { timeout?: number }): Promise<{ room: string }>;
 
   onState(fn: (state: State) => void): () => void;
@@ -186,6 +220,9 @@ export declare class AckError extends AnywireError {
   readonly message: string;
 }
 export declare class AckTimeout extends AnywireError {}
+/** The session that received the request was lost before answering: it may or may not
+ * have run, and no answer will come. */
+export declare class RequestLost extends AnywireError {}
 export declare class QueueFull extends AnywireError {}
 export declare class FrameTooLarge extends AnywireError {}
 export declare class ConnectionClosed extends AnywireError {

@@ -8,7 +8,7 @@
 
 export { Socket, connect, TRANSPORTS } from "./socket.js";
 export {
-  AckError, AckTimeout, AnywireError, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull,
+  AckError, AckTimeout, AnywireError, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull, RequestLost,
 } from "./errors.js";
 export { shouldReconnect } from "./closecodes.js";
 export { jsonCodec, msgpackCodec } from "./codec.js";

@@ -28,6 +28,13 @@ export class AckError extends AnywireError {
  * only the wait is over. */
 export class AckTimeout extends AnywireError {}
 
+/** The session that received this request was lost before it answered (its server
+ * node failed, the resume window passed): the server may or may not have processed the
+ * request, and no answer will come. Rejected at once when the socket's next session
+ * starts, instead of waiting for a timeout. (Requests the old session had not received
+ * yet are sent again and answered as usual; joins are always sent again.) */
+export class RequestLost extends AnywireError {}
+
 /** `maxQueue` frames already await the server's confirmation; the new one was not queued. */
 export class QueueFull extends AnywireError {}
 

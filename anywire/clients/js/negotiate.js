@@ -52,6 +52,23 @@ export function parseNegotiated(obj) {
   return neg;
 }
 
+/** The negotiate request body (docs/protocol.md 3.1): `failed` transports, the `resume`
+ * token of the session to resume (or null), and `since`, every stream position the
+ * client holds as [stream, epoch, offset] (left out when there is none), so a fresh
+ * session catches up on what the client missed. */
+export function negotiateBody(options, failed, resume, since) {
+  const body = {
+    v: 1,
+    ns: options.namespace,
+    transports: options.transports.slice(),
+    codecs: [...new Set([options.codec, "json"])],
+    failed: failed.slice(),
+  };
+  if (resume !== null) body.resume = resume;
+  if (since.length) body.since = since;
+  return body;
+}
+
 /** POSTs `body` to `url` with `Authorization: Bearer <getToken()>` and returns the
  * validated answer. Everything, getToken() included, is bounded by `timeout` ms. Throws
  * a failure: `terminal` for 401/403, a terminal close code or a protocol version this

@@ -43,8 +43,11 @@ export class ClientPeer {
     return this._track(F.ack(this.outSeq + 1, id, ok, data, err));
   }
 
-  join(room, meta, since) {
-    return this._track(F.join(this.outSeq + 1, this.nextId(), room, meta, since));
+  /** A join request (`since`: replay the room from there; `ackId`: an id already given
+   * to this request, when it is sent again). */
+  join(room, meta, since, ackId) {
+    const id = ackId ?? this.nextId();
+    return this._track(F.join(this.outSeq + 1, id, room, meta, since));
   }
 
   leave(room) {
@@ -70,23 +73,28 @@ export class ClientPeer {
   /** Applies the server's hello; returns the unconfirmed frames to send again, in order.
    * `recovered: false` starts a fresh session: the receive position restarts at
    * hello.seq and what is still unconfirmed is renumbered from hello.last + 1 (also when
-   * the sid is unchanged: a resume the server could not serve keeps the sid). */
-  onHello(hello) {
+   * the sid is unchanged: a resume the server could not serve keeps the sid). For such a
+   * hello only, `first` are frames to send ahead of them (rejoins: the client was in
+   * those rooms when it sent the rest; their `s` is assigned here) and `rewrite` may
+   * replace each resent frame (a join's `since` brought up to date).
+   * @param {object} hello @param {object[]} [first] @param {((f: object) => object)|null} [rewrite] */
+  onHello(hello, first = [], rewrite = null) {
     if (hello.recovered) {
       if (this.sid !== null && hello.sid !== this.sid) throw new ProtocolError("resumed a different session");
     } else {
       this.inLast = hello.seq;
       this.rxSent = hello.seq;
-      this._renumber(hello.last);
+      this._renumber(hello.last, first, rewrite);
     }
     this.sid = hello.sid;
     this.confirm(hello.last);
     return this.unconfirmed.slice();
   }
 
-  _renumber(base) {
+  _renumber(base, first = [], rewrite = null) {
+    const resent = rewrite ? this.unconfirmed.map((f) => rewrite(f)) : this.unconfirmed;
     this.outSeq = base;
-    this.unconfirmed = this.unconfirmed.map((f) => F.withSeq(f, ++this.outSeq));
+    this.unconfirmed = [...first, ...resent].map((f) => F.withSeq(f, ++this.outSeq));
   }
 
   /** The server processed every frame up to `n`. */

@@ -1,9 +1,10 @@
 // The socket: negotiate, pick a transport with fallback, resume after drops, upgrade.
 //
 // All session bookkeeping (sequence numbers, what to resend, duplicates, receipts) is
-// ClientPeer's (peer.js, a mirror of the Python core); this module does I/O and
-// scheduling around it, like the Python client (anywire/clients/python/client.py). One
-// async loop owns the connection cycle:
+// ClientPeer's (peer.js, a mirror of the Python core), and what spans sessions (stream
+// positions, rooms, open requests) is Continuity's (continuity.js); this module does I/O
+// and scheduling around them, like the Python client (anywire/clients/python/client.py).
+// One async loop owns the connection cycle:
 //
 //   negotiate -> open transport -> hello -> frames flow -> (drop) -> backoff -> negotiate
 //
@@ -14,11 +15,13 @@
 
 import { CODECS, jsonCodec, own } from "./codec.js";
 import { FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
-import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull } from "./errors.js";
+import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull, RequestLost } from "./errors.js";
 import { recall, remember, resolveEnv } from "./env.js";
 import { setKey } from "./values.js";
 import { backoff } from "./backoff.js";
-import { LIMITS, failure, negotiate } from "./negotiate.js";
+import { Continuity } from "./continuity.js";
+import { Handlers, Hooks, report } from "./handlers.js";
+import { LIMITS, failure, negotiate, negotiateBody } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { LongPollTransport } from "./longpoll.js";
@@ -69,10 +72,6 @@ function checkName(name, what) {
   if (!F.isName(name)) throw new TypeError(`${what} name must be a string of 1-${F.MAX_NAME} characters`);
 }
 
-function report(err) {
-  if (typeof console !== "undefined") console.error("anywire:", err);
-}
-
 export class Socket {
   /** @param {object} options see anywire.d.ts (ConnectOptions) */
   constructor(options = {}) {
@@ -100,16 +99,12 @@ export class Socket {
     this.path = o.path.replace(/\/+$/, "");
     /** The session's sequencing state (kept across reconnects). */
     this.peer = new ClientPeer(o.maxQueue);
+    /** Stream positions, rooms and open requests, kept across sessions. */
+    this.continuity = new Continuity(this.peer, o.namespace);
     /** @type {string|null} the session id, once connected */
     this.sid = null;
     /** @type {boolean|null} the last hello's `recovered`: false means a fresh session */
     this.recovered = null;
-    /** Rooms joined, with their presence meta; rejoined when a session is lost. */
-    this.rooms = {};
-    /** Per room, [epoch, offset] of the last room event received (for join `since`). */
-    this.positions = {};
-    /** [epoch, offset] of the last event of the user's own stream (sent as `user_since`). */
-    this.userPosition = null;
     /** @type {{code: number, reason: string}|null} the last close code the server gave */
     this.lastClose = null;
 
@@ -120,8 +115,8 @@ export class Socket {
     this._everConnected = false;
     this._closed = false;
     this._ended = null;
-    this._handlers = new Map();
-    this._hooks = { state: new Set(), transport: new Set(), connect: new Set(), disconnect: new Set(), error: new Set() };
+    this._handlers = new Handlers((...answer) => this._reply(...answer));
+    this._hooks = new Hooks(["state", "transport", "connect", "disconnect", "error"]);
     this._calls = new Map();
     this._readyWaiters = [];
     this._roomWaiters = new Set();
@@ -163,53 +158,55 @@ export class Socket {
     return this._failed.slice();
   }
 
+  /** {room: meta} of the rooms joined: joined again by the socket itself, from where it
+   * stood in each, when a reconnection could not resume the session. */
+  get rooms() {
+    const out = {};
+    for (const [room, meta] of this.continuity.joins.rooms) setKey(out, room, meta);
+    return out;
+  }
+
+  /** {room: [epoch, offset]}: where the socket stands in each room's stream. */
+  get positions() {
+    return this.continuity.positions.rooms();
+  }
+
+  /** [epoch, offset] where the socket stands in the user's own stream, or null. */
+  get userPosition() {
+    return this.continuity.positions.implicit("user");
+  }
+
+  /** Counters: `duplicates` is the number of stream events dropped because the socket
+   * already had them. The server never sends one: it stays 0 unless something is wrong. */
+  get stats() {
+    return { duplicates: this.continuity.positions.duplicates };
+  }
+
   // -- registration -------------------------------------------------------------------
   /** Registers `handler(data, info)` for server event `event`; returns an unsubscribe
    * function. If the server asked for an ack, the first handler's return value (or the
    * value of its Promise) is the answer; a throw (or rejection) answers handler_error;
    * an event nobody handles is answered no_handler. */
   on(event, handler) {
-    let set = this._handlers.get(event);
-    if (!set) this._handlers.set(event, (set = new Set()));
-    set.add(handler);
+    this._handlers.add(event, handler);
     return () => this.off(event, handler);
   }
 
   /** Removes a handler (or, without one, every handler of `event`). */
   off(event, handler) {
-    const set = this._handlers.get(event);
-    if (!set) return;
-    if (handler === undefined) set.clear();
-    else set.delete(handler);
-    if (set.size === 0) this._handlers.delete(event);
-  }
-
-  _hook(kind, fn) {
-    this._hooks[kind].add(fn);
-    return () => this._hooks[kind].delete(fn);
+    this._handlers.remove(event, handler);
   }
 
   /** `fn(state)` on every change of `state`. */
-  onState(fn) { return this._hook("state", fn); }
+  onState(fn) { return this._hooks.add("state", fn); }
   /** `fn(name)` whenever `transport` changes (null when not connected). */
-  onTransport(fn) { return this._hook("transport", fn); }
+  onTransport(fn) { return this._hooks.add("transport", fn); }
   /** `fn({sid, recovered, transport})` after every hello that (re)connects the socket. */
-  onConnect(fn) { return this._hook("connect", fn); }
+  onConnect(fn) { return this._hooks.add("connect", fn); }
   /** `fn(code, reason)` when a live connection ends (code null: no code given). */
-  onDisconnect(fn) { return this._hook("disconnect", fn); }
+  onDisconnect(fn) { return this._hooks.add("disconnect", fn); }
   /** `fn(code, reason)` when the server rejects a frame with an error frame. */
-  onError(fn) { return this._hook("error", fn); }
-
-  _emit(kind, ...args) {
-    for (const fn of [...this._hooks[kind]]) {
-      try {
-        const r = fn(...args);
-        if (r && typeof r.then === "function") r.then(null, report);
-      } catch (err) {
-        report(err);
-      }
-    }
-  }
+  onError(fn) { return this._hooks.add("error", fn); }
 
   /** Resolves once connected (at once if connected now); rejects with ConnectionClosed
    * if the socket ends for good first. */
@@ -228,7 +225,7 @@ export class Socket {
     checkName(event, "event");
     this._checkFrame(F.event(PROBE, event, data));
     if (!this.peer.hasRoom()) throw new QueueFull(`${this.options.maxQueue} frames await the server's confirmation`);
-    this._send(this.peer.event(event, data));
+    this._send(this.continuity.event(event, data));
   }
 
   /** Sends an event and resolves with the server handler's answer. Rejects AckTimeout
@@ -238,30 +235,25 @@ export class Socket {
     this._checkOpen();
     checkName(event, "event");
     const id = this.peer.nextId();
-    return this._request(() => this.peer.event(event, data, id), F.event(PROBE, event, data, id), timeout);
+    return this._request(() => this.continuity.event(event, data, id), F.event(PROBE, event, data, id), timeout);
   }
 
   /** Joins `room` (presence `meta`; `since` = [epoch, offset] replays what the room
-   * published after it). Resolves with {room, presence[, recovered]}; rejects AckError
-   * (e.g. "forbidden"). Joined rooms are rejoined by themselves after a lost session. */
+   * published after it). Resolves with {room, presence, position[, recovered]}; rejects
+   * AckError (e.g. "forbidden"). AckTimeout only ends the wait: the join stays pending
+   * and takes effect when its answer comes. Joined rooms are rejoined by themselves
+   * after a lost session. */
   async join(room, { meta = null, since = null, timeout } = {}) {
     this._checkOpen();
     checkName(room, "room");
-    const answer = await this._request(
-      () => this.peer.join(room, meta, since),
-      F.join(PROBE, PROBE, room, meta, since),
-      timeout,
-    );
-    setKey(this.rooms, room, meta);
-    return answer;
+    return this._request(() => this.continuity.join(room, meta, since), F.join(PROBE, PROBE, room, meta, since), timeout);
   }
 
   /** Leaves `room`; resolves with the server's answer ({room}). */
   async leave(room, { timeout } = {}) {
     this._checkOpen();
     checkName(room, "room");
-    delete this.rooms[room];
-    return this._request(() => this.peer.leave(room), F.leave(PROBE, PROBE, room), timeout);
+    return this._request(() => this.continuity.leave(room), F.leave(PROBE, PROBE, room), timeout);
   }
 
   async _request(build, probe, timeout) {
@@ -273,6 +265,7 @@ export class Socket {
     return new Promise((resolve, reject) => {
       const timer = this.env.setTimeout(() => {
         this._calls.delete(frame.id);
+        this.continuity.gaveUp(frame.id);
         reject(new AckTimeout(`no ack for request ${frame.id} within ${wait} ms`));
       }, wait);
       this._calls.set(frame.id, { resolve, reject, timer });
@@ -400,7 +393,7 @@ export class Socket {
   _setState(state) {
     if (state === this._state) return;
     this._state = state;
-    this._emit("state", state);
+    this._hooks.emit("state", state);
     this._roomChanged(); // backpressure waiters re-check (a disconnect ends their wait)
     if (state === "connected") for (const w of this._readyWaiters.splice(0)) w.resolve();
     this._showTransport();
@@ -410,7 +403,7 @@ export class Socket {
     const name = this.transport;
     if (name === this._shownTransport) return;
     this._shownTransport = name;
-    this._emit("transport", name);
+    this._hooks.emit("transport", name);
   }
 
   // -- connection cycle -----------------------------------------------------------------
@@ -418,7 +411,7 @@ export class Socket {
     if (this._stopped()) return; // closed before it even started
     // The first state is "connecting" from the start; hooks registered right after
     // connect() hear it too.
-    this._emit("state", this._state);
+    this._hooks.emit("state", this._state);
     try {
       await this._cycle();
     } catch (err) {
@@ -522,15 +515,8 @@ export class Socket {
   /** POST {path}/negotiate with a fresh credential; bounded by connectTimeout. */
   _negotiate() {
     const o = this.options;
-    const body = {
-      v: 1,
-      ns: o.namespace,
-      transports: o.transports.slice(),
-      codecs: [...new Set([o.codec, "json"])],
-      failed: this._failed.slice(),
-    };
-    if (this._neg && this.peer.sid !== null) body.resume = this._neg.token;
-    if (this.userPosition !== null) body.user_since = this.userPosition.slice();
+    const resume = this._neg && this.peer.sid !== null ? this._neg.token : null;
+    const body = negotiateBody(o, this._failed, resume, this.continuity.since());
     return negotiate(this.env, this.base + this.path + "/negotiate", body, o.getToken, o.connectTimeout);
   }
 
@@ -593,7 +579,7 @@ export class Socket {
 
   _install({ neg, transport, hello, rest, early }) {
     const lost = !hello.recovered && this.sid !== null; // a session existed before
-    const resend = this.peer.onHello(hello);
+    const [resend, unanswerable] = this.continuity.onHello(hello);
     const upgrade = this._live !== null; // swapping the transport of a live connection
     this._neg = neg;
     this._live = transport;
@@ -614,13 +600,13 @@ export class Socket {
         this._roomChanged();
       }
     };
-    // Unconfirmed frames go first into the ordered queue, before anything new.
+    // Rejoins and unconfirmed frames go first into the ordered queue, before anything new.
     transport.send(resend);
+    this._unanswerable(unanswerable);
     this._armLiveness(transport);
     this._setState("connected");
     this._showTransport();
-    if (lost && Object.keys(this.rooms).length) this._rejoin({ ...this.rooms });
-    if (!upgrade || lost) this._emit("connect", { sid: this.sid, recovered: this.recovered, transport: transport.name });
+    if (!upgrade || lost) this._hooks.emit("connect", { sid: this.sid, recovered: this.recovered, transport: transport.name });
     if (rest.length) this._onFrames(transport, rest);
     for (const [kind, a, b] of early) {
       if (kind === "frames") transport.onframes(a);
@@ -630,17 +616,16 @@ export class Socket {
     this._scheduleUpgrade();
   }
 
-  /** The session was lost with its rooms: join them again, each from the last stream
-   * position seen, so what they published meanwhile is replayed (if the server's
-   * history still holds it). */
-  async _rejoin(rooms) {
-    for (const [room, meta] of Object.entries(rooms)) {
-      try {
-        await this.join(room, { meta, since: own(this.positions, room) ? this.positions[room] : null });
-      } catch (err) {
-        if (this._stopped()) return;
-        report(new Error(`rejoining '${room}' failed: ${err.message}`));
-      }
+  /** Requests the lost session had received and will never answer (a fresh hello): a
+   * leave is done (the new session is in no room), anything else is lost. */
+  _unanswerable(requests) {
+    for (const [id, kind, room] of requests) {
+      const call = this._calls.get(id);
+      if (!call) continue;
+      this._calls.delete(id);
+      this.env.clearTimeout(call.timer);
+      if (kind === "leave") call.resolve({ room });
+      else call.reject(new RequestLost(`request ${id} was lost with its session; it may have run`));
     }
   }
 
@@ -673,7 +658,7 @@ export class Socket {
       if (this._probe.transport) this._probe.transport.close();
     }
     if (code !== null) this.lastClose = { code, reason };
-    this._emit("disconnect", code, reason);
+    this._hooks.emit("disconnect", code, reason);
     // Said at once (the loop decides a moment later), so state and transport agree.
     if (this.options.reconnect && (code === null || shouldReconnect(code))) this._setState("reconnecting");
     this._showTransport();
@@ -711,7 +696,7 @@ export class Socket {
         return;
       }
       case "error":
-        this._emit("error", frame.c, frame.m);
+        this._hooks.emit("error", frame.c, frame.m);
         return;
       case "close": case "hello": case "pong": case "connect": case "resume":
         return; // close: the transport ends right after; the others mean nothing here
@@ -721,57 +706,19 @@ export class Socket {
     const handled = this.peer.receive(frame); // sequencing and dedupe; throws on a gap
     if (!handled) return;
     if (handled.t === "event") {
-      if (handled.r !== undefined && handled.o !== undefined) {
-        setKey(this.positions, handled.r, [handled.o[1], handled.o[2]]);
-      } else if (handled.o !== undefined && String(handled.o[0]).startsWith("user:")) {
-        // where we stand in our personal stream: every negotiate sends it as user_since,
-        // so a fresh session (server restarted, node died) replays what we missed
-        this.userPosition = [handled.o[1], handled.o[2]];
-      }
-      this._dispatch(handled);
+      // Stream positions: the second line of dedupe, and where to catch up from.
+      if (this.continuity.accept(handled)) this._handlers.dispatch(handled);
     } else if (handled.t === "ack") {
+      const join = this.continuity.answered(handled); // a join's answer applies even unawaited
+      if (join && join.rejoin && !handled.ok) {
+        report(new Error(`rejoining '${join.room}' was refused: ${handled.err.code} ${handled.err.message}`));
+      }
       const call = this._calls.get(handled.id);
       if (!call) return; // the waiter gave up already
       this._calls.delete(handled.id);
       this.env.clearTimeout(call.timer);
       if (handled.ok) call.resolve(handled.d);
       else call.reject(new AckError(handled.err.code, handled.err.message));
-    }
-  }
-
-  _dispatch(event) {
-    const handlers = this._handlers.get(event.e);
-    const id = event.id;
-    if (!handlers || handlers.size === 0) {
-      if (id !== undefined) this._reply(id, false, null, "no_handler", `no handler for '${event.e}'`);
-      return;
-    }
-    const info = { event: event.e, room: event.r ?? null, offset: event.o ?? null, id: id ?? null };
-    let answered = false;
-    for (const handler of [...handlers]) {
-      const first = !answered;
-      answered = true;
-      let result;
-      try {
-        result = handler(event.d, info);
-      } catch (err) {
-        if (first && id !== undefined) this._reply(id, false, null, "handler_error", errorText(err));
-        else report(err);
-        continue;
-      }
-      if (!first || id === undefined) {
-        if (result && typeof result.then === "function") result.then(null, report);
-        continue;
-      }
-      if (result && typeof result.then === "function") {
-        // Async handlers never stall the connection; they answer when they are done.
-        result.then(
-          (value) => this._reply(id, true, value),
-          (err) => this._reply(id, false, null, "handler_error", errorText(err)),
-        );
-      } else {
-        this._reply(id, true, result);
-      }
     }
   }
 
@@ -934,9 +881,4 @@ export class Socket {
     for (const [target, type, fn] of this._listeners ?? []) target.removeEventListener(type, fn);
     this._listeners = [];
   }
-}
-
-function errorText(err) {
-  if (err instanceof Error) return err.message || err.name;
-  return String(err);
 }
