@@ -105,6 +105,7 @@ class ServerSession:
         "floor",
         "heartbeat",
         "in_last",
+        "incarnation",
         "last_close",
         "last_ping",
         "last_seen",
@@ -155,6 +156,9 @@ class ServerSession:
         self.connection: object | None = None
         self.last_close: tuple[int, str] | None = None  # why the last connection was closed
         self.anonymous = False  # no credential: the session token alone proves ownership
+        # Tells this session object apart from another one under the same sid (a fresh
+        # session after a lost one, a copy on another node): set by the host.
+        self.incarnation = ""
         self.heartbeat = Heartbeat(None, settings.ping_interval + settings.ping_timeout)
         self.last_seen = now
         self.last_ping = now

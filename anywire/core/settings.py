@@ -61,6 +61,10 @@ class Settings:
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""
+    shutdown_timeout: float = 2.0
+    """Longest a graceful stop (SIGTERM) spends draining the node: its clients are told to
+    move (4000), their sessions end, the broker stops. ``anywire serve`` then exits within
+    one more second."""
     node_heartbeat: float = 1.0
     """With Redis: how often each node proves it is alive. A node silent for 3 heartbeats
     is suspected, and declared dead 2 heartbeats later: its presence is removed and the

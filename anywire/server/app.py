@@ -323,13 +323,17 @@ class Anywire:
                 await self.host.start()
                 self._started = True
 
-    async def stop(self, grace: float = 2.0) -> None:
-        """Graceful shutdown: every client is told to reconnect (4000); streams and pending
-        polls end; timers stop."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown within ``grace`` seconds (``settings.shutdown_timeout`` by
+        default): every client of this node is told to move (4000), its sessions end
+        (their presence leaves are shared, their streams go on on other nodes), streams
+        and pending polls end, timers and the broker stop. Until then requests of
+        sessions owned by other nodes are still served (forwarded)."""
         self._stopped = True
         if self._started:
-            self.sse.shutdown_event.set()
-            await self.host.shutdown(grace)
+            budget = self.settings.shutdown_timeout if grace is None else grace
+            await self.host.shutdown(budget)
+            self.sse.shutdown_event.set()  # any stream still open ends now
             self._started = False
 
     # -- ASGI -----------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class RedisBroker:
         self.tracker = GapTracker(max_streams)
         self.on_request: Rpc | None = None
         self.on_notice: Callable[[dict[str, Any]], None] | None = None
+        self.on_node_gone: Callable[[str], None] | None = None
         self.on_beat: Callable[[], Awaitable[None]] | None = None
         self._targets: OrderedDict[str, tuple[str, str, str | None]] = OrderedDict()
         self._max_streams = max_streams
@@ -145,6 +146,7 @@ class RedisBroker:
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False  # stop() began: the loops end even if a cancel is swallowed
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reply_nodes: dict[int, str] = {}  # request id -> the node asked
         self._ids = itertools.count(1)
         self._state = "down"
         self._subscribed = asyncio.Event()
@@ -193,8 +195,17 @@ class RedisBroker:
             async with asyncio.timeout(5.0):
                 await self._subscribed.wait()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 1.0) -> None:
+        """Stop reading and beating, and close the connections, within about
+        ``timeout`` seconds (a Redis that does not answer is not waited for)."""
         self._closing = True
+        self.abort_requests("this node is stopping")
+        if self._redis is not None:
+            # Tell the other nodes at once: whatever they forward here fails over now,
+            # not after the heartbeat expires (bounded: Redis may be paused).
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(timeout / 4):
+                    await self._redis.publish(self.bus, b"X" + self.node_id.encode())
         tasks = [*self._loops, *self._tasks]
         for task in tasks:
             task.cancel()
@@ -202,16 +213,23 @@ class RedisBroker:
             # Bounded: a cancellation swallowed inside redis-py once left the heartbeat
             # looping and the process unable to exit. The flag above ends the loops at
             # their next turn; anything still running after that is abandoned, logged.
-            _, pending = await asyncio.wait(tasks, timeout=3.0)
+            _, pending = await asyncio.wait(tasks, timeout=timeout / 2)
             if pending:
                 log.warning("anywire: %d Redis broker task(s) did not stop", len(pending))
         self._loops = []
         if self._redis is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._redis.delete(self.alive_key(self.node_id))
-            await self._redis.aclose()
+            # Gone at once rather than after three missed heartbeats (bounded: a paused
+            # Redis would hold this for the socket timeout).
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(timeout / 4):
+                    await self._redis.delete(self.alive_key(self.node_id))
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(timeout / 8):
+                    await self._redis.aclose()
         if self._sub_redis is not None:
-            await self._sub_redis.aclose()
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(timeout / 8):
+                    await self._sub_redis.aclose()
         self._redis = self._sub_redis = None
         self._deliver = None
         self._state = "down"
@@ -354,9 +372,12 @@ class RedisBroker:
         """Send ``payload`` to ``node`` and wait for its reply. Raises
         :class:`BrokerUnavailable` if the node is not listening or Redis is down, and
         ``TimeoutError`` when no reply comes within ``timeout``."""
+        if self._closing:
+            raise BrokerUnavailable("this node is stopping")
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[rid] = fut
+        self._reply_nodes[rid] = node
         try:
             message = {**payload, "id": rid, "from": self.node_id}
             try:
@@ -370,6 +391,7 @@ class RedisBroker:
                 return await fut
         finally:
             self._replies.pop(rid, None)
+            self._reply_nodes.pop(rid, None)
 
     async def notify(self, node: str, payload: dict[str, Any]) -> None:
         """Send ``payload`` to ``node`` without waiting for anything (at most once: lost
@@ -377,6 +399,13 @@ class RedisBroker:
         message = b"N" + _dumps(payload)
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
             await self.redis.publish(self.node_channel(node), message)
+
+    def fail_requests_to(self, node: str, reason: str) -> None:
+        """Fail every request still waiting for ``node`` (declared dead)."""
+        for rid, target in list(self._reply_nodes.items()):
+            fut = self._replies.get(rid)
+            if target == node and fut is not None and not fut.done():
+                fut.set_exception(BrokerUnavailable(reason))
 
     def abort_requests(self, reason: str) -> None:
         """Fail every request still waiting for a reply (the node is shutting down)."""
@@ -463,6 +492,12 @@ class RedisBroker:
         elif kind == b"N":
             if self.on_notice is not None:
                 self.on_notice(_loads(data[1:]))
+        elif kind == b"X":
+            node = data[1:].decode()
+            if node != self.node_id:
+                self.fail_requests_to(node, f"node {node} stopped")
+                if self.on_node_gone is not None:
+                    self.on_node_gone(node)
         elif kind == b"A":
             reply = _loads(data[1:])
             fut = self._replies.get(int(reply.get("id") or 0))

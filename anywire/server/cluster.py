@@ -9,9 +9,9 @@
   starts a fresh session that catches up from stream history.
 * **Tickets** carry the identity (signed with the shared secret), so any node can redeem
   them; ``SET NX`` on ``<prefix>:tk:<nonce>`` keeps them single-use across nodes.
-* **Presence** per room in a Redis hash ``<prefix>:pres:{<ns>:<room>}`` (field: sid, value:
-  user, meta, node); entries of a node whose heartbeat expired are ignored by queries and
-  removed (with ``$leave`` events) by the first live node that notices.
+* **Presence** (:mod:`.presence`) per room in a Redis hash; entries of a node whose
+  heartbeat expired are ignored by queries and removed (with ``$leave`` events) by the
+  first live node that declares it dead (:mod:`.liveness`).
 * **Call outcomes**: a server call travels on the session's stream (:mod:`.calls`); the
   node that delivers it sends the client's answer back to the calling node's channel.
 """
@@ -31,12 +31,12 @@ from redis.exceptions import RedisError
 
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError
-from ..core.rooms import Member
 from ..core.streams import session_stream
 from ..transports.base import Receive, Scope, Send, header, query, read_body, send_json_error
-from .broker import Envelope
 from .broker_redis import RedisBroker
 from .errors import BrokerUnavailable
+from .liveness import Liveness
+from .presence import Presence
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["Cluster", "replay_body"]
 
 log = logging.getLogger("anywire.cluster")
-
-# Delete a key only if it still holds our value (an owner key another node took over).
-_DEL_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
 
 # A session ended for good: drop its owner record and its stream, unless another node owns
 # it now (the session moved there and its stream goes on). KEYS: owner, stream keys.
@@ -70,11 +67,15 @@ class Cluster:
         self.broker = broker
         self.node = broker.node_id
         self.owner_ttl = owner_ttl
+        # Dead = missing at two heartbeat checks two heartbeats apart (liveness.py).
+        self.liveness = Liveness(confirm=2 * broker.heartbeat)
+        self.presence = Presence(self.host, broker)
         self._last_refresh = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = {"forwarded_out": 0, "forwarded_in": 0}
         broker.on_request = self._on_request
         broker.on_notice = self._on_notice
+        broker.on_node_gone = self.liveness.gone
         broker.on_beat = self._beat
 
     # -- keys -----------------------------------------------------------------------------
@@ -84,11 +85,6 @@ class Cluster:
     def _positions(self, nonce: str) -> str:
         return f"{self.broker.prefix}:tkp:{nonce}"
 
-    def _pres(self, ns: str, room: str) -> str:
-        return f"{self.broker.prefix}:pres:{{{ns}:{room}}}"
-
-    def _node_pres(self, node: str) -> str:
-        return f"{self.broker.prefix}:npres:{node}"
 
     @property
     def _nodes(self) -> str:
@@ -133,16 +129,17 @@ class Cluster:
                 await self.broker.request(_text(old), {"op": "end", "sid": sid}, 2.0)
 
     def ended(self, sid: str, namespace: str, for_good: bool) -> None:
-        """The session ``sid`` of this node ended (for good: its stream goes too)."""
-        self._spawn(self._release(sid, namespace, for_good))
+        """The session ``sid`` of this node ended. For good: its owner record and its
+        stream go. Otherwise it goes on elsewhere: the record stays until its next node
+        takes it over (calls to the sid meanwhile wait in its stream; requests forwarded
+        here meanwhile are answered 4007 and the client moves on)."""
+        if for_good:
+            self._spawn(self._release(sid, namespace))
 
-    async def _release(self, sid: str, namespace: str, for_good: bool) -> None:
+    async def _release(self, sid: str, namespace: str) -> None:
+        keys = [self._own(sid), *self.broker.stream_keys(session_stream(namespace, sid))]
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
-            if for_good:
-                keys = [self._own(sid), *self.broker.stream_keys(session_stream(namespace, sid))]
-                await self.broker.redis.eval(_END, len(keys), *keys, self.node)
-            else:
-                await self.broker.redis.eval(_DEL_IF, 1, self._own(sid), self.node)
+            await self.broker.redis.eval(_END, len(keys), *keys, self.node)
 
     async def exists(self, sid: str) -> bool:
         """Whether some node owns session ``sid`` (raises BrokerUnavailable)."""
@@ -166,95 +163,57 @@ class Cluster:
         value = await self.broker.redis.get(self._own(sid))
         return None if value is None else _text(value)
 
-    # -- presence ---------------------------------------------------------------------------
-    def presence(self, env: Envelope, member: Member) -> None:
-        """A local ``$join``/``$leave``: record it in Redis and tell the other nodes."""
-        self._spawn(self._presence(env, member))
-
-    async def _presence(self, env: Envelope, member: Member) -> None:
-        room = env.target or ""
-        key = self._pres(env.namespace, room)
-        # Field sid@node: the same sid may live on two nodes for a moment (a session
-        # moving), and each node removes only its own entry.
-        field = f"{member.sid}@{self.node}"
-        entry = f"{env.namespace}\n{room}\n{field}"
-        try:
-            async with self.broker.redis.pipeline(transaction=False) as pipe:
-                if env.event == "$join":
-                    value = msgpack.packb([member.user, member.meta, self.node], use_bin_type=True)
-                    pipe.hset(key, field, value)
-                    pipe.sadd(self._node_pres(self.node), entry)
-                else:
-                    pipe.hdel(key, field)
-                    pipe.srem(self._node_pres(self.node), entry)
-                await pipe.execute()
-            await self.broker.publish_volatile(env)
-        except (RedisError, OSError, BrokerUnavailable):
-            log.warning("anywire: presence %s of %s not shared (Redis down)", env.event, room)
-
+    # -- presence (server/presence.py) ------------------------------------------------------
     async def members(
         self, namespace: str, room: str, with_node: bool = False
     ) -> list[dict[str, Any]]:
         """Every member of ``room`` on every live node (``node`` too if ``with_node``)."""
-        raw = await self.broker.redis.hgetall(self._pres(namespace, room))
-        entries = [
-            (_text(f).rsplit("@", 1)[0], msgpack.unpackb(v, raw=False)) for f, v in raw.items()
-        ]
-        nodes = sorted({e[2] for _, e in entries})
-        alive: dict[str, bool] = {}
-        if nodes:
-            flags = await self.broker.redis.mget([self.broker.alive_key(n) for n in nodes])
-            alive = {n: f is not None for n, f in zip(nodes, flags, strict=True)}
-        alive[self.node] = True
         return [
             {"sid": sid, "user": user, "meta": meta, **({"node": node} if with_node else {})}
-            for sid, (user, meta, node) in sorted(entries)
-            if alive.get(node)
+            for sid, user, meta, node in await self.presence.members(namespace, room)
         ]
 
     async def members_elsewhere(self, namespace: str, room: str) -> list[dict[str, Any]]:
         """Members of ``room`` on the other live nodes ([] if Redis is unreachable)."""
         try:
-            everyone = await self.members(namespace, room, with_node=True)
+            everyone = await self.presence.members(namespace, room)
         except (RedisError, OSError, BrokerUnavailable):
             return []
         return [
-            {"sid": m["sid"], "user": m["user"], "meta": m["meta"]}
-            for m in everyone
-            if m["node"] != self.node
+            {"sid": sid, "user": user, "meta": meta}
+            for sid, user, meta, node in everyone
+            if node != self.node
         ]
 
-    async def _reap(self) -> None:
-        """Remove the presence of nodes whose heartbeat expired, once, with ``$leave``."""
+    async def _check_nodes(self) -> list[str]:
+        """Read every other node's heartbeat; returns the nodes declared dead now (and
+        fails what is still forwarded to them)."""
         redis = self.broker.redis
-        await redis.sadd(self._nodes, self.node)
-        nodes = [_text(n) for n in await redis.smembers(self._nodes)]
-        others = [n for n in nodes if n != self.node]
-        if not others:
+        try:
+            await redis.sadd(self._nodes, self.node)
+            nodes = [_text(n) for n in await redis.smembers(self._nodes)]
+            others = [n for n in nodes if n != self.node]
+            flags = await redis.mget([self.broker.alive_key(n) for n in others]) if others else []
+        except (RedisError, OSError, BrokerUnavailable):
+            self.liveness.unsure()  # nothing is judged across our own outage
+            raise
+        seen = {node: flag is not None for node, flag in zip(others, flags, strict=True)}
+        dead = self.liveness.observe(time.monotonic(), seen)
+        for node in dead:
+            log.warning("anywire: node %s stopped beating: declared dead", node)
+            self.broker.fail_requests_to(node, f"node {node} is gone")
+        return [n for n in others if self.liveness.dead(n)]
+
+    async def _reap(self, node: str) -> None:
+        """Remove the presence of dead ``node``, once (a lock), with ``$leave``."""
+        redis = self.broker.redis
+        lock = f"{self.broker.prefix}:reap:{node}"
+        if not await redis.set(lock, self.node, nx=True, ex=30):
             return
-        flags = await redis.mget([self.broker.alive_key(n) for n in others])
-        for node, flag in zip(others, flags, strict=True):
-            if flag is not None:
-                continue
-            lock = f"{self.broker.prefix}:reap:{node}"
-            if not await redis.set(lock, self.node, nx=True, ex=30):
-                continue
-            entries = [_text(e) for e in await redis.smembers(self._node_pres(node))]
-            for entry in entries:
-                ns, room, field = entry.split("\n", 2)
-                value = await redis.hget(self._pres(ns, room), field)
-                if value is None:
-                    continue
-                user, meta, _ = msgpack.unpackb(value, raw=False)
-                await redis.hdel(self._pres(ns, room), field)
-                sid = field.rsplit("@", 1)[0]
-                data = {"room": room, "sid": sid, "user": user, "meta": meta}
-                env = Envelope("room", ns, room, "$leave", data, skip=sid)
-                self.host.deliver(env)
-                await self.broker.publish_volatile(env)
-            await redis.delete(self._node_pres(node))
-            await redis.srem(self._nodes, node)
-            log.info("anywire: node %s is gone; removed %d presence entries", node, len(entries))
+        removed = await self.presence.reap(node)
+        await redis.srem(self._nodes, node)
+        self.liveness.forget(node)
+        log.info("anywire: node %s is gone; removed %d presence entries", node, removed)
 
     async def _beat(self) -> None:
         now = time.monotonic()
@@ -264,7 +223,8 @@ class Cluster:
                 for sid in list(self.host.sessions):
                     pipe.expire(self._own(sid), int(self.owner_ttl))
                 await pipe.execute()
-        await self._reap()
+        for node in await self._check_nodes():
+            await self._reap(node)
 
     # -- forwarding -------------------------------------------------------------------------
     async def forward(self, tail: str, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -302,6 +262,12 @@ class Cluster:
         node = await self._remote_owner(token) if isinstance(token, str) else None
         if node is None:
             return False
+        if self.host.closing and tail == "/poll":
+            # Draining: a poll held here would hold the shutdown. "Nothing yet" is always
+            # a true answer to a poll; the client polls again, and the balancer sends the
+            # next one elsewhere.
+            await _no_content(send)
+            return True
         window = self.host.settings.poll_window + self.host.settings.ping_timeout
         message = {
             "op": "http",
@@ -316,8 +282,13 @@ class Cluster:
             reply = await self.broker.request(node, message, window + 5.0)
         except BrokerUnavailable:
             if self.host.closing:
-                error = ProtocolError("server shutting down", CloseCode.SHUTDOWN)
-                await send_json_error(send, 503, error)
+                # This node is stopping: a poll gets "nothing yet" (see above); a POST's
+                # outcome is unknown, so the client reconnects, resumes and resends.
+                if tail == "/poll":
+                    await _no_content(send)
+                else:
+                    error = ProtocolError("server shutting down", CloseCode.SHUTDOWN)
+                    await send_json_error(send, 503, error)
                 return True
             return False  # the owner died: the session is unknown here too (4007)
         except TimeoutError:
@@ -340,7 +311,9 @@ class Cluster:
             node = await self.owner(sid)
         except (RedisError, OSError, BrokerUnavailable):
             return None
-        return None if node in (None, self.node) else node
+        if node is None or node == self.node or self.liveness.dead(node):
+            return None  # a dead owner's sessions are unknown everywhere (4007)
+        return node
 
     async def _run_http(self, message: dict[str, Any]) -> dict[str, Any]:
         self.counters["forwarded_in"] += 1
@@ -399,13 +372,19 @@ class Cluster:
 
     async def drain(self, timeout: float) -> None:
         """Let pending Redis writes (presence, owner records) finish, bounded."""
+        await self.presence.drain(timeout / 2)
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=timeout / 2)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _no_content(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _text(value: Any) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -106,21 +107,25 @@ class SessionHost:
         await self.broker.start(self.deliver)
         self._timer = asyncio.create_task(self._run_timers(), name="anywire-timers")
 
-    async def shutdown(self, grace: float = 2.0) -> None:
-        """Tell every client to reconnect (4000), end streams and polls, stop timers."""
+    async def shutdown(self, budget: float = 2.0) -> None:
+        """Drain this node within ``budget`` seconds: tell every client to move (4000)
+        and wait (bounded) until their connections end, end the sessions (their
+        presence leaves go to the other nodes; their streams go on wherever the clients
+        land), answer whatever is still forwarded elsewhere, stop timers and the broker.
+        Meanwhile requests of sessions owned by other nodes are still served."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
         self.closing = True
-        if self.cluster is not None:
-            self.cluster.broker.abort_requests("server shutting down")  # forwarded polls
         for sess in list(self.sessions.values()):
             link = sess.connection
             if isinstance(link, Link):
                 link.close(CloseCode.SHUTDOWN, "server shutting down")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while loop.time() < deadline and any(
-            s.state is SessionState.ATTACHED for s in self.sessions.values()
+        # Half the budget for the clients to take their close (WebSocket close handshake,
+        # the last SSE event, held polls answered).
+        while loop.time() < end - budget / 2 and any(
+            s.state is _ATTACHED for s in self.sessions.values()
         ):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
         for sess in list(self.sessions.values()):
             # Not for good: the clients move to other nodes (or come back), and the
             # sessions' streams go on there.
@@ -130,10 +135,11 @@ class SessionHost:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
             self._timer = None
-        if self._background:
-            await asyncio.wait(self._background, timeout=grace)
+        if self._background:  # disconnect hooks
+            await asyncio.wait(self._background, timeout=max(0.05, (end - loop.time()) / 3))
         if self.cluster is not None:
-            await self.cluster.drain(grace)  # presence removals, owner records
+            self.cluster.broker.abort_requests("server shutting down")
+            await self.cluster.drain(max(0.05, (end - loop.time()) / 2))  # presence, owners
         await self.broker.stop()
 
     # -- Host protocol (transports) -----------------------------------------------------------
@@ -196,6 +202,7 @@ class SessionHost:
             self._expire(old, run_hooks=True, for_good=False)
         sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
         sess.anonymous = identity.claims.get("anonymous") is True
+        sess.incarnation = secrets.token_hex(6)
         sess.reported = dict(redeemed.since)
         socket = self.app.make_socket(self, sess, identity)
         self.sessions[sid] = sess
@@ -451,8 +458,12 @@ class SessionHost:
         elif for_good:
             self.broker.drop(session_stream(sess.namespace, sess.sid))
         self.calls.ended(sess.sid, for_good)
-        for ns, room, member in self.rooms.leave_all(sess.sid):
-            self._presence(ns, room, "$leave", member)
+        # A session that goes on elsewhere leaves its presence to its next incarnation
+        # (checked again after the resume window); one that ends, or this node's whole
+        # drain, tells the others now.
+        later = not for_good and not self.closing
+        for _, room, member in self.rooms.leave_all(sess.sid):
+            self._presence(sess, room, "$leave", member, later)
         if sess.user is not None:
             key = (sess.namespace, sess.user)
             sids = self.users.get(key)
@@ -640,23 +651,34 @@ class SessionHost:
     def join(self, sess: ServerSession, room: str, meta: Any = None) -> list[dict[str, Any]]:
         """Put the session in ``room``; returns the presence list after joining."""
         member = Member(sess.sid, sess.user, meta)
-        if self.rooms.join(sess.namespace, room, member):
-            self._presence(sess.namespace, room, "$join", member)
+        if self.rooms.join(sess.namespace, room, member) or self.cluster is not None:
+            # (With Redis a join again updates the shared meta; Redis decides whether
+            # anyone is told.)
+            self._presence(sess, room, "$join", member)
         return [m.to_wire() for m in self.rooms.members(sess.namespace, room)]
 
     def leave(self, sess: ServerSession, room: str) -> bool:
         """Take the session out of ``room``."""
         member = self.rooms.leave(sess.namespace, room, sess.sid)
         if member is not None:
-            self._presence(sess.namespace, room, "$leave", member)
+            self._presence(sess, room, "$leave", member)
         return member is not None
 
-    def _presence(self, ns: str, room: str, event: str, member: Member) -> None:
+    def _presence(
+        self, sess: ServerSession, room: str, event: str, member: Member, later: bool = False
+    ) -> None:
+        """Tell the room's other members that ``member`` came or went: at once on one
+        node; with Redis once Redis has decided whether anything changed
+        (server/presence.py), ``later`` for a session that goes on elsewhere."""
         data = {"room": room, **member.to_wire()}
-        env = Envelope("room", ns, room, event, data, skip=member.sid)
-        self.deliver(env)
-        if self.cluster is not None:
-            self.cluster.presence(env, member)
+        env = Envelope("room", sess.namespace, room, event, data, skip=member.sid)
+        if self.cluster is None:
+            self.deliver(env)
+        elif later:
+            window = self.settings.resume_window
+            self.cluster.presence.leave_later(env, member, sess.incarnation, window)
+        else:
+            self.cluster.presence.change(env, member, sess.incarnation)
 
     # -- delivery -------------------------------------------------------------------------
     def deliver(self, env: Envelope) -> None:
