@@ -1,4 +1,5 @@
-"""Command line: ``anywire serve MODULE:ATTR``, ``anywire demo`` and ``anywire bench``.
+"""Command line: ``anywire serve MODULE:ATTR``, ``anywire demo``, ``anywire bench`` and
+``anywire chaos``.
 
 Both run uvicorn with the sans-I/O WebSocket implementation. The server subclass drains
 anywire *before* uvicorn waits for open connections: uvicorn would otherwise wait for
@@ -80,7 +81,9 @@ def config(
         ws_ping_interval=None,
         lifespan="on",
         log_level=log_level,
-        timeout_graceful_shutdown=5,
+        # anywire drains itself first (Settings.shutdown_timeout); this only bounds what
+        # uvicorn waits for afterwards, which should be nothing.
+        timeout_graceful_shutdown=1,
     )
 
 
@@ -142,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         from ..bench.cli import main as bench_main
 
         raise SystemExit(bench_main(args_in[1:]))
+    if args_in[:1] == ["chaos"]:  # its own parser: anywire.chaos.cli
+        from ..chaos.cli import main as chaos_main
+
+        raise SystemExit(chaos_main(args_in[1:]))
     parser = argparse.ArgumentParser(prog="anywire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run an application (Anywire or Litestar app)")
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
     )
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
+    sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)

@@ -804,7 +804,7 @@ def _message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200]
+        return " ".join(response.text.split())[:200]  # an HTML error page, on one line
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
     return ""
