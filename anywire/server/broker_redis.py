@@ -392,6 +392,8 @@ class RedisBroker:
         finally:
             self._replies.pop(rid, None)
             self._reply_nodes.pop(rid, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # failed (node gone) before we awaited it: seen, not logged
 
     async def notify(self, node: str, payload: dict[str, Any]) -> None:
         """Send ``payload`` to ``node`` without waiting for anything (at most once: lost
@@ -399,6 +401,10 @@ class RedisBroker:
         message = b"N" + _dumps(payload)
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
             await self.redis.publish(self.node_channel(node), message)
+
+    def waiting_for(self) -> set[str]:
+        """The nodes this one has requests waiting on."""
+        return set(self._reply_nodes.values())
 
     def fail_requests_to(self, node: str, reason: str) -> None:
         """Fail every request still waiting for ``node`` (declared dead)."""

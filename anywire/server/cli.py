@@ -38,6 +38,23 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class _StuckConnections(logging.Filter):
+    """uvicorn reports connections it could not close gracefully within its shutdown
+    timeout as an ERROR, even when no task was left to cancel: then they are only clients
+    that stopped reading (their sessions were drained already). A warning says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Cancel 0 running task(s)"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = (
+                "anywire: connections of clients that stopped reading were cut at "
+                "shutdown (their sessions had been drained)"
+            )
+            record.args = ()
+        return True
+
+
 def find_anywire(app: Any) -> Anywire | None:
     """The Anywire instance behind ``app`` (itself, or a Litestar app's plugin)."""
     if isinstance(app, Anywire):
@@ -92,6 +109,7 @@ def run(app: Any, host: str, port: int, log_level: str = "info", fd: int | None 
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     server = _Server(config(app, host, port, log_level, max_size, fd), aw)
+    logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
     # Everything imported and built so far lives as long as the process: move it out of
     # the collector's sight, so a full collection scans what connections create, not
     # every module of the stack (it paused the loop for 30-50 ms at a time otherwise).

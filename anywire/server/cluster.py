@@ -45,8 +45,8 @@ __all__ = ["Cluster", "replay_body"]
 
 log = logging.getLogger("anywire.cluster")
 
-# A session ended for good: drop its owner record and its stream, unless another node owns
-# it now (the session moved there and its stream goes on). KEYS: owner, stream keys.
+# A session ended: drop its owner record (and its stream, when closed for good), unless
+# another node owns it now (the session moved there and goes on). KEYS: owner[, stream].
 _END = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
@@ -70,6 +70,7 @@ class Cluster:
         # Dead = missing at two heartbeat checks two heartbeats apart (liveness.py).
         self.liveness = Liveness(confirm=2 * broker.heartbeat)
         self.presence = Presence(self.host, broker)
+        self._known: set[str] = set()  # other nodes seen lately (see _check_nodes)
         self._last_refresh = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = {"forwarded_out": 0, "forwarded_in": 0}
@@ -128,16 +129,20 @@ class Cluster:
             with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
                 await self.broker.request(_text(old), {"op": "end", "sid": sid}, 2.0)
 
-    def ended(self, sid: str, namespace: str, for_good: bool) -> None:
-        """The session ``sid`` of this node ended. For good: its owner record and its
-        stream go. Otherwise it goes on elsewhere: the record stays until its next node
-        takes it over (calls to the sid meanwhile wait in its stream; requests forwarded
-        here meanwhile are answered 4007 and the client moves on)."""
-        if for_good:
-            self._spawn(self._release(sid, namespace))
+    def ended(self, sid: str, namespace: str, end: str) -> None:
+        """The session ``sid`` of this node ended (``end`` as in SessionHost._expire).
+        Moved: it goes on elsewhere, and its owner record stays until its next node takes
+        it over (calls to the sid meanwhile wait in its stream; requests forwarded here are
+        answered 4007 and the client moves on). Expired: the owner record goes (unless
+        another node took it). Closed: its stream goes too."""
+        if end == "moved":
+            return
+        keys = [self._own(sid)]
+        if end == "closed":
+            keys += self.broker.stream_keys(session_stream(namespace, sid))
+        self._spawn(self._release(keys))
 
-    async def _release(self, sid: str, namespace: str) -> None:
-        keys = [self._own(sid), *self.broker.stream_keys(session_stream(namespace, sid))]
+    async def _release(self, keys: list[str]) -> None:
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
             await self.broker.redis.eval(_END, len(keys), *keys, self.node)
 
@@ -191,8 +196,11 @@ class Cluster:
         redis = self.broker.redis
         try:
             await redis.sadd(self._nodes, self.node)
-            nodes = [_text(n) for n in await redis.smembers(self._nodes)]
-            others = [n for n in nodes if n != self.node]
+            listed = {_text(n) for n in await redis.smembers(self._nodes)}
+            # Also the nodes this one knew or waits for: another node's reaper may have
+            # removed a dead node from the set before this one saw it missing, and its
+            # requests here must fail all the same.
+            others = sorted((listed | self._known | self.broker.waiting_for()) - {self.node})
             flags = await redis.mget([self.broker.alive_key(n) for n in others]) if others else []
         except (RedisError, OSError, BrokerUnavailable):
             self.liveness.unsure()  # nothing is judged across our own outage
@@ -202,7 +210,8 @@ class Cluster:
         for node in dead:
             log.warning("anywire: node %s stopped beating: declared dead", node)
             self.broker.fail_requests_to(node, f"node {node} is gone")
-        return [n for n in others if self.liveness.dead(n)]
+        self._known = {n for n in others if n in listed or not self.liveness.dead(n)}
+        return [n for n in others if n in listed and self.liveness.dead(n)]
 
     async def _reap(self, node: str) -> None:
         """Remove the presence of dead ``node``, once (a lock), with ``$leave``."""

@@ -129,7 +129,7 @@ class SessionHost:
         for sess in list(self.sessions.values()):
             # Not for good: the clients move to other nodes (or come back), and the
             # sessions' streams go on there.
-            self._expire(sess, run_hooks=True, for_good=False)
+            self._expire(sess, run_hooks=True, end="moved")
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,7 +199,7 @@ class SessionHost:
         old = self.sessions.get(sid)
         if old is not None:
             # Replaced by a fresh session under the same sid: its stream goes on.
-            self._expire(old, run_hooks=True, for_good=False)
+            self._expire(old, run_hooks=True, end="moved")
         sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
         sess.anonymous = identity.claims.get("anonymous") is True
         sess.incarnation = secrets.token_hex(6)
@@ -437,7 +437,7 @@ class SessionHost:
         link = sess.connection
         if isinstance(link, Link):
             link.close(CloseCode.TRANSPORT_REPLACED, reason)
-        self._expire(sess, run_hooks=True, for_good=False)
+        self._expire(sess, run_hooks=True, end="moved")
 
     def _bury(self, sess: ServerSession, code: int, reason: str) -> None:
         """End the session for good, remembering why for late requests."""
@@ -445,17 +445,24 @@ class SessionHost:
         self._tombstones[sess.sid] = (code, short_reason(reason), deadline)
         self._expire(sess, run_hooks=True)
 
-    def _expire(self, sess: ServerSession, run_hooks: bool, for_good: bool = True) -> None:
-        """Forget ``sess`` here. ``for_good``: the session is over (resume window passed,
-        terminal close), so its stream goes and its pending calls fail; otherwise it goes
-        on elsewhere (another node, a fresh session under the same sid)."""
+    def _expire(self, sess: ServerSession, run_hooks: bool, end: str = "closed") -> None:
+        """Forget ``sess`` here. ``end`` says how it ended:
+
+        * ``moved``: it goes on elsewhere (another node, a fresh session under the same
+          sid): its stream, owner record and pending calls stay for its next copy;
+        * ``expired``: its resume window passed: its calls fail and its presence goes,
+          but its stream stays (a client returning with its token later keeps the sid
+          and catches up on it; the stream expires with the broker's stream TTL);
+        * ``closed``: ended for good by a terminal close: its stream goes too.
+        """
         if self.sessions.get(sess.sid) is not sess:
             return
         del self.sessions[sess.sid]
         socket = self.sockets.pop(sess.sid, None)
+        for_good = end != "moved"
         if self.cluster is not None:
-            self.cluster.ended(sess.sid, sess.namespace, for_good)
-        elif for_good:
+            self.cluster.ended(sess.sid, sess.namespace, end)
+        elif end == "closed":
             self.broker.drop(session_stream(sess.namespace, sess.sid))
         self.calls.ended(sess.sid, for_good)
         # A session that goes on elsewhere leaves its presence to its next incarnation
@@ -495,7 +502,7 @@ class SessionHost:
                     elif action.kind == "close":
                         self.close_session(sess, action.code, action.reason)
                     elif action.kind == "expire":
-                        self._expire(sess, run_hooks=True)
+                        self._expire(sess, run_hooks=True, end="expired")
             for sid in [k for k, v in self._tombstones.items() if v[2] <= now]:
                 del self._tombstones[sid]
             self.issuer.prune(time.time())

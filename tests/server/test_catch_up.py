@@ -249,7 +249,7 @@ async def test_events_to_a_session_are_a_stream_that_a_fresh_session_continues()
             {"k": "s", "sid": sid, "node": "gone", "ns": "/", "u": aw.host.sessions[sid].user,
              "a": True}
         )  # fmt: skip
-        aw.host._expire(aw.host.sessions[sid], run_hooks=False, for_good=False)
+        aw.host._expire(aw.host.sessions[sid], run_hooks=False, end="moved")
         issued = await issue(aw, resume=token, since={own[0]: (own[1], 1)})
         assert issued.sid == sid and issued.resumable is False
         again = Link(WEBSOCKET, aw.host.codec("json"))
