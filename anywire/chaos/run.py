@@ -62,6 +62,7 @@ class RunResult:
     node_rss_kb: int
     redis_bytes: int
     tracebacks: list[str]
+    protocol_errors: list[str]  # what clients logged as protocol errors (sequence gaps...)
     fault_errors: list[str]
     log_dir: Path
     seconds: float
@@ -83,6 +84,7 @@ class RunResult:
         return (
             self.verdict.ok
             and not self.tracebacks
+            and not self.protocol_errors
             and not self.fault_errors
             and self.answered_twice == 0
             and self.uncertain == 0
@@ -121,8 +123,9 @@ class RunResult:
             *("    " + line for line in self.slowest.splitlines()),
             f"node RSS max {self.node_rss_kb / 1024:.0f} MB; Redis used_memory "
             f"{self.redis_bytes / 1024 / 1024:.1f} MB",
-            f"tracebacks in node logs: {len(self.tracebacks)}; fault errors: "
-            f"{self.fault_errors or 'none'}",
+            f"tracebacks in node logs: {len(self.tracebacks)}; protocol errors seen by "
+            f"clients: {len(self.protocol_errors)}; fault errors: {self.fault_errors or 'none'}",
+            *self.protocol_errors[:5],
             f"verdict: {'OK' if self.ok else 'FAILED'} ({self.seconds:.0f} s; logs in "
             f"{self.log_dir})",
         ]
@@ -241,6 +244,10 @@ async def run(config: RunConfig) -> RunResult:
             node_rss_kb=rss_max,
             redis_bytes=redis_bytes,
             tracebacks=tracebacks,
+            protocol_errors=[
+                f"{m.name}: {what}" for m in fleet.members for _, what in m.timeline
+                if "protocol error" in what or "sequence gap" in what
+            ],
             fault_errors=faults.errors,
             log_dir=log_dir,
             seconds=time.monotonic() - began,

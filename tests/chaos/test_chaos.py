@@ -25,6 +25,7 @@ async def test_every_event_exactly_once_or_announced_lost_under_faults(tmp_path:
     print(result.report())
     assert result.verdict.ok, result.report()
     assert not result.tracebacks, result.report()
+    assert not result.protocol_errors, result.report()  # no sequence gap on any connection
     assert not result.fault_errors, result.report()
     assert result.answered_twice == 0 and result.uncertain == 0, result.report()
     # Nothing was lost that history still held: no $lost either.

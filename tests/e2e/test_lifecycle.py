@@ -7,6 +7,8 @@ import signal
 
 import httpx
 
+from anywire.clients.python import Client
+
 from .conftest import Server, make_token, start_server
 from .raw import RawConn
 
@@ -64,6 +66,28 @@ async def test_thousand_cycles_leave_nothing_behind(server: Server) -> None:
     assert stats["background_tasks"] == 0
     # Only the server's own long-lived tasks remain (timer, the metrics request itself...).
     assert stats["asyncio_tasks"] <= baseline["asyncio_tasks"] + 2
+    _assert_quiet_log(server)
+
+
+def _assert_quiet_log(server: Server) -> None:
+    """Clients that say goodbye, or just vanish, are business as usual: nothing in the
+    server's log (issue #12: 'websocket task failed ... closed by client' tracebacks)."""
+    log = server.log.read_text(errors="replace")
+    for bad in ("Traceback", "ERROR", "task failed"):
+        assert bad not in log, log[-3000:]
+
+
+async def test_clients_closing_normally_leave_nothing_in_the_log(
+    server: Server, transport: str
+) -> None:
+    async def one(i: int) -> None:
+        client = Client(server.url, make_token(f"bye-{transport}-{i}"), transports=(transport,))
+        async with client:
+            await client.join(f"bye-{i % 3}")
+            assert await client.call("echo", i) == i
+
+    await asyncio.gather(*(one(i) for i in range(20)))
+    _assert_quiet_log(server)
 
 
 async def test_sigterm_tells_every_client_to_reconnect() -> None:

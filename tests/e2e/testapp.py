@@ -13,7 +13,7 @@ from typing import Any
 from anywire.core.settings import Settings
 from anywire.server.app import Anywire
 from anywire.server.auth import JWTAuth
-from anywire.server.errors import AckError, AckTimeout, Disconnected, Reject
+from anywire.server.errors import AckError, AckTimeout, BrokerUnavailable, Disconnected, Reject
 from anywire.server.socket import Socket
 
 SECRET = "anywire-test-secret-0123456789abcdef"
@@ -36,6 +36,10 @@ settings = Settings(
     flood_rate=_f("AW_FLOOD_RATE", 2000),
     flood_burst=int(_f("AW_FLOOD_BURST", 5000)),
     ack_delay=_f("AW_ACK_DELAY", 0.1),
+    ack_timeout=_f("AW_ACK_TIMEOUT", 10.0),
+    stream_history=int(_f("AW_HISTORY", 1000)),
+    node_heartbeat=_f("AW_NODE_HEARTBEAT", 1.0),
+    shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
 )
 
 aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=0.05)
@@ -53,6 +57,8 @@ async def connected(sock: Socket) -> None:
 
 @aw.on_join
 async def may_join(sock: Socket, room: str, meta: Any) -> bool:
+    if room.startswith("slow"):  # "slow1500-x": the hook takes 1.5 s (an overloaded node)
+        await asyncio.sleep(int(room[4:].split("-", 1)[0]) / 1000)
     return not room.startswith("private-")
 
 
@@ -101,6 +107,18 @@ async def to_room(sock: Socket, data: Any) -> None:
 @aw.on("to_sid")
 async def to_sid(sock: Socket, data: Any) -> None:
     await aw.emit(data["event"], data.get("data"), to=data["sid"])
+
+
+@aw.on("publish")
+async def publish(sock: Socket, data: Any) -> Any:
+    """emit() to ``room``, ``user`` or ``to`` with an optional ``id``; the position, or
+    how the publish failed."""
+    target = {k: data[k] for k in ("room", "user", "to") if k in data}
+    try:
+        pos = await aw.emit(data["event"], data.get("data"), id=data.get("id"), **target)
+    except BrokerUnavailable as exc:
+        return {"unavailable": str(exc), "maybe": exc.maybe_published}
+    return {"pos": list(pos)}
 
 
 @aw.on("to_user")

@@ -131,10 +131,15 @@ def start_nginx(conf_name: str, upstreams: list[int]) -> Nginx:
     return ngx
 
 
-def start_node(redis: RedisServer, port: int | None = None, poll_window: float = 2.0) -> Server:
-    """One anywire node on the shared Redis."""
-    env = {"ANYWIRE_SECRET": SECRET, "AW_RESUME_WINDOW": "10", "AW_POLL_WINDOW": str(poll_window)}
-    return start_server(env, port, args=("--redis", redis.url))
+def start_node(
+    redis: RedisServer,
+    port: int | None = None,
+    poll_window: float = 2.0,
+    env: dict[str, str] | None = None,
+) -> Server:
+    """One anywire node on the shared Redis (``env``: more AW_* settings)."""
+    base = {"ANYWIRE_SECRET": SECRET, "AW_RESUME_WINDOW": "10", "AW_POLL_WINDOW": str(poll_window)}
+    return start_server({**base, **(env or {})}, port, args=("--redis", redis.url))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,102 @@
+"""A TCP proxy for network faults in tests: forward, refuse (every connection reset, new
+ones refused), or black-hole (connections stay open, nothing passes), switched at will.
+
+It runs its own event loop in a thread, so it is independent of the tests' loops; every
+switch applies to the connections already open as well as to new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+
+__all__ = ["FaultProxy"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FaultProxy:
+    """127.0.0.1:``port`` -> 127.0.0.1:``upstream``."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = _free_port()
+        self.mode = "forward"
+        self._loop = asyncio.new_event_loop()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(5):
+            raise RuntimeError("proxy did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        )
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.mode == "refuse":
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        )
+        for w in (writer, up_writer):
+            self._writers.discard(w)
+            w.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            if self.mode == "blackhole":
+                continue  # swallowed: the peer waits forever
+            writer.write(data)
+            await writer.drain()
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+
+    def set(self, mode: str) -> None:
+        """``forward``, ``refuse`` (resets every open connection too) or ``blackhole``."""
+        if mode not in ("forward", "refuse", "blackhole"):
+            raise ValueError(mode)
+        done = threading.Event()
+
+        def apply() -> None:
+            self.mode = mode
+            if mode == "refuse":
+                for w in list(self._writers):
+                    w.transport.abort()
+                self._writers.clear()
+            done.set()
+
+        self._loop.call_soon_threadsafe(apply)
+        if not done.wait(5):
+            raise RuntimeError("proxy did not switch")
+
+    def close(self) -> None:
+        self.set("refuse")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
