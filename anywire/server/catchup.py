@@ -12,13 +12,14 @@ between reading history and subscribing for an event to slip through.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..core.session import ServerSession
 from ..core.streams import CatchUp, Lost, plan_catch_up
 from .broker import Broker
 
-__all__ = ["begin", "catch_up"]
+__all__ = ["begin", "catch_up", "patient_catch_up"]
 
 
 async def catch_up(broker: Broker, stream: str, since: tuple[str, int] | None) -> CatchUp:
@@ -37,6 +38,30 @@ async def catch_up(broker: Broker, stream: str, since: tuple[str, int] | None) -
         # here): later offsets reach it live; earlier ones still in flight are history.
         broker.seed(stream, read.epoch, read.head)
     return plan_catch_up(stream, since, read, read.head)
+
+
+async def patient_catch_up(
+    broker: Broker, stream: str, since: tuple[str, int] | None, patience: float
+) -> CatchUp | None:
+    """:func:`catch_up`, retried while history is unreachable (a paused or restarting
+    Redis) for up to ``patience`` seconds: a catch-up waits rather than announce a loss
+    that a moment later would not be one. None if history stayed unreachable."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = 0.05
+    while True:
+        try:
+            return await catch_up(broker, stream, since)
+        except ConnectionError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py turned our cancellation into a connection error (it closes
+                # the connection it was reading): honour the cancel, do not retry.
+                raise asyncio.CancelledError from None
+            if loop.time() + delay > deadline:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def begin(

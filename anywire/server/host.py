@@ -33,7 +33,7 @@ from ..core.streams import CatchUp, Lost, all_stream, session_stream, user_strea
 from ..transports.base import Link, Scope, header, short_reason
 from .broker import Broker, Envelope
 from .calls import Calls
-from .catchup import begin, catch_up
+from .catchup import begin, catch_up, patient_catch_up
 from .codecs import make_codecs
 from .errors import Reject
 from .issuer import Issuer
@@ -116,6 +116,10 @@ class SessionHost:
         loop = asyncio.get_running_loop()
         end = loop.time() + budget
         self.closing = True
+        # Requests being handled answer first (a quarter of the budget): their acks then
+        # go out before the close, instead of the client failing them on its next session.
+        while self.tasks and loop.time() < end - budget * 3 / 4:
+            await asyncio.sleep(0.02)
         for sess in list(self.sessions.values()):
             link = sess.connection
             if isinstance(link, Link):
@@ -215,25 +219,33 @@ class SessionHost:
         since = [sess.reported_position(s) for s in streams]
         for stream in streams:
             sess.hold(stream)
-        try:
-            plans = await asyncio.gather(
-                *(self._catch_up(s, p) for s, p in zip(streams, since, strict=True))
-            )
-        finally:
-            held = [sess.release(s) for s in streams]
-        if sess.state is SessionState.CLOSED:  # replaced by a newer connection meanwhile
-            raise AuthError("session replaced", CloseCode.SESSION_UNKNOWN)
         starts: list[StreamPos] = []
-        for stream, pos, plan, waiting in zip(streams, since, plans, held, strict=True):
-            start, lost, items = begin(sess, stream, pos, plan, self.broker.position(stream))
+        fresh = [s for s, p in zip(streams, since, strict=True) if p is None]
+        try:
+            # Streams the client holds no position in (a first connection): where they
+            # start now, read once (the client waits for its hello).
+            plans = await asyncio.gather(*(self._catch_up(s, None) for s in fresh))
+        except BaseException:
+            for stream in streams:
+                sess.release(stream)
+            raise
+        for stream, plan in zip(fresh, plans, strict=True):
+            held = sess.release(stream)
+            start, _, _ = begin(sess, stream, None, plan, self.broker.position(stream))
             if start is not None:
                 starts.append((stream, *start))
-            for gone in lost:
-                self.push(sess, lost_frame(gone))
-            for env in items:
-                self._push_event(sess, env)
-            for out in waiting:
+            for out in held:
                 self.push(sess, out)
+        for stream, pos in zip(streams, since, strict=True):
+            if pos is not None:
+                # The client's own position is where it starts (the session stands there
+                # at once: a resent ack of a call finds its stream's epoch); the catch-up
+                # follows the hello, patiently (a paused Redis delays it, no more).
+                sess.start_stream(stream, *pos)
+                starts.append((stream, *pos))
+                self.spawn(self._catch_up_held(sess, stream, pos), sess.sid)
+        if sess.state is SessionState.CLOSED:  # replaced by a newer connection meanwhile
+            raise AuthError("session replaced", CloseCode.SESSION_UNKNOWN)
         for stream, (epoch, offset) in list((sess.reported or {}).items()):
             if stream.startswith("sess:"):
                 # The client's old session stream, which this session does not continue
@@ -246,6 +258,25 @@ class SessionHost:
             self._expire(sess, run_hooks=False)
             raise ProtocolError(exc.message, CloseCode.FORBIDDEN) from exc
         return sess, tuple(starts)
+
+    async def _catch_up_held(
+        self, sess: ServerSession, stream: str, since: tuple[str, int]
+    ) -> None:
+        """Catch ``sess`` (holding ``stream``) up from ``since``, then release it."""
+        patience = self.settings.ping_interval + self.settings.ping_timeout
+        try:
+            plan = await patient_catch_up(self.broker, stream, since, patience)
+        finally:
+            held = sess.release(stream)
+        if sess.state is _CLOSED:
+            return
+        _, lost, items = begin(sess, stream, since, plan, self.broker.position(stream))
+        for gone in lost:
+            self.push(sess, lost_frame(gone))
+        for env in items:
+            self._push_event(sess, env)
+        for out in held:
+            self.push(sess, out)
 
     async def _catch_up(self, stream: str, since: tuple[str, int] | None) -> CatchUp | None:
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.frames import Join, Leave
 from ..core.session import ServerSession, SessionState
 from ..core.streams import CatchUp, room_stream
-from .catchup import begin, catch_up
+from .catchup import begin, patient_catch_up
 from .errors import Reject
 from .outgoing import event_frame, lost_frame
 
@@ -66,8 +66,11 @@ class Joins:
     ) -> None:
         """Put ``sess`` in ``room`` and catch it up from ``since`` (or from the position
         the client reported at negotiate; None and none: from now on). ``answer`` is
-        ``(ack id, members on other nodes)`` for a client request. Raises TypeError for
-        ``meta`` a codec cannot carry (answered ``bad_request`` for a request)."""
+        ``(ack id, members on other nodes)`` for a client request, answered once caught
+        up; a server-side join (no ``answer``) returns once the session is in the room,
+        and its catch-up follows in a task of the session (a connect hook is not held up
+        by a slow Redis). Raises TypeError for ``meta`` a codec cannot carry (answered
+        ``bad_request`` for a request)."""
         host = self.host
         stream = room_stream(sess.namespace, room)
         if since is None:
@@ -83,12 +86,29 @@ class Joins:
         # Live events of the room wait until history has been replayed (no await between
         # entering the room and holding its stream: nothing can slip past both).
         sess.hold(stream)
+        catching_up = self._catch_up(sess, room, stream, since, members, answer)
+        if answer is None:
+            host.spawn(catching_up, sess.sid)
+        else:
+            await catching_up
+
+    async def _catch_up(
+        self,
+        sess: ServerSession,
+        room: str,
+        stream: str,
+        since: tuple[str, int] | None,
+        members: list[dict[str, Any]],
+        answer: tuple[int, list[dict[str, Any]]] | None,
+    ) -> None:
+        host = self.host
+        patience = host.settings.ping_interval + host.settings.ping_timeout
         plan: CatchUp | None = None
         try:
-            try:
-                plan = await catch_up(host.broker, stream, since)
-            except ConnectionError:
-                plan = None  # history unreachable (Redis down): announced below
+            # A Redis paused or restarting delays the catch-up (the answer waits: the
+            # client's rejoin has no timeout); only history unreachable for longer than
+            # a heartbeat period is announced lost.
+            plan = await patient_catch_up(host.broker, stream, since, patience)
         finally:
             held = sess.release(stream)
         if sess.state is SessionState.CLOSED:

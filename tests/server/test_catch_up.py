@@ -188,7 +188,7 @@ async def test_a_fresh_session_lists_its_streams_and_catches_up_on_them() -> Non
         epoch = (aw.broker.position(user) or ("", 0))[0]
         # Another client of the same user, holding offset 1: offsets 2 and 3 are replayed.
         link = await _connect(aw, since={user: (epoch, 1)})
-        frames = _frames(aw, link)
+        frames = await _settle(aw, link, 2)  # the catch-up follows the hello
         assert [(f["d"], f["o"][2]) for f in _events(frames)] == [(2, 2), (3, 3)]
         hello = frames[0]
         assert [s for s in hello["streams"] if s[0] == user] == [[user, epoch, 1]]
@@ -204,7 +204,7 @@ async def test_a_position_from_another_epoch_is_lost_and_the_current_one_replaye
         user = _frames(aw, first)[0]["streams"][0][0]
         await aw.emit("dm", "new", user=user.split(":", 2)[2])
         link = await _connect(aw, since={user: ("gone", 7)})
-        events = _events(_frames(aw, link))
+        events = _events(await _settle(aw, link, 2))
         assert events[0]["e"] == "$lost"
         assert events[0]["d"] == {"stream": user, "epoch": "gone", "from": 8, "to": None}
         assert [(f["e"], f["d"]) for f in events[1:]] == [("dm", "new")]
@@ -225,7 +225,7 @@ async def test_a_server_side_join_catches_up_from_the_position_the_client_report
             await aw.emit("e", i, room="r")
         epoch = (aw.broker.position(ROOM) or ("", 0))[0]
         link = await _connect(aw, since={ROOM: (epoch, 2)})
-        assert [f["o"][2] for f in _events(_frames(aw, link), "e")] == [3, 4]
+        assert [f["o"][2] for f in _events(await _settle(aw, link, 2), "e")] == [3, 4]
         link = await _connect(aw)  # a client without a position starts from now
         assert _events(_frames(aw, link), "e") == []
     finally:
@@ -254,7 +254,7 @@ async def test_events_to_a_session_are_a_stream_that_a_fresh_session_continues()
         assert issued.sid == sid and issued.resumable is False
         again = Link(WEBSOCKET, aw.host.codec("json"))
         await aw.host.attach(again, Connect(issued.ticket))
-        frames = _frames(aw, again)
+        frames = await _settle(aw, again, 2)
         assert frames[0]["recovered"] is False and frames[0]["sid"] == sid
         assert [f["d"] for f in _events(frames, "note")] == [2, 3]
     finally:
@@ -287,5 +287,42 @@ async def test_a_server_call_is_answered_by_the_ack_of_its_offset() -> None:
         aw.host.feed(sid, [Ack(s=1, id=asked["id"], ok=True, d="a")])
         assert await call == "a"
         assert len(aw.host.calls) == 0
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_an_ack_resent_while_the_fresh_session_catches_up_still_answers_its_call() -> None:
+    # Regression: the fresh session's catch-up runs after its hello; an ack the client
+    # resent at once (it answered the call in the lost session) found no position in the
+    # session's stream yet and was dropped, and the caller timed out.
+    broker = HeldBroker()
+    broker.gate.set()
+    aw = Anywire(anonymous=True, broker=broker)
+    await aw.start()
+    try:
+        link = await _connect(aw)
+        sid = link.sid or ""
+        hello = _frames(aw, link)[0]
+        call = asyncio.ensure_future(aw.call(sid, "ask", "q", timeout=5))
+        (asked,) = _events(await _settle(aw, link, 1), "ask")
+        # The session is lost before the client's answer reached it.
+        token = aw.host.issuer.signer.sign(
+            {"k": "s", "sid": sid, "node": "gone", "ns": "/", "u": aw.host.sessions[sid].user,
+             "a": True}
+        )  # fmt: skip
+        aw.host._expire(aw.host.sessions[sid], run_hooks=False, end="moved")
+        since = {s: (e, o) for s, e, o in hello["streams"]}
+        since[asked["o"][0]] = (asked["o"][1], asked["o"][2])  # the client holds the call
+        issued = await issue(aw, resume=token, since=since)
+        broker.gate.clear()  # history is slow: the catch-up is still reading
+        broker.reading.clear()
+        again = Link(WEBSOCKET, aw.host.codec("json"))
+        await aw.host.attach(again, Connect(issued.ticket))
+        assert _frames(aw, again)[0]["recovered"] is False
+        await asyncio.wait_for(broker.reading.wait(), 5)
+        # The client resends its unconfirmed answer first thing in the new session.
+        aw.host.feed(sid, [Ack(s=1, id=asked["id"], ok=True, d="a")])
+        broker.gate.set()
+        assert await asyncio.wait_for(call, 5) == "a"
     finally:
         await aw.stop(grace=0.1)
