@@ -50,7 +50,7 @@ from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
-from .errors import Disconnected, Reject
+from .errors import BrokerUnavailable, Disconnected, Reject
 from .host import SessionHost, bearer
 from .socket import Socket
 from .static import ClientAssets
@@ -446,7 +446,14 @@ class Anywire:
             await send_json_error(send, 400, ProtocolError("no common transport", 4507), cors)
             return
         codec = choose_codec(("msgpack", "json"), codecs)
-        issued = await self.host.issuer.issue(identity, namespace, codec, resume, since)
+        try:
+            issued = await self.host.issuer.issue(identity, namespace, codec, resume, since)
+        except BrokerUnavailable as exc:
+            # The client's stream positions could not be kept for the node that will
+            # redeem its ticket: a session without them would skip events silently.
+            error = ProtocolError(f"try again: {exc}", CloseCode.SHUTDOWN)
+            await send_json_error(send, 503, error, cors)
+            return
         urls = {"websocket": "/ws", "sse": "/sse", "longpoll": "/poll"}
         response = {
             "v": 1,

@@ -97,13 +97,14 @@ class Cluster:
         book is checked, documented in docs/scaling.md); returns the stream positions
         its negotiate kept (:meth:`keep_positions`)."""
         try:
-            async with self.broker.redis.pipeline(transaction=False) as pipe:
+            # Bounded: the client waits for its hello meanwhile (a paused Redis).
+            async with asyncio.timeout(2.0), self.broker.redis.pipeline(False) as pipe:
                 pipe.set(
                     f"{self.broker.prefix}:tk:{nonce}", b"1", nx=True, px=max(1, int(ttl * 1000))
                 )
                 pipe.getdel(self._positions(nonce))
                 fresh, kept = await pipe.execute()
-        except (RedisError, OSError, BrokerUnavailable):
+        except (RedisError, OSError, BrokerUnavailable, TimeoutError):
             log.warning("anywire: Redis down, ticket single-use checked on this node only")
             return {}
         if not fresh:
@@ -157,11 +158,16 @@ class Cluster:
         self, nonce: str, since: dict[str, tuple[str, int]], ttl: float
     ) -> None:
         """Keep the positions a client reported at negotiate for whichever node redeems
-        its ticket (bounded: a Redis outage loses them, and the fresh session then
-        starts its streams from now, each announced lost from the client's position)."""
+        its ticket (too many for the ticket to carry). Raises BrokerUnavailable if Redis
+        does not take them within 2 s: the client must negotiate again."""
         value = msgpack.packb([[k, e, o] for k, (e, o) in since.items()], use_bin_type=True)
-        with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
-            await self.broker.redis.set(self._positions(nonce), value, px=max(1, int(ttl * 1000)))
+        try:
+            async with asyncio.timeout(2.0):
+                await self.broker.redis.set(
+                    self._positions(nonce), value, px=max(1, int(ttl * 1000))
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"stream positions not kept: {exc!r}") from exc
 
     async def owner(self, sid: str) -> str | None:
         """The node that owns ``sid`` according to the registry (None if unknown)."""

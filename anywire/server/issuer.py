@@ -9,12 +9,18 @@
   connection. With the stream positions the client reported at negotiate (``since``) it
   lets the fresh session catch up on everything the client holds a position in.
 
-Positions travel beside the ticket, not in it (they would bloat the SSE and long-poll
-URLs): in this node's memory, and in Redis when another node may redeem the ticket.
+Where the positions travel: in this node's memory for a ticket redeemed here; for one that
+another node may redeem (a cluster), *in the ticket itself* when they are few (up to 1 KB:
+a user, a session, a namespace and a handful of rooms, the usual case; the SSE and
+long-poll URLs stay short), else in Redis beside it. A negotiate whose positions Redis
+cannot take fails (503, try again), and a ticket whose positions cannot be found is
+refused (4007, negotiate again): a fresh session never starts a stream from "now" while
+the client holds a position in it, which would skip events without a ``$lost``.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["Issued", "Issuer", "Redeemed"]
 
 Positions = dict[str, tuple[str, int]]
+
+_CARRIED = 1024  # bytes of positions (JSON) a cluster ticket carries itself
 
 
 class Issued(NamedTuple):
@@ -97,7 +105,15 @@ class Issuer:
             # Any node may redeem the ticket (round-robin): it carries the identity.
             fields["id"] = [identity.user, identity.expires_at, identity.claims]
             if since:
-                await self.cluster.keep_positions(nonce, since, self.host.settings.ticket_ttl)
+                carried = [[k, e, o] for k, (e, o) in since.items()]
+                if len(json.dumps(carried, separators=(",", ":"))) <= _CARRIED:
+                    fields["p"] = carried
+                else:
+                    # Raises BrokerUnavailable: negotiate answers 503 (try again).
+                    await self.cluster.keep_positions(
+                        nonce, since, self.host.settings.ticket_ttl
+                    )
+                    fields["pk"] = 1
         ticket = self.signer.sign(fields)
         token = self.signer.sign(
             {"k": "s", "sid": sid, "node": self.host.node_id, "ns": namespace,
@@ -149,7 +165,17 @@ class Issuer:
         since: Positions = {} if entry is None else entry[2]
         if self.cluster is not None:
             kept = await self.cluster.redeem(nonce, expires - wall)
-            since = since or kept
+            if entry is not None:
+                pass  # negotiated here: the positions are in memory
+            elif isinstance(payload.get("p"), list):
+                since = {str(k): (str(e), int(o)) for k, e, o in payload["p"]}
+            elif payload.get("pk"):
+                if not kept:
+                    raise AuthError(
+                        "stream positions unavailable (Redis unreachable): negotiate again",
+                        CloseCode.SESSION_UNKNOWN,
+                    )
+                since = kept
         if entry is not None:
             identity = entry[0]
         elif self.cluster is not None and isinstance(payload.get("id"), list):

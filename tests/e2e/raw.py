@@ -28,6 +28,7 @@ class RawConn:
         self.http = httpx.AsyncClient(base_url=base, timeout=10)
         self.ws: ClientConnection | None = None
         self.neg: dict[str, Any] = {}
+        self.target = base  # where the transport connection goes
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.last_seq = 0
@@ -44,15 +45,19 @@ class RawConn:
             "/anywire/negotiate", json={"codecs": ["json"], **body}, headers=headers
         )
 
-    async def open(self, resume_last: int | None = None, **body: Any) -> dict[str, Any]:
-        """Negotiate and open; returns the hello frame."""
+    async def open(
+        self, resume_last: int | None = None, at: str | None = None, **body: Any
+    ) -> dict[str, Any]:
+        """Negotiate and open (on the server at ``at``, another node, if given); returns
+        the hello frame (or what came instead)."""
         r = await self.negotiate(transports=[self.transport], **body)
         r.raise_for_status()
         self.neg = r.json()
         ticket = self.neg["ticket"]
+        target = self.target = at or self.base
         if self.transport == "websocket":
             self.ws = await connect(
-                self.base.replace("http", "ws") + "/anywire/ws",
+                target.replace("http", "ws") + "/anywire/ws",
                 additional_headers=self.headers,
                 max_size=None,  # batches of large events
                 max_queue=1,  # and stop reading the socket soon when not read
@@ -71,7 +76,7 @@ class RawConn:
             params = {"ticket": ticket}
             if resume_last is not None:
                 params["last"] = resume_last
-            r = await self.http.get("/anywire/poll", params=params, headers=self.headers)
+            r = await self.http.get(target + "/anywire/poll", params=params, headers=self.headers)
             r.raise_for_status()
             for f in r.json():
                 self._put(f)
@@ -97,7 +102,7 @@ class RawConn:
 
     async def _read_sse(self, params: dict[str, Any]) -> None:
         async with self.http.stream(
-            "GET", "/anywire/sse", params=params, headers=self.headers
+            "GET", self.target + "/anywire/sse", params=params, headers=self.headers
         ) as s:
             if s.status_code != 200:
                 await s.aread()
@@ -113,7 +118,7 @@ class RawConn:
         while True:
             await self.reading.wait()
             r = await self.http.get(
-                "/anywire/poll",
+                self.target + "/anywire/poll",
                 params={"ack": self.last_seq},
                 headers={**self.headers, "X-Anywire-Token": self.neg["token"]},
             )
