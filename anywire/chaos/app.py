@@ -3,13 +3,19 @@
 JWT authentication with the run's secret; timings from the environment (``AW_CHAOS_*``,
 set by :mod:`anywire.chaos.run`), short enough that faults are noticed within seconds.
 ``echo`` answers client calls; ``AW_CHAOS_JOIN_DELAY`` makes every client join wait that
-many seconds in the join hook (an overloaded node).
+many seconds in the join hook (an overloaded node). SIGUSR1 writes the stack of the
+main thread and of every asyncio task to the node's log (a node that does not stop is
+killed after that, so its log says where it hung).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
+import traceback
+from types import FrameType
 from typing import Any
 
 from ..core.settings import Settings
@@ -42,6 +48,27 @@ def settings_from_env() -> Settings:
         flood_burst=int(f("FLOOD_BURST", 5000)),
     )
 
+
+def dump_stacks(signum: int, frame: FrameType | None) -> None:
+    """Write where the process is: the main thread, then every asyncio task."""
+    out = sys.stderr
+    print(f"=== stacks (signal {signum})", file=out)
+    traceback.print_stack(frame, file=out)
+    loop = asyncio._get_running_loop()
+    for task in asyncio.all_tasks(loop) if loop is not None else ():
+        print(f"--- {task!r}", file=out)
+        # Task.print_stack shows only the task's own coroutine: follow what it awaits.
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                print(f"    {frame.f_code.co_filename}:{frame.f_lineno} "
+                      f"{frame.f_code.co_name}", file=out)  # fmt: skip
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    out.flush()
+
+
+signal.signal(signal.SIGUSR1, dump_stacks)
 
 aw = Anywire(
     auth=JWTAuth(SECRET, audience=AUDIENCE),

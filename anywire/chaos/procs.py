@@ -189,9 +189,15 @@ class NodeProc(_Proc):
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # Where it hangs goes to its log (anywire.chaos.app dumps its stacks).
+            self.proc.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(1.0)
             self.proc.kill()
             self.proc.wait(5)
-            raise TimeoutError(f"node {self.port} did not stop within {timeout} s") from None
+            raise TimeoutError(
+                f"node {self.port} did not stop within {timeout} s (stacks in its log)"
+            ) from None
         return time.monotonic() - started
 
     def log_tail(self, chars: int = 3000) -> str:

@@ -134,13 +134,18 @@ class Presence:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            # Stopped by being no longer the worker as well as by cancel: a cancellation
+            # swallowed inside the Redis client once left this loop waiting for ever, and
+            # the process with it (asyncio.run waits for every task it cancels).
+            self._wake.set()
+            worker.cancel()
+            await asyncio.wait({worker}, timeout=max(timeout / 2, 0.05))
 
     async def _work(self) -> None:
-        while True:
+        me = asyncio.current_task()
+        while self._worker is me:
             while self._queue:
                 change = self._queue.popleft()
                 try:
@@ -149,6 +154,8 @@ class Presence:
                     log.exception("anywire: presence change failed")
             self._idle.set()
             self._wake.clear()
+            if self._worker is not me:
+                break
             await self._wake.wait()
 
     async def _apply(self, change: _Change) -> None:
