@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
+from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +75,9 @@ class Member:
     timeline: list[tuple[float, str]] = field(default_factory=list)
     reconnects: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds)
     sids: set[str] = field(default_factory=set)
+    calls: Counter[str] = field(default_factory=Counter)  # how the client's own calls ended
     _down_since: float | None = None
+    _chatter: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -118,13 +122,32 @@ class Member:
                 self._down_since = None
 
     async def start(self, timeout: float) -> None:
-        """Connect and join every room (bounded)."""
+        """Connect and join every room (bounded), then call the server now and then."""
         _current.set(self)
         async with asyncio.timeout(timeout):
             await self.client.connect()
             self.sid = self.client.sid
             for room in self.rooms:
                 await self.client.join(room, timeout=timeout)
+        self._chatter = asyncio.ensure_future(self._chat())
+
+    async def _chat(self) -> None:
+        """A call every 2-4 s (the client's own requests must survive the faults too)."""
+        n = 0
+        while True:
+            await asyncio.sleep(2 + 2 * random.random())
+            n += 1
+            try:
+                answer = await self.client.call("echo", n, timeout=30)
+                self.calls["ok" if answer == n else "wrong answer"] += 1
+            except Exception as exc:
+                self.calls[type(exc).__name__] += 1
+                self.timeline.append((time.monotonic(), f"call {n} failed: {exc!r}"))
+
+    async def stop_chatter(self) -> None:
+        if self._chatter is not None:
+            self._chatter.cancel()
+            await asyncio.gather(self._chatter, return_exceptions=True)
 
 
 class Fleet:
@@ -175,6 +198,8 @@ class Fleet:
             await asyncio.gather(*(one(m) for m in self.members))
 
     async def close(self) -> None:
+        for member in self.members:
+            await member.stop_chatter()
         for member in self.members:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):

@@ -54,6 +54,8 @@ class RunResult:
     retried: Counter[str]
     uncertain: int
     calls: Counter[str]
+    client_calls: Counter[str]  # how the clients' own calls ended
+    lost_kinds: Counter[str]  # $lost events by stream kind and whether bounded
     answered_twice: int
     reconnects: dict[str, list[tuple[float, float]]]  # transport -> (when, seconds)
     faults: list[tuple[float, str]]
@@ -117,6 +119,8 @@ class RunResult:
             f"published {self.published} events (retried: {dict(self.retried) or 'none'}; "
             f"never confirmed: {self.uncertain})",
             f"server calls: {dict(self.calls)}; answered twice by a client: {self.answered_twice}",
+            f"client calls: {dict(self.client_calls)}",
+            f"$lost events: {dict(self.lost_kinds) or 'none'}",
             f"graceful stops: {', '.join(f'{s:.2f}' for s in self.stop_seconds) or 'none'} s",
             *self._slowest(),
             "  timeline of the slowest one:",
@@ -221,9 +225,17 @@ async def run(config: RunConfig) -> RunResult:
         finally:
             sampler.cancel()
         redis_bytes = redis.used_memory()
+        for m in fleet.members:
+            await m.stop_chatter()
         answered: Counter[str] = Counter()
+        client_calls: Counter[str] = Counter()
+        lost_kinds: Counter[str] = Counter()
         for m in fleet.members:
             answered.update(m.answered)
+            client_calls.update(m.calls)
+            for lost in m.lost:
+                kind = str(lost.get("stream", "?")).split(":", 1)[0]
+                lost_kinds[f"{kind} {'bounded' if lost.get('to') is not None else 'to null'}"] += 1
         reconnects: dict[str, list[tuple[float, float]]] = {t: [] for t in TRANSPORTS}
         for m in fleet.members:
             reconnects[m.transport] += m.reconnects
@@ -236,6 +248,8 @@ async def run(config: RunConfig) -> RunResult:
             retried=publisher.retried,
             uncertain=len(publisher.uncertain),
             calls=Counter(publisher.calls.values()),
+            client_calls=client_calls,
+            lost_kinds=lost_kinds,
             answered_twice=sum(1 for n in answered.values() if n > 1),
             reconnects=reconnects,
             stop_seconds=faults.stop_seconds,

@@ -28,6 +28,9 @@ async def test_every_event_exactly_once_or_announced_lost_under_faults(tmp_path:
     assert not result.protocol_errors, result.report()  # no sequence gap on any connection
     assert not result.fault_errors, result.report()
     assert result.answered_twice == 0 and result.uncertain == 0, result.report()
+    # The clients' own calls: answered, or (a node killed after taking the request)
+    # RequestLost at once; never a timeout or another error.
+    assert set(result.client_calls) <= {"ok", "RequestLost"}, result.report()
     # Nothing was lost that history still held: no $lost either.
     assert sum(result.verdict.announced.values()) == 0, result.report()
     # Every graceful stop ended within the drain bound (3 s) plus process exit.
