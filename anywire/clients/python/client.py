@@ -52,15 +52,15 @@ from .errors import (
     RequestLost,
 )
 from .handlers import Handlers
+from .negotiate import TokenSource, negotiate
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
-from .wire import Negotiated, check_frame, error_code, make_codecs
+from .wire import Negotiated, check_frame, make_codecs
 
 __all__ = ["Client", "State"]
 
 log = logging.getLogger("anywire.client")
 
 State = Literal["connecting", "connected", "reconnecting", "disconnected"]
-TokenSource = str | Callable[[], str | Awaitable[str | None] | None] | None
 Handler = Callable[[Any], Any]
 _H = TypeVar("_H", bound=Callable[..., Any])
 
@@ -601,44 +601,9 @@ class Client:
         since = self.continuity.since()
         if since:
             body["since"] = since
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                token = await self._get_token()
-                headers = dict(self.headers)
-                if token:
-                    headers["Authorization"] = f"Bearer {token}"
-                response = await self._http_client().post(
-                    self.url + "/anywire/negotiate", json=body, headers=headers
-                )
-        except TimeoutError:
-            raise ConnectError(f"negotiate: no answer within {self.connect_timeout} s") from None
-        except (httpx.HTTPError, OSError) as exc:
-            raise ConnectError(f"negotiate failed: {exc!r}") from exc
-        status = response.status_code
-        if status != 200:
-            code = error_code(response.content, response.headers.get("content-type", ""))
-            message = f"negotiate refused: HTTP {status} {_message(response)}".rstrip()
-            if status == 401:
-                raise AuthError(message, code or CloseCode.UNAUTHORIZED)
-            if status == 403:
-                raise AuthError(message, code or CloseCode.FORBIDDEN)
-            raise ConnectError(message, code)
-        try:
-            return Negotiated.parse(response.json())
-        except ValueError as exc:
-            raise ConnectError(f"bad negotiate answer: {exc}") from exc
-
-    async def _get_token(self) -> str | None:
-        source = self._token
-        if not callable(source):
-            return source
-        try:
-            token = source()
-            if inspect.isawaitable(token):
-                token = await token
-        except Exception as exc:
-            raise ConnectError(f"token callable failed: {exc!r}") from exc
-        return token
+        return await negotiate(
+            self._http_client(), self.url, body, self.headers, self._token, self.connect_timeout
+        )
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -799,12 +764,3 @@ def _check_name(name: str, what: str) -> None:
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
         raise ValueError(f"{what} name must be a string of 1-{MAX_NAME} characters")
 
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:200]  # an HTML error page, on one line
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return ""
