@@ -119,6 +119,7 @@ class ServerSession:
         "settings",
         "sid",
         "state",
+        "tickets",
         "user",
         "written",
     )
@@ -159,6 +160,10 @@ class ServerSession:
         # Tells this session object apart from another one under the same sid (a fresh
         # session after a lost one, a copy on another node): set by the host.
         self.incarnation = ""
+        # The negotiates (ticket nonces) whose session tokens address this session object,
+        # the last few: a token of an earlier session under the same sid names another
+        # sequence numbering, and its late requests must not reach this one. Set by the host.
+        self.tickets: list[str] = []
         self.heartbeat = Heartbeat(None, settings.ping_interval + settings.ping_timeout)
         self.last_seen = now
         self.last_ping = now

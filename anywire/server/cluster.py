@@ -105,7 +105,7 @@ class Cluster:
                 pipe.getdel(self._positions(nonce))
                 fresh, kept = await pipe.execute()
         except (RedisError, OSError, BrokerUnavailable, TimeoutError):
-            log.warning("anywire: Redis down, ticket single-use checked on this node only")
+            log.warning("anywire: Redis unreachable or slow: ticket single use checked here only")
             return {}
         if not fresh:
             raise AuthError("ticket already used", CloseCode.SESSION_UNKNOWN)
@@ -114,14 +114,29 @@ class Cluster:
         return {str(k): (str(e), int(o)) for k, e, o in msgpack.unpackb(kept, raw=False)}
 
     async def attached(self, sid: str) -> None:
-        """This node now owns ``sid`` (bounded: a Redis outage only skips the record)."""
+        """This node now owns ``sid`` (bounded: when Redis is slow or down the record is
+        retried in the background, and the client gets its hello meanwhile)."""
+        if not await self._claim(sid):
+            self._spawn(self._claim_later(sid))
+
+    async def _claim_later(self, sid: str) -> None:
+        """Retry the owner record while the session lives here (about 30 s at most):
+        until it is written, requests forwarded for ``sid`` go to its old node, which
+        refuses them (4007: a token of an earlier session), so the client churns."""
+        for delay in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0):
+            await asyncio.sleep(delay)
+            if sid not in self.host.sessions or await self._claim(sid):
+                return
+
+    async def _claim(self, sid: str) -> bool:
+        """Write the owner record (bounded); end the copy on the node it named before."""
         try:
             async with asyncio.timeout(2.0):
                 old = await self.broker.redis.set(
                     self._own(sid), self.node, ex=int(self.owner_ttl), get=True
                 )
         except (RedisError, OSError, BrokerUnavailable, TimeoutError):
-            return
+            return False
         if old is not None and _text(old) != self.node:
             # The client left its session on another node for this one (a resume the
             # load balancer sent here): end the old copy before the client gets its
@@ -129,6 +144,7 @@ class Cluster:
             # (its frame numbers would clash), and its rooms and presence go with it.
             with contextlib.suppress(RedisError, OSError, BrokerUnavailable, TimeoutError):
                 await self.broker.request(_text(old), {"op": "end", "sid": sid}, 2.0)
+        return True
 
     def ended(self, sid: str, namespace: str, end: str) -> None:
         """The session ``sid`` of this node ended (``end`` as in SessionHost._expire).

@@ -176,6 +176,7 @@ class SessionHost:
         if sess is not None and last is not None and sess.can_resume(last):
             old = sess.connection
             sess.auth_deadline = auth_deadline
+            sess.tickets = [*sess.tickets[-3:], redeemed.nonce]
             hello = sess.attach(link, now, heartbeat, last)
             if isinstance(old, Link) and old is not link:
                 old.close(CloseCode.TRANSPORT_REPLACED, "replaced by a newer connection")
@@ -208,6 +209,7 @@ class SessionHost:
         sess.anonymous = identity.claims.get("anonymous") is True
         sess.incarnation = secrets.token_hex(6)
         sess.reported = dict(redeemed.since)
+        sess.tickets = [redeemed.nonce]
         socket = self.app.make_socket(self, sess, identity)
         self.sessions[sid] = sess
         self.sockets[sid] = socket
@@ -285,8 +287,15 @@ class SessionHost:
             return None  # history unreachable (Redis down): begin() announces the loss
 
     def resolve(self, token: str) -> str:
-        sid, _ = self.issuer.session_of(token)
-        return self._session(sid).sid
+        sid, fields = self.issuer.session_of(token)
+        sess = self._session(sid)
+        nonce = fields.get("n")
+        if nonce is not None and sess.tickets and nonce not in sess.tickets:
+            # A late request of an earlier session under this sid (its client has moved
+            # on to this one, or is about to): its frames and acks are numbered for
+            # that session. The client negotiates again if it still uses that token.
+            raise AuthError("session token of an earlier session", CloseCode.SESSION_UNKNOWN)
+        return sess.sid
 
     def _session(self, sid: str) -> ServerSession:
         """The live session ``sid``; raises with the code it ended with if it was closed

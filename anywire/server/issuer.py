@@ -59,6 +59,7 @@ class Redeemed:
     namespace: str
     identity: Identity
     since: Positions = field(default_factory=dict)
+    nonce: str = ""  # its negotiate's, also in the session token issued with it
 
 
 class Issuer:
@@ -117,7 +118,7 @@ class Issuer:
         ticket = self.signer.sign(fields)
         token = self.signer.sign(
             {"k": "s", "sid": sid, "node": self.host.node_id, "ns": namespace,
-             "u": identity.user, "a": anonymous}
+             "u": identity.user, "a": anonymous, "n": nonce}
         )  # fmt: skip
         self._pending[nonce] = (identity, expires, since)
         return Issued(sid, token, ticket, resumable)
@@ -185,7 +186,7 @@ class Issuer:
             raise AuthError("ticket unknown on this node", CloseCode.SESSION_UNKNOWN)
         if identity.expires_at is not None and identity.expires_at <= wall:
             raise AuthError("token expired", CloseCode.TOKEN_EXPIRED)
-        return Redeemed(str(payload["sid"]), str(payload["ns"]), identity, since)
+        return Redeemed(str(payload["sid"]), str(payload["ns"]), identity, since, nonce)
 
     def session_of(self, token: str) -> tuple[str, dict[str, Any]]:
         """The sid a session token names, and the token's fields (raises AuthError)."""
