@@ -76,6 +76,7 @@ class Member:
     reconnects: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds)
     sids: set[str] = field(default_factory=set)
     calls: Counter[str] = field(default_factory=Counter)  # how the client's own calls ended
+    chat_every: float = 3.0  # mean seconds between the client's own calls
     _down_since: float | None = None
     _chatter: asyncio.Task[None] | None = None
 
@@ -132,10 +133,11 @@ class Member:
         self._chatter = asyncio.ensure_future(self._chat())
 
     async def _chat(self) -> None:
-        """A call every 2-4 s (the client's own requests must survive the faults too)."""
+        """A call every ``chat_every`` s on average (the client's own requests must
+        survive the faults too)."""
         n = 0
         while True:
-            await asyncio.sleep(2 + 2 * random.random())
+            await asyncio.sleep(self.chat_every * (0.5 + random.random()))
             n += 1
             try:
                 answer = await self.client.call("echo", n, timeout=30)
@@ -183,6 +185,10 @@ class Fleet:
                 ack_timeout=30.0,
             )
             member = Member(i, transport, user, tuple(dict.fromkeys(picked)), client)
+            # About 30 client calls per second in all, whatever the fleet's size: the
+            # clients share one process with the publisher, and starving it would test
+            # the harness rather than the servers.
+            member.chat_every = max(3.0, count / 30)
             member.attach_recorders()
             self.members.append(member)
 
