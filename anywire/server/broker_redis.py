@@ -45,6 +45,9 @@ __all__ = ["RedisBroker"]
 
 log = logging.getLogger("anywire.redis")
 
+_POOL_SIZE = 200  # command connections per node
+_POOL_WAIT = 2.0  # seconds a command waits for one before it fails (BrokerUnavailable)
+
 # KEYS: history, epoch, offset[, idempotency key]. ARGV: fresh epoch, maxlen, body, ttl,
 # bus channel, idempotency window (ms). Returns {epoch, offset, repeated}.
 _PUBLISH = """
@@ -184,7 +187,14 @@ class RedisBroker:
         self._deliver = deliver
         self._closing = False
         opts: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2.0}
-        self._redis = aioredis.from_url(self.url, socket_timeout=5.0, **opts)
+        # A pool that makes a command wait (bounded) for a free connection: redis-py's
+        # default pool fails at once past 100 connections in use ("Too many
+        # connections"), which a burst of catch-ups or publishes, or a paused Redis
+        # holding every connection, reaches: emits failed while Redis was fine.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT, socket_timeout=5.0, **opts
+        )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._sub_redis = aioredis.from_url(self.url, socket_keepalive=True, **opts)
         self._read_script = self._redis.register_script(_READ)
         self._loops = [
