@@ -42,6 +42,7 @@ class Publisher:
     uncertain: set[str] = field(default_factory=set)  # never confirmed (gave up)
     retried: Counter[str] = field(default_factory=Counter)  # why publishes were retried
     calls: dict[str, str] = field(default_factory=dict)  # key -> outcome
+    errors: Counter[str] = field(default_factory=Counter)  # why publishes failed
     _aw: Anywire | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -98,6 +99,7 @@ class Publisher:
                 return
             except BrokerUnavailable as exc:
                 self.retried["maybe" if exc.maybe_published else "not"] += 1
+                self.errors[str(exc)[:120]] += 1
                 if time.monotonic() > deadline:
                     self.uncertain.add(key)
                     return

@@ -55,6 +55,7 @@ class RunResult:
     uncertain: int
     calls: Counter[str]
     client_calls: Counter[str]  # how the clients' own calls ended
+    publish_errors: list[tuple[str, int]]  # the commonest reasons publishes failed
     lost_kinds: Counter[str]  # $lost events by stream kind and whether bounded
     answered_twice: int
     reconnects: dict[str, list[tuple[float, float]]]  # transport -> (when, seconds)
@@ -118,6 +119,7 @@ class RunResult:
         lines += [
             f"published {self.published} events (retried: {dict(self.retried) or 'none'}; "
             f"never confirmed: {self.uncertain})",
+            *(f"  publish failed {n} times: {why}" for why, n in self.publish_errors[:3]),
             f"server calls: {dict(self.calls)}; answered twice by a client: {self.answered_twice}",
             f"client calls: {dict(self.client_calls)}",
             f"$lost events: {dict(self.lost_kinds) or 'none'}",
@@ -249,6 +251,7 @@ async def run(config: RunConfig) -> RunResult:
             uncertain=len(publisher.uncertain),
             calls=Counter(publisher.calls.values()),
             client_calls=client_calls,
+            publish_errors=publisher.errors.most_common(3),
             lost_kinds=lost_kinds,
             answered_twice=sum(1 for n in answered.values() if n > 1),
             reconnects=reconnects,
