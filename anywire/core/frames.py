@@ -351,7 +351,8 @@ def parse_frame(obj: Any) -> Frame:
     try:
         return _parse(obj)
     except RemoteProtocolError as exc:
-        if isinstance(obj, dict) and obj.get("t") in SEQUENCED:
+        t = obj.get("t") if isinstance(obj, dict) else None
+        if type(t) is str and t in SEQUENCED:  # t may be any value (a list: unhashable)
             exc.seq = _uint(obj.get("s"))
             # An ack answers; it is never answered (its id is the other side's).
             exc.ack_id = _uint(obj.get("id")) if obj.get("t") != "ack" else None
@@ -432,7 +433,7 @@ def _parse(obj: Any) -> Frame:
         return Close(c=_seq(obj, "c", t), m=_opt(obj, "m", str, t) or "")
     if t == "error":
         return ErrorFrame(c=_seq(obj, "c", t), m=_opt(obj, "m", str, t) or "")
-    raise RemoteProtocolError(f"unknown frame type {t!r}")
+    raise RemoteProtocolError(f"unknown frame type {t!r:.40}")  # t may be any value
 
 
 def in_order(last: int, frame: Frame, sender: str) -> bool:

@@ -414,7 +414,9 @@ class Anywire:
             return
         try:
             raw = await read_body(receive, 64 * 1024)
-            body = json.loads(raw) if raw.strip() else {}
+            # The JSON codec's decoder: any malformed body (deep nesting included) is a
+            # RemoteProtocolError (400/4502), before any credential is looked at.
+            body = self.host.codec("json").decode(raw) if raw.strip() else {}
             if not isinstance(body, dict):
                 raise RemoteProtocolError("negotiate body must be a JSON object")
             version = body.get("v", 1)

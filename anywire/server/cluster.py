@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import MutableMapping
@@ -30,7 +29,7 @@ import msgpack
 from redis.exceptions import RedisError
 
 from ..core.closecodes import CloseCode
-from ..core.errors import AuthError, ProtocolError
+from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.streams import session_stream
 from ..transports.base import Receive, Scope, Send, header, query, read_body, send_json_error
 from .broker_redis import RedisBroker
@@ -285,9 +284,10 @@ class Cluster:
         token: str | None
         if tail == "/negotiate":
             try:
-                token = json.loads(body).get("resume") if body.strip() else None
-            except (ValueError, AttributeError):
-                token = None
+                decoded = self.host.codec("json").decode(body) if body.strip() else None
+            except RemoteProtocolError:
+                decoded = None  # answered here, 400
+            token = decoded.get("resume") if isinstance(decoded, dict) else None
         else:
             token = header(scope, b"x-anywire-token") or params.get("token")
         node = await self._remote_owner(token) if isinstance(token, str) else None
