@@ -313,6 +313,10 @@ class SessionHost:
         now = self._clock()
         self.counters["frames_in"] += len(frames)
         try:
+            if not frames:
+                # An empty batch does nothing, but a message costs a flood token like
+                # any other: a client must not be able to make the server work for free.
+                sess.charge(now)
             for frame in frames:
                 handled = sess.receive(frame, now)
                 if handled is not None:

@@ -43,7 +43,7 @@ class SendEndpoint:
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
             body = await read_body(receive, settings.max_frame_size)
             frames, error = decode_frames(codec, body, settings.max_batch)
-            if frames:
+            if frames or error is None:  # an empty batch is charged too
                 self.host.feed(sid, frames)
             if error is not None:
                 self.host.reject(sid, error)

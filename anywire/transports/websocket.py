@@ -166,7 +166,7 @@ class WebSocketTransport:
                     if len(frames) == 1 and error is None and writer.task is None:
                         answer = host.answer(link, frames[0])
                     if answer is None:
-                        if frames:
+                        if frames or error is None:  # an empty batch is charged too
                             host.feed(sid, frames)
                         if error is not None:
                             host.reject(sid, error)

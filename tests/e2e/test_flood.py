@@ -48,3 +48,26 @@ async def test_flood_is_cut_off_and_others_unharmed(strict: Server, transport: s
     finally:
         await flooder.close()
         await bystander.close()
+
+
+async def test_empty_batches_are_charged_like_any_message(strict: Server, transport: str) -> None:
+    # Issue #13, item 4: [] cost nothing, so one connection could send 97,620 a second.
+    flooder = RawConn(strict.url, transport, make_token(f"empty-{transport}"))
+    try:
+        await flooder.open()
+        if transport == "websocket":
+            for _ in range(80):  # twice the burst
+                await flooder.send_raw("[]")
+            frame = await flooder.recv()
+            assert frame["t"] == "close" and frame["c"] == 4506
+        else:
+            statuses = []
+            for _ in range(80):
+                r = await flooder.send_raw("[]")
+                assert r is not None
+                statuses.append(r.status_code)
+                if r.status_code != 204:
+                    break
+            assert statuses[-1] == 429 and len(statuses) <= 45, statuses
+    finally:
+        await flooder.close()
