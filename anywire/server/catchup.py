@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..core.session import ServerSession
+from ..core.codec import Outgoing
+from ..core.session import ServerSession, SessionState
 from ..core.streams import CatchUp, Lost, plan_catch_up
 from .broker import Broker
 
-__all__ = ["begin", "catch_up", "patient_catch_up"]
+__all__ = ["begin", "catch_up", "held_catch_up", "patient_catch_up"]
 
 
 async def catch_up(broker: Broker, stream: str, since: tuple[str, int] | None) -> CatchUp:
@@ -62,6 +63,27 @@ async def patient_catch_up(
                 return None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+async def held_catch_up(
+    broker: Broker,
+    sess: ServerSession,
+    stream: str,
+    since: tuple[str, int] | None,
+    patience: float,
+) -> tuple[tuple[str, int] | None, list[Lost], list[Any], list[Outgoing]] | None:
+    """Catch ``sess``, which holds ``stream``, up from ``since`` (:func:`patient_catch_up`)
+    and end the hold. Returns :func:`begin`'s start, losses and events, then the live
+    events held meanwhile: to be sent in that order. None if the session closed
+    meanwhile."""
+    try:
+        plan = await patient_catch_up(broker, stream, since, patience)
+    finally:
+        held = sess.release(stream)
+    if sess.state is SessionState.CLOSED:
+        return None
+    start, lost, items = begin(sess, stream, since, plan, broker.position(stream))
+    return start, lost, items, held
 
 
 def begin(

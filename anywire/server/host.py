@@ -29,11 +29,11 @@ from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
-from ..core.streams import CatchUp, Lost, all_stream, session_stream, user_stream
+from ..core.streams import Lost, all_stream, session_stream, user_stream
 from ..transports.base import Link, Scope, header, short_reason
 from .broker import Broker, Envelope
 from .calls import Calls
-from .catchup import begin, catch_up, patient_catch_up
+from .catchup import begin, held_catch_up, patient_catch_up
 from .codecs import make_codecs
 from .errors import Reject
 from .issuer import Issuer
@@ -226,7 +226,10 @@ class SessionHost:
         try:
             # Streams the client holds no position in (a first connection): where they
             # start now, read once (the client waits for its hello).
-            plans = await asyncio.gather(*(self._catch_up(s, None) for s in fresh))
+            # None: history unreachable (Redis down), read once (no patience).
+            plans = await asyncio.gather(
+                *(patient_catch_up(self.broker, s, None, 0.0) for s in fresh)
+            )
         except BaseException:
             for stream in streams:
                 sess.release(stream)
@@ -266,25 +269,16 @@ class SessionHost:
     ) -> None:
         """Catch ``sess`` (holding ``stream``) up from ``since``, then release it."""
         patience = self.settings.ping_interval + self.settings.ping_timeout
-        try:
-            plan = await patient_catch_up(self.broker, stream, since, patience)
-        finally:
-            held = sess.release(stream)
-        if sess.state is _CLOSED:
+        caught = await held_catch_up(self.broker, sess, stream, since, patience)
+        if caught is None:
             return
-        _, lost, items = begin(sess, stream, since, plan, self.broker.position(stream))
+        _, lost, items, held = caught
         for gone in lost:
             self.push(sess, lost_frame(gone))
         for env in items:
             self._push_event(sess, env)
         for out in held:
             self.push(sess, out)
-
-    async def _catch_up(self, stream: str, since: tuple[str, int] | None) -> CatchUp | None:
-        try:
-            return await catch_up(self.broker, stream, since)
-        except ConnectionError:
-            return None  # history unreachable (Redis down): begin() announces the loss
 
     def resolve(self, token: str) -> str:
         sid, fields = self.issuer.session_of(token)

@@ -166,11 +166,11 @@ class Issuer:
         since: Positions = {} if entry is None else entry[2]
         if self.cluster is not None:
             kept = await self.cluster.redeem(nonce, expires - wall)
-            if entry is not None:
-                pass  # negotiated here: the positions are in memory
-            elif isinstance(payload.get("p"), list):
+            # Negotiated on this node: the positions are in memory (entry). Elsewhere:
+            # in the ticket, or kept in Redis beside it.
+            if entry is None and isinstance(payload.get("p"), list):
                 since = {str(k): (str(e), int(o)) for k, e, o in payload["p"]}
-            elif payload.get("pk"):
+            elif entry is None and payload.get("pk"):
                 if not kept:
                     raise AuthError(
                         "stream positions unavailable (Redis unreachable): negotiate again",

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..core.frames import Join, Leave
-from ..core.session import ServerSession, SessionState
-from ..core.streams import CatchUp, room_stream
-from .catchup import begin, patient_catch_up
+from ..core.session import ServerSession
+from ..core.streams import room_stream
+from .catchup import held_catch_up
 from .errors import Reject
 from .outgoing import event_frame, lost_frame
 
@@ -102,18 +102,14 @@ class Joins:
         answer: tuple[int, list[dict[str, Any]]] | None,
     ) -> None:
         host = self.host
+        # A Redis paused or restarting delays the catch-up (the answer waits: the client's
+        # rejoin has no timeout); only history unreachable for longer than a heartbeat
+        # period is announced lost.
         patience = host.settings.ping_interval + host.settings.ping_timeout
-        plan: CatchUp | None = None
-        try:
-            # A Redis paused or restarting delays the catch-up (the answer waits: the
-            # client's rejoin has no timeout); only history unreachable for longer than
-            # a heartbeat period is announced lost.
-            plan = await patient_catch_up(host.broker, stream, since, patience)
-        finally:
-            held = sess.release(stream)
-        if sess.state is SessionState.CLOSED:
+        caught = await held_catch_up(host.broker, sess, stream, since, patience)
+        if caught is None:
             return
-        start, lost, items = begin(sess, stream, since, plan, host.broker.position(stream))
+        start, lost, items, held = caught
         if answer is not None:
             ack_id, others = answer
             present = {m["sid"] for m in members}
