@@ -23,7 +23,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ..core.closecodes import CloseCode
-from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..core.frames import Connect, ErrorFrame, Resume
 from .base import (
     Host,
@@ -178,6 +178,16 @@ class WebSocketTransport:
                     return
                 # A bad frame is answered, not fatal: the connection and session live on.
                 link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
+            except LocalProtocolError:
+                writer.release()
+                raise  # a bug of ours
+            except ProtocolError as exc:
+                # The session ended while this message was on its way (drained, moved to
+                # another node, expired): close with the code it ended with, as the HTTP
+                # transports answer, not as a failure of ours.
+                writer.release()
+                link.close(exc.code, exc.message)
+                return
             except BaseException:
                 writer.release()
                 raise

@@ -125,3 +125,27 @@ async def test_a_send_that_waits_holds_up_only_its_own_connection() -> None:
             p.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
         await aw.stop(grace=0.1)
+
+
+async def test_a_message_that_arrives_after_its_session_ended_closes_without_a_failure() -> None:
+    # Seen in the chaos run: a node drained (or a session moved away) while a client's
+    # message was on its way; feeding it raised "session unknown" out of the reader and
+    # was logged as a failure of ours (a traceback per connection, close 4003).
+    aw = _app()
+    await aw.start()
+    transport = WebSocketTransport(aw.host)
+    issued = await issue(aw, "late")
+    peer = FakePeer(issued.ticket)
+    task = asyncio.create_task(transport(SCOPE, peer.receive, peer.send))
+    try:
+        await peer.wait_for(lambda: len(peer.sent) >= 2)  # accept + hello
+        sess = aw.host.sessions.pop(issued.sid)  # gone, its link not told yet
+        peer.inbox.put_nowait({"type": "websocket.receive", "text": '[{"t":"rx","n":0}]'})
+        await peer.wait_for(lambda: any(m["type"] == "websocket.close" for m in peer.sent))
+        close = [m for m in peer.sent if m["type"] == "websocket.close"][-1]
+        assert close["code"] == CloseCode.SESSION_UNKNOWN
+        aw.host.sessions[issued.sid] = sess  # for a clean stop
+    finally:
+        peer.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+        await aw.stop(grace=0.1)
