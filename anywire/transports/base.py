@@ -227,9 +227,14 @@ def decode_general(
         obj = codec.decode(data)
     except RemoteProtocolError as exc:
         return [], exc
+    # Values outside the shared data model (a 2^64 from JSON, a NaN from MessagePack)
+    # or too deep are refused frame by frame, like any invalid field: the frames before
+    # still count, the bad one still uses up its sequence number and is answered.
+    check = codec.suspect(data)
+    depth = codec.max_depth
     if not isinstance(obj, list):  # one frame, the common case
         try:
-            return [parse_frame(obj)], None
+            return [parse_frame(obj, check, depth)], None
         except RemoteProtocolError as exc:
             return [], exc
     items = obj
@@ -238,7 +243,7 @@ def decode_general(
     frames: list[Frame] = []
     for item in items:
         try:
-            frames.append(parse_frame(item))
+            frames.append(parse_frame(item, check, depth))
         except RemoteProtocolError as exc:
             return frames, exc
     return frames, None
