@@ -38,6 +38,7 @@ from ..transports.base import (
     Scope,
     Send,
     header,
+    log_refused,
     read_body,
     refuse_origin,
     send_json_error,
@@ -447,6 +448,7 @@ class Anywire:
             return
         except (ProtocolError, ValueError) as exc:
             err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
+            log_refused("negotiate", err, scope)
             await send_json_error(send, 413 if err.code == 4503 else 400, err, cors)
             return
         order = order_transports(self.settings.transports, caps, failed)
