@@ -335,7 +335,8 @@ _MSGPACK_OPENERS = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
 def _non_finite(data: bytes) -> bool:
     """Whether MessagePack bytes may hold a NaN or an infinity (memchr first: floats are
     rare in messages)."""
-    return (b"\xcb" in data or b"\xca" in data) and _NON_FINITE.search(data) is not None
+    # (An int operand: ``0xCB in data`` is a bare memchr, ``b"\xcb" in data`` costs 9x.)
+    return (0xCB in data or 0xCA in data) and _NON_FINITE.search(data) is not None
 
 
 def _map_header(n: int) -> bytes:
@@ -387,7 +388,7 @@ class MsgpackCodec:
             raise TypeError(f"cannot encode as MessagePack: {exc}") from exc
         # MessagePack itself carries NaN and infinities; the protocol does not (JSON
         # cannot). Only output holding such a bit pattern can be one.
-        if _non_finite(out):
+        if (0xCB in out or 0xCA in out) and _NON_FINITE.search(out) is not None:  # inlined
             problem = value_error(value, None, keys=False)
             if problem is not None:
                 raise TypeError(f"cannot encode as MessagePack: {problem}")
@@ -398,7 +399,7 @@ class MsgpackCodec:
             return True
         # A bin value (0xc4-0xc6) may be a binary map key, which msgpack's strict_map_key
         # lets through and the protocol does not.
-        if b"\xc4" in data or b"\xc5" in data or b"\xc6" in data:
+        if 0xC4 in data or 0xC5 in data or 0xC6 in data:
             return True
         if self.max_depth is None:
             return False
