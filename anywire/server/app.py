@@ -429,9 +429,7 @@ class Anywire:
             version = body.get("v", 1)
             if type(version) is not int or version != 1:
                 raise RemoteProtocolError(f"unsupported protocol version {body.get('v')!r}")
-            identity = await _maybe_await(self.auth(bearer(scope), scope))
-            if not isinstance(identity, Identity):
-                raise AuthError("authenticator returned no identity")
+            # Every field is checked before the credential (a cheap refusal first).
             namespace = _str(body, "ns", "/")
             caps = _strs(body, "transports", TRANSPORTS)
             codecs = _strs(body, "codecs", ("json",))
@@ -439,6 +437,9 @@ class Anywire:
             resume = body.get("resume") if isinstance(body.get("resume"), str) else None
             since = _positions(body.get("since"))
             user_since = _position(body.get("user_since"))
+            identity = await _maybe_await(self.auth(bearer(scope), scope))
+            if not isinstance(identity, Identity):
+                raise AuthError("authenticator returned no identity")
             if user_since is not None and identity.user is not None:
                 since.setdefault(user_stream(namespace, identity.user), user_since)
         except ConnectionResetError:
