@@ -394,8 +394,8 @@ class ServerSession:
             self.acknowledge(frame.n)  # type: ignore[union-attr]
         elif t == "ping":
             self.control.append(Pong())
-        elif t == "close":
-            return frame  # the host ends the session
+        elif t == "close" or t == "auth":
+            return frame  # the host ends the session / checks the fresh credential
         elif t == "pong":
             pass
         else:

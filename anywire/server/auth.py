@@ -54,7 +54,7 @@ class JWTAuth:
 
     def __call__(self, token: str | None, scope: Mapping[str, Any]) -> Identity:
         if not token:
-            raise AuthError("missing bearer token")
+            raise AuthError("missing bearer token", kind="missing")
         required = ["exp", "sub"]
         if self.audience is not None:
             required.append("aud")
@@ -70,14 +70,34 @@ class JWTAuth:
                 leeway=self.leeway,
                 options={"require": required},
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("token expired") from exc
         except jwt.InvalidTokenError as exc:
-            raise AuthError(f"invalid token: {exc}") from exc
+            raise AuthError(f"invalid token: {exc}", kind=failure_kind(exc)) from exc
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
-            raise AuthError("invalid token: sub must be a non-empty string")
+            raise AuthError("invalid token: sub must be a non-empty string", kind="claims")
         return Identity(user=sub, expires_at=float(claims["exp"]), claims=claims)
+
+
+# Which JWT check failed, for the server's log line and metrics (never for the client).
+# Ordered: the first matching class wins (ExpiredSignatureError is an InvalidTokenError).
+_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"),
+    (jwt.InvalidSignatureError, "signature"),
+    (jwt.InvalidAudienceError, "audience"),
+    (jwt.InvalidIssuerError, "issuer"),
+    (jwt.InvalidAlgorithmError, "algorithm"),
+    (jwt.MissingRequiredClaimError, "claims"),
+    (jwt.DecodeError, "malformed"),
+)
+
+
+def failure_kind(exc: Exception) -> str:
+    """The name of the JWT check ``exc`` reports (``invalid`` if none is known)."""
+    for cls, kind in _KINDS:
+        if isinstance(exc, cls):
+            return kind
+    return "invalid"
 
 
 class AnonymousAuth:

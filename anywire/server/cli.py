@@ -23,6 +23,7 @@ from typing import Any
 import uvicorn
 
 from .app import Anywire
+from .hosts import allow_hosts
 
 __all__ = ["main"]
 
@@ -136,6 +137,8 @@ def run_workers(args: argparse.Namespace) -> int:
         sys.executable, "-m", "anywire.server.cli", "serve", args.target,
         "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
     ]
+    for name in args.allowed_host or ():
+        command += ["--allowed-host", name]
     workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
 
     stopping: list[int] = []
@@ -184,6 +187,13 @@ def main(argv: list[str] | None = None) -> None:
         help="share sessions' fan-out, history and presence through Redis "
         "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a Host this server answers to (repeatable; '.example.com' for a domain and "
+        "its subdomains); adds to Settings.allowed_hosts (docs/protocol.md section 11.5)",
+    )
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
@@ -217,6 +227,11 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.allowed_host:
+        aw = find_anywire(app)
+        if aw is None:
+            parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
+        allow_hosts(aw, args.allowed_host)
     run(app, args.host, args.port, args.log_level, args.fd)
 
 
