@@ -43,7 +43,7 @@ settings = Settings(
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
 )
 
-aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=0.05)
+aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=_f("AW_TICK", 0.05))
 received: dict[str, list[Any]] = {}
 
 
