@@ -160,6 +160,9 @@ export declare class Socket {
   /** Counters (a copy). */
   readonly stats: Stats;
   lastClose: { code: number; reason: string } | null;
+  /** In-band token refresh (null without getToken or with `refresh: false`):
+   * `refreshed` counts the refreshes the server accepted. */
+  readonly refresher: { readonly refreshed: number } | null;
 
   /** Registers a handler; returns a function that removes it. The first handler's return
    * value (or resolved Promise) answers a server request. */
