@@ -23,7 +23,6 @@ from typing import Any
 import uvicorn
 
 from .app import Anywire
-from .hosts import allow_hosts
 
 __all__ = ["main"]
 
@@ -219,6 +218,13 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--workers > 1 needs a shared secret: set ANYWIRE_SECRET")
         sys.exit(run_workers(args))
     app = load(args.target)
+    if args.allowed_host:
+        from .hosts import allow_hosts  # (here: keeps this module's imports as they were)
+
+        hosted = find_anywire(app)
+        if hosted is None:
+            parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
+        allow_hosts(hosted, args.allowed_host)
     if args.redis:
         aw = find_anywire(app)
         if aw is None:
@@ -227,11 +233,6 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
-    if args.allowed_host:
-        aw = find_anywire(app)
-        if aw is None:
-            parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
-        allow_hosts(aw, args.allowed_host)
     run(app, args.host, args.port, args.log_level, args.fd)
 
 
