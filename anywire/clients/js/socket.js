@@ -46,6 +46,7 @@ const DEFAULTS = {
   url: "",
   path: "/anywire",
   getToken: null,
+  refresh: true, // with getToken: refresh the credential in-band (refresh.js)
   namespace: "/",
   transports: ["websocket", "sse", "longpoll"],
   codec: "msgpack",
@@ -60,7 +61,6 @@ const DEFAULTS = {
   upgrade: true,
   upgradeDelay: 1000,
   closeOnPageHide: true,
-  refresh: true,
   env: undefined,
 };
 

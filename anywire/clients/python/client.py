@@ -83,6 +83,10 @@ class Client:
     :param token: the bearer token (JWT), or a sync or async callable returning it. A
         callable is called before *every* negotiate, so reconnects use a fresh token
         (e.g. after close code 4004 TOKEN_EXPIRED). None: anonymous, if the server allows.
+    :param refresh: with a callable ``token``, hand the live session a fresh token from it
+        at 80% of the credential's lifetime (``auth`` frame, no reconnect; see
+        :mod:`anywire.clients.python.refresh`). False: let it expire (4004), then
+        reconnect with a fresh one.
     :param namespace: the namespace to connect to (one client per namespace).
     :param transports: the transports this client may use; the server orders them.
     :param codec: preferred codec, ``"msgpack"`` or ``"json"`` (SSE is always JSON).
@@ -101,10 +105,6 @@ class Client:
     :param ack_timeout: default wait for acks in seconds; None: the server's value.
     :param headers: extra HTTP headers for every request, the WebSocket upgrade included
         (e.g. ``Origin``, cookies).
-    :param refresh: with a callable ``token``, hand the live session a fresh token from it
-        at 80% of the credential's lifetime (``auth`` frame, no reconnect; see
-        :mod:`anywire.clients.python.refresh`). False: let it expire (4004), then
-        reconnect with a fresh one.
     """
 
     def __init__(
@@ -112,6 +112,7 @@ class Client:
         url: str,
         token: TokenSource = None,
         *,
+        refresh: bool = True,
         namespace: str = "/",
         transports: Iterable[str] = ("websocket", "sse", "longpoll"),
         codec: str = "msgpack",
@@ -122,7 +123,6 @@ class Client:
         max_queue: int = 1000,
         ack_timeout: float | None = None,
         headers: dict[str, str] | None = None,
-        refresh: bool = True,
     ) -> None:
         self.transports = tuple(transports)
         unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
