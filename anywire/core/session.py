@@ -394,10 +394,12 @@ class ServerSession:
             self.acknowledge(frame.n)  # type: ignore[union-attr]
         elif t == "ping":
             self.control.append(Pong())
-        elif t == "close" or t == "auth":
-            return frame  # the host ends the session / checks the fresh credential
+        elif t == "close":
+            return frame  # the host ends the session
         elif t == "pong":
             pass
+        elif t == "auth":
+            return frame  # the host checks the fresh credential (server/refresh.py)
         else:
             raise RemoteProtocolError(f"{t!r} frame not allowed here")
         return None

@@ -51,9 +51,9 @@ from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
 from .errors import BrokerUnavailable, Disconnected, Reject
-from .host import SessionHost
+from .host import SessionHost, bearer
 from .hosts import host_allowed, refuse_host
-from .refresh import bearer, expires_in_ms
+from .refresh import expires_in_ms
 from .socket import Socket
 from .static import ClientAssets
 

@@ -25,24 +25,12 @@ from ..core.auth import Identity
 from ..core.closecodes import CloseCode, should_reconnect
 from ..core.codec import Codec, Outgoing
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
-from ..core.frames import (
-    Ack,
-    Auth,
-    Close,
-    Connect,
-    Event,
-    Frame,
-    Join,
-    Leave,
-    Resume,
-    Rx,
-    StreamPos,
-)
+from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx, StreamPos
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
 from ..core.streams import Lost, all_stream, session_stream, user_stream
-from ..transports.base import Link, Scope, short_reason
+from ..transports.base import Link, Scope, header, short_reason
 from .broker import Broker, Envelope
 from .calls import Calls
 from .catchup import begin, held_catch_up, patient_catch_up
@@ -597,8 +585,8 @@ class SessionHost:
             self.spawn(self.joins.on_join(sess, socket, frame), sess.sid)
         elif isinstance(frame, Leave):
             self.joins.on_leave(sess, frame)
-        elif isinstance(frame, Auth):
-            self.refresher.refresh(sess, frame)
+        else:
+            self.refresher.dispatch(sess, frame)  # auth (in-band refresh)
 
     def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
         handler = self.app.plain_handlers.get((sess.namespace, frame.e))
@@ -807,6 +795,14 @@ class SessionHost:
             "asyncio_tasks": len(asyncio.all_tasks()),
             **self.counters,
         }
+
+
+def bearer(scope: Scope) -> str | None:
+    """The bearer token of a request's Authorization header."""
+    value = header(scope, b"authorization")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
 
 
 # _call_plain()'s "the outcome is left to the session" (None is a handler's result).

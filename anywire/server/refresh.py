@@ -29,27 +29,19 @@ from typing import TYPE_CHECKING, Any
 from ..core.auth import Identity
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError
-from ..core.frames import Auth
+from ..core.frames import Auth, Frame
 from ..core.session import ServerSession, SessionState
-from ..transports.base import Scope, Send, header, send_json_error
+from ..transports.base import Scope, Send, send_json_error
 
 if TYPE_CHECKING:
     from .host import SessionHost
 
-__all__ = ["REFUSED", "Refresher", "bearer", "expires_in_ms"]
+__all__ = ["REFUSED", "Refresher", "expires_in_ms"]
 
 log = logging.getLogger("anywire")
 
 REFUSED = "authentication failed"
 """The one message every credential refusal carries (the reason is logged, not sent)."""
-
-
-def bearer(scope: Scope) -> str | None:
-    """The bearer token of a request's Authorization header."""
-    value = header(scope, b"authorization")
-    if value and value[:7].lower() == "bearer ":
-        return value[7:].strip() or None
-    return None
 
 
 def expires_in_ms(identity: Identity, wall: float | None = None) -> int | None:
@@ -84,6 +76,11 @@ class Refresher:
         raise ProtocolError("token expired", CloseCode.TOKEN_EXPIRED)
 
     # -- in-band refresh ------------------------------------------------------------------
+    def dispatch(self, sess: ServerSession, frame: Frame) -> None:
+        """A client frame the host's dispatch does not handle itself: ``auth``."""
+        if isinstance(frame, Auth):
+            self.refresh(sess, frame)
+
     def refresh(self, sess: ServerSession, frame: Auth) -> None:
         """Check the fresh credential of an ``auth`` frame and answer it (an ack)."""
         scope: Scope = {
