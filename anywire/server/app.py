@@ -45,13 +45,13 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
-from .auth import AnonymousAuth, Authenticator
+from .auth import AnonymousAuth, Authenticator, bearer
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
 from .errors import BrokerUnavailable, Disconnected, Reject
-from .host import SessionHost, bearer
+from .host import SessionHost
 from .hosts import host_allowed, refuse_host
 from .refresh import expires_in_ms
 from .socket import Socket

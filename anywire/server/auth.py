@@ -15,8 +15,9 @@ import jwt
 
 from ..core.auth import Identity
 from ..core.errors import AuthError
+from ..transports.base import Scope, header
 
-__all__ = ["AnonymousAuth", "Authenticator", "JWTAuth"]
+__all__ = ["AnonymousAuth", "Authenticator", "JWTAuth", "bearer"]
 
 Authenticator = Callable[[str | None, Mapping[str, Any]], Identity | Awaitable[Identity]]
 
@@ -24,6 +25,14 @@ _HMAC = frozenset({"HS256", "HS384", "HS512"})
 _ASYMMETRIC = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
+
+
+def bearer(scope: Scope) -> str | None:
+    """The bearer token of a request's Authorization header."""
+    value = header(scope, b"authorization")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
 
 
 class JWTAuth:

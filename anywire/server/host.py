@@ -30,7 +30,7 @@ from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
 from ..core.streams import Lost, all_stream, session_stream, user_stream
-from ..transports.base import Link, Scope, header, short_reason
+from ..transports.base import Link, Scope, short_reason
 from .broker import Broker, Envelope
 from .calls import Calls
 from .catchup import begin, held_catch_up, patient_catch_up
@@ -795,14 +795,6 @@ class SessionHost:
             "asyncio_tasks": len(asyncio.all_tasks()),
             **self.counters,
         }
-
-
-def bearer(scope: Scope) -> str | None:
-    """The bearer token of a request's Authorization header."""
-    value = header(scope, b"authorization")
-    if value and value[:7].lower() == "bearer ":
-        return value[7:].strip() or None
-    return None
 
 
 # _call_plain()'s "the outcome is left to the session" (None is a handler's result).
