@@ -60,7 +60,7 @@ async def test_refresh_keeps_the_session_past_the_first_exp(server: Server, tran
     tokens: list[str] = []
 
     def token() -> str:
-        tokens.append(make_token(user, ttl=3))
+        tokens.append(make_token(user, ttl=5))
         return tokens[-1]
 
     drops: list[str] = []
@@ -75,7 +75,7 @@ async def test_refresh_keeps_the_session_past_the_first_exp(server: Server, tran
         sent = 0
         # Frames both ways throughout, until well past the first token's exp and two
         # refreshes.
-        async with asyncio.timeout(WAIT + 5):
+        async with asyncio.timeout(WAIT + 10):
             while time.time() < first_exp + 1.5 or client.refresher.refreshed < 2:
                 await client.emit("record", sent)
                 sent += 1
@@ -99,7 +99,7 @@ async def test_an_expired_session_runs_no_handler_on_any_path(
     slow_timer: Server, transport: str
 ) -> None:
     user = f"expiring-{transport}-{secrets.token_hex(3)}"
-    conn = RawConn(slow_timer.url, transport, make_token(user, ttl=2))
+    conn = RawConn(slow_timer.url, transport, make_token(user, ttl=3))
     before = (await _metrics(slow_timer.url)).get("auth_expired_refused", 0)
     try:
         hello = await conn.open()
