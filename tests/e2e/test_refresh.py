@@ -90,6 +90,36 @@ async def test_refresh_keeps_the_session_past_the_first_exp(server: Server, tran
         await client.close()
 
 
+async def test_a_refused_refresh_is_tried_again_before_the_deadline(
+    server: Server, transport: str
+) -> None:
+    user = f"retrying-{transport}-{secrets.token_hex(3)}"
+    # The negotiate's token, then a wrong one (another user: refused), then a good one.
+    tokens = [make_token(user, ttl=5), make_token("mallory", ttl=600), make_token(user)]
+    given: list[str] = []
+
+    def token() -> str:
+        given.append(tokens[min(len(given), 2)])
+        return given[-1]
+
+    drops: list[str] = []
+    client = Client(server.url, token=token, transports=(transport,))
+    client.on_disconnect(lambda: drops.append("drop"))
+    try:
+        await client.connect()
+        assert client.refresher is not None
+        async with asyncio.timeout(WAIT):
+            while client.refresher.refreshed < 1:
+                assert await client.call("echo", "tick") == "tick"
+                await asyncio.sleep(0.05)  # pacing
+        assert len(given) == 3  # refused once, accepted on the retry
+        await _until_wall(_exp(tokens[0]) + 0.5)  # past the first token: still alive
+        assert await client.call("echo", "after") == "after"
+        assert drops == [] and client.last_close is None and client.state == "connected"
+    finally:
+        await client.close()
+
+
 async def _send_after_expiry(conn: RawConn, frame: dict[str, Any]) -> httpx.Response | None:
     await _until_wall(_exp(conn.token or "") + 0.05)
     return await conn.send(frame)
