@@ -177,6 +177,16 @@ async def stats(sock: Socket, data: Any) -> Any:
     return aw.host.stats()
 
 
+@aw.on("last_close")
+async def last_close(sock: Socket, data: Any) -> Any:
+    """How the last connection of session ``data`` (a sid) was closed: [code, reason],
+    None if none was, "gone" if the session is not here."""
+    sess = aw.host.sessions.get(data)
+    if sess is None:
+        return "gone"
+    return None if sess.last_close is None else list(sess.last_close)
+
+
 @aw.on("to_all")
 async def to_all(sock: Socket, data: Any) -> None:
     await aw.emit(data["event"], data.get("data"), namespace=data.get("namespace", "/"))
