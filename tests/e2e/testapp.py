@@ -179,12 +179,13 @@ async def stats(sock: Socket, data: Any) -> Any:
 
 @aw.on("last_close")
 async def last_close(sock: Socket, data: Any) -> Any:
-    """How the last connection of session ``data`` (a sid) was closed: [code, reason],
-    None if none was, "gone" if the session is not here."""
+    """How the last connection of session ``data`` (a sid) was closed: ``{"close": [code,
+    reason] or None, "attached": bool}``; None if the session is not here."""
     sess = aw.host.sessions.get(data)
     if sess is None:
-        return "gone"
-    return None if sess.last_close is None else list(sess.last_close)
+        return None
+    close = None if sess.last_close is None else list(sess.last_close)
+    return {"close": close, "attached": sess.connection is not None}
 
 
 @aw.on("to_all")
