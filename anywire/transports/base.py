@@ -57,7 +57,7 @@ LINK_QUEUE_FRAMES = 64
 """Most frames a :class:`Link` queues ahead of the session's (hello, error frames)."""
 LINK_QUEUE_BYTES = 256 * 1024
 """Most bytes a :class:`Link` queues ahead of the session's frames."""
-MESSAGE_BYTES = 256 * 1024
+MESSAGE_BYTES = 64 * 1024
 """Most bytes of sequenced frames a writer takes for one message (at least one frame):
 what a socket that stopped draining holds of a message stays bounded."""
 
