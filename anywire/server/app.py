@@ -245,7 +245,7 @@ class Anywire:
     def presence(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
         """Who is in ``room`` on this node: ``{"sid", "user", "meta"}`` per connection
         (see :meth:`members` for every node)."""
-        return [m.to_wire() for m in self.host.rooms.members(namespace, room)]
+        return [dict(m.to_wire()) for m in self.host.rooms.members(namespace, room)]
 
     async def members(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
         """Who is in ``room`` on every node (with Redis; this node's members otherwise).

@@ -30,7 +30,7 @@ from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
 from ..core.streams import Lost, all_stream, session_stream, user_stream
-from ..transports.base import Link, Scope, short_reason
+from ..transports.base import MESSAGE_BYTES, Link, Scope, short_reason
 from .broker import Broker, Envelope
 from .calls import Calls
 from .catchup import begin, held_catch_up, patient_catch_up
@@ -38,7 +38,7 @@ from .codecs import make_codecs
 from .errors import Reject
 from .issuer import Issuer
 from .joins import Joins
-from .outgoing import ack_frame, body, event_frame, lost_frame
+from .outgoing import ack_frame, body, event_frame, lost_frame, measure
 from .refresh import Refresher
 
 if TYPE_CHECKING:
@@ -368,14 +368,14 @@ class SessionHost:
             self._wake_for_control(sess)
             return b""
         out = ack_frame(frame.id, True, result)
+        codec = link.codec
+        encoded = body(out, codec)  # first: the outbox counts the frame at its size
         # Nothing was pending, so this push cannot overflow past what the connection was
         # given (push()'s slow-consumer check) and the connection takes it at once.
-        seq = sess.push(out)
-        sess.written = seq
-        codec = link.codec
+        seq = sess.written = sess.push(out)
         _, receipt = sess.take_output_control()  # control is empty (checked above)
         counters["frames_out"] += 1 if receipt is None else 2
-        return codec.reply(receipt, seq, body(out, codec))
+        return codec.reply(receipt, seq, encoded)
 
     def _wake_for_control(self, sess: ServerSession) -> None:
         # Sequenced frames woke the writer when pushed (push()); what the session
@@ -420,7 +420,7 @@ class SessionHost:
                     out.append(codec.encode(frame.to_wire()))
             if receipt is not None:
                 out.append(codec.rx(receipt))
-            for seq, item in sess.take_pending(limit):
+            for seq, item in sess.take_pending(limit, MESSAGE_BYTES):
                 out.append(codec.frame(item.type, seq, body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
@@ -692,7 +692,7 @@ class SessionHost:
         client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
         resume will report ``recovered: false`` rather than skip frames silently.
         """
-        if not sess.push(out):
+        if not sess.push(measure(out, sess, self.codecs)):
             return
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")

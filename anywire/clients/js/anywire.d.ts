@@ -108,7 +108,13 @@ export interface Presence {
 
 export interface JoinAnswer {
   room: string;
+  /** The room's members, at most the server's presence_limit (100 by default), the
+   * joiner always among them. */
   presence: Presence[];
+  /** How many members the room has (also those not listed in `presence`). */
+  count: number;
+  /** True when `presence` lists only some of the members (`count` says how many). */
+  partial: boolean;
   /** Where the socket stands in the room's stream: the room's events after it follow. */
   position?: Position;
   /** Present with `since`: whether the history still held everything after it (what it

@@ -243,7 +243,8 @@ export class Socket {
   }
 
   /** Joins `room` (presence `meta`; `since` = [epoch, offset] replays what the room
-   * published after it). Resolves with {room, presence, position[, recovered]}; rejects
+   * published after it). Resolves with {room, presence, count, partial, position[,
+   * recovered]} (presence lists at most the server's presence_limit members); rejects
    * AckError (e.g. "forbidden"). AckTimeout only ends the wait: the join stays pending
    * and takes effect when its answer comes. Joined rooms are rejoined by themselves
    * after a lost session. */

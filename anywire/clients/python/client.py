@@ -367,8 +367,11 @@ class Client:
         since: tuple[str, int] | None = None,
     ) -> Any:
         """Join ``room`` with optional presence ``meta``; returns the server's answer
-        (``{room, presence, position}``). Raises :class:`AckError` (``forbidden``) if
-        refused.
+        (``{room, presence, count, partial, position}``: ``presence`` lists at most the
+        server's ``presence_limit`` members, ``count`` says how many there are,
+        ``partial`` whether some were left out). Raises :class:`AckError`
+        (``forbidden``; ``bad_request`` for ``meta`` over the server's
+        ``max_meta_size``) if refused.
 
         ``since`` (usually ``client.positions[room]``) asks for the room's events after
         that stream position, replayed from the server's bounded history before live
