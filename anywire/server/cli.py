@@ -237,13 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info")
+    add_http_limit_options(serve)
     serve.add_argument(
         "--redis",
         metavar="URL",
         help="share sessions' fan-out, history and presence through Redis "
         "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
     )
-    add_http_limit_options(serve)
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")

@@ -212,6 +212,7 @@ class SessionHost:
         sess.tickets = [redeemed.nonce]
         socket = self.app.make_socket(self, sess, identity)
         self.sessions[sid] = sess
+        self.issuer.gate.counts.opened(sid, redeemed.nonce, identity.user)
         self.sockets[sid] = socket
         if identity.user is not None:
             self.users.setdefault((namespace, identity.user), set()).add(sid)
@@ -496,6 +497,7 @@ class SessionHost:
         if self.sessions.get(sess.sid) is not sess:
             return
         del self.sessions[sess.sid]
+        self.issuer.gate.counts.closed(sess.sid)
         socket = self.sockets.pop(sess.sid, None)
         for_good = end != "moved"
         if self.cluster is not None:
