@@ -9,7 +9,11 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-__all__ = ["backoff"]
+__all__ = ["BUSY_WAITS", "backoff", "retry_delay"]
+
+BUSY_WAITS = 3
+"""How often a first ``connect()`` waits out a ``Retry-After`` (a busy server) before it
+gives up; reconnects always wait and go on."""
 
 
 def backoff(
@@ -29,6 +33,13 @@ def backoff(
     if base <= 0 or cap <= 0 or factor < 1:
         raise ValueError("backoff needs base > 0, cap > 0 and factor >= 1")
     return _delays(base, cap, factor, rand if rand is not None else random.Random())
+
+
+def retry_delay(delays: Iterator[float], retry_after: float | None) -> float:
+    """The next delay of ``delays``, added to the server's ``Retry-After`` when it gave
+    one: never sooner than asked, and a crowd of refused clients still spreads out."""
+    delay = next(delays)
+    return delay if retry_after is None else retry_after + delay
 
 
 def _delays(base: float, cap: float, factor: float, rng: random.Random) -> Iterator[float]:
