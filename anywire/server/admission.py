@@ -28,6 +28,9 @@ __all__ = ["Busy", "Gate", "client_ip"]
 
 log = logging.getLogger("anywire")
 
+_PAUSE = 1.0  # seconds a negotiate refused for its rate is held before its answer
+_TARPIT = 1000  # most such refusals held at once on a node
+
 
 def client_ip(scope: Scope) -> str | None:
     """The key the client of ``scope`` is counted under (see :func:`ip_key`)."""
@@ -53,6 +56,7 @@ class Gate:
         # most, with the count of those left out.
         self._logged_at = -1.0
         self._unlogged = 0
+        self._tarpitted = 0  # rate refusals being held back (see refuse_rate)
 
     @staticmethod
     def _now() -> float:
@@ -65,7 +69,19 @@ class Gate:
         refusal = self.counts.negotiate(client_ip(scope), self._now())
         if refusal is None:
             return False
-        await self.answer(scope, send, refusal, cors)
+        # Answered after a pause: a client that sends its next request only once it has
+        # the answer (any HTTP/1.1 client; uvicorn stops reading a pipelining one) gets
+        # one refusal per pause and connection, instead of costing the server a core.
+        # Past _TARPIT refusals held at once, the answer is immediate and closes the
+        # connection instead (what a held one costs is bounded).
+        held = self._tarpitted < _TARPIT
+        if held:
+            self._tarpitted += 1
+            try:
+                await asyncio.sleep(min(float(refusal.retry_after), _PAUSE))
+            finally:
+                self._tarpitted -= 1
+        await self.answer(scope, send, refusal, cors, close=not held)
         return True
 
     def admit(self, nonce: str, user: str | None, ip: str | None) -> None:
@@ -78,9 +94,15 @@ class Gate:
         self.counts.hold(nonce, user, ip, self._now() + self.settings.ticket_ttl)
 
     async def answer(
-        self, scope: Scope, send: Send, refusal: Refusal, cors: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        send: Send,
+        refusal: Refusal,
+        cors: list[tuple[bytes, bytes]],
+        close: bool = False,
     ) -> None:
-        """Send the refusal (and log it, once a second at most)."""
+        """Send the refusal (and log it, once a second at most); ``close``: ask for the
+        connection to be closed after it."""
         now = self._now()
         if now - self._logged_at >= 1.0:
             client = scope.get("client")
@@ -106,6 +128,8 @@ class Gate:
         ]
         if cors:
             headers.append((b"access-control-expose-headers", b"Retry-After"))
+        if close:
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
