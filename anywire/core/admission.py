@@ -3,7 +3,7 @@
 Sans-I/O like the rest of the core: the caller passes the time in (any monotonic clock in
 seconds) and turns a :class:`Refusal` into its HTTP answer.
 
-Rules (docs/protocol.md section 13.1):
+Rules (docs/protocol.md section 3.6):
 
 * **Negotiate rate per IP**: a token bucket per client IP (``negotiate_rate`` per second,
   ``negotiate_burst`` at once) charged by every negotiate, checked before any other work.

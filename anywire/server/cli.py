@@ -144,7 +144,7 @@ def add_http_limit_options(parser: argparse.ArgumentParser) -> None:
     """``--max-request-line``, ``--max-header-size``, ``--header-timeout``,
     ``--body-timeout``, ``--keep-alive`` (defaults of :class:`HttpLimits`)."""
     d = HttpLimits()
-    group = parser.add_argument_group("HTTP limits (docs/protocol.md section 13)")
+    group = parser.add_argument_group("HTTP limits (docs/protocol.md section 8.7)")
     group.add_argument("--max-request-line", type=int, default=d.max_request_line,
                        metavar="BYTES", help="longest request line; 414 past it")
     group.add_argument("--max-header-size", type=int, default=d.max_header_size,

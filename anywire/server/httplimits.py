@@ -41,7 +41,7 @@ log = logging.getLogger("anywire")
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     """The limits of :class:`LimitedHttpTools` (``anywire serve`` options of the same
-    names; documented in docs/protocol.md, "HTTP limits of anywire serve")."""
+    names; docs/protocol.md section 8.7)."""
 
     max_request_line: int = 8192
     """Longest request line (method, target, version) in bytes: 414 past it."""
