@@ -12,7 +12,10 @@ Rules (docs/protocol.md section 3.6):
   per IP (``max_sessions_per_ip``). A slot is *held* from the negotiate that issues a
   ticket until the ticket is redeemed (the slot becomes the session's) or expires: a
   client cannot take many tickets and redeem them all later. The session's slot is freed
-  when it ends. Full: 503, code 4000, ``Retry-After`` = ``busy_retry_after``.
+  when it ends. Full: 503, code 4000, ``Retry-After`` = ``busy_retry_after``. A ticket
+  redeemed on a node that holds no slot for it (another node issued it) is checked there
+  against the node and user caps when its session starts (the connection is closed with
+  4000 past them: the client negotiates again).
 * A negotiate that resumes a session still alive here takes no new slot (it has one).
 * IPv6 clients are counted by their /64 (a host usually gets a whole /64); an IPv4-mapped
   address counts as its IPv4. An unknown address (a Unix socket) is not limited per IP.
@@ -114,15 +117,21 @@ class Admission:
         self._count(user, ip, 1)
 
     # -- sessions -------------------------------------------------------------------------
-    def opened(self, sid: str, nonce: str, user: str | None) -> None:
-        """Session ``sid`` started with the ticket ``nonce``: it takes the ticket's slot
-        (a ticket of another node, or an expired hold: a new slot, of ``user`` only)."""
-        held = self._held.pop(nonce, None)
-        user, ip = (user, None) if held is None else (held[0], held[1])
-        if held is None:
-            self._count(user, None, 1)
+    def opened(self, sid: str, nonce: str, user: str | None) -> Refusal | None:
+        """Session ``sid`` starts with the ticket ``nonce``: it takes the ticket's slot.
+        A ticket without one here (another node's, or held too long) takes a new slot of
+        ``user`` if the node and user caps allow, else the Refusal is returned and
+        nothing counted (the session must not start)."""
         self.closed(sid)  # a session replaced under the same sid frees its slot
-        self._sessions[sid] = (user, ip)
+        held = self._held.pop(nonce, None)
+        if held is not None:
+            self._sessions[sid] = (held[0], held[1])
+            return None
+        refusal = self.check(user, None)
+        if refusal is None:
+            self._count(user, None, 1)
+            self._sessions[sid] = (user, None)
+        return refusal
 
     def closed(self, sid: str) -> None:
         """Session ``sid`` ended: its slot is free."""

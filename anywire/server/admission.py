@@ -21,6 +21,8 @@ import json
 import logging
 
 from ..core.admission import Admission, Refusal, ip_key
+from ..core.closecodes import CloseCode
+from ..core.errors import ProtocolError
 from ..core.settings import Settings
 from ..transports.base import Scope, Send
 
@@ -92,6 +94,14 @@ class Gate:
         if refusal is not None:
             raise Busy(refusal)
         self.counts.hold(nonce, user, ip, self._now() + self.settings.ticket_ttl)
+
+    def opened(self, sid: str, nonce: str, user: str | None) -> None:
+        """Session ``sid`` starts with ticket ``nonce``; raises ProtocolError (4000,
+        reconnect: the client negotiates again) when a ticket of another node would
+        exceed this node's caps."""
+        refusal = self.counts.opened(sid, nonce, user)
+        if refusal is not None:
+            raise ProtocolError(f"server busy: {refusal.message}", CloseCode.SHUTDOWN)
 
     async def answer(
         self,

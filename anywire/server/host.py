@@ -205,6 +205,7 @@ class SessionHost:
         if old is not None:
             # Replaced by a fresh session under the same sid: its stream goes on.
             self._expire(old, run_hooks=True, end="moved")
+        self.issuer.gate.opened(sid, redeemed.nonce, identity.user)  # may refuse (4000)
         sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
         sess.anonymous = identity.claims.get("anonymous") is True
         sess.incarnation = secrets.token_hex(6)
@@ -212,7 +213,6 @@ class SessionHost:
         sess.tickets = [redeemed.nonce]
         socket = self.app.make_socket(self, sess, identity)
         self.sessions[sid] = sess
-        self.issuer.gate.counts.opened(sid, redeemed.nonce, identity.user)
         self.sockets[sid] = socket
         if identity.user is not None:
             self.users.setdefault((namespace, identity.user), set()).add(sid)

@@ -96,3 +96,15 @@ def test_a_session_replaced_under_its_sid_keeps_one_slot() -> None:
     a.closed("s1")
     a.closed("s1")  # twice is harmless
     assert len(a) == 0
+
+
+def test_a_ticket_of_another_node_is_checked_when_its_session_starts() -> None:
+    a = admission(max_sessions_per_user=1, max_sessions=2)
+    assert a.opened("s1", "elsewhere-1", "ann") is None  # no slot held here: checked, counted
+    refusal = a.opened("s2", "elsewhere-2", "ann")
+    assert refusal is not None and (refusal.status, refusal.code) == (503, 4000)
+    assert len(a) == 1  # the refused one is not counted
+    assert a.opened("s3", "elsewhere-3", "bob") is None
+    assert a.opened("s4", "elsewhere-4", "cy") is not None  # the node is full
+    a.closed("s1")
+    assert a.opened("s2", "elsewhere-2", "ann") is None
