@@ -460,8 +460,7 @@ export class Socket {
     }
   }
 
-  /** Waits `ms`, or less if woken (back online, page visible again, closed), but never
-   * less than `floor` ms (a server's Retry-After) unless closed. */
+  /** Waits `ms`, or less if woken (back online, page visible again, closed); `floor` ms at least, unless closed. */
   _sleep(ms, floor = 0) {
     const earliest = this.env.now() + floor;
     return new Promise((resolve) => {
