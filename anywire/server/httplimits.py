@@ -111,8 +111,6 @@ class LimitedHttpTools(HttpToolsProtocol):
         if not self._in_head:
             super().data_received(data)
             return
-        if self._head_timer is None:  # the first byte of a request after an idle spell
-            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
         room = self.limits.max_header_size - self._head_bytes
         head, rest = data[:room], data[room:]
         self._head_bytes += len(head)
@@ -127,6 +125,8 @@ class LimitedHttpTools(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._line_bytes = 0
+        if self._head_timer is None:  # the first byte of a request (not the connection's)
+            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
 
     def on_url(self, url: bytes) -> None:
         # The target arrives in pieces. Raising stops the parser (uvicorn then calls
@@ -171,17 +171,26 @@ class LimitedHttpTools(HttpToolsProtocol):
 
     def _body_late(self) -> None:
         self._body_timer = None
-        self._refuse(408, f"request body not received within {self.limits.body_timeout} s")
+        # The body's own request may have been answered already (without reading it):
+        # then there is nothing to answer, only a connection to close.
+        answer = self.cycle is not None and not self.cycle.response_started
+        message = f"request body not received within {self.limits.body_timeout} s"
+        self._refuse(408, message, answer=answer)
 
-    def _refuse(self, status: int, message: str, logged: bool = False) -> None:
-        """Answer ``status`` unless a response is under way (then just cut), and close."""
+    def _refuse(
+        self, status: int, message: str, logged: bool = False, answer: bool | None = None
+    ) -> None:
+        """Answer ``status`` (by default unless a response is under way: that one is cut)
+        and close the connection."""
         if self.transport.is_closing():
             return
         if not logged:
             log.info("anywire: HTTP %d (%s) to %s", status, message, _peer(self.client))
         self._cancel_timers()
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
+        if answer is None:
+            answer = cycle is None or cycle.response_complete or not cycle.response_started
+        if answer:
             self.transport.write(refusal(status, message))
         if cycle is not None and not cycle.response_complete:
             # The application's receive() returns http.disconnect; what it sends later

@@ -194,3 +194,17 @@ async def test_slowloris_is_closed_within_the_head_timeout_and_others_are_served
           f"served {len(served)} echo+health rounds, slowest {max(served) * 1000:.0f} ms")
     assert max(lived) <= HEAD_TIMEOUT + 1.5
     assert len(served) >= 3
+
+
+async def test_a_partial_request_behind_a_streaming_response_is_cut(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        neg = await http.post("/anywire/negotiate", json={"transports": ["sse"]},
+                              headers={"Authorization": f"Bearer {make_token()}"})  # fmt: skip
+    ticket = neg.json()["ticket"]
+    stream = f"GET /anywire/sse?ticket={ticket} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    # The stream goes on (pings every second) until the dribbled next request times out.
+    took, answer = await exchange(server.port, stream + b"GET /anywire/health HTTP/1.1\r\nHo")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+    assert b"hello" in answer
+    assert HEAD_TIMEOUT - 0.1 <= took <= HEAD_TIMEOUT + 1.0
+    assert b"408" not in answer  # a response under way is cut, not interleaved
