@@ -499,6 +499,7 @@ class Anywire:
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats: dict[str, Any] = dict(self.host.stats())
+        stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
         if isinstance(self.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
             stats["broker_streams"] = self.broker.stream_count()

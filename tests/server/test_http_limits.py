@@ -6,6 +6,7 @@ Measurements (RSS growth, how long slowloris connections lived) are printed (``-
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -15,6 +16,8 @@ import httpx
 import pytest
 
 from anywire.clients.python import Client
+from anywire.server.cli import add_http_limit_options, http_limits
+from anywire.server.httplimits import HttpLimits
 from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_server
 
 HEAD_TIMEOUT = 2.0  # the tests' --header-timeout / --body-timeout (defaults: 10 s / 30 s)
@@ -208,3 +211,11 @@ async def test_a_partial_request_behind_a_streaming_response_is_cut(server: Serv
     assert b"hello" in answer
     assert HEAD_TIMEOUT - 0.1 <= took <= HEAD_TIMEOUT + 1.0
     assert b"408" not in answer  # a response under way is cut, not interleaved
+
+
+def test_the_command_line_defaults_are_the_documented_limits() -> None:
+    parser = argparse.ArgumentParser()
+    add_http_limit_options(parser)
+    assert http_limits(parser.parse_args([])) == HttpLimits(8192, 32768, 10.0, 30.0, 5.0)
+    with pytest.raises(SystemExit):
+        http_limits(parser.parse_args(["--header-timeout", "0"]))
