@@ -56,6 +56,14 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed for browsers; empty allows only same-origin and non-browser callers.
     ``"*"`` allows every origin."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values this server answers to (default empty: any Host). A pattern
+    is a host name (``"chat.example.com"``, matched without the port, case-insensitively),
+    ``".example.com"`` (that domain and every subdomain) or ``"*"`` (any). Set it in
+    production: with any Host accepted, a DNS-rebinding page whose name resolves to this
+    server passes the same-origin rule (its Origin equals its own Host). A request with
+    another Host is refused with HTTP 400 and code 4502 (a WebSocket upgrade with 403);
+    the health and metrics endpoints are exempt."""
     transports: tuple[str, ...] = field(default=TRANSPORTS)
     """Enabled transports, in the server's order of preference."""
     max_sessions: int = 10_000

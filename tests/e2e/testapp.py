@@ -32,6 +32,7 @@ settings = Settings(
     resume_window=_f("AW_RESUME_WINDOW", 3.0),
     outbox_size=int(_f("AW_OUTBOX", 5000)),
     allowed_origins=("http://allowed.example",),
+    allowed_hosts=tuple(h for h in os.environ.get("AW_ALLOWED_HOSTS", "").split(",") if h),
     transports=tuple(os.environ.get("AW_TRANSPORTS", "websocket,sse,longpoll").split(",")),
     # Every test client comes from 127.0.0.1: admission limits are off unless a test sets them.
     max_sessions=int(_f("AW_MAX_SESSIONS", 1_000_000)),
@@ -49,7 +50,7 @@ settings = Settings(
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
 )
 
-aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=0.05)
+aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=_f("AW_TICK", 0.05))
 received: dict[str, list[Any]] = {}
 
 

@@ -53,6 +53,7 @@ from .errors import (
 )
 from .handlers import Handlers
 from .negotiate import TokenSource, negotiate
+from .refresh import for_client
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
 from .wire import Negotiated, check_frame, make_codecs
 
@@ -82,6 +83,10 @@ class Client:
     :param token: the bearer token (JWT), or a sync or async callable returning it. A
         callable is called before *every* negotiate, so reconnects use a fresh token
         (e.g. after close code 4004 TOKEN_EXPIRED). None: anonymous, if the server allows.
+    :param refresh: with a callable ``token``, hand the live session a fresh token from it
+        at 80% of the credential's lifetime (``auth`` frame, no reconnect; see
+        :mod:`anywire.clients.python.refresh`). False: let it expire (4004), then
+        reconnect with a fresh one.
     :param namespace: the namespace to connect to (one client per namespace).
     :param transports: the transports this client may use; the server orders them.
     :param codec: preferred codec, ``"msgpack"`` or ``"json"`` (SSE is always JSON).
@@ -107,6 +112,7 @@ class Client:
         url: str,
         token: TokenSource = None,
         *,
+        refresh: bool = True,
         namespace: str = "/",
         transports: Iterable[str] = ("websocket", "sse", "longpoll"),
         codec: str = "msgpack",
@@ -166,6 +172,8 @@ class Client:
         self._ended: ConnectionClosed | None = None  # ended for good by the server
         self._room = asyncio.Event()  # pulsed when room or state may have changed
         self._state: State = "disconnected"
+        self.refresher = for_client(self, token) if refresh and callable(token) else None
+        """In-band token refresh (None without a token callable or with refresh=False)."""
 
     # -- registration ---------------------------------------------------------------------
     def on(self, event: str) -> Callable[[_H], _H]:
@@ -631,6 +639,8 @@ class Client:
                     RequestLost(f"request {ack_id} was lost with its session; it may have run")
                 )
         self._set_state("connected")
+        if self.refresher is not None:
+            self.refresher.start(neg.expires_in)
         for hook in self._connect_hooks:
             self._call_hook(hook)
 
@@ -660,6 +670,8 @@ class Client:
             log.warning("anywire protocol error, reconnecting: %s", exc)
             return None, str(exc)
         finally:
+            if self.refresher is not None:
+                self.refresher.stop()
             if self._live is transport:
                 self._live = None
             for hook in self._disconnect_hooks:
