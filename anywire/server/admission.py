@@ -11,7 +11,8 @@ default 127.0.0.1 and ::1 only). Behind any other proxy every client shares the 
 address: trust it there, or raise ``max_sessions_per_ip`` and ``negotiate_rate``.
 
 With several nodes (Redis) every count is per node: the node that answers a negotiate
-checks and holds the slot, the node that redeems the ticket counts the session.
+checks and holds the slot; a node that redeems another node's ticket checks its own node
+and user caps when the session starts (:meth:`Gate.opened`) and counts the session.
 """
 
 from __future__ import annotations
