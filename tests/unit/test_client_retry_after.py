@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import httpx
 
-from anywire.clients.python.backoff import retry_delay
+from anywire.clients.python.backoff import BUSY_WAIT_MAX, BUSY_WAITS, retry_delay, waits_out
 from anywire.clients.python.negotiate import MAX_RETRY_AFTER, retry_after
 
 
@@ -41,3 +41,10 @@ def test_the_backoff_comes_on_top_of_the_wait() -> None:
     delays = iter([0.1, 0.2])
     assert retry_delay(delays, 5.0) == 5.1
     assert retry_delay(delays, None) == 0.2
+
+
+def test_a_first_connect_waits_a_busy_server_out_a_few_times_and_not_for_long() -> None:
+    assert waits_out(5.0, 1) and waits_out(5.0, BUSY_WAITS)
+    assert not waits_out(5.0, BUSY_WAITS + 1)
+    assert not waits_out(None, 1)  # no Retry-After: not busy, some other failure
+    assert waits_out(BUSY_WAIT_MAX, 1) and not waits_out(BUSY_WAIT_MAX + 1, 1)

@@ -39,7 +39,7 @@ from ...core.frames import (
 )
 from ...core.peer import ClientPeer
 from ...core.settings import Settings
-from .backoff import BUSY_WAITS, backoff, retry_delay
+from .backoff import backoff, retry_delay, waits_out
 from .continuity import Continuity
 from .errors import (
     AckError,
@@ -505,7 +505,7 @@ class Client:
             except ConnectError as exc:
                 # AuthError: the same credentials cannot work later either. A first connect
                 # gives up too, unless a busy server said when to retry (Retry-After).
-                busy = exc.retry_after is not None and (waits := waits + 1) <= BUSY_WAITS
+                busy = waits_out(exc.retry_after, waits := waits + 1)
                 if isinstance(exc, AuthError) or not (first.done() or busy) or not self.reconnect:
                     if not first.done():
                         self._set_state("disconnected")
