@@ -45,6 +45,7 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
+from .admission import Busy, client_ip
 from .auth import AnonymousAuth, Authenticator, bearer
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
@@ -419,7 +420,8 @@ class Anywire:
 
     async def _negotiate(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.cors_headers(scope)
-        if await refuse_origin(self.host, scope, send):
+        gate = self.host.issuer.gate  # admission control (server/admission.py)
+        if await refuse_origin(self.host, scope, send) or await gate.refuse_rate(scope, send, cors):
             return
         try:
             raw = await read_body(receive, 64 * 1024)
@@ -458,7 +460,12 @@ class Anywire:
             return
         codec = choose_codec(("msgpack", "json"), codecs)
         try:
-            issued = await self.host.issuer.issue(identity, namespace, codec, resume, since)
+            issued = await self.host.issuer.issue(
+                identity, namespace, codec, resume, since, client_ip(scope)
+            )
+        except Busy as exc:  # a session cap (server/admission.py)
+            await gate.answer(scope, send, exc.refusal, cors)
+            return
         except BrokerUnavailable as exc:
             # The client's stream positions could not be kept for the node that will
             # redeem its ticket: a session without them would skip events silently.
@@ -504,6 +511,7 @@ class Anywire:
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats: dict[str, Any] = dict(self.host.stats())
+        stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
         if isinstance(self.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
             stats["broker_streams"] = self.broker.stream_count()

@@ -207,6 +207,7 @@ class SessionHost:
         if old is not None:
             # Replaced by a fresh session under the same sid: its stream goes on.
             self._expire(old, run_hooks=True, end="moved")
+        self.issuer.gate.opened(sid, redeemed.nonce, identity.user)  # may refuse (4000)
         sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
         sess.anonymous = identity.claims.get("anonymous") is True
         sess.incarnation = secrets.token_hex(6)
@@ -501,6 +502,7 @@ class SessionHost:
         if self.sessions.get(sess.sid) is not sess:
             return
         del self.sessions[sess.sid]
+        self.issuer.gate.counts.closed(sess.sid)
         socket = self.sockets.pop(sess.sid, None)
         for_good = end != "moved"
         if self.cluster is not None:
