@@ -41,6 +41,14 @@ def capped() -> Iterator[Server]:
     srv.stop()
 
 
+@pytest.fixture
+def full() -> Iterator[Server]:
+    """A node of two session slots (one per test: unused tickets hold theirs for 30 s)."""
+    srv = start_server({"AW_MAX_SESSIONS": "2", "AW_BUSY_RETRY_AFTER": str(RETRY_AFTER)})
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(scope="module")
 def rated() -> Iterator[Server]:
     srv = start_server({"AW_NEGOTIATE_RATE": "0.5", "AW_NEGOTIATE_BURST": "6"})
@@ -112,6 +120,20 @@ async def test_a_first_connect_gives_up_after_waiting_a_few_times(
     assert time.monotonic() - started >= 3 * RETRY_AFTER  # BUSY_WAITS waits first
     for c in holders:
         await c.close()
+
+
+async def test_node_cap_counts_sessions_and_unused_tickets(full: Server, transport: str) -> None:
+    ip = f"198.51.100.{100 + len(transport)}"
+    holder = Client(full.url, token=make_token(f"node-{transport}"), transports=[transport],
+                    headers=from_ip(ip))  # fmt: skip
+    await holder.connect()
+    unused = await negotiate(full, f"node-{transport}-ticket", ip)  # its ticket holds a slot
+    assert unused.status_code == 200
+    refused = await negotiate(full, f"node-{transport}-late", ip + "1")
+    assert_refused(refused, 503, 4000)
+    assert refused.json()["message"] == "server at its session limit"
+    await holder.close()
+    assert (await negotiate(full, f"node-{transport}-late", ip + "1")).status_code == 200
 
 
 async def test_per_ip_cap(capped: Server, transport: str) -> None:
