@@ -152,7 +152,7 @@ async def test_a_client_that_never_acknowledges_is_closed_4002_and_a_bystander_k
             await conn.close()
 
 
-async def test_the_python_client_gives_count_and_partial_and_refuses_nothing_itself(
+async def test_the_python_client_sees_count_partial_and_the_meta_refusal(
     busy_server: Server, transport: str
 ) -> None:
     room = f"counted-{transport}"
