@@ -685,7 +685,7 @@ class SessionHost:
         client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
         resume will report ``recovered: false`` rather than skip frames silently.
         """
-        if not sess.push(measure(out, sess, self.codecs)):
+        if not sess.push(out if out.size else measure(out, sess, self.codecs)):
             return
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
