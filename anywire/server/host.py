@@ -416,7 +416,8 @@ class SessionHost:
                     out.append(codec.encode(frame.to_wire()))
             if receipt is not None:
                 out.append(codec.rx(receipt))
-            for seq, item in sess.take_pending(limit, MESSAGE_BYTES):
+            cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
+            for seq, item in sess.take_pending(limit, cap):
                 out.append(codec.frame(item.type, seq, body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
