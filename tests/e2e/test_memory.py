@@ -19,7 +19,7 @@ from .raw import RawConn
 
 CROWD = 30  # members of the busy room besides the bystander
 META = {"pad": "m" * 950}  # just under max_meta_size (1024 bytes encoded)
-PAD = "t" * 8000  # in each broadcast
+PAD = "t" * 12_000  # in each broadcast (client frames: at most 16 KiB here)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def busy_server() -> Iterator[Server]:
         {
             "AW_OUTBOX_BYTES": str(256 * 1024),
             "AW_PING_INTERVAL": "2",
-            "AW_PING_TIMEOUT": "5",  # the stalled reader reads again well before a cut
+            "AW_PING_TIMEOUT": "8",  # the stalled reader reads again well before a cut
             "AW_RESUME_WINDOW": "20",
             "AW_PRESENCE_LIMIT": "10",  # answers list 10 of the 30-odd members
         }
