@@ -440,6 +440,8 @@ class ServerSession:
             return frame  # the host ends the session
         elif t == "pong":
             pass
+        elif t == "auth":
+            return frame  # the host checks the fresh credential (server/refresh.py)
         else:
             raise RemoteProtocolError(f"{t!r} frame not allowed here")
         return None

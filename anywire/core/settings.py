@@ -71,8 +71,33 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed for browsers; empty allows only same-origin and non-browser callers.
     ``"*"`` allows every origin."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values this server answers to (default empty: any Host). A pattern
+    is a host name (``"chat.example.com"``, matched without the port, case-insensitively),
+    ``".example.com"`` (that domain and every subdomain) or ``"*"`` (any). Set it in
+    production: with any Host accepted, a DNS-rebinding page whose name resolves to this
+    server passes the same-origin rule (its Origin equals its own Host). A request with
+    another Host is refused with HTTP 400 and code 4502 (a WebSocket upgrade with 403);
+    the health and metrics endpoints are exempt."""
     transports: tuple[str, ...] = field(default=TRANSPORTS)
     """Enabled transports, in the server's order of preference."""
+    max_sessions: int = 10_000
+    """Most sessions on this node, tickets issued and not yet redeemed included (default
+    10,000). Past it negotiate answers 503, ``Retry-After``, code 4000 (protocol 3.6)."""
+    max_sessions_per_user: int = 100
+    """Most sessions of one user on this node, counted like ``max_sessions`` (default
+    100; per node also with Redis): 503, ``Retry-After``, code 4000."""
+    max_sessions_per_ip: int = 1000
+    """Most sessions of one client address (an IPv6 one: its /64) on this node (default
+    1,000): 503, ``Retry-After``, code 4000. The address is the socket peer, or what a
+    trusted proxy forwarded (uvicorn's ``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default)."""
+    negotiate_rate: float = 20.0
+    """Negotiations per second allowed per client address (default 20; a token bucket
+    checked before anything else): 429, ``Retry-After``, code 4008."""
+    negotiate_burst: int = 100
+    """Bucket size of the per-address negotiate limiter (default 100)."""
+    busy_retry_after: float = 5.0
+    """The ``Retry-After`` (seconds, rounded up) of a 503 for a session cap (default 5)."""
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""

@@ -35,7 +35,15 @@ settings = Settings(
     max_meta_size=int(_f("AW_MAX_META", 1024)),
     presence_limit=int(_f("AW_PRESENCE_LIMIT", 100)),
     allowed_origins=("http://allowed.example",),
+    allowed_hosts=tuple(h for h in os.environ.get("AW_ALLOWED_HOSTS", "").split(",") if h),
     transports=tuple(os.environ.get("AW_TRANSPORTS", "websocket,sse,longpoll").split(",")),
+    # Every test client comes from 127.0.0.1: admission limits are off unless a test sets them.
+    max_sessions=int(_f("AW_MAX_SESSIONS", 1_000_000)),
+    max_sessions_per_user=int(_f("AW_MAX_SESSIONS_PER_USER", 1_000_000)),
+    max_sessions_per_ip=int(_f("AW_MAX_SESSIONS_PER_IP", 1_000_000)),
+    negotiate_rate=_f("AW_NEGOTIATE_RATE", 1e6),
+    negotiate_burst=int(_f("AW_NEGOTIATE_BURST", 1_000_000)),
+    busy_retry_after=_f("AW_BUSY_RETRY_AFTER", 5.0),
     flood_rate=_f("AW_FLOOD_RATE", 2000),
     flood_burst=int(_f("AW_FLOOD_BURST", 5000)),
     ack_delay=_f("AW_ACK_DELAY", 0.1),
@@ -45,7 +53,7 @@ settings = Settings(
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
 )
 
-aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=0.05)
+aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=_f("AW_TICK", 0.05))
 received: dict[str, list[Any]] = {}
 
 

@@ -51,6 +51,9 @@ export interface ConnectOptions {
   /** Returns the bearer credential (a JWT) or null; called before EVERY negotiate, so a
    * refreshed token is used on every reconnect. */
   getToken?: () => string | null | Promise<string | null>;
+  /** With getToken: hand the live session a fresh token from it at 80% of the
+   * credential's lifetime (an `auth` frame, no reconnect). Default true. */
+  refresh?: boolean;
   /** Namespace (default "/"). */
   namespace?: string;
   /** Transports allowed, preferred order (default all three). */
@@ -163,6 +166,9 @@ export declare class Socket {
   /** Counters (a copy). */
   readonly stats: Stats;
   lastClose: { code: number; reason: string } | null;
+  /** In-band token refresh (null without getToken or with `refresh: false`):
+   * `refreshed` counts the refreshes the server accepted. */
+  readonly refresher: { readonly refreshed: number } | null;
 
   /** Registers a handler; returns a function that removes it. The first handler's return
    * value (or resolved Promise) answers a server request. */
