@@ -421,7 +421,8 @@ class SessionHost:
                     out.append(codec.encode(frame.to_wire()))
             if receipt is not None:
                 out.append(codec.rx(receipt))
-            for seq, item in sess.take_pending(limit, MESSAGE_BYTES):
+            cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
+            for seq, item in sess.take_pending(limit, cap):
                 out.append(codec.frame(item.type, seq, body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
@@ -694,7 +695,7 @@ class SessionHost:
         client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
         resume will report ``recovered: false`` rather than skip frames silently.
         """
-        if not sess.push(measure(out, sess, self.codecs)):
+        if not sess.push(out if out.size else measure(out, sess, self.codecs)):
             return
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")

@@ -58,8 +58,10 @@ LINK_QUEUE_FRAMES = 64
 LINK_QUEUE_BYTES = 256 * 1024
 """Most bytes a :class:`Link` queues ahead of the session's frames."""
 MESSAGE_BYTES = 64 * 1024
-"""Most bytes of sequenced frames a writer takes for one message (at least one frame):
-what a socket that stopped draining holds of a message stays bounded."""
+"""Most bytes of sequenced frames a streaming writer (WebSocket, SSE) takes for one
+message (at least one frame): what a socket that stopped draining holds of a message
+stays bounded, and the rest follows at once. A long-poll response is not cut (each
+message costs the client a round trip); the outbox budget bounds it."""
 
 
 @dataclass(frozen=True, slots=True)
