@@ -23,6 +23,12 @@ class Settings:
     Exceeding it closes a WebSocket with 4503 MESSAGE_TOO_BIG and answers HTTP with 413."""
     max_batch: int = 100
     """Most frames in one POST batch or one long-poll response."""
+    max_depth: int = 32
+    """Deepest nesting of maps and arrays in one client frame, its own map counting as
+    level 1 (so event data may nest 31 levels), and in a negotiate body. Default 32.
+    Deeper: the frame is refused like any invalid one (``error`` 4502, or an error ack
+    when it carried ``id``; POST: 400/4502); a body nested beyond the decoder's own
+    bound (about 1,000 levels) is refused whole the same way."""
     resume_window: float = 30.0
     """How long a disconnected session is kept so the client can resume it."""
     ping_interval: float = 20.0

@@ -32,11 +32,13 @@ from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
 from ..core.settings import TRANSPORTS, Settings
 from ..core.streams import user_stream
+from ..core.values import value_error
 from ..transports.base import (
     Receive,
     Scope,
     Send,
     header,
+    log_refused,
     read_body,
     refuse_origin,
     send_json_error,
@@ -427,7 +429,12 @@ class Anywire:
             raw = await read_body(receive, 64 * 1024)
             # The JSON codec's decoder: any malformed body (deep nesting included) is a
             # RemoteProtocolError (400/4502), before any credential is looked at.
-            body = self.host.codec("json").decode(raw) if raw.strip() else {}
+            codec = self.host.codec("json")
+            body = codec.decode(raw) if raw.strip() else {}
+            if codec.suspect(raw):
+                problem = value_error(body, self.settings.max_depth)
+                if problem is not None:
+                    raise RemoteProtocolError(f"negotiate body: {problem}")
             if not isinstance(body, dict):
                 raise RemoteProtocolError("negotiate body must be a JSON object")
             version = body.get("v", 1)
@@ -452,6 +459,7 @@ class Anywire:
             return
         except (ProtocolError, ValueError) as exc:
             err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
+            log_refused("negotiate", err, scope)
             await send_json_error(send, 413 if err.code == 4503 else 400, err, cors)
             return
         order = order_transports(self.settings.transports, caps, failed)
@@ -566,8 +574,9 @@ def _position(value: Any) -> tuple[str, int] | None:
         not isinstance(value, list)
         or len(value) != 2
         or not isinstance(value[0], str)
+        or len(value[0]) > 100
         or type(value[1]) is not int
-        or value[1] < 0
+        or not 0 <= value[1] < UINT_LIMIT
     ):
         raise RemoteProtocolError("user_since must be [epoch, offset]")
     return value[0], value[1]

@@ -73,7 +73,7 @@ class SessionHost:
         self.broker = broker
         self.node_id = node_id
         self.tick = tick
-        self.codecs = make_codecs(max(settings.max_frame_size, 1024) * 4)
+        self.codecs = make_codecs(max(settings.max_frame_size, 1024) * 4, settings.max_depth)
         self.sessions: dict[str, ServerSession] = {}
         self.sockets: dict[str, Socket] = {}
         self.rooms = Rooms()

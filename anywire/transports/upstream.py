@@ -9,6 +9,7 @@ flight so frames arrive in order.
 from __future__ import annotations
 
 from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.frames import Frame
 from .base import (
     Host,
     Receive,
@@ -16,6 +17,7 @@ from .base import (
     Send,
     decode_frames,
     header,
+    log_refused,
     read_body,
     refuse_origin,
     send_json_error,
@@ -41,8 +43,14 @@ class SendEndpoint:
             sid = session_sid(self.host, scope)
             content_type = header(scope, b"content-type") or ""
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
-            body = await read_body(receive, settings.max_frame_size)
-            frames, error = decode_frames(codec, body, settings.max_batch)
+            frames: list[Frame] = []
+            error: RemoteProtocolError | None
+            try:
+                body = await read_body(receive, settings.max_frame_size)
+            except RemoteProtocolError as exc:  # too large: charged like any bad input
+                error = exc
+            else:
+                frames, error = decode_frames(codec, body, settings.max_batch)
             if frames or error is None:  # an empty batch is charged too
                 self.host.feed(sid, frames)
             if error is not None:
@@ -50,7 +58,8 @@ class SendEndpoint:
                 raise error
         except ConnectionResetError:
             return
-        except (ProtocolError, RemoteProtocolError) as exc:
+        except ProtocolError as exc:
+            log_refused("POST /send", exc, scope)
             await send_json_error(send, status_for(exc.code), exc, cors)
             return
         await send({"type": "http.response.start", "status": 204, "headers": [*cors]})

@@ -40,6 +40,7 @@ from .base import (
     byte_length,
     decode_frames,
     decode_general,
+    log_refused,
     short_reason,
 )
 
@@ -68,7 +69,7 @@ class WebSocketTransport:
             await send({"type": "websocket.close", "code": CloseCode.TRANSPORT_DISABLED})
             return
         await send({"type": "websocket.accept"})
-        link = await self._handshake(receive, send)
+        link = await self._handshake(scope, receive, send)
         if link is None:
             return
         task = asyncio.current_task()
@@ -79,7 +80,7 @@ class WebSocketTransport:
         try:
             try:
                 await writer.flush_inline()  # the hello and any replay
-                await self._reader(link, receive, writer)
+                await self._reader(scope, link, receive, writer)
             except asyncio.CancelledError:
                 if not writer.stopped_reader:
                     raise  # cancelled from outside (server shutdown)
@@ -105,7 +106,7 @@ class WebSocketTransport:
             self.host.detach(link)
             await writer.cancel()
 
-    async def _handshake(self, receive: Receive, send: Send) -> Link | None:
+    async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> Link | None:
         settings = self.host.settings
         try:
             async with asyncio.timeout(settings.connect_timeout):
@@ -133,11 +134,14 @@ class WebSocketTransport:
             link = Link(INFO, codec)
             await self.host.attach(link, first)
         except ProtocolError as exc:
+            log_refused("websocket first message", exc, scope)
             await _close(send, exc.code, exc.message)
             return None
         return link
 
-    async def _reader(self, link: Link, receive: Receive, writer: _Writer) -> None:
+    async def _reader(
+        self, scope: Scope, link: Link, receive: Receive, writer: _Writer
+    ) -> None:
         host, sid, codec = self.host, link.sid, link.codec
         assert sid is not None
         max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
@@ -153,7 +157,9 @@ class WebSocketTransport:
                     continue
             # (A UTF-8 character is at most 4 bytes: short text needs no measuring.)
             if len(data) * 4 > max_size and byte_length(data) > max_size:
-                link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {max_size} bytes")
+                too_big = RemoteProtocolError(f"frame over {max_size} bytes", 4503)
+                log_refused("websocket frame", too_big, scope)
+                link.close(too_big.code, too_big.message)
                 return
             writer.hold()  # answers produced while feeding go out below, in this task
             answer = None
@@ -182,6 +188,7 @@ class WebSocketTransport:
                     link.close(exc.code, exc.message)
                     return
                 # A bad frame is answered, not fatal: the connection and session live on.
+                log_refused("websocket frame", exc, scope)
                 link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
             except LocalProtocolError:
                 writer.release()

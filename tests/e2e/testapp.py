@@ -26,6 +26,7 @@ def _f(name: str, default: float) -> float:
 
 settings = Settings(
     max_frame_size=int(_f("AW_MAX_FRAME", 16 * 1024)),
+    max_depth=int(_f("AW_MAX_DEPTH", 32)),
     ping_interval=_f("AW_PING_INTERVAL", 1.0),
     ping_timeout=_f("AW_PING_TIMEOUT", 1.5),
     poll_window=_f("AW_POLL_WINDOW", 2.0),

@@ -555,9 +555,8 @@ export class Socket {
         if (settled) return void early.push(["frames", frames]);
         const [hello, ...rest] = frames;
         if (hello.t !== "hello") return settle(failure(`${offer.name}: expected hello, got ${hello.t}`));
-        if (hello.recovered && this.peer.sid !== null && hello.sid !== this.peer.sid) {
-          return settle(failure(`${offer.name}: the server resumed a different session`));
-        }
+        const problem = this.peer.helloProblem(hello);
+        if (problem !== null) return settle(failure(`${offer.name}: impossible hello: ${problem}`));
         settle(null, { neg, transport: t, hello, rest, early });
       };
       t.onalive = () => {

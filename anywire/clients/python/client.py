@@ -575,8 +575,8 @@ class Client:
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     hello = await transport.open(opening)
-                if hello.recovered and self.peer.sid not in (None, hello.sid):
-                    raise TransportClosed(None, "the server resumed a different session")
+                if (problem := self.peer.hello_problem(hello)) is not None:
+                    raise TransportClosed(None, f"impossible hello: {problem}")
             except asyncio.CancelledError:
                 await transport.close()  # close() during an attempt: leave no tasks behind
                 raise
