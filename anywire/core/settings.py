@@ -44,6 +44,21 @@ class Settings:
     replay buffer in one. On overflow the oldest are dropped; if the connection had not
     even been given them it is closed with 4002 SLOW_CONSUMER, and a resume that needs
     them gets ``recovered: false``."""
+    outbox_bytes: int = 1024 * 1024
+    """Most bytes of unacknowledged server frames kept per session (default 1 MiB, each
+    frame counted at its encoded size; control answers such as join and ack answers
+    included). The outbox is bounded by ``outbox_size`` and by this, whichever is hit
+    first, with the same consequences: the oldest frames are dropped, 4002
+    SLOW_CONSUMER if the connection had not been given them (the session stays
+    resumable; a resume needing them gets ``recovered: false``). The newest frame is
+    always kept, however large."""
+    max_meta_size: int = 1024
+    """Largest presence metadata (``meta`` of a client's join) in bytes, encoded (default
+    1024). Larger metadata is refused with an error ack ``bad_request`` (the frame's
+    close-code family is 4502) and nothing of it is kept."""
+    presence_limit: int = 100
+    """Most members listed in a join answer's ``presence`` (default 100). The answer
+    always says ``count`` (every member); ``partial: true`` when the list was cut."""
     ack_delay: float = 0.1
     """Longest time the server keeps a client frame unacknowledged when it has nothing
     else to write (acknowledgements ride along with other frames whenever possible)."""
@@ -62,8 +77,33 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed for browsers; empty allows only same-origin and non-browser callers.
     ``"*"`` allows every origin."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values this server answers to (default empty: any Host). A pattern
+    is a host name (``"chat.example.com"``, matched without the port, case-insensitively),
+    ``".example.com"`` (that domain and every subdomain) or ``"*"`` (any). Set it in
+    production: with any Host accepted, a DNS-rebinding page whose name resolves to this
+    server passes the same-origin rule (its Origin equals its own Host). A request with
+    another Host is refused with HTTP 400 and code 4502 (a WebSocket upgrade with 403);
+    the health and metrics endpoints are exempt."""
     transports: tuple[str, ...] = field(default=TRANSPORTS)
     """Enabled transports, in the server's order of preference."""
+    max_sessions: int = 10_000
+    """Most sessions on this node, tickets issued and not yet redeemed included (default
+    10,000). Past it negotiate answers 503, ``Retry-After``, code 4000 (protocol 3.6)."""
+    max_sessions_per_user: int = 100
+    """Most sessions of one user on this node, counted like ``max_sessions`` (default
+    100; per node also with Redis): 503, ``Retry-After``, code 4000."""
+    max_sessions_per_ip: int = 1000
+    """Most sessions of one client address (an IPv6 one: its /64) on this node (default
+    1,000): 503, ``Retry-After``, code 4000. The address is the socket peer, or what a
+    trusted proxy forwarded (uvicorn's ``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default)."""
+    negotiate_rate: float = 20.0
+    """Negotiations per second allowed per client address (default 20; a token bucket
+    checked before anything else): 429, ``Retry-After``, code 4008."""
+    negotiate_burst: int = 100
+    """Bucket size of the per-address negotiate limiter (default 100)."""
+    busy_retry_after: float = 5.0
+    """The ``Retry-After`` (seconds, rounded up) of a 503 for a session cap (default 5)."""
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""

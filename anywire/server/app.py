@@ -47,13 +47,16 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
-from .auth import AnonymousAuth, Authenticator
+from .admission import Busy, client_ip
+from .auth import AnonymousAuth, Authenticator, bearer
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
 from .errors import BrokerUnavailable, Disconnected, Reject
-from .host import SessionHost, bearer
+from .host import SessionHost
+from .hosts import host_allowed, refuse_host
+from .refresh import expires_in_ms
 from .socket import Socket
 from .static import ClientAssets
 
@@ -245,7 +248,7 @@ class Anywire:
     def presence(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
         """Who is in ``room`` on this node: ``{"sid", "user", "meta"}`` per connection
         (see :meth:`members` for every node)."""
-        return [m.to_wire() for m in self.host.rooms.members(namespace, room)]
+        return [dict(m.to_wire()) for m in self.host.rooms.members(namespace, room)]
 
     async def members(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
         """Who is in ``room`` on every node (with Redis; this node's members otherwise).
@@ -307,7 +310,11 @@ class Anywire:
         if origin is None:
             return True
         allowed = self.settings.allowed_origins
-        return "*" in allowed or origin in allowed or origin == _own_origin(scope)
+        if "*" in allowed or origin in allowed:
+            return True
+        # Same origin counts only for a Host on the allow-list: a rebound DNS name makes
+        # Origin and Host agree on the attacker's name.
+        return origin == _own_origin(scope) and host_allowed(scope, self.settings.allowed_hosts)
 
     def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         origin = header(scope, b"origin")
@@ -351,6 +358,9 @@ class Anywire:
                 await self.fallback(scope, receive, send)
             elif kind == "http":
                 await send_json_error(send, 404, ProtocolError("not found", 4502))
+            return
+        if tail not in _HOST_EXEMPT and not host_allowed(scope, self.settings.allowed_hosts):
+            await refuse_host(scope, receive, send)  # DNS rebinding (server/hosts.py)
             return
         if not self._started:
             if self._stopped:
@@ -412,7 +422,8 @@ class Anywire:
 
     async def _negotiate(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.cors_headers(scope)
-        if await refuse_origin(self.host, scope, send):
+        gate = self.host.issuer.gate  # admission control (server/admission.py)
+        if await refuse_origin(self.host, scope, send) or await gate.refuse_rate(scope, send, cors):
             return
         try:
             raw = await read_body(receive, 64 * 1024)
@@ -445,7 +456,7 @@ class Anywire:
         except ConnectionResetError:
             return
         except AuthError as exc:
-            await send_json_error(send, 401, exc, cors)
+            await self.host.refresher.refuse_http(send, exc, cors, "negotiate")
             return
         except (ProtocolError, ValueError) as exc:
             err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
@@ -458,7 +469,12 @@ class Anywire:
             return
         codec = choose_codec(("msgpack", "json"), codecs)
         try:
-            issued = await self.host.issuer.issue(identity, namespace, codec, resume, since)
+            issued = await self.host.issuer.issue(
+                identity, namespace, codec, resume, since, client_ip(scope)
+            )
+        except Busy as exc:  # a session cap (server/admission.py)
+            await gate.answer(scope, send, exc.refusal, cors)
+            return
         except BrokerUnavailable as exc:
             # The client's stream positions could not be kept for the node that will
             # redeem its ticket: a session without them would skip events silently.
@@ -482,6 +498,9 @@ class Anywire:
             "max_frame_size": self.settings.max_frame_size,
             "max_batch": self.settings.max_batch,
         }
+        expires_in = expires_in_ms(identity)
+        if expires_in is not None:
+            response["expires_in"] = expires_in  # when to refresh in-band (section 11.4)
         await _json(send, 200, response, cors)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -501,6 +520,7 @@ class Anywire:
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats: dict[str, Any] = dict(self.host.stats())
+        stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
         if isinstance(self.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
             stats["broker_streams"] = self.broker.stream_count()
@@ -518,6 +538,10 @@ class Anywire:
                 await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+# Load balancers probe these by address, whatever Host they send.
+_HOST_EXEMPT = ("/health", "/metrics")
 
 
 async def _refuse_stopped(kind: str, send: Send) -> None:

@@ -225,7 +225,7 @@ export class FakeServer {
     };
     this.mode = { websocket: "ok", sse: "ok", longpoll: "ok" }; // "ok" | "refuse" | "hang"
     this.negotiations = []; // {body, auth}
-    this.negotiateStatus = null; // {status, body} to refuse negotiate
+    this.negotiateStatus = null; // {status, code, headers?, extra?} to refuse negotiate
     this.negotiateHangs = 0; // how many negotiates get no answer at all
     this.gate = null; // a promise that holds negotiate answers back
     this.down = false; // negotiate fails at the network level
@@ -241,6 +241,9 @@ export class FakeServer {
     this.refused = new Set(); // rooms whose joins are answered "forbidden"
     this.blackhole = false;
     this.n = 0;
+    this.expiresIn = null; // negotiate's expires_in (ms), and the lifetime a refresh grants
+    this.auths = []; // in-band refreshes received: {token, transport, at}
+    this.refuseAuth = false; // answer refreshes with the error ack "unauthorized"
   }
 
   env(extra = {}) {
@@ -356,8 +359,9 @@ export class FakeServer {
     return new Response(body, { status, headers: { "content-type": codec.contentType, ...headers } });
   }
 
-  _error(status, code, message = "") {
-    return new Response(JSON.stringify({ error: "e", code, message }), { status, headers: { "content-type": "application/json" } });
+  _error(status, code, message = "", headers = {}, extra = {}) {
+    const body = JSON.stringify({ error: "e", code, message, ...extra });
+    return new Response(body, { status, headers: { "content-type": "application/json", ...headers } });
   }
 
   async _fetch(url, init = {}) {
@@ -378,7 +382,8 @@ export class FakeServer {
       this.negotiateHangs -= 1;
       return new Promise(() => {});
     }
-    if (this.negotiateStatus) return this._error(this.negotiateStatus.status, this.negotiateStatus.code);
+    const refusal = this.negotiateStatus;
+    if (refusal) return this._error(refusal.status, refusal.code, "", refusal.headers, refusal.extra);
     const failed = body.failed ?? [];
     const order = [
       ...this.enabled.filter((t) => body.transports.includes(t) && !failed.includes(t)),
@@ -393,6 +398,7 @@ export class FakeServer {
       v: 1, sid, token: old ? old.token : `token-${sid}`, ticket, codec, resumable: Boolean(old),
       transports: order.map((name) => ({ name, url: `/anywire/${name === "longpoll" ? "poll" : name === "websocket" ? "ws" : name}`, codec: name === "sse" ? "json" : codec })),
       send_url: "/anywire/send", ...this.limits,
+      ...(this.expiresIn === null ? {} : { expires_in: this.expiresIn }),
     };
     return new Response(JSON.stringify(answer), { status: 200, headers: { "content-type": "application/json" } });
   }
@@ -440,6 +446,13 @@ export class FakeServer {
         this._handle(session, f);
       } else if (f.t === "rx") {
         session.outbox = session.outbox.filter((x) => x.s > f.n);
+      } else if (f.t === "auth") {
+        this.auths.push({ token: f.token, transport: conn.transport, at: this.clock.now() });
+        if (this.refuseAuth) {
+          this._send(session, { t: "ack", id: f.id, ok: false, err: { code: "unauthorized", message: "authentication failed" } });
+        } else {
+          this._send(session, { t: "ack", id: f.id, ok: true, d: this.expiresIn === null ? {} : { expires_in: this.expiresIn } });
+        }
       } else if (f.t === "ping") {
         conn.write([{ t: "pong" }]);
       } else if (f.t === "close") {

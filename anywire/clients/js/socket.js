@@ -18,13 +18,14 @@ import { FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shoul
 import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull, RequestLost } from "./errors.js";
 import { recall, remember, resolveEnv } from "./env.js";
 import { setKey } from "./values.js";
-import { backoff } from "./backoff.js";
+import { backoff, retryDelay } from "./backoff.js";
 import { Continuity } from "./continuity.js";
 import { Handlers, Hooks, report } from "./handlers.js";
 import { LIMITS, failure, negotiate, negotiateBody } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { LongPollTransport } from "./longpoll.js";
+import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
 import { WebSocketTransport } from "./websocket.js";
 
@@ -45,6 +46,7 @@ const DEFAULTS = {
   url: "",
   path: "/anywire",
   getToken: null,
+  refresh: true, // with getToken: refresh the credential in-band (refresh.js)
   namespace: "/",
   transports: ["websocket", "sse", "longpoll"],
   codec: "msgpack",
@@ -108,6 +110,8 @@ export class Socket {
     /** @type {{code: number, reason: string}|null} the last close code the server gave */
     this.lastClose = null;
 
+    /** In-band token refresh (refresh.js); null without getToken or with refresh: false. */
+    this.refresher = o.getToken && o.refresh ? new Refresher(this) : null;
     this._state = "connecting";
     this._shownTransport = null;
     this._live = null;
@@ -239,7 +243,8 @@ export class Socket {
   }
 
   /** Joins `room` (presence `meta`; `since` = [epoch, offset] replays what the room
-   * published after it). Resolves with {room, presence, position[, recovered]}; rejects
+   * published after it). Resolves with {room, presence, count, partial, position[,
+   * recovered]} (presence lists at most the server's presence_limit members); rejects
    * AckError (e.g. "forbidden"). AckTimeout only ends the wait: the join stays pending
    * and takes effect when its answer comes. Joined rooms are rejoined by themselves
    * after a lost session. */
@@ -373,6 +378,7 @@ export class Socket {
   _stop() {
     const err = this._endError();
     this._disarmLiveness();
+    if (this.refresher) this.refresher.stop();
     this.env.clearTimeout(this._upgradeTimer);
     if (this._probe && this._probe.transport) this._probe.transport.close();
     for (const t of [...this._attempts]) t.abort("socket closed");
@@ -438,7 +444,7 @@ export class Socket {
           this._finish(err.code ?? null, err.message);
           return;
         }
-        await this._sleep(delays.next().value);
+        await this._sleep(retryDelay(delays, err.retryAfter), err.retryAfter ?? 0);
         continue;
       }
       if (this._stopped()) {
@@ -460,10 +466,12 @@ export class Socket {
     }
   }
 
-  /** Waits `ms`, or less if woken (back online, page visible again, closed). */
-  _sleep(ms) {
+  /** Waits `ms`, or less if woken (back online, page visible again, closed); `floor` ms at least, unless closed. */
+  _sleep(ms, floor = 0) {
+    const earliest = this.env.now() + floor;
     return new Promise((resolve) => {
       const done = () => {
+        if (!this._stopped() && this.env.now() < earliest) return;
         this.env.clearTimeout(timer);
         this._wakers.delete(done);
         resolve();
@@ -605,6 +613,7 @@ export class Socket {
     this._armLiveness(transport);
     this._setState("connected");
     this._showTransport();
+    if (this.refresher) this.refresher.start(neg.expires_in); // an upgrade negotiated afresh too
     if (!upgrade || lost) this._hooks.emit("connect", { sid: this.sid, recovered: this.recovered, transport: transport.name });
     if (rest.length) this._onFrames(transport, rest);
     for (const [kind, a, b] of early) {
@@ -651,6 +660,7 @@ export class Socket {
     }
     this._live = null;
     this._disarmLiveness();
+    if (this.refresher) this.refresher.stop();
     this.env.clearTimeout(this._upgradeTimer);
     if (this._probe) {
       this._probe.cancelled = true;

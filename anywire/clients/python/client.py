@@ -39,7 +39,7 @@ from ...core.frames import (
 )
 from ...core.peer import ClientPeer
 from ...core.settings import Settings
-from .backoff import backoff
+from .backoff import backoff, retry_delay, waits_out
 from .continuity import Continuity
 from .errors import (
     AckError,
@@ -53,6 +53,7 @@ from .errors import (
 )
 from .handlers import Handlers
 from .negotiate import TokenSource, negotiate
+from .refresh import for_client
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
 from .wire import Negotiated, check_frame, make_codecs
 
@@ -82,6 +83,10 @@ class Client:
     :param token: the bearer token (JWT), or a sync or async callable returning it. A
         callable is called before *every* negotiate, so reconnects use a fresh token
         (e.g. after close code 4004 TOKEN_EXPIRED). None: anonymous, if the server allows.
+    :param refresh: with a callable ``token``, hand the live session a fresh token from it
+        at 80% of the credential's lifetime (``auth`` frame, no reconnect; see
+        :mod:`anywire.clients.python.refresh`). False: let it expire (4004), then
+        reconnect with a fresh one.
     :param namespace: the namespace to connect to (one client per namespace).
     :param transports: the transports this client may use; the server orders them.
     :param codec: preferred codec, ``"msgpack"`` or ``"json"`` (SSE is always JSON).
@@ -107,6 +112,7 @@ class Client:
         url: str,
         token: TokenSource = None,
         *,
+        refresh: bool = True,
         namespace: str = "/",
         transports: Iterable[str] = ("websocket", "sse", "longpoll"),
         codec: str = "msgpack",
@@ -166,6 +172,8 @@ class Client:
         self._ended: ConnectionClosed | None = None  # ended for good by the server
         self._room = asyncio.Event()  # pulsed when room or state may have changed
         self._state: State = "disconnected"
+        self.refresher = for_client(self, token) if refresh and callable(token) else None
+        """In-band token refresh (None without a token callable or with refresh=False)."""
 
     # -- registration ---------------------------------------------------------------------
     def on(self, event: str) -> Callable[[_H], _H]:
@@ -359,8 +367,11 @@ class Client:
         since: tuple[str, int] | None = None,
     ) -> Any:
         """Join ``room`` with optional presence ``meta``; returns the server's answer
-        (``{room, presence, position}``). Raises :class:`AckError` (``forbidden``) if
-        refused.
+        (``{room, presence, count, partial, position}``: ``presence`` lists at most the
+        server's ``presence_limit`` members, ``count`` says how many there are,
+        ``partial`` whether some were left out). Raises :class:`AckError`
+        (``forbidden``; ``bad_request`` for ``meta`` over the server's
+        ``max_meta_size``) if refused.
 
         ``since`` (usually ``client.positions[room]``) asks for the room's events after
         that stream position, replayed from the server's bounded history before live
@@ -489,22 +500,23 @@ class Client:
 
     async def _cycle(self, first: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
-        delays = backoff(self.backoff_base, self.backoff_max)
+        delays, waits = backoff(self.backoff_base, self.backoff_max), 0
         while True:
             self._set_state("reconnecting" if first.done() else "connecting")
             try:
                 neg, transport, hello = await self._connect_round()
             except ConnectError as exc:
-                # AuthError: the same credentials cannot work later either. The first
-                # connect reports to its caller instead of retrying.
-                if isinstance(exc, AuthError) or not first.done() or not self.reconnect:
+                # AuthError: the same credentials cannot work later either. A first connect
+                # gives up too, unless a busy server said when to retry (Retry-After).
+                busy = waits_out(exc.retry_after, waits := waits + 1)
+                if isinstance(exc, AuthError) or not (first.done() or busy) or not self.reconnect:
                     if not first.done():
                         self._set_state("disconnected")
                         first.set_exception(exc)
                     else:
                         self._finish(exc.code, str(exc))
                     return
-                delay = next(delays)
+                delay = retry_delay(delays, exc.retry_after)
                 log.info("anywire reconnect failed (%s); next try in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -630,6 +642,8 @@ class Client:
                     RequestLost(f"request {ack_id} was lost with its session; it may have run")
                 )
         self._set_state("connected")
+        if self.refresher is not None:
+            self.refresher.start(neg.expires_in)
         for hook in self._connect_hooks:
             self._call_hook(hook)
 
@@ -659,6 +673,8 @@ class Client:
             log.warning("anywire protocol error, reconnecting: %s", exc)
             return None, str(exc)
         finally:
+            if self.refresher is not None:
+                self.refresher.stop()
             if self._live is transport:
                 self._live = None
             for hook in self._disconnect_hooks:

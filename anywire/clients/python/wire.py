@@ -66,6 +66,9 @@ class Negotiated:
     ack_timeout: float
     max_frame_size: int
     max_batch: int
+    expires_in: float | None = None
+    """Seconds until the credential expires (None: it does not, or the server does not
+    say): the client refreshes it in-band before then (protocol section 11.4)."""
 
     @classmethod
     def parse(cls, obj: Any) -> Negotiated:
@@ -122,7 +125,15 @@ class Negotiated:
             ack_timeout=number("ack_timeout", timings["ack_timeout"]) / 1000,
             max_frame_size=int(number("max_frame_size", _DEFAULTS.max_frame_size)),
             max_batch=int(number("max_batch", _DEFAULTS.max_batch)),
+            expires_in=_expires_in(obj.get("expires_in")),
         )
+
+
+def _expires_in(value: Any) -> float | None:
+    """Negotiate's ``expires_in`` (ms) in seconds; None when absent or not a uint."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value / 1000
 
 
 def decode_frames(codec: Codec, data: bytes | str) -> list[Frame]:
