@@ -53,9 +53,10 @@ def fuzz_server() -> Iterator[Server]:
 EDGE_INTS = [0, 1, -1, 2**31, 2**53 - 1, 2**53, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63),
              -(2**63) - 1, 10**30]  # fmt: skip
 FIELDS = ["t", "s", "id", "e", "d", "r", "o", "ok", "err", "n", "meta", "since", "ticket",
-          "last", "sid", "recovered", "seq", "streams", "c", "m", "code", "message"]  # fmt: skip
+          "last", "sid", "recovered", "seq", "streams", "c", "m", "code", "message",
+          "token"]  # fmt: skip
 TYPES = ["event", "ack", "join", "leave", "rx", "ping", "pong", "close", "error", "connect",
-         "resume", "hello", "EVENT", ""]  # fmt: skip
+         "resume", "hello", "auth", "EVENT", ""]  # fmt: skip
 
 
 class Inputs:
