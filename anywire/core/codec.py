@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover
 from .closecodes import CloseCode
 from .errors import RemoteProtocolError
 from .frames import MAX_NAME, UINT_LIMIT, Event, StreamPos
-from .values import value_error
+from .values import INT_MAX, INT_MIN, value_error
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Outgoing"]
 
@@ -275,21 +275,28 @@ class JsonCodec:
         if fast is None:
             return None
         # Only a message that opens with the event tag, and holds no escape and no "$"
-        # (so no "$bin"), and nothing suspect: everything else takes the reference path.
+        # (so no "$bin"): everything else takes the reference path.
         if isinstance(data, str):
             if not data.startswith('{"t":"event",') or "\\" in data or "$" in data:
                 return None
         elif not data.startswith(b'{"t":"event",') or b"\\" in data or b"$" in data:
             return None
-        if self.suspect(data):
-            return None
         try:
             wire = fast(data)
         except Exception:  # any refusal: the reference path decides and words it
             return None
-        s, e, i = wire.s, wire.e, wire.id
+        s, e, i, d = wire.s, wire.e, wire.id, wire.d
+        # The data model (anywire.core.values): a scalar is checked here (msgspec already
+        # refused non-finite floats; keys are strings in JSON); a map or an array needs
+        # the scan of the bytes (depth, long integers), and if suspect the reference path.
+        kind = type(d)
+        if kind is dict or kind is list:
+            if self.suspect(data):
+                return None
+        elif kind is int and not INT_MIN <= d <= INT_MAX:
+            return None
         if 0 <= s < UINT_LIMIT and 0 < len(e) <= MAX_NAME and (i is None or 0 <= i < UINT_LIMIT):
-            return Event(s, e, wire.d, i)
+            return Event(s, e, d, i)
         return None
 
     def _decode(self, data: bytes | str) -> Any:
