@@ -27,6 +27,7 @@ from typing import Any
 from ..core.auth import Identity
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.flood import FloodError
 from ..core.frames import UINT_LIMIT, StreamPos
 from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
@@ -422,6 +423,10 @@ class Anywire:
             version = body.get("v", 1)
             if type(version) is not int or version != 1:
                 raise RemoteProtocolError(f"unsupported protocol version {body.get('v')!r}")
+            if isinstance(body.get("resume"), str):
+                # Before the credential is checked: a flooding client's reconnects are
+                # refused at the cost of a signature check (429, the session is kept).
+                self.host.issuer.charge_resume(body["resume"])
             identity = await _maybe_await(self.auth(bearer(scope), scope))
             if not isinstance(identity, Identity):
                 raise AuthError("authenticator returned no identity")
@@ -438,6 +443,9 @@ class Anywire:
             return
         except AuthError as exc:
             await send_json_error(send, 401, exc, cors)
+            return
+        except FloodError as exc:
+            await send_json_error(send, 429, exc, cors)
             return
         except (ProtocolError, ValueError) as exc:
             err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
@@ -472,6 +480,8 @@ class Anywire:
             **self.settings.timings_ms(),
             "max_frame_size": self.settings.max_frame_size,
             "max_batch": self.settings.max_batch,
+            "flood_rate": self.settings.flood_rate,
+            "flood_burst": self.settings.flood_burst,
         }
         await _json(send, 200, response, cors)
 

@@ -123,6 +123,16 @@ class Issuer:
         self._pending[nonce] = (identity, expires, since)
         return Issued(sid, token, ticket, resumable)
 
+    def charge_resume(self, token: str) -> None:
+        """Charge a negotiate that presents session token ``token`` to that session's flood
+        budget, if the session lives here (raises FloodError, 4008). An invalid token
+        costs nothing here: the negotiate goes on as a fresh one."""
+        try:
+            sid = str(self.signer.verify(token, "s").get("sid"))
+        except ProtocolError:
+            return
+        self.host.charge(sid, 1, "resumes")
+
     def _resume(
         self, identity: Identity, namespace: str, token: str
     ) -> tuple[str | None, bool, Identity]:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from ..core.closecodes import CloseCode
 from ..core.codec import Codec
 from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.flood import FloodError
 from ..core.frames import Connect, Frame, Resume, parse_frame
 from ..core.settings import Settings
 
@@ -187,7 +188,13 @@ class Host(Protocol):
         ...
 
     def poll_started(self, sid: str, ack: int | None) -> Link:
-        """A long-poll request arrived: apply its ``ack`` and return the session's link."""
+        """A long-poll request arrived: charge it to the flood budget, apply its ``ack``
+        and return the session's link."""
+        ...
+
+    def charge(self, sid: str, cost: int = 1, what: str = "frames") -> None:
+        """Spend ``cost`` of the session's flood budget (0: only check it is not spent);
+        raises FloodError (4008)."""
         ...
 
     def detach(self, link: Link) -> None:
@@ -277,6 +284,8 @@ async def send_json_error(
         }.get(status, "error")
         body = json.dumps({"error": name, "code": error.code, "message": error.message}).encode()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    if isinstance(error, FloodError):
+        headers.append((b"retry-after", error.retry_after_header()))
     headers += extra_headers or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -302,7 +311,7 @@ async def read_body(receive: Receive, limit: int, truncate: bool = False) -> byt
             return b"".join(chunks)
 
 
-_STATUS = {4007: 410, 4501: 401, 4502: 400, 4503: 413, 4505: 403, 4506: 429, 4507: 404}
+_STATUS = {4007: 410, 4008: 429, 4501: 401, 4502: 400, 4503: 413, 4505: 403, 4507: 404}
 
 
 def status_for(code: int) -> int:

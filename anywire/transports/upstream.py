@@ -39,6 +39,8 @@ class SendEndpoint:
         settings = self.host.settings
         try:
             sid = session_sid(self.host, scope)
+            # A client past its budget is refused before its body is read or decoded.
+            self.host.charge(sid, 0, "requests")
             content_type = header(scope, b"content-type") or ""
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
             body = await read_body(receive, settings.max_frame_size)

@@ -37,6 +37,7 @@ from .base import (
     decode_general,
     short_reason,
 )
+from .meter import METER_KEY, ControlMeter
 
 __all__ = ["INFO", "WebSocketTransport"]
 
@@ -66,6 +67,7 @@ class WebSocketTransport:
         link = await self._handshake(receive, send)
         if link is None:
             return
+        self._meter(scope, link)
         task = asyncio.current_task()
         assert task is not None
         writer = _Writer(self.host, link, send, task)
@@ -99,6 +101,22 @@ class WebSocketTransport:
             link.on_wake = None
             self.host.detach(link)
             await writer.cancel()
+
+    def _meter(self, scope: Scope, link: Link) -> None:
+        """Charge this connection's pings and pongs to its session from now on (when
+        the server's WebSocket protocol meters them: ``anywire serve`` does)."""
+        meter = scope.get("extensions", {}).get(METER_KEY)
+        if not isinstance(meter, ControlMeter) or link.sid is None:
+            return
+        host, sid = self.host, link.sid
+
+        def charge() -> None:
+            host.charge(sid, 1, "pings")
+
+        def flood() -> None:
+            link.close(CloseCode.FLOOD, "flood: too many pings")
+
+        meter.bind(charge, flood)
 
     async def _handshake(self, receive: Receive, send: Send) -> Link | None:
         settings = self.host.settings

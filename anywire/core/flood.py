@@ -1,0 +1,75 @@
+"""The flood budget: one token bucket per session (and per stranger connection).
+
+Everything a client can make the server do costs tokens from one bucket: each frame,
+each message (an empty batch costs one), each WebSocket ping or pong, each long-poll
+request, each POST, each resume. The bucket holds ``flood_burst`` tokens and refills at
+``flood_rate`` per second; a request it cannot pay for is refused with 4008 FLOOD (HTTP
+429 with ``Retry-After``) and the session is kept.
+
+Sans-I/O: the caller passes ``now``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .closecodes import CloseCode
+from .errors import RemoteProtocolError
+
+__all__ = ["FloodError", "TokenBucket"]
+
+
+class FloodError(RemoteProtocolError):
+    """A client spent its flood budget. ``retry_after`` is how long (seconds) until the
+    bucket can pay for the refused request again."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, CloseCode.FLOOD)
+        self.retry_after = retry_after
+
+    def retry_after_header(self) -> bytes:
+        """The ``Retry-After`` value: whole seconds, at least 1."""
+        return str(max(1, math.ceil(self.retry_after))).encode()
+
+
+class TokenBucket:
+    """``burst`` tokens, refilled at ``rate`` per second (starts full)."""
+
+    __slots__ = ("at", "burst", "level", "rate")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.level = float(burst)
+        self.at = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens if the bucket holds them; False (nothing spent) if not.
+        A cost above the burst (a batch larger than the bucket) costs the full bucket."""
+        if cost > self.burst:
+            cost = self.burst
+        level = self.level + (now - self.at) * self.rate
+        if level > self.burst:
+            level = self.burst  # (no min(): this runs for every client message)
+        self.at = now
+        if level < cost:
+            self.level = level
+            return False
+        self.level = level - cost
+        return True
+
+    def has(self, now: float, cost: float = 1.0) -> bool:
+        """Whether ``cost`` tokens could be spent now (nothing is spent)."""
+        return self.level + (now - self.at) * self.rate >= cost
+
+    def wait(self, now: float, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens are available (0 if they are now). A cost above
+        the burst can never be paid: the wait for a full bucket is given."""
+        level = min(self.burst, self.level + (now - self.at) * self.rate)
+        need = min(cost, self.burst) - level
+        return 0.0 if need <= 0 or self.rate <= 0 else need / self.rate
+
+    def spend(self, now: float, cost: float, what: str) -> None:
+        """:meth:`take`, raising :class:`FloodError` (4008) when the bucket cannot pay."""
+        if not self.take(now, cost):
+            raise FloodError(f"flood: too many {what}", self.wait(now, cost))
