@@ -59,8 +59,8 @@ class TokenBucket:
         return True
 
     def has(self, now: float, cost: float = 1.0) -> bool:
-        """Whether ``cost`` tokens could be spent now (nothing is spent)."""
-        return self.level + (now - self.at) * self.rate >= cost
+        """Whether :meth:`take` would succeed now (nothing is spent)."""
+        return self.level + (now - self.at) * self.rate >= min(cost, self.burst)
 
     def wait(self, now: float, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens are available (0 if they are now). A cost above

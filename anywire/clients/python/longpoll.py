@@ -69,6 +69,7 @@ class LongPollTransport(ClientTransport):
         timeout = httpx.Timeout(10.0, read=self.neg.poll_window + self.neg.ping_timeout)
         try:
             while not self.closed:
+                await self.pacer.take()  # each poll costs the server a token too
                 response = await self.http.get(
                     url, params={"ack": self._ack}, headers=headers, timeout=timeout
                 )
