@@ -24,6 +24,7 @@ export class Transport {
     this.neg = ctx.neg;
     this.codec = ctx.codec;
     this.env = ctx.env;
+    this.pacer = ctx.pacer ?? null; // every write and poll waits on it (pacer.js)
     this.closed = false;
     this.ready = false; // may write
     this.onopen = null;
@@ -100,7 +101,10 @@ export class Transport {
     try {
       while (this._outbox.length && !this.closed) {
         const frames = this._outbox.splice(0);
-        for (const { body, last } of batches(this.codec, frames, this.neg.max_batch, this.neg.max_frame_size)) {
+        const maxBatch = Math.min(this.neg.max_batch, this.pacer ? this.pacer.maxCost() : Infinity);
+        for (const { body, last, count } of batches(this.codec, frames, maxBatch, this.neg.max_frame_size)) {
+          if (this.pacer) await this.pacer.take(count); // one flood token a frame
+          if (this.closed) return;
           await this._write(body);
           // A POST answered 2xx was processed, in order, before the answer: as good a
           // receipt as an rx (which may never come if the downstream ends meanwhile).
