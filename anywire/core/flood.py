@@ -4,7 +4,8 @@ Everything a client can make the server do costs tokens from one bucket: each fr
 each message (an empty batch costs one), each WebSocket ping or pong, each long-poll
 request, each POST, each resume. The bucket holds ``flood_burst`` tokens and refills at
 ``flood_rate`` per second; a request it cannot pay for is refused with 4008 FLOOD (HTTP
-429 with ``Retry-After``) and the session is kept.
+429 with ``Retry-After``), is charged all the same (the bucket goes into debt, so a
+client that ignores ``Retry-After`` stays refused) and the session is kept.
 
 Sans-I/O: the caller passes ``now``.
 """
@@ -16,7 +17,13 @@ import math
 from .closecodes import CloseCode
 from .errors import RemoteProtocolError
 
-__all__ = ["FloodError", "TokenBucket"]
+__all__ = ["RESUME_COST", "FloodError", "TokenBucket"]
+
+RESUME_COST = 10
+"""Tokens a resume costs: the negotiate that names the session, and the opening that
+resumes it, each. A reconnection costs the server far more than a frame (an HTTP
+request, a WebSocket handshake), and a client reconnecting at once after every 4008 must
+not get a fresh connection for each token the rate refills."""
 
 
 class FloodError(RemoteProtocolError):
@@ -44,8 +51,13 @@ class TokenBucket:
         self.at = now
 
     def take(self, now: float, cost: float = 1.0) -> bool:
-        """Spend ``cost`` tokens if the bucket holds them; False (nothing spent) if not.
-        A cost above the burst (a batch larger than the bucket) costs the full bucket."""
+        """Spend ``cost`` tokens if the bucket holds them, else refuse (False).
+
+        A refusal is charged all the same, into debt down to ``-burst``: a client that
+        keeps asking without waiting for its ``Retry-After`` stays refused, instead of
+        getting through on every token the rate refills (its requests are then all
+        refused the cheap way). A cost above the burst (a batch larger than the bucket)
+        costs the full bucket."""
         if cost > self.burst:
             cost = self.burst
         level = self.level + (now - self.at) * self.rate
@@ -53,13 +65,14 @@ class TokenBucket:
             level = self.burst  # (no min(): this runs for every client message)
         self.at = now
         if level < cost:
-            self.level = level
+            level -= cost
+            self.level = level if level > -self.burst else -self.burst
             return False
         self.level = level - cost
         return True
 
     def has(self, now: float, cost: float = 1.0) -> bool:
-        """Whether :meth:`take` would succeed now (nothing is spent)."""
+        """Whether :meth:`take` would succeed now (nothing is spent, nothing charged)."""
         return self.level + (now - self.at) * self.rate >= min(cost, self.burst)
 
     def wait(self, now: float, cost: float = 1.0) -> float:

@@ -414,7 +414,8 @@ class ServerSession:
 
     def charge(self, now: float, cost: int = 1, what: str = "frames") -> None:
         """Spend ``cost`` flood tokens (a message: one per frame, at least one); raises
-        :class:`~.flood.FloodError` (4008) when the budget cannot pay, spending nothing."""
+        :class:`~.flood.FloodError` (4008) when the budget cannot pay (the refusal is
+        charged too: see :meth:`.flood.TokenBucket.take`)."""
         if not self.budget.take(now, cost):
             raise FloodError(f"flood: too many {what}", self.budget.wait(now, cost))
 

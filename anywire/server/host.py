@@ -26,6 +26,7 @@ from ..core.auth import Identity
 from ..core.closecodes import CloseCode, should_reconnect
 from ..core.codec import Codec, Outgoing
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.flood import RESUME_COST
 from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx, StreamPos
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
@@ -176,7 +177,7 @@ class SessionHost(Budget):
         sess = self.sessions.get(sid)
         last = first.last if isinstance(first, Resume) else None
         if sess is not None and last is not None and sess.can_resume(last):
-            sess.charge(now, 1, "resumes")  # a flooding client gets no fresh connection
+            sess.charge(now, RESUME_COST, "resumes")  # no fresh connection for a flooder
             old = sess.connection
             sess.auth_deadline = auth_deadline
             sess.tickets = [*sess.tickets[-3:], redeemed.nonce]
@@ -419,10 +420,10 @@ class SessionHost(Budget):
             code, reason = sess.last_close or (CloseCode.POLL_TIMEOUT, "not polling: resume")
             raise ProtocolError(reason, code)
         now = self._clock()
+        sess.touch(now)  # alive, even if refused: a flood is not a dead connection
         sess.charge(now, 1, "polls")
         if ack is not None:
             sess.rewind(ack)
-        sess.touch(now)
         return link
 
     def detach(self, link: Link) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..core.auth import Identity
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError
+from ..core.flood import RESUME_COST
 from ..core.tickets import Signer, TicketBook
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class Issuer:
             sid = str(self.signer.verify(token, "s").get("sid"))
         except ProtocolError:
             return
-        self.host.charge(sid, 1, "resumes")
+        self.host.charge(sid, RESUME_COST, "resumes")
 
     def _resume(
         self, identity: Identity, namespace: str, token: str

@@ -62,6 +62,14 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         if self.close_sent and self.hangup is None:
             self.hangup = self.loop.call_later(_HANGUP, self.transport.close)
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.close" and message.get("code") == CloseCode.FLOOD:
+            # The app closed for flood (messages): whatever the client goes on sending
+            # is not parsed either (uvicorn would, until the close handshake ends).
+            self.meter.flooded = True
+            self._stop_reading()
+
     def handle_ping(self) -> None:
         if self._charged():
             super().handle_ping()

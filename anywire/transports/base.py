@@ -23,6 +23,7 @@ from ..core.frames import Connect, Frame, Resume, parse_frame
 from ..core.settings import Settings
 
 __all__ = [
+    "FLOOD_HOLD",
     "ASGIApp",
     "Host",
     "Link",
@@ -44,6 +45,9 @@ __all__ = [
     "short_reason",
     "status_for",
 ]
+
+FLOOD_HOLD = 1.0
+"""Longest time (seconds) a flood refusal (HTTP 429) is held before it is answered."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -271,7 +275,12 @@ async def send_json_error(
     error: ProtocolError | None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Answer an HTTP request with ``status`` and a JSON error body naming the close code."""
+    """Answer an HTTP request with ``status`` and a JSON error body naming the close code.
+
+    A flood refusal (429) carries ``Retry-After`` and is held up to :data:`FLOOD_HOLD`
+    seconds first (never past its Retry-After): a client that ignores Retry-After and
+    asks again at once can then make this connection refuse it about once a second,
+    not thousands of times (holding a request costs a sleeping coroutine)."""
     body = b""
     if error is not None:
         name = {
@@ -286,6 +295,7 @@ async def send_json_error(
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     if isinstance(error, FloodError):
         headers.append((b"retry-after", error.retry_after_header()))
+        await asyncio.sleep(min(error.retry_after, FLOOD_HOLD))
     headers += extra_headers or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -48,13 +48,14 @@ async def emit_all(
     await client.connect()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for i in range(n):
-        try:
-            await client.emit("record", i)
-        except QueueFull:  # disconnected with a full queue (only without pacing): wait
-            async with asyncio.timeout(30):
-                await connected.wait()
-            await client.emit("record", i)
+    async with asyncio.timeout(120):
+        for i in range(n):
+            while True:
+                try:
+                    await client.emit("record", i)
+                    break
+                except QueueFull:  # disconnected, queue full (only without pacing): wait
+                    await connected.wait()
     recorded = await client.call("recorded", timeout=60)
     elapsed = loop.time() - started
     print(f"\n{transport} pace={pace}: {n} emits in {elapsed:.2f} s, {connects} connection(s), "

@@ -14,10 +14,12 @@ from anywire.core.flood import FloodError, TokenBucket
 def test_bucket_refills_at_its_rate_up_to_its_burst() -> None:
     bucket = TokenBucket(10.0, 5, now=0.0)
     assert all(bucket.take(0.0) for _ in range(5))
-    assert not bucket.take(0.0)
+    assert not bucket.has(0.0)
     assert bucket.wait(0.0) == pytest.approx(0.1)
     assert bucket.wait(0.0, 3) == pytest.approx(0.3)
-    assert bucket.take(0.1)
+    assert not bucket.take(0.0)  # refused and charged: one token of debt
+    assert bucket.wait(0.0) == pytest.approx(0.2)
+    assert bucket.take(0.2)
     assert bucket.has(100.0, 5)
     assert bucket.take(100.0, 50)  # more than the burst costs the whole bucket
     assert not bucket.take(100.0) and not bucket.has(100.0)
@@ -38,7 +40,7 @@ async def test_pacer_spends_90_percent_of_the_rate_from_half_the_burst() -> None
     start = loop.time()
     for _ in range(10):
         await pacer.take()
-    assert loop.time() - start < 0.05 and pacer.waited == 0  # the burst goes at once
+    assert pacer.waited == 0  # the burst goes at once
     for _ in range(45):
         await pacer.take()
     elapsed = loop.time() - start

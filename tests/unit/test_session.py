@@ -425,7 +425,8 @@ def test_flood_is_refused_with_4008_and_the_session_kept() -> None:
     with pytest.raises(FloodError) as info:
         sess.charge(0.0)
     assert info.value.code == CloseCode.FLOOD == 4008
-    assert info.value.retry_after == pytest.approx(0.1)
+    # The refusal was charged too (debt of one): two tokens to refill at 10/s.
+    assert info.value.retry_after == pytest.approx(0.2)
     assert sess.state is SessionState.ATTACHED  # refused, not ended
 
 
@@ -447,13 +448,26 @@ def test_a_message_is_paid_whole_or_refused_whole() -> None:
     sess = attached(flood_rate=10.0, flood_burst=5)
     sess.charge(0.0, 3)
     with pytest.raises(FloodError) as info:
-        sess.charge(0.0, 3)  # 2 tokens left: nothing is spent
-    assert info.value.retry_after == pytest.approx(0.1)
-    sess.charge(0.0, 2)
+        sess.charge(0.0, 3)  # 2 tokens left: refused whole, and charged: 1 in debt
+    assert info.value.retry_after == pytest.approx(0.4)  # 4 tokens at 10/s
+    sess.charge(0.4, 3)  # paid after its Retry-After
     # A batch larger than the whole budget costs the whole budget (else never sendable).
     sess.charge(10.0, 50)
     with pytest.raises(FloodError):
         sess.charge(10.0)
+
+
+def test_a_client_ignoring_retry_after_stays_refused() -> None:
+    """Refusals are charged (down to -burst): asking again at once, faster than the rate
+    refills, never gets through, however long it goes on."""
+    sess = attached(flood_rate=10.0, flood_burst=5)
+    for _ in range(5):
+        sess.charge(0.0)
+    for i in range(1, 1000):
+        with pytest.raises(FloodError):
+            sess.charge(i * 0.05)  # 20 a second against a refill of 10
+    # The debt is bounded: a client that then waits gets back in within burst/rate * 2.
+    sess.charge(1000 * 0.05 + 1.0)
 
 
 def test_sustained_rate_below_the_limit_is_fine() -> None:

@@ -14,6 +14,8 @@ import { LIMITS } from "./negotiate.js";
 export const RATE_SHARE = 0.9;
 /** The share of the server's flood_burst a pacer holds. */
 export const BURST_SHARE = 0.5;
+/** Tokens the server charges a resume (the negotiate that resumes, and the opening). */
+export const RESUME_COST = 10;
 
 export class Pacer {
   /** @param {object} env the socket's env (now() in ms, setTimeout) @param {boolean} enabled */

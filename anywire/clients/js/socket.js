@@ -24,7 +24,7 @@ import { Handlers, Hooks, report } from "./handlers.js";
 import { LIMITS, failure, negotiate, negotiateBody } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
-import { Pacer } from "./pacer.js";
+import { Pacer, RESUME_COST } from "./pacer.js";
 import { LongPollTransport } from "./longpoll.js";
 import { SSETransport } from "./sse.js";
 import { WebSocketTransport } from "./websocket.js";
@@ -494,7 +494,7 @@ export class Socket {
       const offer = offers[0];
       this.pacer.configure(neg.flood_rate, neg.flood_burst);
       try {
-        if (neg.resumable && this.peer.sid !== null) await this.pacer.take(); // a resume costs a token
+        if (neg.resumable && this.peer.sid !== null) await this.pacer.take(RESUME_COST); // as the server charges
         return await this._open(offer, neg);
       } catch (err) {
         if (this._stopped()) throw err;
@@ -515,7 +515,7 @@ export class Socket {
     const o = this.options;
     const resume = this._neg && this.peer.sid !== null ? this._neg.token : null;
     const body = negotiateBody(o, this._failed, resume, this.continuity.since());
-    if (resume) await this.pacer.take(); // so does a negotiate that resumes
+    if (resume) await this.pacer.take(RESUME_COST); // so does a negotiate that resumes
     return negotiate(this.env, this.base + this.path + "/negotiate", body, o.getToken, o.connectTimeout);
   }
 

@@ -23,6 +23,7 @@ import httpx
 
 from ...core.closecodes import RENEGOTIATE, CloseCode, should_reconnect
 from ...core.errors import LocalProtocolError, RemoteProtocolError
+from ...core.flood import RESUME_COST
 from ...core.frames import (
     Ack,
     Close,
@@ -568,7 +569,7 @@ class Client:
             transport.pacer = self.pacer
             resuming = neg.resumable and self.peer.sid is not None
             if resuming:
-                await self.pacer.take()  # a resume costs the server a token
+                await self.pacer.take(RESUME_COST)  # what the server charges a resume
             opening: Connect | Resume = (
                 Resume(neg.ticket, self.peer.in_last) if resuming else Connect(neg.ticket)
             )
@@ -610,7 +611,7 @@ class Client:
         }
         if self._neg is not None and self.peer.sid is not None:
             body["resume"] = self._neg.token
-            await self.pacer.take()  # so does a negotiate that resumes
+            await self.pacer.take(RESUME_COST)  # so does a negotiate that resumes
         since = self.continuity.since()
         if since:
             body["since"] = since

@@ -68,10 +68,11 @@ class Pacer:
             return
         bucket = self._budget()
         loop = asyncio.get_running_loop()
-        while not bucket.take(loop.time(), cost):
+        while not bucket.has(loop.time(), cost):
             delay = bucket.wait(loop.time(), cost)
             self.waited += delay
             await asyncio.sleep(delay)
+        bucket.take(loop.time(), cost)
 
     def _budget(self) -> TokenBucket:
         if self._bucket is None:  # no negotiate yet: the protocol's defaults
