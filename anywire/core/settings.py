@@ -53,10 +53,11 @@ class Settings:
     """Default 200. Tokens per second refilling each session's flood budget (a token
     bucket kept across resumes). Everything a client makes the server do costs tokens:
     a message one per frame (at least one: an empty batch costs one), a WebSocket ping
-    or pong one, a long-poll request one, a resume one. Past the budget a WebSocket is
-    closed with 4008 FLOOD (the session is kept: resume after backoff) and an HTTP
-    request is answered 429 with ``Retry-After`` and the JSON error code 4008.
-    Advertised by negotiate; the clients pace themselves below it."""
+    or pong one, a long-poll request one, a resume 10 (``core.flood.RESUME_COST``).
+    Past the budget a WebSocket is closed with 4008 FLOOD (the session is kept: resume
+    after backoff) and an HTTP request is answered 429 with ``Retry-After`` and the JSON
+    error code 4008; refusals are charged too (the budget goes into debt). Advertised by
+    negotiate; the clients pace themselves below it (protocol section 13.1)."""
     flood_burst: int = 1000
     """Default 1000. Size of the flood budget: what a client may spend at once. A
     WebSocket that has not sent its first message yet has a budget of its own of this
