@@ -47,8 +47,10 @@ CPU_BOUND = 0.15  # share of a core the server may spend on one abuser, above id
 
 @pytest.fixture(scope="module")
 def defaults() -> Iterator[Server]:
-    """The production flood budget (200/s, 1000); short heartbeats as in every e2e test."""
-    srv = start_server({"AW_FLOOD_RATE": "200", "AW_FLOOD_BURST": "1000"})
+    """The production flood budget (200/s, 1000) and heartbeats (the bystander is silent
+    while an abuser process starts and ends)."""
+    srv = start_server({"AW_FLOOD_RATE": "200", "AW_FLOOD_BURST": "1000",
+                        "AW_PING_INTERVAL": "20", "AW_PING_TIMEOUT": "10"})  # fmt: skip
     yield srv
     srv.stop()
 
