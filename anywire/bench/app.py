@@ -37,6 +37,9 @@ BENCH_SETTINGS = Settings(
     flood_rate=1e9,
     flood_burst=1_000_000_000,
     resume_window=5.0,
+    # The publisher's back-pressure below bounds the lag in frames; large events must not
+    # trip the byte budget first.
+    outbox_bytes=1 << 30,
 )
 
 # The publisher pauses while a sampled session has more than this many frames not yet

@@ -43,6 +43,7 @@ def settings_from_env() -> Settings:
         ack_timeout=f("ACK_TIMEOUT", 3.0),
         stream_history=int(f("HISTORY", 5000)),
         outbox_size=int(f("OUTBOX", 5000)),
+        outbox_bytes=int(f("OUTBOX_BYTES", 64 * 1024 * 1024)),
         node_heartbeat=f("NODE_HEARTBEAT", 0.5),
         flood_rate=f("FLOOD_RATE", 2000),
         flood_burst=int(f("FLOOD_BURST", 5000)),

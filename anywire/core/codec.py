@@ -48,7 +48,7 @@ class Outgoing:
     sessions receive it.
     """
 
-    __slots__ = ("_bodies", "_first", "_first_codec", "fields", "pos", "type")
+    __slots__ = ("_bodies", "_first", "_first_codec", "fields", "pos", "size", "type")
 
     def __init__(self, type: str, fields: dict[str, Any], pos: StreamPos | None = None) -> None:
         self.type = type
@@ -61,6 +61,10 @@ class Outgoing:
         self._first_codec: str | None = None
         self._first = b""
         self._bodies: dict[str, bytes] | None = None
+        # The encoded size, set once (by the first encoding, whatever the codec) and never
+        # changed: a session's outbox is bounded in bytes, and what it adds for a frame
+        # it must be able to subtract again. 0: not encoded yet.
+        self.size = 0
 
     def body(self, codec: Codec) -> bytes:
         """The encoded fields for ``codec`` (cached)."""
@@ -70,6 +74,8 @@ class Outgoing:
         if self._first_codec is None:
             self._first = codec.encode_body(self.fields)
             self._first_codec = name
+            if not self.size:
+                self.size = len(self._first)
             return self._first
         if self._bodies is None:
             self._bodies = {}

@@ -46,7 +46,16 @@ class LocalProtocolError(ProtocolError):
 
 
 class AuthError(ProtocolError):
-    """A credential was missing, invalid or expired."""
+    """A credential was missing, invalid or expired.
 
-    def __init__(self, message: str, code: int = CloseCode.UNAUTHORIZED) -> None:
+    ``kind`` names the check that failed (``missing``, ``expired``, ``signature``,
+    ``audience``, ``issuer``, ``algorithm``, ``malformed``, ``claims``, ...): it goes to
+    the server's log and metrics only. Clients are told no more than "authentication
+    failed", so a refusal does not help an attacker tune a forged credential.
+    """
+
+    def __init__(
+        self, message: str, code: int = CloseCode.UNAUTHORIZED, kind: str = "invalid"
+    ) -> None:
         super().__init__(message, code)
+        self.kind = kind

@@ -22,6 +22,7 @@ __all__ = [
     "SEQUENCED",
     "UINT_LIMIT",
     "Ack",
+    "Auth",
     "Close",
     "Connect",
     "ErrorFrame",
@@ -226,6 +227,21 @@ class Leave:
 
 
 @dataclass(slots=True, unsafe_hash=True)
+class Auth:
+    """Client: a fresh credential for the live session (in-band refresh), answered by an
+    ``ack`` with the same ``id``: ``{"expires_in": ms}`` (absent: it never expires), or
+    the error ``unauthorized``. Not sequenced: a refresh lost with its connection is
+    simply made again (the reconnect's negotiate carries a fresh credential anyway)."""
+
+    id: int
+    token: str
+    type: ClassVar[str] = "auth"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "auth", "id": self.id, "token": self.token}
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class Ping:
     """Heartbeat request; the peer answers ``pong`` at once."""
 
@@ -282,7 +298,19 @@ class Close:
 
 
 Frame: TypeAlias = (
-    Connect | Resume | Hello | Event | Ack | Join | Leave | Ping | Pong | Rx | ErrorFrame | Close
+    Connect
+    | Resume
+    | Hello
+    | Event
+    | Ack
+    | Join
+    | Leave
+    | Auth
+    | Ping
+    | Pong
+    | Rx
+    | ErrorFrame
+    | Close
 )
 
 SEQUENCED: frozenset[str] = frozenset({"event", "ack", "join", "leave"})
@@ -417,6 +445,11 @@ def _parse(obj: Any) -> Frame:
         )
     if t == "leave":
         return Leave(s=_seq(obj, "s", t), id=_seq(obj, "id", t), r=_name(obj, "r", t))
+    if t == "auth":
+        token = _req(obj, "token", str, t)
+        if not token:
+            raise RemoteProtocolError("auth: field 'token' must not be empty")
+        return Auth(id=_seq(obj, "id", t), token=token)
     if t == "connect":
         return Connect(ticket=_req(obj, "ticket", str, t))
     if t == "resume":

@@ -7,7 +7,7 @@ indexed so leaving every room on disconnect costs O(rooms of that session).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Member", "Rooms"]
@@ -22,10 +22,17 @@ class Member:
     sid: str
     user: str | None
     meta: Any = None
+    _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_wire", {"sid": self.sid, "user": self.user, "meta": self.meta})
 
     def to_wire(self) -> dict[str, Any]:
-        """The presence entry as sent to clients."""
-        return {"sid": self.sid, "user": self.user, "meta": self.meta}
+        """The presence entry as sent to clients: one dict per member, shared by every
+        join answer that lists it (read-only; copy it to change it). A client re-joining
+        a busy room again and again then adds a list of references per answer, not a
+        copy of every entry."""
+        return self._wire
 
 
 class Rooms:

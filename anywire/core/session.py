@@ -11,6 +11,11 @@ Rules of the state machine (the single source of truth):
 
 Every server-to-client ``event``/``ack`` gets the next sequence number and stays in the
 outbox until the client acknowledges it cumulatively (``rx``, or a long-poll ``ack=``).
+The outbox is bounded in frames (``outbox_size``) and in bytes (``outbox_bytes``, each
+frame counted at its encoded :attr:`~anywire.core.codec.Outgoing.size`): what a client
+that never acknowledges costs is bounded, join and ack answers included. Liveness
+control frames (``ping``, ``pong``, ``rx``) are never queued: at most one of each kind
+waits, however often the client asks.
 Client frames carry their own sequence numbers: one at or below ``in_last`` is a duplicate
 (dropped), one that skips ahead is refused (clients send strictly in order).
 
@@ -44,6 +49,9 @@ __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
 
 _NO_OUTBOX: deque[Any] = deque(maxlen=0)  # shared, never appended to (see push())
 _RX_EVERY = 16  # acknowledge client frames at least every this many, so its buffer drains
+# What a frame that was never encoded counts for in the byte budget (the host encodes
+# every frame before pushing it; this only keeps the count consistent if one was not).
+_UNSIZED = 64
 
 
 class SessionState(Enum):
@@ -95,6 +103,7 @@ class ServerSession:
         "_held",
         "_next_ack_id",
         "_out",
+        "_out_bytes",
         "anonymous",
         "auth_deadline",
         "budget",
@@ -148,6 +157,7 @@ class ServerSession:
         # a shared empty deque until the first push: an empty deque costs ~600 bytes
         # and many connections never get a sequenced frame.
         self._out: deque[Outgoing] = _NO_OUTBOX
+        self._out_bytes = 0  # the encoded sizes of the frames in _out, summed
         self.floor = 1  # lowest sequence number that can still be replayed
         self.written = 0  # last sequence number handed to the current connection
         self.in_last = 0  # last client sequence number processed
@@ -189,14 +199,22 @@ class ServerSession:
         first = self.out_seq - len(self._out) + 1
         return [(first + i, out) for i, out in enumerate(self._out)]
 
+    @property
+    def outbox_bytes(self) -> int:
+        """The encoded size of the unacknowledged frames (what the byte budget counts)."""
+        return self._out_bytes
+
     # -- outbound -------------------------------------------------------------------------
     def push(self, out: Outgoing) -> int:
         """Give ``out`` the next sequence number and keep it until acknowledged; returns
         that number, or 0 if ``out`` is a stream event the session already has (its
         position is at or below the stream's last one here).
 
-        When the outbox is full the oldest frame is dropped and ``floor`` rises: a later
-        resume from before it can no longer be served (``recovered: false``).
+        When the outbox is full (``outbox_size`` frames or ``outbox_bytes`` bytes, ``out``
+        counted at its encoded ``size``) the oldest frames are dropped and ``floor``
+        rises: a later resume from before them can no longer be served (``recovered:
+        false``). The newest frame always stays. Whether the connection had been given
+        the dropped frames is the caller's to check (``written < floor - 1``: 4002).
         """
         if self.state is _CLOSED:
             raise LocalProtocolError("push on a closed session")
@@ -214,14 +232,28 @@ class ServerSession:
                 if last is not None and last[1] == pos[1] and pos[2] <= last[2]:
                     return 0
             positions[pos[0]] = pos
+        size = out.size
+        if not size:
+            size = out.size = _UNSIZED  # set once, so acknowledge() subtracts the same
         self.out_seq += 1
         if self._out is _NO_OUTBOX:
             self._out = deque()
         self._out.append(out)
-        if len(self._out) > self.settings.outbox_size:
-            self._out.popleft()
-            self.floor = self.out_seq - len(self._out) + 1
+        self._out_bytes += size
+        settings = self.settings
+        if len(self._out) > settings.outbox_size or self._out_bytes > settings.outbox_bytes:
+            self._trim()
         return self.out_seq
+
+    def _trim(self) -> None:
+        """Drop the oldest frames until the outbox is within both budgets (keeping the
+        newest frame, however large)."""
+        out, settings = self._out, self.settings
+        while len(out) > 1 and (
+            len(out) > settings.outbox_size or self._out_bytes > settings.outbox_bytes
+        ):
+            self._out_bytes -= out.popleft().size
+        self.floor = self.out_seq - len(out) + 1
 
     # -- streams --------------------------------------------------------------------------
     def stream_position(self, stream: str) -> tuple[str, int] | None:
@@ -294,9 +326,12 @@ class ServerSession:
             return lost
         return Lost(lost.stream, lost.epoch, first, lost.last)
 
-    def take_pending(self, limit: int | None = None) -> list[tuple[int, Outgoing]]:
+    def take_pending(
+        self, limit: int | None = None, max_bytes: int | None = None
+    ) -> list[tuple[int, Outgoing]]:
         """Frames the current connection has not been given yet, in order (at most
-        ``limit`` of them)."""
+        ``limit`` of them, and no more than ``max_bytes`` of encoded size once the first
+        is taken: one message, and what a stalled socket buffers of it, stays bounded)."""
         if self.written >= self.out_seq or self.state is not _ATTACHED:
             return []
         out = self._out
@@ -311,6 +346,13 @@ class ServerSession:
         start = max(self.written + 1, first) - first
         stop = len(out) if limit is None else min(len(out), start + limit)
         taken = [(first + i, out[i]) for i in range(start, stop)]
+        if max_bytes is not None and len(taken) > 1:
+            total = 0
+            for n, (_, item) in enumerate(taken):
+                total += item.size
+                if total > max_bytes and n:
+                    del taken[n:]
+                    break
         if taken:
             self.written = taken[-1][0]
         return taken
@@ -393,11 +435,13 @@ class ServerSession:
         if t == "rx":
             self.acknowledge(frame.n)  # type: ignore[union-attr]
         elif t == "ping":
-            self.control.append(Pong())
+            self._control_once(Pong())  # a client pinging without reading queues nothing
         elif t == "close":
             return frame  # the host ends the session
         elif t == "pong":
             pass
+        elif t == "auth":
+            return frame  # the host checks the fresh credential (server/refresh.py)
         else:
             raise RemoteProtocolError(f"{t!r} frame not allowed here")
         return None
@@ -409,7 +453,7 @@ class ServerSession:
         out = self._out
         drop = min(len(out), n - (self.out_seq - len(out)))
         for _ in range(drop):
-            out.popleft()
+            self._out_bytes -= out.popleft().size
         self.floor = max(self.floor, n + 1)
 
     def charge(self, now: float, cost: int = 1, what: str = "frames") -> None:
@@ -422,7 +466,17 @@ class ServerSession:
     def _queue_rx(self) -> None:
         self.rx_sent = self.in_last
         self.rx_owed_since = None
+        # One rx waits at most: a newer one says everything an older one did.
+        self.control = [f for f in self.control if type(f) is not Rx]
         self.control.append(Rx(self.in_last))
+
+    def _control_once(self, frame: Frame) -> None:
+        """Queue a liveness frame unless one of its kind is already waiting: ``ping``
+        and ``pong`` say nothing a second copy would add, and a peer that does not read
+        must not make them pile up."""
+        kind = type(frame)
+        if not any(type(f) is kind for f in self.control):
+            self.control.append(frame)
 
     # -- connection lifecycle ---------------------------------------------------------------
     def can_resume(self, last: int) -> bool:
@@ -478,6 +532,7 @@ class ServerSession:
         self.state = SessionState.CLOSED
         self.connection = None
         self._out = _NO_OUTBOX
+        self._out_bytes = 0
         self.control.clear()
         self._held = None
 
@@ -520,6 +575,6 @@ class ServerSession:
         interval = self.heartbeat.ping_interval
         if interval is not None and now >= self.last_ping + interval:
             self.last_ping = now
-            self.control.append(Ping())  # an owed rx joins it in take_control()
+            self._control_once(Ping())  # an owed rx joins it in take_control()
             return [SessionAction("ping")]
         return []

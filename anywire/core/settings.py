@@ -38,6 +38,21 @@ class Settings:
     replay buffer in one. On overflow the oldest are dropped; if the connection had not
     even been given them it is closed with 4002 SLOW_CONSUMER, and a resume that needs
     them gets ``recovered: false``."""
+    outbox_bytes: int = 1024 * 1024
+    """Most bytes of unacknowledged server frames kept per session (default 1 MiB, each
+    frame counted at its encoded size; control answers such as join and ack answers
+    included). The outbox is bounded by ``outbox_size`` and by this, whichever is hit
+    first, with the same consequences: the oldest frames are dropped, 4002
+    SLOW_CONSUMER if the connection had not been given them (the session stays
+    resumable; a resume needing them gets ``recovered: false``). The newest frame is
+    always kept, however large."""
+    max_meta_size: int = 1024
+    """Largest presence metadata (``meta`` of a client's join) in bytes, encoded (default
+    1024). Larger metadata is refused with an error ack ``bad_request`` (the frame's
+    close-code family is 4502) and nothing of it is kept."""
+    presence_limit: int = 100
+    """Most members listed in a join answer's ``presence`` (default 100). The answer
+    always says ``count`` (every member); ``partial: true`` when the list was cut."""
     ack_delay: float = 0.1
     """Longest time the server keeps a client frame unacknowledged when it has nothing
     else to write (acknowledgements ride along with other frames whenever possible)."""
@@ -65,6 +80,14 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed for browsers; empty allows only same-origin and non-browser callers.
     ``"*"`` allows every origin."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values this server answers to (default empty: any Host). A pattern
+    is a host name (``"chat.example.com"``, matched without the port, case-insensitively),
+    ``".example.com"`` (that domain and every subdomain) or ``"*"`` (any). Set it in
+    production: with any Host accepted, a DNS-rebinding page whose name resolves to this
+    server passes the same-origin rule (its Origin equals its own Host). A request with
+    another Host is refused with HTTP 400 and code 4502 (a WebSocket upgrade with 403);
+    the health and metrics endpoints are exempt."""
     transports: tuple[str, ...] = field(default=TRANSPORTS)
     """Enabled transports, in the server's order of preference."""
     redis_url: str | None = None

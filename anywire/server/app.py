@@ -46,13 +46,15 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
-from .auth import AnonymousAuth, Authenticator
+from .auth import AnonymousAuth, Authenticator, bearer
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
 from .errors import BrokerUnavailable, Disconnected, Reject
-from .host import SessionHost, bearer
+from .host import SessionHost
+from .hosts import host_allowed, refuse_host
+from .refresh import expires_in_ms
 from .socket import Socket
 from .static import ClientAssets
 
@@ -244,7 +246,7 @@ class Anywire:
     def presence(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
         """Who is in ``room`` on this node: ``{"sid", "user", "meta"}`` per connection
         (see :meth:`members` for every node)."""
-        return [m.to_wire() for m in self.host.rooms.members(namespace, room)]
+        return [dict(m.to_wire()) for m in self.host.rooms.members(namespace, room)]
 
     async def members(self, room: str, namespace: str = "/") -> list[dict[str, Any]]:
         """Who is in ``room`` on every node (with Redis; this node's members otherwise).
@@ -306,7 +308,11 @@ class Anywire:
         if origin is None:
             return True
         allowed = self.settings.allowed_origins
-        return "*" in allowed or origin in allowed or origin == _own_origin(scope)
+        if "*" in allowed or origin in allowed:
+            return True
+        # Same origin counts only for a Host on the allow-list: a rebound DNS name makes
+        # Origin and Host agree on the attacker's name.
+        return origin == _own_origin(scope) and host_allowed(scope, self.settings.allowed_hosts)
 
     def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         origin = header(scope, b"origin")
@@ -350,6 +356,9 @@ class Anywire:
                 await self.fallback(scope, receive, send)
             elif kind == "http":
                 await send_json_error(send, 404, ProtocolError("not found", 4502))
+            return
+        if tail not in _HOST_EXEMPT and not host_allowed(scope, self.settings.allowed_hosts):
+            await refuse_host(scope, receive, send)  # DNS rebinding (server/hosts.py)
             return
         if not self._started:
             if self._stopped:
@@ -442,7 +451,7 @@ class Anywire:
         except ConnectionResetError:
             return
         except AuthError as exc:
-            await send_json_error(send, 401, exc, cors)
+            await self.host.refresher.refuse_http(send, exc, cors, "negotiate")
             return
         except FloodError as exc:
             await send_json_error(send, 429, exc, cors)
@@ -483,6 +492,9 @@ class Anywire:
             "flood_rate": self.settings.flood_rate,
             "flood_burst": self.settings.flood_burst,
         }
+        expires_in = expires_in_ms(identity)
+        if expires_in is not None:
+            response["expires_in"] = expires_in  # when to refresh in-band (section 11.4)
         await _json(send, 200, response, cors)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -519,6 +531,10 @@ class Anywire:
                 await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+# Load balancers probe these by address, whatever Host they send.
+_HOST_EXEMPT = ("/health", "/metrics")
 
 
 async def _refuse_stopped(kind: str, send: Send) -> None:

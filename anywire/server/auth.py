@@ -15,8 +15,9 @@ import jwt
 
 from ..core.auth import Identity
 from ..core.errors import AuthError
+from ..transports.base import Scope, header
 
-__all__ = ["AnonymousAuth", "Authenticator", "JWTAuth"]
+__all__ = ["AnonymousAuth", "Authenticator", "JWTAuth", "bearer"]
 
 Authenticator = Callable[[str | None, Mapping[str, Any]], Identity | Awaitable[Identity]]
 
@@ -24,6 +25,14 @@ _HMAC = frozenset({"HS256", "HS384", "HS512"})
 _ASYMMETRIC = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
+
+
+def bearer(scope: Scope) -> str | None:
+    """The bearer token of a request's Authorization header."""
+    value = header(scope, b"authorization")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
 
 
 class JWTAuth:
@@ -54,7 +63,7 @@ class JWTAuth:
 
     def __call__(self, token: str | None, scope: Mapping[str, Any]) -> Identity:
         if not token:
-            raise AuthError("missing bearer token")
+            raise AuthError("missing bearer token", kind="missing")
         required = ["exp", "sub"]
         if self.audience is not None:
             required.append("aud")
@@ -70,14 +79,34 @@ class JWTAuth:
                 leeway=self.leeway,
                 options={"require": required},
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("token expired") from exc
         except jwt.InvalidTokenError as exc:
-            raise AuthError(f"invalid token: {exc}") from exc
+            raise AuthError(f"invalid token: {exc}", kind=failure_kind(exc)) from exc
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
-            raise AuthError("invalid token: sub must be a non-empty string")
+            raise AuthError("invalid token: sub must be a non-empty string", kind="claims")
         return Identity(user=sub, expires_at=float(claims["exp"]), claims=claims)
+
+
+# Which JWT check failed, for the server's log line and metrics (never for the client).
+# Ordered: the first matching class wins (ExpiredSignatureError is an InvalidTokenError).
+_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"),
+    (jwt.InvalidSignatureError, "signature"),
+    (jwt.InvalidAudienceError, "audience"),
+    (jwt.InvalidIssuerError, "issuer"),
+    (jwt.InvalidAlgorithmError, "algorithm"),
+    (jwt.MissingRequiredClaimError, "claims"),
+    (jwt.DecodeError, "malformed"),
+)
+
+
+def failure_kind(exc: Exception) -> str:
+    """The name of the JWT check ``exc`` reports (``invalid`` if none is known)."""
+    for cls, kind in _KINDS:
+        if isinstance(exc, cls):
+            return kind
+    return "invalid"
 
 
 class AnonymousAuth:

@@ -146,6 +146,8 @@ def run_workers(args: argparse.Namespace) -> int:
         sys.executable, "-m", "anywire.server.cli", "serve", args.target,
         "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
     ]
+    for name in args.allowed_host or ():
+        command += ["--allowed-host", name]
     workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
 
     stopping: list[int] = []
@@ -194,6 +196,13 @@ def main(argv: list[str] | None = None) -> None:
         help="share sessions' fan-out, history and presence through Redis "
         "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a Host this server answers to (repeatable; '.example.com' for a domain and "
+        "its subdomains); adds to Settings.allowed_hosts (docs/protocol.md section 11.5)",
+    )
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
@@ -219,6 +228,13 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--workers > 1 needs a shared secret: set ANYWIRE_SECRET")
         sys.exit(run_workers(args))
     app = load(args.target)
+    if args.allowed_host:
+        from .hosts import allow_hosts  # (here: keeps this module's imports as they were)
+
+        hosted = find_anywire(app)
+        if hosted is None:
+            parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
+        allow_hosts(hosted, args.allowed_host)
     if args.redis:
         aw = find_anywire(app)
         if aw is None:

@@ -32,7 +32,7 @@ from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
 from ..core.settings import Settings
 from ..core.streams import Lost, all_stream, session_stream, user_stream
-from ..transports.base import Link, Scope, header, short_reason
+from ..transports.base import MESSAGE_BYTES, Link, Scope, short_reason
 from .broker import Broker, Envelope
 from .budget import Budget
 from .calls import Calls
@@ -41,7 +41,8 @@ from .codecs import make_codecs
 from .errors import Reject
 from .issuer import Issuer
 from .joins import Joins
-from .outgoing import ack_frame, body, event_frame, lost_frame
+from .outgoing import ack_frame, body, event_frame, lost_frame, measure
+from .refresh import Refresher
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -84,6 +85,7 @@ class SessionHost(Budget):
         self.issuer = Issuer(self, secret)
         self.calls = Calls(self)
         self.joins = Joins(self)
+        self.refresher = Refresher(self)
         # Sessions ended with a terminal code, remembered for a resume window so a late
         # poll or POST learns the real reason instead of "unknown session".
         self._tombstones: dict[str, tuple[int, str, float]] = {}
@@ -309,6 +311,7 @@ class SessionHost(Budget):
     def feed(self, sid: str, frames: list[Frame]) -> None:
         sess = self.sessions.get(sid) or self._session(sid)
         now = self._clock()
+        self.refresher.guard(sess, now)  # an expired credential runs nothing
         self.counters["frames_in"] += len(frames)
         try:
             # The whole message is paid for first, one token a frame and at least one
@@ -349,7 +352,8 @@ class SessionHost(Budget):
             or link.closing is not None
             or sess.control
             or sess.written != sess.out_seq
-        ):
+            or (sess.auth_deadline is not None and self._clock() >= sess.auth_deadline)
+        ):  # (an expired credential: feed() refuses it)
             return None
         handler = self.app.plain_handlers.get((sess.namespace, frame.e))
         if handler is None or sess.sid in self.tasks:
@@ -370,14 +374,14 @@ class SessionHost(Budget):
             self._wake_for_control(sess)
             return b""
         out = ack_frame(frame.id, True, result)
+        codec = link.codec
+        encoded = body(out, codec)  # first: the outbox counts the frame at its size
         # Nothing was pending, so this push cannot overflow past what the connection was
         # given (push()'s slow-consumer check) and the connection takes it at once.
-        seq = sess.push(out)
-        sess.written = seq
-        codec = link.codec
+        seq = sess.written = sess.push(out)
         _, receipt = sess.take_output_control()  # control is empty (checked above)
         counters["frames_out"] += 1 if receipt is None else 2
-        return codec.reply(receipt, seq, body(out, codec))
+        return codec.reply(receipt, seq, encoded)
 
     def _wake_for_control(self, sess: ServerSession) -> None:
         # Sequenced frames woke the writer when pushed (push()); what the session
@@ -399,7 +403,7 @@ class SessionHost(Budget):
                     out.append(codec.encode(frame.to_wire()))
             if receipt is not None:
                 out.append(codec.rx(receipt))
-            for seq, item in sess.take_pending(limit):
+            for seq, item in sess.take_pending(limit, MESSAGE_BYTES):
                 out.append(codec.frame(item.type, seq, body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
@@ -415,6 +419,7 @@ class SessionHost(Budget):
 
     def poll_started(self, sid: str, ack: int | None) -> Link:
         sess = self._session(sid)
+        self.refresher.guard(sess, self._clock())
         link = sess.connection
         if not isinstance(link, Link) or link.info.name != "longpoll":
             code, reason = sess.last_close or (CloseCode.POLL_TIMEOUT, "not polling: resume")
@@ -565,6 +570,8 @@ class SessionHost(Budget):
             self.spawn(self.joins.on_join(sess, socket, frame), sess.sid)
         elif isinstance(frame, Leave):
             self.joins.on_leave(sess, frame)
+        else:
+            self.refresher.dispatch(sess, frame)  # auth (in-band refresh)
 
     def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
         handler = self.app.plain_handlers.get((sess.namespace, frame.e))
@@ -670,7 +677,7 @@ class SessionHost(Budget):
         client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
         resume will report ``recovered: false`` rather than skip frames silently.
         """
-        if not sess.push(out):
+        if not sess.push(measure(out, sess, self.codecs)):
             return
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
@@ -773,14 +780,6 @@ class SessionHost(Budget):
             "asyncio_tasks": len(asyncio.all_tasks()),
             **self.counters,
         }
-
-
-def bearer(scope: Scope) -> str | None:
-    """The bearer token of a request's Authorization header."""
-    value = header(scope, b"authorization")
-    if value and value[:7].lower() == "bearer ":
-        return value[7:].strip() or None
-    return None
 
 
 # _call_plain()'s "the outcome is left to the session" (None is a handler's result).

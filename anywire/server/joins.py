@@ -6,12 +6,19 @@ the room continue from. With ``since`` (or a position the client reported at neg
 for a room a fresh session is joined to server side) the room's events after it are
 replayed first (:mod:`.catchup`), and what history no longer holds is announced with
 ``$lost``: the client's stream is complete or says where it is not.
+
+What a join costs the server is bounded: a client's ``meta`` larger than
+``max_meta_size`` (encoded) is refused before anything keeps it, and an answer lists at
+most ``presence_limit`` members (``count`` says how many there are, ``partial`` whether
+the list was cut), so answering a busy room many times cannot add up (issue #13).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..core.codec import Codec
 from ..core.frames import Join, Leave
 from ..core.session import ServerSession
 from ..core.streams import room_stream
@@ -23,7 +30,7 @@ if TYPE_CHECKING:
     from .host import SessionHost
     from .socket import Socket
 
-__all__ = ["Joins"]
+__all__ = ["Joins", "meta_refusal", "page"]
 
 
 class Joins:
@@ -35,6 +42,10 @@ class Joins:
     async def on_join(self, sess: ServerSession, socket: Socket, frame: Join) -> None:
         """A client's join request (a task of the session): authorize, enter, answer."""
         host = self.host
+        refusal = meta_refusal(host.codecs.values(), frame.meta, host.settings.max_meta_size)
+        if refusal is not None:
+            host.reply(sess, frame.id, False, None, "bad_request", refusal)
+            return
         try:
             allowed = await host.app.authorize_join(socket, frame.r, frame.meta)
         except Reject as exc:
@@ -114,7 +125,13 @@ class Joins:
             ack_id, others = answer
             present = {m["sid"] for m in members}
             members += [m for m in others if m["sid"] not in present]
-            reply: dict[str, Any] = {"room": room, "presence": members}
+            listed = page(members, sess.sid, host.settings.presence_limit)
+            reply: dict[str, Any] = {
+                "room": room,
+                "presence": listed,
+                "count": len(members),
+                "partial": len(listed) < len(members),
+            }
             if start is not None:
                 reply["position"] = list(start)
             if since is not None:
@@ -128,3 +145,29 @@ class Joins:
             host.push(sess, event_frame(env))
         for out in held:
             host.push(sess, out)
+
+
+def meta_refusal(codecs: Iterable[Codec], meta: Any, limit: int) -> str | None:
+    """Why a client's presence ``meta`` is refused (``bad_request``), or None: larger
+    than ``limit`` bytes in any codec. Meta no codec can carry is left to the join
+    itself, which refuses it with the codec's reason."""
+    if meta is None:
+        return None
+    for codec in codecs:
+        try:
+            size = len(codec.encode_body({"meta": meta}))
+        except TypeError:
+            return None
+        if size > limit:
+            return f"meta of {size} bytes exceeds max_meta_size {limit}"
+    return None
+
+
+def page(members: list[dict[str, Any]], sid: str, limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` presence entries of ``members``: the joiner's own (``sid``)
+    always, then the others in order."""
+    if len(members) <= limit:
+        return members
+    own = [m for m in members if m["sid"] == sid]
+    others = [m for m in members if m["sid"] != sid]
+    return (own + others)[: max(limit, len(own))]

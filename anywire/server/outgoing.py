@@ -7,13 +7,16 @@ broadcast is serialized once, not once per recipient).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..core.codec import Codec, Outgoing
+from ..core.session import ServerSession
 from ..core.streams import Lost
+from ..transports.base import Link
 from .broker import Envelope
 
-__all__ = ["ack_frame", "body", "event_frame", "lost_frame"]
+__all__ = ["ack_frame", "body", "event_frame", "lost_frame", "measure"]
 
 
 def event_frame(env: Envelope) -> Outgoing:
@@ -73,4 +76,17 @@ def body(item: Outgoing, codec: Codec) -> bytes:
             "ok": False,
             "err": {"code": "handler_error", "message": f"result not sendable: {exc}"},
         }
-        return codec.encode_body(fields)
+        encoded = codec.encode_body(fields)
+        if not item.size:  # (its size in the session's outbox: what it will cost)
+            item.size = len(encoded)
+        return encoded
+
+
+def measure(item: Outgoing, sess: ServerSession, codecs: Mapping[str, Codec]) -> Outgoing:
+    """``item``, encoded (cached) for the codec the session's writer uses (JSON while no
+    connection carries it) unless it has been already, so that it has its ``size``: the
+    session bounds its outbox in bytes. An ack encodes here, once, as the writer would."""
+    if not item.size:
+        link = sess.connection
+        body(item, link.codec if isinstance(link, Link) else codecs["json"])
+    return item

@@ -24,6 +24,9 @@ from ..core.settings import Settings
 
 __all__ = [
     "FLOOD_HOLD",
+    "LINK_QUEUE_BYTES",
+    "LINK_QUEUE_FRAMES",
+    "MESSAGE_BYTES",
     "ASGIApp",
     "Host",
     "Link",
@@ -54,6 +57,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LINK_QUEUE_FRAMES = 64
+"""Most frames a :class:`Link` queues ahead of the session's (hello, error frames)."""
+LINK_QUEUE_BYTES = 256 * 1024
+"""Most bytes a :class:`Link` queues ahead of the session's frames."""
+MESSAGE_BYTES = 64 * 1024
+"""Most bytes of sequenced frames a writer takes for one message (at least one frame):
+what a socket that stopped draining holds of a message stays bounded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +102,19 @@ class Link:
         self.on_wake: Callable[[], None] | None = None
 
     def push(self, frame: bytes) -> None:
-        """Queue an already-encoded frame (hello, error) ahead of the session's frames."""
-        self.queued.append(frame)
+        """Queue an already-encoded frame (hello, error) ahead of the session's frames.
+
+        The queue is bounded (:data:`LINK_QUEUE_FRAMES` frames, :data:`LINK_QUEUE_BYTES`
+        bytes): a peer that keeps sending bad frames without reading the answers is a
+        slow consumer, closed with 4002 (its session stays resumable), and the frame
+        that did not fit is dropped."""
+        queued = self.queued
+        if len(queued) >= LINK_QUEUE_FRAMES or len(frame) + sum(map(len, queued)) > (
+            LINK_QUEUE_BYTES
+        ):
+            self.close(CloseCode.SLOW_CONSUMER, "client too slow: send queue full")
+            return
+        queued.append(frame)
         self.wake()
 
     def wake(self) -> None:

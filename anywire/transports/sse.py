@@ -99,6 +99,9 @@ class SSETransport:
         yield ServerSentEvent(comment=_PADDING[1:])
         limit = self.host.settings.max_batch
         while True:
+            # Whether this write carries the close frame: a close asked for while the
+            # previous write was stalled (a peer not reading) still goes out, after it.
+            closing = link.closing
             frames = self.host.outgoing(link, limit)
             if frames:
                 body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
@@ -106,7 +109,7 @@ class SSETransport:
                 # so one data line is the whole event (saves a decode, split and re-encode
                 # per event on the fan-out path).
                 yield b"data: " + body + b"\r\n\r\n"
-            if link.closing is not None:
+            if closing is not None:
                 return
             if self.host.has_pending(link):
                 await asyncio.sleep(0)  # a backlog: let other streams have the loop

@@ -11,6 +11,11 @@ done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
 
 Each flush coalesces everything pending into one message (a batch) to cut per-message
 overhead, and yields to the loop between batches when a backlog remains.
+
+A peer that does not read stalls the writes (uvicorn's ``send()`` waits while the socket
+buffer is full), so a close could never go out and the connection would hold its task
+and buffers forever: once a close is asked for, a connection that has not completed it
+within ``ping_timeout`` is cut (the ASGI task ends; the session stays resumable).
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ class WebSocketTransport:
                 # A bug of ours, not the client's: say so with a reconnect-range code.
                 log.error("websocket task failed", exc_info=failure)
                 await _close(send, CloseCode.INTERNAL_ERROR, "internal error")
-            elif link.closing is not None and not writer.closed:
+            elif link.closing is not None and not writer.closed and not writer.cut:
                 # The reader asked for a close: send it (bounded).
                 with contextlib.suppress(TimeoutError, OSError, RuntimeError):
                     async with asyncio.timeout(1.0):
@@ -226,6 +231,8 @@ class _Writer:
     __slots__ = (
         "busy",
         "closed",
+        "cut",
+        "cut_timer",
         "failure",
         "host",
         "link",
@@ -247,9 +254,15 @@ class _Writer:
         self.stopped_reader = False
         self.failure: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
+        self.cut = False  # given up on: the peer did not take its close in time
+        self.cut_timer: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         """Output is waiting (Link.on_wake): start a writer task unless a flush is due."""
+        if self.link.closing is not None and self.cut_timer is None:
+            # The close must go out within ping_timeout, or the peer is not reading.
+            delay = self.host.settings.ping_timeout
+            self.cut_timer = asyncio.get_running_loop().call_later(delay, self._cut)
         if not self.busy and not self.closed:
             self.busy = True
             self.task = asyncio.create_task(self._run())
@@ -318,7 +331,18 @@ class _Writer:
             finally:
                 self.busy = False
 
+    def _cut(self) -> None:
+        """The close did not go out within ping_timeout: the peer does not read. Stop
+        writing and reading; the connection's task ends and the session detaches."""
+        self.cut = True
+        log.info("websocket peer not reading: connection cut (%s)", self.link.closing)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._stop_reader()
+
     async def cancel(self) -> None:
+        if self.cut_timer is not None:
+            self.cut_timer.cancel()
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)

@@ -1,9 +1,10 @@
 """The app the browser tests load: the end-to-end test app plus a test page.
 
 ``GET /`` is a page that imports the browser client from the server's versioned URL and
-exposes a small harness (``harness.js``) to the tests; ``GET /token?sub=NAME`` mints a
-JWT, so the page's ``getToken()`` fetches a fresh one before every negotiate, as a real
-application would. Everything under ``/anywire/`` is the end-to-end test app.
+exposes a small harness (``harness.js``) to the tests; ``GET /token?sub=NAME[&ttl=S]``
+mints a JWT (valid 600 s by default), so the page's ``getToken()`` fetches a fresh one
+before every negotiate, as a real application would. Everything under ``/anywire/`` is
+the end-to-end test app.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/harness.js":
         await _respond(send, 200, b"text/javascript", (HERE / "harness.js").read_bytes())
     elif path == "/token":
-        sub = parse_qs(scope.get("query_string", b"").decode()).get("sub", ["browser"])[0]
+        params = parse_qs(scope.get("query_string", b"").decode())
+        sub = params.get("sub", ["browser"])[0]
+        ttl = int(params.get("ttl", ["600"])[0])
         now = int(time.time())
-        claims = {"sub": sub, "exp": now + 600, "iat": now, "aud": testapp.AUDIENCE}
+        claims = {"sub": sub, "exp": now + ttl, "iat": now, "aud": testapp.AUDIENCE}
         token = jwt.encode(claims, testapp.SECRET, algorithm="HS256")
         await _respond(send, 200, b"text/plain", token.encode())
     else:

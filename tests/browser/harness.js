@@ -7,15 +7,18 @@ export class Harness {
   }
 
   // Open socket `name` as user `sub`; `record` lists the events to record.
+  // `options.tokenTtl` (seconds) shortens the tokens /token mints.
   open(name, sub, options = {}, record = []) {
     const entry = { events: {}, states: [], transports: [], errors: [], tokens: 0 };
+    const { tokenTtl, ...rest } = options;
+    const ttl = tokenTtl ? "&ttl=" + tokenTtl : "";
     const socket = this.anywire.connect({
       getToken: async () => {
         entry.tokens += 1;
-        const res = await fetch("/token?sub=" + encodeURIComponent(sub));
+        const res = await fetch("/token?sub=" + encodeURIComponent(sub) + ttl);
         return await res.text();
       },
-      ...options,
+      ...rest,
     });
     entry.socket = socket;
     for (const event of record) {

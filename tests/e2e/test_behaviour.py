@@ -224,8 +224,14 @@ async def test_token_expiry_closes_with_reauth_code_and_client_recovers(
         tokens.append(make_token("expiring", ttl=2 if not tokens else 600))
         return tokens[-1]
 
+    # Without in-band refresh (tests/e2e/test_refresh.py has it): the reconnect path.
     client = Client(
-        server.url, token=token, transports=(transport,), backoff_base=0.05, backoff_max=0.2
+        server.url,
+        token=token,
+        transports=(transport,),
+        backoff_base=0.05,
+        backoff_max=0.2,
+        refresh=False,
     )
     try:
         await client.connect()

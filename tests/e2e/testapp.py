@@ -31,7 +31,11 @@ settings = Settings(
     poll_window=_f("AW_POLL_WINDOW", 2.0),
     resume_window=_f("AW_RESUME_WINDOW", 3.0),
     outbox_size=int(_f("AW_OUTBOX", 5000)),
+    outbox_bytes=int(_f("AW_OUTBOX_BYTES", 64 * 1024 * 1024)),  # test_backpressure owes 14 MB
+    max_meta_size=int(_f("AW_MAX_META", 1024)),
+    presence_limit=int(_f("AW_PRESENCE_LIMIT", 100)),
     allowed_origins=("http://allowed.example",),
+    allowed_hosts=tuple(h for h in os.environ.get("AW_ALLOWED_HOSTS", "").split(",") if h),
     transports=tuple(os.environ.get("AW_TRANSPORTS", "websocket,sse,longpoll").split(",")),
     flood_rate=_f("AW_FLOOD_RATE", 2000),
     flood_burst=int(_f("AW_FLOOD_BURST", 5000)),
@@ -42,7 +46,7 @@ settings = Settings(
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
 )
 
-aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=0.05)
+aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=_f("AW_TICK", 0.05))
 received: dict[str, list[Any]] = {}
 
 
@@ -172,6 +176,17 @@ async def call_sid(sock: Socket, data: Any) -> Any:
 @aw.on("stats")
 async def stats(sock: Socket, data: Any) -> Any:
     return aw.host.stats()
+
+
+@aw.on("last_close")
+async def last_close(sock: Socket, data: Any) -> Any:
+    """How the last connection of session ``data`` (a sid) was closed: ``{"close": [code,
+    reason] or None, "attached": bool}``; None if the session is not here."""
+    sess = aw.host.sessions.get(data)
+    if sess is None:
+        return None
+    close = None if sess.last_close is None else list(sess.last_close)
+    return {"close": close, "attached": sess.connection is not None}
 
 
 @aw.on("to_all")

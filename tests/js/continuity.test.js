@@ -191,3 +191,19 @@ test("continuity: duplicates and $lost", () => {
   assert.equal(c.positions.room("lobby"), null);
   assert.equal(c.joins.rooms.size, 0);
 });
+
+test("continuity: a join answer always says count and partial", () => {
+  const peer = new ClientPeer();
+  const c = new Continuity(peer, "/");
+  peer.onHello(fresh("A"));
+  const cut = c.join("busy", null, null);
+  const page = { room: "busy", presence: [{ sid: "A", user: null, meta: null }], count: 250, partial: true };
+  c.answered(F.ack(1, cut.id, true, page));
+  assert.equal(page.count, 250);
+  assert.equal(page.partial, true);
+  const old = c.join("small", null, null); // a server that sends neither
+  const answer = { room: "small", presence: [{ sid: "A" }, { sid: "B" }] };
+  c.answered(F.ack(2, old.id, true, answer));
+  assert.equal(answer.count, 2);
+  assert.equal(answer.partial, false);
+});

@@ -241,6 +241,9 @@ export class FakeServer {
     this.refused = new Set(); // rooms whose joins are answered "forbidden"
     this.blackhole = false;
     this.n = 0;
+    this.expiresIn = null; // negotiate's expires_in (ms), and the lifetime a refresh grants
+    this.auths = []; // in-band refreshes received: {token, transport, at}
+    this.refuseAuth = false; // answer refreshes with the error ack "unauthorized"
   }
 
   env(extra = {}) {
@@ -393,6 +396,7 @@ export class FakeServer {
       v: 1, sid, token: old ? old.token : `token-${sid}`, ticket, codec, resumable: Boolean(old),
       transports: order.map((name) => ({ name, url: `/anywire/${name === "longpoll" ? "poll" : name === "websocket" ? "ws" : name}`, codec: name === "sse" ? "json" : codec })),
       send_url: "/anywire/send", ...this.limits,
+      ...(this.expiresIn === null ? {} : { expires_in: this.expiresIn }),
     };
     return new Response(JSON.stringify(answer), { status: 200, headers: { "content-type": "application/json" } });
   }
@@ -440,6 +444,13 @@ export class FakeServer {
         this._handle(session, f);
       } else if (f.t === "rx") {
         session.outbox = session.outbox.filter((x) => x.s > f.n);
+      } else if (f.t === "auth") {
+        this.auths.push({ token: f.token, transport: conn.transport, at: this.clock.now() });
+        if (this.refuseAuth) {
+          this._send(session, { t: "ack", id: f.id, ok: false, err: { code: "unauthorized", message: "authentication failed" } });
+        } else {
+          this._send(session, { t: "ack", id: f.id, ok: true, d: this.expiresIn === null ? {} : { expires_in: this.expiresIn } });
+        }
       } else if (f.t === "ping") {
         conn.write([{ t: "pong" }]);
       } else if (f.t === "close") {

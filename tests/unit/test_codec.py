@@ -31,6 +31,7 @@ ORDER = {
     "ack": ["t", "s", "id", "ok", "d", "err"],
     "join": ["t", "s", "id", "r", "meta", "since"],
     "leave": ["t", "s", "id", "r"],
+    "auth": ["t", "id", "token"],
     "ping": ["t"],
     "pong": ["t"],
     "rx": ["t", "n"],

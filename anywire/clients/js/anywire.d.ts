@@ -51,6 +51,9 @@ export interface ConnectOptions {
   /** Returns the bearer credential (a JWT) or null; called before EVERY negotiate, so a
    * refreshed token is used on every reconnect. */
   getToken?: () => string | null | Promise<string | null>;
+  /** With getToken: hand the live session a fresh token from it at 80% of the
+   * credential's lifetime (an `auth` frame, no reconnect). Default true. */
+  refresh?: boolean;
   /** Namespace (default "/"). */
   namespace?: string;
   /** Transports allowed, preferred order (default all three). */
@@ -109,7 +112,13 @@ export interface Presence {
 
 export interface JoinAnswer {
   room: string;
+  /** The room's members, at most the server's presence_limit (100 by default), the
+   * joiner always among them. */
   presence: Presence[];
+  /** How many members the room has (also those not listed in `presence`). */
+  count: number;
+  /** True when `presence` lists only some of the members (`count` says how many). */
+  partial: boolean;
   /** Where the socket stands in the room's stream: the room's events after it follow. */
   position?: Position;
   /** Present with `since`: whether the history still held everything after it (what it
@@ -161,6 +170,9 @@ export declare class Socket {
   /** Counters (a copy). */
   readonly stats: Stats;
   lastClose: { code: number; reason: string } | null;
+  /** In-band token refresh (null without getToken or with `refresh: false`):
+   * `refreshed` counts the refreshes the server accepted. */
+  readonly refresher: { readonly refreshed: number } | null;
 
   /** Registers a handler; returns a function that removes it. The first handler's return
    * value (or resolved Promise) answers a server request. */

@@ -93,6 +93,7 @@ export class Continuity {
   answered(ack) {
     this._requests.delete(ack.id);
     const join = this.joins.answered(ack.id, ack.ok);
+    if (join !== null && ack.ok && isMap(ack.d)) presenceSummary(ack.d);
     if (join !== null && ack.ok && !join.cancelled && isMap(ack.d)) {
       const where = ack.d.position;
       if (Array.isArray(where) && where.length === 2 && Number.isInteger(where[1])) {
@@ -136,4 +137,13 @@ export class Continuity {
     const since = this.positions.room(frame.r) ?? frame.since;
     return F.join(frame.s, frame.id, frame.r, frame.meta, since);
   }
+}
+
+/** Every join answer says `count` (members in the room) and `partial` (whether `presence`
+ * lists only some of them: the server lists at most its presence_limit); filled in from
+ * the list for a server that does not send them. */
+function presenceSummary(answer) {
+  const listed = Array.isArray(answer.presence) ? answer.presence.length : 0;
+  if (!Number.isInteger(answer.count)) answer.count = listed;
+  answer.partial = answer.partial === true;
 }

@@ -159,6 +159,9 @@ export function join(s, id, r, meta, sinceValue) {
 }
 
 export const leave = (s, id, r) => ({ t: "leave", s, id, r });
+/** In-band refresh (client to server, not sequenced): a fresh credential for the live
+ * session, answered by an ack with the same id. */
+export const auth = (id, token) => ({ t: "auth", id, token });
 
 /** The same sequenced frame with another sequence number (keys keep their order). */
 export function withSeq(frame, s) {
@@ -188,6 +191,11 @@ export function parseFrame(obj) {
     case "join":
       return join(uint(obj, "s", t), uint(obj, "id", t), name(obj, "r", t), obj.meta, since(obj.since));
     case "leave": return leave(uint(obj, "s", t), uint(obj, "id", t), name(obj, "r", t));
+    case "auth": {
+      const token = str(obj, "token", t);
+      if (!token) throw new ProtocolError("auth: field 'token' must not be empty");
+      return auth(uint(obj, "id", t), token);
+    }
     case "connect": return connect(str(obj, "ticket", t));
     case "resume": return resume(str(obj, "ticket", t), uint(obj, "last", t));
     case "hello":

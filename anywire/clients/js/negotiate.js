@@ -49,6 +49,8 @@ export function parseNegotiated(obj) {
     else if (typeof v !== "number" || !(v > 0)) throw new Error(`negotiate answer: '${key}' must be a positive number`);
     else neg[key] = v;
   }
+  // When the credential expires (ms), for the in-band refresh (refresh.js); null: never.
+  neg.expires_in = Number.isInteger(obj.expires_in) && obj.expires_in >= 0 ? obj.expires_in : null;
   return neg;
 }
 

@@ -26,6 +26,7 @@ import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
 import { LongPollTransport } from "./longpoll.js";
+import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
 import { WebSocketTransport } from "./websocket.js";
 
@@ -46,6 +47,7 @@ const DEFAULTS = {
   url: "",
   path: "/anywire",
   getToken: null,
+  refresh: true, // with getToken: refresh the credential in-band (refresh.js)
   namespace: "/",
   transports: ["websocket", "sse", "longpoll"],
   codec: "msgpack",
@@ -107,6 +109,8 @@ export class Socket {
     /** @type {{code: number, reason: string}|null} the last close code the server gave */
     this.lastClose = null;
 
+    /** In-band token refresh (refresh.js); null without getToken or with refresh: false. */
+    this.refresher = o.getToken && o.refresh ? new Refresher(this) : null;
     this._state = "connecting";
     this._shownTransport = null;
     this._live = null;
@@ -234,7 +238,8 @@ export class Socket {
   }
 
   /** Joins `room` (presence `meta`; `since` = [epoch, offset] replays what the room
-   * published after it). Resolves with {room, presence, position[, recovered]}; rejects
+   * published after it). Resolves with {room, presence, count, partial, position[,
+   * recovered]} (presence lists at most the server's presence_limit members); rejects
    * AckError (e.g. "forbidden"). AckTimeout only ends the wait: the join stays pending
    * and takes effect when its answer comes. Joined rooms are rejoined by themselves
    * after a lost session. */
@@ -368,6 +373,7 @@ export class Socket {
   _stop() {
     const err = this._endError();
     this._disarmLiveness();
+    if (this.refresher) this.refresher.stop();
     this.env.clearTimeout(this._upgradeTimer);
     if (this._probe && this._probe.transport) this._probe.transport.close();
     for (const t of [...this._attempts]) t.abort("socket closed");
@@ -605,6 +611,7 @@ export class Socket {
     this._armLiveness(transport);
     this._setState("connected");
     this._showTransport();
+    if (this.refresher) this.refresher.start(neg.expires_in); // an upgrade negotiated afresh too
     if (!upgrade || lost) this._hooks.emit("connect", { sid: this.sid, recovered: this.recovered, transport: transport.name });
     if (rest.length) this._onFrames(transport, rest);
     for (const [kind, a, b] of early) {
@@ -651,6 +658,7 @@ export class Socket {
     }
     this._live = null;
     this._disarmLiveness();
+    if (this.refresher) this.refresher.stop();
     this.env.clearTimeout(this._upgradeTimer);
     if (this._probe) {
       this._probe.cancelled = true;

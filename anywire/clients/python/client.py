@@ -54,6 +54,7 @@ from .errors import (
 from .handlers import Handlers, logged
 from .negotiate import TokenSource, negotiate
 from .pacer import Pacer
+from .refresh import for_client
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
 from .wire import Negotiated, check_frame, check_name, make_codecs
 
@@ -83,6 +84,10 @@ class Client:
     :param token: the bearer token (JWT), or a sync or async callable returning it. A
         callable is called before *every* negotiate, so reconnects use a fresh token
         (e.g. after close code 4004 TOKEN_EXPIRED). None: anonymous, if the server allows.
+    :param refresh: with a callable ``token``, hand the live session a fresh token from it
+        at 80% of the credential's lifetime (``auth`` frame, no reconnect; see
+        :mod:`anywire.clients.python.refresh`). False: let it expire (4004), then
+        reconnect with a fresh one.
     :param namespace: the namespace to connect to (one client per namespace).
     :param transports: the transports this client may use; the server orders them.
     :param codec: preferred codec, ``"msgpack"`` or ``"json"`` (SSE is always JSON).
@@ -111,6 +116,7 @@ class Client:
         url: str,
         token: TokenSource = None,
         *,
+        refresh: bool = True,
         namespace: str = "/",
         transports: Iterable[str] = ("websocket", "sse", "longpoll"),
         codec: str = "msgpack",
@@ -173,6 +179,8 @@ class Client:
         self._ended: ConnectionClosed | None = None  # ended for good by the server
         self._room = asyncio.Event()  # pulsed when room or state may have changed
         self._state: State = "disconnected"
+        self.refresher = for_client(self, token) if refresh and callable(token) else None
+        """In-band token refresh (None without a token callable or with refresh=False)."""
 
     # -- registration ---------------------------------------------------------------------
     def on(self, event: str) -> Callable[[_H], _H]:
@@ -366,8 +374,11 @@ class Client:
         since: tuple[str, int] | None = None,
     ) -> Any:
         """Join ``room`` with optional presence ``meta``; returns the server's answer
-        (``{room, presence, position}``). Raises :class:`AckError` (``forbidden``) if
-        refused.
+        (``{room, presence, count, partial, position}``: ``presence`` lists at most the
+        server's ``presence_limit`` members, ``count`` says how many there are,
+        ``partial`` whether some were left out). Raises :class:`AckError`
+        (``forbidden``; ``bad_request`` for ``meta`` over the server's
+        ``max_meta_size``) if refused.
 
         ``since`` (usually ``client.positions[room]``) asks for the room's events after
         that stream position, replayed from the server's bounded history before live
@@ -644,6 +655,8 @@ class Client:
                     RequestLost(f"request {ack_id} was lost with its session; it may have run")
                 )
         self._set_state("connected")
+        if self.refresher is not None:
+            self.refresher.start(neg.expires_in)
         for hook in self._connect_hooks:
             self._call_hook(hook)
 
@@ -673,6 +686,8 @@ class Client:
             log.warning("anywire protocol error, reconnecting: %s", exc)
             return None, str(exc)
         finally:
+            if self.refresher is not None:
+                self.refresher.stop()
             if self._live is transport:
                 self._live = None
             for hook in self._disconnect_hooks:

@@ -88,6 +88,8 @@ class Continuity:
         """Apply an answer; returns the join it answered, if it was one."""
         self._requests.pop(ack.id, None)
         join = self.joins.answered(ack.id, ack.ok)
+        if join is not None and ack.ok and isinstance(ack.d, dict):
+            _presence_summary(ack.d)
         if join is not None and ack.ok and not join.cancelled and isinstance(ack.d, dict):
             where = ack.d.get("position")
             if isinstance(where, list) and len(where) == 2:
@@ -126,3 +128,14 @@ class Continuity:
             since = self.positions.room(frame.r) or frame.since
             return Join(frame.s, frame.id, frame.r, frame.meta, since)
         return frame
+
+
+def _presence_summary(answer: dict[str, Any]) -> None:
+    """Every join answer says ``count`` (members in the room) and ``partial`` (whether
+    ``presence`` lists only some of them: the server lists at most its
+    ``presence_limit``); filled in from the list for a server that does not send them."""
+    presence = answer.get("presence")
+    listed = len(presence) if isinstance(presence, list) else 0
+    if not isinstance(answer.get("count"), int):
+        answer["count"] = listed
+    answer["partial"] = answer.get("partial") is True

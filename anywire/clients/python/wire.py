@@ -69,6 +69,9 @@ class Negotiated:
     max_batch: int
     flood_rate: float = _DEFAULTS.flood_rate
     flood_burst: int = _DEFAULTS.flood_burst
+    expires_in: float | None = None
+    """Seconds until the credential expires (None: it does not, or the server does not
+    say): the client refreshes it in-band before then (protocol section 11.4)."""
 
     @classmethod
     def parse(cls, obj: Any) -> Negotiated:
@@ -127,7 +130,15 @@ class Negotiated:
             max_batch=int(number("max_batch", _DEFAULTS.max_batch)),
             flood_rate=number("flood_rate", _DEFAULTS.flood_rate),
             flood_burst=int(number("flood_burst", _DEFAULTS.flood_burst)),
+            expires_in=_expires_in(obj.get("expires_in")),
         )
+
+
+def _expires_in(value: Any) -> float | None:
+    """Negotiate's ``expires_in`` (ms) in seconds; None when absent or not a uint."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value / 1000
 
 
 def decode_frames(codec: Codec, data: bytes | str) -> list[Frame]:

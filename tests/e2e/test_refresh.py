@@ -1,0 +1,232 @@
+"""In-band token refresh and the expiry guard (issue #13), on every transport.
+
+* A client whose token source gives short-lived tokens keeps one session alive well past
+  the first token's ``exp``: no reconnect, every frame delivered once, in order.
+* Once a session's credential has expired, nothing of its client runs: a WebSocket
+  message, ``POST /send`` or a poll is refused with 4004 at once, even while the server's
+  timer (slowed down to 30 s here) has not noticed the expiry.
+* A refresh with another user's token, or a bad one, is refused with the uniform answer
+  and the session keeps its old deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from anywire.clients.python import Client
+
+from .conftest import Server, make_token, start_server
+from .raw import RawConn
+from .testapp import SECRET
+
+WAIT = 10.0
+
+
+def _exp(token: str) -> float:
+    return float(jwt.decode(token, SECRET, options={"verify_signature": False})["exp"])
+
+
+async def _until_wall(t: float) -> None:
+    """Wait until the wall clock passes ``t`` (a credential's exp): a deadline the test
+    waits out, not a synchronisation."""
+    while time.time() <= t:
+        await asyncio.sleep(min(0.05, max(0.0, t - time.time()) + 0.01))
+
+
+async def _metrics(url: str) -> dict[str, int]:
+    async with httpx.AsyncClient() as http:
+        return dict((await http.get(url + "/anywire/metrics")).json())
+
+
+@pytest.fixture(scope="module")
+def slow_timer() -> Iterator[Server]:
+    """A server whose session timer runs every 30 s: it never closes an expired
+    connection during a test, so only the guard stands between a frame and a handler."""
+    srv = start_server({"AW_TICK": "30", "AW_PING_INTERVAL": "20", "AW_PING_TIMEOUT": "10"})
+    yield srv
+    srv.stop()
+
+
+async def test_refresh_keeps_the_session_past_the_first_exp(server: Server, transport: str) -> None:
+    user = f"refresher-{transport}"
+    tokens: list[str] = []
+
+    def token() -> str:
+        tokens.append(make_token(user, ttl=5))
+        return tokens[-1]
+
+    drops: list[str] = []
+    client = Client(
+        server.url, token=token, transports=(transport,), backoff_base=0.05, backoff_max=0.2
+    )
+    client.on_disconnect(lambda: drops.append("drop"))
+    try:
+        await client.connect()
+        sid, first_exp = client.sid, _exp(tokens[0])
+        assert client.refresher is not None
+        sent = 0
+        # Frames both ways throughout, until well past the first token's exp and two
+        # refreshes.
+        async with asyncio.timeout(WAIT + 10):
+            while time.time() < first_exp + 1.5 or client.refresher.refreshed < 2:
+                await client.emit("record", sent)
+                sent += 1
+                assert await client.call("echo", sent) == sent
+                await asyncio.sleep(0.02)  # pacing: a steady trickle, not a flood
+        assert await client.call("recorded", None, timeout=WAIT) == list(range(sent))
+        assert client.sid == sid and client.state == "connected"
+        assert client.transport == transport
+        assert drops == [] and client.last_close is None
+        assert len(tokens) >= 3  # the negotiate's, then one per refresh
+    finally:
+        await client.close()
+
+
+async def test_a_refused_refresh_is_tried_again_before_the_deadline(
+    server: Server, transport: str
+) -> None:
+    user = f"retrying-{transport}-{secrets.token_hex(3)}"
+    # The negotiate's token, then a wrong one (another user: refused), then a good one.
+    tokens = [make_token(user, ttl=5), make_token("mallory", ttl=600), make_token(user)]
+    given: list[str] = []
+
+    def token() -> str:
+        given.append(tokens[min(len(given), 2)])
+        return given[-1]
+
+    drops: list[str] = []
+    client = Client(server.url, token=token, transports=(transport,))
+    client.on_disconnect(lambda: drops.append("drop"))
+    try:
+        await client.connect()
+        assert client.refresher is not None
+        async with asyncio.timeout(WAIT):
+            while client.refresher.refreshed < 1:
+                assert await client.call("echo", "tick") == "tick"
+                await asyncio.sleep(0.05)  # pacing
+        assert len(given) == 3  # refused once, accepted on the retry
+        await _until_wall(_exp(tokens[0]) + 0.5)  # past the first token: still alive
+        assert await client.call("echo", "after") == "after"
+        assert drops == [] and client.last_close is None and client.state == "connected"
+    finally:
+        await client.close()
+
+
+async def _send_after_expiry(conn: RawConn, frame: dict[str, Any]) -> httpx.Response | None:
+    await _until_wall(_exp(conn.token or "") + 0.05)
+    return await conn.send(frame)
+
+
+async def test_an_expired_session_runs_no_handler_on_any_path(
+    slow_timer: Server, transport: str
+) -> None:
+    user = f"expiring-{transport}-{secrets.token_hex(3)}"
+    conn = RawConn(slow_timer.url, transport, make_token(user, ttl=3))
+    before = (await _metrics(slow_timer.url)).get("auth_expired_refused", 0)
+    try:
+        hello = await conn.open()
+        assert hello["t"] == "hello"
+        await conn.send({"t": "event", "s": 1, "id": 1, "e": "record", "d": "before"})
+        assert (await conn.recv())["id"] == 1
+        answer = await _send_after_expiry(
+            conn, {"t": "event", "s": 2, "id": 2, "e": "record", "d": "after"}
+        )
+        if answer is not None:  # POST /send: refused at once with 4004
+            assert answer.status_code == 503
+            assert answer.json()["code"] == 4004
+            again = await conn.send({"t": "event", "s": 2, "id": 2, "e": "record", "d": "x"})
+            assert again is not None and again.json()["code"] == 4004  # no grace
+        closed = await conn.recv(timeout=WAIT)
+        while closed.get("t") not in ("close", "_closed", "_http"):
+            assert closed.get("t") != "ack", closed  # no handler answered
+            closed = await conn.recv(timeout=WAIT)
+        if closed["t"] == "close":
+            assert closed["c"] == 4004
+        elif closed["t"] == "_closed" and transport == "websocket":
+            assert closed["code"] == 4004
+        if transport != "websocket":
+            async with httpx.AsyncClient(base_url=slow_timer.url) as http:
+                poll = await http.get(
+                    "/anywire/poll",
+                    params={"ack": 0},
+                    headers={"X-Anywire-Token": conn.neg["token"]},
+                )
+            assert poll.status_code == 410 and poll.json()[0]["c"] == 4004
+    finally:
+        await conn.close()
+    # The same user, with a fresh credential: only the frame sent in time was handled.
+    check = RawConn(slow_timer.url, transport, make_token(user))
+    try:
+        await check.open()
+        await check.send({"t": "event", "s": 1, "id": 1, "e": "recorded", "d": None})
+        reply = await check.recv()
+        assert reply["t"] == "ack" and reply["d"] == ["before"], reply
+    finally:
+        await check.close()
+    after = (await _metrics(slow_timer.url)).get("auth_expired_refused", 0)
+    assert after > before
+
+
+async def _auth(conn: RawConn, ack_id: int, token: str) -> dict[str, Any]:
+    await conn.send({"t": "auth", "id": ack_id, "token": token})
+    while True:
+        frame = await conn.recv(timeout=WAIT)
+        if frame.get("t") == "ack" and frame.get("id") == ack_id:
+            return dict(frame)
+
+
+async def test_a_refresh_for_another_user_or_a_bad_token_is_refused(
+    server: Server, transport: str
+) -> None:
+    user = f"victim-{transport}-{secrets.token_hex(3)}"
+    conn = RawConn(server.url, transport, make_token(user, ttl=3))
+    before = await _metrics(server.url)
+    try:
+        await conn.open()
+        refused = {
+            "other_user": make_token("mallory", ttl=600),
+            "signature": jwt.encode({"sub": user, "exp": time.time() + 600}, "x" * 32),
+            "malformed": "not-a-jwt",
+            "expired": make_token(user, ttl=-10),
+        }
+        for ack_id, bad in enumerate(refused.values(), start=1):
+            ack = await _auth(conn, ack_id, bad)
+            assert ack["ok"] is False
+            assert ack["err"] == {"code": "unauthorized", "message": "authentication failed"}
+        # The session lives on, and keeps its first deadline: closed 4004 at that exp.
+        await conn.send({"t": "event", "s": 1, "id": 90, "e": "echo", "d": "alive"})
+        assert (await conn.recv())["d"] == "alive"
+        closed = await conn.recv(timeout=WAIT)
+        while closed.get("t") not in ("close", "_closed", "_http"):
+            closed = await conn.recv(timeout=WAIT)
+        code = closed.get("c", closed.get("code"))
+        if closed["t"] == "_http":
+            code = httpx.Response(closed["status"], text=closed["body"]).json()[0]["c"]
+        assert code == 4004
+        assert time.time() >= _exp(conn.token or "") - 0.3
+    finally:
+        await conn.close()
+    after = await _metrics(server.url)
+    for kind in refused:
+        key = f"auth_refused_{kind}"
+        assert after.get(key, 0) > before.get(key, 0), key
+
+
+async def test_a_refresh_answers_the_new_lifetime(server: Server, transport: str) -> None:
+    user = f"renewing-{transport}-{secrets.token_hex(3)}"
+    conn = RawConn(server.url, transport, make_token(user, ttl=60))
+    try:
+        await conn.open()
+        assert 55_000 <= conn.neg["expires_in"] <= 60_000
+        ack = await _auth(conn, 5, make_token(user, ttl=600))
+        assert ack["ok"] is True and 595_000 <= ack["d"]["expires_in"] <= 600_000
+    finally:
+        await conn.close()
