@@ -16,6 +16,8 @@ from typing import Any
 
 from ..core.errors import RemoteProtocolError
 from ..core.session import ServerSession
+from ..transports.base import Scope
+from .strangers import Strangers
 
 __all__ = ["Budget"]
 
@@ -24,12 +26,21 @@ class Budget:
     """Flood-budget and invalid-frame methods of the host's :class:`Host` protocol."""
 
     sessions: dict[str, ServerSession]
+    strangers: Strangers
     counters: dict[str, int]
     _clock: Callable[[], float]
 
     def reply(self, sess: ServerSession, ack_id: int, ok: bool, data: Any, code: str = "",
               message: str = "") -> None:  # fmt: skip
         raise NotImplementedError  # SessionHost's
+
+    async def stranger(self, scope: Scope) -> None:
+        """A request named no live session (unknown token or ticket): charge the client's
+        address (:mod:`.strangers`) and hold the refusal while that budget is spent."""
+        client = scope.get("client")
+        hold = self.strangers.hold(str(client[0]) if client else "")
+        if hold > 0:
+            await asyncio.sleep(hold)
 
     def charge(self, sid: str, cost: int = 1, what: str = "frames") -> None:
         """Spend ``cost`` of session ``sid``'s flood budget; ``cost`` 0 only checks that it

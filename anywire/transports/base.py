@@ -223,6 +223,11 @@ class Host(Protocol):
         raises FloodError (4008)."""
         ...
 
+    async def stranger(self, scope: Scope) -> None:
+        """The request named no live session (4007): charge its address's flood budget,
+        and return once the refusal may be sent (held while that budget is spent)."""
+        ...
+
     def detach(self, link: Link) -> None:
         """The connection behind ``link`` ended."""
         ...

@@ -66,6 +66,8 @@ class LongPollTransport:
             sid = session_sid(self.host, scope)
             link = self.host.poll_started(sid, query_uint(params, "ack"))
         except ProtocolError as exc:
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)
             await self._refuse(send, exc, cors)
             return
         await self._hold(scope, receive, send, link, cors)

@@ -74,6 +74,8 @@ class SSETransport:
             link = Link(INFO, self.host.codec("json"))
             await self.host.attach(link, first)
         except ProtocolError as exc:
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)
             await send_json_error(send, status_for(exc.code), exc, cors)
             return
         if self._watcher is None:

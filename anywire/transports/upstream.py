@@ -8,6 +8,7 @@ flight so frames arrive in order.
 
 from __future__ import annotations
 
+from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
 from .base import (
     Host,
@@ -53,6 +54,8 @@ class SendEndpoint:
         except ConnectionResetError:
             return
         except (ProtocolError, RemoteProtocolError) as exc:
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)
             await send_json_error(send, status_for(exc.code), exc, cors)
             return
         await send({"type": "http.response.start", "status": 204, "headers": [*cors]})

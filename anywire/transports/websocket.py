@@ -69,7 +69,7 @@ class WebSocketTransport:
             await send({"type": "websocket.close", "code": CloseCode.TRANSPORT_DISABLED})
             return
         await send({"type": "websocket.accept"})
-        link = await self._handshake(receive, send)
+        link = await self._handshake(scope, receive, send)
         if link is None:
             return
         self._meter(scope, link)
@@ -123,7 +123,7 @@ class WebSocketTransport:
 
         meter.bind(charge, flood)
 
-    async def _handshake(self, receive: Receive, send: Send) -> Link | None:
+    async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> Link | None:
         settings = self.host.settings
         try:
             async with asyncio.timeout(settings.connect_timeout):
@@ -151,6 +151,8 @@ class WebSocketTransport:
             link = Link(INFO, codec)
             await self.host.attach(link, first)
         except ProtocolError as exc:
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)  # a ticket of no one's: held when busy
             await _close(send, exc.code, exc.message)
             return None
         return link

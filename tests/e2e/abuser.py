@@ -12,6 +12,7 @@ ignores every ``Retry-After``; it prints one JSON line of counts at the end.
 * ``polls``: long-poll requests from 4 keep-alive connections at once (each newer poll
   answers the older one at once);
 * ``posts``: POSTs of a ``ping`` frame from 4 keep-alive connections at once;
+* ``strangers``: polls with a forged session token from 4 keep-alive connections;
 * ``burn``: touches no server and only burns this process's CPU like the others do (the
   control: the bystander's machine is as busy, the server is not).
 
@@ -189,17 +190,20 @@ class Abuser:
             await asyncio.sleep(0)  # let the reader notice the close
 
     async def http_flood(self, mode: str, end: float) -> None:
-        neg = await self.negotiate("longpoll")
-        assert neg is not None
-        status, _, _ = await self.http.request("GET", f"/anywire/poll?ticket={neg['ticket']}")
-        COUNTS[f"open_{status}"] += 1
-        token = {"X-Anywire-Token": neg["token"], "Content-Type": "application/json"}
+        token = {"X-Anywire-Token": "forged", "Content-Type": "application/json"}
+        if mode != "strangers":
+            neg = await self.negotiate("longpoll")
+            assert neg is not None
+            path = f"/anywire/poll?ticket={neg['ticket']}"
+            status, _, _ = await self.http.request("GET", path)
+            COUNTS[f"open_{status}"] += 1
+            token["X-Anywire-Token"] = neg["token"]
         ping = b'{"t":"ping"}'
 
         async def one(conn: Http) -> None:
             while time.monotonic() < end:
                 try:
-                    if mode == "polls":
+                    if mode in ("polls", "strangers"):
                         status, _, _ = await conn.request("GET", "/anywire/poll?ack=0", b"", token)
                     else:
                         status, _, _ = await conn.request("POST", "/anywire/send", ping, token)
@@ -230,7 +234,7 @@ async def main(mode: str, url: str, token: str, seconds: float) -> None:
         async with asyncio.timeout(seconds + 5):
             if mode in ("frames", "empty", "pings", "reconnect"):
                 await abuser.websocket(mode, end)
-            elif mode in ("polls", "posts"):
+            elif mode in ("polls", "posts", "strangers"):
                 await abuser.http_flood(mode, end)
     except TimeoutError:
         COUNTS["timeout"] += 1

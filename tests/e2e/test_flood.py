@@ -170,3 +170,33 @@ async def test_pings_before_the_first_message_are_charged(strict: Server) -> Non
         async with asyncio.timeout(5):
             await ws.wait_closed()
         assert ws.close_code == 4008
+
+
+async def test_strangers_are_charged_per_address(strict: Server, transport: str) -> None:
+    """Requests that name no session (a forged token, a used ticket) have no session to
+    charge: their refusals are charged to the client's address, and held once its budget
+    is spent (the answer itself does not change)."""
+    n = 2 * BURST
+    async with httpx.AsyncClient(base_url=strict.url, timeout=10) as http:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        if transport == "websocket":
+            codes = []
+            for _ in range(n):
+                async with connect(strict.url.replace("http", "ws") + "/anywire/ws") as ws:
+                    await ws.send(json.dumps({"t": "connect", "ticket": "forged"}))
+                    await ws.wait_closed()
+                    codes.append(ws.close_code)
+            assert set(codes) == {4007}
+        else:
+            token = {"X-Anywire-Token": "forged"}
+            for _ in range(n):
+                if transport == "sse":
+                    r = await http.post("/anywire/send", content=b"[]", headers=token)
+                else:
+                    r = await http.get("/anywire/poll", params={"ack": 0}, headers=token)
+                assert r.status_code == 410 and r.json()  # the answer does not change
+        elapsed = loop.time() - start
+    # BURST refusals at once, then RATE a second: the other BURST take BURST / RATE s.
+    print(f"\n{transport}: {n} refusals of a stranger in {elapsed:.2f} s")
+    assert elapsed >= 0.8 * (n - BURST) / RATE
