@@ -71,6 +71,12 @@ class TokenBucket:
         self.level = level - cost
         return True
 
+    def refill(self, now: float) -> None:
+        """Bring the level up to ``now`` (nothing spent, nothing charged)."""
+        level = self.level + (now - self.at) * self.rate
+        self.level = level if level < self.burst else self.burst
+        self.at = now
+
     def has(self, now: float, cost: float = 1.0) -> bool:
         """Whether :meth:`take` would succeed now (nothing is spent, nothing charged)."""
         return self.level + (now - self.at) * self.rate >= min(cost, self.burst)

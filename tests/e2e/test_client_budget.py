@@ -19,7 +19,10 @@ RATE, BURST = 2000, 1000
 
 @pytest.fixture(scope="module")
 def budgeted() -> Iterator[Server]:
-    srv = start_server({"AW_FLOOD_RATE": str(RATE), "AW_FLOOD_BURST": str(BURST)})
+    # The production resume window: a client backing off after repeated 4008s (up to
+    # 10 s) must find its session still there, as it would in production.
+    srv = start_server({"AW_FLOOD_RATE": str(RATE), "AW_FLOOD_BURST": str(BURST),
+                        "AW_RESUME_WINDOW": "30"})  # fmt: skip
     yield srv
     srv.stop()
 

@@ -86,3 +86,13 @@ test("pacer: the POSTs of a transport wait on it, in batches no larger than the 
   // 10 tokens from a bucket of 4 at 90/s: at least 6 waited for, ~67 ms.
   assert.ok(env.t >= 66, String(env.t));
 });
+
+test("pacer: a Retry-After is waited out by the next send", async () => {
+  const env = clock();
+  const pacer = new Pacer(env);
+  pacer.configure(1000, 100);
+  pacer.spent(2); // a 429 said: come back in 2 s
+  pacer.spent(); // the close that followed does not shorten it
+  await pacer.take();
+  assert.ok(env.t >= 1999, String(env.t));
+});

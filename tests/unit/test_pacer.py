@@ -67,3 +67,14 @@ async def test_pace_off_never_waits() -> None:
     for _ in range(1000):
         await pacer.take(100)
     assert pacer.waited == 0 and pacer.max_cost() > 1000
+
+
+async def test_a_retry_after_is_waited_out_by_the_next_send() -> None:
+    pacer = Pacer()
+    pacer.configure(flood_rate=1000.0, flood_burst=100)
+    pacer.spent(0.2)  # a 429 said: come back in 0.2 s
+    pacer.spent()  # the close that followed does not shorten it
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await pacer.take()
+    assert loop.time() - start >= 0.18

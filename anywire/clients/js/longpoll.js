@@ -70,7 +70,7 @@ export class LongPollTransport extends Transport {
           this._end(err.code, err.message);
           return;
         }
-        const err = await refused(res, "poll");
+        const err = this._paced(await refused(res, "poll"));
         this._end(err.code, err.message);
         return;
       }

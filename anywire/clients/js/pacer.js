@@ -48,10 +48,13 @@ export class Pacer {
     return Math.max(1, Math.floor(this.burst));
   }
 
-  /** The server refused something for flood (4008): start again from empty. */
-  spent() {
+  /** The server refused something for flood (4008): start again from empty, or from
+   * further below when it said to retry after `retryAfter` seconds (never a shorter
+   * wait than already). */
+  spent(retryAfter = 0) {
+    this._defaults();
     this._refill();
-    this.level = 0;
+    this.level = Math.min(this.level, -Math.max(0, retryAfter * 1000 - 1 / this.rate) * this.rate);
   }
 
   /** Resolves once `cost` tokens are there, and spends them (a cost above the bucket

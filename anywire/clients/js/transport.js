@@ -177,7 +177,14 @@ export class Transport {
       // The goodbye of close() must arrive even if the page is being unloaded.
       keepalive: this.final === true,
     });
-    if (res.status >= 300) throw await refused(res, "send");
+    if (res.status >= 300) throw this._paced(await refused(res, "send"));
+  }
+
+  /** A flood refusal's Retry-After is left to the pacer: the next send or resume waits
+   * it out. Returns `err`. */
+  _paced(err) {
+    if (err.code === 4008 && this.pacer) this.pacer.spent(err.retryAfter);
+    return err;
   }
 }
 
@@ -195,6 +202,7 @@ export async function refused(res, what) {
   if (code === null && res.status === 410) code = 4007;
   const err = new Error(`${what} refused: HTTP ${res.status}`);
   err.code = code;
+  err.retryAfter = Number((res.headers && res.headers.get && res.headers.get("retry-after")) || 0) || 0;
   return err;
 }
 

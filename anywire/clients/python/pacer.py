@@ -45,7 +45,7 @@ class Pacer:
         if self._bucket is None:
             self._bucket = TokenBucket(rate, burst, now)
             return
-        self._bucket.take(now, 0)  # bring the level up to now at the old rate
+        self._bucket.refill(now)  # up to now at the old rate
         self._bucket.rate, self._bucket.burst = rate, burst
         self._bucket.level = min(self._bucket.level, burst)
 
@@ -55,12 +55,14 @@ class Pacer:
             return 2**31
         return max(1, int(self._budget().burst))
 
-    def spent(self) -> None:
-        """The server refused a request for flood (4008): start again from empty, so
-        the reconnect does not overspend at once."""
-        if self._bucket is not None:
-            self._bucket.take(asyncio.get_running_loop().time(), 0)
-            self._bucket.level = 0.0
+    def spent(self, retry_after: float = 0.0) -> None:
+        """The server refused a request for flood (4008): start again from empty, or
+        from further below when it said to retry after ``retry_after`` seconds, so the
+        reconnect does not overspend at once."""
+        bucket = self._budget()
+        bucket.refill(asyncio.get_running_loop().time())
+        floor = -max(0.0, retry_after - 1 / bucket.rate) * bucket.rate
+        bucket.level = min(bucket.level, floor)  # (never less of a wait than already)
 
     async def take(self, cost: int = 1) -> None:
         """Wait until ``cost`` tokens are there, and spend them."""

@@ -250,9 +250,20 @@ class ClientTransport:
             },
         )
         if response.status_code >= 300:
-            raise refused(response, "send")
+            raise self._refused(response, "send")
 
     # -- helpers -------------------------------------------------------------------------
+    def _refused(self, response: httpx.Response, what: str) -> TransportClosed:
+        """:func:`refused`; a flood refusal's ``Retry-After`` is left to the pacer, so
+        the next send or resume waits it out."""
+        closed = refused(response, what)
+        if closed.code == CloseCode.FLOOD:
+            try:
+                self.pacer.spent(float(response.headers.get("retry-after", "0")))
+            except ValueError:
+                self.pacer.spent()
+        return closed
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"anywire-{self.name}"))
 
