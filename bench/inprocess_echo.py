@@ -63,7 +63,8 @@ async def measure(conns: int, per_conn: int, raw: bool) -> float:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         queue.put_nowait({"type": "websocket.connect"})
         if not raw:
-            _, _, ticket, _ = aw.host.issue(Identity(f"u{i}"), "/", "json", None)
+            issued = await aw.host.issuer.issue(Identity(f"u{i}"), "/", "json", None, {})
+            ticket = issued.ticket
             connect = json.dumps({"t": "connect", "ticket": ticket})
             queue.put_nowait({"type": "websocket.receive", "text": connect})
         sent = 0

@@ -34,6 +34,12 @@ ROOM = "bench"
 BENCH_SETTINGS = Settings(
     ping_interval=300.0,
     ping_timeout=60.0,
+    # Every simulated client comes from this machine's address.
+    max_sessions=10_000_000,
+    max_sessions_per_user=10_000_000,
+    max_sessions_per_ip=10_000_000,
+    negotiate_rate=1e9,
+    negotiate_burst=1_000_000_000,
     flood_rate=1e9,
     flood_burst=1_000_000_000,
     resume_window=5.0,

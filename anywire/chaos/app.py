@@ -47,6 +47,9 @@ def settings_from_env() -> Settings:
         node_heartbeat=f("NODE_HEARTBEAT", 0.5),
         flood_rate=f("FLOOD_RATE", 2000),
         flood_burst=int(f("FLOOD_BURST", 5000)),
+        # Every client of the fleet comes from 127.0.0.1 and they all reconnect at once.
+        negotiate_rate=f("NEGOTIATE_RATE", 1e6),
+        negotiate_burst=int(f("NEGOTIATE_BURST", 1_000_000)),
     )
 
 

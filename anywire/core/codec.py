@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover
 from .closecodes import CloseCode
 from .errors import RemoteProtocolError
 from .frames import MAX_NAME, UINT_LIMIT, Event, StreamPos
+from .values import value_error
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Outgoing"]
 
@@ -95,9 +96,21 @@ class Codec(Protocol):
     name: str
     binary: bool
     content_type: str
+    max_depth: int | None
+    """Deepest nesting of maps and arrays :meth:`suspect` lets through unflagged (a
+    frame's own map is level 1); None: no bound (the decoder's own)."""
 
     def encode(self, obj: dict[str, Any]) -> bytes:
-        """One frame map to bytes."""
+        """One frame map to bytes. Raises TypeError for a value outside the shared data
+        model (anywire.core.values): an integer outside -2^63 .. 2^64-1, a non-finite
+        float, a type the codec does not know."""
+        ...
+
+    def suspect(self, data: bytes | str) -> bool:
+        """Whether a message (decoded without error) might hold a value outside the
+        shared data model or nest deeper than ``max_depth``: a cheap scan of its bytes.
+        False is certain; True means checking the decoded frames with
+        ``anywire.core.values.value_error()`` (``parse_frame(..., check=True)``)."""
         ...
 
     def decode(self, data: bytes | str) -> Any:
@@ -154,6 +167,17 @@ def _json_hook(obj: dict[str, Any]) -> Any:
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
+# JSON's prefilter (JsonCodec.suspect, and the encoder's check): every byte mapped to
+# "0" (a digit), "[" (an opening bracket) or " ", so a single C search finds a run of 19
+# digits (an integer outside the MessagePack range has at least 19) and one count the
+# brackets (nesting needs as many). Brackets and digits inside strings only cause a
+# needless exact check, never a missed one.
+_JSON_CLASSES = bytes(
+    ord("0") if chr(b).isdigit() and b < 128 else ord("[") if b in b"[{" else ord(" ")
+    for b in range(256)
+)
+_LONG_RUN = b"0" * 19
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
@@ -186,9 +210,11 @@ class JsonCodec:
         self,
         fast_decode: Callable[[bytes | str], Any] | None = None,
         fast_event: Callable[[bytes | str], Any] | None = None,
+        max_depth: int | None = None,
     ) -> None:
         self._fast_decode = fast_decode
         self._fast_event = fast_event
+        self.max_depth = max_depth
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
         )
@@ -210,10 +236,25 @@ class JsonCodec:
     def encode(self, obj: dict[str, Any]) -> bytes:
         try:
             if self._fast is not None:
-                return "".join(self._fast(obj, 0)).encode("utf-8")
-            return self._encoder.encode(obj).encode("utf-8")
+                out = "".join(self._fast(obj, 0)).encode("utf-8")
+            else:
+                out = self._encoder.encode(obj).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(f"cannot encode as JSON: {exc}") from exc
+        # JSON itself carries any integer; the protocol does not (a MessagePack peer could
+        # never be sent it). Only output with a long digit run can hold one.
+        if out.translate(_JSON_CLASSES).find(_LONG_RUN) >= 0:
+            problem = value_error(obj, None, keys=False)
+            if problem is not None:
+                raise TypeError(f"cannot encode as JSON: {problem}")
+        return out
+
+    def suspect(self, data: bytes | str) -> bool:
+        # (Three C calls, ~0.3 us for an echo message: measured in notes/h13-validation.md.)
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        classes = raw.translate(_JSON_CLASSES)
+        depth = self.max_depth
+        return (depth is not None and classes.count(b"[") > depth) or classes.find(_LONG_RUN) >= 0
 
     def decode(self, data: bytes | str) -> Any:
         fast = self._fast_decode
@@ -234,11 +275,13 @@ class JsonCodec:
         if fast is None:
             return None
         # Only a message that opens with the event tag, and holds no escape and no "$"
-        # (so no "$bin"): everything else takes the reference path. memchr-fast checks.
+        # (so no "$bin"), and nothing suspect: everything else takes the reference path.
         if isinstance(data, str):
             if not data.startswith('{"t":"event",') or "\\" in data or "$" in data:
                 return None
         elif not data.startswith(b'{"t":"event",') or b"\\" in data or b"$" in data:
+            return None
+        if self.suspect(data):
             return None
         try:
             wire = fast(data)
@@ -288,6 +331,19 @@ class JsonCodec:
         return b'[{"t":"rx","n":%d},{"t":"ack","s":%d,%s}]' % (receipt, seq, body)
 
 
+# MessagePack's prefilter (MsgpackCodec.suspect, and the encoder's check). A non-finite
+# float64 is 0xcb then an exponent of all ones (7ff/fff); a float32 0xca then 7f8/ff8.
+_NON_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]|\xca[\x7f\xff][\x80-\xff]")
+# Bytes that may open a map or an array: nesting needs one per level.
+_MSGPACK_OPENERS = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+
+
+def _non_finite(data: bytes) -> bool:
+    """Whether MessagePack bytes may hold a NaN or an infinity (memchr first: floats are
+    rare in messages)."""
+    return (b"\xcb" in data or b"\xca" in data) and _NON_FINITE.search(data) is not None
+
+
 def _map_header(n: int) -> bytes:
     if n < 16:
         return bytes((0x80 | n,))
@@ -320,19 +376,39 @@ class MsgpackCodec:
         packb: Callable[..., bytes],
         unpackb: Callable[..., Any],
         max_size: int = 16 * 1024 * 1024,
+        max_depth: int | None = None,
     ) -> None:
         self._packb = packb
         self._unpackb = unpackb
         self._max_size = max_size
+        self.max_depth = max_depth
         self._t_key = packb("t")
         self._s_key = packb("s")
         self._rx_head = _map_header(2) + packb("t") + packb("rx") + packb("n")
 
     def _pack(self, value: Any) -> bytes:
         try:
-            return self._packb(value, use_bin_type=True, default=_msgpack_default)
+            out: bytes = self._packb(value, use_bin_type=True, default=_msgpack_default)
         except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(f"cannot encode as MessagePack: {exc}") from exc
+        # MessagePack itself carries NaN and infinities; the protocol does not (JSON
+        # cannot). Only output holding such a bit pattern can be one.
+        if _non_finite(out):
+            problem = value_error(value, None, keys=False)
+            if problem is not None:
+                raise TypeError(f"cannot encode as MessagePack: {problem}")
+        return out
+
+    def suspect(self, data: bytes | str) -> bool:
+        if isinstance(data, str) or _non_finite(data):
+            return True
+        # A bin value (0xc4-0xc6) may be a binary map key, which msgpack's strict_map_key
+        # lets through and the protocol does not.
+        if b"\xc4" in data or b"\xc5" in data or b"\xc6" in data:
+            return True
+        if self.max_depth is None:
+            return False
+        return len(data) - len(data.translate(None, _MSGPACK_OPENERS)) > self.max_depth
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         return self._pack(obj)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
 from .errors import RemoteProtocolError
+from .values import value_error
 
 __all__ = [
     "MAX_NAME",
@@ -370,13 +371,22 @@ def _parse_err(value: Any) -> dict[str, str]:
     raise RemoteProtocolError("ack: field 'err' must be {code: str, message: str}")
 
 
-def parse_frame(obj: Any) -> Frame:
+def parse_frame(obj: Any, check: bool = False, max_depth: int | None = None) -> Frame:
     """Validate a decoded map and return the frame it describes.
 
     Raises :class:`RemoteProtocolError` for anything that is not a valid v1 frame; if the
     map still had a valid ``s`` (and ``id``), the error carries them as ``seq``/``ack_id``.
+    ``check`` (the codec found the message suspect: ``Codec.suspect``): every value in
+    the frame is checked against the shared data model too (integer range, finite floats,
+    string keys) and its nesting against ``max_depth``.
     """
     try:
+        if check:
+            problem = value_error(obj, max_depth)
+            if problem is not None:
+                t = obj.get("t") if isinstance(obj, dict) else None
+                what = t if type(t) is str and len(t) <= 20 else "frame"
+                raise RemoteProtocolError(f"{what}: {problem}")
         return _parse(obj)
     except RemoteProtocolError as exc:
         t = obj.get("t") if isinstance(obj, dict) else None

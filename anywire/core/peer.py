@@ -107,8 +107,9 @@ class ClientPeer:
         resent frame (a join's ``since`` brought up to date).
         """
         if hello.recovered:
-            if self.sid is not None and hello.sid != self.sid:
-                raise RemoteProtocolError("resumed a different session")
+            problem = self.hello_problem(hello)
+            if problem is not None:
+                raise RemoteProtocolError(problem)
         else:
             self.in_last = hello.seq
             self.rx_sent = hello.seq
@@ -119,6 +120,21 @@ class ClientPeer:
         self.sid = hello.sid
         self.confirm(hello.last)
         return list(self.unconfirmed)
+
+    def hello_problem(self, hello: Hello) -> str | None:
+        """Why a recovered ``hello`` cannot be true of this client, or None: it resumes
+        another session, or its ``last`` says the server processed frames this client
+        never sent (they would be dropped as duplicates: lost) or forgot frames it had
+        confirmed (they are no longer here to send again). A fresh hello always fits."""
+        if not hello.recovered:
+            return None
+        if self.sid is not None and hello.sid != self.sid:
+            return "resumed a different session"
+        if hello.last > self.out_seq:
+            return f"hello.last {hello.last} is beyond the last frame sent, {self.out_seq}"
+        if hello.last < self.out_seq - len(self.unconfirmed):
+            return f"hello.last {hello.last} is below frames already confirmed"
+        return None
 
     def _renumber(
         self,

@@ -362,7 +362,9 @@ class ServerSession:
         those frames and hand everything after them to the next request again, so a lost
         response loses nothing."""
         self.acknowledge(last)
-        self.written = min(self.written, last)
+        # Never back past what is already acknowledged (a late poll with an older ack):
+        # those frames are gone, there is nothing to resend from there.
+        self.written = max(min(self.written, last), self.floor - 1)
 
     def touch(self, now: float) -> None:
         """The peer showed signs of life without sending a frame (a long-poll request)."""
@@ -455,6 +457,12 @@ class ServerSession:
         for _ in range(drop):
             self._out_bytes -= out.popleft().size
         self.floor = max(self.floor, n + 1)
+        if self.written < n:
+            # Acknowledged before this connection was given them (a poll's ack= from a
+            # client that got them elsewhere, or a hostile one): they are gone, so they
+            # are not pending either. (Left behind, the host's slow-consumer check would
+            # take the gap for an overflow at the next push.)
+            self.written = n
 
     def charge(self, now: float, cost: int = 1, what: str = "frames") -> None:
         """Spend ``cost`` flood tokens (a message: one per frame, at least one); raises

@@ -23,6 +23,12 @@ class Settings:
     Exceeding it closes a WebSocket with 4503 MESSAGE_TOO_BIG and answers HTTP with 413."""
     max_batch: int = 100
     """Most frames in one POST batch or one long-poll response."""
+    max_depth: int = 32
+    """Deepest nesting of maps and arrays in one client frame, its own map counting as
+    level 1 (so event data may nest 31 levels), and in a negotiate body. Default 32.
+    Deeper: the frame is refused like any invalid one (``error`` 4502, or an error ack
+    when it carried ``id``; POST: 400/4502); a body nested beyond the decoder's own
+    bound (about 1,000 levels) is refused whole the same way."""
     resume_window: float = 30.0
     """How long a disconnected session is kept so the client can resume it."""
     ping_interval: float = 20.0
@@ -72,7 +78,7 @@ class Settings:
     Past the budget a WebSocket is closed with 4008 FLOOD (the session is kept: resume
     after backoff) and an HTTP request is answered 429 with ``Retry-After`` and the JSON
     error code 4008; refusals are charged too (the budget goes into debt). Advertised by
-    negotiate; the clients pace themselves below it (protocol section 13.1)."""
+    negotiate; the clients pace themselves below it (protocol section 13.4)."""
     flood_burst: int = 1000
     """Default 1000. Size of the flood budget: what a client may spend at once. A
     WebSocket that has not sent its first message yet has a budget of its own of this
@@ -90,6 +96,23 @@ class Settings:
     the health and metrics endpoints are exempt."""
     transports: tuple[str, ...] = field(default=TRANSPORTS)
     """Enabled transports, in the server's order of preference."""
+    max_sessions: int = 10_000
+    """Most sessions on this node, tickets issued and not yet redeemed included (default
+    10,000). Past it negotiate answers 503, ``Retry-After``, code 4000 (protocol 3.6)."""
+    max_sessions_per_user: int = 100
+    """Most sessions of one user on this node, counted like ``max_sessions`` (default
+    100; per node also with Redis): 503, ``Retry-After``, code 4000."""
+    max_sessions_per_ip: int = 1000
+    """Most sessions of one client address (an IPv6 one: its /64) on this node (default
+    1,000): 503, ``Retry-After``, code 4000. The address is the socket peer, or what a
+    trusted proxy forwarded (uvicorn's ``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default)."""
+    negotiate_rate: float = 20.0
+    """Negotiations per second allowed per client address (default 20; a token bucket
+    checked before anything else): 429, ``Retry-After``, code 4008."""
+    negotiate_burst: int = 100
+    """Bucket size of the per-address negotiate limiter (default 100)."""
+    busy_retry_after: float = 5.0
+    """The ``Retry-After`` (seconds, rounded up) of a 503 for a session cap (default 5)."""
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""

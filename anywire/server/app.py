@@ -33,11 +33,13 @@ from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
 from ..core.settings import TRANSPORTS, Settings
 from ..core.streams import user_stream
+from ..core.values import value_error
 from ..transports.base import (
     Receive,
     Scope,
     Send,
     header,
+    log_refused,
     read_body,
     refuse_origin,
     send_json_error,
@@ -46,6 +48,7 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
+from .admission import Busy, client_ip
 from .auth import AnonymousAuth, Authenticator, bearer
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
@@ -420,13 +423,19 @@ class Anywire:
 
     async def _negotiate(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.cors_headers(scope)
-        if await refuse_origin(self.host, scope, send):
+        gate = self.host.issuer.gate  # admission control (server/admission.py)
+        if await refuse_origin(self.host, scope, send) or await gate.refuse_rate(scope, send, cors):
             return
         try:
             raw = await read_body(receive, 64 * 1024)
             # The JSON codec's decoder: any malformed body (deep nesting included) is a
             # RemoteProtocolError (400/4502), before any credential is looked at.
-            body = self.host.codec("json").decode(raw) if raw.strip() else {}
+            codec = self.host.codec("json")
+            body = codec.decode(raw) if raw.strip() else {}
+            if codec.suspect(raw):
+                problem = value_error(body, self.settings.max_depth)
+                if problem is not None:
+                    raise RemoteProtocolError(f"negotiate body: {problem}")
             if not isinstance(body, dict):
                 raise RemoteProtocolError("negotiate body must be a JSON object")
             version = body.get("v", 1)
@@ -458,6 +467,7 @@ class Anywire:
             return
         except (ProtocolError, ValueError) as exc:
             err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
+            log_refused("negotiate", err, scope)
             await send_json_error(send, 413 if err.code == 4503 else 400, err, cors)
             return
         order = order_transports(self.settings.transports, caps, failed)
@@ -466,7 +476,12 @@ class Anywire:
             return
         codec = choose_codec(("msgpack", "json"), codecs)
         try:
-            issued = await self.host.issuer.issue(identity, namespace, codec, resume, since)
+            issued = await self.host.issuer.issue(
+                identity, namespace, codec, resume, since, client_ip(scope)
+            )
+        except Busy as exc:  # a session cap (server/admission.py)
+            await gate.answer(scope, send, exc.refusal, cors)
+            return
         except BrokerUnavailable as exc:
             # The client's stream positions could not be kept for the node that will
             # redeem its ticket: a session without them would skip events silently.
@@ -514,6 +529,7 @@ class Anywire:
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats: dict[str, Any] = dict(self.host.stats())
+        stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
         if isinstance(self.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
             stats["broker_streams"] = self.broker.stream_count()
@@ -568,8 +584,9 @@ def _position(value: Any) -> tuple[str, int] | None:
         not isinstance(value, list)
         or len(value) != 2
         or not isinstance(value[0], str)
+        or len(value[0]) > 100
         or type(value[1]) is not int
-        or value[1] < 0
+        or not 0 <= value[1] < UINT_LIMIT
     ):
         raise RemoteProtocolError("user_since must be [epoch, offset]")
     return value[0], value[1]

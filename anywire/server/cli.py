@@ -24,6 +24,7 @@ import uvicorn
 
 from ..core.settings import Settings
 from .app import Anywire
+from .httplimits import HttpLimits, protocol_class
 from .wsprotocol import metered_protocol
 
 __all__ = ["main"]
@@ -91,12 +92,14 @@ def config(
     log_level: str,
     max_size: int,
     fd: int | None = None,
+    limits: HttpLimits | None = None,
     settings: Settings | None = None,
 ) -> uvicorn.Config:
     """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
     are charged to the flood budget: :mod:`.wsprotocol`)."""
     return uvicorn.Config(
         app,
+        **http_options(limits or HttpLimits()),
         host=host,
         port=port,
         fd=fd,
@@ -113,12 +116,19 @@ def config(
     )
 
 
-def run(app: Any, host: str, port: int, log_level: str = "info", fd: int | None = None) -> None:
+def run(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    fd: int | None = None,
+    limits: HttpLimits | None = None,
+) -> None:
     """Serve ``app`` in this process with graceful anywire shutdown."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     settings = aw.settings if aw else None
-    server = _Server(config(app, host, port, log_level, max_size, fd, settings), aw)
+    server = _Server(config(app, host, port, log_level, max_size, fd, limits, settings), aw)
     logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
     # Everything imported and built so far lives as long as the process: move it out of
     # the collector's sight, so a full collection scans what connections create, not
@@ -126,6 +136,49 @@ def run(app: Any, host: str, port: int, log_level: str = "info", fd: int | None 
     gc.collect()
     gc.freeze()
     server.run()
+
+
+# -- HTTP limits (anywire.server.httplimits) ---------------------------------------------
+def http_options(limits: HttpLimits) -> dict[str, Any]:
+    """uvicorn options of the HTTP limits: httptools (about 300 us per negotiate against
+    h11's 510) with the limits added, and the keep-alive idle time."""
+    return {"http": protocol_class(limits), "timeout_keep_alive": limits.keep_alive}
+
+
+def add_http_limit_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-request-line``, ``--max-header-size``, ``--header-timeout``,
+    ``--body-timeout``, ``--keep-alive`` (defaults of :class:`HttpLimits`)."""
+    d = HttpLimits()
+    group = parser.add_argument_group("HTTP limits (docs/protocol.md section 8.7)")
+    group.add_argument("--max-request-line", type=int, default=d.max_request_line,
+                       metavar="BYTES", help="longest request line; 414 past it")
+    group.add_argument("--max-header-size", type=int, default=d.max_header_size,
+                       metavar="BYTES", help="most bytes of request line and headers; 431")
+    group.add_argument("--header-timeout", type=float, default=d.header_timeout,
+                       metavar="S", help="time to receive a request head; 408 past it")
+    group.add_argument("--body-timeout", type=float, default=d.body_timeout,
+                       metavar="S", help="time to receive a body after its head; 408")
+    group.add_argument("--keep-alive", type=float, default=d.keep_alive,
+                       metavar="S", help="idle time allowed between requests")
+
+
+def http_limits(args: argparse.Namespace) -> HttpLimits:
+    """The :class:`HttpLimits` the command line asks for."""
+    if min(args.max_request_line, args.max_header_size, args.header_timeout,
+           args.body_timeout, args.keep_alive) <= 0:
+        raise SystemExit("anywire serve: every HTTP limit must be positive")
+    return HttpLimits(args.max_request_line, args.max_header_size, args.header_timeout,
+                      args.body_timeout, args.keep_alive)
+
+
+def http_limit_args(limits: HttpLimits) -> list[str]:
+    """The command-line options that give a worker process ``limits``."""
+    return ["--max-request-line", str(limits.max_request_line),
+            "--max-header-size", str(limits.max_header_size),
+            "--header-timeout", str(limits.header_timeout),
+            "--body-timeout", str(limits.body_timeout),
+            "--keep-alive", str(limits.keep_alive)]
+# -- end of HTTP limits -----------------------------------------------------------------
 
 
 def run_workers(args: argparse.Namespace) -> int:
@@ -145,6 +198,7 @@ def run_workers(args: argparse.Namespace) -> int:
     command = [
         sys.executable, "-m", "anywire.server.cli", "serve", args.target,
         "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
+        *http_limit_args(http_limits(args)),
     ]
     for name in args.allowed_host or ():
         command += ["--allowed-host", name]
@@ -190,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info")
+    add_http_limit_options(serve)
     serve.add_argument(
         "--redis",
         metavar="URL",
@@ -243,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
-    run(app, args.host, args.port, args.log_level, args.fd)
+    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args))
 
 
 if __name__ == "__main__":

@@ -22,15 +22,21 @@ class _EventWire(msgspec.Struct, tag_field="t", tag="event", forbid_unknown_fiel
     d: Any = None
 
 
-def make_codecs(max_size: int = 16 * 1024 * 1024) -> dict[str, Codec]:
+def make_codecs(
+    max_size: int = 16 * 1024 * 1024, max_depth: int | None = None
+) -> dict[str, Codec]:
     """JSON and MessagePack codecs by name, C functions injected into the core: msgpack's,
     and msgspec's JSON decoders (already installed with Litestar): one for ordinary
     messages, one that reads the commonest message, a client event, straight into its
-    fields (the core checks ranges and builds the Event)."""
+    fields (the core checks ranges and builds the Event). ``max_depth``: the server's
+    ``Settings.max_depth`` (frames nested deeper are refused)."""
     return {
         "json": JsonCodec(
             fast_decode=msgspec.json.Decoder().decode,
             fast_event=msgspec.json.Decoder(_EventWire).decode,
+            max_depth=max_depth,
         ),
-        "msgpack": MsgpackCodec(msgpack.packb, msgpack.unpackb, max_size=max_size),
+        "msgpack": MsgpackCodec(
+            msgpack.packb, msgpack.unpackb, max_size=max_size, max_depth=max_depth
+        ),
     }

@@ -77,7 +77,7 @@ class SessionHost(Budget):
         self.broker = broker
         self.node_id = node_id
         self.tick = tick
-        self.codecs = make_codecs(max(settings.max_frame_size, 1024) * 4)
+        self.codecs = make_codecs(max(settings.max_frame_size, 1024) * 4, settings.max_depth)
         self.sessions: dict[str, ServerSession] = {}
         self.sockets: dict[str, Socket] = {}
         self.rooms = Rooms()
@@ -213,6 +213,7 @@ class SessionHost(Budget):
         if old is not None:
             # Replaced by a fresh session under the same sid: its stream goes on.
             self._expire(old, run_hooks=True, end="moved")
+        self.issuer.gate.opened(sid, redeemed.nonce, identity.user)  # may refuse (4000)
         sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
         sess.anonymous = identity.claims.get("anonymous") is True
         sess.incarnation = secrets.token_hex(6)
@@ -405,7 +406,8 @@ class SessionHost(Budget):
                     out.append(codec.encode(frame.to_wire()))
             if receipt is not None:
                 out.append(codec.rx(receipt))
-            for seq, item in sess.take_pending(limit, MESSAGE_BYTES):
+            cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
+            for seq, item in sess.take_pending(limit, cap):
                 out.append(codec.frame(item.type, seq, body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing
@@ -488,6 +490,7 @@ class SessionHost(Budget):
         if self.sessions.get(sess.sid) is not sess:
             return
         del self.sessions[sess.sid]
+        self.issuer.gate.counts.closed(sess.sid)
         socket = self.sockets.pop(sess.sid, None)
         for_good = end != "moved"
         if self.cluster is not None:
@@ -679,7 +682,7 @@ class SessionHost(Budget):
         client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
         resume will report ``recovered: false`` rather than skip frames silently.
         """
-        if not sess.push(measure(out, sess, self.codecs)):
+        if not sess.push(out if out.size else measure(out, sess, self.codecs)):
             return
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")

@@ -31,6 +31,7 @@ from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError
 from ..core.flood import RESUME_COST
 from ..core.tickets import Signer, TicketBook
+from .admission import Gate
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -70,6 +71,7 @@ class Issuer:
         self.host = host
         self.signer = Signer(secret)
         self.tickets = TicketBook()
+        self.gate = Gate(host.settings)  # session caps, negotiate rate (server/admission.py)
         # nonce -> (identity, expiry, positions) of tickets issued here (single node: the
         # identity never leaves this process).
         self._pending: dict[str, tuple[Identity, float, Positions]] = {}
@@ -89,8 +91,11 @@ class Issuer:
         codec: str,
         resume: str | None,
         since: Positions,
+        ip: str | None = None,
     ) -> Issued:
-        """Decide the session of a negotiate call (see the module docstring)."""
+        """Decide the session of a negotiate call (see the module docstring). A ticket
+        for a new session takes a slot of the session caps of client ``ip`` (an
+        :func:`~anywire.core.admission.ip_key`) or raises :class:`.admission.Busy`."""
         sid, resumable = None, False
         if resume:
             sid, resumable, identity = self._resume(identity, namespace, resume)
@@ -98,6 +103,8 @@ class Issuer:
             sid = secrets.token_urlsafe(12)
         wall = time.time()
         nonce = secrets.token_urlsafe(12)
+        if not resumable:  # a live session resumed here has its slot already
+            self.gate.admit(nonce, identity.user, ip)
         expires = wall + self.host.settings.ticket_ttl
         fields: dict[str, Any] = {
             "k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires

@@ -87,13 +87,16 @@ class Joins:
         if since is None:
             since = sess.reported_position(stream)
         try:
-            members = host.join(sess, room, meta)
-        except TypeError as exc:  # meta that some codec cannot carry
-            host.leave(sess, room)
+            # Checked before entering: a meta that some codec cannot carry (2^64 for
+            # MessagePack, NaN for JSON) would fail the $join announcement half way, and
+            # then the $leave that undoes it the same way, leaving the request unanswered.
+            host.check_sendable("$join", meta)
+        except TypeError as exc:
             if answer is None:
                 raise
             host.reply(sess, answer[0], False, None, "bad_request", f"meta not sendable: {exc}")
             return
+        members = host.join(sess, room, meta)
         # Live events of the room wait until history has been replayed (no await between
         # entering the room and holding its stream: nothing can slip past both).
         sess.hold(stream)

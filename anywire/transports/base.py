@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from ..core.closecodes import CloseCode
 from ..core.codec import Codec
 from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.flood import FloodError
-from ..core.frames import Connect, Frame, Resume, parse_frame
+from ..core.frames import UINT_LIMIT, Connect, Frame, Resume, parse_frame
 from ..core.settings import Settings
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "decode_general",
     "first_frame",
     "header",
+    "log_refused",
     "query",
     "query_uint",
     "read_body",
@@ -48,6 +50,8 @@ __all__ = [
     "short_reason",
     "status_for",
 ]
+
+log = logging.getLogger("anywire")
 
 FLOOD_HOLD = 1.0
 """Longest time (seconds) a flood refusal (HTTP 429) is held before it is answered."""
@@ -63,8 +67,10 @@ LINK_QUEUE_FRAMES = 64
 LINK_QUEUE_BYTES = 256 * 1024
 """Most bytes a :class:`Link` queues ahead of the session's frames."""
 MESSAGE_BYTES = 64 * 1024
-"""Most bytes of sequenced frames a writer takes for one message (at least one frame):
-what a socket that stopped draining holds of a message stays bounded."""
+"""Most bytes of sequenced frames a streaming writer (WebSocket, SSE) takes for one
+message (at least one frame): what a socket that stopped draining holds of a message
+stays bounded, and the rest follows at once. A long-poll response is not cut (each
+message costs the client a round trip); the outbox budget bounds it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +271,14 @@ def decode_general(
         obj = codec.decode(data)
     except RemoteProtocolError as exc:
         return [], exc
+    # Values outside the shared data model (a 2^64 from JSON, a NaN from MessagePack)
+    # or too deep are refused frame by frame, like any invalid field: the frames before
+    # still count, the bad one still uses up its sequence number and is answered.
+    check = codec.suspect(data)
+    depth = codec.max_depth
     if not isinstance(obj, list):  # one frame, the common case
         try:
-            return [parse_frame(obj)], None
+            return [parse_frame(obj, check, depth)], None
         except RemoteProtocolError as exc:
             return [], exc
     items = obj
@@ -276,7 +287,7 @@ def decode_general(
     frames: list[Frame] = []
     for item in items:
         try:
-            frames.append(parse_frame(item))
+            frames.append(parse_frame(item, check, depth))
         except RemoteProtocolError as exc:
             return frames, exc
     return frames, None
@@ -363,16 +374,28 @@ def short_reason(reason: str) -> str:
 
 
 def query_uint(params: dict[str, str], name: str) -> int | None:
-    """The non-negative integer query parameter ``name``, None if absent."""
+    """The integer query parameter ``name`` (ASCII digits only, below 2^53, like every
+    protocol integer), None if absent."""
     if name not in params:
         return None
-    try:
-        number = int(params[name])
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise RemoteProtocolError(f"{name} must be a non-negative integer")
-    return number
+    text = params[name]
+    # Not int(): it also takes spaces, "+", "_" and non-ASCII digits, and any length.
+    if not (0 < len(text) <= 16 and text.isascii() and text.isdigit()) or (
+        int(text) >= UINT_LIMIT
+    ):
+        raise RemoteProtocolError(f"{name} must be an integer from 0 to 2^53-1")
+    return int(text)
+
+
+def log_refused(where: str, exc: ProtocolError, scope: Scope | None = None) -> None:
+    """One log line, no traceback, for a client input refused as invalid (a
+    RemoteProtocolError other than a flood): what, from whom, the code and the reason
+    (quoted: it may hold what the client sent)."""
+    if not isinstance(exc, RemoteProtocolError) or exc.code == CloseCode.FLOOD:
+        return
+    client = scope.get("client") if scope is not None else None
+    peer = f"{client[0]}:{client[1]}" if client else "unknown peer"
+    log.warning("anywire: refused %s from %s: %d %.200r", where, peer, exc.code, exc.message)
 
 
 def first_frame(params: dict[str, str]) -> Connect | Resume:

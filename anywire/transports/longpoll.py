@@ -20,7 +20,7 @@ import contextlib
 import itertools
 
 from ..core.closecodes import CloseCode
-from ..core.errors import ProtocolError
+from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.frames import Close
 from .base import (
     Host,
@@ -30,6 +30,7 @@ from .base import (
     Send,
     TransportInfo,
     first_frame,
+    log_refused,
     query,
     query_uint,
     refuse_origin,
@@ -64,8 +65,13 @@ class LongPollTransport:
                 await self._respond(send, link, cors)
                 return
             sid = session_sid(self.host, scope)
-            link = self.host.poll_started(sid, query_uint(params, "ack"))
+            try:
+                link = self.host.poll_started(sid, query_uint(params, "ack"))
+            except RemoteProtocolError as exc:  # a bad ack: charged like any bad input
+                self.host.reject(sid, exc)
+                raise
         except ProtocolError as exc:
+            log_refused("GET /poll", exc, scope)
             if exc.code == CloseCode.SESSION_UNKNOWN:
                 await self.host.stranger(scope)
             await self._refuse(send, exc, cors)

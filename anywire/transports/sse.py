@@ -26,6 +26,7 @@ from .base import (
     Send,
     TransportInfo,
     first_frame,
+    log_refused,
     query,
     refuse_origin,
     send_json_error,
@@ -74,6 +75,7 @@ class SSETransport:
             link = Link(INFO, self.host.codec("json"))
             await self.host.attach(link, first)
         except ProtocolError as exc:
+            log_refused("GET /sse", exc, scope)
             if exc.code == CloseCode.SESSION_UNKNOWN:
                 await self.host.stranger(scope)
             await send_json_error(send, status_for(exc.code), exc, cors)

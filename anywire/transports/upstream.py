@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.frames import Frame
 from .base import (
     Host,
     Receive,
@@ -17,6 +18,7 @@ from .base import (
     Send,
     decode_frames,
     header,
+    log_refused,
     read_body,
     refuse_origin,
     send_json_error,
@@ -44,8 +46,14 @@ class SendEndpoint:
             self.host.charge(sid, 0, "requests")
             content_type = header(scope, b"content-type") or ""
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
-            body = await read_body(receive, settings.max_frame_size)
-            frames, error = decode_frames(codec, body, settings.max_batch)
+            frames: list[Frame] = []
+            error: RemoteProtocolError | None
+            try:
+                body = await read_body(receive, settings.max_frame_size)
+            except RemoteProtocolError as exc:  # too large: charged like any bad input
+                error = exc
+            else:
+                frames, error = decode_frames(codec, body, settings.max_batch)
             if frames or error is None:  # an empty batch is charged too
                 self.host.feed(sid, frames)
             if error is not None:
@@ -53,7 +61,8 @@ class SendEndpoint:
                 raise error
         except ConnectionResetError:
             return
-        except (ProtocolError, RemoteProtocolError) as exc:
+        except ProtocolError as exc:
+            log_refused("POST /send", exc, scope)
             if exc.code == CloseCode.SESSION_UNKNOWN:
                 await self.host.stranger(scope)
             await send_json_error(send, status_for(exc.code), exc, cors)

@@ -40,6 +40,7 @@ from .base import (
     byte_length,
     decode_frames,
     decode_general,
+    log_refused,
     short_reason,
 )
 from .meter import METER_KEY, ControlMeter
@@ -81,7 +82,7 @@ class WebSocketTransport:
         try:
             try:
                 await writer.flush_inline()  # the hello and any replay
-                await self._reader(link, receive, writer)
+                await self._reader(scope, link, receive, writer)
             except asyncio.CancelledError:
                 if not writer.stopped_reader:
                     raise  # cancelled from outside (server shutdown)
@@ -151,13 +152,16 @@ class WebSocketTransport:
             link = Link(INFO, codec)
             await self.host.attach(link, first)
         except ProtocolError as exc:
+            log_refused("websocket first message", exc, scope)
             if exc.code == CloseCode.SESSION_UNKNOWN:
                 await self.host.stranger(scope)  # a ticket of no one's: held when busy
             await _close(send, exc.code, exc.message)
             return None
         return link
 
-    async def _reader(self, link: Link, receive: Receive, writer: _Writer) -> None:
+    async def _reader(
+        self, scope: Scope, link: Link, receive: Receive, writer: _Writer
+    ) -> None:
         host, sid, codec = self.host, link.sid, link.codec
         assert sid is not None
         max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
@@ -173,7 +177,9 @@ class WebSocketTransport:
                     continue
             # (A UTF-8 character is at most 4 bytes: short text needs no measuring.)
             if len(data) * 4 > max_size and byte_length(data) > max_size:
-                link.close(CloseCode.MESSAGE_TOO_BIG, f"frame over {max_size} bytes")
+                too_big = RemoteProtocolError(f"frame over {max_size} bytes", 4503)
+                log_refused("websocket frame", too_big, scope)
+                link.close(too_big.code, too_big.message)
                 return
             writer.hold()  # answers produced while feeding go out below, in this task
             answer = None
@@ -202,6 +208,7 @@ class WebSocketTransport:
                     link.close(exc.code, exc.message)
                     return
                 # A bad frame is answered, not fatal: the connection and session live on.
+                log_refused("websocket frame", exc, scope)
                 link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
             except LocalProtocolError:
                 writer.release()

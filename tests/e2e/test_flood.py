@@ -144,7 +144,7 @@ async def test_pings_polls_and_resumes_are_charged(strict: Server, transport: st
             token = {"X-Anywire-Token": flooder.neg["token"]}
             # A newer poll answers the one before at once (204): each costs a token.
             responses = await asyncio.gather(
-                *(flooder.http.get("/anywire/poll", params={"ack": 1}, headers=token)
+                *(flooder.http.get("/anywire/poll", params={"ack": 0}, headers=token)
                   for _ in range(2 * BURST))
             )  # fmt: skip
             refused = [r for r in responses if r.status_code == 429]

@@ -134,10 +134,10 @@ class Hostile:
         answer; a stalled one was closed and its stalled close cut (it is no longer
         attached; the session keeps what it holds for the resume window). Closed 4002
         as a rule; 4001 if the server stopped reading it first (it stops reading a
-        WebSocket whose answers it cannot write, so its heartbeat goes silent)."""
-        if self.deaf:
-            return self.answered >= self.sent
-        return bool(state) and bool(state["close"]) and not state["attached"]
+        WebSocket whose answers it cannot write, so its heartbeat goes silent). A deaf
+        one that reads slower than it asks may be closed 4002 as well."""
+        closed = bool(state) and bool(state["close"]) and not state["attached"]
+        return closed or (self.deaf and self.answered >= self.sent)
 
     async def attack(self, joins: int, rate: float) -> None:
         """Send ``joins`` join requests at ``rate`` per second (stops early if the server

@@ -26,6 +26,7 @@ def _f(name: str, default: float) -> float:
 
 settings = Settings(
     max_frame_size=int(_f("AW_MAX_FRAME", 16 * 1024)),
+    max_depth=int(_f("AW_MAX_DEPTH", 32)),
     ping_interval=_f("AW_PING_INTERVAL", 1.0),
     ping_timeout=_f("AW_PING_TIMEOUT", 1.5),
     poll_window=_f("AW_POLL_WINDOW", 2.0),
@@ -37,6 +38,13 @@ settings = Settings(
     allowed_origins=("http://allowed.example",),
     allowed_hosts=tuple(h for h in os.environ.get("AW_ALLOWED_HOSTS", "").split(",") if h),
     transports=tuple(os.environ.get("AW_TRANSPORTS", "websocket,sse,longpoll").split(",")),
+    # Every test client comes from 127.0.0.1: admission limits are off unless a test sets them.
+    max_sessions=int(_f("AW_MAX_SESSIONS", 1_000_000)),
+    max_sessions_per_user=int(_f("AW_MAX_SESSIONS_PER_USER", 1_000_000)),
+    max_sessions_per_ip=int(_f("AW_MAX_SESSIONS_PER_IP", 1_000_000)),
+    negotiate_rate=_f("AW_NEGOTIATE_RATE", 1e6),
+    negotiate_burst=int(_f("AW_NEGOTIATE_BURST", 1_000_000)),
+    busy_retry_after=_f("AW_BUSY_RETRY_AFTER", 5.0),
     flood_rate=_f("AW_FLOOD_RATE", 2000),
     flood_burst=int(_f("AW_FLOOD_BURST", 5000)),
     ack_delay=_f("AW_ACK_DELAY", 0.1),

@@ -225,7 +225,7 @@ export class FakeServer {
     };
     this.mode = { websocket: "ok", sse: "ok", longpoll: "ok" }; // "ok" | "refuse" | "hang"
     this.negotiations = []; // {body, auth}
-    this.negotiateStatus = null; // {status, body} to refuse negotiate
+    this.negotiateStatus = null; // {status, code, headers?, extra?} to refuse negotiate
     this.negotiateHangs = 0; // how many negotiates get no answer at all
     this.gate = null; // a promise that holds negotiate answers back
     this.down = false; // negotiate fails at the network level
@@ -359,8 +359,9 @@ export class FakeServer {
     return new Response(body, { status, headers: { "content-type": codec.contentType, ...headers } });
   }
 
-  _error(status, code, message = "") {
-    return new Response(JSON.stringify({ error: "e", code, message }), { status, headers: { "content-type": "application/json" } });
+  _error(status, code, message = "", headers = {}, extra = {}) {
+    const body = JSON.stringify({ error: "e", code, message, ...extra });
+    return new Response(body, { status, headers: { "content-type": "application/json", ...headers } });
   }
 
   async _fetch(url, init = {}) {
@@ -381,7 +382,8 @@ export class FakeServer {
       this.negotiateHangs -= 1;
       return new Promise(() => {});
     }
-    if (this.negotiateStatus) return this._error(this.negotiateStatus.status, this.negotiateStatus.code);
+    const refusal = this.negotiateStatus;
+    if (refusal) return this._error(refusal.status, refusal.code, "", refusal.headers, refusal.extra);
     const failed = body.failed ?? [];
     const order = [
       ...this.enabled.filter((t) => body.transports.includes(t) && !failed.includes(t)),

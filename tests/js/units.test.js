@@ -76,6 +76,20 @@ test("peer: a recovered hello trims by last, keeps the receive position", () => 
   assert.throws(() => peer.onHello(hello("B", true, 0, 0)), ProtocolError);
 });
 
+test("peer: a recovered hello whose last no frame sent could explain is refused", () => {
+  // Found by the state-machine fuzz (issue #13), as in tests/unit/test_peer.py.
+  const peer = new ClientPeer();
+  peer.onHello(hello("A", false, 0, 0));
+  sent(peer, 3);
+  assert.notEqual(peer.helloProblem(hello("A", true, 0, 4)), null);
+  assert.throws(() => peer.onHello(hello("A", true, 0, 4)), ProtocolError);
+  peer.confirm(2);
+  assert.notEqual(peer.helloProblem(hello("A", true, 0, 1)), null);
+  assert.equal(peer.helloProblem(hello("A", true, 0, 2)), null);
+  assert.equal(peer.helloProblem(hello("A", false, 0, 99)), null);
+  assert.deepEqual(peer.onHello(hello("A", true, 0, 3)), []);
+});
+
 test("peer: an unrecovered hello renumbers what is unconfirmed (also under the same sid)", () => {
   const peer = new ClientPeer();
   peer.onHello(hello("A", false, 0, 0));

@@ -112,15 +112,17 @@ async def test_handler_exception_becomes_error_ack_and_session_lives() -> None:
         await aw.stop(grace=0.1)
 
 
-async def test_an_ack_its_connection_can_carry_but_a_later_codec_cannot_becomes_an_error() -> None:
-    """An ack is encoded for its connection's codec only (the echo hot path). A resume on
-    the other codec that cannot carry the value gets an error ack with the same id,
-    never a dead writer."""
+async def test_an_ack_no_codec_pair_can_carry_is_an_error_on_every_codec() -> None:
+    """An ack is encoded for its connection's codec only (the echo hot path), so each
+    codec must refuse what the other could not carry: 2^64 is valid JSON but beyond
+    MessagePack's integers, and a JSON client is not sent it either (docs/protocol.md,
+    5.1). The error ack keeps its id and is replayed as the same error on a resume over
+    the other codec; the writer lives."""
     aw = Anywire(anonymous=True)
 
     @aw.on("big")
     def big(sock: Any, data: Any) -> int:
-        return 2**64  # fine in JSON, beyond MessagePack's integers
+        return 2**64
 
     await aw.start()
     try:
@@ -130,7 +132,7 @@ async def test_an_ack_its_connection_can_carry_but_a_later_codec_cannot_becomes_
         aw.host.feed(first.sid, [Event(s=1, e="big", id=7)])
         json_frames = [aw.host.codec("json").decode(f) for f in aw.host.outgoing(first)]
         (ack,) = [f for f in json_frames if f["t"] == "ack"]
-        assert ack["ok"] is True and ack["d"] == 2**64
+        assert ack["ok"] is False and ack["err"]["code"] == "handler_error"
         aw.host.detach(first)  # written but never confirmed: replayed on resume
 
         token = aw.host.issuer.signer.sign({"k": "s", "sid": first.sid, "node": aw.node_id})

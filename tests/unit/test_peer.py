@@ -95,6 +95,23 @@ def test_recovered_hello_for_another_session_is_refused() -> None:
         peer.on_hello(Hello("B", True, 0, 0))
 
 
+def test_recovered_hello_whose_last_no_frame_sent_could_explain_is_refused() -> None:
+    # Found by the state-machine fuzz (issue #13): a hello claiming frames the client never
+    # sent used to be taken, and the next frames (numbered at or below that last) were
+    # then dropped by the server as duplicates: lost.
+    peer = ClientPeer()
+    peer.on_hello(Hello("A", False, 0, 0))
+    sent(peer, 3)
+    assert peer.hello_problem(Hello("A", True, 0, 4)) is not None
+    with pytest.raises(RemoteProtocolError):
+        peer.on_hello(Hello("A", True, 0, 4))
+    peer.confirm(2)  # the server confirmed 2: a hello saying 1 forgot one of them
+    assert peer.hello_problem(Hello("A", True, 0, 1)) is not None
+    assert peer.hello_problem(Hello("A", True, 0, 2)) is None
+    assert peer.hello_problem(Hello("A", False, 0, 99)) is None  # fresh: renumbers
+    assert [f.s for f in peer.on_hello(Hello("A", True, 0, 3))] == []
+
+
 def test_unrecovered_hello_renumbers_unconfirmed_frames() -> None:
     peer = ClientPeer()
     peer.on_hello(Hello("A", False, 0, 0))

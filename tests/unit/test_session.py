@@ -123,6 +123,26 @@ def test_rewind_hands_unacknowledged_frames_out_again() -> None:
     assert sess.take_pending() == [] and not sess.outbox
 
 
+def test_a_late_poll_with_an_older_ack_does_not_rewind_past_the_acknowledged() -> None:
+    # Found by the state-machine fuzz (issue #13): written fell below floor - 1, and the
+    # next push looked like an overflow to the host, which closed the connection (4002).
+    sess = attached(heartbeat=POLL)
+    pushed(sess, 3)
+    sess.take_pending()
+    sess.rewind(2)
+    sess.rewind(0)  # an older poll, answered late
+    assert sess.written >= sess.floor - 1
+    assert data(sess.take_pending()) == [(3, 2)]
+
+
+def test_an_ack_of_frames_not_yet_given_leaves_none_of_them_pending() -> None:
+    # Found by the state-machine fuzz: the same gap, from an rx or ack= ahead of written.
+    sess = attached(heartbeat=POLL)
+    pushed(sess, 3)
+    sess.receive(Rx(2), 1.0)
+    assert sess.written == 2 and data(sess.take_pending()) == [(3, 2)]
+
+
 def test_outbox_overflow_drops_oldest_and_raises_floor() -> None:
     sess = attached(outbox_size=3)
     pushed(sess, 5)

@@ -17,3 +17,11 @@ function* delays(base, cap, random) {
     ceiling = Math.min(cap, ceiling * 2);
   }
 }
+
+/** The next delay of `delays`, added to a busy server's Retry-After (ms) when it gave one:
+ * never sooner than asked, and a crowd of refused clients still spreads out.
+ * @param {Iterator<number>} delays @param {number|null} [retryAfter] @returns {number} */
+export function retryDelay(delays, retryAfter = null) {
+  const delay = delays.next().value;
+  return retryAfter === null || retryAfter === undefined ? delay : retryAfter + delay;
+}

@@ -11,12 +11,40 @@ export const LIMITS = {
   ack_timeout: 10000, max_frame_size: 65536, max_batch: 100, flood_rate: 200, flood_burst: 1000,
 };
 
-/** A failure of one connection attempt or of negotiate; `terminal` stops the socket. */
-export function failure(message, code = null, terminal = false) {
+/** Longest Retry-After honoured, in ms (a larger one is read as this). */
+export const MAX_RETRY_AFTER = 600000;
+
+/** A failure of one connection attempt or of negotiate; `terminal` stops the socket;
+ * `retryAfter` (ms) is the wait a busy server asked for: the socket never retries sooner. */
+export function failure(message, code = null, terminal = false, retryAfter = null) {
   const err = new Error(message);
   err.code = code;
   err.terminal = terminal;
+  err.retryAfter = retryAfter;
   return err;
+}
+
+/** The wait in ms a 503 or 429 negotiate asks for (session caps, negotiate rate): its
+ * `Retry-After` header (seconds or an HTTP date; the server exposes it to cross-origin
+ * pages), else the `retry_after` seconds of its JSON body; null without either. */
+export function retryAfter(status, header, text, now = Date.now()) {
+  if (status !== 429 && status !== 503) return null;
+  let ms = null;
+  if (typeof header === "string" && header.trim() !== "") {
+    const seconds = Number(header);
+    const date = Date.parse(header);
+    if (Number.isFinite(seconds)) ms = seconds * 1000;
+    else if (Number.isFinite(date)) ms = date - now;
+  }
+  if (ms === null) {
+    try {
+      const value = JSON.parse(text).retry_after;
+      if (typeof value === "number" && Number.isFinite(value)) ms = value * 1000;
+    } catch {
+      ms = null;
+    }
+  }
+  return ms === null ? null : Math.min(Math.max(ms, 0), MAX_RETRY_AFTER);
 }
 
 /** Validates a 200 negotiate answer (docs/protocol.md 3.3); durations stay in ms. */
@@ -129,7 +157,8 @@ async function request(env, url, body, getToken, controller) {
     const what = `negotiate refused: HTTP ${res.status} ${message}`.trim();
     if (res.status === 401) throw failure(what, code ?? UNAUTHORIZED, true);
     if (res.status === 403) throw failure(what, code ?? FORBIDDEN, true);
-    throw failure(what, code, code !== null && !shouldReconnect(code));
+    const header = res.headers && typeof res.headers.get === "function" ? res.headers.get("retry-after") : null;
+    throw failure(what, code, code !== null && !shouldReconnect(code), retryAfter(res.status, header, text));
   }
   try {
     return parseNegotiated(JSON.parse(text));

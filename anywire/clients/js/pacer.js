@@ -1,4 +1,4 @@
-// Pacing what the socket sends below the server's flood budget (docs/protocol.md 13.1).
+// Pacing what the socket sends below the server's flood budget (docs/protocol.md 13.4).
 //
 // The server pays everything a client makes it do from one token bucket per session
 // (flood_rate tokens a second, flood_burst at most) and closes a client that overspends

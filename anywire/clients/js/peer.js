@@ -80,7 +80,8 @@ export class ClientPeer {
    * @param {object} hello @param {object[]} [first] @param {((f: object) => object)|null} [rewrite] */
   onHello(hello, first = [], rewrite = null) {
     if (hello.recovered) {
-      if (this.sid !== null && hello.sid !== this.sid) throw new ProtocolError("resumed a different session");
+      const problem = this.helloProblem(hello);
+      if (problem !== null) throw new ProtocolError(problem);
     } else {
       this.inLast = hello.seq;
       this.rxSent = hello.seq;
@@ -89,6 +90,18 @@ export class ClientPeer {
     this.sid = hello.sid;
     this.confirm(hello.last);
     return this.unconfirmed.slice();
+  }
+
+  /** Why a recovered hello cannot be true of this client, or null: it resumes another
+   * session, or its `last` says the server processed frames never sent (they would be
+   * dropped as duplicates: lost) or forgot frames it had confirmed. A fresh hello fits.
+   * @param {object} hello @returns {string|null} */
+  helloProblem(hello) {
+    if (!hello.recovered) return null;
+    if (this.sid !== null && hello.sid !== this.sid) return "resumed a different session";
+    if (hello.last > this.outSeq) return `hello.last ${hello.last} is beyond the last frame sent, ${this.outSeq}`;
+    if (hello.last < this.outSeq - this.unconfirmed.length) return `hello.last ${hello.last} is below frames already confirmed`;
+    return null;
   }
 
   _renumber(base, first = [], rewrite = null) {

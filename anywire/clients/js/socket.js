@@ -18,7 +18,7 @@ import { FLOOD, FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED
 import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull, RequestLost } from "./errors.js";
 import { failedBefore, remember, resolveEnv } from "./env.js";
 import { setKey } from "./values.js";
-import { backoff } from "./backoff.js";
+import { backoff, retryDelay } from "./backoff.js";
 import { Continuity } from "./continuity.js";
 import { Handlers, Hooks, report } from "./handlers.js";
 import { LIMITS, failure, negotiate, negotiateBody } from "./negotiate.js";
@@ -439,7 +439,7 @@ export class Socket {
           this._finish(err.code ?? null, err.message);
           return;
         }
-        await this._sleep(delays.next().value);
+        await this._sleep(retryDelay(delays, err.retryAfter), err.retryAfter ?? 0);
         continue;
       }
       if (this._stopped()) {
@@ -462,10 +462,12 @@ export class Socket {
     }
   }
 
-  /** Waits `ms`, or less if woken (back online, page visible again, closed). */
-  _sleep(ms) {
+  /** Waits `ms`, or less if woken (back online, page visible again, closed); `floor` ms at least, unless closed. */
+  _sleep(ms, floor = 0) {
+    const earliest = this.env.now() + floor;
     return new Promise((resolve) => {
       const done = () => {
+        if (!this._stopped() && this.env.now() < earliest) return;
         this.env.clearTimeout(timer);
         this._wakers.delete(done);
         resolve();
@@ -552,9 +554,8 @@ export class Socket {
         if (settled) return void early.push(["frames", frames]);
         const [hello, ...rest] = frames;
         if (hello.t !== "hello") return settle(failure(`${offer.name}: expected hello, got ${hello.t}`));
-        if (hello.recovered && this.peer.sid !== null && hello.sid !== this.peer.sid) {
-          return settle(failure(`${offer.name}: the server resumed a different session`));
-        }
+        const problem = this.peer.helloProblem(hello);
+        if (problem !== null) return settle(failure(`${offer.name}: impossible hello: ${problem}`));
         settle(null, { neg, transport: t, hello, rest, early });
       };
       t.onalive = () => {

@@ -9,7 +9,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-__all__ = ["backoff"]
+__all__ = ["BUSY_WAITS", "BUSY_WAIT_MAX", "backoff", "retry_delay", "waits_out"]
+
+BUSY_WAITS = 3
+"""How often a first ``connect()`` waits out a ``Retry-After`` (a busy server) before it
+gives up; reconnects always wait and go on."""
+BUSY_WAIT_MAX = 30.0
+"""Longest ``Retry-After`` (seconds) a first ``connect()`` waits out; a longer one fails
+the connect at once (``ConnectError.retry_after`` tells the caller)."""
 
 
 def backoff(
@@ -29,6 +36,19 @@ def backoff(
     if base <= 0 or cap <= 0 or factor < 1:
         raise ValueError("backoff needs base > 0, cap > 0 and factor >= 1")
     return _delays(base, cap, factor, rand if rand is not None else random.Random())
+
+
+def retry_delay(delays: Iterator[float], retry_after: float | None) -> float:
+    """The next delay of ``delays``, added to the server's ``Retry-After`` when it gave
+    one: never sooner than asked, and a crowd of refused clients still spreads out."""
+    delay = next(delays)
+    return delay if retry_after is None else retry_after + delay
+
+
+def waits_out(retry_after: float | None, waits: int) -> bool:
+    """Whether a first ``connect()`` refused for the ``waits``-th time (1, 2...) waits the
+    server's ``retry_after`` out instead of failing."""
+    return retry_after is not None and retry_after <= BUSY_WAIT_MAX and waits <= BUSY_WAITS
 
 
 def _delays(base: float, cap: float, factor: float, rng: random.Random) -> Iterator[float]:

@@ -39,7 +39,7 @@ from ...core.frames import (
 )
 from ...core.peer import ClientPeer
 from ...core.settings import Settings
-from .backoff import backoff
+from .backoff import backoff, retry_delay, waits_out
 from .continuity import Continuity
 from .errors import (
     AckError,
@@ -507,22 +507,23 @@ class Client:
 
     async def _cycle(self, first: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
-        delays = backoff(self.backoff_base, self.backoff_max)
+        delays, waits = backoff(self.backoff_base, self.backoff_max), 0
         while True:
             self._set_state("reconnecting" if first.done() else "connecting")
             try:
                 neg, transport, hello = await self._connect_round()
             except ConnectError as exc:
-                # AuthError: the same credentials cannot work later either. The first
-                # connect reports to its caller instead of retrying.
-                if isinstance(exc, AuthError) or not first.done() or not self.reconnect:
+                # AuthError: the same credentials cannot work later either. A first connect
+                # gives up too, unless a busy server said when to retry (Retry-After).
+                busy = waits_out(exc.retry_after, waits := waits + 1)
+                if isinstance(exc, AuthError) or not (first.done() or busy) or not self.reconnect:
                     if not first.done():
                         self._set_state("disconnected")
                         first.set_exception(exc)
                     else:
                         self._finish(exc.code, str(exc))
                     return
-                delay = next(delays)
+                delay = retry_delay(delays, exc.retry_after)
                 log.info("anywire reconnect failed (%s); next try in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -587,8 +588,8 @@ class Client:
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     hello = await transport.open(opening)
-                if hello.recovered and self.peer.sid not in (None, hello.sid):
-                    raise TransportClosed(None, "the server resumed a different session")
+                if (problem := self.peer.hello_problem(hello)) is not None:
+                    raise TransportClosed(None, f"impossible hello: {problem}")
             except asyncio.CancelledError:
                 await transport.close()  # close() during an attempt: leave no tasks behind
                 raise

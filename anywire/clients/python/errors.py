@@ -28,12 +28,17 @@ class ConnectError(ClientError):
     """Negotiate failed, or no offered transport delivered a hello in time.
 
     ``code`` is the anywire close code the server gave, if any (e.g. 4507 when no common
-    transport exists).
+    transport exists). ``retry_after`` is the wait in seconds the server asked for
+    (``Retry-After`` of a 503 or 429 negotiate: session caps, negotiate rate), if any;
+    the client never negotiates again sooner.
     """
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.retry_after = retry_after
 
 
 class AuthError(ConnectError):

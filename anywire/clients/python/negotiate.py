@@ -4,8 +4,10 @@ its errors turned into the client's exceptions."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,7 +16,10 @@ from ...core.closecodes import CloseCode
 from .errors import AuthError, ConnectError
 from .wire import Negotiated, error_code
 
-__all__ = ["TokenSource", "negotiate", "resolve_token"]
+__all__ = ["TokenSource", "negotiate", "resolve_token", "retry_after"]
+
+MAX_RETRY_AFTER = 600.0
+"""Longest ``Retry-After`` honoured, in seconds (a larger one is read as this)."""
 
 TokenSource = str | Callable[[], str | Awaitable[str | None] | None] | None
 """A bearer token, or a callable (plain or async) giving a fresh one per negotiate."""
@@ -62,7 +67,7 @@ async def negotiate(
             raise AuthError(message, code or CloseCode.UNAUTHORIZED)
         if status == 403:
             raise AuthError(message, code or CloseCode.FORBIDDEN)
-        raise ConnectError(message, code)
+        raise ConnectError(message, code, retry_after(response))
     try:
         return Negotiated.parse(response.json())
     except ValueError as exc:
@@ -78,3 +83,32 @@ def error_message(response: httpx.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
     return ""
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The wait a 503 or 429 asks for, in seconds: its ``Retry-After`` header (seconds
+    or an HTTP date), else the ``retry_after`` of its JSON body; None without either."""
+    if response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("retry-after")
+    seconds: float | None = None
+    if value is not None:
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+                seconds = (when - datetime.now(UTC)).total_seconds()
+            except (TypeError, ValueError):
+                seconds = None
+    if seconds is None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        field = body.get("retry_after") if isinstance(body, dict) else None
+        if isinstance(field, int | float) and not isinstance(field, bool):
+            seconds = float(field)
+    if seconds is None or seconds != seconds:  # absent, or NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

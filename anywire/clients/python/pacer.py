@@ -1,7 +1,7 @@
 """Pacing what the client sends below the server's flood budget.
 
 The server pays everything a client makes it do from one token bucket per session
-(``flood_rate`` tokens a second, ``flood_burst`` at most; protocol section 13.1) and
+(``flood_rate`` tokens a second, ``flood_burst`` at most; protocol section 13.4) and
 closes a client that overspends with 4008. A :class:`Pacer` is the client's own, smaller
 bucket (90% of the rate, half the burst), which every message, POST, poll and resume
 waits on: a loop of 10,000 emits is slowed to what the server allows, never refused.

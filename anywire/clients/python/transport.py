@@ -201,7 +201,7 @@ class ClientTransport:
                 while self._outbox and not self.closed:
                     frames = list(self._outbox)
                     self._outbox.clear()
-                    # No message may cost more than the pacer holds (protocol 13.1).
+                    # No message may cost more than the pacer holds (protocol 13.4).
                     max_batch = min(self.neg.max_batch, self.pacer.max_cost())
                     costs: list[int] = []
                     bodies = encode_bodies(
