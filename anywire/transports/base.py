@@ -333,6 +333,8 @@ async def send_json_error(
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     if isinstance(error, FloodError):
         headers.append((b"retry-after", error.retry_after_header()))
+        # (Browsers hide response headers from cross-origin callers unless exposed.)
+        headers.append((b"access-control-expose-headers", b"Retry-After"))
         await asyncio.sleep(min(error.retry_after, FLOOD_HOLD))
     headers += extra_headers or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
