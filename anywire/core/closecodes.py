@@ -37,6 +37,9 @@ class CloseCode(IntEnum):
     SESSION_UNKNOWN = 4007
     """The session, ticket or token is unknown, expired or already used (e.g. the server
     restarted): negotiate again; the resume will report ``recovered: false``."""
+    FLOOD = 4008
+    """The client spent its flood budget (``flood_rate`` / ``flood_burst``): the session is
+    kept; reconnect after backoff and resume. HTTP answers 429 with ``Retry-After``."""
 
     # -- terminal range (4500-4999) ------------------------------------------------------
     NORMAL = 4500
@@ -49,8 +52,7 @@ class CloseCode(IntEnum):
     """A frame or a batch exceeded ``max_frame_size`` / ``max_batch``."""
     FORBIDDEN = 4505
     """The application refused the connection (connect hook) or the origin."""
-    FLOOD = 4506
-    """Too many frames in too short a time."""
+    # 4506 is retired (it was FLOOD, terminal; flood is 4008 now).
     TRANSPORT_DISABLED = 4507
     """The transport is disabled in the server configuration."""
 

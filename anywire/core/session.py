@@ -40,6 +40,7 @@ from typing import Any
 from .closecodes import CloseCode
 from .codec import Outgoing
 from .errors import LocalProtocolError, RemoteProtocolError
+from .flood import FloodError, TokenBucket
 from .frames import SEQUENCED, Frame, Hello, Ping, Pong, Rx, StreamPos, in_order
 from .settings import Settings
 from .streams import Lost
@@ -99,14 +100,13 @@ class ServerSession:
     """Transport-neutral server state of one client session."""
 
     __slots__ = (
-        "_bucket",
-        "_bucket_at",
         "_held",
         "_next_ack_id",
         "_out",
         "_out_bytes",
         "anonymous",
         "auth_deadline",
+        "budget",
         "connection",
         "control",
         "created_at",
@@ -190,8 +190,8 @@ class ServerSession:
         # the first time the session consumes one of those streams it catches up from
         # there (reported_position()).
         self.reported: dict[str, tuple[str, int]] | None = None
-        self._bucket = float(settings.flood_burst)
-        self._bucket_at = now
+        self.budget = TokenBucket(settings.flood_rate, settings.flood_burst, now)
+        """The session's flood budget (kept across resumes): see :mod:`.flood`."""
 
     @property
     def outbox(self) -> list[tuple[int, Outgoing]]:
@@ -420,11 +420,11 @@ class ServerSession:
         """Account for one client frame. Returns it if the application must handle it
         (event, ack, join, leave), None if the session consumed it or it was a duplicate.
 
-        Raises :class:`RemoteProtocolError` for out-of-order sequence numbers, frames that
-        are only valid as the first frame, and floods (code 4506).
+        Raises :class:`RemoteProtocolError` for out-of-order sequence numbers and frames
+        that are only valid as the first frame. The caller charges the flood budget
+        (:meth:`charge`) for the whole message first.
         """
         self.last_seen = now
-        self.charge(now)
         t = frame.type
         if t in SEQUENCED:
             s: int = frame.s  # type: ignore[union-attr]
@@ -464,18 +464,12 @@ class ServerSession:
             # take the gap for an overflow at the next push.)
             self.written = n
 
-    def charge(self, now: float) -> None:
-        """Spend one flood token for a client frame (valid or not); raises
-        :class:`RemoteProtocolError` with 4506 FLOOD when the bucket is empty."""
-        settings = self.settings
-        bucket = self._bucket + (now - self._bucket_at) * settings.flood_rate
-        if bucket > settings.flood_burst:
-            bucket = settings.flood_burst  # (no min()/float() calls: once per frame)
-        self._bucket_at = now
-        if bucket < 1.0:
-            self._bucket = bucket
-            raise RemoteProtocolError("too many frames", CloseCode.FLOOD)
-        self._bucket = bucket - 1.0
+    def charge(self, now: float, cost: int = 1, what: str = "frames") -> None:
+        """Spend ``cost`` flood tokens (a message: one per frame, at least one); raises
+        :class:`~.flood.FloodError` (4008) when the budget cannot pay (the refusal is
+        charged too: see :meth:`.flood.TokenBucket.take`)."""
+        if not self.budget.take(now, cost):
+            raise FloodError(f"flood: too many {what}", self.budget.wait(now, cost))
 
     def _queue_rx(self) -> None:
         self.rx_sent = self.in_last

@@ -71,9 +71,18 @@ class Settings:
     stream_history: int = 1000
     """Events kept per room and per user stream for stream-level recovery."""
     flood_rate: float = 200.0
-    """Sustained client frames per second allowed per session (token bucket)."""
+    """Default 200. Tokens per second refilling each session's flood budget (a token
+    bucket kept across resumes). Everything a client makes the server do costs tokens:
+    a message one per frame (at least one: an empty batch costs one), a WebSocket ping
+    or pong one, a long-poll request one, a resume 10 (``core.flood.RESUME_COST``).
+    Past the budget a WebSocket is closed with 4008 FLOOD (the session is kept: resume
+    after backoff) and an HTTP request is answered 429 with ``Retry-After`` and the JSON
+    error code 4008; refusals are charged too (the budget goes into debt). Advertised by
+    negotiate; the clients pace themselves below it (protocol section 13.4)."""
     flood_burst: int = 1000
-    """Bucket size of the flood limiter: the burst a client may send at once."""
+    """Default 1000. Size of the flood budget: what a client may spend at once. A
+    WebSocket that has not sent its first message yet has a budget of its own of this
+    size and rate for its pings and pongs."""
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed for browsers; empty allows only same-origin and non-browser callers.
     ``"*"`` allows every origin."""

@@ -27,6 +27,7 @@ from typing import Any
 from ..core.auth import Identity
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.flood import FloodError
 from ..core.frames import UINT_LIMIT, StreamPos
 from ..core.negotiation import choose_codec, order_transports
 from ..core.session import ServerSession
@@ -448,6 +449,10 @@ class Anywire:
             resume = body.get("resume") if isinstance(body.get("resume"), str) else None
             since = _positions(body.get("since"))
             user_since = _position(body.get("user_since"))
+            if resume is not None:
+                # Before the credential is checked: a flooding client's reconnects are
+                # refused at the cost of a signature check (429, the session is kept).
+                self.host.issuer.charge_resume(resume)
             identity = await _maybe_await(self.auth(bearer(scope), scope))
             if not isinstance(identity, Identity):
                 raise AuthError("authenticator returned no identity")
@@ -457,6 +462,9 @@ class Anywire:
             return
         except AuthError as exc:
             await self.host.refresher.refuse_http(send, exc, cors, "negotiate")
+            return
+        except FloodError as exc:
+            await send_json_error(send, 429, exc, cors)
             return
         except (ProtocolError, ValueError) as exc:
             err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
@@ -497,6 +505,8 @@ class Anywire:
             **self.settings.timings_ms(),
             "max_frame_size": self.settings.max_frame_size,
             "max_batch": self.settings.max_batch,
+            "flood_rate": self.settings.flood_rate,
+            "flood_burst": self.settings.flood_burst,
         }
         expires_in = expires_in_ms(identity)
         if expires_in is not None:

@@ -22,8 +22,10 @@ from typing import Any
 
 import uvicorn
 
+from ..core.settings import Settings
 from .app import Anywire
 from .httplimits import HttpLimits, protocol_class
+from .wsprotocol import metered_protocol
 
 __all__ = ["main"]
 
@@ -91,15 +93,17 @@ def config(
     max_size: int,
     fd: int | None = None,
     limits: HttpLimits | None = None,
+    settings: Settings | None = None,
 ) -> uvicorn.Config:
-    """uvicorn settings anywire relies on."""
+    """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
+    are charged to the flood budget: :mod:`.wsprotocol`)."""
     return uvicorn.Config(
         app,
         **http_options(limits or HttpLimits()),
         host=host,
         port=port,
         fd=fd,
-        ws="websockets-sansio",
+        ws="websockets-sansio" if settings is None else metered_protocol(settings),
         ws_max_size=max_size,
         ws_per_message_deflate=False,
         # Our own pings detect dead peers and pass proxies; uvicorn's are redundant.
@@ -123,7 +127,8 @@ def run(
     """Serve ``app`` in this process with graceful anywire shutdown."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
-    server = _Server(config(app, host, port, log_level, max_size, fd, limits), aw)
+    settings = aw.settings if aw else None
+    server = _Server(config(app, host, port, log_level, max_size, fd, limits, settings), aw)
     logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
     # Everything imported and built so far lives as long as the process: move it out of
     # the collector's sight, so a full collection scans what connections create, not

@@ -7,7 +7,8 @@ local sessions (encoding each broadcast once per codec).
 
 Its helpers each own one job: :mod:`.issuer` (session ids, tokens, tickets),
 :mod:`.joins` (rooms), :mod:`.calls` (server-to-client calls), :mod:`.catchup` (replay
-from stream history), :mod:`.outgoing` (the frames it sends).
+from stream history), :mod:`.outgoing` (the frames it sends), :mod:`.budget` (the flood
+budget, invalid frames).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..core.auth import Identity
 from ..core.closecodes import CloseCode, should_reconnect
 from ..core.codec import Codec, Outgoing
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.flood import RESUME_COST
 from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx, StreamPos
 from ..core.rooms import Member, Rooms
 from ..core.session import Heartbeat, ServerSession, SessionState
@@ -32,6 +34,7 @@ from ..core.settings import Settings
 from ..core.streams import Lost, all_stream, session_stream, user_stream
 from ..transports.base import MESSAGE_BYTES, Link, Scope, short_reason
 from .broker import Broker, Envelope
+from .budget import Budget
 from .calls import Calls
 from .catchup import begin, held_catch_up, patient_catch_up
 from .codecs import make_codecs
@@ -40,6 +43,7 @@ from .issuer import Issuer
 from .joins import Joins
 from .outgoing import ack_frame, body, event_frame, lost_frame, measure
 from .refresh import Refresher
+from .strangers import Strangers
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -56,7 +60,7 @@ _ATTACHED = SessionState.ATTACHED
 _CLOSED = SessionState.CLOSED
 
 
-class SessionHost:
+class SessionHost(Budget):
     """All sessions of one node."""
 
     def __init__(
@@ -80,6 +84,7 @@ class SessionHost:
         self.users: dict[tuple[str, str], set[str]] = {}
         self.tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self.issuer = Issuer(self, secret)
+        self.strangers = Strangers(settings, lambda: self._clock())
         self.calls = Calls(self)
         self.joins = Joins(self)
         self.refresher = Refresher(self)
@@ -176,6 +181,7 @@ class SessionHost:
         sess = self.sessions.get(sid)
         last = first.last if isinstance(first, Resume) else None
         if sess is not None and last is not None and sess.can_resume(last):
+            sess.charge(now, RESUME_COST, "resumes")  # no fresh connection for a flooder
             old = sess.connection
             sess.auth_deadline = auth_deadline
             sess.tickets = [*sess.tickets[-3:], redeemed.nonce]
@@ -311,10 +317,10 @@ class SessionHost:
         self.refresher.guard(sess, now)  # an expired credential runs nothing
         self.counters["frames_in"] += len(frames)
         try:
-            if not frames:
-                # An empty batch does nothing, but a message costs a flood token like
-                # any other: a client must not be able to make the server work for free.
-                sess.charge(now)
+            # The whole message is paid for first, one token a frame and at least one
+            # (an empty batch does nothing but must not be free): a flood refuses all
+            # of it, never half, so the client resends it whole.
+            sess.charge(now, len(frames) or 1)
             for frame in frames:
                 handled = sess.receive(frame, now)
                 if handled is not None:
@@ -358,7 +364,9 @@ class SessionHost:
         counters = self.counters
         counters["frames_in"] += 1
         try:
-            handled = sess.receive(frame, self._clock())
+            now = self._clock()
+            sess.charge(now)
+            handled = sess.receive(frame, now)
         except RemoteProtocolError as exc:
             self._peer_error(sess, exc)
             raise
@@ -383,29 +391,6 @@ class SessionHost:
         # produced on its own (a pong, an rx owed on its own) has not.
         if sess.control or sess.rx_due():
             self._wake(sess)
-
-    def reject(self, sid: str, error: RemoteProtocolError) -> None:
-        """A client frame was invalid. If it carried its sequence number, count it as
-        consumed (the frames after it still flow) and answer its ack id with an error."""
-        sess = self.sessions.get(sid)
-        if sess is None:
-            return
-        try:
-            # Invalid frames cost flood tokens like valid ones.
-            sess.charge(asyncio.get_running_loop().time())
-        except RemoteProtocolError as exc:
-            self._peer_error(sess, exc)
-            raise
-        if error.seq is None or not sess.skip(error.seq):
-            return
-        if error.ack_id is not None:
-            self.reply(sess, error.ack_id, False, None, "bad_request", error.message)
-
-    def _peer_error(self, sess: ServerSession, exc: RemoteProtocolError) -> None:
-        """Count a client's protocol error; a flood ends the session (4506)."""
-        self.counters["errors"] += 1
-        if exc.code == CloseCode.FLOOD:
-            self.close_session(sess, CloseCode.FLOOD, exc.message)
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
@@ -443,9 +428,11 @@ class SessionHost:
         if not isinstance(link, Link) or link.info.name != "longpoll":
             code, reason = sess.last_close or (CloseCode.POLL_TIMEOUT, "not polling: resume")
             raise ProtocolError(reason, code)
+        now = self._clock()
+        sess.touch(now)  # alive, even if refused: a flood is not a dead connection
+        sess.charge(now, 1, "polls")
         if ack is not None:
             sess.rewind(ack)
-        sess.touch(asyncio.get_running_loop().time())
         return link
 
     def detach(self, link: Link) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..core.auth import Identity
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError
+from ..core.flood import RESUME_COST
 from ..core.tickets import Signer, TicketBook
 from .admission import Gate
 
@@ -129,6 +130,16 @@ class Issuer:
         )  # fmt: skip
         self._pending[nonce] = (identity, expires, since)
         return Issued(sid, token, ticket, resumable)
+
+    def charge_resume(self, token: str) -> None:
+        """Charge a negotiate that presents session token ``token`` to that session's flood
+        budget, if the session lives here (raises FloodError, 4008). An invalid token
+        costs nothing here: the negotiate goes on as a fresh one."""
+        try:
+            sid = str(self.signer.verify(token, "s").get("sid"))
+        except ProtocolError:
+            return
+        self.host.charge(sid, RESUME_COST, "resumes")
 
     def _resume(
         self, identity: Identity, namespace: str, token: str

@@ -19,10 +19,12 @@ from urllib.parse import parse_qs
 from ..core.closecodes import CloseCode
 from ..core.codec import Codec
 from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.flood import FloodError
 from ..core.frames import UINT_LIMIT, Connect, Frame, Resume, parse_frame
 from ..core.settings import Settings
 
 __all__ = [
+    "FLOOD_HOLD",
     "LINK_QUEUE_BYTES",
     "LINK_QUEUE_FRAMES",
     "MESSAGE_BYTES",
@@ -50,6 +52,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("anywire")
+
+FLOOD_HOLD = 1.0
+"""Longest time (seconds) a flood refusal (HTTP 429) is held before it is answered."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -215,7 +220,18 @@ class Host(Protocol):
         ...
 
     def poll_started(self, sid: str, ack: int | None) -> Link:
-        """A long-poll request arrived: apply its ``ack`` and return the session's link."""
+        """A long-poll request arrived: charge it to the flood budget, apply its ``ack``
+        and return the session's link."""
+        ...
+
+    def charge(self, sid: str, cost: int = 1, what: str = "frames") -> None:
+        """Spend ``cost`` of the session's flood budget (0: only check it is not spent);
+        raises FloodError (4008)."""
+        ...
+
+    async def stranger(self, scope: Scope) -> None:
+        """The request named no live session (4007): charge its address's flood budget,
+        and return once the refusal may be sent (held while that budget is spent)."""
         ...
 
     def detach(self, link: Link) -> None:
@@ -297,7 +313,12 @@ async def send_json_error(
     error: ProtocolError | None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Answer an HTTP request with ``status`` and a JSON error body naming the close code."""
+    """Answer an HTTP request with ``status`` and a JSON error body naming the close code.
+
+    A flood refusal (429) carries ``Retry-After`` and is held up to :data:`FLOOD_HOLD`
+    seconds first (never past its Retry-After): a client that ignores Retry-After and
+    asks again at once can then make this connection refuse it about once a second,
+    not thousands of times (holding a request costs a sleeping coroutine)."""
     body = b""
     if error is not None:
         name = {
@@ -310,6 +331,11 @@ async def send_json_error(
         }.get(status, "error")
         body = json.dumps({"error": name, "code": error.code, "message": error.message}).encode()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    if isinstance(error, FloodError):
+        headers.append((b"retry-after", error.retry_after_header()))
+        # (Browsers hide response headers from cross-origin callers unless exposed.)
+        headers.append((b"access-control-expose-headers", b"Retry-After"))
+        await asyncio.sleep(min(error.retry_after, FLOOD_HOLD))
     headers += extra_headers or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -335,7 +361,7 @@ async def read_body(receive: Receive, limit: int, truncate: bool = False) -> byt
             return b"".join(chunks)
 
 
-_STATUS = {4007: 410, 4501: 401, 4502: 400, 4503: 413, 4505: 403, 4506: 429, 4507: 404}
+_STATUS = {4007: 410, 4008: 429, 4501: 401, 4502: 400, 4503: 413, 4505: 403, 4507: 404}
 
 
 def status_for(code: int) -> int:

@@ -72,6 +72,8 @@ class LongPollTransport:
                 raise
         except ProtocolError as exc:
             log_refused("GET /poll", exc, scope)
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)
             await self._refuse(send, exc, cors)
             return
         await self._hold(scope, receive, send, link, cors)

@@ -76,6 +76,8 @@ class SSETransport:
             await self.host.attach(link, first)
         except ProtocolError as exc:
             log_refused("GET /sse", exc, scope)
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)
             await send_json_error(send, status_for(exc.code), exc, cors)
             return
         if self._watcher is None:

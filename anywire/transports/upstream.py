@@ -8,6 +8,7 @@ flight so frames arrive in order.
 
 from __future__ import annotations
 
+from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.frames import Frame
 from .base import (
@@ -41,6 +42,8 @@ class SendEndpoint:
         settings = self.host.settings
         try:
             sid = session_sid(self.host, scope)
+            # A client past its budget is refused before its body is read or decoded.
+            self.host.charge(sid, 0, "requests")
             content_type = header(scope, b"content-type") or ""
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
             frames: list[Frame] = []
@@ -60,6 +63,8 @@ class SendEndpoint:
             return
         except ProtocolError as exc:
             log_refused("POST /send", exc, scope)
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)
             await send_json_error(send, status_for(exc.code), exc, cors)
             return
         await send({"type": "http.response.start", "status": 204, "headers": [*cors]})

@@ -43,6 +43,7 @@ from .base import (
     log_refused,
     short_reason,
 )
+from .meter import METER_KEY, ControlMeter
 
 __all__ = ["INFO", "WebSocketTransport"]
 
@@ -72,6 +73,7 @@ class WebSocketTransport:
         link = await self._handshake(scope, receive, send)
         if link is None:
             return
+        self._meter(scope, link)
         task = asyncio.current_task()
         assert task is not None
         writer = _Writer(self.host, link, send, task)
@@ -106,6 +108,22 @@ class WebSocketTransport:
             self.host.detach(link)
             await writer.cancel()
 
+    def _meter(self, scope: Scope, link: Link) -> None:
+        """Charge this connection's pings and pongs to its session from now on (when
+        the server's WebSocket protocol meters them: ``anywire serve`` does)."""
+        meter = scope.get("extensions", {}).get(METER_KEY)
+        if not isinstance(meter, ControlMeter) or link.sid is None:
+            return
+        host, sid = self.host, link.sid
+
+        def charge() -> None:
+            host.charge(sid, 1, "pings")
+
+        def flood() -> None:
+            link.close(CloseCode.FLOOD, "flood: too many pings")
+
+        meter.bind(charge, flood)
+
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> Link | None:
         settings = self.host.settings
         try:
@@ -135,6 +153,8 @@ class WebSocketTransport:
             await self.host.attach(link, first)
         except ProtocolError as exc:
             log_refused("websocket first message", exc, scope)
+            if exc.code == CloseCode.SESSION_UNKNOWN:
+                await self.host.stranger(scope)  # a ticket of no one's: held when busy
             await _close(send, exc.code, exc.message)
             return None
         return link

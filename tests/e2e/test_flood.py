@@ -1,36 +1,71 @@
-"""Floods: a client that sends faster than the configured rate is cut off with 4506 (and
-HTTP 429), and the server keeps serving everyone else."""
+"""Floods (issue #13, item 4): one budget per session for everything a client makes the
+server do. Past it a WebSocket is closed with 4008 FLOOD and an HTTP request is answered
+429 with ``Retry-After`` and a JSON error; the session is kept and can be resumed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from .conftest import Server, make_token, start_server
 from .raw import RawConn
 
+RATE, BURST = 20, 40
+
 
 @pytest.fixture(scope="module")
 def strict() -> Iterator[Server]:
-    srv = start_server({"AW_FLOOD_RATE": "20", "AW_FLOOD_BURST": "40"})
+    srv = start_server({"AW_FLOOD_RATE": str(RATE), "AW_FLOOD_BURST": str(BURST)})
     yield srv
     srv.stop()
 
 
-async def test_flood_is_cut_off_and_others_unharmed(strict: Server, transport: str) -> None:
-    flooder = RawConn(strict.url, transport, make_token("flooder"))
-    bystander = RawConn(strict.url, transport, make_token("bystander"))
+async def closed_with(conn: RawConn) -> dict[str, Any]:
+    """The close frame the server sent (skipping whatever came before it)."""
+    while True:
+        frame = await conn.recv()
+        if frame.get("t") in ("close", "_closed"):
+            return dict(frame)
+
+
+def assert_flood_answer(r: httpx.Response | None) -> float:
+    """A 429 with Retry-After and the JSON error; returns the Retry-After in seconds."""
+    assert r is not None and r.status_code == 429, r
+    body = r.json()
+    assert body["error"] == "flood" and body["code"] == 4008 and body["message"], body
+    retry = int(r.headers["retry-after"])
+    assert 1 <= retry <= BURST / RATE + 1
+    return float(retry)
+
+
+async def test_flood_is_refused_with_4008_and_the_session_resumes(
+    strict: Server, transport: str
+) -> None:
+    flooder = RawConn(strict.url, transport, make_token(f"flooder-{transport}"))
+    bystander = RawConn(strict.url, transport, make_token(f"bystander-{transport}"))
+    again = RawConn(strict.url, transport, make_token(f"flooder-{transport}"))
     try:
-        await flooder.open()
+        hello = await flooder.open()
+        assert flooder.neg["flood_rate"] == RATE and flooder.neg["flood_burst"] == BURST
         await bystander.open()
         frames = [{"t": "event", "s": i, "e": "record", "d": i} for i in range(1, 81)]
         if transport == "websocket":
             for i in range(0, 80, 10):
                 await flooder.send_raw(json.dumps(frames[i : i + 10]))
-            frame = await flooder.recv()
-            assert frame["t"] == "close" and frame["c"] == 4506
+            assert (await closed_with(flooder))["c"] == 4008
+            # The session was kept: it resumes (after the budget refilled).
+            await asyncio.sleep(BURST / RATE)  # the protocol's backoff, not a sync
+            resumed = await again.open(resume_last=flooder.last_seq, resume=flooder.neg["token"])
+            assert resumed["t"] == "hello" and resumed["sid"] == hello["sid"]
+            assert resumed["recovered"] is True
         else:
             statuses = []
             for i in range(0, 80, 10):
@@ -39,15 +74,26 @@ async def test_flood_is_cut_off_and_others_unharmed(strict: Server, transport: s
                 statuses.append(r.status_code)
                 if r.status_code != 204:
                     break
-            assert statuses[-1] == 429
-            # The session is gone, and a late request still learns why.
-            r = await flooder.send({"t": "ping"})
-            assert r is not None and r.status_code == 429 and r.json()["code"] == 4506
+            retry = assert_flood_answer(r)
+            assert statuses[:-1] == [204] * (len(statuses) - 1) and len(statuses) <= 5
+            # Refused whole: the batch is sent again after Retry-After, on the same session.
+            await asyncio.sleep(retry)  # what the server asked for, not a sync
+            n = len(statuses) - 1
+            r = await flooder.send_raw(json.dumps(frames[n * 10 : n * 10 + 10]))
+            assert r is not None and r.status_code == 204
+            # What the server recorded for this user (asked on a connection of its own:
+            # the flooder's polls may have been refused meanwhile, ending its reader).
+            await again.open()
+            await again.send({"t": "event", "s": 1, "id": 1, "e": "recorded"})
+            while (answer := await again.recv())["t"] != "ack":
+                pass
+            assert answer["d"] == list(range(1, n * 10 + 11))  # nothing lost, nothing twice
         await bystander.send({"t": "event", "s": 1, "id": 1, "e": "echo", "d": "fine"})
         assert (await bystander.recv())["d"] == "fine"
     finally:
         await flooder.close()
         await bystander.close()
+        await again.close()
 
 
 async def test_empty_batches_are_charged_like_any_message(strict: Server, transport: str) -> None:
@@ -56,18 +102,101 @@ async def test_empty_batches_are_charged_like_any_message(strict: Server, transp
     try:
         await flooder.open()
         if transport == "websocket":
-            for _ in range(80):  # twice the burst
+            for _ in range(2 * BURST):
                 await flooder.send_raw("[]")
-            frame = await flooder.recv()
-            assert frame["t"] == "close" and frame["c"] == 4506
+            assert (await closed_with(flooder))["c"] == 4008
         else:
             statuses = []
-            for _ in range(80):
+            for _ in range(2 * BURST):
                 r = await flooder.send_raw("[]")
                 assert r is not None
                 statuses.append(r.status_code)
                 if r.status_code != 204:
                     break
-            assert statuses[-1] == 429 and len(statuses) <= 45, statuses
+            assert_flood_answer(r)
+            assert BURST - 5 <= len(statuses) <= BURST + 5, statuses
     finally:
         await flooder.close()
+
+
+async def test_pings_polls_and_resumes_are_charged(strict: Server, transport: str) -> None:
+    """What costs the server without being a message: WebSocket pings (answered below
+    ASGI), ``ping`` frames by POST, long-poll requests; and negotiates that resume."""
+    flooder = RawConn(strict.url, transport, make_token(f"pings-{transport}"))
+    try:
+        await flooder.open()
+        if transport == "websocket":
+            assert flooder.ws is not None
+            with contextlib.suppress(ConnectionClosed):  # the close may come first
+                for _ in range(2 * BURST):
+                    await flooder.ws.ping()
+            assert (await closed_with(flooder))["c"] == 4008
+        elif transport == "sse":
+            for _ in range(2 * BURST):
+                r = await flooder.send({"t": "ping"})
+                assert r is not None
+                if r.status_code != 204:
+                    break
+            assert_flood_answer(r)
+        else:
+            assert flooder._reader is not None
+            flooder._reader.cancel()  # the test polls by itself
+            token = {"X-Anywire-Token": flooder.neg["token"]}
+            # A newer poll answers the one before at once (204): each costs a token.
+            responses = await asyncio.gather(
+                *(flooder.http.get("/anywire/poll", params={"ack": 0}, headers=token)
+                  for _ in range(2 * BURST))
+            )  # fmt: skip
+            refused = [r for r in responses if r.status_code == 429]
+            assert refused and len(refused) <= BURST + 5
+            assert_flood_answer(refused[0])
+        # Draining the budget with negotiates that resume: each costs a token too.
+        for _ in range(2 * BURST):
+            r = await flooder.negotiate(resume=flooder.neg["token"])
+            if r.status_code != 200:
+                break
+        assert_flood_answer(r)
+    finally:
+        await flooder.close()
+
+
+async def test_pings_before_the_first_message_are_charged(strict: Server) -> None:
+    """A WebSocket that never sends its connect frame pays for its pings from a budget of
+    its own (WebSocket only: the other transports have no pings below the protocol)."""
+    async with connect(strict.url.replace("http", "ws") + "/anywire/ws") as ws:
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(2 * BURST):
+                await ws.ping()
+        async with asyncio.timeout(5):
+            await ws.wait_closed()
+        assert ws.close_code == 4008
+
+
+async def test_strangers_are_charged_per_address(strict: Server, transport: str) -> None:
+    """Requests that name no session (a forged token, a used ticket) have no session to
+    charge: their refusals are charged to the client's address, and held once its budget
+    is spent (the answer itself does not change)."""
+    n = 2 * BURST
+    async with httpx.AsyncClient(base_url=strict.url, timeout=10) as http:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        if transport == "websocket":
+            codes = []
+            for _ in range(n):
+                async with connect(strict.url.replace("http", "ws") + "/anywire/ws") as ws:
+                    await ws.send(json.dumps({"t": "connect", "ticket": "forged"}))
+                    await ws.wait_closed()
+                    codes.append(ws.close_code)
+            assert set(codes) == {4007}
+        else:
+            token = {"X-Anywire-Token": "forged"}
+            for _ in range(n):
+                if transport == "sse":
+                    r = await http.post("/anywire/send", content=b"[]", headers=token)
+                else:
+                    r = await http.get("/anywire/poll", params={"ack": 0}, headers=token)
+                assert r.status_code == 410 and r.json()  # the answer does not change
+        elapsed = loop.time() - start
+    # BURST refusals at once, then RATE a second: the other BURST take BURST / RATE s.
+    print(f"\n{transport}: {n} refusals of a stranger in {elapsed:.2f} s")
+    assert elapsed >= 0.8 * (n - BURST) / RATE

@@ -15,6 +15,7 @@ RECONNECT = {
     CloseCode.TRANSPORT_REPLACED,
     CloseCode.POLL_TIMEOUT,
     CloseCode.SESSION_UNKNOWN,
+    CloseCode.FLOOD,  # the session is kept: resume after backoff (4506, terminal, retired)
 }
 
 
@@ -36,12 +37,12 @@ def test_documented_values() -> None:
         "TRANSPORT_REPLACED": 4005,
         "POLL_TIMEOUT": 4006,
         "SESSION_UNKNOWN": 4007,
+        "FLOOD": 4008,
         "NORMAL": 4500,
         "UNAUTHORIZED": 4501,
         "BAD_REQUEST": 4502,
         "MESSAGE_TOO_BIG": 4503,
         "FORBIDDEN": 4505,
-        "FLOOD": 4506,
         "TRANSPORT_DISABLED": 4507,
     }
 

@@ -12,6 +12,7 @@ import pytest
 from anywire.core.closecodes import CloseCode
 from anywire.core.codec import Outgoing
 from anywire.core.errors import LocalProtocolError, RemoteProtocolError
+from anywire.core.flood import FloodError
 from anywire.core.frames import (
     Ack,
     Close,
@@ -437,33 +438,62 @@ def test_skip_consumes_only_the_next_sequence_number() -> None:
     assert sess.receive(Event(4, "c"), 1.0) is not None
 
 
-def test_flood_is_refused_with_4506() -> None:
+def test_flood_is_refused_with_4008_and_the_session_kept() -> None:
     sess = attached(flood_rate=10.0, flood_burst=5)
     for _ in range(5):
-        sess.receive(Ping(), 0.0)
-    with pytest.raises(RemoteProtocolError) as info:
-        sess.receive(Ping(), 0.0)
-    assert info.value.code == CloseCode.FLOOD
+        sess.charge(0.0)
+    with pytest.raises(FloodError) as info:
+        sess.charge(0.0)
+    assert info.value.code == CloseCode.FLOOD == 4008
+    # The refusal was charged too (debt of one): two tokens to refill at 10/s.
+    assert info.value.retry_after == pytest.approx(0.2)
+    assert sess.state is SessionState.ATTACHED  # refused, not ended
 
 
 def test_flood_bucket_refills_at_the_rate_and_caps_at_the_burst() -> None:
     sess = attached(flood_rate=10.0, flood_burst=5)
     for _ in range(5):
-        sess.receive(Ping(), 0.0)
-    sess.receive(Ping(), 0.1)  # one token back after 0.1 s at 10/s
-    with pytest.raises(RemoteProtocolError):
-        sess.receive(Ping(), 0.1)
+        sess.charge(0.0)
+    sess.charge(0.1)  # one token back after 0.1 s at 10/s
+    with pytest.raises(FloodError):
+        sess.charge(0.1)
     # A long quiet spell refills at most ``burst`` tokens.
     for _ in range(5):
-        sess.receive(Ping(), 1000.0)
-    with pytest.raises(RemoteProtocolError):
-        sess.receive(Ping(), 1000.0)
+        sess.charge(1000.0)
+    with pytest.raises(FloodError):
+        sess.charge(1000.0)
+
+
+def test_a_message_is_paid_whole_or_refused_whole() -> None:
+    sess = attached(flood_rate=10.0, flood_burst=5)
+    sess.charge(0.0, 3)
+    with pytest.raises(FloodError) as info:
+        sess.charge(0.0, 3)  # 2 tokens left: refused whole, and charged: 1 in debt
+    assert info.value.retry_after == pytest.approx(0.4)  # 4 tokens at 10/s
+    sess.charge(0.4, 3)  # paid after its Retry-After
+    # A batch larger than the whole budget costs the whole budget (else never sendable).
+    sess.charge(10.0, 50)
+    with pytest.raises(FloodError):
+        sess.charge(10.0)
+
+
+def test_a_client_ignoring_retry_after_stays_refused() -> None:
+    """Refusals are charged (down to -burst): asking again at once, faster than the rate
+    refills, never gets through, however long it goes on."""
+    sess = attached(flood_rate=10.0, flood_burst=5)
+    for _ in range(5):
+        sess.charge(0.0)
+    for i in range(1, 1000):
+        with pytest.raises(FloodError):
+            sess.charge(i * 0.05)  # 20 a second against a refill of 10
+    # The debt is bounded: a client that then waits gets back in within burst/rate * 2.
+    sess.charge(1000 * 0.05 + 1.0)
 
 
 def test_sustained_rate_below_the_limit_is_fine() -> None:
     sess = attached(flood_rate=10.0, flood_burst=2)
     for i in range(1000):
-        sess.receive(Ping(), i * 0.11)
+        sess.charge(i * 0.11)
 
 
 # -- timers ----------------------------------------------------------------------------------

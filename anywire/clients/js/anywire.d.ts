@@ -72,6 +72,10 @@ export interface ConnectOptions {
   backoffMax?: number;
   /** Most frames awaiting the server's confirmation, offline queue included (default 1000). */
   maxQueue?: number;
+  /** Pace every message, POST, poll and resume below the flood budget the server
+   * advertises (90% of flood_rate, half of flood_burst), by waiting (default true).
+   * false: send at once and risk a 4008 close (the socket then backs off and resumes). */
+  pace?: boolean;
   /** Remember the transport that worked so the next page load starts there (default true). */
   remember?: boolean;
   /** Where to remember it (default sessionStorage, if available). */

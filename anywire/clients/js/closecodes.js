@@ -5,6 +5,9 @@ export const NORMAL = 4500;
 export const UNAUTHORIZED = 4501;
 export const FORBIDDEN = 4505;
 export const TRANSPORT_REPLACED = 4005;
+/** The flood budget was spent: the session is kept; reconnect after backoff and resume.
+ * (4506, the old terminal flood code, is retired.) */
+export const FLOOD = 4008;
 /** Codes that, while opening a transport, mean "negotiate again" rather than "failed". */
 export const RENEGOTIATE = new Set([4000, 4004, 4007]);
 

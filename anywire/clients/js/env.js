@@ -45,3 +45,10 @@ export function remember(storage, key, value) {
     // not remembered: the next page load simply starts from the top of the list
   }
 }
+
+/** The transports to report as failed at first: those before the one remembered from an
+ * earlier page load (it worked then: start there). */
+export function failedBefore(storage, key, transports) {
+  const at = transports.indexOf(recall(storage, key));
+  return at > 0 ? transports.slice(0, at) : [];
+}

@@ -230,7 +230,7 @@ export function batches(codec, frames, maxBatch, maxSize) {
   let size = 0;
   let last = 0;
   const flush = () => {
-    if (group.length) out.push({ body: group.length === 1 ? group[0] : codec.batch(group), last });
+    if (group.length) out.push({ body: group.length === 1 ? group[0] : codec.batch(group), last, count: group.length });
   };
   for (const frame of frames) {
     const encoded = codec.encode(frame);
@@ -248,6 +248,11 @@ export function batches(codec, frames, maxBatch, maxSize) {
   }
   flush();
   return out;
+}
+
+/** Refuses, loudly, an event or room name the server would only answer with an error. */
+export function checkName(name, what) {
+  if (!isName(name)) throw new TypeError(`${what} name must be a string of 1-${MAX_NAME} characters`);
 }
 
 /** The message bodies of batches(). */

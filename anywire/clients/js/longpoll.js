@@ -46,6 +46,8 @@ export class LongPollTransport extends Transport {
       while (!this.closed) {
         const url = first ? firstUrl : withQuery(pollUrl, { ack: this._ack });
         const headers = first ? {} : { "X-Anywire-Token": this.neg.token };
+        if (!first && this.pacer) await this.pacer.take(); // each poll costs a flood token
+        if (this.closed) return;
         const res = await this._get(url, headers, limit);
         if (this.closed) return;
         if (res.status === 204) {
@@ -68,7 +70,7 @@ export class LongPollTransport extends Transport {
           this._end(err.code, err.message);
           return;
         }
-        const err = await refused(res, "poll");
+        const err = this._paced(await refused(res, "poll"));
         this._end(err.code, err.message);
         return;
       }

@@ -8,7 +8,7 @@ import { errorCode } from "./frames.js";
 /** The protocol's defaults for what a negotiate answer may leave out (ms, bytes, frames). */
 export const LIMITS = {
   ping_interval: 20000, ping_timeout: 10000, poll_window: 20000, resume_window: 30000,
-  ack_timeout: 10000, max_frame_size: 65536, max_batch: 100,
+  ack_timeout: 10000, max_frame_size: 65536, max_batch: 100, flood_rate: 200, flood_burst: 1000,
 };
 
 /** Longest Retry-After honoured, in ms (a larger one is read as this). */

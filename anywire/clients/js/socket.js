@@ -14,9 +14,9 @@
 // code below never branches on which one is in use.
 
 import { CODECS, jsonCodec, own } from "./codec.js";
-import { FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
+import { FLOOD, FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
 import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull, RequestLost } from "./errors.js";
-import { recall, remember, resolveEnv } from "./env.js";
+import { failedBefore, remember, resolveEnv } from "./env.js";
 import { setKey } from "./values.js";
 import { backoff, retryDelay } from "./backoff.js";
 import { Continuity } from "./continuity.js";
@@ -24,6 +24,7 @@ import { Handlers, Hooks, report } from "./handlers.js";
 import { LIMITS, failure, negotiate, negotiateBody } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
+import { Pacer, RESUME_COST } from "./pacer.js";
 import { LongPollTransport } from "./longpoll.js";
 import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
@@ -61,17 +62,13 @@ const DEFAULTS = {
   upgrade: true,
   upgradeDelay: 1000,
   closeOnPageHide: true,
+  pace: true,
   env: undefined,
 };
 
 /** Creates a socket and starts connecting at once (see Socket for the options). */
 export function connect(options = {}) {
   return new Socket(options);
-}
-
-function checkName(name, what) {
-  // The server would only answer such a frame with an error: refuse it here, loudly.
-  if (!F.isName(name)) throw new TypeError(`${what} name must be a string of 1-${F.MAX_NAME} characters`);
 }
 
 export class Socket {
@@ -101,6 +98,8 @@ export class Socket {
     this.path = o.path.replace(/\/+$/, "");
     /** The session's sequencing state (kept across reconnects). */
     this.peer = new ClientPeer(o.maxQueue);
+    /** Paces every send below the server's flood budget (pacer.js), across reconnects. */
+    this.pacer = new Pacer(this.env, o.pace);
     /** Stream positions, rooms and open requests, kept across sessions. */
     this.continuity = new Continuity(this.peer, o.namespace);
     /** @type {string|null} the session id, once connected */
@@ -136,12 +135,8 @@ export class Socket {
     this._epoch = 0; // counts the hellos that renumbered the outgoing frames
     this._pingTimer = null;
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
-    // Transports reported as failed in every negotiate, oldest failure first. A transport
-    // remembered from an earlier page load starts the list after the ones before it.
-    this._failed = [];
-    const remembered = o.remember ? recall(this.env.storage, this._storageKey) : null;
-    const at = o.transports.indexOf(remembered);
-    if (at > 0) this._failed = o.transports.slice(0, at);
+    // Transports reported as failed in every negotiate, oldest failure first.
+    this._failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
     this._listen();
     queueMicrotask(() => this._run());
   }
@@ -226,7 +221,7 @@ export class Socket {
    * QueueFull, FrameTooLarge, TypeError (data not sendable) or ConnectionClosed. */
   emit(event, data = null) {
     this._checkOpen();
-    checkName(event, "event");
+    F.checkName(event, "event");
     this._checkFrame(F.event(PROBE, event, data));
     if (!this.peer.hasRoom()) throw new QueueFull(`${this.options.maxQueue} frames await the server's confirmation`);
     this._send(this.continuity.event(event, data));
@@ -237,7 +232,7 @@ export class Socket {
    * errors of emit(). */
   async call(event, data = null, { timeout } = {}) {
     this._checkOpen();
-    checkName(event, "event");
+    F.checkName(event, "event");
     const id = this.peer.nextId();
     return this._request(() => this.continuity.event(event, data, id), F.event(PROBE, event, data, id), timeout);
   }
@@ -250,14 +245,14 @@ export class Socket {
    * after a lost session. */
   async join(room, { meta = null, since = null, timeout } = {}) {
     this._checkOpen();
-    checkName(room, "room");
+    F.checkName(room, "room");
     return this._request(() => this.continuity.join(room, meta, since), F.join(PROBE, PROBE, room, meta, since), timeout);
   }
 
   /** Leaves `room`; resolves with the server's answer ({room}). */
   async leave(room, { timeout } = {}) {
     this._checkOpen();
-    checkName(room, "room");
+    F.checkName(room, "room");
     return this._request(() => this.continuity.leave(room), F.leave(PROBE, PROBE, room), timeout);
   }
 
@@ -459,6 +454,7 @@ export class Socket {
         return;
       }
       this._setState("reconnecting");
+      if (code === FLOOD) this.pacer.spent(); // overspent (pace off?): start slow
       // Only a connection that outlived the longest delay resets the schedule, so a
       // server that accepts and then drops at once is not hammered.
       if (this.env.now() - started >= this.options.backoffMax) delays = this._delays();
@@ -504,7 +500,9 @@ export class Socket {
         throw failure(`no transport worked: ${errors.join("; ") || "no common transport"}`);
       }
       const offer = offers[0];
+      this.pacer.configure(neg.flood_rate, neg.flood_burst);
       try {
+        if (neg.resumable && this.peer.sid !== null) await this.pacer.take(RESUME_COST); // as the server charges
         return await this._open(offer, neg);
       } catch (err) {
         if (this._stopped()) throw err;
@@ -521,10 +519,11 @@ export class Socket {
   }
 
   /** POST {path}/negotiate with a fresh credential; bounded by connectTimeout. */
-  _negotiate() {
+  async _negotiate() {
     const o = this.options;
     const resume = this._neg && this.peer.sid !== null ? this._neg.token : null;
     const body = negotiateBody(o, this._failed, resume, this.continuity.since());
+    if (resume) await this.pacer.take(RESUME_COST); // so does a negotiate that resumes
     return negotiate(this.env, this.base + this.path + "/negotiate", body, o.getToken, o.connectTimeout);
   }
 
@@ -533,7 +532,7 @@ export class Socket {
   _open(offer, neg) {
     return new Promise((resolve, reject) => {
       const t = new TRANSPORTS[offer.name]({
-        base: this.base, offer, neg, codec: CODECS[offer.codec] ?? jsonCodec, env: this.env,
+        base: this.base, offer, neg, codec: CODECS[offer.codec] ?? jsonCodec, env: this.env, pacer: this.pacer,
       });
       const resuming = neg.resumable && this.peer.sid !== null;
       const first = resuming ? F.resume(neg.ticket, this.peer.inLast) : F.connect(neg.ticket);

@@ -24,6 +24,7 @@ export class Transport {
     this.neg = ctx.neg;
     this.codec = ctx.codec;
     this.env = ctx.env;
+    this.pacer = ctx.pacer ?? null; // every write and poll waits on it (pacer.js)
     this.closed = false;
     this.ready = false; // may write
     this.onopen = null;
@@ -100,7 +101,10 @@ export class Transport {
     try {
       while (this._outbox.length && !this.closed) {
         const frames = this._outbox.splice(0);
-        for (const { body, last } of batches(this.codec, frames, this.neg.max_batch, this.neg.max_frame_size)) {
+        const maxBatch = Math.min(this.neg.max_batch, this.pacer ? this.pacer.maxCost() : Infinity);
+        for (const { body, last, count } of batches(this.codec, frames, maxBatch, this.neg.max_frame_size)) {
+          if (this.pacer) await this.pacer.take(count); // one flood token a frame
+          if (this.closed) return;
           await this._write(body);
           // A POST answered 2xx was processed, in order, before the answer: as good a
           // receipt as an rx (which may never come if the downstream ends meanwhile).
@@ -173,7 +177,14 @@ export class Transport {
       // The goodbye of close() must arrive even if the page is being unloaded.
       keepalive: this.final === true,
     });
-    if (res.status >= 300) throw await refused(res, "send");
+    if (res.status >= 300) throw this._paced(await refused(res, "send"));
+  }
+
+  /** A flood refusal's Retry-After is left to the pacer: the next send or resume waits
+   * it out. Returns `err`. */
+  _paced(err) {
+    if (err.code === 4008 && this.pacer) this.pacer.spent(err.retryAfter);
+    return err;
   }
 }
 
@@ -191,6 +202,7 @@ export async function refused(res, what) {
   if (code === null && res.status === 410) code = 4007;
   const err = new Error(`${what} refused: HTTP ${res.status}`);
   err.code = code;
+  err.retryAfter = Number((res.headers && res.headers.get && res.headers.get("retry-after")) || 0) || 0;
   return err;
 }
 

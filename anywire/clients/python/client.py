@@ -23,8 +23,8 @@ import httpx
 
 from ...core.closecodes import RENEGOTIATE, CloseCode, should_reconnect
 from ...core.errors import LocalProtocolError, RemoteProtocolError
+from ...core.flood import RESUME_COST
 from ...core.frames import (
-    MAX_NAME,
     Ack,
     Close,
     Connect,
@@ -51,11 +51,12 @@ from .errors import (
     QueueFull,
     RequestLost,
 )
-from .handlers import Handlers
+from .handlers import Handlers, logged
 from .negotiate import TokenSource, negotiate
+from .pacer import Pacer
 from .refresh import for_client
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
-from .wire import Negotiated, check_frame, make_codecs
+from .wire import Negotiated, check_frame, check_name, make_codecs
 
 __all__ = ["Client", "State"]
 
@@ -105,6 +106,9 @@ class Client:
     :param ack_timeout: default wait for acks in seconds; None: the server's value.
     :param headers: extra HTTP headers for every request, the WebSocket upgrade included
         (e.g. ``Origin``, cookies).
+    :param pace: keep what is sent (messages, POSTs, polls, resumes) within the flood
+        budget the server advertises, by waiting (:mod:`.pacer`); False: send at once,
+        and risk a 4008 close (then the client backs off and resumes).
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class Client:
         max_queue: int = 1000,
         ack_timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        pace: bool = True,
     ) -> None:
         self.transports = tuple(transports)
         unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
@@ -142,6 +147,8 @@ class Client:
         self.backoff_max = backoff_max
         self.ack_timeout = ack_timeout
         self.headers = dict(headers or {})
+        self.pacer = Pacer(pace)
+        """Paces every send below the server's flood budget (kept across reconnects)."""
         self.peer = ClientPeer(max_unconfirmed=max_queue)
         """The session's sequencing state (kept across reconnects)."""
         self.continuity = Continuity(self.peer, namespace)
@@ -339,7 +346,7 @@ class Client:
         hello; once sent it is retransmitted until the server confirms it, and the
         server processes it once. Raises :class:`QueueFull`, :class:`FrameTooLarge`,
         :class:`TypeError` (data not serializable) or :class:`ConnectionClosed`."""
-        _check_name(event, "event")
+        check_name(event, "event")
         await self._submit(
             lambda: self.continuity.event(event, data), Event(s=_PROBE, e=event, d=data)
         )
@@ -351,7 +358,7 @@ class Client:
         (default: ``ack_timeout``, else the server's), :class:`AckError` if the server
         answered with an error (``handler_error``, ``no_handler``...), and the errors of
         :meth:`emit`."""
-        _check_name(event, "event")
+        check_name(event, "event")
         ack_id = self.peer.next_id()
         return await self._request(
             lambda: self.continuity.event(event, data, ack_id=ack_id),
@@ -381,7 +388,7 @@ class Client:
         :class:`AckTimeout` only ends the wait: the join stays pending and takes effect
         when its answer comes (the room then counts as joined and is rejoined after a
         lost session)."""
-        _check_name(room, "room")
+        check_name(room, "room")
         return await self._request(
             lambda: self.continuity.join(room, meta, since),
             Join(s=_PROBE, id=_PROBE, r=room, meta=meta, since=since),
@@ -390,7 +397,7 @@ class Client:
 
     async def leave(self, room: str, timeout: float | None = None) -> Any:
         """Leave ``room``; returns the server's answer."""
-        _check_name(room, "room")
+        check_name(room, "room")
         return await self._request(
             lambda: self.continuity.leave(room), Leave(s=_PROBE, id=_PROBE, r=room), timeout
         )
@@ -528,6 +535,8 @@ class Client:
             if self._closed:
                 await transport.close()
                 return
+            if code == CloseCode.FLOOD:
+                self.pacer.spent()  # overspent (pacing off, or a budget shared): slow down
             terminal = not self.reconnect or (code is not None and not should_reconnect(code))
             if terminal:
                 self._finish(code, reason)
@@ -559,6 +568,7 @@ class Client:
                 detail = "; ".join(errors) or "no common transport"
                 raise ConnectError(f"no transport worked: {detail}")
             offer = offers[0]
+            self.pacer.configure(neg.flood_rate, neg.flood_burst)
             transport = TRANSPORT_CLASSES[offer.name](
                 self.url,
                 offer.url,
@@ -568,7 +578,10 @@ class Client:
                 self._http_client(),
                 self.headers,
             )
+            transport.pacer = self.pacer
             resuming = neg.resumable and self.peer.sid is not None
+            if resuming:
+                await self.pacer.take(RESUME_COST)  # what the server charges a resume
             opening: Connect | Resume = (
                 Resume(neg.ticket, self.peer.in_last) if resuming else Connect(neg.ticket)
             )
@@ -610,6 +623,7 @@ class Client:
         }
         if self._neg is not None and self.peer.sid is not None:
             body["resume"] = self._neg.token
+            await self.pacer.take(RESUME_COST)  # so does a negotiate that resumes
         since = self.continuity.since()
         if since:
             body["since"] = since
@@ -760,23 +774,9 @@ class Client:
             log.exception("anywire hook %r failed", fn)
             return
         if inspect.isawaitable(result):
-            self._track_task(self._hook_tasks, _logged(result, fn))
+            self._track_task(self._hook_tasks, logged(result, fn))
 
     def _track_task(self, tasks: set[asyncio.Task[Any]], aw: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(aw)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-
-
-async def _logged(aw: Awaitable[Any], fn: Callable[..., Any]) -> None:
-    try:
-        await aw
-    except Exception:
-        log.exception("anywire hook %r failed", fn)
-
-
-def _check_name(name: str, what: str) -> None:
-    # The server would only answer such a frame with an error: refuse it here, loudly.
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
-        raise ValueError(f"{what} name must be a string of 1-{MAX_NAME} characters")
-

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...core.frames import Event, StreamPos
 
-__all__ = ["EventInfo", "Handlers"]
+__all__ = ["EventInfo", "Handlers", "logged"]
 
 log = logging.getLogger("anywire.client")
 
@@ -98,3 +98,11 @@ def _takes_info(fn: Callable[..., Any]) -> bool:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             positional += 1
     return positional >= 2
+
+
+async def logged(aw: Awaitable[Any], fn: Callable[..., Any]) -> None:
+    """Await an async hook's result; its failure is logged, never raised."""
+    try:
+        await aw
+    except Exception:
+        log.exception("anywire hook %r failed", fn)

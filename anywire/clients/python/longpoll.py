@@ -12,7 +12,7 @@ import contextlib
 import httpx
 
 from ...core.frames import SEQUENCED, Connect, Frame, Hello, Resume
-from .transport import NETWORK_ERRORS, ClientTransport, TransportClosed, refused
+from .transport import NETWORK_ERRORS, ClientTransport, TransportClosed
 from .wire import decode_frames
 
 __all__ = ["LongPollTransport"]
@@ -36,7 +36,7 @@ class LongPollTransport(ClientTransport):
             self.base_url + self.path, params=params, headers=self.headers
         )
         if response.status_code != 200:
-            raise refused(response, "poll")
+            raise self._refused(response, "poll")
         self._deliver(self._decode(response))
         self._spawn(self._poller())
 
@@ -69,6 +69,7 @@ class LongPollTransport(ClientTransport):
         timeout = httpx.Timeout(10.0, read=self.neg.poll_window + self.neg.ping_timeout)
         try:
             while not self.closed:
+                await self.pacer.take()  # each poll costs the server a token too
                 response = await self.http.get(
                     url, params={"ack": self._ack}, headers=headers, timeout=timeout
                 )
@@ -83,7 +84,7 @@ class LongPollTransport(ClientTransport):
                     # the server's code (terminal, or "reconnect and renegotiate").
                     with contextlib.suppress(*NETWORK_ERRORS):
                         self._deliver(self._decode(response))
-                self._end(refused(response, "poll"))
+                self._end(self._refused(response, "poll"))
                 return
         except NETWORK_ERRORS as exc:
             self._end(TransportClosed(None, f"poll failed: {exc!r}"))

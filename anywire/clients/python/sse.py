@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import httpx
 
 from ...core.frames import Connect, Resume
-from .transport import NETWORK_ERRORS, ClientTransport, TransportClosed, refused
+from .transport import NETWORK_ERRORS, ClientTransport, TransportClosed
 from .wire import SSEDecoder, decode_frames
 
 __all__ = ["SSETransport"]
@@ -36,7 +36,7 @@ class SSETransport(ClientTransport):
             async with self.http.stream("GET", url, headers=headers, timeout=timeout) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    self._end(refused(response, "event stream"))
+                    self._end(self._refused(response, "event stream"))
                     return
                 decoder = SSEDecoder()
                 async for line in response.aiter_lines():

@@ -30,6 +30,7 @@ from ...core.closecodes import CloseCode
 from ...core.codec import Codec
 from ...core.errors import RemoteProtocolError
 from ...core.frames import SEQUENCED, Connect, Frame, Hello, Resume, Rx
+from .pacer import Pacer
 from .wire import Negotiated, encode_bodies, error_code, split_at_close
 
 __all__ = ["ClientTransport", "TransportClosed"]
@@ -60,6 +61,9 @@ class ClientTransport:
     #: Whether a successful write means the server has processed what it carried (an
     #: upstream POST answered 204 does; a WebSocket send only reached a buffer).
     write_confirms: ClassVar[bool] = False
+    #: What every write (and poll) waits on to stay within the server's flood budget;
+    #: the client sets its own (kept across connections).
+    pacer: Pacer = Pacer(enabled=False)
 
     def __init__(
         self,
@@ -197,9 +201,14 @@ class ClientTransport:
                 while self._outbox and not self.closed:
                     frames = list(self._outbox)
                     self._outbox.clear()
-                    for body in encode_bodies(
-                        self.codec, frames, self.neg.max_batch, self.neg.max_frame_size
-                    ):
+                    # No message may cost more than the pacer holds (protocol 13.4).
+                    max_batch = min(self.neg.max_batch, self.pacer.max_cost())
+                    costs: list[int] = []
+                    bodies = encode_bodies(
+                        self.codec, frames, max_batch, self.neg.max_frame_size, costs
+                    )
+                    for body, cost in zip(bodies, costs, strict=True):
+                        await self.pacer.take(cost)
                         await self._write(body)
                         if self.closed:
                             return
@@ -241,9 +250,20 @@ class ClientTransport:
             },
         )
         if response.status_code >= 300:
-            raise refused(response, "send")
+            raise self._refused(response, "send")
 
     # -- helpers -------------------------------------------------------------------------
+    def _refused(self, response: httpx.Response, what: str) -> TransportClosed:
+        """:func:`refused`; a flood refusal's ``Retry-After`` is left to the pacer, so
+        the next send or resume waits it out."""
+        closed = refused(response, what)
+        if closed.code == CloseCode.FLOOD:
+            try:
+                self.pacer.spent(float(response.headers.get("retry-after", "0")))
+            except ValueError:
+                self.pacer.spent()
+        return closed
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"anywire-{self.name}"))
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 
 from ...core.codec import Codec, JsonCodec, MsgpackCodec
-from ...core.frames import Close, Frame, parse_frame
+from ...core.frames import MAX_NAME, Close, Frame, parse_frame
 from ...core.settings import Settings
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Offer",
     "SSEDecoder",
     "check_frame",
+    "check_name",
     "decode_frames",
     "encode_bodies",
     "error_code",
@@ -66,6 +67,8 @@ class Negotiated:
     ack_timeout: float
     max_frame_size: int
     max_batch: int
+    flood_rate: float = _DEFAULTS.flood_rate
+    flood_burst: int = _DEFAULTS.flood_burst
     expires_in: float | None = None
     """Seconds until the credential expires (None: it does not, or the server does not
     say): the client refreshes it in-band before then (protocol section 11.4)."""
@@ -125,6 +128,8 @@ class Negotiated:
             ack_timeout=number("ack_timeout", timings["ack_timeout"]) / 1000,
             max_frame_size=int(number("max_frame_size", _DEFAULTS.max_frame_size)),
             max_batch=int(number("max_batch", _DEFAULTS.max_batch)),
+            flood_rate=number("flood_rate", _DEFAULTS.flood_rate),
+            flood_burst=int(number("flood_burst", _DEFAULTS.flood_burst)),
             expires_in=_expires_in(obj.get("expires_in")),
         )
 
@@ -158,14 +163,19 @@ def split_at_close(frames: Sequence[Frame]) -> tuple[list[Frame], Close | None]:
 
 
 def encode_bodies(
-    codec: Codec, frames: Iterable[Frame], max_batch: int, max_size: int
+    codec: Codec,
+    frames: Iterable[Frame],
+    max_batch: int,
+    max_size: int,
+    counts: list[int] | None = None,
 ) -> list[bytes]:
     """Encode ``frames`` into as few messages / POST bodies as the server's limits allow.
 
     Order is kept. Each body holds at most ``max_batch`` frames and, when it holds more
     than one, at most ``max_size`` bytes; a single frame is sent alone (not as a batch of
     one) so it stays readable. A lone frame larger than ``max_size`` still gets its own
-    body: callers check sizes before queueing (:func:`check_frame`).
+    body: callers check sizes before queueing (:func:`check_frame`). ``counts``, if given,
+    receives the number of frames of each body (what it costs of the flood budget).
     """
     bodies: list[bytes] = []
     group: list[bytes] = []
@@ -174,6 +184,8 @@ def encode_bodies(
     def flush() -> None:
         if group:
             bodies.append(group[0] if len(group) == 1 else codec.batch(group))
+            if counts is not None:
+                counts.append(len(group))
 
     for frame in frames:
         encoded = codec.encode(frame.to_wire())
@@ -186,6 +198,13 @@ def encode_bodies(
         size += cost
     flush()
     return bodies
+
+
+def check_name(name: str, what: str) -> None:
+    """Refuse an event or room name the server would only answer with an error, loudly
+    (ValueError), before anything is queued."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
+        raise ValueError(f"{what} name must be a string of 1-{MAX_NAME} characters")
 
 
 def check_frame(frame: Frame, codecs: Iterable[Codec], size_codec: Codec, max_size: int) -> None:

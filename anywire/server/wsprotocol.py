@@ -1,0 +1,105 @@
+"""uvicorn's sans-I/O WebSocket protocol with pings and pongs charged to the flood budget.
+
+uvicorn answers WebSocket pings itself, below ASGI: without this a client could make the
+server parse and answer pings for free (issue #13: 57% of a core, before any message).
+:func:`metered_protocol` builds the protocol class ``anywire serve`` runs: each ping or
+pong is charged to a :class:`~anywire.transports.meter.ControlMeter`, the connection's
+own bucket until its first message attached a session, the session's budget after that.
+Past the budget the connection is closed with 4008 FLOOD (its session is kept) and
+nothing it sends afterwards is parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
+
+from ..core.closecodes import CloseCode
+from ..core.settings import Settings
+from ..transports.meter import METER_KEY, ControlMeter
+
+__all__ = ["metered_protocol"]
+
+_DEFAULTS = Settings()
+_HANGUP = 1.0  # seconds between a flood close and hanging up (see _stop_reading)
+
+
+class _MeteredProtocol(WebSocketsSansIOProtocol):
+    """Pings and pongs cost flood tokens; see the module docstring."""
+
+    rate: float = _DEFAULTS.flood_rate
+    burst: float = _DEFAULTS.flood_burst
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.meter = ControlMeter(self.rate, self.burst, self.loop.time())
+        self.refused = False  # the flood was handled (once)
+        self.stopped = False  # reading stopped for good
+        self.hangup: asyncio.TimerHandle | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the handshake was accepted: the app will see the meter
+            scope["extensions"][METER_KEY] = self.meter
+
+    def data_received(self, data: bytes) -> None:
+        if self.meter.flooded:
+            self._stop_reading()  # parse nothing more
+            return
+        super().data_received(data)
+
+    def _stop_reading(self) -> None:
+        """Read nothing more (what the client still sends waits in the kernel, at no
+        cost to us), and hang up a moment after our close frame left: closing at once,
+        with unread data, resets the connection and the client may lose the close."""
+        if not self.stopped:
+            self.stopped = True
+            self.transport.pause_reading()
+        if self.close_sent and self.hangup is None:
+            self.hangup = self.loop.call_later(_HANGUP, self.transport.close)
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.close" and message.get("code") == CloseCode.FLOOD:
+            # The app closed for flood (messages): whatever the client goes on sending
+            # is not parsed either (uvicorn would, until the close handshake ends).
+            self.meter.flooded = True
+            self._stop_reading()
+
+    def handle_ping(self) -> None:
+        if self._charged():
+            super().handle_ping()
+
+    def handle_pong(self, event: Frame) -> None:
+        if self._charged():
+            super().handle_pong(event)
+
+    def _charged(self) -> bool:
+        if self.meter.take(self.loop.time()):
+            return True
+        if self.refused:
+            return False  # the rest of a chunk read before the refusal
+        self.refused = True
+        if self.meter.on_flood is not None:
+            self.meter.on_flood()  # the transport closes with 4008; the session is kept
+        elif not self.close_sent:
+            # No session yet: nothing to keep, close here.
+            self.conn.send_close(CloseCode.FLOOD, "flood: too many pings")
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self._stop_reading()
+        return False
+
+
+def metered_protocol(settings: Settings) -> type[WebSocketsSansIOProtocol]:
+    """The protocol class for uvicorn's ``ws`` setting, with ``settings``' flood budget
+    for connections that have no session yet."""
+    return type(
+        "MeteredWebSocketProtocol",
+        (_MeteredProtocol,),
+        {"rate": settings.flood_rate, "burst": float(settings.flood_burst)},
+    )

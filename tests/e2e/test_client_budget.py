@@ -1,0 +1,90 @@
+"""Clients that never trip the flood limit by normal use (issue #13, item 7): the Python
+client paces everything it sends to the budget the server advertises, so a plain loop of
+10,000 emits is slowed, not closed; without pacing the same loop is closed with 4008 and
+the client backs off, resumes and still delivers everything exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from anywire.clients.python import Client, QueueFull
+
+from .conftest import Server, make_token, start_server
+
+RATE, BURST = 2000, 1000
+
+
+@pytest.fixture(scope="module")
+def budgeted() -> Iterator[Server]:
+    # The production resume window: a client backing off after repeated 4008s (up to
+    # 10 s) must find its session still there, as it would in production.
+    srv = start_server({"AW_FLOOD_RATE": str(RATE), "AW_FLOOD_BURST": str(BURST),
+                        "AW_RESUME_WINDOW": "30"})  # fmt: skip
+    yield srv
+    srv.stop()
+
+
+async def emit_all(
+    server: Server, transport: str, n: int, pace: bool
+) -> tuple[Client, list[int], int]:
+    """Emit ``n`` events in a plain loop; returns the client, what the server recorded
+    (in order) and how many times the client connected."""
+    user = f"budget-{transport}-{pace}"
+    client = Client(server.url, make_token(user), transports=[transport], pace=pace,
+                    ack_timeout=30)  # fmt: skip
+    connects = 0
+    connected = asyncio.Event()
+
+    @client.on_connect
+    def counted() -> None:
+        nonlocal connects
+        connects += 1
+        connected.set()
+
+    @client.on_disconnect
+    def dropped() -> None:
+        connected.clear()
+
+    await client.connect()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(120):
+        for i in range(n):
+            while True:
+                try:
+                    await client.emit("record", i)
+                    break
+                except QueueFull:  # disconnected, queue full (only without pacing): wait
+                    await connected.wait()
+    recorded = await client.call("recorded", timeout=60)
+    elapsed = loop.time() - started
+    print(f"\n{transport} pace={pace}: {n} emits in {elapsed:.2f} s, {connects} connection(s), "
+          f"paced {client.pacer.waited:.2f} s, last close {client.last_close}")  # fmt: skip
+    return client, recorded, connects
+
+
+async def test_ten_thousand_emits_are_paced_not_killed(budgeted: Server, transport: str) -> None:
+    client, recorded, connects = await emit_all(budgeted, transport, 10_000, pace=True)
+    try:
+        assert recorded == list(range(10_000))  # all delivered, in order, once
+        assert connects == 1 and client.last_close is None  # never closed, by flood or else
+        # Slowed to the budget: 10,000 frames (plus polls) exceed the burst by far.
+        assert client.pacer.waited > 0
+    finally:
+        await client.close()
+
+
+async def test_an_unpaced_client_is_closed_4008_and_resumes(
+    budgeted: Server, transport: str
+) -> None:
+    client, recorded, connects = await emit_all(budgeted, transport, 5_000, pace=False)
+    try:
+        assert client.last_close is not None and client.last_close[0] == 4008
+        assert connects >= 2  # it came back by itself...
+        assert recorded == list(range(5_000))  # ...resumed, and lost or doubled nothing
+        assert client.state == "connected"
+    finally:
+        await client.close()

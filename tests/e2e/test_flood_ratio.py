@@ -1,0 +1,165 @@
+"""The bystander ratio (issue #13, "one budget for everything a client can make the server
+do"): while one client abuses the server by one means, another client's echo p99 should
+stay within 2x its idle value.
+
+A bystander on a WebSocket sends an echo request every 10 ms and measures each answer's
+latency. For each means an abuser runs as its own process for a bounded time
+(tests/e2e/abuser.py: frames, empty batches, WebSocket pings, long-polls, POSTs,
+resuming at once after every 4008 close, and polls with a forged token), ignoring
+Retry-After. This machine has 2 cores for the server, the bystander and the abuser,
+where a real abuser has a machine of its own: the abuser runs at nice 19, so it yields
+the CPU whenever the server or the bystander wants it (it still takes every idle
+cycle). The control is the same process burning CPU without touching the server ("burn").
+
+Several rounds, median per means: measuring on 2 shared cores is noisy. The figures are
+printed (``-s``); AW_RATIO_ROUNDS and AW_RATIO_SECONDS make longer runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import ROOT, Server, make_token, start_server
+from .raw import RawConn
+
+MODES = ("frames", "empty", "pings", "polls", "posts", "reconnect", "strangers")
+ROUNDS = int(os.environ.get("AW_RATIO_ROUNDS", "3"))
+SECONDS = float(os.environ.get("AW_RATIO_SECONDS", "4"))
+TARGET = 2.0  # the issue's target for the p99 ratio
+# The asserted bound is looser than the target, ON PURPOSE and only for noise: on the
+# shared 2-core machine the idle p99 alone varied from 0.4 to 5 ms between rounds and a
+# CPU-burning process that never touches the server raised it up to 10x, so a 2x bound
+# failed at random while the server was not busy. The ratios measured (median under 2x
+# in every means, notes/h13-flood.md) are printed; the server's own cost of each abuse,
+# which noise does not move, is asserted against CPU_BOUND.
+BOUND = float(os.environ.get("AW_RATIO_BOUND", "3.0"))
+CPU_BOUND = 0.15  # share of a core the server may spend on one abuser, above idle
+
+
+@pytest.fixture(scope="module")
+def defaults() -> Iterator[Server]:
+    """The production flood budget (200/s, 1000) and heartbeats (the bystander is silent
+    while an abuser process starts and ends)."""
+    srv = start_server({"AW_FLOOD_RATE": "200", "AW_FLOOD_BURST": "1000",
+                        "AW_PING_INTERVAL": "20", "AW_PING_TIMEOUT": "10"})  # fmt: skip
+    yield srv
+    srv.stop()
+
+
+class Bystander:
+    """A well-behaved client echoing every 10 ms (100 requests a second)."""
+
+    def __init__(self, conn: RawConn) -> None:
+        self.conn = conn
+        self.s = 0
+
+    async def run(self, seconds: float) -> list[float]:
+        """Echo latencies, in ms, over ``seconds``."""
+        loop = asyncio.get_running_loop()
+        samples: list[float] = []
+        end = loop.time() + seconds
+        next_at = loop.time()
+        while loop.time() < end:
+            self.s += 1
+            start = time.perf_counter()
+            await self.conn.send({"t": "event", "s": self.s, "id": self.s, "e": "echo", "d": 1})
+            while True:
+                frame = await self.conn.recv(timeout=10)
+                if frame.get("t") == "ack" and frame.get("id") == self.s:
+                    break
+                assert frame.get("t") not in ("close", "_closed"), frame
+            samples.append((time.perf_counter() - start) * 1000)
+            next_at += 0.01
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        return samples
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def abused(
+    bystander: Bystander, server: Server, mode: str, seconds: float
+) -> tuple[list[float], float]:
+    """The bystander's latencies while an abuser process runs ``mode``, and the share of
+    a core the server used meanwhile."""
+    token = make_token(f"abuser-{mode}-{time.monotonic_ns()}")
+    proc = await asyncio.create_subprocess_exec(
+        "nice", "-n", "19", sys.executable, "-m", "tests.e2e.abuser",
+        mode, server.url, token, str(seconds + 1),
+        cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(10):
+            assert (await proc.stdout.readline()).strip() == b"ready"
+        await asyncio.sleep(0.5)  # the abuse is under way (not a synchronisation)
+        cpu = cpu_seconds(server.proc.pid)
+        samples = await bystander.run(seconds)
+        share = (cpu_seconds(server.proc.pid) - cpu) / seconds
+        async with asyncio.timeout(seconds + 10):
+            out, _ = await proc.communicate()
+        print(f"  {mode:9s} p99 {p99(samples):6.2f} ms  server CPU {share:4.0%}  "
+              f"abuser {out.decode().strip()}")  # fmt: skip
+        return samples, share
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.timeout(60 + ROUNDS * 9 * (SECONDS + 5))
+async def test_bystander_p99_ratio_under_each_abuse(defaults: Server) -> None:
+    conn = RawConn(defaults.url, "websocket", make_token("bystander"))
+    await conn.open()
+    bystander = Bystander(conn)
+    ratios: dict[str, list[float]] = {m: [] for m in ("burn", *MODES)}
+    cpu: dict[str, list[float]] = {m: [] for m in ("idle", "burn", *MODES)}
+    try:
+        await bystander.run(1.0)  # warm up
+        for n in range(ROUNDS):
+            # Each means against the idle p99 of its own round: a noisy spell of the
+            # shared machine then skews one round, and the median over rounds drops it.
+            print(f"\nround {n + 1}/{ROUNDS}")
+            before = cpu_seconds(defaults.proc.pid)
+            idle = p99(await bystander.run(SECONDS))
+            cpu["idle"].append((cpu_seconds(defaults.proc.pid) - before) / SECONDS)
+            print(f"  idle      p99 {idle:6.2f} ms  server CPU {cpu['idle'][-1]:4.0%}")
+            for mode in ("burn", *MODES):
+                samples, share = await abused(bystander, defaults, mode, SECONDS)
+                ratios[mode].append(p99(samples) / idle)
+                cpu[mode].append(share)
+    finally:
+        await conn.close()
+    median = {m: statistics.median(r) for m, r in ratios.items()}
+    share = {m: statistics.median(c) for m, c in cpu.items()}
+    print(f"\nmedian over {ROUNDS} rounds of {SECONDS} s, p99 / idle p99: "
+          + ", ".join(f"{m} {r:.2f}x" for m, r in median.items()))  # fmt: skip
+    print("median server CPU (share of a core): "
+          + ", ".join(f"{m} {c:.0%}" for m, c in share.items()))  # fmt: skip
+    print(json.dumps({"ratio": median, "server_cpu": share, "rounds": ratios}))
+    costly = max(MODES, key=lambda m: share[m])
+    assert share[costly] - share["idle"] <= CPU_BOUND, (
+        f"{costly}: one abuser cost the server {share[costly]:.0%} of a core"
+    )
+    worst = max(MODES, key=lambda m: median[m])
+    assert median[worst] <= BOUND, (
+        f"{worst}: the bystander's p99 rose {median[worst]:.2f}x over idle (target {TARGET}x, "
+        f"asserted bound {BOUND}x)"
+    )
