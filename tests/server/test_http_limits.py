@@ -211,7 +211,7 @@ async def test_a_partial_request_behind_a_streaming_response_is_cut(server: Serv
     assert b"hello" in answer
     assert HEAD_TIMEOUT - 0.1 <= took <= HEAD_TIMEOUT + 1.0
     # a response under way is cut, not interleaved with a 408 (match the status line and
-    # the JSON code: a timestamp in an SSE comment may well contain the digits 408)
+    # the JSON error: a timestamp in an SSE comment may well contain the digits 408)
     assert b"HTTP/1.1 408" not in answer and b"\"error\": \"timeout\"" not in answer
 
 
