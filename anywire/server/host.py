@@ -85,6 +85,7 @@ class SessionHost(Budget):
         self.tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self.issuer = Issuer(self, secret)
         self.strangers = Strangers(settings, lambda: self._clock())
+        self.user_budgets = {}
         self.calls = Calls(self)
         self.joins = Joins(self)
         self.refresher = Refresher(self)
@@ -216,6 +217,7 @@ class SessionHost(Budget):
         self.issuer.gate.opened(sid, redeemed.nonce, identity.user)  # may refuse (4000)
         sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
         sess.anonymous = identity.claims.get("anonymous") is True
+        self.inherit_debt(sess, now)  # a fresh session is no way out of a flood
         sess.incarnation = secrets.token_hex(6)
         sess.reported = dict(redeemed.since)
         sess.tickets = [redeemed.nonce]
