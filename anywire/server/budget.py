@@ -17,6 +17,7 @@ from typing import Any
 from ..core.errors import RemoteProtocolError
 from ..core.flood import TokenBucket
 from ..core.session import ServerSession
+from ..core.settings import Settings
 from ..transports.base import Scope
 from .strangers import Strangers
 
@@ -39,6 +40,11 @@ class Budget:
     def reply(self, sess: ServerSession, ack_id: int, ok: bool, data: Any, code: str = "",
               message: str = "") -> None:  # fmt: skip
         raise NotImplementedError  # SessionHost's
+
+    def start_budgets(self, settings: Settings) -> None:
+        """The budgets that are not a session's: strangers', and users' last ones."""
+        self.strangers = Strangers(settings, lambda: self._clock())
+        self.user_budgets = {}
 
     def inherit_debt(self, sess: ServerSession, now: float) -> None:
         """Give a fresh session the budget of its user's last session if that one was

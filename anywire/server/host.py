@@ -43,7 +43,6 @@ from .issuer import Issuer
 from .joins import Joins
 from .outgoing import ack_frame, body, event_frame, lost_frame, measure
 from .refresh import Refresher
-from .strangers import Strangers
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -84,8 +83,7 @@ class SessionHost(Budget):
         self.users: dict[tuple[str, str], set[str]] = {}
         self.tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self.issuer = Issuer(self, secret)
-        self.strangers = Strangers(settings, lambda: self._clock())
-        self.user_budgets = {}
+        self.start_budgets(settings)
         self.calls = Calls(self)
         self.joins = Joins(self)
         self.refresher = Refresher(self)
