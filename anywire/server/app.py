@@ -441,13 +441,7 @@ class Anywire:
             version = body.get("v", 1)
             if type(version) is not int or version != 1:
                 raise RemoteProtocolError(f"unsupported protocol version {body.get('v')!r}")
-            if isinstance(body.get("resume"), str):
-                # Before the credential is checked: a flooding client's reconnects are
-                # refused at the cost of a signature check (429, the session is kept).
-                self.host.issuer.charge_resume(body["resume"])
-            identity = await _maybe_await(self.auth(bearer(scope), scope))
-            if not isinstance(identity, Identity):
-                raise AuthError("authenticator returned no identity")
+            # Every field is checked before the credential (a cheap refusal first).
             namespace = _str(body, "ns", "/")
             caps = _strs(body, "transports", TRANSPORTS)
             codecs = _strs(body, "codecs", ("json",))
@@ -455,6 +449,13 @@ class Anywire:
             resume = body.get("resume") if isinstance(body.get("resume"), str) else None
             since = _positions(body.get("since"))
             user_since = _position(body.get("user_since"))
+            if resume is not None:
+                # Before the credential is checked: a flooding client's reconnects are
+                # refused at the cost of a signature check (429, the session is kept).
+                self.host.issuer.charge_resume(resume)
+            identity = await _maybe_await(self.auth(bearer(scope), scope))
+            if not isinstance(identity, Identity):
+                raise AuthError("authenticator returned no identity")
             if user_since is not None and identity.user is not None:
                 since.setdefault(user_stream(namespace, identity.user), user_since)
         except ConnectionResetError:

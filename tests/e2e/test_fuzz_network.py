@@ -53,9 +53,10 @@ def fuzz_server() -> Iterator[Server]:
 EDGE_INTS = [0, 1, -1, 2**31, 2**53 - 1, 2**53, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63),
              -(2**63) - 1, 10**30]  # fmt: skip
 FIELDS = ["t", "s", "id", "e", "d", "r", "o", "ok", "err", "n", "meta", "since", "ticket",
-          "last", "sid", "recovered", "seq", "streams", "c", "m", "code", "message"]  # fmt: skip
+          "last", "sid", "recovered", "seq", "streams", "c", "m", "code", "message",
+          "token"]  # fmt: skip
 TYPES = ["event", "ack", "join", "leave", "rx", "ping", "pong", "close", "error", "connect",
-         "resume", "hello", "EVENT", ""]  # fmt: skip
+         "resume", "hello", "auth", "EVENT", ""]  # fmt: skip
 
 
 class Inputs:
@@ -180,6 +181,18 @@ class Fuzzer:
         ):
             self.problems.append(f"{what}: {r.status_code} not JSON: {r.text[:200]!r}")
 
+    def _well_formed(self, message: str | bytes, binary: bool) -> Any:
+        """What the server sent, decoded: it must be a frame or a batch in the codec."""
+        try:
+            obj = msgpack.unpackb(message) if binary else json.loads(message)
+        except ValueError as exc:
+            self.problems.append(f"server sent undecodable {message[:100]!r}: {exc}")
+            return None
+        frames = obj if isinstance(obj, list) else [obj]
+        if not all(isinstance(f, dict) and "t" in f for f in frames):
+            self.problems.append(f"server sent something not a frame: {message[:100]!r}")
+        return obj
+
     def _closed(self, code: int | None) -> None:
         code = -1 if code is None else code
         self.closes[code] = self.closes.get(code, 0) + 1
@@ -266,6 +279,7 @@ class Fuzzer:
             async def drain() -> None:
                 with contextlib.suppress(websockets.ConnectionClosed):
                     async for message in ws:
+                        self._well_formed(message, binary)
                         for number in MARKER.findall(_bytes(message)):
                             seen.setdefault(int(number), asyncio.Event()).set()
 
@@ -324,14 +338,16 @@ class Fuzzer:
                                 await r.aread()
                                 self._answer(r, "GET /sse")
                                 return
-                            async for _ in r.aiter_lines():
-                                pass
+                            async for line in r.aiter_lines():
+                                if line.startswith("data:"):
+                                    self._well_formed(line[5:], False)
                         return
                     r = await self.http.get(path, params=params, headers=headers)
                     if r.status_code not in (200, 204):
                         self._answer(r, "GET /poll")
                         return
-                    for f in r.json() if r.status_code == 200 else []:
+                    frames = self._well_formed(r.content, False) if r.status_code == 200 else []
+                    for f in frames if isinstance(frames, list) else []:
                         if isinstance(f, dict) and f.get("t") in ("event", "ack"):
                             last = max(last, f["s"])
                         if isinstance(f, dict) and f.get("t") == "close":

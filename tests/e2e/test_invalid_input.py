@@ -184,3 +184,29 @@ async def test_invalid_input_spends_the_flood_budget(strict: Server, transport: 
         assert set(answers[:-1]) == {4502}
     finally:
         await conn.close()
+
+
+async def test_negotiate_bodies_are_checked_before_any_credential(server: Server) -> None:
+    """Negotiate is the same on every transport (it picks one): its body is checked field
+    by field, nesting included, before the Authorization header is looked at."""
+    start = server.log.stat().st_size
+    deep = "[" * 40 + "]" * 40
+    bodies = [
+        '{"x":' + deep + "}",  # an unknown key, but nested past max_depth
+        '{"v":1,"since":[["room:/:a","e",18446744073709551616]]}',
+        '{"v":1,"user_since":["e",9007199254740992]}',
+        '{"v":true}',
+        '{"ns":["/"]}',
+        '{"transports":"websocket"}',
+        '{"codecs":[1]}',
+        "[" * 2000 + "]" * 2000,
+        '{"v":1,"x":NaN}',
+    ]
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        for body in bodies:
+            r = await http.post("/anywire/negotiate", content=body,
+                                headers={"content-type": "application/json"})  # fmt: skip
+            assert r.status_code == 400 and r.json()["code"] == 4502, (body[:60], r.text)
+    log = _log(server, start)
+    assert "Traceback" not in log
+    assert len([ln for ln in log.splitlines() if "anywire: refused negotiate" in ln]) == len(bodies)

@@ -117,9 +117,9 @@ def test_any_text_decodes_to_frames_or_a_protocol_error(text: str) -> None:
 
 
 FRAME_TYPES = ["event", "ack", "join", "leave", "rx", "ping", "pong", "close", "error",
-               "connect", "resume", "hello"]  # fmt: skip
+               "connect", "resume", "hello", "auth"]  # fmt: skip
 FIELDS = ["t", "s", "id", "e", "d", "r", "o", "ok", "err", "n", "meta", "since", "ticket",
-          "last", "sid", "recovered", "seq", "streams", "c", "m"]  # fmt: skip
+          "last", "sid", "recovered", "seq", "streams", "c", "m", "token"]  # fmt: skip
 frame_like = st.dictionaries(
     st.sampled_from(FIELDS) | keys, values | st.sampled_from(FRAME_TYPES), max_size=8
 ).map(lambda d: d if "t" in d else {**d, "t": "event"})

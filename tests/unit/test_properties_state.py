@@ -17,6 +17,7 @@ from anywire.core.codec import Outgoing
 from anywire.core.errors import RemoteProtocolError
 from anywire.core.frames import (
     Ack,
+    Auth,
     Close,
     Connect,
     ErrorFrame,
@@ -57,6 +58,7 @@ def _frames(seq: st.SearchStrategy[int]) -> st.SearchStrategy[Frame]:
         st.builds(Resume, ticket=st.just("t"), last=small),
         st.builds(Hello, sid=st.just("s"), recovered=st.booleans(), seq=small, last=small),
         st.builds(ErrorFrame, c=st.just(4502), m=st.just("x")),
+        st.builds(Auth, id=small, token=st.just("jwt")),
     )
 
 
