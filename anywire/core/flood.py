@@ -42,13 +42,15 @@ class FloodError(RemoteProtocolError):
 class TokenBucket:
     """``burst`` tokens, refilled at ``rate`` per second (starts full)."""
 
-    __slots__ = ("at", "burst", "level", "rate")
+    __slots__ = ("at", "burst", "level", "rate", "refused")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = float(burst)
         self.level = float(burst)
         self.at = now
+        self.refused = False
+        """Whether it ever refused anything (the owner flooded at least once)."""
 
     def take(self, now: float, cost: float = 1.0) -> bool:
         """Spend ``cost`` tokens if the bucket holds them, else refuse (False).
@@ -65,6 +67,7 @@ class TokenBucket:
             level = self.burst  # (no min(): this runs for every client message)
         self.at = now
         if level < cost:
+            self.refused = True
             level -= cost
             self.level = level if level > -self.burst else -self.burst
             return False

@@ -15,11 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import RemoteProtocolError
+from ..core.flood import TokenBucket
 from ..core.session import ServerSession
+from ..core.settings import Settings
 from ..transports.base import Scope
 from .strangers import Strangers
 
-__all__ = ["Budget"]
+__all__ = ["MAX_USERS", "Budget"]
+
+MAX_USERS = 100_000
+"""Most users whose last budget is remembered (for :meth:`Budget.inherit_debt`)."""
 
 
 class Budget:
@@ -27,12 +32,37 @@ class Budget:
 
     sessions: dict[str, ServerSession]
     strangers: Strangers
+    user_budgets: dict[tuple[str, str], TokenBucket]
+    """Per user, the budget of their last fresh session (see :meth:`inherit_debt`)."""
     counters: dict[str, int]
     _clock: Callable[[], float]
 
     def reply(self, sess: ServerSession, ack_id: int, ok: bool, data: Any, code: str = "",
               message: str = "") -> None:  # fmt: skip
         raise NotImplementedError  # SessionHost's
+
+    def start_budgets(self, settings: Settings) -> None:
+        """The budgets that are not a session's: strangers', and users' last ones."""
+        self.strangers = Strangers(settings, lambda: self._clock())
+        self.user_budgets = {}
+
+    def inherit_debt(self, sess: ServerSession, now: float) -> None:
+        """Give a fresh session the budget of its user's last session if that one was
+        refused for flood and has not refilled since: otherwise a client closed with
+        4008 could start a fresh session, with a full budget, every time (only the
+        per-address negotiate rate would bound it). Paced clients are never refused, so
+        a user's several tabs keep a budget each. Anonymous sessions are left alone (no
+        stable user)."""
+        if sess.user is None or sess.anonymous:
+            return
+        key = (sess.namespace, sess.user)
+        last = self.user_budgets.get(key)
+        if last is not None and last.refused and not last.has(now, last.burst):
+            sess.budget = last
+            return
+        if len(self.user_budgets) >= MAX_USERS:
+            self.user_budgets.clear()  # (a rare reset: only debts are worth keeping)
+        self.user_budgets[key] = sess.budget
 
     async def stranger(self, scope: Scope) -> None:
         """A request named no live session (unknown token or ticket): charge the client's

@@ -43,7 +43,6 @@ from .issuer import Issuer
 from .joins import Joins
 from .outgoing import ack_frame, body, event_frame, lost_frame, measure
 from .refresh import Refresher
-from .strangers import Strangers
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -84,7 +83,7 @@ class SessionHost(Budget):
         self.users: dict[tuple[str, str], set[str]] = {}
         self.tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self.issuer = Issuer(self, secret)
-        self.strangers = Strangers(settings, lambda: self._clock())
+        self.start_budgets(settings)
         self.calls = Calls(self)
         self.joins = Joins(self)
         self.refresher = Refresher(self)
@@ -216,6 +215,7 @@ class SessionHost(Budget):
         self.issuer.gate.opened(sid, redeemed.nonce, identity.user)  # may refuse (4000)
         sess = ServerSession(sid, identity.user, namespace, self.settings, now, auth_deadline)
         sess.anonymous = identity.claims.get("anonymous") is True
+        self.inherit_debt(sess, now)  # a fresh session is no way out of a flood
         sess.incarnation = secrets.token_hex(6)
         sess.reported = dict(redeemed.since)
         sess.tickets = [redeemed.nonce]

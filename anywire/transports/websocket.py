@@ -47,6 +47,8 @@ from .meter import METER_KEY, ControlMeter
 
 __all__ = ["INFO", "WebSocketTransport"]
 
+_QUIET_YIELD = 16  # messages that write nothing, handled between two yields to the loop
+
 log = logging.getLogger("anywire")
 
 INFO = TransportInfo("websocket", bidirectional=True, server_ping=True, binary=True)
@@ -166,6 +168,7 @@ class WebSocketTransport:
         assert sid is not None
         max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
         decode_event = codec.decode_event
+        quiet = 0  # messages in a row that wrote nothing
         while not writer.closed:
             message = await receive()
             data = message.get("text")
@@ -227,6 +230,13 @@ class WebSocketTransport:
                 await writer.send_held(answer)
             else:
                 await writer.flush_held(settle=True)
+                quiet += 1
+                if quiet >= _QUIET_YIELD:
+                    # Messages that write nothing (a flood's burst, events to no one)
+                    # would otherwise run back to back for a whole TCP read: let the
+                    # other connections in now and then.
+                    quiet = 0
+                    await _next_iteration()
 
 
 class _Writer:

@@ -9,6 +9,8 @@ ignores every ``Retry-After``; it prints one JSON line of counts at the end.
   second and resumes, then floods again;
 * ``reconnect``: like ``frames``, but after the 4008 close it resumes at once, again and
   again (every refusal included);
+* ``fresh``: like ``reconnect``, but never resumes: a new session (a new budget) each
+  time, which only the per-address negotiate rate (admission) bounds;
 * ``polls``: long-poll requests from 4 keep-alive connections at once (each newer poll
   answers the older one at once);
 * ``posts``: POSTs of a ``ping`` frame from 4 keep-alive connections at once;
@@ -93,10 +95,11 @@ class Abuser:
         self.last = 0  # server frames received in order (resume point)
         self.next_s = 1  # next client sequence number
         self.http = Http(self.host, self.port)
+        self.mode = ""
 
     async def negotiate(self, transport: str) -> dict[str, Any] | None:
         body: dict[str, Any] = {"v": 1, "transports": [transport], "codecs": ["json"]}
-        if self.session is not None:
+        if self.session is not None and self.mode != "fresh":
             body["resume"] = self.session
         status, _, data = await self.http.request(
             "POST", "/anywire/negotiate", json.dumps(body).encode(),
@@ -113,7 +116,7 @@ class Abuser:
         while time.monotonic() < end:
             neg = await self.negotiate("websocket")
             if neg is None:
-                if mode != "reconnect":
+                if mode not in ("reconnect", "fresh"):
                     await asyncio.sleep(1.0)
                 continue
             first: dict[str, Any] = {"t": "connect", "ticket": neg["ticket"]}
@@ -143,11 +146,11 @@ class Abuser:
                 COUNTS[f"closed_{code}"] += 1
             finally:
                 if ws is not None:
-                    if mode == "reconnect":
+                    if mode in ("reconnect", "fresh"):
                         ws.transport.abort()  # no closing handshake: at once, again
                     else:
                         await ws.close()
-            if mode != "reconnect" and time.monotonic() < end:
+            if mode not in ("reconnect", "fresh") and time.monotonic() < end:
                 await asyncio.sleep(1.0)  # polite: the budget refills meanwhile
 
     async def first_message(self, ws: Any) -> str:
@@ -232,7 +235,8 @@ async def main(mode: str, url: str, token: str, seconds: float) -> None:
     abuser = Abuser(url, token)
     try:
         async with asyncio.timeout(seconds + 5):
-            if mode in ("frames", "empty", "pings", "reconnect"):
+            abuser.mode = mode
+            if mode in ("frames", "empty", "pings", "reconnect", "fresh"):
                 await abuser.websocket(mode, end)
             elif mode in ("polls", "posts", "strangers"):
                 await abuser.http_flood(mode, end)

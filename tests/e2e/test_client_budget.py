@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -51,15 +52,18 @@ async def emit_all(
     await client.connect()
     loop = asyncio.get_running_loop()
     started = loop.time()
+
+    async def patiently(send: Any) -> Any:
+        while True:
+            try:
+                return await send()
+            except QueueFull:  # disconnected, queue full (only without pacing): wait
+                await connected.wait()
+
     async with asyncio.timeout(120):
         for i in range(n):
-            while True:
-                try:
-                    await client.emit("record", i)
-                    break
-                except QueueFull:  # disconnected, queue full (only without pacing): wait
-                    await connected.wait()
-    recorded = await client.call("recorded", timeout=60)
+            await patiently(lambda: client.emit("record", i))  # noqa: B023 (awaited now)
+        recorded = await patiently(lambda: client.call("recorded", timeout=60))
     elapsed = loop.time() - started
     print(f"\n{transport} pace={pace}: {n} emits in {elapsed:.2f} s, {connects} connection(s), "
           f"paced {client.pacer.waited:.2f} s, last close {client.last_close}")  # fmt: skip

@@ -200,3 +200,29 @@ async def test_strangers_are_charged_per_address(strict: Server, transport: str)
     # BURST refusals at once, then RATE a second: the other BURST take BURST / RATE s.
     print(f"\n{transport}: {n} refusals of a stranger in {elapsed:.2f} s")
     assert elapsed >= 0.8 * (n - BURST) / RATE
+
+
+async def test_a_fresh_session_is_no_way_out_of_a_flood(strict: Server, transport: str) -> None:
+    """A client closed for flood that starts a fresh session (no resume) gets the budget
+    its user spent, not a full one, until that budget has refilled."""
+    user = f"fresh-{transport}"
+    flooder = RawConn(strict.url, transport, make_token(user))
+    fresh = RawConn(strict.url, transport, make_token(user))
+    batch = json.dumps([{"t": "event", "s": i, "e": "record", "d": i} for i in range(1, 11)])
+    try:
+        await flooder.open()
+        for _ in range(2 * BURST // 10):
+            r = await flooder.send_raw(batch)
+            if r is not None and r.status_code == 429:
+                break
+        if transport == "websocket":
+            assert (await closed_with(flooder))["c"] == 4008
+        await fresh.open()  # a new session of the same user, at once
+        r = await fresh.send_raw(batch)
+        if transport == "websocket":
+            assert (await closed_with(fresh))["c"] == 4008
+        else:
+            assert_flood_answer(r)
+    finally:
+        await flooder.close()
+        await fresh.close()
