@@ -250,7 +250,7 @@ class JsonCodec:
         return out
 
     def suspect(self, data: bytes | str) -> bool:
-        # (Three C calls, ~0.3 us for an echo message: measured in notes/h13-validation.md.)
+        # (Three C calls, ~0.3 us for an echo message: measured in docs/hardening/validation.md.)
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
         classes = raw.translate(_JSON_CLASSES)
         depth = self.max_depth

@@ -40,7 +40,7 @@ TARGET = 2.0  # the issue's target for the p99 ratio
 # shared 2-core machine the idle p99 alone varied from 0.4 to 5 ms between rounds and a
 # CPU-burning process that never touches the server raised it up to 10x, so a 2x bound
 # failed at random while the server was not busy. The ratios measured (median under 2x
-# in every means, notes/h13-flood.md) are printed; the server's own cost of each abuse,
+# in every means, docs/hardening/flood.md) are printed; the server's own cost of each abuse,
 # which noise does not move, is asserted against CPU_BOUND.
 BOUND = float(os.environ.get("AW_RATIO_BOUND", "3.0"))
 CPU_BOUND = 0.15  # share of a core the server may spend on one abuser, above idle
