@@ -1,4 +1,4 @@
-"""Measure one hostile connection against any anywire tree (for notes/h13-memory.md).
+"""Measure one hostile connection against any anywire tree (figures in docs/hardening/memory.md).
 
 One deaf, then one stalled hostile WebSocket re-joins a 150-member room (~1 KB meta
 each) N times at 100/s and never acknowledges; prints the server's RSS growth (peak
@@ -6,7 +6,7 @@ during the attack and 5 s after). The helpers come from this branch's
 tests/e2e/test_memory_rss.py; the server and test app from the tree it is run in:
 
     git archive f7bc735 | tar -x -C /tmp/aw-old    # the code before issue #13
-    cd /tmp/aw-old && python3 /path/to/notes/h13-memory-rss-probe.py 1000
+    cd /tmp/aw-old && python3 /path/to/anywire/bench/memory_probe.py 1000
 """
 import asyncio, sys
 from pathlib import Path
