@@ -54,7 +54,12 @@ settings = Settings(
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
 )
 
-aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=_f("AW_TICK", 0.05))
+aw = Anywire(
+    auth=JWTAuth(SECRET, audience=AUDIENCE),
+    settings=settings,
+    tick=_f("AW_TICK", 0.05),
+    path=os.environ.get("AW_PATH", "/anywire"),  # tests/e2e/mountapp.py mounts it elsewhere
+)
 received: dict[str, list[Any]] = {}
 
 
