@@ -52,6 +52,7 @@ from .errors import (
 from .handlers import Handlers, logged
 from .negotiate import TokenSource
 from .pacer import Pacer
+from .proxies import ProxyOption, check_proxy, http_client
 from .refresh import for_client
 from .rounds import Fallback, connect_round
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
@@ -107,6 +108,9 @@ class Client:
     :param ack_timeout: default wait for acks in seconds; None: the server's value.
     :param headers: extra HTTP headers for every request, the WebSocket upgrade included
         (e.g. ``Origin``, cookies).
+    :param proxy: an ``http://`` or ``https://`` proxy for every request and the
+        WebSocket (a CONNECT tunnel); None: the environment's (``HTTP_PROXY``,
+        ``HTTPS_PROXY``, ``NO_PROXY``); False: none (:mod:`.proxies`).
     :param pace: keep what is sent (messages, POSTs, polls, resumes) within the flood
         budget the server advertises, by waiting (:mod:`.pacer`); False: send at once,
         and risk a 4008 close (then the client backs off and resumes).
@@ -130,6 +134,7 @@ class Client:
         ack_timeout: float | None = None,
         headers: dict[str, str] | None = None,
         pace: bool = True,
+        proxy: ProxyOption = None,
     ) -> None:
         self.transports = tuple(transports)
         unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
@@ -153,6 +158,8 @@ class Client:
         self.backoff_max = backoff_max
         self.ack_timeout = ack_timeout
         self.headers = dict(headers or {})
+        check_proxy(proxy)
+        self.proxy = proxy
         self.pacer = Pacer(pace)
         """Paces every send below the server's flood budget (kept across reconnects)."""
         self.peer = ClientPeer(max_unconfirmed=max_queue)
@@ -277,7 +284,7 @@ class Client:
         self._closed = False
         self._ended = None
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=10.0)
+            self._http = http_client(self.proxy)
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._run(first), name="anywire-client")
         try:
@@ -564,7 +571,7 @@ class Client:
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=10.0)
+            self._http = http_client(self.proxy)
         return self._http
 
     def _attach(self, neg: Negotiated, transport: ClientTransport, hello: Hello) -> None:

@@ -78,6 +78,7 @@ async def connect_round(client: Client) -> tuple[Negotiated, ClientTransport, He
             client.headers,
         )
         transport.pacer = client.pacer
+        transport.proxy = client.proxy
         resuming = neg.resumable and client.peer.sid is not None
         if resuming:
             await client.pacer.take(RESUME_COST)  # what the server charges a resume
