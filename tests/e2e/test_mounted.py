@@ -6,6 +6,9 @@ origin (anywire/server/mount.py, anywire/clients/python/endpoints.py)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +17,7 @@ import pytest
 
 from anywire.clients.python import Client
 
-from .conftest import Server, make_token, start_server
+from .conftest import ROOT, Server, make_token, start_server
 from .test_behaviour import Inbox
 
 # name: (ASGI app, its environment, [(client url suffix, client path)...], advertised prefix)
@@ -78,3 +81,21 @@ async def test_client_reaches_a_mounted_server(
                 await client.emit("record", i)
             assert await client.call("recorded") == list(range(10))
             assert client.stats["duplicates"] == 0
+
+
+@pytest.mark.parametrize("transport", ["sse", "longpoll"])
+def test_js_client_reaches_a_mounted_server(mounted: tuple[Server, str], transport: str) -> None:
+    """The JS client under the same prefixes, in node (no WebSocket global in node 20:
+    the browser suite covers WebSocket; the URL resolution is the same code)."""
+    node = shutil.which("node")
+    assert node is not None, "node is required (CI installs it)"
+    server, name = mounted
+    for suffix, path in MOUNTS[name][2]:
+        proc = subprocess.run(
+            [node, "--experimental-eventsource", "tests/js/mounted_client.mjs",
+             server.url + suffix, path, transport, make_token(f"js-{name}")],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert answer == {"transport": transport, "echo": {"js": server.url + suffix + path}}
