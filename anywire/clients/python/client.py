@@ -545,6 +545,8 @@ class Client:
                 first.set_result(None)
             started = loop.time()
             code, reason = await self._pump(transport)
+            lived = loop.time() - started  # a 4001 at once: the hello was held back
+            self.fallback.ended(transport.name, code, lived, transport.silence_limit())
             if self._closed:
                 await transport.close()
                 return

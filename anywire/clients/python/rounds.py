@@ -47,6 +47,20 @@ class Fallback:
         self.forget(name)
         self.failed.append(name)
 
+    def ended(self, name: str, code: int | None, lived: float, silence: float) -> None:
+        """A connection on ``name`` ended with ``code``, ``lived`` seconds after its hello.
+
+        A buffering intermediary holds an event stream back until the server gives up on
+        the silent client (4001) and ends it: hello and close then arrive together. The
+        server's silence window started when it sent the hello, so a 4001 much sooner
+        (under half of ``silence``) after the hello arrived means the hello itself was
+        held back: the transport cannot carry the session, as if it had timed out (the
+        JS client judges the same way). Only happens when the server's ping settings are
+        shorter than the connect timeout, which otherwise catches this first."""
+        if code == CloseCode.PING_TIMEOUT and lived < silence / 2:
+            log.info("anywire %s: held back until the server gave up; falling back", name)
+            self.fail(name)
+
     def forget(self, name: str) -> None:
         """``name`` works after all: offer it in its place again."""
         if name in self.failed:
