@@ -57,6 +57,7 @@ from .cluster import Cluster, replay_body
 from .errors import BrokerUnavailable, Disconnected, Reject
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
+from .mount import land
 from .refresh import expires_in_ms
 from .socket import Socket
 from .static import ClientAssets
@@ -352,8 +353,8 @@ class Anywire:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        path: str = scope.get("path", "")
-        tail = path[len(self.path) :] if path.startswith(self.path + "/") else None
+        landing = land(scope, self.path)  # behind a mount too (server/mount.py)
+        tail = landing.tail if landing is not None else None
         if tail is None:
             if self.fallback is not None:
                 await self.fallback(scope, receive, send)
@@ -490,6 +491,8 @@ class Anywire:
             await send_json_error(send, 503, error, cors)
             return
         urls = {"websocket": "/ws", "sse": "/sse", "longpoll": "/poll"}
+        landing = land(scope, self.path)
+        public = landing.public if landing is not None else self.path  # the mount's prefix too
         response = {
             "v": 1,
             "sid": issued.sid,
@@ -498,10 +501,10 @@ class Anywire:
             "codec": codec,
             "resumable": issued.resumable,
             "transports": [
-                {"name": t, "url": self.path + urls[t], "codec": "json" if t == "sse" else codec}
+                {"name": t, "url": public + urls[t], "codec": "json" if t == "sse" else codec}
                 for t in order
             ],
-            "send_url": self.path + "/send",
+            "send_url": public + "/send",
             **self.settings.timings_ms(),
             "max_frame_size": self.settings.max_frame_size,
             "max_batch": self.settings.max_batch,

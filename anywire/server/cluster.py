@@ -304,6 +304,7 @@ class Cluster:
             "op": "http",
             "m": method,
             "p": scope.get("path", ""),
+            "r": scope.get("root_path", ""),  # routed below a mount (server/mount.py)
             "q": scope.get("query_string", b""),
             "h": [list(h) for h in scope.get("headers", [])],
             "b": body,
@@ -355,6 +356,7 @@ class Cluster:
             "method": message["m"],
             "scheme": "http",
             "path": message["p"],
+            "root_path": message.get("r", ""),
             "raw_path": message["p"].encode(),
             "query_string": message["q"],
             "headers": [(bytes(k), bytes(v)) for k, v in message["h"]],

@@ -20,6 +20,7 @@ from importlib import resources
 from .. import __version__
 from ..core.errors import ProtocolError
 from ..transports.base import Receive, Scope, Send, header, send_json_error
+from .mount import land
 
 __all__ = ["ClientAssets"]
 
@@ -78,7 +79,9 @@ class ClientAssets:
         if version != self.version:
             # Only one version ships with this server; "latest" (or a stale pin) is sent
             # to the real one, never cached, so an upgrade is picked up on the next load.
-            location = self.url(name).encode()
+            landing = land(scope, self.prefix)  # behind a mount: keep its prefix
+            public = landing.public if landing is not None else self.prefix
+            location = f"{public}/client/{self.version}/{name}".encode()
             await send(
                 {
                     "type": "http.response.start",

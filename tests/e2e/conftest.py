@@ -92,6 +92,7 @@ def start_server(
     log: Path | None = None,
     args: tuple[str, ...] = (),
     app: str = "tests.e2e.testapp:app",
+    health: str = "/anywire/health",
 ) -> Server:
     port = port or free_port()
     env = {**os.environ, **env_overrides, "PYTHONPATH": str(ROOT)}
@@ -121,7 +122,7 @@ def start_server(
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(url + "/anywire/health", timeout=0.5).status_code == 200:
+            if httpx.get(url + health, timeout=0.5).status_code == 200:
                 return Server(url, port, proc, env_overrides, log, tuple(args), app)
         except httpx.HTTPError:
             time.sleep(0.05)

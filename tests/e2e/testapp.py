@@ -54,7 +54,12 @@ settings = Settings(
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
 )
 
-aw = Anywire(auth=JWTAuth(SECRET, audience=AUDIENCE), settings=settings, tick=_f("AW_TICK", 0.05))
+aw = Anywire(
+    auth=JWTAuth(SECRET, audience=AUDIENCE),
+    settings=settings,
+    tick=_f("AW_TICK", 0.05),
+    path=os.environ.get("AW_PATH", "/anywire"),  # tests/e2e/mountapp.py mounts it elsewhere
+)
 received: dict[str, list[Any]] = {}
 
 
@@ -220,9 +225,24 @@ async def sleep(sock: Socket, data: Any) -> str:
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     """The test app; AW_BREAK lists transports to make fail although negotiate offers
-    them (the way a proxy breaks them): WebSocket upgrades refused, SSE answered 502."""
+    them (the way a proxy breaks them): WebSocket upgrades refused, SSE answered 502.
+    ``websocket-silent`` and ``sse-silent`` black-hole them instead (a 101, or the
+    stream's headers, then nothing): only the client's connect timeout notices."""
     broken = os.environ.get("AW_BREAK", "").split(",")
     path = scope.get("path", "")
+    if scope["type"] == "websocket" and "websocket-silent" in broken:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        return
+    if scope["type"] == "http" and path.endswith("/sse") and "sse-silent" in broken:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        return
     if scope["type"] == "websocket" and "websocket" in broken:
         await receive()
         await send({"type": "websocket.close", "code": 1008})

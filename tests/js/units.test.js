@@ -9,7 +9,7 @@ import { shouldReconnect } from "../../anywire/clients/js/closecodes.js";
 import { jsonCodec, msgpackCodec } from "../../anywire/clients/js/codec.js";
 import { ProtocolError, QueueFull } from "../../anywire/clients/js/errors.js";
 import * as F from "../../anywire/clients/js/frames.js";
-import { LIMITS, negotiateBody, parseNegotiated } from "../../anywire/clients/js/negotiate.js";
+import { LIMITS, negotiateBody, parseNegotiated, transportBase } from "../../anywire/clients/js/negotiate.js";
 import { ClientPeer } from "../../anywire/clients/js/peer.js";
 import { wsUrl } from "../../anywire/clients/js/transport.js";
 
@@ -323,4 +323,18 @@ test("lone surrogates are found wherever they are", async () => {
   for (const bad of ["\ud800", "x\udc00", "\ude00\ud83d", "a\ud83d", "\ud83d\ud83d\ude00", "😀\udc00"]) {
     assert.equal(wellFormed(bad), false, JSON.stringify(bad));
   }
+});
+
+// -- transport URLs behind a mount ----------------------------------------------------------
+
+test("transportBase: offers under the negotiated prefix go on the origin, others on the base", () => {
+  const neg = (send_url) => ({ send_url });
+  assert.equal(transportBase("http://h:1", "/anywire", neg("/anywire/send")), "http://h:1");
+  // a server mounted under /api advertises /api/anywire/...: no doubled prefix
+  assert.equal(transportBase("http://h:1/api", "/anywire", neg("/api/anywire/send")), "http://h:1");
+  assert.equal(transportBase("http://h:1", "/outer/rt", neg("/outer/rt/send")), "http://h:1");
+  // a proxy strips /api before a server that does not know it
+  assert.equal(transportBase("http://h:1/api", "/anywire", neg("/anywire/send")), "http://h:1/api");
+  // the page's own origin
+  assert.equal(transportBase("", "/api/anywire", neg("/api/anywire/send")), "");
 });

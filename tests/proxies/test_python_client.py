@@ -71,6 +71,38 @@ async def test_buffered_stream_falls_back_to_longpoll(
         await _flow(client, server, "buffering")
 
 
+async def test_buffered_stream_with_short_pings_falls_back_to_longpoll(
+    proxies: dict[str, Nginx], server: Server
+) -> None:
+    """The server's silence window (1 + 1.5 s) is shorter than the connect timeout (5 s):
+    the proxy releases hello and the server's 4001 together, at once after the hello
+    arrived. The client must take that as a held-back stream and fall back, rather than
+    resume on SSE forever (issue #16: 0 of 13 calls in 15 s)."""
+    states: list[str] = []
+    client = Client(
+        proxies["buffering"].url,
+        token=lambda: make_token("py-buffering-short"),
+        transports=("sse", "longpoll"),
+    )
+    client.on_state(states.append)
+    on_longpoll = asyncio.Event()
+    client.on_connect(lambda: client.transport == "longpoll" and on_longpoll.set())
+    start = time.monotonic()
+    await client.connect()
+    try:
+        async with asyncio.timeout(15):
+            await on_longpoll.wait()
+        took = time.monotonic() - start
+        print(f"\nbuffered SSE, short pings: on long-poll after {took:.2f} s, states {states}")
+        assert client.fallback.failed == ["sse"]
+        await _flow(client, server, "buffering-short")
+        for i in range(13):
+            assert await client.call("echo", i) == i
+        assert client.transport == "longpoll"
+    finally:
+        await client.close()
+
+
 async def test_buffering_proxy_still_passes_websocket(
     proxies: dict[str, Nginx], server: Server
 ) -> None:

@@ -82,6 +82,19 @@ export function parseNegotiated(obj) {
   return neg;
 }
 
+/** What the offers and `send_url` of `neg` are appended to. They are absolute paths on
+ * the server's origin (docs/protocol.md 3.3), with the prefix of a mount the server knows
+ * (Starlette `Mount`, uvicorn `--root-path`): under the endpoint prefix the socket
+ * negotiated at, they go on the origin of `base` (`https://host/api` + `/api/anywire/ws`
+ * must not double the prefix); otherwise a proxy strips a prefix the server never sees,
+ * and they go on `base` itself. A relative `base` ("" = the page) has no origin to take. */
+export function transportBase(base, path, neg) {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/[^/?#]+)(\/[^?#]*)?/i.exec(base);
+  const origin = m ? m[1] : "";
+  const prefix = ((m ? m[2] ?? "" : base) + path).replace(/\/+$/, "");
+  return neg.send_url.startsWith(prefix + "/") ? origin : base;
+}
+
 /** The negotiate request body (docs/protocol.md 3.1): `failed` transports, the `resume`
  * token of the session to resume (or null), and `since`, every stream position the
  * client holds as [stream, epoch, offset] (left out when there is none), so a fresh

@@ -21,7 +21,7 @@ import { setKey } from "./values.js";
 import { backoff, retryDelay } from "./backoff.js";
 import { Continuity } from "./continuity.js";
 import { Handlers, Hooks, report } from "./handlers.js";
-import { LIMITS, failure, negotiate, negotiateBody } from "./negotiate.js";
+import { LIMITS, failure, negotiate, negotiateBody, transportBase } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
@@ -532,7 +532,7 @@ export class Socket {
   _open(offer, neg) {
     return new Promise((resolve, reject) => {
       const t = new TRANSPORTS[offer.name]({
-        base: this.base, offer, neg, codec: CODECS[offer.codec] ?? jsonCodec, env: this.env, pacer: this.pacer,
+        base: transportBase(this.base, this.path, neg), offer, neg, codec: CODECS[offer.codec] ?? jsonCodec, env: this.env, pacer: this.pacer,
       });
       const resuming = neg.resumable && this.peer.sid !== null;
       const first = resuming ? F.resume(neg.ticket, this.peer.inLast) : F.connect(neg.ticket);

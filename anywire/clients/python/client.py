@@ -21,13 +21,11 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from ...core.closecodes import RENEGOTIATE, CloseCode, should_reconnect
+from ...core.closecodes import CloseCode, should_reconnect
 from ...core.errors import LocalProtocolError, RemoteProtocolError
-from ...core.flood import RESUME_COST
 from ...core.frames import (
     Ack,
     Close,
-    Connect,
     ErrorFrame,
     Event,
     Frame,
@@ -35,12 +33,12 @@ from ...core.frames import (
     Join,
     Leave,
     Ping,
-    Resume,
 )
 from ...core.peer import ClientPeer
 from ...core.settings import Settings
 from .backoff import backoff, retry_delay, waits_out
 from .continuity import Continuity
+from .endpoints import endpoint
 from .errors import (
     AckError,
     AckTimeout,
@@ -52,9 +50,11 @@ from .errors import (
     RequestLost,
 )
 from .handlers import Handlers, logged
-from .negotiate import TokenSource, negotiate
+from .negotiate import TokenSource
 from .pacer import Pacer
+from .proxies import ProxyOption, check_proxy, http_client
 from .refresh import for_client
+from .rounds import Fallback, connect_round
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
 from .wire import Negotiated, check_frame, check_name, make_codecs
 
@@ -72,15 +72,17 @@ _DEFAULTS = Settings()
 _PROBE = 2**53 - 1
 # How long close() waits for the server to take the goodbye, and hooks to finish.
 _CLOSE_GRACE = 1.0
-# Openings answered "negotiate again" (4000, 4004, 4007) retried in one connection round
-# before the transport counts as failed.
-_RENEGOTIATIONS = 3
 
 
 class Client:
     """An anywire client session that survives transport drops.
 
-    :param url: the server's base URL (``http://host:port``; https gives wss).
+    :param url: the server's base URL (``http://host:port``, or with a path prefix such as
+        ``http://host/api``; https gives wss).
+    :param path: anywire's endpoint prefix below ``url`` (the server's ``path``, default
+        ``/anywire``): negotiate is ``POST {url}{path}/negotiate``. The transport URLs
+        negotiate answers are resolved by :mod:`.endpoints` (a server mounted under a
+        prefix gives them with it).
     :param token: the bearer token (JWT), or a sync or async callable returning it. A
         callable is called before *every* negotiate, so reconnects use a fresh token
         (e.g. after close code 4004 TOKEN_EXPIRED). None: anonymous, if the server allows.
@@ -106,6 +108,9 @@ class Client:
     :param ack_timeout: default wait for acks in seconds; None: the server's value.
     :param headers: extra HTTP headers for every request, the WebSocket upgrade included
         (e.g. ``Origin``, cookies).
+    :param proxy: an ``http://`` or ``https://`` proxy for every request and the
+        WebSocket (a CONNECT tunnel); None: the environment's (``HTTP_PROXY``,
+        ``HTTPS_PROXY``, ``NO_PROXY``); False: none (:mod:`.proxies`).
     :param pace: keep what is sent (messages, POSTs, polls, resumes) within the flood
         budget the server advertises, by waiting (:mod:`.pacer`); False: send at once,
         and risk a 4008 close (then the client backs off and resumes).
@@ -116,6 +121,7 @@ class Client:
         url: str,
         token: TokenSource = None,
         *,
+        path: str = "/anywire",
         refresh: bool = True,
         namespace: str = "/",
         transports: Iterable[str] = ("websocket", "sse", "longpoll"),
@@ -128,6 +134,7 @@ class Client:
         ack_timeout: float | None = None,
         headers: dict[str, str] | None = None,
         pace: bool = True,
+        proxy: ProxyOption = None,
     ) -> None:
         self.transports = tuple(transports)
         unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
@@ -139,6 +146,10 @@ class Client:
             raise ValueError("connect_timeout, max_queue and ack_timeout must be positive")
         backoff(backoff_base, backoff_max)  # validates the schedule's parameters now
         self.url = url.rstrip("/")
+        self.path = path.rstrip("/")
+        endpoint(self.url, self.path)  # validates the path now
+        self.fallback = Fallback()
+        """Transports that failed, reported in every negotiate (kept across reconnects)."""
         self.namespace = namespace
         self.codec = codec
         self.connect_timeout = connect_timeout
@@ -147,6 +158,8 @@ class Client:
         self.backoff_max = backoff_max
         self.ack_timeout = ack_timeout
         self.headers = dict(headers or {})
+        check_proxy(proxy)
+        self.proxy = proxy
         self.pacer = Pacer(pace)
         """Paces every send below the server's flood budget (kept across reconnects)."""
         self.peer = ClientPeer(max_unconfirmed=max_queue)
@@ -271,7 +284,7 @@ class Client:
         self._closed = False
         self._ended = None
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=10.0)
+            self._http = http_client(self.proxy)
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._run(first), name="anywire-client")
         try:
@@ -532,6 +545,8 @@ class Client:
                 first.set_result(None)
             started = loop.time()
             code, reason = await self._pump(transport)
+            lived = loop.time() - started  # a 4001 at once: the hello was held back
+            self.fallback.ended(transport.name, code, lived, transport.silence_limit())
             if self._closed:
                 await transport.close()
                 return
@@ -554,86 +569,11 @@ class Client:
             await asyncio.sleep(delay)
 
     async def _connect_round(self) -> tuple[Negotiated, ClientTransport, Hello]:
-        """Negotiate and try the offered transports in order, renegotiating after each
-        failure with the failed ones reported, until one delivers a hello."""
-        failed: list[str] = []
-        errors: list[str] = []
-        again = 0  # renegotiations an opening asked for (bounded)
-        while True:
-            neg = await self._negotiate(failed)
-            offers = [
-                o for o in neg.transports if o.name in self.transports and o.name not in failed
-            ]
-            if not offers:
-                detail = "; ".join(errors) or "no common transport"
-                raise ConnectError(f"no transport worked: {detail}")
-            offer = offers[0]
-            self.pacer.configure(neg.flood_rate, neg.flood_burst)
-            transport = TRANSPORT_CLASSES[offer.name](
-                self.url,
-                offer.url,
-                neg,
-                self._codecs[offer.codec],
-                self._codecs,
-                self._http_client(),
-                self.headers,
-            )
-            transport.pacer = self.pacer
-            resuming = neg.resumable and self.peer.sid is not None
-            if resuming:
-                await self.pacer.take(RESUME_COST)  # what the server charges a resume
-            opening: Connect | Resume = (
-                Resume(neg.ticket, self.peer.in_last) if resuming else Connect(neg.ticket)
-            )
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    hello = await transport.open(opening)
-                if (problem := self.peer.hello_problem(hello)) is not None:
-                    raise TransportClosed(None, f"impossible hello: {problem}")
-            except asyncio.CancelledError:
-                await transport.close()  # close() during an attempt: leave no tasks behind
-                raise
-            except Exception as exc:  # any failure of this attempt: fall back
-                await transport.close()
-                code = exc.code if isinstance(exc, TransportClosed) else None
-                if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
-                    raise AuthError(f"{offer.name}: {exc}", code) from exc
-                if code in RENEGOTIATE and again < _RENEGOTIATIONS:
-                    # The node is stopping, the credential expired, the ticket was not
-                    # taken: nothing wrong with the transport. Negotiate again (a load
-                    # balancer sends the next attempt elsewhere).
-                    again += 1
-                    log.info("anywire %s: %s; negotiating again", offer.name, exc)
-                    continue
-                reason = "no hello in time" if isinstance(exc, TimeoutError) else repr(exc)
-                log.info("anywire transport %s failed: %s", offer.name, reason)
-                failed.append(offer.name)
-                errors.append(f"{offer.name}: {reason}")
-                continue
-            return neg, transport, hello
-
-    async def _negotiate(self, failed: list[str]) -> Negotiated:
-        """``POST /anywire/negotiate`` with a fresh token; raises AuthError/ConnectError."""
-        body: dict[str, Any] = {
-            "v": 1,
-            "ns": self.namespace,
-            "transports": list(self.transports),
-            "codecs": list(dict.fromkeys([self.codec, "json"])),
-            "failed": list(failed),
-        }
-        if self._neg is not None and self.peer.sid is not None:
-            body["resume"] = self._neg.token
-            await self.pacer.take(RESUME_COST)  # so does a negotiate that resumes
-        since = self.continuity.since()
-        if since:
-            body["since"] = since
-        return await negotiate(
-            self._http_client(), self.url, body, self.headers, self._token, self.connect_timeout
-        )
+        return await connect_round(self)  # rounds.py (fallback, remembered failures)
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=10.0)
+            self._http = http_client(self.proxy)
         return self._http
 
     def _attach(self, neg: Negotiated, transport: ClientTransport, hello: Hello) -> None:

@@ -46,15 +46,16 @@ async def negotiate(
     token: TokenSource,
     timeout: float,
 ) -> Negotiated:
-    """``POST {url}/anywire/negotiate`` with ``body`` and a fresh token, all within
-    ``timeout`` seconds. Raises AuthError (401, 403) or ConnectError (anything else)."""
+    """``POST {url}/negotiate`` (``url``: the endpoint prefix, ``/anywire`` included)
+    with ``body`` and a fresh token, all within ``timeout`` seconds. Raises AuthError
+    (401, 403) or ConnectError (anything else)."""
     try:
         async with asyncio.timeout(timeout):
             bearer = await resolve_token(token)
             sent = dict(headers)
             if bearer:
                 sent["Authorization"] = f"Bearer {bearer}"
-            response = await http.post(url + "/anywire/negotiate", json=body, headers=sent)
+            response = await http.post(url + "/negotiate", json=body, headers=sent)
     except TimeoutError:
         raise ConnectError(f"negotiate: no answer within {timeout} s") from None
     except (httpx.HTTPError, OSError) as exc:

@@ -31,6 +31,7 @@ from ...core.codec import Codec
 from ...core.errors import RemoteProtocolError
 from ...core.frames import SEQUENCED, Connect, Frame, Hello, Resume, Rx
 from .pacer import Pacer
+from .proxies import ProxyOption
 from .wire import Negotiated, encode_bodies, error_code, split_at_close
 
 __all__ = ["ClientTransport", "TransportClosed"]
@@ -64,6 +65,8 @@ class ClientTransport:
     #: What every write (and poll) waits on to stay within the server's flood budget;
     #: the client sets its own (kept across connections).
     pacer: Pacer = Pacer(enabled=False)
+    #: The client's ``proxy`` option (for the WebSocket; httpx has it already).
+    proxy: ProxyOption = None
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from ...core.errors import RemoteProtocolError
 from ...core.frames import Connect, Resume
+from .proxies import ws_proxy
 from .transport import ClientTransport, TransportClosed
 from .wire import decode_frames, error_code, ws_url
 
@@ -33,6 +34,7 @@ class WebSocketTransport(ClientTransport):
                 close_timeout=1.0,
                 compression=None,  # the server disables per-message deflate anyway
                 max_size=_MAX_MESSAGE,
+                proxy=ws_proxy(self.proxy),  # a CONNECT tunnel (proxies.py)
             )
         except InvalidStatus as exc:
             # A refused upgrade. Only the server's own error body says "not allowed"

@@ -1,0 +1,154 @@
+"""A connection round of the Python client: negotiate, then try the offered transports in
+order, negotiating again after each failure, until one delivers a hello (protocol
+sections 2.3 and 14.2).
+
+Which transports failed is remembered for the life of the client, oldest failure first,
+and reported in every negotiate, reconnects included (as the JS client does): the server
+then offers them last, so a transport that a proxy breaks costs its connect timeout once,
+not at every reconnect. A remembered transport is tried again only when everything
+offered before it has failed in the same round, and forgotten once it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ...core.closecodes import RENEGOTIATE, CloseCode
+from ...core.flood import RESUME_COST
+from ...core.frames import Connect, Hello, Resume
+from .endpoints import endpoint, transport_base
+from .errors import AuthError, ConnectError
+from .negotiate import negotiate
+from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
+from .wire import Negotiated
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["Fallback", "connect_round"]
+
+log = logging.getLogger("anywire.client")
+
+# Openings answered "negotiate again" (4000, 4004, 4007) retried in one connection round
+# before the transport counts as failed.
+_RENEGOTIATIONS = 3
+
+
+class Fallback:
+    """The transports that failed for one client, oldest failure first."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def fail(self, name: str) -> None:
+        """``name`` failed (again): it moves to the end, as the newest failure."""
+        self.forget(name)
+        self.failed.append(name)
+
+    def ended(self, name: str, code: int | None, lived: float, silence: float) -> None:
+        """A connection on ``name`` ended with ``code``, ``lived`` seconds after its hello.
+
+        A buffering intermediary holds an event stream back until the server gives up on
+        the silent client (4001) and ends it: hello and close then arrive together. The
+        server's silence window started when it sent the hello, so a 4001 much sooner
+        (under half of ``silence``) after the hello arrived means the hello itself was
+        held back: the transport cannot carry the session, as if it had timed out (the
+        JS client judges the same way). Only happens when the server's ping settings are
+        shorter than the connect timeout, which otherwise catches this first."""
+        if code == CloseCode.PING_TIMEOUT and lived < silence / 2:
+            log.info("anywire %s: held back until the server gave up; falling back", name)
+            self.fail(name)
+
+    def forget(self, name: str) -> None:
+        """``name`` works after all: offer it in its place again."""
+        if name in self.failed:
+            self.failed.remove(name)
+
+
+async def connect_round(client: Client) -> tuple[Negotiated, ClientTransport, Hello]:
+    """Negotiate and try the offered transports in order, negotiating again after each
+    failure with the failed ones reported, until one delivers a hello. Raises
+    :class:`ConnectError` when every offer failed (:class:`AuthError` when refused)."""
+    tried: set[str] = set()
+    errors: list[str] = []
+    again = 0  # renegotiations an opening asked for (bounded)
+    while True:
+        neg = await _negotiate(client)
+        offers = [o for o in neg.transports if o.name in client.transports and o.name not in tried]
+        if not offers:
+            detail = "; ".join(errors) or "no common transport"
+            raise ConnectError(f"no transport worked: {detail}")
+        offer = offers[0]
+        client.pacer.configure(neg.flood_rate, neg.flood_burst)
+        transport = TRANSPORT_CLASSES[offer.name](
+            transport_base(client.url, client.path, neg),
+            offer.url,
+            neg,
+            client._codecs[offer.codec],
+            client._codecs,
+            client._http_client(),
+            client.headers,
+        )
+        transport.pacer = client.pacer
+        transport.proxy = client.proxy
+        resuming = neg.resumable and client.peer.sid is not None
+        if resuming:
+            await client.pacer.take(RESUME_COST)  # what the server charges a resume
+        opening: Connect | Resume = (
+            Resume(neg.ticket, client.peer.in_last) if resuming else Connect(neg.ticket)
+        )
+        try:
+            async with asyncio.timeout(client.connect_timeout):
+                hello = await transport.open(opening)
+            if (problem := client.peer.hello_problem(hello)) is not None:
+                raise TransportClosed(None, f"impossible hello: {problem}")
+        except asyncio.CancelledError:
+            await transport.close()  # close() during an attempt: leave no tasks behind
+            raise
+        except Exception as exc:  # any failure of this attempt: fall back
+            await transport.close()
+            code = exc.code if isinstance(exc, TransportClosed) else None
+            if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
+                raise AuthError(f"{offer.name}: {exc}", code) from exc
+            if code in RENEGOTIATE and again < _RENEGOTIATIONS:
+                # The node is stopping, the credential expired, the ticket was not taken:
+                # nothing wrong with the transport. Negotiate again (a load balancer sends
+                # the next attempt elsewhere).
+                again += 1
+                log.info("anywire %s: %s; negotiating again", offer.name, exc)
+                continue
+            reason = "no hello in time" if isinstance(exc, TimeoutError) else repr(exc)
+            log.info("anywire transport %s failed: %s", offer.name, reason)
+            tried.add(offer.name)
+            client.fallback.fail(offer.name)
+            errors.append(f"{offer.name}: {reason}")
+            continue
+        client.fallback.forget(offer.name)
+        return neg, transport, hello
+
+
+async def _negotiate(client: Client) -> Negotiated:
+    """``POST {url}{path}/negotiate`` with a fresh token; raises AuthError/ConnectError."""
+    body: dict[str, Any] = {
+        "v": 1,
+        "ns": client.namespace,
+        "transports": list(client.transports),
+        "codecs": list(dict.fromkeys([client.codec, "json"])),
+        "failed": list(client.fallback.failed),
+    }
+    if client._neg is not None and client.peer.sid is not None:
+        body["resume"] = client._neg.token
+        await client.pacer.take(RESUME_COST)  # so does a negotiate that resumes
+    since = client.continuity.since()
+    if since:
+        body["since"] = since
+    return await negotiate(
+        client._http_client(),
+        endpoint(client.url, client.path),
+        body,
+        client.headers,
+        client._token,
+        client.connect_timeout,
+    )
