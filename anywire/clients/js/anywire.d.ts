@@ -44,7 +44,8 @@ export interface Env {
 }
 
 export interface ConnectOptions {
-  /** Origin base URL of the server; "" (default) is the page's origin. */
+  /** Base URL of the server: an origin, or one with a path prefix ("https://host/api");
+   * "" (default) is the page's origin. */
   url?: string;
   /** Endpoint prefix (default "/anywire"). */
   path?: string;
