@@ -131,9 +131,7 @@ export class Socket {
     this._upgradeFailed = false;
     this._liveness = null;
     this._lastHeard = 0;
-    this._heardCount = 0;
     this._epoch = 0; // counts the hellos that renumbered the outgoing frames
-    this._pingTimer = null;
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first.
     this._failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
@@ -753,7 +751,6 @@ export class Socket {
   _heard(t) {
     if (t !== this._live) return;
     this._lastHeard = this.env.now();
-    this._heardCount += 1;
   }
 
   _armLiveness(t) {
@@ -775,25 +772,19 @@ export class Socket {
 
   _disarmLiveness() {
     this.env.clearTimeout(this._liveness);
-    this.env.clearTimeout(this._pingTimer);
     this._liveness = null;
-    this._pingTimer = null;
     this._checkLiveness = null;
   }
 
-  /** The network changed under a live connection (back online, a tab waking up): a TCP
-   * connection may be half-open and silent for good. Ping the server (it answers pong
-   * at once) and drop the connection if nothing at all comes back within connectTimeout,
-   * instead of waiting out the whole silence limit. */
+  /** The network changed under a live connection (back online, another network, a tab
+   * waking up): a TCP connection may be half-open and silent for good. Ping the server
+   * (it answers pong at once); the transport's half-open watch (liveness.js) drops the
+   * connection if nothing at all comes back within ping_timeout. */
   _verifyLive() {
     const t = this._live;
-    if (!t || this._state !== "connected" || this._pingTimer) return;
-    const before = this._heardCount;
-    t.send([F.ping()]);
-    this._pingTimer = this.env.setTimeout(() => {
-      this._pingTimer = null;
-      if (t === this._live && this._heardCount === before) t.abort("no answer to a ping after a network change");
-    }, this.options.connectTimeout);
+    if (!t || this._state !== "connected") return;
+    t.watch.check(); // timers may have been throttled meanwhile
+    if (t === this._live) t.send([F.ping()]);
   }
 
   // -- upgrade --------------------------------------------------------------------------
@@ -873,6 +864,8 @@ export class Socket {
       [w, "pagehide", (ev) => {
         if (this.options.closeOnPageHide && !(ev && ev.persisted)) this.close();
       }],
+      // Another network (Wi-Fi to cellular): same check as back online.
+      [w.navigator && w.navigator.connection, "change", () => this._verifyLive()],
       [doc, "visibilitychange", () => {
         if (doc.visibilityState !== "visible") return;
         // Timers are throttled in background tabs: check at once instead of waiting.

@@ -30,6 +30,7 @@ from ...core.closecodes import CloseCode
 from ...core.codec import Codec
 from ...core.errors import RemoteProtocolError
 from ...core.frames import SEQUENCED, Connect, Frame, Hello, Resume, Rx
+from .liveness import HalfOpenWatch
 from .pacer import Pacer
 from .wire import Negotiated, encode_bodies, error_code, split_at_close
 
@@ -91,6 +92,8 @@ class ClientTransport:
         self._idle.set()
         self._ended = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Silence for ping_timeout after a send the server must answer: half-open, dead.
+        self._watch = HalfOpenWatch(neg.ping_timeout, self._half_open)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def open(self, first: Connect | Resume) -> Hello:
@@ -122,8 +125,13 @@ class ClientTransport:
         """Drop the connection at once, telling the server nothing (as a network failure
         would). Frames already received can still be read; then recv raises."""
         self._end(TransportClosed(None, "connection dropped"))
+        self._watch.stop()
         for task in self._tasks:
             task.cancel()
+
+    def _half_open(self, reason: str) -> None:
+        self._end(TransportClosed(None, reason))
+        self.abort()
 
     async def close(self) -> None:
         """Stop every task of the transport and release its connection (bounded)."""
@@ -146,7 +154,10 @@ class ClientTransport:
 
     def _deliver(self, frames: list[Frame]) -> None:
         """Hand decoded frames to :meth:`recv`; a close frame ends the transport."""
-        if self.closed or not frames:
+        if self.closed:
+            return
+        self._watch.heard()
+        if not frames:
             return
         frames, close = split_at_close(frames)
         self._inbox.put_nowait(frames)
@@ -157,6 +168,7 @@ class ClientTransport:
         """Report a sign of life that carried no frame (an empty long-poll answer), so
         the client's silence timer restarts."""
         if not self.closed:
+            self._watch.heard()
             self._inbox.put_nowait([])
 
     def _end(self, exc: TransportClosed) -> None:
@@ -209,6 +221,9 @@ class ClientTransport:
                     )
                     for body, cost in zip(bodies, costs, strict=True):
                         await self.pacer.take(cost)
+                        # Armed when the write starts (a paced wait is not silence), and
+                        # before it: a write into a black hole may never return.
+                        self._watch.sent(frames)
                         await self._write(body)
                         if self.closed:
                             return
@@ -231,6 +246,7 @@ class ClientTransport:
         # 8.5): confirm them now, as an rx would, rather than wait for the downstream's.
         # Otherwise a session lost right after the POST (a restart) would resend them.
         last = max((f.s for f in frames if f.type in SEQUENCED), default=None)  # type: ignore[union-attr]
+        self._watch.heard()  # the POST was answered
         if last is not None:
             self._inbox.put_nowait([Rx(last)])
 
