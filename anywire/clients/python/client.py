@@ -52,6 +52,7 @@ from .errors import (
     RequestLost,
 )
 from .handlers import Handlers, logged
+from .liveness import IdleCuts
 from .negotiate import TokenSource, negotiate
 from .pacer import Pacer
 from .refresh import for_client
@@ -160,6 +161,9 @@ class Client:
         rejoins its rooms and catches up by itself)."""
         self.last_close: tuple[int, str] | None = None
         """The last close code and reason the server gave, if any."""
+        self.idle_cuts = IdleCuts()
+        """Connections cut after a consistent idle time: the shorter ping interval to ask
+        for (adaptive heartbeats, kept across reconnects)."""
 
         self._token = token
         self._codecs = make_codecs()
@@ -242,8 +246,15 @@ class Client:
     def stats(self) -> dict[str, int]:
         """Counters: ``duplicates`` is the number of stream events dropped because the
         client already had them. The server never sends one: it stays 0 unless
-        something is wrong (tests assert it)."""
-        return {"duplicates": self.continuity.positions.duplicates}
+        something is wrong (tests assert it). ``idle_cuts``: connections the network cut
+        sooner than the heartbeat; ``ping_interval_ms``: how often the server pings this
+        session (shorter than its default once the client asked, adaptive heartbeats)."""
+        return {
+            "duplicates": self.continuity.positions.duplicates,
+            # Adaptive heartbeats: idle cuts seen, and the interval the server pings at.
+            "idle_cuts": self.idle_cuts.cuts,
+            "ping_interval_ms": int(self._neg.ping_interval * 1000) if self._neg else 0,
+        }
 
     @property
     def state(self) -> State:
@@ -532,6 +543,9 @@ class Client:
                 first.set_result(None)
             started = loop.time()
             code, reason = await self._pump(transport)
+            if self.idle_cuts.ended(transport.idle_at_end, code, neg.ping_interval):
+                log.info("anywire: connections cut when idle; asking for pings every %.2f s",
+                         self.idle_cuts.asked)  # fmt: skip
             if self._closed:
                 await transport.close()
                 return
@@ -627,6 +641,8 @@ class Client:
         since = self.continuity.since()
         if since:
             body["since"] = since
+        if self.idle_cuts.asked is not None:
+            body["ping_interval"] = self.idle_cuts.request_ms()
         return await negotiate(
             self._http_client(), self.url, body, self.headers, self._token, self.connect_timeout
         )

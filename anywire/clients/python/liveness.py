@@ -84,3 +84,45 @@ class HalfOpenWatch:
                 f"no answer from the server within {self._state.timeout} s of a send: "
                 "connection presumed half-open"
             )
+
+
+class IdleCuts:
+    """Adaptive heartbeats: notices connections cut after a consistent idle time shorter
+    than the ping interval (a proxy or NAT with a short idle timeout) and says which
+    shorter interval to ask for at the next negotiate (body ``ping_interval``, protocol
+    section 3.1). Clock-free: the caller measures each cut's idle time.
+
+    Two cuts in a row whose idle times agree within ``tolerance`` (relative) are
+    consistent; the ask is ``fraction`` of the shorter one, so the server's pings keep
+    the path busy well within the cut.
+    """
+
+    def __init__(self, tolerance: float = 0.25, fraction: float = 0.5) -> None:
+        self.tolerance = tolerance
+        self.fraction = fraction
+        self.cuts = 0  # cuts counted as idle cuts
+        self.asked: float | None = None  # seconds, once a pattern was seen
+        self._last: float | None = None
+
+    def ended(self, idle: float | None, code: int | None, interval: float) -> bool:
+        """A connection pinged every ``interval`` seconds ended ``idle`` seconds after
+        its last traffic (None: the client dropped it itself) with close ``code``.
+        Returns True if this changed what to ask for."""
+        # Only a cut by the network (no close code from the server) that came sooner
+        # than the heartbeat could have prevented says anything about an idle timeout.
+        if idle is None or code not in (None, 1006) or idle >= 0.9 * interval:
+            self._last = None
+            return False
+        self.cuts += 1
+        last, self._last = self._last, idle
+        if last is None or abs(last - idle) > self.tolerance * max(last, idle):
+            return False
+        ask = self.fraction * min(last, idle)
+        if self.asked is not None and ask >= self.asked:
+            return False
+        self.asked = ask
+        return True
+
+    def request_ms(self) -> int | None:
+        """The negotiate body's ``ping_interval`` (ms), or None to ask for nothing."""
+        return None if self.asked is None else max(1, int(self.asked * 1000))

@@ -42,7 +42,7 @@ class SSETransport(ClientTransport):
                 async for line in response.aiter_lines():
                     data = decoder.feed(line)
                     if data is None:
-                        self._watch.heard()  # a line (a comment keepalive): the path works
+                        self._heard()  # a line (a comment keepalive): the path works
                     else:
                         self._deliver(decode_frames(self.codec, data))
                     if self.closed:

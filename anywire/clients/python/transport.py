@@ -94,6 +94,11 @@ class ClientTransport:
         self._tasks: list[asyncio.Task[None]] = []
         # Silence for ping_timeout after a send the server must answer: half-open, dead.
         self._watch = HalfOpenWatch(neg.ping_timeout, self._half_open)
+        # Idle time when the network ended the connection (None: the client dropped it,
+        # or it has not ended), for adaptive heartbeats (liveness.IdleCuts).
+        self.last_traffic = asyncio.get_running_loop().time()
+        self.idle_at_end: float | None = None
+        self._dropped = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def open(self, first: Connect | Resume) -> Hello:
@@ -124,12 +129,14 @@ class ClientTransport:
     def abort(self) -> None:
         """Drop the connection at once, telling the server nothing (as a network failure
         would). Frames already received can still be read; then recv raises."""
+        self._dropped = True
         self._end(TransportClosed(None, "connection dropped"))
         self._watch.stop()
         for task in self._tasks:
             task.cancel()
 
     def _half_open(self, reason: str) -> None:
+        self._dropped = True
         self._end(TransportClosed(None, reason))
         self.abort()
 
@@ -156,7 +163,7 @@ class ClientTransport:
         """Hand decoded frames to :meth:`recv`; a close frame ends the transport."""
         if self.closed:
             return
-        self._watch.heard()
+        self._heard()
         if not frames:
             return
         frames, close = split_at_close(frames)
@@ -168,13 +175,19 @@ class ClientTransport:
         """Report a sign of life that carried no frame (an empty long-poll answer), so
         the client's silence timer restarts."""
         if not self.closed:
-            self._watch.heard()
+            self._heard()
             self._inbox.put_nowait([])
+
+    def _heard(self) -> None:
+        self._watch.heard()
+        self.last_traffic = asyncio.get_running_loop().time()
 
     def _end(self, exc: TransportClosed) -> None:
         """Mark the transport as over; the first reason given wins."""
         if not self.closed:
             self.closed = True
+            if not self._dropped:
+                self.idle_at_end = asyncio.get_running_loop().time() - self.last_traffic
             self._inbox.put_nowait(exc)
             self._idle.set()  # nothing more will be written: flush() must not wait
             self._ended.set()
@@ -224,6 +237,7 @@ class ClientTransport:
                         # Armed when the write starts (a paced wait is not silence), and
                         # before it: a write into a black hole may never return.
                         self._watch.sent(frames)
+                        self.last_traffic = asyncio.get_running_loop().time()
                         await self._write(body)
                         if self.closed:
                             return

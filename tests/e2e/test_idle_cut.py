@@ -1,0 +1,87 @@
+"""Adaptive heartbeats: behind something that cuts idle connections sooner than the
+server's ping interval, the client churns on the first cuts, then asks for a shorter
+interval at negotiate and stops reconnecting.
+
+The client reaches the server through a TCP proxy that closes every connection idle for
+3 s; the server pings every 20 s (ping_interval) and grants down to 1 s
+(min_ping_interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from anywire.clients.python import Client
+from tests.netfault import FaultProxy
+
+from .conftest import Server, make_token, start_server
+
+IDLE_CUT = 3.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = start_server(
+        {
+            "AW_PING_INTERVAL": "20",
+            "AW_PING_TIMEOUT": "5",
+            "AW_MIN_PING_INTERVAL": "1",
+            "AW_POLL_WINDOW": "20",
+            "AW_RESUME_WINDOW": "30",
+        }
+    )
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def proxy(server: Server) -> Iterator[FaultProxy]:
+    p = FaultProxy(server.port, idle_cut=IDLE_CUT)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_client_stops_churning_under_a_short_idle_cut(
+    server: Server, proxy: FaultProxy, transport: str
+) -> None:
+    reconnects: list[float] = []
+    client = Client(
+        proxy.url,
+        token=make_token(f"idlecut-{transport}"),
+        transports=[transport],
+        backoff_base=0.05,
+        backoff_max=0.2,
+    )
+
+    @client.on_state
+    def _state(state: str) -> None:
+        if state == "reconnecting":
+            reconnects.append(time.monotonic())
+
+    await client.connect()
+    start = time.monotonic()
+    try:
+        assert client.stats["ping_interval_ms"] == 20_000
+        # Idle: the first cuts come every ~3 s until two of them agree.
+        await asyncio.sleep(20.0)  # the window under test, not a synchronisation
+        settled = client.stats
+        print(
+            f"\n{transport}: {len(reconnects)} reconnects in 20 s, at "
+            f"{[round(t - start, 1) for t in reconnects]}; pinged every "
+            f"{settled['ping_interval_ms']} ms after {settled['idle_cuts']} idle cuts"
+        )
+        assert 2 <= len(reconnects) <= 4
+        assert settled["ping_interval_ms"] == 1500  # half the cut, within the server's bounds
+        assert all(t - start < 12.0 for t in reconnects), "still churning after 12 s"
+        # The session keeps working (resumed, nothing lost).
+        assert await client.call("echo", {"n": 1}) == {"n": 1}
+        metrics = httpx.get(server.url + "/anywire/metrics").json()
+        assert metrics["sessions_short_ping"] >= 1
+    finally:
+        await client.close()
