@@ -684,7 +684,7 @@ test("a stream event at or below the socket's position is dropped and counted, n
   const got = [];
   socket.on("n", (d) => got.push(d));
   await socket.ready();
-  assert.deepEqual(socket.stats, { duplicates: 0 });
+  assert.equal(socket.stats.duplicates, 0);
   const at = (offset, epoch = "ep") => ({ r: "lobby", o: ["room:/:lobby", epoch, offset] });
   server.push("n", 1, at(1));
   server.push("n", 2, at(2));
@@ -694,7 +694,7 @@ test("a stream event at or below the socket's position is dropped and counted, n
   server.push("n", "new epoch", at(1, "ep2")); // another history: any offset is new
   await until(clock, () => socket.peer.inLast === 6);
   assert.deepEqual(got, [1, 2, 3, "new epoch"]);
-  assert.deepEqual(socket.stats, { duplicates: 2 });
+  assert.equal(socket.stats.duplicates, 2);
   assert.deepEqual(socket.positions, { lobby: ["ep2", 1] });
   await socket.close();
 });
@@ -842,7 +842,7 @@ test("a fresh hello's streams become positions; $lost moves a position past what
   await until(clock, () => socket.positions.lobby?.[1] === 10);
   assert.deepEqual(seen, ["new", 4, [lost, null], 10]);
   assert.deepEqual(socket.userPosition, ["eu", 4]);
-  assert.deepEqual(socket.stats, { duplicates: 2 });
+  assert.equal(socket.stats.duplicates, 2);
   // A $lost whose end is unknown moves nothing.
   server.push("$lost", { stream: "room:/:lobby", epoch: "ep", from: 11, to: null });
   await until(clock, () => seen.length === 5);

@@ -59,3 +59,42 @@ export class HalfOpenWatch {
     this._timer = null;
   }
 }
+
+/** Adaptive heartbeats: notices connections cut by the network after a consistent idle
+ * time shorter than the ping interval (a proxy or NAT with a short idle timeout) and
+ * says which shorter interval to ask for at the next negotiate (body `ping_interval`,
+ * protocol section 3.1). Two cuts in a row whose idle times agree within `tolerance`
+ * (relative) are consistent; the ask is `fraction` of the shorter one. Times in ms. */
+export class IdleCuts {
+  constructor(tolerance = 0.25, fraction = 0.5) {
+    this.tolerance = tolerance;
+    this.fraction = fraction;
+    this.cuts = 0; // cuts counted as idle cuts
+    this.asked = null; // ms, once a pattern was seen
+    this._last = null;
+  }
+
+  /** A connection pinged every `interval` ms ended `idle` ms after its last traffic
+   * (null: the client dropped it itself) with close `code`. True if the ask changed. */
+  ended(idle, code, interval) {
+    // Only a cut by the network (no close code from the server) that came sooner than
+    // the heartbeat could have prevented says anything about an idle timeout.
+    if (idle === null || idle === undefined || !(code === null || code === 1006) || idle >= 0.9 * interval) {
+      this._last = null;
+      return false;
+    }
+    this.cuts += 1;
+    const last = this._last;
+    this._last = idle;
+    if (last === null || Math.abs(last - idle) > this.tolerance * Math.max(last, idle)) return false;
+    const ask = this.fraction * Math.min(last, idle);
+    if (this.asked !== null && ask >= this.asked) return false;
+    this.asked = ask;
+    return true;
+  }
+
+  /** The negotiate body's `ping_interval` (ms), or null to ask for nothing. */
+  requestMs() {
+    return this.asked === null ? null : Math.max(1, Math.round(this.asked));
+  }
+}

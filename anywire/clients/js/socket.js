@@ -25,6 +25,7 @@ import { LIMITS, failure, negotiate, negotiateBody } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
+import { IdleCuts } from "./liveness.js";
 import { LongPollTransport } from "./longpoll.js";
 import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
@@ -102,6 +103,7 @@ export class Socket {
     this.pacer = new Pacer(this.env, o.pace);
     /** Stream positions, rooms and open requests, kept across sessions. */
     this.continuity = new Continuity(this.peer, o.namespace);
+    this.idleCuts = new IdleCuts(); // adaptive heartbeats, kept across reconnects
     /** @type {string|null} the session id, once connected */
     this.sid = null;
     /** @type {boolean|null} the last hello's `recovered`: false means a fresh session */
@@ -174,9 +176,16 @@ export class Socket {
   }
 
   /** Counters: `duplicates` is the number of stream events dropped because the socket
-   * already had them. The server never sends one: it stays 0 unless something is wrong. */
+   * already had them. The server never sends one: it stays 0 unless something is wrong.
+   * `idleCuts`: connections the network cut sooner than the heartbeat; `pingInterval`
+   * (ms): how often the server pings this session (shorter once the socket asked). */
   get stats() {
-    return { duplicates: this.continuity.positions.duplicates };
+    return {
+      duplicates: this.continuity.positions.duplicates,
+      // Adaptive heartbeats: idle cuts seen, and how often the server pings this session.
+      idleCuts: this.idleCuts.cuts,
+      pingInterval: this._neg ? this._neg.ping_interval : 0,
+    };
   }
 
   // -- registration -------------------------------------------------------------------
@@ -392,7 +401,8 @@ export class Socket {
   _setState(state) {
     if (state === this._state) return;
     this._state = state;
-    this._hooks.emit("state", state);
+    // With the heartbeat the session uses (adaptive heartbeats: shorter after idle cuts).
+    this._hooks.emit("state", state, this.stats);
     this._roomChanged(); // backpressure waiters re-check (a disconnect ends their wait)
     if (state === "connected") for (const w of this._readyWaiters.splice(0)) w.resolve();
     this._showTransport();
@@ -521,6 +531,8 @@ export class Socket {
     const o = this.options;
     const resume = this._neg && this.peer.sid !== null ? this._neg.token : null;
     const body = negotiateBody(o, this._failed, resume, this.continuity.since());
+    const ask = this.idleCuts.requestMs(); // adaptive heartbeats (liveness.js)
+    if (ask !== null) body.ping_interval = ask;
     if (resume) await this.pacer.take(RESUME_COST); // so does a negotiate that resumes
     return negotiate(this.env, this.base + this.path + "/negotiate", body, o.getToken, o.connectTimeout);
   }
@@ -655,6 +667,7 @@ export class Socket {
     if (code === 4001 && lived < (this._neg.ping_interval + this._neg.ping_timeout) / 2) {
       this._markFailed(t.name);
     }
+    this.idleCuts.ended(t.idleAtEnd, code, this._neg.ping_interval);
     this._live = null;
     this._disarmLiveness();
     if (this.refresher) this.refresher.stop();

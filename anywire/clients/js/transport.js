@@ -40,6 +40,11 @@ export class Transport {
     this.final = false; // set by the socket for its goodbye (close frame)
     // Silence for ping_timeout after a send the server must answer: half-open, dead.
     this.watch = new HalfOpenWatch(this.neg.ping_timeout, this.env, (reason) => this.abort(reason));
+    // Idle time (ms) when the network ended the connection (null: the socket dropped it,
+    // or it has not ended), for adaptive heartbeats (liveness.js IdleCuts).
+    this.lastTraffic = this.env.now();
+    this.idleAtEnd = null;
+    this._dropped = false;
   }
 
   /** Whether a completed write means the server processed it (a POST's 204 does; a
@@ -111,6 +116,7 @@ export class Transport {
           // Armed when the write starts (a paced wait is not silence), and before it: a
           // write into a black hole may never complete.
           this.watch.sent(frames);
+          this.lastTraffic = this.env.now();
           await this._write(body);
           if (this.confirmsWrites) this.watch.heard(); // the POST was answered
           // A POST answered 2xx was processed, in order, before the answer: as good a
@@ -142,7 +148,7 @@ export class Transport {
   /** Hands decoded frames to the socket; a close frame ends the transport. */
   _deliver(frames) {
     if (this.closed) return;
-    this.watch.heard();
+    this._heard();
     if (frames.length === 0) return;
     const [kept, close] = splitAtClose(frames);
     if (this.onframes) this.onframes(kept);
@@ -150,14 +156,20 @@ export class Transport {
   }
 
   _alive() {
-    if (!this.closed) this.watch.heard();
+    if (!this.closed) this._heard();
     if (!this.closed && this.onalive) this.onalive();
+  }
+
+  _heard() {
+    this.watch.heard();
+    this.lastTraffic = this.env.now();
   }
 
   /** Ends the transport (first reason wins) and tells the socket. */
   _end(code, reason) {
     if (this.closed) return;
     this.closed = true;
+    if (!this._dropped) this.idleAtEnd = this.env.now() - this.lastTraffic;
     this.watch.stop();
     this._teardown();
     this._settle();
@@ -168,6 +180,7 @@ export class Transport {
   _teardown() {}
 
   abort(reason = "connection dropped") {
+    this._dropped = true;
     this._end(null, reason);
   }
 
