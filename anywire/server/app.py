@@ -512,6 +512,8 @@ class Anywire:
             "flood_rate": self.settings.flood_rate,
             "flood_burst": self.settings.flood_burst,
         }
+        if interval < self.settings.ping_interval:  # polls are held at most that long too
+            response["poll_window"] = int(min(interval, self.settings.poll_window) * 1000)
         expires_in = expires_in_ms(identity)
         if expires_in is not None:
             response["expires_in"] = expires_in  # when to refresh in-band (section 11.4)

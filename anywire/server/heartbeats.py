@@ -7,8 +7,18 @@ from collections.abc import Iterable
 
 from ..core.session import Heartbeat, ServerSession
 from ..core.settings import Settings
+from ..transports.base import Link
 
-__all__ = ["heartbeat", "shortened"]
+__all__ = ["apply", "heartbeat", "shortened"]
+
+
+def apply(settings: Settings, link: Link, interval: float | None) -> Heartbeat:
+    """The heartbeat of a new connection whose negotiate was granted ``interval`` (None:
+    the server's own); a long-poll link also holds its polls at most that long, so an
+    idle path never stays silent longer than the client asked for."""
+    if interval is not None and not link.info.server_ping:
+        link.hold = interval
+    return heartbeat(settings, link.info.server_ping, interval)
 
 
 def heartbeat(settings: Settings, server_ping: bool, interval: float | None) -> Heartbeat:
@@ -23,10 +33,14 @@ def heartbeat(settings: Settings, server_ping: bool, interval: float | None) -> 
 
 
 def shortened(sessions: Iterable[ServerSession], settings: Settings) -> int:
-    """Sessions pinged more often than ``ping_interval`` (metrics ``sessions_short_ping``)."""
-    return sum(
-        1
-        for sess in sessions
-        if sess.heartbeat.ping_interval is not None
-        and sess.heartbeat.ping_interval < settings.ping_interval
-    )
+    """Sessions pinged more often than ``ping_interval``, or polled with a shorter hold
+    (metrics ``sessions_short_ping``)."""
+    return sum(1 for sess in sessions if _short(sess, settings))
+
+
+def _short(sess: ServerSession, settings: Settings) -> bool:
+    every = sess.heartbeat.ping_interval
+    if every is not None:
+        return every < settings.ping_interval
+    link = sess.connection
+    return isinstance(link, Link) and link.hold is not None

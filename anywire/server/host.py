@@ -177,9 +177,7 @@ class SessionHost(Budget):
         wall = time.time()
         now = asyncio.get_running_loop().time()
         auth_deadline = None if identity.expires_at is None else now + identity.expires_at - wall
-        heartbeat = heartbeats.heartbeat(
-            self.settings, link.info.server_ping, redeemed.ping_interval
-        )
+        heartbeat = heartbeats.apply(self.settings, link, redeemed.ping_interval)
         sess = self.sessions.get(sid)
         last = first.last if isinstance(first, Resume) else None
         if sess is not None and last is not None and sess.can_resume(last):
