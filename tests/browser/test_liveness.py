@@ -5,7 +5,8 @@ loaded through the proxy (same origin).
 * half-open: the proxy black-holes every byte; a send must end the connection within
   ping_timeout (2 s), not after ping_interval + ping_timeout (22 s), and the socket
   resumes once the path is back with every event recorded once;
-* idle cut: the proxy closes connections idle for 3 s while the server pings every 20 s;
+* idle cut: the proxy closes connections idle for 3 s while the server pings every 20 s
+  (and holds polls 20 s);
   the socket churns on the first cuts, then asks for a shorter heartbeat and stops.
 """
 
@@ -72,7 +73,7 @@ def test_half_open_path_is_noticed_after_a_send(
         proxy.close()
 
 
-@pytest.mark.parametrize("transport", ["websocket", "sse"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_socket_stops_churning_under_a_short_idle_cut(
     context: BrowserContext, server: Server, transport: str
 ) -> None:
@@ -90,7 +91,7 @@ def test_socket_stops_churning_under_a_short_idle_cut(
         reconnects = states.count("reconnecting")
         print(f"\nbrowser {transport}: {reconnects} reconnects in 20 s; {stats}")
         assert 2 <= reconnects <= 4
-        assert 1000 <= stats["pingInterval"] <= 2000  # about half the cut, within bounds
+        assert 1000 <= stats["pingInterval"] < 3000  # shorter than the cut, within bounds
         # No churn once the shorter heartbeat runs: the last 8 s saw no reconnect.
         before = reconnects
         page.wait_for_timeout(8_000)

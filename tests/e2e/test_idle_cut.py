@@ -76,8 +76,8 @@ async def test_client_stops_churning_under_a_short_idle_cut(
             f"{settled['ping_interval_ms']} ms after {settled['idle_cuts']} idle cuts"
         )
         assert 2 <= len(reconnects) <= 4
-        # About half the cut, within the server's bounds.
-        assert 1000 <= settled["ping_interval_ms"] <= 2000
+        # Shorter than the cut (a third of it), within the server's bounds.
+        assert 1000 <= settled["ping_interval_ms"] < IDLE_CUT * 1000
         assert all(t - start < 12.0 for t in reconnects), "still churning after 12 s"
         # The session keeps working (resumed, nothing lost).
         assert await client.call("echo", {"n": 1}) == {"n": 1}

@@ -3,7 +3,7 @@ silence that follows one is fatal (clock passed in)."""
 
 from __future__ import annotations
 
-from anywire.clients.python.liveness import AnswerWatch, expects_answer
+from anywire.clients.python.liveness import AnswerWatch, IdleCuts, expects_answer
 from anywire.core.frames import Ack, Event, Ping, Pong, Rx
 
 
@@ -32,3 +32,23 @@ def test_anything_heard_disarms_the_watch() -> None:
     assert not watch.expired(50.0)
     assert watch.sent(50.0)  # the next send starts a new wait
     assert watch.deadline() == 52.0
+
+
+def test_two_consistent_idle_cuts_ask_for_a_third() -> None:
+    cuts = IdleCuts()
+    assert not cuts.ended(3.0, None, 20.0)  # one cut says nothing yet
+    assert cuts.request_ms() is None
+    assert cuts.ended(3.2, 1006, 20.0)
+    assert cuts.request_ms() == 1000
+    assert not cuts.ended(3.1, None, 20.0)  # the same pattern: nothing new to ask
+
+
+def test_cuts_that_say_nothing_about_an_idle_timeout_are_ignored() -> None:
+    cuts = IdleCuts()
+    cuts.ended(3.0, None, 20.0)
+    assert not cuts.ended(3.0, 4000, 20.0)  # the server closed it (a restart)
+    cuts.ended(3.0, None, 20.0)
+    assert not cuts.ended(None, None, 20.0)  # the client dropped it itself
+    cuts.ended(20.0, None, 20.0)
+    assert not cuts.ended(21.0, None, 20.0)  # no sooner than the heartbeat
+    assert cuts.request_ms() is None and cuts.cuts == 2

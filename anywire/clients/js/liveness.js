@@ -64,9 +64,11 @@ export class HalfOpenWatch {
  * time shorter than the ping interval (a proxy or NAT with a short idle timeout) and
  * says which shorter interval to ask for at the next negotiate (body `ping_interval`,
  * protocol section 3.1). Two cuts in a row whose idle times agree within `tolerance`
- * (relative) are consistent; the ask is `fraction` of the shorter one. Times in ms. */
+ * (relative) are consistent; the ask is `fraction` of the shorter one (a third: the
+ * browser retries a cut poll once, out of sight, which doubles the idle time measured
+ * here). Times in ms. */
 export class IdleCuts {
-  constructor(tolerance = 0.25, fraction = 0.5) {
+  constructor(tolerance = 0.25, fraction = 1 / 3) {
     this.tolerance = tolerance;
     this.fraction = fraction;
     this.cuts = 0; // cuts counted as idle cuts
@@ -78,8 +80,8 @@ export class IdleCuts {
    * (null: the client dropped it itself) with close `code`. True if the ask changed. */
   ended(idle, code, interval) {
     // Only a cut by the network (no close code from the server) that came sooner than
-    // the heartbeat could have prevented says anything about an idle timeout.
-    if (idle === null || idle === undefined || !(code === null || code === 1006) || idle >= 0.9 * interval) {
+    // the heartbeat says anything about an idle timeout.
+    if (idle === null || idle === undefined || !(code === null || code === 1006) || idle >= interval) {
       this._last = null;
       return false;
     }
