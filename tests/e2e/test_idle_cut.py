@@ -85,3 +85,32 @@ async def test_client_stops_churning_under_a_short_idle_cut(
         assert metrics["sessions_short_ping"] >= 1
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("asked", "granted"), [(None, 20_000), (1500, 1500), (100, 1000), (60_000, 20_000)]
+)
+def test_negotiate_grants_a_bounded_ping_interval(
+    server: Server, asked: int | None, granted: int
+) -> None:
+    body: dict[str, object] = {"v": 1}
+    if asked is not None:
+        body["ping_interval"] = asked
+    auth = {"Authorization": f"Bearer {make_token('ask')}"}
+    r = httpx.post(server.url + "/anywire/negotiate", json=body, headers=auth)
+    assert r.status_code == 200
+    assert r.json()["ping_interval"] == granted
+    assert r.json()["poll_window"] == min(granted, 20_000)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "1000", True, None])
+def test_a_malformed_ping_interval_is_refused(server: Server, bad: object) -> None:
+    auth = {"Authorization": f"Bearer {make_token('ask')}"}
+    r = httpx.post(
+        server.url + "/anywire/negotiate", json={"v": 1, "ping_interval": bad}, headers=auth
+    )
+    if bad is None:  # null means "not asked", like an absent field
+        assert r.status_code == 200
+        return
+    assert r.status_code == 400
+    assert r.json()["code"] == 4502

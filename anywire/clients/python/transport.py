@@ -239,6 +239,8 @@ class ClientTransport:
                         self._watch.sent(frames)
                         self.last_traffic = asyncio.get_running_loop().time()
                         await self._write(body)
+                        if self.write_confirms:
+                            self._heard()  # the POST was answered: the path works
                         if self.closed:
                             return
                     if self.write_confirms:
@@ -260,7 +262,6 @@ class ClientTransport:
         # 8.5): confirm them now, as an rx would, rather than wait for the downstream's.
         # Otherwise a session lost right after the POST (a restart) would resend them.
         last = max((f.s for f in frames if f.type in SEQUENCED), default=None)  # type: ignore[union-attr]
-        self._watch.heard()  # the POST was answered
         if last is not None:
             self._inbox.put_nowait([Rx(last)])
 
