@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -27,6 +28,8 @@ from .transports import ClientTransport
 from .wire import Negotiated, Offer
 
 __all__ = ["Attempt", "Won", "race"]
+
+log = logging.getLogger("anywire.client")
 
 Won = tuple[Negotiated, ClientTransport, Hello]
 Attempt = Callable[[Negotiated, Offer], Awaitable[Won]]
@@ -80,14 +83,19 @@ async def race(
                 # No hello in time: start the next contender, with its own ticket. Even
                 # if a hello comes while negotiating: an unused ticket would hold a
                 # session slot until it expires, so the spare is wound down like a loser.
-                extra = await renegotiate()
+                try:
+                    extra = await renegotiate()
+                except Exception as exc:  # e.g. an admission cap: the others run on
+                    log.info("anywire: no ticket to race %s: %r", pending[0], exc)
+                    pending.clear()
+                    continue
                 name = pending.pop(0)
                 offer = next((o for o in extra.transports if o.name == name), None)
                 if offer is not None:
                     launch(extra, offer)
                 settle({t for t in running if t.done()})
     except BaseException:
-        # Cancelled (the client closed) or a negotiate failed: stop everything now.
+        # Cancelled (the client closed): stop everything now.
         for task in running:
             task.cancel()  # each attempt closes its own transport when cancelled
         results = await asyncio.gather(*running, return_exceptions=True)
