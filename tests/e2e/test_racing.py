@@ -1,4 +1,4 @@
-"""Transport racing in the Python client (protocol section 14.3): wherever the transport
+"""Transport racing in the Python client (protocol section 14, item 16): wherever the transport
 tried first is black-holed, the next one is started after ``race_after`` and the first
 hello wins, so the first message arrives within 1 s instead of after the connect timeout
 (anywire/clients/python/racing.py). The losers cost the server nothing once decided.

@@ -1,4 +1,4 @@
-// Transport racing (docs/protocol.md section 14.3, Happy-Eyeballs style): a transport a
+// Transport racing (docs/protocol.md section 14, item 16; Happy-Eyeballs style): a transport a
 // proxy black-holes (nothing after the WebSocket 101, an event stream held back by a
 // buffering proxy) only shows by timing out. Rather than wait the whole connect timeout,
 // the next offered transport starts when the preferred one has no hello after

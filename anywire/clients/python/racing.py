@@ -1,4 +1,4 @@
-"""Transport racing for the Python client (protocol section 14.3, Happy-Eyeballs style).
+"""Transport racing for the Python client (protocol section 14, item 16; Happy-Eyeballs style).
 
 A transport a proxy black-holes (nothing after the WebSocket 101, an event stream held
 back by a buffering proxy) only shows by timing out. Rather than wait the whole connect
