@@ -27,7 +27,7 @@ from ...core.frames import Close, Hello
 from .transports import ClientTransport
 from .wire import Negotiated, Offer
 
-__all__ = ["Attempt", "Won", "race"]
+__all__ = ["Attempt", "Won", "goodbye", "race"]
 
 log = logging.getLogger("anywire.client")
 
@@ -115,8 +115,9 @@ async def _wind_down(running: list[asyncio.Task[Won]], losers: list[ClientTransp
 
     A contender still opening gets a moment to reach its hello (redeem its ticket, so no
     session slot stays held until the ticket expires), then says goodbye like any loser
-    with a hello; one that is still silent then (black-holed) is stopped, which closes
-    its connection."""
+    with a hello; one still silent then is stopped and says goodbye too (the attempt
+    does, when cancelled): behind a proxy that holds the hello back, the server has the
+    session already."""
     try:
         if running:
             await asyncio.wait(running, timeout=_GOODBYE)

@@ -21,7 +21,7 @@ from ...core.frames import Connect, Hello, Resume
 from .endpoints import endpoint, transport_base
 from .errors import AuthError, ConnectError
 from .negotiate import negotiate
-from .racing import Attempt, race
+from .racing import Attempt, goodbye, race
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
 from .wire import Negotiated, Offer
 
@@ -170,7 +170,12 @@ async def _attempt(
             hello = await transport.open(opening)
         if (problem := client.peer.hello_problem(hello)) is not None:
             raise TransportClosed(None, f"impossible hello: {problem}")
-    except BaseException:  # failed, or cancelled (lost a race, client closed)
+    except asyncio.CancelledError:
+        # Lost a race, or the client closed: the server may hold a session already (a
+        # buffering proxy holds the hello back): end it now, not after resume_window.
+        await goodbye(transport)
+        raise
+    except BaseException:
         await transport.close()
         raise
     return neg, transport, hello
