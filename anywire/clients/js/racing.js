@@ -78,7 +78,6 @@ export async function race({ neg, offers, after, open, renegotiate, sleep, stopp
 }
 
 /** Ends a losing contender's session at once: close 4500, then hang up. */
-function goodbye(transport) {
-  transport.send([F.close(NORMAL, "lost the transport race")]);
-  transport.flush(GOODBYE).then(() => transport.close(), () => transport.close());
+export function goodbye(transport) {
+  transport.hangUp(F.close(NORMAL, "lost the transport race"), GOODBYE);
 }

@@ -25,7 +25,7 @@ import { LIMITS, failure, negotiate, negotiateBody, transportBase } from "./nego
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
-import { race } from "./racing.js";
+import { goodbye, race } from "./racing.js";
 import { LongPollTransport } from "./longpoll.js";
 import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
@@ -563,18 +563,19 @@ export class Socket {
       // What the transport reports between the hello and _install(): replayed there.
       const early = [];
       let settled = false;
-      const settle = (err, value) => {
+      const settle = (err, value, lost = false) => {
         if (settled) return;
         settled = true;
         this.env.clearTimeout(timer);
         this._attempts.delete(t);
         if (err) {
-          t.close();
+          if (lost) goodbye(t); // the server may hold its session already
+          else t.close();
           reject(err);
         } else resolve(value);
       };
       const timer = this.env.setTimeout(() => settle(failure(`${offer.name}: no hello within ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
-      if (onCancel) onCancel(() => settle(failure(`${offer.name}: lost the race`)));
+      if (onCancel) onCancel(() => settle(failure(`${offer.name}: lost the race`), null, true));
       t.onframes = (frames) => {
         if (settled) return void early.push(["frames", frames]);
         const [hello, ...rest] = frames;
