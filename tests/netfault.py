@@ -24,12 +24,17 @@ def _free_port() -> int:
 class FaultProxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``upstream``."""
 
-    def __init__(self, upstream: int) -> None:
+    def __init__(self, upstream: int, idle_cut: float | None = None) -> None:
+        """``idle_cut``: close every connection that carried no byte either way for that
+        many seconds (a proxy or NAT with a short idle timeout)."""
         self.upstream = upstream
+        self.idle_cut = idle_cut
+        self.cuts = 0  # connections closed for idleness
         self.port = _free_port()
         self.mode = "forward"
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._seen: dict[asyncio.StreamWriter, float] = {}  # connection -> last byte
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -59,18 +64,45 @@ class FaultProxy:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
-        await asyncio.gather(
-            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        self._seen[writer] = self._loop.time()
+        pumps = asyncio.gather(
+            self._pump(reader, up_writer, writer),
+            self._pump(up_reader, writer, writer),
+            return_exceptions=True,
         )
+        if self.idle_cut is not None:
+            watch = self._loop.create_task(self._idle_watch(writer, up_writer))
+            await pumps
+            watch.cancel()
+        else:
+            await pumps
+        self._seen.pop(writer, None)
         for w in (writer, up_writer):
             self._writers.discard(w)
             w.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _idle_watch(self, client: asyncio.StreamWriter, up: asyncio.StreamWriter) -> None:
+        assert self.idle_cut is not None
+        while True:
+            idle = self._loop.time() - self._seen[client]
+            if idle >= self.idle_cut:
+                self.cuts += 1
+                client.transport.abort()
+                up.transport.abort()
+                return
+            await asyncio.sleep(self.idle_cut - idle)
+
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        key: asyncio.StreamWriter,
+    ) -> None:
         while True:
             data = await reader.read(65536)
             if not data:
                 break
+            self._seen[key] = self._loop.time()
             if self.mode == "blackhole":
                 continue  # swallowed: the peer waits forever
             writer.write(data)

@@ -34,6 +34,12 @@ class Settings:
     ping_interval: float = 20.0
     """The server pings WebSocket and SSE clients this often (shorter than common 30-60 s
     proxy idle timeouts)."""
+    min_ping_interval: float = 5.0
+    """Shortest ping interval a client may ask for at negotiate (negotiate body
+    ``ping_interval``, protocol section 3.1), e.g. behind a proxy that cuts idle
+    connections sooner than ``ping_interval``. Default 5 s. A shorter request is raised
+    to this (no error: the response's ``ping_interval`` says what the session uses); a
+    malformed one is refused with 400/4502."""
     ping_timeout: float = 10.0
     """A peer silent for ping_interval + ping_timeout is dead (4001 PING_TIMEOUT)."""
     poll_window: float = 20.0

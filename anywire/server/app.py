@@ -30,6 +30,7 @@ from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.flood import FloodError
 from ..core.frames import UINT_LIMIT, StreamPos
 from ..core.negotiation import choose_codec, order_transports
+from ..core.pinginterval import asked_interval, grant_interval
 from ..core.session import ServerSession
 from ..core.settings import TRANSPORTS, Settings
 from ..core.streams import user_stream
@@ -55,6 +56,7 @@ from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
 from .errors import BrokerUnavailable, Disconnected, Reject
+from .heartbeats import shortened
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
 from .mount import land
@@ -450,6 +452,7 @@ class Anywire:
             resume = body.get("resume") if isinstance(body.get("resume"), str) else None
             since = _positions(body.get("since"))
             user_since = _position(body.get("user_since"))
+            interval = grant_interval(self.settings, asked_interval(body.get("ping_interval")))
             if resume is not None:
                 # Before the credential is checked: a flooding client's reconnects are
                 # refused at the cost of a signature check (429, the session is kept).
@@ -479,7 +482,7 @@ class Anywire:
         codec = choose_codec(("msgpack", "json"), codecs)
         try:
             issued = await self.host.issuer.issue(
-                identity, namespace, codec, resume, since, client_ip(scope)
+                identity, namespace, codec, resume, since, client_ip(scope), interval
             )
         except Busy as exc:  # a session cap (server/admission.py)
             await gate.answer(scope, send, exc.refusal, cors)
@@ -506,11 +509,14 @@ class Anywire:
             ],
             "send_url": public + "/send",
             **self.settings.timings_ms(),
+            "ping_interval": int(interval * 1000),  # what the client asked for, bounded
             "max_frame_size": self.settings.max_frame_size,
             "max_batch": self.settings.max_batch,
             "flood_rate": self.settings.flood_rate,
             "flood_burst": self.settings.flood_burst,
         }
+        if interval < self.settings.ping_interval:  # polls are held at most that long too
+            response["poll_window"] = int(min(interval, self.settings.poll_window) * 1000)
         expires_in = expires_in_ms(identity)
         if expires_in is not None:
             response["expires_in"] = expires_in  # when to refresh in-band (section 11.4)
@@ -534,6 +540,7 @@ class Anywire:
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats: dict[str, Any] = dict(self.host.stats())
         stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
+        stats["sessions_short_ping"] = shortened(self.host.sessions.values(), self.settings)
         if isinstance(self.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
             stats["broker_streams"] = self.broker.stream_count()

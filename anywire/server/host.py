@@ -29,10 +29,11 @@ from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.flood import RESUME_COST
 from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx, StreamPos
 from ..core.rooms import Member, Rooms
-from ..core.session import Heartbeat, ServerSession, SessionState
+from ..core.session import ServerSession, SessionState
 from ..core.settings import Settings
 from ..core.streams import Lost, all_stream, session_stream, user_stream
 from ..transports.base import MESSAGE_BYTES, Link, Scope, short_reason
+from . import heartbeats
 from .broker import Broker, Envelope
 from .budget import Budget
 from .calls import Calls
@@ -176,7 +177,7 @@ class SessionHost(Budget):
         wall = time.time()
         now = asyncio.get_running_loop().time()
         auth_deadline = None if identity.expires_at is None else now + identity.expires_at - wall
-        heartbeat = self._heartbeat(link)
+        heartbeat = heartbeats.apply(self.settings, link, redeemed.ping_interval)
         sess = self.sessions.get(sid)
         last = first.last if isinstance(first, Resume) else None
         if sess is not None and last is not None and sess.can_resume(last):
@@ -445,12 +446,6 @@ class SessionHost(Budget):
                 self._bury(sess, *closing)
 
     # -- sessions -------------------------------------------------------------------------
-    def _heartbeat(self, link: Link) -> Heartbeat:
-        s = self.settings
-        if link.info.server_ping:
-            return Heartbeat(s.ping_interval, s.ping_interval + s.ping_timeout)
-        return Heartbeat(None, s.poll_window + s.ping_timeout)
-
     def close_session(self, sess: ServerSession, code: int, reason: str) -> None:
         """End the live connection with ``code``; a terminal code also ends the session."""
         link = sess.connection

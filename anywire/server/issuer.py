@@ -62,6 +62,7 @@ class Redeemed:
     identity: Identity
     since: Positions = field(default_factory=dict)
     nonce: str = ""  # its negotiate's, also in the session token issued with it
+    ping_interval: float | None = None  # shorter than the server's, granted at negotiate
 
 
 class Issuer:
@@ -92,6 +93,7 @@ class Issuer:
         resume: str | None,
         since: Positions,
         ip: str | None = None,
+        ping_interval: float | None = None,
     ) -> Issued:
         """Decide the session of a negotiate call (see the module docstring). A ticket
         for a new session takes a slot of the session caps of client ``ip`` (an
@@ -109,6 +111,8 @@ class Issuer:
         fields: dict[str, Any] = {
             "k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires
         }
+        if ping_interval is not None and ping_interval < self.host.settings.ping_interval:
+            fields["pi"] = ping_interval  # adaptive heartbeat (core/pinginterval.py)
         anonymous = identity.claims.get("anonymous") is True
         if self.cluster is not None:
             # Any node may redeem the ticket (round-robin): it carries the identity.
@@ -204,7 +208,15 @@ class Issuer:
             raise AuthError("ticket unknown on this node", CloseCode.SESSION_UNKNOWN)
         if identity.expires_at is not None and identity.expires_at <= wall:
             raise AuthError("token expired", CloseCode.TOKEN_EXPIRED)
-        return Redeemed(str(payload["sid"]), str(payload["ns"]), identity, since, nonce)
+        interval = payload.get("pi")
+        return Redeemed(
+            str(payload["sid"]),
+            str(payload["ns"]),
+            identity,
+            since,
+            nonce,
+            float(interval) if isinstance(interval, (int, float)) else None,
+        )
 
     def session_of(self, token: str) -> tuple[str, dict[str, Any]]:
         """The sid a session token names, and the token's fields (raises AuthError)."""

@@ -91,7 +91,9 @@ class TransportInfo:
 class Link:
     """One live transport connection of a session."""
 
-    __slots__ = ("_flag", "_waiters", "closing", "codec", "info", "on_wake", "queued", "sid")
+    __slots__ = (
+        "_flag", "_waiters", "closing", "codec", "hold", "info", "on_wake", "queued", "sid"
+    )  # fmt: skip
 
     def __init__(self, info: TransportInfo, codec: Codec) -> None:
         self.info = info
@@ -99,6 +101,9 @@ class Link:
         self.sid: str | None = None
         self.closing: tuple[int, str] | None = None
         self.queued: list[bytes] = []  # encoded frames written before anything else
+        # Longest hold of a poll on this link (long-poll; None: the server's poll_window),
+        # shorter when its negotiate was granted a shorter heartbeat.
+        self.hold: float | None = None
         # A flag and bare futures instead of an asyncio.Event: an idle connection then
         # holds one future, not an Event with its deque (memory per connection).
         self._flag = False

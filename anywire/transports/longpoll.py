@@ -101,7 +101,8 @@ class LongPollTransport:
         gone = asyncio.create_task(_disconnected(receive))
         try:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.host.settings.poll_window
+            window = self.host.settings.poll_window
+            deadline = loop.time() + (window if link.hold is None else min(window, link.hold))
             while True:
                 if self._current.get(sid) != poll_id:
                     await _empty(send, cors)

@@ -62,6 +62,14 @@ export class FakeWindow {
     const doc = (this.document = { visibilityState: "visible", listeners: new Map() });
     doc.addEventListener = (type, fn) => add(doc.listeners, type, fn);
     doc.removeEventListener = (type, fn) => doc.listeners.get(type)?.delete(fn);
+    // navigator.connection (Network Information API): "change" on another network.
+    const conn = { listeners: new Map() };
+    conn.addEventListener = (type, fn) => add(conn.listeners, type, fn);
+    conn.removeEventListener = (type, fn) => conn.listeners.get(type)?.delete(fn);
+    this.navigator = { connection: conn };
+  }
+  networkChange() {
+    for (const fn of [...(this.navigator.connection.listeners.get("change") ?? [])]) fn({ type: "change" });
   }
   addEventListener(type, fn) {
     add(this.listeners, type, fn);
@@ -78,7 +86,8 @@ export class FakeWindow {
   }
   count() {
     let n = 0;
-    for (const set of [...this.listeners.values(), ...this.document.listeners.values()]) n += set.size;
+    const all = [...this.listeners.values(), ...this.document.listeners.values(), ...this.navigator.connection.listeners.values()];
+    for (const set of all) n += set.size;
     return n;
   }
 }
@@ -239,7 +248,8 @@ export class FakeServer {
     this.answer = true; // answer requests with acks
     this.heads = new Map(); // stream -> [epoch, offset] of the last event pushed with `o`
     this.refused = new Set(); // rooms whose joins are answered "forbidden"
-    this.blackhole = false;
+    this.blackhole = false; // what the server writes is swallowed
+    this.blackholeUp = false; // POSTs are swallowed, never answered
     this.n = 0;
     this.expiresIn = null; // negotiate's expires_in (ms), and the lifetime a refresh grants
     this.auths = []; // in-band refreshes received: {token, transport, at}
@@ -543,6 +553,7 @@ export class FakeServer {
     const session = [...this.sessions.values()].find((s) => s.token === headers["X-Anywire-Token"]);
     const codec = headers["Content-Type"].includes("msgpack") ? msgpackCodec : jsonCodec;
     const frames = decodeFrames(codec, body);
+    if (this.blackholeUp) return new Promise(() => {}); // swallowed, never answered
     this.posts.push(frames);
     if (!session || session.closed) return this._error(410, 4007);
     const conn = session.conn ?? { write() {}, end() {}, closed: true };

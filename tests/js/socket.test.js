@@ -547,26 +547,69 @@ test("a negotiate without an answer is bounded by connectTimeout, then retried",
   await socket.close();
 });
 
-test("back online with a live connection: a ping must be answered within connectTimeout", async () => {
+test("back online, another network: a ping must be answered within ping_timeout", async () => {
   for (const transport of ["websocket", "sse", "longpoll"]) {
-    const { socket, server, clock, window } = setup({ transports: [transport], connectTimeout: 2000 });
-    await socket.ready();
-    // A healthy connection answers: nothing happens.
-    window.fire("online");
-    await clock.advance(2500);
-    assert.equal(socket.state, "connected", transport);
-    assert.ok(server.session.log.length === 0 && server.conns.at(-1).sent.some((f) => f.t === "pong"), transport);
-    // A half-open one (the network changed, nothing gets through any more) is dropped.
-    server.blackhole = true;
-    window.fire("online");
-    await clock.advance(1900);
-    assert.equal(socket.state, "connected", transport);
-    await clock.advance(200);
-    assert.equal(socket.state, "reconnecting", transport);
-    server.blackhole = false;
-    await until(clock, () => socket.state === "connected");
-    await socket.close();
+    for (const fire of [(w) => w.fire("online"), (w) => w.networkChange()]) {
+      const { socket, server, clock, window } = setup({ transports: [transport] }, { limits: { ping_timeout: 2000 } });
+      await socket.ready();
+      // A healthy connection answers: nothing happens.
+      fire(window);
+      await clock.advance(2500);
+      assert.equal(socket.state, "connected", transport);
+      assert.ok(server.session.log.length === 0 && server.conns.at(-1).sent.some((f) => f.t === "pong"), transport);
+      // A half-open one (the network changed, nothing gets through any more) is dropped.
+      server.blackhole = server.blackholeUp = true;
+      fire(window);
+      await clock.advance(1900);
+      assert.equal(socket.state, "connected", transport);
+      await clock.advance(200);
+      assert.equal(socket.state, "reconnecting", transport);
+      server.blackhole = server.blackholeUp = false;
+      await until(clock, () => socket.state === "connected");
+      await socket.close();
+      assert.equal(window.count(), 0);
+    }
   }
+});
+
+for (const transport of ["websocket", "sse", "longpoll"]) {
+  test(`${transport}: a send on a half-open path is noticed within ping_timeout, then resumed without loss`, async () => {
+    const { socket, server, clock } = setup({ transports: [transport] }, { limits: { ping_interval: 20000, ping_timeout: 2000 } });
+    const got = [];
+    socket.on("n", (d) => got.push(d));
+    await socket.ready();
+    for (let i = 0; i < 3; i++) socket.emit("c", i);
+    server.push("n", 0);
+    await until(clock, () => got.length === 1 && server.received("c").length === 3);
+    await clock.advance(5000); // idle: nothing owed either way
+    server.blackhole = server.blackholeUp = true;
+    const sentAt = clock.now();
+    socket.emit("c", 3); // swallowed
+    server.push("n", 1); // swallowed too
+    await until(clock, () => socket.state !== "connected", 10, 20000);
+    const detected = clock.now() - sentAt;
+    assert.ok(detected <= 2000 + 10, `${transport}: noticed after ${detected} ms`);
+    server.blackhole = server.blackholeUp = false;
+    await until(clock, () => socket.state === "connected" && got.length === 2 && server.received("c").length === 4);
+    socket.emit("c", 4);
+    server.push("n", 2);
+    await until(clock, () => got.length === 3 && server.received("c").length === 5);
+    assert.deepEqual(server.received("c"), [0, 1, 2, 3, 4]);
+    assert.deepEqual(got, [0, 1, 2]);
+    await socket.close();
+  });
+}
+
+test("a quiet half-open path with nothing sent waits for the heartbeat", async () => {
+  const { socket, server, clock } = setup({ transports: ["websocket"] }, { limits: { ping_interval: 20000, ping_timeout: 2000 } });
+  await socket.ready();
+  server.blackhole = true;
+  await clock.advance(21000);
+  assert.equal(socket.state, "connected"); // nothing sent, nothing owed: no way to know yet
+  await clock.advance(1100);
+  assert.equal(socket.state, "reconnecting");
+  server.blackhole = false;
+  await socket.close();
 });
 
 test("close() while negotiating or opening leaves no connection behind", async () => {
@@ -661,7 +704,7 @@ test("a stream event at or below the socket's position is dropped and counted, n
   const got = [];
   socket.on("n", (d) => got.push(d));
   await socket.ready();
-  assert.deepEqual(socket.stats, { duplicates: 0 });
+  assert.equal(socket.stats.duplicates, 0);
   const at = (offset, epoch = "ep") => ({ r: "lobby", o: ["room:/:lobby", epoch, offset] });
   server.push("n", 1, at(1));
   server.push("n", 2, at(2));
@@ -671,7 +714,7 @@ test("a stream event at or below the socket's position is dropped and counted, n
   server.push("n", "new epoch", at(1, "ep2")); // another history: any offset is new
   await until(clock, () => socket.peer.inLast === 6);
   assert.deepEqual(got, [1, 2, 3, "new epoch"]);
-  assert.deepEqual(socket.stats, { duplicates: 2 });
+  assert.equal(socket.stats.duplicates, 2);
   assert.deepEqual(socket.positions, { lobby: ["ep2", 1] });
   await socket.close();
 });
@@ -819,7 +862,7 @@ test("a fresh hello's streams become positions; $lost moves a position past what
   await until(clock, () => socket.positions.lobby?.[1] === 10);
   assert.deepEqual(seen, ["new", 4, [lost, null], 10]);
   assert.deepEqual(socket.userPosition, ["eu", 4]);
-  assert.deepEqual(socket.stats, { duplicates: 2 });
+  assert.equal(socket.stats.duplicates, 2);
   // A $lost whose end is unknown moves nothing.
   server.push("$lost", { stream: "room:/:lobby", epoch: "ep", from: 11, to: null });
   await until(clock, () => seen.length === 5);

@@ -44,7 +44,8 @@ export interface Env {
 }
 
 export interface ConnectOptions {
-  /** Origin base URL of the server; "" (default) is the page's origin. */
+  /** Base URL of the server: an origin, or one with a path prefix ("https://host/api");
+   * "" (default) is the page's origin. */
   url?: string;
   /** Endpoint prefix (default "/anywire"). */
   path?: string;
@@ -145,6 +146,11 @@ export interface Stats {
   /** Stream events dropped because the socket already had their offset. The server never
    * sends one: it stays 0 unless something is wrong. */
   duplicates: number;
+  /** Connections the network cut after an idle time shorter than the heartbeat. */
+  idleCuts: number;
+  /** How often the server pings this session, in ms (shorter after consistent idle
+   * cuts: the socket asks for half the idle time at its next negotiate). */
+  pingInterval: number;
 }
 
 export interface ConnectInfo {
@@ -199,7 +205,7 @@ export declare class Socket {
    * session is in no room). */
   leave(room: string, options?: { timeout?: number }): Promise<{ room: string }>;
 
-  onState(fn: (state: State) => void): () => void;
+  onState(fn: (state: State, stats: Stats) => void): () => void;
   onTransport(fn: (name: TransportName | null) => void): () => void;
   onConnect(fn: (info: ConnectInfo) => void): () => void;
   onDisconnect(fn: (code: number | null, reason: string) => void): () => void;

@@ -26,6 +26,7 @@ import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
 import { goodbye, race } from "./racing.js";
+import { IdleCuts } from "./liveness.js";
 import { LongPollTransport } from "./longpoll.js";
 import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
@@ -104,6 +105,7 @@ export class Socket {
     this.pacer = new Pacer(this.env, o.pace);
     /** Stream positions, rooms and open requests, kept across sessions. */
     this.continuity = new Continuity(this.peer, o.namespace);
+    this.idleCuts = new IdleCuts(); // adaptive heartbeats, kept across reconnects
     /** @type {string|null} the session id, once connected */
     this.sid = null;
     /** @type {boolean|null} the last hello's `recovered`: false means a fresh session */
@@ -133,9 +135,7 @@ export class Socket {
     this._upgradeFailed = false;
     this._liveness = null;
     this._lastHeard = 0;
-    this._heardCount = 0;
     this._epoch = 0; // counts the hellos that renumbered the outgoing frames
-    this._pingTimer = null;
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first.
     this._failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
@@ -180,9 +180,16 @@ export class Socket {
   }
 
   /** Counters: `duplicates` is the number of stream events dropped because the socket
-   * already had them. The server never sends one: it stays 0 unless something is wrong. */
+   * already had them. The server never sends one: it stays 0 unless something is wrong.
+   * `idleCuts`: connections the network cut sooner than the heartbeat; `pingInterval`
+   * (ms): how often the server pings this session (shorter once the socket asked). */
   get stats() {
-    return { duplicates: this.continuity.positions.duplicates };
+    return {
+      duplicates: this.continuity.positions.duplicates,
+      // Adaptive heartbeats: idle cuts seen, and how often the server pings this session.
+      idleCuts: this.idleCuts.cuts,
+      pingInterval: this._neg ? this._neg.ping_interval : 0,
+    };
   }
 
   // -- registration -------------------------------------------------------------------
@@ -398,7 +405,8 @@ export class Socket {
   _setState(state) {
     if (state === this._state) return;
     this._state = state;
-    this._hooks.emit("state", state);
+    // With the heartbeat the session uses (adaptive heartbeats: shorter after idle cuts).
+    this._hooks.emit("state", state, this.stats);
     this._roomChanged(); // backpressure waiters re-check (a disconnect ends their wait)
     if (state === "connected") for (const w of this._readyWaiters.splice(0)) w.resolve();
     this._showTransport();
@@ -547,6 +555,8 @@ export class Socket {
     const o = this.options;
     const resume = this._neg && this.peer.sid !== null ? this._neg.token : null;
     const body = negotiateBody(o, this._failed, resume, this.continuity.since());
+    const ask = this.idleCuts.requestMs(); // adaptive heartbeats (liveness.js)
+    if (ask !== null) body.ping_interval = ask;
     if (resume) await this.pacer.take(RESUME_COST); // so does a negotiate that resumes
     return negotiate(this.env, this.base + this.path + "/negotiate", body, o.getToken, o.connectTimeout);
   }
@@ -683,6 +693,7 @@ export class Socket {
     if (code === 4001 && lived < (this._neg.ping_interval + this._neg.ping_timeout) / 2) {
       this._markFailed(t.name);
     }
+    this.idleCuts.ended(t.idleAtEnd, code, this._neg.ping_interval);
     this._live = null;
     this._disarmLiveness();
     if (this.refresher) this.refresher.stop();
@@ -779,7 +790,6 @@ export class Socket {
   _heard(t) {
     if (t !== this._live) return;
     this._lastHeard = this.env.now();
-    this._heardCount += 1;
   }
 
   _armLiveness(t) {
@@ -801,25 +811,19 @@ export class Socket {
 
   _disarmLiveness() {
     this.env.clearTimeout(this._liveness);
-    this.env.clearTimeout(this._pingTimer);
     this._liveness = null;
-    this._pingTimer = null;
     this._checkLiveness = null;
   }
 
-  /** The network changed under a live connection (back online, a tab waking up): a TCP
-   * connection may be half-open and silent for good. Ping the server (it answers pong
-   * at once) and drop the connection if nothing at all comes back within connectTimeout,
-   * instead of waiting out the whole silence limit. */
+  /** The network changed under a live connection (back online, another network, a tab
+   * waking up): a TCP connection may be half-open and silent for good. Ping the server
+   * (it answers pong at once); the transport's half-open watch (liveness.js) drops the
+   * connection if nothing at all comes back within ping_timeout. */
   _verifyLive() {
     const t = this._live;
-    if (!t || this._state !== "connected" || this._pingTimer) return;
-    const before = this._heardCount;
-    t.send([F.ping()]);
-    this._pingTimer = this.env.setTimeout(() => {
-      this._pingTimer = null;
-      if (t === this._live && this._heardCount === before) t.abort("no answer to a ping after a network change");
-    }, this.options.connectTimeout);
+    if (!t || this._state !== "connected") return;
+    t.watch.check(); // timers may have been throttled meanwhile
+    if (t === this._live) t.send([F.ping()]);
   }
 
   // -- upgrade --------------------------------------------------------------------------
@@ -899,6 +903,8 @@ export class Socket {
       [w, "pagehide", (ev) => {
         if (this.options.closeOnPageHide && !(ev && ev.persisted)) this.close();
       }],
+      // Another network (Wi-Fi to cellular): same check as back online.
+      [w.navigator && w.navigator.connection, "change", () => this._verifyLive()],
       [doc, "visibilitychange", () => {
         if (doc.visibilityState !== "visible") return;
         // Timers are throttled in background tabs: check at once instead of waiting.

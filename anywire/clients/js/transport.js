@@ -15,6 +15,7 @@
 // onclose fires at most once, and never after close().
 
 import { batches, errorCode, splitAtClose } from "./frames.js";
+import { HalfOpenWatch } from "./liveness.js";
 
 export class Transport {
   /** @param {object} ctx {base, offer, neg, codec, env} */
@@ -37,6 +38,13 @@ export class Transport {
     this._scheduled = false;
     this._idle = [];
     this.final = false; // set by the socket for its goodbye (close frame)
+    // Silence for ping_timeout after a send the server must answer: half-open, dead.
+    this.watch = new HalfOpenWatch(this.neg.ping_timeout, this.env, (reason) => this.abort(reason));
+    // Idle time (ms) when the network ended the connection (null: the socket dropped it,
+    // or it has not ended), for adaptive heartbeats (liveness.js IdleCuts).
+    this.lastTraffic = this.env.now();
+    this.idleAtEnd = null;
+    this._dropped = false;
   }
 
   /** Whether a completed write means the server processed it (a POST's 204 does; a
@@ -105,7 +113,12 @@ export class Transport {
         for (const { body, last, count } of batches(this.codec, frames, maxBatch, this.neg.max_frame_size)) {
           if (this.pacer) await this.pacer.take(count); // one flood token a frame
           if (this.closed) return;
+          // Armed when the write starts (a paced wait is not silence), and before it: a
+          // write into a black hole may never complete.
+          this.watch.sent(frames);
+          this.lastTraffic = this.env.now();
           await this._write(body);
+          if (this.confirmsWrites) this.watch.heard(); // the POST was answered
           // A POST answered 2xx was processed, in order, before the answer: as good a
           // receipt as an rx (which may never come if the downstream ends meanwhile).
           if (this.confirmsWrites && last > 0 && this.onconfirm) this.onconfirm(last);
@@ -144,20 +157,30 @@ export class Transport {
 
   /** Hands decoded frames to the socket; a close frame ends the transport. */
   _deliver(frames) {
-    if (this.closed || frames.length === 0) return;
+    if (this.closed) return;
+    this._heard();
+    if (frames.length === 0) return;
     const [kept, close] = splitAtClose(frames);
     if (this.onframes) this.onframes(kept);
     if (close) this._end(close.c, close.m);
   }
 
   _alive() {
+    if (!this.closed) this._heard();
     if (!this.closed && this.onalive) this.onalive();
+  }
+
+  _heard() {
+    this.watch.heard();
+    this.lastTraffic = this.env.now();
   }
 
   /** Ends the transport (first reason wins) and tells the socket. */
   _end(code, reason) {
     if (this.closed) return;
     this.closed = true;
+    if (!this._dropped) this.idleAtEnd = this.env.now() - this.lastTraffic;
+    this.watch.stop();
     this._teardown();
     this._settle();
     if (this.onclose) this.onclose(code, reason);
@@ -167,12 +190,14 @@ export class Transport {
   _teardown() {}
 
   abort(reason = "connection dropped") {
+    this._dropped = true;
     this._end(null, reason);
   }
 
   close() {
     if (this.closed) return;
     this.closed = true;
+    this.watch.stop();
     this._teardown();
     this._settle();
   }

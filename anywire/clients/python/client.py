@@ -50,6 +50,7 @@ from .errors import (
     RequestLost,
 )
 from .handlers import Handlers, logged
+from .liveness import IdleCuts
 from .negotiate import TokenSource
 from .pacer import Pacer
 from .proxies import ProxyOption, check_proxy, http_client
@@ -178,6 +179,9 @@ class Client:
         rejoins its rooms and catches up by itself)."""
         self.last_close: tuple[int, str] | None = None
         """The last close code and reason the server gave, if any."""
+        self.idle_cuts = IdleCuts()
+        """Connections cut after a consistent idle time: the shorter ping interval to ask
+        for (adaptive heartbeats, kept across reconnects)."""
 
         self._token = token
         self._codecs = make_codecs()
@@ -260,8 +264,15 @@ class Client:
     def stats(self) -> dict[str, int]:
         """Counters: ``duplicates`` is the number of stream events dropped because the
         client already had them. The server never sends one: it stays 0 unless
-        something is wrong (tests assert it)."""
-        return {"duplicates": self.continuity.positions.duplicates}
+        something is wrong (tests assert it). ``idle_cuts``: connections the network cut
+        sooner than the heartbeat; ``ping_interval_ms``: how often the server pings this
+        session (shorter than its default once the client asked, adaptive heartbeats)."""
+        return {
+            "duplicates": self.continuity.positions.duplicates,
+            # Adaptive heartbeats: idle cuts seen, and the interval the server pings at.
+            "idle_cuts": self.idle_cuts.cuts,
+            "ping_interval_ms": int(self._neg.ping_interval * 1000) if self._neg else 0,
+        }
 
     @property
     def state(self) -> State:
@@ -552,6 +563,9 @@ class Client:
             code, reason = await self._pump(transport)
             lived = loop.time() - started  # a 4001 at once: the hello was held back
             self.fallback.ended(transport.name, code, lived, transport.silence_limit())
+            if self.idle_cuts.ended(transport.idle_at_end, code, neg.ping_interval):
+                log.info("anywire: connections cut when idle; asking for pings every %.2f s",
+                         self.idle_cuts.asked)  # fmt: skip
             if self._closed:
                 await transport.close()
                 return

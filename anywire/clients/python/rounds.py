@@ -196,6 +196,8 @@ async def _negotiate(client: Client) -> Negotiated:
     since = client.continuity.since()
     if since:
         body["since"] = since
+    if client.idle_cuts.asked is not None:  # connections cut when idle: ping sooner
+        body["ping_interval"] = client.idle_cuts.request_ms()
     return await negotiate(
         client._http_client(),
         endpoint(client.url, client.path),

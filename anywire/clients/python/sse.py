@@ -41,7 +41,9 @@ class SSETransport(ClientTransport):
                 decoder = SSEDecoder()
                 async for line in response.aiter_lines():
                     data = decoder.feed(line)
-                    if data is not None:
+                    if data is None:
+                        self._heard()  # a line (a comment keepalive): the path works
+                    else:
                         self._deliver(decode_frames(self.codec, data))
                     if self.closed:
                         return

@@ -30,6 +30,7 @@ from ...core.closecodes import CloseCode
 from ...core.codec import Codec
 from ...core.errors import RemoteProtocolError
 from ...core.frames import SEQUENCED, Connect, Frame, Hello, Resume, Rx
+from .liveness import HalfOpenWatch
 from .pacer import Pacer
 from .proxies import ProxyOption
 from .wire import Negotiated, encode_bodies, error_code, split_at_close
@@ -94,6 +95,13 @@ class ClientTransport:
         self._idle.set()
         self._ended = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Silence for ping_timeout after a send the server must answer: half-open, dead.
+        self._watch = HalfOpenWatch(neg.ping_timeout, self._half_open)
+        # Idle time when the network ended the connection (None: the client dropped it,
+        # or it has not ended), for adaptive heartbeats (liveness.IdleCuts).
+        self.last_traffic = asyncio.get_running_loop().time()
+        self.idle_at_end: float | None = None
+        self._dropped = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def open(self, first: Connect | Resume) -> Hello:
@@ -124,9 +132,16 @@ class ClientTransport:
     def abort(self) -> None:
         """Drop the connection at once, telling the server nothing (as a network failure
         would). Frames already received can still be read; then recv raises."""
+        self._dropped = True
         self._end(TransportClosed(None, "connection dropped"))
+        self._watch.stop()
         for task in self._tasks:
             task.cancel()
+
+    def _half_open(self, reason: str) -> None:
+        self._dropped = True
+        self._end(TransportClosed(None, reason))
+        self.abort()
 
     async def close(self) -> None:
         """Stop every task of the transport and release its connection (bounded)."""
@@ -149,7 +164,10 @@ class ClientTransport:
 
     def _deliver(self, frames: list[Frame]) -> None:
         """Hand decoded frames to :meth:`recv`; a close frame ends the transport."""
-        if self.closed or not frames:
+        if self.closed:
+            return
+        self._heard()
+        if not frames:
             return
         frames, close = split_at_close(frames)
         self._inbox.put_nowait(frames)
@@ -160,12 +178,19 @@ class ClientTransport:
         """Report a sign of life that carried no frame (an empty long-poll answer), so
         the client's silence timer restarts."""
         if not self.closed:
+            self._heard()
             self._inbox.put_nowait([])
+
+    def _heard(self) -> None:
+        self._watch.heard()
+        self.last_traffic = asyncio.get_running_loop().time()
 
     def _end(self, exc: TransportClosed) -> None:
         """Mark the transport as over; the first reason given wins."""
         if not self.closed:
             self.closed = True
+            if not self._dropped:
+                self.idle_at_end = asyncio.get_running_loop().time() - self.last_traffic
             self._inbox.put_nowait(exc)
             self._idle.set()  # nothing more will be written: flush() must not wait
             self._ended.set()
@@ -212,7 +237,13 @@ class ClientTransport:
                     )
                     for body, cost in zip(bodies, costs, strict=True):
                         await self.pacer.take(cost)
+                        # Armed when the write starts (a paced wait is not silence), and
+                        # before it: a write into a black hole may never return.
+                        self._watch.sent(frames)
+                        self.last_traffic = asyncio.get_running_loop().time()
                         await self._write(body)
+                        if self.write_confirms:
+                            self._heard()  # the POST was answered: the path works
                         if self.closed:
                             return
                     if self.write_confirms:
