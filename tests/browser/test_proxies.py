@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext
 
@@ -70,3 +71,27 @@ def test_short_idle_timeout_is_outlived(
         js(page, "h.emit('a', 'record', arg)", i)
     assert js(page, "h.call('a', 'recorded')") == list(range(30))
     assert js(page, "h.s.a.states") == ["connecting", "connected"]
+
+
+def test_held_back_stream_is_raced_past_and_released(
+    context: BrowserContext, proxies: dict[str, Nginx], server: Server
+) -> None:
+    """Racing (racing.js) through the buffering proxy: long-poll's first message within
+    1 s, and the held-back event stream's session (the server has it) ended at once by
+    the loser's goodbye, not kept for the resume window (3 s)."""
+    page = load(context, proxies["buffering"].url)
+    first = js(page, """(async () => {
+      const t0 = performance.now();
+      h.open('a', 'px-race', {transports: ['sse', 'longpoll'], upgrade: false});
+      await h.socket('a').ready();
+      await h.call('a', 'echo', 'first');
+      return performance.now() - t0;
+    })()""")  # fmt: skip
+    assert js(page, "h.socket('a').transport") == "longpoll"
+    start = time.monotonic()
+    while httpx.get(server.url + "/anywire/metrics").json()["sessions"] != 1:
+        assert time.monotonic() - start < 1.5, "the losing stream's session was kept"
+        time.sleep(0.02)
+    print(f"\nChromium, buffering nginx: long-poll first message {first:.0f} ms, held-back "
+          f"SSE session ended {time.monotonic() - start:.3f} s later")  # fmt: skip
+    assert first < 1000, first

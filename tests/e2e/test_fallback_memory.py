@@ -43,6 +43,7 @@ async def test_failed_transport_is_not_retried_at_each_reconnect(
         servers[transport].url,
         token=lambda: make_token(f"memory-{transport}"),
         connect_timeout=CONNECT_TIMEOUT,
+        race_after=None,  # sequential: racing stops losers before they fail (test_racing)
         backoff_base=0.05,
         backoff_max=0.2,
     )

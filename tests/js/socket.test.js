@@ -102,7 +102,7 @@ for (const transport of ["websocket", "sse", "longpoll"]) {
 }
 
 test("falls back in the offered order, reporting failed transports, with the connect timeout", async () => {
-  const { socket, server, clock, storage } = setup({ connectTimeout: 3000 });
+  const { socket, server, clock, storage } = setup({ connectTimeout: 3000, raceAfter: null });
   server.mode.websocket = "refuse"; // closes before opening (Chromium: 1006)
   server.mode.sse = "hang"; // a buffering proxy: nothing at all arrives
   const ready = socket.ready();
@@ -118,6 +118,26 @@ test("falls back in the offered order, reporting failed transports, with the con
   await until(clock, () => server.negotiations.length === 4 && socket.state === "connected");
   assert.deepEqual(server.negotiations[3].body.failed, ["websocket", "sse"]);
   assert.equal(socket.transport, "longpoll");
+  await socket.close();
+});
+
+test("a black-holed transport is raced past after raceAfter, not after the connect timeout", async () => {
+  const { socket, server, clock } = setup({ connectTimeout: 3000 });
+  server.mode.websocket = "hang"; // a proxy black-holing everything after the 101
+  const ready = socket.ready();
+  await until(clock, () => socket.state === "connected", 10);
+  await ready;
+  assert.equal(socket.transport, "sse");
+  assert.ok(clock.t >= 350 && clock.t < 500, `sse won at ${clock.t}`);
+  // Each contender had its own ticket; the loser is not reported as failed.
+  assert.equal(server.negotiations.length, 2);
+  assert.deepEqual(socket.failed, []);
+  // A resume is not raced: the loser is tried last, so the reconnect does not wait on it.
+  server.dropLive();
+  const at = clock.t;
+  await until(clock, () => server.negotiations.length === 3 && socket.state === "connected", 10);
+  assert.equal(socket.transport, "sse");
+  assert.ok(clock.t - at < 3000, `reconnected in ${clock.t - at}`);
   await socket.close();
 });
 

@@ -63,6 +63,10 @@ export interface ConnectOptions {
   codec?: CodecName;
   /** Milliseconds from negotiate to hello per transport attempt (default 5000). */
   connectTimeout?: number;
+  /** Milliseconds without a hello before the next offered transport starts too, with its
+   * own ticket; the first hello wins, the others are closed (default 350; null: wait
+   * out connectTimeout instead). Resumes are not raced. */
+  raceAfter?: number | null;
   /** Default wait for acks in ms (default: the server's ack_timeout). */
   ackTimeout?: number;
   /** Reconnect and resume after drops (default true). */

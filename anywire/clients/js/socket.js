@@ -25,6 +25,7 @@ import { LIMITS, failure, negotiate, negotiateBody, transportBase } from "./nego
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
+import { goodbye, race } from "./racing.js";
 import { IdleCuts } from "./liveness.js";
 import { LongPollTransport } from "./longpoll.js";
 import { Refresher } from "./refresh.js";
@@ -53,6 +54,7 @@ const DEFAULTS = {
   transports: ["websocket", "sse", "longpoll"],
   codec: "msgpack",
   connectTimeout: 5000,
+  raceAfter: 350, // ms without a hello before the next transport starts too; null: never
   ackTimeout: undefined,
   reconnect: true,
   backoffBase: 500,
@@ -137,6 +139,8 @@ export class Socket {
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first.
     this._failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
+    // Transports that lost a race without failing: not reported, tried after the others.
+    this._lost = [];
     this._listen();
     queueMicrotask(() => this._run());
   }
@@ -495,7 +499,8 @@ export class Socket {
   }
 
   /** Negotiates and tries the offered transports in order, negotiating again after each
-   * failure with the failed ones reported, until one delivers a hello. */
+   * failure with the failed ones reported, until one delivers a hello; a fresh connect
+   * races them (racing.js). Transports that lost a race are tried last. */
   async _connectRound() {
     const tried = new Set();
     const errors = [];
@@ -507,23 +512,42 @@ export class Socket {
       if (offers.length === 0) {
         throw failure(`no transport worked: ${errors.join("; ") || "no common transport"}`);
       }
-      const offer = offers[0];
+      offers.sort((a, b) => this._lost.includes(a.name) - this._lost.includes(b.name)); // stable
       this.pacer.configure(neg.flood_rate, neg.flood_burst);
-      try {
-        if (neg.resumable && this.peer.sid !== null) await this.pacer.take(RESUME_COST); // as the server charges
-        return await this._open(offer, neg);
-      } catch (err) {
-        if (this._stopped()) throw err;
+      const resuming = neg.resumable && this.peer.sid !== null; // two resumes would fight: not raced
+      if (resuming) await this.pacer.take(RESUME_COST); // as the server charges
+      const { won, failed, lost } = await race({
+        neg, offers, after: resuming ? null : this.options.raceAfter, stopped: () => this._stopped(),
+        open: (n, offer) => this._attempt(offer, n), renegotiate: () => this._negotiate(),
+        sleep: (ms) => new Promise((resolve) => this.env.setTimeout(resolve, ms)),
+      });
+      if (this._stopped()) throw failure("socket closed");
+      for (const [name, err] of failed) {
         const code = err.code ?? null;
-        if (code === UNAUTHORIZED || code === FORBIDDEN) throw failure(err.message, code, true);
+        if (code === UNAUTHORIZED || code === FORBIDDEN) {
+          if (won) won.transport.close();
+          throw failure(err.message, code, true);
+        }
         // A stale ticket, an expired credential, a restarting server: negotiate again
         // (getToken() gives a fresh credential), without blaming the transport.
         if (RENEGOTIATE.has(code) && again++ < 2) continue;
-        tried.add(offer.name);
-        this._markFailed(offer.name);
+        tried.add(name);
+        this._markFailed(name);
         errors.push(err.message);
       }
+      for (const name of lost) if (!this._lost.includes(name)) this._lost.push(name);
+      if (won) {
+        this._lost = this._lost.filter((n) => n !== won.transport.name);
+        return won;
+      }
     }
+  }
+
+  /** _open() as a race contender: {promise, cancel}. */
+  _attempt(offer, neg) {
+    let cancel = null;
+    const promise = this._open(offer, neg, (fn) => (cancel = fn));
+    return { promise, cancel: () => cancel() };
   }
 
   /** POST {path}/negotiate with a fresh credential; bounded by connectTimeout. */
@@ -539,7 +563,7 @@ export class Socket {
 
   /** Opens one transport; resolves with {neg, transport, hello, rest, early} once the
    * hello arrived, rejects (with the server's code, if any) if it failed first. */
-  _open(offer, neg) {
+  _open(offer, neg, onCancel = null) {
     return new Promise((resolve, reject) => {
       const t = new TRANSPORTS[offer.name]({
         base: transportBase(this.base, this.path, neg), offer, neg, codec: CODECS[offer.codec] ?? jsonCodec, env: this.env, pacer: this.pacer,
@@ -549,17 +573,19 @@ export class Socket {
       // What the transport reports between the hello and _install(): replayed there.
       const early = [];
       let settled = false;
-      const settle = (err, value) => {
+      const settle = (err, value, lost = false) => {
         if (settled) return;
         settled = true;
         this.env.clearTimeout(timer);
         this._attempts.delete(t);
         if (err) {
-          t.close();
+          if (lost) goodbye(t); // the server may hold its session already
+          else t.close();
           reject(err);
         } else resolve(value);
       };
       const timer = this.env.setTimeout(() => settle(failure(`${offer.name}: no hello within ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+      if (onCancel) onCancel(() => settle(failure(`${offer.name}: lost the race`), null, true));
       t.onframes = (frames) => {
         if (settled) return void early.push(["frames", frames]);
         const [hello, ...rest] = frames;

@@ -133,6 +133,16 @@ export class Transport {
     }
   }
 
+  /** Ends the session a contender that lost a race may hold already (a buffering proxy
+   * holds its hello back): `frame` (a close) is written even before the hello on the
+   * HTTP transports (a POST for a session not yet created is merely refused), then the
+   * transport is closed; bounded by `ms`. */
+  hangUp(frame, ms) {
+    this.send([frame]);
+    if (!this.ready && !this.closed && this.confirmsWrites) this._opened();
+    return this.flush(ms).then(() => this.close());
+  }
+
   /** Writes one encoded message; rejects with {code, message} when refused. */
   async _write(body) {
     throw new Error("not implemented");

@@ -96,6 +96,9 @@ class Client:
     :param codec: preferred codec, ``"msgpack"`` or ``"json"`` (SSE is always JSON).
     :param connect_timeout: bound of each negotiate and of each transport attempt; no
         hello within it means the transport failed and the next one is tried.
+    :param race_after: when the transport tried first has no hello after this many
+        seconds, start the next one too and keep the first to answer (:mod:`.racing`);
+        None: wait out the connect timeout before trying the next one.
     :param reconnect: reconnect and resume by itself after a drop (unless the close code
         is terminal, see :func:`anywire.core.closecodes.should_reconnect`).
     :param backoff_base: first reconnect delay ceiling, in seconds (full jitter).
@@ -128,6 +131,7 @@ class Client:
         transports: Iterable[str] = ("websocket", "sse", "longpoll"),
         codec: str = "msgpack",
         connect_timeout: float = 5.0,
+        race_after: float | None = 0.35,
         reconnect: bool = True,
         backoff_base: float = 0.5,
         backoff_max: float = 10.0,
@@ -154,6 +158,7 @@ class Client:
         self.namespace = namespace
         self.codec = codec
         self.connect_timeout = connect_timeout
+        self.race_after = race_after
         self.reconnect = reconnect
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max

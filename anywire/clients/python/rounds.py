@@ -21,8 +21,9 @@ from ...core.frames import Connect, Hello, Resume
 from .endpoints import endpoint, transport_base
 from .errors import AuthError, ConnectError
 from .negotiate import negotiate
+from .racing import Attempt, goodbye, race
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
-from .wire import Negotiated
+from .wire import Negotiated, Offer
 
 if TYPE_CHECKING:
     from .client import Client
@@ -41,6 +42,10 @@ class Fallback:
 
     def __init__(self) -> None:
         self.failed: list[str] = []
+        self.lost: list[str] = []
+        """Transports that lost a race without failing (slower, or black-holed for less
+        than the connect timeout): not reported, but tried after the others by this
+        client, so a resume (never raced) does not wait on them (:mod:`.racing`)."""
 
     def fail(self, name: str) -> None:
         """``name`` failed (again): it moves to the end, as the newest failure."""
@@ -65,11 +70,19 @@ class Fallback:
         """``name`` works after all: offer it in its place again."""
         if name in self.failed:
             self.failed.remove(name)
+        if name in self.lost:
+            self.lost.remove(name)
+
+    def lose(self, name: str) -> None:
+        """``name`` lost a race: try it after the transports that did not."""
+        if name not in self.lost:
+            self.lost.append(name)
 
 
 async def connect_round(client: Client) -> tuple[Negotiated, ClientTransport, Hello]:
     """Negotiate and try the offered transports in order, negotiating again after each
-    failure with the failed ones reported, until one delivers a hello. Raises
+    failure with the failed ones reported, until one delivers a hello. A fresh connect
+    races the offers (:mod:`.racing`) when ``client.race_after`` is set. Raises
     :class:`ConnectError` when every offer failed (:class:`AuthError` when refused)."""
     tried: set[str] = set()
     errors: list[str] = []
@@ -77,56 +90,95 @@ async def connect_round(client: Client) -> tuple[Negotiated, ClientTransport, He
     while True:
         neg = await _negotiate(client)
         offers = [o for o in neg.transports if o.name in client.transports and o.name not in tried]
+        offers.sort(key=lambda o: o.name in client.fallback.lost)  # stable: losers last
         if not offers:
             detail = "; ".join(errors) or "no common transport"
             raise ConnectError(f"no transport worked: {detail}")
-        offer = offers[0]
         client.pacer.configure(neg.flood_rate, neg.flood_burst)
-        transport = TRANSPORT_CLASSES[offer.name](
-            transport_base(client.url, client.path, neg),
-            offer.url,
-            neg,
-            client._codecs[offer.codec],
-            client._codecs,
-            client._http_client(),
-            client.headers,
-        )
-        transport.pacer = client.pacer
-        transport.proxy = client.proxy
         resuming = neg.resumable and client.peer.sid is not None
-        if resuming:
-            await client.pacer.take(RESUME_COST)  # what the server charges a resume
-        opening: Connect | Resume = (
-            Resume(neg.ticket, client.peer.in_last) if resuming else Connect(neg.ticket)
-        )
-        try:
-            async with asyncio.timeout(client.connect_timeout):
-                hello = await transport.open(opening)
-            if (problem := client.peer.hello_problem(hello)) is not None:
-                raise TransportClosed(None, f"impossible hello: {problem}")
-        except asyncio.CancelledError:
-            await transport.close()  # close() during an attempt: leave no tasks behind
-            raise
-        except Exception as exc:  # any failure of this attempt: fall back
-            await transport.close()
+        if client.race_after is not None and not resuming and len(offers) > 1:
+            # Racing only fresh connects: two resumes of one session would fight over it.
+            won, failures, lost = await race(
+                neg,
+                offers,
+                client.race_after,
+                _attempt_for(client),
+                lambda: _negotiate(client),
+                lambda wind_down: client._track_task(client._hook_tasks, wind_down),
+            )
+        else:
+            try:
+                won, failures, lost = await _attempt(client, neg, offers[0]), [], []
+            except Exception as error:  # any failure of this attempt: fall back
+                won, failures, lost = None, [(offers[0].name, error)], []
+        for name, exc in failures:
             code = exc.code if isinstance(exc, TransportClosed) else None
             if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
-                raise AuthError(f"{offer.name}: {exc}", code) from exc
+                if won is not None:
+                    await won[1].close()
+                raise AuthError(f"{name}: {exc}", code) from exc
             if code in RENEGOTIATE and again < _RENEGOTIATIONS:
                 # The node is stopping, the credential expired, the ticket was not taken:
                 # nothing wrong with the transport. Negotiate again (a load balancer sends
                 # the next attempt elsewhere).
                 again += 1
-                log.info("anywire %s: %s; negotiating again", offer.name, exc)
+                log.info("anywire %s: %s; negotiating again", name, exc)
                 continue
             reason = "no hello in time" if isinstance(exc, TimeoutError) else repr(exc)
-            log.info("anywire transport %s failed: %s", offer.name, reason)
-            tried.add(offer.name)
-            client.fallback.fail(offer.name)
-            errors.append(f"{offer.name}: {reason}")
-            continue
-        client.fallback.forget(offer.name)
-        return neg, transport, hello
+            log.info("anywire transport %s failed: %s", name, reason)
+            tried.add(name)
+            client.fallback.fail(name)
+            errors.append(f"{name}: {reason}")
+        for name in lost:
+            client.fallback.lose(name)
+        if won is not None:
+            client.fallback.forget(won[1].name)
+            return won
+
+
+def _attempt_for(client: Client) -> Attempt:
+    async def attempt(neg: Negotiated, offer: Offer) -> tuple[Negotiated, ClientTransport, Hello]:
+        return await _attempt(client, neg, offer)
+
+    return attempt
+
+
+async def _attempt(
+    client: Client, neg: Negotiated, offer: Offer
+) -> tuple[Negotiated, ClientTransport, Hello]:
+    """Open ``offer`` with ``neg``'s ticket, bounded by the connect timeout; the
+    transport is closed when this fails or is cancelled."""
+    transport = TRANSPORT_CLASSES[offer.name](
+        transport_base(client.url, client.path, neg),
+        offer.url,
+        neg,
+        client._codecs[offer.codec],
+        client._codecs,
+        client._http_client(),
+        client.headers,
+    )
+    transport.pacer = client.pacer
+    transport.proxy = client.proxy
+    resuming = neg.resumable and client.peer.sid is not None
+    if resuming:
+        await client.pacer.take(RESUME_COST)  # what the server charges a resume
+    opening: Connect | Resume = (
+        Resume(neg.ticket, client.peer.in_last) if resuming else Connect(neg.ticket)
+    )
+    try:
+        async with asyncio.timeout(client.connect_timeout):
+            hello = await transport.open(opening)
+        if (problem := client.peer.hello_problem(hello)) is not None:
+            raise TransportClosed(None, f"impossible hello: {problem}")
+    except asyncio.CancelledError:
+        # Lost a race, or the client closed: the server may hold a session already (a
+        # buffering proxy holds the hello back): end it now, not after resume_window.
+        await goodbye(transport)
+        raise
+    except BaseException:
+        await transport.close()
+        raise
+    return neg, transport, hello
 
 
 async def _negotiate(client: Client) -> Negotiated:
