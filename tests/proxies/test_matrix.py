@@ -41,19 +41,34 @@ PING_TIMEOUT = 2.0  # the half-open cell's server setting
 @dataclass(frozen=True)
 class Cell:
     name: str
+    site: str  # the intermediary (a key of World.urls)
     what: str  # the condition, for the table
     expect: str  # the transport the client must land on
+    transports: tuple[str, ...] | None = None  # None: the client's default list
 
 
+BUFFERED = "nginx buffering + gzip on the stream (HTTP/1.0 upstream)"
+HALF_OPEN = "path black-holed after connect, then restored"
+IDLE = f"TCP cut after {IDLE_CUT:g} s idle (heartbeat 20 s)"
 CELLS = (
-    Cell("plain", "direct, nothing in between", "websocket"),
-    Cell("nginx-ws-blocked", "nginx stripping Upgrade (the app sees a plain GET)", "sse"),
-    Cell("nginx-buffering", "nginx buffering + gzip on the stream (HTTP/1.0 upstream)", "websocket"),
-    Cell("nginx-short-idle", "nginx cutting upstreams idle 5 s (heartbeat 1 s)", "websocket"),
-    Cell("ws-black-hole", "101 Switching Protocols, then nothing", "sse"),
-    Cell("sse-held", "Upgrade refused, SSE first chunk held back", "longpoll"),
-    Cell("half-open", "path black-holed after connect, then restored", "websocket"),
-    Cell("idle-cut", f"TCP cut after {IDLE_CUT:g} s idle (heartbeat 20 s)", "websocket"),
+    Cell("plain", "plain", "direct, nothing in between", "websocket"),
+    Cell("nginx-ws-blocked", "nginx-ws-blocked", "nginx stripping Upgrade", "sse"),
+    Cell("nginx-buffering", "nginx-buffering", BUFFERED, "websocket"),
+    Cell("nginx-buffering-no-ws", "nginx-buffering", BUFFERED, "longpoll", ("sse", "longpoll")),
+    Cell(
+        "nginx-short-idle",
+        "nginx-short-idle",
+        "nginx: upstream idle 5 s (heartbeat 1 s)",
+        "websocket",
+    ),
+    Cell("ws-black-hole", "ws-black-hole", "101 Switching Protocols, then nothing", "sse"),
+    Cell("sse-held", "sse-held", "Upgrade refused, SSE first chunk held back", "longpoll"),
+    Cell("half-open", "half-open", HALF_OPEN, "websocket"),
+    Cell("half-open-sse", "half-open", HALF_OPEN, "sse", ("sse",)),
+    Cell("half-open-longpoll", "half-open", HALF_OPEN, "longpoll", ("longpoll",)),
+    Cell("idle-cut", "idle-cut", IDLE, "websocket"),
+    Cell("idle-cut-sse", "idle-cut", IDLE, "sse", ("sse",)),
+    Cell("idle-cut-longpoll", "idle-cut", IDLE, "longpoll", ("longpoll",)),
 )
 
 
@@ -82,7 +97,10 @@ def world() -> Iterator[World]:
         ):
             proxies.append(start_nginx(conf, plain.port))
             urls[cell] = proxies[-1].url
-        for cell, broken in (("ws-black-hole", "websocket-silent"), ("sse-held", "websocket,sse-silent")):
+        for cell, broken in (
+            ("ws-black-hole", "websocket-silent"),
+            ("sse-held", "websocket,sse-silent"),
+        ):
             servers.append(start_server({"AW_BREAK": broken}))
             urls[cell] = servers[-1].url
         # Half-open: a long heartbeat and poll window so only the send's missing ack notices.
@@ -135,7 +153,9 @@ async def _wait(pred: Callable[[], bool], changed: asyncio.Event, within: float)
             await changed.wait()
 
 
-async def _half_open(world: World, client: Client, states: list[str], changed: asyncio.Event) -> None:
+async def _half_open(
+    world: World, client: Client, states: list[str], changed: asyncio.Event
+) -> None:
     """Black-hole the path, send into it, and restore it once the client noticed."""
     mark = len(states)
     world.halfopen.set("blackhole")
@@ -145,7 +165,9 @@ async def _half_open(world: World, client: Client, states: list[str], changed: a
     await _wait(lambda: states[-1] == "connected", changed, 15)
 
 
-async def _idle_cut(world: World, client: Client, states: list[str], changed: asyncio.Event) -> None:
+async def _idle_cut(
+    world: World, client: Client, states: list[str], changed: asyncio.Event
+) -> None:
     """Stay idle until the client has asked for a heartbeat shorter than the cut (bounded),
     then through a quiet window of 2.5 cut periods."""
     async with asyncio.timeout(6 * IDLE_CUT + 4):
@@ -166,8 +188,13 @@ MIDDLE: dict[str, Callable[[World, Client, list[str], asyncio.Event], Awaitable[
 @pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
 async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
     user = f"matrix-py-{cell.name}-{time.monotonic_ns()}"
+    kwargs: dict[str, Any] = {"transports": cell.transports} if cell.transports else {}
     client = Client(
-        world.urls[cell.name], token=make_token(user), backoff_base=0.05, backoff_max=0.2
+        world.urls[cell.site],
+        token=make_token(user),
+        backoff_base=0.05,
+        backoff_max=0.2,
+        **kwargs,
     )
     states: list[str] = []
     changed = asyncio.Event()
@@ -194,7 +221,7 @@ async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
         half = SENT // 2
         for i in range(half):
             await client.emit("record", i)
-        middle = MIDDLE.get(cell.name)
+        middle = MIDDLE.get(cell.site)
         if middle is not None:
             await middle(world, client, states, changed)
         for i in range(half, SENT):
@@ -208,6 +235,7 @@ async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
             "client": "python",
             "cell": cell.name,
             "what": cell.what,
+            "offered": ",".join(cell.transports) if cell.transports else "default",
             "expect": cell.expect,
             "transport": chosen,
             "final_transport": client.transport,
@@ -227,7 +255,7 @@ async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
             out.write(json.dumps(row) + "\n")
         print(f"\n{row}")
         assert sent == list(range(SENT)), sent
-        if cell.name == "half-open":
+        if cell.site == "half-open":
             assert recorded.count("lost-in-the-hole") == 1, recorded
         assert sorted(got) == list(range(BURST)), got
         assert row["duplicates"] == 0
