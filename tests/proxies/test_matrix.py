@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from anywire.clients.python import Client
+from tests.browser.conftest import APP, ARGS, CHROMIUM, load
+from tests.browser.drive import js, wait, wait_events
 from tests.e2e.conftest import Server, make_token, start_server
 from tests.netfault import FaultProxy
 
@@ -87,7 +90,7 @@ def world() -> Iterator[World]:
     proxies: list[Nginx] = []
     faults: list[FaultProxy] = []
     try:
-        plain = proxy_test_server()  # heartbeat 1 s, poll window 3 s
+        plain = proxy_test_server(app=APP)  # heartbeat 1 s, poll window 3 s
         servers.append(plain)
         urls = {"plain": plain.url}
         for cell, conf in (
@@ -101,7 +104,7 @@ def world() -> Iterator[World]:
             ("ws-black-hole", "websocket-silent"),
             ("sse-held", "websocket,sse-silent"),
         ):
-            servers.append(start_server({"AW_BREAK": broken}))
+            servers.append(start_server({"AW_BREAK": broken}, app=APP))
             urls[cell] = servers[-1].url
         # Half-open: a long heartbeat and poll window so only the send's missing ack notices.
         servers.append(
@@ -111,7 +114,8 @@ def world() -> Iterator[World]:
                     "AW_PING_TIMEOUT": str(PING_TIMEOUT),
                     "AW_POLL_WINDOW": "20",
                     "AW_RESUME_WINDOW": "30",
-                }
+                },
+                app=APP,
             )
         )
         faults.append(FaultProxy(servers[-1].port))
@@ -125,7 +129,8 @@ def world() -> Iterator[World]:
                     "AW_MIN_PING_INTERVAL": "0.5",
                     "AW_POLL_WINDOW": "20",
                     "AW_RESUME_WINDOW": "30",
-                }
+                },
+                app=APP,
             )
         )
         faults.append(FaultProxy(servers[-1].port, idle_cut=IDLE_CUT))
@@ -138,6 +143,15 @@ def world() -> Iterator[World]:
             p.stop()
         for s in servers:
             s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module's JS cells."""
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +197,12 @@ MIDDLE: dict[str, Callable[[World, Client, list[str], asyncio.Event], Awaitable[
     "half-open": _half_open,
     "idle-cut": _idle_cut,
 }
+
+
+def _write(results: Path, row: dict[str, Any]) -> None:
+    with results.open("a") as out:
+        out.write(json.dumps(row) + "\n")
+    print(f"\n{row}")
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
@@ -251,9 +271,7 @@ async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
             "idle_cuts": client.stats["idle_cuts"],
             "ping_interval_ms": client.stats["ping_interval_ms"],
         }
-        with results.open("a") as out:
-            out.write(json.dumps(row) + "\n")
-        print(f"\n{row}")
+        _write(results, row)
         assert sent == list(range(SENT)), sent
         if cell.site == "half-open":
             assert recorded.count("lost-in-the-hole") == 1, recorded
@@ -263,3 +281,82 @@ async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
         assert first < FIRST_MESSAGE, first
     finally:
         await client.close()
+
+
+TIMED_OPEN = """(async () => {
+  const t0 = performance.now();
+  h.open('m', arg.sub, arg.options, ['n']);
+  await h.socket('m').ready();
+  const echo = await h.call('m', 'echo', 'first');
+  return [performance.now() - t0, echo, h.socket('m').transport];
+})()"""
+STATE = "h.s.m.states"
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
+def test_cell_js(world: World, results: Path, browser: Browser, cell: Cell) -> None:
+    """The same cell for the browser client in Chromium (upgrade off: the transport the
+    racing chose is the one measured)."""
+    user = f"matrix-js-{cell.name}-{time.monotonic_ns()}"
+    options: dict[str, Any] = {"backoffBase": 50, "backoffMax": 200, "upgrade": False}
+    if cell.transports:
+        options["transports"] = list(cell.transports)
+    context = browser.new_context()
+    try:
+        page = load(context, world.urls[cell.site])
+        first_ms, echo, chosen = js(page, TIMED_OPEN, {"sub": user, "options": options})
+        assert echo == "first"
+        half = SENT // 2
+        for i in range(half):
+            js(page, "h.emit('m', 'record', arg)", i)
+        if cell.site == "half-open":
+            mark = js(page, f"{STATE}.length")
+            world.halfopen.set("blackhole")
+            js(page, "h.emit('m', 'record', 'lost-in-the-hole')")
+            wait(page, f"{STATE}.slice(arg).includes('reconnecting')", mark,
+                 timeout=int((PING_TIMEOUT + 3) * 1000))  # fmt: skip
+            world.halfopen.set("forward")
+            wait(page, "h.socket('m').state === 'connected'", None, timeout=15_000)
+        elif cell.site == "idle-cut":
+            wait(page, "h.socket('m').state === 'connected' && "
+                 "h.socket('m').stats.pingInterval < arg", IDLE_CUT * 1000,
+                 timeout=int((6 * IDLE_CUT + 4) * 1000))  # fmt: skip
+            page.wait_for_timeout(2.5 * IDLE_CUT * 1000)  # the condition is idleness itself
+        for i in range(half, SENT):
+            js(page, "h.emit('m', 'record', arg)", i)
+        recorded = js(page, "h.call('m', 'recorded', null, {timeout: 15000})")
+        sent = [x for x in recorded if isinstance(x, int)]
+        js(page, "h.emit('m', 'burst', {n: arg})", BURST)
+        got = wait_events(page, "m", "n", BURST)
+        stats = js(page, "h.socket('m').stats")
+        states = js(page, STATE)
+        row: dict[str, Any] = {
+            "client": "js",
+            "cell": cell.name,
+            "what": cell.what,
+            "offered": ",".join(cell.transports) if cell.transports else "default",
+            "expect": cell.expect,
+            "transport": chosen,
+            "final_transport": js(page, "h.socket('m').transport"),
+            "first_message_ms": round(first_ms),
+            "sent_delivered": len(sent),
+            "sent": SENT,
+            "received": len(set(got)),
+            "burst": BURST,
+            "duplicates": (len(sent) - len(set(sent)))
+            + (len(got) - len(set(got)))
+            + stats["duplicates"],
+            "reconnects": states.count("reconnecting"),
+            "idle_cuts": stats["idleCuts"],
+            "ping_interval_ms": stats["pingInterval"],
+        }
+        _write(results, row)
+        assert sent == list(range(SENT)), sent
+        if cell.site == "half-open":
+            assert recorded.count("lost-in-the-hole") == 1, recorded
+        assert sorted(got) == list(range(BURST)), got
+        assert row["duplicates"] == 0
+        assert chosen == cell.expect, chosen
+        assert first_ms < FIRST_MESSAGE * 1000, first_ms
+    finally:
+        context.close()
