@@ -1,0 +1,362 @@
+"""The restrictive-network matrix (issue #16): one cell per intermediary condition, the
+Python client connecting with its default transport list (the negotiator and racing choose).
+
+Per cell the client sends ``SENT`` events upstream (recorded by the server) and receives
+``BURST`` server events, and the row records what was delivered, the duplicates, the
+transport chosen, the time to the first message and the reconnects. Every row asserts full
+delivery, no duplicates, the expected transport and the first message within 1 s.
+
+Each row is also appended, as one JSON line, to ``$ANYWIRE_MATRIX_RESULTS`` (or to
+``matrix.jsonl`` in pytest's base temporary directory): ``python3 -m
+tests.proxies.matrix_table`` runs this module and rewrites the table in docs/browser.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from anywire.clients.python import Client
+from tests.browser.conftest import APP, ARGS, CHROMIUM, load
+from tests.browser.drive import js, wait, wait_events
+from tests.e2e.conftest import Server, make_token, start_server
+from tests.netfault import FaultProxy
+
+from .nginx import Nginx, proxy_test_server, start_nginx
+
+FIRST_MESSAGE = 1.0  # the issue's target, seconds
+SENT = 50  # events the client sends (recorded by the server)
+BURST = 50  # events the server sends the client
+IDLE_CUT = 2.0  # the FaultProxy cell's idle timeout, seconds
+PING_TIMEOUT = 2.0  # the half-open cell's server setting
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    site: str  # the intermediary (a key of World.urls)
+    what: str  # the condition, for the table
+    expect: str  # the transport the client must land on
+    transports: tuple[str, ...] | None = None  # None: the client's default list
+
+
+BUFFERED = "nginx buffering + gzip on the stream (HTTP/1.0 upstream)"
+HALF_OPEN = "path black-holed after connect, then restored"
+IDLE = f"TCP cut after {IDLE_CUT:g} s idle (heartbeat 20 s)"
+CELLS = (
+    Cell("plain", "plain", "direct, nothing in between", "websocket"),
+    Cell("nginx-ws-blocked", "nginx-ws-blocked", "nginx stripping Upgrade", "sse"),
+    Cell("nginx-buffering", "nginx-buffering", BUFFERED, "websocket"),
+    Cell("nginx-buffering-no-ws", "nginx-buffering", BUFFERED, "longpoll", ("sse", "longpoll")),
+    Cell(
+        "nginx-short-idle",
+        "nginx-short-idle",
+        "nginx: upstream idle 5 s (heartbeat 1 s)",
+        "websocket",
+    ),
+    Cell("ws-black-hole", "ws-black-hole", "101 Switching Protocols, then nothing", "sse"),
+    Cell("sse-held", "sse-held", "Upgrade refused, SSE first chunk held back", "longpoll"),
+    Cell("half-open", "half-open", HALF_OPEN, "websocket"),
+    Cell("half-open-sse", "half-open", HALF_OPEN, "sse", ("sse",)),
+    Cell("half-open-longpoll", "half-open", HALF_OPEN, "longpoll", ("longpoll",)),
+    Cell("idle-cut", "idle-cut", IDLE, "websocket"),
+    Cell("idle-cut-sse", "idle-cut", IDLE, "sse", ("sse",)),
+    Cell("idle-cut-longpoll", "idle-cut", IDLE, "longpoll", ("longpoll",)),
+)
+
+
+@dataclass
+class World:
+    """Every server and intermediary the cells need, started once for the module."""
+
+    urls: dict[str, str]
+    halfopen: FaultProxy
+    idlecut: FaultProxy
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    servers: list[Server] = []
+    proxies: list[Nginx] = []
+    faults: list[FaultProxy] = []
+    try:
+        plain = proxy_test_server(app=APP)  # heartbeat 1 s, poll window 3 s
+        servers.append(plain)
+        urls = {"plain": plain.url}
+        for cell, conf in (
+            ("nginx-ws-blocked", "ws-blocked"),
+            ("nginx-buffering", "buffering"),
+            ("nginx-short-idle", "short-idle"),
+        ):
+            proxies.append(start_nginx(conf, plain.port))
+            urls[cell] = proxies[-1].url
+        for cell, broken in (
+            ("ws-black-hole", "websocket-silent"),
+            ("sse-held", "websocket,sse-silent"),
+        ):
+            servers.append(start_server({"AW_BREAK": broken}, app=APP))
+            urls[cell] = servers[-1].url
+        # Half-open: a long heartbeat and poll window so only the send's missing ack notices.
+        servers.append(
+            start_server(
+                {
+                    "AW_PING_INTERVAL": "20",
+                    "AW_PING_TIMEOUT": str(PING_TIMEOUT),
+                    "AW_POLL_WINDOW": "20",
+                    "AW_RESUME_WINDOW": "30",
+                },
+                app=APP,
+            )
+        )
+        faults.append(FaultProxy(servers[-1].port))
+        urls["half-open"] = faults[-1].url
+        # Idle cut: the heartbeat is far longer than the cut; the client adapts it.
+        servers.append(
+            start_server(
+                {
+                    "AW_PING_INTERVAL": "20",
+                    "AW_PING_TIMEOUT": "5",
+                    "AW_MIN_PING_INTERVAL": "0.5",
+                    "AW_POLL_WINDOW": "20",
+                    "AW_RESUME_WINDOW": "30",
+                },
+                app=APP,
+            )
+        )
+        faults.append(FaultProxy(servers[-1].port, idle_cut=IDLE_CUT))
+        urls["idle-cut"] = faults[-1].url
+        yield World(urls, faults[0], faults[1])
+    finally:
+        for f in faults:
+            f.close()
+        for p in proxies:
+            p.stop()
+        for s in servers:
+            s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module's JS cells."""
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    env = os.environ.get("ANYWIRE_MATRIX_RESULTS")
+    return Path(env) if env else tmp_path_factory.getbasetemp() / "matrix.jsonl"
+
+
+async def _wait(pred: Callable[[], bool], changed: asyncio.Event, within: float) -> None:
+    async with asyncio.timeout(within):
+        while not pred():
+            changed.clear()
+            await changed.wait()
+
+
+async def _half_open(
+    world: World, client: Client, states: list[str], changed: asyncio.Event
+) -> None:
+    """Black-hole the path, send into it, and restore it once the client noticed."""
+    mark = len(states)
+    world.halfopen.set("blackhole")
+    await client.emit("record", "lost-in-the-hole")  # must be resent after the resume
+    await _wait(lambda: "reconnecting" in states[mark:], changed, PING_TIMEOUT + 3)
+    world.halfopen.set("forward")
+    await _wait(lambda: states[-1] == "connected", changed, 15)
+
+
+async def _idle_cut(
+    world: World, client: Client, states: list[str], changed: asyncio.Event
+) -> None:
+    """Stay idle until the client has asked for a heartbeat shorter than the cut (bounded),
+    then through a quiet window of 2.5 cut periods."""
+    async with asyncio.timeout(6 * IDLE_CUT + 4):
+        while client.stats["ping_interval_ms"] >= IDLE_CUT * 1000 or client.state != "connected":
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await changed.wait()
+    await asyncio.sleep(2.5 * IDLE_CUT)  # the condition under test is idleness itself
+
+
+MIDDLE: dict[str, Callable[[World, Client, list[str], asyncio.Event], Awaitable[None]]] = {
+    "half-open": _half_open,
+    "idle-cut": _idle_cut,
+}
+
+
+def _write(results: Path, row: dict[str, Any]) -> None:
+    with results.open("a") as out:
+        out.write(json.dumps(row) + "\n")
+    print(f"\n{row}")
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
+async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
+    user = f"matrix-py-{cell.name}-{time.monotonic_ns()}"
+    kwargs: dict[str, Any] = {"transports": cell.transports} if cell.transports else {}
+    client = Client(
+        world.urls[cell.site],
+        token=make_token(user),
+        backoff_base=0.05,
+        backoff_max=0.2,
+        **kwargs,
+    )
+    states: list[str] = []
+    changed = asyncio.Event()
+    got: list[int] = []
+    burst_done = asyncio.Event()
+
+    @client.on_state
+    def _state(state: str) -> None:
+        states.append(state)
+        changed.set()
+
+    @client.on("n")
+    def _n(i: int) -> None:
+        got.append(i)
+        if len(set(got)) >= BURST:
+            burst_done.set()
+
+    start = time.monotonic()
+    await client.connect()
+    try:
+        assert await client.call("echo", "first") == "first"
+        first = time.monotonic() - start
+        chosen = client.transport
+        half = SENT // 2
+        for i in range(half):
+            await client.emit("record", i)
+        middle = MIDDLE.get(cell.site)
+        if middle is not None:
+            await middle(world, client, states, changed)
+        for i in range(half, SENT):
+            await client.emit("record", i)
+        recorded = await client.call("recorded", timeout=15)
+        sent = [x for x in recorded if isinstance(x, int)]
+        await client.emit("burst", {"n": BURST})
+        async with asyncio.timeout(15):
+            await burst_done.wait()
+        row: dict[str, Any] = {
+            "client": "python",
+            "cell": cell.name,
+            "what": cell.what,
+            "offered": ",".join(cell.transports) if cell.transports else "default",
+            "expect": cell.expect,
+            "transport": chosen,
+            "final_transport": client.transport,
+            "first_message_ms": round(first * 1000),
+            "sent_delivered": len(sent),
+            "sent": SENT,
+            "received": len(set(got)),
+            "burst": BURST,
+            "duplicates": (len(sent) - len(set(sent)))
+            + (len(got) - len(set(got)))
+            + client.stats["duplicates"],
+            "reconnects": states.count("reconnecting"),
+            "idle_cuts": client.stats["idle_cuts"],
+            "ping_interval_ms": client.stats["ping_interval_ms"],
+        }
+        _write(results, row)
+        assert sent == list(range(SENT)), sent
+        if cell.site == "half-open":
+            assert recorded.count("lost-in-the-hole") == 1, recorded
+        assert sorted(got) == list(range(BURST)), got
+        assert row["duplicates"] == 0
+        assert chosen == cell.expect, (chosen, client.fallback.failed, client.fallback.lost)
+        assert first < FIRST_MESSAGE, first
+    finally:
+        await client.close()
+
+
+TIMED_OPEN = """(async () => {
+  const t0 = performance.now();
+  h.open('m', arg.sub, arg.options, ['n']);
+  await h.socket('m').ready();
+  const echo = await h.call('m', 'echo', 'first');
+  return [performance.now() - t0, echo, h.socket('m').transport];
+})()"""
+STATE = "h.s.m.states"
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
+def test_cell_js(world: World, results: Path, browser: Browser, cell: Cell) -> None:
+    """The same cell for the browser client in Chromium (upgrade off: the transport the
+    racing chose is the one measured)."""
+    user = f"matrix-js-{cell.name}-{time.monotonic_ns()}"
+    options: dict[str, Any] = {"backoffBase": 50, "backoffMax": 200, "upgrade": False}
+    if cell.transports:
+        options["transports"] = list(cell.transports)
+    context = browser.new_context()
+    try:
+        page = load(context, world.urls[cell.site])
+        first_ms, echo, chosen = js(page, TIMED_OPEN, {"sub": user, "options": options})
+        assert echo == "first"
+        half = SENT // 2
+        for i in range(half):
+            js(page, "h.emit('m', 'record', arg)", i)
+        if cell.site == "half-open":
+            mark = js(page, f"{STATE}.length")
+            world.halfopen.set("blackhole")
+            js(page, "h.emit('m', 'record', 'lost-in-the-hole')")
+            wait(page, f"{STATE}.slice(arg).includes('reconnecting')", mark,
+                 timeout=int((PING_TIMEOUT + 3) * 1000))  # fmt: skip
+            world.halfopen.set("forward")
+            wait(page, "h.socket('m').state === 'connected'", None, timeout=15_000)
+        elif cell.site == "idle-cut":
+            wait(page, "h.socket('m').state === 'connected' && "
+                 "h.socket('m').stats.pingInterval < arg", IDLE_CUT * 1000,
+                 timeout=int((6 * IDLE_CUT + 4) * 1000))  # fmt: skip
+            page.wait_for_timeout(2.5 * IDLE_CUT * 1000)  # the condition is idleness itself
+        for i in range(half, SENT):
+            js(page, "h.emit('m', 'record', arg)", i)
+        recorded = js(page, "h.call('m', 'recorded', null, {timeout: 15000})")
+        sent = [x for x in recorded if isinstance(x, int)]
+        js(page, "h.emit('m', 'burst', {n: arg})", BURST)
+        got = wait_events(page, "m", "n", BURST)
+        stats = js(page, "h.socket('m').stats")
+        states = js(page, STATE)
+        row: dict[str, Any] = {
+            "client": "js",
+            "cell": cell.name,
+            "what": cell.what,
+            "offered": ",".join(cell.transports) if cell.transports else "default",
+            "expect": cell.expect,
+            "transport": chosen,
+            "final_transport": js(page, "h.socket('m').transport"),
+            "first_message_ms": round(first_ms),
+            "sent_delivered": len(sent),
+            "sent": SENT,
+            "received": len(set(got)),
+            "burst": BURST,
+            "duplicates": (len(sent) - len(set(sent)))
+            + (len(got) - len(set(got)))
+            + stats["duplicates"],
+            "reconnects": states.count("reconnecting"),
+            "idle_cuts": stats["idleCuts"],
+            "ping_interval_ms": stats["pingInterval"],
+        }
+        _write(results, row)
+        assert sent == list(range(SENT)), sent
+        if cell.site == "half-open":
+            assert recorded.count("lost-in-the-hole") == 1, recorded
+        assert sorted(got) == list(range(BURST)), got
+        assert row["duplicates"] == 0
+        assert chosen == cell.expect, chosen
+        assert first_ms < FIRST_MESSAGE * 1000, first_ms
+    finally:
+        context.close()
