@@ -33,6 +33,7 @@ from tests.e2e.conftest import Server, make_token, start_server
 from tests.netfault import FaultProxy
 
 from .nginx import Nginx, proxy_test_server, start_nginx
+from .squid import Squid, start_squid
 
 FIRST_MESSAGE = 1.0  # the target, seconds
 SENT = 50  # events the client sends (recorded by the server)
@@ -48,10 +49,15 @@ class Cell:
     what: str  # the condition, for the table
     expect: str  # the transport the client must land on
     transports: tuple[str, ...] | None = None  # None: the client's default list
+    reconnects: tuple[int, int] = (0, 0)  # how many the condition may cost, at least/most
 
 
 BUFFERED = "nginx buffering + gzip on the stream (HTTP/1.0 upstream)"
 HALF_OPEN = "path black-holed after connect, then restored"
+# Two cuts that agree teach the client its shorter heartbeat; a third is tolerated (a cut
+# racing the new negotiate), more is churn.
+IDLE_RECONNECTS = (2, 3)
+ONE = (1, 1)  # a half-open path costs exactly the one reconnect that finds it
 IDLE = f"TCP cut after {IDLE_CUT:g} s idle (heartbeat 20 s)"
 CELLS = (
     Cell("plain", "plain", "direct, nothing in between", "websocket"),
@@ -66,12 +72,13 @@ CELLS = (
     ),
     Cell("ws-black-hole", "ws-black-hole", "101 Switching Protocols, then nothing", "sse"),
     Cell("sse-held", "sse-held", "Upgrade refused, SSE first chunk held back", "longpoll"),
-    Cell("half-open", "half-open", HALF_OPEN, "websocket"),
-    Cell("half-open-sse", "half-open", HALF_OPEN, "sse", ("sse",)),
-    Cell("half-open-longpoll", "half-open", HALF_OPEN, "longpoll", ("longpoll",)),
-    Cell("idle-cut", "idle-cut", IDLE, "websocket"),
-    Cell("idle-cut-sse", "idle-cut", IDLE, "sse", ("sse",)),
-    Cell("idle-cut-longpoll", "idle-cut", IDLE, "longpoll", ("longpoll",)),
+    Cell("squid", "squid", "Debian squid, default rules (CONNECT only to 443)", "sse"),
+    Cell("half-open", "half-open", HALF_OPEN, "websocket", reconnects=ONE),
+    Cell("half-open-sse", "half-open", HALF_OPEN, "sse", ("sse",), ONE),
+    Cell("half-open-longpoll", "half-open", HALF_OPEN, "longpoll", ("longpoll",), ONE),
+    Cell("idle-cut", "idle-cut", IDLE, "websocket", reconnects=IDLE_RECONNECTS),
+    Cell("idle-cut-sse", "idle-cut", IDLE, "sse", ("sse",), IDLE_RECONNECTS),
+    Cell("idle-cut-longpoll", "idle-cut", IDLE, "longpoll", ("longpoll",), IDLE_RECONNECTS),
 )
 
 
@@ -82,6 +89,7 @@ class World:
     urls: dict[str, str]
     halfopen: FaultProxy
     idlecut: FaultProxy
+    proxies: dict[str, str]  # a site reached through a forward proxy: its address
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +97,7 @@ def world() -> Iterator[World]:
     servers: list[Server] = []
     proxies: list[Nginx] = []
     faults: list[FaultProxy] = []
+    squid: Squid | None = None
     try:
         plain = proxy_test_server(app=APP)  # heartbeat 1 s, poll window 3 s
         servers.append(plain)
@@ -100,6 +109,8 @@ def world() -> Iterator[World]:
         ):
             proxies.append(start_nginx(conf, plain.port))
             urls[cell] = proxies[-1].url
+        squid = start_squid()  # a forward proxy: the client is told to use it
+        urls["squid"] = plain.url
         for cell, broken in (
             ("ws-black-hole", "websocket-silent"),
             ("sse-held", "websocket,sse-silent"),
@@ -135,8 +146,10 @@ def world() -> Iterator[World]:
         )
         faults.append(FaultProxy(servers[-1].port, idle_cut=IDLE_CUT))
         urls["idle-cut"] = faults[-1].url
-        yield World(urls, faults[0], faults[1])
+        yield World(urls, faults[0], faults[1], {"squid": squid.url})
     finally:
+        if squid is not None:
+            squid.stop()
         for f in faults:
             f.close()
         for p in proxies:
@@ -209,6 +222,8 @@ def _write(results: Path, row: dict[str, Any]) -> None:
 async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
     user = f"matrix-py-{cell.name}-{time.monotonic_ns()}"
     kwargs: dict[str, Any] = {"transports": cell.transports} if cell.transports else {}
+    if cell.site in world.proxies:
+        kwargs["proxy"] = world.proxies[cell.site]
     client = Client(
         world.urls[cell.site],
         token=make_token(user),
@@ -279,6 +294,8 @@ async def test_cell_python(world: World, results: Path, cell: Cell) -> None:
         assert row["duplicates"] == 0
         assert chosen == cell.expect, (chosen, client.fallback.failed, client.fallback.lost)
         assert first < FIRST_MESSAGE, first
+        lo, hi = cell.reconnects
+        assert lo <= row["reconnects"] <= hi, (row["reconnects"], states)
     finally:
         await client.close()
 
@@ -301,7 +318,13 @@ def test_cell_js(world: World, results: Path, browser: Browser, cell: Cell) -> N
     options: dict[str, Any] = {"backoffBase": 50, "backoffMax": 200, "upgrade": False}
     if cell.transports:
         options["transports"] = list(cell.transports)
-    context = browser.new_context()
+    via = world.proxies.get(cell.site)
+    # "<-loopback>": Chromium would otherwise never proxy 127.0.0.1.
+    context = (
+        browser.new_context(proxy={"server": via, "bypass": "<-loopback>"})
+        if via
+        else browser.new_context()
+    )
     try:
         page = load(context, world.urls[cell.site])
         first_ms, echo, chosen = js(page, TIMED_OPEN, {"sub": user, "options": options})
@@ -358,5 +381,7 @@ def test_cell_js(world: World, results: Path, browser: Browser, cell: Cell) -> N
         assert row["duplicates"] == 0
         assert chosen == cell.expect, chosen
         assert first_ms < FIRST_MESSAGE * 1000, first_ms
+        lo, hi = cell.reconnects
+        assert lo <= row["reconnects"] <= hi, row["reconnects"]
     finally:
         context.close()
