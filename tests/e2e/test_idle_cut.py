@@ -58,8 +58,11 @@ async def test_client_stops_churning_under_a_short_idle_cut(
         backoff_max=0.2,
     )
 
+    reported: list[tuple[str, dict[str, int]]] = []
+
     @client.on_state
-    def _state(state: str) -> None:
+    def _state(state: str, stats: dict[str, int]) -> None:  # two arguments: with stats
+        reported.append((state, stats))
         if state == "reconnecting":
             reconnects.append(time.monotonic())
 
@@ -85,6 +88,10 @@ async def test_client_stops_churning_under_a_short_idle_cut(
         assert len(reconnects) == churned, "still churning under the shorter heartbeat"
         # Shorter than the cut (a third of it), within the server's bounds.
         assert 1000 <= settled["ping_interval_ms"] < IDLE_CUT * 1000
+        # The state events report it too: the last connect came with the shorter interval.
+        state, stats = reported[-1]
+        assert state == "connected" and stats["idle_cuts"] >= 2, reported[-1]
+        assert stats["ping_interval_ms"] == settled["ping_interval_ms"]
         # The session keeps working (resumed, nothing lost).
         assert await client.call("echo", {"n": 1}) == {"n": 1}
         metrics = httpx.get(server.url + "/anywire/metrics").json()

@@ -49,7 +49,7 @@ from .errors import (
     QueueFull,
     RequestLost,
 )
-from .handlers import Handlers, logged
+from .handlers import Handlers, logged, takes_two
 from .liveness import IdleCuts
 from .negotiate import TokenSource
 from .pacer import Pacer
@@ -187,7 +187,7 @@ class Client:
         self._codecs = make_codecs()
         self._connect_hooks: list[Callable[[], Any]] = []
         self._disconnect_hooks: list[Callable[[], Any]] = []
-        self._state_hooks: list[Callable[[str], Any]] = []
+        self._state_hooks: list[tuple[Callable[..., Any], bool]] = []  # (hook, wants stats)
         self._error_hooks: list[Callable[[int, str], Any]] = []
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # async event handlers
@@ -233,8 +233,10 @@ class Client:
         return fn
 
     def on_state(self, fn: _H) -> _H:
-        """Decorator: ``fn(state)`` runs on every change of :attr:`state`."""
-        self._state_hooks.append(fn)
+        """Decorator: ``fn(state)`` runs on every change of :attr:`state`; a hook taking
+        two arguments gets ``fn(state, stats)`` (:attr:`stats`: idle cuts and the ping
+        interval in use, as the JavaScript client's ``onState``)."""
+        self._state_hooks.append((fn, takes_two(fn)))
         return fn
 
     def on_error(self, fn: _H) -> _H:
@@ -708,8 +710,9 @@ class Client:
             return
         self._state = state
         self._room.set()  # backpressure waiters re-check (a disconnect ends their wait)
-        for hook in self._state_hooks:
-            self._call_hook(hook, state)
+        for hook, with_stats in self._state_hooks:
+            args = (state, self.stats) if with_stats else (state,)
+            self._call_hook(hook, *args)
 
     def _finish(self, code: int | None, reason: str) -> None:
         """The session ended for good (terminal code, reconnect disabled, refused)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...core.frames import Event, StreamPos
 
-__all__ = ["EventInfo", "Handlers", "logged"]
+__all__ = ["EventInfo", "Handlers", "logged", "takes_two"]
 
 log = logging.getLogger("anywire.client")
 
@@ -46,7 +46,7 @@ class Handlers:
 
     def add(self, event: str, fn: Callable[..., Any]) -> None:
         """Register ``fn`` for ``event`` (replacing an earlier one)."""
-        self._handlers[event] = (fn, _takes_info(fn))
+        self._handlers[event] = (fn, takes_two(fn))
 
     def dispatch(self, event: Event) -> None:
         """Run the handler of ``event``; answer it when the server asked for an ack."""
@@ -85,8 +85,9 @@ class Handlers:
             log.error("anywire handler for %r failed", event.e, exc_info=exc)
 
 
-def _takes_info(fn: Callable[..., Any]) -> bool:
-    """Whether ``fn`` accepts a second positional argument."""
+def takes_two(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts a second positional argument (handlers: ``info``; state
+    hooks: the client's ``stats``)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
