@@ -22,19 +22,19 @@ from tests.netfault import FaultProxy
 from .conftest import Server, make_token, start_server
 
 IDLE_CUT = 3.0
+# A heartbeat far longer than any cut under test, which the client may shorten to 1 s.
+LONG_HEARTBEAT = {
+    "AW_PING_INTERVAL": "20",
+    "AW_PING_TIMEOUT": "5",
+    "AW_MIN_PING_INTERVAL": "1",
+    "AW_POLL_WINDOW": "20",
+    "AW_RESUME_WINDOW": "30",
+}
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    srv = start_server(
-        {
-            "AW_PING_INTERVAL": "20",
-            "AW_PING_TIMEOUT": "5",
-            "AW_MIN_PING_INTERVAL": "1",
-            "AW_POLL_WINDOW": "20",
-            "AW_RESUME_WINDOW": "30",
-        }
-    )
+    srv = start_server(LONG_HEARTBEAT)
     yield srv
     srv.stop()
 

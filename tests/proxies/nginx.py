@@ -42,14 +42,19 @@ class Nginx:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        shutil.rmtree(self.prefix, ignore_errors=True)
+        stop_process(self.proc, self.prefix)
+
+
+def stop_process(proc: subprocess.Popen[bytes], prefix: Path) -> None:
+    """Stop a proxy process run from a temporary prefix (bounded), then remove the prefix."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    shutil.rmtree(prefix, ignore_errors=True)
 
 
 def start_nginx(name: str, upstream: int, **ports: int) -> Nginx:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tests.e2e.conftest import free_port
 
+from .nginx import stop_process
+
 HERE = Path(__file__).resolve().parent
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 
@@ -39,14 +41,7 @@ class Squid:
         return path.read_text() if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        shutil.rmtree(self.prefix, ignore_errors=True)
+        stop_process(self.proc, self.prefix)
 
 
 def start_squid() -> Squid:

@@ -13,6 +13,7 @@ import pytest
 
 from anywire.clients.python import Client
 from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_server
+from tests.e2e.test_idle_cut import LONG_HEARTBEAT
 
 from .nginx import Nginx, start_nginx
 
@@ -21,15 +22,7 @@ CUT = 5.0  # seconds: proxy_read_timeout in short-idle.conf
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    srv = start_server(
-        {
-            "AW_PING_INTERVAL": "20",
-            "AW_PING_TIMEOUT": "5",
-            "AW_MIN_PING_INTERVAL": "1",
-            "AW_POLL_WINDOW": "20",
-            "AW_RESUME_WINDOW": "30",
-        }
-    )
+    srv = start_server(LONG_HEARTBEAT)
     yield srv
     srv.stop()
 
