@@ -29,12 +29,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .closecodes import CloseCode
+from .flood import TokenBucket
 from .settings import Settings
 
 __all__ = ["Admission", "Refusal", "ip_key"]
-
-# CloseCode.FLOOD once the flood part lands (4008 in the reconnect range; issue #13).
-_FLOOD = 4008
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +67,7 @@ class Admission:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._buckets: dict[str, tuple[float, float]] = {}  # ip -> (tokens, at)
+        self._buckets: dict[str, TokenBucket] = {}  # negotiate rate per IP key
         self._held: dict[str, tuple[str | None, str | None, float]] = {}  # nonce -> user, ip, until
         self._sessions: dict[str, tuple[str | None, str | None]] = {}  # sid -> user, ip
         self._users: Counter[str] = Counter()  # slots (held and live) per user
@@ -88,13 +86,16 @@ class Admission:
         if ip is None:
             return None
         s = self.settings
-        tokens, at = self._buckets.get(ip, (float(s.negotiate_burst), now))
-        tokens = min(float(s.negotiate_burst), tokens + (now - at) * s.negotiate_rate)
-        if tokens < 1.0:
-            self._buckets[ip] = (tokens, now)
-            wait = math.ceil((1.0 - tokens) / s.negotiate_rate) if s.negotiate_rate > 0 else 60
-            return Refusal(429, _FLOOD, max(1, wait), "too many negotiations from this address")
-        self._buckets[ip] = (tokens - 1.0, now)
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            bucket = self._buckets[ip] = TokenBucket(s.negotiate_rate, s.negotiate_burst, now)
+        # Checked before taking: unlike a session's budget, a refused negotiate is not
+        # charged into debt (the 429 is held back instead, server/admission.py).
+        if not bucket.has(now):
+            wait = math.ceil(bucket.wait(now)) if s.negotiate_rate > 0 else 60
+            message = "too many negotiations from this address"
+            return Refusal(429, int(CloseCode.FLOOD), max(1, wait), message)
+        bucket.take(now)
         return None
 
     def check(self, user: str | None, ip: str | None) -> Refusal | None:
@@ -169,7 +170,6 @@ class Admission:
         for nonce in [n for n, (_, _, until) in self._held.items() if until <= now]:
             user, ip, _ = self._held.pop(nonce)
             self._count(user, ip, -1)
-        full, rate = float(self.settings.negotiate_burst), self.settings.negotiate_rate
-        stale = [ip for ip, (t, at) in self._buckets.items() if t + (now - at) * rate >= full]
+        stale = [ip for ip, b in self._buckets.items() if b.has(now, b.burst)]
         for ip in stale:
             del self._buckets[ip]
