@@ -60,6 +60,7 @@ from .heartbeats import shortened
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
 from .mount import land
+from .observe import Observer, Observers
 from .refresh import expires_in_ms
 from .socket import Socket
 from .static import ClientAssets
@@ -114,6 +115,8 @@ class Anywire:
                 raise ValueError("redis_url needs a shared secret= (or ANYWIRE_SECRET)")
             broker = self._redis_broker(self.settings.redis_url)
         self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
+        self.observers = Observers()
+        """Listeners told of connections, fallbacks, resumes and refusals (server/observe.py)."""
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )
@@ -547,6 +550,11 @@ class Anywire:
         if self.cluster is not None:
             stats.update(self.cluster.counters)
         await _json(send, 200, stats, [])
+
+    def observe(self, observer: Observer) -> Observer:
+        """Register a listener for what the realtime layer does (metrics, logs, admin)."""
+        self.observers.add(observer)
+        return observer
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
