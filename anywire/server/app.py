@@ -49,6 +49,7 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
+from .admin import ADMIN_NAMESPACE, AdminView, authenticator_for
 from .admission import Busy, client_ip
 from .auth import AnonymousAuth, Authenticator, bearer
 from .broker import Broker, Envelope
@@ -87,6 +88,9 @@ class Anywire:
         ``ANYWIRE_SECRET`` environment variable, else random per process. Every node of a
         cluster must use the same secret.
     :param tick: how often session timers are checked, in seconds.
+    :param admin_token: turns the admin view on (``{path}/admin`` and the namespace
+        ``/$admin``, server/admin.py); when None, the ``ANYWIRE_ADMIN_TOKEN`` environment
+        variable, else off.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class Anywire:
         secret: bytes | None = None,
         node_id: str | None = None,
         tick: float = 0.25,
+        admin_token: str | None = None,
     ) -> None:
         if auth is None and not anonymous:
             raise ValueError("pass auth=... (e.g. JWTAuth) or anonymous=True")
@@ -139,6 +144,8 @@ class Anywire:
         self.upstream = SendEndpoint(self.host)
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        token = admin_token or os.environ.get("ANYWIRE_ADMIN_TOKEN")
+        self.admin: AdminView | None = AdminView(self, token) if token else None
 
     @property
     def client_url(self) -> str:
@@ -293,11 +300,15 @@ class Anywire:
         return Socket(host, sess, identity.claims)
 
     async def run_connect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return  # the application's hooks are for its users, not the admin page
         for hook in self._connect_hooks:
             if await _maybe_await(hook(sock)) is False:
                 raise Reject("connection refused")
 
     async def run_disconnect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return
         for hook in self._disconnect_hooks:
             try:
                 await _maybe_await(hook(sock))
@@ -337,6 +348,8 @@ class Anywire:
             if not self._started:
                 self.sse.reset()
                 await self.host.start()
+                if self.admin is not None:
+                    self.admin.start()
                 self._started = True
 
     async def stop(self, grace: float | None = None) -> None:
@@ -348,6 +361,8 @@ class Anywire:
         self._stopped = True
         if self._started:
             budget = self.settings.shutdown_timeout if grace is None else grace
+            if self.admin is not None:
+                await self.admin.stop()
             await self.host.shutdown(budget)
             self.sse.shutdown_event.set()  # any stream still open ends now
             self._started = False
@@ -389,6 +404,9 @@ class Anywire:
         method = scope.get("method", "GET")
         if tail.startswith("/client/") and method in ("GET", "HEAD"):
             await self.assets(tail[len("/client/") :], scope, receive, send)
+            return
+        if self.admin is not None and (tail == "/admin" or tail.startswith("/admin/")):
+            await self.admin.page(tail, scope, receive, send)  # this node's, never forwarded
             return
         if self.cluster is not None:
             if await self.cluster.forward(tail, scope, receive, send):
@@ -460,7 +478,8 @@ class Anywire:
                 # Before the credential is checked: a flooding client's reconnects are
                 # refused at the cost of a signature check (429, the session is kept).
                 self.host.issuer.charge_resume(resume)
-            identity = await _maybe_await(self.auth(bearer(scope), scope))
+            authenticate = authenticator_for(self, namespace)  # /$admin: the admin token
+            identity = await _maybe_await(authenticate(bearer(scope), scope))
             if not isinstance(identity, Identity):
                 raise AuthError("authenticator returned no identity")
             if user_since is not None and identity.user is not None:
