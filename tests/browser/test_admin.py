@@ -103,6 +103,8 @@ def test_page_draws_and_follows_clients_on_every_transport(
     assert page.locator("#sessions").get_attribute("data-count") == "0"  # itself left out
     page.screenshot(path=str(SHOTS / "admin-before.png"))
     before_lines = chart_shot(page, "#chart-transports")
+    before_connects = chart_shot(page, "#chart-connects")
+    assert page.locator("#chart-connects").get_attribute("data-bars") == "0"
     before_max = page.locator("#chart-transports").get_attribute("data-max")
 
     clients = [loop.run(_connect(server.url, t, "admin-e2e")) for t in TRANSPORTS]
@@ -114,8 +116,11 @@ def test_page_draws_and_follows_clients_on_every_transport(
         )
         # The line chart has drawn a point with the clients.
         wait(page, "document.querySelector('#chart-transports').dataset.last === '1,1,1,0'")
+        # The three connects drew bars (the page's own connect is not counted).
+        wait(page, "document.querySelector('#sum-connects').textContent === '3'")
         page.screenshot(path=str(SHOTS / "admin-after.png"))
         after_lines = chart_shot(page, "#chart-transports")
+        after_connects = chart_shot(page, "#chart-connects")
         row = page.locator('#rooms tr[data-room="admin-e2e"] td').nth(2).text_content()
         assert row == "3"
         assert page.locator("#sessions").get_attribute("data-count") == "3"
@@ -126,7 +131,9 @@ def test_page_draws_and_follows_clients_on_every_transport(
         loop.run(_close(clients))
     assert before_max == "1"  # the scale's floor: nobody was connected
     assert page.locator("#chart-transports polygon").count() == 4
-    assert before_lines != after_lines  # the chart's pixels changed
+    assert before_lines != after_lines  # the charts' pixels changed
+    assert before_connects != after_connects
+    assert page.locator("#chart-connects rect.bar").count() >= 1
     page.context.close()
 
 
