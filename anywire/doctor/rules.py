@@ -97,7 +97,7 @@ def _sse(f: Facts) -> tuple[str, str | None, str]:
         return (
             "fails",
             "a proxy buffers event streams: clients will use {next}",
-            f"first event held back {_round(first)} ms",
+            f"first event held back for {_round(first)} ms",
         )
     return "works", None, f"first event after {_round(first)} ms"
 

@@ -161,14 +161,14 @@ export async function probe(prefix, options = {}) {
   const nonce = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
   const path = await echo(prefix, nonce);
   if (path === null) {
-    return { url: prefix, doctor: false, unchecked: ["everything: the server's doctor endpoints did not answer"] };
+    return { url: location.origin + prefix, doctor: false, unchecked: ["everything: the server's doctor endpoints did not answer"] };
   }
   const [ws, es, lp] = await Promise.all([
     websocket(prefix, nonce, timeout),
     sse(prefix, stream, timeout),
     ladder(prefix, holds, maxHold, timeout),
   ]);
-  return { url: prefix, doctor: true, websocket: ws, sse: es, longpoll: lp, path, unchecked: [] };
+  return { url: location.origin + prefix, doctor: true, websocket: ws, sse: es, longpoll: lp, path, unchecked: [] };
 }
 
 function numbers(text) {

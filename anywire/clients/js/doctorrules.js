@@ -51,7 +51,7 @@ function sse(f) {
   }
   if (first > SSE_PROMPT_MS) {
     return ["fails", "a proxy buffers event streams: clients will use {next}",
-      `first event held back ${round(first)} ms`];
+      `first event held back for ${round(first)} ms`];
   }
   return ["works", null, `first event after ${round(first)} ms`];
 }
