@@ -46,6 +46,7 @@ from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
+from .doctor import Doctor
 from .errors import Disconnected, Reject
 from .heartbeats import shortened
 from .host import SessionHost
@@ -135,6 +136,7 @@ class Anywire:
         self.negotiator = Negotiator(self)
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
         token = admin_token or os.environ.get("ANYWIRE_ADMIN_TOKEN")
         self.admin: AdminView | None = AdminView(self, token) if token else None
 
@@ -384,6 +386,8 @@ class Anywire:
                 await _refuse_stopped(kind, send)
                 return
             await self.start()
+        if self.doctor is not None and await self.doctor(tail, scope, receive, send):
+            return
         if kind == "websocket":
             if tail == "/ws":
                 await self.websocket(scope, receive, send)
