@@ -26,7 +26,7 @@ function cell(row, text, cls) {
 }
 
 function renderTotals() {
-  const { sessions, counts, rooms } = model.totals();
+  const { sessions, counts } = model.totals();
   $("#sessions").textContent = String(sessions);
   $("#sessions").dataset.count = String(sessions);
   for (const [kind, n] of Object.entries(counts)) {
@@ -35,7 +35,6 @@ function renderTotals() {
   }
   page.sessions = String(sessions);
   page.transports = TRANSPORTS.map((t) => `${t}=${counts[t]}`).join(",");
-  $("#room-count").textContent = String(rooms);
 }
 
 function renderCharts() {
@@ -81,6 +80,7 @@ function renderNodes(now) {
     cell(row, node, "mono");
     cell(row, snap.sessions, "num");
     for (const t of TRANSPORTS) cell(row, snap.transports[t] || 0, "num");
+    cell(row, (snap.rooms && snap.rooms.count) || 0, "num");
     cell(row, `${snap.broker.kind} ${snap.broker.state}`, `state ${snap.broker.state}`);
     cell(row, `${Math.max(0, Math.round((now - seen) / 1000))} s ago`, "num");
     const counters = { ...(snap.broker.counters || {}), ...(snap.broker.cluster || {}) };

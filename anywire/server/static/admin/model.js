@@ -43,7 +43,8 @@ export class Model {
     return gone;
   }
 
-  /** Sessions by transport over every node, and the room count (summed over nodes). */
+  /** Sessions by transport over every node, and the rooms of every node (a room with
+   * members on two nodes counts twice). */
   totals() {
     const counts = Object.fromEntries(KINDS.map((k) => [k, 0]));
     let sessions = 0;
