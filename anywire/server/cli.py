@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--admin-token",
         metavar="TOKEN",
-        help="turn the admin view on ({path}/admin, docs/operations.md); better set "
+        help="turn the admin view on ({path}/admin, docs/admin.md); better set "
         "ANYWIRE_ADMIN_TOKEN instead: a command line is visible to other local users",
     )
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
