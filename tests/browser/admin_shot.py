@@ -1,6 +1,7 @@
 """The screenshot of docs/admin.md, from a real run: two nodes on a Redis with the admin
 view on, Python clients on every transport in a few rooms on both nodes (a quarter
-leave), the page of the first node in headless Chromium.
+leave, three fall back to SSE and resume after a cut), the page of the first node in
+headless Chromium.
 
     python3 -m tests.browser.admin_shot docs/img/admin.png
 """
@@ -15,10 +16,11 @@ from playwright.sync_api import sync_playwright
 
 from anywire.clients.python import Client
 from tests.e2e.conftest import TRANSPORTS, free_port, make_token
+from tests.netfault import FaultProxy
 from tests.scale.conftest import RedisServer, start_node
 
 from .conftest import ARGS, CHROMIUM
-from .test_admin import TOKEN, Loop
+from .test_admin import TOKEN, Loop, _fall_back_and_resume
 
 ROOMS = {"lobby": 9, "support": 5, "ops": 3, "game-42": 2}
 
@@ -48,6 +50,7 @@ def main(path: str) -> None:
     env = {"ANYWIRE_ADMIN_TOKEN": TOKEN, "AW_ADMIN_INTERVAL": "1"}
     nodes = [start_node(redis, env=env), start_node(redis, env=env)]
     urls = [node.url for node in nodes]
+    proxy = FaultProxy(nodes[0].port, hole_after_101=True)
     loop = Loop()
     try:
         with sync_playwright() as pw:
@@ -63,6 +66,8 @@ def main(path: str) -> None:
             for _ in range(4):  # arrivals over a few seconds, so the history has a shape
                 clients += loop.run(_crowd(urls))
                 time.sleep(2)
+            for _ in range(3):  # WebSocket swallowed, on SSE, cut and resumed
+                clients.append(loop.run(_fall_back_and_resume(proxy)))
             for client in clients[::4]:
                 loop.run(client.close())
             time.sleep(3)
@@ -71,6 +76,7 @@ def main(path: str) -> None:
         loop.run(_close(clients))
     finally:
         loop.close()
+        proxy.close()
         for node in nodes:
             node.stop()
         redis.kill()

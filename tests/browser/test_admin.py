@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page
 from anywire.clients.python import Client
 from anywire.clients.python.errors import AuthError
 from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_server
+from tests.netfault import FaultProxy
 
 from .conftest import WAIT_MS, wait
 
@@ -134,6 +135,57 @@ def test_page_draws_and_follows_clients_on_every_transport(
     assert before_lines != after_lines  # the charts' pixels changed
     assert before_connects != after_connects
     assert page.locator("#chart-connects rect.bar").count() >= 1
+    page.context.close()
+
+
+async def _fall_back_and_resume(proxy: FaultProxy) -> Client:
+    """A client behind a middlebox that swallows everything after a WebSocket's 101:
+    it lands on SSE; its connection is then cut and it resumes, reporting in that
+    negotiate why WebSocket failed (a fallback)."""
+    # Not raced: WebSocket must fail (time out), not lose a race, to be reported.
+    client = Client(
+        proxy.url,
+        make_token("adm-fallback"),
+        transports=("websocket", "sse"),
+        race_after=None,
+        connect_timeout=1.0,
+    )
+    await client.connect()
+    assert client.transport == "sse"
+    sid = client.sid
+    states: asyncio.Queue[str] = asyncio.Queue()
+    client.on_state(lambda state: states.put_nowait(state))
+    proxy.set("refuse")  # resets the SSE stream
+    proxy.set("forward")
+    async with asyncio.timeout(10):
+        while await states.get() != "connected":
+            pass
+    assert client.sid == sid and client.transport == "sse"  # resumed, not started over
+    return client
+
+
+def test_page_charts_resumes_and_fallbacks(browser: Browser, server: Server, loop: Loop) -> None:
+    page = admin_page(browser, server)
+    before = {name: chart_shot(page, f"#chart-{name}") for name in ("resumes", "fallbacks")}
+    before_sums = {n: page.locator(f"#sum-{n}").text_content() for n in ("resumes", "fallbacks")}
+    proxy = FaultProxy(server.port, hole_after_101=True)
+    try:
+        client = loop.run(_fall_back_and_resume(proxy))
+        try:
+            for name in ("resumes", "fallbacks"):
+                wait(
+                    page,
+                    f"Number(document.querySelector('#sum-{name}').textContent) > arg",
+                    int(before_sums[name] or 0),
+                )
+            assert page.locator("#chart-resumes rect.bar").count() >= 1
+            assert page.locator("#chart-fallbacks rect.bar").count() >= 1
+            for name in ("resumes", "fallbacks"):
+                assert chart_shot(page, f"#chart-{name}") != before[name]
+        finally:
+            loop.run(client.close())
+    finally:
+        proxy.close()
     page.context.close()
 
 
