@@ -299,17 +299,16 @@ class AdminView:
         """Send this node's snapshot to the admin sessions of every node. Only to its own
         when Redis cannot be reached: the page still shows this node's broker down."""
         broker = self.aw.broker
-        clustered = isinstance(broker, RedisBroker)
+        redis = broker if isinstance(broker, RedisBroker) else None
         local = any(s.namespace == ADMIN_NAMESPACE for s in self.aw.host.sessions.values())
-        if not (local or clustered):
+        if not local and redis is None:
             return  # nobody can be watching
         env = Envelope("all", ADMIN_NAMESPACE, None, SNAPSHOT, self.snapshot())
         if local:
             self.aw.host.deliver(env)  # unsequenced: a snapshot has no history
-        if clustered:
-            assert isinstance(broker, RedisBroker)
+        if redis is not None:
             with contextlib.suppress(BrokerUnavailable):
-                await broker.publish_volatile(env)  # the other nodes only
+                await redis.publish_volatile(env)  # the other nodes only
 
     def start(self) -> None:
         """Start publishing (the app's start)."""
@@ -333,7 +332,7 @@ class AdminView:
                 log.exception("anywire: admin snapshot failed")
 
 
-async def _refused(token: str | None, scope: Mapping[str, Any]) -> Identity:
+def _refused(token: str | None, scope: Mapping[str, Any]) -> Identity:
     raise AuthError("admin view is off", kind="admin")
 
 

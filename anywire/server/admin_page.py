@@ -86,7 +86,11 @@ class AdminPage:
         if scope.get("method", "GET") not in ("GET", "HEAD"):
             await send_json_error(send, 405, ProtocolError("GET only", 4502))
             return
-        if not self.view.admits(credential(scope)):
+        presented = credential(scope)
+        if not self.view.admits(presented):
+            if presented is not None:  # (none: a browser's first request, the challenge)
+                refresher = self.view.aw.host.refresher  # one log line, auth-failure metrics
+                refresher.note_refusal("admin", "admin credential refused", "admin page")
             refused = ProtocolError(REFUSED, CloseCode.UNAUTHORIZED)
             await send_json_error(send, 401, refused, [_CHALLENGE])
             return

@@ -204,7 +204,9 @@ def test_page_files_and_key_refused_without_the_token(server: Server) -> None:
     assert page.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert TOKEN not in page.text  # the page holds no secret
-    assert TOKEN not in server.log.read_text()
+    log = server.log.read_text()
+    assert TOKEN not in log and "wrong-token-0123456789" not in log
+    assert "credential refused at admin page (admin)" in log  # wrong ones are noted
 
 
 def test_namespace_refuses_users_and_wrong_tokens(server: Server) -> None:
