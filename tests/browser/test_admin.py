@@ -20,6 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
+from anywire import __version__
 from anywire.clients.python import Client
 from anywire.clients.python.errors import AuthError
 from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_server
@@ -191,7 +192,7 @@ def test_page_charts_resumes_and_fallbacks(browser: Browser, server: Server, loo
 
 def test_page_files_and_key_refused_without_the_token(server: Server) -> None:
     base = server.url + "/anywire/admin"
-    for url in (base, base + "/key", base + "/0.1.0/admin.js"):
+    for url in (base, base + "/key", base + f"/{__version__}/admin.js"):
         for auth in (None, ("admin", "wrong-token-0123456789"), ("admin", "")):
             response = httpx.get(url, auth=auth)
             assert response.status_code == 401, (url, auth)

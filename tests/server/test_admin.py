@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from anywire import __version__
 from anywire.core.rooms import Member, Rooms
 from anywire.core.session import Heartbeat, ServerSession
 from anywire.core.settings import Settings
@@ -238,13 +239,23 @@ async def test_page_answers_the_token_holder_only() -> None:
         assert b'data-client="/anywire/client/' in body
         assert TOKEN.encode() not in body
         status, _, body = await request(
-            aw, "GET", "/anywire/admin/0.1.0/model.js", f"Bearer {TOKEN}"
+            aw, "GET", f"/anywire/admin/{__version__}/model.js", f"Bearer {TOKEN}"
         )
         assert status == 200 and b"export class Model" in body
         status, _, _ = await request(aw, "POST", "/anywire/admin", f"Bearer {TOKEN}")
         assert status == 405
     finally:
         await aw.stop()
+
+
+async def test_behind_a_mount_the_page_names_the_mounted_urls() -> None:
+    aw = Anywire(anonymous=True, admin_token=TOKEN)
+    assert aw.admin is not None
+    scope = {"path": "/api/anywire/admin", "root_path": "/api", "headers": []}
+    page = aw.admin.page.page(scope)
+    assert 'data-path="/api/anywire"' in page
+    assert 'data-key="/api/anywire/admin/key"' in page
+    assert f'src="/api/anywire/admin/{__version__}/admin.js"' in page
 
 
 async def test_off_the_page_is_not_found_and_the_namespace_refuses_everyone(
