@@ -95,7 +95,8 @@ async def probe(url: str, options: Options | None = None) -> Facts:
         facts["path"] = {"checked": False}
         off = "the server's doctor endpoints are off (anywire serve --doctor)"
         facts["unchecked"] += [
-            f"how long a request may be held, and whether headers or cookies are stripped: {off}",
+            f"holds longer than the poll window, and whether headers or cookies are "
+            f"stripped: {off}",
         ]
         return facts
 
@@ -276,12 +277,13 @@ async def _session_http(
     facts: Facts = {"checked": True}
     url = f"{origin}{path}?{urlencode({'ticket': offer['ticket']})}"
     start = time.monotonic()
+    opening = b""
     try:
         async with asyncio.timeout(opts.timeout):
             async with http.stream("GET", url, headers={"Accept": "*/*"}) as response:
                 facts["status"] = response.status_code
                 if response.status_code == 200 and name == "longpoll":
-                    await response.aread()
+                    opening = await response.aread()
                     facts["rtt_ms"] = _ms(start)
                 elif response.status_code == 200:
                     async for line in response.aiter_lines():
@@ -294,8 +296,39 @@ async def _session_http(
     except NETWORK as exc:
         facts["error"] = _why(exc)
     if facts.get("rtt_ms") is not None:
+        if name == "longpoll":
+            await _held_poll(http, origin + path, offer, opening, facts, opts)
         await _close(http, origin + offer["send_url"], offer["token"])
     return facts
+
+
+async def _held_poll(
+    http: httpx.AsyncClient, url: str, offer: dict[str, Any], opening: bytes, facts: Facts,
+    opts: Options,
+) -> None:  # fmt: skip
+    """One real poll, which the server holds for its poll window (answering 204) unless
+    something on the path cuts it first; skipped when the window is over ``max_hold``."""
+    window = float(offer.get("poll_window", 0)) / 1000
+    if not 0 < window <= opts.max_hold:
+        return
+    try:
+        frames = json.loads(opening)
+        seen = [f["s"] for f in frames if isinstance(f, dict) and isinstance(f.get("s"), int)]
+    except (ValueError, TypeError):
+        return
+    params = {"ack": max(seen, default=0)}
+    start = time.monotonic()
+    try:
+        response = await http.get(url, params=params, headers={"X-Anywire-Token": offer["token"]},
+                                  timeout=window + opts.timeout)  # fmt: skip
+        held = response.status_code in (200, 204)
+    except NETWORK:
+        held = False
+    elapsed = round(time.monotonic() - start, 1)
+    if held:
+        facts["held_s"] = elapsed
+    else:
+        facts["cut_after_s"] = elapsed
 
 
 async def _close(http: httpx.AsyncClient, url: str, token: str) -> None:

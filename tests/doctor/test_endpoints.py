@@ -21,7 +21,8 @@ from tests.e2e.conftest import Server, start_server
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    srv = start_server({"AW_DOCTOR": "1", "AW_NEGOTIATE_RATE": "0.5", "AW_NEGOTIATE_BURST": "5"})
+    env = {"AW_NEGOTIATE_RATE": "0.5", "AW_NEGOTIATE_BURST": "5"}
+    srv = start_server(env, args=("--doctor",))
     yield srv
     srv.stop()
 
