@@ -212,6 +212,11 @@ def render(diagnosis: dict[str, Any], url: str = "") -> str:
     p = diagnosis["path"]
     lines.append(f"{'headers':<13}{p['verdict']:<11}{'':<10}{p['detail']}")
     uses = diagnosis["uses"]
-    lines.append(f"clients will use: {NAMES[uses] if uses else 'nothing (no transport works)'}")
+    if uses is not None:
+        lines.append(f"clients will use: {NAMES[uses]}")
+    elif all(diagnosis["transports"][n]["verdict"] == "unchecked" for n in ORDER):
+        lines.append("clients will use: unknown (nothing could be checked)")
+    else:
+        lines.append("clients will use: nothing (no transport works)")
     lines += [f"- {a}" for a in diagnosis["advice"]]
     return "\n".join(lines) + "\n"

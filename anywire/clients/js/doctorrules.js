@@ -135,7 +135,10 @@ export function render(diagnosis, url = "") {
   const p = diagnosis.path;
   lines.push(pad("headers", 13) + pad(p.verdict, 11) + pad("", 10) + p.detail);
   const uses = diagnosis.uses;
-  lines.push(`clients will use: ${uses ? NAMES[uses] : "nothing (no transport works)"}`);
+  if (uses) lines.push(`clients will use: ${NAMES[uses]}`);
+  else if (ORDER.every((n) => diagnosis.transports[n].verdict === "unchecked")) {
+    lines.push("clients will use: unknown (nothing could be checked)");
+  } else lines.push("clients will use: nothing (no transport works)");
   for (const a of diagnosis.advice) lines.push(`- ${a}`);
   return lines.join("\n") + "\n";
 }
