@@ -21,7 +21,7 @@ import pytest
 
 from tests.e2e.conftest import ROOT, Server, make_token, start_server
 from tests.netfault import FaultProxy
-from tests.proxies.nginx import restrictive_proxies
+from tests.proxies.nginx import Nginx, restrictive_proxies, start_nginx
 
 # heartbeat 1 s and poll window 3 s, under the short-idle proxy's 5 s (as proxy_test_server)
 SHORT = {"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}
@@ -42,12 +42,14 @@ class Run:
 def runs() -> Iterator[dict[str, Run]]:
     servers: list[Server] = []
     hole: FaultProxy | None = None
+    strip: Nginx | None = None
     try:
         doctored = start_server(SHORT, args=("--doctor",))  # anywire serve --doctor
         servers.append(doctored)
         plain = start_server(SHORT)
         servers.append(plain)
         hole = FaultProxy(doctored.port, hole_after_101=True)
+        strip = start_nginx("strip-headers", doctored.port)
         with restrictive_proxies(doctored.port) as nginx, restrictive_proxies(plain.port) as off:
             token = make_token("doctor")
             cases = {
@@ -56,6 +58,7 @@ def runs() -> Iterator[dict[str, Run]]:
                 "buffering": [nginx["buffering"].url, *QUICK],
                 "short-idle": [nginx["short-idle"].url, "--holds", "1,7", "--timeout", "2"],
                 "black-hole": [hole.url, *QUICK],
+                "strip-headers": [strip.url, *QUICK],
                 "off": [plain.url, "--token", token, *QUICK],
                 "off-buffering": [off["buffering"].url, "--token", token, *QUICK],
                 "off-no-token": [plain.url, *QUICK],
@@ -76,6 +79,8 @@ def runs() -> Iterator[dict[str, Run]]:
     finally:
         if hole is not None:
             hole.close()
+        if strip is not None:
+            strip.stop()
         for server in servers:
             server.stop()
 
@@ -127,6 +132,27 @@ def test_black_hole_after_101(runs: dict[str, Run]) -> None:
     assert run.out["advice"] == [
         "WebSocket upgrades but nothing passes after the 101 (something on the path "
         "black-holes it): clients will use SSE after their connect timeout"
+    ]
+
+
+def test_stripped_headers(runs: dict[str, Run]) -> None:
+    run = runs["strip-headers"]
+    # No Upgrade either: WebSocket is refused as behind ws-blocked. SSE and long-polling
+    # answer, but their sessions' X-Anywire-Token would not arrive: nothing works.
+    assert run.code == 1
+    assert run.verdicts == {"websocket": "fails", "sse": "fails", "longpoll": "fails"}
+    assert run.out["transports"]["sse"]["detail"].endswith("; X-Anywire-Token stripped")
+    assert run.out["path"] == {
+        "verdict": "limited",
+        "detail": "stripped: X- headers, Authorization, cookies",
+    }
+    assert run.out["advice"] == [
+        "WebSocket upgrade refused (HTTP 426): clients will use no transport",
+        "the path strips custom X- headers: SSE and long-polling cannot carry their session "
+        "token (X-Anywire-Token), so they fail",
+        "the path strips the Authorization header: negotiate cannot see bearer tokens",
+        "the path strips cookies: cookie sessions and cookie-sticky load balancing will not work",
+        "no transport works from here: clients cannot connect",
     ]
 
 
