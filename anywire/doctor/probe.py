@@ -77,7 +77,7 @@ async def probe(url: str, options: Options | None = None) -> Facts:
     opts = options or Options()
     base = endpoint(url)
     async with httpx.AsyncClient(timeout=opts.timeout) as http:
-        echo = await _echo(http, base, opts)
+        echo, off = await _echo(http, base, opts)
         if echo is not None:
             ws, sse, longpoll = await asyncio.gather(
                 _doctor_ws(base, opts), _doctor_sse(http, base, opts), _ladder(http, base, opts)
@@ -93,7 +93,6 @@ async def probe(url: str, options: Options | None = None) -> Facts:
             if refused and refused not in facts["unchecked"]:
                 facts["unchecked"].append(refused)
         facts["path"] = {"checked": False}
-        off = "the server's doctor endpoints are off (anywire serve --doctor)"
         facts["unchecked"] += [
             f"holds longer than the poll window, and whether headers or cookies are "
             f"stripped: {off}",
@@ -102,8 +101,8 @@ async def probe(url: str, options: Options | None = None) -> Facts:
 
 
 # -- with the doctor endpoints -----------------------------------------------------------
-async def _echo(http: httpx.AsyncClient, base: str, opts: Options) -> Facts | None:
-    """The header and cookie echo; None when the server has no doctor endpoints."""
+async def _echo(http: httpx.AsyncClient, base: str, opts: Options) -> tuple[Facts | None, str]:
+    """The header and cookie echo; None and why when there is none."""
     sent = {
         "X-Anywire-Doctor": opts.nonce,
         "Authorization": f"Bearer anywire-doctor-{opts.nonce}",
@@ -112,16 +111,20 @@ async def _echo(http: httpx.AsyncClient, base: str, opts: Options) -> Facts | No
     try:
         response = await http.get(base + "/doctor/echo", headers=sent)
         body = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
+    except httpx.HTTPError as exc:
+        return None, f"the server did not answer ({_why(exc)})"
+    except ValueError:
+        body = None
     if not isinstance(body, dict) or body.get("doctor") is not True:
-        return None
+        if response.status_code == 429:
+            return None, "the doctor endpoints refused this address (HTTP 429): try later"
+        return None, "the server's doctor endpoints are off (anywire serve --doctor)"
     return {
         "checked": True,
         "header": body.get("header") == opts.nonce,
         "authorization": body.get("authorization") == sent["Authorization"],
         "cookie": body.get("cookie") == opts.nonce,
-    }
+    }, ""
 
 
 async def _doctor_ws(base: str, opts: Options) -> Facts:
