@@ -35,6 +35,7 @@ from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError
 from ..transports.base import Receive, Scope, Send, header, query, send_json_error
 from .admission import client_ip
+from .mount import land
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -108,7 +109,10 @@ class Doctor:
         self, scope: Scope, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]
     ) -> None:
         html = resources.files("anywire.server").joinpath("static/doctor.html").read_text("utf-8")
-        body = html.replace("{{DOCTOR_URL}}", self.aw.assets.url("doctor.js")).encode()
+        landing = land(scope, self.aw.path)  # behind a mount: its prefix too
+        public = landing.public if landing is not None else self.aw.path
+        module = f"{public}/client/{self.aw.assets.version}/doctor.js"
+        body = html.replace("{{DOCTOR_URL}}", module).encode()
         headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -119,7 +123,7 @@ class Doctor:
         auth = header(scope, b"authorization")
         await _json(send, 200, {
             "doctor": True,
-            "header": header(scope, PROBE_HEADER),
+            "header": (header(scope, PROBE_HEADER) or "")[:100] or None,
             "authorization": auth if auth and auth.startswith(PROBE_BEARER) else None,
             "cookie": _probe_cookie(header(scope, b"cookie")),
         }, cors)  # fmt: skip
