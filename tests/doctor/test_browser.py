@@ -51,6 +51,7 @@ def copied_report(browser: Browser, url: str) -> str:
         page.click("#copy")
         page.wait_for_function("document.getElementById('copied').textContent === 'copied'")
         text = str(page.evaluate("navigator.clipboard.readText()"))
+        assert page.locator("#table tbody tr").count() == 4  # three transports, the headers
         assert text.strip() == page.inner_text("#report").strip()  # what the page shows
         return text
     finally:
