@@ -1,10 +1,10 @@
 """Command line: ``anywire serve MODULE:ATTR``, ``anywire demo``, ``anywire bench`` and
 ``anywire chaos``.
 
-Both run uvicorn with the sans-I/O WebSocket implementation. The server subclass drains
-anywire *before* uvicorn waits for open connections: uvicorn would otherwise wait for
-SSE streams and held polls forever (or cut them with 500s), and only then run lifespan
-shutdown.
+``serve`` and ``demo`` run uvicorn with the sans-I/O WebSocket implementation. The server
+subclass drains anywire *before* uvicorn waits for open connections: uvicorn would
+otherwise wait for SSE streams and held polls forever (or cut them with 500s), and only
+then run lifespan shutdown.
 """
 
 from __future__ import annotations
@@ -22,13 +22,23 @@ from typing import Any
 
 import uvicorn
 
+from .. import __version__
 from ..core.settings import Settings
 from .app import Anywire
+from .clihelp import HelpFormatter
 from .doctor import enable_doctor
 from .httplimits import HttpLimits, protocol_class
 from .wsprotocol import metered_protocol
 
 __all__ = ["main"]
+
+DESCRIPTION = """Real-time messaging over WebSocket, SSE and long-polling.
+
+    anywire serve chat:aw --port 8000      # serve an Anywire object or a Litestar app
+    anywire demo                           # the chat demo on http://127.0.0.1:8000/
+    anywire doctor http://host:8000        # which transports work from where you sit
+    anywire COMMAND -h                     # the options of one command"""
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class _Server(uvicorn.Server):
@@ -240,17 +250,27 @@ def main(argv: list[str] | None = None) -> None:
         from ..doctor.cli import main as doctor_main
 
         raise SystemExit(doctor_main(args_in[1:]))
-    parser = argparse.ArgumentParser(prog="anywire", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run an application (Anywire or Litestar app)")
+    parser = argparse.ArgumentParser(
+        prog="anywire", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"anywire {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run an application (Anywire or Litestar app) under uvicorn",
+        description="Run an application under uvicorn with anywire's graceful drain.",
+        formatter_class=HelpFormatter,
+    )
     serve.add_argument("target", help="MODULE:ATTR of an Anywire object or a Litestar app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument(
         "--workers", type=int, default=1, help="node processes on this port (needs --redis)"
     )
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
+    )
     add_http_limit_options(serve)
     serve.add_argument(
         "--redis",
@@ -271,10 +291,17 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
-    demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--log-level", default="info")
+    demo = sub.add_parser(
+        "demo",
+        help="run the chat demo on the in-memory broker",
+        description="Run the chat demo (anonymous users, in-memory broker).",
+        formatter_class=HelpFormatter,
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=8000, help="port to listen on")
+    demo.add_argument(
+        "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     if args.command == "demo":
