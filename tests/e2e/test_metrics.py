@@ -18,17 +18,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anywire.clients.python import Client
 
-from .conftest import Server, make_token, start_server
+from .conftest import Server, free_port, make_token, start_server
 from .raw import RawConn
 from .test_flood import BURST, RATE, closed_with
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
+PORT = free_port()  # --metrics-port: the same exposition on a port of its own
+
+
 @pytest.fixture(scope="module")
 def metered() -> Iterator[Server]:
     env = {"AW_FLOOD_RATE": str(RATE), "AW_FLOOD_BURST": str(BURST)}
-    srv = start_server(env, args=("--metrics", "prometheus"))
+    srv = start_server(env, args=("--metrics", "prometheus", "--metrics-port", str(PORT)))
     yield srv
     srv.stop()
 
@@ -172,9 +175,34 @@ async def test_a_flood_is_counted_on_its_transport(metered: Server, transport: s
     assert value(after, "anywire_protocol_errors_total") >= 1
 
 
-async def test_json_stays_available(metered: Server) -> None:
+async def test_json_stays_available_and_the_metrics_port_serves_the_same(
+    metered: Server,
+) -> None:
     stats = httpx.get(metered.url + "/anywire/metrics?format=json", timeout=5).json()
     assert {"sessions", "connections", "websocket_frames_out"} <= set(stats)
+    own = scrape(f"http://127.0.0.1:{PORT}")
+    assert value(own, "anywire_negotiations_total", outcome="ok") >= 1
+    assert {name for name, _ in own} == {name for name, _ in scrape(metered.url)}
+
+
+async def test_reported_failures_are_checked_and_bounded(metered: Server) -> None:
+    before = scrape(metered.url)
+    raw = RawConn(metered.url, "sse", make_token("m-failures"))
+    try:
+        for bad in ("upgrade", ["websocket"], {"websocket": "Not A Reason"}, {"sse": 3}):
+            r = await raw.negotiate(failures=bad)
+            assert r.status_code == 400 and r.json()["code"] == 4502, bad
+        failures = {"websocket": "made_up", "carrier_pigeon": "timeout"}
+        r = await raw.negotiate(failed=["websocket"], failures=failures)
+        assert r.status_code == 200
+    finally:
+        await raw.close()
+    after = scrape(metered.url)
+    key = {"from": "websocket", "to": "sse", "reason": "other"}  # unknown names: bounded
+    assert value(after, "anywire_fallbacks_total", **key) == (
+        value(before, "anywire_fallbacks_total", **key) + 1
+    )
+    assert not any(dict(labels).get("from") == "carrier_pigeon" for _, labels in after)
 
 
 def test_a_forced_fallback_is_counted_with_its_reason() -> None:
