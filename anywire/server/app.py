@@ -45,6 +45,7 @@ from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
+from .doctor import Doctor
 from .errors import Disconnected, Reject
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
@@ -137,6 +138,7 @@ class Anywire:
         """The metrics endpoint (server/metrics.py); ``metrics.prometheus`` when on."""
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
 
     @property
     def client_url(self) -> str:
@@ -383,6 +385,8 @@ class Anywire:
                 await _refuse_stopped(kind, send)
                 return
             await self.start()
+        if self.doctor is not None and await self.doctor(tail, scope, receive, send):
+            return
         if kind == "websocket":
             if tail == "/ws":
                 await self.websocket(scope, receive, send)
