@@ -215,6 +215,12 @@ def run_workers(args: argparse.Namespace) -> int:
         command += ["--allowed-host", name]
     if args.doctor:
         command.append("--doctor")
+    metrics = None
+    if args.metrics == "prometheus" or args.metrics_port is not None:
+        from .prometheus import WorkersMetrics  # sets PROMETHEUS_MULTIPROC_DIR
+
+        metrics = WorkersMetrics(args.host, args.metrics_port)
+        command += ["--metrics", "prometheus"]
     workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
 
     stopping: list[int] = []
@@ -229,6 +235,10 @@ def run_workers(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     codes = [worker.wait() for worker in workers]
     listener.close()
+    if metrics is not None:
+        for worker in workers:
+            metrics.worker_ended(worker.pid)
+        metrics.close()
     # uvicorn re-raises the signal it shut down on: a worker ended by the signal we
     # passed on stopped cleanly.
     failed = [c for c in codes if c != 0 and -c not in stopping]
@@ -288,6 +298,18 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--doctor", action="store_true", help="serve the transport doctor (docs/doctor.md)"
     )
+    serve.add_argument(
+        "--metrics",
+        choices=("json", "prometheus"),
+        help="what /anywire/metrics answers (default: json; prometheus needs "
+        "anywire[metrics]; with --workers, one scrape sums every worker)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="also serve the Prometheus metrics on this port (implies --metrics prometheus)",
+    )
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
@@ -341,6 +363,14 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.metrics or args.metrics_port is not None:
+        aw = find_anywire(app)
+        if aw is None:
+            parser.error(f"{args.target} holds no Anywire instance for --metrics")
+        if args.metrics_port is not None:
+            aw.metrics.serve_on(args.host, args.metrics_port)
+        elif args.metrics == "prometheus":
+            aw.metrics.use_prometheus()
     run(app, args.host, args.port, args.log_level, args.fd, http_limits(args))
 
 
