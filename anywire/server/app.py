@@ -55,6 +55,7 @@ from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
+from .connlog import ConnLog
 from .errors import BrokerUnavailable, Disconnected, Reject
 from .heartbeats import shortened
 from .host import SessionHost
@@ -117,6 +118,7 @@ class Anywire:
         self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
         self.observers = Observers()
         """Listeners told of connections, fallbacks, resumes and refusals (server/observe.py)."""
+        self.observers.add(ConnLog())  # connection logs on logger anywire.conn (connlog.py)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )

@@ -25,6 +25,7 @@ import uvicorn
 from ..core.settings import Settings
 from .app import Anywire
 from .httplimits import HttpLimits, protocol_class
+from .logs import configure, scrub_uvicorn, uvicorn_log_config
 from .wsprotocol import metered_protocol
 
 __all__ = ["main"]
@@ -94,6 +95,7 @@ def config(
     fd: int | None = None,
     limits: HttpLimits | None = None,
     settings: Settings | None = None,
+    log_format: str = "text",
 ) -> uvicorn.Config:
     """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
     are charged to the flood budget: :mod:`.wsprotocol`)."""
@@ -110,6 +112,7 @@ def config(
         ws_ping_interval=None,
         lifespan="on",
         log_level=log_level,
+        log_config=uvicorn_log_config(log_format),
         # anywire drains itself first (Settings.shutdown_timeout); this only bounds what
         # uvicorn waits for afterwards, which should be nothing.
         timeout_graceful_shutdown=1,
@@ -123,13 +126,17 @@ def run(
     log_level: str = "info",
     fd: int | None = None,
     limits: HttpLimits | None = None,
+    log_format: str = "text",
 ) -> None:
-    """Serve ``app`` in this process with graceful anywire shutdown."""
+    """Serve ``app`` in this process with graceful anywire shutdown (``log_format``:
+    :mod:`.logs`)."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     settings = aw.settings if aw else None
-    server = _Server(config(app, host, port, log_level, max_size, fd, limits, settings), aw)
+    uv_config = config(app, host, port, log_level, max_size, fd, limits, settings, log_format)
+    server = _Server(uv_config, aw)
     logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
+    scrub_uvicorn()  # no ticket or session token from a query string in the access log
     # Everything imported and built so far lives as long as the process: move it out of
     # the collector's sight, so a full collection scans what connections create, not
     # every module of the stack (it paused the loop for 30-50 ms at a time otherwise).
@@ -181,6 +188,42 @@ def http_limit_args(limits: HttpLimits) -> list[str]:
 # -- end of HTTP limits -----------------------------------------------------------------
 
 
+# -- log output (anywire.server.logs, anywire.server.connlog) ---------------------------
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-format`` and ``--conn-log-level``."""
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line (default: text)",
+    )
+    parser.add_argument(
+        "--conn-log-level",
+        metavar="LEVEL",
+        default=None,
+        help="level of the connection log (logger anywire.conn): "
+        "warning keeps refusals and flood closes only (default: --log-level)",
+    )
+
+
+def setup_logs(args: argparse.Namespace) -> None:
+    """Install the log handler the command line asks for."""
+    fmt, conn_level = getattr(args, "log_format", "text"), getattr(args, "conn_log_level", None)
+    try:
+        configure(fmt, args.log_level.upper(), conn_level=conn_level)
+    except ValueError as exc:
+        raise SystemExit(f"anywire: {exc}") from None
+
+
+def log_args(args: argparse.Namespace) -> list[str]:
+    """The command-line options that give a worker process the same log output."""
+    extra = ["--conn-log-level", args.conn_log_level] if args.conn_log_level else []
+    return ["--log-level", args.log_level, "--log-format", args.log_format, *extra]
+
+
+# -- end of log output ------------------------------------------------------------------
+
+
 def run_workers(args: argparse.Namespace) -> int:
     """``--workers N --redis URL``: N node processes accepting on one listening socket.
 
@@ -197,7 +240,7 @@ def run_workers(args: argparse.Namespace) -> int:
     fd = listener.fileno()
     command = [
         sys.executable, "-m", "anywire.server.cli", "serve", args.target,
-        "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
+        "--fd", str(fd), "--redis", args.redis, *log_args(args),
         *http_limit_args(http_limits(args)),
     ]
     for name in args.allowed_host or ():
@@ -244,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info")
+    add_log_options(serve)
     add_http_limit_options(serve)
     serve.add_argument(
         "--redis",
@@ -265,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    setup_logs(args)
     if args.command == "demo":
         from .demo import make_app
 
@@ -298,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
-    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args))
+    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args), args.log_format)
 
 
 if __name__ == "__main__":
