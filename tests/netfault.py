@@ -24,10 +24,13 @@ def _free_port() -> int:
 class FaultProxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``upstream``."""
 
-    def __init__(self, upstream: int, idle_cut: float | None = None) -> None:
+    def __init__(self, upstream: int, idle_cut: float | None = None, record: bool = False) -> None:
         """``idle_cut``: close every connection that carried no byte either way for that
-        many seconds (a proxy or NAT with a short idle timeout)."""
+        many seconds (a proxy or NAT with a short idle timeout). ``record``: keep every
+        byte that passes, either way, in :attr:`recorded` (what crossed the wire)."""
         self.upstream = upstream
+        self.record = record
+        self.recorded = bytearray()
         self.idle_cut = idle_cut
         self.cuts = 0  # connections closed for idleness
         self.port = _free_port()
@@ -103,6 +106,8 @@ class FaultProxy:
             if not data:
                 break
             self._seen[key] = self._loop.time()
+            if self.record:
+                self.recorded += data
             if self.mode == "blackhole":
                 continue  # swallowed: the peer waits forever
             writer.write(data)

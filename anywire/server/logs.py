@@ -53,6 +53,10 @@ _SECRET_NAME = r"[\w.\-]*(?:ticket|token|secret|passw|jwt|auth|key|session|sig)[
 _QUERY_SECRET = re.compile(rf"(?i)([?&;]{_SECRET_NAME}=)[^&#\s\"']*")
 _JSON_SECRET = re.compile(rf"(?i)(\"{_SECRET_NAME}\"\s*:\s*\")(?:[^\"\\]|\\.)*\"?")
 _MASK = "***"
+# Headers whose value is a credential: a logged (name, value) pair loses the value.
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-anywire-token"}
+)
 
 # LogRecord attributes that are not ``extra=`` fields (JsonFormatter writes the others).
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -75,7 +79,8 @@ def scrub(text: str) -> str:
 class ScrubSecrets(logging.Filter):
     """Mask credentials in the records of the logger it is added to (never drops one).
 
-    Rewrites string arguments and the message (query strings, JSON), the
+    Rewrites string arguments and the message (query strings, JSON), the value of a
+    credential header logged as a (name, value) pair (websockets' debug output), the
     ``query_string`` of an ASGI scope (uvicorn's trace output), and WebSocket data
     frames (uvicorn's debug output, which would print a ``connect`` frame's ticket or
     an ``auth`` frame's JWT) to their type and length.
@@ -85,7 +90,11 @@ class ScrubSecrets(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = scrub(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(_scrub_value(arg) for arg in record.args)
+            args = [_scrub_value(arg) for arg in record.args]
+            for i, arg in enumerate(args[:-1]):  # websockets' debug "< %s: %s" header
+                if isinstance(arg, str) and arg.lower() in _SECRET_HEADERS:
+                    args[i + 1] = _MASK
+            record.args = tuple(args)
         elif isinstance(record.args, Mapping):
             # One mapping argument becomes the args themselves (uvicorn's ASGI scope).
             args = {key: _scrub_value(arg) for key, arg in record.args.items()}

@@ -138,7 +138,8 @@ def test_query_string_secrets_are_masked() -> None:
 
 def _uvicorn_records() -> list[logging.LogRecord]:
     """Records shaped like uvicorn 0.55's: an access line, a WebSocket handshake line,
-    a websockets debug frame line, and a trace line with the ASGI scope."""
+    a websockets debug frame line, a trace line with the ASGI scope, and a websockets
+    debug header line."""
     access = ("127.0.0.1:5", "GET", "/anywire/sse?ticket=SECRET1", "1.1", 200)
     auth = Frame(Opcode.TEXT, b'{"t":"auth","id":1,"token":"SECRET2"}')
     scope = {"type": "http", "path": "/anywire/poll", "query_string": b"token=SECRET3"}
@@ -148,6 +149,7 @@ def _uvicorn_records() -> list[logging.LogRecord]:
         logging.LogRecord("uvicorn.error", 20, "", 0, ws_line, ("127.0.0.1:6", ws_path), None),
         logging.LogRecord("uvicorn.error", 10, "", 0, "< %s", (auth,), None),
         logging.LogRecord("uvicorn.asgi", 5, "", 0, "ASGI [1] Started scope=%s", (scope,), None),
+        logging.LogRecord("uvicorn.error", 10, "", 0, "< %s: %s", ("Cookie", "SECRET5"), None),
     ]
 
 
@@ -161,6 +163,7 @@ def test_uvicorn_lines_lose_tickets_tokens_and_frame_payloads() -> None:
     assert lines[1] == '127.0.0.1:6 - "WebSocket /anywire/ws?token=***" [accepted]'
     assert lines[2] == "< TEXT [37 bytes]"
     assert "b'token=***'" in lines[3]
+    assert lines[4] == "< Cookie: ***"
     pong = Frame(Opcode.PONG, b"hi")
     record = logging.LogRecord("uvicorn.error", 10, "", 0, "< %s", (pong,), None)
     ScrubSecrets().filter(record)
