@@ -60,6 +60,7 @@ from .errors import BrokerUnavailable, Disconnected, Reject
 from .heartbeats import shortened
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
+from .logs import scrub_uvicorn
 from .mount import land
 from .observe import Observer, Observers
 from .refresh import expires_in_ms
@@ -119,6 +120,7 @@ class Anywire:
         self.observers = Observers()
         """Listeners told of connections, fallbacks, resumes and refusals (server/observe.py)."""
         self.observers.add(ConnLog())  # connection logs on logger anywire.conn (connlog.py)
+        scrub_uvicorn()  # uvicorn's access log prints query strings, and tickets (logs.py)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )

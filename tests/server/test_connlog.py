@@ -103,11 +103,15 @@ def test_levels_are_configurable(output: io.StringIO) -> None:
     ]
 
 
-def test_every_anywire_logs_connections_by_default(output: io.StringIO) -> None:
+def test_every_anywire_logs_connections_and_scrubs_uvicorn(output: io.StringIO) -> None:
     configure("json", "INFO", stream=output)
+    access = logging.getLogger("uvicorn.access")
+    for f in [f for f in access.filters if isinstance(f, ScrubSecrets)]:
+        access.removeFilter(f)
     aw = Anywire(anonymous=True)
     aw.observers.connected(CONN, False)
     assert [line["event"] for line in _json_lines(output)] == ["connect"]
+    assert any(isinstance(f, ScrubSecrets) for f in access.filters)  # `uvicorn app:app`
 
 
 def test_a_traceback_stays_on_one_json_line(output: io.StringIO) -> None:
