@@ -6,13 +6,13 @@ then every ``extra=`` field of the record, so a connection log line
 (:mod:`anywire.server.connlog`) carries its fields as keys, and its text form is made
 from the same record.
 
-:class:`ScrubSecrets` is a :class:`logging.Filter` for the loggers of the HTTP server:
-uvicorn's access log (``uvicorn.access``) and WebSocket handshake lines
-(``uvicorn.error``) print the query string, where SSE and long-polling carry a
+:class:`ScrubSecrets` (:mod:`anywire.core.redact`) is the :class:`logging.Filter` that
+masks credentials: uvicorn's access log (``uvicorn.access``) and WebSocket handshake
+lines (``uvicorn.error``) print the query string, where SSE and long-polling carry a
 connection ticket (``?ticket=``) and a follow-up request may carry a session token
-(``?token=``); uvicorn's debug output prints WebSocket frames, whose ``connect`` and
-``auth`` frames carry a ticket or a JWT. ``anywire serve`` installs it; under your own
-uvicorn call :func:`scrub_uvicorn` once (or name the filter in ``--log-config``: see
+(``?token=``); at debug level uvicorn prints WebSocket frames, whose ``connect`` and
+``auth`` frames carry a ticket or a JWT. Every ``Anywire()`` installs it on uvicorn's
+loggers (:func:`scrub_uvicorn`); a ``--log-config`` file may name it too (see
 docs/operations.md, "Logs").
 """
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
-from collections.abc import Mapping
 from typing import IO, Any
+
+from ..core.redact import ScrubSecrets, scrub, scrub_loggers
 
 __all__ = [
     "FORMATS",
@@ -46,18 +46,6 @@ FORMATS = ("text", "json")
 UVICORN_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn.asgi")
 """uvicorn's loggers that print query strings, scopes or WebSocket frames."""
 
-# A query parameter or JSON field whose name says it holds a credential. Broad on
-# purpose: masking a harmless parameter in an access log costs nothing, printing a
-# credential cannot be undone. anywire's own are ``ticket`` and ``token``.
-_SECRET_NAME = r"[\w.\-]*(?:ticket|token|secret|passw|jwt|auth|key|session|sig)[\w.\-]*"
-_QUERY_SECRET = re.compile(rf"(?i)([?&;]{_SECRET_NAME}=)[^&#\s\"']*")
-_JSON_SECRET = re.compile(rf"(?i)(\"{_SECRET_NAME}\"\s*:\s*\")(?:[^\"\\]|\\.)*\"?")
-_MASK = "***"
-# Headers whose value is a credential: a logged (name, value) pair loses the value.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-anywire-token"}
-)
-
 # LogRecord attributes that are not ``extra=`` fields (JsonFormatter writes the others).
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -67,72 +55,11 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
-def scrub(text: str) -> str:
-    """``text`` with the values of credential-named query parameters (``?ticket=T``)
-    and JSON fields (``"token": "T"``) replaced by ``***``."""
-    if "=" not in text and '"' not in text:
-        return text  # the common case: nothing to look for
-    text = _QUERY_SECRET.sub(rf"\g<1>{_MASK}", text)
-    return _JSON_SECRET.sub(rf'\g<1>{_MASK}"', text)
-
-
-class ScrubSecrets(logging.Filter):
-    """Mask credentials in the records of the logger it is added to (never drops one).
-
-    Rewrites string arguments and the message (query strings, JSON), the value of a
-    credential header logged as a (name, value) pair (websockets' debug output), the
-    ``query_string`` of an ASGI scope (uvicorn's trace output), and WebSocket data
-    frames (uvicorn's debug output, which would print a ``connect`` frame's ticket or
-    an ``auth`` frame's JWT) to their type and length.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = scrub(record.msg)
-        if isinstance(record.args, tuple):
-            args = [_scrub_value(arg) for arg in record.args]
-            for i, arg in enumerate(args[:-1]):  # websockets' debug "< %s: %s" header
-                if isinstance(arg, str) and arg.lower() in _SECRET_HEADERS:
-                    args[i + 1] = _MASK
-            record.args = tuple(args)
-        elif isinstance(record.args, Mapping):
-            # One mapping argument becomes the args themselves (uvicorn's ASGI scope).
-            args = {key: _scrub_value(arg) for key, arg in record.args.items()}
-            record.args = _scrub_value(args)
-        return True
-
-
-def _scrub_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, bytes):
-        return scrub(value.decode("latin-1")).encode("latin-1")
-    if isinstance(value, Mapping) and isinstance(value.get("query_string"), bytes):
-        # An ASGI scope: its query string has no "?" in front.
-        query = scrub("?" + value["query_string"].decode("latin-1"))[1:]
-        return {**value, "query_string": query.encode("latin-1")}
-    if type(value).__name__ == "Frame" and hasattr(value, "opcode"):  # websockets.frames
-        return _frame_summary(value)
-    return value
-
-
-def _frame_summary(frame: Any) -> Any:
-    """A data frame as ``TEXT [123 bytes]``; control frames (ping, pong, close: no
-    credential in them, and their content helps) as they are."""
-    name = getattr(frame.opcode, "name", str(frame.opcode))
-    if name in ("TEXT", "BINARY", "CONT"):
-        return f"{name} [{len(frame.data)} bytes]"
-    return frame
-
-
 def scrub_uvicorn(*names: str) -> None:
     """Add :class:`ScrubSecrets` to uvicorn's loggers (or to the loggers ``names``),
     once each. A logger filter outlives uvicorn's own logging setup, so this may run
-    before or after it (e.g. in the module that builds the app)."""
-    for name in names or UVICORN_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, ScrubSecrets) for f in logger.filters):
-            logger.addFilter(ScrubSecrets())
+    before or after it (``Anywire()`` runs it)."""
+    scrub_loggers(*(names or UVICORN_LOGGERS))
 
 
 class JsonFormatter(logging.Formatter):

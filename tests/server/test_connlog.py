@@ -13,9 +13,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from websockets.frames import Frame, Opcode
 
+from anywire.clients.python import Client
 from anywire.server.app import Anywire
 from anywire.server.connlog import ConnLog
 from anywire.server.logs import ScrubSecrets, configure, scrub, scrub_uvicorn
@@ -193,3 +195,16 @@ def test_cli_refuses_an_unknown_log_format_and_level() -> None:
     )
     assert bad_level.returncode == 1
     assert bad_level.stderr.strip() == "anywire: unknown log level 'loud'"
+
+
+def test_the_python_client_scrubs_httpx_and_websockets_lines() -> None:
+    Client("http://127.0.0.1:9", token="t")
+    url = httpx.URL("http://127.0.0.1:9/anywire/sse?ticket=SECRET6&last=2")
+    args = ("GET", url, "HTTP/1.1", 200, "OK")  # shaped like httpx 0.29's request line
+    record = logging.LogRecord("httpx", 20, "", 0, 'HTTP Request: %s %s "%s %d %s"', args, None)
+    for f in logging.getLogger("httpx").filters:
+        f.filter(record)
+    assert record.getMessage() == (
+        'HTTP Request: GET http://127.0.0.1:9/anywire/sse?ticket=***&last=2 "HTTP/1.1 200 OK"'
+    )
+    assert any(isinstance(f, ScrubSecrets) for f in logging.getLogger("websockets.client").filters)
