@@ -56,6 +56,7 @@ from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
 from .connlog import ConnLog
+from .doctor import Doctor
 from .errors import BrokerUnavailable, Disconnected, Reject
 from .heartbeats import shortened
 from .host import SessionHost
@@ -143,6 +144,7 @@ class Anywire:
         self.upstream = SendEndpoint(self.host)
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
 
     @property
     def client_url(self) -> str:
@@ -381,6 +383,8 @@ class Anywire:
                 await _refuse_stopped(kind, send)
                 return
             await self.start()
+        if self.doctor is not None and await self.doctor(tail, scope, receive, send):
+            return
         if kind == "websocket":
             if tail == "/ws":
                 await self.websocket(scope, receive, send)

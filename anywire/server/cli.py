@@ -24,6 +24,7 @@ import uvicorn
 
 from ..core.settings import Settings
 from .app import Anywire
+from .doctor import enable_doctor
 from .httplimits import HttpLimits, protocol_class
 from .logs import configure, scrub_uvicorn, uvicorn_log_config
 from .wsprotocol import metered_protocol
@@ -245,6 +246,8 @@ def run_workers(args: argparse.Namespace) -> int:
     ]
     for name in args.allowed_host or ():
         command += ["--allowed-host", name]
+    if args.doctor:
+        command.append("--doctor")
     workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
 
     stopping: list[int] = []
@@ -276,6 +279,10 @@ def main(argv: list[str] | None = None) -> None:
         from ..chaos.cli import main as chaos_main
 
         raise SystemExit(chaos_main(args_in[1:]))
+    if args_in[:1] == ["doctor"]:  # its own parser: anywire.doctor.cli
+        from ..doctor.cli import main as doctor_main
+
+        raise SystemExit(doctor_main(args_in[1:]))
     parser = argparse.ArgumentParser(prog="anywire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run an application (Anywire or Litestar app)")
@@ -302,6 +309,10 @@ def main(argv: list[str] | None = None) -> None:
         help="a Host this server answers to (repeatable; '.example.com' for a domain and "
         "its subdomains); adds to Settings.allowed_hosts (docs/protocol.md section 11.5)",
     )
+    serve.add_argument(
+        "--doctor", action="store_true", help="serve the transport doctor (docs/doctor.md)"
+    )
+    sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
     demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
@@ -334,6 +345,11 @@ def main(argv: list[str] | None = None) -> None:
         if hosted is None:
             parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
         allow_hosts(hosted, args.allowed_host)
+    if args.doctor:
+        doctored = find_anywire(app)
+        if doctored is None:
+            parser.error(f"{args.target} holds no Anywire instance for --doctor")
+        enable_doctor(doctored)
     if args.redis:
         aw = find_anywire(app)
         if aw is None:

@@ -1,0 +1,159 @@
+"""``anywire doctor URL --json`` (the CLI, as a user runs it) against a real server, from
+behind each restrictive intermediary of tests/proxies (nginx stripping Upgrade, nginx
+buffering the event stream, nginx cutting idle upstreams after 5 s) and a TCP proxy that
+black-holes connections after their 101; and directly, where all three transports work.
+
+Every run starts at once and they run side by side (a module fixture), so the module
+takes about as long as its longest run: the short-idle one, whose hold ladder (1 s, then
+7 s) is cut after 5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ROOT, Server, make_token, start_server
+from tests.netfault import FaultProxy
+from tests.proxies.nginx import restrictive_proxies
+
+# heartbeat 1 s and poll window 3 s, under the short-idle proxy's 5 s (as proxy_test_server)
+DOCTOR_ENV = {"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3", "AW_DOCTOR": "1"}
+QUICK = ["--holds", "1", "--timeout", "2"]
+
+
+@dataclass
+class Run:
+    code: int
+    out: dict[str, Any]
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        return {name: t["verdict"] for name, t in self.out["transports"].items()}
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, Run]]:
+    servers: list[Server] = []
+    hole: FaultProxy | None = None
+    try:
+        doctored = start_server(DOCTOR_ENV)
+        servers.append(doctored)
+        plain = start_server({"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"})
+        servers.append(plain)
+        hole = FaultProxy(doctored.port, hole_after_101=True)
+        with restrictive_proxies(doctored.port) as nginx, restrictive_proxies(plain.port) as off:
+            token = make_token("doctor")
+            cases = {
+                "direct": [doctored.url, *QUICK],
+                "ws-blocked": [nginx["ws-blocked"].url, *QUICK],
+                "buffering": [nginx["buffering"].url, *QUICK],
+                "short-idle": [nginx["short-idle"].url, "--holds", "1,7", "--timeout", "2"],
+                "black-hole": [hole.url, *QUICK],
+                "off": [plain.url, "--token", token, *QUICK],
+                "off-buffering": [off["buffering"].url, "--token", token, *QUICK],
+                "off-no-token": [plain.url, *QUICK],
+            }
+            command = [sys.executable, "-m", "anywire.server.cli", "doctor", "--json"]
+            procs = {
+                name: subprocess.Popen(
+                    [*command, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                )
+                for name, args in cases.items()
+            }
+            results = {}
+            for name, proc in procs.items():
+                out, err = proc.communicate(timeout=60)
+                assert out, f"{name}: no output; stderr: {err.decode()[-2000:]}"
+                results[name] = Run(proc.returncode, json.loads(out))
+            yield results
+    finally:
+        if hole is not None:
+            hole.close()
+        for server in servers:
+            server.stop()
+
+
+def test_direct_all_three_work(runs: dict[str, Run]) -> None:
+    run = runs["direct"]
+    assert run.code == 0
+    assert run.verdicts == {"websocket": "works", "sse": "works", "longpoll": "works"}
+    assert run.out["path"]["verdict"] == "works"
+    assert run.out["uses"] == "websocket"
+    assert run.out["advice"] == ["all three transports work from here"]
+    for name in ("websocket", "sse", "longpoll"):
+        assert run.out["transports"][name]["rtt_ms"] is not None
+
+
+def test_upgrade_stripped(runs: dict[str, Run]) -> None:
+    run = runs["ws-blocked"]
+    assert run.code == 0
+    assert run.verdicts == {"websocket": "fails", "sse": "works", "longpoll": "works"}
+    assert run.out["uses"] == "sse"
+    assert run.out["advice"] == ["WebSocket upgrade refused (HTTP 426): clients will use SSE"]
+
+
+def test_buffering(runs: dict[str, Run]) -> None:
+    run = runs["buffering"]
+    assert run.code == 0
+    assert run.verdicts == {"websocket": "works", "sse": "fails", "longpoll": "works"}
+    assert run.out["facts"]["sse"]["first_event_ms"] > 1000  # held until the stream ended
+    assert run.out["advice"] == ["a proxy buffers event streams: clients will use long-polling"]
+
+
+def test_short_idle(runs: dict[str, Run]) -> None:
+    run = runs["short-idle"]
+    assert run.code == 0
+    assert run.verdicts == {"websocket": "works", "sse": "works", "longpoll": "limited"}
+    facts = run.out["facts"]["longpoll"]
+    assert facts["held_s"] == 1 and 4.5 <= facts["cut_after_s"] <= 6.5, facts
+    assert run.out["advice"] == [
+        "idle connections are cut after ~5 s: keep ping_interval and poll_window below that"
+    ]
+
+
+def test_black_hole_after_101(runs: dict[str, Run]) -> None:
+    run = runs["black-hole"]
+    assert run.code == 0
+    assert run.verdicts == {"websocket": "fails", "sse": "works", "longpoll": "works"}
+    assert run.out["facts"]["websocket"]["upgraded"] is True
+    assert run.out["uses"] == "sse"
+    assert run.out["advice"] == [
+        "WebSocket upgrades but nothing passes after the 101 (something on the path "
+        "black-holes it): clients will use SSE after their connect timeout"
+    ]
+
+
+def test_doctor_off_probes_the_real_transports(runs: dict[str, Run]) -> None:
+    run = runs["off"]
+    assert run.code == 0
+    assert run.out["facts"]["doctor"] is False
+    assert run.verdicts == {"websocket": "works", "sse": "works", "longpoll": "works"}
+    assert run.out["path"]["verdict"] == "unchecked"
+    assert run.out["advice"] == [
+        "all three transports work from here",
+        "not checked: how long a request may be held, and whether headers or cookies are "
+        "stripped: the server's doctor endpoints are off (anywire serve --doctor)",
+    ]
+
+
+def test_doctor_off_still_sees_buffering(runs: dict[str, Run]) -> None:
+    run = runs["off-buffering"]
+    assert run.verdicts == {"websocket": "works", "sse": "fails", "longpoll": "works"}
+    assert run.out["advice"][0] == "a proxy buffers event streams: clients will use long-polling"
+
+
+def test_doctor_off_without_token_says_what_it_could_not_check(runs: dict[str, Run]) -> None:
+    run = runs["off-no-token"]
+    assert run.code == 1
+    assert run.verdicts == {"websocket": "unchecked", "sse": "unchecked", "longpoll": "unchecked"}
+    assert run.out["advice"][:2] == [
+        "no transport could be checked",
+        "not checked: the transports: negotiate was refused (HTTP 401) (pass --token)",
+    ]
