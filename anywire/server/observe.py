@@ -39,11 +39,13 @@ class Observer:
 
     def negotiated(self, outcome: str, transports: tuple[str, ...]) -> None:
         """A negotiate was answered. ``outcome``: ``ok``, ``auth``, ``flood``, ``busy``,
-        ``bad_request``, ``origin``, ``no_transport`` or ``broker``."""
+        ``bad_request``, ``origin``, ``no_transport`` or ``broker``; ``transports`` is
+        the order offered (empty unless ``ok``)."""
 
     def fallback(self, from_transport: str, to_transport: str, reason: str) -> None:
-        """A client moved off ``from_transport`` (``reason`` as the client reported it,
-        ``unknown`` when it did not say)."""
+        """A client moved off ``from_transport`` to ``to_transport`` (the one offered
+        first now), for ``reason`` as the client reported it in negotiate's ``failures``
+        (server/negotiate.py ``FAILURE_REASONS``, or ``other``)."""
 
     def connected(self, conn: Connection, resumed: bool) -> None:
         """A connection was attached to a session (fresh, or a resume)."""
