@@ -19,6 +19,8 @@ negotiate      DEBUG    outcome ok (and auth: the auth_failed line says why)
 negotiate      WARNING  outcome flood, busy, bad_request, origin, no_transport,
                         broker; transports
 auth_failed    WARNING  reason (expired, signature, audience, ...), where
+flood          WARNING  the connection's fields: its input was refused for flood
+                        (429 on HTTP; once per connection)
 closed         WARNING  reason (flood, slow_consumer) and the connection's fields
 ack_timeout    DEBUG    (none)
 broker         WARNING  state (INFO when ``ok`` again)
@@ -102,6 +104,9 @@ class ConnLog(Observer):
 
     def closed_for(self, reason: str, conn: Connection) -> None:
         self._line(self.alert_level, "closed", reason=reason, **_conn(conn))
+
+    def flood_refused(self, conn: Connection) -> None:
+        self._line(self.alert_level, "flood", **_conn(conn))
 
     def ack_timeout(self) -> None:
         self._line(logging.DEBUG, "ack_timeout")

@@ -52,6 +52,7 @@ def test_every_event_is_one_json_object_with_its_fields_as_keys(output: io.Strin
     log.fallback("websocket", "sse", "timeout")
     log.lost("room:/:a", 3)
     log.auth_failed("expired", "negotiate")
+    log.flood_refused(CONN)
     log.closed_for("flood", CONN)
     log.disconnected(CONN, 4008, 12.34567, 40, 2)
     log.broker_state("down")
@@ -63,11 +64,12 @@ def test_every_event_is_one_json_object_with_its_fields_as_keys(output: io.Strin
         ("fallback", "INFO"),
         ("lost", "INFO"),
         ("auth_failed", "WARNING"),
+        ("flood", "WARNING"),
         ("closed", "WARNING"),
         ("disconnect", "INFO"),
         ("broker", "WARNING"),
     ]
-    connect, disconnect = lines[1], lines[7]
+    connect, disconnect = lines[1], lines[8]
     assert connect["logger"] == "anywire.conn"
     assert {k: connect[k] for k in ("sid", "transport", "user", "origin", "ip", "resumed")} == {
         "sid": "s1", "transport": "sse", "user": "alice", "origin": "http://app.example",
@@ -76,7 +78,8 @@ def test_every_event_is_one_json_object_with_its_fields_as_keys(output: io.Strin
     assert (disconnect["code"], disconnect["duration"]) == (4008, 12.346)
     assert (disconnect["frames_in"], disconnect["frames_out"]) == (40, 2)
     assert (lines[3]["from"], lines[3]["to"], lines[3]["reason"]) == ("websocket", "sse", "timeout")
-    assert lines[5]["reason"] == "expired" and lines[6]["reason"] == "flood"
+    assert lines[5]["reason"] == "expired" and lines[6]["sid"] == "s1"
+    assert lines[7]["reason"] == "flood"
     assert str(connect["time"]).endswith("Z") and "resumed=false" in str(connect["message"])
 
 
