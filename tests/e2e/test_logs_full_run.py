@@ -3,8 +3,9 @@
 a recording TCP proxy, then the server's stderr is read.
 
 The traffic: two clients in a room, acks both ways, a dropped connection resumed, an
-in-band token refresh, a negotiate with a bad token and one with an expired token, and a
-connection that floods. Every JWT the test minted, and every ticket and session token
+in-band token refresh, a negotiate with a bad token and one with an expired token, one
+reporting a failed transport and one from a foreign Origin, and a connection that
+floods. Every JWT the test minted, and every ticket and session token
 that crossed the wire (negotiate answers, SSE and poll URLs, ``X-Anywire-Token``
 headers), is looked for in the server's output: none may be there. The connection log's
 events must be: each line JSON, with its fields as keys.
@@ -119,6 +120,7 @@ async def test_a_full_run_logs_its_events_and_no_credential(
     start = server.log.stat().st_size
     user, peer, flooder = f"logged-{transport}", f"peer-{transport}", f"flooder-{transport}"
     room = f"logs-{transport}"
+    other = "longpoll" if transport == "websocket" else "websocket"
     minted: list[str] = []
 
     def token(sub: str, ttl: float) -> Any:
@@ -171,6 +173,23 @@ async def test_a_full_run_logs_its_events_and_no_credential(
                         headers={"Authorization": f"Bearer {bad}"},
                     )
                     assert r.status_code == 401
+                # A client reporting that another transport failed (a fallback), and a
+                # negotiate from an Origin the server does not allow (a refusal).
+                minted.append(make_token(peer))
+                bearer = {"Authorization": f"Bearer {minted[-1]}"}
+                failures = {other: "buffered"}
+                r = await http.post(
+                    "/anywire/negotiate",
+                    json={"v": 1, "transports": [transport], "failures": failures},
+                    headers=bearer,
+                )
+                assert r.status_code == 200
+                r = await http.post(
+                    "/anywire/negotiate",
+                    json={"v": 1, "transports": [transport]},
+                    headers={**bearer, "Origin": "http://elsewhere.example"},
+                )
+                assert r.status_code == 403
             minted.append(make_token(flooder))
             flood = await _flood(proxy.url, transport, minted[-1])
     finally:
@@ -209,6 +228,9 @@ async def test_a_full_run_logs_its_events_and_no_credential(
     assert ended[-1]["frames_in"] >= 1  # after the resume: the refresh and an echo
     assert _events(records, "resume", outcome="recovered")
     assert {r["reason"] for r in _events(records, "auth_failed")} >= {"signature", "expired"}
+    assert _events(records, "fallback", reason="buffered", **{"from": other, "to": transport})
+    (refused,) = _events(records, "negotiate", outcome="origin")
+    assert refused["level"] == "WARNING"
     flooded = {"transport": transport, "user": flooder}
     assert len(_events(records, "flood", **flooded)) == 1  # once, however many refusals
     if transport == "websocket":  # closed with 4008; HTTP answers 429 and keeps it open
