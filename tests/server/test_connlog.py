@@ -6,6 +6,7 @@ that crossed the wire looked for in its stderr) is tests/e2e/test_logs_full_run.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ from websockets.frames import Frame, Opcode
 
 from anywire.clients.python import Client
 from anywire.server.app import Anywire
+from anywire.server.cli import log_args
 from anywire.server.connlog import ConnLog
 from anywire.server.logs import ScrubSecrets, configure, scrub, scrub_uvicorn
 from anywire.server.observe import Connection
@@ -185,6 +187,15 @@ def test_scrub_uvicorn_installs_one_filter_per_logger() -> None:
     for name in ("uvicorn.access", "uvicorn.error", "uvicorn.asgi"):
         filters = logging.getLogger(name).filters
         assert sum(isinstance(f, ScrubSecrets) for f in filters) == 1
+
+
+def test_workers_get_the_same_log_options() -> None:
+    args = argparse.Namespace(log_level="debug", log_format="json", conn_log_level="warning")
+    assert log_args(args) == [
+        "--log-level", "debug", "--log-format", "json", "--conn-log-level", "warning"
+    ]  # fmt: skip
+    args.conn_log_level = None
+    assert log_args(args) == ["--log-level", "debug", "--log-format", "json"]
 
 
 def test_cli_refuses_an_unknown_log_format_and_level() -> None:
