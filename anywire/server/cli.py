@@ -196,7 +196,7 @@ def add_log_options(parser: argparse.ArgumentParser) -> None:
         "--log-format",
         choices=("text", "json"),
         default="text",
-        help="text lines, or one JSON object per line (default: text)",
+        help="text lines, or one JSON object per line",
     )
     parser.add_argument(
         "--conn-log-level",

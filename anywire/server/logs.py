@@ -134,9 +134,16 @@ def configure(
     return handler
 
 
+TRACE = 5
+"""uvicorn's level below DEBUG (ASGI messages); named here before uvicorn names it."""
+
+
 def _level(level: int | str) -> int:
     if isinstance(level, int):
         return level
+    if level.upper() == "TRACE":
+        logging.addLevelName(TRACE, "TRACE")
+        return TRACE
     value = logging.getLevelName(level.upper())
     if not isinstance(value, int):
         raise ValueError(f"unknown log level {level!r}")

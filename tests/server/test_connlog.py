@@ -131,6 +131,13 @@ def test_a_traceback_stays_on_one_json_line(output: io.StringIO) -> None:
     assert line["message"] == "handler failed" and "RuntimeError: boom" in str(line["exc_info"])
 
 
+def test_trace_is_a_level_before_uvicorn_names_it(output: io.StringIO) -> None:
+    configure("text", "trace", stream=output)
+    assert logging.getLogger().level == 5
+    logging.getLogger("uvicorn.asgi").log(5, "ASGI [1] Started")
+    assert output.getvalue() == "TRACE uvicorn.asgi ASGI [1] Started\n"
+
+
 def test_unknown_format_and_level_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="log format must be one of text, json"):
         configure("yaml")
