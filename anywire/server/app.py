@@ -45,10 +45,12 @@ from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
+from .connlog import ConnLog
 from .doctor import Doctor
 from .errors import Disconnected, Reject
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
+from .logs import scrub_uvicorn
 from .metrics import Metrics
 from .mount import land
 from .negotiate import Negotiator, json_response
@@ -112,6 +114,8 @@ class Anywire:
         self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
         self.observers = Observers()
         """Listeners told of connections, fallbacks, resumes and refusals (server/observe.py)."""
+        self.observers.add(ConnLog())  # connection logs on logger anywire.conn (connlog.py)
+        scrub_uvicorn()  # uvicorn's access log prints query strings, and tickets (logs.py)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )

@@ -28,6 +28,7 @@ from .app import Anywire
 from .clihelp import HelpFormatter
 from .doctor import enable_doctor
 from .httplimits import HttpLimits, protocol_class
+from .logs import configure, scrub_uvicorn, uvicorn_log_config
 from .wsprotocol import metered_protocol
 
 __all__ = ["main"]
@@ -105,6 +106,7 @@ def config(
     fd: int | None = None,
     limits: HttpLimits | None = None,
     settings: Settings | None = None,
+    log_format: str = "text",
 ) -> uvicorn.Config:
     """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
     are charged to the flood budget: :mod:`.wsprotocol`)."""
@@ -121,6 +123,7 @@ def config(
         ws_ping_interval=None,
         lifespan="on",
         log_level=log_level,
+        log_config=uvicorn_log_config(log_format),
         # anywire drains itself first (Settings.shutdown_timeout); this only bounds what
         # uvicorn waits for afterwards, which should be nothing.
         timeout_graceful_shutdown=1,
@@ -134,13 +137,17 @@ def run(
     log_level: str = "info",
     fd: int | None = None,
     limits: HttpLimits | None = None,
+    log_format: str = "text",
 ) -> None:
-    """Serve ``app`` in this process with graceful anywire shutdown."""
+    """Serve ``app`` in this process with graceful anywire shutdown (``log_format``:
+    :mod:`.logs`)."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     settings = aw.settings if aw else None
-    server = _Server(config(app, host, port, log_level, max_size, fd, limits, settings), aw)
+    uv_config = config(app, host, port, log_level, max_size, fd, limits, settings, log_format)
+    server = _Server(uv_config, aw)
     logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
+    scrub_uvicorn()  # no ticket or session token from a query string in the access log
     # Everything imported and built so far lives as long as the process: move it out of
     # the collector's sight, so a full collection scans what connections create, not
     # every module of the stack (it paused the loop for 30-50 ms at a time otherwise).
@@ -192,6 +199,42 @@ def http_limit_args(limits: HttpLimits) -> list[str]:
 # -- end of HTTP limits -----------------------------------------------------------------
 
 
+# -- log output (anywire.server.logs, anywire.server.connlog) ---------------------------
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-format`` and ``--conn-log-level``."""
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line",
+    )
+    parser.add_argument(
+        "--conn-log-level",
+        metavar="LEVEL",
+        default=None,
+        help="level of the connection log (logger anywire.conn): "
+        "warning keeps refusals and flood closes only (default: --log-level)",
+    )
+
+
+def setup_logs(args: argparse.Namespace) -> None:
+    """Install the log handler the command line asks for."""
+    fmt, conn_level = getattr(args, "log_format", "text"), getattr(args, "conn_log_level", None)
+    try:
+        configure(fmt, args.log_level.upper(), conn_level=conn_level)
+    except ValueError as exc:
+        raise SystemExit(f"anywire: {exc}") from None
+
+
+def log_args(args: argparse.Namespace) -> list[str]:
+    """The command-line options that give a worker process the same log output."""
+    extra = ["--conn-log-level", args.conn_log_level] if args.conn_log_level else []
+    return ["--log-level", args.log_level, "--log-format", args.log_format, *extra]
+
+
+# -- end of log output ------------------------------------------------------------------
+
+
 def run_workers(args: argparse.Namespace) -> int:
     """``--workers N --redis URL``: N node processes accepting on one listening socket.
 
@@ -208,7 +251,7 @@ def run_workers(args: argparse.Namespace) -> int:
     fd = listener.fileno()
     command = [
         sys.executable, "-m", "anywire.server.cli", "serve", args.target,
-        "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
+        "--fd", str(fd), "--redis", args.redis, *log_args(args),
         *http_limit_args(http_limits(args)),
     ]
     for name in args.allowed_host or ():
@@ -281,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
     )
+    add_log_options(serve)
     add_http_limit_options(serve)
     serve.add_argument(
         "--redis",
@@ -325,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    setup_logs(args)
     if args.command == "demo":
         from .demo import make_app
 
@@ -371,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
             aw.metrics.serve_on(args.host, args.metrics_port)
         elif args.metrics == "prometheus":
             aw.metrics.use_prometheus()
-    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args))
+    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args), args.log_format)
 
 
 if __name__ == "__main__":
