@@ -354,6 +354,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="also serve the Prometheus metrics on this port (implies --metrics prometheus)",
     )
+    serve.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="turn the admin view on ({path}/admin, docs/admin.md); better set "
+        "ANYWIRE_ADMIN_TOKEN instead: a command line is visible to other local users",
+    )
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
@@ -376,6 +382,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"anywire demo on http://{args.host}:{args.port}/", flush=True)
         run(make_app(), args.host, args.port, args.log_level)
         return
+    if args.admin_token:
+        # Through the environment: the app object reads it when it is built, in this
+        # process and in every worker.
+        from .admin import check_token
+
+        try:
+            os.environ["ANYWIRE_ADMIN_TOKEN"] = check_token(args.admin_token)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1:
