@@ -188,6 +188,11 @@ def diagnose(facts: Facts) -> dict[str, Any]:
         }
         if text is not None:
             later = [n for n in usable if ORDER.index(n) > i]
+            earlier = [n for n in usable if ORDER.index(n) < i]
+            if earlier:  # most clients stay on the earlier one: say who falls back
+                text = text.replace(
+                    "clients will use", f"clients that cannot use {NAMES[earlier[0]]} will use"
+                )
             advice.append(text.replace("{next}", NAMES[later[0]] if later else "no transport"))
     verdict, path_advice, detail = _path(path)
     advice += path_advice

@@ -14,6 +14,12 @@ from tests.browser.conftest import ARGS, CHROMIUM, WAIT_MS
 from tests.e2e.conftest import Server, start_server
 from tests.proxies.nginx import Nginx, start_nginx
 
+BUFFERED = (
+    "a proxy buffers event streams: "
+    "clients that cannot use WebSocket will use long-polling"
+)
+BUFFERED_LINE = "- " + BUFFERED
+
 QUERY = "?holds=1&timeout=2"
 
 
@@ -77,5 +83,5 @@ def test_behind_buffering_nginx(browser: Browser, sites: dict[str, str]) -> None
     rows = _rows(text)
     assert [rows[n][1] for n in ("websocket", "sse", "longpoll")] == ["works", "fails", "works"]
     assert "first event held back for" in " ".join(rows["sse"])
-    assert "- a proxy buffers event streams: clients will use long-polling" in text
+    assert BUFFERED_LINE in text
     assert "clients will use: WebSocket" in text

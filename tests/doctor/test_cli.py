@@ -23,6 +23,11 @@ from tests.e2e.conftest import ROOT, Server, make_token, start_server
 from tests.netfault import FaultProxy
 from tests.proxies.nginx import Nginx, restrictive_proxies, start_nginx
 
+BUFFERED = (
+    "a proxy buffers event streams: "
+    "clients that cannot use WebSocket will use long-polling"
+)
+
 # heartbeat 1 s and poll window 3 s, under the short-idle proxy's 5 s (as proxy_test_server)
 SHORT = {"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}
 QUICK = ["--holds", "1", "--timeout", "2"]
@@ -109,7 +114,7 @@ def test_buffering(runs: dict[str, Run]) -> None:
     assert run.code == 0
     assert run.verdicts == {"websocket": "works", "sse": "fails", "longpoll": "works"}
     assert run.out["facts"]["sse"]["first_event_ms"] > 1000  # held until the stream ended
-    assert run.out["advice"] == ["a proxy buffers event streams: clients will use long-polling"]
+    assert run.out["advice"] == [BUFFERED]
 
 
 def test_short_idle(runs: dict[str, Run]) -> None:
@@ -173,7 +178,7 @@ def test_doctor_off_probes_the_real_transports(runs: dict[str, Run]) -> None:
 def test_doctor_off_still_sees_buffering(runs: dict[str, Run]) -> None:
     run = runs["off-buffering"]
     assert run.verdicts == {"websocket": "works", "sse": "fails", "longpoll": "works"}
-    assert run.out["advice"][0] == "a proxy buffers event streams: clients will use long-polling"
+    assert run.out["advice"][0] == BUFFERED
 
 
 def test_doctor_off_without_token_says_what_it_could_not_check(runs: dict[str, Run]) -> None:

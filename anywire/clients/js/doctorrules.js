@@ -118,7 +118,12 @@ export function diagnose(facts) {
     transports[name] = { verdict, detail, rtt_ms: isNum(rtt) ? round(rtt) : null };
     if (text !== null) {
       const later = usable.filter((n) => ORDER.indexOf(n) > i);
-      advice.push(text.replace("{next}", later.length ? NAMES[later[0]] : "no transport"));
+      const earlier = usable.filter((n) => ORDER.indexOf(n) < i);
+      // Most clients stay on the earlier one: say who falls back.
+      const said = earlier.length
+        ? text.replace("clients will use", `clients that cannot use ${NAMES[earlier[0]]} will use`)
+        : text;
+      advice.push(said.replace("{next}", later.length ? NAMES[later[0]] : "no transport"));
     }
   });
   const [verdict, pathAdvice, detail] = path(pathFacts);
