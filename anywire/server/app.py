@@ -46,11 +46,13 @@ from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
+from .connlog import ConnLog
 from .doctor import Doctor
 from .errors import Disconnected, Reject
-from .heartbeats import shortened
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
+from .logs import scrub_uvicorn
+from .metrics import Metrics
 from .mount import land
 from .negotiate import Negotiator, json_response
 from .observe import Observer, Observers
@@ -79,6 +81,9 @@ class Anywire:
         ``ANYWIRE_SECRET`` environment variable, else random per process. Every node of a
         cluster must use the same secret.
     :param tick: how often session timers are checked, in seconds.
+    :param metrics: what ``/anywire/metrics`` answers: ``"json"`` (default) or
+        ``"prometheus"`` (needs ``anywire[metrics]``; docs/operations.md); None reads
+        the ``ANYWIRE_METRICS`` environment variable.
     :param admin_token: turns the admin view on (``{path}/admin`` and the namespace
         ``/$admin``, server/admin.py); when None, the ``ANYWIRE_ADMIN_TOKEN`` environment
         variable, else off.
@@ -95,6 +100,7 @@ class Anywire:
         secret: bytes | None = None,
         node_id: str | None = None,
         tick: float = 0.25,
+        metrics: str | None = None,
         admin_token: str | None = None,
     ) -> None:
         if auth is None and not anonymous:
@@ -113,12 +119,15 @@ class Anywire:
         self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
         self.observers = Observers()
         """Listeners told of connections, fallbacks, resumes and refusals (server/observe.py)."""
+        self.observers.add(ConnLog())  # connection logs on logger anywire.conn (connlog.py)
+        scrub_uvicorn()  # uvicorn's access log prints query strings, and tickets (logs.py)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )
         self.cluster: Cluster | None = None
         self._bind_broker()
         self._handlers: dict[tuple[str, str], Handler] = {}
+        self._namespaces: set[str] = {"/"}
         # The handlers that are plain functions (not coroutine functions), decided once at
         # registration: the host calls them inline (inspect's check per event showed up
         # in the echo profile). Read-only outside this class.
@@ -134,6 +143,8 @@ class Anywire:
         self.longpoll = LongPollTransport(self.host)
         self.upstream = SendEndpoint(self.host)
         self.negotiator = Negotiator(self)
+        self.metrics = Metrics(self, metrics)
+        """The metrics endpoint (server/metrics.py); ``metrics.prometheus`` when on."""
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
@@ -178,6 +189,7 @@ class Anywire:
 
         def register(fn: Handler) -> Handler:
             self._handlers[(namespace, event)] = fn
+            self._namespaces.add(namespace)
             if inspect.iscoroutinefunction(fn):
                 self.plain_handlers.pop((namespace, event), None)
             else:
@@ -203,6 +215,10 @@ class Anywire:
         Without a hook every client join is allowed."""
         self._join_hooks.append(fn)
         return fn
+
+    def namespaces(self) -> set[str]:
+        """The namespaces with handlers (and ``/``): the ones metrics label by name."""
+        return self._namespaces
 
     def handler(self, namespace: str, event: str) -> Handler | None:
         """The handler registered for ``event`` in ``namespace``."""
@@ -345,6 +361,7 @@ class Anywire:
                 if self.admin is not None:
                     self.admin.start()
                 self._started = True
+                await self.metrics.start()
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown within ``grace`` seconds (``settings.shutdown_timeout`` by
@@ -360,6 +377,7 @@ class Anywire:
             await self.host.shutdown(budget)
             self.sse.shutdown_event.set()  # any stream still open ends now
             self._started = False
+            await self.metrics.stop()
 
     # -- ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -417,7 +435,7 @@ class Anywire:
             ("GET", "/poll"): self.longpoll,
             ("POST", "/send"): self.upstream,
             ("GET", "/health"): self._health,
-            ("GET", "/metrics"): self._metrics,
+            ("GET", "/metrics"): self.metrics,
         }
         endpoint = routes.get((method, tail))
         if endpoint is None:
@@ -455,17 +473,6 @@ class Anywire:
             },
             [],
         )
-
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stats: dict[str, Any] = dict(self.host.stats())
-        stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
-        stats["sessions_short_ping"] = shortened(self.host.sessions.values(), self.settings)
-        if isinstance(self.broker, RedisBroker):
-            stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
-            stats["broker_streams"] = self.broker.stream_count()
-        if self.cluster is not None:
-            stats.update(self.cluster.counters)
-        await json_response(send, 200, stats, [])
 
     def observe(self, observer: Observer) -> Observer:
         """Register a listener for what the realtime layer does (metrics, logs, admin)."""

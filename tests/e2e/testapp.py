@@ -53,7 +53,6 @@ settings = Settings(
     stream_history=int(_f("AW_HISTORY", 1000)),
     node_heartbeat=_f("AW_NODE_HEARTBEAT", 1.0),
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
-    doctor=os.environ.get("AW_DOCTOR") == "1",  # tests/doctor
 )
 
 aw = Anywire(
