@@ -26,7 +26,9 @@ from .. import __version__
 from ..core.settings import Settings
 from .app import Anywire
 from .clihelp import HelpFormatter
+from .doctor import enable_doctor
 from .httplimits import HttpLimits, protocol_class
+from .logs import configure, scrub_uvicorn, uvicorn_log_config
 from .wsprotocol import metered_protocol
 
 __all__ = ["main"]
@@ -35,6 +37,7 @@ DESCRIPTION = """Real-time messaging over WebSocket, SSE and long-polling.
 
     anywire serve chat:aw --port 8000      # serve an Anywire object or a Litestar app
     anywire demo                           # the chat demo on http://127.0.0.1:8000/
+    anywire doctor http://host:8000        # which transports work from where you sit
     anywire COMMAND -h                     # the options of one command"""
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -103,6 +106,7 @@ def config(
     fd: int | None = None,
     limits: HttpLimits | None = None,
     settings: Settings | None = None,
+    log_format: str = "text",
 ) -> uvicorn.Config:
     """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
     are charged to the flood budget: :mod:`.wsprotocol`)."""
@@ -119,6 +123,7 @@ def config(
         ws_ping_interval=None,
         lifespan="on",
         log_level=log_level,
+        log_config=uvicorn_log_config(log_format),
         # anywire drains itself first (Settings.shutdown_timeout); this only bounds what
         # uvicorn waits for afterwards, which should be nothing.
         timeout_graceful_shutdown=1,
@@ -132,13 +137,17 @@ def run(
     log_level: str = "info",
     fd: int | None = None,
     limits: HttpLimits | None = None,
+    log_format: str = "text",
 ) -> None:
-    """Serve ``app`` in this process with graceful anywire shutdown."""
+    """Serve ``app`` in this process with graceful anywire shutdown (``log_format``:
+    :mod:`.logs`)."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     settings = aw.settings if aw else None
-    server = _Server(config(app, host, port, log_level, max_size, fd, limits, settings), aw)
+    uv_config = config(app, host, port, log_level, max_size, fd, limits, settings, log_format)
+    server = _Server(uv_config, aw)
     logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
+    scrub_uvicorn()  # no ticket or session token from a query string in the access log
     # Everything imported and built so far lives as long as the process: move it out of
     # the collector's sight, so a full collection scans what connections create, not
     # every module of the stack (it paused the loop for 30-50 ms at a time otherwise).
@@ -190,6 +199,42 @@ def http_limit_args(limits: HttpLimits) -> list[str]:
 # -- end of HTTP limits -----------------------------------------------------------------
 
 
+# -- log output (anywire.server.logs, anywire.server.connlog) ---------------------------
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-format`` and ``--conn-log-level``."""
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line",
+    )
+    parser.add_argument(
+        "--conn-log-level",
+        metavar="LEVEL",
+        default=None,
+        help="level of the connection log (logger anywire.conn): "
+        "warning keeps refusals and flood closes only (default: --log-level)",
+    )
+
+
+def setup_logs(args: argparse.Namespace) -> None:
+    """Install the log handler the command line asks for."""
+    fmt, conn_level = getattr(args, "log_format", "text"), getattr(args, "conn_log_level", None)
+    try:
+        configure(fmt, args.log_level.upper(), conn_level=conn_level)
+    except ValueError as exc:
+        raise SystemExit(f"anywire: {exc}") from None
+
+
+def log_args(args: argparse.Namespace) -> list[str]:
+    """The command-line options that give a worker process the same log output."""
+    extra = ["--conn-log-level", args.conn_log_level] if args.conn_log_level else []
+    return ["--log-level", args.log_level, "--log-format", args.log_format, *extra]
+
+
+# -- end of log output ------------------------------------------------------------------
+
+
 def run_workers(args: argparse.Namespace) -> int:
     """``--workers N --redis URL``: N node processes accepting on one listening socket.
 
@@ -206,11 +251,19 @@ def run_workers(args: argparse.Namespace) -> int:
     fd = listener.fileno()
     command = [
         sys.executable, "-m", "anywire.server.cli", "serve", args.target,
-        "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
+        "--fd", str(fd), "--redis", args.redis, *log_args(args),
         *http_limit_args(http_limits(args)),
     ]
     for name in args.allowed_host or ():
         command += ["--allowed-host", name]
+    if args.doctor:
+        command.append("--doctor")
+    metrics = None
+    if args.metrics == "prometheus" or args.metrics_port is not None:
+        from .prometheus import WorkersMetrics  # sets PROMETHEUS_MULTIPROC_DIR
+
+        metrics = WorkersMetrics(args.host, args.metrics_port)
+        command += ["--metrics", "prometheus"]
     workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
 
     stopping: list[int] = []
@@ -225,6 +278,10 @@ def run_workers(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     codes = [worker.wait() for worker in workers]
     listener.close()
+    if metrics is not None:
+        for worker in workers:
+            metrics.worker_ended(worker.pid)
+        metrics.close()
     # uvicorn re-raises the signal it shut down on: a worker ended by the signal we
     # passed on stopped cleanly.
     failed = [c for c in codes if c != 0 and -c not in stopping]
@@ -242,6 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         from ..chaos.cli import main as chaos_main
 
         raise SystemExit(chaos_main(args_in[1:]))
+    if args_in[:1] == ["doctor"]:  # its own parser: anywire.doctor.cli
+        from ..doctor.cli import main as doctor_main
+
+        raise SystemExit(doctor_main(args_in[1:]))
     parser = argparse.ArgumentParser(
         prog="anywire", description=DESCRIPTION, formatter_class=HelpFormatter
     )
@@ -263,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
     )
+    add_log_options(serve)
     add_http_limit_options(serve)
     serve.add_argument(
         "--redis",
@@ -277,6 +339,28 @@ def main(argv: list[str] | None = None) -> None:
         help="a Host this server answers to (repeatable; '.example.com' for a domain and "
         "its subdomains); adds to Settings.allowed_hosts (docs/protocol.md section 11.5)",
     )
+    serve.add_argument(
+        "--doctor", action="store_true", help="serve the transport doctor (docs/doctor.md)"
+    )
+    serve.add_argument(
+        "--metrics",
+        choices=("json", "prometheus"),
+        help="what /anywire/metrics answers (default: json; prometheus needs "
+        "anywire[metrics]; with --workers, one scrape sums every worker)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="also serve the Prometheus metrics on this port (implies --metrics prometheus)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="turn the admin view on ({path}/admin, docs/admin.md); better set "
+        "ANYWIRE_ADMIN_TOKEN instead: a command line is visible to other local users",
+    )
+    sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
     demo = sub.add_parser(
@@ -291,13 +375,22 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    setup_logs(args)
     if args.command == "demo":
         from .demo import make_app
 
         print(f"anywire demo on http://{args.host}:{args.port}/", flush=True)
         run(make_app(), args.host, args.port, args.log_level)
         return
+    if args.admin_token:
+        # Through the environment: the app object reads it when it is built, in this
+        # process and in every worker.
+        from .admin import check_token
+
+        try:
+            os.environ["ANYWIRE_ADMIN_TOKEN"] = check_token(args.admin_token)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1:
@@ -316,6 +409,11 @@ def main(argv: list[str] | None = None) -> None:
         if hosted is None:
             parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
         allow_hosts(hosted, args.allowed_host)
+    if args.doctor:
+        doctored = find_anywire(app)
+        if doctored is None:
+            parser.error(f"{args.target} holds no Anywire instance for --doctor")
+        enable_doctor(doctored)
     if args.redis:
         aw = find_anywire(app)
         if aw is None:
@@ -324,7 +422,15 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
-    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args))
+    if args.metrics or args.metrics_port is not None:
+        aw = find_anywire(app)
+        if aw is None:
+            parser.error(f"{args.target} holds no Anywire instance for --metrics")
+        if args.metrics_port is not None:
+            aw.metrics.serve_on(args.host, args.metrics_port)
+        elif args.metrics == "prometheus":
+            aw.metrics.use_prometheus()
+    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args), args.log_format)
 
 
 if __name__ == "__main__":
