@@ -14,9 +14,6 @@ import gc
 import importlib
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 from typing import Any
 
@@ -26,12 +23,29 @@ from .. import __version__
 from ..core.settings import Settings
 from .app import Anywire
 from .clihelp import HelpFormatter
+from .cliopts import (
+    add_http_limit_options,
+    add_log_options,
+    http_limit_args,
+    http_limits,
+    http_options,
+    log_args,
+    setup_logs,
+)
 from .doctor import enable_doctor
-from .httplimits import HttpLimits, protocol_class
-from .logs import configure, scrub_uvicorn, uvicorn_log_config
+from .httplimits import HttpLimits
+from .logs import scrub_uvicorn, uvicorn_log_config
+from .workers import run_workers
 from .wsprotocol import metered_protocol
 
-__all__ = ["main"]
+__all__ = [
+    "add_http_limit_options",
+    "http_limit_args",
+    "http_limits",
+    "http_options",
+    "log_args",
+    "main",
+]
 
 DESCRIPTION = """Real-time messaging over WebSocket, SSE and long-polling.
 
@@ -156,136 +170,6 @@ def run(
     server.run()
 
 
-# -- HTTP limits (anywire.server.httplimits) ---------------------------------------------
-def http_options(limits: HttpLimits) -> dict[str, Any]:
-    """uvicorn options of the HTTP limits: httptools (about 300 us per negotiate against
-    h11's 510) with the limits added, and the keep-alive idle time."""
-    return {"http": protocol_class(limits), "timeout_keep_alive": limits.keep_alive}
-
-
-def add_http_limit_options(parser: argparse.ArgumentParser) -> None:
-    """``--max-request-line``, ``--max-header-size``, ``--header-timeout``,
-    ``--body-timeout``, ``--keep-alive`` (defaults of :class:`HttpLimits`)."""
-    d = HttpLimits()
-    group = parser.add_argument_group("HTTP limits (docs/protocol.md section 8.7)")
-    group.add_argument("--max-request-line", type=int, default=d.max_request_line,
-                       metavar="BYTES", help="longest request line; 414 past it")
-    group.add_argument("--max-header-size", type=int, default=d.max_header_size,
-                       metavar="BYTES", help="most bytes of request line and headers; 431")
-    group.add_argument("--header-timeout", type=float, default=d.header_timeout,
-                       metavar="S", help="time to receive a request head; 408 past it")
-    group.add_argument("--body-timeout", type=float, default=d.body_timeout,
-                       metavar="S", help="time to receive a body after its head; 408")
-    group.add_argument("--keep-alive", type=float, default=d.keep_alive,
-                       metavar="S", help="idle time allowed between requests")
-
-
-def http_limits(args: argparse.Namespace) -> HttpLimits:
-    """The :class:`HttpLimits` the command line asks for."""
-    if min(args.max_request_line, args.max_header_size, args.header_timeout,
-           args.body_timeout, args.keep_alive) <= 0:
-        raise SystemExit("anywire serve: every HTTP limit must be positive")
-    return HttpLimits(args.max_request_line, args.max_header_size, args.header_timeout,
-                      args.body_timeout, args.keep_alive)
-
-
-def http_limit_args(limits: HttpLimits) -> list[str]:
-    """The command-line options that give a worker process ``limits``."""
-    return ["--max-request-line", str(limits.max_request_line),
-            "--max-header-size", str(limits.max_header_size),
-            "--header-timeout", str(limits.header_timeout),
-            "--body-timeout", str(limits.body_timeout),
-            "--keep-alive", str(limits.keep_alive)]
-# -- end of HTTP limits -----------------------------------------------------------------
-
-
-# -- log output (anywire.server.logs, anywire.server.connlog) ---------------------------
-def add_log_options(parser: argparse.ArgumentParser) -> None:
-    """``--log-format`` and ``--conn-log-level``."""
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="text lines, or one JSON object per line",
-    )
-    parser.add_argument(
-        "--conn-log-level",
-        metavar="LEVEL",
-        default=None,
-        help="level of the connection log (logger anywire.conn): "
-        "warning keeps refusals and flood closes only (default: --log-level)",
-    )
-
-
-def setup_logs(args: argparse.Namespace) -> None:
-    """Install the log handler the command line asks for."""
-    fmt, conn_level = getattr(args, "log_format", "text"), getattr(args, "conn_log_level", None)
-    try:
-        configure(fmt, args.log_level.upper(), conn_level=conn_level)
-    except ValueError as exc:
-        raise SystemExit(f"anywire: {exc}") from None
-
-
-def log_args(args: argparse.Namespace) -> list[str]:
-    """The command-line options that give a worker process the same log output."""
-    extra = ["--conn-log-level", args.conn_log_level] if args.conn_log_level else []
-    return ["--log-level", args.log_level, "--log-format", args.log_format, *extra]
-
-
-# -- end of log output ------------------------------------------------------------------
-
-
-def run_workers(args: argparse.Namespace) -> int:
-    """``--workers N --redis URL``: N node processes accepting on one listening socket.
-
-    Each worker is a full node (its own sessions, node id and Redis subscription), so they
-    need the shared broker like nodes on different machines. The parent only binds the
-    socket, starts the workers and passes SIGTERM/SIGINT on; it does not restart a worker
-    that dies (run it under a process supervisor).
-    """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((args.host, args.port))
-    listener.listen(2048)
-    listener.set_inheritable(True)
-    fd = listener.fileno()
-    command = [
-        sys.executable, "-m", "anywire.server.cli", "serve", args.target,
-        "--fd", str(fd), "--redis", args.redis, *log_args(args),
-        *http_limit_args(http_limits(args)),
-    ]
-    for name in args.allowed_host or ():
-        command += ["--allowed-host", name]
-    if args.doctor:
-        command.append("--doctor")
-    metrics = None
-    if args.metrics == "prometheus" or args.metrics_port is not None:
-        from .prometheus import WorkersMetrics  # sets PROMETHEUS_MULTIPROC_DIR
-
-        metrics = WorkersMetrics(args.host, args.metrics_port)
-        command += ["--metrics", "prometheus"]
-    workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
-
-    stopping: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        stopping.append(signum)
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [worker.wait() for worker in workers]
-    listener.close()
-    if metrics is not None:
-        for worker in workers:
-            metrics.worker_ended(worker.pid)
-        metrics.close()
-    # uvicorn re-raises the signal it shut down on: a worker ended by the signal we
-    # passed on stopped cleanly.
-    failed = [c for c in codes if c != 0 and -c not in stopping]
-    return failed[0] if failed else 0
 
 
 def main(argv: list[str] | None = None) -> None:
