@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Any
 
-from ..server.clihelp import HelpFormatter, plain
+from ..clihelp import HelpFormatter, plain
 from .runner import KINDS, anywire_target, external, run, run_external
 
 __all__ = ["format_result", "main"]

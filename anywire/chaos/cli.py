@@ -17,7 +17,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ..server.clihelp import HelpFormatter, plain
+from ..clihelp import HelpFormatter, plain
 from .fleet import TRANSPORTS
 from .run import RunConfig, run
 

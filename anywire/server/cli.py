@@ -20,9 +20,9 @@ from typing import Any
 import uvicorn
 
 from .. import __version__
+from ..clihelp import HelpFormatter
 from ..core.settings import Settings
 from .app import Anywire
-from .clihelp import HelpFormatter
 from .cliopts import (
     add_http_limit_options,
     add_log_options,

@@ -27,7 +27,9 @@ def test_version() -> None:
     assert proc.stdout == f"anywire {anywire.__version__}\n"
 
 
-@pytest.mark.parametrize("command", [(), ("serve",), ("demo",), ("bench",), ("chaos",)])
+@pytest.mark.parametrize(
+    "command", [(), ("serve",), ("demo",), ("doctor",), ("bench",), ("chaos",)]
+)
 def test_help_is_plain_text(command: tuple[str, ...]) -> None:
     proc = anywire_cli(*command, "--help")
     assert proc.returncode == 0, proc.stderr
@@ -41,7 +43,7 @@ def test_help_is_plain_text(command: tuple[str, ...]) -> None:
 
 def test_top_level_help_lists_every_command() -> None:
     text = anywire_cli("--help").stdout
-    for command in ("serve", "demo", "bench", "chaos", "--version"):
+    for command in ("serve", "demo", "doctor", "bench", "chaos", "--version"):
         assert command in text
 
 
