@@ -6,7 +6,8 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY anywire ./anywire
-RUN pip install --no-cache-dir . && rm -rf anywire
+# [metrics]: prometheus-client, for --metrics prometheus / --metrics-port.
+RUN pip install --no-cache-dir '.[metrics]' && rm -rf anywire
 COPY examples ./examples
 
 # Unprivileged; anywire serve is PID 1 and drains on SIGTERM (docker stop, Kubernetes).

@@ -60,6 +60,10 @@ def test_kubernetes_manifests_hold_together() -> None:
     assert docs["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     labels = docs["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert docs["Service"]["spec"]["selector"] == labels
+    args = container["args"]
+    scrape = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert args[args.index("--metrics-port") + 1] == scrape["prometheus.io/port"]
+    assert {"name": "metrics", "containerPort": 9100} in container["ports"]
     timeouts = docs["Ingress"]["metadata"]["annotations"]
     assert int(timeouts["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > 20 + 20
 

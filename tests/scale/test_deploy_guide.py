@@ -99,3 +99,9 @@ def test_round_robin_reaches_both_nodes_and_sticky_one(proxy: Nginx) -> None:
     seen = {httpx.get(proxy.url + "/anywire/health").json()["node"] for _ in range(6)}
     assert len(seen) == (2 if proxy.name == "round-robin" else 1)
     assert "[error]" not in proxy.error_log() and "[crit]" not in proxy.error_log()
+
+
+def test_node_figures_are_not_served_through_the_proxy(proxy: Nginx, nodes: list[Server]) -> None:
+    assert httpx.get(proxy.url + "/anywire/metrics").status_code == 403
+    assert httpx.get(proxy.url + "/anywire/metrics?format=json").status_code == 403
+    assert httpx.get(nodes[0].url + "/anywire/metrics").status_code == 200
