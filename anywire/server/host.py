@@ -42,6 +42,7 @@ from .codecs import make_codecs
 from .errors import Reject
 from .issuer import Issuer
 from .joins import Joins
+from .metrics import live_counts
 from .outgoing import ack_frame, body, event_frame, measure
 from .refresh import Refresher
 from .tracking import Tracker
@@ -783,21 +784,8 @@ class SessionHost(Budget):
                 self.track.lost(sess, clipped, room)
 
     def stats(self) -> dict[str, int]:
-        """Live object counts (used by the metrics endpoint and the leak test)."""
-        return {
-            "sessions": len(self.sessions),
-            "sockets": len(self.sockets),
-            "rooms": len(self.rooms),
-            "room_entries": self.rooms.entry_count(),
-            "users": len(self.users),
-            "session_tasks": sum(len(t) for t in self.tasks.values()),
-            "background_tasks": len(self._background),
-            "pending_acks": len(self.calls),
-            "pending_tickets": len(self.issuer),
-            "tombstones": len(self._tombstones),
-            "asyncio_tasks": len(asyncio.all_tasks()),
-            **self.counters,
-        }
+        """Live object counts and counters (the metrics endpoint, the leak test)."""
+        return live_counts(self)
 
 
 # _call_plain()'s "the outcome is left to the session" (None is a handler's result).

@@ -20,12 +20,31 @@ from .negotiate import json_response
 
 if TYPE_CHECKING:
     from .app import Anywire
+    from .host import SessionHost
     from .prometheus import PrometheusMetrics
 
-__all__ = ["FORMATS", "Metrics", "MetricsPort"]
+__all__ = ["FORMATS", "Metrics", "MetricsPort", "live_counts"]
 
 FORMATS = ("json", "prometheus")
 """What ``/anywire/metrics`` can answer in (``metrics=`` of Anywire, ``--metrics``)."""
+
+
+def live_counts(host: SessionHost) -> dict[str, int]:
+    """The session host's live object counts and its counters (``host.stats()``)."""
+    return {
+        "sessions": len(host.sessions),
+        "sockets": len(host.sockets),
+        "rooms": len(host.rooms),
+        "room_entries": host.rooms.entry_count(),
+        "users": len(host.users),
+        "session_tasks": sum(len(t) for t in host.tasks.values()),
+        "background_tasks": len(host._background),
+        "pending_acks": len(host.calls),
+        "pending_tickets": len(host.issuer),
+        "tombstones": len(host._tombstones),
+        "asyncio_tasks": len(asyncio.all_tasks()),
+        **host.counters,
+    }
 
 
 class Metrics:

@@ -36,9 +36,9 @@ def metered() -> Iterator[Server]:
     srv.stop()
 
 
-def scrape(url: str) -> Samples:
-    """Every sample of ``/anywire/metrics``, by name and labels."""
-    r = httpx.get(url + "/anywire/metrics", timeout=5)
+def scrape(url: str, path: str = "/anywire/metrics") -> Samples:
+    """Every sample of the exposition at ``path``, by name and labels."""
+    r = httpx.get(url + path, timeout=5)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -226,3 +226,17 @@ async def _fall_back(url: str) -> None:
         assert value(after, "anywire_connections", transport="sse", namespace="/") == 1
     finally:
         await client.close()
+
+
+async def test_the_exposition_mounts_in_a_litestar_app() -> None:
+    app = "tests.e2e.mountapp:litestar_metrics"
+    srv = start_server({"ANYWIRE_METRICS": "prometheus"}, app=app)
+    client = Client(srv.url, token=lambda: make_token("m-litestar"), transports=("longpoll",))
+    try:
+        await client.connect()
+        mounted = scrape(srv.url, "/metrics")
+        assert value(mounted, "anywire_connections", transport="longpoll", namespace="/") == 1
+        assert value(mounted, "anywire_negotiations_total", outcome="ok") == 1
+    finally:
+        await client.close()
+        srv.stop()
