@@ -37,6 +37,7 @@ NEEDS = {
     "proxies": ("nginx", "squid", CHROMIUM),
     "browser": ("nginx", CHROMIUM),
     "js": ("node",),
+    "doctor": ("nginx", CHROMIUM, "node"),
     "bench": ("gcc",),
 }
 

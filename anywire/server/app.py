@@ -40,6 +40,7 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
+from .admin import ADMIN_NAMESPACE, AdminView
 from .auth import AnonymousAuth, Authenticator
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
@@ -48,10 +49,10 @@ from .cluster import Cluster, replay_body
 from .connlog import ConnLog
 from .doctor import Doctor
 from .errors import Disconnected, Reject
-from .heartbeats import shortened
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
 from .logs import scrub_uvicorn
+from .metrics import Metrics
 from .mount import land
 from .negotiate import Negotiator, json_response
 from .observe import Observer, Observers
@@ -80,6 +81,12 @@ class Anywire:
         ``ANYWIRE_SECRET`` environment variable, else random per process. Every node of a
         cluster must use the same secret.
     :param tick: how often session timers are checked, in seconds.
+    :param metrics: what ``/anywire/metrics`` answers: ``"json"`` (default) or
+        ``"prometheus"`` (needs ``anywire[metrics]``; docs/operations.md); None reads
+        the ``ANYWIRE_METRICS`` environment variable.
+    :param admin_token: turns the admin view on (``{path}/admin`` and the namespace
+        ``/$admin``, server/admin.py); when None, the ``ANYWIRE_ADMIN_TOKEN`` environment
+        variable, else off.
     """
 
     def __init__(
@@ -93,6 +100,8 @@ class Anywire:
         secret: bytes | None = None,
         node_id: str | None = None,
         tick: float = 0.25,
+        metrics: str | None = None,
+        admin_token: str | None = None,
     ) -> None:
         if auth is None and not anonymous:
             raise ValueError("pass auth=... (e.g. JWTAuth) or anonymous=True")
@@ -118,6 +127,7 @@ class Anywire:
         self.cluster: Cluster | None = None
         self._bind_broker()
         self._handlers: dict[tuple[str, str], Handler] = {}
+        self._namespaces: set[str] = {"/"}
         # The handlers that are plain functions (not coroutine functions), decided once at
         # registration: the host calls them inline (inspect's check per event showed up
         # in the echo profile). Read-only outside this class.
@@ -133,9 +143,13 @@ class Anywire:
         self.longpoll = LongPollTransport(self.host)
         self.upstream = SendEndpoint(self.host)
         self.negotiator = Negotiator(self)
+        self.metrics = Metrics(self, metrics)
+        """The metrics endpoint (server/metrics.py); ``metrics.prometheus`` when on."""
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
+        token = admin_token or os.environ.get("ANYWIRE_ADMIN_TOKEN")
+        self.admin: AdminView | None = AdminView(self, token) if token else None
 
     @property
     def client_url(self) -> str:
@@ -175,6 +189,7 @@ class Anywire:
 
         def register(fn: Handler) -> Handler:
             self._handlers[(namespace, event)] = fn
+            self._namespaces.add(namespace)
             if inspect.iscoroutinefunction(fn):
                 self.plain_handlers.pop((namespace, event), None)
             else:
@@ -200,6 +215,10 @@ class Anywire:
         Without a hook every client join is allowed."""
         self._join_hooks.append(fn)
         return fn
+
+    def namespaces(self) -> set[str]:
+        """The namespaces with handlers (and ``/``): the ones metrics label by name."""
+        return self._namespaces
 
     def handler(self, namespace: str, event: str) -> Handler | None:
         """The handler registered for ``event`` in ``namespace``."""
@@ -291,11 +310,15 @@ class Anywire:
         return Socket(host, sess, identity.claims)
 
     async def run_connect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return  # the application's hooks are for its users, not the admin page
         for hook in self._connect_hooks:
             if await _maybe_await(hook(sock)) is False:
                 raise Reject("connection refused")
 
     async def run_disconnect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return
         for hook in self._disconnect_hooks:
             try:
                 await _maybe_await(hook(sock))
@@ -335,7 +358,10 @@ class Anywire:
             if not self._started:
                 self.sse.reset()
                 await self.host.start()
+                if self.admin is not None:
+                    self.admin.start()
                 self._started = True
+                await self.metrics.start()
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown within ``grace`` seconds (``settings.shutdown_timeout`` by
@@ -346,9 +372,12 @@ class Anywire:
         self._stopped = True
         if self._started:
             budget = self.settings.shutdown_timeout if grace is None else grace
+            if self.admin is not None:
+                await self.admin.stop()
             await self.host.shutdown(budget)
             self.sse.shutdown_event.set()  # any stream still open ends now
             self._started = False
+            await self.metrics.stop()
 
     # -- ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -390,6 +419,9 @@ class Anywire:
         if tail.startswith("/client/") and method in ("GET", "HEAD"):
             await self.assets(tail[len("/client/") :], scope, receive, send)
             return
+        if self.admin is not None and (tail == "/admin" or tail.startswith("/admin/")):
+            await self.admin.page(tail, scope, receive, send)  # this node's, never forwarded
+            return
         if self.cluster is not None:
             if await self.cluster.forward(tail, scope, receive, send):
                 return
@@ -403,7 +435,7 @@ class Anywire:
             ("GET", "/poll"): self.longpoll,
             ("POST", "/send"): self.upstream,
             ("GET", "/health"): self._health,
-            ("GET", "/metrics"): self._metrics,
+            ("GET", "/metrics"): self.metrics,
         }
         endpoint = routes.get((method, tail))
         if endpoint is None:
@@ -441,17 +473,6 @@ class Anywire:
             },
             [],
         )
-
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stats: dict[str, Any] = dict(self.host.stats())
-        stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
-        stats["sessions_short_ping"] = shortened(self.host.sessions.values(), self.settings)
-        if isinstance(self.broker, RedisBroker):
-            stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
-            stats["broker_streams"] = self.broker.stream_count()
-        if self.cluster is not None:
-            stats.update(self.cluster.counters)
-        await json_response(send, 200, stats, [])
 
     def observe(self, observer: Observer) -> Observer:
         """Register a listener for what the realtime layer does (metrics, logs, admin)."""

@@ -1,10 +1,10 @@
 """Command line: ``anywire serve MODULE:ATTR``, ``anywire demo``, ``anywire bench`` and
 ``anywire chaos``.
 
-Both run uvicorn with the sans-I/O WebSocket implementation. The server subclass drains
-anywire *before* uvicorn waits for open connections: uvicorn would otherwise wait for
-SSE streams and held polls forever (or cut them with 500s), and only then run lifespan
-shutdown.
+``serve`` and ``demo`` run uvicorn with the sans-I/O WebSocket implementation. The server
+subclass drains anywire *before* uvicorn waits for open connections: uvicorn would
+otherwise wait for SSE streams and held polls forever (or cut them with 500s), and only
+then run lifespan shutdown.
 """
 
 from __future__ import annotations
@@ -22,14 +22,24 @@ from typing import Any
 
 import uvicorn
 
+from .. import __version__
 from ..core.settings import Settings
 from .app import Anywire
+from .clihelp import HelpFormatter
 from .doctor import enable_doctor
 from .httplimits import HttpLimits, protocol_class
 from .logs import configure, scrub_uvicorn, uvicorn_log_config
 from .wsprotocol import metered_protocol
 
 __all__ = ["main"]
+
+DESCRIPTION = """Real-time messaging over WebSocket, SSE and long-polling.
+
+    anywire serve chat:aw --port 8000      # serve an Anywire object or a Litestar app
+    anywire demo                           # the chat demo on http://127.0.0.1:8000/
+    anywire doctor http://host:8000        # which transports work from where you sit
+    anywire COMMAND -h                     # the options of one command"""
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class _Server(uvicorn.Server):
@@ -248,6 +258,12 @@ def run_workers(args: argparse.Namespace) -> int:
         command += ["--allowed-host", name]
     if args.doctor:
         command.append("--doctor")
+    metrics = None
+    if args.metrics == "prometheus" or args.metrics_port is not None:
+        from .prometheus import WorkersMetrics  # sets PROMETHEUS_MULTIPROC_DIR
+
+        metrics = WorkersMetrics(args.host, args.metrics_port)
+        command += ["--metrics", "prometheus"]
     workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
 
     stopping: list[int] = []
@@ -262,6 +278,10 @@ def run_workers(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     codes = [worker.wait() for worker in workers]
     listener.close()
+    if metrics is not None:
+        for worker in workers:
+            metrics.worker_ended(worker.pid)
+        metrics.close()
     # uvicorn re-raises the signal it shut down on: a worker ended by the signal we
     # passed on stopped cleanly.
     failed = [c for c in codes if c != 0 and -c not in stopping]
@@ -283,17 +303,27 @@ def main(argv: list[str] | None = None) -> None:
         from ..doctor.cli import main as doctor_main
 
         raise SystemExit(doctor_main(args_in[1:]))
-    parser = argparse.ArgumentParser(prog="anywire", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run an application (Anywire or Litestar app)")
+    parser = argparse.ArgumentParser(
+        prog="anywire", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"anywire {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run an application (Anywire or Litestar app) under uvicorn",
+        description="Run an application under uvicorn with anywire's graceful drain.",
+        formatter_class=HelpFormatter,
+    )
     serve.add_argument("target", help="MODULE:ATTR of an Anywire object or a Litestar app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument(
         "--workers", type=int, default=1, help="node processes on this port (needs --redis)"
     )
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
+    )
     add_log_options(serve)
     add_http_limit_options(serve)
     serve.add_argument(
@@ -312,13 +342,38 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--doctor", action="store_true", help="serve the transport doctor (docs/doctor.md)"
     )
+    serve.add_argument(
+        "--metrics",
+        choices=("json", "prometheus"),
+        help="what /anywire/metrics answers (default: json; prometheus needs "
+        "anywire[metrics]; with --workers, one scrape sums every worker)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="also serve the Prometheus metrics on this port (implies --metrics prometheus)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="turn the admin view on ({path}/admin, docs/admin.md); better set "
+        "ANYWIRE_ADMIN_TOKEN instead: a command line is visible to other local users",
+    )
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
-    demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--log-level", default="info")
+    demo = sub.add_parser(
+        "demo",
+        help="run the chat demo on the in-memory broker",
+        description="Run the chat demo (anonymous users, in-memory broker).",
+        formatter_class=HelpFormatter,
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=8000, help="port to listen on")
+    demo.add_argument(
+        "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
+    )
     args = parser.parse_args(argv)
     setup_logs(args)
     if args.command == "demo":
@@ -327,6 +382,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"anywire demo on http://{args.host}:{args.port}/", flush=True)
         run(make_app(), args.host, args.port, args.log_level)
         return
+    if args.admin_token:
+        # Through the environment: the app object reads it when it is built, in this
+        # process and in every worker.
+        from .admin import check_token
+
+        try:
+            os.environ["ANYWIRE_ADMIN_TOKEN"] = check_token(args.admin_token)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1:
@@ -358,6 +422,14 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.metrics or args.metrics_port is not None:
+        aw = find_anywire(app)
+        if aw is None:
+            parser.error(f"{args.target} holds no Anywire instance for --metrics")
+        if args.metrics_port is not None:
+            aw.metrics.serve_on(args.host, args.metrics_port)
+        elif args.metrics == "prometheus":
+            aw.metrics.use_prometheus()
     run(app, args.host, args.port, args.log_level, args.fd, http_limits(args), args.log_format)
 
 

@@ -22,7 +22,7 @@ def sites() -> Iterator[dict[str, str]]:
     server: Server | None = None
     nginx: Nginx | None = None
     try:
-        server = start_server({"AW_DOCTOR": "1"})
+        server = start_server({}, args=("--doctor",))
         nginx = start_nginx("buffering", server.port)
         yield {"direct": server.url, "buffering": nginx.url}
     finally:

@@ -110,7 +110,8 @@ def test_stripped_headers_and_cookies_are_named() -> None:
         "verdict": "limited",
         "detail": "stripped: X- headers, Authorization, cookies",
     }
-    assert len(d["advice"]) == 3 and d["ok"]
+    assert [t["verdict"] for t in d["transports"].values()] == ["works", "fails", "fails"]
+    assert len(d["advice"]) == 3 and d["uses"] == "websocket"
 
 
 def test_unchecked_is_said() -> None:

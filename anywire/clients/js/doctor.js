@@ -114,10 +114,10 @@ async function hold(prefix, seconds, timeout) {
       cache: "no-store",
       signal: controller.signal,
     });
-    await response.text();
-    return response.status;
+    const body = response.status === 200 ? await response.json() : await response.text();
+    return { status: response.status, held: typeof body?.held === "number" ? body.held : null };
   } catch {
-    return null;
+    return { status: null, held: null };
   } finally {
     clearTimeout(timer);
   }
@@ -126,7 +126,7 @@ async function hold(prefix, seconds, timeout) {
 async function ladder(prefix, holds, maxHold, timeout) {
   const facts = { checked: true, held_s: 0 };
   const start = now();
-  const status = await hold(prefix, 0, timeout);
+  const { status } = await hold(prefix, 0, timeout);
   if (status !== 200) {
     if (status === null) facts.error = "request failed";
     else facts.status = status;
@@ -137,13 +137,13 @@ async function ladder(prefix, holds, maxHold, timeout) {
   for (const seconds of holds) {
     if (spent + seconds > maxHold) break;
     const t0 = now();
-    const answered = (await hold(prefix, seconds, timeout)) === 200;
+    const { held } = await hold(prefix, seconds, timeout);
     spent += (now() - t0) / 1000;
-    if (!answered) {
+    if (held === null) {
       facts.cut_after_s = Math.round((now() - t0) / 100) / 10;
       break;
     }
-    facts.held_s = seconds;
+    facts.held_s = held; // the server's cap (60 s) may have shortened it
   }
   return facts;
 }

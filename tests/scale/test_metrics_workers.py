@@ -1,0 +1,75 @@
+"""``anywire serve --workers 2 --metrics prometheus --metrics-port N``: each worker is a
+node with its own connections; one scrape, of either worker's ``/anywire/metrics`` or
+of the parent's metrics port, sums both (prometheus-client's multiprocess mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from anywire.clients.python import Client
+from tests.e2e.conftest import Server, free_port, make_token, start_server
+from tests.e2e.test_metrics import scrape, value
+
+from .conftest import SECRET, RedisServer, wait_for
+
+
+@pytest.fixture(scope="module")
+def workers(redis: RedisServer) -> Iterator[tuple[Server, int]]:
+    port = free_port()
+    args = ("--workers", "2", "--redis", redis.url, "--metrics", "prometheus",
+            "--metrics-port", str(port))  # fmt: skip
+    server = start_server({"ANYWIRE_SECRET": SECRET}, args=args)
+    yield server, port
+    assert server.stop() == 0
+
+
+async def test_one_scrape_sums_the_connections_of_both_workers(
+    workers: tuple[Server, int],
+) -> None:
+    server, port = workers
+    clients: list[Client] = []
+    try:
+        # Connections are spread by the kernel: open them until both workers hold some
+        # (bounded), as each worker's own JSON figures show.
+        per_worker: dict[str, int] = {}
+        while len(clients) < 24:
+            client = Client(server.url, make_token(f"mw{len(clients)}"), transports=("websocket",))
+            await client.connect()
+            clients.append(client)
+            per_worker = _own_connections(server.url)
+            if len(clients) >= 4 and len(per_worker) == 2 and all(per_worker.values()):
+                break
+        assert len(per_worker) == 2 and all(per_worker.values()), per_worker
+        total = len(clients)
+
+        def summed(url: str) -> float:
+            return value(scrape(url), "anywire_connections", transport="websocket", namespace="/")
+
+        # Each worker syncs its plain counters once a second; the connection gauges move
+        # with the connections themselves.
+        assert summed(server.url) == total
+        assert summed(f"http://127.0.0.1:{port}") == total
+        wait_for(
+            lambda: value(scrape(server.url), "anywire_sessions") == total,
+            what="both workers' sessions in one scrape",
+        )
+    finally:
+        for client in clients:
+            await client.close()
+    wait_for(lambda: summed(f"http://127.0.0.1:{port}") == 0, what="connections gone")
+
+
+def _own_connections(url: str, tries: int = 40) -> dict[str, int]:
+    """The live sessions each worker reports of itself (by node id), asked over fresh
+    connections until both workers answered (bounded)."""
+    by_node: dict[str, int] = {}
+    for _ in range(tries):
+        with httpx.Client() as fresh:
+            health = fresh.get(url + "/anywire/health", timeout=5).json()
+        by_node[health["node"]] = health["sessions"]
+        if len(by_node) == 2:
+            break
+    return by_node
