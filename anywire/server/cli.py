@@ -210,7 +210,8 @@ def add_log_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--conn-log-level",
-        metavar="LEVEL",
+        type=str.lower,
+        choices=LOG_LEVELS,
         default=None,
         help="level of the connection log (logger anywire.conn): "
         "warning keeps refusals and flood closes only (default: --log-level)",
