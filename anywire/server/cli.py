@@ -24,6 +24,7 @@ from ..clihelp import HelpFormatter
 from ..core.settings import Settings
 from .app import Anywire
 from .cliopts import (
+    LOG_LEVELS,
     add_http_limit_options,
     add_log_options,
     http_limit_args,
@@ -53,7 +54,6 @@ DESCRIPTION = """Real-time messaging over WebSocket, SSE and long-polling.
     anywire demo                           # the chat demo on http://127.0.0.1:8000/
     anywire doctor http://host:8000        # which transports work from where you sit
     anywire COMMAND -h                     # the options of one command"""
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class _Server(uvicorn.Server):

@@ -11,6 +11,8 @@ from typing import Any
 from .httplimits import HttpLimits, protocol_class
 from .logs import configure
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 __all__ = [
     "add_http_limit_options",
     "add_log_options",
@@ -123,7 +125,8 @@ def add_log_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--conn-log-level",
-        metavar="LEVEL",
+        type=str.lower,
+        choices=LOG_LEVELS,
         default=None,
         help="level of the connection log (logger anywire.conn): "
         "warning keeps refusals and flood closes only (default: --log-level)",

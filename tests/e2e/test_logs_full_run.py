@@ -110,6 +110,10 @@ async def _flood(url: str, transport: str, token: str) -> RawConn:
         while (frame := await conn.recv(timeout=WAIT)).get("t") not in ("close", "_closed"):
             pass
         assert frame.get("c", frame.get("code")) == 4008, frame
+        # And hang up: through the proxy, a graceful close would wait out websockets'
+        # close timeout (10 s) for a server that stopped reading.
+        assert conn.ws is not None
+        conn.ws.transport.abort()
     return conn
 
 

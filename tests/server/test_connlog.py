@@ -214,8 +214,7 @@ def test_cli_refuses_an_unknown_log_format_and_level() -> None:
     bad_level = subprocess.run(
         [*base, "--conn-log-level", "loud"], capture_output=True, text=True, timeout=30
     )
-    assert bad_level.returncode == 1
-    assert bad_level.stderr.strip() == "anywire: unknown log level 'loud'"
+    assert bad_level.returncode == 2 and "invalid choice: 'loud'" in bad_level.stderr
 
 
 def test_the_python_client_scrubs_httpx_and_websockets_lines() -> None:
