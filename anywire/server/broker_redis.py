@@ -244,7 +244,9 @@ class RedisBroker:
                     await self._sub_redis.aclose()
         self._redis = self._sub_redis = None
         self._deliver = None
-        self._set_state("down")
+        # A clean stop is not an outage: listeners (the connection log's WARNING, the
+        # broker_up gauge's alerts) are not told of it.
+        self._state = "down"
 
     def state(self) -> str:
         return self._state
