@@ -11,7 +11,7 @@ import pytest
 
 from anywire.clients.python import Client
 from tests.e2e.conftest import Server, free_port, make_token, start_server
-from tests.e2e.test_metrics import scrape, value
+from tests.e2e.test_metrics import Samples, scrape, value
 
 from .conftest import SECRET, RedisServer, wait_for
 
@@ -56,6 +56,23 @@ async def test_one_scrape_sums_the_connections_of_both_workers(
             lambda: value(scrape(server.url), "anywire_sessions") == total,
             what="both workers' sessions in one scrape",
         )
+        # The broker's side, through Redis: publishes of one worker received by both,
+        # the delivery latency sampled (1 in 16 envelopes), the broker up on both.
+        before = scrape(server.url)
+        for i in range(32):
+            await clients[0].call("to_room", {"room": "nobody-here", "event": "e", "data": i})
+
+        def brokered(s: Samples) -> bool:
+            published = value(s, "anywire_broker_published_total")
+            received = value(s, "anywire_broker_received_total")
+            return (
+                published >= value(before, "anywire_broker_published_total") + 32
+                and received >= value(before, "anywire_broker_received_total") + 64
+                and value(s, "anywire_delivery_latency_seconds_count") >= 2
+            )
+
+        wait_for(lambda: brokered(scrape(server.url)), what="broker figures of both workers")
+        assert value(scrape(server.url), "anywire_broker_up") == 1
     finally:
         for client in clients:
             await client.close()
