@@ -90,3 +90,31 @@ def _own_connections(url: str, tries: int = 40) -> dict[str, int]:
         if len(by_node) == 2:
             break
     return by_node
+
+
+def test_a_redis_outage_shows_in_the_broker_metrics(
+    workers: tuple[Server, int], redis: RedisServer
+) -> None:
+    """Last in this module (it restarts the module's Redis): the broker's state."""
+    _, port = workers
+    own = f"http://127.0.0.1:{port}"  # the parent's port: no worker, no Redis involved
+    down = {"state": "down"}
+    before = scrape(own)
+    redis.kill()
+    try:
+        wait_for(lambda: value(scrape(own), "anywire_broker_up") == 0, what="broker down")
+        wait_for(
+            lambda: (
+                value(scrape(own), "anywire_broker_state_changes_total", **down)
+                >= value(before, "anywire_broker_state_changes_total", **down) + 2
+            ),
+            what="both workers saw Redis go",
+        )
+    finally:
+        redis.start()
+    wait_for(lambda: value(scrape(own), "anywire_broker_up") == 1, 20, what="broker up again")
+    after = scrape(own)
+    grew = value(after, "anywire_broker_reconnects_total") - value(
+        before, "anywire_broker_reconnects_total"
+    )
+    assert grew >= 2  # each worker's subscription came back
