@@ -27,12 +27,20 @@ class FaultProxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``upstream``."""
 
     def __init__(
-        self, upstream: int, idle_cut: float | None = None, hole_after_101: bool = False
+        self,
+        upstream: int,
+        idle_cut: float | None = None,
+        hole_after_101: bool = False,
+        record: bool = False,
     ) -> None:
         """``idle_cut``: close every connection that carried no byte either way for that
         many seconds (a proxy or NAT with a short idle timeout). ``hole_after_101``:
-        swallow everything on a connection after its ``101 Switching Protocols``."""
+        swallow everything on a connection after its ``101 Switching Protocols``.
+        ``record``: keep every byte that passes, either way, in :attr:`recorded` (what
+        crossed the wire)."""
         self.upstream = upstream
+        self.record = record
+        self.recorded = bytearray()
         self.idle_cut = idle_cut
         self.hole_after_101 = hole_after_101
         self._holed: set[asyncio.StreamWriter] = set()  # connections (client side) upgraded
@@ -111,6 +119,8 @@ class FaultProxy:
             if not data:
                 break
             self._seen[key] = self._loop.time()
+            if self.record:
+                self.recorded += data
             if self.mode == "blackhole" or key in self._holed:
                 continue  # swallowed: the peer waits forever
             if self.hole_after_101 and writer is key and data.startswith(b"HTTP/1.1 101"):

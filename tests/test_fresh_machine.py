@@ -22,7 +22,7 @@ from tests.tools import PACKAGES
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "test"
 # Installed outside /usr/sbin on every machine we know: stripped from PATH, they are missing.
-ABSENT = ("redis-server", "redis-cli", "chromium", "node", "gcc")
+ABSENT = ("redis-server", "redis-cli", "chromium", "node 18+", "gcc")
 
 
 @pytest.fixture
@@ -107,5 +107,23 @@ def test_plain_pytest_stops_at_once_with_one_line(bare_path: dict[str, str]) -> 
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:]
     lines = [line for line in proc.stdout.splitlines() if "missing " in line]
     assert len(lines) == 1, proc.stdout[-2000:]
-    assert named_tools(lines[0]) == ["redis-server", "redis-cli", "node"]
+    assert named_tools(lines[0]) == ["redis-server", "redis-cli", "node 18+"]
     assert "passed" not in proc.stdout and "error" not in proc.stdout.lower()
+
+
+def test_an_old_node_counts_as_missing(bare_path: dict[str, str]) -> None:
+    # Ubuntu 22.04's nodejs is 12: `node --test` needs 18.
+    fake = Path(bare_path["PATH"]) / "node"
+    fake.write_text('#!/bin/sh\n[ "$1" = --version ] && echo v12.22.9 && exit 0\nexit 1\n')
+    fake.chmod(0o755)
+    script = subprocess.run(
+        ["bash", str(SCRIPT), "--check"], env=bare_path, capture_output=True, text=True,
+        timeout=30, check=False,
+    )  # fmt: skip
+    assert "node 18+" in named_tools(script.stderr)
+    env = {**bare_path, "PYTHONPATH": str(ROOT)}
+    conftest = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/js"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "missing node 18+: install the packages nodejs" in conftest.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable
 
 __all__ = ["CHROMIUM", "NEEDS", "PACKAGES", "chromium_path", "missing", "missing_line"]
@@ -17,6 +18,9 @@ __all__ = ["CHROMIUM", "NEEDS", "PACKAGES", "chromium_path", "missing", "missing
 # The browser Playwright drives (no `playwright install`): Debian's package by default; on
 # Ubuntu, where `chromium` is a snap, point ANYWIRE_CHROMIUM at /snap/bin/chromium.
 CHROMIUM = "chromium"
+
+# The JS client's tests run on `node --test` (Node 18+); an older node counts as missing.
+NODE_MAJOR = 18
 
 # tool -> the Debian/Ubuntu package that provides it.
 PACKAGES = {
@@ -33,10 +37,10 @@ PACKAGES = {
 NEEDS = {
     "scale": ("redis-server", "redis-cli", "nginx"),
     "chaos": ("redis-server", "nginx"),
-    "deploy": ("redis-server", "nginx"),
     "proxies": ("nginx", "squid", CHROMIUM),
     "browser": ("nginx", CHROMIUM),
     "js": ("node",),
+    "doctor": ("nginx", CHROMIUM, "node"),
     "bench": ("gcc",),
 }
 
@@ -50,8 +54,22 @@ def _found(tool: str) -> bool:
     if tool == CHROMIUM:
         path = chromium_path()
         return os.path.isfile(path) and os.access(path, os.X_OK)
+    if tool == "node":
+        return _node_major() >= NODE_MAJOR
     # nginx and squid live in /usr/sbin, which is not on a normal user's PATH.
     return shutil.which(tool) is not None or os.access(f"/usr/sbin/{tool}", os.X_OK)
+
+
+def _node_major() -> int:
+    """The major version of ``node`` on the PATH (0: none, or it would not say)."""
+    node = shutil.which("node")
+    if node is None:
+        return 0
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10)
+        return int(out.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
 
 
 def missing(tools: Iterable[str] = PACKAGES) -> list[str]:
@@ -63,8 +81,9 @@ def missing(tools: Iterable[str] = PACKAGES) -> list[str]:
 def missing_line(tools: list[str]) -> str:
     """One line saying what to install (the words ``scripts/test --check`` prints)."""
     packages = " ".join(dict.fromkeys(PACKAGES[t] for t in tools))
+    names = [f"node {NODE_MAJOR}+" if t == "node" else t for t in tools]
     line = (
-        f"missing {', '.join(tools)}: install the packages {packages} "
+        f"missing {', '.join(names)}: install the packages {packages} "
         f"(scripts/test does it on Debian/Ubuntu)"
     )
     if CHROMIUM in tools:

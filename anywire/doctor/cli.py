@@ -9,6 +9,7 @@ import asyncio
 import json
 import sys
 
+from ..clihelp import HelpFormatter, plain
 from .probe import Options, endpoint, probe
 from .rules import diagnose, render
 
@@ -40,8 +41,8 @@ def parser() -> argparse.ArgumentParser:
     d = Options()
     p = argparse.ArgumentParser(
         prog="anywire doctor",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("url", help="the server (https://host) or anywire's prefix (https://host/rt)")
     p.add_argument("--token", help="bearer token for negotiate, when the doctor endpoints are off")

@@ -77,7 +77,7 @@ async def probe(url: str, options: Options | None = None) -> Facts:
     opts = options or Options()
     base = endpoint(url)
     async with httpx.AsyncClient(timeout=opts.timeout) as http:
-        echo = await _echo(http, base, opts)
+        echo, off = await _echo(http, base, opts)
         if echo is not None:
             ws, sse, longpoll = await asyncio.gather(
                 _doctor_ws(base, opts), _doctor_sse(http, base, opts), _ladder(http, base, opts)
@@ -93,16 +93,16 @@ async def probe(url: str, options: Options | None = None) -> Facts:
             if refused and refused not in facts["unchecked"]:
                 facts["unchecked"].append(refused)
         facts["path"] = {"checked": False}
-        off = "the server's doctor endpoints are off (anywire serve --doctor)"
         facts["unchecked"] += [
-            f"how long a request may be held, and whether headers or cookies are stripped: {off}",
+            f"holds longer than the poll window, and whether headers or cookies are "
+            f"stripped: {off}",
         ]
         return facts
 
 
 # -- with the doctor endpoints -----------------------------------------------------------
-async def _echo(http: httpx.AsyncClient, base: str, opts: Options) -> Facts | None:
-    """The header and cookie echo; None when the server has no doctor endpoints."""
+async def _echo(http: httpx.AsyncClient, base: str, opts: Options) -> tuple[Facts | None, str]:
+    """The header and cookie echo; None and why when there is none."""
     sent = {
         "X-Anywire-Doctor": opts.nonce,
         "Authorization": f"Bearer anywire-doctor-{opts.nonce}",
@@ -111,16 +111,20 @@ async def _echo(http: httpx.AsyncClient, base: str, opts: Options) -> Facts | No
     try:
         response = await http.get(base + "/doctor/echo", headers=sent)
         body = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
+    except httpx.HTTPError as exc:
+        return None, f"the server did not answer ({_why(exc)})"
+    except ValueError:
+        body = None
     if not isinstance(body, dict) or body.get("doctor") is not True:
-        return None
+        if response.status_code == 429:
+            return None, "the doctor endpoints refused this address (HTTP 429): try later"
+        return None, "the server's doctor endpoints are off (anywire serve --doctor)"
     return {
         "checked": True,
         "header": body.get("header") == opts.nonce,
         "authorization": body.get("authorization") == sent["Authorization"],
         "cookie": body.get("cookie") == opts.nonce,
-    }
+    }, ""
 
 
 async def _doctor_ws(base: str, opts: Options) -> Facts:
@@ -201,14 +205,15 @@ async def _ladder(http: httpx.AsyncClient, base: str, opts: Options) -> Facts:
         try:
             response = await http.get(base + "/doctor/hold", params={"s": hold},
                                       timeout=hold + opts.timeout)  # fmt: skip
-            held = response.status_code == 200
-        except NETWORK:
-            held = False
+            answer = response.json() if response.status_code == 200 else {}
+            held = answer.get("held") if isinstance(answer, dict) else None
+        except (*NETWORK, ValueError):
+            held = None
         spent += time.monotonic() - start
-        if not held:
+        if not isinstance(held, int | float):
             facts["cut_after_s"] = round(time.monotonic() - start, 1)
             break
-        facts["held_s"] = hold
+        facts["held_s"] = held  # the server's cap (60 s) may have shortened it
     return facts
 
 
@@ -276,12 +281,13 @@ async def _session_http(
     facts: Facts = {"checked": True}
     url = f"{origin}{path}?{urlencode({'ticket': offer['ticket']})}"
     start = time.monotonic()
+    opening = b""
     try:
         async with asyncio.timeout(opts.timeout):
             async with http.stream("GET", url, headers={"Accept": "*/*"}) as response:
                 facts["status"] = response.status_code
                 if response.status_code == 200 and name == "longpoll":
-                    await response.aread()
+                    opening = await response.aread()
                     facts["rtt_ms"] = _ms(start)
                 elif response.status_code == 200:
                     async for line in response.aiter_lines():
@@ -294,8 +300,39 @@ async def _session_http(
     except NETWORK as exc:
         facts["error"] = _why(exc)
     if facts.get("rtt_ms") is not None:
+        if name == "longpoll":
+            await _held_poll(http, origin + path, offer, opening, facts, opts)
         await _close(http, origin + offer["send_url"], offer["token"])
     return facts
+
+
+async def _held_poll(
+    http: httpx.AsyncClient, url: str, offer: dict[str, Any], opening: bytes, facts: Facts,
+    opts: Options,
+) -> None:  # fmt: skip
+    """One real poll, which the server holds for its poll window (answering 204) unless
+    something on the path cuts it first; skipped when the window is over ``max_hold``."""
+    window = float(offer.get("poll_window", 0)) / 1000
+    if not 0 < window <= opts.max_hold:
+        return
+    try:
+        frames = json.loads(opening)
+        seen = [f["s"] for f in frames if isinstance(f, dict) and isinstance(f.get("s"), int)]
+    except (ValueError, TypeError):
+        return
+    params = {"ack": max(seen, default=0)}
+    start = time.monotonic()
+    try:
+        response = await http.get(url, params=params, headers={"X-Anywire-Token": offer["token"]},
+                                  timeout=window + opts.timeout)  # fmt: skip
+        held = response.status_code in (200, 204)
+    except NETWORK:
+        held = False
+    elapsed = round(time.monotonic() - start, 1)
+    if held:
+        facts["held_s"] = elapsed
+    else:
+        facts["cut_after_s"] = elapsed
 
 
 async def _close(http: httpx.AsyncClient, url: str, token: str) -> None:

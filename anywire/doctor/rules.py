@@ -140,8 +140,8 @@ def _path(f: Facts) -> tuple[str, list[str], str]:
     if f.get("header") is False:
         lost.append("X- headers")
         advice.append(
-            "the path strips custom X- headers: SSE and long-polling sessions need "
-            "X-Anywire-Token (or ?token=) to arrive"
+            "the path strips custom X- headers: SSE and long-polling cannot carry their "
+            "session token (X-Anywire-Token), so they fail"
         )
     if f.get("authorization") is False:
         lost.append("Authorization")
@@ -168,6 +168,13 @@ def diagnose(facts: Facts) -> dict[str, Any]:
     """
     rules = {"websocket": _websocket, "sse": _sse, "longpoll": _longpoll}
     found = {name: rules[name](facts.get(name) or {}) for name in ORDER}
+    path = facts.get("path") or {}
+    if path.get("checked") and path.get("header") is False:
+        # The clients send the session token of SSE and long-poll requests in
+        # X-Anywire-Token: where it is stripped those sessions fail after the first frame.
+        for name in ("sse", "longpoll"):
+            if found[name][0] in ("works", "limited"):
+                found[name] = ("fails", None, found[name][2] + "; X-Anywire-Token stripped")
     usable = [n for n in ORDER if found[n][0] in ("works", "limited")]
     advice: list[str] = []
     transports: dict[str, Any] = {}
@@ -181,8 +188,13 @@ def diagnose(facts: Facts) -> dict[str, Any]:
         }
         if text is not None:
             later = [n for n in usable if ORDER.index(n) > i]
+            earlier = [n for n in usable if ORDER.index(n) < i]
+            if earlier:  # most clients stay on the earlier one: say who falls back
+                text = text.replace(
+                    "clients will use", f"clients that cannot use {NAMES[earlier[0]]} will use"
+                )
             advice.append(text.replace("{next}", NAMES[later[0]] if later else "no transport"))
-    verdict, path_advice, detail = _path(facts.get("path") or {})
+    verdict, path_advice, detail = _path(path)
     advice += path_advice
     uses = usable[0] if usable else None
     if all(found[n][0] == "unchecked" for n in ORDER):
@@ -212,6 +224,11 @@ def render(diagnosis: dict[str, Any], url: str = "") -> str:
     p = diagnosis["path"]
     lines.append(f"{'headers':<13}{p['verdict']:<11}{'':<10}{p['detail']}")
     uses = diagnosis["uses"]
-    lines.append(f"clients will use: {NAMES[uses] if uses else 'nothing (no transport works)'}")
+    if uses is not None:
+        lines.append(f"clients will use: {NAMES[uses]}")
+    elif all(diagnosis["transports"][n]["verdict"] == "unchecked" for n in ORDER):
+        lines.append("clients will use: unknown (nothing could be checked)")
+    else:
+        lines.append("clients will use: nothing (no transport works)")
     lines += [f"- {a}" for a in diagnosis["advice"]]
     return "\n".join(lines) + "\n"

@@ -40,15 +40,18 @@ from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
+from .admin import ADMIN_NAMESPACE, AdminView
 from .auth import AnonymousAuth, Authenticator
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
+from .connlog import ConnLog
 from .doctor import Doctor
 from .errors import Disconnected, Reject
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
+from .logs import scrub_uvicorn
 from .metrics import Metrics
 from .mount import land
 from .negotiate import Negotiator, json_response
@@ -81,6 +84,9 @@ class Anywire:
     :param metrics: what ``/anywire/metrics`` answers: ``"json"`` (default) or
         ``"prometheus"`` (needs ``anywire[metrics]``; docs/operations.md); None reads
         the ``ANYWIRE_METRICS`` environment variable.
+    :param admin_token: turns the admin view on (``{path}/admin`` and the namespace
+        ``/$admin``, server/admin.py); when None, the ``ANYWIRE_ADMIN_TOKEN`` environment
+        variable, else off.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class Anywire:
         node_id: str | None = None,
         tick: float = 0.25,
         metrics: str | None = None,
+        admin_token: str | None = None,
     ) -> None:
         if auth is None and not anonymous:
             raise ValueError("pass auth=... (e.g. JWTAuth) or anonymous=True")
@@ -112,6 +119,8 @@ class Anywire:
         self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
         self.observers = Observers()
         """Listeners told of connections, fallbacks, resumes and refusals (server/observe.py)."""
+        self.observers.add(ConnLog())  # connection logs on logger anywire.conn (connlog.py)
+        scrub_uvicorn()  # uvicorn's access log prints query strings, and tickets (logs.py)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )
@@ -139,6 +148,8 @@ class Anywire:
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
         self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
+        token = admin_token or os.environ.get("ANYWIRE_ADMIN_TOKEN")
+        self.admin: AdminView | None = AdminView(self, token) if token else None
 
     @property
     def client_url(self) -> str:
@@ -299,11 +310,15 @@ class Anywire:
         return Socket(host, sess, identity.claims)
 
     async def run_connect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return  # the application's hooks are for its users, not the admin page
         for hook in self._connect_hooks:
             if await _maybe_await(hook(sock)) is False:
                 raise Reject("connection refused")
 
     async def run_disconnect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return
         for hook in self._disconnect_hooks:
             try:
                 await _maybe_await(hook(sock))
@@ -343,6 +358,8 @@ class Anywire:
             if not self._started:
                 self.sse.reset()
                 await self.host.start()
+                if self.admin is not None:
+                    self.admin.start()
                 self._started = True
                 await self.metrics.start()
 
@@ -355,6 +372,8 @@ class Anywire:
         self._stopped = True
         if self._started:
             budget = self.settings.shutdown_timeout if grace is None else grace
+            if self.admin is not None:
+                await self.admin.stop()
             await self.host.shutdown(budget)
             self.sse.shutdown_event.set()  # any stream still open ends now
             self._started = False
@@ -399,6 +418,9 @@ class Anywire:
         method = scope.get("method", "GET")
         if tail.startswith("/client/") and method in ("GET", "HEAD"):
             await self.assets(tail[len("/client/") :], scope, receive, send)
+            return
+        if self.admin is not None and (tail == "/admin" or tail.startswith("/admin/")):
+            await self.admin.page(tail, scope, receive, send)  # this node's, never forwarded
             return
         if self.cluster is not None:
             if await self.cluster.forward(tail, scope, receive, send):

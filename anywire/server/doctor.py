@@ -17,7 +17,8 @@ way treats them as it treats the real transports:
 They are for anyone who can reach the server, so each is cheap: every request is charged
 to the per-address negotiate rate (429 past it, as negotiate), bodies are never read,
 holds and streams are capped in time and in number (:data:`MAX_OPEN` open at once per
-node, 503 past it), and the Origin rules of every endpoint apply.
+node, :data:`MAX_PER_ADDRESS` per client address; 503 past it), and the Host and Origin
+rules of every endpoint apply.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError
 from ..transports.base import Receive, Scope, Send, header, query, send_json_error
 from .admission import client_ip
+from .mount import land
 
 if TYPE_CHECKING:
     from .app import Anywire
 
-__all__ = ["MAX_HOLD", "MAX_OPEN", "MAX_STREAM", "Doctor", "enable_doctor"]
+__all__ = ["MAX_HOLD", "MAX_OPEN", "MAX_PER_ADDRESS", "MAX_STREAM", "Doctor", "enable_doctor"]
 
 MAX_HOLD = 60.0
 """Longest hold of ``/doctor/hold``, in seconds (a longer ``s`` is cut to it)."""
@@ -46,6 +48,9 @@ MAX_STREAM = 10.0
 """Longest ``/doctor/sse`` stream, in seconds."""
 MAX_OPEN = 64
 """Most holds, streams and WebSockets of the doctor open at once on a node."""
+MAX_PER_ADDRESS = MAX_OPEN // 2
+"""Most of them open at once for one client address (a probe needs three; behind a proxy
+that does not forward addresses every user shares one), so one address cannot take all."""
 WS_MESSAGES = 20
 WS_BYTES = 1024
 WS_IDLE = 10.0
@@ -66,7 +71,7 @@ class Doctor:
 
     def __init__(self, aw: Anywire) -> None:
         self.aw = aw
-        self.open = 0  # holds, streams and WebSockets running now
+        self.open: dict[str | None, int] = {}  # address -> holds, streams, sockets running
 
     async def __call__(self, tail: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer ``tail`` if it is a doctor endpoint; False when it is not one."""
@@ -104,7 +109,10 @@ class Doctor:
         self, scope: Scope, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]
     ) -> None:
         html = resources.files("anywire.server").joinpath("static/doctor.html").read_text("utf-8")
-        body = html.replace("{{DOCTOR_URL}}", self.aw.assets.url("doctor.js")).encode()
+        landing = land(scope, self.aw.path)  # behind a mount: its prefix too
+        public = landing.public if landing is not None else self.aw.path
+        module = f"{public}/client/{self.aw.assets.version}/doctor.js"
+        body = html.replace("{{DOCTOR_URL}}", module).encode()
         headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -115,7 +123,7 @@ class Doctor:
         auth = header(scope, b"authorization")
         await _json(send, 200, {
             "doctor": True,
-            "header": header(scope, PROBE_HEADER),
+            "header": (header(scope, PROBE_HEADER) or "")[:100] or None,
             "authorization": auth if auth and auth.startswith(PROBE_BEARER) else None,
             "cookie": _probe_cookie(header(scope, b"cookie")),
         }, cors)  # fmt: skip
@@ -133,7 +141,8 @@ class Doctor:
         if seconds is None:
             await send_json_error(send, 400, ProtocolError("s must be seconds", 4502), cors)
             return
-        if not await self._slot(send, cors):
+        ip = client_ip(scope)
+        if not await self._slot(ip, send, cors):
             return
         try:
             # Held until the time is up or the client leaves (a hold nobody waits for
@@ -145,7 +154,7 @@ class Doctor:
         except TimeoutError:
             pass
         finally:
-            self.open -= 1
+            self._free(ip)
         await _json(send, 200, {"held": seconds}, cors)
 
     async def _sse(
@@ -155,7 +164,8 @@ class Doctor:
         if seconds is None:
             await send_json_error(send, 400, ProtocolError("s must be seconds", 4502), cors)
             return
-        if not await self._slot(send, cors):
+        ip = client_ip(scope)
+        if not await self._slot(ip, send, cors):
             return
         try:
             headers = [
@@ -175,7 +185,7 @@ class Doctor:
         except OSError:
             return  # the client left (uvicorn's ClientDisconnected)
         finally:
-            self.open -= 1
+            self._free(ip)
 
     async def _ws(self, scope: Scope, receive: Receive, send: Send) -> None:
         await receive()  # websocket.connect
@@ -184,11 +194,10 @@ class Doctor:
         if not self.aw.origin_allowed(scope):
             await send({"type": "websocket.close", "code": int(CloseCode.FORBIDDEN)})
             return
-        if refused is not None or self.open >= MAX_OPEN:
+        if refused is not None or not self._take(ip):
             code = CloseCode.FLOOD if refused is not None else CloseCode.SHUTDOWN
             await send({"type": "websocket.close", "code": int(code)})
             return
-        self.open += 1
         try:
             await send({"type": "websocket.accept"})
             for _ in range(WS_MESSAGES):
@@ -206,15 +215,28 @@ class Doctor:
         except OSError:
             return
         finally:
-            self.open -= 1
+            self._free(ip)
 
-    async def _slot(self, send: Send, cors: list[tuple[bytes, bytes]]) -> bool:
-        if self.open >= MAX_OPEN:
-            error = ProtocolError("doctor busy, try again", CloseCode.SHUTDOWN)
-            await send_json_error(send, 503, error, cors)
+    def _take(self, ip: str | None) -> bool:
+        """Count one more open hold, stream or socket of ``ip``; False past a cap."""
+        if sum(self.open.values()) >= MAX_OPEN or self.open.get(ip, 0) >= MAX_PER_ADDRESS:
             return False
-        self.open += 1
+        self.open[ip] = self.open.get(ip, 0) + 1
         return True
+
+    def _free(self, ip: str | None) -> None:
+        left = self.open[ip] - 1
+        if left:
+            self.open[ip] = left
+        else:
+            del self.open[ip]  # the table holds only addresses with something open
+
+    async def _slot(self, ip: str | None, send: Send, cors: list[tuple[bytes, bytes]]) -> bool:
+        if self._take(ip):
+            return True
+        error = ProtocolError("doctor busy, try again", CloseCode.SHUTDOWN)
+        await send_json_error(send, 503, error, cors)
+        return False
 
 
 def _seconds(raw: str | None, default: float, cap: float) -> float | None:

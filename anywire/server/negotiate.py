@@ -33,6 +33,7 @@ from ..transports.base import (
     refuse_origin,
     send_json_error,
 )
+from .admin import authenticator_for
 from .admission import Busy, client_ip
 from .auth import bearer
 from .errors import BrokerUnavailable
@@ -106,7 +107,8 @@ class Negotiator:
                 # Before the credential is checked: a flooding client's reconnects are
                 # refused at the cost of a signature check (429, the session is kept).
                 host.issuer.charge_resume(resume)
-            identity = await _maybe_await(app.auth(bearer(scope), scope))
+            authenticate = authenticator_for(app, namespace)  # /$admin: the admin token
+            identity = await _maybe_await(authenticate(bearer(scope), scope))
             if not isinstance(identity, Identity):
                 raise AuthError("authenticator returned no identity")
             if user_since is not None and identity.user is not None:

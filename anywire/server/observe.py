@@ -68,6 +68,10 @@ class Observer:
     def closed_for(self, reason: str, conn: Connection) -> None:
         """A connection was closed by the server for ``flood`` or ``slow_consumer``."""
 
+    def flood_refused(self, conn: Connection) -> None:
+        """Input of ``conn`` was refused for flood (429 on HTTP, and on a WebSocket a
+        4008 close, which :meth:`closed_for` reports too); once per connection."""
+
     def ack_round_trip(self, seconds: float) -> None:
         """A server-to-client call was acknowledged after ``seconds``."""
 
@@ -127,6 +131,9 @@ class Observers(Observer):
 
     def closed_for(self, reason: str, conn: Connection) -> None:
         self._call("closed_for", reason, conn)
+
+    def flood_refused(self, conn: Connection) -> None:
+        self._call("flood_refused", conn)
 
     def ack_round_trip(self, seconds: float) -> None:
         self._call("ack_round_trip", seconds)

@@ -111,6 +111,9 @@ class Tracker:
         link = sess.connection
         if isinstance(link, Link):
             link.traffic.flood_refusals += 1
+            record = self._open.get(link)
+            if record is not None and link.traffic.flood_refusals == 1:  # once: no log flood
+                self.observers.flood_refused(record.conn)
 
     def delivered(self, env: Envelope) -> None:
         """``env`` reached this node's sessions (queued for their writers): report its

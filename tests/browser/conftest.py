@@ -1,7 +1,9 @@
 """Real headless Chromium (Debian's, driven by Playwright) against real uvicorn.
 
-One Chromium and one server per test module; each test gets a fresh browser context (its
-own storage, cookies and network emulation) with the harness page loaded.
+One Chromium for the whole package (launching it costs ~1.3 s, once instead of once per
+module) and one server per test module; each test gets a fresh browser context (its own
+storage, cookies and network emulation) with the harness page loaded, so nothing of one
+test reaches another through the shared browser.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ WAIT_MS = 15_000
 expect.set_options(timeout=WAIT_MS)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.e2e.conftest import TRANSPORTS, Server
 from tests.proxies.nginx import Nginx, proxy_test_server, restrictive_proxies
 
-from .conftest import APP, load
+from .conftest import APP, WAIT_MS, load, wait
 from .drive import js, open_socket, wait_events
 
 ALL = ["websocket", "sse", "longpoll"]
@@ -55,15 +55,48 @@ def test_buffered_stream_falls_back_to_longpoll(
     assert _flow(context, url, "px-buf", **options) == "longpoll"
 
 
+SILENCE_MS = 8000  # longer than the short-idle proxy's 5 s read timeout
+
+
+@pytest.fixture(scope="module")
+def silent_pages(browser: Browser, proxies: dict[str, Nginx]) -> Iterator[dict[str, Page]]:
+    """One page per transport through the short-idle proxy, opened together and left
+    silent together (each in its own context; nginx times out each connection on its
+    own): one silent window instead of three. Each page records when it opened; each
+    test closes its own page's context when done, so that its session is gone before
+    the held-back test counts the server's sessions."""
+    contexts: list[BrowserContext] = []
+    pages: dict[str, Page] = {}
+    try:
+        for transport in TRANSPORTS:
+            contexts.append(browser.new_context())
+            contexts[-1].set_default_timeout(WAIT_MS)
+            page = load(contexts[-1], proxies["short-idle"].url)
+            open_socket(page, "a", f"px-idle-{transport}", ("n",), transports=[transport])
+            js(page, "window.opened = performance.now()")
+            pages[transport] = page
+        yield pages
+    finally:
+        for context in contexts:
+            context.close()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_short_idle_timeout_is_outlived(
-    context: BrowserContext, proxies: dict[str, Nginx], transport: str
-) -> None:
-    page = load(context, proxies["short-idle"].url)
-    open_socket(page, "a", f"px-idle-{transport}", ("n",), transports=[transport])
-    # The stimulus is silence itself: 8 s without application traffic, longer than the
-    # proxy's 5 s read timeout. Only heartbeats and the poll window keep the link open.
-    time.sleep(8)
+def test_short_idle_timeout_is_outlived(silent_pages: dict[str, Page], transport: str) -> None:
+    page = silent_pages[transport]
+    try:
+        _outlives_short_idle(page)
+    finally:
+        page.context.close()
+
+
+def _outlives_short_idle(page: Page) -> None:
+    assert js(page, "document.visibilityState") == "visible"  # timers run unthrottled
+    # The stimulus is silence itself: 8 s without application traffic since the socket
+    # connected, longer than the proxy's 5 s read timeout (timed on the page's clock).
+    # Only heartbeats and the poll window keep the link open.
+    wait(page, "performance.now() >= window.opened + arg", SILENCE_MS,
+         timeout=SILENCE_MS + WAIT_MS)  # fmt: skip
     assert js(page, "h.s.a.states") == ["connecting", "connected"]
     js(page, "h.call('a', 'burst', {n: 100})")
     assert wait_events(page, "a", "n", 100) == list(range(100))

@@ -14,6 +14,12 @@ from tests.browser.conftest import ARGS, CHROMIUM, WAIT_MS
 from tests.e2e.conftest import Server, start_server
 from tests.proxies.nginx import Nginx, start_nginx
 
+BUFFERED = (
+    "a proxy buffers event streams: "
+    "clients that cannot use WebSocket will use long-polling"
+)
+BUFFERED_LINE = "- " + BUFFERED
+
 QUERY = "?holds=1&timeout=2"
 
 
@@ -22,7 +28,7 @@ def sites() -> Iterator[dict[str, str]]:
     server: Server | None = None
     nginx: Nginx | None = None
     try:
-        server = start_server({"AW_DOCTOR": "1"})
+        server = start_server({}, args=("--doctor",))
         nginx = start_nginx("buffering", server.port)
         yield {"direct": server.url, "buffering": nginx.url}
     finally:
@@ -51,6 +57,7 @@ def copied_report(browser: Browser, url: str) -> str:
         page.click("#copy")
         page.wait_for_function("document.getElementById('copied').textContent === 'copied'")
         text = str(page.evaluate("navigator.clipboard.readText()"))
+        assert page.locator("#table tbody tr").count() == 4  # three transports, the headers
         assert text.strip() == page.inner_text("#report").strip()  # what the page shows
         return text
     finally:
@@ -76,5 +83,5 @@ def test_behind_buffering_nginx(browser: Browser, sites: dict[str, str]) -> None
     rows = _rows(text)
     assert [rows[n][1] for n in ("websocket", "sse", "longpoll")] == ["works", "fails", "works"]
     assert "first event held back for" in " ".join(rows["sse"])
-    assert "- a proxy buffers event streams: clients will use long-polling" in text
+    assert BUFFERED_LINE in text
     assert "clients will use: WebSocket" in text

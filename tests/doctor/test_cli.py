@@ -21,10 +21,15 @@ import pytest
 
 from tests.e2e.conftest import ROOT, Server, make_token, start_server
 from tests.netfault import FaultProxy
-from tests.proxies.nginx import restrictive_proxies
+from tests.proxies.nginx import Nginx, restrictive_proxies, start_nginx
+
+BUFFERED = (
+    "a proxy buffers event streams: "
+    "clients that cannot use WebSocket will use long-polling"
+)
 
 # heartbeat 1 s and poll window 3 s, under the short-idle proxy's 5 s (as proxy_test_server)
-DOCTOR_ENV = {"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3", "AW_DOCTOR": "1"}
+SHORT = {"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}
 QUICK = ["--holds", "1", "--timeout", "2"]
 
 
@@ -42,12 +47,14 @@ class Run:
 def runs() -> Iterator[dict[str, Run]]:
     servers: list[Server] = []
     hole: FaultProxy | None = None
+    strip: Nginx | None = None
     try:
-        doctored = start_server(DOCTOR_ENV)
+        doctored = start_server(SHORT, args=("--doctor",))  # anywire serve --doctor
         servers.append(doctored)
-        plain = start_server({"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"})
+        plain = start_server(SHORT)
         servers.append(plain)
         hole = FaultProxy(doctored.port, hole_after_101=True)
+        strip = start_nginx("strip-headers", doctored.port)
         with restrictive_proxies(doctored.port) as nginx, restrictive_proxies(plain.port) as off:
             token = make_token("doctor")
             cases = {
@@ -56,6 +63,7 @@ def runs() -> Iterator[dict[str, Run]]:
                 "buffering": [nginx["buffering"].url, *QUICK],
                 "short-idle": [nginx["short-idle"].url, "--holds", "1,7", "--timeout", "2"],
                 "black-hole": [hole.url, *QUICK],
+                "strip-headers": [strip.url, *QUICK],
                 "off": [plain.url, "--token", token, *QUICK],
                 "off-buffering": [off["buffering"].url, "--token", token, *QUICK],
                 "off-no-token": [plain.url, *QUICK],
@@ -76,6 +84,8 @@ def runs() -> Iterator[dict[str, Run]]:
     finally:
         if hole is not None:
             hole.close()
+        if strip is not None:
+            strip.stop()
         for server in servers:
             server.stop()
 
@@ -104,7 +114,7 @@ def test_buffering(runs: dict[str, Run]) -> None:
     assert run.code == 0
     assert run.verdicts == {"websocket": "works", "sse": "fails", "longpoll": "works"}
     assert run.out["facts"]["sse"]["first_event_ms"] > 1000  # held until the stream ended
-    assert run.out["advice"] == ["a proxy buffers event streams: clients will use long-polling"]
+    assert run.out["advice"] == [BUFFERED]
 
 
 def test_short_idle(runs: dict[str, Run]) -> None:
@@ -130,15 +140,37 @@ def test_black_hole_after_101(runs: dict[str, Run]) -> None:
     ]
 
 
+def test_stripped_headers(runs: dict[str, Run]) -> None:
+    run = runs["strip-headers"]
+    # No Upgrade either: WebSocket is refused as behind ws-blocked. SSE and long-polling
+    # answer, but their sessions' X-Anywire-Token would not arrive: nothing works.
+    assert run.code == 1
+    assert run.verdicts == {"websocket": "fails", "sse": "fails", "longpoll": "fails"}
+    assert run.out["transports"]["sse"]["detail"].endswith("; X-Anywire-Token stripped")
+    assert run.out["path"] == {
+        "verdict": "limited",
+        "detail": "stripped: X- headers, Authorization, cookies",
+    }
+    assert run.out["advice"] == [
+        "WebSocket upgrade refused (HTTP 426): clients will use no transport",
+        "the path strips custom X- headers: SSE and long-polling cannot carry their session "
+        "token (X-Anywire-Token), so they fail",
+        "the path strips the Authorization header: negotiate cannot see bearer tokens",
+        "the path strips cookies: cookie sessions and cookie-sticky load balancing will not work",
+        "no transport works from here: clients cannot connect",
+    ]
+
+
 def test_doctor_off_probes_the_real_transports(runs: dict[str, Run]) -> None:
     run = runs["off"]
     assert run.code == 0
     assert run.out["facts"]["doctor"] is False
     assert run.verdicts == {"websocket": "works", "sse": "works", "longpoll": "works"}
     assert run.out["path"]["verdict"] == "unchecked"
+    assert 2.5 <= run.out["facts"]["longpoll"]["held_s"] <= 4  # a real poll, its 3 s window
     assert run.out["advice"] == [
         "all three transports work from here",
-        "not checked: how long a request may be held, and whether headers or cookies are "
+        "not checked: holds longer than the poll window, and whether headers or cookies are "
         "stripped: the server's doctor endpoints are off (anywire serve --doctor)",
     ]
 
@@ -146,7 +178,7 @@ def test_doctor_off_probes_the_real_transports(runs: dict[str, Run]) -> None:
 def test_doctor_off_still_sees_buffering(runs: dict[str, Run]) -> None:
     run = runs["off-buffering"]
     assert run.verdicts == {"websocket": "works", "sse": "fails", "longpoll": "works"}
-    assert run.out["advice"][0] == "a proxy buffers event streams: clients will use long-polling"
+    assert run.out["advice"][0] == BUFFERED
 
 
 def test_doctor_off_without_token_says_what_it_could_not_check(runs: dict[str, Run]) -> None:

@@ -7,6 +7,7 @@ by uvicorn), so their rate buckets do not mix."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -15,13 +16,16 @@ from websockets.sync.client import connect
 
 from anywire.core.settings import Settings
 from anywire.server.app import Anywire
-from anywire.server.doctor import MAX_HOLD
+from anywire.server.doctor import MAX_HOLD, MAX_PER_ADDRESS
 from tests.e2e.conftest import Server, start_server
+
+BURST = 40  # requests an address may make at once (the negotiate limiter's bucket)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    srv = start_server({"AW_DOCTOR": "1", "AW_NEGOTIATE_RATE": "0.5", "AW_NEGOTIATE_BURST": "5"})
+    env = {"AW_NEGOTIATE_RATE": "0.5", "AW_NEGOTIATE_BURST": str(BURST)}
+    srv = start_server(env, args=("--doctor",))
     yield srv
     srv.stop()
 
@@ -70,9 +74,9 @@ def test_websocket_echo(server: Server) -> None:
 
 
 def test_requests_are_charged_to_the_address(server: Server) -> None:
-    codes = [get(server, "/echo", "198.51.100.9").status_code for _ in range(7)]
-    assert codes[:5] == [200] * 5
-    assert 429 in codes[5:]
+    codes = [get(server, "/echo", "198.51.100.9").status_code for _ in range(BURST + 2)]
+    assert codes[:BURST] == [200] * BURST
+    assert 429 in codes[BURST:]
     assert get(server, "/echo", "198.51.100.10").status_code == 200  # another address
 
 
@@ -80,3 +84,16 @@ def test_page_imports_the_doctor_module(server: Server) -> None:
     page = get(server, "", "198.51.100.11")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/anywire/client/" in page.text and "/doctor.js" in page.text
+
+
+async def test_open_holds_are_capped_per_address(server: Server) -> None:
+    async def hold(client: httpx.AsyncClient, ip: str) -> int:
+        url = server.url + "/anywire/doctor/hold?s=1.5"
+        response = await client.get(url, headers={"X-Forwarded-For": ip}, timeout=10)
+        return response.status_code
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=50)) as client:
+        busy = [hold(client, "198.51.100.20") for _ in range(MAX_PER_ADDRESS + 1)]
+        codes = await asyncio.gather(*busy, hold(client, "198.51.100.21"))
+    assert sorted(codes[:-1]) == [200] * MAX_PER_ADDRESS + [503]
+    assert codes[-1] == 200  # another address is not refused

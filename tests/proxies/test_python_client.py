@@ -4,7 +4,8 @@
 2. ``buffering``: a proxy that buffers responses and ignores ``X-Accel-Buffering`` (SSE
    events held back, even the headers): the hello timeout moves the client to long-poll;
 3. ``short-idle``: a 5 s read timeout on every request: heartbeats and the poll window
-   keep each transport alive with nothing lost and no reconnection.
+   keep each transport alive with nothing lost and no reconnection (the three
+   transports' clients are silent at the same time).
 
 The browser runs through the same proxies in ``tests/browser/test_proxies.py``.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from anywire.clients.python import Client
 from tests.e2e.conftest import TRANSPORTS, Server, make_token
@@ -112,32 +115,67 @@ async def test_buffering_proxy_still_passes_websocket(
         await _flow(client, server, "buffering-ws")
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_short_idle_timeout_is_outlived(
-    proxies: dict[str, Nginx], server: Server, transport: str
-) -> None:
+@dataclass
+class SilentRun:
+    """What one transport's client saw through the short-idle proxy."""
+
+    transport: str
+    chosen: str | None = None
+    states_after_silence: list[str] = field(default_factory=list)
+    got: list[Any] = field(default_factory=list)
+    recorded: object = None
+    states_at_end: list[str] = field(default_factory=list)
+
+
+async def _silent_run(proxy: Nginx, run: SilentRun) -> SilentRun:
     states: list[str] = []
     client = Client(
-        proxies["short-idle"].url,
-        token=lambda: make_token(f"py-idle-{transport}"),
-        transports=(transport,),
+        proxy.url,
+        token=lambda: make_token(f"py-idle-{run.transport}"),
+        transports=(run.transport,),
     )
     client.on_state(states.append)
     inbox = Inbox()
     client.on("n")(inbox)
     async with client:
-        assert client.transport == transport
+        run.chosen = client.transport
         # The stimulus is silence itself: 8 s with no application traffic, longer than the
         # proxy's 5 s read timeout. Only heartbeats and the poll window can keep it open.
-        quiet_until = time.monotonic() + 8
-        while time.monotonic() < quiet_until:
-            await asyncio.sleep(0.5)
-        assert states == ["connecting", "connected"], states
+        await asyncio.sleep(8)  # the condition under test, not a synchronisation
+        run.states_after_silence = list(states)
         await client.call("burst", {"n": 200})
-        got: list[Any] = await inbox.wait_for(200)
-        assert got == list(range(200))
+        run.got = await inbox.wait_for(200)
         for i in range(50):
             await client.emit("record", i)
-        assert await client.call("recorded") == list(range(50))
-        assert states == ["connecting", "connected"], states
-        assert proxies["short-idle"].proc.poll() is None
+        run.recorded = await client.call("recorded")
+        run.states_at_end = list(states)
+    return run
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def silent_runs(
+    proxies: dict[str, Nginx],
+) -> AsyncIterator[dict[str, asyncio.Task[SilentRun]]]:
+    """The three transports' clients stay silent through the short-idle nginx at the
+    same time (nginx times out each connection on its own; one user each): one silent
+    window instead of three. Each transport's test awaits its own run."""
+    proxy = proxies["short-idle"]
+    runs = {t: asyncio.ensure_future(_silent_run(proxy, SilentRun(t))) for t in TRANSPORTS}
+    yield runs
+    for task in runs.values():
+        task.cancel()
+    await asyncio.gather(*runs.values(), return_exceptions=True)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.asyncio(loop_scope="module")
+async def test_short_idle_timeout_is_outlived(
+    proxies: dict[str, Nginx], silent_runs: dict[str, asyncio.Task[SilentRun]], transport: str
+) -> None:
+    run = await asyncio.wait_for(silent_runs[transport], 40)
+    assert run.chosen == transport
+    assert run.states_after_silence == ["connecting", "connected"], run.states_after_silence
+    assert run.got == list(range(200))
+    assert run.recorded == list(range(50))
+    assert run.states_at_end == ["connecting", "connected"], run.states_at_end
+    assert proxies["short-idle"].proc.poll() is None

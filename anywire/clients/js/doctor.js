@@ -3,7 +3,7 @@
 // browser, against the server's probe endpoints (anywire/server/doctor.py), and shows a
 // text report to copy and send to support. Verdicts: doctorrules.js.
 
-import { diagnose, render } from "./doctorrules.js";
+import { NAMES, diagnose, render } from "./doctorrules.js";
 
 const now = () => performance.now();
 const ms = (since) => Math.round((now() - since) * 10) / 10;
@@ -114,10 +114,10 @@ async function hold(prefix, seconds, timeout) {
       cache: "no-store",
       signal: controller.signal,
     });
-    await response.text();
-    return response.status;
+    const body = response.status === 200 ? await response.json() : await response.text();
+    return { status: response.status, held: typeof body?.held === "number" ? body.held : null };
   } catch {
-    return null;
+    return { status: null, held: null };
   } finally {
     clearTimeout(timer);
   }
@@ -126,7 +126,7 @@ async function hold(prefix, seconds, timeout) {
 async function ladder(prefix, holds, maxHold, timeout) {
   const facts = { checked: true, held_s: 0 };
   const start = now();
-  const status = await hold(prefix, 0, timeout);
+  const { status } = await hold(prefix, 0, timeout);
   if (status !== 200) {
     if (status === null) facts.error = "request failed";
     else facts.status = status;
@@ -137,13 +137,13 @@ async function ladder(prefix, holds, maxHold, timeout) {
   for (const seconds of holds) {
     if (spent + seconds > maxHold) break;
     const t0 = now();
-    const answered = (await hold(prefix, seconds, timeout)) === 200;
+    const { held } = await hold(prefix, seconds, timeout);
     spent += (now() - t0) / 1000;
-    if (!answered) {
+    if (held === null) {
       facts.cut_after_s = Math.round((now() - t0) / 100) / 10;
       break;
     }
-    facts.held_s = seconds;
+    facts.held_s = held; // the server's cap (60 s) may have shortened it
   }
   return facts;
 }
@@ -189,9 +189,12 @@ export async function runPage(doc, loc) {
   const where = `${loc.origin}${prefix} from ${navigator.userAgent}`;
   const text = render(diagnosis, where) + "\nfacts: " + JSON.stringify(facts) + "\n";
   const tbody = doc.querySelector("#table tbody");
-  for (const [name, t] of Object.entries(diagnosis.transports)) {
+  const rows = Object.entries(diagnosis.transports);
+  rows.push(["headers", { ...diagnosis.path, rtt_ms: null }]);
+  for (const [name, t] of rows) {
     const row = doc.createElement("tr");
-    for (const [value, cls] of [[name], [t.verdict, t.verdict], [t.rtt_ms === null ? "-" : `${t.rtt_ms} ms`], [t.detail]]) {
+    const rtt = t.rtt_ms === null ? (name === "headers" ? "" : "-") : `${t.rtt_ms} ms`;
+    for (const [value, cls] of [[name], [t.verdict, t.verdict], [rtt], [t.detail]]) {
       const cell = doc.createElement("td");
       cell.textContent = value;
       if (cls) cell.className = cls;
@@ -206,7 +209,7 @@ export async function runPage(doc, loc) {
     doc.getElementById("advice").append(item);
   }
   doc.getElementById("status").textContent = diagnosis.ok
-    ? "Done. Your browser can connect; details below."
+    ? `Done. Your browser can connect: it will use ${NAMES[diagnosis.uses]}.`
     : "Done. No connection type works from here; please send the report below to support.";
   doc.getElementById("report").textContent = text;
   const copy = doc.getElementById("copy");

@@ -79,8 +79,8 @@ function path(f) {
   const lost = [];
   if (f.header === false) {
     lost.push("X- headers");
-    advice.push("the path strips custom X- headers: SSE and long-polling sessions need " +
-      "X-Anywire-Token (or ?token=) to arrive");
+    advice.push("the path strips custom X- headers: SSE and long-polling cannot carry their " +
+      "session token (X-Anywire-Token), so they fail");
   }
   if (f.authorization === false) {
     lost.push("Authorization");
@@ -99,6 +99,16 @@ export function diagnose(facts) {
   const rules = { websocket, sse, longpoll };
   const found = {};
   for (const name of ORDER) found[name] = rules[name](facts[name] || {});
+  const pathFacts = facts.path || {};
+  if (pathFacts.checked && pathFacts.header === false) {
+    // The clients send the session token of SSE and long-poll requests in
+    // X-Anywire-Token: where it is stripped those sessions fail after the first frame.
+    for (const name of ["sse", "longpoll"]) {
+      if (found[name][0] === "works" || found[name][0] === "limited") {
+        found[name] = ["fails", null, found[name][2] + "; X-Anywire-Token stripped"];
+      }
+    }
+  }
   const usable = ORDER.filter((n) => found[n][0] === "works" || found[n][0] === "limited");
   const advice = [];
   const transports = {};
@@ -108,10 +118,15 @@ export function diagnose(facts) {
     transports[name] = { verdict, detail, rtt_ms: isNum(rtt) ? round(rtt) : null };
     if (text !== null) {
       const later = usable.filter((n) => ORDER.indexOf(n) > i);
-      advice.push(text.replace("{next}", later.length ? NAMES[later[0]] : "no transport"));
+      const earlier = usable.filter((n) => ORDER.indexOf(n) < i);
+      // Most clients stay on the earlier one: say who falls back.
+      const said = earlier.length
+        ? text.replace("clients will use", `clients that cannot use ${NAMES[earlier[0]]} will use`)
+        : text;
+      advice.push(said.replace("{next}", later.length ? NAMES[later[0]] : "no transport"));
     }
   });
-  const [verdict, pathAdvice, detail] = path(facts.path || {});
+  const [verdict, pathAdvice, detail] = path(pathFacts);
   advice.push(...pathAdvice);
   const uses = usable.length ? usable[0] : null;
   if (ORDER.every((n) => found[n][0] === "unchecked")) advice.push("no transport could be checked");
@@ -135,7 +150,10 @@ export function render(diagnosis, url = "") {
   const p = diagnosis.path;
   lines.push(pad("headers", 13) + pad(p.verdict, 11) + pad("", 10) + p.detail);
   const uses = diagnosis.uses;
-  lines.push(`clients will use: ${uses ? NAMES[uses] : "nothing (no transport works)"}`);
+  if (uses) lines.push(`clients will use: ${NAMES[uses]}`);
+  else if (ORDER.every((n) => diagnosis.transports[n].verdict === "unchecked")) {
+    lines.push("clients will use: unknown (nothing could be checked)");
+  } else lines.push("clients will use: nothing (no transport works)");
   for (const a of diagnosis.advice) lines.push(`- ${a}`);
   return lines.join("\n") + "\n";
 }
