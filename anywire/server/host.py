@@ -102,8 +102,6 @@ class SessionHost(Budget):
         self.closing = False
         self.counters: dict[str, int] = {
             "connections": 0,
-            "frames_in": 0,
-            "frames_out": 0,
             "errors": 0,
         }
 
@@ -321,9 +319,8 @@ class SessionHost(Budget):
         sess = self.sessions.get(sid) or self._session(sid)
         now = self._clock()
         self.refresher.guard(sess, now)  # an expired credential runs nothing
-        self.counters["frames_in"] += len(frames)
         link = sess.connection
-        if isinstance(link, Link):  # per transport (metrics)
+        if isinstance(link, Link):  # frames per transport (metrics)
             link.traffic.frames_in += len(frames)
             link.traffic.bytes_in += size
         try:
@@ -371,8 +368,6 @@ class SessionHost(Budget):
         handler = self.app.plain_handlers.get((sess.namespace, frame.e))
         if handler is None or sess.sid in self.tasks:
             return None
-        counters = self.counters
-        counters["frames_in"] += 1
         traffic = link.traffic
         traffic.frames_in += 1
         try:
@@ -395,9 +390,7 @@ class SessionHost(Budget):
         # given (push()'s slow-consumer check) and the connection takes it at once.
         seq = sess.written = sess.push(out)
         _, receipt = sess.take_output_control()  # control is empty (checked above)
-        sent = 1 if receipt is None else 2
-        counters["frames_out"] += sent
-        traffic.frames_out += sent
+        traffic.frames_out += 1 if receipt is None else 2
         return codec.reply(receipt, seq, encoded)
 
     def _wake_for_control(self, sess: ServerSession) -> None:
@@ -426,8 +419,7 @@ class SessionHost(Budget):
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))
-        self.counters["frames_out"] += len(out)
-        link.traffic.frames_out += len(out)
+        link.traffic.frames_out += len(out)  # per transport (metrics)
         return out
 
     def has_pending(self, link: Link) -> bool:

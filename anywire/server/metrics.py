@@ -108,9 +108,13 @@ class Metrics:
             stats["broker_streams"] = app.broker.stream_count()
         if app.cluster is not None:
             stats.update(app.cluster.counters)
+        stats["frames_in"] = stats["frames_out"] = 0
         for name, endpoint in (("websocket", app.websocket), ("sse", app.sse),
                                ("longpoll", app.longpoll)):  # fmt: skip
-            stats.update({f"{name}_{k}": v for k, v in endpoint.traffic.snapshot().items()})
+            traffic = endpoint.traffic.snapshot()
+            stats.update({f"{name}_{k}": v for k, v in traffic.items()})
+            stats["frames_in"] += traffic["frames_in"]
+            stats["frames_out"] += traffic["frames_out"]
         return stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from anywire.clients.python import Client
 from tests.e2e.conftest import Server, free_port, make_token, start_server
-from tests.e2e.test_metrics import scrape, value
+from tests.e2e.test_metrics import Samples, scrape, value
 
 from .conftest import SECRET, RedisServer, wait_for
 
@@ -56,6 +56,23 @@ async def test_one_scrape_sums_the_connections_of_both_workers(
             lambda: value(scrape(server.url), "anywire_sessions") == total,
             what="both workers' sessions in one scrape",
         )
+        # The broker's side, through Redis: publishes of one worker received by both,
+        # the delivery latency sampled (1 in 16 envelopes), the broker up on both.
+        before = scrape(server.url)
+        for i in range(32):
+            await clients[0].call("to_room", {"room": "nobody-here", "event": "e", "data": i})
+
+        def brokered(s: Samples) -> bool:
+            published = value(s, "anywire_broker_published_total")
+            received = value(s, "anywire_broker_received_total")
+            return (
+                published >= value(before, "anywire_broker_published_total") + 32
+                and received >= value(before, "anywire_broker_received_total") + 64
+                and value(s, "anywire_delivery_latency_seconds_count") >= 2
+            )
+
+        wait_for(lambda: brokered(scrape(server.url)), what="broker figures of both workers")
+        assert value(scrape(server.url), "anywire_broker_up") == 1
     finally:
         for client in clients:
             await client.close()
@@ -73,3 +90,31 @@ def _own_connections(url: str, tries: int = 40) -> dict[str, int]:
         if len(by_node) == 2:
             break
     return by_node
+
+
+def test_a_redis_outage_shows_in_the_broker_metrics(
+    workers: tuple[Server, int], redis: RedisServer
+) -> None:
+    """Last in this module (it restarts the module's Redis): the broker's state."""
+    _, port = workers
+    own = f"http://127.0.0.1:{port}"  # the parent's port: no worker, no Redis involved
+    down = {"state": "down"}
+    before = scrape(own)
+    redis.kill()
+    try:
+        wait_for(lambda: value(scrape(own), "anywire_broker_up") == 0, what="broker down")
+        wait_for(
+            lambda: (
+                value(scrape(own), "anywire_broker_state_changes_total", **down)
+                >= value(before, "anywire_broker_state_changes_total", **down) + 2
+            ),
+            what="both workers saw Redis go",
+        )
+    finally:
+        redis.start()
+    wait_for(lambda: value(scrape(own), "anywire_broker_up") == 1, 20, what="broker up again")
+    after = scrape(own)
+    grew = value(after, "anywire_broker_reconnects_total") - value(
+        before, "anywire_broker_reconnects_total"
+    )
+    assert grew >= 2  # each worker's subscription came back
