@@ -1,8 +1,9 @@
 """A hostile client for the bystander ratio test (tests/e2e/test_flood_ratio.py), run as
 its own process: ``python -m tests.e2e.abuser MODE URL TOKEN SECONDS``.
 
-It abuses the server by one means for a bounded time, as fast as one process can, and
-ignores every ``Retry-After``; it prints one JSON line of counts at the end.
+It abuses the server by one means for a bounded time (or until SIGTERM: the test is done
+measuring), as fast as one process can, and ignores every ``Retry-After``; it prints one
+JSON line of counts at the end.
 
 * ``frames``, ``empty``, ``pings``: a WebSocket sending events (to no handler), empty
   batches ``[]`` or WebSocket pings without pause; after the 4008 close it waits a
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -222,10 +224,13 @@ class Abuser:
                 c.close()
 
 
+STOPPED = [False]  # set by SIGTERM: the test is done measuring
+
+
 def burn(seconds: float) -> None:
     end = time.monotonic() + seconds
     n = 0
-    while time.monotonic() < end:
+    while time.monotonic() < end and not STOPPED[0]:
         n += sum(range(1000))
     COUNTS["burned"] = 1
 
@@ -233,6 +238,10 @@ def burn(seconds: float) -> None:
 async def main(mode: str, url: str, token: str, seconds: float) -> None:
     end = time.monotonic() + seconds
     abuser = Abuser(url, token)
+    # SIGTERM (the test is done measuring) ends the abuse at once, counts still printed.
+    work = asyncio.current_task()
+    assert work is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, work.cancel)
     try:
         async with asyncio.timeout(seconds + 5):
             abuser.mode = mode
@@ -242,12 +251,15 @@ async def main(mode: str, url: str, token: str, seconds: float) -> None:
                 await abuser.http_flood(mode, end)
     except TimeoutError:
         COUNTS["timeout"] += 1
+    except asyncio.CancelledError:
+        COUNTS["stopped"] += 1
     finally:
         abuser.http.close()
 
 
 if __name__ == "__main__":
     MODE, URL, TOKEN, SECONDS = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    signal.signal(signal.SIGTERM, lambda *_: STOPPED.__setitem__(0, True))
     print("ready", flush=True)
     if MODE == "burn":
         burn(SECONDS)
