@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from ..clients.python.wire import ws_url
@@ -127,22 +127,30 @@ async def _echo(http: httpx.AsyncClient, base: str, opts: Options) -> tuple[Fact
     }, ""
 
 
-async def _doctor_ws(base: str, opts: Options) -> Facts:
+async def _upgrade(url: str, opts: Options) -> tuple[Facts, ClientConnection | None]:
+    """The WebSocket upgrade alone: the facts so far, and the socket when it upgraded."""
     facts: Facts = {"checked": True, "upgraded": False, "passes": False}
     try:
         async with asyncio.timeout(opts.timeout):
-            ws = await connect(ws_url(base, "/doctor/ws"), open_timeout=None,
-                               ping_interval=None, close_timeout=0.5, compression=None)  # fmt: skip
+            ws = await connect(url, open_timeout=None, ping_interval=None, close_timeout=0.5,
+                               compression=None)  # fmt: skip
     except InvalidStatus as exc:
         facts["status"] = exc.response.status_code
-        return facts
+        return facts, None
     except TimeoutError:
         facts["error"] = f"no upgrade within {opts.timeout:g} s"
-        return facts
+        return facts, None
     except NETWORK as exc:
         facts["error"] = _why(exc)
-        return facts
+        return facts, None
     facts["upgraded"] = True
+    return facts, ws
+
+
+async def _doctor_ws(base: str, opts: Options) -> Facts:
+    facts, ws = await _upgrade(ws_url(base, "/doctor/ws"), opts)
+    if ws is None:
+        return facts
     try:
         start = time.monotonic()
         async with asyncio.timeout(opts.timeout):
@@ -242,21 +250,9 @@ async def _session(
 
 
 async def _session_ws(origin: str, path: str, offer: dict[str, Any], opts: Options) -> Facts:
-    facts: Facts = {"checked": True, "upgraded": False, "passes": False}
-    try:
-        async with asyncio.timeout(opts.timeout):
-            ws = await connect(ws_url(origin, path), open_timeout=None, ping_interval=None,
-                               close_timeout=0.5, compression=None)  # fmt: skip
-    except InvalidStatus as exc:
-        facts["status"] = exc.response.status_code
+    facts, ws = await _upgrade(ws_url(origin, path), opts)
+    if ws is None:
         return facts
-    except TimeoutError:
-        facts["error"] = f"no upgrade within {opts.timeout:g} s"
-        return facts
-    except NETWORK as exc:
-        facts["error"] = _why(exc)
-        return facts
-    facts["upgraded"] = True
     try:
         start = time.monotonic()
         async with asyncio.timeout(opts.timeout):

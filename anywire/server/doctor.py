@@ -134,16 +134,28 @@ class Doctor:
         # A plain GET here: something on the path removed the Upgrade headers.
         await _json(send, 426, {"error": "upgrade_required", "doctor": True}, cors)
 
+    async def _begin(
+        self, scope: Scope, send: Send, cors: list[tuple[bytes, bytes]], default: float,
+        cap: float,
+    ) -> tuple[str | None, float] | None:  # fmt: skip
+        """A held endpoint's start: its ``s`` parameter (``default``, at most ``cap``) and
+        a slot for the client's address; None when it was answered already (400, 503)."""
+        seconds = _seconds(query(scope).get("s"), default, cap)
+        if seconds is None:
+            await send_json_error(send, 400, ProtocolError("s must be seconds", 4502), cors)
+            return None
+        ip = client_ip(scope)
+        if not await self._slot(ip, send, cors):
+            return None
+        return ip, seconds
+
     async def _hold(
         self, scope: Scope, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]
     ) -> None:
-        seconds = _seconds(query(scope).get("s"), 0.0, MAX_HOLD)
-        if seconds is None:
-            await send_json_error(send, 400, ProtocolError("s must be seconds", 4502), cors)
+        begun = await self._begin(scope, send, cors, 0.0, MAX_HOLD)
+        if begun is None:
             return
-        ip = client_ip(scope)
-        if not await self._slot(ip, send, cors):
-            return
+        ip, seconds = begun
         try:
             # Held until the time is up or the client leaves (a hold nobody waits for
             # must not keep its slot).
@@ -160,13 +172,10 @@ class Doctor:
     async def _sse(
         self, scope: Scope, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]
     ) -> None:
-        seconds = _seconds(query(scope).get("s"), 3.0, MAX_STREAM)
-        if seconds is None:
-            await send_json_error(send, 400, ProtocolError("s must be seconds", 4502), cors)
+        begun = await self._begin(scope, send, cors, 3.0, MAX_STREAM)
+        if begun is None:
             return
-        ip = client_ip(scope)
-        if not await self._slot(ip, send, cors):
-            return
+        ip, seconds = begun
         try:
             headers = [
                 (b"content-type", b"text/event-stream; charset=utf-8"),
