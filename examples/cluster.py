@@ -1,6 +1,6 @@
 """A chat that runs on several nodes (docs/scaling.md, README "Several nodes").
 
-    anywire serve examples.cluster:aw --port 8001 --redis redis://127.0.0.1:6379/0
+    anywire serve examples.cluster:aw --port 8001 --redis redis://127.0.0.1:6390/0
 
 Every node needs the same ANYWIRE_SECRET. Anonymous: each client is a guest.
 """

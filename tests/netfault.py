@@ -1,5 +1,7 @@
 """A TCP proxy for network faults in tests: forward, refuse (every connection reset, new
-ones refused), or black-hole (connections stay open, nothing passes), switched at will.
+ones refused), or black-hole (connections stay open, nothing passes), switched at will;
+or, with ``hole_after_101``, a proxy that lets WebSocket upgrades through and then passes
+nothing more on the upgraded connections (as some middleboxes do).
 
 It runs its own event loop in a thread, so it is independent of the tests' loops; every
 switch applies to the connections already open as well as to new ones.
@@ -24,11 +26,24 @@ def _free_port() -> int:
 class FaultProxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``upstream``."""
 
-    def __init__(self, upstream: int, idle_cut: float | None = None) -> None:
+    def __init__(
+        self,
+        upstream: int,
+        idle_cut: float | None = None,
+        hole_after_101: bool = False,
+        record: bool = False,
+    ) -> None:
         """``idle_cut``: close every connection that carried no byte either way for that
-        many seconds (a proxy or NAT with a short idle timeout)."""
+        many seconds (a proxy or NAT with a short idle timeout). ``hole_after_101``:
+        swallow everything on a connection after its ``101 Switching Protocols``.
+        ``record``: keep every byte that passes, either way, in :attr:`recorded` (what
+        crossed the wire)."""
         self.upstream = upstream
+        self.record = record
+        self.recorded = bytearray()
         self.idle_cut = idle_cut
+        self.hole_after_101 = hole_after_101
+        self._holed: set[asyncio.StreamWriter] = set()  # connections (client side) upgraded
         self.cuts = 0  # connections closed for idleness
         self.port = _free_port()
         self.mode = "forward"
@@ -77,6 +92,7 @@ class FaultProxy:
         else:
             await pumps
         self._seen.pop(writer, None)
+        self._holed.discard(writer)
         for w in (writer, up_writer):
             self._writers.discard(w)
             w.transport.abort()
@@ -103,8 +119,12 @@ class FaultProxy:
             if not data:
                 break
             self._seen[key] = self._loop.time()
-            if self.mode == "blackhole":
+            if self.record:
+                self.recorded += data
+            if self.mode == "blackhole" or key in self._holed:
                 continue  # swallowed: the peer waits forever
+            if self.hole_after_101 and writer is key and data.startswith(b"HTTP/1.1 101"):
+                self._holed.add(key)  # the 101 itself gets through, nothing after it
             writer.write(data)
             await writer.drain()
         with contextlib.suppress(OSError):

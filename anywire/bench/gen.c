@@ -56,7 +56,9 @@ typedef struct {
   char carry[8]; int carry_len;        /* partial "ts" marker across stream reads */
 } conn_t;
 
-static const char *host = "127.0.0.1";
+static const char *host = "127.0.0.1";     /* IPv4 address to connect to */
+static const char *vhost = NULL;            /* Host header (--vhost; default: host) */
+static char auth_header[1100] = "";         /* from ANYWIRE_BENCH_TOKEN, never argv */
 static int port = 8000, dialect = D_ANYWIRE, workload = W_FANOUT, rx_every = 16;
 static int concurrency = 256, echo_size = 100;
 static conn_t *conns; static int nconns;
@@ -234,9 +236,9 @@ static void on_ws_message(conn_t *c, const char *p, size_t n) {
 
 static void poll_request(conn_t *c) {
   if (dialect == D_ANYWIRE)
-    sendf(c, "GET /anywire/poll?ack=%lld HTTP/1.1\r\nHost: %s\r\nX-Anywire-Token: %s\r\n\r\n", c->last_s, host, c->token);
+    sendf(c, "GET /anywire/poll?ack=%lld HTTP/1.1\r\nHost: %s\r\nX-Anywire-Token: %s\r\n\r\n", c->last_s, vhost, c->token);
   else
-    sendf(c, "GET /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s\r\n\r\n", c->sid, host);
+    sendf(c, "GET /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s\r\n\r\n", c->sid, vhost);
 }
 
 static int json_str(const char *p, size_t n, const char *key, char *out, size_t cap) {
@@ -260,20 +262,20 @@ static void on_http_body(conn_t *c, const char *p, size_t n) {
     if (c->kind == K_WS) {
       c->phase = P_UPGRADE;
       sendf(c, "GET /anywire/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", host);
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", vhost);
     } else if (c->kind == K_SSE) {
       c->phase = P_SSE_OPEN;
-      sendf(c, "GET /anywire/sse?ticket=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", c->ticket, host);
+      sendf(c, "GET /anywire/sse?ticket=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", c->ticket, vhost);
     } else {
       c->phase = P_POLL_OPEN;
-      sendf(c, "GET /anywire/poll?ticket=%s HTTP/1.1\r\nHost: %s\r\n\r\n", c->ticket, host);
+      sendf(c, "GET /anywire/poll?ticket=%s HTTP/1.1\r\nHost: %s\r\n\r\n", c->ticket, vhost);
     }
     return;
   }
   if (c->phase == P_SIO_OPEN) {          /* polling open: 0{"sid":...} then POST 40 */
     if (c->status != 200 || !json_str(p, n, "sid", c->sid, sizeof c->sid)) { fail(c, "EIO open %d: %.*s", c->status, (int)(n < 160 ? n : 160), p); return; }
     c->phase = P_SIO_CONNECT;
-    sendf(c, "POST /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n40", c->sid, host);
+    sendf(c, "POST /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n40", c->sid, vhost);
     return;
   }
   if (c->phase == P_SIO_CONNECT) {       /* "ok" for the POST, then the first GET */
@@ -290,7 +292,7 @@ static void on_http_body(conn_t *c, const char *p, size_t n) {
     scan_ts(p, n, now);
     if (dialect == D_ANYWIRE) scan_seq(c, p, n);
     else if (memmem(p, n, "\x1e" "2", 2) || (n == 1 && p[0] == '2'))
-      sendf(c, "POST /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\n\r\n3", c->sid, host);
+      sendf(c, "POST /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\n\r\n3", c->sid, vhost);
     poll_request(c);
   }
 }
@@ -404,15 +406,15 @@ static void on_connected(conn_t *c) {
     const char *t = c->kind == K_WS ? "websocket" : c->kind == K_SSE ? "sse" : "longpoll";
     char body[128]; int bl = snprintf(body, sizeof body, "{\"v\":1,\"codecs\":[\"json\"],\"transports\":[\"%s\"]}", t);
     c->phase = P_NEG;
-    sendf(c, "POST /anywire/negotiate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, bl, body);
+    sendf(c, "POST /anywire/negotiate HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", vhost, auth_header, bl, body);
   } else if (dialect == D_SIO && c->kind == K_POLL) {
     c->phase = P_SIO_OPEN; c->polling = 1;
-    sendf(c, "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: %s\r\n\r\n", host);
+    sendf(c, "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: %s\r\n\r\n", vhost);
   } else {
     c->phase = P_UPGRADE;
     sendf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-          dialect == D_SIO ? "/socket.io/?EIO=4&transport=websocket" : "/ws", host);
+          dialect == D_SIO ? "/socket.io/?EIO=4&transport=websocket" : "/ws", vhost);
   }
   if (c->kind == K_POLL) c->polling = 1;
 }
@@ -461,6 +463,7 @@ int main(int argc, char **argv) {
   const char *mix = "ws:10", *dial = "anywire", *work = "fanout";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--host")) host = argv[i + 1];
+    else if (!strcmp(argv[i], "--vhost")) vhost = argv[i + 1];
     else if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--dialect")) dial = argv[i + 1];
     else if (!strcmp(argv[i], "--workload")) work = argv[i + 1];
@@ -469,6 +472,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--rx-every")) rx_every = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--size")) echo_size = atoi(argv[i + 1]);
   }
+  if (!vhost) vhost = host;
+  const char *token = getenv("ANYWIRE_BENCH_TOKEN");
+  if (token && *token) snprintf(auth_header, sizeof auth_header, "Authorization: Bearer %s\r\n", token);
   dialect = !strcmp(dial, "sio") ? D_SIO : !strcmp(dial, "raw") ? D_RAW : D_ANYWIRE;
   workload = !strcmp(work, "echo") ? W_ECHO : !strcmp(work, "idle") ? W_IDLE : W_FANOUT;
   int padn = echo_size - 30; if (padn < 1) padn = 1; if (padn > 4000) padn = 4000;

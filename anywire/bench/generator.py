@@ -63,11 +63,19 @@ class Generator:
         size: int = 100,
         cpu: int | None = 1,
         on_progress: Callable[[str], None] | None = None,
+        host: str = "127.0.0.1",
+        vhost: str | None = None,
+        token: str | None = None,
     ) -> None:
+        """``host`` is an IPv4 address; ``vhost`` the Host header (default ``host``);
+        ``token`` a bearer token for negotiate (passed in the environment, not argv)."""
         mix_arg = ",".join(f"{k}:{v}" for k, v in mix.items() if v)
+        env = {**os.environ, "ANYWIRE_BENCH_TOKEN": token or ""}
         cmd = [
             *cpu_prefix(cpu),
             str(build()),
+            "--host", host,
+            "--vhost", vhost or host,
             "--port", str(port),
             "--dialect", dialect,
             "--workload", workload,
@@ -81,6 +89,7 @@ class Generator:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            env=env,
         )
         self.log: list[str] = []
         progress = on_progress or (lambda line: None)
@@ -113,6 +122,7 @@ class Generator:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+        self._stderr.join(5)  # every line it wrote is in self.log
 
     def _expect(self, tag: str) -> dict[str, Any]:
         assert self.proc.stdout is not None

@@ -24,6 +24,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +34,17 @@ from typing import Any
 
 from .generator import Generator, cpu_prefix
 
-__all__ = ["KINDS", "Target", "anywire_target", "free_port", "raise_nofile", "run"]
+__all__ = [
+    "KINDS",
+    "External",
+    "Target",
+    "anywire_target",
+    "external",
+    "free_port",
+    "raise_nofile",
+    "run",
+    "run_external",
+]
 
 KINDS = {"websocket": "ws", "sse": "sse", "longpoll": "poll", "polling": "poll"}
 REPO = Path(__file__).resolve().parents[2]
@@ -124,10 +136,7 @@ class Server:
             return dict(json.loads(r.read()))
 
     def start_publishing(self, secs: float, size: int, burst: int) -> None:
-        query = f"?secs={secs}&size={size}&burst={burst}"
-        req = urllib.request.Request(self.url("/ctl/start" + query), method="POST", data=b"")
-        with urllib.request.urlopen(req, timeout=5) as r:
-            r.read()
+        _start_publishing(self.url(""), secs, size, burst)
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -207,6 +216,118 @@ def run(
     )
 
 
+@dataclass
+class External:
+    """A server already running (``anywire bench --url``): the generator connects to
+    ``address:port`` (IPv4) and sends ``vhost`` as Host; nothing is started or pinned."""
+
+    url: str
+    address: str
+    port: int
+    vhost: str
+    token: str | None = None
+
+
+def external(url: str, token: str | None = None) -> External:
+    """Check ``url`` (``http://host[:port]``, anywire at ``/anywire``) and resolve its host;
+    :class:`ValueError` says what is wrong."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(
+            f"--url must be http://host[:port], got {url!r} (the load generator "
+            "speaks plain HTTP: bench a TLS server through its plain-HTTP port)"
+        )
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"--url must be the server's root (endpoints at /anywire), got {url!r}")
+    port = parts.port or 80
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ValueError(f"cannot resolve {parts.hostname!r} to an IPv4 address: {exc}") from None
+    base = f"http://{parts.netloc}"
+    return External(base, str(infos[0][4][0]), port, parts.netloc, token)
+
+
+def _start_publishing(base: str, secs: float, size: int, burst: int) -> None:
+    query = f"?secs={secs}&size={size}&burst={burst}"
+    req = urllib.request.Request(f"{base}/ctl/start{query}", method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        r.read()
+
+
+def _control_stats(base: str) -> dict[str, Any] | None:
+    """The bench app's ``/ctl/stats``, or None when the server is not anywire's bench app."""
+    try:
+        with urllib.request.urlopen(f"{base}/ctl/stats", timeout=5) as r:
+            data = json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "published" in data else None
+
+
+def run_external(
+    target: External,
+    workload: str,
+    transports: list[str],
+    clients: int,
+    secs: float = 10.0,
+    size: int = 100,
+    burst: int = 10,
+    progress: Callable[[str], None] | None = None,
+    gen_cpu: int | None = None,
+) -> dict[str, Any]:
+    """One measurement of a running server. ``idle`` works against any anywire server
+    (that accepts the token, if any); ``echo`` needs an ``echo`` handler that answers with
+    its data and ``fanout`` the bench app's publisher (``python -m anywire.bench.app``)."""
+    raise_nofile()
+    try:
+        urllib.request.urlopen(f"{target.url}/anywire/health", timeout=5).read()
+    except (OSError, urllib.error.URLError) as exc:
+        raise RuntimeError(f"{target.url} does not answer /anywire/health: {exc}") from None
+    stats = _control_stats(target.url)
+    if workload == "fanout" and stats is None:
+        raise RuntimeError(
+            f"fanout needs anywire's bench app at {target.url} (POST /ctl/start: "
+            "python -m anywire.bench.app); use --workload idle or echo"
+        )
+    kinds = [KINDS[t] for t in transports]
+    mix = {k: 1 / len(kinds) for k in kinds}
+    name = f"{target.url} " + "+".join(transports)
+    gen = Generator(
+        target.port,
+        "anywire",
+        workload,
+        split(clients, mix),
+        size,
+        gen_cpu,
+        progress,
+        host=target.address,
+        vhost=target.vhost,
+        token=target.token,
+    )
+    try:
+        readies = [gen.ready()]
+        if workload == "fanout":
+            _start_publishing(target.url, secs + 1.5, size, burst)
+            time.sleep(0.5)
+        results = [gen.measure(secs if workload != "idle" else min(secs, 1.0))]
+    finally:
+        gen.stop()
+    setup_error = next((line for line in gen.log if line.startswith("[gen] first error")), "")
+    if setup_error and not results[0]["first_error"]:  # e.g. "negotiate 401": a bad --token
+        results[0]["first_error"] = setup_error.split(": ", 1)[-1]
+    if workload == "echo" and results[0]["deliveries"] == 0 and not results[0]["first_error"]:
+        results[0]["first_error"] = (
+            "no echo came back: the server needs an 'echo' handler "
+            "that answers with its data (as anywire.bench.app's)"
+        )
+        results[0]["errors"] += 1
+    named = Target(name, "anywire", mix, lambda port: [])
+    stats = _control_stats(target.url) or {}
+    locals_: dict[str, Any] = dict(rss_base=None, rss_ready=None, rss_end=None, cpu=[], stats=stats)
+    return _summary(named, workload, clients, size, burst, readies, results, locals_)
+
+
 def _measure_all(gens: list[Generator], secs: float) -> list[dict[str, Any]]:
     if len(gens) == 1:
         return [gens[0].measure(secs)]
@@ -263,7 +384,9 @@ def _summary(
         "server_rss_base_kb": rss_base,
         "server_rss_ready_kb": rss_ready,
         "server_rss_end_kb": locals_["rss_end"],
-        "kb_per_conn": round((rss_ready - rss_base) / clients, 2) if clients else 0.0,
+        "kb_per_conn": (
+            round((rss_ready - rss_base) / clients, 2) if clients and rss_base is not None else None
+        ),
         "server_cpu": [round(c, 3) for c in locals_["cpu"]],
         "gen_cpu": round(sum(r["gen_cpu"] for r in results), 3),
         "server_stats": locals_["stats"],

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from ..clihelp import HelpFormatter, plain
 from .fleet import TRANSPORTS
 from .run import RunConfig, run
 
@@ -27,20 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``anywire chaos``."""
     parser = argparse.ArgumentParser(
         prog="anywire chaos",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--clients", type=int, default=300, help="clients (default 300)")
-    parser.add_argument("--nodes", type=int, default=3, help="anywire nodes (default 3)")
-    parser.add_argument("--rooms", type=int, default=10, help="rooms (default 10)")
+    parser.add_argument("--clients", type=int, default=300, help="clients")
+    parser.add_argument("--nodes", type=int, default=3, help="anywire nodes")
+    parser.add_argument("--rooms", type=int, default=10, help="rooms")
     parser.add_argument("--duration", type=float, default=600.0,
-                        help="seconds of publishing (default 600)")  # fmt: skip
-    parser.add_argument("--rate", type=float, default=60.0, help="events per second (default 60)")
+                        help="seconds of publishing")  # fmt: skip
+    parser.add_argument("--rate", type=float, default=60.0, help="events per second")
     parser.add_argument("--call-rate", type=float, default=2.0, help="server calls per second")
     parser.add_argument("--schedule", choices=("soak", "ci", "none"), default="soak",
                         help="faults: soak (a SIGKILL every 15 s...), ci, none")  # fmt: skip
     parser.add_argument("--transports", default=",".join(TRANSPORTS),
-                        help="comma-separated transports (default all three)")  # fmt: skip
+                        help="comma-separated transports")  # fmt: skip
     parser.add_argument("--log-dir", type=Path, default=None, help="where node logs go")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.nodes < 2 or args.duration <= 0 or args.rate <= 0:

@@ -7,6 +7,7 @@ indexed so leaving every room on disconnect costs O(rooms of that session).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,12 @@ class Rooms:
     def rooms_of(self, sid: str) -> set[tuple[str, str]]:
         """(namespace, room) pairs the session is in."""
         return set(self._rooms_of.get(sid, ()))
+
+    def sizes(self) -> Iterator[tuple[str, str, int]]:
+        """``(namespace, room, members)`` of every non-empty room (the admin view takes
+        the largest few; do not change membership while iterating)."""
+        for (ns, room), members in self._members.items():
+            yield ns, room, len(members)
 
     def __len__(self) -> int:
         """Number of non-empty rooms."""

@@ -131,6 +131,11 @@ class Settings:
     is suspected, and declared dead 2 heartbeats later: its presence is removed and the
     requests forwarded to it are answered at once (docs/scaling.md)."""
 
+    doctor: bool = False
+    """Serve the transport doctor's probe endpoints and page under ``{path}/doctor``
+    (default off; ``anywire serve --doctor`` turns it on). They are cheap and capped
+    (docs/doctor.md), but they are for diagnosing a deployment, not for every day."""
+
     def timings_ms(self) -> dict[str, int]:
         """The timings a client needs, in milliseconds, as sent by negotiate."""
         return {

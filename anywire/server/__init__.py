@@ -1,5 +1,7 @@
 """The anywire server: the ``Anywire`` object, authenticators, Litestar plugin, CLI."""
 
+from ..core.auth import Identity
+from ..core.errors import AuthError
 from ..core.settings import Settings
 from .app import Anywire
 from .auth import AnonymousAuth, JWTAuth
@@ -14,8 +16,10 @@ __all__ = [
     "AnonymousAuth",
     "Anywire",
     "AnywirePlugin",
+    "AuthError",
     "BrokerUnavailable",
     "Disconnected",
+    "Identity",
     "JWTAuth",
     "RedisBroker",
     "Reject",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import secrets
@@ -26,42 +25,37 @@ from typing import Any
 
 from ..core.auth import Identity
 from ..core.closecodes import CloseCode
-from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
-from ..core.flood import FloodError
-from ..core.frames import UINT_LIMIT, StreamPos
-from ..core.negotiation import choose_codec, order_transports
-from ..core.pinginterval import asked_interval, grant_interval
+from ..core.errors import ProtocolError
+from ..core.frames import StreamPos
 from ..core.session import ServerSession
-from ..core.settings import TRANSPORTS, Settings
-from ..core.streams import user_stream
-from ..core.values import value_error
+from ..core.settings import Settings
 from ..transports.base import (
     Receive,
     Scope,
     Send,
     header,
-    log_refused,
-    read_body,
-    refuse_origin,
     send_json_error,
 )
 from ..transports.longpoll import LongPollTransport
 from ..transports.sse import SSETransport
 from ..transports.upstream import SendEndpoint
 from ..transports.websocket import WebSocketTransport
-from .admission import Busy, client_ip
-from .auth import AnonymousAuth, Authenticator, bearer
+from .admin import ADMIN_NAMESPACE, AdminView
+from .auth import AnonymousAuth, Authenticator
 from .broker import Broker, Envelope
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .cluster import Cluster, replay_body
-from .errors import BrokerUnavailable, Disconnected, Reject
-from .heartbeats import shortened
+from .connlog import ConnLog
+from .doctor import Doctor
+from .errors import Disconnected, Reject
 from .host import SessionHost
 from .hosts import host_allowed, refuse_host
+from .logs import scrub_uvicorn
+from .metrics import Metrics
 from .mount import land
+from .negotiate import Negotiator, json_response
 from .observe import Observer, Observers
-from .refresh import expires_in_ms
 from .socket import Socket
 from .static import ClientAssets
 
@@ -87,6 +81,12 @@ class Anywire:
         ``ANYWIRE_SECRET`` environment variable, else random per process. Every node of a
         cluster must use the same secret.
     :param tick: how often session timers are checked, in seconds.
+    :param metrics: what ``/anywire/metrics`` answers: ``"json"`` (default) or
+        ``"prometheus"`` (needs ``anywire[metrics]``; docs/operations.md); None reads
+        the ``ANYWIRE_METRICS`` environment variable.
+    :param admin_token: turns the admin view on (``{path}/admin`` and the namespace
+        ``/$admin``, server/admin.py); when None, the ``ANYWIRE_ADMIN_TOKEN`` environment
+        variable, else off.
     """
 
     def __init__(
@@ -100,6 +100,8 @@ class Anywire:
         secret: bytes | None = None,
         node_id: str | None = None,
         tick: float = 0.25,
+        metrics: str | None = None,
+        admin_token: str | None = None,
     ) -> None:
         if auth is None and not anonymous:
             raise ValueError("pass auth=... (e.g. JWTAuth) or anonymous=True")
@@ -117,12 +119,15 @@ class Anywire:
         self.broker: Broker = broker or MemoryBroker(self.settings.stream_history)
         self.observers = Observers()
         """Listeners told of connections, fallbacks, resumes and refusals (server/observe.py)."""
+        self.observers.add(ConnLog())  # connection logs on logger anywire.conn (connlog.py)
+        scrub_uvicorn()  # uvicorn's access log prints query strings, and tickets (logs.py)
         self.host = SessionHost(
             self, self.settings, self.broker, secret or secrets.token_bytes(32), self.node_id, tick
         )
         self.cluster: Cluster | None = None
         self._bind_broker()
         self._handlers: dict[tuple[str, str], Handler] = {}
+        self._namespaces: set[str] = {"/"}
         # The handlers that are plain functions (not coroutine functions), decided once at
         # registration: the host calls them inline (inspect's check per event showed up
         # in the echo profile). Read-only outside this class.
@@ -137,8 +142,14 @@ class Anywire:
         self.sse = SSETransport(self.host)
         self.longpoll = LongPollTransport(self.host)
         self.upstream = SendEndpoint(self.host)
+        self.negotiator = Negotiator(self)
+        self.metrics = Metrics(self, metrics)
+        """The metrics endpoint (server/metrics.py); ``metrics.prometheus`` when on."""
         self.assets = ClientAssets(self.path)
         self.fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
+        token = admin_token or os.environ.get("ANYWIRE_ADMIN_TOKEN")
+        self.admin: AdminView | None = AdminView(self, token) if token else None
 
     @property
     def client_url(self) -> str:
@@ -165,6 +176,7 @@ class Anywire:
     def _bind_broker(self) -> None:
         if isinstance(self.broker, RedisBroker):
             self.broker.node_id = self.node_id
+            self.broker.on_state = self.observers.broker_state
             self.cluster = Cluster(self, self.broker)
         else:
             self.cluster = None
@@ -177,6 +189,7 @@ class Anywire:
 
         def register(fn: Handler) -> Handler:
             self._handlers[(namespace, event)] = fn
+            self._namespaces.add(namespace)
             if inspect.iscoroutinefunction(fn):
                 self.plain_handlers.pop((namespace, event), None)
             else:
@@ -202,6 +215,10 @@ class Anywire:
         Without a hook every client join is allowed."""
         self._join_hooks.append(fn)
         return fn
+
+    def namespaces(self) -> set[str]:
+        """The namespaces with handlers (and ``/``): the ones metrics label by name."""
+        return self._namespaces
 
     def handler(self, namespace: str, event: str) -> Handler | None:
         """The handler registered for ``event`` in ``namespace``."""
@@ -293,11 +310,15 @@ class Anywire:
         return Socket(host, sess, identity.claims)
 
     async def run_connect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return  # the application's hooks are for its users, not the admin page
         for hook in self._connect_hooks:
             if await _maybe_await(hook(sock)) is False:
                 raise Reject("connection refused")
 
     async def run_disconnect_hooks(self, sock: Socket) -> None:
+        if sock.namespace == ADMIN_NAMESPACE:
+            return
         for hook in self._disconnect_hooks:
             try:
                 await _maybe_await(hook(sock))
@@ -337,7 +358,10 @@ class Anywire:
             if not self._started:
                 self.sse.reset()
                 await self.host.start()
+                if self.admin is not None:
+                    self.admin.start()
                 self._started = True
+                await self.metrics.start()
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown within ``grace`` seconds (``settings.shutdown_timeout`` by
@@ -348,9 +372,12 @@ class Anywire:
         self._stopped = True
         if self._started:
             budget = self.settings.shutdown_timeout if grace is None else grace
+            if self.admin is not None:
+                await self.admin.stop()
             await self.host.shutdown(budget)
             self.sse.shutdown_event.set()  # any stream still open ends now
             self._started = False
+            await self.metrics.stop()
 
     # -- ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -377,6 +404,8 @@ class Anywire:
                 await _refuse_stopped(kind, send)
                 return
             await self.start()
+        if self.doctor is not None and await self.doctor(tail, scope, receive, send):
+            return
         if kind == "websocket":
             if tail == "/ws":
                 await self.websocket(scope, receive, send)
@@ -390,6 +419,9 @@ class Anywire:
         if tail.startswith("/client/") and method in ("GET", "HEAD"):
             await self.assets(tail[len("/client/") :], scope, receive, send)
             return
+        if self.admin is not None and (tail == "/admin" or tail.startswith("/admin/")):
+            await self.admin.page(tail, scope, receive, send)  # this node's, never forwarded
+            return
         if self.cluster is not None:
             if await self.cluster.forward(tail, scope, receive, send):
                 return
@@ -398,12 +430,12 @@ class Anywire:
             await self._preflight(scope, send)
             return
         routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
-            ("POST", "/negotiate"): self._negotiate,
+            ("POST", "/negotiate"): self.negotiator,
             ("GET", "/sse"): self.sse,
             ("GET", "/poll"): self.longpoll,
             ("POST", "/send"): self.upstream,
             ("GET", "/health"): self._health,
-            ("GET", "/metrics"): self._metrics,
+            ("GET", "/metrics"): self.metrics,
         }
         endpoint = routes.get((method, tail))
         if endpoint is None:
@@ -427,107 +459,9 @@ class Anywire:
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _negotiate(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cors = self.cors_headers(scope)
-        gate = self.host.issuer.gate  # admission control (server/admission.py)
-        if await refuse_origin(self.host, scope, send) or await gate.refuse_rate(scope, send, cors):
-            return
-        try:
-            raw = await read_body(receive, 64 * 1024)
-            # The JSON codec's decoder: any malformed body (deep nesting included) is a
-            # RemoteProtocolError (400/4502), before any credential is looked at.
-            codec = self.host.codec("json")
-            body = codec.decode(raw) if raw.strip() else {}
-            if codec.suspect(raw):
-                problem = value_error(body, self.settings.max_depth)
-                if problem is not None:
-                    raise RemoteProtocolError(f"negotiate body: {problem}")
-            if not isinstance(body, dict):
-                raise RemoteProtocolError("negotiate body must be a JSON object")
-            version = body.get("v", 1)
-            if type(version) is not int or version != 1:
-                raise RemoteProtocolError(f"unsupported protocol version {body.get('v')!r}")
-            # Every field is checked before the credential (a cheap refusal first).
-            namespace = _str(body, "ns", "/")
-            caps = _strs(body, "transports", TRANSPORTS)
-            codecs = _strs(body, "codecs", ("json",))
-            failed = _strs(body, "failed", ())
-            resume = body.get("resume") if isinstance(body.get("resume"), str) else None
-            since = _positions(body.get("since"))
-            user_since = _position(body.get("user_since"))
-            interval = grant_interval(self.settings, asked_interval(body.get("ping_interval")))
-            if resume is not None:
-                # Before the credential is checked: a flooding client's reconnects are
-                # refused at the cost of a signature check (429, the session is kept).
-                self.host.issuer.charge_resume(resume)
-            identity = await _maybe_await(self.auth(bearer(scope), scope))
-            if not isinstance(identity, Identity):
-                raise AuthError("authenticator returned no identity")
-            if user_since is not None and identity.user is not None:
-                since.setdefault(user_stream(namespace, identity.user), user_since)
-        except ConnectionResetError:
-            return
-        except AuthError as exc:
-            await self.host.refresher.refuse_http(send, exc, cors, "negotiate")
-            return
-        except FloodError as exc:
-            await send_json_error(send, 429, exc, cors)
-            return
-        except (ProtocolError, ValueError) as exc:
-            err = exc if isinstance(exc, ProtocolError) else RemoteProtocolError(str(exc))
-            log_refused("negotiate", err, scope)
-            await send_json_error(send, 413 if err.code == 4503 else 400, err, cors)
-            return
-        order = order_transports(self.settings.transports, caps, failed)
-        if not order:
-            await send_json_error(send, 400, ProtocolError("no common transport", 4507), cors)
-            return
-        codec = choose_codec(("msgpack", "json"), codecs)
-        try:
-            issued = await self.host.issuer.issue(
-                identity, namespace, codec, resume, since, client_ip(scope), interval
-            )
-        except Busy as exc:  # a session cap (server/admission.py)
-            await gate.answer(scope, send, exc.refusal, cors)
-            return
-        except BrokerUnavailable as exc:
-            # The client's stream positions could not be kept for the node that will
-            # redeem its ticket: a session without them would skip events silently.
-            error = ProtocolError(f"try again: {exc}", CloseCode.SHUTDOWN)
-            await send_json_error(send, 503, error, cors)
-            return
-        urls = {"websocket": "/ws", "sse": "/sse", "longpoll": "/poll"}
-        landing = land(scope, self.path)
-        public = landing.public if landing is not None else self.path  # the mount's prefix too
-        response = {
-            "v": 1,
-            "sid": issued.sid,
-            "token": issued.token,
-            "ticket": issued.ticket,
-            "codec": codec,
-            "resumable": issued.resumable,
-            "transports": [
-                {"name": t, "url": public + urls[t], "codec": "json" if t == "sse" else codec}
-                for t in order
-            ],
-            "send_url": public + "/send",
-            **self.settings.timings_ms(),
-            "ping_interval": int(interval * 1000),  # what the client asked for, bounded
-            "max_frame_size": self.settings.max_frame_size,
-            "max_batch": self.settings.max_batch,
-            "flood_rate": self.settings.flood_rate,
-            "flood_burst": self.settings.flood_burst,
-        }
-        if interval < self.settings.ping_interval:  # polls are held at most that long too
-            response["poll_window"] = int(min(interval, self.settings.poll_window) * 1000)
-        expires_in = expires_in_ms(identity)
-        if expires_in is not None:
-            response["expires_in"] = expires_in  # when to refresh in-band (section 11.4)
-        await _json(send, 200, response, cors)
-
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.broker.state()
-        await _json(
+        await json_response(
             send,
             200 if state == "ok" else 503,
             {
@@ -539,17 +473,6 @@ class Anywire:
             },
             [],
         )
-
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stats: dict[str, Any] = dict(self.host.stats())
-        stats.update(self.host.issuer.gate.counts.counts())  # session slots, IP buckets
-        stats["sessions_short_ping"] = shortened(self.host.sessions.values(), self.settings)
-        if isinstance(self.broker, RedisBroker):
-            stats.update({f"broker_{k}": v for k, v in self.broker.counters.items()})
-            stats["broker_streams"] = self.broker.stream_count()
-        if self.cluster is not None:
-            stats.update(self.cluster.counters)
-        await _json(send, 200, stats, [])
 
     def observe(self, observer: Observer) -> Observer:
         """Register a listener for what the realtime layer does (metrics, logs, admin)."""
@@ -586,74 +509,6 @@ def _own_origin(scope: Scope) -> str | None:
     scheme = scope.get("scheme", "http")
     scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
     return f"{scheme}://{host}"
-
-
-def _str(body: dict[str, Any], key: str, default: str) -> str:
-    value = body.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise RemoteProtocolError(f"{key} must be a non-empty string")
-    return value
-
-
-def _position(value: Any) -> tuple[str, int] | None:
-    """A stream position ``[epoch, offset]`` from negotiate (``user_since``)."""
-    if value is None:
-        return None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not isinstance(value[0], str)
-        or len(value[0]) > 100
-        or type(value[1]) is not int
-        or not 0 <= value[1] < UINT_LIMIT
-    ):
-        raise RemoteProtocolError("user_since must be [epoch, offset]")
-    return value[0], value[1]
-
-
-_MAX_SINCE = 1000  # stream positions in one negotiate (the body is at most 64 KB anyway)
-
-
-def _positions(value: Any) -> dict[str, tuple[str, int]]:
-    """The stream positions a client holds, from negotiate (``since``): a list of
-    ``[stream, epoch, offset]``."""
-    if value is None:
-        return {}
-    if not isinstance(value, list) or len(value) > _MAX_SINCE:
-        raise RemoteProtocolError(f"since must be a list of at most {_MAX_SINCE} positions")
-    out: dict[str, tuple[str, int]] = {}
-    for item in value:
-        if (
-            not isinstance(item, list)
-            or len(item) != 3
-            or not isinstance(item[0], str)
-            or not 0 < len(item[0]) <= 1000
-            or not isinstance(item[1], str)
-            or len(item[1]) > 100
-            or type(item[2]) is not int
-            or not 0 <= item[2] < UINT_LIMIT
-        ):
-            raise RemoteProtocolError("since must hold [stream, epoch, offset] positions")
-        out[item[0]] = (item[1], item[2])
-    return out
-
-
-def _strs(body: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RemoteProtocolError(f"{key} must be a list of strings")
-    return tuple(value)
-
-
-async def _json(
-    send: Send, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]]
-) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -30,6 +30,7 @@ class Envelope:
     the client's ack (the ack id is the event's offset in the session's stream). ``key``
     is the application's idempotency key (``emit(..., id=...)``): a second publish with
     the same key to the same stream within the broker's window is not published again.
+    ``at`` is the publish time (``time.time()``), carried to every node.
     """
 
     kind: str
@@ -41,6 +42,8 @@ class Envelope:
     pos: StreamPos | None = None
     call: tuple[str, str] | None = None
     key: str | None = None
+    at: float | None = None
+    """When it was published (wall clock, seconds): for the delivery-latency metric."""
 
 
 class Broker(Protocol):

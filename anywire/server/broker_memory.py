@@ -37,6 +37,8 @@ class MemoryBroker:
         self._logs: OrderedDict[str, StreamLog] = OrderedDict()
         self._keys: OrderedDict[tuple[str, str], tuple[StreamPos, float]] = OrderedDict()
         self._deliver: Callable[[Envelope], None] | None = None
+        self.counters = {"published": 0, "received": 0}
+        """Publishes, and envelopes delivered back (in-process: the same, once each)."""
 
     async def start(self, deliver: Callable[[Envelope], None]) -> None:
         self._deliver = deliver
@@ -55,7 +57,9 @@ class MemoryBroker:
             self._keys[(stream, envelope.key)] = (pos, time.monotonic() + self._window)
             while len(self._keys) > self._max_keys:
                 self._keys.popitem(last=False)
+        self.counters["published"] += 1
         if self._deliver is not None:
+            self.counters["received"] += 1
             self._deliver(envelope)
         return pos
 

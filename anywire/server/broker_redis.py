@@ -152,6 +152,8 @@ class RedisBroker:
         self._reply_nodes: dict[int, str] = {}  # request id -> the node asked
         self._ids = itertools.count(1)
         self._state = "down"
+        self.on_state: Callable[[str], None] | None = None
+        """Called with the new state when the connection state changes (observers)."""
         self._subscribed = asyncio.Event()
         self.counters = {"published": 0, "received": 0, "filled": 0, "lost": 0, "reconnects": 0}
 
@@ -242,10 +244,18 @@ class RedisBroker:
                     await self._sub_redis.aclose()
         self._redis = self._sub_redis = None
         self._deliver = None
+        # A clean stop is not an outage: listeners (the connection log's WARNING, the
+        # broker_up gauge's alerts) are not told of it.
         self._state = "down"
 
     def state(self) -> str:
         return self._state
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            if self.on_state is not None:
+                self.on_state(state)
 
     async def publish(self, envelope: Envelope) -> StreamPos:
         stream = stream_of(envelope)
@@ -453,7 +463,7 @@ class RedisBroker:
                 if not first:
                     self.counters["reconnects"] += 1
                 first = False
-                self._state = "ok"
+                self._set_state("ok")
                 self._subscribed.set()
                 delay = 0.05
                 # Whatever was published while we were not subscribed: probe every
@@ -479,10 +489,10 @@ class RedisBroker:
             except (RedisError, OSError) as exc:
                 if self._state != "down":
                     log.warning("anywire: Redis subscription lost (%s); reconnecting", exc)
-                self._state = "down"
+                self._set_state("down")
             except Exception:
                 log.exception("anywire: Redis reader failed; restarting it")
-                self._state = "down"
+                self._set_state("down")
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
             await asyncio.sleep(delay)
@@ -619,15 +629,18 @@ def _loads(data: bytes) -> Any:
 
 def _pack(env: Envelope) -> bytes:
     fields = [env.kind, env.namespace, env.target, env.event, env.data, env.skip]
-    if env.call is not None:
-        fields.append(list(env.call))
+    if env.call is not None or env.at is not None:
+        fields.append(None if env.call is None else list(env.call))
+    if env.at is not None:
+        fields.append(env.at)  # the publish time: delivery latency on every node
     return _dumps(fields)
 
 
 def _unpack(data: bytes) -> Envelope:
     kind, ns, target, event, payload, skip, *rest = _loads(data)
     call = (str(rest[0][0]), str(rest[0][1])) if rest and rest[0] else None
-    return Envelope(kind, ns, target, event, payload, skip, call=call)
+    at = rest[1] if len(rest) > 1 and isinstance(rest[1], int | float) else None
+    return Envelope(kind, ns, target, event, payload, skip, call=call, at=at)
 
 
 def _field(fields: Any, name: bytes) -> bytes:

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..core.closecodes import CloseCode
 from ..core.errors import RemoteProtocolError
-from ..core.flood import TokenBucket
+from ..core.flood import FloodError, TokenBucket
 from ..core.session import ServerSession
 from ..core.settings import Settings
 from ..transports.base import Scope
 from .strangers import Strangers
+
+if TYPE_CHECKING:
+    from .tracking import Tracker
 
 __all__ = ["MAX_USERS", "Budget"]
 
@@ -35,6 +39,7 @@ class Budget:
     user_budgets: dict[tuple[str, str], TokenBucket]
     """Per user, the budget of their last fresh session (see :meth:`inherit_debt`)."""
     counters: dict[str, int]
+    track: Tracker
     _clock: Callable[[], float]
 
     def reply(self, sess: ServerSession, ack_id: int, ok: bool, data: Any, code: str = "",
@@ -80,7 +85,15 @@ class Budget:
             return  # what the request does next finds out, and says so
         now = self._clock()
         if cost or not sess.budget.has(now):
-            sess.charge(now, cost or 1, what)
+            self.spend(sess, now, cost or 1, what)
+
+    def spend(self, sess: ServerSession, now: float, cost: int, what: str) -> None:
+        """``sess.charge()``, with a refusal counted for the metrics."""
+        try:
+            sess.charge(now, cost, what)
+        except FloodError:
+            self.track.flooded(sess)
+            raise
 
     def reject(self, sid: str, error: RemoteProtocolError) -> None:
         """A client frame was invalid. If it carried its sequence number, count it as
@@ -103,3 +116,5 @@ class Budget:
         """Count a client's protocol error (a flood is refused by the transport: 4008 on
         a WebSocket, 429 on HTTP; the session is kept)."""
         self.counters["errors"] += 1
+        if exc.code == CloseCode.FLOOD:
+            self.track.flooded(sess)

@@ -58,14 +58,23 @@ class Calls:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[token] = fut
         env = Envelope("session", namespace, sid, event, data, call=(self.host.node_id, token))
+        observers = self.host.app.observers
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
         try:
             await self.host.publish(env)
             async with asyncio.timeout(timeout):
-                return await fut
+                result = await fut
         except TimeoutError:
+            observers.ack_timeout()
             raise AckTimeout(f"no ack for {event!r}") from None
+        except AckError:
+            observers.ack_round_trip(loop.time() - sent)  # answered, with an error
+            raise
         finally:
             self._waiting.pop(token, None)
+        observers.ack_round_trip(loop.time() - sent)
+        return result
 
     def delivered(self, sid: str, ack_id: int, caller: tuple[str, str]) -> None:
         """A call was queued for local session ``sid``: its answer goes to ``caller``."""

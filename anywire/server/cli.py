@@ -1,10 +1,10 @@
 """Command line: ``anywire serve MODULE:ATTR``, ``anywire demo``, ``anywire bench`` and
 ``anywire chaos``.
 
-Both run uvicorn with the sans-I/O WebSocket implementation. The server subclass drains
-anywire *before* uvicorn waits for open connections: uvicorn would otherwise wait for
-SSE streams and held polls forever (or cut them with 500s), and only then run lifespan
-shutdown.
+``serve`` and ``demo`` run uvicorn with the sans-I/O WebSocket implementation. The server
+subclass drains anywire *before* uvicorn waits for open connections: uvicorn would
+otherwise wait for SSE streams and held polls forever (or cut them with 500s), and only
+then run lifespan shutdown.
 """
 
 from __future__ import annotations
@@ -14,20 +14,46 @@ import gc
 import importlib
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 from typing import Any
 
 import uvicorn
 
+from .. import __version__
+from ..clihelp import HelpFormatter
 from ..core.settings import Settings
 from .app import Anywire
-from .httplimits import HttpLimits, protocol_class
+from .cliopts import (
+    LOG_LEVELS,
+    add_http_limit_options,
+    add_log_options,
+    http_limit_args,
+    http_limits,
+    http_options,
+    log_args,
+    setup_logs,
+)
+from .doctor import enable_doctor
+from .httplimits import HttpLimits
+from .logs import scrub_uvicorn, uvicorn_log_config
+from .workers import run_workers
 from .wsprotocol import metered_protocol
 
-__all__ = ["main"]
+__all__ = [
+    "add_http_limit_options",
+    "http_limit_args",
+    "http_limits",
+    "http_options",
+    "log_args",
+    "main",
+]
+
+DESCRIPTION = """Real-time messaging over WebSocket, SSE and long-polling.
+
+    anywire serve chat:aw --port 8000      # serve an Anywire object or a Litestar app
+    anywire demo                           # the chat demo on http://127.0.0.1:8000/
+    anywire doctor http://host:8000        # which transports work from where you sit
+    anywire COMMAND -h                     # the options of one command"""
 
 
 class _Server(uvicorn.Server):
@@ -94,6 +120,7 @@ def config(
     fd: int | None = None,
     limits: HttpLimits | None = None,
     settings: Settings | None = None,
+    log_format: str = "text",
 ) -> uvicorn.Config:
     """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
     are charged to the flood budget: :mod:`.wsprotocol`)."""
@@ -110,6 +137,7 @@ def config(
         ws_ping_interval=None,
         lifespan="on",
         log_level=log_level,
+        log_config=uvicorn_log_config(log_format),
         # anywire drains itself first (Settings.shutdown_timeout); this only bounds what
         # uvicorn waits for afterwards, which should be nothing.
         timeout_graceful_shutdown=1,
@@ -123,13 +151,17 @@ def run(
     log_level: str = "info",
     fd: int | None = None,
     limits: HttpLimits | None = None,
+    log_format: str = "text",
 ) -> None:
-    """Serve ``app`` in this process with graceful anywire shutdown."""
+    """Serve ``app`` in this process with graceful anywire shutdown (``log_format``:
+    :mod:`.logs`)."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     settings = aw.settings if aw else None
-    server = _Server(config(app, host, port, log_level, max_size, fd, limits, settings), aw)
+    uv_config = config(app, host, port, log_level, max_size, fd, limits, settings, log_format)
+    server = _Server(uv_config, aw)
     logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
+    scrub_uvicorn()  # no ticket or session token from a query string in the access log
     # Everything imported and built so far lives as long as the process: move it out of
     # the collector's sight, so a full collection scans what connections create, not
     # every module of the stack (it paused the loop for 30-50 ms at a time otherwise).
@@ -138,88 +170,6 @@ def run(
     server.run()
 
 
-# -- HTTP limits (anywire.server.httplimits) ---------------------------------------------
-def http_options(limits: HttpLimits) -> dict[str, Any]:
-    """uvicorn options of the HTTP limits: httptools (about 300 us per negotiate against
-    h11's 510) with the limits added, and the keep-alive idle time."""
-    return {"http": protocol_class(limits), "timeout_keep_alive": limits.keep_alive}
-
-
-def add_http_limit_options(parser: argparse.ArgumentParser) -> None:
-    """``--max-request-line``, ``--max-header-size``, ``--header-timeout``,
-    ``--body-timeout``, ``--keep-alive`` (defaults of :class:`HttpLimits`)."""
-    d = HttpLimits()
-    group = parser.add_argument_group("HTTP limits (docs/protocol.md section 8.7)")
-    group.add_argument("--max-request-line", type=int, default=d.max_request_line,
-                       metavar="BYTES", help="longest request line; 414 past it")
-    group.add_argument("--max-header-size", type=int, default=d.max_header_size,
-                       metavar="BYTES", help="most bytes of request line and headers; 431")
-    group.add_argument("--header-timeout", type=float, default=d.header_timeout,
-                       metavar="S", help="time to receive a request head; 408 past it")
-    group.add_argument("--body-timeout", type=float, default=d.body_timeout,
-                       metavar="S", help="time to receive a body after its head; 408")
-    group.add_argument("--keep-alive", type=float, default=d.keep_alive,
-                       metavar="S", help="idle time allowed between requests")
-
-
-def http_limits(args: argparse.Namespace) -> HttpLimits:
-    """The :class:`HttpLimits` the command line asks for."""
-    if min(args.max_request_line, args.max_header_size, args.header_timeout,
-           args.body_timeout, args.keep_alive) <= 0:
-        raise SystemExit("anywire serve: every HTTP limit must be positive")
-    return HttpLimits(args.max_request_line, args.max_header_size, args.header_timeout,
-                      args.body_timeout, args.keep_alive)
-
-
-def http_limit_args(limits: HttpLimits) -> list[str]:
-    """The command-line options that give a worker process ``limits``."""
-    return ["--max-request-line", str(limits.max_request_line),
-            "--max-header-size", str(limits.max_header_size),
-            "--header-timeout", str(limits.header_timeout),
-            "--body-timeout", str(limits.body_timeout),
-            "--keep-alive", str(limits.keep_alive)]
-# -- end of HTTP limits -----------------------------------------------------------------
-
-
-def run_workers(args: argparse.Namespace) -> int:
-    """``--workers N --redis URL``: N node processes accepting on one listening socket.
-
-    Each worker is a full node (its own sessions, node id and Redis subscription), so they
-    need the shared broker like nodes on different machines. The parent only binds the
-    socket, starts the workers and passes SIGTERM/SIGINT on; it does not restart a worker
-    that dies (run it under a process supervisor).
-    """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((args.host, args.port))
-    listener.listen(2048)
-    listener.set_inheritable(True)
-    fd = listener.fileno()
-    command = [
-        sys.executable, "-m", "anywire.server.cli", "serve", args.target,
-        "--fd", str(fd), "--redis", args.redis, "--log-level", args.log_level,
-        *http_limit_args(http_limits(args)),
-    ]
-    for name in args.allowed_host or ():
-        command += ["--allowed-host", name]
-    workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
-
-    stopping: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        stopping.append(signum)
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [worker.wait() for worker in workers]
-    listener.close()
-    # uvicorn re-raises the signal it shut down on: a worker ended by the signal we
-    # passed on stopped cleanly.
-    failed = [c for c in codes if c != 0 and -c not in stopping]
-    return failed[0] if failed else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,17 +183,32 @@ def main(argv: list[str] | None = None) -> None:
         from ..chaos.cli import main as chaos_main
 
         raise SystemExit(chaos_main(args_in[1:]))
-    parser = argparse.ArgumentParser(prog="anywire", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run an application (Anywire or Litestar app)")
+    if args_in[:1] == ["doctor"]:  # its own parser: anywire.doctor.cli
+        from ..doctor.cli import main as doctor_main
+
+        raise SystemExit(doctor_main(args_in[1:]))
+    parser = argparse.ArgumentParser(
+        prog="anywire", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"anywire {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run an application (Anywire or Litestar app) under uvicorn",
+        description="Run an application under uvicorn with anywire's graceful drain.",
+        formatter_class=HelpFormatter,
+    )
     serve.add_argument("target", help="MODULE:ATTR of an Anywire object or a Litestar app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument(
         "--workers", type=int, default=1, help="node processes on this port (needs --redis)"
     )
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
+    )
+    add_log_options(serve)
     add_http_limit_options(serve)
     serve.add_argument(
         "--redis",
@@ -258,20 +223,58 @@ def main(argv: list[str] | None = None) -> None:
         help="a Host this server answers to (repeatable; '.example.com' for a domain and "
         "its subdomains); adds to Settings.allowed_hosts (docs/protocol.md section 11.5)",
     )
+    serve.add_argument(
+        "--doctor", action="store_true", help="serve the transport doctor (docs/doctor.md)"
+    )
+    serve.add_argument(
+        "--metrics",
+        choices=("json", "prometheus"),
+        help="what /anywire/metrics answers (default: json; prometheus needs "
+        "anywire[metrics]; with --workers, one scrape sums every worker)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="also serve the Prometheus metrics on this port (implies --metrics prometheus)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="turn the admin view on ({path}/admin, docs/admin.md); better set "
+        "ANYWIRE_ADMIN_TOKEN instead: a command line is visible to other local users",
+    )
+    sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
-    demo = sub.add_parser("demo", help="run the chat demo on the in-memory broker")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--log-level", default="info")
+    demo = sub.add_parser(
+        "demo",
+        help="run the chat demo on the in-memory broker",
+        description="Run the chat demo (anonymous users, in-memory broker).",
+        formatter_class=HelpFormatter,
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=8000, help="port to listen on")
+    demo.add_argument(
+        "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    setup_logs(args)
     if args.command == "demo":
         from .demo import make_app
 
         print(f"anywire demo on http://{args.host}:{args.port}/", flush=True)
         run(make_app(), args.host, args.port, args.log_level)
         return
+    if args.admin_token:
+        # Through the environment: the app object reads it when it is built, in this
+        # process and in every worker.
+        from .admin import check_token
+
+        try:
+            os.environ["ANYWIRE_ADMIN_TOKEN"] = check_token(args.admin_token)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1:
@@ -290,6 +293,11 @@ def main(argv: list[str] | None = None) -> None:
         if hosted is None:
             parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
         allow_hosts(hosted, args.allowed_host)
+    if args.doctor:
+        doctored = find_anywire(app)
+        if doctored is None:
+            parser.error(f"{args.target} holds no Anywire instance for --doctor")
+        enable_doctor(doctored)
     if args.redis:
         aw = find_anywire(app)
         if aw is None:
@@ -298,7 +306,15 @@ def main(argv: list[str] | None = None) -> None:
             aw.use_redis(args.redis)
         except ValueError as exc:
             parser.error(str(exc))
-    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args))
+    if args.metrics or args.metrics_port is not None:
+        aw = find_anywire(app)
+        if aw is None:
+            parser.error(f"{args.target} holds no Anywire instance for --metrics")
+        if args.metrics_port is not None:
+            aw.metrics.serve_on(args.host, args.metrics_port)
+        elif args.metrics == "prometheus":
+            aw.metrics.use_prometheus()
+    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args), args.log_format)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ local sessions (encoding each broadcast once per codec).
 Its helpers each own one job: :mod:`.issuer` (session ids, tokens, tickets),
 :mod:`.joins` (rooms), :mod:`.calls` (server-to-client calls), :mod:`.catchup` (replay
 from stream history), :mod:`.outgoing` (the frames it sends), :mod:`.budget` (the flood
-budget, invalid frames).
+budget, invalid frames), :mod:`.tracking` (what the observers are told).
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ from .codecs import make_codecs
 from .errors import Reject
 from .issuer import Issuer
 from .joins import Joins
-from .outgoing import ack_frame, body, event_frame, lost_frame, measure
+from .metrics import live_counts
+from .outgoing import ack_frame, body, event_frame, measure
 from .refresh import Refresher
+from .tracking import Tracker
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -88,6 +90,7 @@ class SessionHost(Budget):
         self.calls = Calls(self)
         self.joins = Joins(self)
         self.refresher = Refresher(self)
+        self.track = Tracker(self)
         # Sessions ended with a terminal code, remembered for a resume window so a late
         # poll or POST learns the real reason instead of "unknown session".
         self._tombstones: dict[str, tuple[int, str, float]] = {}
@@ -99,8 +102,6 @@ class SessionHost(Budget):
         self.closing = False
         self.counters: dict[str, int] = {
             "connections": 0,
-            "frames_in": 0,
-            "frames_out": 0,
             "errors": 0,
         }
 
@@ -182,16 +183,18 @@ class SessionHost(Budget):
         last = first.last if isinstance(first, Resume) else None
         if sess is not None and last is not None and sess.can_resume(last):
             sess.charge(now, RESUME_COST, "resumes")  # no fresh connection for a flooder
-            old = sess.connection
+            old, resumed = sess.connection, True
             sess.auth_deadline = auth_deadline
             sess.tickets = [*sess.tickets[-3:], redeemed.nonce]
             hello = sess.attach(link, now, heartbeat, last)
             if isinstance(old, Link) and old is not link:
                 old.close(CloseCode.TRANSPORT_REPLACED, "replaced by a newer connection")
         else:
+            old, resumed = None, False
             sess, starts = await self._fresh(redeemed, auth_deadline, now)
             hello = sess.attach(link, now, heartbeat, None)
             hello.streams = starts
+        self.track.attached(link, sess, old, last is not None, resumed)
         link.sid = sid
         if self.cluster is not None:
             # Registered before the hello: once the client knows its session, every node
@@ -266,7 +269,7 @@ class SessionHost(Budget):
                 # The client's old session stream, which this session does not continue
                 # (its sid could not be kept): what it missed there is unknown.
                 del sess.reported[stream]
-                self.push(sess, lost_frame(Lost(stream, epoch, offset + 1, None)))
+                self.track.lost(sess, Lost(stream, epoch, offset + 1, None))
         try:
             await self.app.run_connect_hooks(socket)
         except Reject as exc:
@@ -284,7 +287,7 @@ class SessionHost(Budget):
             return
         _, lost, items, held = caught
         for gone in lost:
-            self.push(sess, lost_frame(gone))
+            self.track.lost(sess, gone)
         for env in items:
             self._push_event(sess, env)
         for out in held:
@@ -312,11 +315,14 @@ class SessionHost(Budget):
             raise ProtocolError(tomb[1], tomb[0])
         raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
 
-    def feed(self, sid: str, frames: list[Frame]) -> None:
+    def feed(self, sid: str, frames: list[Frame], size: int = 0) -> None:
         sess = self.sessions.get(sid) or self._session(sid)
         now = self._clock()
         self.refresher.guard(sess, now)  # an expired credential runs nothing
-        self.counters["frames_in"] += len(frames)
+        link = sess.connection
+        if isinstance(link, Link):  # frames per transport (metrics)
+            link.traffic.frames_in += len(frames)
+            link.traffic.bytes_in += size
         try:
             # The whole message is paid for first, one token a frame and at least one
             # (an empty batch does nothing but must not be free): a flood refuses all
@@ -362,8 +368,8 @@ class SessionHost(Budget):
         handler = self.app.plain_handlers.get((sess.namespace, frame.e))
         if handler is None or sess.sid in self.tasks:
             return None
-        counters = self.counters
-        counters["frames_in"] += 1
+        traffic = link.traffic
+        traffic.frames_in += 1
         try:
             now = self._clock()
             sess.charge(now)
@@ -384,7 +390,7 @@ class SessionHost(Budget):
         # given (push()'s slow-consumer check) and the connection takes it at once.
         seq = sess.written = sess.push(out)
         _, receipt = sess.take_output_control()  # control is empty (checked above)
-        counters["frames_out"] += 1 if receipt is None else 2
+        traffic.frames_out += 1 if receipt is None else 2
         return codec.reply(receipt, seq, encoded)
 
     def _wake_for_control(self, sess: ServerSession) -> None:
@@ -413,7 +419,7 @@ class SessionHost(Budget):
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))
-        self.counters["frames_out"] += len(out)
+        link.traffic.frames_out += len(out)  # per transport (metrics)
         return out
 
     def has_pending(self, link: Link) -> bool:
@@ -431,12 +437,13 @@ class SessionHost(Budget):
             raise ProtocolError(reason, code)
         now = self._clock()
         sess.touch(now)  # alive, even if refused: a flood is not a dead connection
-        sess.charge(now, 1, "polls")
+        self.spend(sess, now, 1, "polls")
         if ack is not None:
             sess.rewind(ack)
         return link
 
     def detach(self, link: Link) -> None:
+        self.track.ended(link)
         sess = self.sessions.get(link.sid) if link.sid is not None else None
         if sess is None:
             return
@@ -455,6 +462,7 @@ class SessionHost(Budget):
             if link.info.name == "longpoll":
                 # No request may be held to carry the close: the next poll learns it (410).
                 sess.detach(link, asyncio.get_running_loop().time())
+                self.track.ended(link)
         if not should_reconnect(code):
             self._bury(sess, code, reason)
 
@@ -511,6 +519,7 @@ class SessionHost(Budget):
         link = sess.connection
         if isinstance(link, Link):
             link.close(CloseCode.NORMAL, "session ended")
+            self.track.ended(link)
         sess.close()
         if run_hooks and socket is not None:
             self.spawn(self.app.run_disconnect_hooks(socket))
@@ -667,6 +676,7 @@ class SessionHost(Budget):
         its stream position. Raises TypeError for data a codec cannot carry and
         BrokerUnavailable (see ``maybe_published``)."""
         self.check_sendable(env.event, env.data)
+        env.at = time.time()  # delivery latency (metrics)
         return await self.broker.publish(env)
 
     def push(self, sess: ServerSession, out: Outgoing) -> None:
@@ -734,6 +744,7 @@ class SessionHost(Budget):
             return
         out = event_frame(env)
         self.encodable(out)
+        self.track.delivered(env)
         call = env.call
         for sid in targets:
             if sid == env.skip:
@@ -762,24 +773,11 @@ class SessionHost(Budget):
                 continue
             clipped = sess.clip_lost(lost)
             if clipped is not None:
-                self.push(sess, lost_frame(clipped, room))
+                self.track.lost(sess, clipped, room)
 
     def stats(self) -> dict[str, int]:
-        """Live object counts (used by the metrics endpoint and the leak test)."""
-        return {
-            "sessions": len(self.sessions),
-            "sockets": len(self.sockets),
-            "rooms": len(self.rooms),
-            "room_entries": self.rooms.entry_count(),
-            "users": len(self.users),
-            "session_tasks": sum(len(t) for t in self.tasks.values()),
-            "background_tasks": len(self._background),
-            "pending_acks": len(self.calls),
-            "pending_tickets": len(self.issuer),
-            "tombstones": len(self._tombstones),
-            "asyncio_tasks": len(asyncio.all_tasks()),
-            **self.counters,
-        }
+        """Live object counts and counters (the metrics endpoint, the leak test)."""
+        return live_counts(self)
 
 
 # _call_plain()'s "the outcome is left to the session" (None is a handler's result).

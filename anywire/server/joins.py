@@ -24,7 +24,7 @@ from ..core.session import ServerSession
 from ..core.streams import room_stream
 from .catchup import held_catch_up
 from .errors import Reject
-from .outgoing import event_frame, lost_frame
+from .outgoing import event_frame
 
 if TYPE_CHECKING:
     from .host import SessionHost
@@ -143,7 +143,7 @@ class Joins:
             # where it stands before it sees the filler.
             host.reply(sess, ack_id, True, reply)
         for gone in lost:
-            host.push(sess, lost_frame(gone, room))
+            host.track.lost(sess, gone, room)
         for env in items:
             host.push(sess, event_frame(env))
         for out in held:

@@ -39,11 +39,13 @@ class Observer:
 
     def negotiated(self, outcome: str, transports: tuple[str, ...]) -> None:
         """A negotiate was answered. ``outcome``: ``ok``, ``auth``, ``flood``, ``busy``,
-        ``bad_request``, ``origin``, ``no_transport`` or ``broker``."""
+        ``bad_request``, ``origin``, ``no_transport`` or ``broker``; ``transports`` is
+        the order offered (empty unless ``ok``)."""
 
     def fallback(self, from_transport: str, to_transport: str, reason: str) -> None:
-        """A client moved off ``from_transport`` (``reason`` as the client reported it,
-        ``unknown`` when it did not say)."""
+        """A client moved off ``from_transport`` to ``to_transport`` (the one offered
+        first now), for ``reason`` as the client reported it in negotiate's ``failures``
+        (server/negotiate.py ``FAILURE_REASONS``, or ``other``)."""
 
     def connected(self, conn: Connection, resumed: bool) -> None:
         """A connection was attached to a session (fresh, or a resume)."""
@@ -65,6 +67,10 @@ class Observer:
 
     def closed_for(self, reason: str, conn: Connection) -> None:
         """A connection was closed by the server for ``flood`` or ``slow_consumer``."""
+
+    def flood_refused(self, conn: Connection) -> None:
+        """Input of ``conn`` was refused for flood (429 on HTTP, and on a WebSocket a
+        4008 close, which :meth:`closed_for` reports too); once per connection."""
 
     def ack_round_trip(self, seconds: float) -> None:
         """A server-to-client call was acknowledged after ``seconds``."""
@@ -125,6 +131,9 @@ class Observers(Observer):
 
     def closed_for(self, reason: str, conn: Connection) -> None:
         self._call("closed_for", reason, conn)
+
+    def flood_refused(self, conn: Connection) -> None:
+        self._call("flood_refused", conn)
 
     def ack_round_trip(self, seconds: float) -> None:
         self._call("ack_round_trip", seconds)

@@ -140,6 +140,7 @@ class Refresher:
         """One log line and one counter for a refused credential."""
         self._count("auth_refused")
         self._count(f"auth_refused_{kind}")
+        self.host.app.observers.auth_failed(kind, where)
         log.warning(
             "anywire: credential refused at %s%s (%s): %s",
             where,

@@ -22,6 +22,7 @@ from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.flood import FloodError
 from ..core.frames import UINT_LIMIT, Connect, Frame, Resume, parse_frame
 from ..core.settings import Settings
+from .traffic import Traffic
 
 __all__ = [
     "FLOOD_HOLD",
@@ -41,6 +42,7 @@ __all__ = [
     "first_frame",
     "header",
     "log_refused",
+    "peer_of",
     "query",
     "query_uint",
     "read_body",
@@ -88,16 +90,30 @@ class TransportInfo:
     binary: bool
 
 
+_UNCOUNTED = Traffic()  # the counters of links made outside a transport (tests, tools)
+
+
 class Link:
     """One live transport connection of a session."""
 
     __slots__ = (
-        "_flag", "_waiters", "closing", "codec", "hold", "info", "on_wake", "queued", "sid"
+        "_flag", "_waiters", "closing", "codec", "hold", "info", "on_wake", "peer", "queued",
+        "sid", "traffic",
     )  # fmt: skip
 
-    def __init__(self, info: TransportInfo, codec: Codec) -> None:
+    def __init__(
+        self,
+        info: TransportInfo,
+        codec: Codec,
+        traffic: Traffic | None = None,
+        peer: tuple[str | None, str | None] = (None, None),
+    ) -> None:
         self.info = info
         self.codec = codec
+        self.traffic = _UNCOUNTED if traffic is None else traffic
+        """The counters of the transport this link belongs to (frames and bytes)."""
+        self.peer = peer
+        """``(origin, ip)`` of the request that opened the connection (for observers)."""
         self.sid: str | None = None
         self.closing: tuple[int, str] | None = None
         self.queued: list[bytes] = []  # encoded frames written before anything else
@@ -198,9 +214,10 @@ class Host(Protocol):
         """The session id named by a session token; raises ProtocolError if unknown."""
         ...
 
-    def feed(self, sid: str, frames: list[Frame]) -> None:
-        """Frames from the client. Raises RemoteProtocolError (frames before the bad one
-        were processed)."""
+    def feed(self, sid: str, frames: list[Frame], size: int = 0) -> None:
+        """Frames from the client (``size``: the bytes of the request that carried them,
+        when the caller does not count them itself: ``POST /send``). Raises
+        RemoteProtocolError (frames before the bad one were processed)."""
         ...
 
     def answer(self, link: Link, frame: Frame) -> bytes | None:
@@ -304,6 +321,12 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def peer_of(scope: Scope) -> tuple[str | None, str | None]:
+    """``(origin, ip)`` of a request, as observers are told them (never a credential)."""
+    client = scope.get("client")
+    return header(scope, b"origin"), (str(client[0]) if client else None)
 
 
 def query(scope: Scope) -> dict[str, str]:

@@ -31,6 +31,7 @@ from .base import (
     TransportInfo,
     first_frame,
     log_refused,
+    peer_of,
     query,
     query_uint,
     refuse_origin,
@@ -38,6 +39,7 @@ from .base import (
     session_sid,
     status_for,
 )
+from .traffic import Traffic
 
 __all__ = ["INFO", "LongPollTransport"]
 
@@ -49,6 +51,8 @@ class LongPollTransport:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.traffic = Traffic()
+        """Frames and bytes of every poll of this endpoint (metrics)."""
         self._current: dict[str, int] = {}  # sid -> id of the poll allowed to answer
         self._ids = itertools.count(1)
 
@@ -61,7 +65,7 @@ class LongPollTransport:
             if "longpoll" not in self.host.settings.transports:
                 raise ProtocolError("longpoll is disabled", 4507)
             if "ticket" in params:
-                link = await self._open(params)
+                link = await self._open(params, peer_of(scope))
                 await self._respond(send, link, cors)
                 return
             sid = session_sid(self.host, scope)
@@ -78,9 +82,10 @@ class LongPollTransport:
             return
         await self._hold(scope, receive, send, link, cors)
 
-    async def _open(self, params: dict[str, str]) -> Link:
+    async def _open(self, params: dict[str, str], peer: tuple[str | None, str | None]) -> Link:
         first = first_frame(params)
-        link = Link(INFO, self.host.codec(self.host.ticket_codec(first.ticket)))
+        codec = self.host.codec(self.host.ticket_codec(first.ticket))
+        link = Link(INFO, codec, self.traffic, peer)
         await self.host.attach(link, first)
         return link
 
@@ -135,7 +140,9 @@ class LongPollTransport:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": link.codec.batch(frames)})
+        body = link.codec.batch(frames)
+        link.traffic.bytes_out += len(body)
+        await send({"type": "http.response.body", "body": body})
 
     async def _refuse(
         self, send: Send, exc: ProtocolError, cors: list[tuple[bytes, bytes]]

@@ -27,11 +27,13 @@ from .base import (
     TransportInfo,
     first_frame,
     log_refused,
+    peer_of,
     query,
     refuse_origin,
     send_json_error,
     status_for,
 )
+from .traffic import Traffic
 
 __all__ = ["INFO", "SSETransport"]
 
@@ -45,6 +47,8 @@ class SSETransport:
 
     def __init__(self, host: Host, keepalive: float = 15.0) -> None:
         self.host = host
+        self.traffic = Traffic()
+        """Frames and bytes of every stream of this endpoint (metrics)."""
         self.keepalive = keepalive
         self.shutdown_event = anyio.Event()
         self._links: set[Link] = set()
@@ -72,7 +76,7 @@ class SSETransport:
             if "sse" not in self.host.settings.transports:
                 raise ProtocolError("sse is disabled", 4507)
             first = first_frame(params)
-            link = Link(INFO, self.host.codec("json"))
+            link = Link(INFO, self.host.codec("json"), self.traffic, peer_of(scope))
             await self.host.attach(link, first)
         except ProtocolError as exc:
             log_refused("GET /sse", exc, scope)
@@ -109,6 +113,7 @@ class SSETransport:
             frames = self.host.outgoing(link, limit)
             if frames:
                 body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                link.traffic.bytes_out += len(body)
                 # Encoded here, not by ServerSentEvent: compact JSON holds no line breaks,
                 # so one data line is the whole event (saves a decode, split and re-encode
                 # per event on the fan-out path).

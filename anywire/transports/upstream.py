@@ -47,6 +47,7 @@ class SendEndpoint:
             content_type = header(scope, b"content-type") or ""
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
             frames: list[Frame] = []
+            body = b""
             error: RemoteProtocolError | None
             try:
                 body = await read_body(receive, settings.max_frame_size)
@@ -55,7 +56,7 @@ class SendEndpoint:
             else:
                 frames, error = decode_frames(codec, body, settings.max_batch)
             if frames or error is None:  # an empty batch is charged too
-                self.host.feed(sid, frames)
+                self.host.feed(sid, frames, len(body))
             if error is not None:
                 self.host.reject(sid, error)
                 raise error

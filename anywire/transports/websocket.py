@@ -41,9 +41,11 @@ from .base import (
     decode_frames,
     decode_general,
     log_refused,
+    peer_of,
     short_reason,
 )
 from .meter import METER_KEY, ControlMeter
+from .traffic import Traffic
 
 __all__ = ["INFO", "WebSocketTransport"]
 
@@ -59,6 +61,8 @@ class WebSocketTransport:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.traffic = Traffic()
+        """Frames and bytes of every connection of this endpoint (metrics)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -151,7 +155,8 @@ class WebSocketTransport:
             first = frames[0]
             if not isinstance(first, Connect | Resume):
                 raise RemoteProtocolError("the first frame must be connect or resume")
-            link = Link(INFO, codec)
+            link = Link(INFO, codec, self.traffic, peer_of(scope))
+            link.traffic.bytes_in += byte_length(data)
             await self.host.attach(link, first)
         except ProtocolError as exc:
             log_refused("websocket first message", exc, scope)
@@ -168,6 +173,7 @@ class WebSocketTransport:
         assert sid is not None
         max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
         decode_event = codec.decode_event
+        traffic = link.traffic
         quiet = 0  # messages in a row that wrote nothing
         while not writer.closed:
             message = await receive()
@@ -179,7 +185,9 @@ class WebSocketTransport:
                 if data is None:
                     continue
             # (A UTF-8 character is at most 4 bytes: short text needs no measuring.)
-            if len(data) * 4 > max_size and byte_length(data) > max_size:
+            size = len(data) if type(data) is bytes or data.isascii() else byte_length(data)
+            traffic.bytes_in += size
+            if size > max_size:
                 too_big = RemoteProtocolError(f"frame over {max_size} bytes", 4503)
                 log_refused("websocket frame", too_big, scope)
                 link.close(too_big.code, too_big.message)
@@ -326,6 +334,7 @@ class _Writer:
         meanwhile."""
         try:
             await _next_iteration()
+            self.link.traffic.bytes_out += len(body)
             await self.send(self._message(body))
             if self.host.has_pending(self.link):
                 await self._flush()
@@ -389,6 +398,7 @@ class _Writer:
             frames = host.outgoing(link, limit)
             if frames:
                 body = frames[0] if len(frames) == 1 else codec.batch(frames)
+                link.traffic.bytes_out += len(body)
                 await self.send(self._message(body))
             if link.closing is not None:
                 code, reason = link.closing

@@ -14,8 +14,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.e2e.conftest import Server, start_server
+from tests.tools import chromium_path
 
-CHROMIUM = "/usr/bin/chromium"
+# ANYWIRE_CHROMIUM overrides it (Ubuntu: /snap/bin/chromium): tests/tools.py
+CHROMIUM = chromium_path()
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

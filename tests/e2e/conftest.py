@@ -95,7 +95,9 @@ def start_server(
     health: str = "/anywire/health",
 ) -> Server:
     port = port or free_port()
-    env = {**os.environ, **env_overrides, "PYTHONPATH": str(ROOT)}
+    # The checkout first; a PYTHONPATH in env_overrides (a test's own modules) after it.
+    path = os.pathsep.join(filter(None, (str(ROOT), env_overrides.get("PYTHONPATH"))))
+    env = {**os.environ, **env_overrides, "PYTHONPATH": path}
     log = log or Path(f"/tmp/anywire-e2e-{port}.log")
     out = log.open("ab")
     proc = subprocess.Popen(

@@ -61,6 +61,8 @@ aw = Anywire(
     tick=_f("AW_TICK", 0.05),
     path=os.environ.get("AW_PATH", "/anywire"),  # tests/e2e/mountapp.py mounts it elsewhere
 )
+if aw.admin is not None:  # ANYWIRE_ADMIN_TOKEN set: snapshots more often than in production
+    aw.admin.interval = _f("AW_ADMIN_INTERVAL", 2.0)
 received: dict[str, list[Any]] = {}
 
 

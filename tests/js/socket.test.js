@@ -111,12 +111,15 @@ test("falls back in the offered order, reporting failed transports, with the con
   assert.equal(socket.transport, "longpoll");
   assert.deepEqual(server.negotiations.map((n) => n.body.failed), [[], ["websocket"], ["websocket", "sse"]]);
   assert.ok(clock.t >= 3000 && clock.t < 3200, `sse failed by the connect timeout, at ${clock.t}`);
+  // Why each one failed, told once, in the negotiate that follows the failure (metrics).
+  assert.deepEqual(server.negotiations.map((n) => n.body.failures), [undefined, { websocket: "upgrade" }, { sse: "timeout" }]);
   assert.deepEqual(socket.failed, ["websocket", "sse"]);
   assert.equal(storage.getItem(KEY), "longpoll");
   // Reconnects keep reporting them, so the working transport is offered first.
   server.dropLive();
   await until(clock, () => server.negotiations.length === 4 && socket.state === "connected");
   assert.deepEqual(server.negotiations[3].body.failed, ["websocket", "sse"]);
+  assert.equal(server.negotiations[3].body.failures, undefined);
   assert.equal(socket.transport, "longpoll");
   await socket.close();
 });

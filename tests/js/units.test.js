@@ -259,6 +259,8 @@ test("negotiate: the body reports failed transports, the session to resume and e
     v: 1, ns: "/chat", transports: ["websocket", "sse"], codecs: ["msgpack", "json"], failed: [], resume: "tok", since,
   });
   assert.equal("user_since" in body, false);
+  const why = negotiateBody(options, ["websocket"], null, [], { websocket: "upgrade" });
+  assert.deepEqual(why.failures, { websocket: "upgrade" });
 });
 
 // -- batching -------------------------------------------------------------------------------

@@ -59,14 +59,23 @@ def stop_process(proc: subprocess.Popen[bytes], prefix: Path) -> None:
 
 def start_nginx(name: str, upstream: int, **ports: int) -> Nginx:
     """Start nginx with ``<name>.conf`` proxying to 127.0.0.1:``upstream``."""
-    prefix = Path(tempfile.mkdtemp(prefix=f"anywire-nginx-{name}-"))
-    (prefix / "logs").mkdir()
-    (prefix / "tmp").mkdir()
     port = free_port()
     conf = (HERE / f"{name}.conf").read_text()
     conf = conf.replace("{LISTEN}", str(port)).replace("{UPSTREAM}", str(upstream))
     for key, value in ports.items():
         conf = conf.replace("{" + key.upper() + "}", str(value))
+    return run_nginx(name, conf, port)
+
+
+def run_nginx(name: str, conf: str, port: int, files: dict[str, str] | None = None) -> Nginx:
+    """Run nginx with the main configuration ``conf`` (listening on ``port``) from a
+    temporary prefix holding ``logs/``, ``tmp/`` and ``files`` (name -> text, for its
+    ``include``s); returns once it accepts connections (bounded)."""
+    prefix = Path(tempfile.mkdtemp(prefix=f"anywire-nginx-{name}-"))
+    (prefix / "logs").mkdir()
+    (prefix / "tmp").mkdir()
+    for file_name, text in (files or {}).items():
+        (prefix / file_name).write_text(text)
     (prefix / "nginx.conf").write_text(conf)
     cmd = [
         NGINX, "-p", str(prefix), "-c", "nginx.conf",

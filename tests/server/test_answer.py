@@ -54,7 +54,7 @@ async def _attached(codec: str) -> Any:
     await aw.start()
     try:
         _, _, ticket, _ = await issue(aw, codec=codec)
-        link = Link(WEBSOCKET, aw.host.codec(codec))
+        link = Link(WEBSOCKET, aw.host.codec(codec), aw.websocket.traffic)
         await aw.host.attach(link, Connect(ticket))
         aw.host.outgoing(link)  # the hello (it names the session: not compared)
         yield aw, link
@@ -101,15 +101,15 @@ async def test_answers_are_byte_for_byte_what_feed_and_outgoing_write(codec: str
             got = (answer or b"") + _written(fast, fast_link)
             assert got == _written(slow, slow_link), frame
         assert taken == 6  # events 1, 2, 3, 6 (its error ack), 8 and 9 were answered whole
-        assert fast.host.counters["frames_in"] == slow.host.counters["frames_in"]
-        assert fast.host.counters["frames_out"] == slow.host.counters["frames_out"]
+        assert fast.websocket.traffic.frames_in == slow.websocket.traffic.frames_in
+        assert fast.websocket.traffic.frames_out == slow.websocket.traffic.frames_out
 
 
 async def test_it_declines_what_it_cannot_answer_whole_without_touching_anything() -> None:
     async with _attached("json") as (aw, link):
         assert link.sid is not None
         sess = aw.host.sessions[link.sid]
-        before = (sess.in_last, sess.out_seq, aw.host.counters["frames_in"])
+        before = (sess.in_last, sess.out_seq, aw.websocket.traffic.frames_in)
         assert aw.host.answer(link, Event(1, "echo", None)) is None  # no ack id
         assert aw.host.answer(link, Event(1, "slow", None, 1)) is None  # async def
         assert aw.host.answer(link, Event(1, "nobody", None, 1)) is None  # no handler
@@ -120,7 +120,7 @@ async def test_it_declines_what_it_cannot_answer_whole_without_touching_anything
         aw.host.feed(link.sid, [Ping()])  # a pong waits to be written
         assert aw.host.answer(link, Event(1, "echo", None, 1)) is None
         assert (sess.in_last, sess.out_seq) == before[:2]
-        assert aw.host.counters["frames_in"] == before[2] + 1  # the ping only
+        assert aw.websocket.traffic.frames_in == before[2] + 1  # the ping only
 
 
 async def test_something_pending_keeps_the_general_path_so_nothing_is_reordered() -> None:

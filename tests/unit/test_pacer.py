@@ -46,7 +46,9 @@ async def test_pacer_spends_90_percent_of_the_rate_from_half_the_burst() -> None
     elapsed = loop.time() - start
     # 45 more tokens at 180/s: at least 0.25 s; never faster than the server allows.
     assert 0.24 <= elapsed < 1.5, elapsed
-    assert pacer.waited > 0.2
+    # It waited to get there (how long each wait was depends on how late the loop woke it:
+    # on a loaded machine one oversleep covers several tokens).
+    assert 0 < pacer.waited <= elapsed
 
 
 async def test_a_flood_close_empties_the_pacer_and_a_new_budget_is_followed() -> None:

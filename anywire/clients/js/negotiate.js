@@ -24,6 +24,13 @@ export function failure(message, code = null, terminal = false, retryAfter = nul
   return err;
 }
 
+/** Marks `err` (a transport's failure to open) with why it failed, as the `failures`
+ * field of the next negotiate reports it: "upgrade", "timeout", "closed", "buffered". */
+export function failedFor(why, err) {
+  err.why = why;
+  return err;
+}
+
 /** The wait in ms a 503 or 429 negotiate asks for (session caps, negotiate rate): its
  * `Retry-After` header (seconds or an HTTP date; the server exposes it to cross-origin
  * pages), else the `retry_after` seconds of its JSON body; null without either. */
@@ -96,10 +103,11 @@ export function transportBase(base, path, neg) {
 }
 
 /** The negotiate request body (docs/protocol.md 3.1): `failed` transports, the `resume`
- * token of the session to resume (or null), and `since`, every stream position the
- * client holds as [stream, epoch, offset] (left out when there is none), so a fresh
- * session catches up on what the client missed. */
-export function negotiateBody(options, failed, resume, since) {
+ * token of the session to resume (or null), `since`, every stream position the client
+ * holds as [stream, epoch, offset] (left out when there is none), so a fresh session
+ * catches up on what the client missed, and `failures`, why transports failed since the
+ * previous negotiate ({name: reason}, left out when empty; for the server's metrics). */
+export function negotiateBody(options, failed, resume, since, failures = {}) {
   const body = {
     v: 1,
     ns: options.namespace,
@@ -109,6 +117,7 @@ export function negotiateBody(options, failed, resume, since) {
   };
   if (resume !== null) body.resume = resume;
   if (since.length) body.since = since;
+  if (Object.keys(failures).length) body.failures = { ...failures };
   return body;
 }
 

@@ -21,7 +21,7 @@ import { setKey } from "./values.js";
 import { backoff, retryDelay } from "./backoff.js";
 import { Continuity } from "./continuity.js";
 import { Handlers, Hooks, report } from "./handlers.js";
-import { LIMITS, failure, negotiate, negotiateBody, transportBase } from "./negotiate.js";
+import { LIMITS, failedFor, failure, negotiate, negotiateBody, transportBase } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
@@ -139,6 +139,8 @@ export class Socket {
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first.
     this._failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
+    // Why each transport failed since the last negotiate: reported once, then cleared.
+    this._failures = {};
     // Transports that lost a race without failing: not reported, tried after the others.
     this._lost = [];
     this._listen();
@@ -493,9 +495,10 @@ export class Socket {
     for (const done of [...this._wakers]) done();
   }
 
-  _markFailed(name) {
+  _markFailed(name, why) {
     this._failed = this._failed.filter((n) => n !== name);
     this._failed.push(name);
+    this._failures[name] = why; // why, told to the server once (negotiate's `failures`)
   }
 
   /** Negotiates and tries the offered transports in order, negotiating again after each
@@ -532,7 +535,7 @@ export class Socket {
         // (getToken() gives a fresh credential), without blaming the transport.
         if (RENEGOTIATE.has(code) && again++ < 2) continue;
         tried.add(name);
-        this._markFailed(name);
+        this._markFailed(name, err.why ?? "error");
         errors.push(err.message);
       }
       for (const name of lost) if (!this._lost.includes(name)) this._lost.push(name);
@@ -554,7 +557,8 @@ export class Socket {
   async _negotiate() {
     const o = this.options;
     const resume = this._neg && this.peer.sid !== null ? this._neg.token : null;
-    const body = negotiateBody(o, this._failed, resume, this.continuity.since());
+    const body = negotiateBody(o, this._failed, resume, this.continuity.since(), this._failures);
+    this._failures = {};
     const ask = this.idleCuts.requestMs(); // adaptive heartbeats (liveness.js)
     if (ask !== null) body.ping_interval = ask;
     if (resume) await this.pacer.take(RESUME_COST); // so does a negotiate that resumes
@@ -584,7 +588,7 @@ export class Socket {
           reject(err);
         } else resolve(value);
       };
-      const timer = this.env.setTimeout(() => settle(failure(`${offer.name}: no hello within ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+      const timer = this.env.setTimeout(() => settle(failedFor("timeout", failure(`${offer.name}: no hello within ${this.options.connectTimeout} ms`))), this.options.connectTimeout);
       if (onCancel) onCancel(() => settle(failure(`${offer.name}: lost the race`), null, true));
       t.onframes = (frames) => {
         if (settled) return void early.push(["frames", frames]);
@@ -599,7 +603,8 @@ export class Socket {
       };
       t.onclose = (code, reason) => {
         if (settled) return void early.push(["close", code, reason]);
-        settle(failure(`${offer.name}: ${reason || "closed before the hello"}`, code));
+        const why = offer.name === "websocket" && !t.upgraded ? "upgrade" : "closed";
+        settle(failedFor(why, failure(`${offer.name}: ${reason || "closed before the hello"}`, code)));
       };
       this._attempts.add(t);
       t.open(first);
@@ -691,7 +696,7 @@ export class Socket {
     // session, fall back. (With the defaults the connect timeout catches this first.)
     const lived = this.env.now() - this._helloAt;
     if (code === 4001 && lived < (this._neg.ping_interval + this._neg.ping_timeout) / 2) {
-      this._markFailed(t.name);
+      this._markFailed(t.name, "buffered");
     }
     this.idleCuts.ended(t.idleAtEnd, code, this._neg.ping_interval);
     this._live = null;
@@ -874,7 +879,7 @@ export class Socket {
       // only ends this probe (the next connection schedules another).
       if (err.blame) {
         this._upgradeFailed = true;
-        this._markFailed("websocket");
+        this._markFailed("websocket", err.why ?? "error");
       }
       if (probe.replaced && old === this._live) {
         this._probe = null;

@@ -24,6 +24,7 @@ export class WebSocketTransport extends Transport {
     this.ws = ws;
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
+      this.upgraded = true; // a close before this is a refused upgrade (failures.why)
       if (this.closed) return;
       // The first message goes out before anything the socket queued (nothing, normally).
       ws.send(this.codec.encode(first));

@@ -35,6 +35,7 @@ from ...core.frames import (
     Ping,
 )
 from ...core.peer import ClientPeer
+from ...core.redact import scrub_loggers
 from ...core.settings import Settings
 from .backoff import backoff, retry_delay, waits_out
 from .continuity import Continuity
@@ -202,6 +203,9 @@ class Client:
         self._room = asyncio.Event()  # pulsed when room or state may have changed
         self._state: State = "disconnected"
         self.refresher = for_client(self, token) if refresh and callable(token) else None
+        # httpx logs each request's URL at INFO (SSE and poll URLs hold the ticket) and
+        # websockets its frames at DEBUG (auth frames hold the JWT): masked (core/redact).
+        scrub_loggers("httpx", "websockets.client")
         """In-band token refresh (None without a token callable or with refresh=False)."""
 
     # -- registration ---------------------------------------------------------------------

@@ -42,15 +42,25 @@ class Fallback:
 
     def __init__(self) -> None:
         self.failed: list[str] = []
+        self.why: dict[str, str] = {}
+        """Why transports failed since the last negotiate (its ``failures`` field: told
+        to the server once, for its metrics)."""
         self.lost: list[str] = []
         """Transports that lost a race without failing (slower, or black-holed for less
         than the connect timeout): not reported, but tried after the others by this
         client, so a resume (never raced) does not wait on them (:mod:`.racing`)."""
 
-    def fail(self, name: str) -> None:
-        """``name`` failed (again): it moves to the end, as the newest failure."""
+    def fail(self, name: str, why: str = "error") -> None:
+        """``name`` failed (again) for reason ``why``: it moves to the end, as the newest
+        failure."""
         self.forget(name)
         self.failed.append(name)
+        self.why[name] = why
+
+    def take_why(self) -> dict[str, str]:
+        """The failures to report in the next negotiate, forgotten once taken."""
+        why, self.why = self.why, {}
+        return why
 
     def ended(self, name: str, code: int | None, lived: float, silence: float) -> None:
         """A connection on ``name`` ended with ``code``, ``lived`` seconds after its hello.
@@ -64,7 +74,7 @@ class Fallback:
         shorter than the connect timeout, which otherwise catches this first."""
         if code == CloseCode.PING_TIMEOUT and lived < silence / 2:
             log.info("anywire %s: held back until the server gave up; falling back", name)
-            self.fail(name)
+            self.fail(name, "buffered")
 
     def forget(self, name: str) -> None:
         """``name`` works after all: offer it in its place again."""
@@ -127,7 +137,7 @@ async def connect_round(client: Client) -> tuple[Negotiated, ClientTransport, He
             reason = "no hello in time" if isinstance(exc, TimeoutError) else repr(exc)
             log.info("anywire transport %s failed: %s", name, reason)
             tried.add(name)
-            client.fallback.fail(name)
+            client.fallback.fail(name, _why(exc))
             errors.append(f"{name}: {reason}")
         for name in lost:
             client.fallback.lose(name)
@@ -181,6 +191,15 @@ async def _attempt(
     return neg, transport, hello
 
 
+def _why(exc: BaseException) -> str:
+    """How an attempt failed, in the words of negotiate's ``failures`` field."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, TransportClosed):
+        return exc.why
+    return "error"
+
+
 async def _negotiate(client: Client) -> Negotiated:
     """``POST {url}{path}/negotiate`` with a fresh token; raises AuthError/ConnectError."""
     body: dict[str, Any] = {
@@ -190,6 +209,9 @@ async def _negotiate(client: Client) -> Negotiated:
         "codecs": list(dict.fromkeys([client.codec, "json"])),
         "failed": list(client.fallback.failed),
     }
+    failures = client.fallback.take_why()
+    if failures:
+        body["failures"] = failures
     if client._neg is not None and client.peer.sid is not None:
         body["resume"] = client._neg.token
         await client.pacer.take(RESUME_COST)  # so does a negotiate that resumes

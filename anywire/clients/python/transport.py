@@ -45,12 +45,14 @@ NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError, httpx.HTTPError, Rem
 
 
 class TransportClosed(Exception):
-    """The transport ended. ``code`` is the close code the server gave, if any."""
+    """The transport ended. ``code`` is the close code the server gave, if any; ``why``
+    classifies a failure to open for the server's metrics (negotiate's ``failures``)."""
 
-    def __init__(self, code: int | None = None, reason: str = "") -> None:
+    def __init__(self, code: int | None = None, reason: str = "", why: str = "closed") -> None:
         super().__init__(f"transport closed ({code}): {reason}" if code else reason)
         self.code = code
         self.reason = reason
+        self.why = why
 
 
 class ClientTransport:

@@ -42,9 +42,9 @@ class WebSocketTransport(ClientTransport):
             # 403 is common there), so it means "fall back" like any transport failure.
             status = exc.response.status_code
             code = error_code(bytes(exc.response.body or b""))
-            raise TransportClosed(code, f"upgrade refused: HTTP {status}") from exc
+            raise TransportClosed(code, f"upgrade refused: HTTP {status}", "upgrade") from exc
         except WebSocketException as exc:
-            raise TransportClosed(None, f"upgrade failed: {exc!r}") from exc
+            raise TransportClosed(None, f"upgrade failed: {exc!r}", "upgrade") from exc
         await self._write(self.codec.encode(first.to_wire()))
         self._spawn(self._reader())
 

@@ -1,0 +1,151 @@
+"""The option groups of ``anywire serve`` that a worker process must get again: the HTTP
+limits (:mod:`.httplimits`) and the log output (:mod:`.logs`, :mod:`.connlog`). Each
+group has its parser options, the value the command line asks for, and the arguments
+that hand it on to a ``--workers`` process (:mod:`.workers`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .httplimits import HttpLimits, protocol_class
+from .logs import configure
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+__all__ = [
+    "add_http_limit_options",
+    "add_log_options",
+    "http_limit_args",
+    "http_limits",
+    "http_options",
+    "log_args",
+    "setup_logs",
+]
+
+
+# -- HTTP limits (anywire.server.httplimits) ---------------------------------------------
+def http_options(limits: HttpLimits) -> dict[str, Any]:
+    """uvicorn options of the HTTP limits: httptools (about 300 us per negotiate against
+    h11's 510) with the limits added, and the keep-alive idle time."""
+    return {"http": protocol_class(limits), "timeout_keep_alive": limits.keep_alive}
+
+
+def add_http_limit_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-request-line``, ``--max-header-size``, ``--header-timeout``,
+    ``--body-timeout``, ``--keep-alive`` (defaults of :class:`HttpLimits`)."""
+    d = HttpLimits()
+    group = parser.add_argument_group("HTTP limits (docs/protocol.md section 8.7)")
+    group.add_argument(
+        "--max-request-line",
+        type=int,
+        default=d.max_request_line,
+        metavar="BYTES",
+        help="longest request line; 414 past it",
+    )
+    group.add_argument(
+        "--max-header-size",
+        type=int,
+        default=d.max_header_size,
+        metavar="BYTES",
+        help="most bytes of request line and headers; 431",
+    )
+    group.add_argument(
+        "--header-timeout",
+        type=float,
+        default=d.header_timeout,
+        metavar="S",
+        help="time to receive a request head; 408 past it",
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=float,
+        default=d.body_timeout,
+        metavar="S",
+        help="time to receive a body after its head; 408",
+    )
+    group.add_argument(
+        "--keep-alive",
+        type=float,
+        default=d.keep_alive,
+        metavar="S",
+        help="idle time allowed between requests",
+    )
+
+
+def http_limits(args: argparse.Namespace) -> HttpLimits:
+    """The :class:`HttpLimits` the command line asks for."""
+    if (
+        min(
+            args.max_request_line,
+            args.max_header_size,
+            args.header_timeout,
+            args.body_timeout,
+            args.keep_alive,
+        )
+        <= 0
+    ):
+        raise SystemExit("anywire serve: every HTTP limit must be positive")
+    return HttpLimits(
+        args.max_request_line,
+        args.max_header_size,
+        args.header_timeout,
+        args.body_timeout,
+        args.keep_alive,
+    )
+
+
+def http_limit_args(limits: HttpLimits) -> list[str]:
+    """The command-line options that give a worker process ``limits``."""
+    return [
+        "--max-request-line",
+        str(limits.max_request_line),
+        "--max-header-size",
+        str(limits.max_header_size),
+        "--header-timeout",
+        str(limits.header_timeout),
+        "--body-timeout",
+        str(limits.body_timeout),
+        "--keep-alive",
+        str(limits.keep_alive),
+    ]
+
+
+# -- end of HTTP limits -----------------------------------------------------------------
+
+
+# -- log output (anywire.server.logs, anywire.server.connlog) ---------------------------
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-format`` and ``--conn-log-level``."""
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line",
+    )
+    parser.add_argument(
+        "--conn-log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=None,
+        help="level of the connection log (logger anywire.conn): "
+        "warning keeps refusals and flood closes only (default: --log-level)",
+    )
+
+
+def setup_logs(args: argparse.Namespace) -> None:
+    """Install the log handler the command line asks for."""
+    fmt, conn_level = getattr(args, "log_format", "text"), getattr(args, "conn_log_level", None)
+    try:
+        configure(fmt, args.log_level.upper(), conn_level=conn_level)
+    except ValueError as exc:
+        raise SystemExit(f"anywire: {exc}") from None
+
+
+def log_args(args: argparse.Namespace) -> list[str]:
+    """The command-line options that give a worker process the same log output."""
+    extra = ["--conn-log-level", args.conn_log_level] if args.conn_log_level else []
+    return ["--log-level", args.log_level, "--log-format", args.log_format, *extra]
+
+
+# -- end of log output ------------------------------------------------------------------
