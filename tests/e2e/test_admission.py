@@ -16,14 +16,16 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from anywire.clients.python import Client, ConnectError
+from tests.together import Together
 
-from .conftest import Server, make_token, start_server
+from .conftest import TRANSPORTS, Server, make_token, start_server
 
 RETRY_AFTER = 1  # AW_BUSY_RETRY_AFTER
 PER_USER = 2
@@ -97,15 +99,15 @@ async def test_per_user_cap_refuses_and_a_waiting_client_gets_the_freed_slot(
     waited = time.monotonic() - started
     assert waited >= RETRY_AFTER  # not sooner than the server asked
     assert await third.call("echo", "in", timeout=5) == "in"
-    print(f"\n{transport}: the third session of a user capped at {PER_USER} connected "
-          f"after {waited:.2f} s (Retry-After {RETRY_AFTER} s)")
+    print(
+        f"\n{transport}: the third session of a user capped at {PER_USER} connected "
+        f"after {waited:.2f} s (Retry-After {RETRY_AFTER} s)"
+    )
     await second.close()
     await third.close()
 
 
-async def test_a_first_connect_gives_up_after_waiting_a_few_times(
-    capped: Server, transport: str
-) -> None:
+async def _give_up(capped: Server, transport: str) -> None:
     user, ip = f"stuck-{transport}", f"198.51.100.{40 + len(transport)}"
     token = make_token(user)
     holders = [Client(capped.url, token=token, transports=[transport], headers=from_ip(ip))
@@ -120,6 +122,22 @@ async def test_a_first_connect_gives_up_after_waiting_a_few_times(
     assert time.monotonic() - started >= 3 * RETRY_AFTER  # BUSY_WAITS waits first
     for c in holders:
         await c.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def given_up(capped: Server) -> AsyncIterator[Together[None]]:
+    """The three transports' late clients wait out their Retry-Afters at the same time
+    (own user and address each, so own caps)."""
+    together = Together(TRANSPORTS, lambda t: _give_up(capped, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_first_connect_gives_up_after_waiting_a_few_times(
+    given_up: Together[None], transport: str
+) -> None:
+    await given_up.result(transport, 60)  # the run asserts as it goes
 
 
 async def test_node_cap_counts_sessions_and_unused_tickets(full: Server, transport: str) -> None:
@@ -156,9 +174,7 @@ async def test_per_ip_cap(capped: Server, transport: str) -> None:
         await c.close()
 
 
-async def test_negotiate_rate_per_ip_gets_429_and_the_client_waits(
-    rated: Server, transport: str
-) -> None:
+async def _rate_and_wait(rated: Server, transport: str) -> None:
     ip = f"203.0.113.{len(transport)}"
     answers = [await negotiate(rated, f"rate-{transport}-{i}", ip) for i in range(8)]
     statuses = [r.status_code for r in answers]
@@ -177,16 +193,32 @@ async def test_negotiate_rate_per_ip_gets_429_and_the_client_waits(
     await client.close()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rate_waited(rated: Server) -> AsyncIterator[Together[None]]:
+    """The three transports' runs at the same time: each from its own address, so each
+    has its own negotiate bucket."""
+    together = Together(TRANSPORTS, lambda t: _rate_and_wait(rated, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_negotiate_rate_per_ip_gets_429_and_the_client_waits(
+    rate_waited: Together[None], transport: str
+) -> None:
+    await rate_waited.result(transport, 60)  # the run asserts as it goes
+
+
 # -- a negotiate flood from one address -----------------------------------------------------
 
 FLOODER = r"""
-import asyncio, sys, time
+import asyncio, signal, sys, time
 port, seconds, conns = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 REQ = (b"POST /anywire/negotiate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
        b"Authorization: Bearer x\r\nContent-Length: 8\r\n\r\n{\"v\": 1}")
-async def one(end, counts):
+async def one(end, counts, stop):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop.is_set():
         writer.write(REQ)
         head = await reader.readuntil(b"\r\n\r\n")
         length = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
@@ -201,9 +233,10 @@ async def one(end, counts):
         counts[head.split(b" ")[1]] = counts.get(head.split(b" ")[1], 0) + 1
     writer.close()
 async def main():
-    counts = {}
+    counts, stop = {}, asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)  # measured
     end = time.monotonic() + seconds
-    await asyncio.gather(*(one(end, counts) for _ in range(conns)))
+    await asyncio.gather(*(one(end, counts, stop) for _ in range(conns)))
     print(" ".join(f"{k.decode()}={v}" for k, v in sorted(counts.items())), flush=True)
 asyncio.run(main())
 """
@@ -212,8 +245,14 @@ asyncio.run(main())
 @pytest.fixture(scope="module")
 def limited() -> Iterator[Server]:
     """Production admission limits (20 negotiations/s per IP, burst 100)."""
-    srv = start_server({"AW_NEGOTIATE_RATE": "20", "AW_NEGOTIATE_BURST": "100",
-                        "AW_FLOOD_RATE": "1000000", "AW_FLOOD_BURST": "1000000"})
+    srv = start_server(
+        {
+            "AW_NEGOTIATE_RATE": "20",
+            "AW_NEGOTIATE_BURST": "100",
+            "AW_FLOOD_RATE": "1000000",
+            "AW_FLOOD_BURST": "1000000",
+        }
+    )
     yield srv
     srv.stop()
 
@@ -257,6 +296,7 @@ async def test_a_negotiate_flood_from_one_address_leaves_others_served(
                 flood.send_signal(signal.SIGCONT)
                 await asyncio.sleep(0.3)  # the flood is under way again
                 abused += await echo_times(c, WINDOW)
+        flood.terminate()  # measured: it stops now and prints its counts
         out, _ = await asyncio.to_thread(flood.communicate, timeout=30)
     finally:
         if flood.poll() is None:
@@ -264,9 +304,11 @@ async def test_a_negotiate_flood_from_one_address_leaves_others_served(
             flood.kill()
             flood.wait()
     ratio = p99(abused) / p99(idle)
-    print(f"\nnegotiate flood from one IP (200 keep-alive connections; {out.strip()}): "
-          f"bystander {transport} echo p99 {p99(idle):.2f} ms idle ({len(idle)} calls) -> "
-          f"{p99(abused):.2f} ms under flood ({len(abused)} calls), {ROUNDS} alternating "
-          f"windows of {WINDOW} s each: {ratio:.2f}x")
+    print(
+        f"\nnegotiate flood from one IP (200 keep-alive connections; {out.strip()}): "
+        f"bystander {transport} echo p99 {p99(idle):.2f} ms idle ({len(idle)} calls) -> "
+        f"{p99(abused):.2f} ms under flood ({len(abused)} calls), {ROUNDS} alternating "
+        f"windows of {WINDOW} s each: {ratio:.2f}x"
+    )
     assert "429=" in out
     assert ratio <= 2.0

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from anywire.clients.python import AckError, AckTimeout, Client
+from tests.together import Together
 
-from .conftest import Server, make_token
+from .conftest import TRANSPORTS, Server, make_token
 
 WAIT = 10.0
 
@@ -244,15 +246,38 @@ async def test_token_expiry_closes_with_reauth_code_and_client_recovers(
         await client.close()
 
 
-async def test_heartbeats_keep_an_idle_connection_alive(connect: Any) -> None:
-    client = await connect()
-    await client.connect()
-    sid, transport = client.sid, client.transport
-    # Idle for well over ping_interval + ping_timeout (1 s + 1.5 s) and the poll window.
-    await asyncio.sleep(4)
-    assert client.state == "connected" and client.sid == sid and client.transport == transport
-    assert client.last_close is None
-    assert await client.call("echo", "still") == "still"
+async def _idle_for_a_while(server: Server, transport: str) -> dict[str, Any]:
+    client = Client(server.url, token=lambda: make_token("alice"), transports=(transport,))
+    try:
+        await client.connect()
+        sid, chosen = client.sid, client.transport
+        # Idle for well over ping_interval + ping_timeout (1 s + 1.5 s) and the poll window.
+        await asyncio.sleep(4)  # the condition under test, not a synchronisation
+        return {
+            "state": client.state, "same_sid": client.sid == sid,
+            "same_transport": client.transport == chosen, "last_close": client.last_close,
+            "echo": await client.call("echo", "still"),
+        }  # fmt: skip
+    finally:
+        await client.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def idled(server: Server) -> AsyncIterator[Together[dict[str, Any]]]:
+    """The three transports' idle clients at the same time: one 4 s wait, not three."""
+    together = Together(TRANSPORTS, lambda t: _idle_for_a_while(server, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_heartbeats_keep_an_idle_connection_alive(
+    idled: Together[dict[str, Any]], transport: str
+) -> None:
+    out = await idled.result(transport, 3 * WAIT)
+    assert out["state"] == "connected" and out["same_sid"] and out["same_transport"]
+    assert out["last_close"] is None
+    assert out["echo"] == "still"
 
 
 async def test_fresh_session_catches_up_on_a_room_from_its_stream_position(

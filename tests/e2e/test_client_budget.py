@@ -6,14 +6,17 @@ the client backs off, resumes and still delivers everything exactly once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from anywire.clients.python import Client, QueueFull
+from tests.together import Together
 
-from .conftest import Server, make_token, start_server
+from .conftest import TRANSPORTS, Server, make_token, start_server
 
 RATE, BURST = 2000, 1000
 
@@ -70,25 +73,60 @@ async def emit_all(
     return client, recorded, connects
 
 
-async def test_ten_thousand_emits_are_paced_not_killed(budgeted: Server, transport: str) -> None:
-    client, recorded, connects = await emit_all(budgeted, transport, 10_000, pace=True)
+@dataclass
+class Emitted:
+    """What a client emitting in a plain loop went through (one transport)."""
+
+    recorded: list[int]
+    connects: int
+    last_close: tuple[int, str] | None
+    waited: float  # seconds the pacer held sends back
+    state: str
+
+
+async def _emitted(server: Server, transport: str, n: int, pace: bool) -> Emitted:
+    client, recorded, connects = await emit_all(server, transport, n, pace)
     try:
-        assert recorded == list(range(10_000))  # all delivered, in order, once
-        assert connects == 1 and client.last_close is None  # never closed, by flood or else
-        # Slowed to the budget: 10,000 frames (plus polls) exceed the burst by far.
-        assert client.pacer.waited > 0
+        return Emitted(recorded, connects, client.last_close, client.pacer.waited, client.state)
     finally:
         await client.close()
 
 
-async def test_an_unpaced_client_is_closed_4008_and_resumes(
-    budgeted: Server, transport: str
+# Each transport's client has its own session, so its own flood budget: the three runs of
+# a test go at the same time (mostly waiting: on the pacer, or backing off after 4008).
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def paced(budgeted: Server) -> AsyncIterator[Together[Emitted]]:
+    together = Together(TRANSPORTS, lambda t: _emitted(budgeted, t, 10_000, pace=True))
+    yield together
+    await together.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def unpaced(budgeted: Server) -> AsyncIterator[Together[Emitted]]:
+    together = Together(TRANSPORTS, lambda t: _emitted(budgeted, t, 5_000, pace=False))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_ten_thousand_emits_are_paced_not_killed(
+    paced: Together[Emitted], transport: str
 ) -> None:
-    client, recorded, connects = await emit_all(budgeted, transport, 5_000, pace=False)
-    try:
-        assert client.last_close is not None and client.last_close[0] == 4008
-        assert connects >= 2  # it came back by itself...
-        assert recorded == list(range(5_000))  # ...resumed, and lost or doubled nothing
-        assert client.state == "connected"
-    finally:
-        await client.close()
+    out = await paced.result(transport, 150)
+    assert out.recorded == list(range(10_000))  # all delivered, in order, once
+    assert out.connects == 1 and out.last_close is None  # never closed, by flood or else
+    # Slowed to the budget: 10,000 frames (plus polls) exceed the burst by far.
+    assert out.waited > 0
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_unpaced_client_is_closed_4008_and_resumes(
+    unpaced: Together[Emitted], transport: str
+) -> None:
+    out = await unpaced.result(transport, 150)
+    assert out.last_close is not None and out.last_close[0] == 4008
+    assert out.connects >= 2  # it came back by itself...
+    assert out.recorded == list(range(5_000))  # ...resumed, and lost or doubled nothing
+    assert out.state == "connected"

@@ -5,12 +5,18 @@ session stays resumable."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
-from .conftest import Server, make_token
+import pytest
+import pytest_asyncio
+
+from tests.together import Together
+
+from .conftest import TRANSPORTS, Server, make_token
 from .raw import RawConn
 
 
-async def test_silent_client_is_declared_dead(server: Server, transport: str) -> None:
+async def _silent(server: Server, transport: str) -> None:
     conn = RawConn(server.url, transport, make_token(f"silent-{transport}"))
     try:
         await conn.open()
@@ -32,3 +38,17 @@ async def test_silent_client_is_declared_dead(server: Server, transport: str) ->
         assert again.json()["resumable"] is True
     finally:
         await conn.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def silenced(server: Server) -> AsyncIterator[Together[None]]:
+    """The three transports' silent clients at the same time (own user and session
+    each): their silences overlap."""
+    together = Together(TRANSPORTS, lambda t: _silent(server, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_silent_client_is_declared_dead(silenced: Together[None], transport: str) -> None:
+    await silenced.result(transport, 30)  # the run asserts as it goes

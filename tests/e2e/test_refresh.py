@@ -14,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import pytest_asyncio
 
 from anywire.clients.python import Client
+from tests.together import Together
 
-from .conftest import Server, make_token, start_server
+from .conftest import TRANSPORTS, Server, make_token, start_server
 from .raw import RawConn
 from .testapp import SECRET
 
@@ -55,7 +58,21 @@ def slow_timer() -> Iterator[Server]:
     srv.stop()
 
 
-async def test_refresh_keeps_the_session_past_the_first_exp(server: Server, transport: str) -> None:
+@dataclass
+class Kept:
+    """What a client refreshing short-lived tokens went through (one transport)."""
+
+    sid: tuple[str | None, str | None]  # before, after
+    state: str
+    transport: str | None
+    drops: list[str]
+    last_close: object
+    tokens: int
+    sent: int
+    recorded: object
+
+
+async def _keep_past_the_first_exp(server: Server, transport: str) -> Kept:
     user = f"refresher-{transport}"
     tokens: list[str] = []
 
@@ -81,18 +98,48 @@ async def test_refresh_keeps_the_session_past_the_first_exp(server: Server, tran
                 sent += 1
                 assert await client.call("echo", sent) == sent
                 await asyncio.sleep(0.02)  # pacing: a steady trickle, not a flood
-        assert await client.call("recorded", None, timeout=WAIT) == list(range(sent))
-        assert client.sid == sid and client.state == "connected"
-        assert client.transport == transport
-        assert drops == [] and client.last_close is None
-        assert len(tokens) >= 3  # the negotiate's, then one per refresh
+        recorded = await client.call("recorded", None, timeout=WAIT)
+        return Kept(
+            (sid, client.sid), client.state, client.transport, list(drops),
+            client.last_close, len(tokens), sent, recorded,
+        )  # fmt: skip
     finally:
         await client.close()
 
 
-async def test_a_refused_refresh_is_tried_again_before_the_deadline(
-    server: Server, transport: str
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def kept(server: Server) -> AsyncIterator[Together[Kept]]:
+    """The three transports' clients refresh at the same time (one user each): their
+    ~8 s of token lifetimes pass once instead of three times."""
+    together = Together(TRANSPORTS, lambda t: _keep_past_the_first_exp(server, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_refresh_keeps_the_session_past_the_first_exp(
+    kept: Together[Kept], transport: str
 ) -> None:
+    out = await kept.result(transport, 3 * WAIT)
+    assert out.recorded == list(range(out.sent))
+    assert out.sid[1] == out.sid[0] and out.state == "connected"
+    assert out.transport == transport
+    assert out.drops == [] and out.last_close is None
+    assert out.tokens >= 3  # the negotiate's, then one per refresh
+
+
+@dataclass
+class Retried:
+    """What a client whose first refresh was refused went through (one transport)."""
+
+    given: int  # tokens the source gave
+    after: object  # a call's answer past the first token's exp
+    drops: list[str]
+    last_close: object
+    state: str
+
+
+async def _retry_a_refused_refresh(server: Server, transport: str) -> Retried:
     user = f"retrying-{transport}-{secrets.token_hex(3)}"
     # The negotiate's token, then a wrong one (another user: refused), then a good one.
     tokens = [make_token(user, ttl=5), make_token("mallory", ttl=600), make_token(user)]
@@ -112,12 +159,30 @@ async def test_a_refused_refresh_is_tried_again_before_the_deadline(
             while client.refresher.refreshed < 1:
                 assert await client.call("echo", "tick") == "tick"
                 await asyncio.sleep(0.05)  # pacing
-        assert len(given) == 3  # refused once, accepted on the retry
+        count = len(given)
         await _until_wall(_exp(tokens[0]) + 0.5)  # past the first token: still alive
-        assert await client.call("echo", "after") == "after"
-        assert drops == [] and client.last_close is None and client.state == "connected"
+        after = await client.call("echo", "after")
+        return Retried(count, after, list(drops), client.last_close, client.state)
     finally:
         await client.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def retried(server: Server) -> AsyncIterator[Together[Retried]]:
+    """The three transports' clients at the same time (one user each)."""
+    together = Together(TRANSPORTS, lambda t: _retry_a_refused_refresh(server, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_refused_refresh_is_tried_again_before_the_deadline(
+    retried: Together[Retried], transport: str
+) -> None:
+    out = await retried.result(transport, 3 * WAIT)
+    assert out.given == 3  # refused once, accepted on the retry
+    assert out.after == "after"
+    assert out.drops == [] and out.last_close is None and out.state == "connected"
 
 
 async def _send_after_expiry(conn: RawConn, frame: dict[str, Any]) -> httpx.Response | None:

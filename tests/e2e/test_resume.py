@@ -4,10 +4,15 @@ false after the window, duplicate client frames handled once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
+import pytest_asyncio
 
-from .conftest import Server, make_token
+from tests.together import Together
+
+from .conftest import TRANSPORTS, Server, make_token
 from .raw import RawConn
 
 
@@ -43,7 +48,7 @@ async def test_resume_replays_exactly_what_was_missed(server: Server, transport:
         await back.close()
 
 
-async def test_resume_after_the_window_is_not_recovered(server: Server, transport: str) -> None:
+async def _resume_too_late(server: Server, transport: str) -> None:
     user = f"late-{transport}"
     conn = RawConn(server.url, transport, make_token(user))
     hello = await conn.open()
@@ -62,6 +67,22 @@ async def test_resume_after_the_window_is_not_recovered(server: Server, transpor
         assert hello["recovered"] is False and hello["sid"] == sid
     finally:
         await back.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def too_late(server: Server) -> AsyncIterator[Together[None]]:
+    """The three transports' runs wait out the resume window at the same time (own user
+    and session each)."""
+    together = Together(TRANSPORTS, lambda t: _resume_too_late(server, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_resume_after_the_window_is_not_recovered(
+    too_late: Together[None], transport: str
+) -> None:
+    await too_late.result(transport, 30)  # the run asserts as it goes
 
 
 async def test_resume_by_another_user_is_refused(server: Server, transport: str) -> None:
