@@ -9,6 +9,7 @@ test reaches another through the shared browser.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -29,12 +30,22 @@ WAIT_MS = 15_000
 expect.set_options(timeout=WAIT_MS)
 
 
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium with the suite's binary and flags, closed on the way out (for
+    every module that drives one: browser, proxies, doctor)."""
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
-from tests.browser.conftest import ARGS, CHROMIUM, WAIT_MS
+from tests.browser.conftest import WAIT_MS, chromium
 from tests.e2e.conftest import Server, start_server
 from tests.proxies.nginx import Nginx, start_nginx
 
@@ -40,10 +40,8 @@ def sites() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def copied_report(browser: Browser, url: str) -> str:

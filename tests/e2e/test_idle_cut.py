@@ -24,6 +24,7 @@ import pytest_asyncio
 
 from anywire.clients.python import Client
 from tests.netfault import FaultProxy
+from tests.together import Together
 
 from .conftest import TRANSPORTS, Server, make_token, start_server
 
@@ -107,20 +108,18 @@ async def _run_behind_idle_cut(server: Server, run: IdleRun) -> IdleRun:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def idle_runs(server: Server) -> AsyncIterator[dict[str, asyncio.Task[IdleRun]]]:
+async def idle_runs(server: Server) -> AsyncIterator[Together[IdleRun]]:
     """Every transport's run, started together on the module's loop."""
-    runs = {t: asyncio.ensure_future(_run_behind_idle_cut(server, IdleRun(t))) for t in TRANSPORTS}
+    runs = Together(TRANSPORTS, lambda t: _run_behind_idle_cut(server, IdleRun(t)))
     yield runs
-    for task in runs.values():
-        task.cancel()
-    await asyncio.gather(*runs.values(), return_exceptions=True)
+    await runs.aclose()
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_client_stops_churning_under_a_short_idle_cut(
-    idle_runs: dict[str, asyncio.Task[IdleRun]], transport: str
+    idle_runs: Together[IdleRun], transport: str
 ) -> None:
-    run = await asyncio.wait_for(idle_runs[transport], 40)
+    run = await idle_runs.result(transport, 40)
     assert run.connected["ping_interval_ms"] == 20_000
     assert 2 <= run.churned <= 4
     assert len(run.reconnects) == run.churned, "still churning under the shorter heartbeat"

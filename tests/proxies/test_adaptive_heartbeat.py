@@ -22,6 +22,7 @@ import pytest_asyncio
 from anywire.clients.python import Client
 from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_server
 from tests.e2e.test_idle_cut import LONG_HEARTBEAT
+from tests.together import Together
 
 from .nginx import Nginx, start_nginx
 
@@ -88,21 +89,19 @@ async def _run_behind_nginx(nginx: Nginx, run: NginxIdleRun) -> NginxIdleRun:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def nginx_runs(nginx: Nginx) -> AsyncIterator[dict[str, asyncio.Task[NginxIdleRun]]]:
+async def nginx_runs(nginx: Nginx) -> AsyncIterator[Together[NginxIdleRun]]:
     """Every transport's run, started together on the module's loop."""
-    runs = {t: asyncio.ensure_future(_run_behind_nginx(nginx, NginxIdleRun(t))) for t in TRANSPORTS}
+    runs = Together(TRANSPORTS, lambda t: _run_behind_nginx(nginx, NginxIdleRun(t)))
     yield runs
-    for task in runs.values():
-        task.cancel()
-    await asyncio.gather(*runs.values(), return_exceptions=True)
+    await runs.aclose()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.asyncio(loop_scope="module")
 async def test_client_adapts_to_nginx_read_timeout(
-    nginx_runs: dict[str, asyncio.Task[NginxIdleRun]], transport: str
+    nginx_runs: Together[NginxIdleRun], transport: str
 ) -> None:
-    run = await asyncio.wait_for(nginx_runs[transport], 60)
+    run = await nginx_runs.result(transport, 60)
     at = [round(t - run.start, 1) for t in run.reconnects]
     assert 2 <= run.churned <= 4, at
     assert len(run.reconnects) == run.churned, f"still churning: {at}"

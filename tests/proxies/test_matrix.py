@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from anywire.clients.python import Client
-from tests.browser.conftest import APP, ARGS, CHROMIUM, load
+from tests.browser.conftest import APP, chromium, load
 from tests.browser.drive import js, wait, wait_events
 from tests.e2e.conftest import Server, make_token, start_server
 from tests.netfault import FaultProxy
@@ -162,10 +162,8 @@ def world() -> Iterator[World]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One Chromium for the module's JS cells."""
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import pytest_asyncio
 from anywire.clients.python import Client
 from tests.e2e.conftest import TRANSPORTS, Server, make_token
 from tests.e2e.test_behaviour import Inbox
+from tests.together import Together
 
 from .nginx import Nginx, proxy_test_server, restrictive_proxies
 
@@ -155,24 +156,22 @@ async def _silent_run(proxy: Nginx, run: SilentRun) -> SilentRun:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def silent_runs(
     proxies: dict[str, Nginx],
-) -> AsyncIterator[dict[str, asyncio.Task[SilentRun]]]:
+) -> AsyncIterator[Together[SilentRun]]:
     """The three transports' clients stay silent through the short-idle nginx at the
     same time (nginx times out each connection on its own; one user each): one silent
     window instead of three. Each transport's test awaits its own run."""
     proxy = proxies["short-idle"]
-    runs = {t: asyncio.ensure_future(_silent_run(proxy, SilentRun(t))) for t in TRANSPORTS}
+    runs = Together(TRANSPORTS, lambda t: _silent_run(proxy, SilentRun(t)))
     yield runs
-    for task in runs.values():
-        task.cancel()
-    await asyncio.gather(*runs.values(), return_exceptions=True)
+    await runs.aclose()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.asyncio(loop_scope="module")
 async def test_short_idle_timeout_is_outlived(
-    proxies: dict[str, Nginx], silent_runs: dict[str, asyncio.Task[SilentRun]], transport: str
+    proxies: dict[str, Nginx], silent_runs: Together[SilentRun], transport: str
 ) -> None:
-    run = await asyncio.wait_for(silent_runs[transport], 40)
+    run = await silent_runs.result(transport, 40)
     assert run.chosen == transport
     assert run.states_after_silence == ["connecting", "connected"], run.states_after_silence
     assert run.got == list(range(200))
