@@ -14,10 +14,7 @@ from tests.browser.conftest import WAIT_MS, chromium
 from tests.e2e.conftest import Server, start_server
 from tests.proxies.nginx import Nginx, start_nginx
 
-BUFFERED = (
-    "a proxy buffers event streams: "
-    "clients that cannot use WebSocket will use long-polling"
-)
+BUFFERED = "a proxy buffers event streams: clients that cannot use WebSocket will use long-polling"
 BUFFERED_LINE = "- " + BUFFERED
 
 QUERY = "?holds=1&timeout=2"

@@ -23,10 +23,7 @@ from tests.e2e.conftest import ROOT, Server, make_token, start_server
 from tests.netfault import FaultProxy
 from tests.proxies.nginx import Nginx, restrictive_proxies, start_nginx
 
-BUFFERED = (
-    "a proxy buffers event streams: "
-    "clients that cannot use WebSocket will use long-polling"
-)
+BUFFERED = "a proxy buffers event streams: clients that cannot use WebSocket will use long-polling"
 
 # heartbeat 1 s and poll window 3 s, under the short-idle proxy's 5 s (as proxy_test_server)
 SHORT = {"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}

@@ -14,10 +14,7 @@ import pytest
 from anywire.doctor.rules import diagnose, render
 from tests.e2e.conftest import ROOT
 
-BUFFERED = (
-    "a proxy buffers event streams: "
-    "clients that cannot use WebSocket will use long-polling"
-)
+BUFFERED = "a proxy buffers event streams: clients that cannot use WebSocket will use long-polling"
 BUFFERED_LINE = "- " + BUFFERED
 
 NODE = shutil.which("node")
