@@ -40,6 +40,14 @@ class Settings:
     connections sooner than ``ping_interval``. Default 5 s. A shorter request is raised
     to this (no error: the response's ``ping_interval`` says what the session uses); a
     malformed one is refused with 400/4502."""
+    max_ping_interval: float | None = None
+    """Longest ping interval a client may ask for at negotiate (battery profile: a
+    mobile client trades detection time for fewer wake-ups). None (default): the
+    server's ``ping_interval``, so nobody gets a longer one unless the operator allows
+    it. A longer request is lowered to this. A client granted a longer interval is
+    declared dead only after ``granted + ping_timeout`` of silence, and its long polls
+    are held up to the granted interval (keep this below your proxies' read timeout).
+    Must not be below ``ping_interval`` (ValueError)."""
     ping_timeout: float = 10.0
     """A peer silent for ping_interval + ping_timeout is dead (4001 PING_TIMEOUT)."""
     poll_window: float = 20.0
@@ -135,6 +143,19 @@ class Settings:
     """Serve the transport doctor's probe endpoints and page under ``{path}/doctor``
     (default off; ``anywire serve --doctor`` turns it on). They are cheap and capped
     (docs/doctor.md), but they are for diagnosing a deployment, not for every day."""
+
+    def __post_init__(self) -> None:
+        if self.max_ping_interval is not None and self.max_ping_interval < self.ping_interval:
+            raise ValueError(
+                f"max_ping_interval ({self.max_ping_interval}) must not be below "
+                f"ping_interval ({self.ping_interval})"
+            )
+
+    @property
+    def ping_ceiling(self) -> float:
+        """The longest ping interval a client may be granted (``max_ping_interval``, or
+        ``ping_interval`` when unset)."""
+        return self.ping_interval if self.max_ping_interval is None else self.max_ping_interval
 
     def timings_ms(self) -> dict[str, int]:
         """The timings a client needs, in milliseconds, as sent by negotiate."""

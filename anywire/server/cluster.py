@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
+from ..core.pinginterval import longest_hold
 from ..core.streams import session_stream
 from ..transports.base import Receive, Scope, Send, header, query, read_body, send_json_error
 from .broker_redis import RedisBroker
@@ -299,7 +300,8 @@ class Cluster:
             # next one elsewhere.
             await _no_content(send)
             return True
-        window = self.host.settings.poll_window + self.host.settings.ping_timeout
+        # A poll may be held longer than poll_window for a battery-profile session.
+        window = longest_hold(self.host.settings) + self.host.settings.ping_timeout
         message = {
             "op": "http",
             "m": method,

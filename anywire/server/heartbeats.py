@@ -1,10 +1,12 @@
 """How each connection keeps itself alive, with the interval its negotiate was granted
-(adaptive heartbeats, core/pinginterval.py), and how many sessions use a shorter one."""
+(adaptive heartbeats and the battery profile, core/pinginterval.py), and how many
+sessions use a shorter one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..core.pinginterval import dead_after, poll_hold
 from ..core.session import Heartbeat, ServerSession
 from ..core.settings import Settings
 from ..transports.base import Link
@@ -14,22 +16,20 @@ __all__ = ["apply", "heartbeat", "shortened"]
 
 def apply(settings: Settings, link: Link, interval: float | None) -> Heartbeat:
     """The heartbeat of a new connection whose negotiate was granted ``interval`` (None:
-    the server's own); a long-poll link also holds its polls at most that long, so an
-    idle path never stays silent longer than the client asked for."""
+    the server's own); a long-poll link also holds its polls for the granted interval
+    (no longer than a shorter one, up to a longer one: core/pinginterval.py)."""
     if interval is not None and not link.info.server_ping:
-        link.hold = interval
+        link.hold = poll_hold(settings, interval)
     return heartbeat(settings, link.info.server_ping, interval)
 
 
 def heartbeat(settings: Settings, server_ping: bool, interval: float | None) -> Heartbeat:
     """WebSocket and SSE (``server_ping``): pinged every ``interval`` (the server's
-    ``ping_interval`` unless a shorter one was granted); long-poll: each poll is the
-    heartbeat."""
-    if server_ping:
-        every = settings.ping_interval if interval is None else interval
-        # Dead after the server's usual silence: a shorter interval only adds traffic.
-        return Heartbeat(every, settings.ping_interval + settings.ping_timeout)
-    return Heartbeat(None, settings.poll_window + settings.ping_timeout)
+    ``ping_interval`` unless another was granted); long-poll: each poll is the
+    heartbeat. Dead after the silence :func:`~anywire.core.pinginterval.dead_after`
+    allows the granted interval."""
+    every = settings.ping_interval if interval is None else interval
+    return Heartbeat(every if server_ping else None, dead_after(settings, server_ping, every))
 
 
 def shortened(sessions: Iterable[ServerSession], settings: Settings) -> int:
@@ -43,4 +43,5 @@ def _short(sess: ServerSession, settings: Settings) -> bool:
     if every is not None:
         return every < settings.ping_interval
     link = sess.connection
-    return isinstance(link, Link) and link.hold is not None
+    # A battery-profile session's longer hold is not short.
+    return isinstance(link, Link) and link.hold is not None and link.hold < settings.poll_window

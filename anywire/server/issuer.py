@@ -62,7 +62,7 @@ class Redeemed:
     identity: Identity
     since: Positions = field(default_factory=dict)
     nonce: str = ""  # its negotiate's, also in the session token issued with it
-    ping_interval: float | None = None  # shorter than the server's, granted at negotiate
+    ping_interval: float | None = None  # another than the server's, granted at negotiate
 
 
 class Issuer:
@@ -111,8 +111,8 @@ class Issuer:
         fields: dict[str, Any] = {
             "k": "t", "sid": sid, "ns": namespace, "c": codec, "n": nonce, "exp": expires
         }
-        if ping_interval is not None and ping_interval < self.host.settings.ping_interval:
-            fields["pi"] = ping_interval  # adaptive heartbeat (core/pinginterval.py)
+        if ping_interval is not None and ping_interval != self.host.settings.ping_interval:
+            fields["pi"] = ping_interval  # granted at negotiate (core/pinginterval.py)
         anonymous = identity.claims.get("anonymous") is True
         if self.cluster is not None:
             # Any node may redeem the ticket (round-robin): it carries the identity.

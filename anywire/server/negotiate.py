@@ -20,7 +20,7 @@ from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.flood import FloodError
 from ..core.frames import UINT_LIMIT
 from ..core.negotiation import choose_codec, order_transports
-from ..core.pinginterval import asked_interval, grant_interval
+from ..core.pinginterval import asked_interval, grant_interval, poll_hold
 from ..core.settings import TRANSPORTS
 from ..core.streams import user_stream
 from ..core.values import value_error
@@ -171,8 +171,8 @@ class Negotiator:
             "flood_rate": settings.flood_rate,
             "flood_burst": settings.flood_burst,
         }
-        if interval < settings.ping_interval:  # polls are held at most that long too
-            response["poll_window"] = int(min(interval, settings.poll_window) * 1000)
+        if interval != settings.ping_interval:  # polls are held for it too
+            response["poll_window"] = int(poll_hold(settings, interval) * 1000)
         expires_in = expires_in_ms(identity)
         if expires_in is not None:
             response["expires_in"] = expires_in  # when to refresh in-band (section 11.4)

@@ -107,7 +107,8 @@ class LongPollTransport:
         try:
             loop = asyncio.get_running_loop()
             window = self.host.settings.poll_window
-            deadline = loop.time() + (window if link.hold is None else min(window, link.hold))
+            # A granted interval sets the hold (server/heartbeats.py): shorter or longer.
+            deadline = loop.time() + (window if link.hold is None else link.hold)
             while True:
                 if self._current.get(sid) != poll_id:
                     await _empty(send, cors)

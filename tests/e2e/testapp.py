@@ -30,6 +30,7 @@ settings = Settings(
     ping_interval=_f("AW_PING_INTERVAL", 1.0),
     ping_timeout=_f("AW_PING_TIMEOUT", 1.5),
     min_ping_interval=_f("AW_MIN_PING_INTERVAL", 5.0),
+    max_ping_interval=_f("AW_MAX_PING_INTERVAL", 0.0) or None,
     poll_window=_f("AW_POLL_WINDOW", 2.0),
     resume_window=_f("AW_RESUME_WINDOW", 3.0),
     outbox_size=int(_f("AW_OUTBOX", 5000)),

@@ -36,3 +36,13 @@ test("cuts that say nothing about an idle timeout are ignored", () => {
   assert.equal(cuts.requestMs(), null);
   assert.equal(cuts.cuts, 2);
 });
+
+test("the heartbeat option is asked for until idle cuts ask for less", () => {
+  const cuts = new IdleCuts(undefined, undefined, 30000); // connect({ heartbeat: 30000 })
+  assert.equal(cuts.requestMs(), 30000);
+  assert.equal(cuts.ended(6000, null, 30000), false);
+  assert.equal(cuts.ended(6000, null, 30000), true);
+  assert.equal(cuts.requestMs(), 2000); // the shorter ask wins
+  assert.throws(() => new IdleCuts(undefined, undefined, 0), TypeError);
+  assert.throws(() => new IdleCuts(undefined, undefined, "30s"), TypeError);
+});

@@ -900,3 +900,14 @@ test("a rejoin the fresh session refuses removes the room, and is reported", asy
   assert.match(reported[0], /rejoining 'vip' was refused: forbidden/);
   await socket.close();
 });
+
+test("the heartbeat option asks for its ping interval at every negotiate", async () => {
+  const { socket, server, clock } = setup({ heartbeat: 30000 });
+  await socket.ready();
+  assert.equal(server.negotiations[0].body.ping_interval, 30000);
+  server.dropLive();
+  await until(clock, () => socket.state === "connected" && server.negotiations.length === 2);
+  assert.equal(server.negotiations[1].body.ping_interval, 30000); // kept across reconnects
+  await socket.close();
+  assert.throws(() => connect({ heartbeat: -1 }), TypeError);
+});

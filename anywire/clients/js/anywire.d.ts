@@ -69,6 +69,11 @@ export interface ConnectOptions {
   raceAfter?: number | null;
   /** Default wait for acks in ms (default: the server's ack_timeout). */
   ackTimeout?: number;
+  /** Ping interval (ms) to ask for at negotiate; default: the server's. Longer saves
+   * battery (fewer wake-ups), granted up to the server's `max_ping_interval`, at the cost
+   * of noticing a dead connection later (granted interval + ping_timeout); a shorter one
+   * after idle cuts still wins. */
+  heartbeat?: number;
   /** Reconnect and resume after drops (default true). */
   reconnect?: boolean;
   /** First backoff ceiling in ms (default 500); full jitter. */

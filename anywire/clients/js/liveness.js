@@ -68,7 +68,14 @@ export class HalfOpenWatch {
  * browser retries a cut poll once, out of sight, which doubles the idle time measured
  * here). Times in ms. */
 export class IdleCuts {
-  constructor(tolerance = 0.25, fraction = 1 / 3) {
+  /** `heartbeat` (ms, the `heartbeat` option): the interval to ask for until cuts say
+   * otherwise, e.g. a longer one to save battery (granted within the server's
+   * `max_ping_interval`); a shorter ask from cuts always wins. */
+  constructor(tolerance = 0.25, fraction = 1 / 3, heartbeat = null) {
+    if (heartbeat !== null && heartbeat !== undefined && !(heartbeat > 0)) {
+      throw new TypeError("heartbeat must be a positive number of ms");
+    }
+    this.heartbeat = heartbeat ?? null;
     this.tolerance = tolerance;
     this.fraction = fraction;
     this.cuts = 0; // cuts counted as idle cuts
@@ -95,8 +102,10 @@ export class IdleCuts {
     return true;
   }
 
-  /** The negotiate body's `ping_interval` (ms), or null to ask for nothing. */
+  /** The negotiate body's `ping_interval` (ms), or null to ask for nothing: the
+   * shorter of the `heartbeat` option and what cuts asked for. */
   requestMs() {
-    return this.asked === null ? null : Math.max(1, Math.round(this.asked));
+    const asks = [this.asked, this.heartbeat].filter((a) => a !== null);
+    return asks.length ? Math.max(1, Math.round(Math.min(...asks))) : null;
   }
 }

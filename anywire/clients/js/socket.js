@@ -56,6 +56,7 @@ const DEFAULTS = {
   connectTimeout: 5000,
   raceAfter: 350, // ms without a hello before the next transport starts too; null: never
   ackTimeout: undefined,
+  heartbeat: undefined, // ms to ask for at negotiate (liveness.js IdleCuts)
   reconnect: true,
   backoffBase: 500,
   backoffMax: 10000,
@@ -105,7 +106,7 @@ export class Socket {
     this.pacer = new Pacer(this.env, o.pace);
     /** Stream positions, rooms and open requests, kept across sessions. */
     this.continuity = new Continuity(this.peer, o.namespace);
-    this.idleCuts = new IdleCuts(); // adaptive heartbeats, kept across reconnects
+    this.idleCuts = new IdleCuts(undefined, undefined, o.heartbeat); // kept across reconnects
     /** @type {string|null} the session id, once connected */
     this.sid = null;
     /** @type {boolean|null} the last hello's `recovered`: false means a fresh session */

@@ -119,6 +119,10 @@ class Client:
     :param pace: keep what is sent (messages, POSTs, polls, resumes) within the flood
         budget the server advertises, by waiting (:mod:`.pacer`); False: send at once,
         and risk a 4008 close (then the client backs off and resumes).
+    :param heartbeat: the ping interval (seconds) to ask for at negotiate; None: the
+        server's. Longer saves battery (fewer wake-ups), granted up to the server's
+        ``max_ping_interval``, at the cost of noticing a dead connection later
+        (granted interval + ping_timeout); a shorter one after idle cuts still wins.
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class Client:
         headers: dict[str, str] | None = None,
         pace: bool = True,
         proxy: ProxyOption = None,
+        heartbeat: float | None = None,
     ) -> None:
         self.transports = tuple(transports)
         unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
@@ -180,7 +185,7 @@ class Client:
         rejoins its rooms and catches up by itself)."""
         self.last_close: tuple[int, str] | None = None
         """The last close code and reason the server gave, if any."""
-        self.idle_cuts = IdleCuts()
+        self.idle_cuts = IdleCuts(heartbeat=heartbeat)
         """Connections cut after a consistent idle time: the shorter ping interval to ask
         for (adaptive heartbeats, kept across reconnects)."""
 

@@ -96,9 +96,18 @@ class IdleCuts:
     consistent; the ask is ``fraction`` of the shorter one, so the server's pings keep
     the path busy well within the cut (a third: a browser retries a cut poll once, out
     of sight, which doubles the idle time it measures; the same rule for both clients).
+
+    ``heartbeat`` (seconds, the client's ``heartbeat`` option): the interval to ask for
+    until cuts say otherwise, e.g. a longer one to save battery (the server grants it
+    within its ``max_ping_interval``); a shorter ask from cuts always wins.
     """
 
-    def __init__(self, tolerance: float = 0.25, fraction: float = 1 / 3) -> None:
+    def __init__(
+        self, tolerance: float = 0.25, fraction: float = 1 / 3, heartbeat: float | None = None
+    ) -> None:
+        if heartbeat is not None and not heartbeat > 0:
+            raise ValueError("heartbeat must be a positive number of seconds")
+        self.heartbeat = heartbeat
         self.tolerance = tolerance
         self.fraction = fraction
         self.cuts = 0  # cuts counted as idle cuts
@@ -125,5 +134,7 @@ class IdleCuts:
         return True
 
     def request_ms(self) -> int | None:
-        """The negotiate body's ``ping_interval`` (ms), or None to ask for nothing."""
-        return None if self.asked is None else max(1, int(self.asked * 1000))
+        """The negotiate body's ``ping_interval`` (ms), or None to ask for nothing: the
+        shorter of the ``heartbeat`` option and what cuts asked for."""
+        asks = [a for a in (self.asked, self.heartbeat) if a is not None]
+        return max(1, int(min(asks) * 1000)) if asks else None

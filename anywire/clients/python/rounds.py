@@ -218,8 +218,9 @@ async def _negotiate(client: Client) -> Negotiated:
     since = client.continuity.since()
     if since:
         body["since"] = since
-    if client.idle_cuts.asked is not None:  # connections cut when idle: ping sooner
-        body["ping_interval"] = client.idle_cuts.request_ms()
+    ask = client.idle_cuts.request_ms()  # the heartbeat option, or sooner after idle cuts
+    if ask is not None:
+        body["ping_interval"] = ask
     return await negotiate(
         client._http_client(),
         endpoint(client.url, client.path),
