@@ -64,12 +64,21 @@ def check_key(key: object) -> str:
 
 
 class _BadItem(Exception):
-    """An item that cannot be published: ``status`` is 400 or 413."""
+    """An item that cannot be published: ``status`` is 400, 404 (no such session) or 413."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+
+    @property
+    def name(self) -> str:
+        return {404: "not_found", 413: "too_large"}.get(self.status, "bad_request")
+
+    def body(self) -> dict[str, Any]:
+        """The uniform error body (as ``send_json_error`` writes it)."""
+        code = CloseCode.MESSAGE_TOO_BIG if self.status == 413 else CloseCode.BAD_REQUEST
+        return {"error": self.name, "code": int(code), "message": self.message}
 
 
 class PublishAPI:
@@ -107,8 +116,7 @@ class PublishAPI:
             else:
                 await self._history(scope, send)
         except _BadItem as exc:
-            code = CloseCode.MESSAGE_TOO_BIG if exc.status == 413 else CloseCode.BAD_REQUEST
-            await send_json_error(send, exc.status, ProtocolError(exc.message, code))
+            await json_response(send, exc.status, exc.body(), [])
         except BrokerUnavailable as exc:
             body = {
                 "error": "unavailable",
@@ -152,6 +160,8 @@ class PublishAPI:
         ``{"ok": false, "error", "message"}`` in a batch (the others still go)."""
         try:
             env = self._envelope(item)
+            if env.kind == "session" and env.target is not None:
+                await self._check_session(env.target, env.namespace)
             try:
                 pos = await self.app.host.publish(env)
             except TypeError as exc:  # data a codec cannot carry
@@ -159,8 +169,7 @@ class PublishAPI:
         except _BadItem as exc:
             if single:
                 raise
-            name = "too_large" if exc.status == 413 else "bad_request"
-            return {"ok": False, "error": name, "message": exc.message}
+            return {"ok": False, "error": exc.name, "message": exc.message}
         except BrokerUnavailable as exc:
             if single:
                 raise
@@ -171,6 +180,18 @@ class PublishAPI:
                 "maybe_published": exc.maybe_published,
             }
         return {"ok": True, "pos": list(pos)}
+
+    async def _check_session(self, sid: str, ns: str) -> None:
+        # A publish to a session that does not exist would create a stream for nobody
+        # (aw.call refuses the same way): the backend is told instead.
+        sess = self.app.host.sessions.get(sid)
+        if sess is not None:
+            if sess.namespace != ns:  # its stream is its namespace's: it would never see it
+                raise _BadItem(f"session {sid!r} is in namespace {sess.namespace!r}", 404)
+            return
+        cluster = self.app.cluster
+        if cluster is None or not await cluster.exists(sid):
+            raise _BadItem(f"no session {sid!r} (ended, or never existed)", 404)
 
     def _envelope(self, item: Any) -> Envelope:
         settings = self.app.settings
@@ -230,6 +251,12 @@ class PublishAPI:
             for offset, env in read.entries[:limit]
             if isinstance(env, Envelope)
         ]
+        # Complete: the items start right after ``since`` of the caller's epoch (a read
+        # without an epoch asks from the start). Not when history was trimmed past it or
+        # the epoch changed (the stream's history was lost: its items start over).
+        start = since if read.epoch == epoch else 0
+        first = read.entries[0][0] if read.entries else read.head + 1
+        same = read.epoch == epoch or (not epoch and since == 0)
         await json_response(
             send,
             200,
@@ -239,9 +266,8 @@ class PublishAPI:
                 "stream": stream,
                 "epoch": read.epoch,
                 "head": read.head,
-                # Whether the history still covered ``since`` in that epoch: False when
-                # it was trimmed past it or the epoch changed (then items start later).
-                "complete": read.epoch == epoch and read.after <= since,
+                "complete": same and first <= start + 1,
+                "more": len(read.entries) > limit,
                 "items": items,
             },
             [],

@@ -129,7 +129,11 @@ async def test_presence_and_history_reads(api: Server, transport: str) -> None:
         url, params={"room": room, "epoch": full["epoch"], "since": 1, "limit": 1}, headers=AUTH
     ).json()
     assert [x["data"] for x in later["items"]] == [1]
-    assert later["complete"] is True
+    assert later["complete"] is True and later["more"] is True
+    assert full["complete"] is True and full["more"] is False
+    stale = httpx.get(url, params={"room": room, "epoch": "old", "since": 2}, headers=AUTH)
+    assert stale.json()["complete"] is False  # another epoch: the items start over
+    assert len(stale.json()["items"]) == 3
 
 
 def test_the_key_is_checked(api: Server) -> None:
@@ -181,10 +185,22 @@ def test_malformed_and_oversized_bodies(api: Server) -> None:
 
 
 def test_a_batch_answers_each_item(api: Server) -> None:
-    items = [{"event": "x", "room": "r"}, {"event": "x"}, {"event": "x", "user": "u"}]
+    items = [
+        {"event": "x", "room": "r"},
+        {"event": "x"},
+        {"event": "x", "sid": "no-such-session"},
+        {"event": "x", "user": "u"},
+    ]
     results = publish(api, {"items": items}).json()["results"]
-    assert [r["ok"] for r in results] == [True, False, True]
+    assert [r["ok"] for r in results] == [True, False, False, True]
     assert "exactly one of" in results[1]["message"]
+    assert results[2]["error"] == "not_found"
+
+
+def test_an_unknown_session_is_a_404(api: Server) -> None:
+    answer = publish(api, {"event": "x", "sid": "no-such-session"})
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "not_found"
 
 
 def test_off_by_default(server: Server) -> None:
