@@ -16,6 +16,7 @@ import pytest
 
 from anywire.clients.python import Client
 from anywire.core.redact import ScrubSecrets
+from anywire.server.app import Anywire
 
 from .conftest import Server, make_token, start_server
 
@@ -214,3 +215,10 @@ def test_the_key_header_is_masked_in_logs() -> None:
     record = logging.LogRecord("x", logging.DEBUG, "", 0, "> %s: %s", ("X-API-Key", KEY), None)
     ScrubSecrets().filter(record)
     assert KEY not in record.getMessage()
+
+
+def test_a_weak_key_is_refused_at_startup() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Anywire(anonymous=True, api_key="short")
+    with pytest.raises(ValueError, match="printable ASCII"):
+        Anywire(anonymous=True, api_key="a key with spaces in it")
