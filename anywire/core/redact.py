@@ -28,7 +28,7 @@ _MASK = "***"
 _PLAIN = (int, float, type(None))  # arguments never worth a look
 
 SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-anywire-token"}
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-anywire-token", "x-api-key"}
 )
 """Headers whose value is a credential: a logged (name, value) pair loses the value."""
 

@@ -56,6 +56,7 @@ from .metrics import Metrics
 from .mount import land
 from .negotiate import Negotiator, json_response
 from .observe import Observer, Observers
+from .publishapi import PublishAPI
 from .socket import Socket
 from .static import ClientAssets
 
@@ -87,6 +88,9 @@ class Anywire:
     :param admin_token: turns the admin view on (``{path}/admin`` and the namespace
         ``/$admin``, server/admin.py); when None, the ``ANYWIRE_ADMIN_TOKEN`` environment
         variable, else off.
+    :param api_key: turns the server HTTP API on (``POST {path}/publish``, presence and
+        history reads, server/publishapi.py, docs/publish-api.md); when None, the
+        ``ANYWIRE_API_KEY`` environment variable, else off (404).
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class Anywire:
         tick: float = 0.25,
         metrics: str | None = None,
         admin_token: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         if auth is None and not anonymous:
             raise ValueError("pass auth=... (e.g. JWTAuth) or anonymous=True")
@@ -150,6 +155,8 @@ class Anywire:
         self.doctor = Doctor(self) if self.settings.doctor else None  # server/doctor.py
         token = admin_token or os.environ.get("ANYWIRE_ADMIN_TOKEN")
         self.admin: AdminView | None = AdminView(self, token) if token else None
+        key = api_key or os.environ.get("ANYWIRE_API_KEY")
+        self.api: PublishAPI | None = PublishAPI(self, key) if key else None
 
     @property
     def client_url(self) -> str:
@@ -421,6 +428,9 @@ class Anywire:
             return
         if self.admin is not None and (tail == "/admin" or tail.startswith("/admin/")):
             await self.admin.page(tail, scope, receive, send)  # this node's, never forwarded
+            return
+        if self.api is not None and self.api.handles(tail):
+            await self.api(tail, scope, receive, send)  # publishes go through the broker
             return
         if self.cluster is not None:
             if await self.cluster.forward(tail, scope, receive, send):

@@ -244,6 +244,12 @@ def main(argv: list[str] | None = None) -> None:
         help="turn the admin view on ({path}/admin, docs/admin.md); better set "
         "ANYWIRE_ADMIN_TOKEN instead: a command line is visible to other local users",
     )
+    serve.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="turn the server HTTP API on ({path}/publish, docs/publish-api.md); better "
+        "set ANYWIRE_API_KEY instead: a command line is visible to other local users",
+    )
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
@@ -273,6 +279,13 @@ def main(argv: list[str] | None = None) -> None:
 
         try:
             os.environ["ANYWIRE_ADMIN_TOKEN"] = check_token(args.admin_token)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.api_key:
+        from .publishapi import check_key
+
+        try:
+            os.environ["ANYWIRE_API_KEY"] = check_key(args.api_key)
         except ValueError as exc:
             parser.error(str(exc))
     if args.workers < 1:
