@@ -28,6 +28,7 @@ __all__ = [
     "plan_catch_up",
     "room_stream",
     "session_stream",
+    "target_stream",
     "user_stream",
 ]
 
@@ -50,6 +51,20 @@ def session_stream(ns: str, sid: str) -> str:
 def all_stream(ns: str) -> str:
     """Stream id of a namespace (events sent to everyone in it)."""
     return f"all:{ns}"
+
+
+def target_stream(kind: str, ns: str, target: str | None) -> str:
+    """The stream a publish to ``kind`` (``room``, ``user``, ``session`` or ``all``) and
+    ``target`` (room name, user id, session id; None for ``all``) goes on."""
+    if kind == "room" and target is not None:
+        return room_stream(ns, target)
+    if kind == "user" and target is not None:
+        return user_stream(ns, target)
+    if kind == "session" and target is not None:
+        return session_stream(ns, target)
+    if kind == "all":
+        return all_stream(ns)
+    raise ValueError(f"no stream for a {kind!r} envelope with target {target!r}")
 
 
 @dataclass(frozen=True, slots=True)

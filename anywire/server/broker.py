@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.frames import StreamPos
-from ..core.streams import StreamRead, all_stream, room_stream, session_stream, user_stream
+from ..core.streams import StreamRead, target_stream
 
 __all__ = ["Broker", "Envelope", "stream_of"]
 
@@ -98,13 +98,4 @@ class Broker(Protocol):
 
 def stream_of(envelope: Envelope) -> str:
     """The stream an envelope is published on."""
-    kind, ns, target = envelope.kind, envelope.namespace, envelope.target
-    if kind == "room" and target is not None:
-        return room_stream(ns, target)
-    if kind == "user" and target is not None:
-        return user_stream(ns, target)
-    if kind == "session" and target is not None:
-        return session_stream(ns, target)
-    if kind == "all":
-        return all_stream(ns)
-    raise ValueError(f"no stream for a {kind!r} envelope with target {target!r}")
+    return target_stream(envelope.kind, envelope.namespace, envelope.target)

@@ -29,7 +29,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -38,6 +37,7 @@ from redis.exceptions import NoScriptError, RedisError
 from ..core.frames import StreamPos
 from ..core.gaps import Fill, GapTracker, Lost, Step
 from ..core.streams import StreamRead
+from ..redis_wire import PUBLISH, dumps, loads, pack, publish_call, stream_keys
 from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
 
@@ -47,30 +47,6 @@ log = logging.getLogger("anywire.redis")
 
 _POOL_SIZE = 200  # command connections per node
 _POOL_WAIT = 2.0  # seconds a command waits for one before it fails (BrokerUnavailable)
-
-# KEYS: history, epoch, offset[, idempotency key]. ARGV: fresh epoch, maxlen, body, ttl,
-# bus channel, idempotency window (ms). Returns {epoch, offset, repeated}.
-_PUBLISH = """
-if KEYS[4] then
-  local seen = redis.call('GET', KEYS[4])
-  if seen then
-    local sp = string.find(seen, ' ', 1, true)
-    return {string.sub(seen, 1, sp - 1), tonumber(string.sub(seen, sp + 1)), 1}
-  end
-end
-local ep = redis.call('GET', KEYS[2])
-if not ep then
-  ep = ARGV[1]
-  redis.call('SET', KEYS[2], ep)
-  redis.call('DEL', KEYS[1], KEYS[3])
-end
-local n = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], n .. '-0', 'd', ARGV[3])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
-if KEYS[4] then redis.call('SET', KEYS[4], ep .. ' ' .. n, 'PX', ARGV[6]) end
-redis.call('PUBLISH', ARGV[5], 'S' .. ep .. ' ' .. n .. ' ' .. ARGV[3])
-return {ep, n, 0}
-"""
 
 # KEYS: history, epoch, offset. ARGV: fresh epoch, epoch asked, after, ttl.
 # The stream is created (its epoch chosen) if it does not exist, so a session that starts
@@ -144,7 +120,7 @@ class RedisBroker:
         self._redis: aioredis.Redis | None = None
         self._sub_redis: aioredis.Redis | None = None
         self._read_script: Any = None
-        self._publish_sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
+        self._publish_sha = hashlib.sha1(PUBLISH.encode()).hexdigest()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False  # stop() began: the loops end even if a cancel is swallowed
@@ -159,9 +135,7 @@ class RedisBroker:
 
     # -- keys -----------------------------------------------------------------------------
     def _keys(self, stream: str) -> list[str]:
-        # One hash tag per stream: its three keys share a cluster slot.
-        base = f"{self.prefix}:{{{stream}}}"
-        return [f"{base}:h", f"{base}:e", f"{base}:n"]
+        return stream_keys(self.prefix, stream)
 
     def stream_keys(self, stream: str) -> list[str]:
         """The Redis keys of ``stream``: history, epoch, offset."""
@@ -258,21 +232,16 @@ class RedisBroker:
                 self.on_state(state)
 
     async def publish(self, envelope: Envelope) -> StreamPos:
-        stream = stream_of(envelope)
-        body = _pack(envelope)
-        keys = self._keys(stream)
-        if envelope.key is not None:
-            keys.append(f"{self.prefix}:{{{stream}}}:i:{envelope.key}")
-        args = [
-            secrets.token_hex(4),
-            self.history_size,
-            body,
-            self.stream_ttl,
-            self.bus,
-            self.idempotency_ms,
-        ]
-        epoch, offset, _ = await self._run_publish(keys, args)
-        pos = envelope.pos = (stream, _text(epoch), int(offset))
+        call = publish_call(
+            self.prefix,
+            stream_of(envelope),
+            _pack(envelope),
+            envelope.key,
+            history=self.history_size,
+            ttl=self.stream_ttl,
+            idempotency_ms=self.idempotency_ms,
+        )
+        pos = envelope.pos = call.position(await self._run_publish(call.keys, call.args))
         self.counters["published"] += 1
         return pos
 
@@ -292,7 +261,7 @@ class RedisBroker:
                 result = await conn.read_response()
             except NoScriptError:
                 sent = False  # the script did not run: load it with EVAL
-                await conn.send_command("EVAL", _PUBLISH, len(keys), *keys, *args)
+                await conn.send_command("EVAL", PUBLISH, len(keys), *keys, *args)
                 sent = True
                 result = await conn.read_response()
         except (RedisError, OSError) as exc:
@@ -402,7 +371,7 @@ class RedisBroker:
             message = {**payload, "id": rid, "from": self.node_id}
             try:
                 channel = self.node_channel(node)
-                listeners = await self.redis.publish(channel, b"R" + _dumps(message))
+                listeners = await self.redis.publish(channel, b"R" + dumps(message))
             except (RedisError, OSError) as exc:
                 raise BrokerUnavailable(f"Redis unavailable: {exc}") from exc
             if not listeners:
@@ -418,7 +387,7 @@ class RedisBroker:
     async def notify(self, node: str, payload: dict[str, Any]) -> None:
         """Send ``payload`` to ``node`` without waiting for anything (at most once: lost
         if the node is gone or Redis is down)."""
-        message = b"N" + _dumps(payload)
+        message = b"N" + dumps(payload)
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
             await self.redis.publish(self.node_channel(node), message)
 
@@ -449,7 +418,7 @@ class RedisBroker:
             reply = {"error": repr(exc)}
         reply["id"] = message.get("id")
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.publish(self.node_channel(str(message["from"])), b"A" + _dumps(reply))
+            await self.redis.publish(self.node_channel(str(message["from"])), b"A" + dumps(reply))
 
     # -- reading ----------------------------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -514,10 +483,10 @@ class RedisBroker:
             if origin.decode() != self.node_id and self._deliver is not None:
                 self._deliver(_unpack(body))
         elif kind == b"R":
-            self._spawn(self._answer(_loads(data[1:])))
+            self._spawn(self._answer(loads(data[1:])))
         elif kind == b"N":
             if self.on_notice is not None:
-                self.on_notice(_loads(data[1:]))
+                self.on_notice(loads(data[1:]))
         elif kind == b"X":
             node = data[1:].decode()
             if node != self.node_id:
@@ -525,7 +494,7 @@ class RedisBroker:
                 if self.on_node_gone is not None:
                     self.on_node_gone(node)
         elif kind == b"A":
-            reply = _loads(data[1:])
+            reply = loads(data[1:])
             fut = self._replies.get(int(reply.get("id") or 0))
             if fut is not None and not fut.done():
                 fut.set_result(reply)
@@ -619,25 +588,14 @@ class RedisBroker:
         return len(self.tracker)
 
 
-def _dumps(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def _loads(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
 def _pack(env: Envelope) -> bytes:
-    fields = [env.kind, env.namespace, env.target, env.event, env.data, env.skip]
-    if env.call is not None or env.at is not None:
-        fields.append(None if env.call is None else list(env.call))
-    if env.at is not None:
-        fields.append(env.at)  # the publish time: delivery latency on every node
-    return _dumps(fields)
+    return pack(
+        env.kind, env.namespace, env.target, env.event, env.data, env.skip, env.call, env.at
+    )
 
 
 def _unpack(data: bytes) -> Envelope:
-    kind, ns, target, event, payload, skip, *rest = _loads(data)
+    kind, ns, target, event, payload, skip, *rest = loads(data)
     call = (str(rest[0][0]), str(rest[0][1])) if rest and rest[0] else None
     at = rest[1] if len(rest) > 1 and isinstance(rest[1], int | float) else None
     return Envelope(kind, ns, target, event, payload, skip, call=call, at=at)

@@ -1,0 +1,150 @@
+"""Publish to anywire clients from any Python process, straight to Redis, without a node.
+
+A Django view, a Celery task or a cron script emits with :class:`Publisher` (blocking,
+redis-py's synchronous client) or :class:`AsyncPublisher` (asyncio). The event goes
+through the same publish script as a node's ``aw.emit`` (:mod:`anywire.redis_wire`): it
+gets the next offset of its stream, is kept in the stream's history and is announced on
+the nodes' bus, so every node delivers it exactly like its own publishes, and a client
+that was away catches it up on resume.
+
+Both classes share one builder (:class:`PublishBuilder`: validation, envelope, keys);
+each only runs the script its own way. Only redis-py and msgpack are imported: not the
+server.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+import redis
+import redis.asyncio as aioredis
+
+from .core.codec import Codec, JsonCodec, MsgpackCodec, Outgoing
+from .core.frames import StreamPos
+from .core.settings import Settings
+from .core.streams import target_stream
+from .redis_wire import PUBLISH, PublishCall, pack, publish_call
+
+__all__ = ["AsyncPublisher", "PublishBuilder", "Publisher"]
+
+_DEFAULTS = Settings()  # the nodes' defaults
+
+
+class PublishBuilder:
+    """What a publish writes, built and checked once for both publishers.
+
+    The keyword settings must match the nodes' (``Settings.stream_history`` and the
+    ``RedisBroker`` defaults): ``prefix`` is the key prefix, ``history`` the entries kept
+    per stream, ``stream_ttl`` the seconds a stream lives after its last publish and
+    ``idempotency_window`` the seconds an ``id=`` is remembered.
+    """
+
+    def __init__(
+        self,
+        namespace: str = "/",
+        *,
+        prefix: str = "aw",
+        history: int = _DEFAULTS.stream_history,
+        stream_ttl: float = 86400.0,
+        idempotency_window: float = 300.0,
+        max_depth: int | None = _DEFAULTS.max_depth,
+    ) -> None:
+        if not isinstance(namespace, str) or not namespace.startswith("/"):
+            raise ValueError(f"namespace must be a string starting with '/', not {namespace!r}")
+        self.namespace = namespace
+        self.prefix = prefix
+        self.history = history
+        self.stream_ttl = int(stream_ttl)
+        self.idempotency_ms = int(idempotency_window * 1000)
+        # The codecs a node encodes events with: data one of them cannot carry would fail
+        # in the node's writer, so it is refused here, in the caller, like aw.emit does.
+        self._codecs: tuple[Codec, ...] = (
+            JsonCodec(max_depth=max_depth),
+            MsgpackCodec(msgpack.packb, msgpack.unpackb, max_depth=max_depth),
+        )
+
+    def build(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        room: str | None = None,
+        user: str | None = None,
+        sid: str | None = None,
+        id: str | None = None,
+    ) -> PublishCall:
+        """Check the arguments (ValueError, TypeError) and build the script call."""
+        if not isinstance(event, str) or not event:
+            raise ValueError(f"event must be a non-empty string, not {event!r}")
+        if event.startswith("$"):
+            raise ValueError(f"event names starting with '$' are reserved: {event!r}")
+        if id is not None and (not isinstance(id, str) or not 0 < len(id) <= 200):
+            raise ValueError("id must be a string of 1-200 characters")
+        targets = (("room", room), ("user", user), ("session", sid))
+        given = [(kind, t) for kind, t in targets if t is not None]
+        if len(given) > 1:
+            raise ValueError("give at most one of room=, user=, sid=")
+        if any(not isinstance(t, str) or not t for _, t in given):
+            raise ValueError("room=, user= and sid= must be non-empty strings")
+        kind, target = given[0] if given else ("all", None)
+        out = Outgoing("event", {"e": event, "d": data})
+        for codec in self._codecs:
+            out.body(codec)  # raises TypeError for data this codec cannot carry
+        body = pack(kind, self.namespace, target, event, data, at=time.time())
+        return publish_call(
+            self.prefix,
+            target_stream(kind, self.namespace, target),
+            body,
+            id,
+            history=self.history,
+            ttl=self.stream_ttl,
+            idempotency_ms=self.idempotency_ms,
+        )
+
+
+class Publisher(PublishBuilder):
+    """Publish from synchronous code (a Django view, a Celery task, a thread).
+
+    ``Publisher(redis_url, namespace="/")``; ``emit(event, data, room=|user=|sid=)``
+    publishes to a room, every session of a user, one session, or (no target) everyone in
+    the namespace, and returns the position ``(stream, epoch, offset)``. Same guarantees
+    as ``aw.emit``: in order, exactly once per client, caught up on resume, ``$lost`` when
+    history no longer holds it. ``id=`` is an idempotency key: after a Redis error (the
+    event may or may not have been published) retry with the same ``id``. Redis errors
+    (``redis.exceptions.ConnectionError``, ``TimeoutError``) propagate. Thread-safe
+    (redis-py's connection pool).
+    """
+
+    def __init__(self, redis_url: str, namespace: str = "/", **settings: Any) -> None:
+        super().__init__(namespace, **settings)
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5.0)
+        self._script = self.redis.register_script(PUBLISH)
+
+    def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
+        """Publish ``event`` (see the class) and return its stream position."""
+        call = self.build(event, data, **target)
+        return call.position(self._script(keys=call.keys, args=call.args))
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.redis.close()
+
+
+class AsyncPublisher(PublishBuilder):
+    """:class:`Publisher` for asyncio code: ``await emit(...)``, ``await aclose()``."""
+
+    def __init__(self, redis_url: str, namespace: str = "/", **settings: Any) -> None:
+        super().__init__(namespace, **settings)
+        self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=5.0)
+        self._script = self.redis.register_script(PUBLISH)
+
+    async def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
+        """Publish ``event`` (see :class:`Publisher`) and return its stream position."""
+        call = self.build(event, data, **target)
+        return call.position(await self._script(keys=call.keys, args=call.args))
+
+    async def aclose(self) -> None:
+        """Release the connections."""
+        await self.redis.aclose()
