@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from litestar import Litestar, get, post
+from litestar.params import FromQuery, JSONBody
 
 from anywire.server import Anywire, AnywirePlugin, JWTAuth
 
@@ -33,13 +34,13 @@ def may_join(sock: Any, room: str, meta: Any) -> bool:
 
 
 @get("/updates")
-async def list_updates(since: int = 0) -> list[dict[str, Any]]:
+async def list_updates(since: FromQuery[int] = 0) -> list[dict[str, Any]]:
     """Unchanged: old pollers keep working during the migration (and for a rollback)."""
     return [u for u in UPDATES if u["id"] > since]
 
 
 @post("/updates")
-async def add_update(data: dict[str, Any]) -> dict[str, Any]:
+async def add_update(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     update = {"id": len(UPDATES) + 1, "text": str(data.get("text", ""))}
     UPDATES.append(update)
     # The one new line: push it to everyone in the room; ``id=`` makes a retry safe.
