@@ -9,6 +9,7 @@ from .broker_redis import RedisBroker
 from .errors import AckError, AckTimeout, BrokerUnavailable, Disconnected, Reject
 from .litestar import AnywirePlugin
 from .socket import Socket
+from .undelivered import UndeliveredEvent
 
 __all__ = [
     "AckError",
@@ -25,4 +26,5 @@ __all__ = [
     "Reject",
     "Settings",
     "Socket",
+    "UndeliveredEvent",
 ]

@@ -59,6 +59,7 @@ from .observe import Observer, Observers
 from .publishapi import PublishAPI
 from .socket import Socket
 from .static import ClientAssets
+from .undelivered import Undelivered
 
 __all__ = ["Anywire"]
 
@@ -140,6 +141,7 @@ class Anywire:
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._join_hooks: list[JoinHook] = []
+        self.undelivered = Undelivered(self)  # the on_undelivered hooks (undelivered.py)
         self._started = False
         self._stopped = False  # stop() ran: no request may start the host again
         self._start_lock = asyncio.Lock()
@@ -216,6 +218,13 @@ class Anywire:
         resumed within the resume window), not on every transport drop."""
         self._disconnect_hooks.append(fn)
         return fn
+
+    def on_undelivered(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: ``hook(user, event)`` runs once per event sent to ``user`` that
+        finds none of the user's devices connected (all in the background or gone), e.g.
+        to send a push notification; ``event`` is an
+        :class:`~anywire.server.undelivered.UndeliveredEvent`. Once across nodes."""
+        return self.undelivered.register(fn)
 
     def on_join(self, fn: JoinHook) -> JoinHook:
         """Decorator: ``hook(sock, room, meta) -> bool`` authorizes client join requests.

@@ -735,6 +735,7 @@ class SessionHost(Budget):
             targets: Any = self.rooms.sids(ns, env.target or "")
         elif kind == "user":
             targets = list(self.users.get((ns, env.target or ""), ()))
+            self.app.undelivered.check(env, targets)  # nobody connected: a push (undelivered.py)
         elif kind == "session":
             targets = [env.target]
         else:
