@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         from ..chaos.cli import main as chaos_main
 
         raise SystemExit(chaos_main(args_in[1:]))
+    if args_in[:1] == ["conformance"]:  # its own parser: anywire.conformance.cli
+        from ..conformance.cli import main as conformance_main
+
+        raise SystemExit(conformance_main(args_in[1:]))
     if args_in[:1] == ["doctor"]:  # its own parser: anywire.doctor.cli
         from ..doctor.cli import main as doctor_main
 
@@ -251,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         "set ANYWIRE_API_KEY instead: a command line is visible to other local users",
     )
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
+    sub.add_parser("conformance", help="test a client against scripted scenarios (-h)")
     sub.add_parser("bench", help="measure throughput, latency and memory (anywire bench -h)")
     sub.add_parser("chaos", help="check the delivery guarantee under faults (anywire chaos -h)")
     demo = sub.add_parser(

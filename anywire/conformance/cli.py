@@ -1,0 +1,65 @@
+"""``anywire conformance``: serve the conformance kit until every scenario is judged (or
+the time limit), then print the report as text (and JSON with ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from .kit import TRANSPORTS, Kit
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="anywire conformance",
+        description="Drive a client under test through scripted scenarios "
+        "(docs/clients.md). Exit 0 when every scenario passed or was skipped.",
+    )
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--transports", default=",".join(TRANSPORTS), help="comma-separated")
+    p.add_argument("--only", default="", help="comma-separated scenario names")
+    p.add_argument("--json", metavar="FILE", help="also write the JSON report there ('-': stdout)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
+    args = p.parse_args(argv)
+    try:
+        kit = Kit(
+            tuple(t for t in args.transports.split(",") if t),
+            tuple(n for n in args.only.split(",") if n),
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+    finished = asyncio.run(_serve(kit, args.host, args.port, args.timeout))
+    print(kit.text(), flush=True)
+    if not finished:
+        print(f"timed out after {args.timeout} s with scenarios not run", flush=True)
+    if args.json == "-":
+        print(json.dumps(kit.results(), indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(kit.results(), indent=2) + "\n")
+    res = kit.results()
+    return 0 if finished and res["fail"] == 0 else 1
+
+
+async def _serve(kit: Kit, host: str, port: int, timeout: float) -> bool:
+    import uvicorn
+
+    config = uvicorn.Config(kit, host=host, port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    print(
+        f"anywire conformance: serving on http://{host}:{port} ({len(kit.runs)} scenario runs)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await asyncio.wait_for(kit.done.wait(), timeout)
+        finished = True
+    except TimeoutError:
+        finished = False
+    server.should_exit = True
+    await task
+    return finished

@@ -1,0 +1,206 @@
+"""The conformance server: the real Anywire app plus the control interface a client under
+test polls (``GET /conformance/next``, ``POST /conformance/report``,
+``GET /conformance/results``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..server import Anywire
+from ..server.observe import Connection, Observer
+from .scenarios import Scenario, Seen, scenarios
+
+TRANSPORTS = ("websocket", "sse", "longpoll")
+CONTROL = "/conformance"
+
+
+@dataclass
+class Run:
+    """One scenario on one transport, in its own namespace."""
+
+    scenario: Scenario
+    transport: str
+    namespace: str
+    seen: Seen = field(default_factory=Seen)
+    status: str = "pending"  # pending, running, pass, fail, skipped
+    reason: str = ""
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.scenario.name}[{self.transport}]"
+
+    def instructions(self) -> dict[str, Any]:
+        steps = []
+        for step in self.scenario.steps:
+            step = dict(step)
+            if step["op"] == "connect":
+                step.update(transport=self.transport, namespace=self.namespace)
+            steps.append(step)
+        return {
+            "scenario": self.name,
+            "about": self.scenario.about,
+            "transport": self.transport,
+            "namespace": self.namespace,
+            "do": steps,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "scenario": self.name,
+            "transport": self.transport,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+class _Watch(Observer):
+    """Counts connections and resumes per scenario namespace."""
+
+    def __init__(self, kit: Kit) -> None:
+        self.kit = kit
+
+    def connected(self, conn: Connection, resumed: bool) -> None:
+        run = self.kit.by_namespace.get(conn.namespace)
+        if run is not None:
+            if resumed:
+                run.seen.resumes += 1
+            else:
+                run.seen.connects += 1
+
+
+class Kit:
+    """The scenarios to run, their state, and the ASGI app serving both the Anywire
+    endpoints and the control interface."""
+
+    def __init__(
+        self, transports: tuple[str, ...] = TRANSPORTS, only: tuple[str, ...] = ()
+    ) -> None:
+        table = scenarios()
+        known = {s.name for s in table}
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise ValueError(f"unknown scenario(s) {unknown}; known: {sorted(known)}")
+        bad = [t for t in transports if t not in TRANSPORTS]
+        if bad or not transports:
+            raise ValueError(f"transports must be among {list(TRANSPORTS)}: {bad}")
+        self.aw = Anywire(anonymous=True)
+        self.runs: list[Run] = []
+        for s in table:
+            if only and s.name not in only:
+                continue
+            for t in transports:
+                ns = f"/conf{len(self.runs)}"
+                s.install(self.aw, ns)
+                self.runs.append(Run(s, t, ns))
+        self.by_namespace = {r.namespace: r for r in self.runs}
+        self.aw.observers.add(_Watch(self))
+        self.done = asyncio.Event()
+        self._judging: set[asyncio.Task[None]] = set()
+
+    # -- control interface ----------------------------------------------------------------
+
+    def next(self) -> dict[str, Any]:
+        for run in self.runs:
+            if run.status == "pending":
+                run.status = "running"
+                return run.instructions()
+        return {"done": True}
+
+    def report(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        run = next((r for r in self.runs if r.name == body.get("scenario")), None)
+        if run is None or run.status != "running":
+            return 400, {"error": f"no running scenario named {body.get('scenario')!r}"}
+        if body.get("skipped"):
+            run.status, run.reason = "skipped", str(body["skipped"])
+            self._maybe_done()
+            return 200, {"ok": True}
+        results = body.get("results")
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            return 400, {"error": "results must be a list of objects, one per step"}
+        run.results = results
+        task = asyncio.create_task(self._judge(run, body.get("error")))
+        self._judging.add(task)
+        task.add_done_callback(self._judging.discard)
+        return 200, {"ok": True}
+
+    async def _judge(self, run: Run, error: Any) -> None:
+        if run.scenario.hold:
+            # "Must not reconnect" can only be observed over a window of time.
+            await asyncio.sleep(run.scenario.hold)
+        try:
+            reason = run.scenario.check(run.results, run.seen)
+        except Exception as exc:  # a malformed report is a failure, not a kit crash
+            reason = f"malformed report: {exc!r}"
+        if error and reason is None:
+            reason = f"client reported an error: {error}"
+        elif error:
+            reason = f"{reason} (client error: {error})"
+        run.status, run.reason = ("fail", reason) if reason else ("pass", "")
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if all(r.status in ("pass", "fail", "skipped") for r in self.runs):
+            self.done.set()
+
+    def results(self) -> dict[str, Any]:
+        """The JSON report: per scenario status and reason, and the totals."""
+        counts = {k: sum(r.status == k for r in self.runs) for k in ("pass", "fail", "skipped")}
+        return {"scenarios": [r.summary() for r in self.runs], **counts, "total": len(self.runs)}
+
+    def text(self) -> str:
+        lines = []
+        for r in self.runs:
+            line = f"{r.status.upper():8} {r.name}"
+            if r.reason:
+                line += f": {r.reason}"
+            lines.append(line)
+        res = self.results()
+        lines.append(
+            f"{res['pass']} passed, {res['fail']} failed, {res['skipped']} skipped, "
+            f"{res['total'] - res['pass'] - res['fail'] - res['skipped']} not run"
+        )
+        return "\n".join(lines)
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(CONTROL + "/"):
+            await self.aw(scope, receive, send)
+            return
+        method, tail = scope["method"], path[len(CONTROL) :]
+        if method == "GET" and tail == "/next":
+            await _json(send, 200, self.next())
+        elif method == "GET" and tail == "/results":
+            await _json(send, 200, self.results())
+        elif method == "POST" and tail == "/report":
+            raw = b""
+            while True:
+                msg = await receive()
+                raw += msg.get("body", b"")
+                if len(raw) > 1_000_000:
+                    await _json(send, 413, {"error": "report over 1 MB"})
+                    return
+                if not msg.get("more_body"):
+                    break
+            try:
+                body = json.loads(raw)
+                if not isinstance(body, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                await _json(send, 400, {"error": f"report is not a JSON object: {exc}"})
+                return
+            await _json(send, *self.report(body))
+        else:
+            await _json(send, 404, {"error": f"unknown control endpoint {method} {path}"})
+
+
+async def _json(send: Any, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,143 @@
+"""Conformance driver for the Python client: polls ``anywire conformance`` for
+instructions, follows them with the real client and reports what happened.
+
+    python -m tests.conformance.driver http://127.0.0.1:PORT [--broken MODE]
+
+``--broken reconnect-after-terminal`` makes the driver connect again after a terminal
+close, as a faulty client would: the kit must fail that scenario (tests/conformance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import httpx
+
+from anywire.clients.python import Client
+
+
+class Run:
+    """One scenario's client, its recordings and its step results."""
+
+    def __init__(self, url: str, broken: str) -> None:
+        self.url, self.broken = url, broken
+        self.client: Client | None = None
+        self.handle: list[str] = []
+        self.events: dict[str, list[Any]] = {}
+        self.changed = asyncio.Event()  # pulsed on every event, connect and state change
+        self.connects = 0
+        self.extra: Client | None = None
+
+    def _pulse(self, *_: Any) -> None:
+        self.changed.set()
+
+    async def _until(self, pred: Any, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                while not pred():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            return bool(pred())
+        return True
+
+    def _recorder(self, into: list[Any]) -> Any:
+        def record(data: Any) -> None:
+            into.append(data)
+            self._pulse()
+
+        return record
+
+    def _make(self, transport: str, namespace: str) -> Client:
+        c = Client(self.url, None, namespace=namespace, transports=[transport], codec="json")
+        for event in self.handle:
+            c.on(event)(lambda data: {"echo": data})
+        for event in self.events:
+            c.on(event)(self._recorder(self.events[event]))
+
+        @c.on_connect
+        def _() -> None:
+            self.connects += 1
+            self._pulse()
+
+        c.on_state(self._pulse)
+        return c
+
+    async def step(self, s: dict[str, Any]) -> dict[str, Any]:
+        op = s["op"]
+        out: dict[str, Any] = {"op": op}
+        if op == "handle":
+            self.handle.append(s["event"])
+        elif op == "collect":
+            self.events[s["event"]] = []
+        elif op == "connect":
+            self.client = self._make(s["transport"], s["namespace"])
+            await self.client.connect()
+            out.update(sid=self.client.sid, transport=self.client.transport)
+        elif op == "call":
+            assert self.client is not None
+            try:
+                out["ack"] = await self.client.call(s["event"], s.get("data"), timeout=10)
+            except Exception as exc:
+                out["error"] = repr(exc)
+        elif op == "wait_events":
+            got = self.events[s["event"]]
+            await self._until(lambda: len(got) >= s["count"], s["timeout"])
+            out["events"] = list(got)
+        elif op == "status":
+            assert self.client is not None
+            out.update(recovered=self.client.recovered, sid=self.client.sid,
+                       connects=self.connects)  # fmt: skip
+        elif op == "wait_reconnect":
+            ok = await self._until(lambda: self.connects >= 2, s["timeout"])
+            assert self.client is not None
+            out.update(reconnected=ok, recovered=self.client.recovered)
+        elif op == "wait_closed":
+            c = self.client
+            assert c is not None
+            ok = await self._until(lambda: c.state == "disconnected", s["timeout"])
+            out.update(closed=ok, code=c.last_close[0] if c.last_close else None)
+            if ok and self.broken == "reconnect-after-terminal":
+                self.extra = self._make(c.transports[0], c.namespace)
+                await self.extra.connect()
+        elif op == "close":
+            assert self.client is not None
+            await self.client.close()
+        else:
+            out["error"] = f"unknown op {op!r}"
+        return out
+
+    async def aclose(self) -> None:
+        for c in (self.client, self.extra):
+            if c is not None:
+                await c.close()
+
+
+async def main(url: str, broken: str) -> int:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        while True:
+            todo = (await http.get("/conformance/next")).json()
+            if todo.get("done"):
+                return 0
+            run, results, error = Run(url, broken), [], None
+            try:
+                for s in todo["do"]:
+                    results.append(await run.step(s))
+            except Exception as exc:
+                error = repr(exc)
+            finally:
+                await run.aclose()
+            report = {"scenario": todo["scenario"], "results": results, "error": error}
+            r = await http.post("/conformance/report", json=report)
+            r.raise_for_status()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("--broken", default="", choices=["", "reconnect-after-terminal"])
+    a = p.parse_args()
+    sys.exit(asyncio.run(main(a.url, a.broken)))
