@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 from .kit import TRANSPORTS, Kit
@@ -50,11 +49,14 @@ async def _serve(kit: Kit, host: str, port: int, timeout: float) -> bool:
     config = uvicorn.Config(kit, host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    print(
-        f"anywire conformance: serving on http://{host}:{port} ({len(kit.runs)} scenario runs)",
-        file=sys.stderr,
-        flush=True,
-    )
+    while not server.started:  # uvicorn has no started event; the listener binds quickly
+        if task.done():
+            await task  # bind failed: uvicorn raised or exited
+            raise SystemExit(f"anywire conformance: could not listen on {host}:{port}")
+        await asyncio.sleep(0.02)
+    # The first stdout line: drivers and tests may start once they read it.
+    print(f"anywire conformance: serving on http://{host}:{port} "
+          f"({len(kit.runs)} scenario runs)", flush=True)  # fmt: skip
     try:
         await asyncio.wait_for(kit.done.wait(), timeout)
         finished = True

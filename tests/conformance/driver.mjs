@@ -1,0 +1,135 @@
+// Conformance driver for the JS client in node: polls `anywire conformance` for
+// instructions, follows them with the real client (anywire/clients/js) and reports.
+//   node --experimental-websocket --experimental-eventsource driver.mjs http://127.0.0.1:PORT
+// A transport the runtime lacks (no WebSocket / EventSource global) is reported as
+// "skipped: transport unavailable", never as a pass.
+import { connect } from "../../anywire/clients/js/anywire.js";
+
+const base = process.argv[2];
+const HAVE = {
+  websocket: typeof globalThis.WebSocket === "function",
+  sse: typeof globalThis.EventSource === "function",
+  longpoll: typeof globalThis.fetch === "function",
+};
+
+class Run {
+  constructor() {
+    this.socket = null;
+    this.handle = [];
+    this.events = {};
+    this.connects = 0;
+    this.waiters = new Set();
+  }
+  pulse() {
+    for (const w of [...this.waiters]) w();
+  }
+  // Resolves true when pred() holds, false at the timeout (seconds).
+  until(pred, timeout) {
+    if (pred()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = () => {
+        if (pred()) done(true);
+      };
+      const timer = setTimeout(() => done(pred()), timeout * 1000);
+      const done = (v) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(v);
+      };
+      this.waiters.add(check);
+    });
+  }
+  async step(s) {
+    const out = { op: s.op };
+    switch (s.op) {
+      case "handle":
+        this.handle.push(s.event);
+        break;
+      case "collect":
+        this.events[s.event] = [];
+        break;
+      case "connect": {
+        const sock = connect({ url: base, namespace: s.namespace, transports: [s.transport], codec: "json" });
+        this.socket = sock;
+        for (const e of this.handle) sock.on(e, (data) => ({ echo: data }));
+        for (const e of Object.keys(this.events)) {
+          sock.on(e, (data) => {
+            this.events[e].push(data);
+            this.pulse();
+          });
+        }
+        sock.onConnect(() => {
+          this.connects += 1;
+          this.pulse();
+        });
+        sock.onState(() => this.pulse());
+        await sock.ready();
+        out.sid = sock.sid;
+        out.transport = sock.transport;
+        break;
+      }
+      case "call":
+        try {
+          out.ack = await this.socket.call(s.event, s.data ?? null, { timeout: 10000 });
+        } catch (err) {
+          out.error = String(err);
+        }
+        break;
+      case "wait_events": {
+        const got = this.events[s.event];
+        await this.until(() => got.length >= s.count, s.timeout);
+        out.events = [...got];
+        break;
+      }
+      case "wait_reconnect":
+        out.reconnected = await this.until(() => this.connects >= 2, s.timeout);
+        out.recovered = this.socket.recovered;
+        break;
+      case "wait_closed": {
+        const sock = this.socket;
+        out.closed = await this.until(() => sock.state === "disconnected", s.timeout);
+        out.code = sock.lastClose ? sock.lastClose.code : null;
+        break;
+      }
+      case "status":
+        out.recovered = this.socket.recovered;
+        out.sid = this.socket.sid;
+        out.connects = this.connects;
+        break;
+      case "close":
+        await this.socket.close();
+        break;
+      default:
+        out.error = `unknown op ${s.op}`;
+    }
+    return out;
+  }
+}
+
+async function main() {
+  for (;;) {
+    const todo = await (await fetch(`${base}/conformance/next`)).json();
+    if (todo.done) return;
+    const report = { scenario: todo.scenario, results: [], error: null };
+    if (!HAVE[todo.transport]) {
+      report.skipped = `transport unavailable: no ${todo.transport} in this runtime`;
+    } else {
+      const run = new Run();
+      try {
+        for (const s of todo.do) report.results.push(await run.step(s));
+      } catch (err) {
+        report.error = String(err && err.stack ? err.stack : err);
+      } finally {
+        if (run.socket && run.socket.state !== "disconnected") await run.socket.close().catch(() => {});
+      }
+    }
+    const r = await fetch(`${base}/conformance/report`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(report),
+    });
+    if (!r.ok) throw new Error(`report refused: ${r.status} ${await r.text()}`);
+  }
+}
+
+await main();

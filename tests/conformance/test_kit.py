@@ -1,0 +1,84 @@
+"""The conformance kit proves itself: both shipped clients pass every implemented scenario
+on every transport, and a deliberately broken driver fails the matching scenario with a
+clear reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from anywire.conformance.scenarios import scenarios
+from tests.e2e.conftest import ROOT, free_port
+
+NODE = shutil.which("node")
+TRANSPORTS = ("websocket", "sse", "longpoll")
+
+
+def _kit(port: int, report: Path, *args: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "anywire.server.cli", "conformance", "--port", str(port),
+           "--json", str(report), "--timeout", "60", *args]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def _wait_up(kit: subprocess.Popen[str]) -> None:
+    """The kit's first stdout line says it is listening (EOF: it failed to start)."""
+    assert kit.stdout is not None
+    line = kit.stdout.readline()
+    assert "serving on" in line, line + kit.stdout.read()
+
+
+def _run(driver: list[str], tmp_path: Path, *kit_args: str) -> tuple[int, str, dict]:
+    port, report = free_port(), tmp_path / "report.json"
+    kit = _kit(port, report, *kit_args)
+    try:
+        _wait_up(kit)
+        drv = subprocess.run([*driver, f"http://127.0.0.1:{port}"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=70)  # fmt: skip
+        out, _ = kit.communicate(timeout=70)
+    finally:
+        if kit.poll() is None:
+            kit.kill()
+            kit.wait()
+    assert drv.returncode == 0, drv.stderr[-3000:]
+    return kit.returncode, out, json.loads(report.read_text())
+
+
+def _assert_all_pass(rc: int, out: str, report: dict) -> None:
+    names = {f"{s.name}[{t}]" for s in scenarios() for t in TRANSPORTS}
+    assert {r["scenario"] for r in report["scenarios"]} == names
+    failed = [r for r in report["scenarios"] if r["status"] != "pass"]
+    assert not failed, out
+    assert rc == 0 and report["pass"] == report["total"] == len(names)
+
+
+def test_python_client_passes(tmp_path: Path) -> None:
+    _assert_all_pass(*_run([sys.executable, "-m", "tests.conformance.driver"], tmp_path))
+
+
+def test_js_client_passes(tmp_path: Path) -> None:
+    assert NODE is not None, "node is required (CI installs it): the JS client runs on it"
+    node = [NODE, "--no-warnings", "--experimental-websocket", "--experimental-eventsource",
+            "tests/conformance/driver.mjs"]  # fmt: skip
+    _assert_all_pass(*_run(node, tmp_path))
+
+
+def test_client_that_reconnects_after_a_terminal_close_fails(tmp_path: Path) -> None:
+    driver = [sys.executable, "-m", "tests.conformance.driver", "--broken",
+              "reconnect-after-terminal"]  # fmt: skip
+    rc, out, report = _run(driver, tmp_path, "--only", "close_terminal_45xx")
+    assert rc == 1 and report["fail"] == 3, out
+    for r in report["scenarios"]:
+        assert r["status"] == "fail"
+        assert "reconnected after close code 4505" in r["reason"]
+    assert "FAIL     close_terminal_45xx[websocket]: the client reconnected" in out
+
+
+def test_unknown_scenario_is_a_clear_error() -> None:
+    cmd = [sys.executable, "-m", "anywire.server.cli", "conformance", "--port", "1",
+           "--only", "nope"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "unknown scenario(s) ['nope']" in done.stderr
