@@ -9,9 +9,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.settings import Settings
 from ..server import Anywire
 from ..server.observe import Connection, Observer
-from .scenarios import Scenario, Seen, scenarios
+from .scenarios import HISTORY, Scenario, Seen, scenarios
 
 TRANSPORTS = ("websocket", "sse", "longpoll")
 CONTROL = "/conformance"
@@ -87,7 +88,8 @@ class Kit:
         bad = [t for t in transports if t not in TRANSPORTS]
         if bad or not transports:
             raise ValueError(f"transports must be among {list(TRANSPORTS)}: {bad}")
-        self.aw = Anywire(anonymous=True)
+        # A tiny stream history, so the gap scenario can outrun it ($lost).
+        self.aw = Anywire(anonymous=True, settings=Settings(stream_history=HISTORY))
         self.runs: list[Run] = []
         for s in table:
             if only and s.name not in only:
@@ -121,6 +123,10 @@ class Kit:
         results = body.get("results")
         if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
             return 400, {"error": "results must be a list of objects, one per step"}
+        # Result i answers step i: the kit notes the step's event, so checks can tell
+        # two waits apart without the client echoing its instructions.
+        for r, step in zip(results, run.scenario.steps, strict=False):
+            r["step_event"] = step.get("event")
         run.results = results
         task = asyncio.create_task(self._judge(run, body.get("error")))
         self._judging.add(task)

@@ -8,6 +8,7 @@ A check gets the client's step results and what the server observed, and returns
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from ..server import Anywire, Socket
 
 BURST = 50
+HISTORY = 20  # the kit's stream_history: a gap past it is announced with $lost
+GAP = HISTORY + 20  # events sent while the client is away in the gap scenario
 DROP_BEFORE, DROP_AFTER = 5, 5
 
 
@@ -43,7 +46,9 @@ class Scenario:
 
 def _result(results: list[dict[str, Any]], op: str) -> dict[str, Any]:
     for r in results:
-        if r.get("op") == op:
+        # "wait_events_lost": the wait_events step for event "$lost"
+        key = r.get("op", "") + ("_lost" if r.get("step_event") == "$lost" else "")
+        if key == op:
             return r
     return {}
 
@@ -126,6 +131,74 @@ def _check_drop(results: list[dict[str, Any]], seen: Seen) -> str | None:
         return f"after the drop the client reported recovered={got!r}, expected true"
     if seen.resumes < 1:
         return "the server saw no resume in this scenario's namespace"
+    return None
+
+
+# -- resume after the window --------------------------------------------------------------
+
+
+def _install_expire(aw: Anywire, ns: str) -> None:
+    tasks: set[asyncio.Task[None]] = set()
+
+    @aw.on("conf.expire", namespace=ns)
+    async def expire(sock: Socket, data: Any) -> Any:
+        away = int(data["away"])
+        for i in range(DROP_BEFORE):
+            await sock.emit("n", i)
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)  # let the ack go out first; timing is not checked
+            sid = sock.sid
+            await sock.disconnect(4000, "conformance: drop past the window")
+            # The resume window passing, without waiting it out: the server forgets the
+            # session as its expiry would (its stream stays, section 7.4).
+            sess = aw.host.sessions.get(sid)
+            if sess is not None:
+                aw.host._expire(sess, run_hooks=True, end="expired")
+            # Sent to the session's stream while no session holds it: the fresh session
+            # catches up on it from the client's position.
+            for i in range(DROP_BEFORE, DROP_BEFORE + away):
+                await aw.emit("n", i, to=sid, namespace=ns)
+
+        task = asyncio.create_task(later())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return "expiring"
+
+
+def _check_expire(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    status = _result(results, "wait_reconnect")
+    if not status.get("reconnected"):
+        return "the client did not reconnect after its session was forgotten"
+    if status.get("recovered") is not False:
+        got = status.get("recovered")
+        return f"the client reported recovered={got!r} for a forgotten session, expected false"
+    first = _result(results, "connect").get("sid")
+    if status.get("sid") != first:
+        return f"the fresh session has sid {status.get('sid')!r}, expected the same {first!r}"
+    return _check_events(list(range(DROP_BEFORE + DROP_AFTER)))(results, seen)
+
+
+def _check_gap(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    status = _result(results, "wait_reconnect")
+    if status.get("recovered") is not False:
+        return f"expected a fresh session (recovered: false), got {status.get('recovered')!r}"
+    lost = _result(results, "wait_events_lost").get("events") or []
+    if not lost:
+        return f"no $lost event although {GAP} events were sent past a history of {HISTORY}"
+    got = _result(results, "wait_events").get("events") or []
+    total = DROP_BEFORE + GAP
+    if got[:DROP_BEFORE] != list(range(DROP_BEFORE)) or not got or got[-1] != total - 1:
+        return (
+            f"events 'n' {got!r}: expected 0..{DROP_BEFORE - 1}, then a gap, ending at {total - 1}"
+        )
+    if any(b <= a for a, b in itertools.pairwise(got)):
+        return f"events 'n' out of order or duplicated: {got!r}"
+    span = lost[0].get("to")
+    if span is not None:
+        announced = span - lost[0]["from"] + 1
+        if announced != total - len(got):
+            return f"$lost announced {announced} offsets, but {total - len(got)} events are missing"
     return None
 
 
@@ -218,6 +291,43 @@ def scenarios() -> list[Scenario]:
             ],
             _check_drop,
             _install_drop,
+        ),
+        Scenario(
+            "resume_after_window",
+            "the server forgets the session while the client is away (as after "
+            "resume_window): the client gets recovered: false under the same sid and "
+            "catches up on the events sent meanwhile",
+            [
+                {"op": "collect", "event": "n"},
+                {"op": "connect"},
+                {"op": "call", "event": "conf.expire", "data": {"away": DROP_AFTER}},
+                {"op": "wait_reconnect", "timeout": 10},
+                {
+                    "op": "wait_events",
+                    "event": "n",
+                    "count": DROP_BEFORE + DROP_AFTER,
+                    "timeout": 10,
+                },
+            ],
+            _check_expire,
+            _install_expire,
+        ),
+        Scenario(
+            "lost_gap",
+            f"while the client is away past its session, {GAP} events go to its stream, "
+            f"whose history holds {HISTORY}: the client must get $lost for the gap, then "
+            "the rest in order",
+            [
+                {"op": "collect", "event": "n"},
+                {"op": "collect", "event": "$lost"},
+                {"op": "connect"},
+                {"op": "call", "event": "conf.expire", "data": {"away": GAP}},
+                {"op": "wait_reconnect", "timeout": 10},
+                {"op": "wait_events", "event": "$lost", "count": 1, "timeout": 10},
+                {"op": "wait_events", "event": "n", "count": DROP_BEFORE + HISTORY, "timeout": 10},
+            ],
+            _check_gap,
+            _install_expire,
         ),
         Scenario(
             "close_reconnect_40xx",

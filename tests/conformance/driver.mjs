@@ -84,6 +84,7 @@ class Run {
       case "wait_reconnect":
         out.reconnected = await this.until(() => this.connects >= 2, s.timeout);
         out.recovered = this.socket.recovered;
+        out.sid = this.socket.sid;
         break;
       case "wait_closed": {
         const sock = this.socket;

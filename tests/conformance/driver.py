@@ -94,7 +94,7 @@ class Run:
         elif op == "wait_reconnect":
             ok = await self._until(lambda: self.connects >= 2, s["timeout"])
             assert self.client is not None
-            out.update(reconnected=ok, recovered=self.client.recovered)
+            out.update(reconnected=ok, recovered=self.client.recovered, sid=self.client.sid)
         elif op == "wait_closed":
             c = self.client
             assert c is not None
