@@ -95,9 +95,12 @@ class Kit:
             if only and s.name not in only:
                 continue
             for t in transports:
+                if t not in s.transports:
+                    continue
                 ns = f"/conf{len(self.runs)}"
-                s.install(self.aw, ns)
-                self.runs.append(Run(s, t, ns))
+                run = Run(s, t, ns)
+                s.install(self.aw, ns, run.seen)
+                self.runs.append(run)
         self.by_namespace = {r.namespace: r for r in self.runs}
         self.aw.observers.add(_Watch(self))
         self.done = asyncio.Event()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..server import Anywire, Socket
@@ -28,6 +28,7 @@ class Seen:
     connects: int = 0
     resumes: int = 0
     closed_with: int | None = None
+    duplicates: int = 0
 
 
 Check = Callable[[list[dict[str, Any]], Seen], "str | None"]
@@ -39,9 +40,11 @@ class Scenario:
     about: str
     steps: list[dict[str, Any]]
     check: Check
-    install: Callable[[Anywire, str], None]
+    install: Callable[[Anywire, str, Seen], None]  # server side, in the namespace
     hold: float = 0.0  # seconds the server keeps watching after the report (terminal close)
-    tags: tuple[str, ...] = field(default=())
+    # Where the scenario means something (long-poll acknowledges every frame with the
+    # next poll, so nothing is left to repeat there).
+    transports: tuple[str, ...] = ("websocket", "sse", "longpoll")
 
 
 def _result(results: list[dict[str, Any]], op: str) -> dict[str, Any]:
@@ -56,7 +59,7 @@ def _result(results: list[dict[str, Any]], op: str) -> dict[str, Any]:
 # -- acks both ways ---------------------------------------------------------------------
 
 
-def _install_acks(aw: Anywire, ns: str) -> None:
+def _install_acks(aw: Anywire, ns: str, seen: Seen) -> None:
     @aw.on("conf.add", namespace=ns)
     async def add(sock: Socket, data: Any) -> Any:
         return data["a"] + data["b"]
@@ -85,7 +88,7 @@ def _check_acks(results: list[dict[str, Any]], seen: Seen) -> str | None:
 # -- ordered burst ------------------------------------------------------------------------
 
 
-def _install_burst(aw: Anywire, ns: str) -> None:
+def _install_burst(aw: Anywire, ns: str, seen: Seen) -> None:
     @aw.on("conf.burst", namespace=ns)
     async def burst(sock: Socket, data: Any) -> Any:
         for i in range(int(data["n"])):
@@ -106,7 +109,7 @@ def _check_events(want: list[int]) -> Check:
 # -- drop then resume ---------------------------------------------------------------------
 
 
-def _install_drop(aw: Anywire, ns: str) -> None:
+def _install_drop(aw: Anywire, ns: str, seen: Seen) -> None:
     @aw.on("conf.drop", namespace=ns)
     async def drop(sock: Socket, data: Any) -> Any:
         for i in range(DROP_BEFORE):
@@ -134,10 +137,39 @@ def _check_drop(results: list[dict[str, Any]], seen: Seen) -> str | None:
     return None
 
 
+# -- duplicated frames ---------------------------------------------------------------------
+
+
+def _install_dup(aw: Anywire, ns: str, seen: Seen) -> None:
+    @aw.on("conf.dup", namespace=ns)
+    async def dup(sock: Socket, data: Any) -> Any:
+        for i in range(DROP_BEFORE):
+            await sock.emit("n", i)
+        sess = aw.host.sessions[sock.sid]
+        # Wait (bounded) until the connection was given those frames, then hand the last
+        # ones again: the next write repeats frames (same sequence numbers) the client has
+        # already had, as a retransmission would. Core's outbox keeps unacknowledged frames.
+        async with asyncio.timeout(5):
+            while sess.written < sess.out_seq:
+                await asyncio.sleep(0.01)
+        again = min(3, sess.written - (sess.floor - 1))
+        sess.written -= again
+        seen.duplicates += again
+        for i in range(DROP_BEFORE, DROP_BEFORE + DROP_AFTER):
+            await sock.emit("n", i)
+        return again
+
+
+def _check_dup(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    if seen.duplicates < 1:
+        return "the kit could not repeat a frame (the client had acknowledged them all)"
+    return _check_events(list(range(DROP_BEFORE + DROP_AFTER)))(results, seen)
+
+
 # -- resume after the window --------------------------------------------------------------
 
 
-def _install_expire(aw: Anywire, ns: str) -> None:
+def _install_expire(aw: Anywire, ns: str, seen: Seen) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     @aw.on("conf.expire", namespace=ns)
@@ -205,7 +237,7 @@ def _check_gap(results: list[dict[str, Any]], seen: Seen) -> str | None:
 # -- close code classes -------------------------------------------------------------------
 
 
-def _install_close(aw: Anywire, ns: str) -> None:
+def _install_close(aw: Anywire, ns: str, seen: Seen) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     @aw.on("conf.close", namespace=ns)
@@ -291,6 +323,27 @@ def scenarios() -> list[Scenario]:
             ],
             _check_drop,
             _install_drop,
+        ),
+        Scenario(
+            "duplicate_frames",
+            f"after {DROP_BEFORE} events the server repeats up to 3 frames already written "
+            f"(same sequence numbers), then sends {DROP_AFTER} more: the client must drop "
+            "the repeats",
+            [
+                {"op": "collect", "event": "n"},
+                {"op": "connect"},
+                {"op": "call", "event": "conf.dup", "data": None},
+                {
+                    "op": "wait_events",
+                    "event": "n",
+                    "count": DROP_BEFORE + DROP_AFTER,
+                    "timeout": 10,
+                },
+                {"op": "close"},
+            ],
+            _check_dup,
+            _install_dup,
+            transports=("websocket", "sse"),
         ),
         Scenario(
             "resume_after_window",

@@ -14,7 +14,6 @@ from anywire.conformance.scenarios import scenarios
 from tests.e2e.conftest import ROOT, free_port
 
 NODE = shutil.which("node")
-TRANSPORTS = ("websocket", "sse", "longpoll")
 
 
 def _kit(port: int, report: Path, *args: str) -> subprocess.Popen[str]:
@@ -48,7 +47,7 @@ def _run(driver: list[str], tmp_path: Path, *kit_args: str) -> tuple[int, str, d
 
 
 def _assert_all_pass(rc: int, out: str, report: dict) -> None:
-    names = {f"{s.name}[{t}]" for s in scenarios() for t in TRANSPORTS}
+    names = {f"{s.name}[{t}]" for s in scenarios() for t in s.transports}
     assert {r["scenario"] for r in report["scenarios"]} == names
     failed = [r for r in report["scenarios"] if r["status"] != "pass"]
     assert not failed, out
