@@ -103,6 +103,7 @@ class Kit:
                 self.runs.append(run)
         self.by_namespace = {r.namespace: r for r in self.runs}
         self.aw.observers.add(_Watch(self))
+        self.current: Run | None = None  # the run last handed out (one at a time)
         self.done = asyncio.Event()
         self._judging: set[asyncio.Task[None]] = set()
 
@@ -112,6 +113,7 @@ class Kit:
         for run in self.runs:
             if run.status == "pending":
                 run.status = "running"
+                self.current = run
                 return run.instructions()
         return {"done": True}
 
@@ -177,6 +179,11 @@ class Kit:
     # -- ASGI -------------------------------------------------------------------------------
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        run = self.current
+        if scope["type"] == "websocket" and run is not None and run.scenario.refuse_websocket:
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+            return
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if not path.startswith(CONTROL + "/"):
             await self.aw(scope, receive, send)

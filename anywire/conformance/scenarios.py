@@ -29,6 +29,7 @@ class Seen:
     resumes: int = 0
     closed_with: int | None = None
     duplicates: int = 0
+    transport: str | None = None
 
 
 Check = Callable[[list[dict[str, Any]], Seen], "str | None"]
@@ -45,6 +46,7 @@ class Scenario:
     # Where the scenario means something (long-poll acknowledges every frame with the
     # next poll, so nothing is left to repeat there).
     transports: tuple[str, ...] = ("websocket", "sse", "longpoll")
+    refuse_websocket: bool = False  # the kit answers every WebSocket upgrade with 403
 
 
 def _result(results: list[dict[str, Any]], op: str) -> dict[str, Any]:
@@ -164,6 +166,26 @@ def _check_dup(results: list[dict[str, Any]], seen: Seen) -> str | None:
     if seen.duplicates < 1:
         return "the kit could not repeat a frame (the client had acknowledged them all)"
     return _check_events(list(range(DROP_BEFORE + DROP_AFTER)))(results, seen)
+
+
+# -- transport fallback ----------------------------------------------------------------------
+
+
+def _install_fallback(aw: Anywire, ns: str, seen: Seen) -> None:
+    @aw.on("conf.where", namespace=ns)
+    async def where(sock: Socket, data: Any) -> Any:
+        seen.transport = sock.transport
+        return sock.transport
+
+
+def _check_fallback(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    landed = _result(results, "connect").get("transport")
+    if landed != "sse":
+        return f"with WebSocket refused the client landed on {landed!r}, expected 'sse'"
+    ack = _result(results, "call").get("ack")
+    if ack != "sse" or seen.transport != "sse":
+        return f"the server saw the call on {seen.transport!r} (ack {ack!r}), expected 'sse'"
+    return None
 
 
 # -- resume after the window --------------------------------------------------------------
@@ -344,6 +366,20 @@ def scenarios() -> list[Scenario]:
             _check_dup,
             _install_dup,
             transports=("websocket", "sse"),
+        ),
+        Scenario(
+            "transport_fallback",
+            "every WebSocket upgrade is refused (403): a client allowed websocket then sse "
+            "must land on sse by itself",
+            [
+                {"op": "connect", "transports": ["websocket", "sse"]},
+                {"op": "call", "event": "conf.where", "data": None},
+                {"op": "close"},
+            ],
+            _check_fallback,
+            _install_fallback,
+            transports=("websocket",),
+            refuse_websocket=True,
         ),
         Scenario(
             "resume_after_window",

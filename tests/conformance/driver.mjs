@@ -49,7 +49,7 @@ class Run {
         this.events[s.event] = [];
         break;
       case "connect": {
-        const sock = connect({ url: base, namespace: s.namespace, transports: [s.transport], codec: "json" });
+        const sock = connect({ url: base, namespace: s.namespace, transports: s.transports || [s.transport], codec: "json" });
         this.socket = sock;
         for (const e of this.handle) sock.on(e, (data) => ({ echo: data }));
         for (const e of Object.keys(this.events)) {

@@ -51,8 +51,8 @@ class Run:
 
         return record
 
-    def _make(self, transport: str, namespace: str) -> Client:
-        c = Client(self.url, None, namespace=namespace, transports=[transport], codec="json")
+    def _make(self, transports: list[str], namespace: str) -> Client:
+        c = Client(self.url, None, namespace=namespace, transports=transports, codec="json")
         for event in self.handle:
             c.on(event)(lambda data: {"echo": data})
         for event in self.events:
@@ -74,7 +74,7 @@ class Run:
         elif op == "collect":
             self.events[s["event"]] = []
         elif op == "connect":
-            self.client = self._make(s["transport"], s["namespace"])
+            self.client = self._make(s.get("transports") or [s["transport"]], s["namespace"])
             await self.client.connect()
             out.update(sid=self.client.sid, transport=self.client.transport)
         elif op == "call":
@@ -101,7 +101,7 @@ class Run:
             ok = await self._until(lambda: c.state == "disconnected", s["timeout"])
             out.update(closed=ok, code=c.last_close[0] if c.last_close else None)
             if ok and self.broken == "reconnect-after-terminal":
-                self.extra = self._make(c.transports[0], c.namespace)
+                self.extra = self._make(list(c.transports), c.namespace)
                 await self.extra.connect()
         elif op == "close":
             assert self.client is not None
