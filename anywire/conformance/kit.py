@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
+import jwt
+
+from ..core.auth import Identity
 from ..core.settings import Settings
-from ..server import Anywire
+from ..server import Anywire, JWTAuth
+from ..server.auth import AnonymousAuth
 from ..server.observe import Connection, Observer
 from .scenarios import HISTORY, Scenario, Seen, scenarios
 
@@ -29,6 +37,8 @@ class Run:
     status: str = "pending"  # pending, running, pass, fail, skipped
     reason: str = ""
     results: list[dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0
+    seconds: float | None = None  # from handing out to the verdict
 
     @property
     def name(self) -> str:
@@ -55,6 +65,7 @@ class Run:
             "transport": self.transport,
             "status": self.status,
             "reason": self.reason,
+            "seconds": self.seconds,
         }
 
 
@@ -73,6 +84,18 @@ class _Watch(Observer):
                 run.seen.connects += 1
 
 
+class _KitAuth:
+    """No credential: an anonymous guest. A credential: a JWT minted by this kit
+    (``GET /conformance/token``), checked as a real server checks it."""
+
+    def __init__(self, key: str) -> None:
+        self.jwt = JWTAuth(key)
+        self.anonymous = AnonymousAuth()
+
+    def __call__(self, token: str | None, scope: Mapping[str, Any]) -> Identity:
+        return self.anonymous(None, scope) if token is None else self.jwt(token, scope)
+
+
 class Kit:
     """The scenarios to run, their state, and the ASGI app serving both the Anywire
     endpoints and the control interface."""
@@ -89,7 +112,8 @@ class Kit:
         if bad or not transports:
             raise ValueError(f"transports must be among {list(TRANSPORTS)}: {bad}")
         # A tiny stream history, so the gap scenario can outrun it ($lost).
-        self.aw = Anywire(anonymous=True, settings=Settings(stream_history=HISTORY))
+        self.key = secrets.token_hex(32)
+        self.aw = Anywire(auth=_KitAuth(self.key), settings=Settings(stream_history=HISTORY))
         self.runs: list[Run] = []
         for s in table:
             if only and s.name not in only:
@@ -114,8 +138,19 @@ class Kit:
             if run.status == "pending":
                 run.status = "running"
                 self.current = run
+                run.started = time.monotonic()
                 return run.instructions()
         return {"done": True}
+
+    def token(self, query: str) -> tuple[int, dict[str, Any]]:
+        """A JWT for ``sub``, valid ``ttl`` seconds (1-3600)."""
+        q = parse_qs(query)
+        sub, ttl = q.get("sub", [""])[0], q.get("ttl", ["600"])[0]
+        if not sub or not ttl.isdigit() or not 1 <= int(ttl) <= 3600:
+            return 400, {"error": "token needs sub (non-empty) and ttl (1-3600 seconds)"}
+        now = int(time.time())
+        claims = {"sub": sub, "iat": now, "exp": now + int(ttl)}
+        return 200, {"token": jwt.encode(claims, self.key, algorithm="HS256")}
 
     def report(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         run = next((r for r in self.runs if r.name == body.get("scenario")), None)
@@ -151,6 +186,7 @@ class Kit:
         elif error:
             reason = f"{reason} (client error: {error})"
         run.status, run.reason = ("fail", reason) if reason else ("pass", "")
+        run.seconds = round(time.monotonic() - run.started, 2)
         self._maybe_done()
 
     def _maybe_done(self) -> None:
@@ -166,6 +202,8 @@ class Kit:
         lines = []
         for r in self.runs:
             line = f"{r.status.upper():8} {r.name}"
+            if r.seconds is not None:
+                line += f" ({r.seconds} s)"
             if r.reason:
                 line += f": {r.reason}"
             lines.append(line)
@@ -191,6 +229,8 @@ class Kit:
         method, tail = scope["method"], path[len(CONTROL) :]
         if method == "GET" and tail == "/next":
             await _json(send, 200, self.next())
+        elif method == "GET" and tail == "/token":
+            await _json(send, *self.token(scope.get("query_string", b"").decode()))
         elif method == "GET" and tail == "/results":
             await _json(send, 200, self.results())
         elif method == "POST" and tail == "/report":

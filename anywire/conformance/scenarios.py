@@ -188,6 +188,34 @@ def _check_fallback(results: list[dict[str, Any]], seen: Seen) -> str | None:
     return None
 
 
+# -- token refresh ---------------------------------------------------------------------------
+
+TOKEN_TTL = 3  # seconds: the reference clients refresh at 80% of it
+
+
+def _install_refresh(aw: Anywire, ns: str, seen: Seen) -> None:
+    @aw.on("conf.exp", namespace=ns)
+    async def exp(sock: Socket, data: Any) -> Any:
+        return sock.claims.get("exp")
+
+
+def _check_refresh(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    calls = [r for r in results if r.get("op") == "call"]
+    waited = _result(results, "wait_refreshed")
+    if not waited.get("refreshed"):
+        return f"the client did not refresh its {TOKEN_TTL} s credential in-band"
+    if seen.connects != 1 or seen.resumes:
+        return (
+            f"the server saw {seen.connects} connection(s) and {seen.resumes} resume(s): "
+            "a refresh must not reconnect"
+        )
+    if len(calls) != 2 or not all(isinstance(c.get("ack"), int) for c in calls):
+        return f"the calls for the credential's exp failed: {calls!r}"
+    if calls[1]["ack"] <= calls[0]["ack"]:
+        return f"the session's exp did not move ({calls[0]['ack']} then {calls[1]['ack']})"
+    return None
+
+
 # -- resume after the window --------------------------------------------------------------
 
 
@@ -380,6 +408,21 @@ def scenarios() -> list[Scenario]:
             _install_fallback,
             transports=("websocket",),
             refuse_websocket=True,
+        ),
+        Scenario(
+            "token_refresh",
+            f"the client connects with a {TOKEN_TTL} s credential from GET "
+            "/conformance/token: it must refresh it in-band (auth frame) before it expires, "
+            "without reconnecting",
+            [
+                {"op": "connect", "token": {"sub": "refresher", "ttl": TOKEN_TTL}},
+                {"op": "call", "event": "conf.exp", "data": None},
+                {"op": "wait_refreshed", "timeout": 10},
+                {"op": "call", "event": "conf.exp", "data": None},
+                {"op": "close"},
+            ],
+            _check_refresh,
+            _install_refresh,
         ),
         Scenario(
             "resume_after_window",

@@ -49,7 +49,13 @@ class Run {
         this.events[s.event] = [];
         break;
       case "connect": {
-        const sock = connect({ url: base, namespace: s.namespace, transports: s.transports || [s.transport], codec: "json" });
+        const options = { url: base, namespace: s.namespace, transports: s.transports || [s.transport], codec: "json" };
+        if (s.token) {
+          // A fresh credential from the kit, per use.
+          const q = new URLSearchParams({ sub: s.token.sub, ttl: String(s.token.ttl) });
+          options.getToken = async () => (await (await fetch(`${base}/conformance/token?${q}`)).json()).token;
+        }
+        const sock = connect(options);
         this.socket = sock;
         for (const e of this.handle) sock.on(e, (data) => ({ echo: data }));
         for (const e of Object.keys(this.events)) {
@@ -86,6 +92,15 @@ class Run {
         out.recovered = this.socket.recovered;
         out.sid = this.socket.sid;
         break;
+      case "wait_refreshed": {
+        const r = this.socket.refresher;
+        // The socket has no refresh hook to wake on: look at its counter (bounded).
+        const tick = setInterval(() => this.pulse(), 50);
+        out.ok = await this.until(() => r !== null && r.refreshed >= 1, s.timeout);
+        clearInterval(tick);
+        out.refreshed = r ? r.refreshed : 0;
+        break;
+      }
       case "wait_closed": {
         const sock = this.socket;
         out.closed = await this.until(() => sock.state === "disconnected", s.timeout);

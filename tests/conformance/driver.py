@@ -51,8 +51,16 @@ class Run:
 
         return record
 
-    def _make(self, transports: list[str], namespace: str) -> Client:
-        c = Client(self.url, None, namespace=namespace, transports=transports, codec="json")
+    def _make(self, transports: list[str], namespace: str, token: Any = None) -> Client:
+        source = None
+        if token:
+
+            async def source() -> str:  # a fresh credential from the kit, per use
+                async with httpx.AsyncClient(base_url=self.url) as http:
+                    r = await http.get("/conformance/token", params=token)
+                    return str(r.json()["token"])
+
+        c = Client(self.url, source, namespace=namespace, transports=transports, codec="json")
         for event in self.handle:
             c.on(event)(lambda data: {"echo": data})
         for event in self.events:
@@ -74,7 +82,8 @@ class Run:
         elif op == "collect":
             self.events[s["event"]] = []
         elif op == "connect":
-            self.client = self._make(s.get("transports") or [s["transport"]], s["namespace"])
+            transports = s.get("transports") or [s["transport"]]
+            self.client = self._make(transports, s["namespace"], s.get("token"))
             await self.client.connect()
             out.update(sid=self.client.sid, transport=self.client.transport)
         elif op == "call":
@@ -95,6 +104,15 @@ class Run:
             ok = await self._until(lambda: self.connects >= 2, s["timeout"])
             assert self.client is not None
             out.update(reconnected=ok, recovered=self.client.recovered, sid=self.client.sid)
+        elif op == "wait_refreshed":
+            r = self.client.refresher if self.client else None
+            ok = False
+            # The client has no refresh hook to wake on: look at its counter (bounded).
+            for _ in range(int(s["timeout"] / 0.05)):
+                if ok := r is not None and r.refreshed >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            out.update(refreshed=r.refreshed if r else 0, ok=ok)
         elif op == "wait_closed":
             c = self.client
             assert c is not None
