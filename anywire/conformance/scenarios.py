@@ -417,7 +417,7 @@ def scenarios() -> list[Scenario]:
             [
                 {"op": "connect", "token": {"sub": "refresher", "ttl": TOKEN_TTL}},
                 {"op": "call", "event": "conf.exp", "data": None},
-                {"op": "wait_refreshed", "timeout": 10},
+                {"op": "wait_refreshed", "timeout": 5},
                 {"op": "call", "event": "conf.exp", "data": None},
                 {"op": "close"},
             ],

@@ -53,6 +53,7 @@ DESCRIPTION = """Real-time messaging over WebSocket, SSE and long-polling.
     anywire serve chat:aw --port 8000      # serve an Anywire object or a Litestar app
     anywire demo                           # the chat demo on http://127.0.0.1:8000/
     anywire doctor http://host:8000        # which transports work from where you sit
+    anywire conformance --port 9100        # test a client of yours (docs/clients.md)
     anywire COMMAND -h                     # the options of one command"""
 
 

@@ -4,7 +4,8 @@ instructions, follows them with the real client and reports what happened.
     python -m tests.conformance.driver http://127.0.0.1:PORT [--broken MODE]
 
 ``--broken reconnect-after-terminal`` makes the driver connect again after a terminal
-close, as a faulty client would: the kit must fail that scenario (tests/conformance).
+close, and ``--broken no-refresh`` turns the client's in-band token refresh off, as
+faulty clients would: the kit must fail those scenarios (tests/conformance).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class Run:
                     r = await http.get("/conformance/token", params=token)
                     return str(r.json()["token"])
 
-        c = Client(self.url, source, namespace=namespace, transports=transports, codec="json")
+        c = Client(self.url, source, namespace=namespace, transports=transports, codec="json",
+                   refresh=self.broken != "no-refresh")  # fmt: skip
         for event in self.handle:
             c.on(event)(lambda data: {"echo": data})
         for event in self.events:
@@ -156,6 +158,6 @@ async def main(url: str, broken: str) -> int:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("url")
-    p.add_argument("--broken", default="", choices=["", "reconnect-after-terminal"])
+    p.add_argument("--broken", default="", choices=["", "reconnect-after-terminal", "no-refresh"])
     a = p.parse_args()
     sys.exit(asyncio.run(main(a.url, a.broken)))

@@ -84,3 +84,10 @@ def test_unknown_scenario_is_a_clear_error() -> None:
            "--only", "nope"]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "unknown scenario(s) ['nope']" in done.stderr
+
+
+def test_client_that_does_not_refresh_its_token_fails(tmp_path: Path) -> None:
+    driver = [sys.executable, "-m", "tests.conformance.driver", "--broken", "no-refresh"]
+    rc, out, report = _run(driver, tmp_path, "--only", "token_refresh", "--transports", "sse")
+    assert rc == 1 and report["fail"] == 1, out
+    assert "did not refresh its 3 s credential in-band" in report["scenarios"][0]["reason"]
