@@ -9,7 +9,10 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from anywire.conformance.scenarios import scenarios
 from tests.e2e.conftest import ROOT, free_port
@@ -55,15 +58,31 @@ def _assert_all_pass(rc: int, out: str, report: dict) -> None:
     assert rc == 0 and report["pass"] == report["total"] == len(names)
 
 
-def test_python_client_passes(tmp_path: Path) -> None:
-    _assert_all_pass(*_run([sys.executable, "-m", "tests.conformance.driver"], tmp_path))
+PY_DRIVER = [sys.executable, "-m", "tests.conformance.driver"]
+JS_DRIVER = [str(NODE), "--no-warnings", "--experimental-websocket", "--experimental-eventsource",
+             "tests/conformance/driver.mjs"]  # fmt: skip
 
 
-def test_js_client_passes(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[tuple[int, str, dict]]]:
+    """Both shipped clients' full runs, each against its own kit, at the same time (the
+    module's longest part: ~13 s each)."""
     assert NODE is not None, "node is required (CI installs it): the JS client runs on it"
-    node = [NODE, "--no-warnings", "--experimental-websocket", "--experimental-eventsource",
-            "tests/conformance/driver.mjs"]  # fmt: skip
-    _assert_all_pass(*_run(node, tmp_path))
+    pool = ThreadPoolExecutor(2)
+    runs = {
+        name: pool.submit(_run, driver, tmp_path_factory.mktemp(name))
+        for name, driver in (("python", PY_DRIVER), ("js", JS_DRIVER))
+    }
+    pool.shutdown(wait=False)
+    return runs
+
+
+def test_python_client_passes(shipped: dict[str, Future[tuple[int, str, dict]]]) -> None:
+    _assert_all_pass(*shipped["python"].result(timeout=150))
+
+
+def test_js_client_passes(shipped: dict[str, Future[tuple[int, str, dict]]]) -> None:
+    _assert_all_pass(*shipped["js"].result(timeout=150))
 
 
 def test_client_that_reconnects_after_a_terminal_close_fails(tmp_path: Path) -> None:
