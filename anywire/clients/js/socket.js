@@ -31,6 +31,7 @@ import { LongPollTransport } from "./longpoll.js";
 import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
 import { WebSocketTransport } from "./websocket.js";
+import { usableTransports } from "./runtime.js";
 
 /** The transports by protocol name (the names negotiate uses). */
 export const TRANSPORTS = Object.freeze({
@@ -97,6 +98,7 @@ export class Socket {
     }
     this.options = o;
     this.env = resolveEnv(o.env ?? {}, o.remember ? o.storage : null);
+    o.transports = usableTransports(this.env, o.transports); // runtime.js
     const origin = this.env.window?.location?.origin ?? globalThis.location?.origin ?? "";
     this.base = (o.url || origin).replace(/\/+$/, "");
     this.path = o.path.replace(/\/+$/, "");
@@ -139,7 +141,10 @@ export class Socket {
     this._epoch = 0; // counts the hellos that renumbered the outgoing frames
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first.
-    this._failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
+    const failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
+    this._failed = Array.isArray(failed) ? failed : [];
+    // An async store (AsyncStorage): the first negotiate waits for what it remembers.
+    this._recalled = Array.isArray(failed) ? null : failed.then((f) => void (this._failed = f));
     // Why each transport failed since the last negotiate: reported once, then cleared.
     this._failures = {};
     // Transports that lost a race without failing: not reported, tried after the others.
@@ -429,6 +434,7 @@ export class Socket {
     // connect() hear it too.
     this._hooks.emit("state", this._state);
     try {
+      if (this._recalled) await this._recalled;
       await this._cycle();
     } catch (err) {
       // A bug or something truly unexpected: never leave callers hanging on a dead loop.

@@ -1,0 +1,87 @@
+"""The real JS client in Node against a real server, on every transport: as Node has it,
+and in the React Native profile (no EventSource, window, document or sessionStorage; SSE
+over a streaming fetch, or skipped when fetch cannot stream)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import ROOT, TRANSPORTS, Server, make_token, start_server
+
+NODE = shutil.which("node")
+# Node 20 has WebSocket and EventSource only behind these flags (22 has WebSocket, and
+# ignores flags it no longer needs); without them the client skips those transports.
+FLAGS = ("--experimental-websocket", "--experimental-eventsource")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = start_server({})
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def run(
+    server: Server, transports: str, profile: str, flags: tuple[str, ...] = FLAGS
+) -> dict[str, object]:
+    assert NODE is not None, "node is required (CI installs it)"
+    proc = subprocess.run(
+        [
+            NODE,
+            *flags,
+            "tests/js/anywhere_client.mjs",
+            server.url,
+            transports,
+            profile,
+            make_token("js"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def check(result: dict[str, object], transport: str) -> None:
+    assert result["transport"] == transport
+    assert result["echo"] == {"hello": result["profile"]}
+    assert result["news"] == {"n": 1}
+    assert result["recovered"] is True
+    assert result["resumedOn"] == transport
+    assert result["news2"] == {"n": 2}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_node(server: Server, transport: str) -> None:
+    check(run(server, transport, "node"), transport)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_react_native_profile(server: Server, transport: str) -> None:
+    """SSE runs over the streaming fetch here (EventSource is gone)."""
+    result = run(server, transport, "rn")
+    check(result, transport)
+    assert result["storage"] == [transport]  # remembered in the async store
+    assert result["again"] == transport  # and read back by the next socket
+
+
+@pytest.mark.parametrize("transport", ("websocket", "longpoll"))
+def test_react_native_without_streaming_fetch(server: Server, transport: str) -> None:
+    """SSE is not offered at all: the socket goes straight to the next transport."""
+    check(run(server, f"sse,{transport}", "rn-nostream"), transport)
+
+
+def test_plain_node_skips_what_it_lacks(server: Server) -> None:
+    """Node 20 without flags has no WebSocket or EventSource: SSE over fetch is used."""
+    result = run(server, "websocket,sse,longpoll", "node", flags=())
+    assert result["transport"] in ("sse", "websocket")  # websocket where node has it (22+)
