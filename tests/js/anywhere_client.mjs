@@ -6,23 +6,9 @@
 // happened; exits non-zero on any failure.
 const [url, transports, profile, token] = process.argv.slice(2);
 
-if (profile.startsWith("rn")) {
-  // Removed before the client is imported, so nothing can have captured them.
-  for (const name of ["EventSource", "window", "document", "sessionStorage", "localStorage"]) delete globalThis[name];
-  if (profile === "rn-nostream") {
-    // React Native's fetch (whatwg-fetch): whole bodies only, a Response class without
-    // `body`. (ReadableStream stays: Node's own fetch needs it to send request bodies.)
-    const nodeFetch = globalThis.fetch;
-    globalThis.fetch = async (...args) => {
-      const res = await nodeFetch(...args);
-      return {
-        ok: res.ok, status: res.status, headers: res.headers, body: null,
-        text: () => res.text(), json: () => res.json(), arrayBuffer: () => res.arrayBuffer(),
-      };
-    };
-    globalThis.Response = class Response {};
-  }
-}
+// Applied before the client is imported, so nothing in it can have captured the globals.
+const { applyProfile } = await import("./profiles.mjs");
+applyProfile(profile);
 const { connect } = await import("../../anywire/clients/js/anywire.js");
 
 const deadline = setTimeout(() => {

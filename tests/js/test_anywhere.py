@@ -5,7 +5,9 @@ over a streaming fetch, or skipped when fetch cannot stream)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -85,3 +87,45 @@ def test_plain_node_skips_what_it_lacks(server: Server) -> None:
     """Node 20 without flags has no WebSocket or EventSource: SSE over fetch is used."""
     result = run(server, "websocket,sse,longpoll", "node", flags=())
     assert result["transport"] in ("sse", "websocket")  # websocket where node has it (22+)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_foreground_check_resumes_at_once(transport: str) -> None:
+    """React Native profile: the app comes back to the foreground (AppState "active",
+    simulated) over a connection that died silently (the server frozen with SIGSTOP, as
+    a NAT that forgot the flow): checkNow() finds it dead within its 1 s timeout, long
+    before the heartbeat would, and the socket resumes the session once the server runs."""
+    assert NODE is not None, "node is required (CI installs it)"
+    srv = start_server({})  # its own server: this test freezes it
+    proc = subprocess.Popen(
+        [NODE, *FLAGS, "tests/js/lifecycle_client.mjs", srv.url, transport, make_token("m")],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "frozen?"
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "dead"
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+        srv.stop()
+    assert result["healthy"] is True
+    assert result["frozen"] is False
+    assert result["detectedMs"] < 2000  # the heartbeat alone: ping_interval + ping_timeout
+    assert result["recovered"] is True
+    assert result["transport"] == transport
+    assert result["echo"] == "after"

@@ -32,6 +32,7 @@ import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
 import { WebSocketTransport } from "./websocket.js";
 import { usableTransports } from "./runtime.js";
+import { Lifecycle } from "./lifecycle.js";
 
 /** The transports by protocol name (the names negotiate uses). */
 export const TRANSPORTS = Object.freeze({
@@ -149,6 +150,7 @@ export class Socket {
     this._failures = {};
     // Transports that lost a race without failing: not reported, tried after the others.
     this._lost = [];
+    this._lifecycle = new Lifecycle(this); // checkNow() (lifecycle.js)
     this._listen();
     queueMicrotask(() => this._run());
   }
@@ -372,6 +374,14 @@ export class Socket {
     live.send([F.close(NORMAL, "client closed")]);
     this._closing = live.flush(CLOSE_GRACE).then(() => live.close());
     return this._closing;
+  }
+
+  /** Checks the connection at once (lifecycle.js): call it when a mobile app comes back
+   * to the foreground or its network changes. Resolves true if the server answered a
+   * ping within `timeout` ms (default 3000); otherwise the socket reconnects and resumes
+   * now, instead of after the next heartbeat, and it resolves false. */
+  checkNow(options) {
+    return this._lifecycle.check(options);
   }
 
   /** Drops the live connection without telling the server, as a network failure would:
@@ -802,6 +812,7 @@ export class Socket {
   _heard(t) {
     if (t !== this._live) return;
     this._lastHeard = this.env.now();
+    this._lifecycle.heard();
   }
 
   _armLiveness(t) {
@@ -828,14 +839,11 @@ export class Socket {
   }
 
   /** The network changed under a live connection (back online, another network, a tab
-   * waking up): a TCP connection may be half-open and silent for good. Ping the server
-   * (it answers pong at once); the transport's half-open watch (liveness.js) drops the
-   * connection if nothing at all comes back within ping_timeout. */
+   * waking up): a TCP connection may be half-open and silent for good. checkNow() pings
+   * the server (it answers pong at once) and drops the connection, to resume on a new
+   * one, if nothing at all comes back within its timeout. */
   _verifyLive() {
-    const t = this._live;
-    if (!t || this._state !== "connected") return;
-    t.watch.check(); // timers may have been throttled meanwhile
-    if (t === this._live) t.send([F.ping()]);
+    if (this._live && this._state === "connected") this.checkNow().catch(report);
   }
 
   // -- upgrade --------------------------------------------------------------------------
