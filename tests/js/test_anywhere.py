@@ -10,9 +10,12 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
+import anywire
 from tests.e2e.conftest import ROOT, TRANSPORTS, Server, make_token, start_server
 
 NODE = shutil.which("node")
@@ -129,3 +132,42 @@ def test_foreground_check_resumes_at_once(transport: str) -> None:
     assert result["recovered"] is True
     assert result["transport"] == transport
     assert result["echo"] == "after"
+
+
+def test_installs_as_a_package_directory(server: Server, tmp_path: Path) -> None:
+    """`npm install <dir>` links the package directory into node_modules: `import "anywire"`
+    resolves through package.json's exports, and the client connects from there."""
+    assert NODE is not None, "node is required (CI installs it)"
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "node_modules" / "anywire").symlink_to(ROOT / "anywire" / "clients" / "js")
+    script = (
+        'import { connect, VERSION } from "anywire";'
+        'import pkg from "anywire/package.json" with { type: "json" };'
+        f'const s = connect({{ url: "{server.url}", transports: ["longpoll"],'
+        f' getToken: () => "{make_token("pkg")}" }});'
+        "await s.ready(); console.log(JSON.stringify([VERSION, pkg.version, s.transport]));"
+        "await s.close();"
+    )
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    version, pkg_version, transport = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert version == pkg_version == anywire.__version__
+    assert transport == "longpoll"
+
+
+def test_server_serves_every_module_the_client_imports(server: Server) -> None:
+    """Installing from the server's URL: every file of the package directory is served."""
+    folder = ROOT / "anywire" / "clients" / "js"
+    names = [p.name for p in folder.iterdir() if p.suffix == ".js" or p.name == "package.json"]
+    assert {"fetchsse.js", "runtime.js", "lifecycle.js", "package.json"} <= set(names)
+    with httpx.Client(base_url=server.url) as http:
+        for name in names:
+            res = http.get(f"/anywire/client/{anywire.__version__}/{name}")
+            assert res.status_code == 200, name
+            assert res.content == (folder / name).read_bytes()
