@@ -24,14 +24,17 @@ export class EventStreamParser {
     this.rest = "";
     this.data = [];
     this.type = "";
+    this.afterCR = false;
   }
 
   push(text) {
+    if (!text) return; // the decoder holds a partial character: nothing to parse yet
+    // A chunk that ended in "\r" ended its line; a "\n" starting the next one is the
+    // same line end (CRLF cut in two), not an empty line.
+    if (this.afterCR && text.startsWith("\n")) text = text.slice(1);
+    this.afterCR = text.endsWith("\r");
     const lines = (this.rest + text).split(/\r\n|\r|\n/);
-    // The last piece is a line not ended yet (a lone "\r" may still be followed by "\n":
-    // splitting it as a line end twice only yields an empty line, which dispatches
-    // nothing extra because data is empty by then).
-    this.rest = lines.pop();
+    this.rest = lines.pop(); // a line not ended yet
     for (const line of lines) this._line(line);
   }
 
