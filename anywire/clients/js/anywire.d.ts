@@ -27,7 +27,15 @@ export type Position = [epoch: string, offset: number];
  * `user:<ns>:<user>`, `sess:<ns>:<sid>` and `all:<ns>`. */
 export type StreamPosition = [stream: string, epoch: string, offset: number];
 
-/** What can be injected instead of the browser globals (tests). */
+/** A place to remember the transport that worked: sessionStorage, or an async store
+ * such as React Native's AsyncStorage (getItem/setItem answering Promises). */
+export interface TransportStore {
+  getItem(key: string): string | null | Promise<string | null>;
+  setItem(key: string, value: string): void | Promise<void>;
+}
+
+/** What can be injected instead of the runtime's globals (tests, or a runtime without them:
+ * a transport whose global is missing is not offered to the server). */
 export interface Env {
   WebSocket?: unknown;
   EventSource?: unknown;
@@ -38,7 +46,7 @@ export interface Env {
   now?: () => number;
   /** Uniform in [0, 1): the backoff jitter. */
   random?: () => number;
-  storage?: Pick<Storage, "getItem" | "setItem"> | null;
+  storage?: TransportStore | null;
   /** online/offline events, and `document` for visibilitychange. */
   window?: unknown;
 }
@@ -88,8 +96,8 @@ export interface ConnectOptions {
   pace?: boolean;
   /** Remember the transport that worked so the next page load starts there (default true). */
   remember?: boolean;
-  /** Where to remember it (default sessionStorage, if available). */
-  storage?: Pick<Storage, "getItem" | "setItem"> | null;
+  /** Where to remember it (default sessionStorage, if available; null: nowhere). */
+  storage?: TransportStore | null;
   /** Probe WebSocket in the background when running on a fallback (default true). */
   upgrade?: boolean;
   /** Milliseconds after connecting before the upgrade probe (default 1000). */
@@ -222,6 +230,11 @@ export declare class Socket {
   close(): Promise<void>;
   /** Test helper: kills the live transport without telling the server. */
   dropConnection(): void;
+  /** Checks the connection at once (call it when a mobile app returns to the foreground
+   * or its network changes): true if the server answered a ping within `timeout` ms
+   * (default 3000, at most ping_timeout); otherwise the socket reconnects and resumes now
+   * and it resolves false. Not connected: a reconnect backoff ends now; resolves false. */
+  checkNow(options?: { timeout?: number }): Promise<boolean>;
 }
 
 export declare function connect(options?: ConnectOptions): Socket;

@@ -40,15 +40,23 @@ export function recall(storage, key) {
 
 export function remember(storage, key, value) {
   try {
-    if (storage) storage.setItem(key, value);
+    const done = storage ? storage.setItem(key, value) : null;
+    // An AsyncStorage-like store answers with a Promise: its failure is not ours either.
+    if (done && typeof done.catch === "function") done.catch(() => {});
   } catch {
     // not remembered: the next page load simply starts from the top of the list
   }
 }
 
 /** The transports to report as failed at first: those before the one remembered from an
- * earlier page load (it worked then: start there). */
+ * earlier page load (it worked then: start there). A Promise of them with an async store
+ * (React Native's AsyncStorage); a store that fails reads as nothing remembered. */
 export function failedBefore(storage, key, transports) {
-  const at = transports.indexOf(recall(storage, key));
-  return at > 0 ? transports.slice(0, at) : [];
+  const pick = (name) => {
+    const at = transports.indexOf(name);
+    return at > 0 ? transports.slice(0, at) : [];
+  };
+  const name = recall(storage, key);
+  if (name && typeof name.then === "function") return Promise.resolve(name).then(pick, () => []);
+  return pick(name);
 }

@@ -31,6 +31,8 @@ import { LongPollTransport } from "./longpoll.js";
 import { Refresher } from "./refresh.js";
 import { SSETransport } from "./sse.js";
 import { WebSocketTransport } from "./websocket.js";
+import { usableTransports } from "./runtime.js";
+import { Lifecycle } from "./lifecycle.js";
 
 /** The transports by protocol name (the names negotiate uses). */
 export const TRANSPORTS = Object.freeze({
@@ -97,6 +99,7 @@ export class Socket {
     }
     this.options = o;
     this.env = resolveEnv(o.env ?? {}, o.remember ? o.storage : null);
+    o.transports = usableTransports(this.env, o.transports); // runtime.js
     const origin = this.env.window?.location?.origin ?? globalThis.location?.origin ?? "";
     this.base = (o.url || origin).replace(/\/+$/, "");
     this.path = o.path.replace(/\/+$/, "");
@@ -139,11 +142,15 @@ export class Socket {
     this._epoch = 0; // counts the hellos that renumbered the outgoing frames
     this._storageKey = `anywire:transport:${this.base}${this.path}:${o.namespace}`;
     // Transports reported as failed in every negotiate, oldest failure first.
-    this._failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
+    const failed = o.remember ? failedBefore(this.env.storage, this._storageKey, o.transports) : [];
+    this._failed = Array.isArray(failed) ? failed : [];
+    // An async store (AsyncStorage): the first negotiate waits for what it remembers.
+    this._recalled = Array.isArray(failed) ? null : failed.then((f) => void (this._failed = f));
     // Why each transport failed since the last negotiate: reported once, then cleared.
     this._failures = {};
     // Transports that lost a race without failing: not reported, tried after the others.
     this._lost = [];
+    this._lifecycle = new Lifecycle(this); // checkNow() (lifecycle.js)
     this._listen();
     queueMicrotask(() => this._run());
   }
@@ -369,6 +376,14 @@ export class Socket {
     return this._closing;
   }
 
+  /** Checks the connection at once (lifecycle.js): call it when a mobile app comes back
+   * to the foreground or its network changes. Resolves true if the server answered a
+   * ping within `timeout` ms (default 3000); otherwise the socket reconnects and resumes
+   * now, instead of after the next heartbeat, and it resolves false. */
+  checkNow(options) {
+    return this._lifecycle.check(options);
+  }
+
   /** Drops the live connection without telling the server, as a network failure would:
    * the socket then reconnects and resumes. For tests and demos. */
   dropConnection() {
@@ -429,6 +444,7 @@ export class Socket {
     // connect() hear it too.
     this._hooks.emit("state", this._state);
     try {
+      if (this._recalled) await this._recalled;
       await this._cycle();
     } catch (err) {
       // A bug or something truly unexpected: never leave callers hanging on a dead loop.
@@ -796,6 +812,7 @@ export class Socket {
   _heard(t) {
     if (t !== this._live) return;
     this._lastHeard = this.env.now();
+    this._lifecycle.heard();
   }
 
   _armLiveness(t) {
@@ -822,14 +839,11 @@ export class Socket {
   }
 
   /** The network changed under a live connection (back online, another network, a tab
-   * waking up): a TCP connection may be half-open and silent for good. Ping the server
-   * (it answers pong at once); the transport's half-open watch (liveness.js) drops the
-   * connection if nothing at all comes back within ping_timeout. */
+   * waking up): a TCP connection may be half-open and silent for good. checkNow() pings
+   * the server (it answers pong at once) and drops the connection, to resume on a new
+   * one, if nothing at all comes back within its timeout. */
   _verifyLive() {
-    const t = this._live;
-    if (!t || this._state !== "connected") return;
-    t.watch.check(); // timers may have been throttled meanwhile
-    if (t === this._live) t.send([F.ping()]);
+    if (this._live && this._state === "connected") this.checkNow().catch(report);
   }
 
   // -- upgrade --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// Server-Sent Events transport: an EventSource downstream (always JSON), POST upstream.
+// Server-Sent Events transport: an EventSource (or fetchsse.js) downstream (always JSON), POST upstream.
 //
 // EventSource's own reconnection is never used (a ticket is single-use and Last-Event-ID
 // means nothing here): on any error the stream is closed and the socket reconnects and
@@ -9,6 +9,7 @@ import { jsonCodec } from "./json.js";
 import { ProtocolError } from "./errors.js";
 import { decodeFrames } from "./frames.js";
 import { Transport, withQuery } from "./transport.js";
+import { FetchEventSource } from "./fetchsse.js";
 
 export class SSETransport extends Transport {
   get name() {
@@ -24,7 +25,9 @@ export class SSETransport extends Transport {
     if (first.t === "resume") params.last = first.last;
     let es;
     try {
-      es = new this.env.EventSource(withQuery(this.base + this.offer.url, params));
+      const url = withQuery(this.base + this.offer.url, params);
+      // No EventSource (Node 20, React Native): the same stream over a streaming fetch.
+      es = this.env.EventSource ? new this.env.EventSource(url) : new FetchEventSource(url, this.env.fetch);
     } catch (err) {
       queueMicrotask(() => this._end(null, `cannot open event stream: ${err.message}`));
       return;

@@ -1,0 +1,77 @@
+// The real JS client outside the browser (run by tests/js/test_anywhere.py):
+//   node anywhere_client.mjs URL TRANSPORTS PROFILE TOKEN
+// TRANSPORTS is a comma-separated list; PROFILE is "node" (the globals node has),
+// "rn" (React Native: no EventSource, window, document, sessionStorage; fetch streams) or
+// "rn-nostream" (as rn, and fetch cannot stream either). Prints one JSON line with what
+// happened; exits non-zero on any failure.
+const [url, transports, profile, token] = process.argv.slice(2);
+
+// Applied before the client is imported, so nothing in it can have captured the globals.
+const { applyProfile } = await import("./profiles.mjs");
+applyProfile(profile);
+const { connect } = await import("../../anywire/clients/js/anywire.js");
+
+const deadline = setTimeout(() => {
+  console.error(`no result within 20 s: ${JSON.stringify(out)}`);
+  process.exit(2);
+}, 20000);
+const out = { profile };
+
+/** Resolves with the next value `register(resolve)` delivers, or rejects after `ms`. */
+function next(register, what, ms = 8000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+    register((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
+
+// An AsyncStorage-like store (React Native's has this shape): the client must accept it.
+const kept = new Map();
+const asyncStore = {
+  getItem: async (key) => kept.get(key) ?? null,
+  setItem: async (key, value) => void kept.set(key, value),
+};
+const socket = connect({
+  url,
+  transports: transports.split(","),
+  getToken: () => token,
+  connectTimeout: 3000,
+  storage: profile.startsWith("rn") ? asyncStore : undefined,
+});
+try {
+  await socket.ready();
+  out.transport = socket.transport;
+  out.echo = await socket.call("echo", { hello: profile });
+
+  await socket.join("js-room");
+  let onNews = null;
+  socket.on("news", (data) => onNews && onNews(data));
+  const news = next((r) => (onNews = r), "a room event");
+  await socket.call("to_room", { event: "news", room: "js-room", data: { n: 1 } });
+  out.news = await news;
+
+  // A dropped connection (as a network failure would): the socket resumes the session.
+  const back = next((r) => socket.onConnect(r), "the resume");
+  socket.dropConnection();
+  const info = await back;
+  out.recovered = info.recovered;
+  out.resumedOn = info.transport;
+  const news2 = next((r) => (onNews = r), "a room event after the resume");
+  await socket.call("to_room", { event: "news", room: "js-room", data: { n: 2 } });
+  out.news2 = await news2;
+  out.storage = [...kept.values()];
+  if (profile.startsWith("rn")) {
+    // A second socket reads the async store: it starts on the transport remembered there.
+    const again = connect({ url, transports: [...new Set(["longpoll", ...transports.split(",")])], getToken: () => token, storage: asyncStore });
+    await again.ready();
+    out.again = again.transport;
+    await again.close();
+  }
+  console.log(JSON.stringify(out));
+} finally {
+  clearTimeout(deadline);
+  await socket.close();
+}
