@@ -1,16 +1,17 @@
 // Conformance driver for the JS client in node: polls `anywire conformance` for
 // instructions, follows them with the real client (anywire/clients/js) and reports.
 //   node --experimental-websocket --experimental-eventsource driver.mjs http://127.0.0.1:PORT
-// A transport the runtime lacks (no WebSocket / EventSource global) is reported as
-// "skipped: transport unavailable", never as a pass.
+// A transport the runtime cannot carry (no WebSocket global; neither EventSource nor a
+// streaming fetch for SSE) is reported as "skipped: transport unavailable", never passed.
 import { connect } from "../../anywire/clients/js/anywire.js";
+import { resolveEnv } from "../../anywire/clients/js/env.js";
+import { canCarry } from "../../anywire/clients/js/runtime.js";
 
 const base = process.argv[2];
-const HAVE = {
-  websocket: typeof globalThis.WebSocket === "function",
-  sse: typeof globalThis.EventSource === "function",
-  longpoll: typeof globalThis.fetch === "function",
-};
+// What this runtime can carry, as the client itself decides it (SSE: EventSource or a
+// streaming fetch).
+const ENV = resolveEnv({}, null);
+const HAVE = Object.fromEntries(["websocket", "sse", "longpoll"].map((t) => [t, canCarry(ENV, t)]));
 
 class Run {
   constructor() {

@@ -50,8 +50,10 @@ def _run(driver: list[str], tmp_path: Path, *kit_args: str) -> tuple[int, str, d
     return kit.returncode, out, json.loads(report.read_text())
 
 
-def _assert_all_pass(rc: int, out: str, report: dict) -> None:
-    names = {f"{s.name}[{t}]" for s in scenarios() for t in s.transports}
+def _assert_all_pass(
+    rc: int, out: str, report: dict, transports: tuple[str, ...] = ("websocket", "sse", "longpoll")
+) -> None:
+    names = {f"{s.name}[{t}]" for s in scenarios() for t in s.transports if t in transports}
     assert {r["scenario"] for r in report["scenarios"]} == names
     failed = [r for r in report["scenarios"] if r["status"] != "pass"]
     assert not failed, out
@@ -61,6 +63,9 @@ def _assert_all_pass(rc: int, out: str, report: dict) -> None:
 PY_DRIVER = [sys.executable, "-m", "tests.conformance.driver"]
 JS_DRIVER = [str(NODE), "--no-warnings", "--experimental-websocket", "--experimental-eventsource",
              "tests/conformance/driver.mjs"]  # fmt: skip
+# No EventSource: SSE runs over the client's streaming fetch (the React Native shape).
+JS_FETCH_SSE = [str(NODE), "--no-warnings", "--experimental-websocket",
+                "tests/conformance/driver.mjs"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +73,14 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[tuple[
     """Both shipped clients' full runs, each against its own kit, at the same time (the
     module's longest part: ~13 s each)."""
     assert NODE is not None, "node is required (CI installs it): the JS client runs on it"
-    pool = ThreadPoolExecutor(2)
+    pool = ThreadPoolExecutor(3)
     runs = {
-        name: pool.submit(_run, driver, tmp_path_factory.mktemp(name))
-        for name, driver in (("python", PY_DRIVER), ("js", JS_DRIVER))
+        name: pool.submit(_run, driver, tmp_path_factory.mktemp(name), *args)
+        for name, driver, args in (
+            ("python", PY_DRIVER, ()),
+            ("js", JS_DRIVER, ()),
+            ("js-fetch-sse", JS_FETCH_SSE, ("--transports", "sse")),
+        )
     }
     pool.shutdown(wait=False)
     return runs
@@ -83,6 +92,11 @@ def test_python_client_passes(shipped: dict[str, Future[tuple[int, str, dict]]])
 
 def test_js_client_passes(shipped: dict[str, Future[tuple[int, str, dict]]]) -> None:
     _assert_all_pass(*shipped["js"].result(timeout=150))
+
+
+def test_js_client_passes_sse_over_fetch(shipped: dict[str, Future[tuple[int, str, dict]]]) -> None:
+    rc, out, report = shipped["js-fetch-sse"].result(timeout=150)
+    _assert_all_pass(rc, out, report, transports=("sse",))
 
 
 def test_client_that_reconnects_after_a_terminal_close_fails(tmp_path: Path) -> None:
