@@ -37,6 +37,7 @@ from ..core.session import ServerSession, SessionState
 from ..core.settings import TRANSPORTS
 from ..transports.base import Link
 from .admin_page import AdminPage
+from .auth import check_secret
 from .broker import Envelope
 from .broker_redis import RedisBroker
 from .errors import BrokerUnavailable
@@ -52,7 +53,6 @@ __all__ = [
     "AdminView",
     "Buckets",
     "authenticator_for",
-    "check_token",
     "snapshot",
     "top_rooms",
     "transports",
@@ -70,18 +70,6 @@ KEY_TTL = 120.0
 """Lifetime of a page key (seconds): it only has to last until the negotiate it is for."""
 
 _ATTACHED = SessionState.ATTACHED
-
-
-def check_token(token: object) -> str:
-    """``token`` if it can be an admin token, else ValueError saying why: at least 16
-    printable ASCII characters without spaces (it travels in HTTP headers)."""
-    if not isinstance(token, str):
-        raise ValueError("admin_token must be a string")
-    if len(token) < 16:
-        raise ValueError("admin_token must be at least 16 characters (use a random one)")
-    if not (token.isascii() and token.isprintable()) or " " in token:
-        raise ValueError("admin_token must be printable ASCII without spaces")
-    return token
 
 
 class _Secret:
@@ -220,7 +208,8 @@ def snapshot(aw: Anywire, activity: Activity, top: int, interval: float) -> dict
 class AdminView:
     """The admin view of one :class:`~anywire.server.app.Anywire` (see the module).
 
-    :param token: the admin token (:func:`check_token`); never logged nor shown.
+    :param token: the admin token (checked by :func:`~anywire.server.auth.check_secret`);
+        never logged nor shown.
     :param interval: seconds between two snapshots of this node.
     :param top: how many of the largest rooms a snapshot lists.
     """
@@ -236,7 +225,7 @@ class AdminView:
     ) -> None:
         if interval <= 0 or top < 1:
             raise ValueError("interval must be positive and top at least 1")
-        self._token = _Secret(check_token(token).encode())
+        self._token = _Secret(check_secret(token, "admin_token").encode())
         self.aw = aw
         self.interval = interval
         self.top = top

@@ -27,6 +27,19 @@ _ASYMMETRIC = frozenset(
 )
 
 
+def check_secret(value: object, name: str) -> str:
+    """``value`` if it can be a server secret (the admin token, the API key), else
+    ValueError naming ``name`` and why: at least 16 printable ASCII characters without
+    spaces (it travels in HTTP headers)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    if len(value) < 16:
+        raise ValueError(f"{name} must be at least 16 characters (use a random one)")
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        raise ValueError(f"{name} must be printable ASCII without spaces")
+    return value
+
+
 def bearer(scope: Scope) -> str | None:
     """The bearer token of a request's Authorization header."""
     value = header(scope, b"authorization")

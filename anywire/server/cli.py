@@ -23,6 +23,7 @@ from .. import __version__
 from ..clihelp import HelpFormatter
 from ..core.settings import Settings
 from .app import Anywire
+from .auth import check_secret
 from .cliopts import (
     LOG_LEVELS,
     add_http_limit_options,
@@ -281,17 +282,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.admin_token:
         # Through the environment: the app object reads it when it is built, in this
         # process and in every worker.
-        from .admin import check_token
-
         try:
-            os.environ["ANYWIRE_ADMIN_TOKEN"] = check_token(args.admin_token)
+            os.environ["ANYWIRE_ADMIN_TOKEN"] = check_secret(args.admin_token, "admin_token")
         except ValueError as exc:
             parser.error(str(exc))
     if args.api_key:
-        from .publishapi import check_key
-
         try:
-            os.environ["ANYWIRE_API_KEY"] = check_key(args.api_key)
+            os.environ["ANYWIRE_API_KEY"] = check_secret(args.api_key, "api_key")
         except ValueError as exc:
             parser.error(str(exc))
     if args.workers < 1:

@@ -31,6 +31,7 @@ from ..core.frames import MAX_NAME
 from ..core.streams import room_stream
 from ..core.values import value_error
 from ..transports.base import Receive, Scope, Send, header, read_body, send_json_error
+from .auth import bearer, check_secret
 from .broker import Envelope
 from .errors import BrokerUnavailable
 from .negotiate import json_response
@@ -38,7 +39,7 @@ from .negotiate import json_response
 if TYPE_CHECKING:
     from .app import Anywire
 
-__all__ = ["MAX_ITEMS", "PublishAPI", "check_key"]
+__all__ = ["MAX_ITEMS", "PublishAPI"]
 
 MAX_ITEMS = 100
 """Most publishes in one batch request."""
@@ -49,18 +50,6 @@ MAX_HISTORY = 1000
 _FIELDS = frozenset({"event", "data", "room", "user", "sid", "ns", "idempotency_key"})
 _TARGETS = ("room", "user", "sid")
 _KINDS = {"room": "room", "user": "user", "sid": "session"}
-
-
-def check_key(key: object) -> str:
-    """``key`` if it can be an API key, else ValueError saying why: at least 16
-    printable ASCII characters without spaces (it travels in an HTTP header)."""
-    if not isinstance(key, str):
-        raise ValueError("api_key must be a string")
-    if len(key) < 16:
-        raise ValueError("api_key must be at least 16 characters (use a random one)")
-    if not (key.isascii() and key.isprintable()) or " " in key:
-        raise ValueError("api_key must be printable ASCII without spaces")
-    return key
 
 
 class _BadItem(Exception):
@@ -86,7 +75,7 @@ class PublishAPI:
 
     def __init__(self, app: Anywire, key: str) -> None:
         self.app = app
-        self._key = check_key(key).encode()
+        self._key = check_secret(key, "api_key").encode()
 
     def __repr__(self) -> str:
         return "<PublishAPI>"  # never the key (a traceback with locals)
@@ -126,11 +115,7 @@ class PublishAPI:
             await json_response(send, 503, body, [])
 
     def _authorized(self, scope: Scope) -> bool:
-        given = header(scope, b"x-api-key")
-        if given is None:
-            auth = header(scope, b"authorization") or ""
-            scheme, _, value = auth.partition(" ")
-            given = value.strip() if scheme.lower() == "bearer" else ""
+        given = header(scope, b"x-api-key") or bearer(scope) or ""
         return hmac.compare_digest(given.encode("latin-1"), self._key)
 
     # -- publish --------------------------------------------------------------------------

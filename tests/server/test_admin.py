@@ -23,12 +23,12 @@ from anywire.server.admin import (
     Activity,
     AdminView,
     Buckets,
-    check_token,
     top_rooms,
     transports,
 )
 from anywire.server.admin_page import credential
 from anywire.server.app import Anywire
+from anywire.server.auth import check_secret
 from anywire.server.codecs import make_codecs
 from anywire.server.observe import Connection
 from anywire.transports.base import Link
@@ -159,7 +159,7 @@ def test_a_snapshot_is_small_json_of_this_node() -> None:
 @pytest.mark.parametrize("bad", [None, 123, "short", "has a space in it 0123", "é" * 20])
 def test_a_bad_token_is_refused_with_a_clear_error(bad: Any) -> None:
     with pytest.raises(ValueError, match="admin_token"):
-        check_token(bad)
+        check_secret(bad, "admin_token")
     with pytest.raises(ValueError, match="admin_token"):
         Anywire(anonymous=True, admin_token=bad or "x")
 
