@@ -220,8 +220,6 @@ def _check_refresh(results: list[dict[str, Any]], seen: Seen) -> str | None:
 
 
 def _install_expire(aw: Anywire, ns: str, seen: Seen) -> None:
-    tasks: set[asyncio.Task[None]] = set()
-
     @aw.on("conf.expire", namespace=ns)
     async def expire(sock: Socket, data: Any) -> Any:
         away = int(data["away"])
@@ -242,9 +240,7 @@ def _install_expire(aw: Anywire, ns: str, seen: Seen) -> None:
             for i in range(DROP_BEFORE, DROP_BEFORE + away):
                 await aw.emit("n", i, to=sid, namespace=ns)
 
-        task = asyncio.create_task(later())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        aw.host.spawn(later())  # the host's: kept, awaited at shutdown, failures logged
         return "expiring"
 
 
@@ -288,17 +284,13 @@ def _check_gap(results: list[dict[str, Any]], seen: Seen) -> str | None:
 
 
 def _install_close(aw: Anywire, ns: str, seen: Seen) -> None:
-    tasks: set[asyncio.Task[None]] = set()
-
     @aw.on("conf.close", namespace=ns)
     async def close(sock: Socket, data: Any) -> Any:
         async def later() -> None:
             await asyncio.sleep(0.05)  # let the ack go out first; timing is not checked
             await sock.disconnect(int(data["code"]), "conformance: close")
 
-        task = asyncio.create_task(later())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        aw.host.spawn(later())  # the host's: kept, awaited at shutdown, failures logged
         return "closing"
 
 
