@@ -29,7 +29,6 @@ hosts none of the user's connections calls the hook itself (possibly one call pe
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -97,7 +96,6 @@ class Undelivered(Observer):
         self.app = app
         self.hooks: list[Callable[..., Any]] = []
         self._script: Any = None
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     def register(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Add a hook; the first one starts the bookkeeping (none without hooks)."""
@@ -123,7 +121,7 @@ class Undelivered(Observer):
         if self.app.cluster is None:
             self._call(env)
         else:
-            self._spawn(self._decide(env))
+            self.app.host.spawn(self._decide(env))
 
     async def _decide(self, env: Envelope) -> None:
         cluster = self.app.cluster
@@ -149,7 +147,7 @@ class Undelivered(Observer):
         stream, epoch, offset = env.pos
         info = UndeliveredEvent(env.namespace, env.event, env.data, stream, epoch, offset)
         for hook in self.hooks:
-            self._spawn(self._run(hook, env.target or "", info))
+            self.app.host.spawn(self._run(hook, env.target or "", info))
 
     async def _run(self, hook: Callable[..., Any], user: str, info: UndeliveredEvent) -> None:
         try:
@@ -171,7 +169,7 @@ class Undelivered(Observer):
 
     def _count(self, conn: Connection, delta: int) -> None:
         if conn.user is not None and self.app.cluster is not None:
-            self._spawn(self._incr(self._live_key(conn.namespace, conn.user), delta))
+            self.app.host.spawn(self._incr(self._live_key(conn.namespace, conn.user), delta))
 
     async def _incr(self, key: str, delta: int) -> None:
         cluster = self.app.cluster
@@ -190,8 +188,3 @@ class Undelivered(Observer):
         cluster = self.app.cluster
         assert cluster is not None
         return f"{cluster.broker.prefix}:live:{{{namespace}}}:{user}"
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
