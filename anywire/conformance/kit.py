@@ -16,10 +16,13 @@ from urllib.parse import parse_qs
 import jwt
 
 from ..core.auth import Identity
+from ..core.errors import RemoteProtocolError
 from ..core.settings import Settings
 from ..server import Anywire, JWTAuth
 from ..server.auth import AnonymousAuth
+from ..server.negotiate import json_response
 from ..server.observe import Connection, Observer
+from ..transports.base import read_body
 from .scenarios import HISTORY, Scenario, Seen, scenarios
 
 TRANSPORTS = ("websocket", "sse", "longpoll")
@@ -234,15 +237,13 @@ class Kit:
         elif method == "GET" and tail == "/results":
             await _json(send, 200, self.results())
         elif method == "POST" and tail == "/report":
-            raw = b""
-            while True:
-                msg = await receive()
-                raw += msg.get("body", b"")
-                if len(raw) > 1_000_000:
-                    await _json(send, 413, {"error": "report over 1 MB"})
-                    return
-                if not msg.get("more_body"):
-                    break
+            try:
+                raw = await read_body(receive, 1_000_000)
+            except RemoteProtocolError:
+                await _json(send, 413, {"error": "report over 1 MB"})
+                return
+            except ConnectionResetError:
+                return  # the driver went away mid-report
             try:
                 body = json.loads(raw)
                 if not isinstance(body, dict):
@@ -256,7 +257,4 @@ class Kit:
 
 
 async def _json(send: Any, status: int, body: dict[str, Any]) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await json_response(send, status, body, [])
