@@ -36,6 +36,7 @@ from ..core.errors import ProtocolError
 from ..transports.base import Receive, Scope, Send, header, query, send_json_error
 from .admission import client_ip
 from .mount import land
+from .negotiate import json_response
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -121,7 +122,7 @@ class Doctor:
         self, scope: Scope, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]
     ) -> None:
         auth = header(scope, b"authorization")
-        await _json(send, 200, {
+        await json_response(send, 200, {
             "doctor": True,
             "header": (header(scope, PROBE_HEADER) or "")[:100] or None,
             "authorization": auth if auth and auth.startswith(PROBE_BEARER) else None,
@@ -132,7 +133,7 @@ class Doctor:
         self, scope: Scope, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]
     ) -> None:
         # A plain GET here: something on the path removed the Upgrade headers.
-        await _json(send, 426, {"error": "upgrade_required", "doctor": True}, cors)
+        await json_response(send, 426, {"error": "upgrade_required", "doctor": True}, cors)
 
     async def _begin(
         self, scope: Scope, send: Send, cors: list[tuple[bytes, bytes]], default: float,
@@ -167,7 +168,7 @@ class Doctor:
             pass
         finally:
             self._free(ip)
-        await _json(send, 200, {"held": seconds}, cors)
+        await json_response(send, 200, {"held": seconds}, cors)
 
     async def _sse(
         self, scope: Scope, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]
@@ -270,11 +271,3 @@ def _probe_cookie(raw: str | None) -> str | None:
         return None
     morsel = jar.get(PROBE_COOKIE)
     return None if morsel is None else morsel.value[:100]
-
-
-async def _json(
-    send: Send, status: int, payload: dict[str, object], cors: list[tuple[bytes, bytes]]
-) -> None:
-    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), *cors]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
