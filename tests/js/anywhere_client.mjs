@@ -1,4 +1,5 @@
-// The real JS client outside the browser (run by tests/js/test_anywhere.py):
+// The real JS client outside the browser (run by tests/js/test_anywhere.py in Node and by
+// tests/js/test_runtimes.py in Deno and Bun):
 //   node anywhere_client.mjs URL TRANSPORTS PROFILE TOKEN
 // TRANSPORTS is a comma-separated list; PROFILE is "node" (the globals node has),
 // "rn" (React Native: no EventSource, window, document, sessionStorage; fetch streams) or
@@ -15,7 +16,12 @@ const deadline = setTimeout(() => {
   console.error(`no result within 20 s: ${JSON.stringify(out)}`);
   process.exit(2);
 }, 20000);
-const out = { profile };
+// Which of its own globals the runtime brought (Deno has EventSource and sessionStorage,
+// Bun neither): the tests check the path each one took.
+const out = {
+  profile,
+  native: { EventSource: typeof globalThis.EventSource === "function", sessionStorage: typeof globalThis.sessionStorage === "object" },
+};
 
 /** Resolves with the next value `register(resolve)` delivers, or rejects after `ms`. */
 function next(register, what, ms = 8000) {
