@@ -1,7 +1,8 @@
 """The app the browser tests load: the end-to-end test app plus a test page.
 
 ``GET /`` is a page that imports the browser client from the server's versioned URL and
-exposes a small harness (``harness.js``) to the tests; ``GET /token?sub=NAME[&ttl=S]``
+exposes a small harness (``harness.js``) to the tests; ``GET /worker.js`` is a module Worker
+script that imports it the same way (``test_worker.py``); ``GET /token?sub=NAME[&ttl=S]``
 mints a JWT (valid 600 s by default), so the page's ``getToken()`` fetches a fresh one
 before every negotiate, as a real application would. Everything under ``/anywire/`` is
 the end-to-end test app.
@@ -32,9 +33,10 @@ async def log(sock: Any, data: Any) -> None:
             out.write(json.dumps({"user": sock.user, "data": data}) + "\n")
 
 
-def _page() -> bytes:
-    html = (HERE / "page.html").read_text().replace("{{CLIENT_URL}}", testapp.aw.client_url)
-    return html.encode()
+def _with_client(name: str) -> bytes:
+    """The file ``name`` of this folder with the client's versioned URL filled in."""
+    text = (HERE / name).read_text().replace("{{CLIENT_URL}}", testapp.aw.client_url)
+    return text.encode()
 
 
 async def _respond(send: Any, status: int, ctype: bytes, body: bytes) -> None:
@@ -48,7 +50,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http" or path.startswith("/anywire/"):
         await testapp.app(scope, receive, send)
     elif path == "/":
-        await _respond(send, 200, b"text/html; charset=utf-8", _page())
+        await _respond(send, 200, b"text/html; charset=utf-8", _with_client("page.html"))
+    elif path == "/worker.js":
+        await _respond(send, 200, b"text/javascript", _with_client("worker.js"))
     elif path == "/harness.js":
         await _respond(send, 200, b"text/javascript", (HERE / "harness.js").read_bytes())
     elif path == "/token":

@@ -51,6 +51,9 @@ try {
   await socket.ready();
   out.transport = socket.transport;
   out.echo = await socket.call("echo", { hello: profile });
+  // The other way: the server calls the client, which answers with the ack.
+  socket.on("double", (n) => n * 2);
+  out.asked = await socket.call("ask", { event: "double", data: 21 });
 
   await socket.join("js-room");
   let onNews = null;

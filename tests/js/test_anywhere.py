@@ -60,6 +60,7 @@ def run(
 def check(result: dict[str, object], transport: str) -> None:
     assert result["transport"] == transport
     assert result["echo"] == {"hello": result["profile"]}
+    assert result["asked"] == {"reply": 42}  # the server's call, acked by the client
     assert result["news"] == {"n": 1}
     assert result["recovered"] is True
     assert result["resumedOn"] == transport
