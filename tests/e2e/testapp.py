@@ -37,7 +37,7 @@ settings = Settings(
     outbox_bytes=int(_f("AW_OUTBOX_BYTES", 64 * 1024 * 1024)),  # test_backpressure owes 14 MB
     max_meta_size=int(_f("AW_MAX_META", 1024)),
     presence_limit=int(_f("AW_PRESENCE_LIMIT", 100)),
-    allowed_origins=("http://allowed.example",),
+    allowed_origins=tuple(os.environ.get("AW_ALLOWED_ORIGINS", "http://allowed.example").split(",")),
     allowed_hosts=tuple(h for h in os.environ.get("AW_ALLOWED_HOSTS", "").split(",") if h),
     transports=tuple(os.environ.get("AW_TRANSPORTS", "websocket,sse,longpoll").split(",")),
     # Every test client comes from 127.0.0.1: admission limits are off unless a test sets them.
