@@ -17,12 +17,14 @@ from websockets.exceptions import InvalidStatus
 from .conftest import Server, make_token, start_server
 from .raw import RawConn
 
-# The origins of an app's bundled page: Capacitor on iOS, Ionic's WebView plugin (and
-# Cordova's) on iOS, and Android's WebView as Capacitor serves it (http before Capacitor 6,
-# https since, androidScheme).
+# The origins of an app's bundled page: Capacitor on iOS (iosScheme), Ionic's WebView plugin
+# on iOS, Cordova iOS with its `scheme` preference, and Android's WebView as Capacitor
+# serves it (http://localhost before Capacitor 6, https://localhost since: androidScheme;
+# Cordova Android 10+ uses https://localhost too).
 APP_ORIGINS = (
     "capacitor://localhost",
     "ionic://localhost",
+    "app://localhost",
     "http://localhost",
     "https://localhost",
 )

@@ -72,6 +72,10 @@ try {
   await socket.call("to_room", { event: "news", room: "js-room", data: { n: 2 } });
   out.news2 = await news2;
   out.storage = [...kept.values()];
+  // What the client remembered in the runtime's own sessionStorage (Deno has one).
+  if (out.native.sessionStorage) {
+    out.session = Object.keys(sessionStorage).filter((k) => k.startsWith("anywire:transport:")).map((k) => sessionStorage.getItem(k));
+  }
   if (profile.startsWith("rn")) {
     // A second socket reads the async store: it starts on the transport remembered there.
     const again = connect({ url, transports: [...new Set(["longpoll", ...transports.split(",")])], getToken: () => token, storage: asyncStore });

@@ -73,3 +73,5 @@ def test_runtime(command: tuple[str, list[str]], server: Server, transport: str)
     deno = name == "deno"
     # The path SSE took (native EventSource or fetchsse.js) is the runtime's, not ours.
     assert result["native"] == {"EventSource": deno, "sessionStorage": deno}
+    if deno:  # the transport that worked is remembered in Deno's sessionStorage
+        assert result["session"] == [transport]
