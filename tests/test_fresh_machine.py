@@ -22,7 +22,7 @@ from tests.tools import PACKAGES
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "test"
 # Installed outside /usr/sbin on every machine we know: stripped from PATH, they are missing.
-ABSENT = ("redis-server", "redis-cli", "chromium", "node 18+", "gcc")
+ABSENT = ("redis-server", "redis-cli", "chromium", "node 18+", "npm", "gcc")
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_plain_pytest_stops_at_once_with_one_line(bare_path: dict[str, str]) -> 
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:]
     lines = [line for line in proc.stdout.splitlines() if "missing " in line]
     assert len(lines) == 1, proc.stdout[-2000:]
-    assert named_tools(lines[0]) == ["redis-server", "redis-cli", "node 18+"]
+    assert named_tools(lines[0]) == ["redis-server", "redis-cli", "node 18+", "npm"]
     assert "passed" not in proc.stdout and "error" not in proc.stdout.lower()
 
 
@@ -126,4 +126,4 @@ def test_an_old_node_counts_as_missing(bare_path: dict[str, str]) -> None:
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/js"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert "missing node 18+: install the packages nodejs" in conftest.stdout
+    assert "missing node 18+, npm: install the packages nodejs npm" in conftest.stdout

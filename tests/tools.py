@@ -30,6 +30,9 @@ PACKAGES = {
     "squid": "squid",
     CHROMIUM: "chromium",
     "node": "nodejs",
+    # Deno and Bun for the runtime tests come from the npm registry (tests/js/runtimes.py);
+    # NodeSource's nodejs ships npm, Debian's does not.
+    "npm": "npm",
     "gcc": "gcc",
 }
 
@@ -39,7 +42,7 @@ NEEDS = {
     "chaos": ("redis-server", "nginx"),
     "proxies": ("nginx", "squid", CHROMIUM),
     "browser": ("nginx", CHROMIUM),
-    "js": ("node",),
+    "js": ("node", "npm"),
     "doctor": ("nginx", CHROMIUM, "node"),
     "bench": ("gcc",),
 }
