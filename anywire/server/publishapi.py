@@ -15,7 +15,10 @@ budget (server/apikeys.py: ``Settings.api_rate``/``api_burst``; past it 429 with
   order and answers ``{"results": [...]}``, one ``{"ok": ...}`` per item;
 * ``GET {path}/api/presence?room=&ns=`` lists a room's members on every node;
 * ``GET {path}/api/history?room=&ns=&epoch=&since=&limit=`` reads a room's bounded
-  history (the same the broker replays to resuming clients).
+  history (the same the broker replays to resuming clients);
+* ``POST {path}/api/disconnect`` with ``{"sid"|"user", "ns", "reason"}`` closes and
+  ends that session, or every session of that user, on every node
+  (server/disconnects.py).
 
 The idempotency key is the broker's (``emit(id=...)``): per stream, for the broker's
 window (5 minutes); with Redis it holds across nodes.
@@ -40,6 +43,7 @@ from ..transports.base import Receive, Scope, Send, header, read_body, send_json
 from .apikeys import ApiKeys, parse_keys
 from .auth import bearer
 from .broker import Envelope
+from .disconnects import REASON, disconnect
 from .errors import BrokerUnavailable
 from .negotiate import json_response
 
@@ -53,6 +57,9 @@ MAX_ITEMS = 100
 
 MAX_HISTORY = 1000
 """Most history entries one read returns."""
+
+MAX_REASON = 100
+"""Longest disconnect reason (a WebSocket close reason carries at most 123 bytes)."""
 
 _FIELDS = frozenset({"event", "data", "room", "user", "sid", "all", "ns", "idempotency_key"})
 _TARGETS = ("room", "user", "sid", "all")
@@ -115,11 +122,11 @@ class PublishAPI:
 
     def handles(self, tail: str) -> bool:
         """Whether ``tail`` (the path under the app's prefix) is one of these endpoints."""
-        return tail in ("/publish", "/api/presence", "/api/history")
+        return tail in ("/publish", "/api/presence", "/api/history", "/api/disconnect")
 
     async def __call__(self, tail: str, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method", "GET")
-        want = "POST" if tail == "/publish" else "GET"
+        want = "POST" if tail in ("/publish", "/api/disconnect") else "GET"
         if method != want:
             await send_json_error(
                 send, 405, ProtocolError("method not allowed", CloseCode.BAD_REQUEST)
@@ -134,6 +141,8 @@ class PublishAPI:
         try:
             if tail == "/publish":
                 await self._publish(key, receive, send)
+            elif tail == "/api/disconnect":
+                await self._disconnect(key, receive, send)
             else:
                 self._charge(key, 1)
                 if tail == "/api/presence":
@@ -263,6 +272,39 @@ class PublishAPI:
         env = Envelope(_KINDS[targets[0]], ns, target, event, data)
         env.key = key
         return env
+
+    # -- disconnect -----------------------------------------------------------------------
+    async def _disconnect(self, key: int, receive: Receive, send: Send) -> None:
+        try:
+            raw = await read_body(receive, 4096)
+        except RemoteProtocolError:
+            raise _BadItem("body larger than 4096 bytes", 413) from None
+        body = _parse(raw)
+        if not isinstance(body, dict):
+            raise _BadItem("a disconnect must be a JSON object")
+        unknown = sorted(set(body) - {"sid", "user", "ns", "reason"})
+        if unknown:
+            raise _BadItem(f"unknown field(s): {', '.join(unknown)}")
+        targets = [t for t in ("sid", "user") if t in body]
+        if len(targets) != 1:
+            raise _BadItem("give exactly one of 'sid', 'user'")
+        target = body[targets[0]]
+        if not isinstance(target, str) or not 0 < len(target) <= MAX_NAME:
+            raise _BadItem(f"'{targets[0]}' must be a string of 1-{MAX_NAME} characters")
+        ns = _namespace(body["ns"]) if "ns" in body else None  # absent: every namespace
+        reason = body.get("reason", REASON)
+        if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON:
+            raise _BadItem(f"'reason' must be a string of 1-{MAX_REASON} characters")
+        self._charge(key, 1)
+        count, missed = await disconnect(
+            self.app,
+            sid=target if targets[0] == "sid" else None,
+            user=target if targets[0] == "user" else None,
+            ns=ns,
+            reason=reason,
+        )
+        answer = {"ok": True, "disconnected": count, "nodes_unanswered": missed}
+        await json_response(send, 200, answer, [])
 
     # -- reads ----------------------------------------------------------------------------
     async def _presence(self, scope: Scope, send: Send) -> None:
