@@ -100,9 +100,9 @@ class _OverRate(Exception):
             "error": "rate_limited",
             "code": int(CloseCode.FLOOD),
             "message": (
-                f"this API key is over its rate ({self.rate:g} publishes/s, burst "
-                f"{self.burst}; a batch costs one per item): nothing was published, "
-                f"retry after {self.retry_after:.3f} s"
+                f"this API key is over its rate ({self.rate:g}/s, burst {self.burst}; "
+                f"a batch costs one per item): nothing was done, retry after "
+                f"{self.retry_after:.3f} s"
             ),
             "retry_after": round(self.retry_after, 3),
         }

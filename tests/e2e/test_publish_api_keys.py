@@ -165,7 +165,7 @@ def test_a_key_over_its_rate_gets_429_and_nothing_is_published(limited: Server) 
     assert refused.status_code == 429
     body = refused.json()
     assert body["error"] == "rate_limited" and body["code"] == 4008
-    assert "nothing was published" in body["message"] and "per item" in body["message"]
+    assert "nothing was done" in body["message"] and "per item" in body["message"]
     assert 0 < body["retry_after"] <= 10 / 5 + 0.01  # at most the debt at 5/s
     assert refused.headers["retry-after"] == str(max(1, math.ceil(body["retry_after"])))
     single = publish(limited, {"event": "r", "room": room, "data": "single"}, OLD)
