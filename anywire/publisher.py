@@ -20,14 +20,19 @@ from typing import Any
 import msgpack
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
 
 from .core.codec import Codec, JsonCodec, MsgpackCodec, Outgoing
 from .core.frames import StreamPos
 from .core.settings import Settings
 from .core.streams import target_stream
-from .redis_wire import PUBLISH, PublishCall, pack, publish_call
+from .errors import BrokerUnavailable
+from .redis_wire import PUBLISH, PUBLISH_SHA, PublishCall, pack, publish_call, publish_failed
 
-__all__ = ["AsyncPublisher", "PublishBuilder", "Publisher"]
+__all__ = ["AsyncPublisher", "BrokerUnavailable", "PublishBuilder", "Publisher"]
 
 _DEFAULTS = Settings()  # the nodes' defaults
 
@@ -111,21 +116,58 @@ class Publisher(PublishBuilder):
     publishes to a room, every session of a user, one session, or (no target) everyone in
     the namespace, and returns the position ``(stream, epoch, offset)``. Same guarantees
     as ``aw.emit``: in order, exactly once per client, caught up on resume, ``$lost`` when
-    history no longer holds it. ``id=`` is an idempotency key: after a Redis error (the
-    event may or may not have been published) retry with the same ``id``. Redis errors
-    (``redis.exceptions.ConnectionError``, ``TimeoutError``) propagate. Thread-safe
-    (redis-py's connection pool).
+    history no longer holds it. ``id=`` is an idempotency key.
+
+    When Redis cannot be reached or fails mid-publish, :meth:`emit` raises
+    :class:`~anywire.errors.BrokerUnavailable` (never redis-py's exceptions):
+    ``maybe_published`` False means the call never reached Redis (nothing was
+    published); True means Redis may have run it before the failure (its reply was lost):
+    retry with the same ``id=`` and it is published at most once. Nothing is retried
+    for you: a failure is reported within ``timeout`` seconds (connect and each reply).
+    Thread-safe (redis-py's connection pool).
     """
 
-    def __init__(self, redis_url: str, namespace: str = "/", **settings: Any) -> None:
+    def __init__(
+        self, redis_url: str, namespace: str = "/", *, timeout: float = 5.0, **settings: Any
+    ) -> None:
         super().__init__(namespace, **settings)
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5.0)
-        self._script = self.redis.register_script(PUBLISH)
+        self.redis = redis.Redis.from_url(
+            redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a blind retry could publish twice
+        )
 
     def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see the class) and return its stream position."""
         call = self.build(event, data, **target)
-        return call.position(self._script(keys=call.keys, args=call.args))
+        pool = self.redis.connection_pool
+        try:
+            conn = pool.get_connection()
+        except (RedisError, OSError) as exc:
+            raise publish_failed(exc, sent=False) from exc
+        args = (len(call.keys), *call.keys, *call.args)
+        sent = False  # once the script call is written, Redis may run it
+        try:
+            conn.send_command("EVALSHA", PUBLISH_SHA, *args)  # type: ignore[no-untyped-call]
+            sent = True
+            try:
+                reply = conn.read_response()
+            except NoScriptError:  # the script did not run: load it with EVAL
+                sent = False
+                conn.send_command("EVAL", PUBLISH, *args)  # type: ignore[no-untyped-call]
+                sent = True
+                reply = conn.read_response()
+        except (RedisError, OSError) as exc:
+            # Its state is unknown: it is not reused.
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            raise publish_failed(exc, sent) from exc
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            pool.release(conn)
+        return call.position(reply)
 
     def close(self) -> None:
         """Release the connections."""
@@ -133,17 +175,49 @@ class Publisher(PublishBuilder):
 
 
 class AsyncPublisher(PublishBuilder):
-    """:class:`Publisher` for asyncio code: ``await emit(...)``, ``await aclose()``."""
+    """:class:`Publisher` for asyncio code: ``await emit(...)``, ``await aclose()``;
+    the same :class:`~anywire.errors.BrokerUnavailable` on a Redis failure."""
 
-    def __init__(self, redis_url: str, namespace: str = "/", **settings: Any) -> None:
+    def __init__(
+        self, redis_url: str, namespace: str = "/", *, timeout: float = 5.0, **settings: Any
+    ) -> None:
         super().__init__(namespace, **settings)
-        self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=5.0)
-        self._script = self.redis.register_script(PUBLISH)
+        self.redis = aioredis.Redis.from_url(
+            redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=AsyncRetry(NoBackoff(), 0),  # a blind retry could publish twice
+        )
 
     async def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see :class:`Publisher`) and return its stream position."""
         call = self.build(event, data, **target)
-        return call.position(await self._script(keys=call.keys, args=call.args))
+        pool = self.redis.connection_pool
+        try:
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except (RedisError, OSError) as exc:
+            raise publish_failed(exc, sent=False) from exc
+        args = (len(call.keys), *call.keys, *call.args)
+        sent = False
+        try:
+            await conn.send_command("EVALSHA", PUBLISH_SHA, *args)
+            sent = True
+            try:
+                reply = await conn.read_response()
+            except NoScriptError:
+                sent = False
+                await conn.send_command("EVAL", PUBLISH, *args)
+                sent = True
+                reply = await conn.read_response()
+        except (RedisError, OSError) as exc:
+            await conn.disconnect()
+            raise publish_failed(exc, sent) from exc
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        return call.position(reply)
 
     async def aclose(self) -> None:
         """Release the connections."""

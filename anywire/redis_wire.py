@@ -12,6 +12,7 @@ server.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,19 @@ from typing import Any
 import msgpack
 
 from .core.frames import StreamPos
+from .errors import BrokerUnavailable
 
-__all__ = ["PUBLISH", "PublishCall", "dumps", "loads", "pack", "publish_call", "stream_keys"]
+__all__ = [
+    "PUBLISH",
+    "PUBLISH_SHA",
+    "PublishCall",
+    "dumps",
+    "loads",
+    "pack",
+    "publish_call",
+    "publish_failed",
+    "stream_keys",
+]
 
 # KEYS: history, epoch, offset[, idempotency key]. ARGV: fresh epoch, maxlen, body, ttl,
 # bus channel, idempotency window (ms). Returns {epoch, offset, repeated}.
@@ -45,6 +57,19 @@ if KEYS[4] then redis.call('SET', KEYS[4], ep .. ' ' .. n, 'PX', ARGV[6]) end
 redis.call('PUBLISH', ARGV[5], 'S' .. ep .. ' ' .. n .. ' ' .. ARGV[3])
 return {ep, n, 0}
 """
+
+PUBLISH_SHA = hashlib.sha1(PUBLISH.encode()).hexdigest()
+"""The script's EVALSHA name (run with EVAL once when Redis does not have it yet)."""
+
+
+def publish_failed(exc: BaseException, sent: bool) -> BrokerUnavailable:
+    """The error for a publish that failed on Redis: ``sent`` says whether the script
+    call had been written to Redis (then it may have run: ``maybe_published``)."""
+    maybe = "may have been" if sent else "was not"
+    return BrokerUnavailable(
+        f"publish failed: Redis unavailable ({exc}); the event {maybe} published",
+        maybe_published=sent,
+    )
 
 
 def dumps(value: Any) -> bytes:

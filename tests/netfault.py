@@ -1,5 +1,6 @@
 """A TCP proxy for network faults in tests: forward, refuse (every connection reset, new
-ones refused), or black-hole (connections stay open, nothing passes), switched at will;
+ones refused), black-hole (connections stay open, nothing passes) or one-way (requests
+pass, answers are lost), switched at will;
 or, with ``hole_after_101``, a proxy that lets WebSocket upgrades through and then passes
 nothing more on the upgraded connections (as some middleboxes do).
 
@@ -123,6 +124,8 @@ class FaultProxy:
                 self.recorded += data
             if self.mode == "blackhole" or key in self._holed:
                 continue  # swallowed: the peer waits forever
+            if self.mode == "oneway" and writer is key:
+                continue  # an answer to the client: lost (its request went through)
             if self.hole_after_101 and writer is key and data.startswith(b"HTTP/1.1 101"):
                 self._holed.add(key)  # the 101 itself gets through, nothing after it
             writer.write(data)
@@ -131,8 +134,9 @@ class FaultProxy:
             writer.write_eof()
 
     def set(self, mode: str) -> None:
-        """``forward``, ``refuse`` (resets every open connection too) or ``blackhole``."""
-        if mode not in ("forward", "refuse", "blackhole"):
+        """``forward``, ``refuse`` (resets every open connection too), ``blackhole`` or
+        ``oneway`` (to the upstream only: a request is served, its answer lost)."""
+        if mode not in ("forward", "refuse", "blackhole", "oneway"):
             raise ValueError(mode)
         done = threading.Event()
 

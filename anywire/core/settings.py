@@ -144,7 +144,19 @@ class Settings:
     (default off; ``anywire serve --doctor`` turns it on). They are cheap and capped
     (docs/doctor.md), but they are for diagnosing a deployment, not for every day."""
 
+    api_rate: float = 1000.0
+    """Default 1000. Publishes per second each server API key may make on one node
+    (``POST {path}/publish``: a batch costs one per item; a read one), refilling a token
+    bucket of ``api_burst``. Past it: HTTP 429 with ``Retry-After`` and nothing of the
+    request published (docs/publish-api.md). Not advertised to clients."""
+    api_burst: int = 1000
+    """Default 1000. Size of each API key's budget: what a backend may publish at once
+    (a batch larger than it costs the whole budget, so it passes when the budget is
+    full)."""
+
     def __post_init__(self) -> None:
+        if not self.api_rate > 0 or self.api_burst < 1:
+            raise ValueError("api_rate must be positive and api_burst at least 1")
         if self.max_ping_interval is not None and self.max_ping_interval < self.ping_interval:
             raise ValueError(
                 f"max_ping_interval ({self.max_ping_interval}) must not be below "

@@ -20,7 +20,7 @@ import inspect
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..core.auth import Identity
@@ -90,8 +90,9 @@ class Anywire:
         ``/$admin``, server/admin.py); when None, the ``ANYWIRE_ADMIN_TOKEN`` environment
         variable, else off.
     :param api_key: turns the server HTTP API on (``POST {path}/publish``, presence and
-        history reads, server/publishapi.py, docs/publish-api.md); when None, the
-        ``ANYWIRE_API_KEY`` environment variable, else off (404).
+        history reads, server/publishapi.py, docs/publish-api.md): one key or a list of
+        keys valid at once (rotation); when None, the ``ANYWIRE_API_KEY`` environment
+        variable (comma-separated), else off (404).
     """
 
     def __init__(
@@ -107,7 +108,7 @@ class Anywire:
         tick: float = 0.25,
         metrics: str | None = None,
         admin_token: str | None = None,
-        api_key: str | None = None,
+        api_key: str | Sequence[str] | None = None,
     ) -> None:
         if auth is None and not anonymous:
             raise ValueError("pass auth=... (e.g. JWTAuth) or anonymous=True")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import secrets
@@ -37,7 +36,16 @@ from redis.exceptions import NoScriptError, RedisError
 from ..core.frames import StreamPos
 from ..core.gaps import Fill, GapTracker, Lost, Step
 from ..core.streams import StreamRead
-from ..redis_wire import PUBLISH, dumps, loads, pack, publish_call, stream_keys
+from ..redis_wire import (
+    PUBLISH,
+    PUBLISH_SHA,
+    dumps,
+    loads,
+    pack,
+    publish_call,
+    publish_failed,
+    stream_keys,
+)
 from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
 
@@ -120,7 +128,6 @@ class RedisBroker:
         self._redis: aioredis.Redis | None = None
         self._sub_redis: aioredis.Redis | None = None
         self._read_script: Any = None
-        self._publish_sha = hashlib.sha1(PUBLISH.encode()).hexdigest()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False  # stop() began: the loops end even if a cancel is swallowed
@@ -252,10 +259,10 @@ class RedisBroker:
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"publish failed: Redis unavailable ({exc})") from exc
+            raise publish_failed(exc, sent=False) from exc
         sent = False
         try:
-            await conn.send_command("EVALSHA", self._publish_sha, len(keys), *keys, *args)
+            await conn.send_command("EVALSHA", PUBLISH_SHA, len(keys), *keys, *args)
             sent = True
             try:
                 result = await conn.read_response()
@@ -267,11 +274,7 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
-            maybe = "may have been" if sent else "was not"
-            raise BrokerUnavailable(
-                f"publish failed: Redis unavailable ({exc}); the event {maybe} published",
-                maybe_published=sent,
-            ) from exc
+            raise publish_failed(exc, sent) from exc
         except BaseException:
             # Cancelled mid-command: the connection's state is unknown, do not reuse it.
             with contextlib.suppress(Exception):

@@ -22,6 +22,7 @@ import uvicorn
 from .. import __version__
 from ..clihelp import HelpFormatter
 from ..core.settings import Settings
+from .apikeys import parse_keys
 from .app import Anywire
 from .auth import check_secret
 from .cliopts import (
@@ -253,8 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--api-key",
         metavar="KEY",
-        help="turn the server HTTP API on ({path}/publish, docs/publish-api.md); better "
-        "set ANYWIRE_API_KEY instead: a command line is visible to other local users",
+        action="append",
+        help="turn the server HTTP API on ({path}/publish, docs/publish-api.md); repeat "
+        "for several keys valid at once (rotation); better set ANYWIRE_API_KEY (keys "
+        "comma-separated) instead: a command line is visible to other local users",
     )
     sub.add_parser("doctor", help="probe which transports work from here (anywire doctor -h)")
     sub.add_parser("conformance", help="test a client against scripted scenarios (-h)")
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(exc))
     if args.api_key:
         try:
-            os.environ["ANYWIRE_API_KEY"] = check_secret(args.api_key, "api_key")
+            os.environ["ANYWIRE_API_KEY"] = ",".join(parse_keys(args.api_key))
         except ValueError as exc:
             parser.error(str(exc))
     if args.workers < 1:

@@ -34,6 +34,7 @@ from ..core.pinginterval import longest_hold
 from ..core.streams import session_stream
 from ..transports.base import Receive, Scope, Send, header, query, read_body, send_json_error
 from .broker_redis import RedisBroker
+from .disconnects import REASON, disconnect_here
 from .errors import BrokerUnavailable
 from .liveness import Liveness
 from .presence import Presence
@@ -184,6 +185,11 @@ class Cluster:
                 )
         except (RedisError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"stream positions not kept: {exc!r}") from exc
+
+    async def live_nodes(self) -> list[str]:
+        """The other nodes registered and not declared dead (raises on Redis errors)."""
+        listed = {_text(n) for n in await self.broker.redis.smembers(self._nodes)}
+        return sorted(n for n in listed - {self.node} if not self.liveness.dead(n))
 
     async def owner(self, sid: str) -> str | None:
         """The node that owns ``sid`` according to the registry (None if unknown)."""
@@ -398,6 +404,15 @@ class Cluster:
         op = message.get("op")
         if op == "http":
             return await self._run_http(message)
+        if op == "disconnect":  # the server API's disconnect (server/disconnects.py)
+            n = disconnect_here(
+                self.host,
+                sid=_opt(message.get("sid")),
+                user=_opt(message.get("user")),
+                ns=_opt(message.get("ns")),
+                reason=str(message.get("reason") or REASON),
+            )
+            return {"ok": True, "n": n}
         if op == "end":
             sess = self.host.sessions.get(str(message.get("sid")))
             if sess is not None:
@@ -415,6 +430,10 @@ class Cluster:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 async def _no_content(send: Send) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import BrokerUnavailable  # lives in a light module the Publisher imports
+
 __all__ = ["AckError", "AckTimeout", "BrokerUnavailable", "Disconnected", "Reject"]
 
 
@@ -28,17 +30,3 @@ class Reject(Exception):
     def __init__(self, message: str = "refused") -> None:
         super().__init__(message)
         self.message = message
-
-
-class BrokerUnavailable(ConnectionError):
-    """The shared broker (Redis) cannot be reached.
-
-    ``maybe_published`` is False when the request certainly did not reach Redis (the
-    event was not published: retrying cannot duplicate it) and True when Redis may have
-    run it before the failure (a reply lost in a timeout or a broken connection): retry
-    with the same ``id=`` (:meth:`Anywire.emit`) to publish it at most once.
-    """
-
-    def __init__(self, message: str = "", *, maybe_published: bool = False) -> None:
-        super().__init__(message)
-        self.maybe_published = maybe_published

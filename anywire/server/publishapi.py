@@ -1,18 +1,24 @@
 """The server HTTP API (opt-in): any backend publishes and reads, with a server API key.
 
 Enabled by ``Anywire(api_key=...)`` or the ``ANYWIRE_API_KEY`` environment variable
-(``anywire serve --api-key``); off by default (its paths answer 404). Every request
-carries the key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (compared
-in constant time; anything else: the uniform 401). Then:
+(``anywire serve --api-key``); off by default (its paths answer 404). Several keys may
+be valid at once (a list, comma-separated in the variable: key rotation). Every request
+carries a key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (compared in
+constant time with each; anything else: the uniform 401), and pays from that key's
+budget (server/apikeys.py: ``Settings.api_rate``/``api_burst``; past it 429 with
+``Retry-After`` and nothing done). Then:
 
-* ``POST {path}/publish`` with ``{"event", "data", "room"|"user"|"sid", "ns",
-  "idempotency_key"}`` publishes exactly as ``aw.emit`` does (same broker, streams,
+* ``POST {path}/publish`` with ``{"event", "data", "room"|"user"|"sid"|"all": true,
+  "ns", "idempotency_key"}`` publishes exactly as ``aw.emit`` does (same broker, streams,
   history, ordering and idempotency window) and answers ``{"ok": true, "pos": [stream,
   epoch, offset]}``; ``{"items": [...]}`` (at most :data:`MAX_ITEMS`) publishes each in
   order and answers ``{"results": [...]}``, one ``{"ok": ...}`` per item;
 * ``GET {path}/api/presence?room=&ns=`` lists a room's members on every node;
 * ``GET {path}/api/history?room=&ns=&epoch=&since=&limit=`` reads a room's bounded
-  history (the same the broker replays to resuming clients).
+  history (the same the broker replays to resuming clients);
+* ``POST {path}/api/disconnect`` with ``{"sid"|"user", "ns", "reason"}`` closes and
+  ends that session, or every session of that user, on every node
+  (server/disconnects.py).
 
 The idempotency key is the broker's (``emit(id=...)``): per stream, for the broker's
 window (5 minutes); with Redis it holds across nodes.
@@ -20,8 +26,11 @@ window (5 minutes); with Redis it holds across nodes.
 
 from __future__ import annotations
 
-import hmac
 import json
+import logging
+import math
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -31,8 +40,10 @@ from ..core.frames import MAX_NAME
 from ..core.streams import room_stream
 from ..core.values import value_error
 from ..transports.base import Receive, Scope, Send, header, read_body, send_json_error
-from .auth import bearer, check_secret
+from .apikeys import ApiKeys, parse_keys
+from .auth import bearer
 from .broker import Envelope
+from .disconnects import REASON, disconnect
 from .errors import BrokerUnavailable
 from .negotiate import json_response
 
@@ -47,9 +58,14 @@ MAX_ITEMS = 100
 MAX_HISTORY = 1000
 """Most history entries one read returns."""
 
-_FIELDS = frozenset({"event", "data", "room", "user", "sid", "ns", "idempotency_key"})
-_TARGETS = ("room", "user", "sid")
-_KINDS = {"room": "room", "user": "user", "sid": "session"}
+MAX_REASON = 100
+"""Longest disconnect reason (a WebSocket close reason carries at most 123 bytes)."""
+
+_FIELDS = frozenset({"event", "data", "room", "user", "sid", "all", "ns", "idempotency_key"})
+_TARGETS = ("room", "user", "sid", "all")
+_KINDS = {"room": "room", "user": "user", "sid": "session", "all": "all"}
+
+log = logging.getLogger("anywire.api")
 
 
 class _BadItem(Exception):
@@ -70,42 +86,74 @@ class _BadItem(Exception):
         return {"error": self.name, "code": int(code), "message": self.message}
 
 
+class _OverRate(Exception):
+    """A key over its rate: 429, ``Retry-After``, nothing of the request done."""
+
+    def __init__(self, retry_after: float, rate: float, burst: int) -> None:
+        super().__init__("over rate")
+        self.retry_after = retry_after
+        self.rate = rate
+        self.burst = burst
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": "rate_limited",
+            "code": int(CloseCode.FLOOD),
+            "message": (
+                f"this API key is over its rate ({self.rate:g}/s, burst {self.burst}; "
+                f"a batch costs one per item): nothing was done, retry after "
+                f"{self.retry_after:.3f} s"
+            ),
+            "retry_after": round(self.retry_after, 3),
+        }
+
+
 class PublishAPI:
     """The server API endpoints of one app (see the module docstring)."""
 
-    def __init__(self, app: Anywire, key: str) -> None:
+    def __init__(self, app: Anywire, keys: str | Sequence[str]) -> None:
         self.app = app
-        self._key = check_secret(key, "api_key").encode()
+        settings = app.settings
+        self.keys = ApiKeys(parse_keys(keys), settings.api_rate, settings.api_burst)
+        self._refusing: set[int] = set()  # keys over their rate (logged once per episode)
 
     def __repr__(self) -> str:
-        return "<PublishAPI>"  # never the key (a traceback with locals)
+        return "<PublishAPI>"  # never a key (a traceback with locals)
 
     def handles(self, tail: str) -> bool:
         """Whether ``tail`` (the path under the app's prefix) is one of these endpoints."""
-        return tail in ("/publish", "/api/presence", "/api/history")
+        return tail in ("/publish", "/api/presence", "/api/history", "/api/disconnect")
 
     async def __call__(self, tail: str, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method", "GET")
-        want = "POST" if tail == "/publish" else "GET"
+        want = "POST" if tail in ("/publish", "/api/disconnect") else "GET"
         if method != want:
             await send_json_error(
                 send, 405, ProtocolError("method not allowed", CloseCode.BAD_REQUEST)
             )
             return
-        if not self._authorized(scope):
+        key = self.keys.match(header(scope, b"x-api-key") or bearer(scope))
+        if key is None:
             await send_json_error(
                 send, 401, ProtocolError("bad or missing API key", CloseCode.UNAUTHORIZED)
             )
             return
         try:
             if tail == "/publish":
-                await self._publish(receive, send)
-            elif tail == "/api/presence":
-                await self._presence(scope, send)
+                await self._publish(key, receive, send)
+            elif tail == "/api/disconnect":
+                await self._disconnect(key, receive, send)
             else:
-                await self._history(scope, send)
+                self._charge(key, 1)
+                if tail == "/api/presence":
+                    await self._presence(scope, send)
+                else:
+                    await self._history(scope, send)
         except _BadItem as exc:
             await json_response(send, exc.status, exc.body(), [])
+        except _OverRate as exc:
+            headers = [(b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode())]
+            await json_response(send, 429, exc.body(), headers)
         except BrokerUnavailable as exc:
             body = {
                 "error": "unavailable",
@@ -114,12 +162,20 @@ class PublishAPI:
             }
             await json_response(send, 503, body, [])
 
-    def _authorized(self, scope: Scope) -> bool:
-        given = header(scope, b"x-api-key") or bearer(scope) or ""
-        return hmac.compare_digest(given.encode("latin-1"), self._key)
+    def _charge(self, key: int, cost: int) -> None:
+        """Spend ``cost`` of key ``key``'s budget, or raise :class:`_OverRate` (before
+        anything of the request is done: a refused request publishes nothing)."""
+        wait = self.keys.charge(key, cost, time.monotonic())
+        if not wait:
+            self._refusing.discard(key)
+            return
+        if key not in self._refusing:  # once per episode, not once per refusal
+            self._refusing.add(key)
+            log.warning("server API: %s over its rate, refusing with 429", self.keys.names[key])
+        raise _OverRate(wait, self.keys.rate, self.keys.burst)
 
     # -- publish --------------------------------------------------------------------------
-    async def _publish(self, receive: Receive, send: Send) -> None:
+    async def _publish(self, key: int, receive: Receive, send: Send) -> None:
         settings = self.app.settings
         # A batch of MAX_ITEMS items at most max_frame_size each, with JSON around them.
         limit = settings.max_frame_size * 8
@@ -134,9 +190,11 @@ class PublishAPI:
             items = body["items"]
             if not isinstance(items, list) or not 0 < len(items) <= MAX_ITEMS:
                 raise _BadItem(f"'items' must be a list of 1-{MAX_ITEMS} publishes")
+            self._charge(key, len(items))  # per item: a batch is as many publishes
             results = [await self._one(item) for item in items]  # in order: ordering holds
             await json_response(send, 200, {"results": results}, [])
             return
+        self._charge(key, 1)
         result = await self._one(body, single=True)
         await json_response(send, 200, result, [])
 
@@ -192,9 +250,13 @@ class PublishAPI:
             raise _BadItem("'event' must not start with '$' (reserved)")
         targets = [t for t in _TARGETS if t in item]
         if len(targets) != 1:
-            raise _BadItem("give exactly one of 'room', 'user', 'sid'")
+            raise _BadItem("give exactly one of 'room', 'user', 'sid', 'all'")
         target = item[targets[0]]
-        if not isinstance(target, str) or not 0 < len(target) <= MAX_NAME:
+        if targets[0] == "all":
+            if target is not True:  # everyone in the namespace: said explicitly
+                raise _BadItem("'all' must be true (everyone in the namespace)")
+            target = None
+        elif not isinstance(target, str) or not 0 < len(target) <= MAX_NAME:
             raise _BadItem(f"'{targets[0]}' must be a string of 1-{MAX_NAME} characters")
         ns = _namespace(item.get("ns", "/"))
         key = item.get("idempotency_key")
@@ -210,6 +272,39 @@ class PublishAPI:
         env = Envelope(_KINDS[targets[0]], ns, target, event, data)
         env.key = key
         return env
+
+    # -- disconnect -----------------------------------------------------------------------
+    async def _disconnect(self, key: int, receive: Receive, send: Send) -> None:
+        try:
+            raw = await read_body(receive, 4096)
+        except RemoteProtocolError:
+            raise _BadItem("body larger than 4096 bytes", 413) from None
+        body = _parse(raw)
+        if not isinstance(body, dict):
+            raise _BadItem("a disconnect must be a JSON object")
+        unknown = sorted(set(body) - {"sid", "user", "ns", "reason"})
+        if unknown:
+            raise _BadItem(f"unknown field(s): {', '.join(unknown)}")
+        targets = [t for t in ("sid", "user") if t in body]
+        if len(targets) != 1:
+            raise _BadItem("give exactly one of 'sid', 'user'")
+        target = body[targets[0]]
+        if not isinstance(target, str) or not 0 < len(target) <= MAX_NAME:
+            raise _BadItem(f"'{targets[0]}' must be a string of 1-{MAX_NAME} characters")
+        ns = _namespace(body["ns"]) if "ns" in body else None  # absent: every namespace
+        reason = body.get("reason", REASON)
+        if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON:
+            raise _BadItem(f"'reason' must be a string of 1-{MAX_REASON} characters")
+        self._charge(key, 1)
+        count, missed = await disconnect(
+            self.app,
+            sid=target if targets[0] == "sid" else None,
+            user=target if targets[0] == "user" else None,
+            ns=ns,
+            reason=reason,
+        )
+        answer = {"ok": True, "disconnected": count, "nodes_unanswered": missed}
+        await json_response(send, 200, answer, [])
 
     # -- reads ----------------------------------------------------------------------------
     async def _presence(self, scope: Scope, send: Send) -> None:

@@ -1,6 +1,7 @@
 """The server HTTP API on two nodes sharing Redis (issue #15): a publish on node A
 reaches a client on node B, a repeated idempotency key is published once whichever
-node it reaches, and presence read on A lists B's members."""
+node it reaches, presence read on A lists B's members, and a disconnect sent to A
+closes sessions on B."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from anywire.clients.python import Client
 from tests.e2e.conftest import Server, make_token
 from tests.e2e.test_publish_api import Inbox
+from tests.e2e.test_publish_api_disconnect import ended
 
 from .conftest import RedisServer, start_node
 
@@ -50,3 +52,29 @@ async def test_publish_on_a_reaches_b_once_per_key(api_nodes: list[Server], tran
         assert [m["sid"] for m in seen.json()["members"]] == [client.sid]
     finally:
         await client.close()
+
+
+async def test_disconnect_on_a_closes_sessions_on_b(
+    api_nodes: list[Server], transport: str
+) -> None:
+    a, b = api_nodes
+    tag = secrets.token_hex(3)
+    user = f"dc-{tag}"
+    on_b = [Client(b.url, token=make_token(user), transports=(transport,)) for _ in range(2)]
+    on_a = Client(a.url, token=make_token(user), transports=(transport,))
+    for client in (*on_b, on_a):
+        await client.connect()
+    try:
+        url = a.url + "/anywire/api/disconnect"
+        one = httpx.post(url, json={"sid": on_b[0].sid, "reason": "bye"}, headers=AUTH)
+        assert one.json() == {"ok": True, "disconnected": 1, "nodes_unanswered": 0}
+        closed = await ended(on_b[0])
+        assert (closed.code, closed.reason) == (4500, "bye")
+        assert on_b[1].state == on_a.state == "connected"
+        every = httpx.post(url, json={"user": user}, headers=AUTH)  # on A, and on B
+        assert every.json() == {"ok": True, "disconnected": 2, "nodes_unanswered": 0}
+        for client in (on_b[1], on_a):
+            assert (await ended(client)).code == 4500
+    finally:
+        for client in (*on_b, on_a):
+            await client.close()

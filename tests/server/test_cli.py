@@ -31,6 +31,23 @@ def test_redis_without_a_shared_secret_is_refused() -> None:
     assert "shared secret" in result.stderr
 
 
+def test_bad_api_key_lists_are_refused() -> None:
+    key = "k" * 20
+    for keys, message in (
+        ([key, key], "listed twice"),
+        ([f"{key},{key}x"], "must not contain ','"),
+        ([key, "short"], "at least 16 characters"),
+    ):
+        args = [arg for k in keys for arg in ("--api-key", k)]
+        result = subprocess.run(
+            [sys.executable, "-m", "anywire.server.cli", "serve", "mod:app", *args],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert message in result.stderr
+        assert key not in result.stderr  # the error names the rule, never the key
+
+
 def test_finds_the_anywire_behind_every_kind_of_app() -> None:
     aw = Anywire(anonymous=True)
     assert find_anywire(aw) is aw
