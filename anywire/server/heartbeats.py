@@ -18,6 +18,7 @@ def apply(settings: Settings, link: Link, interval: float | None) -> Heartbeat:
     """The heartbeat of a new connection whose negotiate was granted ``interval`` (None:
     the server's own); a long-poll link also holds its polls for the granted interval
     (no longer than a shorter one, up to a longer one: core/pinginterval.py)."""
+    link.interval = interval
     if interval is not None and not link.info.server_ping:
         link.hold = poll_hold(settings, interval)
     return heartbeat(settings, link.info.server_ping, interval)

@@ -10,6 +10,7 @@ at the same time (each run is mostly an idle window), each with its own users.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -191,3 +192,41 @@ def test_negotiate_grants_within_the_server_bounds(
     assert r.status_code == 200
     assert r.json()["ping_interval"] == granted
     assert r.json()["poll_window"] == (granted if granted > 1000 else 500)
+
+
+async def _comment_gaps(server: Server, ask: int | None, count: int) -> list[float]:
+    """An SSE stream (asking ``ask`` ms, or nothing): the gaps between its comment
+    keepalives, from the hello on, while its pings are answered."""
+    conn = RawConn(server.url, "sse", make_token(f"comments-{ask}"))
+    try:
+        body = {} if ask is None else {"ping_interval": ask}
+        await conn.open(**body)
+        opened = time.monotonic()
+        async with asyncio.timeout(count * 4 + 2):
+            while len(conn.comments) < count:
+                try:
+                    frame = await conn.recv(timeout=0.2, skip_control=False)
+                except TimeoutError:
+                    continue
+                if frame["t"] == "ping":
+                    await conn.send({"t": "pong"})
+        marks = [opened, *conn.comments[:count]]
+        return [b - a for a, b in itertools.pairwise(marks)]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_sse_keepalives_follow_a_longer_grant(server: Server) -> None:
+    """A battery SSE stream gets its comment keepalives at the granted 2.5 s, not at the
+    server's usual period (min(15 s, ping_interval) = 1 s here), which a stream that
+    asked for nothing still gets."""
+    battery, usual = await asyncio.gather(
+        _comment_gaps(server, int(ASK * 1000), 2), _comment_gaps(server, None, 2)
+    )
+    print(f"\nsse comment gaps: battery {[round(g, 2) for g in battery]}, "
+          f"default {[round(g, 2) for g in usual]}")  # fmt: skip
+    for gap in battery:
+        assert 2.2 <= gap <= 3.0, battery
+    for gap in usual:
+        assert 0.7 <= gap <= 1.4, usual
