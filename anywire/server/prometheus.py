@@ -74,6 +74,7 @@ _LIVE = {
     "tombstones": "Sessions ended for good, remembered for late requests.",
     "session_tasks": "Handler tasks running for sessions.",
     "sessions_short_ping": "Sessions granted a shorter ping interval (idle cuts).",
+    "sessions_long_ping": "Sessions granted a longer ping interval (battery profile).",
     "admission_sessions": "Sessions counted by admission control.",
     "admission_held": "Session slots held by unredeemed tickets.",
     "admission_buckets": "Per-IP negotiate rate buckets.",

@@ -230,3 +230,33 @@ async def test_sse_keepalives_follow_a_longer_grant(server: Server) -> None:
         assert 2.2 <= gap <= 3.0, battery
     for gap in usual:
         assert 0.7 <= gap <= 1.4, usual
+
+
+@pytest.fixture(scope="module")
+def prometheus_server() -> Iterator[Server]:
+    srv = start_server(BATTERY, args=("--metrics", "prometheus"))
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.asyncio
+async def test_sessions_on_a_longer_interval_are_counted(prometheus_server: Server) -> None:
+    """``sessions_long_ping`` (JSON and Prometheus) counts a battery session on each
+    transport, not one on the server's own interval nor one on a shorter grant."""
+    srv = prometheus_server
+    conns = [RawConn(srv.url, t, make_token(f"long-{t}")) for t in TRANSPORTS]
+    others = [RawConn(srv.url, "websocket", make_token(f"not-long-{n}")) for n in range(2)]
+    try:
+        for conn in conns:
+            await conn.open(ping_interval=int(ASK * 1000))
+        await others[0].open()
+        await others[1].open(ping_interval=500)  # shorter: sessions_short_ping
+        async with httpx.AsyncClient(base_url=srv.url) as http:
+            stats = (await http.get("/anywire/metrics?format=json")).json()
+            text = (await http.get("/anywire/metrics")).text
+    finally:
+        for conn in [*conns, *others]:
+            await conn.close()
+    assert stats["sessions_long_ping"] == len(TRANSPORTS), stats
+    assert stats["sessions_short_ping"] == 1, stats
+    assert f"anywire_sessions_long_ping {float(len(TRANSPORTS))}" in text, text
