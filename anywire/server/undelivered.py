@@ -20,6 +20,13 @@ still lives (a crashed node's counts are ignored; a node's own field is ignored,
 knows its sessions first-hand) and, finding none, elects itself with ``SET NX`` on
 ``<prefix>:undl:<stream>:<epoch>:<offset>``: the winner calls the hook.
 
+Each node also lists the hashes it has a field in (``<prefix>:nlive:<node>``, a set
+living as long as they do) and, when it starts, removes its own fields from them: a node
+restarted after a crash **with the same fixed node id** (its heartbeat key then lives
+again) would otherwise lend its old positive counts to users it no longer hosts, and
+they would get no push until the counts expired. Random node ids (the default) never
+meet their old fields (a dead node's are ignored through its heartbeat key).
+
 Races err on the side of calling (a spare push is harmless, a missed one is not): a
 device whose count has not reached Redis yet when the event arrives gets a push too.
 The one way to miss is two nodes each detaching the user's last device while the other
@@ -29,6 +36,7 @@ hosts none of the user's connections calls the hook itself (possibly one call pe
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -56,6 +64,9 @@ _ELECT_MS = 10 * 60 * 1000
 # A user's live-count hash expires this long after its last change (counts of a node
 # that never came back are also ignored at once through its heartbeat key).
 _LIVE_TTL_MS = 24 * 3600 * 1000
+
+# The most a start waits for Redis to forget this node's old counts (it goes on if not).
+_CLEAR_WAIT = 5.0
 
 # KEYS: live hash, election key. ARGV: alive key prefix, this node, election TTL (ms).
 # 1: nobody else has the user connected and this node won the election.
@@ -105,6 +116,28 @@ class Undelivered(Observer):
             self.app.observe(self)
         self.hooks.append(fn)
         return fn
+
+    async def start(self) -> None:
+        """Remove this node's fields from the live counts it left in Redis (a restart
+        with the same node id after a crash); nothing without hooks or without Redis."""
+        cluster = self.app.cluster
+        if not self.hooks or cluster is None:
+            return
+        redis, node = cluster.broker.redis, cluster.broker.node_id
+        index = self._index_key()
+        try:
+            async with asyncio.timeout(_CLEAR_WAIT):
+                keys = await redis.smembers(index)
+                async with redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hdel(key, node)
+                    pipe.delete(index)
+                    await pipe.execute()
+        except (RedisError, OSError, BrokerUnavailable, TimeoutError):
+            log.warning("anywire: old connection counts of node %s not cleared (Redis)", node)
+            return
+        if keys:
+            log.info("anywire: cleared node %s's old counts of %d users", node, len(keys))
 
     # -- delivery -----------------------------------------------------------------------------
     def check(self, env: Envelope, targets: list[str]) -> None:
@@ -179,6 +212,9 @@ class Undelivered(Observer):
             async with cluster.broker.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(key, cluster.broker.node_id, delta)
                 pipe.pexpire(key, _LIVE_TTL_MS)
+                if delta > 0:  # listed for the clearing at a restart (start())
+                    pipe.sadd(self._index_key(), key)
+                    pipe.pexpire(self._index_key(), _LIVE_TTL_MS)
                 await pipe.execute()
         except (RedisError, OSError, BrokerUnavailable):
             # Only another node's decision reads it, and it errs on calling the hook.
@@ -188,3 +224,8 @@ class Undelivered(Observer):
         cluster = self.app.cluster
         assert cluster is not None
         return f"{cluster.broker.prefix}:live:{{{namespace}}}:{user}"
+
+    def _index_key(self) -> str:
+        cluster = self.app.cluster
+        assert cluster is not None
+        return f"{cluster.broker.prefix}:nlive:{cluster.broker.node_id}"
