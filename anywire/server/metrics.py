@@ -104,6 +104,7 @@ class Metrics:
         stats.update(app.host.issuer.gate.counts.counts())  # session slots, IP buckets
         stats["sessions_short_ping"] = shortened(app.host.sessions.values(), app.settings)
         stats["sessions_long_ping"] = lengthened(app.host.sessions.values(), app.settings)
+        stats.update(app.undelivered.counts)  # on_undelivered outcomes
         if isinstance(app.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in app.broker.counters.items()})
             stats["broker_streams"] = app.broker.stream_count()

@@ -176,6 +176,11 @@ class PrometheusMetrics(Observer):
         )  # fmt: skip
         self.resumes = counter("resumes", "Resumes asked for, per outcome.", ("outcome",))
         self.lost_ranges = counter("lost_ranges", "$lost ranges sent to clients.")
+        self.undelivered_hooks = counter(
+            "undelivered_hooks",
+            "on_undelivered outcomes: called, failed (raised), duplicate (another node's).",
+            ("outcome",),
+        )
         self.lost_events = counter("lost_events", "Events announced lost (bounded ranges).")
         self.auth_failures = counter(
             "auth_failures", "Credentials refused, per reason and where.", ("reason", "where")
@@ -318,6 +323,9 @@ class PrometheusMetrics(Observer):
 
     def broker_state(self, state: str) -> None:
         self.broker_changes.labels(state).inc()
+
+    def undelivered(self, outcome: str, namespace: str, user: str, event: str) -> None:
+        self.undelivered_hooks.labels(outcome).inc()
 
 
 def forget_dead_workers(directory: str | None) -> None:

@@ -27,6 +27,10 @@ again) would otherwise lend its old positive counts to users it no longer hosts,
 they would get no push until the counts expired. Random node ids (the default) never
 meet their old fields (a dead node's are ignored through its heartbeat key).
 
+Each outcome on this node (a hook called, a hook that raised, an event another node
+won) is told to the observers (``Observer.undelivered``: the metrics and the connection
+log) and counted in :attr:`Undelivered.counts`.
+
 Races err on the side of calling (a spare push is harmless, a missed one is not): a
 device whose count has not reached Redis yet when the event arrives gets a push too.
 The one way to miss is two nodes each detaching the user's last device while the other
@@ -53,7 +57,7 @@ from .observe import Connection, Observer
 if TYPE_CHECKING:
     from .app import Anywire
 
-__all__ = ["Undelivered", "UndeliveredEvent"]
+__all__ = ["OUTCOMES", "Undelivered", "UndeliveredEvent"]
 
 log = logging.getLogger("anywire")
 
@@ -69,7 +73,8 @@ _LIVE_TTL_MS = 24 * 3600 * 1000
 _CLEAR_WAIT = 5.0
 
 # KEYS: live hash, election key. ARGV: alive key prefix, this node, election TTL (ms).
-# 1: nobody else has the user connected and this node won the election.
+# 0: another node has the user connected. 1: nobody has, and this node won the
+# election. 2: nobody has, and another node won it (it calls the hooks).
 _DECIDE = """
 local live = redis.call('HGETALL', KEYS[1])
 for i = 1, #live, 2 do
@@ -80,8 +85,13 @@ for i = 1, #live, 2 do
   end
 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return 1 end
-return 0
+return 2
 """
+_WON, _LOST = 1, 2
+
+OUTCOMES = ("called", "failed", "duplicate")
+"""What became of an undelivered event on this node (``Observer.undelivered``, the
+metrics ``undelivered_<outcome>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,8 @@ class Undelivered(Observer):
         self.app = app
         self.hooks: list[Callable[..., Any]] = []
         self._script: Any = None
+        self.counts = {f"undelivered_{outcome}": 0 for outcome in OUTCOMES}
+        """Hook outcomes on this node (the JSON metrics)."""
 
     def register(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Add a hook; the first one starts the bookkeeping (none without hooks)."""
@@ -171,9 +183,11 @@ class Undelivered(Observer):
             )
         except (RedisError, OSError, BrokerUnavailable):
             log.warning("anywire: Redis unreachable: on_undelivered called from this node")
-            won = 1
-        if won:
+            won = _WON
+        if won == _WON:
             self._call(env)
+        elif won == _LOST:
+            self._tell("duplicate", env.namespace, env.target or "", env.event)
 
     def _call(self, env: Envelope) -> None:
         assert env.pos is not None
@@ -190,6 +204,13 @@ class Undelivered(Observer):
         except Exception:
             # The application's push failed: logged, delivery goes on.
             log.exception("on_undelivered hook failed for %r", info.event)
+            self._tell("failed", info.namespace, user, info.event)
+            return
+        self._tell("called", info.namespace, user, info.event)
+
+    def _tell(self, outcome: str, namespace: str, user: str, event: str) -> None:
+        self.counts[f"undelivered_{outcome}"] += 1
+        self.app.observers.undelivered(outcome, namespace, user, event)
 
     # -- who is connected (Redis only) ------------------------------------------------------
     def connected(self, conn: Connection, resumed: bool) -> None:
