@@ -23,8 +23,8 @@ knows its sessions first-hand) and, finding none, elects itself with ``SET NX`` 
 Each node also lists the hashes it has a field in (``<prefix>:nlive:<node>``, a set
 living as long as they do) and, when it starts, removes its own fields from them: a node
 restarted after a crash **with the same fixed node id** (its heartbeat key then lives
-again) would otherwise lend its old positive counts to users it no longer hosts, and
-they would get no push until the counts expired. Random node ids (the default) never
+again) would otherwise lend its old positive counts to users it no longer hosts: every
+other node would defer to it for them until the counts expired. Random node ids (the default) never
 meet their old fields (a dead node's are ignored through its heartbeat key).
 
 Each outcome on this node (a hook called, a hook that raised, an event another node
