@@ -21,7 +21,14 @@ from typing import Any
 from .errors import RemoteProtocolError
 from .settings import Settings
 
-__all__ = ["asked_interval", "dead_after", "grant_interval", "longest_hold", "poll_hold"]
+__all__ = [
+    "asked_interval",
+    "dead_after",
+    "grant_interval",
+    "keepalive_period",
+    "longest_hold",
+    "poll_hold",
+]
 
 
 def asked_interval(value: Any) -> float | None:
@@ -74,3 +81,18 @@ def longest_hold(settings: Settings) -> float:
     """The longest any poll may be held on this server (a forwarded poll waits that long
     plus ``ping_timeout``)."""
     return poll_hold(settings, settings.ping_ceiling)
+
+
+def keepalive_period(settings: Settings, keepalive: float, interval: float | None) -> float:
+    """How often an SSE stream of a session granted ``interval`` (None: the server's
+    own) sends a comment keepalive, so that no proxy sees it idle.
+
+    Default and shorter grants: ``keepalive`` (15 s), no longer than ``ping_interval``,
+    as always. A longer grant (battery profile): the granted interval itself; a comment
+    every 15 s would wake the client's radio as often as if it had asked for nothing.
+    The operator's ``max_ping_interval`` bounds it, and must stay below the idle
+    timeout of any proxy in front (docs/deployment.md).
+    """
+    if interval is not None and interval > settings.ping_interval:
+        return interval
+    return min(keepalive, settings.ping_interval)

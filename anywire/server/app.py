@@ -375,6 +375,7 @@ class Anywire:
             if not self._started:
                 self.sse.reset()
                 await self.host.start()
+                await self.undelivered.start()  # a restart forgets its old counts
                 if self.admin is not None:
                     self.admin.start()
                 self._started = True

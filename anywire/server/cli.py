@@ -27,8 +27,10 @@ from .app import Anywire
 from .auth import check_secret
 from .cliopts import (
     LOG_LEVELS,
+    add_heartbeat_options,
     add_http_limit_options,
     add_log_options,
+    apply_heartbeat,
     http_limit_args,
     http_limits,
     http_options,
@@ -217,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_log_options(serve)
     add_http_limit_options(serve)
+    add_heartbeat_options(serve)
     serve.add_argument(
         "--redis",
         metavar="URL",
@@ -312,6 +315,14 @@ def main(argv: list[str] | None = None) -> None:
         if hosted is None:
             parser.error(f"{args.target} holds no Anywire instance for --allowed-host")
         allow_hosts(hosted, args.allowed_host)
+    if args.max_ping_interval is not None:
+        beating = find_anywire(app)
+        if beating is None:
+            parser.error(f"{args.target} holds no Anywire instance for --max-ping-interval")
+        try:
+            apply_heartbeat(beating, args)
+        except ValueError as exc:
+            parser.error(f"--max-ping-interval: {exc}")
     if args.doctor:
         doctored = find_anywire(app)
         if doctored is None:

@@ -1,21 +1,30 @@
 """The option groups of ``anywire serve`` that a worker process must get again: the HTTP
-limits (:mod:`.httplimits`) and the log output (:mod:`.logs`, :mod:`.connlog`). Each
+limits (:mod:`.httplimits`), the log output (:mod:`.logs`, :mod:`.connlog`) and the
+heartbeat ceiling (``Settings.max_ping_interval``, the battery profile). Each
 group has its parser options, the value the command line asks for, and the arguments
 that hand it on to a ``--workers`` process (:mod:`.workers`)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
 
 from .httplimits import HttpLimits, protocol_class
 from .logs import configure
 
+if TYPE_CHECKING:
+    from .app import Anywire
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 __all__ = [
+    "add_heartbeat_options",
     "add_http_limit_options",
     "add_log_options",
+    "apply_heartbeat",
+    "heartbeat_args",
     "http_limit_args",
     "http_limits",
     "http_options",
@@ -149,3 +158,49 @@ def log_args(args: argparse.Namespace) -> list[str]:
 
 
 # -- end of log output ------------------------------------------------------------------
+
+
+# -- heartbeat ceiling (Settings.max_ping_interval, core/pinginterval.py) ----------------
+MAX_PING_ENV = "ANYWIRE_MAX_PING_INTERVAL"
+"""The environment variable that stands for ``--max-ping-interval`` when it is not given."""
+
+
+def _seconds(text: str) -> float:
+    value = float(text)  # ValueError: argparse says "invalid _seconds value"
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def add_heartbeat_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-ping-interval`` (default: ``ANYWIRE_MAX_PING_INTERVAL``, else the app's
+    own ``Settings.max_ping_interval``)."""
+    parser.add_argument(
+        "--max-ping-interval",
+        type=_seconds,
+        default=os.environ.get(MAX_PING_ENV) or None,
+        metavar="SECONDS",
+        help="longest heartbeat a client may ask for at negotiate (battery profile; "
+        f"default: ${MAX_PING_ENV}, else the app's Settings; keep it below every proxy's "
+        "idle timeout, docs/deployment.md)",
+    )
+
+
+def apply_heartbeat(aw: Anywire, args: argparse.Namespace) -> None:
+    """Give ``aw`` the heartbeat ceiling the command line asks for (before it serves).
+
+    Raises :class:`ValueError` when it is below the app's ``ping_interval``."""
+    if args.max_ping_interval is None:
+        return
+    aw.settings = dataclasses.replace(aw.settings, max_ping_interval=args.max_ping_interval)
+    aw.host.settings = aw.settings
+
+
+def heartbeat_args(args: argparse.Namespace) -> list[str]:
+    """The command-line options that give a worker process the same ceiling."""
+    if args.max_ping_interval is None:
+        return []
+    return ["--max-ping-interval", repr(args.max_ping_interval)]
+
+
+# -- end of heartbeat ceiling -----------------------------------------------------------

@@ -24,6 +24,12 @@ flood          WARNING  the connection's fields: its input was refused for flood
 closed         WARNING  reason (flood, slow_consumer) and the connection's fields
 ack_timeout    DEBUG    (none)
 broker         WARNING  state (INFO when ``ok`` again)
+undelivered    INFO     outcome called, namespace, user, event_name (the
+                        on_undelivered hook ran for an event none of the user's
+                        devices was connected for)
+undelivered    WARNING  outcome failed (the hook raised; its traceback is on logger
+                        ``anywire``)
+undelivered    DEBUG    outcome duplicate (another node calls the hook for it)
 =============  =======  ==========================================================
 
 ``ConnLog(level=..., alert_level=...)`` moves the INFO and WARNING rows; the logger's
@@ -113,6 +119,12 @@ class ConnLog(Observer):
 
     def broker_state(self, state: str) -> None:
         self._line(self.level if state == "ok" else self.alert_level, "broker", state=state)
+
+    def undelivered(self, outcome: str, namespace: str, user: str, event: str) -> None:
+        level = {"called": self.level, "failed": self.alert_level}.get(outcome, logging.DEBUG)
+        # ``event`` is the line's own ("undelivered"); ``name`` a LogRecord attribute.
+        fields = {"namespace": namespace, "user": user, "event_name": event}
+        self._line(level, "undelivered", outcome=outcome, **fields)
 
 
 def _conn(conn: Connection) -> dict[str, object]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..transports.base import Receive, Scope, Send, query
 from .broker_redis import RedisBroker
-from .heartbeats import shortened
+from .heartbeats import lengthened, shortened
 from .negotiate import json_response
 
 if TYPE_CHECKING:
@@ -103,6 +103,8 @@ class Metrics:
         stats: dict[str, Any] = dict(app.host.stats())
         stats.update(app.host.issuer.gate.counts.counts())  # session slots, IP buckets
         stats["sessions_short_ping"] = shortened(app.host.sessions.values(), app.settings)
+        stats["sessions_long_ping"] = lengthened(app.host.sessions.values(), app.settings)
+        stats.update(app.undelivered.counts)  # on_undelivered outcomes
         if isinstance(app.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in app.broker.counters.items()})
             stats["broker_streams"] = app.broker.stream_count()

@@ -84,6 +84,12 @@ class Observer:
     def broker_state(self, state: str) -> None:
         """The broker's connection state changed (``ok``, ``degraded``, ``down``)."""
 
+    def undelivered(self, outcome: str, namespace: str, user: str, event: str) -> None:
+        """An event to ``user`` found none of their devices connected (the
+        ``on_undelivered`` hook, server/undelivered.py). ``outcome``: ``called`` (a hook
+        ran and returned), ``failed`` (a hook raised; logged) or ``duplicate`` (another
+        node won the event's election and calls the hooks: not called here)."""
+
 
 class Observers(Observer):
     """All registered listeners, called in order; a failing listener is dropped."""
@@ -146,3 +152,6 @@ class Observers(Observer):
 
     def broker_state(self, state: str) -> None:
         self._call("broker_state", state)
+
+    def undelivered(self, outcome: str, namespace: str, user: str, event: str) -> None:
+        self._call("undelivered", outcome, namespace, user, event)

@@ -74,6 +74,7 @@ _LIVE = {
     "tombstones": "Sessions ended for good, remembered for late requests.",
     "session_tasks": "Handler tasks running for sessions.",
     "sessions_short_ping": "Sessions granted a shorter ping interval (idle cuts).",
+    "sessions_long_ping": "Sessions granted a longer ping interval (battery profile).",
     "admission_sessions": "Sessions counted by admission control.",
     "admission_held": "Session slots held by unredeemed tickets.",
     "admission_buckets": "Per-IP negotiate rate buckets.",
@@ -175,6 +176,11 @@ class PrometheusMetrics(Observer):
         )  # fmt: skip
         self.resumes = counter("resumes", "Resumes asked for, per outcome.", ("outcome",))
         self.lost_ranges = counter("lost_ranges", "$lost ranges sent to clients.")
+        self.undelivered_hooks = counter(
+            "undelivered_hooks",
+            "on_undelivered outcomes: called, failed (raised), duplicate (another node's).",
+            ("outcome",),
+        )
         self.lost_events = counter("lost_events", "Events announced lost (bounded ranges).")
         self.auth_failures = counter(
             "auth_failures", "Credentials refused, per reason and where.", ("reason", "where")
@@ -317,6 +323,9 @@ class PrometheusMetrics(Observer):
 
     def broker_state(self, state: str) -> None:
         self.broker_changes.labels(state).inc()
+
+    def undelivered(self, outcome: str, namespace: str, user: str, event: str) -> None:
+        self.undelivered_hooks.labels(outcome).inc()
 
 
 def forget_dead_workers(directory: str | None) -> None:

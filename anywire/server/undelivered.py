@@ -20,6 +20,17 @@ still lives (a crashed node's counts are ignored; a node's own field is ignored,
 knows its sessions first-hand) and, finding none, elects itself with ``SET NX`` on
 ``<prefix>:undl:<stream>:<epoch>:<offset>``: the winner calls the hook.
 
+Each node also lists the hashes it has a field in (``<prefix>:nlive:<node>``, a set
+living as long as they do) and, when it starts, removes its own fields from them: a node
+restarted after a crash **with the same fixed node id** (its heartbeat key then lives
+again) would otherwise lend its old positive counts to users it no longer hosts: every
+other node would defer to it for them until the counts expired. Random node ids (the default) never
+meet their old fields (a dead node's are ignored through its heartbeat key).
+
+Each outcome on this node (a hook called, a hook that raised, an event another node
+won) is told to the observers (``Observer.undelivered``: the metrics and the connection
+log) and counted in :attr:`Undelivered.counts`.
+
 Races err on the side of calling (a spare push is harmless, a missed one is not): a
 device whose count has not reached Redis yet when the event arrives gets a push too.
 The one way to miss is two nodes each detaching the user's last device while the other
@@ -29,6 +40,7 @@ hosts none of the user's connections calls the hook itself (possibly one call pe
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -45,7 +57,7 @@ from .observe import Connection, Observer
 if TYPE_CHECKING:
     from .app import Anywire
 
-__all__ = ["Undelivered", "UndeliveredEvent"]
+__all__ = ["OUTCOMES", "Undelivered", "UndeliveredEvent"]
 
 log = logging.getLogger("anywire")
 
@@ -57,8 +69,12 @@ _ELECT_MS = 10 * 60 * 1000
 # that never came back are also ignored at once through its heartbeat key).
 _LIVE_TTL_MS = 24 * 3600 * 1000
 
+# The most a start waits for Redis to forget this node's old counts (it goes on if not).
+_CLEAR_WAIT = 5.0
+
 # KEYS: live hash, election key. ARGV: alive key prefix, this node, election TTL (ms).
-# 1: nobody else has the user connected and this node won the election.
+# 0: another node has the user connected. 1: nobody has, and this node won the
+# election. 2: nobody has, and another node won it (it calls the hooks).
 _DECIDE = """
 local live = redis.call('HGETALL', KEYS[1])
 for i = 1, #live, 2 do
@@ -69,8 +85,13 @@ for i = 1, #live, 2 do
   end
 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return 1 end
-return 0
+return 2
 """
+_WON, _LOST = 1, 2
+
+OUTCOMES = ("called", "failed", "duplicate")
+"""What became of an undelivered event on this node (``Observer.undelivered``, the
+metrics ``undelivered_<outcome>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +117,8 @@ class Undelivered(Observer):
         self.app = app
         self.hooks: list[Callable[..., Any]] = []
         self._script: Any = None
+        self.counts = {f"undelivered_{outcome}": 0 for outcome in OUTCOMES}
+        """Hook outcomes on this node (the JSON metrics)."""
 
     def register(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Add a hook; the first one starts the bookkeeping (none without hooks)."""
@@ -105,6 +128,28 @@ class Undelivered(Observer):
             self.app.observe(self)
         self.hooks.append(fn)
         return fn
+
+    async def start(self) -> None:
+        """Remove this node's fields from the live counts it left in Redis (a restart
+        with the same node id after a crash); nothing without hooks or without Redis."""
+        cluster = self.app.cluster
+        if not self.hooks or cluster is None:
+            return
+        redis, node = cluster.broker.redis, cluster.broker.node_id
+        index = self._index_key()
+        try:
+            async with asyncio.timeout(_CLEAR_WAIT):
+                keys = await redis.smembers(index)
+                async with redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hdel(key, node)
+                    pipe.delete(index)
+                    await pipe.execute()
+        except (RedisError, OSError, BrokerUnavailable, TimeoutError):
+            log.warning("anywire: old connection counts of node %s not cleared (Redis)", node)
+            return
+        if keys:
+            log.info("anywire: cleared node %s's old counts of %d users", node, len(keys))
 
     # -- delivery -----------------------------------------------------------------------------
     def check(self, env: Envelope, targets: list[str]) -> None:
@@ -138,9 +183,11 @@ class Undelivered(Observer):
             )
         except (RedisError, OSError, BrokerUnavailable):
             log.warning("anywire: Redis unreachable: on_undelivered called from this node")
-            won = 1
-        if won:
+            won = _WON
+        if won == _WON:
             self._call(env)
+        elif won == _LOST:
+            self._tell("duplicate", env.namespace, env.target or "", env.event)
 
     def _call(self, env: Envelope) -> None:
         assert env.pos is not None
@@ -157,6 +204,13 @@ class Undelivered(Observer):
         except Exception:
             # The application's push failed: logged, delivery goes on.
             log.exception("on_undelivered hook failed for %r", info.event)
+            self._tell("failed", info.namespace, user, info.event)
+            return
+        self._tell("called", info.namespace, user, info.event)
+
+    def _tell(self, outcome: str, namespace: str, user: str, event: str) -> None:
+        self.counts[f"undelivered_{outcome}"] += 1
+        self.app.observers.undelivered(outcome, namespace, user, event)
 
     # -- who is connected (Redis only) ------------------------------------------------------
     def connected(self, conn: Connection, resumed: bool) -> None:
@@ -179,6 +233,9 @@ class Undelivered(Observer):
             async with cluster.broker.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(key, cluster.broker.node_id, delta)
                 pipe.pexpire(key, _LIVE_TTL_MS)
+                if delta > 0:  # listed for the clearing at a restart (start())
+                    pipe.sadd(self._index_key(), key)
+                    pipe.pexpire(self._index_key(), _LIVE_TTL_MS)
                 await pipe.execute()
         except (RedisError, OSError, BrokerUnavailable):
             # Only another node's decision reads it, and it errs on calling the hook.
@@ -188,3 +245,8 @@ class Undelivered(Observer):
         cluster = self.app.cluster
         assert cluster is not None
         return f"{cluster.broker.prefix}:live:{{{namespace}}}:{user}"
+
+    def _index_key(self) -> str:
+        cluster = self.app.cluster
+        assert cluster is not None
+        return f"{cluster.broker.prefix}:nlive:{cluster.broker.node_id}"

@@ -97,8 +97,8 @@ class Link:
     """One live transport connection of a session."""
 
     __slots__ = (
-        "_flag", "_waiters", "closing", "codec", "hold", "info", "on_wake", "peer", "queued",
-        "sid", "traffic",
+        "_flag", "_waiters", "closing", "codec", "hold", "info", "interval", "on_wake", "peer",
+        "queued", "sid", "traffic",
     )  # fmt: skip
 
     def __init__(
@@ -120,6 +120,9 @@ class Link:
         # Longest hold of a poll on this link (long-poll; None: the server's poll_window),
         # shorter when its negotiate was granted a shorter heartbeat.
         self.hold: float | None = None
+        # The heartbeat interval its negotiate was granted (None: the server's
+        # ping_interval); SSE paces its comment keepalives by it (battery profile).
+        self.interval: float | None = None
         # A flag and bare futures instead of an asyncio.Event: an idle connection then
         # holds one future, not an Event with its deque (memory per connection).
         self._flag = False

@@ -3,8 +3,9 @@
 Built on sse-starlette's ``EventSourceResponse``. Each SSE event carries one JSON frame or
 a JSON array of frames in ``data:``. The stream opens with a padding comment (some
 buffering intermediaries release nothing until a few KB have passed) and keeps itself
-alive with comment pings; the session's own ``ping`` frames (answered by POST) detect dead
-peers. Upstream frames arrive through :mod:`.upstream`.
+alive with comment pings (as rarely as the session's granted heartbeat when that is
+longer: the battery profile, core/pinginterval.py); the session's own ``ping`` frames
+(answered by POST) detect dead peers. Upstream frames arrive through :mod:`.upstream`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError
+from ..core.pinginterval import keepalive_period
 from .base import (
     Host,
     Link,
@@ -92,7 +94,7 @@ class SSETransport:
         response = EventSourceResponse(
             self._events(link),
             headers=headers,
-            ping=min(self.keepalive, self.host.settings.ping_interval),
+            ping=keepalive_period(self.host.settings, self.keepalive, link.interval),
             send_timeout=self.host.settings.ping_interval + self.host.settings.ping_timeout,
             shutdown_event=self.shutdown_event,
             shutdown_grace_period=1.0,

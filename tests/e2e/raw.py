@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 import httpx
@@ -36,6 +37,8 @@ class RawConn:
         # WebSocket stops reading its socket, SSE its stream, long-poll stops polling.
         self.reading = asyncio.Event()
         self.reading.set()
+        # When each SSE comment keepalive arrived (time.monotonic(); the padding excluded).
+        self.comments: list[float] = []
 
     async def negotiate(self, **body: Any) -> httpx.Response:
         headers = dict(self.headers)
@@ -112,6 +115,8 @@ class RawConn:
                 await self.reading.wait()
                 if line.startswith("data:"):
                     self._put(json.loads(line[5:]))
+                elif line.startswith(":") and line[1:].strip():
+                    self.comments.append(time.monotonic())
         self.inbox.put_nowait({"t": "_closed"})
 
     async def _read_poll(self) -> None:

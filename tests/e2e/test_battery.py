@@ -10,6 +10,7 @@ at the same time (each run is mostly an idle window), each with its own users.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -191,3 +192,71 @@ def test_negotiate_grants_within_the_server_bounds(
     assert r.status_code == 200
     assert r.json()["ping_interval"] == granted
     assert r.json()["poll_window"] == (granted if granted > 1000 else 500)
+
+
+async def _comment_gaps(server: Server, ask: int | None, count: int) -> list[float]:
+    """An SSE stream (asking ``ask`` ms, or nothing): the gaps between its comment
+    keepalives, from the hello on, while its pings are answered."""
+    conn = RawConn(server.url, "sse", make_token(f"comments-{ask}"))
+    try:
+        body = {} if ask is None else {"ping_interval": ask}
+        await conn.open(**body)
+        opened = time.monotonic()
+        async with asyncio.timeout(count * 4 + 2):
+            while len(conn.comments) < count:
+                try:
+                    frame = await conn.recv(timeout=0.2, skip_control=False)
+                except TimeoutError:
+                    continue
+                if frame["t"] == "ping":
+                    await conn.send({"t": "pong"})
+        marks = [opened, *conn.comments[:count]]
+        return [b - a for a, b in itertools.pairwise(marks)]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_sse_keepalives_follow_a_longer_grant(server: Server) -> None:
+    """A battery SSE stream gets its comment keepalives at the granted 2.5 s, not at the
+    server's usual period (min(15 s, ping_interval) = 1 s here), which a stream that
+    asked for nothing still gets."""
+    battery, usual = await asyncio.gather(
+        _comment_gaps(server, int(ASK * 1000), 2), _comment_gaps(server, None, 2)
+    )
+    print(f"\nsse comment gaps: battery {[round(g, 2) for g in battery]}, "
+          f"default {[round(g, 2) for g in usual]}")  # fmt: skip
+    for gap in battery:
+        assert 2.2 <= gap <= 3.0, battery
+    for gap in usual:
+        assert 0.7 <= gap <= 1.4, usual
+
+
+@pytest.fixture(scope="module")
+def prometheus_server() -> Iterator[Server]:
+    srv = start_server(BATTERY, args=("--metrics", "prometheus"))
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.asyncio
+async def test_sessions_on_a_longer_interval_are_counted(prometheus_server: Server) -> None:
+    """``sessions_long_ping`` (JSON and Prometheus) counts a battery session on each
+    transport, not one on the server's own interval nor one on a shorter grant."""
+    srv = prometheus_server
+    conns = [RawConn(srv.url, t, make_token(f"long-{t}")) for t in TRANSPORTS]
+    others = [RawConn(srv.url, "websocket", make_token(f"not-long-{n}")) for n in range(2)]
+    try:
+        for conn in conns:
+            await conn.open(ping_interval=int(ASK * 1000))
+        await others[0].open()
+        await others[1].open(ping_interval=500)  # shorter: sessions_short_ping
+        async with httpx.AsyncClient(base_url=srv.url) as http:
+            stats = (await http.get("/anywire/metrics?format=json")).json()
+            text = (await http.get("/anywire/metrics")).text
+    finally:
+        for conn in [*conns, *others]:
+            await conn.close()
+    assert stats["sessions_long_ping"] == len(TRANSPORTS), stats
+    assert stats["sessions_short_ping"] == 1, stats
+    assert f"anywire_sessions_long_ping {float(len(TRANSPORTS))}" in text, text

@@ -6,10 +6,12 @@ and its client still catches the event up on resume; a failing hook breaks nothi
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -24,7 +26,11 @@ WAIT = 5.0
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    srv = start_server({"AW_RESUME_WINDOW": "10"}, app="tests.e2e.undeliveredapp:app")
+    srv = start_server(
+        {"AW_RESUME_WINDOW": "10"},
+        app="tests.e2e.undeliveredapp:app",
+        args=("--metrics", "prometheus", "--conn-log-level", "info"),  # hook outcomes
+    )
     yield srv
     srv.stop()
 
@@ -111,3 +117,40 @@ async def test_detached_session_calls_the_hook_and_catches_up(
         assert frame["t"] == "event" and frame["d"] == "while away"
     finally:
         await back.close()
+
+
+def _hook_metrics(server: Server) -> tuple[dict[str, int], str]:
+    stats = httpx.get(server.url + "/anywire/metrics?format=json", timeout=5).json()
+    text = httpx.get(server.url + "/anywire/metrics", timeout=5).text
+    return {k: v for k, v in stats.items() if k.startswith("undelivered_")}, text
+
+
+def _prom(text: str, outcome: str) -> float:
+    line = rf'^anywire_undelivered_hooks_total{{outcome="{outcome}"}} (\S+)$'
+    found = re.search(line, text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_hook_outcomes_are_counted_and_logged(server: Server, sender: Client) -> None:
+    """Each hook outcome is an Observer event: a JSON and a Prometheus counter, and an
+    ``undelivered`` line in the connection log with the user and the event."""
+    user = f"told-{secrets.token_hex(3)}"
+    before, before_text = _hook_metrics(server)
+    await to_user(sender, user, {"n": 1})
+    await to_user(sender, user, "boom")  # the hook raises
+    lines: list[str] = []
+    async with asyncio.timeout(WAIT):
+        while len(lines) < 2:
+            text = server.log.read_text(errors="replace")
+            lines = [ln for ln in text.splitlines() if "undelivered outcome=" in ln and user in ln]
+            await asyncio.sleep(0.02)  # polling the server's log, not synchronising
+    said = sorted(re.findall(r"outcome=(\w+)", "\n".join(lines)))
+    assert said == ["called", "failed"], lines
+    for ln in lines:
+        assert f"user={user}" in ln and "event_name=note" in ln and "namespace=/" in ln, ln
+    after, after_text = _hook_metrics(server)
+    assert after["undelivered_called"] == before["undelivered_called"] + 1, (before, after)
+    assert after["undelivered_failed"] == before["undelivered_failed"] + 1, (before, after)
+    assert after["undelivered_duplicate"] == 0  # one node: no election
+    for outcome in ("called", "failed"):
+        assert _prom(after_text, outcome) == _prom(before_text, outcome) + 1, after_text

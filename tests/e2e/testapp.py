@@ -63,6 +63,7 @@ aw = Anywire(
     settings=settings,
     tick=_f("AW_TICK", 0.05),
     path=os.environ.get("AW_PATH", "/anywire"),  # tests/e2e/mountapp.py mounts it elsewhere
+    node_id=os.environ.get("AW_NODE_ID") or None,  # a fixed id: a restart is the same node
 )
 if aw.admin is not None:  # ANYWIRE_ADMIN_TOKEN set: snapshots more often than in production
     aw.admin.interval = _f("AW_ADMIN_INTERVAL", 2.0)

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -84,8 +85,21 @@ async def test_user_connected_on_b_gets_no_push(
         await conn.close()
 
 
-async def test_user_connected_nowhere_gets_exactly_one_push(clients: list[Client]) -> None:
+def outcomes(nodes: list[Server]) -> dict[str, int]:
+    """The hook outcomes summed over ``nodes`` (their JSON metrics)."""
+    total = {"undelivered_called": 0, "undelivered_failed": 0, "undelivered_duplicate": 0}
+    for node in nodes:
+        stats = httpx.get(node.url + "/anywire/metrics", timeout=5).json()
+        for key in total:
+            total[key] += stats[key]
+    return total
+
+
+async def test_user_connected_nowhere_gets_exactly_one_push(
+    pair: list[Server], clients: list[Client]
+) -> None:
     user = f"nowhere-{secrets.token_hex(3)}"
+    before = outcomes(pair)
     for n in range(5):
         await to_user(clients[n % 2], user, n)
     sentinel = f"off-{secrets.token_hex(3)}"
@@ -94,3 +108,10 @@ async def test_user_connected_nowhere_gets_exactly_one_push(clients: list[Client
     found = await wait_calls(clients, user, 5)
     assert sorted(c["data"] for c in found) == [0, 1, 2, 3, 4]  # once each, not per node
     assert len({c["offset"] for c in found}) == 5
+    # Each event: called on the node that won its election, a duplicate on the other
+    # (the loser's decision may still be on its way: waited for, bounded).
+    want = {"undelivered_called": 6, "undelivered_failed": 0, "undelivered_duplicate": 6}
+    async with asyncio.timeout(WAIT):
+        while (now := outcomes(pair)) != {k: before[k] + want[k] for k in want}:
+            await asyncio.sleep(0.05)  # polling the nodes' metrics, not synchronising
+    assert now == {k: before[k] + want[k] for k in want}

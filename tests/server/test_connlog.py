@@ -85,6 +85,22 @@ def test_every_event_is_one_json_object_with_its_fields_as_keys(output: io.Strin
     assert str(connect["time"]).endswith("Z") and "resumed=false" in str(connect["message"])
 
 
+def test_undelivered_outcomes_are_lines_at_their_levels(output: io.StringIO) -> None:
+    configure("json", "DEBUG", stream=output)
+    log = ConnLog()
+    for outcome in ("called", "failed", "duplicate"):
+        log.undelivered(outcome, "/chat", "bob", "note")
+    lines = _json_lines(output)
+    assert [(line["event"], line["outcome"], line["level"]) for line in lines] == [
+        ("undelivered", "called", "INFO"),
+        ("undelivered", "failed", "WARNING"),
+        ("undelivered", "duplicate", "DEBUG"),
+    ]
+    assert {(line["namespace"], line["user"], line["event_name"]) for line in lines} == {
+        ("/chat", "bob", "note")
+    }
+
+
 def test_text_lines_carry_the_same_fields_and_stay_one_line(output: io.StringIO) -> None:
     configure("text", "INFO", stream=output)
     odd = Connection("s2", "longpoll", "/", None, 'http://x.example\n"forged"', None)

@@ -11,6 +11,7 @@ from anywire.core.pinginterval import (
     asked_interval,
     dead_after,
     grant_interval,
+    keepalive_period,
     longest_hold,
     poll_hold,
 )
@@ -60,6 +61,16 @@ def test_poll_hold_follows_the_grant() -> None:
     assert poll_hold(s, 45.0) == 45.0  # up to a longer one
     assert longest_hold(s) == 60.0
     assert longest_hold(Settings(ping_interval=20.0, poll_window=15.0)) == 15.0
+
+
+def test_sse_keepalives_follow_a_longer_grant_only() -> None:
+    s = Settings(ping_interval=20.0, max_ping_interval=60.0)
+    assert keepalive_period(s, 15.0, None) == 15.0  # the usual period
+    assert keepalive_period(s, 15.0, 20.0) == 15.0  # the server's own interval
+    assert keepalive_period(s, 15.0, 5.0) == 15.0  # a shorter grant pings more anyway
+    assert keepalive_period(s, 15.0, 18.0) == 15.0
+    assert keepalive_period(s, 15.0, 45.0) == 45.0  # battery: no comment every 15 s
+    assert keepalive_period(Settings(ping_interval=1.0), 15.0, None) == 1.0
 
 
 def test_silence_limit_grows_with_a_longer_interval_only() -> None:
