@@ -69,7 +69,8 @@ class Faults:
         self.host = host
         self._armed: dict[str, _Armed] = {}
         self.applied: dict[str, int] = {}
-        """Per session id: frames a fault actually touched (held, repeated, lost...)."""
+        """Per session id: frames a fault actually touched (held, repeated, lost...).
+        Never pruned: the hook is for tests, not for production servers."""
 
     @classmethod
     def install(cls, aw: Anywire) -> Faults:
@@ -101,10 +102,9 @@ class Faults:
             return 0
         again = max(0, min(n, sess.written - (sess.floor - 1)))
         sess.written -= again
-        if again:
-            sess_wake = sess.connection
-            if isinstance(sess_wake, Link):
-                sess_wake.wake()
+        link = sess.connection
+        if again and isinstance(link, Link):
+            link.wake()  # nothing new may be pushed to wake its writer
         self._count(sess.sid, again)
         return again
 
@@ -112,32 +112,33 @@ class Faults:
 
     def reorder(self, sock: Socket, k: int) -> int:
         """Hold the next ``k`` frames and write them all at once, last first."""
-        return self._arm(sock, reorder=k, held=[])
+        return self._arm(sock, k, _Armed(reorder=k, held=[]))
 
     def duplicate(self, sock: Socket, k: int) -> int:
         """Write each of the next ``k`` frames twice in a row."""
-        return self._arm(sock, duplicate=k)
+        return self._arm(sock, k, _Armed(duplicate=k))
 
     def lose(self, sock: Socket, k: int) -> int:
         """Swallow the next ``k`` frames (taken from the outbox but never written), as a
         lost long-poll response or a lost stretch of a stream would lose them."""
-        return self._arm(sock, lose=k)
+        return self._arm(sock, k, _Armed(lose=k))
 
     def drop_after(self, sock: Socket, k: int) -> int:
         """Write the next ``k`` frames, then close the connection with 4000 (a reconnect
         code; the session stays): what follows waits in the outbox for the resume."""
-        return self._arm(sock, drop_after=k)
+        return self._arm(sock, k, _Armed(drop_after=k))
 
-    def _arm(self, sock: Socket, **what: object) -> int:
+    def _arm(self, sock: Socket, k: int, armed: _Armed) -> int:
+        """Arm ``armed`` on the session (replacing what was armed); 0 if it is gone."""
+        if k < 1:
+            raise ValueError(f"a fault needs k >= 1 frames, got {k}")
         sess = self._session(sock)
         if sess is None:
             return 0
         link = sess.connection
-        armed = _Armed(link=link if isinstance(link, Link) else None)
-        for key, value in what.items():
-            setattr(armed, key, value)
+        armed.link = link if isinstance(link, Link) else None
         self._armed[sess.sid] = armed
-        return next(v for v in what.values() if isinstance(v, int))
+        return k
 
     def _session(self, sock: Socket) -> ServerSession | None:
         return self.host.sessions.get(sock.sid)
