@@ -8,14 +8,19 @@ import asyncio
 import json
 from pathlib import Path
 
-from .kit import TRANSPORTS, Kit
+from .kit import CONTROL, TRANSPORTS, Kit
+from .scenarios import scenarios
 
 
 def main(argv: list[str]) -> int:
+    names = ", ".join(s.name for s in scenarios())
     p = argparse.ArgumentParser(
         prog="anywire conformance",
         description="Drive a client under test through scripted scenarios "
         "(docs/clients.md). Exit 0 when every scenario passed or was skipped.",
+        epilog=f"Scenarios: {names}. Control interface (the driver polls it): GET "
+        f"{CONTROL}/next, POST {CONTROL}/report, GET {CONTROL}/results, GET "
+        f"{CONTROL}/token?sub=NAME&ttl=SECONDS[&late=1].",
     )
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")

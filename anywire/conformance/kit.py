@@ -53,6 +53,9 @@ class Run:
             step = dict(step)
             if step["op"] == "connect":
                 step.update(transport=self.transport, namespace=self.namespace)
+                if "token" in step:  # a user of its own per run (the kit keys "late" on it)
+                    sub = f"{step['token']['sub']}{self.namespace.replace('/', '-')}"
+                    step["token"] = {**step["token"], "sub": sub}
             steps.append(step)
         return {
             "scenario": self.name,
@@ -85,6 +88,13 @@ class _Watch(Observer):
                 run.seen.resumes += 1
             else:
                 run.seen.connects += 1
+
+    def disconnected(
+        self, conn: Connection, code: int, duration: float, frames_in: int, frames_out: int
+    ) -> None:
+        run = self.kit.by_namespace.get(conn.namespace)
+        if run is not None:
+            run.seen.closes.append(code)
 
 
 class _KitAuth:
@@ -133,6 +143,7 @@ class Kit:
         self.current: Run | None = None  # the run last handed out (one at a time)
         self.done = asyncio.Event()
         self._judging: set[asyncio.Task[None]] = set()
+        self._late: dict[str, int] = {}  # sub -> exp of its first "late" credential
 
     # -- control interface ----------------------------------------------------------------
 
@@ -146,13 +157,21 @@ class Kit:
         return {"done": True}
 
     def token(self, query: str) -> tuple[int, dict[str, Any]]:
-        """A JWT for ``sub``, valid ``ttl`` seconds (1-3600)."""
+        """A JWT for ``sub``, valid ``ttl`` seconds (1-3600). With ``late=1``: the first
+        credential for ``sub`` is valid, and every one asked for before it expires is
+        already expired (an in-band refresh fails, so the session meets its deadline and
+        is closed with 4004); from its expiry on they are valid again."""
         q = parse_qs(query)
         sub, ttl = q.get("sub", [""])[0], q.get("ttl", ["600"])[0]
         if not sub or not ttl.isdigit() or not 1 <= int(ttl) <= 3600:
             return 400, {"error": "token needs sub (non-empty) and ttl (1-3600 seconds)"}
         now = int(time.time())
-        claims = {"sub": sub, "iat": now, "exp": now + int(ttl)}
+        exp = now + int(ttl)
+        if q.get("late", [""])[0] == "1":
+            first = self._late.setdefault(sub, exp)
+            if first != exp and time.time() < first:
+                exp = now - 60
+        claims = {"sub": sub, "iat": now, "exp": exp}
         return 200, {"token": jwt.encode(claims, self.key, algorithm="HS256")}
 
     def report(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -226,6 +245,10 @@ class Kit:
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        if run is not None and run.scenario.refuse_sse and path.endswith("/sse"):
+            # As a proxy that cannot stream would answer: the client must try long-poll.
+            await _json(send, 502, {"error": "conformance: SSE refused"})
+            return
         if not path.startswith(CONTROL + "/"):
             await self.aw(scope, receive, send)
             return

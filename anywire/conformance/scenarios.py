@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..server import Anywire, Socket
+from ..server.faults import Faults
 
 BURST = 50
 HISTORY = 20  # the kit's stream_history: a gap past it is announced with $lost
@@ -30,6 +31,8 @@ class Seen:
     closed_with: int | None = None
     duplicates: int = 0
     transport: str | None = None
+    closes: list[int] = field(default_factory=list)  # close codes of ended connections
+    faulted_of: tuple[Faults, str] | None = None  # the hook and the session it faulted
 
 
 Check = Callable[[list[dict[str, Any]], Seen], "str | None"]
@@ -47,6 +50,7 @@ class Scenario:
     # next poll, so nothing is left to repeat there).
     transports: tuple[str, ...] = ("websocket", "sse", "longpoll")
     refuse_websocket: bool = False  # the kit answers every WebSocket upgrade with 403
+    refuse_sse: bool = False  # the kit answers every SSE request with 502 (a proxy's error)
 
 
 def _result(results: list[dict[str, Any]], op: str) -> dict[str, Any]:
@@ -150,12 +154,11 @@ def _install_dup(aw: Anywire, ns: str, seen: Seen) -> None:
         sess = aw.host.sessions[sock.sid]
         # Wait (bounded) until the connection was given those frames, then hand the last
         # ones again: the next write repeats frames (same sequence numbers) the client has
-        # already had, as a retransmission would. Core's outbox keeps unacknowledged frames.
+        # already had, as a retransmission would.
         async with asyncio.timeout(5):
             while sess.written < sess.out_seq:
                 await asyncio.sleep(0.01)
-        again = min(3, sess.written - (sess.floor - 1))
-        sess.written -= again
+        again = Faults.install(aw).repeat(sock, 3)
         seen.duplicates += again
         for i in range(DROP_BEFORE, DROP_BEFORE + DROP_AFTER):
             await sock.emit("n", i)
@@ -232,9 +235,7 @@ def _install_expire(aw: Anywire, ns: str, seen: Seen) -> None:
             await sock.disconnect(4000, "conformance: drop past the window")
             # The resume window passing, without waiting it out: the server forgets the
             # session as its expiry would (its stream stays, section 7.4).
-            sess = aw.host.sessions.get(sid)
-            if sess is not None:
-                aw.host._expire(sess, run_hooks=True, end="expired")
+            Faults.install(aw).expire(sock)
             # Sent to the session's stream while no session holds it: the fresh session
             # catches up on it from the client's position.
             for i in range(DROP_BEFORE, DROP_BEFORE + away):
@@ -294,26 +295,193 @@ def _install_close(aw: Anywire, ns: str, seen: Seen) -> None:
         return "closing"
 
 
-def _check_reconnect(results: list[dict[str, Any]], seen: Seen) -> str | None:
+# -- 4004 TOKEN_EXPIRED, then a fresh credential and a resume -------------------------------
+
+LATE_TTL = 2  # seconds
+
+
+def _check_expired(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    if 4004 not in seen.closes:
+        return f"the server never closed with 4004 (closes seen: {seen.closes})"
     status = _result(results, "wait_reconnect")
     if not status.get("reconnected"):
-        return "the client did not reconnect after close code 4000 (4000-4499: reconnect)"
-    if seen.connects + seen.resumes < 2:
-        return "the server saw no second connection after close code 4000"
+        return "the client did not reconnect after 4004 TOKEN_EXPIRED"
+    if status.get("recovered") is not True or seen.resumes < 1:
+        return (
+            f"after 4004 the client reported recovered={status.get('recovered')!r} and the "
+            f"server saw {seen.resumes} resume(s): it must resume with a fresh credential"
+        )
+    # After the deadline nothing of the session runs until it resumed with a fresh
+    # credential (section 11.4): the second call answering proves the credential. (Its
+    # exp is not compared: Socket.claims keeps the first credential's claims on a resume.)
+    calls = [r for r in results if r.get("op") == "call"]
+    if len(calls) != 2 or not all(isinstance(c.get("ack"), int) for c in calls):
+        return f"the calls before and after the 4004 must both be answered: {calls!r}"
     return None
 
 
-def _check_terminal(results: list[dict[str, Any]], seen: Seen) -> str | None:
-    closed = _result(results, "wait_closed")
+
+# -- faults on the next frames: reordered, duplicated, lost, a drop at frame k ------------
+
+FAULTED = 5  # frames a fault affects (of DROP_BEFORE + DROP_AFTER events)
+DROP_AT = 3  # the connection is cut after this many frames in drop_at_frame
+
+
+def _install_fault(kind: str) -> Callable[[Anywire, str, Seen], None]:
+    def install(aw: Anywire, ns: str, seen: Seen) -> None:
+        faults = Faults.install(aw)
+
+        @aw.on("conf.fault", namespace=ns)
+        async def fault(sock: Socket, data: Any) -> Any:
+            if kind == "reorder":
+                faults.reorder(sock, FAULTED)
+            elif kind == "duplicate":
+                faults.duplicate(sock, FAULTED)
+            elif kind == "lose":
+                faults.lose(sock, FAULTED)
+            else:
+                faults.drop_after(sock, DROP_AT)
+            for i in range(DROP_BEFORE + DROP_AFTER):
+                await sock.emit("n", i)
+            # Counted once the client reported (the hook spends its fault as frames go by).
+            seen.faulted_of = (faults, sock.sid)
+            return kind
+
+    return install
+
+
+def _check_fault(what: str, resume: bool = False) -> Check:
+    def check(results: list[dict[str, Any]], seen: Seen) -> str | None:
+        faults, sid = seen.faulted_of or (None, "")
+        touched = faults.applied.get(sid, 0) if faults is not None else 0
+        if not touched:
+            return f"the kit could not {what} (no frame went through its fault hook)"
+        bad = _check_events(list(range(DROP_BEFORE + DROP_AFTER)))(results, seen)
+        if bad:
+            return f"after the server {what}: {bad}"
+        if resume and seen.resumes < 1:
+            return "the server saw no resume after it cut the connection"
+        return None
+
+    return check
+
+
+# -- fallback down to long-poll -------------------------------------------------------------
+
+
+def _check_fallback_longpoll(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    landed = _result(results, "connect").get("transport")
+    if landed != "longpoll":
+        return (
+            f"with WebSocket refused (403) and SSE failing (502) the client landed on "
+            f"{landed!r}, expected 'longpoll'"
+        )
+    ack = _result(results, "call").get("ack")
+    if ack != "longpoll" or seen.transport != "longpoll":
+        return f"the server saw the call on {seen.transport!r} (ack {ack!r}), expected 'longpoll'"
+    return None
+
+
+# -- every close code ------------------------------------------------------------------------
+
+RECONNECT_CODES = (4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4008)
+TERMINAL_CODES = (4500, 4501, 4502, 4503, 4505, 4506, 4507)
+
+
+def _close_steps() -> list[dict[str, Any]]:
+    # A fresh client per code: one client closed nine times in a row would rightly back
+    # off longer each time (its connections do not outlive its longest delay).
+    steps: list[dict[str, Any]] = []
+    for n, code in enumerate(RECONNECT_CODES, start=1):
+        steps.append({"op": "connect"})
+        steps.append({"op": "call", "event": "conf.close", "data": {"code": code}})
+        steps.append({"op": "wait_reconnect", "count": 2 * n, "timeout": 10})
+        steps.append({"op": "close"})
+    return steps
+
+
+def _check_reconnect_all(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    waits = [r for r in results if r.get("op") == "wait_reconnect"]
+    for code, r in zip(RECONNECT_CODES, waits, strict=False):
+        if not r.get("reconnected"):
+            return f"the client did not reconnect after close code {code} (4000-4499: reconnect)"
+    if len(waits) != len(RECONNECT_CODES):
+        return f"expected {len(RECONNECT_CODES)} wait_reconnect results, got {len(waits)}"
+    if seen.connects + seen.resumes < 2 * len(RECONNECT_CODES):
+        return (
+            f"the server saw {seen.connects + seen.resumes} connections, expected "
+            f"{2 * len(RECONNECT_CODES)} (per reconnect code: the first, and the reconnect)"
+        )
+    return None
+
+
+def _terminal_steps() -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    for code in TERMINAL_CODES:
+        steps.append({"op": "connect"})
+        steps.append({"op": "call", "event": "conf.close", "data": {"code": code}})
+        steps.append({"op": "wait_closed", "timeout": 10})
+    return steps
+
+
+def _check_terminal_all(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    closed = [r for r in results if r.get("op") == "wait_closed"]
+    for code, r in zip(TERMINAL_CODES, closed, strict=False):
+        if not r.get("closed"):
+            return f"the client did not report the terminal close {code}"
+        if r.get("code") != code:
+            return f"the client reported close code {r.get('code')!r}, expected {code}"
+    if len(closed) != len(TERMINAL_CODES):
+        return f"expected {len(TERMINAL_CODES)} wait_closed results, got {len(closed)}"
+    extra = seen.connects + seen.resumes - len(TERMINAL_CODES)
+    if extra > 0:
+        after = [c for c in seen.closes if c in TERMINAL_CODES]
+        return (
+            f"the client reconnected {extra} time(s) after terminal close codes {after} "
+            "(4500-4999: terminal, MUST NOT reconnect)"
+        )
+    return None
+
+
+# -- limits ----------------------------------------------------------------------------------
+
+OVERSIZED = 70_000  # bytes of padding: over the kit's max_frame_size (65536, the default)
+
+
+def _install_big(aw: Anywire, ns: str, seen: Seen) -> None:
+    @aw.on("conf.big", namespace=ns)
+    async def big(sock: Socket, data: Any) -> Any:
+        return len(str(data))  # never reached: the frame is refused first
+
+
+def _check_big(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    call = _result(results, "call")
+    if "ack" in call and "error" not in call:
+        return f"a {OVERSIZED}-byte frame was acked ({call['ack']!r}): it must be refused (4503)"
+    error = str(call.get("error") or "")
+    if not error:
+        return "the client reported no error for a frame over max_frame_size"
+    # Refused by the server (4503), or by the client itself before sending (it knows
+    # max_frame_size from negotiate): either way the error must say what went wrong.
+    words = ("4503", "too big", "too large", "max_frame_size", "limit")
+    if not any(w in error.lower() for w in words):
+        return f"the client's error does not say the frame was too big (4503): {error[:200]!r}"
     if seen.connects + seen.resumes > 1:
         return (
-            "the client reconnected after close code 4505 (4500-4999: terminal, MUST NOT reconnect)"
+            f"after the oversized frame the client connected again "
+            f"({seen.connects + seen.resumes} connections): 4503 is terminal"
         )
-    if not closed.get("closed"):
-        return "the client did not report the terminal close"
-    if closed.get("code") != 4505:
-        return f"the client reported close code {closed.get('code')!r}, expected 4505"
     return None
+
+
+def _fault_steps() -> list[dict[str, Any]]:
+    return [
+        {"op": "collect", "event": "n"},
+        {"op": "connect"},
+        {"op": "call", "event": "conf.fault", "data": None},
+        {"op": "wait_events", "event": "n", "count": DROP_BEFORE + DROP_AFTER, "timeout": 10},
+        {"op": "close"},
+    ]
 
 
 def scenarios() -> list[Scenario]:
@@ -454,27 +622,97 @@ def scenarios() -> list[Scenario]:
             _install_expire,
         ),
         Scenario(
-            "close_reconnect_40xx",
-            "the server closes with 4000: the client must reconnect by itself",
+            "token_expired",
+            f"the client connects with a {LATE_TTL} s credential and every refresh it asks "
+            "for before that expires is already expired: the server closes with 4004; the "
+            "client must get a fresh credential and resume (recovered: true)",
             [
-                {"op": "connect"},
-                {"op": "call", "event": "conf.close", "data": {"code": 4000}},
+                {"op": "connect", "token": {"sub": "late", "ttl": LATE_TTL, "late": 1}},
+                {"op": "call", "event": "conf.exp", "data": None},
                 {"op": "wait_reconnect", "timeout": 10},
+                {"op": "call", "event": "conf.exp", "data": None},
                 {"op": "close"},
             ],
-            _check_reconnect,
+            _check_expired,
+            _install_refresh,
+        ),
+        Scenario(
+            "reordered_frames",
+            f"the server holds the next {FAULTED} frames and writes them last first: the "
+            "client must see the gap, resume, and deliver every event once, in order",
+            _fault_steps(),
+            _check_fault("reordered frames"),
+            _install_fault("reorder"),
+        ),
+        Scenario(
+            "duplicated_frames",
+            f"each of the next {FAULTED} frames is written twice in a row (same sequence "
+            "number): the client must drop the copies",
+            _fault_steps(),
+            _check_fault("wrote frames twice"),
+            _install_fault("duplicate"),
+        ),
+        Scenario(
+            "lost_frames",
+            f"the next {FAULTED} frames are taken from the outbox but never written (a lost "
+            "long-poll response, a lost stretch of a stream): the client must get them "
+            "again (long-poll: its next ack, section 8.4; else: the gap, then a resume)",
+            _fault_steps(),
+            _check_fault("lost frames"),
+            _install_fault("lose"),
+        ),
+        Scenario(
+            "drop_at_frame",
+            f"the server cuts the connection (4000) right after frame {DROP_AT} of a burst: "
+            "the client resumes and delivers every event once, in order",
+            _fault_steps(),
+            _check_fault("cut the connection at a chosen frame", resume=True),
+            _install_fault("drop"),
+        ),
+        Scenario(
+            "fallback_to_longpoll",
+            "every WebSocket upgrade is refused (403) and every SSE request fails (502, as "
+            "from a proxy): a client allowed all three must land on long-poll",
+            [
+                {"op": "connect", "transports": ["websocket", "sse", "longpoll"]},
+                {"op": "call", "event": "conf.where", "data": None},
+                {"op": "close"},
+            ],
+            _check_fallback_longpoll,
+            _install_fallback,
+            transports=("websocket",),
+            refuse_websocket=True,
+            refuse_sse=True,
+        ),
+        Scenario(
+            "close_codes_40xx",
+            f"a fresh connection is closed with each reconnect code in turn "
+            f"({', '.join(map(str, RECONNECT_CODES))}): the client must reconnect after every one",
+            _close_steps(),
+            _check_reconnect_all,
             _install_close,
         ),
         Scenario(
-            "close_terminal_45xx",
-            "the server closes with 4505: the client must stop and must not reconnect",
-            [
-                {"op": "connect"},
-                {"op": "call", "event": "conf.close", "data": {"code": 4505}},
-                {"op": "wait_closed", "timeout": 10},
-            ],
-            _check_terminal,
+            "close_codes_45xx",
+            f"a fresh connection is closed with each terminal code in turn "
+            f"({', '.join(map(str, TERMINAL_CODES))}): the client must report each and "
+            "never reconnect on its own",
+            _terminal_steps(),
+            _check_terminal_all,
             _install_close,
             hold=1.5,
+        ),
+        Scenario(
+            "oversized_frame",
+            f"the client is asked to send a frame over max_frame_size ({OVERSIZED} bytes of "
+            "data): it must surface the error (refused before sending, or the server's "
+            "4503, terminal) and not reconnect in a loop",
+            [
+                {"op": "connect"},
+                {"op": "call", "event": "conf.big", "pad": OVERSIZED},
+            ],
+            _check_big,
+            _install_big,
+            hold=1.0,
         ),
     ]

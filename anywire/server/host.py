@@ -50,6 +50,7 @@ from .tracking import Tracker
 if TYPE_CHECKING:
     from .app import Anywire
     from .cluster import Cluster
+    from .faults import Faults
     from .socket import Socket
 
 __all__ = ["SessionHost"]
@@ -98,6 +99,8 @@ class SessionHost(Budget):
         self._background: set[asyncio.Task[Any]] = set()
         self.cluster: Cluster | None = None
         """Set when nodes share a Redis broker: owner registry, presence, tickets."""
+        self.faults: Faults | None = None
+        """Deliberate faults on outgoing frames, for testing clients (server/faults.py)."""
         self._clock: Callable[[], float] = lambda: asyncio.get_running_loop().time()
         self.closing = False
         self.counters: dict[str, int] = {
@@ -414,7 +417,10 @@ class SessionHost(Budget):
             if receipt is not None:
                 out.append(codec.rx(receipt))
             cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
-            for seq, item in sess.take_pending(limit, cap):
+            pending = sess.take_pending(limit, cap)
+            if self.faults is not None:  # None unless a test installed it
+                pending = self.faults.pending(link, sess, pending)
+            for seq, item in pending:
                 out.append(codec.frame(item.type, seq, body(item, codec)))
         if link.closing is not None:
             code, reason = link.closing

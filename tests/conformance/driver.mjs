@@ -3,11 +3,21 @@
 //   node --experimental-websocket --experimental-eventsource driver.mjs http://127.0.0.1:PORT
 // A transport the runtime cannot carry (no WebSocket global; neither EventSource nor a
 // streaming fetch for SSE) is reported as "skipped: transport unavailable", never passed.
-import { connect } from "../../anywire/clients/js/anywire.js";
-import { resolveEnv } from "../../anywire/clients/js/env.js";
-import { canCarry } from "../../anywire/clients/js/runtime.js";
+//   node ... driver.mjs --profile rn http://127.0.0.1:PORT
+// runs it in the React Native profile (tests/js/profiles.mjs: no EventSource, window,
+// document, sessionStorage; SSE over a streaming fetch), set up before the client loads.
+import { applyProfile } from "../js/profiles.mjs";
 
-const base = process.argv[2];
+const args = process.argv.slice(2);
+const base = args.at(-1);
+const profile = args[0] === "--profile" ? args[1] : "node";
+applyProfile(profile);
+if (profile.startsWith("rn") && (globalThis.EventSource || globalThis.window || globalThis.sessionStorage)) {
+  throw new Error("React Native profile: EventSource, window and sessionStorage must be gone");
+}
+const { connect } = await import("../../anywire/clients/js/anywire.js");
+const { resolveEnv } = await import("../../anywire/clients/js/env.js");
+const { canCarry } = await import("../../anywire/clients/js/runtime.js");
 // What this runtime can carry, as the client itself decides it (SSE: EventSource or a
 // streaming fetch).
 const ENV = resolveEnv({}, null);
@@ -20,6 +30,7 @@ class Run {
     this.events = {};
     this.connects = 0;
     this.waiters = new Set();
+    this.old = []; // earlier sockets of a scenario with several connects
   }
   pulse() {
     for (const w of [...this.waiters]) w();
@@ -50,10 +61,11 @@ class Run {
         this.events[s.event] = [];
         break;
       case "connect": {
+        if (this.socket) this.old.push(this.socket);
         const options = { url: base, namespace: s.namespace, transports: s.transports || [s.transport], codec: "json" };
         if (s.token) {
           // A fresh credential from the kit, per use.
-          const q = new URLSearchParams({ sub: s.token.sub, ttl: String(s.token.ttl) });
+          const q = new URLSearchParams(Object.entries(s.token).map(([k, v]) => [k, String(v)]));
           options.getToken = async () => (await (await fetch(`${base}/conformance/token?${q}`)).json()).token;
         }
         const sock = connect(options);
@@ -77,7 +89,8 @@ class Run {
       }
       case "call":
         try {
-          out.ack = await this.socket.call(s.event, s.data ?? null, { timeout: 10000 });
+          const data = s.pad !== undefined ? "x".repeat(s.pad) : (s.data ?? null);
+          out.ack = await this.socket.call(s.event, data, { timeout: 10000 });
         } catch (err) {
           out.error = String(err);
         }
@@ -89,7 +102,8 @@ class Run {
         break;
       }
       case "wait_reconnect":
-        out.reconnected = await this.until(() => this.connects >= 2, s.timeout);
+        // count: connections in all, the first included
+        out.reconnected = await this.until(() => this.connects >= (s.count ?? 2), s.timeout);
         out.recovered = this.socket.recovered;
         out.sid = this.socket.sid;
         break;
@@ -137,7 +151,9 @@ async function main() {
       } catch (err) {
         report.error = String(err && err.stack ? err.stack : err);
       } finally {
-        if (run.socket && run.socket.state !== "disconnected") await run.socket.close().catch(() => {});
+        for (const sock of [...run.old, run.socket]) {
+          if (sock && sock.state !== "disconnected") await sock.close().catch(() => {});
+        }
       }
     }
     const r = await fetch(`${base}/conformance/report`, {

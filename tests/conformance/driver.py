@@ -3,9 +3,13 @@ instructions, follows them with the real client and reports what happened.
 
     python -m tests.conformance.driver http://127.0.0.1:PORT [--broken MODE]
 
-``--broken reconnect-after-terminal`` makes the driver connect again after a terminal
-close, and ``--broken no-refresh`` turns the client's in-band token refresh off, as
-faulty clients would: the kit must fail those scenarios (tests/conformance).
+Broken modes, as faulty clients would behave (the kit must fail the matching scenarios,
+tests/conformance): ``reconnect-after-terminal`` connects again after a terminal close;
+``no-refresh`` turns the client's in-band token refresh off; ``no-dedupe`` hands the
+application every copy of a repeated frame (no sequence or stream-position dedupe);
+``no-gap-check`` delivers a frame that skips ahead instead of resuming (frames in
+between are then dropped as "old"); ``no-reconnect`` never reconnects on its own;
+``stale-credential`` keeps using its first credential after it expired.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import httpx
 
 from anywire.clients.python import Client
+from anywire.core.frames import SEQUENCED, Frame
 
 
 class Run:
@@ -31,6 +36,7 @@ class Run:
         self.changed = asyncio.Event()  # pulsed on every event, connect and state change
         self.connects = 0
         self.extra: Client | None = None
+        self.old: list[Client] = []  # earlier clients of a scenario with several connects
 
     def _pulse(self, *_: Any) -> None:
         self.changed.set()
@@ -56,13 +62,19 @@ class Run:
         source = None
         if token:
 
+            first: list[str] = []
+
             async def source() -> str:  # a fresh credential from the kit, per use
+                if first and self.broken == "stale-credential":
+                    return first[0]  # broken: the first credential forever
                 async with httpx.AsyncClient(base_url=self.url) as http:
                     r = await http.get("/conformance/token", params=token)
-                    return str(r.json()["token"])
+                    first.append(str(r.json()["token"]))
+                    return first[-1]
 
         c = Client(self.url, source, namespace=namespace, transports=transports, codec="json",
-                   refresh=self.broken != "no-refresh")  # fmt: skip
+                   refresh=self.broken != "no-refresh",
+                   reconnect=self.broken != "no-reconnect")  # fmt: skip
         for event in self.handle:
             c.on(event)(lambda data: {"echo": data})
         for event in self.events:
@@ -74,6 +86,8 @@ class Run:
             self._pulse()
 
         c.on_state(self._pulse)
+        if self.broken in ("no-dedupe", "no-gap-check"):
+            _break(c, self.broken)
         return c
 
     async def step(self, s: dict[str, Any]) -> dict[str, Any]:
@@ -85,13 +99,16 @@ class Run:
             self.events[s["event"]] = []
         elif op == "connect":
             transports = s.get("transports") or [s["transport"]]
+            if self.client is not None:
+                self.old.append(self.client)
             self.client = self._make(transports, s["namespace"], s.get("token"))
             await self.client.connect()
             out.update(sid=self.client.sid, transport=self.client.transport)
         elif op == "call":
             assert self.client is not None
             try:
-                out["ack"] = await self.client.call(s["event"], s.get("data"), timeout=10)
+                data = "x" * s["pad"] if "pad" in s else s.get("data")
+                out["ack"] = await self.client.call(s["event"], data, timeout=10)
             except Exception as exc:
                 out["error"] = repr(exc)
         elif op == "wait_events":
@@ -103,7 +120,8 @@ class Run:
             out.update(recovered=self.client.recovered, sid=self.client.sid,
                        connects=self.connects)  # fmt: skip
         elif op == "wait_reconnect":
-            ok = await self._until(lambda: self.connects >= 2, s["timeout"])
+            want = s.get("count", 2)  # connections in all, the first included
+            ok = await self._until(lambda: self.connects >= want, s["timeout"])
             assert self.client is not None
             out.update(reconnected=ok, recovered=self.client.recovered, sid=self.client.sid)
         elif op == "wait_refreshed":
@@ -121,6 +139,8 @@ class Run:
             ok = await self._until(lambda: c.state == "disconnected", s["timeout"])
             out.update(closed=ok, code=c.last_close[0] if c.last_close else None)
             if ok and self.broken == "reconnect-after-terminal":
+                if self.extra is not None:
+                    self.old.append(self.extra)
                 self.extra = self._make(list(c.transports), c.namespace)
                 await self.extra.connect()
         elif op == "close":
@@ -131,9 +151,29 @@ class Run:
         return out
 
     async def aclose(self) -> None:
-        for c in (self.client, self.extra):
+        for c in (*self.old, self.client, self.extra):
             if c is not None:
                 await c.close()
+
+
+def _break(c: Client, mode: str) -> None:
+    """Turn off the client's dedupe (``no-dedupe``) or its gap check (``no-gap-check``),
+    on this client's own peer, as a faulty implementation would have it."""
+    peer, receive = c.peer, c.peer.receive
+
+    def faulty(frame: Frame) -> Frame | None:
+        if frame.type in SEQUENCED:
+            s = frame.s  # type: ignore[union-attr]
+            if mode == "no-dedupe" and s <= peer.in_last:
+                return frame  # a copy goes to the application again
+            if mode == "no-gap-check" and s > peer.in_last + 1:
+                peer.in_last = s  # skip ahead: what lies between counts as old
+                return frame
+        return receive(frame)
+
+    peer.receive = faulty  # type: ignore[method-assign]
+    if mode == "no-dedupe":
+        c.continuity.accept = lambda event: True  # type: ignore[method-assign]
 
 
 async def main(url: str, broken: str) -> int:
@@ -158,6 +198,8 @@ async def main(url: str, broken: str) -> int:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("url")
-    p.add_argument("--broken", default="", choices=["", "reconnect-after-terminal", "no-refresh"])
+    modes = ["", "reconnect-after-terminal", "no-refresh", "no-dedupe", "no-gap-check",
+             "no-reconnect", "stale-credential"]  # fmt: skip
+    p.add_argument("--broken", default="", choices=modes)
     a = p.parse_args()
     sys.exit(asyncio.run(main(a.url, a.broken)))
