@@ -139,6 +139,15 @@ class Settings:
     is suspected, and declared dead 2 heartbeats later: its presence is removed and the
     requests forwarded to it are answered at once (docs/scaling.md)."""
 
+    ws_deflate: bool = False
+    """Let WebSocket clients negotiate permessage-deflate (RFC 7692) under ``anywire
+    serve`` (default off; ``--ws-deflate`` or ``ANYWIRE_WS_DEFLATE=1`` turns it on). It
+    shrinks text-heavy messages for metered links, at a cost the default would make every
+    deployment pay: each connection keeps its own compressor and decompressor (some 40 KB
+    more per idle connection), and each delivery is compressed once per recipient instead
+    of being encoded once per room (docs/benchmarks.md, bandwidth section). Clients that
+    do not offer it get plain frames either way."""
+
     doctor: bool = False
     """Serve the transport doctor's probe endpoints and page under ``{path}/doctor``
     (default off; ``anywire serve --doctor`` turns it on). They are cheap and capped

@@ -27,15 +27,18 @@ from .app import Anywire
 from .auth import check_secret
 from .cliopts import (
     LOG_LEVELS,
+    add_deflate_options,
     add_heartbeat_options,
     add_http_limit_options,
     add_log_options,
+    apply_deflate,
     apply_heartbeat,
     http_limit_args,
     http_limits,
     http_options,
     log_args,
     setup_logs,
+    wanted_deflate,
 )
 from .doctor import enable_doctor
 from .httplimits import HttpLimits
@@ -128,7 +131,8 @@ def config(
     log_format: str = "text",
 ) -> uvicorn.Config:
     """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
-    are charged to the flood budget: :mod:`.wsprotocol`)."""
+    are charged to the flood budget: :mod:`.wsprotocol`, and permessage-deflate is
+    negotiated when ``settings.ws_deflate`` asks for it)."""
     return uvicorn.Config(
         app,
         **http_options(limits or HttpLimits()),
@@ -137,7 +141,8 @@ def config(
         fd=fd,
         ws="websockets-sansio" if settings is None else metered_protocol(settings),
         ws_max_size=max_size,
-        ws_per_message_deflate=False,
+        # Off unless asked for: it costs memory per connection and CPU per recipient.
+        ws_per_message_deflate=settings is not None and settings.ws_deflate,
         # Our own pings detect dead peers and pass proxies; uvicorn's are redundant.
         ws_ping_interval=None,
         lifespan="on",
@@ -220,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     add_log_options(serve)
     add_http_limit_options(serve)
     add_heartbeat_options(serve)
+    add_deflate_options(serve)
     serve.add_argument(
         "--redis",
         metavar="URL",
@@ -299,6 +305,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(exc))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    try:
+        deflate = wanted_deflate(args)  # a bad ANYWIRE_WS_DEFLATE is refused here, once
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.workers > 1:
         # Each worker is a node with its own sessions: without a shared broker a ticket
         # or a poll landing on the wrong worker would be refused.
@@ -323,6 +333,11 @@ def main(argv: list[str] | None = None) -> None:
             apply_heartbeat(beating, args)
         except ValueError as exc:
             parser.error(f"--max-ping-interval: {exc}")
+    if deflate is not None:
+        deflating = find_anywire(app)
+        if deflating is None:
+            parser.error(f"{args.target} holds no Anywire instance for --ws-deflate")
+        apply_deflate(deflating, deflate)
     if args.doctor:
         doctored = find_anywire(app)
         if doctored is None:

@@ -1,6 +1,7 @@
 """The option groups of ``anywire serve`` that a worker process must get again: the HTTP
 limits (:mod:`.httplimits`), the log output (:mod:`.logs`, :mod:`.connlog`) and the
-heartbeat ceiling (``Settings.max_ping_interval``, the battery profile). Each
+heartbeat ceiling (``Settings.max_ping_interval``, the battery profile) and WebSocket
+permessage-deflate (``Settings.ws_deflate``). Each
 group has its parser options, the value the command line asks for, and the arguments
 that hand it on to a ``--workers`` process (:mod:`.workers`)."""
 
@@ -20,16 +21,21 @@ if TYPE_CHECKING:
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 __all__ = [
+    "WS_DEFLATE_ENV",
+    "add_deflate_options",
     "add_heartbeat_options",
     "add_http_limit_options",
     "add_log_options",
+    "apply_deflate",
     "apply_heartbeat",
+    "deflate_args",
     "heartbeat_args",
     "http_limit_args",
     "http_limits",
     "http_options",
     "log_args",
     "setup_logs",
+    "wanted_deflate",
 ]
 
 
@@ -204,3 +210,58 @@ def heartbeat_args(args: argparse.Namespace) -> list[str]:
 
 
 # -- end of heartbeat ceiling -----------------------------------------------------------
+
+
+# -- WebSocket permessage-deflate (Settings.ws_deflate) ---------------------------------
+WS_DEFLATE_ENV = "ANYWIRE_WS_DEFLATE"
+"""The environment variable that stands for ``--ws-deflate`` / ``--no-ws-deflate`` when
+neither is given: ``1``, ``true``, ``yes``, ``on`` or ``0``, ``false``, ``no``, ``off``."""
+
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def add_deflate_options(parser: argparse.ArgumentParser) -> None:
+    """``--ws-deflate`` / ``--no-ws-deflate`` (default: ``ANYWIRE_WS_DEFLATE``, else the
+    app's own ``Settings.ws_deflate``)."""
+    parser.add_argument(
+        "--ws-deflate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let WebSocket clients negotiate permessage-deflate: fewer bytes on the wire "
+        "for text-heavy events, more CPU and memory per connection (default: "
+        f"${WS_DEFLATE_ENV}, else the app's Settings, off; docs/benchmarks.md)",
+    )
+
+
+def wanted_deflate(args: argparse.Namespace, environ: dict[str, str] | None = None) -> bool | None:
+    """What the command line (or else the environment) asks for; None: the app's own.
+
+    Raises :class:`ValueError` for an environment value that is not a yes or a no."""
+    if args.ws_deflate is not None:
+        return bool(args.ws_deflate)
+    raw = (os.environ if environ is None else environ).get(WS_DEFLATE_ENV)
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value in _ON or value in _OFF:
+        return value in _ON
+    raise ValueError(f"{WS_DEFLATE_ENV}={raw!r}: expected 1/true/yes/on or 0/false/no/off")
+
+
+def apply_deflate(aw: Anywire, wanted: bool) -> None:
+    """Give ``aw`` the deflate setting the command line asks for (before it serves)."""
+    aw.settings = dataclasses.replace(aw.settings, ws_deflate=wanted)
+    aw.host.settings = aw.settings
+
+
+def deflate_args(args: argparse.Namespace) -> list[str]:
+    """The command-line options that give a worker process the same setting (the
+    environment value resolved here, so a bad one is refused once, by the parent)."""
+    wanted = wanted_deflate(args)
+    if wanted is None:
+        return []
+    return ["--ws-deflate" if wanted else "--no-ws-deflate"]
+
+
+# -- end of WebSocket permessage-deflate ------------------------------------------------

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
-from .cliopts import heartbeat_args, http_limit_args, http_limits, log_args
+from .cliopts import deflate_args, heartbeat_args, http_limit_args, http_limits, log_args
 
 __all__ = ["run_workers"]
 
@@ -41,6 +41,7 @@ def run_workers(args: argparse.Namespace) -> int:
         *log_args(args),
         *http_limit_args(http_limits(args)),
         *heartbeat_args(args),
+        *deflate_args(args),
     ]
     for name in args.allowed_host or ():
         command += ["--allowed-host", name]

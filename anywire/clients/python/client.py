@@ -123,6 +123,9 @@ class Client:
         server's. Longer saves battery (fewer wake-ups), granted up to the server's
         ``max_ping_interval``, at the cost of noticing a dead connection later
         (granted interval + ping_timeout); a shorter one after idle cuts still wins.
+    :param ws_deflate: offer permessage-deflate on the WebSocket (fewer bytes on a
+        metered link when the server allows it, ``anywire serve --ws-deflate``; more CPU
+        and memory on both ends). A server that does not allow it sends plain frames.
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class Client:
         pace: bool = True,
         proxy: ProxyOption = None,
         heartbeat: float | None = None,
+        ws_deflate: bool = False,
     ) -> None:
         self.transports = tuple(transports)
         unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
@@ -172,6 +176,7 @@ class Client:
         self.headers = dict(headers or {})
         check_proxy(proxy)
         self.proxy = proxy
+        self.ws_deflate = ws_deflate
         self.pacer = Pacer(pace)
         """Paces every send below the server's flood budget (kept across reconnects)."""
         self.peer = ClientPeer(max_unconfirmed=max_queue)

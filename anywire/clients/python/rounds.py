@@ -169,6 +169,7 @@ async def _attempt(
     )
     transport.pacer = client.pacer
     transport.proxy = client.proxy
+    transport.deflate = client.ws_deflate
     resuming = neg.resumable and client.peer.sid is not None
     if resuming:
         await client.pacer.take(RESUME_COST)  # what the server charges a resume

@@ -70,6 +70,8 @@ class ClientTransport:
     pacer: Pacer = Pacer(enabled=False)
     #: The client's ``proxy`` option (for the WebSocket; httpx has it already).
     proxy: ProxyOption = None
+    #: The client's ``ws_deflate`` option (offer permessage-deflate on the WebSocket).
+    deflate: bool = False
 
     def __init__(
         self,

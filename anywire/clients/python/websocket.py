@@ -32,7 +32,9 @@ class WebSocketTransport(ClientTransport):
                 open_timeout=None,  # the client bounds the whole attempt (hello included)
                 ping_interval=None,  # anywire's own ping frames detect dead peers
                 close_timeout=1.0,
-                compression=None,  # the server disables per-message deflate anyway
+                # Offered only when asked for: the server negotiates it only when its
+                # operator turned it on, and it costs CPU and memory on both ends.
+                compression="deflate" if self.deflate else None,
                 max_size=_MAX_MESSAGE,
                 proxy=ws_proxy(self.proxy),  # a CONNECT tunnel (proxies.py)
             )
