@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -108,16 +109,26 @@ async def test_a_decompression_bomb_is_closed_1009(deflating: Server) -> None:
             headers={"Authorization": f"Bearer {make_token('bomb')}"},
         )
         neg.raise_for_status()
-        ticket = neg.json()["ticket"]
+        ticket, session = neg.json()["ticket"], neg.json()["token"]
     url = deflating.url.replace("http", "ws") + f"/anywire/ws?ticket={ticket}"
     async with connect(url, compression="deflate", ping_interval=None) as ws:
         assert "permessage-deflate" in (ws.response.headers.get("sec-websocket-extensions") or "")
+        await ws.send(json.dumps({"t": "connect", "ticket": ticket}))
+        hello = json.loads(await ws.recv())
+        assert (hello[0] if isinstance(hello, list) else hello)["t"] == "hello"
         await ws.send("0" * 8_000_000)  # 8 MB of text, some 8 KB deflated
         with pytest.raises(ConnectionClosed) as closed:
             async with asyncio.timeout(WAIT):
                 while True:
                     await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    async with httpx.AsyncClient(base_url=deflating.url, timeout=WAIT) as http:
+        again = await http.post(
+            "/anywire/negotiate",
+            json={"codecs": ["json"], "transports": ["websocket"], "resume": session},
+            headers={"Authorization": f"Bearer {make_token('bomb')}"},
+        )
+    assert again.json()["resumable"] is True  # the session outlived its connection
     client = Client(deflating.url, token=lambda: make_token("after"), transports=("websocket",))
     try:
         await client.connect()
