@@ -15,6 +15,9 @@ Measured until every client has every event:
   divided by the deliveries), at this fixed offered load;
 * server memory per connection after the run (RSS growth since before the clients
   came, divided by the clients): what deflate's per-connection state adds;
+* delivery latency, p50 and p99: from the moment each event was due at the server (its
+  schedule, on this machine's monotonic clock) to its arrival in a client's handler,
+  the proxy hop and the client's decoding (and inflating) included;
 * how many connections negotiated permessage-deflate (read in the 101 at the proxy).
 
 Run as ``python -m anywire.bench.bandwidth [--quick] [--json]``; bench/compare.py runs
@@ -155,10 +158,13 @@ async def _run(
     counts = [0] * clients
     finished = 0
     socks: list[Client] = []
+    due = [0.0] * events  # when each event was due at the server (monotonic clock)
+    latencies: list[float] = []
 
     def counter(i: int) -> Any:
         def on_event(data: Any) -> None:
             nonlocal finished
+            latencies.append(time.monotonic() - due[counts[i]])
             counts[i] += 1
             if counts[i] == events:
                 finished += 1
@@ -186,9 +192,9 @@ async def _run(
         await asyncio.sleep(0.5)  # the last receipts of the handshakes, then a clean count
         proxy.reset()
         cpu0, t0 = server.cpu_secs(), time.monotonic()
-        await asyncio.to_thread(
-            _post, server.url(f"/ctl/chat?kind={cfg.kind}&n={events}&rate={rate}")
-        )
+        query = f"/ctl/chat?kind={cfg.kind}&n={events}&rate={rate}"
+        start = (await asyncio.to_thread(_post, server.url(query)))["start"]
+        due[:] = [start + k / rate for k in range(events)]
         async with asyncio.timeout(events / rate + 60):
             await done.wait()
         await asyncio.sleep(0.3)  # the receipts of the last events
@@ -212,14 +218,21 @@ async def _run(
         "server_cpu_share": cpu / wall,
         "rss_after_kb": rss_after,
         "deflated_conns": proxy.deflated,
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
     }
 
 
-def _post(url: str) -> None:
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _post(url: str) -> dict[str, Any]:
     import urllib.request
 
     with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as r:
-        r.read()
+        return dict(json.loads(r.read()))
 
 
 def measure(
@@ -250,20 +263,23 @@ def render(rows: list[dict[str, Any]]) -> str:
         f"{r0['clients']} clients in one room, {r0['events']} events published one at a "
         f"time at {r0['rate']:.0f}/s (python -m anywire.bench.bandwidth); bytes counted "
         "at a TCP proxy, everything TCP carried per delivery; server CPU per delivery at "
-        "that offered load; memory: server RSS growth per connection after the run.",
+        "that offered load; latency from when each event was due at the server to a "
+        "client's handler (proxy hop and client decoding included); memory: server RSS "
+        "growth per connection after the run.",
         "",
         "| payload | transport, codec | down B/delivery | up B/delivery | server CPU us/delivery "
-        "| server KB/conn | deflate agreed |",
-        "|---|---|---|---|---|---|---|",
+        "| p50 / p99 ms | server KB/conn | deflate agreed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.get("failed"):
-            out.append(f"| {r['kind']} | {r['label']} | failed: {r['failed'][:60]} | | | | |")
+            out.append(f"| {r['kind']} | {r['label']} | failed: {r['failed'][:60]} | | | | | |")
             continue
         agreed = f"{r['deflated_conns']}/{r['clients']}" if r["transport"] == "websocket" else "n/a"
         out.append(
             f"| {r['kind']} | {r['label']} | {r['down_bytes']:.0f} | {r['up_bytes']:.0f} "
-            f"| {r['server_cpu_us']:.1f} | {r['kb_per_conn']:.1f} | {agreed} |"
+            f"| {r['server_cpu_us']:.1f} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} "
+            f"| {r['kb_per_conn']:.1f} | {agreed} |"
         )
     return "\n".join(out)
 
@@ -282,7 +298,8 @@ def run_all(clients: int, events: int, rate: float, only: str = "") -> list[dict
         else:
             print(
                 f"   down {row['down_bytes']:.0f} B up {row['up_bytes']:.0f} B "
-                f"CPU {row['server_cpu_us']:.1f} us {row['kb_per_conn']:.1f} KB/conn",
+                f"CPU {row['server_cpu_us']:.1f} us p50 {row['p50_ms']:.1f} ms "
+                f"p99 {row['p99_ms']:.1f} ms {row['kb_per_conn']:.1f} KB/conn",
                 file=sys.stderr,
                 flush=True,
             )

@@ -4,7 +4,8 @@ more control endpoint:
 
 * ``POST /ctl/chat?kind=chat|small&n=N&rate=R``: publish the ``n`` events of
   :func:`~.payloads.payloads` to the room, one at a time on a fixed schedule of ``rate``
-  per second (as a chat's lines arrive: nothing to coalesce, each event its own frame).
+  per second (as a chat's lines arrive: nothing to coalesce, each event its own frame);
+  answers ``{"start": T}``: event ``i`` is due at ``T + i / rate`` (``time.monotonic()``).
 
 Run as ``python -m anywire.bench.chatapp --port P [--ws-deflate]``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,9 +26,8 @@ from .payloads import payloads
 __all__ = ["make_chat_app"]
 
 
-async def _publish(aw: Anywire, events: list[dict[str, Any]], rate: float) -> None:
+async def _publish(aw: Anywire, events: list[dict[str, Any]], rate: float, start: float) -> None:
     loop = asyncio.get_running_loop()
-    start = loop.time()
     for i, event in enumerate(events):
         # On schedule, whatever the server does (a late event is sent at once).
         await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
@@ -48,12 +49,16 @@ def make_chat_app(deflate: bool) -> Anywire:
             return
         q = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
         events = payloads(q.get("kind", "chat"), int(q.get("n", 100)))
-        task = asyncio.create_task(_publish(aw, events, float(q.get("rate", 50))))
+        # The schedule starts a moment from now and is answered: event i is due at
+        # start + i / rate on this machine's monotonic clock (asyncio's loop.time()),
+        # so the clients measure each delivery's latency without a timestamp in it.
+        start = asyncio.get_running_loop().time() + 0.05
+        task = asyncio.create_task(_publish(aw, events, float(q.get("rate", 50)), start))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+        await send({"type": "http.response.body", "body": json.dumps({"start": start}).encode()})
 
     aw.fallback = control
     return aw
