@@ -312,11 +312,15 @@ def _check_expired(results: list[dict[str, Any]], seen: Seen) -> str | None:
             f"server saw {seen.resumes} resume(s): it must resume with a fresh credential"
         )
     # After the deadline nothing of the session runs until it resumed with a fresh
-    # credential (section 11.4): the second call answering proves the credential. (Its
-    # exp is not compared: Socket.claims keeps the first credential's claims on a resume.)
+    # credential (section 11.4): the second call is answered with that credential's exp.
     calls = [r for r in results if r.get("op") == "call"]
     if len(calls) != 2 or not all(isinstance(c.get("ack"), int) for c in calls):
         return f"the calls before and after the 4004 must both be answered: {calls!r}"
+    if calls[1]["ack"] <= calls[0]["ack"]:
+        return (
+            f"after the resume the session's exp did not move ({calls[0]['ack']} then "
+            f"{calls[1]['ack']}): it must run on the fresh credential"
+        )
     return None
 
 
