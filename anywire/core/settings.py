@@ -143,7 +143,7 @@ class Settings:
     """Let WebSocket clients negotiate permessage-deflate (RFC 7692) under ``anywire
     serve`` (default off; ``--ws-deflate`` or ``ANYWIRE_WS_DEFLATE=1`` turns it on). It
     shrinks text-heavy messages for metered links, at a cost the default would make every
-    deployment pay: each connection keeps its own compressor and decompressor (some 40 KB
+    deployment pay: each connection keeps its own compressor and decompressor (some 48 KB
     more per idle connection), and each delivery is compressed once per recipient instead
     of being encoded once per room (docs/benchmarks.md, bandwidth section). Clients that
     do not offer it get plain frames either way."""
