@@ -144,9 +144,10 @@ class Settings:
     serve`` (default off; ``--ws-deflate`` or ``ANYWIRE_WS_DEFLATE=1`` turns it on). It
     shrinks text-heavy messages for metered links, at a cost the default would make every
     deployment pay: each connection keeps its own compressor and decompressor (some 48 KB
-    more per idle connection), and each delivery is compressed once per recipient instead
-    of being encoded once per room (docs/benchmarks.md, bandwidth section). Clients that
-    do not offer it get plain frames either way."""
+    more per connection that carried traffic), and each delivery is compressed once per
+    recipient instead of being encoded once per room: 1.5 to 2 times the CPU per delivery
+    (docs/benchmarks.md, bandwidth section). Clients that do not offer it get plain
+    frames either way."""
 
     doctor: bool = False
     """Serve the transport doctor's probe endpoints and page under ``{path}/doctor``
