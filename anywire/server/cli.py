@@ -336,7 +336,10 @@ def main(argv: list[str] | None = None) -> None:
     if deflate is not None:
         deflating = find_anywire(app)
         if deflating is None:
-            parser.error(f"{args.target} holds no Anywire instance for --ws-deflate")
+            parser.error(
+                f"{args.target} holds no Anywire instance for --ws-deflate "
+                "(or ANYWIRE_WS_DEFLATE)"
+            )
         apply_deflate(deflating, deflate)
     if args.doctor:
         doctored = find_anywire(app)
