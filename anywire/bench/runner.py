@@ -327,7 +327,8 @@ def run_external(
     try:
         readies = [gen.ready()]
         if workload in ("fanout", "open"):
-            _start_publishing(target.url, secs + 1.5, size, burst, rate)
+            paced = rate if workload == "open" else 0.0
+            _start_publishing(target.url, secs + 1.5, size, burst, paced)
             time.sleep(0.5)
         results = [gen.measure(secs if workload != "idle" else min(secs, 1.0))]
     finally:

@@ -6,11 +6,16 @@ done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
 
 * after the reader has fed a message in, it flushes the answers itself (an echo costs no
   task switch);
-* a push from elsewhere (a broadcast, a timer) starts a short-lived writer task, which
-  drains everything pending and ends; an idle connection holds no writer task.
+* a push from elsewhere (a broadcast, a timer) to a connection that has written nothing
+  in this loop iteration is written at once, in the pusher's call (:func:`.eager.run_eagerly`:
+  no task, no loop iteration in between; a task only if the socket's buffer is full);
+* a push to a connection that already wrote in this iteration (the next events of a
+  burst) starts a short-lived writer task, which waits one iteration, drains everything
+  pending in one message and ends. An idle connection holds no writer task.
 
-Each flush coalesces everything pending into one message (a batch) to cut per-message
-overhead, and yields to the loop between batches when a backlog remains.
+So coalescing costs no latency when there is nothing to coalesce (one event at a time),
+and a burst still goes out in few messages. Each flush coalesces everything pending into
+one message (a batch), and yields to the loop between batches when a backlog remains.
 
 A peer that does not read stalls the writes (uvicorn's ``send()`` waits while the socket
 buffer is full), so a close could never go out and the connection would hold its task
@@ -44,6 +49,7 @@ from .base import (
     peer_of,
     short_reason,
 )
+from .eager import Ticks, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
 
@@ -63,6 +69,7 @@ class WebSocketTransport:
         self.host = host
         self.traffic = Traffic()
         """Frames and bytes of every connection of this endpoint (metrics)."""
+        self.ticks = Ticks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -82,7 +89,8 @@ class WebSocketTransport:
         self._meter(scope, link)
         task = asyncio.current_task()
         assert task is not None
-        writer = _Writer(self.host, link, send, task)
+        self.ticks.check_loop()
+        writer = _Writer(self.host, link, send, task, self.ticks)
         link.on_wake = writer.wake
         failure: BaseException | None = None
         try:
@@ -250,9 +258,11 @@ class WebSocketTransport:
 class _Writer:
     """The write side of one connection: at most one flush runs at a time.
 
-    ``busy`` is True while a flush runs (in the reader or in a writer task) or while the
-    reader holds the right to flush; a wake-up then does nothing, because that flush
-    loops until nothing is pending. Otherwise a wake-up starts a writer task.
+    ``busy`` is True while a flush runs (in the reader, in the pusher's call or in a
+    writer task) or while the reader holds the right to flush; a wake-up then does
+    nothing, because that flush loops until nothing is pending. Otherwise a wake-up
+    writes at once if this connection wrote nothing in this loop iteration (``wrote``),
+    else starts a writer task that batches the rest of the iteration's pushes.
     """
 
     __slots__ = (
@@ -268,9 +278,15 @@ class _Writer:
         "send",
         "stopped_reader",
         "task",
+        "ticks",
+        "wrote",
     )
 
-    def __init__(self, host: Host, link: Link, send: Send, reader: asyncio.Task[None]) -> None:
+    def __init__(
+        self, host: Host, link: Link, send: Send, reader: asyncio.Task[None], ticks: Ticks
+    ) -> None:
+        self.ticks = ticks
+        self.wrote = -1  # the loop iteration (ticks.now()) of the last write
         self.host = host
         self.link = link
         self.send = send
@@ -292,7 +308,19 @@ class _Writer:
             self.cut_timer = asyncio.get_running_loop().call_later(delay, self._cut)
         if not self.busy and not self.closed:
             self.busy = True
-            self.task = asyncio.create_task(self._run())
+            ticks = self.ticks
+            now = ticks.n if ticks.armed else ticks.now()
+            ticks.asked = True
+            if self.wrote < now - 1:
+                # Nothing written in this loop iteration or the one before: nothing to
+                # coalesce with, write now. (self.task stays None unless the write has to
+                # wait for the socket.)
+                self.task = None
+                self.task = run_eagerly(self._run(eager=True))
+            else:
+                # Written in this iteration (a burst) or the one before (a busy room: an
+                # event every iteration): batch with what comes in the next one.
+                self.task = asyncio.create_task(self._run())
 
     def hold(self) -> None:
         """The reader is about to feed frames in and will flush the answers itself."""
@@ -335,6 +363,7 @@ class _Writer:
         try:
             await _next_iteration()
             self.link.traffic.bytes_out += len(body)
+            self._wrote()
             await self.send(self._message(body))
             if self.host.has_pending(self.link):
                 await self._flush()
@@ -375,11 +404,12 @@ class _Writer:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
-    async def _run(self) -> None:
+    async def _run(self, eager: bool = False) -> None:
         try:
-            # One loop iteration before writing: whatever else is pushed meanwhile (the
-            # next events of a busy room) goes out in the same message.
-            await asyncio.sleep(0)
+            if not eager:
+                # One loop iteration before writing: whatever else is pushed meanwhile
+                # (the next events of a busy room) goes out in the same message.
+                await _next_iteration()
             await self._flush()
         except (OSError, RuntimeError):
             self._stop_reader()  # the socket is gone
@@ -399,6 +429,7 @@ class _Writer:
             if frames:
                 body = frames[0] if len(frames) == 1 else codec.batch(frames)
                 link.traffic.bytes_out += len(body)
+                self._wrote()
                 await self.send(self._message(body))
             if link.closing is not None:
                 code, reason = link.closing
@@ -411,6 +442,14 @@ class _Writer:
                 return
             # A backlog of more than one batch: let the rest of the loop run between.
             await asyncio.sleep(0)
+
+    def _wrote(self) -> None:
+        ticks = self.ticks
+        if ticks.armed:
+            ticks.asked = True
+            self.wrote = ticks.n
+        else:
+            self.wrote = ticks.now()
 
     def _message(self, body: bytes) -> dict[str, Any]:
         """The ASGI message carrying ``body``: binary for MessagePack, text for JSON (a
