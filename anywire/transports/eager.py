@@ -19,7 +19,7 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-__all__ = ["Ticks", "run_eagerly"]
+__all__ = ["Ticks", "carry_on", "run_eagerly"]
 
 
 def run_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
@@ -30,10 +30,12 @@ def run_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         waiting = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.ensure_future(_carry_on(coro, waiting))
+    return asyncio.ensure_future(carry_on(coro, waiting))
 
 
-async def _carry_on(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+async def carry_on(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Finish ``coro``, stepped by hand until it yielded ``waiting`` (what it waits on),
+    in the task awaiting this."""
     # (A native coroutine around the generator: create_task takes only coroutines.)
     await _resume(coro, waiting)
 

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from typing import Any
 
 from ..core.closecodes import CloseCode
@@ -49,7 +49,7 @@ from .base import (
     peer_of,
     short_reason,
 )
-from .eager import Ticks, run_eagerly
+from .eager import Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
 
@@ -316,7 +316,7 @@ class _Writer:
                 # coalesce with, write now. (self.task stays None unless the write has to
                 # wait for the socket.)
                 self.task = None
-                self.task = run_eagerly(self._run(eager=True))
+                self._write_now(now)
             else:
                 # Written in this iteration (a burst) or the one before (a busy room: an
                 # event every iteration): batch with what comes in the next one.
@@ -404,6 +404,49 @@ class _Writer:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
+    def _write_now(self, now: int) -> None:
+        """The eager path (``busy`` is set): one batch written in this very call, with no
+        coroutine of ours on the way (this runs for every delivery of an idle room). A
+        send that has to wait for the socket goes on in a task, and so does a close or
+        a backlog of more than one batch (:meth:`_flush`, still started at once)."""
+        host, link = self.host, self.link
+        if link.closing is None:
+            try:
+                frames = host.outgoing(link, host.settings.max_batch)
+                if frames:
+                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                    link.traffic.bytes_out += len(body)
+                    self.wrote = now
+                    sending: Any = self.send(self._message(body))
+                    if type(sending) is not types.CoroutineType:  # (another ASGI server's)
+                        sending = _awaiting(sending)
+                    try:
+                        waiting = sending.send(None)
+                    except StopIteration:
+                        pass
+                    else:  # the socket's buffer is full: the rest of the send waits
+                        self.task = asyncio.ensure_future(self._finish(sending, waiting))
+                        return
+                if link.closing is None and not host.has_pending(link):
+                    self.busy = False
+                    return
+            except Exception as exc:
+                self.busy = False
+                self._failed(exc)
+                return
+        self.task = run_eagerly(self._run(eager=True))
+
+    async def _finish(self, sending: Any, waiting: Any) -> None:
+        """A write of :meth:`_write_now` that had to wait: finish it, then flush."""
+        try:
+            await carry_on(sending, waiting)
+            await self._flush()
+        except Exception as exc:
+            self._failed(exc)
+        finally:
+            self.busy = False
+            self.task = None
+
     async def _run(self, eager: bool = False) -> None:
         try:
             if not eager:
@@ -411,14 +454,19 @@ class _Writer:
                 # (the next events of a busy room) goes out in the same message.
                 await _next_iteration()
             await self._flush()
-        except (OSError, RuntimeError):
-            self._stop_reader()  # the socket is gone
         except Exception as exc:
-            self.failure = exc
-            self._stop_reader()
+            self._failed(exc)
         finally:
             self.busy = False
             self.task = None
+
+    def _failed(self, exc: Exception) -> None:
+        """A write failed: the socket is gone (OSError, or uvicorn's RuntimeError after a
+        close), or a bug of ours (kept for the connection's task to log). Either way the
+        reader stops and the connection ends."""
+        if not isinstance(exc, OSError | RuntimeError):
+            self.failure = exc
+        self._stop_reader()
 
     async def _flush(self) -> None:
         host, link = self.host, self.link
@@ -462,6 +510,10 @@ class _Writer:
         if self.reading and not self.stopped_reader:
             self.stopped_reader = True
             self.reader.cancel()
+
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 @types.coroutine

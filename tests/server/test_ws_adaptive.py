@@ -10,6 +10,7 @@ import asyncio
 import json
 from typing import Any
 
+from anywire.core.closecodes import CloseCode
 from anywire.core.rooms import Member
 from anywire.server.app import Anywire
 from anywire.server.broker import Envelope
@@ -144,5 +145,23 @@ async def test_a_write_that_waits_for_the_socket_goes_on_later_in_order() -> Non
         assert _events(other) == [0, 1, 2, 3, 4, 5]
         paused.gate.set()  # it drains: every event, once, in order
         await paused.wait_for(lambda: _events(paused) == [0, 1, 2, 3, 4, 5])
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_a_write_at_once_that_fails_ends_its_connection_not_the_delivery() -> None:
+    aw, peers, tasks = await _connected(2)
+    bad, good = peers
+    try:
+        bad.fail_after = _messages(bad)  # its next send raises (a bug in a send path)
+        await _quiet()
+        _deliver(aw, 0)  # raises nothing here, in the delivering call
+        assert _events(good) == [0]
+        await bad.wait_for(lambda: any(m["type"] == "websocket.close" for m in bad.sent))
+        close = [m for m in bad.sent if m["type"] == "websocket.close"][-1]
+        assert close["code"] == CloseCode.INTERNAL_ERROR
+        await _quiet()
+        _deliver(aw, 1)
+        assert _events(good) == [0, 1]
     finally:
         await _end(aw, peers, tasks)
