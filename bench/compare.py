@@ -626,6 +626,7 @@ def plot_latency(res: dict[str, Any], path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib not installed: no plot", file=sys.stderr)
         return
@@ -644,11 +645,14 @@ def plot_latency(res: dict[str, Any], path: Path) -> None:
     ax.axhline(10, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    rates = sorted({r["offered"] for r in rows})
+    ax.set_xticks(rates, [f"{x:g}" for x in rates])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"offered load, events/s to {rows[0]['clients']:,} clients in one room")
     ax.set_ylabel("delivery latency, ms")
     ax.set_title("Open-loop fan-out latency, server pinned to one core")
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, framealpha=0.8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
