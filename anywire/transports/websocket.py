@@ -7,11 +7,13 @@ done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
 * after the reader has fed a message in, it flushes the answers itself (an echo costs no
   task switch);
 * a push from elsewhere (a broadcast, a timer) to a connection that has written nothing
-  in this loop iteration is written at once, in the pusher's call (:func:`.eager.run_eagerly`:
-  no task, no loop iteration in between; a task only if the socket's buffer is full);
-* a push to a connection that already wrote in this iteration (the next events of a
-  burst) starts a short-lived writer task, which waits one iteration, drains everything
-  pending in one message and ends. An idle connection holds no writer task.
+  in this loop iteration or the one before is written at once, in the pusher's call
+  (``_Writer._write_now``: no task, no loop iteration in between; a task only if the
+  socket's buffer is full, see :mod:`.eager`);
+* a push to a connection that wrote in this iteration (the next events of a burst) or
+  the one before (a room busy every iteration) starts a short-lived writer task, which
+  waits one iteration, drains everything pending in one message and ends. An idle
+  connection holds no writer task.
 
 So coalescing costs no latency when there is nothing to coalesce (one event at a time),
 and a burst still goes out in few messages. Each flush coalesces everything pending into
@@ -261,8 +263,9 @@ class _Writer:
     ``busy`` is True while a flush runs (in the reader, in the pusher's call or in a
     writer task) or while the reader holds the right to flush; a wake-up then does
     nothing, because that flush loops until nothing is pending. Otherwise a wake-up
-    writes at once if this connection wrote nothing in this loop iteration (``wrote``),
-    else starts a writer task that batches the rest of the iteration's pushes.
+    writes at once if this connection wrote nothing in this loop iteration or the one
+    before (``wrote``, counted by :class:`.eager.Ticks`), else starts a writer task that
+    batches what comes until the next iteration.
     """
 
     __slots__ = (
