@@ -4,7 +4,7 @@ A WebSocket write is a coroutine (ASGI ``send``) that nearly always finishes wit
 waiting: uvicorn hands the bytes to the kernel and returns, and only waits while the
 socket's buffer is full. Starting a task for it costs a task object, two loop iterations
 and a wake-up per connection (with 1,000 clients in a room that was most of the latency
-of one event; see NOTES-latency.md). :func:`run_eagerly` runs such a coroutine in the
+of one event; see docs/perf/latency.md). :func:`run_eagerly` runs such a coroutine in the
 caller until it would wait, and only then hands the rest to a task (what Python 3.12's
 ``eager_start`` does, for 3.11 too, and for one coroutine at a time).
 
