@@ -4,6 +4,7 @@
     python3 bench/compare.py --write-doc     # ... and updates docs/benchmarks.md + plot
     python3 bench/compare.py --quick         # 2 s per point, fewer points (a smoke run)
     python3 bench/compare.py --sections open,burst1   # only those sections (not the doc)
+    python3 bench/compare.py --sections bandwidth     # bytes per delivery (~4 min)
 
 Every point starts a fresh server pinned to CPU 0 and the C load generator pinned to
 CPU 1 (``taskset``), so each server is measured alone. Servers:
@@ -18,8 +19,10 @@ CPU 1 (``taskset``), so each server is measured alone. Servers:
 Workloads: fan-out to one room (deliveries/s and latency, per client count), the same
 room at fixed offered loads (open loop: latency per events/s published, ``--rates``), sequential
 echo with ack (round trips/s, RTT), idle connections (KB per connection, setup time),
-the most idle WebSocket connections one node holds, and (with ``--redis``) fan-out
-across two nodes through Redis.
+the most idle WebSocket connections one node holds, (with ``--redis``) fan-out
+across two nodes through Redis, and bytes on the wire per delivery per transport, codec
+and WebSocket deflate (``anywire.bench.bandwidth``, its own Python clients; written to
+its own block of docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anywire.bench import bandwidth  # noqa: E402
 from anywire.bench.runner import Target, anywire_target, raise_nofile, run  # noqa: E402
 
 PY = sys.executable
@@ -46,11 +50,12 @@ PEERS = ROOT / "bench" / "peers"
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks-fanout.png"
 LATENCY_PLOT = ROOT / "docs" / "benchmarks-latency.png"
-SECTIONS = ("fanout", "burst1", "open", "echo", "idle", "maxconns", "redis")
+SECTIONS = ("fanout", "burst1", "open", "echo", "idle", "maxconns", "redis", "bandwidth")
 # The open-loop section: anywire on each transport beside the raw loop and Node socket.io.
 OPEN_KEYS = ("aw-ws", "aw-sse", "aw-poll", "raw-ws", "node-ws")
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+BW_START, BW_END = "<!-- bandwidth:start -->", "<!-- bandwidth:end -->"
 
 
 def targets(node_modules: Path | None) -> dict[str, Target]:
@@ -277,6 +282,10 @@ def main() -> None:
             point("aw-ws-redis-1", one, "fanout", 1000, args),
             point("aw-ws-redis-2", two, "fanout", 1000, args),
         ]
+    if "bandwidth" in sections:
+        # Last: its clients are Python ones in this process, with a counting proxy.
+        clients, events = (20, 100) if args.quick else (50, 300)
+        results["bandwidth"] = bandwidth.run_all(clients, events, 20.0)
     results["sections"] = sections
     if partial:
         # A subset: its own files, so the full run's results and plots stay as they were.
@@ -292,14 +301,17 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
     text = render(results)
-    print(text)
+    bw_text = bandwidth.render(results["bandwidth"])
+    print(text + "\n\n" + bw_text)
     plot(results, PLOT)
     plot_latency(results, LATENCY_PLOT)
     if args.write_doc:
         doc = DOC.read_text()
-        head, rest = doc.split(START, 1)
-        _, tail = rest.split(END, 1)
-        DOC.write_text(head + START + "\n" + text + "\n" + END + tail)
+        for start, end, block in ((START, END, text), (BW_START, BW_END, bw_text)):
+            head, rest = doc.split(start, 1)
+            _, tail = rest.split(end, 1)
+            doc = head + start + "\n" + block + "\n" + end + tail
+        DOC.write_text(doc)
         print(f"updated {DOC} and {PLOT}", file=sys.stderr)
 
 
@@ -424,6 +436,8 @@ def render_sections(res: dict[str, Any]) -> str:
            f"{res['args']['duration']:.0f} s per point.", ""]  # fmt: skip
     out += _render_burst1(res.get("fanout_burst1") or [])
     out += _render_open(res.get("open") or [])
+    if res.get("bandwidth"):
+        out += ["### Bandwidth per delivery", "", bandwidth.render(res["bandwidth"]), ""]
     others = [r for name in ("fanout", "echo", "idle", "redis") for r in res.get(name) or []]
     if others:
         out += ["| server | workload | clients | per s | p50 ms | p99 ms | KB/conn | server CPU |",

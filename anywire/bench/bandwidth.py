@@ -241,6 +241,7 @@ def measure(
 ) -> dict[str, Any]:
     """One configuration on a fresh server (pinned to CPU 0; this process to CPU 1)."""
     raise_nofile()
+    before = os.sched_getaffinity(0)
     with contextlib.suppress(AttributeError, OSError):
         if (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(0, {1})
@@ -251,6 +252,8 @@ def measure(
         result = asyncio.run(_run(server, cfg, clients, events, rate))
     finally:
         server.stop()
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, before)  # a caller (bench/compare.py) goes on as it was
     result["kb_per_conn"] = (result.pop("rss_after_kb") - rss_base) / clients
     return result
 
