@@ -137,11 +137,10 @@ async def test_a_decompression_bomb_is_closed_1009(deflating: Server) -> None:
         await client.close()
 
 
-def _serve_refused(env: dict[str, str], *args: str) -> str:
+def _serve_refused(env: dict[str, str], *args: str, app: str = "tests.e2e.testapp:app") -> str:
     """Start ``anywire serve`` expecting a refusal at start; its error output."""
     proc = subprocess.run(
-        [sys.executable, "-m", "anywire.server.cli", "serve", "tests.e2e.testapp:app",
-         "--port", "1", *args],
+        [sys.executable, "-m", "anywire.server.cli", "serve", app, "--port", "1", *args],
         cwd=ROOT, env={**os.environ, **env}, capture_output=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
@@ -151,6 +150,39 @@ def _serve_refused(env: dict[str, str], *args: str) -> str:
 def test_a_bad_environment_value_is_refused_at_start() -> None:
     err = _serve_refused({"ANYWIRE_WS_DEFLATE": "maybe"})
     assert "ANYWIRE_WS_DEFLATE='maybe'" in err and "1/true/yes/on" in err
+
+
+def test_an_app_without_anywire_is_refused() -> None:
+    err = _serve_refused({}, "--ws-deflate", app="json:dumps")
+    assert "holds no Anywire instance for --ws-deflate" in err
+
+
+async def test_a_litestar_app_in_a_mount_deflates() -> None:
+    """The flag reaches anywire through a Litestar app's plugin, mounted under a prefix."""
+    srv = start_server(
+        {"AW_PATH": "/rt"},
+        app="tests.e2e.mountapp:litestar_mounted",
+        args=("--ws-deflate",),
+        health="/outer/rt/health",
+    )
+    proxy = FaultProxy(srv.port, record=True)
+    client = Client(
+        proxy.url + "/outer",
+        token=lambda: make_token("mounted"),
+        path="/rt",
+        transports=("websocket",),
+        ws_deflate=True,
+    )
+    try:
+        await client.connect()
+        assert await client.call("echo", TEXT) == TEXT
+    finally:
+        await client.close()
+        proxy.close()
+        srv.stop()
+    wire = bytes(proxy.recorded)
+    assert b"permessage-deflate" in _upgrade_answer(wire)
+    assert TEXT.encode() not in wire
 
 
 def test_flag_environment_and_app_setting() -> None:
