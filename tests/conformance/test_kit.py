@@ -82,7 +82,9 @@ FLOOD_REFUSED = rf"of {FLOOD} calls failed \(the server refused it for flood \(4
 # Deliberately broken drivers, each against its own kit: the driver, the kit's options
 # (the scenario(s) it must fail) and a pattern every failure's reason must match. A wait
 # the broken client never satisfies costs its step's timeout, so those runs are kept to
-# one transport or capped with --step-timeout.
+# one transport or capped with --step-timeout (3 s: enough for drop_at_frame's first three
+# frames on a loaded machine; close_codes_40xx then waits nine times 3 s, in parallel with
+# the shipped runs).
 BROKEN: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     "reconnect-after-terminal": (
         _py_broken("reconnect-after-terminal"),
@@ -105,7 +107,7 @@ BROKEN: dict[str, tuple[list[str], tuple[str, ...], str]] = {
         re.escape("expected [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (in order, once each)"),
     ),
     "no-reconnect": (
-        _py_broken("no-reconnect", "--step-timeout", "1"),
+        _py_broken("no-reconnect", "--step-timeout", "3"),
         ("--only", "drop_at_frame,close_codes_40xx", "--transports", "websocket"),
         NO_RECONNECT,
     ),
