@@ -155,6 +155,7 @@ class Kit:
         self.aw.observers.add(_Watch(self))
         self.current: Run | None = None  # the run last handed out (one at a time)
         self.done = asyncio.Event()
+        self.told_done = asyncio.Event()  # a driver was answered {"done": true}
         self._judging: set[asyncio.Task[None]] = set()
         self._late: dict[str, int] = {}  # sub -> exp of its first "late" credential
 
@@ -167,6 +168,7 @@ class Kit:
                 self.current = run
                 run.started = time.monotonic()
                 return run.instructions()
+        self.told_done.set()
         return {"done": True}
 
     def token(self, query: str) -> tuple[int, dict[str, Any]]:

@@ -11,7 +11,9 @@ application every copy of a repeated frame (no sequence or stream-position dedup
 between are then dropped as "old"); ``no-reconnect`` never reconnects on its own;
 ``stale-credential`` keeps using its first credential after it expired; ``no-pace``
 turns the client's pacing off (its ``pace`` option: it then floods and is refused with
-4008 / 429); ``send-oversized`` skips the client's own size check, so a frame over
+4008 / 429, and recovers or not, depending on how its backlog is split into messages);
+``no-pace-no-reconnect`` floods and never comes back after the refusal;
+``send-oversized`` skips the client's own size check, so a frame over
 ``max_frame_size`` goes to the server; ``no-fallback`` only ever tries the first
 transport it was allowed.
 
@@ -96,8 +98,9 @@ class Run:
             opts["race_after"] = None  # one transport at a time: only the open timeout
         c = Client(self.url, source, namespace=namespace, transports=transports, codec="json",
                    refresh=self.broken != "no-refresh",
-                   reconnect=self.broken != "no-reconnect",
-                   pace=self.broken != "no-pace", **opts)  # fmt: skip
+                   reconnect=self.broken not in ("no-reconnect", "no-pace-no-reconnect"),
+                   pace=self.broken not in ("no-pace", "no-pace-no-reconnect"),
+                   **opts)  # fmt: skip
         for event in self.handle:
             c.on(event)(lambda data: {"echo": data})
         for event in self.events:
@@ -237,8 +240,8 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("url")
     modes = ["", "reconnect-after-terminal", "no-refresh", "no-dedupe", "no-gap-check",
-             "no-reconnect", "stale-credential", "no-pace", "send-oversized",
-             "no-fallback"]  # fmt: skip
+             "no-reconnect", "stale-credential", "no-pace", "no-pace-no-reconnect",
+             "send-oversized", "no-fallback"]  # fmt: skip
     p.add_argument("--broken", default="", choices=modes)
     p.add_argument("--step-timeout", type=float, default=None,
                    help="cap every waited step's timeout (seconds)")  # fmt: skip
