@@ -94,7 +94,7 @@ BROKEN: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     "no-refresh": (
         _py_broken("no-refresh"),
         ("--only", "token_refresh", "--transports", "sse"),
-        "did not refresh its 3 s credential in-band",
+        "did not refresh its 5 s credential in-band",
     ),
     "no-dedupe": (
         _py_broken("no-dedupe"),
