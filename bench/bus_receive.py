@@ -109,9 +109,12 @@ def main() -> None:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while subprocess.run(
-            ["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=2
-        ).stdout.strip() != b"PONG":
+        while (
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=2
+            ).stdout.strip()
+            != b"PONG"
+        ):
             if time.monotonic() > deadline:
                 raise SystemExit("redis-server did not answer")
             time.sleep(0.05)
