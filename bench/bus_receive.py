@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +53,30 @@ for i in range(events):
 pipe.execute()
 """
 
+# --subscribers K: K more bus subscribers (as K more workers would be) that read and
+# discard, so redis-server's CPU per publish can be seen to grow with the worker count.
+LISTENERS = r"""
+import selectors, socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+sel = selectors.DefaultSelector()
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$6\r\naw:bus\r\n")
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+print("subscribed", flush=True)
+while True:
+    for key, _ in sel.select():
+        if not key.fileobj.recv(1 << 16):
+            sys.exit(0)
+"""
+
+
+def redis_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of redis-server so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def parser_name(broker: RedisBroker) -> str:
     """The redis-py response parser the broker's connections use."""
@@ -60,8 +85,11 @@ def parser_name(broker: RedisBroker) -> str:
     return type(conn._parser).__name__
 
 
-async def measure(port: int, events: int, rooms: int) -> tuple[float, int, str]:
-    """CPU microseconds per event received by one broker, events seen, parser."""
+async def measure(
+    port: int, events: int, rooms: int, redis_pid: int
+) -> tuple[float, float, int, str]:
+    """CPU microseconds per event received by one broker and spent by redis-server per
+    publish, events seen, parser."""
     got = 0
     first_cpu = last_cpu = 0.0
     done = asyncio.Event()
@@ -79,6 +107,7 @@ async def measure(port: int, events: int, rooms: int) -> tuple[float, int, str]:
 
     broker = RedisBroker(f"redis://127.0.0.1:{port}/0")
     await broker.start(deliver)
+    redis0 = redis_cpu(redis_pid)
     producer = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, str(port), str(events), str(rooms)],
         env={"PYTHONPATH": str(ROOT)},
@@ -88,10 +117,11 @@ async def measure(port: int, events: int, rooms: int) -> tuple[float, int, str]:
             await done.wait()
     finally:
         producer.wait(30)
+        redis_us = (redis_cpu(redis_pid) - redis0) * 1e6 / events
         name = parser_name(broker)
         await broker.stop()
     # The first event's cost is not counted: (events - 1) intervals.
-    return (last_cpu - first_cpu) * 1e6 / max(1, events - 1), got, name
+    return (last_cpu - first_cpu) * 1e6 / max(1, events - 1), redis_us, got, name
 
 
 def main() -> None:
@@ -100,6 +130,9 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rooms", type=int, default=1, help="streams the events spread over")
+    parser.add_argument(
+        "--subscribers", type=int, default=0, help="more bus subscribers (read and discard)"
+    )
     args = parser.parse_args()
     port = free_port()
     redis = subprocess.Popen(
@@ -107,6 +140,7 @@ def main() -> None:
          "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
+    listeners: subprocess.Popen[bytes] | None = None
     try:
         deadline = time.monotonic() + 10
         while (
@@ -118,13 +152,26 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("redis-server did not answer")
             time.sleep(0.05)
-        per_event, got, name = asyncio.run(measure(port, args.events, args.rooms))
+        if args.subscribers:
+            listeners = subprocess.Popen(
+                [sys.executable, "-c", LISTENERS, str(port), str(args.subscribers)],
+                stdout=subprocess.PIPE,
+            )
+            assert listeners.stdout is not None
+            if listeners.stdout.readline().strip() != b"subscribed":
+                raise SystemExit("the extra subscribers did not subscribe")
+        measured = asyncio.run(measure(port, args.events, args.rooms, redis.pid))
+        per_event, redis_us, got, name = measured
     finally:
+        if listeners is not None:
+            listeners.kill()
+            listeners.wait(10)
         redis.terminate()
         redis.wait(10)
     print(
         f"{got} events over {args.rooms} room(s), parser {name}: "
-        f"{per_event:.1f} us of CPU per event received (RedisBroker, deliver a no-op)"
+        f"{per_event:.1f} us of CPU per event received (RedisBroker, deliver a no-op); "
+        f"redis-server {redis_us:.1f} us per publish with {args.subscribers + 1} subscriber(s)"
     )
 
 
