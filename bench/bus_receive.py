@@ -14,7 +14,8 @@ only counts, and a producer subprocess that runs the real publish script
 (:mod:`anywire.redis_wire`, pipelined) for ``--events`` room events of ~100 bytes. The
 figure is this process's CPU time (user + system, ``time.process_time``) from the first
 event received to the last, divided by the events: robust to a busy machine. It prints
-which redis-py parser was in use (hiredis, when installed, or the pure-Python one).
+which redis-py parser was in use (hiredis, when installed, or the pure-Python one), and
+what the host then does with an event for a room it holds no client of.
 """
 
 from __future__ import annotations
@@ -76,6 +77,19 @@ def redis_cpu(pid: int) -> float:
     """CPU seconds (user + system) of redis-server so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dispatch_us(events: int = 100_000) -> float:
+    """CPU microseconds of ``SessionHost.deliver`` for a room event with no local
+    recipient (what a worker does with an event for another worker's room)."""
+    from anywire.server.app import Anywire
+
+    host = Anywire(anonymous=True).host
+    envs = [Envelope("room", "/", "elsewhere", "m", {"ts": 1, "p": "x" * 40})] * events
+    start = time.process_time()
+    for env in envs:
+        host.deliver(env)
+    return (time.process_time() - start) * 1e6 / events
 
 
 def parser_name(broker: RedisBroker) -> str:
@@ -173,6 +187,7 @@ def main() -> None:
         f"{per_event:.1f} us of CPU per event received (RedisBroker, deliver a no-op); "
         f"redis-server {redis_us:.1f} us per publish with {args.subscribers + 1} subscriber(s)"
     )
+    print(f"host dispatch of an event with no local recipient: {dispatch_us():.2f} us of CPU")
 
 
 if __name__ == "__main__":
