@@ -750,6 +750,8 @@ class SessionHost(Budget):
             # Nobody here (with --workers, every worker receives every event: most are
             # for rooms other workers host): building and encoding the frame was 5 us
             # per event wasted (bench/bus_receive.py, docs/scaling.md "Many cores").
+            # The latency sample stays: it measures the bus, recipients or not.
+            self.track.delivered(env)
             return
         if env.pos is None and env.event == "$lost" and isinstance(env.data, dict):
             self._deliver_lost(env, targets)
