@@ -4,7 +4,11 @@ Run as ``python -m anywire.bench.app --port P``. Besides the anywire endpoints i
 
 * ``POST /ctl/start?secs=S&size=B&burst=K``: publish ~B-byte events to room ``bench`` as
   fast as the server can deliver them for S seconds, K per event-loop tick;
-* ``GET /ctl/stats``: ``{"published": n, "sessions": n}``.
+* ``POST /ctl/pace?rate=R&secs=S``: publish event ``n`` with data 1, 2, 3... to room
+  ``bench`` at R events per second for S seconds, whatever the clients do (the reconnect
+  storm's fan-out, bench/storm.py: every client must see each number once);
+* ``POST /ctl/drop``: close every live connection with 4000 (sessions stay resumable);
+* ``GET /ctl/stats``: ``{"published": n, "paced": n, "sessions": n}``.
 
 Every session joins ``bench`` in its connect hook *without* presence events (a 2,000-client
 setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything).
@@ -21,13 +25,14 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..core.closecodes import CloseCode
 from ..core.rooms import Member
 from ..core.settings import Settings
 from ..server.app import Anywire
 from ..server.broker_memory import MemoryBroker
 from ..server.socket import Socket
 
-__all__ = ["BENCH_SETTINGS", "Publisher", "make_app", "run_control", "serve_peer"]
+__all__ = ["BENCH_SETTINGS", "Pacer", "Publisher", "make_app", "run_control", "serve_peer"]
 
 ROOM = "bench"
 
@@ -100,7 +105,31 @@ class Publisher:
                 await asyncio.sleep(0.001)
 
 
-def make_app(redis: str | None = None) -> Anywire:
+class Pacer:
+    """Publishes numbered events to the bench room at a fixed rate (an open loop)."""
+
+    def __init__(self, aw: Anywire) -> None:
+        self.aw = aw
+        self.sent = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, rate: float, secs: float) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.task = asyncio.create_task(self._run(rate, secs))
+
+    async def _run(self, rate: float, secs: float) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        count = int(rate * secs)
+        for i in range(count):
+            # Due times from the start, so a slow tick does not shift every later event.
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+            self.sent += 1
+            await self.aw.emit("n", self.sent, room=ROOM)
+
+
+def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> Anywire:
     """The benchmark application (on the Redis broker at ``redis`` if given)."""
     broker = None
     if redis:
@@ -109,8 +138,9 @@ def make_app(redis: str | None = None) -> Anywire:
         except ImportError:
             raise SystemExit("--redis: this build of anywire has no Redis broker yet") from None
         broker = RedisBroker(redis)
-    aw = Anywire(anonymous=True, settings=BENCH_SETTINGS, broker=broker)
+    aw = Anywire(anonymous=True, settings=settings, broker=broker)
     publisher = Publisher(aw)
+    pacer = Pacer(aw)
 
     @aw.on_connect
     def join_silently(sock: Socket) -> None:
@@ -120,27 +150,48 @@ def make_app(redis: str | None = None) -> Anywire:
     def echo(sock: Socket, data: Any) -> Any:
         return data
 
+    def start(q: dict[str, str]) -> None:
+        if "rate" in q:
+            pacer.start(float(q["rate"]), float(q.get("secs", 10)))
+        else:
+            publisher.start(
+                float(q.get("secs", 10)), int(q.get("size", 100)), int(q.get("burst", 1))
+            )
+
+    def drop() -> int:
+        # Every live connection closed with a reconnect code (the sessions stay resumable).
+        live = [s for s in aw.host.sessions.values() if s.connection is not None]
+        for sess in live:
+            aw.host.close_session(sess, CloseCode.SHUTDOWN, "bench: reconnect storm")
+        return len(live)
+
     aw.fallback = run_control(
-        lambda q: publisher.start(
-            float(q.get("secs", 10)), int(q.get("size", 100)), int(q.get("burst", 1))
-        ),
-        lambda: {"published": publisher.published, "sessions": len(aw.host.sessions)},
+        start,
+        lambda: {
+            "published": publisher.published,
+            "paced": pacer.sent,
+            "sessions": len(aw.host.sessions),
+        },
+        drop,
     )
     return aw
 
 
-def run_control(start: Any, stats: Any) -> Any:
-    """A tiny ASGI app for ``/ctl/start`` and ``/ctl/stats`` (shared by the peer apps)."""
+def run_control(start: Any, stats: Any, drop: Any = None) -> Any:
+    """A tiny ASGI app for ``/ctl/start`` and ``/ctl/stats`` (shared by the peer apps),
+    and ``/ctl/drop`` when ``drop`` is given."""
 
     async def control(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
-        if scope["path"] == "/ctl/start":
+        if scope["path"] in ("/ctl/start", "/ctl/pace"):
             start(query)
             body = b'{"ok":true}'
         elif scope["path"] == "/ctl/stats":
             body = json.dumps(stats()).encode()
+        elif scope["path"] == "/ctl/drop" and drop is not None:
+            body = json.dumps({"dropped": drop()}).encode()
         else:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
@@ -179,8 +230,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--redis", default=None, help="redis://... to use the Redis broker")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="anywire's default Settings (limits, heartbeats, resume window) instead of the "
+        "bench's lifted ones: the reconnect storm meets what an operator runs",
+    )
     args = parser.parse_args()
-    run(make_app(args.redis), args.host, args.port, "warning")
+    settings = Settings() if args.defaults else BENCH_SETTINGS
+    run(make_app(args.redis, settings), args.host, args.port, "warning")
 
 
 if __name__ == "__main__":
