@@ -333,6 +333,24 @@ def nofile(needed: int) -> str:
     return ""
 
 
+def cpu_secs(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def report(stats: Stats, pid: int, every: float = 5.0) -> None:
+    """Progress on stderr while the run goes (what a stuck phase is stuck on)."""
+    t0 = time.monotonic()
+    while True:
+        await asyncio.sleep(every)
+        print(
+            f"[storm] {time.monotonic() - t0:5.1f}s connects={stats.connects} "
+            f"refused={stats.refused} errors={stats.errors} drops={stats.drops} "
+            f"server cpu={cpu_secs(pid):.1f}s rss={proc_kb(pid, 'VmRSS')} kB",
+            file=sys.stderr,
+        )
+
+
 async def wait_for(cond: Any, deadline: float, step: float = 0.05) -> bool:
     while not cond():
         if time.monotonic() > deadline:
@@ -349,6 +367,7 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     if 2 + (args.clients - 1) // args.per_ip > 254:
         raise SystemExit("--per-ip too small: more than 253 source addresses")
     tasks: list[asyncio.Task[None]] = []
+    reporter = asyncio.create_task(report(stats, pid))
     t0 = time.monotonic()
     # Open at a steady pace (not part of the measurement): the storm is what is measured.
     for c in clients:
@@ -389,9 +408,9 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     peak = proc_kb(pid, "VmHWM")
     for c in clients:
         c.stopping = True
-    for t in tasks:
+    for t in [*tasks, reporter]:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, reporter, return_exceptions=True)
     behind = sum(c.n_last < total for c in clients)
     spread = sorted(c.hello_at - t_drop for c in clients if c.hello_at >= t_drop)
     return {
@@ -434,7 +453,7 @@ def main() -> None:
     p.add_argument("--deadline", type=float, default=60.0, help="bound of each phase, seconds")
     p.add_argument("--drop", choices=["client", "server"], default="client")
     args = p.parse_args()
-    warn = nofile(args.clients * 2 + 100)
+    warn = nofile(args.clients + 200)  # one socket per client at a time, plus ours
     if warn:
         raise SystemExit(warn)
     target = Target(
