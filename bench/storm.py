@@ -452,6 +452,13 @@ def main() -> None:
     p.add_argument("--open-rate", type=float, default=1000.0, help="clients opened per second")
     p.add_argument("--deadline", type=float, default=60.0, help="bound of each phase, seconds")
     p.add_argument("--drop", choices=["client", "server"], default="client")
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="the server's max_sessions (default: twice --clients; the operator of a "
+        "10,000-client node raises anywire's default of 10,000)",
+    )
     args = p.parse_args()
     warn = nofile(args.clients + 200)  # one socket per client at a time, plus ours
     if warn:
@@ -460,7 +467,10 @@ def main() -> None:
         "anywire storm",
         "anywire",
         {"ws": 1.0},
-        lambda port: [sys.executable, "-m", "anywire.bench.app", "--port", str(port), "--defaults"],
+        lambda port: [
+            *[sys.executable, "-m", "anywire.bench.app", "--port", str(port), "--defaults"],
+            *["--max-sessions", str(args.max_sessions or 2 * args.clients)],
+        ],
     )
     ncpu = os.cpu_count() or 1
     server = Server(target, 0 if ncpu > 1 else None)

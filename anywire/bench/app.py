@@ -236,8 +236,19 @@ def main() -> None:
         help="anywire's default Settings (limits, heartbeats, resume window) instead of the "
         "bench's lifted ones: the reconnect storm meets what an operator runs",
     )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="with --defaults: the node's session cap (the default is 10,000, which a "
+        "10,000-client storm reaches while abandoned attempts still hold their slots)",
+    )
     args = parser.parse_args()
-    settings = Settings() if args.defaults else BENCH_SETTINGS
+    settings = BENCH_SETTINGS
+    if args.defaults:
+        settings = (
+            Settings() if args.max_sessions is None else Settings(max_sessions=args.max_sessions)
+        )
     run(make_app(args.redis, settings), args.host, args.port, "warning")
 
 
