@@ -373,7 +373,7 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     for c in clients:
         tasks.append(asyncio.create_task(c.run()))
         if len(tasks) % 100 == 0:
-            await asyncio.sleep(0.1 * 100 / args.open_rate)
+            await asyncio.sleep(100 / args.open_rate)
     ok = await wait_for(lambda: stats.connects >= args.clients, t0 + args.deadline)
     connect_secs = time.monotonic() - t0
     if not ok:
