@@ -439,6 +439,9 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         "server_rss_ready_kb": rss_ready,
         "server_rss_end_kb": rss_end,
         "server_peak_rss_kb": peak,
+        "server_cpu_secs": round(cpu_secs(pid), 1),
+        "client_cpu_secs": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
+        "client_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
 
 

@@ -61,7 +61,8 @@ class Gate:
         self._logged_at = -1.0
         self._unlogged = 0
         self._tarpitted = 0  # rate refusals being held back (see refuse_rate)
-        self.lag = LoopLag(settings.shed_lag)  # load shedding (server/overload.py)
+        # Load shedding (server/overload.py).
+        self.lag = LoopLag(settings.shed_lag, settings.resume_window / 3)
 
     @staticmethod
     def _now() -> float:

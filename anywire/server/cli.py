@@ -26,7 +26,6 @@ from .apikeys import parse_keys
 from .app import Anywire
 from .auth import check_secret
 from .cliopts import (
-    LISTEN_BACKLOG,
     LOG_LEVELS,
     add_heartbeat_options,
     add_http_limit_options,
@@ -147,7 +146,6 @@ def config(
         # anywire drains itself first (Settings.shutdown_timeout); this only bounds what
         # uvicorn waits for afterwards, which should be nothing.
         timeout_graceful_shutdown=1,
-        backlog=LISTEN_BACKLOG,  # a reconnect storm (cliopts.py)
     )
 
 

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 __all__ = [
-    "LISTEN_BACKLOG",
     "add_heartbeat_options",
     "add_http_limit_options",
     "add_log_options",
@@ -32,12 +31,6 @@ __all__ = [
     "log_args",
     "setup_logs",
 ]
-
-LISTEN_BACKLOG = 16384
-"""The listen queue ``anywire serve`` asks of the kernel (which caps it at
-``net.core.somaxconn``): a reconnect storm opens every client's connections within the
-first backoff step, and uvicorn's 2048 let the accept queue overflow (each dropped SYN
-costs its client a 1 s, then 3 s retransmission)."""
 
 
 # -- HTTP limits (anywire.server.httplimits) ---------------------------------------------

@@ -39,9 +39,15 @@ MAX_RETRY_AFTER = 30
 class LoopLag:
     """Watches the running loop's lateness; :meth:`refusal` while the node is behind."""
 
-    def __init__(self, threshold: float, rand: random.Random | None = None) -> None:
-        """``threshold``: lateness in seconds past which negotiates are shed (0: never)."""
+    def __init__(
+        self, threshold: float, longest: float = MAX_RETRY_AFTER, rand: random.Random | None = None
+    ) -> None:
+        """``threshold``: lateness in seconds past which negotiates are shed (0: never).
+        ``longest``: the largest ``Retry-After`` to give (the server passes a third of
+        its resume window: a resuming client told to wait longer would come back to a
+        session already gone)."""
         self.threshold = threshold
+        self.longest = max(2, min(MAX_RETRY_AFTER, int(longest)))
         self.lag = 0.0  # the last probe's lateness, seconds
         self.shed = 0  # negotiates refused so far (metrics, tests)
         self._late_until = -math.inf
@@ -73,7 +79,7 @@ class LoopLag:
             return None
         self.shed += 1
         # The longer the loop lags, the more work is queued: spread the crowd wider.
-        ceiling = min(MAX_RETRY_AFTER, max(2, math.ceil(4 * self._worst)))
+        ceiling = min(self.longest, max(2, math.ceil(4 * self._worst)))
         retry = self._rand.randint(1, ceiling)
         return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
 

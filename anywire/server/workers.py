@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
-from .cliopts import LISTEN_BACKLOG, heartbeat_args, http_limit_args, http_limits, log_args
+from .cliopts import heartbeat_args, http_limit_args, http_limits, log_args
 
 __all__ = ["run_workers"]
 
@@ -25,7 +25,7 @@ def run_workers(args: argparse.Namespace) -> int:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((args.host, args.port))
-    listener.listen(LISTEN_BACKLOG)
+    listener.listen(2048)
     listener.set_inheritable(True)
     fd = listener.fileno()
     command = [
