@@ -11,7 +11,9 @@ Run as ``python -m anywire.bench.app --port P``. Besides the anywire endpoints i
 * ``GET /ctl/stats``: ``{"published": n, "paced": n, "sessions": n}``.
 
 Every session joins ``bench`` in its connect hook *without* presence events (a 2,000-client
-setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything).
+setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything), and
+leaves it without them too (``Member.quiet``: a reconnect storm whose sessions expire
+together would otherwise stall the node on 10,000^2 ``$leave`` deliveries).
 Heartbeats are stretched and the flood limit lifted so that neither interferes with a
 10-second run; everything else is the default configuration.
 """
@@ -144,7 +146,7 @@ def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> A
 
     @aw.on_connect
     def join_silently(sock: Socket) -> None:
-        aw.host.rooms.join(sock.namespace, ROOM, Member(sock.sid, sock.user, None))
+        aw.host.rooms.join(sock.namespace, ROOM, Member(sock.sid, sock.user, None, quiet=True))
 
     @aw.on("echo")
     def echo(sock: Socket, data: Any) -> Any:
@@ -171,6 +173,9 @@ def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> A
             "published": publisher.published,
             "paced": pacer.sent,
             "sessions": len(aw.host.sessions),
+            # Load shedding (server/overload.py): the loop's last lateness, refusals.
+            "loop_lag": round(aw.host.issuer.gate.lag.lag, 3),
+            "shed": aw.host.issuer.gate.lag.shed,
         },
         drop,
     )
