@@ -514,7 +514,8 @@ class SessionHost(Budget):
         # drain, tells the others now.
         later = not for_good and not self.closing
         for _, room, member in self.rooms.leave_all(sess.sid):
-            self._presence(sess, room, "$leave", member, later)
+            if not member.quiet:
+                self._presence(sess, room, "$leave", member, later)
         if sess.user is not None:
             key = (sess.namespace, sess.user)
             sids = self.users.get(key)
@@ -715,7 +716,7 @@ class SessionHost(Budget):
     def leave(self, sess: ServerSession, room: str) -> bool:
         """Take the session out of ``room``."""
         member = self.rooms.leave(sess.namespace, room, sess.sid)
-        if member is not None:
+        if member is not None and not member.quiet:
             self._presence(sess, room, "$leave", member)
         return member is not None
 
