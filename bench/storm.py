@@ -19,7 +19,7 @@ resume window, admission limits, heartbeats), pinned to CPU 0; the clients run i
 process, pinned to CPU 1. Each client speaks the protocol itself (negotiate over HTTP, a
 WebSocket with ``connect``/``resume``, ``rx`` receipts, ``pong``): a full
 :class:`anywire.clients.python.Client` costs too much CPU to run 10,000 of them in one
-process on this machine (NOTES-tenk.md has the figures). They back off with the Python
+process on this machine (docs/perf/storm.md has the figures). They back off with the Python
 client's own policy (:func:`anywire.clients.python.backoff.backoff`, full jitter) and
 honour ``Retry-After``. Clients are spread over source addresses 127.0.0.2, .3, ...
 (``--per-ip`` clients each), so the per-address admission limits meet a realistic crowd
