@@ -242,3 +242,31 @@ async def test_a_handler_registered_again_is_called_the_way_its_new_kind_needs()
         assert ack["d"] == "async"
     finally:
         await aw.stop(grace=0.1)
+
+
+async def test_a_quiet_member_leaves_without_a_leave_event_and_others_still_announce() -> None:
+    # A member joined quietly (a broadcast-only room, Member.quiet) leaves quietly: when
+    # its session ends nobody gets $leave; an ordinary member's end is still announced.
+    from anywire.core.rooms import Member
+
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        watcher, quiet, loud = [await _drained(aw) for _ in range(3)]
+        host = aw.host
+        for link, hush in ((watcher, False), (quiet, True), (loud, False)):
+            assert link.sid is not None
+            sess = host.sessions[link.sid]
+            host.rooms.join("/", "r", Member(link.sid, sess.user, None, quiet=hush))
+
+        def leaves() -> list[str]:
+            frames = map(watcher.codec.decode, host.outgoing(watcher))
+            return [f["d"]["sid"] for f in frames if f.get("e") == "$leave"]
+
+        assert quiet.sid is not None and loud.sid is not None
+        host.close_session(host.sessions[quiet.sid], 4500, "bye")
+        assert leaves() == []
+        host.close_session(host.sessions[loud.sid], 4500, "bye")
+        assert leaves() == [loud.sid]
+    finally:
+        await aw.stop(grace=0.1)
