@@ -4,7 +4,10 @@ Run as ``python -m anywire.bench.app --port P``. Besides the anywire endpoints i
 
 * ``POST /ctl/start?secs=S&size=B&burst=K``: publish ~B-byte events to room ``bench`` as
   fast as the server can deliver them for S seconds, K per event-loop tick;
-* ``GET /ctl/stats``: ``{"published": n, "sessions": n}``.
+* ``GET /ctl/stats``: ``{"published": n, "sessions": n}``;
+* ``GET /ctl/memory[?by=lineno|traceback]``: live Python allocations by file (or line,
+  or stack), ``{file: [bytes, blocks]}``, when the server runs under ``tracemalloc``
+  (``PYTHONTRACEMALLOC=N``; ``bench/memory_breakdown.py``).
 
 Every session joins ``bench`` in its connect hook *without* presence events (a 2,000-client
 setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything).
@@ -141,6 +144,8 @@ def run_control(start: Any, stats: Any) -> Any:
             body = b'{"ok":true}'
         elif scope["path"] == "/ctl/stats":
             body = json.dumps(stats()).encode()
+        elif scope["path"] == "/ctl/memory":
+            body = json.dumps(_traced(query.get("by", "filename"))).encode()
         else:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
@@ -150,6 +155,21 @@ def run_control(start: Any, stats: Any) -> Any:
         await send({"type": "http.response.body", "body": body})
 
     return control
+
+
+def _traced(by: str) -> dict[str, list[int]]:
+    """Live traced allocations grouped by the file (``by=filename``), line (``lineno``)
+    or stack (``traceback``) that made them, empty when not tracing. A collection runs
+    first so that garbage awaiting the cycle collector is not counted."""
+    import gc
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return {}
+    gc.collect()
+    key = by if by in ("lineno", "traceback") else "filename"
+    stats = tracemalloc.take_snapshot().statistics(key)
+    return {" <- ".join(map(str, s.traceback)): [s.size, s.count] for s in stats}
 
 
 def serve_peer(app: Any) -> None:
