@@ -43,6 +43,9 @@ LAYERS = [
     ("/starlette/", "starlette"),
     ("/anyio/", "anyio"),
     ("/litestar/", "litestar"),
+    # C allocations (uvloop's transports and handles, task objects) made while the
+    # only Python frame is asyncio.run's.
+    ("/asyncio/runners.py", "loop internals (C)"),
     ("/asyncio/", "asyncio (stdlib)"),
     ("/anywire/", "anywire"),
     ("/bench/peers/", "raw app"),
@@ -58,6 +61,32 @@ def layer(filename: str) -> str:
                 return "anywire " + filename.split("/anywire/", 1)[1]
             return name
     return "other: " + filename.rsplit("/", 1)[-1]
+
+
+# Coarser: the stack's layers, and anywire by package.
+COARSE = [
+    ("anywire core", "anywire core (session, rooms, streams)"),
+    ("anywire transports", "anywire transports (link, reader, writer, stream)"),
+    ("anywire server", "anywire server (host, auth, tracking, protocol subclasses)"),
+    ("anywire bench", "bench app"),
+    ("raw app", "bench app"),
+    ("uvicorn", "uvicorn"),
+    ("websockets", "protocol: websockets / h11 / httptools"),
+    ("h11", "protocol: websockets / h11 / httptools"),
+    ("httptools", "protocol: websockets / h11 / httptools"),
+    ("sse-starlette", "sse-starlette / starlette / anyio"),
+    ("starlette", "sse-starlette / starlette / anyio"),
+    ("anyio", "sse-starlette / starlette / anyio"),
+    ("asyncio", "asyncio (tasks, futures, queues, events)"),
+    ("loop internals", "loop internals (C: uvloop transports, task objects)"),
+]
+
+
+def coarse(name: str) -> str:
+    for prefix, group in COARSE:
+        if name.startswith(prefix):
+            return group
+    return "other (stdlib: weakref, uuid, secrets, json...)"
 
 
 def traced(server: Server, by: str) -> dict[str, list[int]]:
@@ -101,7 +130,13 @@ def breakdown(key: str, clients: int, settle: float, by: str, frames: int) -> di
 def show(res: dict[str, Any], top: int) -> None:
     print(f"\n## {res['target']}: {res['ready']} idle connections")
     print(f"RSS {res['rss_kb']:.1f} KB/conn (traced run), traced {res['traced_kb']:.1f} KB/conn\n")
-    print("| layer | KB/conn |\n|---|---|")
+    groups: dict[str, float] = {}
+    for name, kb in res["layers"].items():
+        groups[coarse(name)] = groups.get(coarse(name), 0.0) + kb
+    print("| part | KB/conn |\n|---|---|")
+    for name, kb in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {kb:.2f} |")
+    print("\n| layer | KB/conn |\n|---|---|")
     for name, kb in sorted(res["layers"].items(), key=lambda kv: -kv[1]):
         if abs(kb) >= 0.05:
             print(f"| {name} | {kb:.2f} |")

@@ -169,6 +169,8 @@ def _traced(by: str) -> dict[str, list[int]]:
     gc.collect()
     key = by if by in ("lineno", "traceback") else "filename"
     stats = tracemalloc.take_snapshot().statistics(key)
+    if key == "filename":
+        return {s.traceback[0].filename: [s.size, s.count] for s in stats}
     return {" <- ".join(map(str, s.traceback)): [s.size, s.count] for s in stats}
 
 
