@@ -3,6 +3,7 @@
     python3 bench/compare.py                 # full run (~15 min), prints the tables
     python3 bench/compare.py --write-doc     # ... and updates docs/benchmarks.md + plot
     python3 bench/compare.py --quick         # 2 s per point, fewer points (a smoke run)
+    python3 bench/compare.py --sections open,burst1   # only those sections (not the doc)
 
 Every point starts a fresh server pinned to CPU 0 and the C load generator pinned to
 CPU 1 (``taskset``), so each server is measured alone. Servers:
@@ -14,7 +15,8 @@ CPU 1 (``taskset``), so each server is measured alone. Servers:
 * Node socket.io, WebSocket and polling (``bench/peers/node_sio.js``), when socket.io is
   installed in a scratch directory (``--node-modules``, default /work/bench-peers).
 
-Workloads: fan-out to one room (deliveries/s and latency, per client count), sequential
+Workloads: fan-out to one room (deliveries/s and latency, per client count), the same
+room at fixed offered loads (open loop: latency per events/s published, ``--rates``), sequential
 echo with ack (round trips/s, RTT), idle connections (KB per connection, setup time),
 the most idle WebSocket connections one node holds, and (with ``--redis``) fan-out
 across two nodes through Redis.
@@ -43,6 +45,10 @@ PY = sys.executable
 PEERS = ROOT / "bench" / "peers"
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks-fanout.png"
+LATENCY_PLOT = ROOT / "docs" / "benchmarks-latency.png"
+SECTIONS = ("fanout", "burst1", "open", "echo", "idle", "maxconns", "redis")
+# The open-loop section: anywire on each transport beside the raw loop and Node socket.io.
+OPEN_KEYS = ("aw-ws", "aw-sse", "aw-poll", "raw-ws", "node-ws")
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -131,14 +137,31 @@ def machine(node_modules: Path | None) -> dict[str, Any]:
 
 
 def point(
-    label: str, tgt: Target, workload: str, clients: int, args: argparse.Namespace
+    label: str,
+    tgt: Target,
+    workload: str,
+    clients: int,
+    args: argparse.Namespace,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
-    print(f"== {label}: {tgt.name}, {workload}, {clients} clients", file=sys.stderr, flush=True)
+    load = f", {rate:g} events/s" if rate else ""
+    print(
+        f"== {label}: {tgt.name}, {workload}, {clients} clients{load}", file=sys.stderr, flush=True
+    )
     try:
-        r = run(tgt, workload, clients, secs=args.duration, size=args.size, burst=args.burst)
+        r = run(
+            tgt, workload, clients, secs=args.duration, size=args.size, burst=args.burst, rate=rate
+        )
     except Exception as exc:  # one broken peer must not lose the whole comparison
         print(f"   failed: {exc}", file=sys.stderr)
-        return {"target": tgt.name, "workload": workload, "clients": clients, "failed": str(exc)}
+        return {
+            "key": label,
+            "target": tgt.name,
+            "workload": workload,
+            "clients": clients,
+            "offered": rate or None,
+            "failed": str(exc),
+        }
     r["key"] = label
     print(
         f"   {r['rate']:,.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
@@ -158,6 +181,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--burst", type=int, default=10)
     parser.add_argument("--sweep", default="100,300,1000,2000", help="fan-out client counts")
+    parser.add_argument(
+        "--rates", default="10,50,100", help="open loop: events/s published to the room"
+    )
+    parser.add_argument("--open-clients", type=int, default=1000, help="open loop: clients")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated subset of " + ", ".join(SECTIONS) + " (a subset is printed, "
+        "saved under bench/results/ and plotted, never written to the doc)",
+    )
     parser.add_argument("--echo-clients", type=int, default=100)
     parser.add_argument(
         "--echo-rounds",
@@ -181,6 +214,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.duration, args.sweep, args.echo_rounds = 2.0, "100,1000", 1
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    partial = set(sections) != set(SECTIONS)
+    if partial and args.write_doc:
+        parser.error("--write-doc needs every section (the doc shows a whole run)")
+    rates = [float(x) for x in args.rates.split(",") if x.strip()]
+    if not rates or any(not r > 0 for r in rates):
+        parser.error("--rates: positive events per second, comma-separated")
     hard = raise_nofile()
     node_modules = find_node_modules(args.node_modules)
     all_targets = targets(node_modules)
@@ -194,44 +237,64 @@ def main() -> None:
         "fanout": [],
         "echo": [],
         "idle": [],
+        "open": [],
     }
 
-    for clients in sweep:
+    for clients in sweep if "fanout" in sections else []:
         for key, tgt in all_targets.items():
             results["fanout"].append(point(key, tgt, "fanout", clients, args))
     # One event per tick instead of a burst: less to coalesce, so latency over throughput.
     results["fanout_burst1"] = []
     single = argparse.Namespace(**{**vars(args), "burst": 1})
-    for key in ("aw-ws", "raw-ws", "sio-ws", "node-ws"):
+    for key in ("aw-ws", "raw-ws", "sio-ws", "node-ws") if "burst1" in sections else ():
         if key in all_targets:
             results["fanout_burst1"].append(point(key, all_targets[key], "fanout", 1000, single))
+    # Open loop: a fixed offered load, whatever each server manages; latency is what moves.
+    for rate in rates if "open" in sections else []:
+        for key in OPEN_KEYS:
+            if key in all_targets:
+                tgt = all_targets[key]
+                results["open"].append(point(key, tgt, "open", args.open_clients, args, rate))
     # Closed-loop p99 swings between runs on a shared machine: several rounds, interleaved
     # so a slow spell hits every server, and each server's median run is reported.
     rounds: dict[str, list[dict[str, Any]]] = {}
-    for _ in range(max(1, args.echo_rounds)):
+    for _ in range(max(1, args.echo_rounds) if "echo" in sections else 0):
         for key in ("aw-ws", "sio-ws", "raw-ws", "node-ws"):
             if key in all_targets:
                 r = point(key, all_targets[key], "echo", args.echo_clients, args)
                 rounds.setdefault(key, []).append(r)
     results["echo_rounds"] = rounds
     results["echo"] = [_median_run(runs) for runs in rounds.values()]
-    for key, tgt in all_targets.items():
+    for key, tgt in all_targets.items() if "idle" in sections else ():
         results["idle"].append(point(key, tgt, "idle", args.idle_clients, args))
-    if "aw-ws" in all_targets:
+    if "aw-ws" in all_targets and "maxconns" in sections:
         n = args.max_conns or max(1000, hard - 1000)
         results["max_conns"] = point("aw-ws", all_targets["aw-ws"], "idle", n, args)
-    if args.redis and "aw-ws" in all_targets:
+    if args.redis and "aw-ws" in all_targets and "redis" in sections:
         two = anywire_target(["websocket"], args.redis, nodes=2)
         one = anywire_target(["websocket"], args.redis, nodes=1)
         results["redis"] = [
             point("aw-ws-redis-1", one, "fanout", 1000, args),
             point("aw-ws-redis-2", two, "fanout", 1000, args),
         ]
+    results["sections"] = sections
+    if partial:
+        # A subset: its own files, so the full run's results and plots stay as they were.
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        saved = RESULTS.with_name(f"sections-{stamp}.json")
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(results, indent=1))
+        print(render_sections(results))
+        if results["open"]:
+            plot_latency(results, saved.with_suffix(".latency.png"))
+        print(f"saved {saved}", file=sys.stderr)
+        return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
     text = render(results)
     print(text)
     plot(results, PLOT)
+    plot_latency(results, LATENCY_PLOT)
     if args.write_doc:
         doc = DOC.read_text()
         head, rest = doc.split(START, 1)
@@ -284,6 +347,93 @@ def _rows(
         row = ["failed"] + [""] * (width - 1) if r.get("failed") else cells(r)
         out.append(f"| {r['target']} | " + " | ".join(row) + " |")
     return out
+
+
+def _render_burst1(single: list[dict[str, Any]]) -> list[str]:
+    if not single:
+        return []
+    out = ["### Fan-out, one event per loop tick (1,000 clients)", "",
+           "The same fan-out with `--burst 1`: less to coalesce per write, lower latency.",
+           "", "| server | deliveries/s | p50 ms | p99 ms | server CPU |",
+           "|---|---|---|---|---|"]  # fmt: skip
+    out += _rows(single, 4, lambda r: [
+        f"{r['rate']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+        f"{r['server_cpu'][0] * 100:.0f}%",
+    ])  # fmt: skip
+    return [*out, ""]
+
+
+def _render_open(rows: list[dict[str, Any]]) -> list[str]:
+    """The open-loop table (p50 / p99 per offered load), the issue #17 latency targets
+    and where each transport stands against a sub-10 ms p99."""
+    if not rows:
+        return []
+    rates = sorted({float(r["offered"]) for r in rows})
+    keys = list(dict.fromkeys(r["key"] for r in rows))
+    label = {r["key"]: r["target"] for r in rows}
+    clients = rows[0]["clients"]
+
+    def find(key: str, rate: float) -> dict[str, Any] | None:
+        for r in rows:
+            if r["key"] == key and float(r["offered"]) == rate:
+                return r
+        return None
+
+    out = [f"### Latency at a fixed offered load (open loop, {clients:,} clients)", "",
+           "The server publishes to the room on a fixed schedule (events/s; each event goes "
+           "to every client), whatever it manages to deliver; latency counts from the time "
+           "each event was due. Cells: p50 / p99 ms (deliveries/s).", "",
+           "| server | " + " | ".join(f"{x:g} events/s" for x in rates) + " |",
+           "|---|" + "---|" * len(rates)]  # fmt: skip
+    for key in keys:
+        cells = []
+        for x in rates:
+            r = find(key, x)
+            if r is None or r.get("failed"):
+                cells.append("failed" if r else "")
+            else:
+                err = f", {r['errors']} errors" if r["errors"] else ""
+                cells.append(f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ({r['rate']:,.0f}{err})")
+        out.append(f"| {label[key]} | " + " | ".join(cells) + " |")
+
+    def p99(key: str, rate: float) -> float | None:
+        r = find(key, rate)
+        return None if r is None or r.get("failed") else float(r["p99_ms"])
+
+    out += ["", "| offered load | WebSocket p99 vs Node socket.io (target <= 1x) "
+            "| vs raw loop (target <= 2x) | p99 under 10 ms |", "|---|---|---|---|"]  # fmt: skip
+    for x in rates:
+        aw = p99("aw-ws", x)
+        under = [
+            name for key, name in (("aw-ws", "WebSocket"), ("aw-sse", "SSE"),
+                                   ("aw-poll", "long-poll"))
+            if (v := p99(key, x)) is not None and v < 10
+        ]  # fmt: skip
+        out.append(
+            f"| {x:g} events/s | {_ratio(aw, p99('node-ws', x))} | {_ratio(aw, p99('raw-ws', x))} "
+            f"| {', '.join(under) or 'none'} |"
+        )
+    return [*out, ""]
+
+
+def render_sections(res: dict[str, Any]) -> str:
+    """A run of some sections only: the open-loop and one-event-per-tick tables as in the
+    doc, every other point as one row."""
+    out = [f"Sections {', '.join(res['sections'])}, {res['machine']['date']}, load average "
+           f"before: {', '.join(f'{x:.2f}' for x in res['machine']['load_before'])}; "
+           f"{res['args']['duration']:.0f} s per point.", ""]  # fmt: skip
+    out += _render_burst1(res.get("fanout_burst1") or [])
+    out += _render_open(res.get("open") or [])
+    others = [r for name in ("fanout", "echo", "idle", "redis") for r in res.get(name) or []]
+    if others:
+        out += ["| server | workload | clients | per s | p50 ms | p99 ms | KB/conn | server CPU |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += _rows(others, 7, lambda r: [
+            r["workload"], str(r["clients"]), f"{r['rate']:,.0f}", f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}", f"{r['kb_per_conn']:.1f}",
+            f"{r['server_cpu'][0] * 100:.0f}%",
+        ])  # fmt: skip
+    return "\n".join(out)
 
 
 def render(res: dict[str, Any]) -> str:
@@ -340,17 +490,8 @@ def render(res: dict[str, Any]) -> str:
         out.append(f"| {label[key]} | " + " | ".join(f"{p:,.0f}" if p else "" for p in per) + " |")
     out.append("")
 
-    single = res.get("fanout_burst1") or []
-    if single:
-        out += ["### Fan-out, one event per loop tick (1,000 clients)", "",
-                "The same fan-out with `--burst 1`: less to coalesce per write, lower latency.",
-                "", "| server | deliveries/s | p50 ms | p99 ms | server CPU |",
-                "|---|---|---|---|---|"]  # fmt: skip
-        out += _rows(single, 4, lambda r: [
-            f"{r['rate']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
-            f"{r['server_cpu'][0] * 100:.0f}%",
-        ])  # fmt: skip
-        out.append("")
+    out += _render_burst1(res.get("fanout_burst1") or [])
+    out += _render_open(res.get("open") or [])
     echo = res["echo"]
     out += ["### Echo: sequential emit-with-ack, "
             f"{echo[0]['clients'] if echo else '?'} clients", "",
@@ -474,6 +615,47 @@ def plot(res: dict[str, Any], path: Path) -> None:
     ax.set_title("Fan-out throughput, server pinned to one core")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_latency(res: dict[str, Any], path: Path) -> None:
+    """Open loop: p50 (dashed) and p99 (solid) latency against the offered load, one
+    colour per server."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+        return
+    rows = [r for r in res.get("open") or [] if not r.get("failed")]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, key in enumerate(dict.fromkeys(r["key"] for r in rows)):
+        mine = sorted((r for r in rows if r["key"] == key), key=lambda r: r["offered"])
+        x = [r["offered"] for r in mine]
+        colour = f"C{i}"
+        ax.plot(x, [r["p99_ms"] for r in mine], "-", marker="o", color=colour,
+                label=f"{mine[0]['target']} p99")  # fmt: skip
+        ax.plot(x, [r["p50_ms"] for r in mine], "--", marker=".", color=colour,
+                label=f"{mine[0]['target']} p50")  # fmt: skip
+    ax.axhline(10, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    rates = sorted({r["offered"] for r in rows})
+    ax.set_xticks(rates, [f"{x:g}" for x in rates])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(f"offered load, events/s to {rows[0]['clients']:,} clients in one room")
+    ax.set_ylabel("delivery latency, ms")
+    ax.set_title("Open-loop fan-out latency, server pinned to one core")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2, framealpha=0.8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

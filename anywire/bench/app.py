@@ -4,6 +4,8 @@ Run as ``python -m anywire.bench.app --port P``. Besides the anywire endpoints i
 
 * ``POST /ctl/start?secs=S&size=B&burst=K``: publish ~B-byte events to room ``bench`` as
   fast as the server can deliver them for S seconds, K per event-loop tick;
+* ``POST /ctl/start?secs=S&size=B&rate=R``: publish R events per second on a fixed
+  schedule (open loop: :func:`paced`), whatever the server does;
 * ``GET /ctl/stats``: ``{"published": n, "sessions": n}``;
 * ``GET /ctl/memory[?by=lineno|traceback]``: live Python allocations by file (or line,
   or stack), ``{file: [bytes, blocks]}``, when the server runs under ``tracemalloc``
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,7 +33,7 @@ from ..server.app import Anywire
 from ..server.broker_memory import MemoryBroker
 from ..server.socket import Socket
 
-__all__ = ["BENCH_SETTINGS", "Publisher", "make_app", "run_control", "serve_peer"]
+__all__ = ["BENCH_SETTINGS", "Publisher", "make_app", "paced", "run_control", "serve_peer"]
 
 ROOM = "bench"
 
@@ -56,6 +59,30 @@ BENCH_SETTINGS = Settings(
 MAX_LAG = 400
 
 
+async def paced(secs: float, rate: float) -> AsyncIterator[int]:
+    """The open-loop schedule: ``rate`` events per second for ``secs`` seconds, each
+    yielded once it is due as its due time (microseconds of CLOCK_MONOTONIC, the clock
+    the load generator reads), whatever the server does meanwhile.
+
+    An event that comes due while the loop is busy is yielded as soon as the publisher
+    runs again, still stamped with its due time: a server that falls behind shows it in
+    the latency instead of being offered less (no coordinated omission). The loop's timer
+    wakes up to a millisecond late (epoll's resolution), for every Python server alike.
+    """
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    start = time.monotonic()
+    period = 1.0 / rate
+    k = 0
+    while k * period < secs:
+        due = start + k * period
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        yield int(due * 1_000_000)
+        k += 1
+
+
 class Publisher:
     """Publishes timestamped events to the bench room with back-pressure."""
 
@@ -64,10 +91,20 @@ class Publisher:
         self.published = 0
         self.task: asyncio.Task[None] | None = None
 
-    def start(self, secs: float, size: int, burst: int) -> None:
+    def start(self, secs: float, size: int, burst: int, rate: float = 0.0) -> None:
+        """Publish for ``secs``: ``rate`` events/s on a fixed schedule if given (open
+        loop), else ``burst`` events per loop tick as fast as delivery allows."""
         if self.task is not None and not self.task.done():
             self.task.cancel()
-        self.task = asyncio.create_task(self._run(secs, size, burst))
+        run = self._paced(secs, size, rate) if rate > 0 else self._run(secs, size, burst)
+        self.task = asyncio.create_task(run)
+
+    async def _paced(self, secs: float, size: int, rate: float) -> None:
+        pad = "x" * max(1, size - 60)
+        emit = self.aw.emit
+        async for ts in paced(secs, rate):
+            await emit("m", {"ts": ts, "p": pad}, room=ROOM)
+            self.published += 1
 
     def _lagging(self, sample: list[Any]) -> bool:
         return any(s.out_seq - s.written > MAX_LAG for s in sample if s.connection is not None)
@@ -125,7 +162,10 @@ def make_app(redis: str | None = None) -> Anywire:
 
     aw.fallback = run_control(
         lambda q: publisher.start(
-            float(q.get("secs", 10)), int(q.get("size", 100)), int(q.get("burst", 1))
+            float(q.get("secs", 10)),
+            int(q.get("size", 100)),
+            int(q.get("burst", 1)),
+            float(q.get("rate", 0)),
         ),
         lambda: {"published": publisher.published, "sessions": len(aw.host.sessions)},
     )

@@ -5,11 +5,13 @@ the C load generator (pinned to CPU 1), sets every client up, measures for ``--d
 seconds while printing progress to stderr, then prints one result (a table, or JSON with
 ``--json``). With ``--url`` it starts no server and loads the one running there (no RSS or
 CPU figures then; ``idle`` works against any anywire server, ``echo`` needs an ``echo``
-handler answering with its data and ``fanout`` the bench app, ``python -m
-anywire.bench.app``). Examples::
+handler answering with its data and ``fanout``/``open`` the bench app, ``python -m
+anywire.bench.app``). ``open`` publishes ``--rate`` events per second on a fixed schedule
+(open loop) and reports the latency at that offered load. Examples::
 
     anywire bench --clients 1000 --workload fanout
     anywire bench --clients 300 --transports websocket,sse,longpoll --duration 5
+    anywire bench --clients 1000 --workload open --rate 50
     anywire bench --clients 100 --workload echo --json
     anywire bench --clients 2000 --workload idle
     anywire bench --url http://10.0.0.7:8000 --token "$JWT" --clients 200 --workload idle
@@ -27,7 +29,7 @@ from .runner import KINDS, anywire_target, external, run, run_external
 
 __all__ = ["format_result", "main"]
 
-WORKLOADS = ("fanout", "echo", "idle")
+WORKLOADS = ("fanout", "open", "echo", "idle")
 # Against a server someone else runs (--url): a mistyped count must not flood it.
 MAX_URL_CLIENTS = 10_000
 MAX_URL_SECS = 600.0
@@ -48,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=100, help="approximate message bytes")
     parser.add_argument(
         "--burst", type=int, default=10, help="fan-out: events published per event-loop tick"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="open: events per second published to the room (each to every client)",
     )
     parser.add_argument("--redis", default=None, help="redis://... : use the Redis broker")
     parser.add_argument("--nodes", type=int, default=1, help="server nodes (needs --redis)")
@@ -84,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nodes > 1 needs --redis URL")
     if args.duration <= 0:
         parser.error("--duration must be positive")
+    if not args.rate > 0:  # (also refuses nan)
+        parser.error("--rate must be positive (events per second)")
 
     def progress(line: str) -> None:
         if not args.quiet:
@@ -104,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=progress,
         server_cpu=None if args.no_pin else 0,
         gen_cpu=None if args.no_pin else 1,
+        rate=args.rate,
     )
     return _report(result, args)
 
@@ -142,6 +153,7 @@ def _main_url(
             burst=args.burst,
             progress=progress,
             gen_cpu=None if args.no_pin else 1,
+            rate=args.rate,
         )
     except RuntimeError as exc:
         print(f"anywire bench: {exc}", file=sys.stderr)
@@ -155,7 +167,8 @@ def format_result(r: dict[str, Any]) -> str:
     lines = [
         f"{r['target']}  workload={r['workload']}  clients={r['ready']}/{r['clients']}  "
         f"size~{r['size']}B  {r['secs']:.1f}s",
-        f"  {unit:<16} {r['rate']:>12,.0f}",
+        f"  {unit:<16} {r['rate']:>12,.0f}"
+        + (f"  (offered {r['offered'] * r['clients']:,.0f})" if r.get("offered") else ""),
         f"  latency ms       p50 {r['p50_ms']:.2f}  p90 {r['p90_ms']:.2f}  "
         f"p99 {r['p99_ms']:.2f}  max {r['max_ms']:.2f}",
         f"  errors           {r['errors']}"

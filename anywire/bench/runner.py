@@ -8,6 +8,11 @@ Workloads:
 
 * ``fanout``: every client sits in one room; the server publishes ~``size``-byte events
   as fast as it can deliver them. Result: deliveries/s and publish-to-receive latency.
+* ``open``: the same room, but the server publishes ``rate`` events per second on a fixed
+  schedule (open loop), whatever it manages to deliver; each event is stamped with the
+  time it was due, so latency counts from when the event should have gone out. Result:
+  publish-to-receive latency at that offered load (and deliveries/s: below ``rate`` x
+  clients once the server cannot keep up).
 * ``echo``: every client does sequential emit-with-ack (request, wait, repeat). Result:
   round trips/s and RTT percentiles.
 * ``idle``: clients connect and stay quiet. Result: server RSS before and after, KB per
@@ -135,8 +140,8 @@ class Server:
         with urllib.request.urlopen(self.url("/ctl/stats"), timeout=5) as r:
             return dict(json.loads(r.read()))
 
-    def start_publishing(self, secs: float, size: int, burst: int) -> None:
-        _start_publishing(self.url(""), secs, size, burst)
+    def start_publishing(self, secs: float, size: int, burst: int, rate: float = 0.0) -> None:
+        _start_publishing(self.url(""), secs, size, burst, rate)
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -168,8 +173,12 @@ def run(
     progress: Callable[[str], None] | None = None,
     server_cpu: int | None = 0,
     gen_cpu: int | None = 1,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
-    """One measurement on a fresh server; returns a flat result dict."""
+    """One measurement on a fresh server; returns a flat result dict. ``rate``: events
+    per second of the ``open`` workload."""
+    if workload == "open" and rate <= 0:
+        raise ValueError("the open workload needs a positive rate (events per second)")
     raise_nofile()
     servers = [Server(target, server_cpu) for _ in range(target.nodes)]
     gens: list[Generator] = []
@@ -182,14 +191,15 @@ def run(
         for server, n in zip(servers, per_node, strict=True):
             mix = split(n, target.mix)
             gens.append(
-                Generator(server.port, target.dialect, workload, mix, size, gen_cpu, progress)
-            )
+                Generator(server.port, target.dialect, _gen_workload(workload), mix, size,
+                          gen_cpu, progress)
+            )  # fmt: skip
         readies = [g.ready() for g in gens]
         time.sleep(1.0 if workload == "idle" else 0.2)  # let the server settle
         rss_ready = sum(s.rss_kb() for s in servers)
-        if workload == "fanout":
+        if workload in ("fanout", "open"):
             # Publishing starts on the first node only; other nodes receive via the broker.
-            servers[0].start_publishing(secs + 1.5, size, burst)
+            servers[0].start_publishing(secs + 1.5, size, burst, rate if workload == "open" else 0)
             time.sleep(0.5)
         cpu0 = [s.cpu_secs() for s in servers]
         t0 = time.monotonic()
@@ -213,7 +223,13 @@ def run(
         readies,
         results,
         locals_=dict(rss_base=rss_base, rss_ready=rss_ready, rss_end=rss_end, cpu=cpu, stats=stats),
+        rate=rate,
     )
+
+
+def _gen_workload(workload: str) -> str:
+    """What the generator does: for the open workload, count deliveries as in fan-out."""
+    return "fanout" if workload == "open" else workload
 
 
 @dataclass
@@ -248,8 +264,8 @@ def external(url: str, token: str | None = None) -> External:
     return External(base, str(infos[0][4][0]), port, parts.netloc, token)
 
 
-def _start_publishing(base: str, secs: float, size: int, burst: int) -> None:
-    query = f"?secs={secs}&size={size}&burst={burst}"
+def _start_publishing(base: str, secs: float, size: int, burst: int, rate: float = 0.0) -> None:
+    query = f"?secs={secs}&size={size}&burst={burst}" + (f"&rate={rate}" if rate > 0 else "")
     req = urllib.request.Request(f"{base}/ctl/start{query}", method="POST", data=b"")
     with urllib.request.urlopen(req, timeout=5) as r:
         r.read()
@@ -275,6 +291,7 @@ def run_external(
     burst: int = 10,
     progress: Callable[[str], None] | None = None,
     gen_cpu: int | None = None,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
     """One measurement of a running server. ``idle`` works against any anywire server
     (that accepts the token, if any); ``echo`` needs an ``echo`` handler that answers with
@@ -285,9 +302,11 @@ def run_external(
     except (OSError, urllib.error.URLError) as exc:
         raise RuntimeError(f"{target.url} does not answer /anywire/health: {exc}") from None
     stats = _control_stats(target.url)
-    if workload == "fanout" and stats is None:
+    if workload == "open" and rate <= 0:
+        raise ValueError("the open workload needs a positive rate (events per second)")
+    if workload in ("fanout", "open") and stats is None:
         raise RuntimeError(
-            f"fanout needs anywire's bench app at {target.url} (POST /ctl/start: "
+            f"{workload} needs anywire's bench app at {target.url} (POST /ctl/start: "
             "python -m anywire.bench.app); use --workload idle or echo"
         )
     kinds = [KINDS[t] for t in transports]
@@ -296,7 +315,7 @@ def run_external(
     gen = Generator(
         target.port,
         "anywire",
-        workload,
+        _gen_workload(workload),
         split(clients, mix),
         size,
         gen_cpu,
@@ -307,8 +326,9 @@ def run_external(
     )
     try:
         readies = [gen.ready()]
-        if workload == "fanout":
-            _start_publishing(target.url, secs + 1.5, size, burst)
+        if workload in ("fanout", "open"):
+            paced = rate if workload == "open" else 0.0
+            _start_publishing(target.url, secs + 1.5, size, burst, paced)
             time.sleep(0.5)
         results = [gen.measure(secs if workload != "idle" else min(secs, 1.0))]
     finally:
@@ -325,7 +345,7 @@ def run_external(
     named = Target(name, "anywire", mix, lambda port: [])
     stats = _control_stats(target.url) or {}
     locals_: dict[str, Any] = dict(rss_base=None, rss_ready=None, rss_end=None, cpu=[], stats=stats)
-    return _summary(named, workload, clients, size, burst, readies, results, locals_)
+    return _summary(named, workload, clients, size, burst, readies, results, locals_, rate)
 
 
 def _measure_all(gens: list[Generator], secs: float) -> list[dict[str, Any]]:
@@ -355,6 +375,7 @@ def _summary(
     readies: list[dict[str, Any]],
     results: list[dict[str, Any]],
     locals_: dict[str, Any],
+    rate: float = 0.0,
 ) -> dict[str, Any]:
     deliveries = sum(r["deliveries"] for r in results)
     wall = max(r["secs"] for r in results)
@@ -371,6 +392,7 @@ def _summary(
         "ready": ready,
         "size": size,
         "burst": burst,
+        "offered": rate if workload == "open" else None,
         "secs": round(wall, 3),
         "deliveries": deliveries,
         "rate": round(deliveries / wall, 1) if wall else 0.0,

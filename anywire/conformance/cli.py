@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
 from .kit import CONTROL, TRANSPORTS, Kit
 from .scenarios import scenarios
+
+DONE_GRACE = 5.0  # seconds the kit stays up after the last verdict, for the driver's last /next
 
 
 def main(argv: list[str]) -> int:
@@ -67,6 +70,11 @@ async def _serve(kit: Kit, host: str, port: int, timeout: float) -> bool:
         finished = True
     except TimeoutError:
         finished = False
+    if finished:
+        # The driver asks for the next scenario after its last report: answer it
+        # {"done": true} rather than a refused connection (bounded: a driver may not ask).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(kit.told_done.wait(), DONE_GRACE)
     server.should_exit = True
     await task
     return finished

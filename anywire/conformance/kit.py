@@ -23,7 +23,7 @@ from ..server.auth import AnonymousAuth
 from ..server.negotiate import json_response
 from ..server.observe import Connection, Observer
 from ..transports.base import read_body
-from .scenarios import HISTORY, Scenario, Seen, scenarios
+from .scenarios import BUFFERED, FLOOD_BURST, FLOOD_RATE, HISTORY, Scenario, Seen, scenarios
 
 TRANSPORTS = ("websocket", "sse", "longpoll")
 CONTROL = "/conformance"
@@ -96,6 +96,16 @@ class _Watch(Observer):
         if run is not None:
             run.seen.closes.append(code)
 
+    def flood_refused(self, conn: Connection) -> None:
+        run = self.kit.by_namespace.get(conn.namespace)
+        if run is not None and conn.transport != "websocket":  # a WebSocket: closed_for
+            run.seen.refused += 1
+
+    def closed_for(self, reason: str, conn: Connection) -> None:
+        run = self.kit.by_namespace.get(conn.namespace)
+        if run is not None and reason == "flood":
+            run.seen.refused += 1
+
 
 class _KitAuth:
     """No credential: an anonymous guest. A credential: a JWT minted by this kit
@@ -124,9 +134,12 @@ class Kit:
         bad = [t for t in transports if t not in TRANSPORTS]
         if bad or not transports:
             raise ValueError(f"transports must be among {list(TRANSPORTS)}: {bad}")
-        # A tiny stream history, so the gap scenario can outrun it ($lost).
+        # A tiny stream history, so the gap scenario can outrun it ($lost); a small flood
+        # budget, so the flood scenario is short (advertised at negotiate: a paced client
+        # follows it).
         self.key = secrets.token_hex(32)
-        self.aw = Anywire(auth=_KitAuth(self.key), settings=Settings(stream_history=HISTORY))
+        settings = Settings(stream_history=HISTORY, flood_rate=FLOOD_RATE, flood_burst=FLOOD_BURST)
+        self.aw = Anywire(auth=_KitAuth(self.key), settings=settings)
         self.runs: list[Run] = []
         for s in table:
             if only and s.name not in only:
@@ -142,6 +155,7 @@ class Kit:
         self.aw.observers.add(_Watch(self))
         self.current: Run | None = None  # the run last handed out (one at a time)
         self.done = asyncio.Event()
+        self.told_done = asyncio.Event()  # a driver was answered {"done": true}
         self._judging: set[asyncio.Task[None]] = set()
         self._late: dict[str, int] = {}  # sub -> exp of its first "late" credential
 
@@ -154,6 +168,7 @@ class Kit:
                 self.current = run
                 run.started = time.monotonic()
                 return run.instructions()
+        self.told_done.set()
         return {"done": True}
 
     def token(self, query: str) -> tuple[int, dict[str, Any]]:
@@ -249,6 +264,10 @@ class Kit:
             # As a proxy that cannot stream would answer: the client must try long-poll.
             await _json(send, 502, {"error": "conformance: SSE refused"})
             return
+        if run is not None and run.scenario.buffer_sse and path.endswith("/sse"):
+            run.seen.buffered += 1
+            await self.aw(scope, receive, _Buffered(send, BUFFERED))
+            return
         if not path.startswith(CONTROL + "/"):
             await self.aw(scope, receive, send)
             return
@@ -277,6 +296,28 @@ class Kit:
             await _json(send, *self.report(body))
         else:
             await _json(send, 404, {"error": f"unknown control endpoint {method} {path}"})
+
+
+class _Buffered:
+    """An ASGI ``send`` that holds a response body back until ``limit`` bytes or its end,
+    as a buffering proxy in front of an event stream would: the status and headers pass,
+    the stream's padding, hello and events do not."""
+
+    def __init__(self, send: Any, limit: int) -> None:
+        self.send, self.limit = send, limit
+        self.held: list[bytes] = []
+        self.size = 0
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        self.held.append(message.get("body", b""))
+        self.size += len(self.held[-1])
+        more = message.get("more_body", False)
+        if self.size >= self.limit or not more:
+            body, self.held, self.size = b"".join(self.held), [], 0
+            await self.send({"type": "http.response.body", "body": body, "more_body": more})
 
 
 async def _json(send: Any, status: int, body: dict[str, Any]) -> None:

@@ -188,6 +188,8 @@ class SessionHost(Budget):
             sess.charge(now, RESUME_COST, "resumes")  # no fresh connection for a flooder
             old, resumed = sess.connection, True
             sess.auth_deadline = auth_deadline
+            if (socket := self.sockets.get(sid)) is not None:
+                socket.claims = identity.claims  # the fresh credential's, as a refresh does
             sess.tickets = [*sess.tickets[-3:], redeemed.nonce]
             hello = sess.attach(link, now, heartbeat, last)
             if isinstance(old, Link) and old is not link:

@@ -6,11 +6,18 @@ done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
 
 * after the reader has fed a message in, it flushes the answers itself (an echo costs no
   task switch);
-* a push from elsewhere (a broadcast, a timer) starts a short-lived writer task, which
-  drains everything pending and ends; an idle connection holds no writer task.
+* a push from elsewhere (a broadcast, a timer) to a connection that has written nothing
+  in this loop iteration or the one before is written at once, in the pusher's call
+  (``_Writer._write_now``: no task, no loop iteration in between; a task only if the
+  socket's buffer is full, see :mod:`.eager`);
+* a push to a connection that wrote in this iteration (the next events of a burst) or
+  the one before (a room busy every iteration) starts a short-lived writer task, which
+  waits one iteration, drains everything pending in one message and ends. An idle
+  connection holds no writer task.
 
-Each flush coalesces everything pending into one message (a batch) to cut per-message
-overhead, and yields to the loop between batches when a backlog remains.
+So coalescing costs no latency when there is nothing to coalesce (one event at a time),
+and a burst still goes out in few messages. Each flush coalesces everything pending into
+one message (a batch), and yields to the loop between batches when a backlog remains.
 
 A peer that does not read stalls the writes (uvicorn's ``send()`` waits while the socket
 buffer is full), so a close could never go out and the connection would hold its task
@@ -24,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from typing import Any
 
 from ..core.closecodes import CloseCode
@@ -44,6 +51,7 @@ from .base import (
     peer_of,
     short_reason,
 )
+from .eager import Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
 
@@ -63,6 +71,7 @@ class WebSocketTransport:
         self.host = host
         self.traffic = Traffic()
         """Frames and bytes of every connection of this endpoint (metrics)."""
+        self.ticks = Ticks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -82,7 +91,8 @@ class WebSocketTransport:
         self._meter(scope, link)
         task = asyncio.current_task()
         assert task is not None
-        writer = _Writer(self.host, link, send, task)
+        self.ticks.check_loop()
+        writer = _Writer(self.host, link, send, task, self.ticks)
         link.on_wake = writer.wake
         failure: BaseException | None = None
         try:
@@ -250,9 +260,12 @@ class WebSocketTransport:
 class _Writer:
     """The write side of one connection: at most one flush runs at a time.
 
-    ``busy`` is True while a flush runs (in the reader or in a writer task) or while the
-    reader holds the right to flush; a wake-up then does nothing, because that flush
-    loops until nothing is pending. Otherwise a wake-up starts a writer task.
+    ``busy`` is True while a flush runs (in the reader, in the pusher's call or in a
+    writer task) or while the reader holds the right to flush; a wake-up then does
+    nothing, because that flush loops until nothing is pending. Otherwise a wake-up
+    writes at once if this connection wrote nothing in this loop iteration or the one
+    before (``wrote``, counted by :class:`.eager.Ticks`), else starts a writer task that
+    batches what comes until the next iteration.
     """
 
     __slots__ = (
@@ -268,9 +281,15 @@ class _Writer:
         "send",
         "stopped_reader",
         "task",
+        "ticks",
+        "wrote",
     )
 
-    def __init__(self, host: Host, link: Link, send: Send, reader: asyncio.Task[None]) -> None:
+    def __init__(
+        self, host: Host, link: Link, send: Send, reader: asyncio.Task[None], ticks: Ticks
+    ) -> None:
+        self.ticks = ticks
+        self.wrote = -1  # the loop iteration (ticks.now()) of the last write
         self.host = host
         self.link = link
         self.send = send
@@ -292,7 +311,19 @@ class _Writer:
             self.cut_timer = asyncio.get_running_loop().call_later(delay, self._cut)
         if not self.busy and not self.closed:
             self.busy = True
-            self.task = asyncio.create_task(self._run())
+            ticks = self.ticks
+            now = ticks.n if ticks.armed else ticks.now()
+            ticks.asked = True
+            if self.wrote < now - 1:
+                # Nothing written in this loop iteration or the one before: nothing to
+                # coalesce with, write now. (self.task stays None unless the write has to
+                # wait for the socket.)
+                self.task = None
+                self._write_now(now)
+            else:
+                # Written in this iteration (a burst) or the one before (a busy room: an
+                # event every iteration): batch with what comes in the next one.
+                self.task = asyncio.create_task(self._run())
 
     def hold(self) -> None:
         """The reader is about to feed frames in and will flush the answers itself."""
@@ -335,6 +366,7 @@ class _Writer:
         try:
             await _next_iteration()
             self.link.traffic.bytes_out += len(body)
+            self._wrote()
             await self.send(self._message(body))
             if self.host.has_pending(self.link):
                 await self._flush()
@@ -375,20 +407,69 @@ class _Writer:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
-    async def _run(self) -> None:
+    def _write_now(self, now: int) -> None:
+        """The eager path (``busy`` is set): one batch written in this very call, with no
+        coroutine of ours on the way (this runs for every delivery of an idle room). A
+        send that has to wait for the socket goes on in a task, and so does a close or
+        a backlog of more than one batch (:meth:`_flush`, still started at once)."""
+        host, link = self.host, self.link
+        if link.closing is None:
+            try:
+                frames = host.outgoing(link, host.settings.max_batch)
+                if frames:
+                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                    link.traffic.bytes_out += len(body)
+                    self.wrote = now
+                    sending: Any = self.send(self._message(body))
+                    if type(sending) is not types.CoroutineType:  # (another ASGI server's)
+                        sending = _awaiting(sending)
+                    try:
+                        waiting = sending.send(None)
+                    except StopIteration:
+                        pass
+                    else:  # the socket's buffer is full: the rest of the send waits
+                        self.task = asyncio.ensure_future(self._finish(sending, waiting))
+                        return
+                if link.closing is None and not host.has_pending(link):
+                    self.busy = False
+                    return
+            except Exception as exc:
+                self.busy = False
+                self._failed(exc)
+                return
+        self.task = run_eagerly(self._run(eager=True))
+
+    async def _finish(self, sending: Any, waiting: Any) -> None:
+        """A write of :meth:`_write_now` that had to wait: finish it, then flush."""
         try:
-            # One loop iteration before writing: whatever else is pushed meanwhile (the
-            # next events of a busy room) goes out in the same message.
-            await asyncio.sleep(0)
+            await carry_on(sending, waiting)
             await self._flush()
-        except (OSError, RuntimeError):
-            self._stop_reader()  # the socket is gone
         except Exception as exc:
-            self.failure = exc
-            self._stop_reader()
+            self._failed(exc)
         finally:
             self.busy = False
             self.task = None
+
+    async def _run(self, eager: bool = False) -> None:
+        try:
+            if not eager:
+                # One loop iteration before writing: whatever else is pushed meanwhile
+                # (the next events of a busy room) goes out in the same message.
+                await _next_iteration()
+            await self._flush()
+        except Exception as exc:
+            self._failed(exc)
+        finally:
+            self.busy = False
+            self.task = None
+
+    def _failed(self, exc: Exception) -> None:
+        """A write failed: the socket is gone (OSError, or uvicorn's RuntimeError after a
+        close), or a bug of ours (kept for the connection's task to log). Either way the
+        reader stops and the connection ends."""
+        if not isinstance(exc, OSError | RuntimeError):
+            self.failure = exc
+        self._stop_reader()
 
     async def _flush(self) -> None:
         host, link = self.host, self.link
@@ -399,6 +480,7 @@ class _Writer:
             if frames:
                 body = frames[0] if len(frames) == 1 else codec.batch(frames)
                 link.traffic.bytes_out += len(body)
+                self._wrote()
                 await self.send(self._message(body))
             if link.closing is not None:
                 code, reason = link.closing
@@ -412,6 +494,14 @@ class _Writer:
             # A backlog of more than one batch: let the rest of the loop run between.
             await asyncio.sleep(0)
 
+    def _wrote(self) -> None:
+        ticks = self.ticks
+        if ticks.armed:
+            ticks.asked = True
+            self.wrote = ticks.n
+        else:
+            self.wrote = ticks.now()
+
     def _message(self, body: bytes) -> dict[str, Any]:
         """The ASGI message carrying ``body``: binary for MessagePack, text for JSON (a
         plain function, not a coroutine around send(): it runs for every write)."""
@@ -423,6 +513,10 @@ class _Writer:
         if self.reading and not self.stopped_reader:
             self.stopped_reader = True
             self.reader.cancel()
+
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 @types.coroutine

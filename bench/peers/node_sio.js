@@ -24,11 +24,33 @@ function publish(secs, size, burst) {
   tick();
 }
 
+// Open loop: `rate` events/s on a fixed schedule whatever the server does, each stamped
+// with its due time (as anywire.bench.app.paced): a late timer shows in the latency.
+function publishPaced(secs, size, rate) {
+  const start = usNow();
+  const period = 1e6 / rate;
+  const pad = "x".repeat(Math.max(1, size - 30));
+  let k = 0;
+  const tick = () => {
+    const now = usNow();
+    while (k * period < secs * 1e6 && start + k * period <= now) {
+      io.to("bench").emit("m", { ts: Math.floor(start + k * period), p: pad });
+      published += 1;
+      k += 1;
+    }
+    if (k * period >= secs * 1e6) return;
+    setTimeout(tick, Math.max(0, (start + k * period - usNow()) / 1000));
+  };
+  tick();
+}
+
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   if (url.pathname === "/ctl/start") {
     const q = url.searchParams;
-    publish(Number(q.get("secs") || 10), Number(q.get("size") || 100), Number(q.get("burst") || 1));
+    const [secs, size, rate] = [Number(q.get("secs") || 10), Number(q.get("size") || 100), Number(q.get("rate") || 0)];
+    if (rate > 0) publishPaced(secs, size, rate);
+    else publish(secs, size, Number(q.get("burst") || 1));
     res.end('{"ok":true}');
   } else if (url.pathname === "/ctl/stats") {
     res.setHeader("content-type", "application/json");

@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from anywire.bench.app import run_control, serve_peer
+from anywire.bench.app import paced, run_control, serve_peer
 
 clients: set[Any] = set()
 state = {"published": 0}
@@ -36,11 +36,27 @@ async def publish(secs: float, size: int, burst: int) -> None:
         await asyncio.sleep(0)
 
 
+async def publish_paced(secs: float, size: int, rate: float) -> None:
+    """Open loop: ``rate`` events/s on anywire's schedule (anywire.bench.app.paced)."""
+    pad = "x" * max(1, size - 30)
+    async for ts in paced(secs, rate):
+        text = json.dumps({"ts": ts, "p": pad}, separators=(",", ":"))
+        message = {"type": "websocket.send", "text": text}
+        for send in list(clients):
+            try:
+                await send(message)
+            except Exception:
+                clients.discard(send)
+        state["published"] += 1
+
+
 def start(query: dict[str, str]) -> None:
+    secs, size = float(query.get("secs", 10)), int(query.get("size", 100))
+    rate = float(query.get("rate", 0))
     task = asyncio.create_task(
-        publish(
-            float(query.get("secs", 10)), int(query.get("size", 100)), int(query.get("burst", 1))
-        )
+        publish_paced(secs, size, rate)
+        if rate > 0
+        else publish(secs, size, int(query.get("burst", 1)))
     )
     tasks.add(task)
     task.add_done_callback(tasks.discard)

@@ -14,7 +14,7 @@ from typing import Any
 
 import socketio
 
-from anywire.bench.app import run_control, serve_peer
+from anywire.bench.app import paced, run_control, serve_peer
 
 sio = socketio.AsyncServer(
     async_mode="asgi", ping_interval=300, ping_timeout=60, cors_allowed_origins=[]
@@ -52,11 +52,21 @@ async def publish(secs: float, size: int, burst: int) -> None:
             await asyncio.sleep(0.001)
 
 
+async def publish_paced(secs: float, size: int, rate: float) -> None:
+    """Open loop: ``rate`` events/s on anywire's schedule (anywire.bench.app.paced)."""
+    pad = "x" * max(1, size - 30)
+    async for ts in paced(secs, rate):
+        await sio.emit("m", {"ts": ts, "p": pad}, room="bench")
+        state["published"] += 1
+
+
 def start(query: dict[str, str]) -> None:
+    secs, size = float(query.get("secs", 10)), int(query.get("size", 100))
+    rate = float(query.get("rate", 0))
     task = asyncio.create_task(
-        publish(
-            float(query.get("secs", 10)), int(query.get("size", 100)), int(query.get("burst", 1))
-        )
+        publish_paced(secs, size, rate)
+        if rate > 0
+        else publish(secs, size, int(query.get("burst", 1)))
     )
     tasks.add(task)
     task.add_done_callback(tasks.discard)

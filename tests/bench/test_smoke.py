@@ -58,3 +58,32 @@ def test_bad_arguments_are_refused() -> None:
     )
     assert proc.returncode == 2
     assert "unknown transport" in proc.stderr
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
+def test_open_loop_delivers_the_offered_load(transport: str) -> None:
+    # 20 events/s to 10 clients for 2 s: ~400 deliveries (the schedule, not the server,
+    # sets the rate; a little slack for the edges of the measuring window).
+    result = bench(
+        "--clients", "10", "--transports", transport, "--workload", "open", "--rate", "20",
+        "--duration", "2",
+    )  # fmt: skip
+    assert result["workload"] == "open" and result["offered"] == 20
+    assert result["errors"] == 0
+    assert 300 <= result["deliveries"] <= 500
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+
+
+@pytest.mark.parametrize("rate", ["0", "-5", "nan"])
+def test_open_loop_refuses_a_rate_that_is_not_positive(rate: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "anywire.server.cli", "bench", "--workload", "open",
+         "--rate", rate],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--rate must be positive" in proc.stderr

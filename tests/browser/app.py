@@ -53,6 +53,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await _respond(send, 200, b"text/html; charset=utf-8", _with_client("page.html"))
     elif path == "/worker.js":
         await _respond(send, 200, b"text/javascript", _with_client("worker.js"))
+    elif path == "/roundtrip.mjs":  # the round trip the runtime tests share
+        body = (HERE.parent / "js" / "roundtrip.mjs").read_bytes()
+        await _respond(send, 200, b"text/javascript", body)
     elif path == "/harness.js":
         await _respond(send, 200, b"text/javascript", (HERE / "harness.js").read_bytes())
     elif path == "/token":

@@ -3,17 +3,7 @@
 // the client must connect with storage none and resume a dropped session from here.
 // The page posts {transport, sub}; the worker posts back {result} or {error}.
 import { connect } from "{{CLIENT_URL}}";
-
-/** Resolves with the next value `register(resolve)` delivers, or rejects after `ms`. */
-function next(register, what, ms = 8000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-    register((value) => {
-      clearTimeout(timer);
-      resolve(value);
-    });
-  });
-}
+import { roundTrip } from "/roundtrip.mjs";
 
 async function scenario({ transport, sub }) {
   const out = {
@@ -29,27 +19,7 @@ async function scenario({ transport, sub }) {
     getToken: async () => (await fetch("/token?sub=" + encodeURIComponent(sub))).text(),
   });
   try {
-    await socket.ready();
-    out.transport = socket.transport;
-    out.echo = await socket.call("echo", { hello: "worker" });
-    socket.on("double", (n) => n * 2);
-    out.asked = await socket.call("ask", { event: "double", data: 21 });
-
-    await socket.join("worker-room");
-    let onNews = null;
-    socket.on("news", (data) => onNews && onNews(data));
-    const news = next((r) => (onNews = r), "a room event");
-    await socket.call("to_room", { event: "news", room: "worker-room", data: { n: 1 } });
-    out.news = await news;
-
-    const back = next((r) => socket.onConnect(r), "the resume");
-    socket.dropConnection();
-    const info = await back;
-    out.recovered = info.recovered;
-    out.resumedOn = info.transport;
-    const news2 = next((r) => (onNews = r), "a room event after the resume");
-    await socket.call("to_room", { event: "news", room: "worker-room", data: { n: 2 } });
-    out.news2 = await news2;
+    await roundTrip(socket, "worker-room", "worker", out);
     return out;
   } finally {
     await socket.close();

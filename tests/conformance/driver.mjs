@@ -6,11 +6,16 @@
 //   node ... driver.mjs --profile rn http://127.0.0.1:PORT
 // runs it in the React Native profile (tests/js/profiles.mjs: no EventSource, window,
 // document, sessionStorage; SSE over a streaming fetch), set up before the client loads.
+//   node ... driver.mjs [--profile P] --broken no-pace http://127.0.0.1:PORT
+// turns the client's pacing off (its `pace` option), as a faulty client.
 import { applyProfile } from "../js/profiles.mjs";
 
 const args = process.argv.slice(2);
 const base = args.at(-1);
 const profile = args[0] === "--profile" ? args[1] : "node";
+// --broken no-pace: the client's pacing off (its `pace` option), as a faulty client.
+const broken = args.includes("--broken") ? args[args.indexOf("--broken") + 1] : "";
+if (!["", "no-pace"].includes(broken)) throw new Error(`unknown --broken mode ${broken}`);
 applyProfile(profile);
 if (profile.startsWith("rn") && (globalThis.EventSource || globalThis.window || globalThis.sessionStorage)) {
   throw new Error("React Native profile: EventSource, window and sessionStorage must be gone");
@@ -63,6 +68,11 @@ class Run {
       case "connect": {
         if (this.socket) this.old.push(this.socket);
         const options = { url: base, namespace: s.namespace, transports: s.transports || [s.transport], codec: "json" };
+        // The step's open timeout (seconds): no hello within it and the attempt failed.
+        if (s.connect_timeout !== undefined) options.connectTimeout = s.connect_timeout * 1000;
+        // race: false: one transport at a time (a silent one is given up by connectTimeout).
+        if (s.race === false) options.raceAfter = null;
+        if (broken === "no-pace") options.pace = false;
         if (s.token) {
           // A fresh credential from the kit, per use.
           const q = new URLSearchParams(Object.entries(s.token).map(([k, v]) => [k, String(v)]));
@@ -95,6 +105,19 @@ class Run {
           out.error = String(err);
         }
         break;
+      case "flood": {
+        // Every call at once (as fast as the API allows): created in order, the client's
+        // pacer (if any) decides when each leaves.
+        const calls = [];
+        for (let i = 0; i < s.count; i++) calls.push(this.socket.call(s.event, { i }, { timeout: s.timeout * 1000 }));
+        const done = await Promise.allSettled(calls);
+        out.acks = done.map((d) => (d.status === "fulfilled" ? d.value : null));
+        out.errors = {};
+        done.forEach((d, i) => {
+          if (d.status === "rejected") out.errors[i] = String(d.reason);
+        });
+        break;
+      }
       case "wait_events": {
         const got = this.events[s.event];
         await this.until(() => got.length >= s.count, s.timeout);

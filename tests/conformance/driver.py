@@ -9,7 +9,16 @@ tests/conformance): ``reconnect-after-terminal`` connects again after a terminal
 application every copy of a repeated frame (no sequence or stream-position dedupe);
 ``no-gap-check`` delivers a frame that skips ahead instead of resuming (frames in
 between are then dropped as "old"); ``no-reconnect`` never reconnects on its own;
-``stale-credential`` keeps using its first credential after it expired.
+``stale-credential`` keeps using its first credential after it expired; ``no-pace``
+turns the client's pacing off (its ``pace`` option: it then floods and is refused with
+4008 / 429, and recovers or not, depending on how its backlog is split into messages);
+``no-pace-no-reconnect`` floods and never comes back after the refusal;
+``send-oversized`` skips the client's own size check, so a frame over
+``max_frame_size`` goes to the server; ``no-fallback`` only ever tries the first
+transport it was allowed.
+
+``--step-timeout S`` caps every waited step (a broken client that never satisfies a wait
+then fails in S seconds, not the step's 10).
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ from anywire.core.frames import SEQUENCED, Frame
 class Run:
     """One scenario's client, its recordings and its step results."""
 
-    def __init__(self, url: str, broken: str) -> None:
+    def __init__(self, url: str, broken: str, cap: float | None = None) -> None:
         self.url, self.broken = url, broken
+        self.cap = cap  # --step-timeout: no waited step longer (a broken run fails fast)
         self.client: Client | None = None
         self.handle: list[str] = []
         self.events: dict[str, list[Any]] = {}
@@ -58,7 +68,14 @@ class Run:
 
         return record
 
-    def _make(self, transports: list[str], namespace: str, token: Any = None) -> Client:
+    def _make(
+        self,
+        transports: list[str],
+        namespace: str,
+        token: Any = None,
+        connect_timeout: float | None = None,
+        race: bool = True,
+    ) -> Client:
         source = None
         if token:
 
@@ -72,9 +89,18 @@ class Run:
                     first.append(str(r.json()["token"]))
                     return first[-1]
 
+        if self.broken == "no-fallback":
+            transports = transports[:1]  # broken: never tries another transport
+        opts: dict[str, Any] = {}
+        if connect_timeout is not None:
+            opts["connect_timeout"] = connect_timeout
+        if not race:
+            opts["race_after"] = None  # one transport at a time: only the open timeout
         c = Client(self.url, source, namespace=namespace, transports=transports, codec="json",
                    refresh=self.broken != "no-refresh",
-                   reconnect=self.broken != "no-reconnect")  # fmt: skip
+                   reconnect=self.broken not in ("no-reconnect", "no-pace-no-reconnect"),
+                   pace=self.broken not in ("no-pace", "no-pace-no-reconnect"),
+                   **opts)  # fmt: skip
         for event in self.handle:
             c.on(event)(lambda data: {"echo": data})
         for event in self.events:
@@ -88,9 +114,13 @@ class Run:
         c.on_state(self._pulse)
         if self.broken in ("no-dedupe", "no-gap-check"):
             _break(c, self.broken)
+        if self.broken == "send-oversized":
+            c._check_frame = lambda probe: None  # type: ignore[method-assign]
         return c
 
     async def step(self, s: dict[str, Any]) -> dict[str, Any]:
+        if "timeout" in s and self.cap is not None:
+            s = {**s, "timeout": min(s["timeout"], self.cap)}
         op = s["op"]
         out: dict[str, Any] = {"op": op}
         if op == "handle":
@@ -101,7 +131,8 @@ class Run:
             transports = s.get("transports") or [s["transport"]]
             if self.client is not None:
                 self.old.append(self.client)
-            self.client = self._make(transports, s["namespace"], s.get("token"))
+            self.client = self._make(transports, s["namespace"], s.get("token"),
+                                     s.get("connect_timeout"), s.get("race", True))  # fmt: skip
             await self.client.connect()
             out.update(sid=self.client.sid, transport=self.client.transport)
         elif op == "call":
@@ -111,6 +142,16 @@ class Run:
                 out["ack"] = await self.client.call(s["event"], data, timeout=10)
             except Exception as exc:
                 out["error"] = repr(exc)
+        elif op == "flood":
+            assert self.client is not None
+            c = self.client
+            # Every call at once (as fast as the API allows): created in order, the
+            # client's pacer (if any) decides when each leaves.
+            calls = [c.call(s["event"], {"i": i}, timeout=s["timeout"]) for i in range(s["count"])]
+            done = await asyncio.gather(*calls, return_exceptions=True)
+            out["acks"] = [None if isinstance(a, BaseException) else a for a in done]
+            out["errors"] = {str(i): repr(a) for i, a in enumerate(done)
+                             if isinstance(a, BaseException)}  # fmt: skip
         elif op == "wait_events":
             got = self.events[s["event"]]
             await self._until(lambda: len(got) >= s["count"], s["timeout"])
@@ -176,13 +217,13 @@ def _break(c: Client, mode: str) -> None:
         c.continuity.accept = lambda event: True  # type: ignore[method-assign]
 
 
-async def main(url: str, broken: str) -> int:
+async def main(url: str, broken: str, cap: float | None = None) -> int:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while True:
             todo = (await http.get("/conformance/next")).json()
             if todo.get("done"):
                 return 0
-            run, results, error = Run(url, broken), [], None
+            run, results, error = Run(url, broken, cap), [], None
             try:
                 for s in todo["do"]:
                     results.append(await run.step(s))
@@ -199,7 +240,10 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("url")
     modes = ["", "reconnect-after-terminal", "no-refresh", "no-dedupe", "no-gap-check",
-             "no-reconnect", "stale-credential"]  # fmt: skip
+             "no-reconnect", "stale-credential", "no-pace", "no-pace-no-reconnect",
+             "send-oversized", "no-fallback"]  # fmt: skip
     p.add_argument("--broken", default="", choices=modes)
+    p.add_argument("--step-timeout", type=float, default=None,
+                   help="cap every waited step's timeout (seconds)")  # fmt: skip
     a = p.parse_args()
-    sys.exit(asyncio.run(main(a.url, a.broken)))
+    sys.exit(asyncio.run(main(a.url, a.broken, a.step_timeout)))

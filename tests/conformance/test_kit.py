@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from anywire.conformance.scenarios import scenarios
+from anywire.conformance.scenarios import FLOOD, scenarios
 from tests.e2e.conftest import ROOT, free_port
 
 NODE = shutil.which("node")
@@ -22,7 +22,7 @@ NODE = shutil.which("node")
 
 def _kit(port: int, report: Path, *args: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "anywire.server.cli", "conformance", "--port", str(port),
-           "--json", str(report), "--timeout", "60", *args]  # fmt: skip
+           "--json", str(report), "--timeout", "120", *args]  # fmt: skip
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
 
@@ -40,8 +40,8 @@ def _run(driver: list[str], tmp_path: Path, *kit_args: str) -> tuple[int, str, d
     try:
         _wait_up(kit)
         drv = subprocess.run([*driver, f"http://127.0.0.1:{port}"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=70)  # fmt: skip
-        out, _ = kit.communicate(timeout=70)
+                             capture_output=True, text=True, timeout=130)  # fmt: skip
+        out, _ = kit.communicate(timeout=130)
     finally:
         if kit.poll() is None:
             kit.kill()
@@ -69,48 +69,80 @@ JS_RN = [str(NODE), "--no-warnings", "--experimental-websocket", "tests/conforma
          "--profile", "rn"]  # fmt: skip
 
 
-def _py_broken(mode: str) -> list[str]:
-    return [*PY_DRIVER, "--broken", mode]
+def _py_broken(mode: str, *extra: str) -> list[str]:
+    return [*PY_DRIVER, "--broken", mode, *extra]
 
 
-# Deliberately broken drivers, each against its own kit: the scenario(s) it must fail,
-# and the reason every failure must give. A wait the broken client never satisfies
-# costs its step's timeout (10 s), so those runs are kept to one transport.
-BROKEN = {
+NO_RECONNECT = "|".join(map(re.escape, (
+    "after the server cut the connection at a chosen frame: events 'n' received [0, 1, 2]",
+    "did not reconnect after close code 4000 (4000-4499: reconnect)",
+)))  # fmt: skip
+FLOOD_REFUSED = rf"of {FLOOD} calls failed \(the server refused it for flood \(4008 / 429\) [1-9]"
+
+# Deliberately broken drivers, each against its own kit: the driver, the kit's options
+# (the scenario(s) it must fail) and a pattern every failure's reason must match. A wait
+# the broken client never satisfies costs its step's timeout, so those runs are kept to
+# one transport or capped with --step-timeout (3 s: enough for drop_at_frame's first three
+# frames on a loaded machine; close_codes_40xx then waits nine times 3 s, in parallel with
+# the shipped runs).
+BROKEN: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     "reconnect-after-terminal": (
+        _py_broken("reconnect-after-terminal"),
         ("--only", "close_codes_45xx"),
-        "reconnected 7 time(s) after terminal close codes",
+        "reconnected 7 time\\(s\\) after terminal close codes",
     ),
     "no-refresh": (
+        _py_broken("no-refresh"),
         ("--only", "token_refresh", "--transports", "sse"),
-        "did not refresh its 3 s credential in-band",
+        "did not refresh its 5 s credential in-band",
     ),
     "no-dedupe": (
+        _py_broken("no-dedupe"),
         ("--only", "duplicated_frames,duplicate_frames"),
-        "expected [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (in order, once each)",
+        re.escape("expected [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (in order, once each)"),
     ),
     "no-gap-check": (
+        _py_broken("no-gap-check"),
         ("--only", "reordered_frames,lost_frames", "--transports", "longpoll"),
-        "expected [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (in order, once each)",
+        re.escape("expected [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (in order, once each)"),
     ),
     "no-reconnect": (
-        ("--only", "drop_at_frame", "--transports", "websocket"),
-        "after the server cut the connection at a chosen frame: events 'n' received [0, 1, 2]",
+        _py_broken("no-reconnect", "--step-timeout", "3"),
+        ("--only", "drop_at_frame,close_codes_40xx", "--transports", "websocket"),
+        NO_RECONNECT,
     ),
     "stale-credential": (
+        _py_broken("stale-credential"),
         ("--only", "token_expired", "--transports", "sse"),
         "did not reconnect after 4004 TOKEN_EXPIRED",
     ),
+    # Pacing off, and no coming back after the refusal. Pacing off alone is not a
+    # reliable failure: a client that backs off, resumes and resends what was refused is
+    # conformant, and whether the Python client gets through that way with the kit's
+    # budget depends on how its backlog is split into messages (docs/reach/conformance.md).
+    "no-pace-no-reconnect": (
+        _py_broken("no-pace-no-reconnect"),
+        ("--only", "flood", "--transports", "websocket"),
+        FLOOD_REFUSED,
+    ),
+    "send-oversized": (
+        _py_broken("send-oversized"),
+        ("--only", "oversized_frame"),
+        "it must refuse such a frame itself, before sending",
+    ),
+    "no-fallback": (
+        _py_broken("no-fallback"),
+        ("--only", "fallback_to_longpoll"),
+        "the client landed on None, expected 'longpoll'",
+    ),
 }
-
-
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[tuple[int, str, dict]]]:
     """Every run of the module, each against its own kit, at the same time: both shipped
     clients' full runs (~30 s each, the module's longest part) and the broken drivers."""
     assert NODE is not None, "node is required (CI installs it): the JS client runs on it"
     runs = [("python", PY_DRIVER, ()), ("js", JS_DRIVER, ()), ("js-rn", JS_RN, ())]
-    runs += [(mode, _py_broken(mode), args) for mode, (args, _) in BROKEN.items()]
+    runs += [(mode, driver, args) for mode, (driver, args, _) in BROKEN.items()]
     pool = ThreadPoolExecutor(len(runs))
     futures = {
         name: pool.submit(_run, driver, tmp_path_factory.mktemp(name), *args)
@@ -121,31 +153,31 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[tuple[
 
 
 def test_python_client_passes(shipped: dict[str, Future[tuple[int, str, dict]]]) -> None:
-    _assert_all_pass(*shipped["python"].result(timeout=150))
+    _assert_all_pass(*shipped["python"].result(timeout=200))
 
 
 def test_js_client_passes(shipped: dict[str, Future[tuple[int, str, dict]]]) -> None:
-    _assert_all_pass(*shipped["js"].result(timeout=150))
+    _assert_all_pass(*shipped["js"].result(timeout=200))
 
 
 def test_js_client_passes_in_the_react_native_profile(
     shipped: dict[str, Future[tuple[int, str, dict]]],
 ) -> None:
-    _assert_all_pass(*shipped["js-rn"].result(timeout=150))
+    _assert_all_pass(*shipped["js-rn"].result(timeout=200))
 
 
 @pytest.mark.parametrize("mode", list(BROKEN))
 def test_broken_client_fails(shipped: dict[str, Future[tuple[int, str, dict]]], mode: str) -> None:
-    rc, out, report = shipped[mode].result(timeout=150)
+    rc, out, report = shipped[mode].result(timeout=200)
     assert rc == 1 and report["total"] >= 1 and report["fail"] == report["total"], out
     for r in report["scenarios"]:
-        assert BROKEN[mode][1] in r["reason"], out
+        assert re.search(BROKEN[mode][2], r["reason"]), out
 
 
 def test_the_text_report_names_the_failure(
     shipped: dict[str, Future[tuple[int, str, dict]]],
 ) -> None:
-    _, out, _ = shipped["reconnect-after-terminal"].result(timeout=150)
+    _, out, _ = shipped["reconnect-after-terminal"].result(timeout=200)
     assert re.search(
         r"FAIL +close_codes_45xx\[websocket\] \([0-9.]+ s\): the client reconnected", out
     )

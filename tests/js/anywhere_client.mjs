@@ -11,6 +11,7 @@ const [url, transports, profile, token] = process.argv.slice(2);
 const { applyProfile } = await import("./profiles.mjs");
 applyProfile(profile);
 const { connect } = await import("../../anywire/clients/js/anywire.js");
+const { roundTrip } = await import("./roundtrip.mjs");
 
 const deadline = setTimeout(() => {
   console.error(`no result within 20 s: ${JSON.stringify(out)}`);
@@ -22,17 +23,6 @@ const out = {
   profile,
   native: { EventSource: typeof globalThis.EventSource === "function", sessionStorage: typeof globalThis.sessionStorage === "object" },
 };
-
-/** Resolves with the next value `register(resolve)` delivers, or rejects after `ms`. */
-function next(register, what, ms = 8000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-    register((value) => {
-      clearTimeout(timer);
-      resolve(value);
-    });
-  });
-}
 
 // An AsyncStorage-like store (React Native's has this shape): the client must accept it.
 const kept = new Map();
@@ -48,29 +38,7 @@ const socket = connect({
   storage: profile.startsWith("rn") ? asyncStore : undefined,
 });
 try {
-  await socket.ready();
-  out.transport = socket.transport;
-  out.echo = await socket.call("echo", { hello: profile });
-  // The other way: the server calls the client, which answers with the ack.
-  socket.on("double", (n) => n * 2);
-  out.asked = await socket.call("ask", { event: "double", data: 21 });
-
-  await socket.join("js-room");
-  let onNews = null;
-  socket.on("news", (data) => onNews && onNews(data));
-  const news = next((r) => (onNews = r), "a room event");
-  await socket.call("to_room", { event: "news", room: "js-room", data: { n: 1 } });
-  out.news = await news;
-
-  // A dropped connection (as a network failure would): the socket resumes the session.
-  const back = next((r) => socket.onConnect(r), "the resume");
-  socket.dropConnection();
-  const info = await back;
-  out.recovered = info.recovered;
-  out.resumedOn = info.transport;
-  const news2 = next((r) => (onNews = r), "a room event after the resume");
-  await socket.call("to_room", { event: "news", room: "js-room", data: { n: 2 } });
-  out.news2 = await news2;
+  await roundTrip(socket, "js-room", profile, out);
   out.storage = [...kept.values()];
   // What the client remembered in the runtime's own sessionStorage (Deno has one).
   if (out.native.sessionStorage) {

@@ -1,0 +1,167 @@
+"""The WebSocket writer's adaptive coalescing (#17): a push to an idle connection is
+written at once, in the pusher's call; pushes to a connection that already wrote in this
+loop iteration (or the one before: a busy room) are batched into one message; a write
+that has to wait for the socket goes on in a task and loses or reorders nothing.
+Recording fakes for ASGI receive/send, as in test_ws_flusher.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from anywire.core.closecodes import CloseCode
+from anywire.core.rooms import Member
+from anywire.server.app import Anywire
+from anywire.server.broker import Envelope
+from anywire.transports.websocket import WebSocketTransport
+
+from .helpers import issue
+from .test_ws_flusher import SCOPE, FakePeer
+
+
+def _events(peer: FakePeer) -> list[Any]:
+    """The data of every event the peer got, in order."""
+    out = []
+    for m in peer.sent:
+        if m["type"] != "websocket.send":
+            continue
+        frames = json.loads(m["text"])
+        for f in frames if isinstance(frames, list) else [frames]:
+            if f["t"] == "event" and f["e"] == "m":
+                out.append(f["d"])
+    return out
+
+
+def _messages(peer: FakePeer) -> int:
+    return sum(m["type"] == "websocket.send" for m in peer.sent)
+
+
+async def _connected(n: int) -> tuple[Anywire, list[FakePeer], list[asyncio.Task[None]]]:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    transport = WebSocketTransport(aw.host)
+    peers, tasks = [], []
+    for i in range(n):
+        issued = await issue(aw, f"u{i}")
+        peer = FakePeer(issued.ticket)
+        peers.append(peer)
+        tasks.append(asyncio.create_task(transport(SCOPE, peer.receive, peer.send)))
+        await peer.wait_for(lambda p=peer: _messages(p) >= 1)  # the hello
+        aw.host.rooms.join("/", "room", Member(issued.sid, None, None))
+    return aw, peers, tasks
+
+
+async def _end(aw: Anywire, peers: list[FakePeer], tasks: list[asyncio.Task[None]]) -> None:
+    for p in peers:
+        p.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    await aw.stop(grace=0.1)
+
+
+def _deliver(aw: Anywire, data: Any) -> None:
+    """A room event handed to this node's sessions (what the broker does on publish),
+    in a plain call: nothing in it can wait."""
+    aw.host.deliver(Envelope("room", "/", "room", "m", data))
+
+
+async def test_an_event_to_idle_connections_is_written_in_the_delivering_call() -> None:
+    aw, peers, tasks = await _connected(3)
+    try:
+        await _quiet()  # nobody has written lately
+        before = [_messages(p) for p in peers]
+        _deliver(aw, 1)
+        # No loop iteration has run since: only a write in the call itself shows here.
+        assert [_messages(p) - b for p, b in zip(peers, before, strict=True)] == [1, 1, 1]
+        assert all(_events(p) == [1] for p in peers)
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_a_burst_in_one_iteration_is_batched_after_the_first_write() -> None:
+    aw, peers, tasks = await _connected(2)
+    try:
+        await _quiet()
+        before = [_messages(p) for p in peers]
+        for i in range(10):
+            _deliver(aw, i)
+        for p in peers:
+            await p.wait_for(lambda p=p: _events(p) == list(range(10)))
+        # The first event at once, the other nine together in one message.
+        assert [_messages(p) - b for p, b in zip(peers, before, strict=True)] == [2, 2]
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def _quiet() -> None:
+    """Let a few loop iterations pass with nothing written (the writers' count rests)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_events_apart_are_each_written_at_once() -> None:
+    aw, peers, tasks = await _connected(1)
+    (peer,) = peers
+    try:
+        for i in range(5):
+            await _quiet()
+            before = _messages(peer)
+            _deliver(aw, i)
+            assert _messages(peer) == before + 1
+        assert _events(peer) == [0, 1, 2, 3, 4]
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_an_event_every_iteration_is_batched_after_the_first() -> None:
+    # A busy room: something to write in every iteration. Writing each at once would
+    # cost a message per event; batching with the next iteration's halves that at least.
+    aw, peers, tasks = await _connected(1)
+    (peer,) = peers
+    try:
+        await _quiet()
+        before = _messages(peer)
+        for i in range(20):
+            _deliver(aw, i)
+            await asyncio.sleep(0)
+        await peer.wait_for(lambda: _events(peer) == list(range(20)))
+        assert _messages(peer) - before <= 11
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_a_write_that_waits_for_the_socket_goes_on_later_in_order() -> None:
+    aw, peers, tasks = await _connected(2)
+    paused, other = peers
+    try:
+        paused.gate = asyncio.Event()  # its socket's buffer is full from now on
+        await _quiet()
+        _deliver(aw, 0)
+        assert _events(other) == [0]  # a paused peer holds up nobody else
+        assert _events(paused) == []
+        for i in range(1, 6):
+            await _quiet()
+            _deliver(aw, i)
+        assert _events(other) == [0, 1, 2, 3, 4, 5]
+        paused.gate.set()  # it drains: every event, once, in order
+        await paused.wait_for(lambda: _events(paused) == [0, 1, 2, 3, 4, 5])
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_a_write_at_once_that_fails_ends_its_connection_not_the_delivery() -> None:
+    aw, peers, tasks = await _connected(2)
+    bad, good = peers
+    try:
+        bad.fail_after = _messages(bad)  # its next send raises (a bug in a send path)
+        await _quiet()
+        _deliver(aw, 0)  # raises nothing here, in the delivering call
+        assert _events(good) == [0]
+        await bad.wait_for(lambda: any(m["type"] == "websocket.close" for m in bad.sent))
+        close = [m for m in bad.sent if m["type"] == "websocket.close"][-1]
+        assert close["code"] == CloseCode.INTERNAL_ERROR
+        await _quiet()
+        _deliver(aw, 1)
+        assert _events(good) == [0, 1]
+    finally:
+        await _end(aw, peers, tasks)
