@@ -129,31 +129,47 @@ class SSETransport:
 
     async def _events(self, link: Link, period: float) -> AsyncIterator[Any]:
         """The stream's events; with ``period`` > 0 also a keepalive comment every
-        ``period`` seconds, events or not (the schedule sse-starlette's ping task kept)."""
+        ``period`` seconds, events or not (the schedule sse-starlette's ping task kept).
+
+        The keepalive is a timer that wakes the link, armed once per period: a timeout on
+        every wait would cost a timer per event on the fan-out path."""
         yield ServerSentEvent(comment=_PADDING[1:])
         limit = self.host.settings.max_batch
         loop = asyncio.get_running_loop()
-        next_ping = loop.time() + period if period > 0 else None
-        while True:
-            if next_ping is not None and loop.time() >= next_ping:
-                next_ping = loop.time() + period
-                yield keepalive()
-            # Whether this write carries the close frame: a close asked for while the
-            # previous write was stalled (a peer not reading) still goes out, after it.
-            closing = link.closing
-            frames = self.host.outgoing(link, limit)
-            if frames:
-                body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
-                link.traffic.bytes_out += len(body)
-                # Encoded here, not by ServerSentEvent: compact JSON holds no line breaks,
-                # so one data line is the whole event (saves a decode, split and re-encode
-                # per event on the fan-out path).
-                yield b"data: " + body + b"\r\n\r\n"
-            if closing is not None:
-                return
-            if self.host.has_pending(link):
-                await asyncio.sleep(0)  # a backlog: let other streams have the loop
-            elif next_ping is None:
-                await link.wait()
-            else:
-                await link.wait(max(0.0, next_ping - loop.time()))
+        due = False
+        timer: asyncio.TimerHandle | None = None
+
+        def ping_due() -> None:
+            nonlocal due
+            due = True
+            link.wake()
+
+        if period > 0:
+            timer = loop.call_later(period, ping_due)
+        try:
+            while True:
+                if due:
+                    due = False
+                    timer = loop.call_later(period, ping_due)
+                    yield keepalive()
+                # Whether this write carries the close frame: a close asked for while
+                # the previous write was stalled (a peer not reading) still goes out,
+                # after it.
+                closing = link.closing
+                frames = self.host.outgoing(link, limit)
+                if frames:
+                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                    link.traffic.bytes_out += len(body)
+                    # Encoded here, not by ServerSentEvent: compact JSON holds no line
+                    # breaks, so one data line is the whole event (saves a decode, split
+                    # and re-encode per event on the fan-out path).
+                    yield b"data: " + body + b"\r\n\r\n"
+                if closing is not None:
+                    return
+                if self.host.has_pending(link):
+                    await asyncio.sleep(0)  # a backlog: let other streams have the loop
+                else:
+                    await link.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
