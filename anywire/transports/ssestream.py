@@ -40,6 +40,7 @@ class LeanEventSourceResponse(EventSourceResponse):
     it with ``ping=0`` and let the iterator yield keepalives (:func:`keepalive`)."""
 
     _streaming = False  # the stream runs in the request's task (the lean path)
+    _ended_by: BaseException | bool | None = None  # the listener ended it (its failure)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not LEAN or scope["type"] != "http" or scope.get("method", "GET").upper() == "HEAD":
@@ -49,25 +50,31 @@ class LeanEventSourceResponse(EventSourceResponse):
         assert stream is not None
         self._streaming = True
         listener = asyncio.create_task(self._listen_for_disconnect(receive))
-        listener.add_done_callback(lambda _: self._peer_left(stream))
+        listener.add_done_callback(lambda done: self._listener_ended(stream, done))
         try:
             await self._stream_response(send)
         except asyncio.CancelledError:
-            # A disconnect ends the stream the way the task group did: by cancelling it.
-            if not self._client_disconnected or stream.uncancel() > 0:
+            # The listener ended the stream the way the task group did: by cancelling
+            # it. A cancellation from elsewhere as well goes on up.
+            if self._ended_by is None or stream.uncancel() > 0:
                 raise
+            if isinstance(self._ended_by, BaseException):
+                raise self._ended_by from None  # the listener failed: as the group raised
         finally:
             self._streaming = False
             self.active = False
             listener.cancel()
         await self._finish(send)
 
-    def _peer_left(self, stream: asyncio.Task[Any]) -> None:
-        """The disconnect listener ended: if the client left while the stream is still
-        running, stop it (it may be waiting for the next event for a long time)."""
-        if self._client_disconnected and self._streaming:
-            self._streaming = False
-            stream.cancel()
+    def _listener_ended(self, stream: asyncio.Task[Any], listener: asyncio.Task[Any]) -> None:
+        """The disconnect listener ended while the stream runs: the client left (or its
+        receive failed), so stop the stream, which may be waiting for its next event
+        for a long time. (Cancelled by :meth:`__call__` after the stream: nothing.)"""
+        if listener.cancelled() or not self._streaming:
+            return
+        self._streaming = False
+        self._ended_by = listener.exception() or True
+        stream.cancel()
 
     async def _finish(self, send: Send) -> None:
         """What sse-starlette does after its task group: the closing empty body when the
