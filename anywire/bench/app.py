@@ -6,13 +6,19 @@ Run as ``python -m anywire.bench.app --port P``. Besides the anywire endpoints i
   fast as the server can deliver them for S seconds, K per event-loop tick;
 * ``POST /ctl/start?secs=S&size=B&rate=R``: publish R events per second on a fixed
   schedule (open loop: :func:`paced`), whatever the server does;
-* ``GET /ctl/stats``: ``{"published": n, "sessions": n}``;
+* ``POST /ctl/pace?rate=R&secs=S``: publish event ``n`` with data 1, 2, 3... to room
+  ``bench`` at R events per second for S seconds, whatever the clients do (the reconnect
+  storm's fan-out, bench/storm.py: every client must see each number once);
+* ``POST /ctl/drop``: close every live connection with 4000 (sessions stay resumable);
+* ``GET /ctl/stats``: ``{"published": n, "paced": n, "sessions": n}``;
 * ``GET /ctl/memory[?by=lineno|traceback]``: live Python allocations by file (or line,
   or stack), ``{file: [bytes, blocks]}``, when the server runs under ``tracemalloc``
   (``PYTHONTRACEMALLOC=N``; ``bench/memory_breakdown.py``).
 
 Every session joins ``bench`` in its connect hook *without* presence events (a 2,000-client
-setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything).
+setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything), and
+leaves it without them too (``Member.quiet``: a reconnect storm whose sessions expire
+together would otherwise stall the node on 10,000^2 ``$leave`` deliveries).
 Heartbeats are stretched and the flood limit lifted so that neither interferes with a
 10-second run; everything else is the default configuration.
 """
@@ -27,13 +33,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..core.closecodes import CloseCode
 from ..core.rooms import Member
 from ..core.settings import Settings
 from ..server.app import Anywire
 from ..server.broker_memory import MemoryBroker
 from ..server.socket import Socket
 
-__all__ = ["BENCH_SETTINGS", "Publisher", "make_app", "paced", "run_control", "serve_peer"]
+__all__ = [
+    "BENCH_SETTINGS", "Pacer", "Publisher", "make_app", "paced", "run_control", "serve_peer"
+]
 
 ROOM = "bench"
 
@@ -140,7 +149,31 @@ class Publisher:
                 await asyncio.sleep(0.001)
 
 
-def make_app(redis: str | None = None) -> Anywire:
+class Pacer:
+    """Publishes numbered events to the bench room at a fixed rate (an open loop)."""
+
+    def __init__(self, aw: Anywire) -> None:
+        self.aw = aw
+        self.sent = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, rate: float, secs: float) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.task = asyncio.create_task(self._run(rate, secs))
+
+    async def _run(self, rate: float, secs: float) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        count = int(rate * secs)
+        for i in range(count):
+            # Due times from the start, so a slow tick does not shift every later event.
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+            self.sent += 1
+            await self.aw.emit("n", self.sent, room=ROOM)
+
+
+def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> Anywire:
     """The benchmark application (on the Redis broker at ``redis`` if given)."""
     broker = None
     if redis:
@@ -149,31 +182,55 @@ def make_app(redis: str | None = None) -> Anywire:
         except ImportError:
             raise SystemExit("--redis: this build of anywire has no Redis broker yet") from None
         broker = RedisBroker(redis)
-    aw = Anywire(anonymous=True, settings=BENCH_SETTINGS, broker=broker)
+    aw = Anywire(anonymous=True, settings=settings, broker=broker)
     publisher = Publisher(aw)
+    pacer = Pacer(aw)
 
     @aw.on_connect
     def join_silently(sock: Socket) -> None:
-        aw.host.rooms.join(sock.namespace, ROOM, Member(sock.sid, sock.user, None))
+        aw.host.rooms.join(sock.namespace, ROOM, Member(sock.sid, sock.user, None, quiet=True))
 
     @aw.on("echo")
     def echo(sock: Socket, data: Any) -> Any:
         return data
 
-    aw.fallback = run_control(
-        lambda q: publisher.start(
+    def start(q: dict[str, str]) -> None:
+        publisher.start(
             float(q.get("secs", 10)),
             int(q.get("size", 100)),
             int(q.get("burst", 1)),
             float(q.get("rate", 0)),
-        ),
-        lambda: {"published": publisher.published, "sessions": len(aw.host.sessions)},
+        )
+
+    def pace(q: dict[str, str]) -> None:
+        pacer.start(float(q["rate"]), float(q.get("secs", 10)))
+
+    def drop() -> int:
+        # Every live connection closed with a reconnect code (the sessions stay resumable).
+        live = [s for s in aw.host.sessions.values() if s.connection is not None]
+        for sess in live:
+            aw.host.close_session(sess, CloseCode.SHUTDOWN, "bench: reconnect storm")
+        return len(live)
+
+    aw.fallback = run_control(
+        start,
+        lambda: {
+            "published": publisher.published,
+            "paced": pacer.sent,
+            "sessions": len(aw.host.sessions),
+            # Load shedding (server/overload.py): the loop's last lateness, refusals.
+            "loop_lag": round(aw.host.issuer.gate.lag.lag, 3),
+            "shed": aw.host.issuer.gate.lag.shed,
+        },
+        drop,
+        pace,
     )
     return aw
 
 
-def run_control(start: Any, stats: Any) -> Any:
-    """A tiny ASGI app for ``/ctl/start`` and ``/ctl/stats`` (shared by the peer apps)."""
+def run_control(start: Any, stats: Any, drop: Any = None, pace: Any = None) -> Any:
+    """A tiny ASGI app for ``/ctl/start`` and ``/ctl/stats`` (shared by the peer apps),
+    and ``/ctl/drop`` and ``/ctl/pace`` when ``drop`` and ``pace`` are given."""
 
     async def control(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -182,8 +239,13 @@ def run_control(start: Any, stats: Any) -> Any:
         if scope["path"] == "/ctl/start":
             start(query)
             body = b'{"ok":true}'
+        elif scope["path"] == "/ctl/pace" and pace is not None:
+            pace(query)
+            body = b'{"ok":true}'
         elif scope["path"] == "/ctl/stats":
             body = json.dumps(stats()).encode()
+        elif scope["path"] == "/ctl/drop" and drop is not None:
+            body = json.dumps({"dropped": drop()}).encode()
         elif scope["path"] == "/ctl/memory":
             body = json.dumps(_traced(query.get("by", "filename"))).encode()
         else:
@@ -241,8 +303,26 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--redis", default=None, help="redis://... to use the Redis broker")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="anywire's default Settings (limits, heartbeats, resume window) instead of the "
+        "bench's lifted ones: the reconnect storm meets what an operator runs",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="with --defaults: the node's session cap (the default is 10,000, which a "
+        "10,000-client storm reaches while abandoned attempts still hold their slots)",
+    )
     args = parser.parse_args()
-    run(make_app(args.redis), args.host, args.port, "warning")
+    settings = BENCH_SETTINGS
+    if args.defaults:
+        settings = (
+            Settings() if args.max_sessions is None else Settings(max_sessions=args.max_sessions)
+        )
+    run(make_app(args.redis, settings), args.host, args.port, "warning")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -113,12 +114,15 @@ class Server:
         self.port = port or free_port()
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         env.update(target.env)
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a server
+        # that logs more than the pipe holds (a storm's refusals) blocks in write().
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [*cpu_prefix(cpu), *target.command(self.port)],
             env=env,
             cwd=str(REPO),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.err,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
@@ -128,7 +132,8 @@ class Server:
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self.err.seek(0)
+                    err = self.err.read().decode(errors="replace")
                     self.stop()
                     raise RuntimeError(f"{target.name} did not start: {err[-2000:]}") from None
                 time.sleep(0.1)
@@ -161,6 +166,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.err.close()
 
 
 def run(

@@ -23,6 +23,10 @@ class Member:
     sid: str
     user: str | None
     meta: Any = None
+    quiet: bool = False
+    """Joined without telling the room (a broadcast-only room): leaves without telling it
+    either. A ``$leave`` goes to every other member, so a room of 10,000 whose sessions
+    expire together would cost 10,000^2 deliveries for events nobody asked for."""
     _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -127,6 +127,12 @@ class Settings:
     """Bucket size of the per-address negotiate limiter (default 100)."""
     busy_retry_after: float = 5.0
     """The ``Retry-After`` (seconds, rounded up) of a 503 for a session cap (default 5)."""
+    shed_lag: float = 0.5
+    """Load shedding (default 0.5 s; 0: off): while the server's event loop runs more than
+    this many seconds late, negotiate answers 503 busy (code 4000) at once, with a
+    ``Retry-After`` spread at random, so a reconnect storm the node cannot serve within
+    its clients' connect timeout queues up outside instead of collapsing it (protocol
+    section 3.6, server/overload.py)."""
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""

@@ -26,6 +26,7 @@ from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError
 from ..core.settings import Settings
 from ..transports.base import Scope, Send
+from .overload import LoopLag
 
 __all__ = ["Busy", "Gate", "client_ip"]
 
@@ -60,10 +61,23 @@ class Gate:
         self._logged_at = -1.0
         self._unlogged = 0
         self._tarpitted = 0  # rate refusals being held back (see refuse_rate)
+        # Load shedding (server/overload.py).
+        self.lag = LoopLag(settings.shed_lag, settings.resume_window / 3)
 
     @staticmethod
     def _now() -> float:
         return asyncio.get_running_loop().time()
+
+    async def refuse_overload(
+        self, scope: Scope, send: Send, cors: list[tuple[bytes, bytes]]
+    ) -> bool:
+        """True when the node is behind and this negotiate was refused (503 sent at once:
+        holding it back would keep the connection the node is short of)."""
+        refusal = self.lag.refusal()
+        if refusal is None:
+            return False
+        await self.answer(scope, send, refusal, cors)
+        return True
 
     async def refuse_rate(
         self, scope: Scope, send: Send, cors: list[tuple[bytes, bytes]]

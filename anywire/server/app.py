@@ -375,6 +375,7 @@ class Anywire:
             if not self._started:
                 self.sse.reset()
                 await self.host.start()
+                self.host.issuer.gate.lag.start()  # load shedding (server/overload.py)
                 await self.undelivered.start()  # a restart forgets its old counts
                 if self.admin is not None:
                     self.admin.start()
@@ -392,6 +393,7 @@ class Anywire:
             budget = self.settings.shutdown_timeout if grace is None else grace
             if self.admin is not None:
                 await self.admin.stop()
+            await self.host.issuer.gate.lag.stop()
             await self.host.shutdown(budget)
             self.sse.shutdown_event.set()  # any stream still open ends now
             self._started = False

@@ -80,9 +80,6 @@ return {ep, head, after, entries}
 Rpc = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-_DRAIN_MAX = 256  # messages handled per loop turn before letting writers run
-
-
 class RedisBroker:
     """Scale-out broker on redis-py asyncio.
 
@@ -441,19 +438,18 @@ class RedisBroker:
                 # Whatever was published while we were not subscribed: probe every
                 # tracked stream's head (in the background, so reading goes on).
                 self._spawn(self._catch_up())
+                # A blocking read returns a message already received without yielding
+                # to the loop: the reader goes through everything buffered before the
+                # writers run, so a burst of publishes reaches each connection as one
+                # batched write, and it yields (the writers run) only when the socket
+                # has nothing more. Polling with get_message(timeout=0.0) instead cost
+                # a timeout context per message and an exception per burst: about a
+                # third of the reader's CPU, which every worker pays for every event
+                # (bench/bus_receive.py, docs/scaling.md "Many cores").
                 while not self._closing:
                     message = await pubsub.get_message(timeout=None)
-                    # Then everything already received, before the loop runs the writers:
-                    # a burst of publishes reaches each connection as one batched write
-                    # instead of one write (and one writer wake-up) per event.
-                    handled = 0
-                    while message is not None:
-                        if message.get("type") == "message":
-                            self._on_message(message["channel"], message["data"])
-                        handled += 1
-                        if handled >= _DRAIN_MAX:
-                            break
-                        message = await pubsub.get_message(timeout=0.0)
+                    if message is not None and message.get("type") == "message":
+                        self._on_message(message["channel"], message["data"])
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

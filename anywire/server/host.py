@@ -419,6 +419,10 @@ class SessionHost(Budget):
             if receipt is not None:
                 out.append(codec.rx(receipt))
             cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
+            if sess.written < sess.floor - 1 and link.closing is None:
+                # Overflowed past frames this connection was never given, unchecked by
+                # push() (pushed before the hello): take_pending() hands out nothing.
+                self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
             pending = sess.take_pending(limit, cap)
             if self.faults is not None:  # None unless a test installed it
                 pending = self.faults.pending(link, sess, pending)
@@ -514,7 +518,8 @@ class SessionHost(Budget):
         # drain, tells the others now.
         later = not for_good and not self.closing
         for _, room, member in self.rooms.leave_all(sess.sid):
-            self._presence(sess, room, "$leave", member, later)
+            if not member.quiet:
+                self._presence(sess, room, "$leave", member, later)
         if sess.user is not None:
             key = (sess.namespace, sess.user)
             sids = self.users.get(key)
@@ -715,7 +720,7 @@ class SessionHost(Budget):
     def leave(self, sess: ServerSession, room: str) -> bool:
         """Take the session out of ``room``."""
         member = self.rooms.leave(sess.namespace, room, sess.sid)
-        if member is not None:
+        if member is not None and not member.quiet:
             self._presence(sess, room, "$leave", member)
         return member is not None
 
@@ -748,6 +753,13 @@ class SessionHost(Budget):
             targets = [env.target]
         else:
             targets = [sid for sid, s in self.sessions.items() if s.namespace == ns]
+        if not targets:
+            # Nobody here (with --workers, every worker receives every event: most are
+            # for rooms other workers host): building and encoding the frame was 5 us
+            # per event wasted (bench/bus_receive.py, docs/scaling.md "Many cores").
+            # The latency sample stays: it measures the bus, recipients or not.
+            self.track.delivered(env)
+            return
         if env.pos is None and env.event == "$lost" and isinstance(env.data, dict):
             self._deliver_lost(env, targets)
             return

@@ -76,6 +76,8 @@ class Negotiator:
         gate = host.issuer.gate  # admission control (server/admission.py)
         if await refuse_origin(host, scope, send):
             return "origin", ()
+        if await gate.refuse_overload(scope, send, cors):
+            return "busy", ()
         if await gate.refuse_rate(scope, send, cors):
             return "flood", ()
         try:

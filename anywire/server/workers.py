@@ -14,28 +14,51 @@ from .cliopts import heartbeat_args, http_limit_args, http_limits, log_args
 __all__ = ["run_workers"]
 
 
+def listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """The listening sockets of ``count`` workers on ``host:port``: one each on Linux
+    (``SO_REUSEPORT``: the kernel spreads connections over them by hash), else one shared.
+
+    Workers sharing one socket take connections in whatever order the kernel wakes them,
+    which spread 100 clients 3/97 over 2 workers in one run of bench/workers.py: a busy
+    worker kept getting more while the other idled. Elsewhere ``SO_REUSEPORT`` does not
+    balance (BSD, macOS), hence the shared socket there.
+    """
+    balance = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+    out: list[socket.socket] = []
+    for _ in range(count if balance else 1):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if balance:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            # Port 0: the first socket picks one, the others join it.
+            sock.bind((host, out[0].getsockname()[1] if out else port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            for other in out:
+                other.close()
+            raise
+        sock.set_inheritable(True)
+        out.append(sock)
+    return out
+
+
 def run_workers(args: argparse.Namespace) -> int:
-    """``--workers N --redis URL``: N node processes accepting on one listening socket.
+    """``--workers N --redis URL``: N node processes accepting on one port.
 
     Each worker is a full node (its own sessions, node id and Redis subscription), so they
     need the shared broker like nodes on different machines. The parent only binds the
-    socket, starts the workers and passes SIGTERM/SIGINT on; it does not restart a worker
-    that dies (run it under a process supervisor).
+    listening sockets (:func:`listeners`), starts the workers and passes SIGTERM/SIGINT
+    on; it does not restart a worker that dies (run it under a process supervisor).
     """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((args.host, args.port))
-    listener.listen(2048)
-    listener.set_inheritable(True)
-    fd = listener.fileno()
+    socks = listeners(args.host, args.port, args.workers)
     command = [
         sys.executable,
         "-m",
         "anywire.server.cli",
         "serve",
         args.target,
-        "--fd",
-        str(fd),
         "--redis",
         args.redis,
         *log_args(args),
@@ -52,7 +75,15 @@ def run_workers(args: argparse.Namespace) -> int:
 
         metrics = WorkersMetrics(args.host, args.metrics_port)
         command += ["--metrics", "prometheus"]
-    workers = [subprocess.Popen(command, pass_fds=[fd]) for _ in range(args.workers)]
+    workers = []
+    for i in range(args.workers):
+        fd = socks[i % len(socks)].fileno()
+        workers.append(subprocess.Popen([*command, "--fd", str(fd)], pass_fds=[fd]))
+    if len(socks) > 1:
+        # Each worker holds its own socket now: when one exits, its socket closes and
+        # the kernel stops handing it connections (one held here would queue them).
+        for sock in socks:
+            sock.close()
 
     stopping: list[int] = []
 
@@ -65,7 +96,8 @@ def run_workers(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = [worker.wait() for worker in workers]
-    listener.close()
+    for sock in socks:
+        sock.close()
     if metrics is not None:
         for worker in workers:
             metrics.worker_ended(worker.pid)

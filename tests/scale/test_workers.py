@@ -4,6 +4,8 @@ transport, and SIGTERM to the parent stops both workers."""
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -37,6 +39,18 @@ def _node_ids(url: str, tries: int = 60) -> set[str]:
 
 def test_two_worker_processes_are_two_nodes(workers: Server) -> None:
     assert len(_node_ids(workers.url)) == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balances on Linux")
+def test_connections_are_spread_over_the_workers(workers: Server) -> None:
+    # One listening socket per worker: the kernel hashes each new connection to one of
+    # them, whichever worker is busy (one shared socket once gave a worker 97 of 100).
+    counts: Counter[str] = Counter()
+    for _ in range(60):
+        with httpx.Client() as fresh:
+            counts[fresh.get(workers.url + "/anywire/health", timeout=5).json()["node"]] += 1
+    # Binomial(60, 1/2): fewer than 12 on one side has a probability of about 3e-6.
+    assert len(counts) == 2 and min(counts.values()) >= 12, counts
 
 
 async def test_clients_on_both_workers_hear_each_other(workers: Server, transport: str) -> None:

@@ -46,6 +46,31 @@ async def test_overflow_of_unwritten_frames_closes_a_slow_consumer() -> None:
         for i in range(11):  # never drained: the writer is stuck
             aw.host.push(sess, Outgoing("event", {"e": "n", "d": i}))
         assert link.closing is not None and link.closing[0] == 4002
+        # What the writer then writes: the hello and the close, never a frame past the
+        # gap (frames 1 and 2 are gone: the client would see seq 3 after hello seq 0).
+        written = [link.codec.decode(f) for f in aw.host.outgoing(link)]
+        assert [f["t"] for f in written] == ["hello", "close"], written
+        assert written[1]["c"] == 4002
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_connect_hook_that_overflows_the_outbox_gets_4002_not_a_gap() -> None:
+    # Frames pushed before the hello (a connect hook) are not checked when pushed (there
+    # is no connection yet): the writer must find the gap and close, not skip it or stall.
+    aw = Anywire(anonymous=True, settings=Settings(outbox_size=10))
+
+    @aw.on_connect
+    async def flood(sock: Any) -> None:
+        for i in range(12):
+            await sock.emit("n", i)
+
+    await aw.start()
+    try:
+        link = await _attached(aw)
+        written = [link.codec.decode(f) for f in aw.host.outgoing(link)]
+        assert [f["t"] for f in written] == ["hello", "close"], written
+        assert written[1]["c"] == 4002
     finally:
         await aw.stop(grace=0.1)
 
@@ -240,5 +265,33 @@ async def test_a_handler_registered_again_is_called_the_way_its_new_kind_needs()
                 await link.wait()
         (ack,) = _acks(aw, link)
         assert ack["d"] == "async"
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_quiet_member_leaves_without_a_leave_event_and_others_still_announce() -> None:
+    # A member joined quietly (a broadcast-only room, Member.quiet) leaves quietly: when
+    # its session ends nobody gets $leave; an ordinary member's end is still announced.
+    from anywire.core.rooms import Member
+
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        watcher, quiet, loud = [await _drained(aw) for _ in range(3)]
+        host = aw.host
+        for link, hush in ((watcher, False), (quiet, True), (loud, False)):
+            assert link.sid is not None
+            sess = host.sessions[link.sid]
+            host.rooms.join("/", "r", Member(link.sid, sess.user, None, quiet=hush))
+
+        def leaves() -> list[str]:
+            frames = map(watcher.codec.decode, host.outgoing(watcher))
+            return [f["d"]["sid"] for f in frames if f.get("e") == "$leave"]
+
+        assert quiet.sid is not None and loud.sid is not None
+        host.close_session(host.sessions[quiet.sid], 4500, "bye")
+        assert leaves() == []
+        host.close_session(host.sessions[loud.sid], 4500, "bye")
+        assert leaves() == [loud.sid]
     finally:
         await aw.stop(grace=0.1)

@@ -132,3 +132,19 @@ def test_memory_is_bounded_by_rate_times_ttl() -> None:
         assert len(book) <= 10 * ttl + 1
     book.prune(1e9)
     assert len(book) == 0
+
+
+def test_prune_keeps_nonces_redeemed_out_of_expiry_order() -> None:
+    # Tickets are redeemed in any order (a slow client redeems an older ticket later):
+    # pruning must forget exactly the expired ones whatever the order of redemption.
+    book = TicketBook()
+    book.redeem("late", expires_at=150.0, now=100.0)
+    book.redeem("early", expires_at=120.0, now=101.0)
+    book.redeem("middle", expires_at=135.0, now=102.0)
+    book.prune(130.0)
+    assert len(book) == 2
+    for nonce, expires in (("late", 150.0), ("middle", 135.0)):
+        with pytest.raises(AuthError):
+            book.redeem(nonce, expires_at=expires, now=131.0)
+    book.redeem("early", expires_at=160.0, now=131.0)  # forgotten: its ticket had expired
+

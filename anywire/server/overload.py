@@ -1,0 +1,95 @@
+"""Load shedding at negotiate: while the event loop runs late, refuse new work at once.
+
+A reconnect storm brings every client of a node back within its first backoff step. When
+the node cannot answer them all within their connect timeout, every attempt it finishes
+late has already been abandoned by its client, which is back with another one: the node
+works flat out and nobody gets in (congestion collapse: bench/storm.py showed it at
+4,000 WebSocket clients on a node with half a core, not one resume in two minutes).
+
+The lateness of the loop says the node is behind before any client times out: a probe
+sleeps :data:`PROBE` seconds at a time and measures how much later than asked it woke.
+While it is over ``Settings.shed_lag`` (and for :data:`HOLD` seconds after), negotiate
+answers ``503 busy`` (code 4000) before it reads the body or checks a credential, with a
+``Retry-After`` drawn at random between 1 s and a ceiling that grows with the lag, so the
+refused crowd comes back spread out instead of together. Work already admitted (tickets
+issued, connections opening) goes on: that is what the node is busy finishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+
+from ..core.admission import Refusal
+from ..core.closecodes import CloseCode
+
+__all__ = ["HOLD", "PROBE", "LoopLag"]
+
+PROBE = 0.05
+"""Seconds between two probes of the loop's lateness."""
+HOLD = 1.0
+"""Seconds the node keeps shedding after its loop was last seen late."""
+MAX_RETRY_AFTER = 30
+"""Ceiling of a shed negotiate's ``Retry-After`` (the Python client waits out at most
+30 s at its first connect, ``backoff.BUSY_WAIT_MAX``)."""
+
+
+class LoopLag:
+    """Watches the running loop's lateness; :meth:`refusal` while the node is behind."""
+
+    def __init__(
+        self, threshold: float, longest: float = MAX_RETRY_AFTER, rand: random.Random | None = None
+    ) -> None:
+        """``threshold``: lateness in seconds past which negotiates are shed (0: never).
+        ``longest``: the largest ``Retry-After`` to give (the server passes a third of
+        its resume window: a resuming client told to wait longer would come back to a
+        session already gone)."""
+        self.threshold = threshold
+        self.longest = max(2, min(MAX_RETRY_AFTER, int(longest)))
+        self.lag = 0.0  # the last probe's lateness, seconds
+        self.shed = 0  # negotiates refused so far (metrics, tests)
+        self._late_until = -math.inf
+        self._worst = 0.0  # the largest lateness seen while shedding (sets the spread)
+        self._rand = rand or random.Random()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start probing (on the running loop); nothing when shedding is off."""
+        if self.threshold > 0 and self._task is None:
+            self._task = asyncio.create_task(self._probe(), name="anywire-loop-lag")
+
+    async def stop(self) -> None:
+        """Stop probing."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def refusal(self) -> Refusal | None:
+        """A 503 (code 4000) with a spread ``Retry-After`` while the loop runs late, else
+        None."""
+        if self._task is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        if now >= self._late_until:
+            self._worst = 0.0
+            return None
+        self.shed += 1
+        # The longer the loop lags, the more work is queued: spread the crowd wider.
+        ceiling = min(self.longest, max(2, math.ceil(4 * self._worst)))
+        retry = self._rand.randint(1, ceiling)
+        return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
+
+    async def _probe(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + PROBE
+            await asyncio.sleep(PROBE)
+            now = loop.time()
+            self.lag = now - asked
+            if self.lag > self.threshold:
+                self._late_until = now + HOLD
+                self._worst = max(self._worst, self.lag)

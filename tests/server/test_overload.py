@@ -1,0 +1,83 @@
+"""Load shedding (anywire/server/overload.py): while the event loop runs late, negotiate
+is refused at once with 503 busy, code 4000 and a Retry-After spread at random; once the
+loop keeps time again, negotiates go through. The lateness is real: the test blocks its
+own loop (the stimulus), and waits on conditions with bounded timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from anywire.core.settings import Settings
+from anywire.server.admission import Gate
+from anywire.server.overload import HOLD, LoopLag
+
+
+async def _until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_late_loop_sheds_negotiates_then_recovers() -> None:
+    lag = LoopLag(0.1, rand=random.Random(7))
+    lag.start()
+    try:
+        await _until(lambda: lag.lag != 0.0)  # the probe runs
+        assert lag.refusal() is None  # on time: nothing refused
+        time.sleep(0.5)  # the loop is busy: the probe wakes about 0.45 s late
+        await _until(lambda: lag.lag > 0.1)
+        refusals = [lag.refusal() for _ in range(50)]
+        assert all(r is not None for r in refusals)
+        retries = {r.retry_after for r in refusals if r is not None}
+        assert {r.status for r in refusals if r is not None} == {503}
+        assert {r.code for r in refusals if r is not None} == {4000}
+        # Spread: 1 s up to a ceiling that grows with the lag (4 x 0.45 s -> 2 s).
+        assert retries == {1, 2}
+        assert lag.shed == 50
+        started = time.monotonic()
+        await _until(lambda: lag.refusal() is None, timeout=HOLD + 3)
+        assert time.monotonic() - started >= HOLD * 0.5  # held a while after the lag
+    finally:
+        await lag.stop()
+
+
+async def test_shedding_off_refuses_nothing() -> None:
+    lag = LoopLag(0.0)
+    lag.start()  # threshold 0: no probe at all
+    time.sleep(0.3)
+    await asyncio.sleep(0.1)
+    assert lag.refusal() is None
+    await lag.stop()
+
+
+async def test_the_gate_answers_a_shed_negotiate_with_503_and_retry_after() -> None:
+    gate = Gate(Settings(shed_lag=0.1))
+    gate.lag.start()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "client": ("203.0.113.9", 5000), "headers": []}
+    try:
+        await _until(lambda: gate.lag.lag != 0.0)  # the probe runs
+        assert await gate.refuse_overload(scope, send, []) is False
+        assert sent == []
+        time.sleep(0.4)
+        await _until(lambda: gate.lag.lag > 0.1)
+        assert await gate.refuse_overload(scope, send, []) is True
+    finally:
+        await gate.lag.stop()
+    start, body = sent
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert int(headers[b"retry-after"]) >= 1
+    payload = json.loads(body["body"])
+    assert payload["error"] == "busy" and payload["code"] == 4000
+    assert payload["retry_after"] == int(headers[b"retry-after"])
