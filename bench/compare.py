@@ -567,11 +567,12 @@ def render(res: dict[str, Any]) -> str:
         _rate(_find(fan, k, big)) for k in ("raw-ws", "sio-ws", "sio-poll", "node-ws")
     )
     e_aw, e_sio = _find(echo, "aw-ws"), _find(echo, "sio-ws")
-    i_aw, i_raw = _find(idle, "aw-ws"), _find(idle, "raw-ws")
+    i_aw, i_raw, i_sse = _find(idle, "aw-ws"), _find(idle, "raw-ws"), _find(idle, "aw-sse")
     c = {k: _per_cpu(_find(fan, k, big)) for k in ("aw-ws", "aw-sse", "aw-poll")}
     c |= {k: _per_cpu(_find(fan, k, big)) for k in ("raw-ws", "sio-ws", "sio-poll", "node-ws")}
     echo_ok = e_aw and e_sio and not e_aw.get("failed") and not e_sio.get("failed")
     idle_ok = i_aw and i_raw and not i_aw.get("failed") and not i_raw.get("failed")
+    sse_idle_ok = idle_ok and i_sse and not i_sse.get("failed")
     redis_ok = redis and all(not r.get("failed") for r in redis)
     rows = [
         ("WebSocket fan-out vs raw ASGI loop", ">= 0.8x", _ratio(aw_ws, raw),
@@ -586,8 +587,10 @@ def render(res: dict[str, Any]) -> str:
          _ratio(c["aw-poll"], c["sio-poll"])),
         ("echo p99 vs python-socketio", "<= 0.5x",
          _ratio(e_aw["p99_ms"], e_sio["p99_ms"]) if echo_ok else "n/a", ""),
-        ("idle KB per WebSocket vs raw ASGI", "<= 1.3x",
+        ("idle KB per WebSocket vs raw ASGI", "<= 1.0x",
          _ratio(i_aw["kb_per_conn"], i_raw["kb_per_conn"]) if idle_ok else "n/a", ""),
+        ("idle KB per SSE stream vs anywire WebSocket", "<= 1.5x",
+         _ratio(i_sse["kb_per_conn"], i_aw["kb_per_conn"]) if sse_idle_ok else "n/a", ""),
         ("two-node fan-out via Redis vs one in-memory node", ">= 0.6x",
          _ratio(redis[1]["rate"], aw_ws) if redis_ok else "pending", ""),
     ]  # fmt: skip

@@ -10,7 +10,10 @@ Run as ``python -m anywire.bench.app --port P``. Besides the anywire endpoints i
   ``bench`` at R events per second for S seconds, whatever the clients do (the reconnect
   storm's fan-out, bench/storm.py: every client must see each number once);
 * ``POST /ctl/drop``: close every live connection with 4000 (sessions stay resumable);
-* ``GET /ctl/stats``: ``{"published": n, "paced": n, "sessions": n}``.
+* ``GET /ctl/stats``: ``{"published": n, "paced": n, "sessions": n}``;
+* ``GET /ctl/memory[?by=lineno|traceback]``: live Python allocations by file (or line,
+  or stack), ``{file: [bytes, blocks]}``, when the server runs under ``tracemalloc``
+  (``PYTHONTRACEMALLOC=N``; ``bench/memory_breakdown.py``).
 
 Every session joins ``bench`` in its connect hook *without* presence events (a 2,000-client
 setup would otherwise cost 2,000^2 / 2 presence deliveries before measuring anything), and
@@ -243,6 +246,8 @@ def run_control(start: Any, stats: Any, drop: Any = None, pace: Any = None) -> A
             body = json.dumps(stats()).encode()
         elif scope["path"] == "/ctl/drop" and drop is not None:
             body = json.dumps({"dropped": drop()}).encode()
+        elif scope["path"] == "/ctl/memory":
+            body = json.dumps(_traced(query.get("by", "filename"))).encode()
         else:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
@@ -252,6 +257,23 @@ def run_control(start: Any, stats: Any, drop: Any = None, pace: Any = None) -> A
         await send({"type": "http.response.body", "body": body})
 
     return control
+
+
+def _traced(by: str) -> dict[str, list[int]]:
+    """Live traced allocations grouped by the file (``by=filename``), line (``lineno``)
+    or stack (``traceback``) that made them, empty when not tracing. A collection runs
+    first so that garbage awaiting the cycle collector is not counted."""
+    import gc
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return {}
+    gc.collect()
+    key = by if by in ("lineno", "traceback") else "filename"
+    stats = tracemalloc.take_snapshot().statistics(key)
+    if key == "filename":
+        return {s.traceback[0].filename: [s.size, s.count] for s in stats}
+    return {" <- ".join(map(str, s.traceback)): [s.size, s.count] for s in stats}
 
 
 def serve_peer(app: Any) -> None:

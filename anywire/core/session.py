@@ -331,7 +331,11 @@ class ServerSession:
     ) -> list[tuple[int, Outgoing]]:
         """Frames the current connection has not been given yet, in order (at most
         ``limit`` of them, and no more than ``max_bytes`` of encoded size once the first
-        is taken: one message, and what a stalled socket buffers of it, stays bounded)."""
+        is taken: one message, and what a stalled socket buffers of it, stays bounded).
+
+        Nothing while the outbox overflowed past frames this connection was never given
+        (``written < floor - 1``): the frames after the gap would reach the client as the
+        successors of what it has. The host closes such a connection with 4002."""
         if self.written >= self.out_seq or self.state is not _ATTACHED:
             return []
         out = self._out
@@ -343,7 +347,9 @@ class ServerSession:
             return [(self.out_seq, out[-1])]
         # The outbox is contiguous: seq n sits at index n - first.
         first = self.out_seq - len(out) + 1
-        start = max(self.written + 1, first) - first
+        start = self.written + 1 - first
+        if start < 0:  # a gap: see above
+            return []
         stop = len(out) if limit is None else min(len(out), start + limit)
         taken = [(first + i, out[i]) for i in range(start, stop)]
         if max_bytes is not None and len(taken) > 1:

@@ -419,6 +419,10 @@ class SessionHost(Budget):
             if receipt is not None:
                 out.append(codec.rx(receipt))
             cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
+            if sess.written < sess.floor - 1 and link.closing is None:
+                # Overflowed past frames this connection was never given, unchecked by
+                # push() (pushed before the hello): take_pending() hands out nothing.
+                self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
             pending = sess.take_pending(limit, cap)
             if self.faults is not None:  # None unless a test installed it
                 pending = self.faults.pending(link, sess, pending)

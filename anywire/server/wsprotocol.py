@@ -7,6 +7,10 @@ pong is charged to a :class:`~anywire.transports.meter.ControlMeter`, the connec
 own bucket until its first message attached a session, the session's budget after that.
 Past the budget the connection is closed with 4008 FLOOD (its session is kept) and
 nothing it sends afterwards is parsed.
+
+It also holds less per connection (issue #17): the received-message queue and the
+writable flag are :mod:`.wsstate`'s small stand-ins for uvicorn's asyncio queue and
+event, and the handshake's request and response are let go once the handshake is done.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from websockets.frames import Frame
 from ..core.closecodes import CloseCode
 from ..core.settings import Settings
 from ..transports.meter import METER_KEY, ControlMeter
+from .wsstate import Gate, Inbox
 
 __all__ = ["metered_protocol"]
 
@@ -32,13 +37,19 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
 
     rate: float = _DEFAULTS.flood_rate
     burst: float = _DEFAULTS.flood_burst
+    # Class-level defaults, set on the instance only when they change: each attribute
+    # in the instance's dict costs every connection.
+    refused = False  # the flood was handled (once)
+    stopped = False  # reading stopped for good
+    hangup: asyncio.TimerHandle | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.meter = ControlMeter(self.rate, self.burst, self.loop.time())
-        self.refused = False  # the flood was handled (once)
-        self.stopped = False  # reading stopped for good
-        self.hangup: asyncio.TimerHandle | None = None
+        # The same API as the asyncio.Queue and asyncio.Event uvicorn made, without
+        # their up-front deques (~3 KB a connection).
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Gate()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -64,11 +75,24 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            self._forget_handshake()
         if message["type"] == "websocket.close" and message.get("code") == CloseCode.FLOOD:
             # The app closed for flood (messages): whatever the client goes on sending
             # is not parsed either (uvicorn would, until the close handshake ends).
             self.meter.flooded = True
             self._stop_reading()
+
+    def _forget_handshake(self) -> None:
+        """uvicorn reads the handshake's request and response only until the accept went
+        out (the app has the headers in its scope), yet they would stay for the
+        connection's life: ~3 KB of header strings. The request is also held by the
+        websockets parser's generator frame, which we cannot reach: emptying its headers
+        frees them there too."""
+        request = getattr(self, "request", None)
+        if request is not None:
+            request.headers.clear()
+        self.request = self.response = None  # type: ignore[assignment]
 
     def handle_ping(self) -> None:
         if self._charged():

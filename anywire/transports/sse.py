@@ -6,6 +6,10 @@ buffering intermediaries release nothing until a few KB have passed) and keeps i
 alive with comment pings (as rarely as the session's granted heartbeat when that is
 longer: the battery profile, core/pinginterval.py); the session's own ``ping`` frames
 (answered by POST) detect dead peers. Upstream frames arrive through :mod:`.upstream`.
+
+A stream runs in its request's task plus one disconnect listener, and the endpoint
+watches for shutdown once for all its streams (:mod:`.ssestream`: sse-starlette's task
+group of four per stream was most of an idle stream's memory).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError
@@ -35,6 +39,7 @@ from .base import (
     send_json_error,
     status_for,
 )
+from .ssestream import LEAN, LeanEventSourceResponse, exit_signal, keepalive
 from .traffic import Traffic
 
 __all__ = ["INFO", "SSETransport"]
@@ -42,6 +47,7 @@ __all__ = ["INFO", "SSETransport"]
 INFO = TransportInfo("sse", bidirectional=False, server_ping=True, binary=False)
 
 _PADDING = ":" + " " * 2048  # one comment, flushed before any event
+_GRACE = 1.0  # seconds a stream has to send its close frame at shutdown
 
 
 class SSETransport:
@@ -53,7 +59,7 @@ class SSETransport:
         """Frames and bytes of every stream of this endpoint (metrics)."""
         self.keepalive = keepalive
         self.shutdown_event = anyio.Event()
-        self._links: set[Link] = set()
+        self._links: dict[Link, asyncio.Task[Any]] = {}  # open streams and their tasks
         self._watcher: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
@@ -63,11 +69,23 @@ class SSETransport:
             self._watcher = None
 
     async def _watch_shutdown(self) -> None:
-        # sse-starlette sets the event when the server exits (also under a plain uvicorn);
-        # one watcher closes every stream, so idle streams need no polling of their own.
-        await self.shutdown_event.wait()
+        # sse-starlette detects that the server exits (also under a plain uvicorn); one
+        # watcher closes every stream, so idle streams need no listener of their own.
+        if LEAN:
+            await exit_signal()
+            self.shutdown_event.set()
+        else:  # sse-starlette's own task group per stream sets the event
+            await self.shutdown_event.wait()
         for link in list(self._links):
             link.close(CloseCode.SHUTDOWN, "server shutting down")
+        if LEAN:
+            # What sse-starlette's grace period did: a stream that could not send its
+            # close in time (a peer not reading) is cancelled.
+            streams = set(self._links.values())
+            if streams:
+                _, late = await asyncio.wait(streams, timeout=_GRACE)
+                for task in late:
+                    task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cors = self.host.cors_headers(scope)
@@ -88,13 +106,17 @@ class SSETransport:
             return
         if self._watcher is None:
             self._watcher = asyncio.create_task(self._watch_shutdown())
-        self._links.add(link)
+        task = asyncio.current_task()
+        assert task is not None
+        self._links[link] = task
         headers = {k.decode(): v.decode() for k, v in cors}
         headers["Cache-Control"] = "no-store"
-        response = EventSourceResponse(
-            self._events(link),
+        period = keepalive_period(self.host.settings, self.keepalive, link.interval)
+        response = LeanEventSourceResponse(
+            self._events(link, period if LEAN else 0.0),
             headers=headers,
-            ping=keepalive_period(self.host.settings, self.keepalive, link.interval),
+            # The lean path: keepalives come from _events, no ping task per stream.
+            ping=0 if LEAN else period,
             send_timeout=self.host.settings.ping_interval + self.host.settings.ping_timeout,
             shutdown_event=self.shutdown_event,
             shutdown_grace_period=1.0,
@@ -102,27 +124,52 @@ class SSETransport:
         try:
             await response(scope, receive, send)
         finally:
-            self._links.discard(link)
+            self._links.pop(link, None)
             self.host.detach(link)
 
-    async def _events(self, link: Link) -> AsyncIterator[Any]:
+    async def _events(self, link: Link, period: float) -> AsyncIterator[Any]:
+        """The stream's events; with ``period`` > 0 also a keepalive comment every
+        ``period`` seconds, events or not (the schedule sse-starlette's ping task kept).
+
+        The keepalive is a timer that wakes the link, armed once per period: a timeout on
+        every wait would cost a timer per event on the fan-out path."""
         yield ServerSentEvent(comment=_PADDING[1:])
         limit = self.host.settings.max_batch
-        while True:
-            # Whether this write carries the close frame: a close asked for while the
-            # previous write was stalled (a peer not reading) still goes out, after it.
-            closing = link.closing
-            frames = self.host.outgoing(link, limit)
-            if frames:
-                body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
-                link.traffic.bytes_out += len(body)
-                # Encoded here, not by ServerSentEvent: compact JSON holds no line breaks,
-                # so one data line is the whole event (saves a decode, split and re-encode
-                # per event on the fan-out path).
-                yield b"data: " + body + b"\r\n\r\n"
-            if closing is not None:
-                return
-            if self.host.has_pending(link):
-                await asyncio.sleep(0)  # a backlog: let other streams have the loop
-            else:
-                await link.wait()
+        loop = asyncio.get_running_loop()
+        due = False
+        timer: asyncio.TimerHandle | None = None
+
+        def ping_due() -> None:
+            nonlocal due
+            due = True
+            link.wake()
+
+        if period > 0:
+            timer = loop.call_later(period, ping_due)
+        try:
+            while True:
+                if due:
+                    due = False
+                    timer = loop.call_later(period, ping_due)
+                    yield keepalive()
+                # Whether this write carries the close frame: a close asked for while
+                # the previous write was stalled (a peer not reading) still goes out,
+                # after it.
+                closing = link.closing
+                frames = self.host.outgoing(link, limit)
+                if frames:
+                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                    link.traffic.bytes_out += len(body)
+                    # Encoded here, not by ServerSentEvent: compact JSON holds no line
+                    # breaks, so one data line is the whole event (saves a decode, split
+                    # and re-encode per event on the fan-out path).
+                    yield b"data: " + body + b"\r\n\r\n"
+                if closing is not None:
+                    return
+                if self.host.has_pending(link):
+                    await asyncio.sleep(0)  # a backlog: let other streams have the loop
+                else:
+                    await link.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()

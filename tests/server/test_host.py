@@ -46,6 +46,31 @@ async def test_overflow_of_unwritten_frames_closes_a_slow_consumer() -> None:
         for i in range(11):  # never drained: the writer is stuck
             aw.host.push(sess, Outgoing("event", {"e": "n", "d": i}))
         assert link.closing is not None and link.closing[0] == 4002
+        # What the writer then writes: the hello and the close, never a frame past the
+        # gap (frames 1 and 2 are gone: the client would see seq 3 after hello seq 0).
+        written = [link.codec.decode(f) for f in aw.host.outgoing(link)]
+        assert [f["t"] for f in written] == ["hello", "close"], written
+        assert written[1]["c"] == 4002
+    finally:
+        await aw.stop(grace=0.1)
+
+
+async def test_a_connect_hook_that_overflows_the_outbox_gets_4002_not_a_gap() -> None:
+    # Frames pushed before the hello (a connect hook) are not checked when pushed (there
+    # is no connection yet): the writer must find the gap and close, not skip it or stall.
+    aw = Anywire(anonymous=True, settings=Settings(outbox_size=10))
+
+    @aw.on_connect
+    async def flood(sock: Any) -> None:
+        for i in range(12):
+            await sock.emit("n", i)
+
+    await aw.start()
+    try:
+        link = await _attached(aw)
+        written = [link.codec.decode(f) for f in aw.host.outgoing(link)]
+        assert [f["t"] for f in written] == ["hello", "close"], written
+        assert written[1]["c"] == 4002
     finally:
         await aw.stop(grace=0.1)
 

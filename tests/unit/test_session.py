@@ -150,6 +150,10 @@ def test_outbox_overflow_drops_oldest_and_raises_floor() -> None:
     assert sess.floor == 3
     # The connection was given nothing yet: frames 1-2 are gone (the host closes 4002).
     assert sess.written < sess.floor - 1
+    # ... and nothing past the gap is ever handed out: the client would take frame 3
+    # for frame 1's successor.
+    assert sess.take_pending() == []
+    assert sess.written < sess.floor - 1
 
 
 def test_outbox_overflow_only_after_acknowledged_frames_is_harmless() -> None:
