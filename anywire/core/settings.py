@@ -151,7 +151,7 @@ class Settings:
     shrinks text-heavy messages for metered links, at a cost the default would make every
     deployment pay: each connection keeps its own compressor and decompressor (some 48 KB
     more per connection that carried traffic), and each delivery is compressed once per
-    recipient instead of being encoded once per room: 1.4 to 1.8 times the CPU per delivery
+    recipient instead of being encoded once per room: 1.4 to 1.9 times the CPU per delivery
     (docs/benchmarks.md, bandwidth section). Clients that do not offer it get plain
     frames either way."""
 
