@@ -137,6 +137,29 @@ async def test_a_decompression_bomb_is_closed_1009(deflating: Server) -> None:
         await client.close()
 
 
+async def test_max_frame_size_counts_the_inflated_message(deflating: Server) -> None:
+    """A message over ``max_frame_size`` once inflated (16 KB in the test app), though a
+    few hundred bytes on the wire and below the WebSocket limit: 4503, as plain."""
+    async with httpx.AsyncClient(base_url=deflating.url, timeout=WAIT) as http:
+        neg = await http.post(
+            "/anywire/negotiate",
+            json={"codecs": ["json"], "transports": ["websocket"]},
+            headers={"Authorization": f"Bearer {make_token('big')}"},
+        )
+        ticket = neg.json()["ticket"]
+    url = deflating.url.replace("http", "ws") + f"/anywire/ws?ticket={ticket}"
+    async with connect(url, compression="deflate", ping_interval=None) as ws:
+        await ws.send(json.dumps({"t": "connect", "ticket": ticket}))
+        await ws.recv()  # the hello
+        frame = {"t": "ev", "s": 1, "e": "echo", "d": "y" * 20_000}
+        await ws.send(json.dumps(frame))
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(WAIT):
+                while True:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503
+
+
 def _serve_refused(env: dict[str, str], *args: str, app: str = "tests.e2e.testapp:app") -> str:
     """Start ``anywire serve`` expecting a refusal at start; its error output."""
     proc = subprocess.run(
