@@ -5,7 +5,6 @@ proxy: the codec negotiate granted, and the payload's MessagePack bytes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from anywire.clients.python import Client
 from tests.netfault import FaultProxy
 
 from .conftest import Server, make_token
+from .exercise import Exercise
 
 WAIT = 10.0
 TEXT = "see you at the station at nine, bring the tickets please!"
@@ -37,29 +37,10 @@ def _negotiated(wire: bytes) -> dict[str, Any]:
 
 async def test_the_default_is_msgpack_where_offered(recording: FaultProxy, transport: str) -> None:
     client = Client(recording.url, token=lambda: make_token("codec"), transports=(transport,))
-    got: list[int] = []
-    done = asyncio.Event()
-
-    @client.on("n")
-    def numbered(i: int) -> None:
-        got.append(i)
-        if len(got) == 100:
-            done.set()
-
-    @client.on("question")
-    def question(data: Any) -> Any:
-        return {"echoed": data}
-
+    exercise = Exercise(client, 100)
     try:
         await client.connect()
-        assert await client.call("echo", TEXT) == TEXT
-        assert await client.call("ask", {"event": "question", "data": TEXT}) == {
-            "reply": {"echoed": TEXT}
-        }
-        await client.emit("burst", {"n": 100})
-        async with asyncio.timeout(WAIT):
-            await done.wait()
-        assert got == list(range(100))
+        await exercise.run(TEXT, WAIT)
     finally:
         await client.close()
     wire = bytes(recording.recorded)

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +24,7 @@ from anywire.server.cliopts import WS_DEFLATE_ENV, deflate_args, wanted_deflate
 from tests.netfault import FaultProxy
 
 from .conftest import ROOT, Server, make_token, start_server
+from .exercise import Exercise
 
 WAIT = 10.0
 # A chat line said over and over: deflate shrinks it to a fraction; plain, it is on the
@@ -67,29 +67,11 @@ async def test_deflate_negotiated_only_when_both_ask(
         codec=codec,
         ws_deflate=offer,
     )
-    got: list[Any] = []
-    done = asyncio.Event()
-
-    @client.on("n")
-    def numbered(i: int) -> None:
-        got.append(i)
-        if len(got) == 300:
-            done.set()
-
-    @client.on("question")
-    def question(data: Any) -> Any:
-        return {"echoed": data}
-
+    exercise = Exercise(client, 300)
     try:
         await client.connect()
         assert client.transport == "websocket"
-        assert await client.call("echo", TEXT) == TEXT  # client -> server, acked
-        asked = await client.call("ask", {"event": "question", "data": TEXT})
-        assert asked == {"reply": {"echoed": TEXT}}  # server -> client, acked
-        await client.emit("burst", {"n": 300})
-        async with asyncio.timeout(WAIT):
-            await done.wait()
-        assert got == list(range(300))  # in order, none lost or repeated
+        await exercise.run(TEXT, WAIT)  # acks both ways, 300 events in order
     finally:
         await client.close()
     wire = bytes(recording.recorded)
