@@ -518,8 +518,7 @@ class SessionHost(Budget):
         # drain, tells the others now.
         later = not for_good and not self.closing
         for _, room, member in self.rooms.leave_all(sess.sid):
-            if not member.quiet:
-                self._presence(sess, room, "$leave", member, later)
+            self._presence(sess, room, "$leave", member, later)
         if sess.user is not None:
             key = (sess.namespace, sess.user)
             sids = self.users.get(key)
@@ -720,7 +719,7 @@ class SessionHost(Budget):
     def leave(self, sess: ServerSession, room: str) -> bool:
         """Take the session out of ``room``."""
         member = self.rooms.leave(sess.namespace, room, sess.sid)
-        if member is not None and not member.quiet:
+        if member is not None:
             self._presence(sess, room, "$leave", member)
         return member is not None
 
@@ -729,7 +728,10 @@ class SessionHost(Budget):
     ) -> None:
         """Tell the room's other members that ``member`` came or went: at once on one
         node; with Redis once Redis has decided whether anything changed
-        (server/presence.py), ``later`` for a session that goes on elsewhere."""
+        (server/presence.py), ``later`` for a session that goes on elsewhere. A quiet
+        member (``Member.quiet``: put in without presence) comes and goes unannounced."""
+        if member.quiet:
+            return
         data = {"room": room, **member.to_wire()}
         env = Envelope("room", sess.namespace, room, event, data, skip=member.sid)
         if self.cluster is None:
