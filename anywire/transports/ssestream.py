@@ -30,7 +30,12 @@ from .base import Receive, Scope, Send
 
 __all__ = ["LEAN", "LeanEventSourceResponse", "exit_signal", "keepalive"]
 
-_NEEDED = ("_stream_response", "_listen_for_disconnect", "_listen_for_exit_signal")
+_NEEDED = (
+    "_stream_response",
+    "_listen_for_disconnect",
+    "_listen_for_exit_signal",
+    "_send_with_timeout",  # _finish
+)
 LEAN = all(hasattr(EventSourceResponse, name) for name in _NEEDED)
 """Whether this sse-starlette has what the lean path uses (else: its own task group)."""
 

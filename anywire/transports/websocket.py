@@ -495,12 +495,7 @@ class _Writer:
             await asyncio.sleep(0)
 
     def _wrote(self) -> None:
-        ticks = self.ticks
-        if ticks.armed:
-            ticks.asked = True
-            self.wrote = ticks.n
-        else:
-            self.wrote = ticks.now()
+        self.wrote = self.ticks.now()
 
     def _message(self, body: bytes) -> dict[str, Any]:
         """The ASGI message carrying ``body``: binary for MessagePack, text for JSON (a
