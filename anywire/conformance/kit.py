@@ -178,7 +178,7 @@ class Kit:
         is closed with 4004); from its expiry on they are valid again."""
         q = parse_qs(query)
         sub, ttl = q.get("sub", [""])[0], q.get("ttl", ["600"])[0]
-        if not sub or not ttl.isdigit() or not 1 <= int(ttl) <= 3600:
+        if not sub or not (ttl.isascii() and ttl.isdigit()) or not 1 <= int(ttl) <= 3600:
             return 400, {"error": "token needs sub (non-empty) and ttl (1-3600 seconds)"}
         now = int(time.time())
         exp = now + int(ttl)

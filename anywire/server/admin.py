@@ -260,7 +260,8 @@ class AdminView:
     def key_valid(self, key: str) -> bool:
         """Whether ``key`` is a page key of this token that has not expired."""
         expiry_text, _, mac = key.partition(".")
-        if not expiry_text.isdigit() or len(expiry_text) > 12:
+        # ASCII digits only: int() refuses some of what isdigit() takes ("²": a ValueError).
+        if not (expiry_text.isascii() and expiry_text.isdigit()) or len(expiry_text) > 12:
             return False
         expiry = int(expiry_text)
         now = self.clock()

@@ -388,6 +388,11 @@ def _int(query: dict[str, str], name: str, default: int, low: int, high: int) ->
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    # ASCII digits, at most 16 of them (2^53 has 16), as the protocol's integers
+    # (transports.base.query_uint): int() also takes other scripts' digits, and a long
+    # run of them is a ValueError (a 500) or seconds of CPU.
+    if not (0 < len(text) <= 16 and text.isascii() and text.isdigit()) or not (
+        low <= int(text) <= high
+    ):
         raise _BadItem(f"'{name}' must be an integer from {low} to {high}")
     return int(text)

@@ -185,6 +185,25 @@ def test_malformed_and_oversized_bodies(api: Server) -> None:
     assert huge.status_code == 413 and huge.json()["error"] == "too_large"
 
 
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("limit", "\u00b2"),  # a digit to str.isdigit(), not to int()
+        ("limit", "\u0663"),  # ARABIC-INDIC THREE: int() takes it, the API does not
+        ("since", "9" * 5000),  # past int()'s 4,300-digit limit
+        ("since", "+5"),
+        ("limit", ""),
+        ("limit", "0"),
+    ],
+    ids=["superscript", "arabic-indic", "5000-digits", "plus", "blank", "zero"],
+)
+def test_bad_history_numbers_get_a_clear_400(api: Server, param: str, value: str) -> None:
+    url = api.url + "/anywire/api/history"
+    answer = httpx.get(url, params={"room": "r", param: value}, headers=AUTH)
+    assert answer.status_code == 400, answer.text
+    assert f"'{param}' must be an integer" in answer.json()["message"]
+
+
 def test_a_batch_answers_each_item(api: Server) -> None:
     items = [
         {"event": "x", "room": "r"},

@@ -184,6 +184,7 @@ def test_page_keys_expire_and_cannot_be_forged() -> None:
     expiry, _, mac = key.partition(".")
     assert not view.key_valid(f"{int(expiry) + 1000}.{mac}")
     assert not view.key_valid("x." + mac) and not view.key_valid("") and not view.key_valid(".")
+    assert not view.key_valid("\u00b2." + mac)  # a digit to isdigit(), not to int()
     clock.now += KEY_TTL + 1
     assert not view.key_valid(key)
 
