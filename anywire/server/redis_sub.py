@@ -140,9 +140,14 @@ class RedisSubscriber:
             return
         pubsub = self._pubsub
         if pubsub is None:
-            # Still wanted: the reader subscribes it when it (re)connects.
-            self._fail_waiters(futures, "Redis subscription down")
-            raise ConnectionError("Redis subscription down")
+            # Still wanted: the reader subscribes it when it (re)connects. Its next
+            # attempt confirms it (or fails it) within a connect timeout and a backoff.
+            try:
+                async with asyncio.timeout(self.backoff_max + 2.0):
+                    await asyncio.gather(*futures)
+            except TimeoutError:
+                raise ConnectionError("Redis subscription down") from None
+            return
         if send:
             try:
                 await pubsub.subscribe(*send)
