@@ -19,8 +19,11 @@ room with a member on it, over ``broker_received``): with interest routing close
 "before" is what the same node would have received on the single bus of issue #17 and
 earlier (every event): hosted / published. And the **deliveries per server CPU-second**:
 the clients' events over the utime + stime of every node process (from /proc) during
-the run. ``--before PATH`` runs the same rounds with the nodes and the publisher
-imported from another checkout (e.g. main before #18) for a measured comparison.
+the run (``idle CPU/node-s``: what a node spends doing nothing, timers and heartbeats,
+measured for ``--idle`` seconds before; it is part of the figure, and grows with the
+run's wall time and the node count). ``--before PATH`` runs the same rounds with the
+nodes and the publisher imported from another checkout (e.g. main before #18) for a
+measured comparison.
 """
 
 from __future__ import annotations
@@ -142,6 +145,10 @@ async def one_run(
                 await c.connect()
                 await c.join(f"r{k}")
         await asyncio.sleep(0.5)  # joins settled (subscriptions confirmed before answers)
+        # What the nodes spend doing nothing (timers, heartbeats), per node-second.
+        idle0 = [cpu(n.proc.pid) for n in nodes]
+        await asyncio.sleep(args.idle)
+        idle = sum(cpu(n.proc.pid) - c0 for n, c0 in zip(nodes, idle0, strict=True))
         received0 = [n.received() for n in nodes]
         cpu0 = [cpu(n.proc.pid) for n in nodes]
         start = time.monotonic()
@@ -170,6 +177,7 @@ async def one_run(
             "deliveries": got[0],
             "cpu": cpu_s,
             "wall": wall,
+            "idle": idle / (args.idle * nodes_n),
             "received": received,
             "hosted": hosted,
             "share": [h / r if r else 1.0 for h, r in zip(hosted, received, strict=True)],
@@ -197,6 +205,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=2, help="clients per room")
     parser.add_argument("--events", type=int, default=20_000, help="events per run (bounded)")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle CPU measured")
     parser.add_argument("--before", type=Path, default=None, help="another checkout to compare")
     args = parser.parse_args()
     counts = [int(n) for n in args.nodes.split(",")]
@@ -226,7 +235,7 @@ def main() -> None:
         print(
             f"{'code':8} {'nodes':>5} {'deliveries':>10} {'node CPU s':>10} "
             f"{'deliv/CPU-s':>11} {'recv/node':>9} {'share min':>9} {'share avg':>9} "
-            f"{'bus share':>9}"
+            f"{'bus share':>9} {'wall s':>6} {'idle CPU/node-s':>15}"
         )
         for n in counts:
             for name, code in codes:  # interleaved: a busy spell hits both
@@ -236,7 +245,8 @@ def main() -> None:
                     f"{name:8} {n:>5} {r['deliveries']:>10} {r['cpu']:>10.2f} "
                     f"{r['deliveries'] / max(r['cpu'], 1e-9):>11,.0f} "
                     f"{sum(r['received']) / n:>9.0f} {min(share):>9.2f} "
-                    f"{sum(share) / n:>9.2f} {sum(r['share_bus']) / n:>9.2f}",
+                    f"{sum(share) / n:>9.2f} {sum(r['share_bus']) / n:>9.2f} "
+                    f"{r['wall']:>6.1f} {r['idle']:>15.3f}",
                     flush=True,
                 )
                 subprocess.run(["redis-cli", "-p", str(port), "flushall"], capture_output=True)
