@@ -80,9 +80,11 @@ async def test_an_event_published_before_the_subscription_is_confirmed_is_read_o
         if env.pos is not None and env.pos[0] == stream:
             live.append(env.pos[2])
 
-    broker = RedisBroker(redis.url, subscriber=sub, linger=0.2)
+    # History long enough for everything this test publishes (bounded at 20,000): a
+    # trimmed range would be a $lost, not the race under test.
+    broker = RedisBroker(redis.url, subscriber=sub, linger=0.2, history=25_000)
     await broker.start(deliver)
-    pub = AsyncPublisher(redis.url)
+    pub = AsyncPublisher(redis.url, history=25_000)
     published: list[tuple[float, int]] = []  # (when, offset)
     stop = asyncio.Event()
 
