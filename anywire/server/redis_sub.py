@@ -188,6 +188,7 @@ class RedisSubscriber:
     async def _run(self) -> None:
         delay = 0.05
         first = True
+        failing = False  # logged once per outage, not at every attempt
         while not self._closing:
             await self._wake.wait()
             if not self._wanted and not self.patterns:
@@ -221,6 +222,7 @@ class RedisSubscriber:
                     await pubsub.subscribe(*late)
                 ready = asyncio.ensure_future(self._ready(initial, hold, first))
                 first = False
+                failing = False
                 delay = 0.05
                 # A blocking read returns a message already received without yielding
                 # to the loop: the reader goes through everything buffered before the
@@ -249,8 +251,9 @@ class RedisSubscriber:
                     await pubsub.aclose()
                 raise
             except (RedisError, OSError) as exc:
-                if self._pubsub is not None or first:
+                if self._pubsub is not None or not failing:
                     log.warning("anywire: Redis subscription lost (%s); reconnecting", exc)
+                failing = True
             except Exception:
                 log.exception("anywire: Redis reader failed; restarting it")
             self._drop("Redis subscription lost")
@@ -273,7 +276,9 @@ class RedisSubscriber:
                 self._on_resubscribed(hold)
 
     def _confirm(self, channel: bytes) -> None:
-        self._confirmed.add(channel)
+        if channel.decode() in self._wanted or channel.decode() in self.patterns:
+            # (A confirmation of a channel unsubscribed since is not a subscription.)
+            self._confirmed.add(channel)
         for fut in self._waiters.pop(channel, ()):
             if not fut.done():
                 fut.set_result(None)
