@@ -288,3 +288,26 @@ async def test_killed_subscriptions_resubscribe_every_room_and_fill(
 
 def last_of(record: Published, room: str) -> int:
     return max(off for _, off in record.positions[room].values())
+
+
+async def test_a_server_side_join_subscribes_its_node(
+    three: tuple[list[Server], Nginx], redis: RedisServer, transport: str
+) -> None:
+    """The connect hook joins the session to a room (``socket.join``): its node, which
+    hosts no other member, subscribes the room before the hook's catch-up reads it, and
+    events published to it from outside any node reach the client."""
+    nodes, _ = three
+    user = f"welcomed-{transport}"
+    room = f"welcomed-{user}"
+    client = Client(nodes[2].url, make_token(user, welcome=True), transports=(transport,))
+    inbox = Inbox(client, "tick")
+    pub = AsyncPublisher(redis.url)
+    try:
+        async with client:
+            await eventually(lambda: subscribers(redis, room) == 1, 5, "the subscription")
+            for i in range(5):
+                await pub.emit("tick", i, room=room)
+            await inbox.until(lambda: inbox.of("tick") == list(range(5)))
+        assert client.stats["duplicates"] == 0
+    finally:
+        await pub.aclose()
