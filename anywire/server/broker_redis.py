@@ -236,7 +236,7 @@ class RedisBroker:
         if self.routes is not None:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(timeout / 4):
-                    await self.routes.stop()
+                    await self.routes.stop()  # the reader is cancelled first, at once
         self._redis = None
         self._deliver = None
         # A clean stop is not an outage: listeners (the connection log's WARNING, the

@@ -93,19 +93,21 @@ class Routes:
         self._task = asyncio.create_task(self._run(), name="anywire-redis-routes")
 
     async def stop(self) -> None:
-        """Stop applying changes and stop the subscriber."""
+        """Stop applying changes and stop the subscriber (both cancelled before anything
+        is awaited: a caller's timeout cannot leave the reader running)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                async with asyncio.timeout(0.5):
-                    await task
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("broker stopped"))
                 fut.exception()
         self._pending.clear()
         await self.subscriber.stop()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                async with asyncio.timeout(0.5):
+                    await task
 
     async def hold(self, channels: list[str]) -> None:
         """Subscribe channels that are not streams (node channels), for good."""
