@@ -1,0 +1,295 @@
+"""Auto-batched publishes: publish script calls made together go to Redis as one pipeline.
+
+:class:`PublishBatcher` takes the publish calls (:class:`~anywire.redis_wire.PublishCall`)
+of a node (``RedisBroker.publish``) or of an :class:`~anywire.publisher.AsyncPublisher`
+and sends the ones issued in the same loop turn, or while the previous batch of their
+lane is in flight, as one non-transactional pipeline of ``EVALSHA`` on one pooled
+connection; each caller gets its own reply. One awaited script costs a round trip and a
+read and a write on each side; a batch of a few hundred costs about one of each.
+
+The guarantees are the ones of one call at a time:
+
+* **Order.** A stream always goes to the same lane and a lane has at most one batch in
+  flight, on one connection, whose commands Redis runs in the order they were written:
+  calls to one stream run in the order they were issued (an awaited call is issued before
+  the caller's next). Calls to different streams may be reordered (different lanes).
+* **Failures** are :class:`~anywire.errors.BrokerUnavailable` to each caller, with
+  ``maybe_published`` False when its command never left (no connection, the queue stayed
+  full, the batcher was closed) and True once the batch was written (the reply was lost:
+  Redis may have run it). ``id=`` keys work as before: a key seen within the window, in
+  this batch or an earlier one, returns the first publish's position.
+* **NOSCRIPT** (Redis restarted empty, ``SCRIPT FLUSH``): those commands did not run;
+  the script is loaded and they are sent again, in order, on the same connection.
+* **Bounded.** At most ``max_batch`` commands per pipeline, ``lanes`` pipelines in flight
+  (one pooled connection each), and ``max_queue`` calls waiting for a pipeline. Past
+  that a caller waits, in order, up to ``wait`` seconds for room, then fails (not
+  published); a pipeline's replies are each bounded by the pool's socket timeout.
+
+Standard library and redis-py only: the server is not imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import zlib
+from collections import deque
+from typing import Any
+
+import redis.asyncio as aioredis
+from hiredis import pack_command
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from .errors import BrokerUnavailable
+from .redis_wire import PUBLISH, PUBLISH_SHA, PublishCall, publish_failed
+
+__all__ = ["PublishBatcher"]
+
+
+class _Item:
+    """One caller's publish: its call, its future, and whether it is in a lane yet."""
+
+    __slots__ = ("call", "fut", "lane")
+
+    def __init__(self, call: PublishCall, fut: asyncio.Future[Any]) -> None:
+        self.call = call
+        self.fut = fut
+        self.lane: _Lane | None = None
+
+    def resolve(self, reply: Any) -> None:
+        if not self.fut.done():
+            self.fut.set_result(reply)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(exc)
+            self.fut.exception()  # a caller that gave up does not log it as never retrieved
+
+
+class _Lane:
+    """The calls of a share of the streams, and whether a batch of them is in flight."""
+
+    __slots__ = ("busy", "queue")
+
+    def __init__(self) -> None:
+        self.queue: deque[_Item] = deque()
+        self.busy = False
+
+
+class PublishBatcher:
+    """Send concurrent publish script calls to ``redis`` in pipelines (see the module).
+
+    :param redis: the client whose connection pool carries the pipelines.
+    :param max_batch: commands per pipeline at most.
+    :param max_queue: calls waiting for a pipeline at most, over all lanes; more wait for
+        room (in order) up to ``wait`` seconds, then fail with ``maybe_published=False``.
+    :param lanes: pipelines in flight at once (streams are spread over them by a hash).
+    :param wait: seconds a call waits for room in a full queue.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        max_batch: int = 500,
+        max_queue: int = 10_000,
+        lanes: int = 4,
+        wait: float = 2.0,
+    ) -> None:
+        self.redis = redis
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.wait = wait
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._queued = 0  # items in the lanes' queues
+        self._overflow: deque[_Item] = deque()  # waiting for room, in issue order
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed: str | None = None
+        self.counters = {"batches": 0, "commands": 0, "noscript": 0, "largest": 0}
+
+    async def run(self, call: PublishCall) -> Any:
+        """Run ``call`` in the next pipeline of its lane; return the script's reply.
+
+        Raises :class:`~anywire.errors.BrokerUnavailable` as described in the module."""
+        if self._closed is not None:
+            raise publish_failed(BrokerUnavailable(self._closed), sent=False)
+        item = _Item(call, asyncio.get_running_loop().create_future())
+        if self._overflow or self._queued >= self.max_queue:
+            if len(self._overflow) >= self.max_queue:
+                raise publish_failed(BrokerUnavailable("publish queue full"), sent=False)
+            self._overflow.append(item)
+            await self._wait_for_room(item)
+        else:
+            self._enqueue(item)
+        try:
+            return await item.fut
+        except asyncio.CancelledError:
+            item.fut.cancel()  # not sent yet: it is left out of its batch
+            raise
+
+    def close(self, reason: str) -> None:
+        """Fail every call not yet sent (not published) and refuse new ones; batches in
+        flight end with the connections (their callers: ``maybe_published=True``)."""
+        self._closed = reason
+        exc = publish_failed(BrokerUnavailable(reason), sent=False)
+        for lane in self._lanes:
+            while lane.queue:
+                lane.queue.popleft().fail(exc)
+        while self._overflow:
+            self._overflow.popleft().fail(exc)
+        self._queued = 0
+
+    # -- queueing ---------------------------------------------------------------------------
+    async def _wait_for_room(self, item: _Item) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(item.fut), self.wait)
+        except TimeoutError:
+            if item.lane is None:  # still waiting for room: never sent
+                with contextlib.suppress(ValueError):
+                    self._overflow.remove(item)
+                item.fut.cancel()
+                raise publish_failed(
+                    BrokerUnavailable(f"publish queue full for {self.wait:g} s"), sent=False
+                ) from None
+        except asyncio.CancelledError:
+            if item.lane is None:
+                with contextlib.suppress(ValueError):
+                    self._overflow.remove(item)
+            item.fut.cancel()
+            raise
+
+    def _enqueue(self, item: _Item) -> None:
+        lane = self._lanes[zlib.crc32(item.call.stream.encode()) % len(self._lanes)]
+        item.lane = lane
+        lane.queue.append(item)
+        self._queued += 1
+        if not lane.busy:
+            # Started, not run: the calls made in this loop turn join its first batch.
+            lane.busy = True
+            task = asyncio.ensure_future(self._drain(lane))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _refill(self) -> None:
+        while self._overflow and self._queued < self.max_queue:
+            item = self._overflow.popleft()
+            if not item.fut.done():
+                self._enqueue(item)
+
+    def _take(self, lane: _Lane) -> list[_Item]:
+        batch: list[_Item] = []
+        while lane.queue and len(batch) < self.max_batch:
+            item = lane.queue.popleft()
+            self._queued -= 1
+            if not item.fut.done():  # a cancelled caller's call is not sent
+                batch.append(item)
+        self._refill()
+        return batch
+
+    async def _drain(self, lane: _Lane) -> None:
+        try:
+            while lane.queue and self._closed is None:
+                batch = self._take(lane)
+                if batch:
+                    await self._send(batch)
+        finally:
+            lane.busy = False
+
+    # -- one pipeline -----------------------------------------------------------------------
+    async def _send(self, batch: list[_Item]) -> None:
+        pool = self.redis.connection_pool
+        try:
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except (RedisError, OSError) as exc:
+            failed = publish_failed(exc, sent=False)
+            for item in batch:
+                item.fail(failed)
+            return
+        try:
+            await self._exchange(conn, batch)
+        finally:
+            await pool.release(conn)
+
+    async def _exchange(self, conn: Any, batch: list[_Item]) -> None:
+        """Write ``batch`` on ``conn`` and hand out the replies; once anything was
+        written, whatever is not answered may have run (``maybe_published``)."""
+        self.counters["batches"] += 1
+        self.counters["commands"] += len(batch)
+        self.counters["largest"] = max(self.counters["largest"], len(batch))
+        pending = batch
+        load = False
+        maybe = False  # whether Redis may have run what is pending
+        try:
+            for _ in range(3):  # a SCRIPT FLUSH between each load and its retry: give up
+                if not pending:
+                    return
+                # hiredis packs a command in C (redis-py's packer encodes each argument in
+                # Python: a third of the batch's cost).
+                commands = [_packed("SCRIPT", "LOAD", PUBLISH)] if load else []
+                for item in pending:
+                    call = item.call
+                    commands.append(
+                        _packed("EVALSHA", PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
+                    )
+                # A write that fails half-way may still have delivered whole commands of
+                # a pipeline; one command cut short never runs.
+                maybe = len(commands) > 1
+                await conn.send_packed_command(b"".join(commands), check_health=False)
+                maybe = True
+                if load:
+                    await conn.read_response()
+                pending = await self._replies(conn, pending)
+                load = True  # what is left got NOSCRIPT: load the script and send it again
+                maybe = False
+            failed = publish_failed(NoScriptError("the script keeps being flushed"), False)
+            for item in pending:
+                item.fail(failed)
+        except (RedisError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            failed = publish_failed(exc, sent=maybe)
+            for item in pending:
+                item.fail(failed)
+        except BaseException:
+            # Cancelled mid-pipeline: the connection's state is unknown, do not reuse it.
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            for item in pending:
+                item.fail(publish_failed(BrokerUnavailable("publish cancelled"), sent=maybe))
+            raise
+
+    async def _replies(self, conn: Any, pending: list[_Item]) -> list[_Item]:
+        """Read one reply per item, in order; return the items Redis answered NOSCRIPT."""
+        again: list[_Item] = []
+        read = 0
+        try:
+            # One deadline for the batch (the pool's socket timeout), not a timeout
+            # context per reply (redis-py's default: its cost per publish was measurable).
+            async with asyncio.timeout(conn.socket_timeout or None):
+                for item in pending:
+                    try:
+                        reply = await conn.read_response(timeout=math.inf)
+                        read += 1
+                    except NoScriptError:
+                        read += 1
+                        again.append(item)  # the script did not run
+                        continue
+                    except ResponseError as exc:  # an error reply: the connection is in step
+                        read += 1
+                        item.fail(publish_failed(exc, sent=True))
+                        continue
+                    item.resolve(reply)
+        except BaseException:
+            # The unread ones are still pending for the caller's handler.
+            pending[:] = again + pending[read:]
+            raise
+        if again:
+            self.counters["noscript"] += 1
+        return again
+
+
+def _packed(*args: Any) -> bytes:
+    """One command in the Redis protocol."""
+    packed: bytes = pack_command(args)
+    return packed
