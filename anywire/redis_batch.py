@@ -39,12 +39,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from hiredis import pack_command
+from redis import Redis as SyncRedis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .errors import BrokerUnavailable
 from .redis_wire import PUBLISH, PUBLISH_SHA, PublishCall, publish_failed
 
-__all__ = ["PublishBatcher"]
+__all__ = ["PublishBatcher", "run_calls"]
 
 
 class _Item:
@@ -235,7 +236,7 @@ class PublishBatcher:
                 # A write that fails half-way may still have delivered whole commands of
                 # a pipeline; one command cut short never runs.
                 maybe = len(commands) > 1
-                await conn.send_packed_command(b"".join(commands), check_health=False)
+                await conn.send_packed_command([b"".join(commands)], check_health=False)
                 maybe = True
                 if load:
                     await conn.read_response()
@@ -293,3 +294,59 @@ def _packed(*args: Any) -> bytes:
     """One command in the Redis protocol."""
     packed: bytes = pack_command(args)
     return packed
+
+
+def run_calls(redis: SyncRedis, calls: list[PublishCall]) -> list[Any]:
+    """Run ``calls`` as one pipeline on one connection of ``redis`` (redis-py's blocking
+    client: :meth:`anywire.publisher.Publisher.emit_many`). Each result is the script's
+    reply or the call's :class:`~anywire.errors.BrokerUnavailable` (not raised), with the
+    guarantees of :class:`PublishBatcher`: in order, ``maybe_published`` exact, NOSCRIPT
+    loaded and sent again."""
+    out: list[Any] = [None] * len(calls)
+    pool = redis.connection_pool
+    try:
+        conn = pool.get_connection()
+    except (RedisError, OSError) as exc:
+        return [publish_failed(exc, sent=False)] * len(calls)
+    pending = deque(range(len(calls)))  # not answered yet (Redis may have run them)
+    again: list[int] = []  # answered NOSCRIPT: did not run
+    load = maybe = False
+    try:
+        for _ in range(3):
+            if not pending:
+                return out
+            commands = [_packed("SCRIPT", "LOAD", PUBLISH)] if load else []
+            for i in pending:
+                call = calls[i]
+                commands.append(
+                    _packed("EVALSHA", PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
+                )
+            maybe = len(commands) > 1  # as in PublishBatcher._exchange
+            conn.send_packed_command([b"".join(commands)], check_health=False)  # type: ignore[no-untyped-call]
+            maybe = True
+            if load:
+                conn.read_response()
+            while pending:
+                i = pending[0]
+                try:
+                    out[i] = conn.read_response()
+                except NoScriptError:
+                    again.append(i)
+                except ResponseError as exc:
+                    out[i] = publish_failed(exc, sent=True)
+                pending.popleft()
+            pending, again, load, maybe = deque(again), [], True, False
+        for i in pending:
+            out[i] = publish_failed(NoScriptError("the script keeps being flushed"), False)
+    except (RedisError, OSError) as exc:
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        for i in pending:
+            out[i] = publish_failed(exc, sent=maybe)
+        for i in again:
+            out[i] = publish_failed(exc, sent=False)
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        raise
+    finally:
+        pool.release(conn)
+    return out

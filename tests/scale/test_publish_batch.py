@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -23,10 +24,12 @@ import redis.asyncio as aioredis
 
 from anywire.core.frames import StreamPos
 from anywire.errors import BrokerUnavailable
+from anywire.publisher import AsyncPublisher, Publisher
 from anywire.redis_batch import PublishBatcher
 from anywire.redis_wire import pack, publish_call
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
+from tests.netfault import FaultProxy
 from tests.scale.conftest import RedisServer, wait_for
 from tests.scale.test_publisher_outage import _unread_bytes, redis  # noqa: F401 (a fixture)
 
@@ -228,3 +231,81 @@ async def test_redis_stopped_every_caller_answered_within_its_bound(
     finally:
         os.kill(redis.proc.pid, signal.SIGCONT)
         await client.aclose()
+
+
+# -- the external publishers ------------------------------------------------------------------
+def test_publisher_emit_many_is_one_pipeline_in_item_order(redis: RedisServer) -> None:  # noqa: F811
+    pub = Publisher(redis.url, timeout=2.0)
+    try:
+        items = [{"event": "e", "data": i, "room": f"m{i % 2}", "id": f"j{i}"} for i in range(40)]
+        first = pub.emit_many(items)
+        assert all(isinstance(p, tuple) for p in first), first
+        for parity in (0, 1):
+            assert [p[2] for p in first[parity::2]] == list(range(1, 21))  # type: ignore[index]
+        assert pub.emit_many([*items[:3], items[0]]) == [*first[:3], first[0]]  # by id
+        with pytest.raises(ValueError):
+            pub.emit_many([{"event": "e", "room": "m0"}, {"event": "$bad", "room": "m0"}])
+        assert redis.cli("xlen", "aw:{room:/:m0}:h").strip() == "20"  # nothing more
+        redis.cli("script", "flush")
+        again = pub.emit_many([{"event": "e", "room": "m0"}] * 3)
+        assert [p[2] for p in again] == [21, 22, 23]  # type: ignore[index]
+    finally:
+        pub.close()
+
+
+def test_publisher_emit_many_reply_lost_then_retried_publishes_once(
+    redis: RedisServer,  # noqa: F811
+) -> None:
+    proxy = FaultProxy(redis.port)
+    pub = Publisher(f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5)
+    items = [{"event": "e", "data": i, "room": "lost", "id": f"o{i}"} for i in range(30)]
+    try:
+        assert isinstance(pub.emit_many(items[:1])[0], tuple)  # a connection, the script
+        proxy.set("oneway")  # Redis runs the pipeline; its replies never come back
+        lost = pub.emit_many(items)
+        assert all(isinstance(r, BrokerUnavailable) and r.maybe_published for r in lost), lost
+        wait_for(lambda: redis.cli("get", "aw:{room:/:lost}:n").strip() == "30", 10, "the run")
+        proxy.set("forward")
+        retried = pub.emit_many(items)  # the documented retry: the same ids
+        assert [p[2] for p in retried] == list(range(1, 31))  # type: ignore[index]
+        assert redis.cli("xlen", "aw:{room:/:lost}:h").strip() == "30"  # published once
+    finally:
+        pub.close()
+        proxy.close()
+
+
+def test_publisher_emit_many_redis_killed_with_the_pipeline_in_flight(
+    redis: RedisServer,  # noqa: F811
+) -> None:
+    pub = Publisher(redis.url, timeout=10.0)
+    assert redis.proc is not None
+    results: list[object] = []
+    try:
+        pub.emit("e", room="w")
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        items = [{"event": "e", "data": i, "room": "w"} for i in range(50)]
+        thread = threading.Thread(target=lambda: results.extend(pub.emit_many(items)))
+        thread.start()
+        wait_for(lambda: _unread_bytes(redis.port) > 0, 10, "the pipeline")
+        redis.proc.send_signal(signal.SIGKILL)
+        redis.proc.wait(10)
+        redis.proc = None
+        thread.join(15)
+        assert len(results) == 50
+        assert all(isinstance(r, BrokerUnavailable) and r.maybe_published for r in results)
+    finally:
+        pub.close()
+
+
+async def test_async_publisher_pipelines_emits_made_together(
+    redis: RedisServer,  # noqa: F811
+) -> None:
+    pub = AsyncPublisher(redis.url, timeout=2.0)
+    try:
+        positions = await asyncio.gather(*(pub.emit("e", i, room="ap") for i in range(300)))
+        assert [p[2] for p in positions] == list(range(1, 301))
+        assert pub._batcher.counters["largest"] > 1
+        many = await pub.emit_many([{"event": "e", "room": "ap", "id": "x"}] * 3)
+        assert many == [("room:/:ap", positions[0][1], 301)] * 3
+    finally:
+        await pub.aclose()
