@@ -189,11 +189,21 @@ class PublishBatcher:
         return batch
 
     async def _drain(self, lane: _Lane) -> None:
+        batch: list[_Item] = []
         try:
             while lane.queue and self._closed is None:
                 batch = self._take(lane)
                 if batch:
                     await self._send(batch)
+        except BaseException as exc:
+            # Cancelled, or a failure of ours: no caller of this lane is left waiting.
+            for item in batch:
+                item.fail(publish_failed(BrokerUnavailable(repr(exc)), sent=True))
+            unsent = publish_failed(BrokerUnavailable(repr(exc)), sent=False)
+            while lane.queue:
+                self._queued -= 1
+                lane.queue.popleft().fail(unsent)
+            raise
         finally:
             lane.busy = False
 
