@@ -202,7 +202,8 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
                 label = mode if mode == "sequential" else f"{mode} {c}"
                 print(
                     f"{label:<16}{rate:>12,.0f}{ours / n * 1e6:>16.1f}{theirs / n * 1e6:>18.1f}"
-                    f"{commands / max(batches, 1):>12.1f}  {check(run.positions, report)}; "
+                    f"{f'{commands / batches:.1f}' if batches else '-':>12}  "
+                    f"{check(run.positions, report)}; "
                     f"{'kept' if run.caller_order_ok else 'BROKEN'}  ({rate / base:.1f}x)"
                 )
         finally:
