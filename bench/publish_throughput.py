@@ -3,10 +3,17 @@
 Starts its own redis-server on a free 127.0.0.1 port, a publishing RedisBroker (a node) in
 this process and a subscribing node in a child process (so this process's CPU is the
 publisher's alone). For each mode it publishes N room events and prints the rate, the CPU
-per publish of this process and of redis-server (INFO cpu), the pipelines' sizes, and the
+per publish of this process, of redis-server (INFO cpu) and of the subscribing node
+(/proc, 10 ms resolution), the pipelines' sizes, and the
 delivery check: the subscribing node received every published event exactly once and in
 order (per stream: its offsets, counted against the positions the publishes returned),
-and each task's own publishes to a stream got increasing offsets.
+and the order of the offsets returned: each task's own to a stream increasing
+(concurrent), or in the order the publishes were issued (pipelined). Failed publishes
+(BrokerUnavailable) are counted and shown; the rate includes them.
+
+The same script runs against code from before batching (PYTHONPATH=<older checkout>):
+its "mean batch" is then "-". Wall rates depend on what else runs on the machine; the
+CPU columns much less.
 
     python3 bench/publish_throughput.py [--n 20000] [--rooms 100] [--concurrency 1,10,100,1000]
 
@@ -29,6 +36,7 @@ from collections import defaultdict
 from typing import Any
 
 from anywire.core.frames import StreamPos
+from anywire.errors import BrokerUnavailable
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
 
@@ -45,6 +53,13 @@ def redis_cpu(port: int) -> float:
     ).stdout
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the subscribing node (child process) ---------------------------------------------------
@@ -101,6 +116,7 @@ class Run:
         self.rooms = rooms
         self.positions: list[StreamPos] = []
         self.caller_order_ok = True
+        self.failed = {False: 0, True: 0}  # BrokerUnavailable by maybe_published
 
     def env(self, i: int) -> Envelope:
         return Envelope("room", "/", f"r{i % self.rooms}", "e", i)
@@ -108,7 +124,11 @@ class Run:
     async def task(self, first: int, step: int, n: int) -> None:
         last: dict[str, int] = {}
         for i in range(first, n, step):
-            pos = await self.node.publish(self.env(i))
+            try:
+                pos = await self.node.publish(self.env(i))
+            except BrokerUnavailable as exc:  # counted and shown, not hidden
+                self.failed[exc.maybe_published] += 1
+                continue
             self.positions.append(pos)
             if last.get(pos[0], 0) >= pos[2]:
                 self.caller_order_ok = False
@@ -120,7 +140,12 @@ class Run:
                 asyncio.ensure_future(self.node.publish(self.env(i)))
                 for i in range(start, min(n, start + window))
             ]
-            batch = await asyncio.gather(*futs)
+            batch = []
+            for outcome in await asyncio.gather(*futs, return_exceptions=True):
+                if not isinstance(outcome, BrokerUnavailable):
+                    batch.append(outcome)
+                else:
+                    self.failed[outcome.maybe_published] += 1
             last: dict[str, int] = {}
             for pos in batch:  # issued in this order: offsets increase per stream
                 if last.get(pos[0], 0) >= pos[2]:
@@ -174,7 +199,7 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
             )
             print(
                 f"{'mode':<16}{'publishes/s':>12}{'our CPU us/pub':>16}{'Redis CPU us/pub':>18}"
-                f"{'mean batch':>12}  delivery; per-caller order"
+                f"{'mean batch':>12}{'receiver us':>12}  delivery; order"
             )
             base = None
             for mode, c in modes:
@@ -184,7 +209,8 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
                 batcher = getattr(node, "_batcher", None)
                 counters = batcher.counters if batcher else {"batches": 0, "commands": 0}
                 b0, k0 = counters["batches"], counters["commands"]
-                r0, p0, t0 = redis_cpu(port), time.process_time(), time.perf_counter()
+                r0, c0 = redis_cpu(port), proc_cpu(child.pid)
+                p0, t0 = time.process_time(), time.perf_counter()
                 async with asyncio.timeout(300):
                     if mode == "pipelined":
                         await run.pipelined(n, c)
@@ -194,18 +220,26 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
                 ours, theirs = time.process_time() - p0, redis_cpu(port) - r0
                 batches = counters["batches"] - b0
                 commands = counters["commands"] - k0
-                child.stdin.write(f"check {n} 60\n")
+                expect = len(run.positions)
+                child.stdin.write(f"check {expect} {60 if expect == n else 5}\n")
                 child.stdin.flush()
                 report = json.loads(child.stdout.readline())
+                receiver = proc_cpu(child.pid) - c0
                 rate = n / wall
                 base = base or rate
                 label = mode if mode == "sequential" else f"{mode} {c}"
                 print(
                     f"{label:<16}{rate:>12,.0f}{ours / n * 1e6:>16.1f}{theirs / n * 1e6:>18.1f}"
-                    f"{f'{commands / batches:.1f}' if batches else '-':>12}  "
+                    f"{f'{commands / batches:.1f}' if batches else '-':>12}"
+                    f"{receiver / n * 1e6:>12.1f}  "
                     f"{check(run.positions, report)}; "
                     f"{'kept' if run.caller_order_ok else 'BROKEN'}  ({rate / base:.1f}x)"
                 )
+                if any(run.failed.values()):
+                    print(
+                        f"{'':<16}failed: {run.failed[False]} not published, "
+                        f"{run.failed[True]} maybe published (the rate counts them)"
+                    )
         finally:
             await node.stop()
     finally:
