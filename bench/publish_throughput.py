@@ -189,6 +189,10 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
         assert child.stdout.readline().strip() == "ready"
         node = RedisBroker(url)
         await node.start(lambda env: None)
+        if args.lanes:  # another batcher setting than the node's default
+            from anywire.redis_batch import PublishBatcher
+
+            node._batcher = PublishBatcher(node.redis, lanes=args.lanes, wait=2.0)
         try:
             modes: list[tuple[str, int]] = [("sequential", 1)]
             modes += [("concurrent", c) for c in args.concurrency]
@@ -254,6 +258,7 @@ def main() -> None:
     ap.add_argument("--rooms", type=int, default=100)
     ap.add_argument("--concurrency", default="1,10,100,1000")
     ap.add_argument("--window", type=int, default=1000, help="pipelined: publishes in flight")
+    ap.add_argument("--lanes", type=int, default=0, help="batcher lanes (0: the default)")
     ap.add_argument("--receive", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.receive:
