@@ -21,9 +21,10 @@ The guarantees are the ones of one call at a time:
 * **NOSCRIPT** (Redis restarted empty, ``SCRIPT FLUSH``): those commands did not run;
   the script is loaded and they are sent again, in order, on the same connection.
 * **Bounded.** At most ``max_batch`` commands per pipeline, ``lanes`` pipelines in flight
-  (one pooled connection each), and ``max_queue`` calls waiting for a pipeline. Past
-  that a caller waits, in order, up to ``wait`` seconds for room, then fails (not
-  published); a pipeline's replies are each bounded by the pool's socket timeout.
+  (one pooled connection each), ``max_queue`` calls queued for a pipeline and as many
+  waiting for room in the queue (in order); past that a call fails at once. A call not
+  sent within ``wait`` seconds fails (not published); a pipeline's replies are bounded
+  together by the pool's socket timeout.
 
 Standard library and redis-py only: the server is not imported.
 """
@@ -51,12 +52,12 @@ __all__ = ["PublishBatcher", "run_calls"]
 class _Item:
     """One caller's publish: its call, its future, and whether it is in a lane yet."""
 
-    __slots__ = ("call", "fut", "lane")
+    __slots__ = ("call", "deadline", "fut")
 
-    def __init__(self, call: PublishCall, fut: asyncio.Future[Any]) -> None:
+    def __init__(self, call: PublishCall, fut: asyncio.Future[Any], deadline: float) -> None:
         self.call = call
         self.fut = fut
-        self.lane: _Lane | None = None
+        self.deadline = deadline  # not sent by then: it fails, not published
 
     def resolve(self, reply: Any) -> None:
         if not self.fut.done():
@@ -83,13 +84,14 @@ class PublishBatcher:
 
     :param redis: the client whose connection pool carries the pipelines.
     :param max_batch: commands per pipeline at most.
-    :param max_queue: calls waiting for a pipeline at most, over all lanes; more wait for
-        room (in order) up to ``wait`` seconds, then fail with ``maybe_published=False``.
+    :param max_queue: calls queued for a pipeline at most, over all lanes; as many more
+        wait for room (in order), and past that a call fails at once.
     :param lanes: pipelines in flight at once (streams are spread over them by a hash).
         Two by default: fewer lanes make larger pipelines and cost less CPU per publish
         (bench/publish_throughput.py --lanes 1,2,4,8: about 25, 26, 29 and 33 us at 100
         concurrent callers), and a second lane writes a pipeline while one is answered.
-    :param wait: seconds a call waits for room in a full queue.
+    :param wait: seconds a call waits to be sent (for room in the queue, then for its
+        pipeline); not sent by then, it fails with ``maybe_published=False``.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class PublishBatcher:
         self._queued = 0  # items in the lanes' queues
         self._overflow: deque[_Item] = deque()  # waiting for room, in issue order
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None  # the next deadline to check
         self._closed: str | None = None
         self.counters = {"batches": 0, "commands": 0, "noscript": 0, "largest": 0}
 
@@ -118,24 +121,31 @@ class PublishBatcher:
         Raises :class:`~anywire.errors.BrokerUnavailable` as described in the module."""
         if self._closed is not None:
             raise publish_failed(BrokerUnavailable(self._closed), sent=False)
-        item = _Item(call, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        item = _Item(call, loop.create_future(), loop.time() + self.wait)
         if self._overflow or self._queued >= self.max_queue:
             if len(self._overflow) >= self.max_queue:
                 raise publish_failed(BrokerUnavailable("publish queue full"), sent=False)
             self._overflow.append(item)
-            await self._wait_for_room(item)
         else:
             self._enqueue(item)
+        if self._timer is None:
+            # One timer for the whole batcher, not one per call: the calls queue in
+            # order of their deadlines, so the expired ones are at the queues' heads.
+            self._timer = loop.call_at(item.deadline, self._expire)
         try:
             return await item.fut
         except asyncio.CancelledError:
-            item.fut.cancel()  # not sent yet: it is left out of its batch
+            item.fut.cancel()  # if not sent yet, it is left out of its pipeline
             raise
 
     def close(self, reason: str) -> None:
         """Fail every call not yet sent (not published) and refuse new ones; batches in
         flight end with the connections (their callers: ``maybe_published=True``)."""
         self._closed = reason
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         exc = publish_failed(BrokerUnavailable(reason), sent=False)
         for lane in self._lanes:
             while lane.queue:
@@ -145,27 +155,30 @@ class PublishBatcher:
         self._queued = 0
 
     # -- queueing ---------------------------------------------------------------------------
-    async def _wait_for_room(self, item: _Item) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(item.fut), self.wait)
-        except TimeoutError:
-            if item.lane is None:  # still waiting for room: never sent
-                with contextlib.suppress(ValueError):
-                    self._overflow.remove(item)
-                item.fut.cancel()
-                raise publish_failed(
-                    BrokerUnavailable(f"publish queue full for {self.wait:g} s"), sent=False
-                ) from None
-        except asyncio.CancelledError:
-            if item.lane is None:
-                with contextlib.suppress(ValueError):
-                    self._overflow.remove(item)
-            item.fut.cancel()
-            raise
+    def _expire(self) -> None:
+        """Fail the calls past their deadline that are still queued (never sent), and
+        set the timer for the next deadline."""
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        late = publish_failed(
+            BrokerUnavailable(f"not sent within {self.wait:g} s (Redis slow or unreachable)"),
+            sent=False,
+        )
+        for lane in self._lanes:
+            while lane.queue and lane.queue[0].deadline <= now:
+                self._queued -= 1
+                lane.queue.popleft().fail(late)
+        while self._overflow and self._overflow[0].deadline <= now:
+            self._overflow.popleft().fail(late)
+        self._refill()
+        heads = [lane.queue[0].deadline for lane in self._lanes if lane.queue]
+        if self._overflow:
+            heads.append(self._overflow[0].deadline)
+        if heads:
+            self._timer = asyncio.get_running_loop().call_at(min(heads), self._expire)
 
     def _enqueue(self, item: _Item) -> None:
         lane = self._lanes[zlib.crc32(item.call.stream.encode()) % len(self._lanes)]
-        item.lane = lane
         lane.queue.append(item)
         self._queued += 1
         if not lane.busy:
