@@ -14,9 +14,10 @@ The guarantees are the ones of one call at a time:
   calls to one stream run in the order they were issued (an awaited call is issued before
   the caller's next). Calls to different streams may be reordered (different lanes).
 * **Failures** are :class:`~anywire.errors.BrokerUnavailable` to each caller, with
-  ``maybe_published`` False when its command never left (no connection, the queue stayed
-  full, the batcher was closed) and True once the batch was written (the reply was lost:
-  Redis may have run it). ``id=`` keys work as before: a key seen within the window, in
+  ``maybe_published`` False when its command never left (no connection, not sent within
+  ``wait``, no room in the queue, the batcher closed) or Redis answered that it did not
+  run it (NOSCRIPT), and True once its pipeline was written and its reply lost (Redis
+  may have run it). ``id=`` keys work as before: a key seen within the window, in
   this batch or an earlier one, returns the first publish's position.
 * **NOSCRIPT** (Redis restarted empty, ``SCRIPT FLUSH``): those commands did not run;
   the script is loaded and they are sent again, in order, on the same connection.
@@ -50,7 +51,7 @@ __all__ = ["PublishBatcher", "run_calls"]
 
 
 class _Item:
-    """One caller's publish: its call, its future, and whether it is in a lane yet."""
+    """One caller's publish: its call, its future, and when it must have been sent."""
 
     __slots__ = ("call", "deadline", "fut")
 
@@ -307,9 +308,13 @@ class PublishBatcher:
                         item.fail(publish_failed(exc, sent=True))
                         continue
                     item.resolve(reply)
-        except BaseException:
-            # The unread ones are still pending for the caller's handler.
-            pending[:] = again + pending[read:]
+        except BaseException as exc:
+            # Answered NOSCRIPT: certainly not run. The unanswered ones are left to the
+            # caller's handler (they may have run).
+            why = exc if isinstance(exc, RedisError | OSError) else BrokerUnavailable(repr(exc))
+            for item in again:
+                item.fail(publish_failed(why, sent=False))
+            pending[:] = pending[read:]
             raise
         if again:
             self.counters["noscript"] += 1

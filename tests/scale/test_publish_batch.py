@@ -314,3 +314,21 @@ async def test_async_publisher_pipelines_emits_made_together(
         assert many == [("room:/:ap", positions[0][1], 301)] * 3
     finally:
         await pub.aclose()
+
+
+async def test_pipelines_hold_at_most_max_batch(redis: RedisServer) -> None:  # noqa: F811
+    client = aioredis.Redis.from_url(redis.url, socket_timeout=5.0)
+    batcher = PublishBatcher(client, max_batch=100)
+
+    async def one(i: int) -> int:
+        body = pack("room", "/", "mb", "e", i)
+        call = publish_call("aw", "room:/:mb", body, None, history=1000, ttl=60, idempotency_ms=1)
+        return int((await batcher.run(call))[1])
+
+    try:
+        offsets = await asyncio.gather(*(one(i) for i in range(350)))
+        assert offsets == list(range(1, 351))
+        assert batcher.counters["largest"] == 100
+        assert batcher.counters["batches"] == 4 and batcher.counters["commands"] == 350
+    finally:
+        await client.aclose()
