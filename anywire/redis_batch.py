@@ -89,7 +89,7 @@ class PublishBatcher:
         wait for room (in order), and past that a call fails at once.
     :param lanes: pipelines in flight at once (streams are spread over them by a hash).
         Two by default: fewer lanes make larger pipelines and cost less CPU per publish
-        (bench/publish_throughput.py --lanes 1,2,4,8: about 25, 26, 29 and 33 us at 100
+        (bench/publish_throughput.py --lanes 1,2,4,8: about 26, 27, 28 and 35 us at 100
         concurrent callers), and a second lane writes a pipeline while one is answered.
     :param wait: seconds a call waits to be sent (for room in the queue, then for its
         pipeline); not sent by then, it fails with ``maybe_published=False``.
