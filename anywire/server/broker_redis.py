@@ -4,7 +4,8 @@ One publish is one Lua script (``EVALSHA``): ``INCR`` the stream's offset, ``XAD
 envelope to the stream's history (``MAXLEN ~ history``, entry id ``<offset>-0``) and
 ``PUBLISH`` it with its position on the bus channel, atomically. Every node subscribes to
 the bus and hands what arrives to its ``deliver`` callback, the publishing node included,
-so one node and many share a single delivery path.
+so one node and many share a single delivery path. Publishes made together go to Redis
+as one pipeline (:mod:`anywire.redis_batch`).
 
 Pub/sub is at-most-once (messages vanish during reconnects), so each node runs the
 arrivals through :class:`~anywire.core.gaps.GapTracker`: a skipped offset is fetched from
