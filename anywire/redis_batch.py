@@ -93,6 +93,8 @@ class PublishBatcher:
         concurrent callers), and a second lane writes a pipeline while one is answered.
     :param wait: seconds a call waits to be sent (for room in the queue, then for its
         pipeline); not sent by then, it fails with ``maybe_published=False``.
+    :param counters: the dict to count in (``pipelines``, ``pipelined`` calls,
+        ``largest_pipeline``, ``noscript`` reloads); a new one if not given.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class PublishBatcher:
         max_queue: int = 10_000,
         lanes: int = 2,
         wait: float = 2.0,
+        counters: dict[str, int] | None = None,
     ) -> None:
         self.redis = redis
         self.max_batch = max_batch
@@ -114,7 +117,11 @@ class PublishBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None  # the next deadline to check
         self._closed: str | None = None
-        self.counters = {"batches": 0, "commands": 0, "noscript": 0, "largest": 0}
+        # Shared with the owner's counters when given (RedisBroker: /anywire/metrics shows
+        # broker_pipelines beside broker_published).
+        self.counters = counters if counters is not None else {}
+        for key in ("pipelines", "pipelined", "largest_pipeline", "noscript"):
+            self.counters.setdefault(key, 0)
 
     async def run(self, call: PublishCall) -> Any:
         """Run ``call`` in the next pipeline of its lane; return the script's reply.
@@ -242,9 +249,9 @@ class PublishBatcher:
     async def _exchange(self, conn: Any, batch: list[_Item]) -> None:
         """Write ``batch`` on ``conn`` and hand out the replies; once anything was
         written, whatever is not answered may have run (``maybe_published``)."""
-        self.counters["batches"] += 1
-        self.counters["commands"] += len(batch)
-        self.counters["largest"] = max(self.counters["largest"], len(batch))
+        self.counters["pipelines"] += 1
+        self.counters["pipelined"] += len(batch)
+        self.counters["largest_pipeline"] = max(self.counters["largest_pipeline"], len(batch))
         pending = batch
         load = False
         maybe = False  # whether Redis may have run what is pending

@@ -209,10 +209,9 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
             for mode, c in modes:
                 n = args.n_sequential if mode in ("sequential",) or c == 1 else args.n
                 run = Run(node, args.rooms)
-                # (None before issue #18: one script call per publish, this bench's A/B.)
-                batcher = getattr(node, "_batcher", None)
-                counters = batcher.counters if batcher else {"batches": 0, "commands": 0}
-                b0, k0 = counters["batches"], counters["commands"]
+                # (No pipelines before issue #18: one script call each, this bench's A/B.)
+                counters = node.counters
+                b0, k0 = counters.get("pipelines", 0), counters.get("pipelined", 0)
                 r0, c0 = redis_cpu(port), proc_cpu(child.pid)
                 p0, t0 = time.process_time(), time.perf_counter()
                 async with asyncio.timeout(300):
@@ -222,8 +221,8 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
                         await asyncio.gather(*(run.task(k, c, n) for k in range(c)))
                 wall = time.perf_counter() - t0
                 ours, theirs = time.process_time() - p0, redis_cpu(port) - r0
-                batches = counters["batches"] - b0
-                commands = counters["commands"] - k0
+                batches = counters.get("pipelines", 0) - b0
+                commands = counters.get("pipelined", 0) - k0
                 expect = len(run.positions)
                 child.stdin.write(f"check {expect} {60 if expect == n else 5}\n")
                 child.stdin.flush()

@@ -177,7 +177,7 @@ class RedisBroker:
         self._redis = aioredis.Redis.from_pool(pool)
         self._sub_redis = aioredis.from_url(self.url, socket_keepalive=True, **opts)
         self._read_script = self._redis.register_script(_READ)
-        self._batcher = PublishBatcher(self._redis, wait=_POOL_WAIT)
+        self._batcher = PublishBatcher(self._redis, wait=_POOL_WAIT, counters=self.counters)
         self._loops = [
             asyncio.create_task(self._read_loop(), name="anywire-redis-reader"),
             asyncio.create_task(self._beat_loop(), name="anywire-redis-heartbeat"),

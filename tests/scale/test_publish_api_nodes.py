@@ -93,8 +93,13 @@ async def test_a_batch_goes_out_in_item_order(api_nodes: list[Server], transport
         for room in rooms:
             await client.join(room)
         items = [{"event": "news", "room": rooms[i % 2], "data": i} for i in range(100)]
+        before = httpx.get(a.url + "/anywire/metrics").json()
         answer = httpx.post(a.url + "/anywire/publish", json={"items": items}, headers=AUTH)
         assert answer.status_code == 200, answer.text
+        after = httpx.get(a.url + "/anywire/metrics").json()
+        assert after["broker_published"] - before["broker_published"] == 100
+        # One pipeline per lane the two rooms fall in, not one round trip per item.
+        assert 1 <= after["broker_pipelines"] - before["broker_pipelines"] <= 2
         results = answer.json()["results"]
         for parity, room in enumerate(rooms):
             positions = [r["pos"] for r in results[parity::2]]

@@ -113,7 +113,7 @@ async def test_concurrent_publishes_keep_every_guarantee(
     await asyncio.gather(*(caller(c) for c in range(50)))
     await received.until(2000)
     assert explain(published, received) == []
-    assert node._batcher is not None and node._batcher.counters["largest"] > 1  # batched
+    assert node.counters["largest_pipeline"] > 1  # batched
 
 
 async def test_publishes_issued_together_get_offsets_in_issue_order(
@@ -154,15 +154,13 @@ async def test_script_flush_between_pipelines(
     redis: RedisServer,  # noqa: F811
 ) -> None:
     node, received = pair
-    batcher = node._batcher
-    assert batcher is not None
     total = 0
     for round_ in range(3):
         redis.cli("script", "flush")
         positions = await asyncio.gather(*(node.publish(env("fl", i)) for i in range(100)))
         total += 100
         assert [p[2] for p in positions] == list(range(total - 99, total + 1)), round_
-    assert batcher.counters["noscript"] >= 3
+    assert node.counters["noscript"] >= 3
     await received.until(total)
     assert received.offsets["room:/:fl"] == list(range(1, total + 1))
 
@@ -309,7 +307,7 @@ async def test_async_publisher_pipelines_emits_made_together(
     try:
         positions = await asyncio.gather(*(pub.emit("e", i, room="ap") for i in range(300)))
         assert [p[2] for p in positions] == list(range(1, 301))
-        assert pub._batcher.counters["largest"] > 1
+        assert pub._batcher.counters["largest_pipeline"] > 1
         many = await pub.emit_many([{"event": "e", "room": "ap", "id": "x"}] * 3)
         assert many == [("room:/:ap", positions[0][1], 301)] * 3
     finally:
@@ -328,7 +326,7 @@ async def test_pipelines_hold_at_most_max_batch(redis: RedisServer) -> None:  # 
     try:
         offsets = await asyncio.gather(*(one(i) for i in range(350)))
         assert offsets == list(range(1, 351))
-        assert batcher.counters["largest"] == 100
-        assert batcher.counters["batches"] == 4 and batcher.counters["commands"] == 350
+        assert batcher.counters["largest_pipeline"] == 100
+        assert batcher.counters["pipelines"] == 4 and batcher.counters["pipelined"] == 350
     finally:
         await client.aclose()
