@@ -26,7 +26,6 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from .core.codec import Codec, JsonCodec, MsgpackCodec, Outgoing
@@ -35,7 +34,7 @@ from .core.settings import Settings
 from .core.streams import target_stream
 from .errors import BrokerUnavailable
 from .redis_batch import PublishBatcher, run_calls
-from .redis_wire import PUBLISH, PUBLISH_SHA, PublishCall, pack, publish_call, publish_failed
+from .redis_wire import PublishCall, pack, publish_call
 
 __all__ = ["AsyncPublisher", "BrokerUnavailable", "PublishBuilder", "Publisher"]
 
@@ -146,33 +145,10 @@ class Publisher(PublishBuilder):
     def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see the class) and return its stream position."""
         call = self.build(event, data, **target)
-        pool = self.redis.connection_pool
-        try:
-            conn = pool.get_connection()
-        except (RedisError, OSError) as exc:
-            raise publish_failed(exc, sent=False) from exc
-        args = (len(call.keys), *call.keys, *call.args)
-        sent = False  # once the script call is written, Redis may run it
-        try:
-            conn.send_command("EVALSHA", PUBLISH_SHA, *args)  # type: ignore[no-untyped-call]
-            sent = True
-            try:
-                reply = conn.read_response()
-            except NoScriptError:  # the script did not run: load it with EVAL
-                sent = False
-                conn.send_command("EVAL", PUBLISH, *args)  # type: ignore[no-untyped-call]
-                sent = True
-                reply = conn.read_response()
-        except (RedisError, OSError) as exc:
-            # Its state is unknown: it is not reused.
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            raise publish_failed(exc, sent) from exc
-        except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            raise
-        finally:
-            pool.release(conn)
-        return call.position(reply)
+        result = _positions([call], run_calls(self.redis, [call]))[0]
+        if isinstance(result, BrokerUnavailable):
+            raise result
+        return result
 
     def emit_many(self, items: Iterable[Mapping[str, Any]]) -> list[StreamPos | BrokerUnavailable]:
         """Publish several events in one round trip (one pipeline): each item holds
