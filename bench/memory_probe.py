@@ -16,7 +16,6 @@ sys.path.insert(0, ".")
 RSS_TEST = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "test_memory_rss.py"
 from tests.e2e.conftest import start_server  # noqa: E402  (from the tree it is run in)
 
-
 # The helpers of the new test, without its package-relative imports.
 src = RSS_TEST.read_text()
 src = src.replace("from .conftest import", "from tests.e2e.conftest import")
