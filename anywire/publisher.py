@@ -8,13 +8,17 @@ the stream's channel, so every node hosting a consumer of the stream delivers it
 like its own publishes, and a client that was away catches it up on resume.
 
 Both classes share one builder (:class:`PublishBuilder`: validation, envelope, keys);
-each only runs the script its own way. Only redis-py and msgpack are imported: not the
+each only runs the script its own way. ``emit_many`` publishes several events in one
+pipeline; :class:`AsyncPublisher` also pipelines the emits made together
+(:mod:`anywire.redis_batch`). Only redis-py and msgpack are imported: not the
 server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgpack
@@ -22,7 +26,6 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from .core.codec import Codec, JsonCodec, MsgpackCodec, Outgoing
@@ -30,7 +33,8 @@ from .core.frames import StreamPos
 from .core.settings import Settings
 from .core.streams import target_stream
 from .errors import BrokerUnavailable
-from .redis_wire import PUBLISH, PUBLISH_SHA, PublishCall, pack, publish_call, publish_failed
+from .redis_batch import PublishBatcher, run_calls
+from .redis_wire import PublishCall, pack, publish_call
 
 __all__ = ["AsyncPublisher", "BrokerUnavailable", "PublishBuilder", "Publisher"]
 
@@ -141,33 +145,21 @@ class Publisher(PublishBuilder):
     def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see the class) and return its stream position."""
         call = self.build(event, data, **target)
-        pool = self.redis.connection_pool
-        try:
-            conn = pool.get_connection()
-        except (RedisError, OSError) as exc:
-            raise publish_failed(exc, sent=False) from exc
-        args = (len(call.keys), *call.keys, *call.args)
-        sent = False  # once the script call is written, Redis may run it
-        try:
-            conn.send_command("EVALSHA", PUBLISH_SHA, *args)  # type: ignore[no-untyped-call]
-            sent = True
-            try:
-                reply = conn.read_response()
-            except NoScriptError:  # the script did not run: load it with EVAL
-                sent = False
-                conn.send_command("EVAL", PUBLISH, *args)  # type: ignore[no-untyped-call]
-                sent = True
-                reply = conn.read_response()
-        except (RedisError, OSError) as exc:
-            # Its state is unknown: it is not reused.
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            raise publish_failed(exc, sent) from exc
-        except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            raise
-        finally:
-            pool.release(conn)
-        return call.position(reply)
+        result = _positions([call], run_calls(self.redis, [call]))[0]
+        if isinstance(result, BrokerUnavailable):
+            raise result
+        return result
+
+    def emit_many(self, items: Iterable[Mapping[str, Any]]) -> list[StreamPos | BrokerUnavailable]:
+        """Publish several events in one round trip (one pipeline): each item holds
+        :meth:`emit`'s arguments (``{"event": "news", "data": 1, "room": "lobby"}``, with
+        ``user``, ``sid`` or ``id`` as in :meth:`emit`). Every item is checked first: a bad
+        one raises (ValueError, TypeError) and nothing is published. Returns one result per
+        item, in order: its position, or its :class:`~anywire.errors.BrokerUnavailable`
+        (returned, not raised; ``maybe_published`` per item). Items to one stream get
+        their offsets in item order."""
+        calls = [self.build(**item) for item in items]
+        return _positions(calls, run_calls(self.redis, calls))
 
     def close(self) -> None:
         """Release the connections."""
@@ -188,37 +180,38 @@ class AsyncPublisher(PublishBuilder):
             socket_connect_timeout=timeout,
             retry=AsyncRetry(NoBackoff(), 0),  # a blind retry could publish twice
         )
+        self._batcher = PublishBatcher(self.redis, wait=timeout)
 
     async def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
-        """Publish ``event`` (see :class:`Publisher`) and return its stream position."""
+        """Publish ``event`` (see :class:`Publisher`) and return its stream position.
+        Emits made together (``asyncio.gather``, many tasks) go to Redis in pipelines."""
         call = self.build(event, data, **target)
-        pool = self.redis.connection_pool
-        try:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except (RedisError, OSError) as exc:
-            raise publish_failed(exc, sent=False) from exc
-        args = (len(call.keys), *call.keys, *call.args)
-        sent = False
-        try:
-            await conn.send_command("EVALSHA", PUBLISH_SHA, *args)
-            sent = True
-            try:
-                reply = await conn.read_response()
-            except NoScriptError:
-                sent = False
-                await conn.send_command("EVAL", PUBLISH, *args)
-                sent = True
-                reply = await conn.read_response()
-        except (RedisError, OSError) as exc:
-            await conn.disconnect()
-            raise publish_failed(exc, sent) from exc
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        return call.position(reply)
+        return call.position(await self._batcher.run(call))
+
+    async def emit_many(
+        self, items: Iterable[Mapping[str, Any]]
+    ) -> list[StreamPos | BrokerUnavailable]:
+        """:meth:`Publisher.emit_many` for asyncio: every item checked first, then all
+        issued together (pipelined), one position or ``BrokerUnavailable`` per item."""
+        calls = [self.build(**item) for item in items]
+        replies = await asyncio.gather(
+            *(self._batcher.run(call) for call in calls), return_exceptions=True
+        )
+        return _positions(calls, replies)
 
     async def aclose(self) -> None:
         """Release the connections."""
+        self._batcher.close("the publisher is closed")
         await self.redis.aclose()
+
+
+def _positions(calls: list[PublishCall], replies: list[Any]) -> list[StreamPos | BrokerUnavailable]:
+    out: list[StreamPos | BrokerUnavailable] = []
+    for call, reply in zip(calls, replies, strict=True):
+        if isinstance(reply, BaseException):
+            if not isinstance(reply, BrokerUnavailable):
+                raise reply
+            out.append(reply)
+        else:
+            out.append(call.position(reply))
+    return out

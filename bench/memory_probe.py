@@ -8,16 +8,18 @@ tests/e2e/test_memory_rss.py; the server and test app from the tree it is run in
     git archive f7bc735 | tar -x -C /tmp/aw-old    # the code before issue #13
     cd /tmp/aw-old && python3 /path/to/anywire/bench/memory_probe.py 1000
 """
-import asyncio, sys
+import asyncio
+import sys
 from pathlib import Path
+
 sys.path.insert(0, ".")
 RSS_TEST = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "test_memory_rss.py"
-from tests.e2e.conftest import start_server
-
+from tests.e2e.conftest import start_server  # noqa: E402  (from the tree it is run in)
 
 # The helpers of the new test, without its package-relative imports.
-src = open(RSS_TEST).read()
-src = src.replace("from .conftest import", "from tests.e2e.conftest import").replace("from .raw import", "from tests.e2e.raw import")
+src = RSS_TEST.read_text()
+src = src.replace("from .conftest import", "from tests.e2e.conftest import")
+src = src.replace("from .raw import", "from tests.e2e.raw import")
 mod: dict = {"__name__": "rssmod"}
 exec(compile(src, "rssmod", "exec"), mod)
 
@@ -34,7 +36,9 @@ async def main(joins: int) -> None:
             with mod["Peak"](srv.proc.pid) as peak:
                 await h.attack(joins, 100)
                 await asyncio.sleep(5)
-            print(f"{label}: sent {h.sent} joins, RSS {before/2**20:.0f} MB -> peak {peak.peak/2**20:.0f} MB: +{(peak.peak-before)/2**20:.1f} MB", flush=True)
+            grew = (peak.peak - before) / 2**20
+            print(f"{label}: sent {h.sent} joins, RSS {before / 2**20:.0f} MB -> "
+                  f"peak {peak.peak / 2**20:.0f} MB: +{grew:.1f} MB", flush=True)  # fmt: skip
             await h.close()
         for c in crowd:
             await c.close()

@@ -6,13 +6,14 @@ envelope to the stream's history (``MAXLEN ~ history``, entry id ``<offset>-0``)
 subscribes to the channels of the streams its sessions consume (:mod:`.routing`: it
 subscribes before a session's catch-up reads history) and hands what arrives to its
 ``deliver`` callback, the publishing node included, so one node and many share a single
-delivery path. Pub/sub is read by :mod:`.redis_sub`.
+delivery path. Pub/sub is read by :mod:`.redis_sub`. Publishes made together go to Redis
+as one pipeline (:mod:`anywire.redis_batch`).
 
 Pub/sub is at-most-once (messages vanish during reconnects), so each node runs the
 arrivals through :class:`~anywire.core.gaps.GapTracker`: a skipped offset is fetched from
 the stream with ``XRANGE`` before later ones are delivered; what history no longer holds
 becomes a ``$lost`` event to the affected local sessions. After a reconnect every tracked
-stream's head is probed the same way. Key layout, memory bounds and guarantees:
+stream resubscribed has its head probed the same way. Key layout, memory bounds and guarantees:
 ``docs/scaling.md``.
 
 The broker also carries node-to-node requests (:meth:`request`) on per-node channels, a
@@ -33,18 +34,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from ..core.frames import StreamPos
 from ..core.gaps import Fill, GapTracker, Lost, Step
 from ..core.streams import StreamRead
+from ..redis_batch import PublishBatcher
 from ..redis_wire import (
-    PUBLISH,
-    PUBLISH_SHA,
     dumps,
     loads,
     publish_call,
-    publish_failed,
     stream_channel,
     stream_keys,
 )
@@ -124,6 +123,7 @@ class RedisBroker:
         self._deliver: Callable[[Envelope], None] | None = None
         self._redis: aioredis.Redis | None = None
         self._read_script: Any = None
+        self._batcher: PublishBatcher | None = None  # publishes go to Redis in pipelines
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._closing = False  # stop() began: the loops end even if a cancel is swallowed
@@ -187,6 +187,7 @@ class RedisBroker:
         )
         self._redis = aioredis.Redis.from_pool(pool)
         self._read_script = self._redis.register_script(READ)
+        self._batcher = PublishBatcher(self._redis, wait=_POOL_WAIT, counters=self.counters)
         user_prefix = "user:"
         patterns = [f"{self.prefix}:{{user:*}}:c"] if self.every_user else []
         subscriber = self._subscriber or RedisSubscriber(
@@ -207,6 +208,8 @@ class RedisBroker:
         ``timeout`` seconds (a Redis that does not answer is not waited for)."""
         self._closing = True
         self.abort_requests("this node is stopping")
+        if self._batcher is not None:
+            self._batcher.close("this node is stopping")
         if self._redis is not None:
             # Tell the other nodes at once: whatever they forward here fails over now,
             # not after the heartbeat expires (bounded: Redis may be paused).
@@ -238,6 +241,7 @@ class RedisBroker:
                 async with asyncio.timeout(timeout / 4):
                     await self.routes.stop()  # the reader is cancelled first, at once
         self._redis = None
+        self._batcher = None
         self._deliver = None
         # A clean stop is not an outage: listeners (the connection log's WARNING, the
         # broker_up gauge's alerts) are not told of it.
@@ -262,41 +266,11 @@ class RedisBroker:
             ttl=self.stream_ttl,
             idempotency_ms=self.idempotency_ms,
         )
-        pos = envelope.pos = call.position(await self._run_publish(call.keys, call.args))
+        if self._batcher is None:
+            raise BrokerUnavailable("broker not started")
+        pos = envelope.pos = call.position(await self._batcher.run(call))
         self.counters["published"] += 1
         return pos
-
-    async def _run_publish(self, keys: list[str], args: list[Any]) -> list[Any]:
-        """Run the publish script, telling apart a failure before Redis got the command
-        (certainly not published) from one after (the reply was lost: maybe published)."""
-        pool = self.redis.connection_pool
-        try:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except (RedisError, OSError) as exc:
-            raise publish_failed(exc, sent=False) from exc
-        sent = False
-        try:
-            await conn.send_command("EVALSHA", PUBLISH_SHA, len(keys), *keys, *args)
-            sent = True
-            try:
-                result = await conn.read_response()
-            except NoScriptError:
-                sent = False  # the script did not run: load it with EVAL
-                await conn.send_command("EVAL", PUBLISH, len(keys), *keys, *args)
-                sent = True
-                result = await conn.read_response()
-        except (RedisError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
-            raise publish_failed(exc, sent) from exc
-        except BaseException:
-            # Cancelled mid-command: the connection's state is unknown, do not reuse it.
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        return list(result)
 
     async def publish_volatile(self, envelope: Envelope) -> None:
         """Send ``envelope`` to the *other* nodes only, without stream position or history

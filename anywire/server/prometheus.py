@@ -85,6 +85,8 @@ _LIVE = {
 _COUNTS = {
     "protocol_errors": "Client protocol errors (invalid frames, floods).",
     "broker_published": "Envelopes published through the broker by this node.",
+    "broker_pipelines": "Redis pipelines the node's publishes went in (published/pipelines: "
+    "the mean pipeline size).",
     "broker_received": "Envelopes received from the broker.",
     "broker_gap_fills": "Envelopes recovered from stream history after a gap (Redis).",
     "broker_lost": "Envelopes the broker found missing from history ($lost sent).",

@@ -56,7 +56,7 @@ async def test_the_guide_examples_reach_clients(
     nodes: list[Server], redis: RedisServer, transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blocks = guide_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     monkeypatch.setenv("REDIS_URL", redis.url)
     stand_ins(monkeypatch)
     scope: dict[str, Any] = {}
@@ -75,9 +75,11 @@ async def test_the_guide_examples_reach_clients(
         again = await asyncio.to_thread(scope["ship"], None, order)  # same id=: not twice
         assert json.loads(response.content) == json.loads(again.content)
         await asyncio.to_thread(scope["notify"], user, "hello", f"n-{transport}")
+        failed = await asyncio.to_thread(scope["notify_all"], [user], "bulk", f"b-{transport}")
+        assert failed == []
         await scope["report_progress"](transport, 3)
         await inbox.until(lambda: len(inbox.of("progress")) == 3)
-        await inbox.until(lambda: inbox.of("notice") == [{"text": "hello"}])
+        await inbox.until(lambda: inbox.of("notice") == [{"text": "hello"}, {"text": "bulk"}])
         assert inbox.of("order.shipped") == [{"order": order}]
         assert [p["done"] for p in inbox.of("progress")] == [1, 2, 3]
     scope["publisher"].close()
