@@ -4,8 +4,8 @@ A Django view, a Celery task or a cron script emits with :class:`Publisher` (blo
 redis-py's synchronous client) or :class:`AsyncPublisher` (asyncio). The event goes
 through the same publish script as a node's ``aw.emit`` (:mod:`anywire.redis_wire`): it
 gets the next offset of its stream, is kept in the stream's history and is announced on
-the nodes' bus, so every node delivers it exactly like its own publishes, and a client
-that was away catches it up on resume.
+the stream's channel, so every node hosting a consumer of the stream delivers it exactly
+like its own publishes, and a client that was away catches it up on resume.
 
 Both classes share one builder (:class:`PublishBuilder`: validation, envelope, keys);
 each only runs the script its own way. ``emit_many`` publishes several events in one

@@ -4,7 +4,7 @@ One place for what a publish writes to Redis: the publish script, the stream key
 the packed envelope. :class:`~anywire.server.broker_redis.RedisBroker` (a node) and
 :class:`~anywire.publisher.Publisher` (a process that runs no node) both build their
 script call with :func:`publish_call`, so an event published from outside a node lands
-on the same stream, with the same offsets, history and bus message, as a node's own.
+on the same stream, with the same offsets, history and channel message, as a node's own.
 
 Standard library, msgpack and the sans-I/O core only: importing it does not import the
 server.
@@ -31,11 +31,12 @@ __all__ = [
     "pack",
     "publish_call",
     "publish_failed",
+    "stream_channel",
     "stream_keys",
 ]
 
 # KEYS: history, epoch, offset[, idempotency key]. ARGV: fresh epoch, maxlen, body, ttl,
-# bus channel, idempotency window (ms). Returns {epoch, offset, repeated}.
+# the stream's channel, idempotency window (ms). Returns {epoch, offset, repeated}.
 PUBLISH = """
 if KEYS[4] then
   local seen = redis.call('GET', KEYS[4])
@@ -73,7 +74,7 @@ def publish_failed(exc: BaseException, sent: bool) -> BrokerUnavailable:
 
 
 def dumps(value: Any) -> bytes:
-    """MessagePack, as every message on the bus is encoded."""
+    """MessagePack, as every pub/sub message between nodes is encoded."""
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -89,6 +90,13 @@ def stream_keys(prefix: str, stream: str) -> list[str]:
     return [f"{base}:h", f"{base}:e", f"{base}:n"]
 
 
+def stream_channel(prefix: str, stream: str) -> str:
+    """The pub/sub channel of ``stream``'s events: only the nodes hosting a consumer of
+    the stream subscribe to it (interest routing). Same hash tag as the stream's keys,
+    so in Redis Cluster the publish script's (sharded) publish stays on their shard."""
+    return f"{prefix}:{{{stream}}}:c"
+
+
 def pack(
     kind: str,
     namespace: str,
@@ -99,7 +107,7 @@ def pack(
     call: tuple[str, str] | None = None,
     at: float | None = None,
 ) -> bytes:
-    """An envelope's body in history and on the bus (the broker unpacks it)."""
+    """An envelope's body in history and on its channel (the broker unpacks it)."""
     fields = [kind, namespace, target, event, data, skip]
     if call is not None or at is not None:
         fields.append(None if call is None else list(call))
@@ -140,5 +148,6 @@ def publish_call(
     if key is not None:
         keys.append(f"{prefix}:{{{stream}}}:i:{key}")
     # A fresh epoch in case the stream does not exist yet (the script keeps the current).
-    args = [secrets.token_hex(4), history, body, ttl, f"{prefix}:bus", idempotency_ms]
+    channel = stream_channel(prefix, stream)
+    args = [secrets.token_hex(4), history, body, ttl, channel, idempotency_ms]
     return PublishCall(stream, keys, args)

@@ -2,15 +2,17 @@
 
     python3 bench/bus_receive.py [--events 50000] [--rooms 1]
 
-With ``--workers N`` every event published anywhere reaches every worker over the bus
-(one ``PUBLISH`` to N subscribers); each worker parses it (redis-py), unpacks the
+Each event reaches every worker subscribed to its stream's channel (with interest
+routing, the workers hosting a client of that room; before issue #18, every worker, over
+one bus channel); each such worker parses it (redis-py), unpacks the
 envelope (msgpack), runs it through its gap tracker and hands it to its host, whether
 or not it holds a client of that room. That per-event cost is what N workers pay N
 times where one node pays it once (docs/scaling.md, "Many cores").
 
 This measures it alone: its own redis-server on a free 127.0.0.1 port, one
 :class:`~anywire.server.broker_redis.RedisBroker` in this process whose ``deliver``
-only counts, and a producer subprocess that runs the real publish script
+only counts (subscribed to the rooms' channels), and a producer subprocess that runs
+the real publish script
 (:mod:`anywire.redis_wire`, pipelined) for ``--events`` room events of ~100 bytes. The
 figure is this process's CPU time (user + system, ``time.process_time``) from the first
 event received to the last, divided by the events: robust to a busy machine. It prints
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from anywire.bench.runner import free_port  # noqa: E402
+from anywire.core.streams import room_stream  # noqa: E402
 from anywire.server.broker import Envelope  # noqa: E402
 from anywire.server.broker_redis import RedisBroker  # noqa: E402
 
@@ -54,15 +57,16 @@ for i in range(events):
 pipe.execute()
 """
 
-# --subscribers K: K more bus subscribers (as K more workers would be) that read and
-# discard, so redis-server's CPU per publish can be seen to grow with the worker count.
+# --subscribers K: K more subscribers of every room channel (as K more workers hosting
+# clients of every room would be) that read and discard, so redis-server's CPU per
+# publish can be seen to grow with the number of receiving workers.
 LISTENERS = r"""
 import selectors, socket, sys
 port, count = int(sys.argv[1]), int(sys.argv[2])
 sel = selectors.DefaultSelector()
 for _ in range(count):
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$6\r\naw:bus\r\n")
+    s.sendall(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$13\r\naw:{room:*}:c\r\n")
     s.setblocking(False)
     sel.register(s, selectors.EVENT_READ)
 print("subscribed", flush=True)
@@ -121,6 +125,8 @@ async def measure(
 
     broker = RedisBroker(f"redis://127.0.0.1:{port}/0")
     await broker.start(deliver)
+    for k in range(rooms):  # as the rooms' clients would: subscribed before publishing
+        await broker.want(room_stream("/", f"r{k}"), "bench")
     redis0 = redis_cpu(redis_pid)
     producer = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, str(port), str(events), str(rooms)],
@@ -145,7 +151,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rooms", type=int, default=1, help="streams the events spread over")
     parser.add_argument(
-        "--subscribers", type=int, default=0, help="more bus subscribers (read and discard)"
+        "--subscribers", type=int, default=0, help="more room subscribers (read and discard)"
     )
     args = parser.parse_args()
     port = free_port()

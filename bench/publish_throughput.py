@@ -36,6 +36,7 @@ from collections import defaultdict
 from typing import Any
 
 from anywire.core.frames import StreamPos
+from anywire.core.streams import room_stream
 from anywire.errors import BrokerUnavailable
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
@@ -63,7 +64,7 @@ def proc_cpu(pid: int) -> float:
 
 
 # -- the subscribing node (child process) ---------------------------------------------------
-async def receive(url: str) -> None:
+async def receive(url: str, rooms: int) -> None:
     """Count deliveries per stream; answer ``check <total> <timeout>`` on stdin with the
     per-stream [count, first, last, in order] once ``total`` arrived (or the timeout)."""
     seen: dict[str, list[Any]] = {}
@@ -87,6 +88,8 @@ async def receive(url: str) -> None:
 
     node = RedisBroker(url)
     await node.start(deliver)
+    for k in range(rooms):  # it hosts consumers of every room: it receives them all
+        await node.want(room_stream("/", f"r{k}"), "bench")
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     try:
@@ -179,7 +182,7 @@ def check(positions: list[StreamPos], report: dict[str, Any]) -> str:
 
 async def bench(args: argparse.Namespace, url: str, port: int) -> None:
     child = subprocess.Popen(
-        [sys.executable, __file__, "--receive", url],
+        [sys.executable, __file__, "--receive", url, "--rooms", str(args.rooms)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -261,7 +264,7 @@ def main() -> None:
     ap.add_argument("--receive", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.receive:
-        asyncio.run(receive(args.receive))
+        asyncio.run(receive(args.receive, args.rooms))
         return
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     port = free_port()

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from anywire.core.streams import room_stream
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
 
@@ -45,6 +46,7 @@ async def run(n: int, url: str, port: int) -> None:
     a, b = RedisBroker(url), RedisBroker(url)
     await a.start(lambda env: None)
     await b.start(deliver_b)
+    await b.want(room_stream("/", "bench"), "bench")  # B hosts the room: it receives it
     try:
         t0 = time.perf_counter()
         for i in range(n):

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs
 from ..core.closecodes import CloseCode
 from ..core.rooms import Member
 from ..core.settings import Settings
+from ..core.streams import room_stream
 from ..server.app import Anywire
 from ..server.broker_memory import MemoryBroker
 from ..server.socket import Socket
@@ -187,8 +188,11 @@ def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> A
     pacer = Pacer(aw)
 
     @aw.on_connect
-    def join_silently(sock: Socket) -> None:
+    async def join_silently(sock: Socket) -> None:
         aw.host.rooms.join(sock.namespace, ROOM, Member(sock.sid, sock.user, None, quiet=True))
+        # Put in the room by hand (not through a join), so the node is told it consumes
+        # the room's stream: on Redis a node receives only the streams it hosts.
+        await aw.broker.want(room_stream(sock.namespace, ROOM), sock.sid)
 
     @aw.on("echo")
     def echo(sock: Socket, data: Any) -> Any:

@@ -162,6 +162,11 @@ class GapTracker:
         state.held.clear()
         return lost
 
+    def forget(self, stream: str) -> None:
+        """Stop tracking ``stream`` (this node no longer receives it): a later consumer
+        starts it again from a fresh read of history."""
+        self._streams.pop(stream, None)
+
     def failed(self, fill: Fill) -> None:
         """The fill could not run (history unreachable): forget it so that the next
         publish or probe asks again; held items stay held."""

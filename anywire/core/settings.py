@@ -136,6 +136,10 @@ class Settings:
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""
+    route_linger: float = 5.0
+    """With Redis: seconds a node stays subscribed to a stream after its last local
+    consumer left it (a leave and rejoin, a reconnecting session, cost no resubscribe).
+    A node subscribes only to the streams its sessions consume (docs/scaling.md)."""
     shutdown_timeout: float = 2.0
     """Longest a graceful stop (SIGTERM) spends draining the node: its clients are told to
     move (4000), their sessions end, the broker stops. ``anywire serve`` then exits within

@@ -181,7 +181,9 @@ class Anywire:
 
     def _redis_broker(self, url: str) -> RedisBroker:
         s = self.settings
-        return RedisBroker(url, history=s.stream_history, heartbeat=s.node_heartbeat)
+        return RedisBroker(
+            url, history=s.stream_history, heartbeat=s.node_heartbeat, linger=s.route_linger
+        )
 
     def _bind_broker(self) -> None:
         if isinstance(self.broker, RedisBroker):
@@ -374,6 +376,9 @@ class Anywire:
             self._stopped = False
             if not self._started:
                 self.sse.reset()
+                if isinstance(self.broker, RedisBroker) and self.undelivered.hooks:
+                    # The hook's election needs every node to see every user event.
+                    self.broker.every_user = True
                 await self.host.start()
                 self.host.issuer.gate.lag.start()  # load shedding (server/overload.py)
                 await self.undelivered.start()  # a restart forgets its old counts

@@ -72,6 +72,23 @@ class Broker(Protocol):
         still holds it (None otherwise, or when history is unreachable)."""
         ...
 
+    async def want(self, stream: str, consumer: str) -> None:
+        """Local session ``consumer`` starts consuming ``stream``: returns once this node
+        receives the stream's publishes (a routing broker subscribed, and the
+        subscription is confirmed), so a read of history afterwards misses nothing.
+        Raises ``ConnectionError`` while that cannot be confirmed; the interest stays.
+        Idempotent per (stream, consumer)."""
+        ...
+
+    def unwant(self, stream: str, consumer: str) -> None:
+        """Local session ``consumer`` stopped consuming ``stream`` (left the room); the
+        last one leaving lets the node unsubscribe (after a linger)."""
+        ...
+
+    def forget(self, consumer: str) -> None:
+        """Local session ``consumer`` ended here: it consumes nothing any more."""
+        ...
+
     def drop(self, stream: str) -> None:
         """Forget a session's stream: the session ended for good."""
         ...

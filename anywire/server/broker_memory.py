@@ -94,6 +94,15 @@ class MemoryBroker:
         found = log.entry(offset)
         return found if isinstance(found, Envelope) else None
 
+    async def want(self, stream: str, consumer: str) -> None:
+        pass  # one node: every publish is delivered here
+
+    def unwant(self, stream: str, consumer: str) -> None:
+        pass
+
+    def forget(self, consumer: str) -> None:
+        pass
+
     def drop(self, stream: str) -> None:
         self._logs.pop(stream, None)
 

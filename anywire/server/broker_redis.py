@@ -2,16 +2,18 @@
 
 One publish is one Lua script (``EVALSHA``): ``INCR`` the stream's offset, ``XADD`` the
 envelope to the stream's history (``MAXLEN ~ history``, entry id ``<offset>-0``) and
-``PUBLISH`` it with its position on the bus channel, atomically. Every node subscribes to
-the bus and hands what arrives to its ``deliver`` callback, the publishing node included,
-so one node and many share a single delivery path. Publishes made together go to Redis
+``PUBLISH`` it with its position on the stream's own channel, atomically. A node
+subscribes to the channels of the streams its sessions consume (:mod:`.routing`: it
+subscribes before a session's catch-up reads history) and hands what arrives to its
+``deliver`` callback, the publishing node included, so one node and many share a single
+delivery path. Pub/sub is read by :mod:`.redis_sub`. Publishes made together go to Redis
 as one pipeline (:mod:`anywire.redis_batch`).
 
 Pub/sub is at-most-once (messages vanish during reconnects), so each node runs the
 arrivals through :class:`~anywire.core.gaps.GapTracker`: a skipped offset is fetched from
 the stream with ``XRANGE`` before later ones are delivered; what history no longer holds
 becomes a ``$lost`` event to the affected local sessions. After a reconnect every tracked
-stream's head is probed the same way. Key layout, memory bounds and guarantees:
+stream resubscribed has its head probed the same way. Key layout, memory bounds and guarantees:
 ``docs/scaling.md``.
 
 The broker also carries node-to-node requests (:meth:`request`) on per-node channels, a
@@ -41,12 +43,15 @@ from ..redis_batch import PublishBatcher
 from ..redis_wire import (
     dumps,
     loads,
-    pack,
     publish_call,
+    stream_channel,
     stream_keys,
 )
 from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
+from .redis_envelopes import READ, entry_field, pack_envelope, text, unpack_envelope
+from .redis_sub import RedisSubscriber, Subscriber
+from .routing import Routes
 
 __all__ = ["RedisBroker"]
 
@@ -54,27 +59,6 @@ log = logging.getLogger("anywire.redis")
 
 _POOL_SIZE = 200  # command connections per node
 _POOL_WAIT = 2.0  # seconds a command waits for one before it fails (BrokerUnavailable)
-
-# KEYS: history, epoch, offset. ARGV: fresh epoch, epoch asked, after, ttl.
-# The stream is created (its epoch chosen) if it does not exist, so a session that starts
-# consuming it can be told its position. Returns {epoch, head, after, entries}: the entries
-# after `after` if the epoch asked is current, else from the start of the current epoch.
-_READ = """
-local ep = redis.call('GET', KEYS[2])
-if not ep then
-  ep = ARGV[1]
-  redis.call('SET', KEYS[2], ep, 'EX', ARGV[4])
-  redis.call('DEL', KEYS[1], KEYS[3])
-end
-local head = tonumber(redis.call('GET', KEYS[3]) or '0')
-local after = 0
-if ep == ARGV[2] then after = tonumber(ARGV[3]) end
-local entries = {}
-if after < head then
-  entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', head .. '-0')
-end
-return {ep, head, after, entries}
-"""
 
 Rpc = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -90,6 +74,9 @@ class RedisBroker:
     :param max_streams: streams each node tracks for gap detection.
     :param idempotency_window: seconds an ``emit(..., id=...)`` key is remembered per
         stream (a retry within it is not published again).
+    :param linger: seconds a stream stays subscribed after its last local consumer left
+        (a leave and rejoin, a reconnecting session, do not resubscribe).
+    :param subscriber: the pub/sub reader (default: one connection to ``url``).
     """
 
     def __init__(
@@ -103,6 +90,8 @@ class RedisBroker:
         max_streams: int = 100_000,
         backoff_max: float = 2.0,
         idempotency_window: float = 300.0,
+        linger: float = 5.0,
+        subscriber: Subscriber | None = None,
     ) -> None:
         self.url = url
         self.history_size = history
@@ -113,6 +102,17 @@ class RedisBroker:
         self.idempotency_ms = int(idempotency_window * 1000)
         self.node_id = "node-" + secrets.token_hex(4)
         self.bus = f"{prefix}:bus"
+        """Node notices to every node (a node stopping); stream events have channels of
+        their own."""
+        self.every_user = False
+        """Receive every user stream (set before :meth:`start`, by an ``on_undelivered``
+        hook: the hook's election needs every node to see every user event). One pattern
+        subscription; standalone Redis only."""
+        self._subscriber = subscriber
+        self._linger = linger
+        self.routes: Routes | None = None
+        self._active: set[bytes] = set()
+        self._user_channels = f"{prefix}:{{user:".encode()
         self.tracker = GapTracker(max_streams)
         self.on_request: Rpc | None = None
         self.on_notice: Callable[[dict[str, Any]], None] | None = None
@@ -122,7 +122,6 @@ class RedisBroker:
         self._max_streams = max_streams
         self._deliver: Callable[[Envelope], None] | None = None
         self._redis: aioredis.Redis | None = None
-        self._sub_redis: aioredis.Redis | None = None
         self._read_script: Any = None
         self._batcher: PublishBatcher | None = None  # publishes go to Redis in pipelines
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -134,8 +133,16 @@ class RedisBroker:
         self._state = "down"
         self.on_state: Callable[[str], None] | None = None
         """Called with the new state when the connection state changes (observers)."""
-        self._subscribed = asyncio.Event()
-        self.counters = {"published": 0, "received": 0, "filled": 0, "lost": 0, "reconnects": 0}
+        self.counters = {
+            "published": 0,
+            "received": 0,
+            "filled": 0,
+            "lost": 0,
+            "reconnects": 0,
+            "stray": 0,
+        }
+        """``stray``: stream messages received for a stream no longer wanted here (in
+        flight when it was unsubscribed), dropped."""
 
     # -- keys -----------------------------------------------------------------------------
     def _keys(self, stream: str) -> list[str]:
@@ -144,6 +151,10 @@ class RedisBroker:
     def stream_keys(self, stream: str) -> list[str]:
         """The Redis keys of ``stream``: history, epoch, offset."""
         return self._keys(stream)
+
+    def channel(self, stream: str) -> str:
+        """The pub/sub channel of ``stream``'s events."""
+        return stream_channel(self.prefix, stream)
 
     def node_channel(self, node: str) -> str:
         """The request channel of ``node``."""
@@ -175,16 +186,22 @@ class RedisBroker:
             self.url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT, socket_timeout=5.0, **opts
         )
         self._redis = aioredis.Redis.from_pool(pool)
-        self._sub_redis = aioredis.from_url(self.url, socket_keepalive=True, **opts)
-        self._read_script = self._redis.register_script(_READ)
+        self._read_script = self._redis.register_script(READ)
         self._batcher = PublishBatcher(self._redis, wait=_POOL_WAIT, counters=self.counters)
-        self._loops = [
-            asyncio.create_task(self._read_loop(), name="anywire-redis-reader"),
-            asyncio.create_task(self._beat_loop(), name="anywire-redis-heartbeat"),
-        ]
-        with contextlib.suppress(TimeoutError):
+        user_prefix = "user:"
+        patterns = [f"{self.prefix}:{{user:*}}:c"] if self.every_user else []
+        subscriber = self._subscriber or RedisSubscriber(
+            self.url, backoff_max=self.backoff_max, patterns=patterns
+        )
+        covered = (lambda s: s.startswith(user_prefix)) if self.every_user else None
+        self.routes = Routes(subscriber, self.channel, self._linger, covered)
+        self.routes.on_unsubscribed = self._unsubscribed
+        self._active = self.routes.active
+        await self.routes.start(self._on_message, self._resubscribed, self._sub_state)
+        self._loops = [asyncio.create_task(self._beat_loop(), name="anywire-redis-heartbeat")]
+        with contextlib.suppress(ConnectionError, TimeoutError):
             async with asyncio.timeout(5.0):
-                await self._subscribed.wait()
+                await self.routes.hold([self.bus, self.node_channel(self.node_id)])
 
     async def stop(self, timeout: float = 1.0) -> None:
         """Stop reading and beating, and close the connections, within about
@@ -219,11 +236,11 @@ class RedisBroker:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(timeout / 8):
                     await self._redis.aclose()
-        if self._sub_redis is not None:
+        if self.routes is not None:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                async with asyncio.timeout(timeout / 8):
-                    await self._sub_redis.aclose()
-        self._redis = self._sub_redis = None
+                async with asyncio.timeout(timeout / 4):
+                    await self.routes.stop()  # the reader is cancelled first, at once
+        self._redis = None
         self._batcher = None
         self._deliver = None
         # A clean stop is not an outage: listeners (the connection log's WARNING, the
@@ -243,7 +260,7 @@ class RedisBroker:
         call = publish_call(
             self.prefix,
             stream_of(envelope),
-            _pack(envelope),
+            pack_envelope(envelope),
             envelope.key,
             history=self.history_size,
             ttl=self.stream_ttl,
@@ -258,9 +275,10 @@ class RedisBroker:
     async def publish_volatile(self, envelope: Envelope) -> None:
         """Send ``envelope`` to the *other* nodes only, without stream position or history
         (presence events: at-most-once)."""
-        message = b"V" + self.node_id.encode() + b" " + _pack(envelope)
+        message = b"V" + self.node_id.encode() + b" " + pack_envelope(envelope)
         try:
-            await self.redis.publish(self.bus, message)
+            # On the stream's channel: only the nodes hosting its consumers get it.
+            await self.redis.publish(self.channel(stream_of(envelope)), message)
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"publish failed: Redis unavailable ({exc})") from exc
 
@@ -274,11 +292,11 @@ class RedisBroker:
             raise BrokerUnavailable(f"history unavailable: {exc}") from exc
         out: list[tuple[int, Envelope]] = []
         for entry_id, fields in entries:
-            off = int(_text(entry_id).split("-", 1)[0])
-            env = _unpack(_field(fields, b"d"))
-            env.pos = (stream, _text(current), off)
+            off = int(text(entry_id).split("-", 1)[0])
+            env = unpack_envelope(entry_field(fields, b"d"))
+            env.pos = (stream, text(current), off)
             out.append((off, env))
-        return StreamRead(_text(current), int(head), int(start), out)
+        return StreamRead(text(current), int(head), int(start), out)
 
     async def entry(self, stream: str, epoch: str, offset: int) -> Envelope | None:
         found = None
@@ -320,12 +338,12 @@ class RedisBroker:
                 current, head, entries = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"history unavailable: {exc}") from exc
-        if current is None or _text(current) != epoch or after > int(head or 0):
+        if current is None or text(current) != epoch or after > int(head or 0):
             return None
         out: list[tuple[int, Envelope]] = []
         for entry_id, fields in entries:
-            off = int(_text(entry_id).split("-", 1)[0])
-            env = _unpack(_field(fields, b"d"))
+            off = int(text(entry_id).split("-", 1)[0])
+            env = unpack_envelope(entry_field(fields, b"d"))
             env.pos = (stream, epoch, off)
             out.append((off, env))
         return out
@@ -394,58 +412,56 @@ class RedisBroker:
         with contextlib.suppress(RedisError, OSError):
             await self.redis.publish(self.node_channel(str(message["from"])), b"A" + dumps(reply))
 
-    # -- reading ----------------------------------------------------------------------------
-    async def _read_loop(self) -> None:
-        delay = 0.05
-        first = True
-        while not self._closing:
-            assert self._sub_redis is not None
-            pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.bus, self.node_channel(self.node_id))
-                if not first:
-                    self.counters["reconnects"] += 1
-                first = False
-                self._set_state("ok")
-                self._subscribed.set()
-                delay = 0.05
-                # Whatever was published while we were not subscribed: probe every
-                # tracked stream's head (in the background, so reading goes on).
-                self._spawn(self._catch_up())
-                # A blocking read returns a message already received without yielding
-                # to the loop: the reader goes through everything buffered before the
-                # writers run, so a burst of publishes reaches each connection as one
-                # batched write, and it yields (the writers run) only when the socket
-                # has nothing more. Polling with get_message(timeout=0.0) instead cost
-                # a timeout context per message and an exception per burst: about a
-                # third of the reader's CPU, which every worker pays for every event
-                # (bench/bus_receive.py, docs/scaling.md "Many cores").
-                while not self._closing:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None and message.get("type") == "message":
-                        self._on_message(message["channel"], message["data"])
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                raise
-            except (RedisError, OSError) as exc:
-                if self._state != "down":
-                    log.warning("anywire: Redis subscription lost (%s); reconnecting", exc)
-                self._set_state("down")
-            except Exception:
-                log.exception("anywire: Redis reader failed; restarting it")
-                self._set_state("down")
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff_max)
+    # -- interest (routing) -----------------------------------------------------------------
+    async def want(self, stream: str, consumer: str) -> None:
+        """``consumer`` (a local session) starts consuming ``stream``: returns once this
+        node is subscribed to the stream's channel (Redis confirmed it), so that a read
+        of history made afterwards misses nothing. Raises ``ConnectionError`` while that
+        cannot be confirmed (the interest stays: the reconnection subscribes it)."""
+        if self.routes is None:
+            raise BrokerUnavailable("broker not started")
+        await self.routes.want(stream, consumer)
+
+    def unwant(self, stream: str, consumer: str) -> None:
+        """``consumer`` no longer consumes ``stream`` (it left the room)."""
+        if self.routes is not None:
+            self.routes.unwant(stream, consumer)
+
+    def forget(self, consumer: str) -> None:
+        """``consumer`` (a session) ended here: it consumes nothing any more."""
+        if self.routes is not None:
+            self.routes.forget(consumer)
+
+    def _unsubscribed(self, streams: list[str]) -> None:
+        # Not received any more: a later consumer starts again from a fresh read.
+        for stream in streams:
+            self.tracker.forget(stream)
+            self._targets.pop(stream, None)
+
+    def _sub_state(self, state: str) -> None:
+        self._set_state(state)
+
+    def _resubscribed(self, streams: list[str]) -> None:
+        # Whatever was published while we were not subscribed: probe those streams'
+        # heads (in the background, so reading goes on) and fill what was missed.
+        self.counters["reconnects"] += 1
+        self._spawn(self._catch_up(streams))
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         self.counters["received"] += 1
         kind = data[:1]
+        if (
+            (kind == b"S" or kind == b"V")
+            and channel not in self._active
+            and not (self.every_user and channel.startswith(self._user_channels))
+        ):
+            # In flight when its stream was unsubscribed: nobody here wants it, and
+            # tracking it again would leave a stale position for the next consumer.
+            self.counters["stray"] += 1
+            return
         if kind == b"S":
             epoch_b, offset_b, body = data[1:].split(b" ", 2)
-            env = _unpack(body)
+            env = unpack_envelope(body)
             stream = stream_of(env)
             epoch, offset = epoch_b.decode(), int(offset_b)
             env.pos = (stream, epoch, offset)
@@ -454,7 +470,7 @@ class RedisBroker:
         elif kind == b"V":
             origin, body = data[1:].split(b" ", 1)
             if origin.decode() != self.node_id and self._deliver is not None:
-                self._deliver(_unpack(body))
+                self._deliver(unpack_envelope(body))
         elif kind == b"R":
             self._spawn(self._answer(loads(data[1:])))
         elif kind == b"N":
@@ -515,8 +531,7 @@ class RedisBroker:
         self.counters["filled"] += len(found or ())
         self._apply(self.tracker.filled(fill, found))
 
-    async def _catch_up(self) -> None:
-        streams = self.tracker.streams()
+    async def _catch_up(self, streams: list[str]) -> None:
         for i in range(0, len(streams), 500):
             chunk = streams[i : i + 500]
             try:
@@ -535,7 +550,7 @@ class RedisBroker:
                     if lost is not None:
                         self._apply(Step(lost=[lost]))
                     continue
-                self._apply(self.tracker.offer(stream, _text(epoch), int(head or 0)))
+                self._apply(self.tracker.offer(stream, text(epoch), int(head or 0)))
 
     async def _beat_loop(self) -> None:
         ttl_ms = int(self.heartbeat * 3000)
@@ -560,30 +575,6 @@ class RedisBroker:
         """Streams this node tracks (for metrics)."""
         return len(self.tracker)
 
-
-def _pack(env: Envelope) -> bytes:
-    return pack(
-        env.kind, env.namespace, env.target, env.event, env.data, env.skip, env.call, env.at
-    )
-
-
-def _unpack(data: bytes) -> Envelope:
-    kind, ns, target, event, payload, skip, *rest = loads(data)
-    call = (str(rest[0][0]), str(rest[0][1])) if rest and rest[0] else None
-    at = rest[1] if len(rest) > 1 and isinstance(rest[1], int | float) else None
-    return Envelope(kind, ns, target, event, payload, skip, call=call, at=at)
-
-
-def _field(fields: Any, name: bytes) -> bytes:
-    """A stream entry's field: a dict from redis-py's XRANGE, a flat list from Lua."""
-    if isinstance(fields, dict):
-        return bytes(fields[name])
-    pairs = list(fields)
-    for i in range(0, len(pairs) - 1, 2):
-        if pairs[i] == name:
-            return bytes(pairs[i + 1])
-    raise KeyError(name)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    def channel_count(self) -> int:
+        """Stream channels this node holds: consumed here or lingering (for metrics)."""
+        return 0 if self.routes is None else self.routes.subscribed()

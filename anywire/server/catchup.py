@@ -8,6 +8,12 @@ replays it (or announces what history no longer holds), and releases the held li
 events; the session's per-stream dedupe drops the overlap. So the order is always history
 first, live after, every offset once, however long the read takes: there is no window
 between reading history and subscribing for an event to slip through.
+
+With interest routing (a Redis broker receives only the streams its sessions consume)
+the read also waits for the node's subscription: :meth:`~.broker.Broker.want` returns
+once Redis confirmed it, and only then is history read. So an event published before the
+subscription is in the read, and one published after arrives live (held, then deduped
+against the read): subscribe, confirmed, read, seed.
 """
 
 from __future__ import annotations
@@ -23,16 +29,20 @@ from .broker import Broker
 __all__ = ["begin", "catch_up", "held_catch_up", "patient_catch_up"]
 
 
-async def catch_up(broker: Broker, stream: str, since: tuple[str, int] | None) -> CatchUp:
-    """Plan the catch-up of a session on ``stream`` from ``since`` (None: from now on).
-    Call it only while the session holds the stream. Raises ``ConnectionError`` when
-    history is unreachable.
+async def catch_up(
+    broker: Broker, stream: str, since: tuple[str, int] | None, consumer: str
+) -> CatchUp:
+    """Plan the catch-up of session ``consumer`` on ``stream`` from ``since`` (None: from
+    now on). Call it only while the session holds the stream. Raises ``ConnectionError``
+    when history (or the stream's subscription) is unreachable.
 
     Everything this node delivers after the hold began is held, and was published before
     the read ran, so the read's head is a safe end for the replay: anything later
     arrives live, and anything both read and held is deduplicated.
     """
     epoch, after = since if since is not None else ("", 0)
+    # Subscribed (confirmed) before the read: nothing published in between is missed.
+    await broker.want(stream, consumer)
     read = await broker.read(stream, epoch, after)
     if broker.position(stream) is None:
         # This node has not delivered the stream yet (the session is its first consumer
@@ -42,7 +52,7 @@ async def catch_up(broker: Broker, stream: str, since: tuple[str, int] | None) -
 
 
 async def patient_catch_up(
-    broker: Broker, stream: str, since: tuple[str, int] | None, patience: float
+    broker: Broker, stream: str, since: tuple[str, int] | None, patience: float, consumer: str
 ) -> CatchUp | None:
     """:func:`catch_up`, retried while history is unreachable (a paused or restarting
     Redis) for up to ``patience`` seconds: a catch-up waits rather than announce a loss
@@ -52,7 +62,7 @@ async def patient_catch_up(
     delay = 0.05
     while True:
         try:
-            return await catch_up(broker, stream, since)
+            return await catch_up(broker, stream, since, consumer)
         except ConnectionError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -77,7 +87,7 @@ async def held_catch_up(
     events held meanwhile: to be sent in that order. None if the session closed
     meanwhile."""
     try:
-        plan = await patient_catch_up(broker, stream, since, patience)
+        plan = await patient_catch_up(broker, stream, since, patience, sess.sid)
     finally:
         held = sess.release(stream)
     if sess.state is SessionState.CLOSED:

@@ -31,7 +31,7 @@ from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume
 from ..core.rooms import Member, Rooms
 from ..core.session import ServerSession, SessionState
 from ..core.settings import Settings
-from ..core.streams import Lost, all_stream, session_stream, user_stream
+from ..core.streams import Lost, all_stream, room_stream, session_stream, user_stream
 from ..transports.base import MESSAGE_BYTES, Link, Scope, short_reason
 from . import heartbeats
 from .broker import Broker, Envelope
@@ -246,7 +246,7 @@ class SessionHost(Budget):
             # start now, read once (the client waits for its hello).
             # None: history unreachable (Redis down), read once (no patience).
             plans = await asyncio.gather(
-                *(patient_catch_up(self.broker, s, None, 0.0) for s in fresh)
+                *(patient_catch_up(self.broker, s, None, 0.0, sid) for s in fresh)
             )
         except BaseException:
             for stream in streams:
@@ -506,6 +506,7 @@ class SessionHost(Budget):
             return
         del self.sessions[sess.sid]
         self.issuer.gate.counts.closed(sess.sid)
+        self.broker.forget(sess.sid)  # its rooms' and its own streams (interest routing)
         socket = self.sockets.pop(sess.sid, None)
         for_good = end != "moved"
         if self.cluster is not None:
@@ -721,6 +722,7 @@ class SessionHost(Budget):
         member = self.rooms.leave(sess.namespace, room, sess.sid)
         if member is not None:
             self._presence(sess, room, "$leave", member)
+            self.broker.unwant(room_stream(sess.namespace, room), sess.sid)
         return member is not None
 
     def _presence(

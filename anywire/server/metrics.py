@@ -108,6 +108,7 @@ class Metrics:
         if isinstance(app.broker, RedisBroker):
             stats.update({f"broker_{k}": v for k, v in app.broker.counters.items()})
             stats["broker_streams"] = app.broker.stream_count()
+            stats["broker_channels"] = app.broker.channel_count()
         if app.cluster is not None:
             stats.update(app.cluster.counters)
         stats["frames_in"] = stats["frames_out"] = 0

@@ -79,6 +79,7 @@ _LIVE = {
     "admission_held": "Session slots held by unredeemed tickets.",
     "admission_buckets": "Per-IP negotiate rate buckets.",
     "broker_streams": "Streams whose history this node's broker tracks.",
+    "broker_channels": "Stream channels this node is subscribed to (interest routing).",
 }
 # Plain counters copied into _total counters: (family, help, where it is read).
 _COUNTS = {

@@ -1,6 +1,6 @@
-"""Smoke test of the many-cores benches (bench/workers.py, bench/bus_receive.py): tiny
-runs against their own redis-server and the real ``anywire serve --workers``, no timing
-assertions; the figures live in docs/scaling.md ("Many cores")."""
+"""Smoke test of the many-cores benches (bench/workers.py, bench/bus_receive.py,
+bench/routing.py): tiny runs against their own redis-server and the real ``anywire
+serve``, no timing assertions; the figures live in docs/scaling.md ("Many cores")."""
 
 from __future__ import annotations
 
@@ -47,3 +47,15 @@ def test_bus_receive_reports_its_costs() -> None:
     assert re.search(r"2000 events over 1 room\(s\), parser \w+: [\d.]+ us of CPU", text)
     assert "with 3 subscriber(s)" in text
     assert re.search(r"no local recipient: [\d.]+ us", text)
+
+
+def test_routing_bench_reports_the_share_each_node_hosts() -> None:
+    """bench/routing.py on 2 real nodes: every event a node received is of a room it
+    hosts (share 1.00), where the single bus would have given it 0.75 on average."""
+    text = run("routing.py", "--nodes", "2", "--rooms", "4", "--events", "200", "--idle", "0.2")
+    row = next(line.split() for line in text.splitlines() if line.startswith("routing "))
+    nodes, deliveries, received = int(row[1]), int(row[2]), float(row[5])
+    share_min, share_avg, bus_share = float(row[6]), float(row[7]), float(row[8])
+    assert (nodes, deliveries) == (2, 400)  # 200 events x 2 members, every one delivered
+    assert received == 150  # rooms on one node or two: 300 receipts over 2 nodes
+    assert share_min == share_avg == 1.0 and bus_share == 0.75

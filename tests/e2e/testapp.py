@@ -53,6 +53,7 @@ settings = Settings(
     ack_timeout=_f("AW_ACK_TIMEOUT", 10.0),
     stream_history=int(_f("AW_HISTORY", 1000)),
     node_heartbeat=_f("AW_NODE_HEARTBEAT", 1.0),
+    route_linger=_f("AW_ROUTE_LINGER", 5.0),
     shutdown_timeout=_f("AW_SHUTDOWN_TIMEOUT", 2.0),
     api_rate=_f("AW_API_RATE", 1000.0),
     api_burst=int(_f("AW_API_BURST", 1000)),

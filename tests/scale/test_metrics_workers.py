@@ -56,11 +56,15 @@ async def test_one_scrape_sums_the_connections_of_both_workers(
             lambda: value(scrape(server.url), "anywire_sessions") == total,
             what="both workers' sessions in one scrape",
         )
-        # The broker's side, through Redis: publishes of one worker received by both,
-        # the delivery latency sampled (1 in 16 envelopes), the broker up on both.
+        # The broker's side, through Redis: publishes of one worker received by both
+        # (both host a member of the room: interest routing sends a room's events only
+        # to the workers that do), the delivery latency sampled (1 in 16 envelopes), the
+        # broker up on both.
+        for client in clients:
+            await client.join("on-both")
         before = scrape(server.url)
         for i in range(32):
-            await clients[0].call("to_room", {"room": "nobody-here", "event": "e", "data": i})
+            await clients[0].call("to_room", {"room": "on-both", "event": "e", "data": i})
 
         def brokered(s: Samples) -> bool:
             published = value(s, "anywire_broker_published_total")

@@ -23,6 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from anywire.core.frames import StreamPos
+from anywire.core.streams import room_stream
 from anywire.errors import BrokerUnavailable
 from anywire.publisher import AsyncPublisher, Publisher
 from anywire.redis_batch import PublishBatcher
@@ -89,6 +90,10 @@ async def pair(redis: RedisServer) -> AsyncIterator[tuple[RedisBroker, Received]
     a, b = RedisBroker(redis.url), RedisBroker(redis.url)
     await a.start(lambda env: None)
     await b.start(received)
+    # b hosts a consumer of every room these tests publish to: with interest routing a
+    # node receives only the streams it hosts.
+    for room in [*(f"r{i}" for i in range(20)), "one", "idem", "fl"]:
+        await b.want(room_stream("/", room), "consumer")
     yield a, received
     await a.stop()
     await b.stop()
