@@ -48,8 +48,8 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         self.meter = ControlMeter(self.rate, self.burst, self.loop.time())
         # The same API as the asyncio.Queue and asyncio.Event uvicorn made, without
         # their up-front deques (~3 KB a connection).
-        self.queue = Inbox()  # type: ignore[assignment]
-        self.writable = Gate()  # type: ignore[assignment]
+        self.queue = Inbox(self.loop)  # type: ignore[assignment]
+        self.writable = Gate(self.loop)  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

@@ -176,9 +176,7 @@ class WebSocketTransport:
             return None
         return link
 
-    async def _reader(
-        self, scope: Scope, link: Link, receive: Receive, writer: _Writer
-    ) -> None:
+    async def _reader(self, scope: Scope, link: Link, receive: Receive, writer: _Writer) -> None:
         host, sid, codec = self.host, link.sid, link.codec
         assert sid is not None
         max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
@@ -276,6 +274,7 @@ class _Writer:
         "failure",
         "host",
         "link",
+        "loop",
         "reader",
         "reading",
         "send",
@@ -289,6 +288,7 @@ class _Writer:
         self, host: Host, link: Link, send: Send, reader: asyncio.Task[None], ticks: Ticks
     ) -> None:
         self.ticks = ticks
+        self.loop = reader.get_loop()
         self.wrote = -1  # the loop iteration (ticks.now()) of the last write
         self.host = host
         self.link = link
@@ -323,7 +323,9 @@ class _Writer:
             else:
                 # Written in this iteration (a burst) or the one before (a busy room: an
                 # event every iteration): batch with what comes in the next one.
-                self.task = asyncio.create_task(self._run())
+                # (The loop's own create_task: asyncio.create_task() looks the running
+                # loop up, a getpid() system call on 3.11.)
+                self.task = self.loop.create_task(self._run())
 
     def hold(self) -> None:
         """The reader is about to feed frames in and will flush the answers itself."""
