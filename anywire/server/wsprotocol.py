@@ -16,6 +16,7 @@ event, and the handshake's request and response are let go once the handshake is
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -30,6 +31,7 @@ __all__ = ["metered_protocol"]
 
 _DEFAULTS = Settings()
 _HANGUP = 1.0  # seconds between a flood close and hanging up (see _stop_reading)
+_SEND = WebSocketsSansIOProtocol.send
 
 
 class _MeteredProtocol(WebSocketsSansIOProtocol):
@@ -73,8 +75,16 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         if self.close_sent and self.hangup is None:
             self.hangup = self.loop.call_later(_HANGUP, self.transport.close)
 
-    async def send(self, message: Any) -> None:
-        await super().send(message)
+    def send(self, message: Any) -> Coroutine[Any, Any, None]:
+        """uvicorn's ``send`` for a data message, itself, not awaited in a coroutine of
+        ours (one coroutine less per write: docs/perf/cpu.md); the handshake and close
+        bookkeeping below for the others."""
+        if message["type"] == "websocket.send":
+            return _SEND(self, message)
+        return self._send_other(message)
+
+    async def _send_other(self, message: Any) -> None:
+        await _SEND(self, message)
         if message["type"] == "websocket.accept" and self.handshake_complete:
             self._forget_handshake()
         if message["type"] == "websocket.close" and message.get("code") == CloseCode.FLOOD:
