@@ -19,11 +19,14 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 
 from ..core.closecodes import CloseCode
 from ..core.settings import Settings
+from ..transports.direct import DIRECT_KEY
 from ..transports.meter import METER_KEY, ControlMeter
 from .wsstate import Gate, Inbox
 
@@ -58,6 +61,7 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the handshake was accepted: the app will see the meter
             scope["extensions"][METER_KEY] = self.meter
+            scope["extensions"][DIRECT_KEY] = self.write_now
 
     def data_received(self, data: bytes) -> None:
         if self.meter.flooded:
@@ -74,6 +78,29 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
             self.transport.pause_reading()
         if self.close_sent and self.hangup is None:
             self.hangup = self.loop.call_later(_HANGUP, self.transport.close)
+
+    def write_now(self, data: bytes, binary: bool) -> bool:
+        """:data:`anywire.transports.direct.DirectWrite`: what uvicorn's ``send()`` does
+        for a data message, without the coroutine, the message dict and the text's
+        decoding and re-encoding; False (nothing done) unless the connection is open
+        and its socket writable, where ``send()`` would not have waited."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+        ):
+            return False
+        try:
+            if binary:
+                self.conn.send_binary(data)
+            else:
+                self.conn.send_text(data)
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def send(self, message: Any) -> Coroutine[Any, Any, None]:
         """uvicorn's ``send`` for a data message, itself, not awaited in a coroutine of

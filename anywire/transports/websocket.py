@@ -51,6 +51,7 @@ from .base import (
     peer_of,
     short_reason,
 )
+from .direct import DirectWrite, direct_writer
 from .eager import Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
@@ -92,7 +93,7 @@ class WebSocketTransport:
         task = asyncio.current_task()
         assert task is not None
         self.ticks.check_loop()
-        writer = _Writer(self.host, link, send, task, self.ticks)
+        writer = _Writer(self.host, link, send, task, self.ticks, direct_writer(scope))
         link.on_wake = writer.wake
         failure: BaseException | None = None
         try:
@@ -271,6 +272,7 @@ class _Writer:
         "closed",
         "cut",
         "cut_timer",
+        "direct",
         "failure",
         "host",
         "link",
@@ -285,9 +287,17 @@ class _Writer:
     )
 
     def __init__(
-        self, host: Host, link: Link, send: Send, reader: asyncio.Task[None], ticks: Ticks
+        self,
+        host: Host,
+        link: Link,
+        send: Send,
+        reader: asyncio.Task[None],
+        ticks: Ticks,
+        direct: DirectWrite | None = None,
     ) -> None:
         self.ticks = ticks
+        # The server's write without send() (.direct), tried before send() when offered.
+        self.direct = direct
         self.loop = reader.get_loop()
         self.wrote = -1  # the loop iteration (ticks.now()) of the last write
         self.host = host
@@ -369,7 +379,9 @@ class _Writer:
             await _next_iteration()
             self.link.traffic.bytes_out += len(body)
             self._wrote()
-            await self.send(self._message(body))
+            direct = self.direct
+            if direct is None or not direct(body, self.link.codec.binary):
+                await self.send(self._message(body))
             if self.host.has_pending(self.link):
                 await self._flush()
         finally:
@@ -422,16 +434,18 @@ class _Writer:
                     body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
                     link.traffic.bytes_out += len(body)
                     self.wrote = now
-                    sending: Any = self.send(self._message(body))
-                    if type(sending) is not types.CoroutineType:  # (another ASGI server's)
-                        sending = _awaiting(sending)
-                    try:
-                        waiting = sending.send(None)
-                    except StopIteration:
-                        pass
-                    else:  # the socket's buffer is full: the rest of the send waits
-                        self.task = asyncio.ensure_future(self._finish(sending, waiting))
-                        return
+                    direct = self.direct
+                    if direct is None or not direct(body, link.codec.binary):
+                        sending: Any = self.send(self._message(body))
+                        if type(sending) is not types.CoroutineType:  # (another server's)
+                            sending = _awaiting(sending)
+                        try:
+                            waiting = sending.send(None)
+                        except StopIteration:
+                            pass
+                        else:  # the socket's buffer is full: the rest of the send waits
+                            self.task = asyncio.ensure_future(self._finish(sending, waiting))
+                            return
                 if link.closing is None and not host.has_pending(link):
                     self.busy = False
                     return
@@ -483,7 +497,9 @@ class _Writer:
                 body = frames[0] if len(frames) == 1 else codec.batch(frames)
                 link.traffic.bytes_out += len(body)
                 self._wrote()
-                await self.send(self._message(body))
+                direct = self.direct
+                if direct is None or not direct(body, codec.binary):
+                    await self.send(self._message(body))
             if link.closing is not None:
                 code, reason = link.closing
                 self.closed = True  # no flush after this one
