@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -92,7 +93,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 _instrument(server_pid, "on")
                 time.sleep(args.secs)
                 counts["idle_per_sec"] = _dump(server_pid, out, "idle") / args.secs
-            if workload == "fanout":
+            if workload == "fanout" and args.workload != "single":
                 burst = args.burst if args.workload == "burst" else 1
                 query = f"?secs={args.secs + 30}&size={args.size}&burst={burst}"
                 if args.workload == "open":
@@ -123,8 +124,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     stderr=subprocess.DEVNULL,
                 )
                 time.sleep(1.0)  # attached
+            singles = None
+            if args.workload == "single":
+                singles = threading.Thread(target=_singles, args=(port, args), daemon=True)
             cpu0 = _cpu(server_pid)
             t0 = time.monotonic()
+            if singles is not None:
+                singles.start()
             result = gen.measure(args.secs)
             wall = time.monotonic() - t0
             cpu1 = _cpu(server_pid)
@@ -161,6 +167,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.count == "strace":
         counts["syscalls"] = _strace_table(Path(f"{tmp}/strace.txt"), deliveries)
     return counts
+
+
+def _singles(port: int, args: argparse.Namespace) -> None:
+    """The single workload: one event at a time, ``--gap`` seconds apart, each alone in
+    the server (a paced run of one event), so no write ever coalesces two."""
+    query = f"?secs=0.000001&size={args.size}&rate=1"
+    deadline = time.monotonic() + args.secs - args.gap
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/ctl/start{query}", method="POST", data=b""
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            r.read()
+        time.sleep(args.gap)
 
 
 def _cpu(pid: int) -> tuple[float, float]:
@@ -227,12 +247,15 @@ def main() -> None:
     parser.add_argument("--server", choices=sorted(SERVERS), default="anywire")
     parser.add_argument("--tree", default=str(REPO), help="the anywire checkout to run")
     parser.add_argument(
-        "--workload", choices=("open", "burst1", "burst", "echo"), default="open",
-        help="open: --rate events/s to the room; burst1: one event per loop tick as fast "
-        "as delivered; burst: --burst events per tick; echo: emit-with-ack round trips",
+        "--workload", choices=("open", "single", "burst1", "burst", "echo"), default="open",
+        help="open: --rate events/s to the room; single: one event every --gap seconds, "
+        "each written alone (for instruction counts: nothing coalesces); burst1: one "
+        "event per loop tick as fast as delivered; burst: --burst events per tick; echo: "
+        "emit-with-ack round trips",
     )  # fmt: skip
     parser.add_argument("--rate", type=float, default=10.0, help="open loop: events/s")
     parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument("--gap", type=float, default=1.0, help="single: seconds apart")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--secs", type=float, default=6.0)
