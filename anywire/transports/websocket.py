@@ -11,9 +11,9 @@ done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
   (``_Writer._write_now``: no task, no loop iteration in between; a task only if the
   socket's buffer is full, see :mod:`.eager`);
 * a push to a connection that wrote in this iteration (the next events of a burst) or
-  the one before (a room busy every iteration) starts a short-lived writer task, which
-  waits one iteration, drains everything pending in one message and ends. An idle
-  connection holds no writer task.
+  the one before (a room busy every iteration) is written one iteration later, with
+  whatever came meanwhile, in one message: every such connection from one callback
+  (:class:`.eager.Batch`), not a task each. An idle connection holds no writer task.
 
 So coalescing costs no latency when there is nothing to coalesce (one event at a time),
 and a burst still goes out in few messages. Each flush coalesces everything pending into
@@ -52,7 +52,7 @@ from .base import (
     short_reason,
 )
 from .direct import DirectWrite, direct_writer
-from .eager import Ticks, carry_on, run_eagerly
+from .eager import Batch, Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
 
@@ -73,6 +73,7 @@ class WebSocketTransport:
         self.traffic = Traffic()
         """Frames and bytes of every connection of this endpoint (metrics)."""
         self.ticks = Ticks()
+        self.batch = Batch()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -93,7 +94,7 @@ class WebSocketTransport:
         task = asyncio.current_task()
         assert task is not None
         self.ticks.check_loop()
-        writer = _Writer(self.host, link, send, task, self.ticks, direct_writer(scope))
+        writer = _Writer(self.host, link, send, task, self.ticks, direct_writer(scope), self.batch)
         link.on_wake = writer.wake
         failure: BaseException | None = None
         try:
@@ -268,11 +269,13 @@ class _Writer:
     """
 
     __slots__ = (
+        "batch",
         "busy",
         "closed",
         "cut",
         "cut_timer",
         "direct",
+        "ended",
         "failure",
         "host",
         "link",
@@ -294,8 +297,11 @@ class _Writer:
         reader: asyncio.Task[None],
         ticks: Ticks,
         direct: DirectWrite | None = None,
+        batch: Batch | None = None,
     ) -> None:
         self.ticks = ticks
+        self.batch = batch or Batch()
+        self.ended = False  # cancel() ran: a batched write due later does nothing
         # The server's write without send() (.direct), tried before send() when offered.
         self.direct = direct
         self.loop = reader.get_loop()
@@ -309,7 +315,9 @@ class _Writer:
         self.closed = False  # the close frame went out
         self.stopped_reader = False
         self.failure: BaseException | None = None
-        self.task: asyncio.Task[None] | None = None
+        # The flush running or due: a task, or the shared future of a Batch round (never
+        # cancelled here: see _own_task).
+        self.task: asyncio.Future[None] | None = None
         self.cut = False  # given up on: the peer did not take its close in time
         self.cut_timer: asyncio.TimerHandle | None = None
 
@@ -333,9 +341,7 @@ class _Writer:
             else:
                 # Written in this iteration (a burst) or the one before (a busy room: an
                 # event every iteration): batch with what comes in the next one.
-                # (The loop's own create_task: asyncio.create_task() looks the running
-                # loop up, a getpid() system call on 3.11.)
-                self.task = self.loop.create_task(self._run())
+                self.task = self.batch.add(self.loop, self._batched)
 
     def hold(self) -> None:
         """The reader is about to feed frames in and will flush the answers itself."""
@@ -396,7 +402,8 @@ class _Writer:
     async def finish(self) -> None:
         """Make sure what is pending (the close frame) is written: by the running writer
         task, or here."""
-        if self.task is not None and not self.task.done():
+        while self.task is not None and not self.task.done():
+            # (A batched write's round may hand on to a task of its own: wait for that.)
             await asyncio.wait((self.task,))
         if not self.closed:
             self.busy = True
@@ -410,16 +417,36 @@ class _Writer:
         writing and reading; the connection's task ends and the session detaches."""
         self.cut = True
         log.info("websocket peer not reading: connection cut (%s)", self.link.closing)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        task = self._own_task()
+        if task is not None:
+            task.cancel()
         self._stop_reader()
 
     async def cancel(self) -> None:
+        self.ended = True
         if self.cut_timer is not None:
             self.cut_timer.cancel()
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        task = self._own_task()
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _own_task(self) -> asyncio.Task[None] | None:
+        """The flush task to cancel, if one runs (a Batch round's future is shared: the
+        batched write sees ``cut`` or ``ended`` and does nothing instead)."""
+        task = self.task
+        if isinstance(task, asyncio.Task) and not task.done():
+            return task
+        return None
+
+    def _batched(self) -> None:
+        """A batched write's turn (:class:`.eager.Batch`, an iteration after the push
+        that asked for it): one batch now, the rest as :meth:`_write_now` goes on."""
+        self.task = None
+        if self.ended or self.cut or self.closed:
+            self.busy = False
+            return
+        self._write_now(self.ticks.now())
 
     def _write_now(self, now: int) -> None:
         """The eager path (``busy`` is set): one batch written in this very call, with no
@@ -453,7 +480,7 @@ class _Writer:
                 self.busy = False
                 self._failed(exc)
                 return
-        self.task = run_eagerly(self._run(eager=True))
+        self.task = run_eagerly(self._run())
 
     async def _finish(self, sending: Any, waiting: Any) -> None:
         """A write of :meth:`_write_now` that had to wait: finish it, then flush."""
@@ -466,12 +493,8 @@ class _Writer:
             self.busy = False
             self.task = None
 
-    async def _run(self, eager: bool = False) -> None:
+    async def _run(self) -> None:
         try:
-            if not eager:
-                # One loop iteration before writing: whatever else is pushed meanwhile
-                # (the next events of a busy room) goes out in the same message.
-                await _next_iteration()
             await self._flush()
         except Exception as exc:
             self._failed(exc)
