@@ -16,13 +16,17 @@ event, and the handshake's request and response are let go once the handshake is
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 
 from ..core.closecodes import CloseCode
 from ..core.settings import Settings
+from ..transports.direct import DIRECT_KEY
 from ..transports.meter import METER_KEY, ControlMeter
 from .wsstate import Gate, Inbox
 
@@ -30,6 +34,7 @@ __all__ = ["metered_protocol"]
 
 _DEFAULTS = Settings()
 _HANGUP = 1.0  # seconds between a flood close and hanging up (see _stop_reading)
+_SEND = WebSocketsSansIOProtocol.send
 
 
 class _MeteredProtocol(WebSocketsSansIOProtocol):
@@ -48,14 +53,15 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         self.meter = ControlMeter(self.rate, self.burst, self.loop.time())
         # The same API as the asyncio.Queue and asyncio.Event uvicorn made, without
         # their up-front deques (~3 KB a connection).
-        self.queue = Inbox()  # type: ignore[assignment]
-        self.writable = Gate()  # type: ignore[assignment]
+        self.queue = Inbox(self.loop)  # type: ignore[assignment]
+        self.writable = Gate(self.loop)  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:  # the handshake was accepted: the app will see the meter
             scope["extensions"][METER_KEY] = self.meter
+            scope["extensions"][DIRECT_KEY] = self.write_now
 
     def data_received(self, data: bytes) -> None:
         if self.meter.flooded:
@@ -73,8 +79,39 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         if self.close_sent and self.hangup is None:
             self.hangup = self.loop.call_later(_HANGUP, self.transport.close)
 
-    async def send(self, message: Any) -> None:
-        await super().send(message)
+    def write_now(self, data: bytes, binary: bool) -> bool:
+        """:data:`anywire.transports.direct.DirectWrite`: what uvicorn's ``send()`` does
+        for a data message, without the coroutine, the message dict and the text's
+        decoding and re-encoding; False (nothing done) unless the connection is open
+        and its socket writable, where ``send()`` would not have waited."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+        ):
+            return False
+        try:
+            if binary:
+                self.conn.send_binary(data)
+            else:
+                self.conn.send_text(data)
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
+
+    def send(self, message: Any) -> Coroutine[Any, Any, None]:
+        """uvicorn's ``send`` for a data message, itself, not awaited in a coroutine of
+        ours (one coroutine less per write: docs/perf/cpu.md); the handshake and close
+        bookkeeping below for the others."""
+        if message["type"] == "websocket.send":
+            return _SEND(self, message)
+        return self._send_other(message)
+
+    async def _send_other(self, message: Any) -> None:
+        await _SEND(self, message)
         if message["type"] == "websocket.accept" and self.handshake_complete:
             self._forget_handshake()
         if message["type"] == "websocket.close" and message.get("code") == CloseCode.FLOOD:

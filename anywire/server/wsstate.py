@@ -7,6 +7,10 @@ front: about 3 KB per connection, most of what an idle connection costs beyond t
 socket. The protocol uses a fraction of their API (``put_nowait``, ``get``, ``empty``;
 ``set``, ``clear``, ``wait``), so :class:`Inbox` and :class:`Gate` provide exactly that,
 with the same semantics, and allocate their waiter lists only while someone waits.
+
+Both take the protocol's event loop when made: on Python 3.11
+``asyncio.get_running_loop()`` is a ``getpid()`` system call, and the reader waits in
+:meth:`Inbox.get` for every message it reads (docs/perf/cpu.md).
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ class Inbox:
     arrival order, and a getter cancelled after being woken passes the wake-up on.
     """
 
-    __slots__ = ("_items", "_waiters")
+    __slots__ = ("_items", "_loop", "_waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the loop its getters run in (None: the running loop, looked up
+        at each wait)."""
+        self._loop = loop
         # A list, not a deque: an empty deque costs ~760 bytes, an empty list 56, and
         # the queue holds a handful of messages at most (uvicorn pauses reading after
         # each message until the app has taken it).
@@ -53,7 +60,8 @@ class Inbox:
 
     async def get(self) -> Any:
         while not self._items:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            loop = self._loop or asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
             if self._waiters is None:
                 self._waiters = []
             self._waiters.append(waiter)
@@ -74,9 +82,11 @@ class Gate:
     """A flag coroutines can wait for: what uvicorn's protocol uses of
     :class:`asyncio.Event` (``set``, ``clear``, ``is_set``, ``wait``). Starts set."""
 
-    __slots__ = ("_open", "_waiters")
+    __slots__ = ("_loop", "_open", "_waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: as for :class:`Inbox`."""
+        self._loop = loop
         self._open = True
         self._waiters: list[asyncio.Future[None]] | None = None
 
@@ -96,7 +106,8 @@ class Gate:
     async def wait(self) -> bool:
         if self._open:
             return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         if self._waiters is None:
             self._waiters = []
         self._waiters.append(waiter)

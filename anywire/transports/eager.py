@@ -10,16 +10,18 @@ caller until it would wait, and only then hands the rest to a task (what Python 
 
 :class:`Ticks` tells writers whether they already wrote in this loop iteration: a
 connection that did has more coming in the same iteration (a burst), and batches it.
+:class:`Batch` runs those batched writes two iterations later, all from one callback,
+instead of a task per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["Ticks", "carry_on", "run_eagerly"]
+__all__ = ["Batch", "Ticks", "carry_on", "run_eagerly"]
 
 
 def run_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
@@ -102,3 +104,53 @@ class Ticks:
             self._loop.call_soon(self._next)
         else:
             self.armed = False
+
+
+class Batch:
+    """Callbacks run together two loop iterations after the first was added: what a task
+    per caller that yields once and then runs would do, without a task each (on a busy
+    room that was a task and two ready-queue steps per connection per iteration:
+    docs/perf/cpu.md).
+
+    :meth:`add` returns the round's future, done once every callback of the round has
+    run (whoever must wait for a batched write awaits it; nobody may cancel it: it is
+    shared). A callback added while the round waits joins it. Each callback handles
+    its own failures; one that raises anyway goes to the loop's exception handler and
+    the others still run.
+    """
+
+    __slots__ = ("_loop", "_pending", "_round")
+
+    def __init__(self) -> None:
+        self._pending: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._round: asyncio.Future[None] | None = None
+
+    def add(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> asyncio.Future[None]:
+        """Run ``fn()`` in the round under way, or in a new one two iterations from now."""
+        if self._round is None or self._loop is not loop:
+            # (A round left by a loop that ended is dropped: the test suite runs many.)
+            self._pending = []
+            self._loop = loop
+            self._round = loop.create_future()
+            loop.call_soon(self._wait)
+        self._pending.append(fn)
+        return self._round
+
+    def _wait(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        pending, self._pending = self._pending, []
+        done, self._round = self._round, None
+        for fn in pending:
+            try:
+                fn()
+            except Exception as exc:  # a bug of the callback's: the others still run
+                assert self._loop is not None
+                self._loop.call_exception_handler(
+                    {"message": "batched write failed", "exception": exc}
+                )
+        if done is not None and not done.done():
+            done.set_result(None)

@@ -11,9 +11,9 @@ done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
   (``_Writer._write_now``: no task, no loop iteration in between; a task only if the
   socket's buffer is full, see :mod:`.eager`);
 * a push to a connection that wrote in this iteration (the next events of a burst) or
-  the one before (a room busy every iteration) starts a short-lived writer task, which
-  waits one iteration, drains everything pending in one message and ends. An idle
-  connection holds no writer task.
+  the one before (a room busy every iteration) is written one iteration later, with
+  whatever came meanwhile, in one message: every such connection from one callback
+  (:class:`.eager.Batch`), not a task each. An idle connection holds no writer task.
 
 So coalescing costs no latency when there is nothing to coalesce (one event at a time),
 and a burst still goes out in few messages. Each flush coalesces everything pending into
@@ -51,7 +51,8 @@ from .base import (
     peer_of,
     short_reason,
 )
-from .eager import Ticks, carry_on, run_eagerly
+from .direct import DirectWrite, direct_writer
+from .eager import Batch, Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
 
@@ -72,6 +73,7 @@ class WebSocketTransport:
         self.traffic = Traffic()
         """Frames and bytes of every connection of this endpoint (metrics)."""
         self.ticks = Ticks()
+        self.batch = Batch()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -92,7 +94,7 @@ class WebSocketTransport:
         task = asyncio.current_task()
         assert task is not None
         self.ticks.check_loop()
-        writer = _Writer(self.host, link, send, task, self.ticks)
+        writer = _Writer(self.host, link, send, task, self.ticks, direct_writer(scope), self.batch)
         link.on_wake = writer.wake
         failure: BaseException | None = None
         try:
@@ -176,9 +178,7 @@ class WebSocketTransport:
             return None
         return link
 
-    async def _reader(
-        self, scope: Scope, link: Link, receive: Receive, writer: _Writer
-    ) -> None:
+    async def _reader(self, scope: Scope, link: Link, receive: Receive, writer: _Writer) -> None:
         host, sid, codec = self.host, link.sid, link.codec
         assert sid is not None
         max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
@@ -269,13 +269,17 @@ class _Writer:
     """
 
     __slots__ = (
+        "batch",
         "busy",
         "closed",
         "cut",
         "cut_timer",
+        "direct",
+        "ended",
         "failure",
         "host",
         "link",
+        "loop",
         "reader",
         "reading",
         "send",
@@ -286,9 +290,21 @@ class _Writer:
     )
 
     def __init__(
-        self, host: Host, link: Link, send: Send, reader: asyncio.Task[None], ticks: Ticks
+        self,
+        host: Host,
+        link: Link,
+        send: Send,
+        reader: asyncio.Task[None],
+        ticks: Ticks,
+        direct: DirectWrite | None = None,
+        batch: Batch | None = None,
     ) -> None:
         self.ticks = ticks
+        self.batch = batch or Batch()
+        self.ended = False  # cancel() ran: a batched write due later does nothing
+        # The server's write without send() (.direct), tried before send() when offered.
+        self.direct = direct
+        self.loop = reader.get_loop()
         self.wrote = -1  # the loop iteration (ticks.now()) of the last write
         self.host = host
         self.link = link
@@ -299,7 +315,9 @@ class _Writer:
         self.closed = False  # the close frame went out
         self.stopped_reader = False
         self.failure: BaseException | None = None
-        self.task: asyncio.Task[None] | None = None
+        # The flush running or due: a task, or the shared future of a Batch round (never
+        # cancelled here: see _own_task).
+        self.task: asyncio.Future[None] | None = None
         self.cut = False  # given up on: the peer did not take its close in time
         self.cut_timer: asyncio.TimerHandle | None = None
 
@@ -323,7 +341,7 @@ class _Writer:
             else:
                 # Written in this iteration (a burst) or the one before (a busy room: an
                 # event every iteration): batch with what comes in the next one.
-                self.task = asyncio.create_task(self._run())
+                self.task = self.batch.add(self.loop, self._batched)
 
     def hold(self) -> None:
         """The reader is about to feed frames in and will flush the answers itself."""
@@ -367,7 +385,9 @@ class _Writer:
             await _next_iteration()
             self.link.traffic.bytes_out += len(body)
             self._wrote()
-            await self.send(self._message(body))
+            direct = self.direct
+            if direct is None or not direct(body, self.link.codec.binary):
+                await self.send(self._message(body))
             if self.host.has_pending(self.link):
                 await self._flush()
         finally:
@@ -382,7 +402,8 @@ class _Writer:
     async def finish(self) -> None:
         """Make sure what is pending (the close frame) is written: by the running writer
         task, or here."""
-        if self.task is not None and not self.task.done():
+        while self.task is not None and not self.task.done():
+            # (A batched write's round may hand on to a task of its own: wait for that.)
             await asyncio.wait((self.task,))
         if not self.closed:
             self.busy = True
@@ -396,16 +417,36 @@ class _Writer:
         writing and reading; the connection's task ends and the session detaches."""
         self.cut = True
         log.info("websocket peer not reading: connection cut (%s)", self.link.closing)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        task = self._own_task()
+        if task is not None:
+            task.cancel()
         self._stop_reader()
 
     async def cancel(self) -> None:
+        self.ended = True
         if self.cut_timer is not None:
             self.cut_timer.cancel()
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        task = self._own_task()
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _own_task(self) -> asyncio.Task[None] | None:
+        """The flush task to cancel, if one runs (a Batch round's future is shared: the
+        batched write sees ``cut`` or ``ended`` and does nothing instead)."""
+        task = self.task
+        if isinstance(task, asyncio.Task) and not task.done():
+            return task
+        return None
+
+    def _batched(self) -> None:
+        """A batched write's turn (:class:`.eager.Batch`, an iteration after the push
+        that asked for it): one batch now, the rest as :meth:`_write_now` goes on."""
+        self.task = None
+        if self.ended or self.cut or self.closed:
+            self.busy = False
+            return
+        self._write_now(self.ticks.now())
 
     def _write_now(self, now: int) -> None:
         """The eager path (``busy`` is set): one batch written in this very call, with no
@@ -420,16 +461,18 @@ class _Writer:
                     body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
                     link.traffic.bytes_out += len(body)
                     self.wrote = now
-                    sending: Any = self.send(self._message(body))
-                    if type(sending) is not types.CoroutineType:  # (another ASGI server's)
-                        sending = _awaiting(sending)
-                    try:
-                        waiting = sending.send(None)
-                    except StopIteration:
-                        pass
-                    else:  # the socket's buffer is full: the rest of the send waits
-                        self.task = asyncio.ensure_future(self._finish(sending, waiting))
-                        return
+                    direct = self.direct
+                    if direct is None or not direct(body, link.codec.binary):
+                        sending: Any = self.send(self._message(body))
+                        if type(sending) is not types.CoroutineType:  # (another server's)
+                            sending = _awaiting(sending)
+                        try:
+                            waiting = sending.send(None)
+                        except StopIteration:
+                            pass
+                        else:  # the socket's buffer is full: the rest of the send waits
+                            self.task = asyncio.ensure_future(self._finish(sending, waiting))
+                            return
                 if link.closing is None and not host.has_pending(link):
                     self.busy = False
                     return
@@ -437,7 +480,7 @@ class _Writer:
                 self.busy = False
                 self._failed(exc)
                 return
-        self.task = run_eagerly(self._run(eager=True))
+        self.task = run_eagerly(self._run())
 
     async def _finish(self, sending: Any, waiting: Any) -> None:
         """A write of :meth:`_write_now` that had to wait: finish it, then flush."""
@@ -450,12 +493,8 @@ class _Writer:
             self.busy = False
             self.task = None
 
-    async def _run(self, eager: bool = False) -> None:
+    async def _run(self) -> None:
         try:
-            if not eager:
-                # One loop iteration before writing: whatever else is pushed meanwhile
-                # (the next events of a busy room) goes out in the same message.
-                await _next_iteration()
             await self._flush()
         except Exception as exc:
             self._failed(exc)
@@ -481,7 +520,9 @@ class _Writer:
                 body = frames[0] if len(frames) == 1 else codec.batch(frames)
                 link.traffic.bytes_out += len(body)
                 self._wrote()
-                await self.send(self._message(body))
+                direct = self.direct
+                if direct is None or not direct(body, codec.binary):
+                    await self.send(self._message(body))
             if link.closing is not None:
                 code, reason = link.closing
                 self.closed = True  # no flush after this one

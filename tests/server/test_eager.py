@@ -1,5 +1,6 @@
 """transports/eager.py: a coroutine run in the caller until it waits, then as a task;
-loop iterations counted for the WebSocket writer's adaptive coalescing."""
+loop iterations counted for the WebSocket writer's adaptive coalescing; batched writes
+run together two iterations later."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 
 import pytest
 
-from anywire.transports.eager import Ticks, run_eagerly
+from anywire.transports.eager import Batch, Ticks, run_eagerly
 
 
 async def test_a_coroutine_that_never_waits_finishes_in_the_call() -> None:
@@ -118,3 +119,63 @@ def test_ticks_start_afresh_in_a_new_loop_if_the_last_one_ended_armed() -> None:
 
     a, b = asyncio.run(ask())
     assert b == a + 1
+
+
+async def _iterations(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_a_batch_runs_its_callbacks_together_two_iterations_later() -> None:
+    loop = asyncio.get_running_loop()
+    batch, ran = Batch(), []
+    first = batch.add(loop, lambda: ran.append("a"))
+    second = batch.add(loop, lambda: ran.append("b"))
+    assert first is second  # one round for everything added in the iteration
+    await _iterations(1)
+    assert ran == [] and not first.done()
+    await _iterations(1)
+    assert ran == ["a", "b"] and first.done()
+    third = batch.add(loop, lambda: ran.append("c"))  # after the round: a new one
+    assert third is not first
+    await asyncio.wait_for(third, 1)
+    assert ran == ["a", "b", "c"]
+
+
+async def test_a_callback_that_raises_does_not_stop_the_others() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        batch, ran = Batch(), []
+
+        def broken() -> None:
+            raise ValueError("a bug")
+
+        batch.add(loop, broken)
+        done = batch.add(loop, lambda: ran.append("after"))
+        await asyncio.wait_for(done, 1)
+        assert ran == ["after"]
+        assert [type(c["exception"]) for c in reported] == [ValueError]
+    finally:
+        loop.set_exception_handler(None)
+
+
+def test_a_batch_left_by_an_ended_loop_starts_afresh_in_the_next() -> None:
+    batch, ran = Batch(), []
+
+    async def leave_a_round() -> None:
+        batch.add(asyncio.get_running_loop(), lambda: ran.append("never"))
+
+    ended = asyncio.new_event_loop()
+    try:
+        ended.run_until_complete(leave_a_round())  # the loop stops before the round runs
+    finally:
+        ended.close()
+    assert ran == []
+
+    async def next_loop() -> None:
+        await asyncio.wait_for(batch.add(asyncio.get_running_loop(), lambda: ran.append("new")), 1)
+
+    asyncio.run(next_loop())
+    assert ran == ["new"]

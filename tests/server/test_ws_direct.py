@@ -1,0 +1,142 @@
+"""The WebSocket writer's direct write (#17, transports/direct.py): where the server puts
+a direct writer in the scope, messages go through it, not through ``send()``; where it
+declines (socket buffer full, closing), ``send()`` carries the message, and nothing is
+lost or reordered either way. Recording fakes for ASGI receive/send and for the direct
+writer, as in test_ws_adaptive.py; tests/e2e runs the real one (``anywire serve``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from anywire.core.rooms import Member
+from anywire.server.app import Anywire
+from anywire.server.broker import Envelope
+from anywire.transports.direct import DIRECT_KEY
+from anywire.transports.websocket import WebSocketTransport
+
+from .helpers import issue
+from .test_ws_flusher import SCOPE, FakePeer
+
+
+class DirectPeer(FakePeer):
+    """A peer whose server offers a direct write; ``full`` makes it decline. ``order``
+    holds the text of every message written, by either path, in the order written."""
+
+    def __init__(self, ticket: str) -> None:
+        super().__init__(ticket)
+        self.order: list[str] = []
+        self.direct: list[bool] = []  # the binary flag of each direct write
+        self.full = False
+
+    def write_now(self, data: bytes, binary: bool) -> bool:
+        if self.full:
+            return False
+        self.direct.append(binary)
+        self.order.append(data.decode())
+        self.changed.set()
+        return True
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.send":
+            self.order.append(message["text"])
+
+    def events(self) -> list[Any]:
+        """The data of every event, by whichever path, in the order written."""
+        out = []
+        for text in self.order:
+            frames = json.loads(text)
+            for f in frames if isinstance(frames, list) else [frames]:
+                if f["t"] == "event" and f["e"] == "m":
+                    out.append(f["d"])
+        return out
+
+    def sends(self) -> int:
+        return sum(m["type"] == "websocket.send" for m in self.sent)
+
+
+async def _connected(n: int) -> tuple[Anywire, list[DirectPeer], list[asyncio.Task[None]]]:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    transport = WebSocketTransport(aw.host)
+    peers, tasks = [], []
+    for i in range(n):
+        issued = await issue(aw, f"u{i}")
+        peer = DirectPeer(issued.ticket)
+        scope = {**SCOPE, "extensions": {DIRECT_KEY: peer.write_now}}
+        peers.append(peer)
+        tasks.append(asyncio.create_task(transport(scope, peer.receive, peer.send)))
+        await peer.wait_for(lambda p=peer: len(p.order) >= 1)  # the hello
+        aw.host.rooms.join("/", "room", Member(issued.sid, None, None))
+    return aw, peers, tasks
+
+
+async def _end(aw: Anywire, peers: list[DirectPeer], tasks: list[asyncio.Task[None]]) -> None:
+    for p in peers:
+        p.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    await aw.stop(grace=0.1)
+
+
+async def _quiet() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def _deliver(aw: Anywire, data: Any) -> None:
+    aw.host.deliver(Envelope("room", "/", "room", "m", data))
+
+
+async def test_events_go_through_the_direct_write_not_send() -> None:
+    aw, peers, tasks = await _connected(2)
+    try:
+        for i in range(3):
+            await _quiet()
+            _deliver(aw, i)
+            for p in peers:
+                assert p.events() == list(range(i + 1))  # written in the delivering call
+        for p in peers:
+            assert p.sends() == 0  # the hello and every event went the direct way
+            assert p.direct and not any(p.direct)  # JSON: text messages
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_a_declined_direct_write_goes_through_send_in_order() -> None:
+    aw, peers, tasks = await _connected(2)
+    declining, other = peers
+    try:
+        await _quiet()
+        _deliver(aw, 0)
+        declining.full = True  # its socket's buffer is full: send() must carry on
+        for i in range(1, 4):
+            await _quiet()
+            _deliver(aw, i)
+        await declining.wait_for(lambda: declining.events() == [0, 1, 2, 3])
+        declining.full = False
+        for i in range(4, 6):
+            await _quiet()
+            _deliver(aw, i)
+        await declining.wait_for(lambda: declining.events() == [0, 1, 2, 3, 4, 5])
+        assert other.events() == [0, 1, 2, 3, 4, 5]
+        assert declining.sends() >= 1  # the declined ones went through send()
+        assert other.sends() == 0
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_a_batch_and_an_answer_take_the_direct_write_too() -> None:
+    aw, peers, tasks = await _connected(1)
+    (peer,) = peers
+    try:
+        await _quiet()
+        for i in range(5):  # a burst in one iteration: the first at once, the rest batched
+            _deliver(aw, i)
+        await peer.wait_for(lambda: peer.events() == [0, 1, 2, 3, 4])
+        peer.ask(1, "x")  # an echo: answered by the reader (send_held)
+        await peer.wait_for(lambda: any('"t":"ack"' in t for t in peer.order))
+        assert peer.sends() == 0
+    finally:
+        await _end(aw, peers, tasks)
