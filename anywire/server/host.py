@@ -459,7 +459,8 @@ class SessionHost(Budget):
         sess = self.sessions.get(link.sid) if link.sid is not None else None
         if sess is None:
             return
-        if sess.detach(link, asyncio.get_running_loop().time()):
+        now = asyncio.get_running_loop().time()
+        if sess.detach(link, now, self.stalled(now)):
             closing = link.closing
             if closing is not None and not should_reconnect(closing[0]):
                 self._bury(sess, *closing)
@@ -473,7 +474,8 @@ class SessionHost(Budget):
             link.close(code, reason)
             if link.info.name == "longpoll":
                 # No request may be held to carry the close: the next poll learns it (410).
-                sess.detach(link, asyncio.get_running_loop().time())
+                now = asyncio.get_running_loop().time()
+                sess.detach(link, now, self.stalled(now))
                 self.track.ended(link)
         if not should_reconnect(code):
             self._bury(sess, code, reason)
@@ -536,16 +538,22 @@ class SessionHost(Budget):
         if run_hooks and socket is not None:
             self.spawn(self.app.run_disconnect_hooks(socket))
 
+    def stalled(self, now: float) -> float:
+        """The node's stall clock at ``now`` (seconds it has spent shedding load): resume
+        windows stand still while it runs (core/stall.py, server/overload.py)."""
+        return self.issuer.gate.lag.stall.read(now)
+
     async def _run_timers(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.tick)
             now = loop.time()
+            stalled = self.stalled(now)
             for sess in list(self.sessions.values()):
-                deadline = sess.next_deadline()
+                deadline = sess.next_deadline(stalled)
                 if deadline is None or deadline > now:
                     continue
-                for action in sess.poll(now):
+                for action in sess.poll(now, stalled):
                     if action.kind in ("ping", "flush"):
                         self._wake(sess)
                     elif action.kind == "close":
@@ -625,9 +633,7 @@ class SessionHost(Budget):
         handler = self.app.handler(sess.namespace, frame.e)
         if handler is None:
             if frame.id is not None:
-                self.reply(
-                    sess, frame.id, False, None, "no_handler", f"no handler for {frame.e!r}"
-                )
+                self.reply(sess, frame.id, False, None, "no_handler", f"no handler for {frame.e!r}")
             return
         try:
             result = handler(socket, frame.d)
@@ -649,9 +655,7 @@ class SessionHost(Budget):
     def _handler_failed(self, sess: ServerSession, frame: Event, exc: Exception) -> None:
         # A handler's failure is the caller's error ack, never a dead connection.
         if frame.id is not None:
-            self.reply(
-                sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__
-            )
+            self.reply(sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__)
         else:
             log.exception("handler for %r failed", frame.e, exc_info=exc)
 

@@ -13,6 +13,11 @@ answers ``503 busy`` (code 4000) before it reads the body or checks a credential
 ``Retry-After`` drawn at random between 1 s and a ceiling that grows with the lag, so the
 refused crowd comes back spread out instead of together. Work already admitted (tickets
 issued, connections opening) goes on: that is what the node is busy finishing.
+
+The same signal runs the node's stall clock (:attr:`LoopLag.stall`,
+:mod:`anywire.core.stall`): while the node sheds, the resume windows of the sessions
+waiting for their clients stand still (bounded by ``resume_stretch``), so the node's own
+slowness does not throw away the sessions the refused clients come back for.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import random
 
 from ..core.admission import Refusal
 from ..core.closecodes import CloseCode
+from ..core.stall import StallClock
 
 __all__ = ["HOLD", "PROBE", "LoopLag"]
 
@@ -54,6 +60,12 @@ class LoopLag:
         self._worst = 0.0  # the largest lateness seen while shedding (sets the spread)
         self._rand = rand or random.Random()
         self._task: asyncio.Task[None] | None = None
+        self.stall = StallClock()
+        """Runs while the node sheds (on the loop's clock): resume windows stand still."""
+
+    def stalled(self, now: float) -> float:
+        """The stall clock at ``now`` (the loop's time)."""
+        return self.stall.read(now)
 
     def start(self) -> None:
         """Start probing (on the running loop); nothing when shedding is off."""
@@ -93,3 +105,7 @@ class LoopLag:
             if self.lag > self.threshold:
                 self._late_until = now + HOLD
                 self._worst = max(self._worst, self.lag)
+                # The node was behind from when this probe should have woken.
+                self.stall.set(asked, True)
+            elif now >= self._late_until:
+                self.stall.set(now, False)
