@@ -390,6 +390,7 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     # The storm: every connection drops at once.
     hellos = [c.hellos for c in clients]
     t_drop = time.monotonic()
+    cpu_drop = cpu_secs(pid)
     if args.drop == "client":
         for c in clients:
             c.drop()
@@ -401,6 +402,11 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     )
     done_at = max((c.hello_at for c in clients if c.hello_at >= t_drop), default=t_drop)
     resume_secs = done_at - t_drop
+    # The server's CPU seconds spent on the storm (the drop until every client is back):
+    # resumes per server CPU-second does not depend on how much of a core the server got
+    # on a shared machine, which the wall-clock time does.
+    storm_cpu = cpu_secs(pid) - cpu_drop
+    storm_wall = time.monotonic() - t_drop
     gave_up = sum(c.hellos == h for c, h in zip(clients, hellos, strict=True))
     # The fan-out goes on; wait until every client has the last number (bounded; no
     # blocking call on this loop: it would stall every client with it).
@@ -425,6 +431,10 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         "resume_p50_secs": round(spread[len(spread) // 2], 2) if spread else None,
         "resume_p99_secs": round(spread[int(len(spread) * 0.99)], 2) if spread else None,
         "all_resumed": resumed,
+        "storm_server_cpu_secs": round(storm_cpu, 2),
+        "storm_server_cpu_share": round(storm_cpu / storm_wall, 2) if storm_wall else None,
+        "resumes_per_server_cpu_sec": round(args.clients / storm_cpu, 1) if storm_cpu else None,
+        "loadavg": os.getloadavg()[0],
         "gave_up": gave_up,
         "recovered": stats.recovered,
         "not_recovered": stats.not_recovered,
@@ -488,8 +498,10 @@ def main() -> None:
         server.stop()
     result["cpus"] = ncpu
     print(json.dumps(result))
-    for k in ("resume_secs", "gave_up", "recovered", "not_recovered", "lost", "gaps", "dups",
-              "server_peak_rss_kb"):  # fmt: skip
+    for k in (
+        "resume_secs", "storm_server_cpu_secs", "resumes_per_server_cpu_sec", "gave_up",
+        "recovered", "not_recovered", "lost", "gaps", "dups", "server_peak_rss_kb",
+    ):  # fmt: skip
         print(f"{k:>20}: {result[k]}")
 
 
