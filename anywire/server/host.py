@@ -45,6 +45,7 @@ from .joins import Joins
 from .metrics import live_counts
 from .outgoing import ack_frame, body, event_frame, measure
 from .refresh import Refresher
+from .timers import Timers
 from .tracking import Tracker
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class SessionHost(Budget):
         # poll or POST learns the real reason instead of "unknown session".
         self._tombstones: dict[str, tuple[int, str, float]] = {}
         self._timer: asyncio.Task[None] | None = None
+        self.timers = Timers(self)  # server/timers.py
         self._background: set[asyncio.Task[Any]] = set()
         self.cluster: Cluster | None = None
         """Set when nodes share a Redis broker: owner registry, presence, tickets."""
@@ -116,7 +118,7 @@ class SessionHost(Budget):
         # system call per call on Python 3.11, and feed() runs for every client message.
         self._clock = asyncio.get_running_loop().time
         await self.broker.start(self.deliver)
-        self._timer = asyncio.create_task(self._run_timers(), name="anywire-timers")
+        self._timer = asyncio.create_task(self.timers.run(), name="anywire-timers")
 
     async def shutdown(self, budget: float = 2.0) -> None:
         """Drain this node within ``budget`` seconds: tell every client to move (4000)
@@ -461,6 +463,7 @@ class SessionHost(Budget):
             return
         now = asyncio.get_running_loop().time()
         if sess.detach(link, now, self.stalled(now)):
+            self.timers.detached(sess)
             closing = link.closing
             if closing is not None and not should_reconnect(closing[0]):
                 self._bury(sess, *closing)
@@ -475,7 +478,8 @@ class SessionHost(Budget):
             if link.info.name == "longpoll":
                 # No request may be held to carry the close: the next poll learns it (410).
                 now = asyncio.get_running_loop().time()
-                sess.detach(link, now, self.stalled(now))
+                if sess.detach(link, now, self.stalled(now)):
+                    self.timers.detached(sess)
                 self.track.ended(link)
         if not should_reconnect(code):
             self._bury(sess, code, reason)
@@ -543,26 +547,19 @@ class SessionHost(Budget):
         windows stand still while it runs (core/stall.py, server/overload.py)."""
         return self.issuer.gate.lag.stall.read(now)
 
-    async def _run_timers(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.tick)
-            now = loop.time()
-            stalled = self.stalled(now)
-            for sess in list(self.sessions.values()):
-                deadline = sess.next_deadline(stalled)
-                if deadline is None or deadline > now:
-                    continue
-                for action in sess.poll(now, stalled):
-                    if action.kind in ("ping", "flush"):
-                        self._wake(sess)
-                    elif action.kind == "close":
-                        self.close_session(sess, action.code, action.reason)
-                    elif action.kind == "expire":
-                        self._expire(sess, run_hooks=True, end="expired")
+    def expire(self, sess: ServerSession) -> None:
+        """``sess``'s resume window passed (the timers): forget it."""
+        self._expire(sess, run_hooks=True, end="expired")
+
+    def forget_tombstones(self, now: float) -> None:
+        """Forget the terminal codes remembered for longer than a resume window."""
+        if self._tombstones:
             for sid in [k for k, v in self._tombstones.items() if v[2] <= now]:
                 del self._tombstones[sid]
-            self.issuer.prune(time.time())
+
+    def wake(self, sess: ServerSession) -> None:
+        """Wake the writer of ``sess``'s live connection, if any."""
+        self._wake(sess)
 
     def _wake(self, sess: ServerSession) -> None:
         link = sess.connection
