@@ -81,3 +81,59 @@ async def test_the_gate_answers_a_shed_negotiate_with_503_and_retry_after() -> N
     payload = json.loads(body["body"])
     assert payload["error"] == "busy" and payload["code"] == 4000
     assert payload["retry_after"] == int(headers[b"retry-after"])
+
+
+async def test_past_the_handshake_limit_it_sheds_and_runs_the_stall_clock() -> None:
+    """The loop keeps time, but the node has as many handshakes in flight (tickets
+    issued, not redeemed) as its limit: further negotiates are shed, with a Retry-After
+    spread up to the longest allowed, and the stall clock runs (resume windows stand
+    still) until a hold after the last refusal."""
+    lag = LoopLag(0.5, longest=10, rand=random.Random(3))
+    lag.start()
+    loop = asyncio.get_running_loop()
+    try:
+        await _until(lambda: lag.lag != 0.0)  # the probe runs; the loop is on time
+        limit = int(lag.handshakes.limit)
+        for i in range(limit - 1):
+            lag.ticket_issued(f"t{i}")
+        assert lag.refusal() is None  # one below the limit
+        lag.ticket_issued("last")
+        retries = {r.retry_after for r in (lag.refusal() for _ in range(300)) if r is not None}
+        assert retries == set(range(1, 11))  # every one refused, spread over 1..10 s
+        assert lag.stall.overloaded
+        lag.ticket_redeemed("t0", 0.1)  # a handshake done on time: room for one more
+        assert lag.refusal() is None
+        started = loop.time()
+        await _until(lambda: not lag.stall.overloaded, timeout=HOLD + 2)
+        assert HOLD * 0.5 <= lag.stalled(loop.time()) <= loop.time() - started + 0.5
+    finally:
+        await lag.stop()
+
+
+async def test_a_node_found_behind_runs_its_stall_clock() -> None:
+    """Redeems mostly late for a whole period: the node is behind (its clients queue to
+    get in) and its stall clock runs, even before it refuses anything."""
+    lag = LoopLag(0.5)
+    lag.start()
+    loop = asyncio.get_running_loop()
+    try:
+        hs = lag.handshakes
+        hs.target = 0.2  # short periods, so the test is quick
+        start = loop.time()
+        while loop.time() < start + 0.25:  # one period of late redeems (and one more)
+            lag.ticket_redeemed("x", 5.0)
+            await asyncio.sleep(0.01)
+        assert hs.limit < hs.ceiling
+        assert lag.stall.overloaded
+    finally:
+        await lag.stop()
+
+
+async def test_no_limit_when_shedding_is_off() -> None:
+    lag = LoopLag(0.0)
+    lag.start()
+    for i in range(10_000):
+        lag.ticket_issued(str(i))
+    assert lag.refusal() is None
+    assert lag.stalled(asyncio.get_running_loop().time()) == 0.0
+    await lag.stop()
