@@ -407,10 +407,15 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     # on a shared machine, which the wall-clock time does.
     storm_cpu = cpu_secs(pid) - cpu_drop
     storm_wall = time.monotonic() - t_drop
+    back = sum(c.hellos > h for c, h in zip(clients, hellos, strict=True))
+    # Measured now, not after the catch-up wait below (later hellos would count).
+    spread = sorted(c.hello_at - t_drop for c in clients if c.hello_at >= t_drop)
     gave_up = sum(c.hellos == h for c, h in zip(clients, hellos, strict=True))
     # The fan-out goes on; wait until every client has the last number (bounded; no
     # blocking call on this loop: it would stall every client with it).
-    end = t_drop + args.deadline + args.pace_secs
+    # Until the fan-out's end and 15 s more (a client on a fresh session never catches
+    # up: the bench client sends no ``since``).
+    end = max(t_drop - args.before + args.pace_secs, time.monotonic()) + 15.0
     total = int(args.rate * args.pace_secs)
     caught_up = await wait_for(lambda: all(c.n_last >= total for c in clients), end)
     rss_end = proc_kb(pid, "VmRSS")
@@ -421,7 +426,6 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         t.cancel()
     await asyncio.gather(*tasks, reporter, return_exceptions=True)
     behind = sum(c.n_last < total for c in clients)
-    spread = sorted(c.hello_at - t_drop for c in clients if c.hello_at >= t_drop)
     return {
         "clients": args.clients,
         "per_ip": args.per_ip,
@@ -433,7 +437,8 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         "all_resumed": resumed,
         "storm_server_cpu_secs": round(storm_cpu, 2),
         "storm_server_cpu_share": round(storm_cpu / storm_wall, 2) if storm_wall else None,
-        "resumes_per_server_cpu_sec": round(args.clients / storm_cpu, 1) if storm_cpu else None,
+        "back_by_deadline": back,
+        "resumes_per_server_cpu_sec": round(back / storm_cpu, 1) if storm_cpu else None,
         "loadavg": os.getloadavg()[0],
         "gave_up": gave_up,
         "recovered": stats.recovered,
