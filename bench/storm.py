@@ -72,6 +72,7 @@ class Stats:
     dups: int = 0
     first_error: str = ""
     drops: dict[str, int] = field(default_factory=dict)
+    timeouts_at: dict[str, int] = field(default_factory=dict)  # attempt timeouts by step
     resumed_at: list[float] = field(default_factory=list)
 
     def error(self, what: str) -> None:
@@ -81,9 +82,11 @@ class Stats:
 
 
 async def http_post(
-    port: int, src: str, path: str, body: bytes
+    port: int, src: str, path: str, body: bytes, stage: Any = None
 ) -> tuple[int, dict[str, str], bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0))
+    if stage is not None:
+        stage.stage = "negotiate answer"  # connected: the request waits for its answer
     try:
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -157,6 +160,7 @@ class StormClient:
         self.hello_at = 0.0
         self.stopping = False
         self.rest: list[dict[str, Any]] = []
+        self.stage = ""  # where an attempt is (which step timed out: timeouts_at)
 
     async def run(self) -> None:
         delays = backoff()
@@ -172,6 +176,9 @@ class StormClient:
                 if isinstance(exc, TimeoutError | OSError) and not isinstance(exc, Dropped):
                     self.stats.error(f"{type(exc).__name__}: {exc}")
                 why = str(exc)[:40] if isinstance(exc, Dropped) else type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    at = self.stats.timeouts_at
+                    at[self.stage] = at.get(self.stage, 0) + 1
                 self.stats.drops[why] = self.stats.drops.get(why, 0) + 1
                 retry_after = None
             finally:
@@ -189,8 +196,9 @@ class StormClient:
         body: dict[str, Any] = {"v": 1, "transports": ["websocket"], "codecs": ["json"]}
         if self.token:
             body["resume"] = self.token
+        self.stage = "negotiate connect"
         status, headers, data = await http_post(
-            self.port, self.src, "/anywire/negotiate", json.dumps(body).encode()
+            self.port, self.src, "/anywire/negotiate", json.dumps(body).encode(), self
         )
         if status in (429, 503):
             self.stats.refused += 1
@@ -199,9 +207,11 @@ class StormClient:
             raise Dropped(f"negotiate {status}: {data[:200]!r}")
         neg = json.loads(data)
         self.token = neg["token"]
+        self.stage = "websocket connect"
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", self.port, local_addr=(self.src, 0)
         )
+        self.stage = "upgrade answer"
         self.writer = writer
         self.reader = reader
         key = base64.b64encode(os.urandom(16)).decode()
@@ -218,6 +228,7 @@ class StormClient:
         else:
             first = {"t": "connect", "ticket": neg["ticket"]}
         writer.write(ws_frame(json.dumps(first)))
+        self.stage = "hello"
         hello = None
         while hello is None:
             frames = await self._read()
@@ -350,6 +361,7 @@ async def report(stats: Stats, pid: int, port: int, every: float = 5.0) -> None:
         print(
             f"[storm] {time.monotonic() - t0:5.1f}s connects={stats.connects} "
             f"refused={stats.refused} errors={stats.errors} drops={stats.drops} "
+            f"timeouts_at={stats.timeouts_at} "
             f"server cpu={cpu_secs(pid):.1f}s rss={proc_kb(pid, 'VmRSS')} kB "
             f"{ {k: v for k, v in server.items() if k != 'published'} }",
             file=sys.stderr,
@@ -454,6 +466,7 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         "errors_storm": stats.errors - errors_before,
         "first_error": stats.first_error,
         "drops": stats.drops,
+        "timeouts_at": stats.timeouts_at,
         "server_rss_ready_kb": rss_ready,
         "server_rss_end_kb": rss_end,
         "server_peak_rss_kb": peak,
