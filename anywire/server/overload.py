@@ -39,6 +39,7 @@ from ..core.admission import Refusal
 from ..core.backlog import Handshakes
 from ..core.closecodes import CloseCode
 from ..core.stall import StallClock
+from .stale import Stale
 
 __all__ = ["HOLD", "PROBE", "LoopLag"]
 
@@ -82,10 +83,13 @@ class LoopLag:
         """Start probing (on the running loop); nothing when shedding is off."""
         if self.threshold > 0 and self._task is None:
             self._task = asyncio.create_task(self._probe(), name="anywire-loop-lag")
+            Stale.listeners.append(self.stale_negotiate)
 
     async def stop(self) -> None:
         """Stop probing."""
         task, self._task = self._task, None
+        if self.stale_negotiate in Stale.listeners:
+            Stale.listeners.remove(self.stale_negotiate)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,6 +117,14 @@ class LoopLag:
         ceiling = min(self.longest, max(2, math.ceil(4 * self._worst)))
         retry = self._rand.randint(1, ceiling)
         return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
+
+    def stale_negotiate(self, age: float) -> None:
+        """A negotiate that waited ``age`` seconds in the kernel was shed (server/stale.py):
+        the node is behind, its stall clock runs for a hold."""
+        now = asyncio.get_running_loop().time()
+        self._limited_until = max(self._limited_until, now + HOLD)
+        self.shed += 1
+        self.stall.set(now, True)
 
     def ticket_issued(self, nonce: str) -> None:
         """Negotiate issued ticket ``nonce``: a handshake in flight."""
