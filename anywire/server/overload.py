@@ -60,8 +60,8 @@ class LoopLag:
     ) -> None:
         """``threshold``: lateness in seconds past which negotiates are shed (0: never).
         ``longest``: the largest ``Retry-After`` to give (the server passes a third of
-        its resume window: a resuming client told to wait longer would come back to a
-        session already gone)."""
+        its resume window times ``resume_stretch``: a refused client's session waits
+        for it, since the stall clock runs until its ``Retry-After`` has passed)."""
         self.threshold = threshold
         self.longest = max(2, min(MAX_RETRY_AFTER, int(longest)))
         self.lag = 0.0  # the last probe's lateness, seconds
@@ -72,6 +72,9 @@ class LoopLag:
         self._task: asyncio.Task[None] | None = None
         self.handshakes = Handshakes()  # tickets in flight, and the limit on them
         self._limited_until = -math.inf  # shedding for the handshake limit until then
+        self._deferred_until = -math.inf  # the last Retry-After handed out ends then
+        self._spread = 2  # the Retry-After ceiling of this shedding episode (doubles)
+        self._grown_at = -math.inf  # when the spread last doubled
         self.stall = StallClock()
         """Runs while the node sheds (on the loop's clock): resume windows stand still."""
 
@@ -105,17 +108,21 @@ class LoopLag:
             self._worst = 0.0
             if not self.handshakes.full(now):
                 return None
-            # Past the handshake limit: the crowd waiting is at least a limit's worth
-            # per round, so it is spread as widely as a resume window allows.
-            self._limited_until = now + HOLD
-            self.stall.set(now, True)
-            self.shed += 1
-            retry = self._rand.randint(1, self.longest)
-            return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
+            self._limited_until = now + HOLD  # past the handshake limit
         self.shed += 1
-        # The longer the loop lags, the more work is queued: spread the crowd wider.
-        ceiling = min(self.longest, max(2, math.ceil(4 * self._worst)))
+        # The longer the shedding lasts, the larger the crowd it keeps out: the spread
+        # doubles every second of it (a crowd of N clients spread over S seconds comes
+        # back at N/S a second; 10,000 over 10 s was more than a starved node could
+        # even refuse). And the longer the loop lags, the more work is queued.
+        if now - self._grown_at >= 1.0:
+            self._spread = min(self.longest, 2 * self._spread) if now - self._grown_at < 2.0 else 2
+            self._grown_at = now
+        ceiling = min(self.longest, max(self._spread, math.ceil(4 * self._worst)))
         retry = self._rand.randint(1, ceiling)
+        # The client's session waits for it: the node deferred its work, so the stall
+        # clock runs until the Retry-After has passed (core/stall.py, bounded there).
+        self._deferred_until = max(self._deferred_until, now + retry)
+        self.stall.set(now, True)
         return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
 
     def stale_negotiate(self, age: float) -> None:
@@ -155,5 +162,5 @@ class LoopLag:
                 self._worst = max(self._worst, self.lag)
                 # The node was behind from when this probe should have woken.
                 self.stall.set(asked, True)
-            elif now >= self._late_until and now >= self._limited_until:
+            elif now >= max(self._late_until, self._limited_until, self._deferred_until):
                 self.stall.set(now, False)

@@ -85,9 +85,9 @@ async def test_the_gate_answers_a_shed_negotiate_with_503_and_retry_after() -> N
 
 async def test_past_the_handshake_limit_it_sheds_and_runs_the_stall_clock() -> None:
     """The loop keeps time, but the node has as many handshakes in flight (tickets
-    issued, not redeemed) as its limit: further negotiates are shed, with a Retry-After
-    spread up to the longest allowed, and the stall clock runs (resume windows stand
-    still) until a hold after the last refusal."""
+    issued, not redeemed) as its limit: further negotiates are shed, the Retry-After
+    spread doubling every second the shedding lasts (up to the longest allowed), and
+    the stall clock runs until the last Retry-After handed out has passed."""
     lag = LoopLag(0.5, longest=10, rand=random.Random(3))
     lag.start()
     loop = asyncio.get_running_loop()
@@ -98,14 +98,23 @@ async def test_past_the_handshake_limit_it_sheds_and_runs_the_stall_clock() -> N
             lag.ticket_issued(f"t{i}")
         assert lag.refusal() is None  # one below the limit
         lag.ticket_issued("last")
-        retries = {r.retry_after for r in (lag.refusal() for _ in range(300)) if r is not None}
-        assert retries == set(range(1, 11))  # every one refused, spread over 1..10 s
+        start = loop.time()
+
+        def spread() -> set[int]:
+            refused = (lag.refusal() for _ in range(300))
+            return {r.retry_after for r in refused if r is not None}
+
+        assert spread() == {1, 2}  # every one refused; the episode starts at 2 s
         assert lag.stall.overloaded
+        await _until(lambda: loop.time() >= start + 1.0)
+        assert spread() == {1, 2, 3, 4}  # a second later: doubled
+        await _until(lambda: loop.time() >= start + 2.0)
+        assert max(spread()) > 4
         lag.ticket_redeemed("t0", 0.1)  # a handshake done on time: room for one more
         assert lag.refusal() is None
-        started = loop.time()
-        await _until(lambda: not lag.stall.overloaded, timeout=HOLD + 2)
-        assert HOLD * 0.5 <= lag.stalled(loop.time()) <= loop.time() - started + 0.5
+        # The stall clock runs until the last Retry-After (at most 8 s) has passed.
+        await _until(lambda: not lag.stall.overloaded, timeout=8 + 2)
+        assert 7.0 <= lag.stalled(loop.time()) <= loop.time() - start + 0.5
     finally:
         await lag.stop()
 
