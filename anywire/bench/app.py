@@ -223,7 +223,6 @@ def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> A
             "loop_lag": round(aw.host.issuer.gate.lag.lag, 3),
             "shed": aw.host.issuer.gate.lag.shed,
             "stale": Stale.shed,  # negotiates shed for their age (server/stale.py)
-            "limit": int(aw.host.issuer.gate.lag.handshakes.limit),
         },
         drop,
         pace,

@@ -133,7 +133,6 @@ class Issuer:
              "u": identity.user, "a": anonymous, "n": nonce}
         )  # fmt: skip
         self._pending[nonce] = (identity, expires, since)
-        self.gate.lag.ticket_issued(nonce)  # a handshake in flight (server/overload.py)
         return Issued(sid, token, ticket, resumable)
 
     def charge_resume(self, token: str) -> None:
@@ -187,10 +186,6 @@ class Issuer:
         self.tickets.redeem(nonce, expires, wall)
         entry = self._pending.pop(nonce, None)
         since: Positions = {} if entry is None else entry[2]
-        if entry is not None:
-            # How long its connection took to be served: load shedding (overload.py).
-            age = wall - (entry[1] - self.host.settings.ticket_ttl)
-            self.gate.lag.ticket_redeemed(nonce, age)
         if self.cluster is not None:
             kept = await self.cluster.redeem(nonce, expires - wall)
             # Negotiated on this node: the positions are in memory (entry). Elsewhere:

@@ -14,14 +14,6 @@ answers ``503 busy`` (code 4000) before it reads the body or checks a credential
 refused crowd comes back spread out instead of together. Work already admitted (tickets
 issued, connections opening) goes on: that is what the node is busy finishing.
 
-The loop's lateness does not show the queue *outside* the loop: the kernel's accept
-queue overflows while the loop keeps time (bench/storm.py at 10,000 clients). So the
-node also limits the handshakes it has in flight (:class:`~anywire.core.backlog.Handshakes`:
-tickets issued and not yet redeemed), by the age of the work it finishes: the limit
-grows while tickets are redeemed promptly and shrinks when they are redeemed seconds
-late (their connections queued). A negotiate past the limit is shed the same way, with
-a ``Retry-After`` spread up to the longest allowed: a crowd that large takes that long.
-
 The same signal runs the node's stall clock (:attr:`LoopLag.stall`,
 :mod:`anywire.core.stall`): while the node sheds, the resume windows of the sessions
 waiting for their clients stand still (bounded by ``resume_stretch``), so the node's own
@@ -36,7 +28,6 @@ import math
 import random
 
 from ..core.admission import Refusal
-from ..core.backlog import Handshakes
 from ..core.closecodes import CloseCode
 from ..core.stall import StallClock
 from .stale import Stale
@@ -70,8 +61,7 @@ class LoopLag:
         self._worst = 0.0  # the largest lateness seen while shedding (sets the spread)
         self._rand = rand or random.Random()
         self._task: asyncio.Task[None] | None = None
-        self.handshakes = Handshakes()  # tickets in flight, and the limit on them
-        self._limited_until = -math.inf  # shedding for the handshake limit until then
+        self._limited_until = -math.inf  # shedding for stale negotiates until then
         self._deferred_until = -math.inf  # the last Retry-After handed out ends then
         self._spread = 2  # the Retry-After ceiling of this shedding episode (doubles)
         self._grown_at = -math.inf  # when the spread last doubled
@@ -106,9 +96,7 @@ class LoopLag:
         now = asyncio.get_running_loop().time()
         if now >= self._late_until:
             self._worst = 0.0
-            if not self.handshakes.full(now):
-                return None
-            self._limited_until = now + HOLD  # past the handshake limit
+            return None
         self.shed += 1
         # The longer the shedding lasts, the larger the crowd it keeps out: the spread
         # doubles every second of it (a crowd of N clients spread over S seconds comes
@@ -132,23 +120,6 @@ class LoopLag:
         self._limited_until = max(self._limited_until, now + HOLD)
         self.shed += 1
         self.stall.set(now, True)
-
-    def ticket_issued(self, nonce: str) -> None:
-        """Negotiate issued ticket ``nonce``: a handshake in flight."""
-        if self._task is not None:
-            self.handshakes.issued(nonce, asyncio.get_running_loop().time())
-
-    def ticket_redeemed(self, nonce: str, age: float) -> None:
-        """Ticket ``nonce`` was redeemed ``age`` seconds after negotiate issued it (the
-        handshake limit adapts to it). A node found behind (its redeems were mostly
-        late) runs its stall clock for a period, refusing or not: its clients are
-        queueing to get in."""
-        if self._task is None:
-            return
-        now = asyncio.get_running_loop().time()
-        if self.handshakes.redeemed(nonce, age, now):
-            self._limited_until = max(self._limited_until, now + self.handshakes.target)
-            self.stall.set(now, True)
 
     async def _probe(self) -> None:
         loop = asyncio.get_running_loop()

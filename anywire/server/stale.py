@@ -15,7 +15,8 @@ the protocol (Linux; elsewhere nothing is shed). Such a negotiate is answered at
 before the request is parsed, with a canned ``503 busy`` (code 4000, a ``Retry-After``
 spread over 1..10 s, ``Connection: close``): the client, if it is still there, waits and
 comes back, and the node told its listeners it is behind (its resume windows stand
-still: core/stall.py). Only negotiates: a WebSocket upgrade, an SSE stream or a poll
+still: core/stall.py). Off with the rest of load shedding (``shed_lag`` 0). Only
+negotiates: a WebSocket upgrade, an SSE stream or a poll
 carries a ticket or a session the node already paid for.
 """
 
@@ -68,7 +69,10 @@ def waited(transport: Any) -> float | None:
 
 def stale(first: bytes, transport: Any) -> bytes | None:
     """The canned 503 to answer a connection whose first bytes ``first`` are a negotiate
-    that waited :data:`STALE_AFTER` seconds or more; None to serve it."""
+    that waited :data:`STALE_AFTER` seconds or more; None to serve it. Nothing is shed
+    while no node of this process sheds load (``shed_lag`` 0: no listener)."""
+    if not Stale.listeners:
+        return None
     line = first[: first.find(b"\r\n")] if b"\r\n" in first else first[:2048]
     if not line.startswith(b"POST ") or _NEGOTIATE not in line:
         return None
