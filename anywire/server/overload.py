@@ -76,13 +76,13 @@ class LoopLag:
         """Start probing (on the running loop); nothing when shedding is off."""
         if self.threshold > 0 and self._task is None:
             self._task = asyncio.create_task(self._probe(), name="anywire-loop-lag")
-            Stale.listeners.append(self)
+            Stale.listeners.append(self.stale_negotiate)
 
     async def stop(self) -> None:
         """Stop probing."""
         task, self._task = self._task, None
-        if self in Stale.listeners:
-            Stale.listeners.remove(self)
+        if self.stale_negotiate in Stale.listeners:
+            Stale.listeners.remove(self.stale_negotiate)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,10 +15,7 @@ the protocol (Linux; elsewhere nothing is shed). Such a negotiate is answered at
 before the request is parsed, with a canned ``503 busy`` (code 4000, a ``Retry-After``
 spread over 1..10 s, ``Connection: close``): the client, if it is still there, waits and
 comes back, and the node told its listeners it is behind (its resume windows stand
-still: core/stall.py). While the node sheds anyway (its loop is late), every negotiate
-is refused here the same way, unparsed. Off with the rest of load shedding (``shed_lag``
-0). Not a request with an ``Origin`` header (a browser's: the application answers it,
-with the CORS headers a cross-origin caller needs to read ``Retry-After``). Only
+still: core/stall.py). Off with the rest of load shedding (``shed_lag`` 0). Only
 negotiates: a WebSocket upgrade, an SSE stream or a poll
 carries a ticket or a session the node already paid for.
 """
@@ -30,9 +27,9 @@ import random
 import socket
 import struct
 import sys
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-from ..core.admission import Refusal
 from ..core.closecodes import CloseCode
 
 __all__ = ["STALE_AFTER", "Stale", "stale"]
@@ -45,23 +42,13 @@ _TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux"
 _NEGOTIATE = b"/negotiate"
 
 
-class Shedder(Protocol):
-    """A node's load shedding (server/overload.py ``LoopLag``), as seen from here."""
-
-    def refusal(self) -> Refusal | None:
-        """A 503 to give a negotiate now, if the node sheds."""
-
-    def stale_negotiate(self, age: float) -> None:
-        """A negotiate that waited ``age`` seconds was shed."""
-
-
 class Stale:
-    """What was shed, and who decides (the node's load shedding registers itself)."""
+    """What was shed, and who is told (the node's load shedding registers itself)."""
 
     shed = 0
     """Negotiates answered 503 for their age, in this process."""
-    listeners: list[Shedder] = []  # process-wide, on purpose
-    """Asked before a negotiate is parsed; told of each one shed for its age."""
+    listeners: list[Callable[[float], None]] = []  # process-wide, on purpose
+    """Called with the age (seconds) of each negotiate shed."""
 
 
 def waited(transport: Any) -> float | None:
@@ -89,26 +76,13 @@ def stale(first: bytes, transport: Any) -> bytes | None:
     line = first[: first.find(b"\r\n")] if b"\r\n" in first else first[:2048]
     if not line.startswith(b"POST ") or _NEGOTIATE not in line:
         return None
-    if b"\norigin:" in first.lower():
-        return None  # a browser's: the application answers it, with the CORS headers
-    # While the node sheds anyway, the refusal is answered here too: unparsed, it costs
-    # a fraction of the same answer through the application (the crowd a starved node
-    # must refuse is larger than what it can afford to parse).
-    for listener in Stale.listeners:
-        refused = listener.refusal()
-        if refused is not None:
-            return canned(refused.retry_after)
     age = waited(transport)
     if age is None or age < STALE_AFTER:
         return None
     Stale.shed += 1
     for listener in Stale.listeners:
-        listener.stale_negotiate(age)
-    return canned(random.randint(1, 10))  # a spread, not a secret
-
-
-def canned(retry: int) -> bytes:
-    """A complete ``503 busy`` answer (code 4000, ``Retry-After: retry``, closing)."""
+        listener(age)
+    retry = random.randint(1, 10)  # a spread, not a secret
     body = json.dumps(
         {
             "error": "busy",
