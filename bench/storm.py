@@ -72,6 +72,7 @@ class Stats:
     dups: int = 0
     first_error: str = ""
     drops: dict[str, int] = field(default_factory=dict)
+    timeouts_at: dict[str, int] = field(default_factory=dict)  # attempt timeouts by step
     resumed_at: list[float] = field(default_factory=list)
 
     def error(self, what: str) -> None:
@@ -81,9 +82,11 @@ class Stats:
 
 
 async def http_post(
-    port: int, src: str, path: str, body: bytes
+    port: int, src: str, path: str, body: bytes, stage: Any = None
 ) -> tuple[int, dict[str, str], bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0))
+    if stage is not None:
+        stage.stage = "negotiate answer"  # connected: the request waits for its answer
     try:
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -157,6 +160,7 @@ class StormClient:
         self.hello_at = 0.0
         self.stopping = False
         self.rest: list[dict[str, Any]] = []
+        self.stage = ""  # where an attempt is (which step timed out: timeouts_at)
 
     async def run(self) -> None:
         delays = backoff()
@@ -172,6 +176,9 @@ class StormClient:
                 if isinstance(exc, TimeoutError | OSError) and not isinstance(exc, Dropped):
                     self.stats.error(f"{type(exc).__name__}: {exc}")
                 why = str(exc)[:40] if isinstance(exc, Dropped) else type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    at = self.stats.timeouts_at
+                    at[self.stage] = at.get(self.stage, 0) + 1
                 self.stats.drops[why] = self.stats.drops.get(why, 0) + 1
                 retry_after = None
             finally:
@@ -189,8 +196,9 @@ class StormClient:
         body: dict[str, Any] = {"v": 1, "transports": ["websocket"], "codecs": ["json"]}
         if self.token:
             body["resume"] = self.token
+        self.stage = "negotiate connect"
         status, headers, data = await http_post(
-            self.port, self.src, "/anywire/negotiate", json.dumps(body).encode()
+            self.port, self.src, "/anywire/negotiate", json.dumps(body).encode(), self
         )
         if status in (429, 503):
             self.stats.refused += 1
@@ -199,9 +207,11 @@ class StormClient:
             raise Dropped(f"negotiate {status}: {data[:200]!r}")
         neg = json.loads(data)
         self.token = neg["token"]
+        self.stage = "websocket connect"
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", self.port, local_addr=(self.src, 0)
         )
+        self.stage = "upgrade answer"
         self.writer = writer
         self.reader = reader
         key = base64.b64encode(os.urandom(16)).decode()
@@ -218,6 +228,7 @@ class StormClient:
         else:
             first = {"t": "connect", "ticket": neg["ticket"]}
         writer.write(ws_frame(json.dumps(first)))
+        self.stage = "hello"
         hello = None
         while hello is None:
             frames = await self._read()
@@ -350,6 +361,7 @@ async def report(stats: Stats, pid: int, port: int, every: float = 5.0) -> None:
         print(
             f"[storm] {time.monotonic() - t0:5.1f}s connects={stats.connects} "
             f"refused={stats.refused} errors={stats.errors} drops={stats.drops} "
+            f"timeouts_at={stats.timeouts_at} "
             f"server cpu={cpu_secs(pid):.1f}s rss={proc_kb(pid, 'VmRSS')} kB "
             f"{ {k: v for k, v in server.items() if k != 'published'} }",
             file=sys.stderr,
@@ -390,6 +402,7 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     # The storm: every connection drops at once.
     hellos = [c.hellos for c in clients]
     t_drop = time.monotonic()
+    cpu_drop = cpu_secs(pid)
     if args.drop == "client":
         for c in clients:
             c.drop()
@@ -401,10 +414,20 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
     )
     done_at = max((c.hello_at for c in clients if c.hello_at >= t_drop), default=t_drop)
     resume_secs = done_at - t_drop
+    # The server's CPU seconds spent on the storm (the drop until every client is back):
+    # resumes per server CPU-second does not depend on how much of a core the server got
+    # on a shared machine, which the wall-clock time does.
+    storm_cpu = cpu_secs(pid) - cpu_drop
+    storm_wall = time.monotonic() - t_drop
+    back = sum(c.hellos > h for c, h in zip(clients, hellos, strict=True))
+    # Measured now, not after the catch-up wait below (later hellos would count).
+    spread = sorted(c.hello_at - t_drop for c in clients if c.hello_at >= t_drop)
     gave_up = sum(c.hellos == h for c, h in zip(clients, hellos, strict=True))
     # The fan-out goes on; wait until every client has the last number (bounded; no
     # blocking call on this loop: it would stall every client with it).
-    end = t_drop + args.deadline + args.pace_secs
+    # Until the fan-out's end and 15 s more (a client on a fresh session never catches
+    # up: the bench client sends no ``since``).
+    end = max(t_drop - args.before + args.pace_secs, time.monotonic()) + 15.0
     total = int(args.rate * args.pace_secs)
     caught_up = await wait_for(lambda: all(c.n_last >= total for c in clients), end)
     rss_end = proc_kb(pid, "VmRSS")
@@ -415,7 +438,6 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         t.cancel()
     await asyncio.gather(*tasks, reporter, return_exceptions=True)
     behind = sum(c.n_last < total for c in clients)
-    spread = sorted(c.hello_at - t_drop for c in clients if c.hello_at >= t_drop)
     return {
         "clients": args.clients,
         "per_ip": args.per_ip,
@@ -425,6 +447,11 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         "resume_p50_secs": round(spread[len(spread) // 2], 2) if spread else None,
         "resume_p99_secs": round(spread[int(len(spread) * 0.99)], 2) if spread else None,
         "all_resumed": resumed,
+        "storm_server_cpu_secs": round(storm_cpu, 2),
+        "storm_server_cpu_share": round(storm_cpu / storm_wall, 2) if storm_wall else None,
+        "back_by_deadline": back,
+        "resumes_per_server_cpu_sec": round(back / storm_cpu, 1) if storm_cpu else None,
+        "loadavg": os.getloadavg()[0],
         "gave_up": gave_up,
         "recovered": stats.recovered,
         "not_recovered": stats.not_recovered,
@@ -439,6 +466,7 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         "errors_storm": stats.errors - errors_before,
         "first_error": stats.first_error,
         "drops": stats.drops,
+        "timeouts_at": stats.timeouts_at,
         "server_rss_ready_kb": rss_ready,
         "server_rss_end_kb": rss_end,
         "server_peak_rss_kb": peak,
@@ -488,8 +516,10 @@ def main() -> None:
         server.stop()
     result["cpus"] = ncpu
     print(json.dumps(result))
-    for k in ("resume_secs", "gave_up", "recovered", "not_recovered", "lost", "gaps", "dups",
-              "server_peak_rss_kb"):  # fmt: skip
+    for k in (
+        "resume_secs", "storm_server_cpu_secs", "resumes_per_server_cpu_sec", "gave_up",
+        "recovered", "not_recovered", "lost", "gaps", "dups", "server_peak_rss_kb",
+    ):  # fmt: skip
         print(f"{k:>20}: {result[k]}")
 
 

@@ -40,6 +40,7 @@ from ..core.streams import room_stream
 from ..server.app import Anywire
 from ..server.broker_memory import MemoryBroker
 from ..server.socket import Socket
+from ..server.stale import Stale
 
 __all__ = [
     "BENCH_SETTINGS", "Pacer", "Publisher", "make_app", "paced", "run_control", "serve_peer"
@@ -225,6 +226,7 @@ def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> A
             # Load shedding (server/overload.py): the loop's last lateness, refusals.
             "loop_lag": round(aw.host.issuer.gate.lag.lag, 3),
             "shed": aw.host.issuer.gate.lag.shed,
+            "stale": Stale.shed,  # negotiates shed for their age (server/stale.py)
         },
         drop,
         pace,

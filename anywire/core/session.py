@@ -5,7 +5,9 @@ Rules of the state machine (the single source of truth):
 * ``NEW`` -> ``ATTACHED`` when a transport connection redeems the ticket (:meth:`attach`).
 * ``ATTACHED`` -> ``DETACHED`` when that connection ends (:meth:`detach`) or is declared
   dead by :meth:`poll`; the session is kept for ``resume_window`` seconds.
-* ``DETACHED`` -> ``ATTACHED`` on a resume that can be served from the outbox.
+* ``DETACHED`` -> ``ATTACHED`` on a resume that can be served from the outbox. The
+  resume window stands still while the node is overloaded (the host passes its stall
+  clock, :mod:`.stall`, as ``stalled``), up to ``resume_stretch`` windows in all.
 * ``ATTACHED`` -> ``ATTACHED`` when a newer connection takes over (the older is replaced).
 * any -> ``CLOSED`` when the resume window passes, on a terminal close, or on :meth:`close`.
 
@@ -43,6 +45,7 @@ from .errors import LocalProtocolError, RemoteProtocolError
 from .flood import FloodError, TokenBucket
 from .frames import SEQUENCED, Frame, Hello, Ping, Pong, Rx, StreamPos, in_order
 from .settings import Settings
+from .stall import stretch
 from .streams import Lost
 
 __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
@@ -127,6 +130,7 @@ class ServerSession:
         "rx_sent",
         "settings",
         "sid",
+        "stall_mark",
         "state",
         "tickets",
         "user",
@@ -179,6 +183,9 @@ class ServerSession:
         self.last_ping = now
         self.detached_at: float | None = None
         self.created_at = now
+        # The node's stall clock when the resume window started (detach): the window
+        # is extended by the overload since (stall.py).
+        self.stall_mark = 0.0
         self._next_ack_id = 0
         # Per stream, the position queued last (created at the first stream event: many
         # sessions never get one).
@@ -529,14 +536,16 @@ class ServerSession:
         self.rx_owed_since = None
         return Hello(sid=self.sid, recovered=recovered, seq=self.written, last=self.in_last)
 
-    def detach(self, connection: object, now: float) -> bool:
+    def detach(self, connection: object, now: float, stalled: float = 0.0) -> bool:
         """The given connection ended. Returns False if it was not the live one (already
-        replaced), in which case nothing changes."""
+        replaced), in which case nothing changes. ``stalled``: the node's stall clock
+        now (:class:`~anywire.core.stall.StallClock`), where the resume window starts."""
         if connection is not self.connection or self.state is not SessionState.ATTACHED:
             return False
         self.connection = None
         self.state = SessionState.DETACHED
         self.detached_at = now
+        self.stall_mark = stalled
         # Frames written to the dead connection may be lost: resend from the ack point.
         self.written = self.floor - 1 if self._out else self.out_seq
         return True
@@ -551,17 +560,29 @@ class ServerSession:
         self._held = None
 
     # -- timers ---------------------------------------------------------------------------
-    def next_deadline(self) -> float | None:
-        """When :meth:`poll` should next be called, or None if never."""
-        # The host's timer sweep calls this for every session 4 times a second: module
-        # constants for the states (``SessionState.X`` goes through the enum metaclass's
-        # __getattr__ hook on 3.11, ~850 instructions) and comparisons instead of a list
-        # and min() (docs/perf/cpu.md: the sweep was 1% of a core for 1,000 idle sessions).
+    def expires_at(self, stalled: float = 0.0) -> float:
+        """When a session that is not attached expires, the node's stall clock reading
+        ``stalled`` now: ``resume_window`` after it was detached (or created), plus the
+        node's overload since, at most ``resume_stretch`` windows in all. While the node
+        is still overloaded this moves later as the clock runs: poll again then."""
+        settings = self.settings
+        since = self.detached_at if self.detached_at is not None else self.created_at
+        window = settings.resume_window
+        return since + window + stretch(stalled, self.stall_mark, window, settings.resume_stretch)
+
+    def next_deadline(self, stalled: float = 0.0) -> float | None:
+        """When :meth:`poll` should next be called, or None if never (``stalled``: the
+        node's stall clock now, see :meth:`expires_at`)."""
+        # The host's timer sweep calls this for every attached session 4 times a second:
+        # module constants for the states (``SessionState.X`` goes through the enum
+        # metaclass's __getattr__ hook on 3.11, ~850 instructions) and comparisons instead
+        # of a list and min() (docs/perf/cpu.md: the sweep was 1% of a core for 1,000
+        # idle sessions).
         state = self.state
         if state is not _ATTACHED:
             if state is _CLOSED:
                 return None
-            return (self.detached_at or self.created_at) + self.settings.resume_window
+            return self.expires_at(stalled)
         heartbeat = self.heartbeat
         deadline = self.last_seen + heartbeat.dead_after
         if heartbeat.ping_interval is not None:
@@ -578,13 +599,13 @@ class ServerSession:
                 deadline = owed
         return deadline
 
-    def poll(self, now: float) -> list[SessionAction]:
-        """Advance time to ``now`` and return what the host must do."""
+    def poll(self, now: float, stalled: float = 0.0) -> list[SessionAction]:
+        """Advance time to ``now`` and return what the host must do (``stalled``: the
+        node's stall clock at ``now``, see :meth:`expires_at`)."""
         if self.state is SessionState.CLOSED:
             return []
         if self.state is not SessionState.ATTACHED:
-            since = self.detached_at if self.detached_at is not None else self.created_at
-            if now >= since + self.settings.resume_window:
+            if now >= self.expires_at(stalled):
                 return [SessionAction("expire")]
             return []
         if self.auth_deadline is not None and now >= self.auth_deadline:

@@ -133,6 +133,12 @@ class Settings:
     ``Retry-After`` spread at random, so a reconnect storm the node cannot serve within
     its clients' connect timeout queues up outside instead of collapsing it (protocol
     section 3.6, server/overload.py)."""
+    resume_stretch: float = 3.0
+    """A node's own overload does not run out resume windows (default 3; 1: off): while
+    it sheds load (``shed_lag``), the resume window of every session waiting to be
+    resumed stands still, up to this many windows in all (a 30 s window lasts at most
+    90 s then). Memory stays bounded: a waiting session holds its ``max_sessions`` slot
+    and its bounded outbox either way (core/stall.py)."""
     redis_url: str | None = None
     """``redis://host:port/db`` of the shared broker for several nodes (None: the
     embedded in-memory broker, one node). The CLI's ``--redis`` sets it too."""
@@ -175,6 +181,8 @@ class Settings:
     full)."""
 
     def __post_init__(self) -> None:
+        if not self.resume_stretch >= 1.0:
+            raise ValueError("resume_stretch must be at least 1 (1: no stretch)")
         if not self.api_rate > 0 or self.api_burst < 1:
             raise ValueError("api_rate must be positive and api_burst at least 1")
         if self.max_ping_interval is not None and self.max_ping_interval < self.ping_interval:

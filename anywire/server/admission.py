@@ -62,7 +62,10 @@ class Gate:
         self._unlogged = 0
         self._tarpitted = 0  # rate refusals being held back (see refuse_rate)
         # Load shedding (server/overload.py).
-        self.lag = LoopLag(settings.shed_lag, settings.resume_window / 3)
+        # A refused client's session waits for it (the stall clock runs until its
+        # Retry-After has passed), so the spread may reach a third of the longest window.
+        longest = settings.resume_window * settings.resume_stretch / 3
+        self.lag = LoopLag(settings.shed_lag, longest)
 
     @staticmethod
     def _now() -> float:

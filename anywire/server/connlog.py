@@ -17,7 +17,10 @@ fallback       INFO     from, to, reason
 lost           INFO     stream, count (null: open-ended)
 negotiate      DEBUG    outcome ok (and auth: the auth_failed line says why)
 negotiate      WARNING  outcome flood, busy, bad_request, origin, no_transport,
-                        broker; transports
+                        broker; transports. ``flood`` and ``busy`` (the
+                        refusals of a reconnect storm: thousands a second)
+                        are one line a second each at most, with ``more``:
+                        how many were left out since the last one
 auth_failed    WARNING  reason (expired, signature, audience, ...), where
 flood          WARNING  the connection's fields: its input was refused for flood
                         (429 on HTTP; once per connection)
@@ -43,6 +46,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 
 from .observe import Connection, Observer
 
@@ -51,6 +56,8 @@ __all__ = ["LOGGER", "ConnLog"]
 LOGGER = "anywire.conn"
 
 _PLAIN = re.compile(r"[\w.:/@+\-,]+")
+
+_STORMY = frozenset({"flood", "busy"})  # negotiate outcomes logged once a second at most
 
 
 class ConnLog(Observer):
@@ -66,10 +73,16 @@ class ConnLog(Observer):
         level: int = logging.INFO,
         alert_level: int = logging.WARNING,
         logger: str | logging.Logger = LOGGER,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.level = level
         self.alert_level = alert_level
         self.log = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
+        # A reconnect storm is refused thousands of times a second: a line per refusal
+        # would cost the node the CPU it sheds load to save, and bury everything else.
+        self._clock = clock
+        self._last: dict[str, float] = {}  # outcome -> when its last line was written
+        self._left_out: dict[str, int] = {}  # outcome -> lines left out since
 
     def _line(self, level: int, event: str, **fields: object) -> None:
         if self.log.isEnabledFor(level):
@@ -77,6 +90,18 @@ class ConnLog(Observer):
 
     def negotiated(self, outcome: str, transports: tuple[str, ...]) -> None:
         level = logging.DEBUG if outcome in ("ok", "auth") else self.alert_level
+        if outcome in _STORMY:
+            if not self.log.isEnabledFor(level):
+                return
+            now = self._clock()
+            if now - self._last.get(outcome, -1e18) < 1.0:
+                self._left_out[outcome] = self._left_out.get(outcome, 0) + 1
+                return
+            self._last[outcome] = now
+            more = self._left_out.pop(outcome, 0)
+            transports_ = ",".join(transports)
+            self._line(level, "negotiate", outcome=outcome, transports=transports_, more=more)
+            return
         self._line(level, "negotiate", outcome=outcome, transports=",".join(transports))
 
     def fallback(self, from_transport: str, to_transport: str, reason: str) -> None:

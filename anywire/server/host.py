@@ -45,6 +45,7 @@ from .joins import Joins
 from .metrics import live_counts
 from .outgoing import ack_frame, body, event_frame, measure
 from .refresh import Refresher
+from .timers import Timers
 from .tracking import Tracker
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class SessionHost(Budget):
         # poll or POST learns the real reason instead of "unknown session".
         self._tombstones: dict[str, tuple[int, str, float]] = {}
         self._timer: asyncio.Task[None] | None = None
+        self.timers = Timers(self)  # server/timers.py
         self._background: set[asyncio.Task[Any]] = set()
         self.cluster: Cluster | None = None
         """Set when nodes share a Redis broker: owner registry, presence, tickets."""
@@ -116,7 +118,7 @@ class SessionHost(Budget):
         # system call per call on Python 3.11, and feed() runs for every client message.
         self._clock = asyncio.get_running_loop().time
         await self.broker.start(self.deliver)
-        self._timer = asyncio.create_task(self._run_timers(), name="anywire-timers")
+        self._timer = asyncio.create_task(self.timers.run(), name="anywire-timers")
 
     async def shutdown(self, budget: float = 2.0) -> None:
         """Drain this node within ``budget`` seconds: tell every client to move (4000)
@@ -459,7 +461,9 @@ class SessionHost(Budget):
         sess = self.sessions.get(link.sid) if link.sid is not None else None
         if sess is None:
             return
-        if sess.detach(link, asyncio.get_running_loop().time()):
+        now = asyncio.get_running_loop().time()
+        if sess.detach(link, now, self.stalled(now)):
+            self.timers.detached(sess)
             closing = link.closing
             if closing is not None and not should_reconnect(closing[0]):
                 self._bury(sess, *closing)
@@ -473,7 +477,9 @@ class SessionHost(Budget):
             link.close(code, reason)
             if link.info.name == "longpoll":
                 # No request may be held to carry the close: the next poll learns it (410).
-                sess.detach(link, asyncio.get_running_loop().time())
+                now = asyncio.get_running_loop().time()
+                if sess.detach(link, now, self.stalled(now)):
+                    self.timers.detached(sess)
                 self.track.ended(link)
         if not should_reconnect(code):
             self._bury(sess, code, reason)
@@ -537,25 +543,24 @@ class SessionHost(Budget):
         if run_hooks and socket is not None:
             self.spawn(self.app.run_disconnect_hooks(socket))
 
-    async def _run_timers(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.tick)
-            now = loop.time()
-            for sess in list(self.sessions.values()):
-                deadline = sess.next_deadline()
-                if deadline is None or deadline > now:
-                    continue
-                for action in sess.poll(now):
-                    if action.kind in ("ping", "flush"):
-                        self._wake(sess)
-                    elif action.kind == "close":
-                        self.close_session(sess, action.code, action.reason)
-                    elif action.kind == "expire":
-                        self._expire(sess, run_hooks=True, end="expired")
+    def stalled(self, now: float) -> float:
+        """The node's stall clock at ``now`` (seconds it has spent shedding load): resume
+        windows stand still while it runs (core/stall.py, server/overload.py)."""
+        return self.issuer.gate.lag.stall.read(now)
+
+    def expire(self, sess: ServerSession) -> None:
+        """``sess``'s resume window passed (the timers): forget it."""
+        self._expire(sess, run_hooks=True, end="expired")
+
+    def forget_tombstones(self, now: float) -> None:
+        """Forget the terminal codes remembered for longer than a resume window."""
+        if self._tombstones:
             for sid in [k for k, v in self._tombstones.items() if v[2] <= now]:
                 del self._tombstones[sid]
-            self.issuer.prune(time.time())
+
+    def wake(self, sess: ServerSession) -> None:
+        """Wake the writer of ``sess``'s live connection, if any."""
+        self._wake(sess)
 
     def _wake(self, sess: ServerSession) -> None:
         link = sess.connection
@@ -626,9 +631,7 @@ class SessionHost(Budget):
         handler = self.app.handler(sess.namespace, frame.e)
         if handler is None:
             if frame.id is not None:
-                self.reply(
-                    sess, frame.id, False, None, "no_handler", f"no handler for {frame.e!r}"
-                )
+                self.reply(sess, frame.id, False, None, "no_handler", f"no handler for {frame.e!r}")
             return
         try:
             result = handler(socket, frame.d)
@@ -650,9 +653,7 @@ class SessionHost(Budget):
     def _handler_failed(self, sess: ServerSession, frame: Event, exc: Exception) -> None:
         # A handler's failure is the caller's error ack, never a dead connection.
         if frame.id is not None:
-            self.reply(
-                sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__
-            )
+            self.reply(sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__)
         else:
             log.exception("handler for %r failed", frame.e, exc_info=exc)
 

@@ -32,6 +32,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from ..core.closecodes import CloseCode
+from .stale import stale
 
 __all__ = ["HttpLimits", "LimitedHttpTools", "protocol_class"]
 
@@ -96,6 +97,7 @@ class LimitedHttpTools(HttpToolsProtocol):
         self._too_long = False  # the request target went past max_request_line
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._first = True  # nothing received yet on this connection
 
     # -- connection -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -108,6 +110,14 @@ class LimitedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            shed = stale(data, self.transport)  # a negotiate nobody waits for (stale.py)
+            if shed is not None:
+                self._cancel_timers()
+                self.transport.write(shed)
+                self.transport.close()
+                return
         if not self._in_head:
             super().data_received(data)
             return

@@ -13,6 +13,11 @@ answers ``503 busy`` (code 4000) before it reads the body or checks a credential
 ``Retry-After`` drawn at random between 1 s and a ceiling that grows with the lag, so the
 refused crowd comes back spread out instead of together. Work already admitted (tickets
 issued, connections opening) goes on: that is what the node is busy finishing.
+
+The same signal runs the node's stall clock (:attr:`LoopLag.stall`,
+:mod:`anywire.core.stall`): while the node sheds, the resume windows of the sessions
+waiting for their clients stand still (bounded by ``resume_stretch``), so the node's own
+slowness does not throw away the sessions the refused clients come back for.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import random
 
 from ..core.admission import Refusal
 from ..core.closecodes import CloseCode
+from ..core.stall import StallClock
+from .stale import Stale
 
 __all__ = ["HOLD", "PROBE", "LoopLag"]
 
@@ -44,8 +51,8 @@ class LoopLag:
     ) -> None:
         """``threshold``: lateness in seconds past which negotiates are shed (0: never).
         ``longest``: the largest ``Retry-After`` to give (the server passes a third of
-        its resume window: a resuming client told to wait longer would come back to a
-        session already gone)."""
+        its resume window times ``resume_stretch``: a refused client's session waits
+        for it, since the stall clock runs until its ``Retry-After`` has passed)."""
         self.threshold = threshold
         self.longest = max(2, min(MAX_RETRY_AFTER, int(longest)))
         self.lag = 0.0  # the last probe's lateness, seconds
@@ -54,15 +61,28 @@ class LoopLag:
         self._worst = 0.0  # the largest lateness seen while shedding (sets the spread)
         self._rand = rand or random.Random()
         self._task: asyncio.Task[None] | None = None
+        self._limited_until = -math.inf  # shedding for stale negotiates until then
+        self._deferred_until = -math.inf  # the last Retry-After handed out ends then
+        self._spread = 2  # the Retry-After ceiling of this shedding episode (doubles)
+        self._grown_at = -math.inf  # when the spread last doubled
+        self.stall = StallClock()
+        """Runs while the node sheds (on the loop's clock): resume windows stand still."""
+
+    def stalled(self, now: float) -> float:
+        """The stall clock at ``now`` (the loop's time)."""
+        return self.stall.read(now)
 
     def start(self) -> None:
         """Start probing (on the running loop); nothing when shedding is off."""
         if self.threshold > 0 and self._task is None:
             self._task = asyncio.create_task(self._probe(), name="anywire-loop-lag")
+            Stale.listeners.append(self.stale_negotiate)
 
     async def stop(self) -> None:
         """Stop probing."""
         task, self._task = self._task, None
+        if self.stale_negotiate in Stale.listeners:
+            Stale.listeners.remove(self.stale_negotiate)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -78,10 +98,28 @@ class LoopLag:
             self._worst = 0.0
             return None
         self.shed += 1
-        # The longer the loop lags, the more work is queued: spread the crowd wider.
-        ceiling = min(self.longest, max(2, math.ceil(4 * self._worst)))
+        # The longer the shedding lasts, the larger the crowd it keeps out: the spread
+        # doubles every second of it (a crowd of N clients spread over S seconds comes
+        # back at N/S a second; 10,000 over 10 s was more than a starved node could
+        # even refuse). And the longer the loop lags, the more work is queued.
+        if now - self._grown_at >= 1.0:
+            self._spread = min(self.longest, 2 * self._spread) if now - self._grown_at < 2.0 else 2
+            self._grown_at = now
+        ceiling = min(self.longest, max(self._spread, math.ceil(4 * self._worst)))
         retry = self._rand.randint(1, ceiling)
+        # The client's session waits for it: the node deferred its work, so the stall
+        # clock runs until the Retry-After has passed (core/stall.py, bounded there).
+        self._deferred_until = max(self._deferred_until, now + retry)
+        self.stall.set(now, True)
         return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
+
+    def stale_negotiate(self, age: float) -> None:
+        """A negotiate that waited ``age`` seconds in the kernel was shed (server/stale.py):
+        the node is behind, its stall clock runs for a hold."""
+        now = asyncio.get_running_loop().time()
+        self._limited_until = max(self._limited_until, now + HOLD)
+        self.shed += 1
+        self.stall.set(now, True)
 
     async def _probe(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,3 +131,7 @@ class LoopLag:
             if self.lag > self.threshold:
                 self._late_until = now + HOLD
                 self._worst = max(self._worst, self.lag)
+                # The node was behind from when this probe should have woken.
+                self.stall.set(asked, True)
+            elif now >= max(self._late_until, self._limited_until, self._deferred_until):
+                self.stall.set(now, False)

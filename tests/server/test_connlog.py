@@ -244,3 +244,39 @@ def test_the_python_client_scrubs_httpx_and_websockets_lines() -> None:
         'HTTP Request: GET http://127.0.0.1:9/anywire/sse?ticket=***&last=2 "HTTP/1.1 200 OK"'
     )
     assert any(isinstance(f, ScrubSecrets) for f in logging.getLogger("websockets.client").filters)
+
+
+def test_storm_refusals_are_one_line_a_second_with_the_count_left_out() -> None:
+    """flood and busy negotiates (a reconnect storm: thousands a second) are logged once
+    a second per outcome at most; the next line says how many were left out. Other
+    outcomes are all logged."""
+    logger = logging.getLogger("anywire.conn.test_storm_lines")
+    logger.setLevel(logging.DEBUG)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    now = [100.0]
+    log = ConnLog(logger=logger, clock=lambda: now[0])
+    try:
+        for _ in range(500):
+            log.negotiated("busy", ())
+        for _ in range(3):
+            log.negotiated("flood", ())
+        log.negotiated("bad_request", ())
+        log.negotiated("bad_request", ())
+        now[0] += 0.99
+        log.negotiated("busy", ())
+        now[0] += 0.01
+        log.negotiated("busy", ())
+    finally:
+        logger.removeHandler(handler)
+    lines = [(r.__dict__["outcome"], r.__dict__.get("more")) for r in records]
+    assert lines == [
+        ("busy", 0),
+        ("flood", 0),
+        ("bad_request", None),
+        ("bad_request", None),
+        ("busy", 500),  # 499 in the first burst and one 0.99 s later
+    ]
+    assert records[-1].getMessage() == 'negotiate outcome=busy transports="" more=500'

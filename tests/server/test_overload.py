@@ -81,3 +81,36 @@ async def test_the_gate_answers_a_shed_negotiate_with_503_and_retry_after() -> N
     payload = json.loads(body["body"])
     assert payload["error"] == "busy" and payload["code"] == 4000
     assert payload["retry_after"] == int(headers[b"retry-after"])
+
+
+async def test_the_spread_grows_while_shedding_lasts_and_the_stall_clock_waits() -> None:
+    """While the loop keeps running late, the Retry-After ceiling doubles every second
+    of the episode (up to the longest allowed), and the stall clock runs until the last
+    Retry-After handed out has passed (the refused client's session waits for it)."""
+    lag = LoopLag(0.1, longest=10, rand=random.Random(3))
+    lag.start()
+    loop = asyncio.get_running_loop()
+
+    def spread() -> set[int]:
+        refused = (lag.refusal() for _ in range(300))
+        return {r.retry_after for r in refused if r is not None}
+
+    try:
+        await _until(lambda: lag.lag != 0.0)  # the probe runs
+        time.sleep(0.2)  # the loop is busy: the probe wakes about 0.15 s late
+        await _until(lambda: lag.lag > 0.1)
+        start = loop.time()
+        assert spread() == {1, 2}  # the episode starts at 2 s (4 x 0.15 s is less)
+        assert lag.stall.overloaded
+        for step in (1, 2):  # keep it late, a second at a time
+            while loop.time() < start + step:
+                time.sleep(0.2)
+                await asyncio.sleep(0)
+            spread()
+        assert max(spread()) > 4  # doubled twice: up to 8
+        # Once on time, the stall clock still runs until the last Retry-After passed.
+        last = loop.time()
+        await _until(lambda: not lag.stall.overloaded, timeout=10 + 2)
+        assert loop.time() - last >= 4.0
+    finally:
+        await lag.stop()

@@ -1,0 +1,104 @@
+"""Negotiates nobody waits for any more: shed by the age of the work, at the socket.
+
+When a reconnect storm overflows a node, the connections queue in the kernel (the accept
+queue, then the socket's receive buffer) before the event loop sees them, and the loop's
+own lateness does not show that queue. A negotiate whose request bytes waited there
+longer than a client waits for its answer (the Python client's ``connect_timeout``,
+5 s) was given up: answering it costs the node a negotiate (JSON, a credential, two
+signatures, a ticket and its admission slot) that nobody reads, while the crowd behind
+it waits longer still (docs/perf/storm.md: at 10,000 clients every attempt timed out,
+half of them with the request sent and not yet answered).
+
+The age is the kernel's: ``TCP_INFO``'s ``tcpi_last_data_recv``, the milliseconds since
+the last segment arrived, read once when the first bytes of a connection are handed to
+the protocol (Linux; elsewhere nothing is shed). Such a negotiate is answered at once,
+before the request is parsed, with a canned ``503 busy`` (code 4000, a ``Retry-After``
+spread over 1..10 s, ``Connection: close``): the client, if it is still there, waits and
+comes back, and the node told its listeners it is behind (its resume windows stand
+still: core/stall.py). Off with the rest of load shedding (``shed_lag`` 0). Only
+negotiates: a WebSocket upgrade, an SSE stream or a poll
+carries a ticket or a session the node already paid for.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..core.closecodes import CloseCode
+
+__all__ = ["STALE_AFTER", "Stale", "stale"]
+
+STALE_AFTER = 5.0
+"""Seconds a negotiate's request may have waited in the kernel before it is shed."""
+
+_LAST_DATA_RECV = 52  # offset of tcpi_last_data_recv (u32, ms) in struct tcp_info
+_TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
+_NEGOTIATE = b"/negotiate"
+
+
+class Stale:
+    """What was shed, and who is told (the node's load shedding registers itself)."""
+
+    shed = 0
+    """Negotiates answered 503 for their age, in this process."""
+    listeners: list[Callable[[float], None]] = []  # process-wide, on purpose
+    """Called with the age (seconds) of each negotiate shed."""
+
+
+def waited(transport: Any) -> float | None:
+    """Seconds since the connection's last segment arrived (None: not known here)."""
+    if _TCP_INFO is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    except (OSError, AttributeError):
+        return None
+    if len(raw) < _LAST_DATA_RECV + 4:
+        return None
+    return float(struct.unpack_from("I", raw, _LAST_DATA_RECV)[0]) / 1000.0
+
+
+def stale(first: bytes, transport: Any) -> bytes | None:
+    """The canned 503 to answer a connection whose first bytes ``first`` are a negotiate
+    that waited :data:`STALE_AFTER` seconds or more; None to serve it. Nothing is shed
+    while no node of this process sheds load (``shed_lag`` 0: no listener)."""
+    if not Stale.listeners:
+        return None
+    line = first[: first.find(b"\r\n")] if b"\r\n" in first else first[:2048]
+    if not line.startswith(b"POST ") or _NEGOTIATE not in line:
+        return None
+    age = waited(transport)
+    if age is None or age < STALE_AFTER:
+        return None
+    Stale.shed += 1
+    for listener in Stale.listeners:
+        listener(age)
+    retry = random.randint(1, 10)  # a spread, not a secret
+    body = json.dumps(
+        {
+            "error": "busy",
+            "code": int(CloseCode.SHUTDOWN),
+            "message": "server overloaded: try later",
+            "retry_after": retry,
+        }
+    ).encode()
+    return b"".join(
+        [
+            b"HTTP/1.1 503 Service Unavailable\r\n",
+            b"content-type: application/json\r\n",
+            b"cache-control: no-store\r\n",
+            b"retry-after: %d\r\n" % retry,
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
