@@ -166,9 +166,7 @@ class Cluster:
     def wait_ok(self, timeout: float = 20.0) -> None:
         def ok() -> bool:
             try:
-                return all(
-                    "cluster_state:ok" in p.cli("cluster", "info") for p in self.alive()
-                )
+                return all("cluster_state:ok" in p.cli("cluster", "info") for p in self.alive())
             except subprocess.SubprocessError:
                 return False
 
@@ -202,12 +200,16 @@ def start_cluster(masters: int = 3, replicas: int = 0) -> Cluster:
         cluster = Cluster(procs)
         cluster.wait_ok()
         if replicas:
+
             def synced() -> bool:
                 roles = [p.info("replication") for p in procs]
-                return sum(
-                    r.get("role") == "slave" and r.get("master_link_status") == "up"
-                    for r in roles
-                ) == masters * replicas
+                return (
+                    sum(
+                        r.get("role") == "slave" and r.get("master_link_status") == "up"
+                        for r in roles
+                    )
+                    == masters * replicas
+                )
 
             wait_for(synced, 20, "every replica in sync")
         return cluster
@@ -243,6 +245,7 @@ class Sentinels:
 
     def wait_failover(self, old_port: int, timeout: float = 30.0) -> RedisProc:
         """Wait until the Sentinels promoted another server, and it says it is master."""
+
         def moved() -> bool:
             try:
                 port = self.master_port()
@@ -316,4 +319,3 @@ def running(setup: Cluster | Sentinels) -> Iterator[Cluster | Sentinels]:
         yield setup
     finally:
         setup.cleanup()
-

@@ -36,9 +36,9 @@ from redis.exceptions import NoScriptError, RedisError
 from ..core.frames import StreamPos
 from ..core.gaps import Fill, GapTracker, Lost, Step
 from ..core.streams import StreamRead
+from ..redis_connect import command_client, detect, parse, subscriber_client
+from ..redis_scripts import READ, publish_script, stamp_key, stamped_call
 from ..redis_wire import (
-    PUBLISH,
-    PUBLISH_SHA,
     dumps,
     loads,
     pack,
@@ -48,6 +48,7 @@ from ..redis_wire import (
 )
 from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
+from .redis_cluster_calls import is_cluster, run_on_cluster
 
 __all__ = ["RedisBroker"]
 
@@ -83,7 +84,9 @@ Rpc = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 class RedisBroker:
     """Scale-out broker on redis-py asyncio.
 
-    :param url: ``redis://host:port/db``.
+    :param url: ``redis://host:port/db``, ``rediss://``, ``redis+sentinel://``,
+        ``redis+cluster://`` (:mod:`anywire.redis_connect`; a bad URL raises
+        :class:`~anywire.redis_connect.RedisURLError` here).
     :param history: entries kept per stream (``XADD MAXLEN ~``: Redis may keep a few more).
     :param stream_ttl: seconds a stream's keys live after its last publish.
     :param prefix: key and channel prefix (several deployments can share one Redis).
@@ -106,6 +109,7 @@ class RedisBroker:
         idempotency_window: float = 300.0,
     ) -> None:
         self.url = url
+        self.target = parse(url)
         self.history_size = history
         self.stream_ttl = int(stream_ttl)
         self.prefix = prefix
@@ -124,6 +128,10 @@ class RedisBroker:
         self._deliver: Callable[[Envelope], None] | None = None
         self._redis: aioredis.Redis | None = None
         self._sub_redis: aioredis.Redis | None = None
+        self._sub_clients: Any = None  # redis_connect.subscriber_client(): one per connect
+        # Sentinel and Cluster: the failover-stamped scripts (redis_scripts.py).
+        self._stamped = self.target.kind != "standalone"
+        self._script = publish_script()
         self._read_script: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -171,12 +179,17 @@ class RedisBroker:
         # default pool fails at once past 100 connections in use ("Too many
         # connections"), which a burst of catch-ups or publishes, or a paused Redis
         # holding every connection, reaches: emits failed while Redis was fine.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT, socket_timeout=5.0, **opts
-        )
-        self._redis = aioredis.Redis.from_pool(pool)
-        self._sub_redis = aioredis.from_url(self.url, socket_keepalive=True, **opts)
-        self._read_script = self._redis.register_script(_READ)
+        self.target = target = await detect(self.target)
+        self._stamped = target.kind != "standalone"
+        self._script = publish_script(stamped=self._stamped)
+        cluster_opts = {"socket_connect_timeout": 2.0} if target.kind == "cluster" else opts
+        self._redis = client = command_client(  # type: ignore[assignment]
+            target, max_connections=_POOL_SIZE, pool_wait=_POOL_WAIT, socket_timeout=5.0,
+            **cluster_opts,
+        )  # fmt: skip
+        self._sub_clients = subscriber_client(target, socket_keepalive=True, **opts)
+        self._sub_redis = next(self._sub_clients)
+        self._read_script = client.register_script(READ.text if self._stamped else _READ)
         self._loops = [
             asyncio.create_task(self._read_loop(), name="anywire-redis-reader"),
             asyncio.create_task(self._beat_loop(), name="anywire-redis-heartbeat"),
@@ -245,6 +258,8 @@ class RedisBroker:
             ttl=self.stream_ttl,
             idempotency_ms=self.idempotency_ms,
         )
+        if self._stamped:
+            call = stamped_call(call, self.prefix)
         pos = envelope.pos = call.position(await self._run_publish(call.keys, call.args))
         self.counters["published"] += 1
         return pos
@@ -252,6 +267,8 @@ class RedisBroker:
     async def _run_publish(self, keys: list[str], args: list[Any]) -> list[Any]:
         """Run the publish script, telling apart a failure before Redis got the command
         (certainly not published) from one after (the reply was lost: maybe published)."""
+        if is_cluster(self.redis):
+            return await run_on_cluster(self.redis, self._script, keys, args)
         pool = self.redis.connection_pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -259,13 +276,13 @@ class RedisBroker:
             raise publish_failed(exc, sent=False) from exc
         sent = False
         try:
-            await conn.send_command("EVALSHA", PUBLISH_SHA, len(keys), *keys, *args)
+            await conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
             sent = True
             try:
                 result = await conn.read_response()
             except NoScriptError:
                 sent = False  # the script did not run: load it with EVAL
-                await conn.send_command("EVAL", PUBLISH, len(keys), *keys, *args)
+                await conn.send_command("EVAL", self._script.text, len(keys), *keys, *args)
                 sent = True
                 result = await conn.read_response()
         except (RedisError, OSError) as exc:
@@ -292,10 +309,11 @@ class RedisBroker:
 
     async def read(self, stream: str, epoch: str, after: int) -> StreamRead:
         args = [secrets.token_hex(4), epoch, after, self.stream_ttl]
+        keys = self._keys(stream)
+        if self._stamped:
+            keys.append(stamp_key(self.prefix, stream))
         try:
-            current, head, start, entries = await self._read_script(
-                keys=self._keys(stream), args=args
-            )
+            current, head, start, entries = await self._read_script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"history unavailable: {exc}") from exc
         out: list[tuple[int, Envelope]] = []
@@ -463,6 +481,10 @@ class RedisBroker:
                 self._set_state("down")
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+            # The next server to subscribe on (a cluster's next node; Sentinel's primary).
+            old, self._sub_redis = self._sub_redis, next(self._sub_clients)
+            with contextlib.suppress(Exception):
+                await old.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
 

@@ -1,0 +1,125 @@
+"""Variants of the publish and read scripts for a replicated Redis (Sentinel, Cluster).
+
+:data:`~anywire.redis_wire.PUBLISH` is left as it is (one server); this module derives
+from it the forms a deployment with failover needs, chosen by :func:`publish_script`:
+
+- **stamped** (Sentinel and Cluster URLs): Redis replicates asynchronously, so a
+  promoted replica may lack the last acknowledged publishes of a stream. Its offset
+  counter is then behind: the next publishes would reuse offsets that clients and nodes
+  have already seen with other events, and be dropped as duplicates, silently. So each
+  stream keeps a stamp, the ``master_replid`` of the primary that last published on it
+  (``INFO replication``; a promotion gives the new primary a new one). A publish that
+  finds a stamp other than its server's starts a **new epoch** (history and counter
+  reset): every node and client then reports ``$lost`` after its position, the
+  documented answer to "Redis may have lost acknowledged writes". A failover that lost
+  nothing costs the same ``$lost`` (the script cannot tell), once per stream published
+  after it.
+- **sharded**: ``SPUBLISH`` instead of ``PUBLISH`` for the channel (a Redis Cluster with
+  per-stream channels, whose hash tag is the stream's: the script's keys and its channel
+  share a slot; the routing branch's channel ``{prefix}:{{stream}}:c``).
+
+Keys of a stamped call: history, epoch, offset, **stamp** [, idempotency key]; the
+arguments are :func:`~anywire.redis_wire.publish_call`'s. :func:`stamped_call` makes
+them from a ``PublishCall``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+from .redis_wire import PUBLISH, PublishCall
+
+__all__ = ["READ", "Script", "publish_script", "stamp_key", "stamped_call"]
+
+_STAMP_CHECK = """
+local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+local ep = redis.call('GET', KEYS[2])
+if ep and redis.call('GET', KEYS[4]) ~= rid then
+  -- Another primary than the one that last published here (a failover): what it
+  -- acknowledged may be missing, so the old offsets cannot be trusted: a new epoch.
+  ep = false
+end
+if not ep then
+  ep = ARGV[1]
+  redis.call('SET', KEYS[2], ep)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+redis.call('SET', KEYS[4], rid)
+"""
+
+
+class Script:
+    """A script's text and its ``EVALSHA`` name."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+def _variant(*, sharded: bool, stamped: bool) -> str:
+    text = PUBLISH
+    if stamped:
+        # The idempotency key moves to KEYS[5]; the stamp takes KEYS[4].
+        text = text.replace("KEYS[4]", "KEYS[5]")
+        head = text.index("local ep = redis.call('GET', KEYS[2])")
+        tail = text.index("local n = redis.call('INCR', KEYS[3])")
+        text = text[:head] + _STAMP_CHECK.lstrip("\n") + text[tail:]
+        text = text.replace("for i = 1, 3 do", "for i = 1, 4 do")
+    if sharded:
+        text = text.replace("redis.call('PUBLISH', ARGV[5]", "redis.call('SPUBLISH', ARGV[5]")
+    return text
+
+
+_SCRIPTS = {
+    (sharded, stamped): Script(_variant(sharded=sharded, stamped=stamped))
+    for sharded in (False, True)
+    for stamped in (False, True)
+}
+
+
+def publish_script(*, sharded: bool = False, stamped: bool = False) -> Script:
+    """The publish script for a deployment (``(False, False)`` is ``PUBLISH`` itself)."""
+    return _SCRIPTS[(sharded, stamped)]
+
+
+def stamp_key(prefix: str, stream: str) -> str:
+    """The key holding the ``master_replid`` that last published on ``stream``."""
+    return f"{prefix}:{{{stream}}}:r"
+
+
+def stamped_call(call: PublishCall, prefix: str, channel: str | None = None) -> PublishCall:
+    """``call`` for a stamped script: the stamp key inserted as KEYS[4] (and the
+    channel replaced, for the routing branch's per-stream channels)."""
+    keys = [*call.keys[:3], stamp_key(prefix, call.stream), *call.keys[3:]]
+    args = list(call.args)
+    if channel is not None:
+        args[4] = channel
+    return replace(call, keys=keys, args=args)
+
+
+# KEYS: history, epoch, offset, stamp. ARGV: fresh epoch, epoch asked, after, ttl.
+# broker_redis's read script, stamping a stream it creates (so that a stream created by
+# a read and published on by a primary that failed is told apart from one never published).
+READ = Script(
+    """
+local ep = redis.call('GET', KEYS[2])
+if not ep then
+  ep = ARGV[1]
+  redis.call('SET', KEYS[2], ep, 'EX', ARGV[4])
+  redis.call('DEL', KEYS[1], KEYS[3])
+  local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  redis.call('SET', KEYS[4], rid, 'EX', ARGV[4])
+end
+local head = tonumber(redis.call('GET', KEYS[3]) or '0')
+local after = 0
+if ep == ARGV[2] then after = tonumber(ARGV[3]) end
+local entries = {}
+if after < head then
+  entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', head .. '-0')
+end
+return {ep, head, after, entries}
+"""
+)
