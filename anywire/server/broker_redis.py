@@ -49,6 +49,7 @@ from ..redis_wire import (
 from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
 from .redis_cluster_calls import is_cluster, run_on_cluster
+from .redis_cluster_sub import ClusterSubscriber
 
 __all__ = ["RedisBroker"]
 
@@ -129,6 +130,7 @@ class RedisBroker:
         self._redis: aioredis.Redis | None = None
         self._sub_redis: aioredis.Redis | None = None
         self._sub_clients: Any = None  # redis_connect.subscriber_client(): one per connect
+        self._node_sub: ClusterSubscriber | None = None  # a cluster's node channel
         # Sentinel and Cluster: the failover-stamped scripts (redis_scripts.py).
         self._stamped = self.target.kind != "standalone"
         self._script = publish_script()
@@ -154,8 +156,17 @@ class RedisBroker:
         return self._keys(stream)
 
     def node_channel(self, node: str) -> str:
-        """The request channel of ``node``."""
+        """The request channel of ``node`` (on a cluster a shard channel, hash-tagged:
+        ``SPUBLISH`` counts its listeners exactly, where a plain ``PUBLISH`` counts only
+        those of the cluster node it reached)."""
+        if self.target.kind == "cluster":
+            return f"{self.prefix}:{{node:{node}}}"
         return f"{self.prefix}:node:{node}"
+
+    async def _to_node(self, channel: str, message: bytes) -> int:
+        if self._node_sub is not None:
+            return int(await self.redis.spublish(channel, message))
+        return int(await self.redis.publish(channel, message))
 
     def alive_key(self, node: str) -> str:
         """The heartbeat key of ``node`` (expires after 3 missed heartbeats)."""
@@ -190,6 +201,11 @@ class RedisBroker:
         self._sub_clients = subscriber_client(target, socket_keepalive=True, **opts)
         self._sub_redis = next(self._sub_clients)
         self._read_script = client.register_script(READ.text if self._stamped else _READ)
+        if target.kind == "cluster":
+            self._node_sub = ClusterSubscriber(client)  # type: ignore[arg-type]
+            await self._node_sub.start(self._on_message, _ignore, _ignore)
+            with contextlib.suppress(ConnectionError):  # placed later: requests wait
+                await self._node_sub.subscribe([self.node_channel(self.node_id)])
         self._loops = [
             asyncio.create_task(self._read_loop(), name="anywire-redis-reader"),
             asyncio.create_task(self._beat_loop(), name="anywire-redis-heartbeat"),
@@ -233,6 +249,11 @@ class RedisBroker:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(timeout / 8):
                     await self._sub_redis.aclose()
+        if self._node_sub is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(timeout / 8):
+                    await self._node_sub.stop()
+        self._node_sub = None
         self._redis = self._sub_redis = None
         self._deliver = None
         # A clean stop is not an outage: listeners (the connection log's WARNING, the
@@ -389,7 +410,7 @@ class RedisBroker:
             message = {**payload, "id": rid, "from": self.node_id}
             try:
                 channel = self.node_channel(node)
-                listeners = await self.redis.publish(channel, b"R" + dumps(message))
+                listeners = await self._to_node(channel, b"R" + dumps(message))
             except (RedisError, OSError) as exc:
                 raise BrokerUnavailable(f"Redis unavailable: {exc}") from exc
             if not listeners:
@@ -407,7 +428,7 @@ class RedisBroker:
         if the node is gone or Redis is down)."""
         message = b"N" + dumps(payload)
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
-            await self.redis.publish(self.node_channel(node), message)
+            await self._to_node(self.node_channel(node), message)
 
     def waiting_for(self) -> set[str]:
         """The nodes this one has requests waiting on."""
@@ -436,7 +457,7 @@ class RedisBroker:
             reply = {"error": repr(exc)}
         reply["id"] = message.get("id")
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.publish(self.node_channel(str(message["from"])), b"A" + dumps(reply))
+            await self._to_node(self.node_channel(str(message["from"])), b"A" + dumps(reply))
 
     # -- reading ----------------------------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -446,7 +467,10 @@ class RedisBroker:
             assert self._sub_redis is not None
             pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.bus, self.node_channel(self.node_id))
+                if self._node_sub is None:
+                    await pubsub.subscribe(self.bus, self.node_channel(self.node_id))
+                else:
+                    await pubsub.subscribe(self.bus)
                 if not first:
                     self.counters["reconnects"] += 1
                 first = False
@@ -607,6 +631,10 @@ class RedisBroker:
     def stream_count(self) -> int:
         """Streams this node tracks (for metrics)."""
         return len(self.tracker)
+
+
+def _ignore(_: Any) -> None:
+    """Node requests are at most once: nothing to do after a resubscription."""
 
 
 def _pack(env: Envelope) -> bytes:
