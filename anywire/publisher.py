@@ -30,7 +30,9 @@ from .core.frames import StreamPos
 from .core.settings import Settings
 from .core.streams import target_stream
 from .errors import BrokerUnavailable
-from .redis_wire import PUBLISH, PUBLISH_SHA, PublishCall, pack, publish_call, publish_failed
+from .redis_connect import command_client, parse, sync_command_client
+from .redis_scripts import publish_script, run_on_cluster, stamped_call
+from .redis_wire import PublishCall, pack, publish_call, publish_failed
 
 __all__ = ["AsyncPublisher", "BrokerUnavailable", "PublishBuilder", "Publisher"]
 
@@ -69,6 +71,17 @@ class PublishBuilder:
             JsonCodec(max_depth=max_depth),
             MsgpackCodec(msgpack.packb, msgpack.unpackb, max_depth=max_depth),
         )
+
+    def _use(self, url: str) -> None:
+        """Parse ``url`` (:mod:`anywire.redis_connect`: ``RedisURLError``, a ValueError,
+        if it is bad) and choose the script its kind of Redis needs."""
+        self.target = parse(url)
+        # Sentinel and Cluster: the failover-stamped script, as the nodes use there.
+        self._stamped = self.target.kind != "standalone"
+        self._script = publish_script(stamped=self._stamped)
+
+    def _shape(self, call: PublishCall) -> PublishCall:
+        return stamped_call(call, self.prefix) if self._stamped else call
 
     def build(
         self,
@@ -131,8 +144,9 @@ class Publisher(PublishBuilder):
         self, redis_url: str, namespace: str = "/", *, timeout: float = 5.0, **settings: Any
     ) -> None:
         super().__init__(namespace, **settings)
-        self.redis = redis.Redis.from_url(
-            redis_url,
+        self._use(redis_url)
+        self.redis = sync_command_client(
+            self.target,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # a blind retry could publish twice
@@ -140,7 +154,9 @@ class Publisher(PublishBuilder):
 
     def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see the class) and return its stream position."""
-        call = self.build(event, data, **target)
+        call = self._shape(self.build(event, data, **target))
+        if isinstance(self.redis, redis.RedisCluster):
+            return call.position(self._on_cluster(call))
         pool = self.redis.connection_pool
         try:
             conn = pool.get_connection()
@@ -149,13 +165,13 @@ class Publisher(PublishBuilder):
         args = (len(call.keys), *call.keys, *call.args)
         sent = False  # once the script call is written, Redis may run it
         try:
-            conn.send_command("EVALSHA", PUBLISH_SHA, *args)  # type: ignore[no-untyped-call]
+            conn.send_command("EVALSHA", self._script.sha, *args)  # type: ignore[no-untyped-call]
             sent = True
             try:
                 reply = conn.read_response()
             except NoScriptError:  # the script did not run: load it with EVAL
                 sent = False
-                conn.send_command("EVAL", PUBLISH, *args)  # type: ignore[no-untyped-call]
+                conn.send_command("EVAL", self._script.text, *args)  # type: ignore[no-untyped-call]
                 sent = True
                 reply = conn.read_response()
         except (RedisError, OSError) as exc:
@@ -168,6 +184,19 @@ class Publisher(PublishBuilder):
         finally:
             pool.release(conn)
         return call.position(reply)
+
+    def _on_cluster(self, call: PublishCall) -> Any:
+        """The script on the master of the stream's slot (redis-py follows MOVED); a
+        failure may have published (the cluster client hides whether it was sent)."""
+        client: Any = self.redis
+        args = (len(call.keys), *call.keys, *call.args)
+        try:
+            try:
+                return client.evalsha(self._script.sha, *args)
+            except NoScriptError:
+                return client.eval(self._script.text, *args)
+        except (RedisError, OSError) as exc:
+            raise publish_failed(exc, sent=True) from exc
 
     def close(self) -> None:
         """Release the connections."""
@@ -182,8 +211,9 @@ class AsyncPublisher(PublishBuilder):
         self, redis_url: str, namespace: str = "/", *, timeout: float = 5.0, **settings: Any
     ) -> None:
         super().__init__(namespace, **settings)
-        self.redis = aioredis.Redis.from_url(
-            redis_url,
+        self._use(redis_url)
+        self.redis = command_client(
+            self.target,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=AsyncRetry(NoBackoff(), 0),  # a blind retry could publish twice
@@ -191,7 +221,10 @@ class AsyncPublisher(PublishBuilder):
 
     async def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see :class:`Publisher`) and return its stream position."""
-        call = self.build(event, data, **target)
+        call = self._shape(self.build(event, data, **target))
+        if isinstance(self.redis, aioredis.RedisCluster):
+            return call.position(await run_on_cluster(self.redis, self._script, call.keys,
+                                                      call.args))  # fmt: skip
         pool = self.redis.connection_pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -200,13 +233,13 @@ class AsyncPublisher(PublishBuilder):
         args = (len(call.keys), *call.keys, *call.args)
         sent = False
         try:
-            await conn.send_command("EVALSHA", PUBLISH_SHA, *args)
+            await conn.send_command("EVALSHA", self._script.sha, *args)
             sent = True
             try:
                 reply = await conn.read_response()
             except NoScriptError:
                 sent = False
-                await conn.send_command("EVAL", PUBLISH, *args)
+                await conn.send_command("EVAL", self._script.text, *args)
                 sent = True
                 reply = await conn.read_response()
         except (RedisError, OSError) as exc:

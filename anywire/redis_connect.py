@@ -29,7 +29,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+import redis
 import redis.asyncio as aioredis
+import redis.cluster
+import redis.sentinel
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -41,6 +44,7 @@ __all__ = [
     "detect",
     "parse",
     "subscriber_client",
+    "sync_command_client",
 ]
 
 _SCHEMES = {
@@ -252,3 +256,33 @@ def subscriber_client(target: RedisTarget, **opts: Any) -> Iterator[aioredis.Red
     else:
         while True:
             yield aioredis.from_url(target.url, **opts)
+
+
+def sync_command_client(target: RedisTarget, **opts: Any) -> redis.Redis | redis.RedisCluster:
+    """:func:`command_client` for blocking code (the synchronous Publisher)."""
+    if target.kind == "cluster":
+        kw = {**target.kwargs(), **opts}
+        kw.pop("retry", None)
+        ssl = bool(kw.pop("ssl", False)) or target.tls
+        return redis.cluster.RedisCluster(
+            startup_nodes=[_sync_node(h, p) for h, p in target.hosts],
+            ssl=ssl,
+            **kw,
+        )
+    if target.kind == "sentinel":
+        kw = {**target.kwargs(), **opts}
+        secret = kw.pop("sentinel_password", None) or target.options.get("sentinel_password")
+        kw.pop("ssl", None)
+        sentinel_kwargs: dict[str, Any] = {k: v for k, v in kw.items() if k.startswith("socket_")}
+        if secret:
+            sentinel_kwargs["password"] = secret
+        sentinel = redis.sentinel.Sentinel(
+            list(target.hosts), sentinel_kwargs=sentinel_kwargs, **kw
+        )
+        client: redis.Redis = sentinel.master_for(str(target.service), db=target.db, **kw)
+        return client
+    return redis.Redis.from_url(target.url, **opts)
+
+
+def _sync_node(host: str, port: int) -> redis.cluster.ClusterNode:
+    return redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from typing import Any
 
-from .redis_wire import PUBLISH, PublishCall
+from redis.exceptions import NoScriptError, RedisError
 
-__all__ = ["READ", "Script", "publish_script", "stamp_key", "stamped_call"]
+from .redis_wire import PUBLISH, PublishCall, publish_failed
+
+__all__ = ["READ", "Script", "publish_script", "run_on_cluster", "stamp_key", "stamped_call"]
 
 _STAMP_CHECK = """
 local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
@@ -123,3 +126,22 @@ end
 return {ep, head, after, entries}
 """
 )
+
+
+async def run_on_cluster(
+    client: Any, script: Script, keys: list[str], args: list[Any]
+) -> list[Any]:
+    """Run the publish ``script`` through an asyncio ``RedisCluster`` (on the master of
+    its keys' slot; redis-py follows ``MOVED``/``ASK``).
+
+    The cluster client hides whether a failed command reached Redis (it retries
+    connection errors on a refreshed slot map itself), so a failure here always says
+    the event *may* have been published: a retry with the same ``id=`` is safe."""
+    try:
+        try:
+            result = await client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            result = await client.eval(script.text, len(keys), *keys, *args)
+    except (RedisError, OSError) as exc:
+        raise publish_failed(exc, sent=True) from exc
+    return list(result)

@@ -4,7 +4,7 @@ On a cluster a command may only name keys of one slot. Stream keys share their
 stream's hash tag; what reads keys of many slots (every node's heartbeat key) goes
 through :func:`mget`, which splits by slot there (``MGET`` per slot, not atomic: the
 callers only read independent flags). A publish runs through ``RedisCluster``, which
-follows ``MOVED``/``ASK`` itself (:func:`run_on_cluster`).
+follows ``MOVED``/``ASK`` itself (:func:`~anywire.redis_scripts.run_on_cluster`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
 
-from ..redis_scripts import Script
-from ..redis_wire import publish_failed
+from ..redis_scripts import run_on_cluster
 
 __all__ = ["is_cluster", "mget", "run_on_cluster"]
 
@@ -33,21 +31,3 @@ async def mget(client: Any, keys: Sequence[str]) -> list[Any]:
     if isinstance(client, RedisCluster):
         return list(await client.mget_nonatomic(list(keys)))
     return list(await client.mget(list(keys)))
-
-
-async def run_on_cluster(
-    client: Any, script: Script, keys: list[str], args: list[Any]
-) -> list[Any]:
-    """Run the publish ``script`` on the master of its keys' slot.
-
-    redis-py's cluster client hides whether a failed command reached Redis (it retries
-    connection errors on a refreshed slot map itself), so a failure here always says
-    the event *may* have been published: a retry with the same ``id=`` is safe."""
-    try:
-        try:
-            result = await client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            result = await client.eval(script.text, len(keys), *keys, *args)
-    except (RedisError, OSError) as exc:
-        raise publish_failed(exc, sent=True) from exc
-    return list(result)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from anywire.clients.python import Client
+from anywire.publisher import AsyncPublisher, Publisher
 from tests.e2e.conftest import Server, make_token
 
 from .conftest import Nginx, start_nginx, start_node
@@ -105,3 +106,29 @@ async def test_rooms_users_calls_and_presence_across_nodes(
 
 def _forwarded(nodes: list[Server]) -> int:
     return sum(httpx.get(n.url + "/anywire/metrics").json()["forwarded_in"] for n in nodes)
+
+
+async def test_the_publishers_reach_clients(
+    backend: Any, rr: Nginx, pair: list[Server], transport: str
+) -> None:
+    """Publisher and AsyncPublisher on the same URL as the nodes (the stamped script on
+    both kinds: a stream they publish on is protected at a failover too)."""
+    room = f"pub-{transport}"
+    listener = Client(rr.url, make_token(f"pub-{transport}"), transports=(transport,))
+    inbox = Inbox(listener, "news")
+    sync_pub = Publisher(backend.url)
+    async_pub = AsyncPublisher(backend.url)
+    try:
+        async with listener:
+            await listener.join(room)
+            for i in range(10):
+                if i % 2:
+                    await async_pub.emit("news", i, room=room)
+                else:
+                    await asyncio.to_thread(sync_pub.emit, "news", i, room=room)
+            await inbox.until(lambda: len(inbox.of("news")) >= 10, 15)
+            assert inbox.of("news") == list(range(10))
+    finally:
+        sync_pub.close()
+        await async_pub.aclose()
+    assert _slot_errors(pair) == []
