@@ -148,3 +148,36 @@ async def test_a_killed_master_is_failed_over_and_resubscribed(
         lambda: sum(d == b"after-failover" for _, d in rec.messages) == len(on_victim),
         10, "every message after the failover",
     )  # fmt: skip
+
+
+async def test_a_silent_master_is_found_by_ping(sub: tuple, cluster: Cluster) -> None:
+    """SIGSTOP: the connection stays open and says nothing; the PING finds it, and the
+    channels move to the replica the cluster promotes."""
+    subscriber, rec, client = sub
+    names = channels(30, "silent")
+    await subscriber.subscribe(names)
+    replicated = [
+        port for port in cluster.masters()
+        if int(cluster.by_port(port).info("replication").get("connected_slaves", "0")) > 0
+    ]  # fmt: skip
+    victim_port = replicated[0]
+    victim = f"127.0.0.1:{victim_port}"
+    on_victim = sorted(n for n, where in subscriber.placed().items() if where == victim)
+    assert on_victim
+    stopped = cluster.by_port(victim_port)
+    stopped.stop()
+    try:
+        await rec.until(
+            lambda: set(on_victim) <= set(rec.resubscribed), 40, "resubscribed elsewhere"
+        )
+        assert victim not in {subscriber.placed()[n] for n in on_victim}
+        assert subscriber.counters["shard_lost"] >= 1
+    finally:
+        stopped.cont()
+    await client.nodes_manager.initialize()
+    for name in on_victim:
+        assert await client.spublish(name, b"after-stop") == 1
+    await rec.until(
+        lambda: sum(d == b"after-stop" for _, d in rec.messages) == len(on_victim),
+        10, "every message after the promotion",
+    )  # fmt: skip
