@@ -66,14 +66,22 @@ def _variant(*, sharded: bool, stamped: bool) -> str:
     text = PUBLISH
     if stamped:
         # The idempotency key moves to KEYS[5]; the stamp takes KEYS[4].
-        text = text.replace("KEYS[4]", "KEYS[5]")
+        text = _swap(text, "KEYS[4]", "KEYS[5]")
         head = text.index("local ep = redis.call('GET', KEYS[2])")
         tail = text.index("local n = redis.call('INCR', KEYS[3])")
         text = text[:head] + _STAMP_CHECK.lstrip("\n") + text[tail:]
-        text = text.replace("for i = 1, 3 do", "for i = 1, 4 do")
+        text = _swap(text, "for i = 1, 3 do", "for i = 1, 4 do")
     if sharded:
-        text = text.replace("redis.call('PUBLISH', ARGV[5]", "redis.call('SPUBLISH', ARGV[5]")
+        text = _swap(text, "redis.call('PUBLISH', ARGV[5]", "redis.call('SPUBLISH', ARGV[5]")
     return text
+
+
+def _swap(text: str, old: str, new: str) -> str:
+    """Replace ``old``, which must be there: an edit of PUBLISH that moves a line these
+    variants rewrite fails at import, not silently in production."""
+    if old not in text:
+        raise RuntimeError(f"redis_wire.PUBLISH changed: {old!r} not found (redis_scripts.py)")
+    return text.replace(old, new)
 
 
 _SCRIPTS = {
