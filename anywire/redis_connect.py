@@ -223,16 +223,22 @@ def command_client(
     return aioredis.Redis.from_pool(pool)
 
 
-def _sentinel(target: RedisTarget, kw: dict[str, Any]) -> Sentinel:
-    sentinel_kwargs: dict[str, Any] = {
-        k: v for k, v in kw.items() if k.startswith("socket_") or k.startswith("ssl")
-    }
-    sentinel_kwargs.pop("ssl", None)  # Sentinels without TLS unless ?sentinel_ssl=true
-    secret = kw.pop("sentinel_password", None) or target.options.get("sentinel_password")
+def _sentinel_kwargs(target: RedisTarget, kw: dict[str, Any]) -> dict[str, Any]:
+    """Split ``kw``: what the Sentinels' own connections take (returned: timeouts and
+    ``?sentinel_password=``) from what the data servers' take (left in ``kw``, with
+    ``ssl=True`` for ``rediss+sentinel://``)."""
+    secret = kw.pop("sentinel_password", None)
+    kw.pop("ssl", None)
+    if target.tls:
+        kw["ssl"] = True  # SentinelManagedSSLConnection to the primary
+    sentinel_kwargs: dict[str, Any] = {k: v for k, v in kw.items() if k.startswith("socket_")}
     if secret:
         sentinel_kwargs["password"] = secret
-    kw.pop("ssl", None)
-    return Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs, **kw)
+    return sentinel_kwargs
+
+
+def _sentinel(target: RedisTarget, kw: dict[str, Any]) -> Sentinel:
+    return Sentinel(list(target.hosts), sentinel_kwargs=_sentinel_kwargs(target, kw))
 
 
 def subscriber_client(target: RedisTarget, **opts: Any) -> Iterator[aioredis.Redis]:
@@ -271,13 +277,8 @@ def sync_command_client(target: RedisTarget, **opts: Any) -> redis.Redis | redis
         )
     if target.kind == "sentinel":
         kw = {**target.kwargs(), **opts}
-        secret = kw.pop("sentinel_password", None) or target.options.get("sentinel_password")
-        kw.pop("ssl", None)
-        sentinel_kwargs: dict[str, Any] = {k: v for k, v in kw.items() if k.startswith("socket_")}
-        if secret:
-            sentinel_kwargs["password"] = secret
         sentinel = redis.sentinel.Sentinel(
-            list(target.hosts), sentinel_kwargs=sentinel_kwargs, **kw
+            list(target.hosts), sentinel_kwargs=_sentinel_kwargs(target, kw)
         )
         client: redis.Redis = sentinel.master_for(str(target.service), db=target.db, **kw)
         return client

@@ -4,6 +4,8 @@ tests/scale/test_cluster_*.py and test_sentinel_failover.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from anywire.redis_connect import RedisURLError, parse
@@ -76,3 +78,22 @@ def test_a_stamped_call_puts_the_stamp_fourth() -> None:
     assert stamped.keys[3] == stamp_key("aw", "room:/:r") == "aw:{room:/:r}:r"
     assert stamped.keys[4] == call.keys[3]  # the idempotency key moves to KEYS[5]
     assert stamped.args[4] == "aw:{room:/:r}:c" and call.args[4] == "aw:bus"
+
+
+def test_tls_reaches_the_data_servers_only() -> None:
+    """rediss+sentinel: TLS (and its options) to the primary; the Sentinels get the
+    timeouts and ?sentinel_password= only. Built, not connected."""
+    from anywire.redis_connect import command_client, sync_command_client
+
+    target = parse("rediss+sentinel://:pw@a:1/svc/2?ssl_cert_reqs=none&sentinel_password=sp")
+    for client in (command_client(target), sync_command_client(target)):
+        pool: Any = client.connection_pool
+        assert pool.connection_class.__name__ == "SentinelManagedSSLConnection"
+        assert pool.connection_kwargs["ssl_cert_reqs"] == "none"
+        assert pool.connection_kwargs["password"] == "pw"
+        sentinel_kwargs = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+        assert sentinel_kwargs["password"] == "sp"
+        assert "ssl_cert_reqs" not in sentinel_kwargs
+    cluster: Any = command_client(parse("rediss+cluster://a:1?ssl_cert_reqs=none"))
+    nodes = cluster.nodes_manager.startup_nodes.values()
+    assert [n.connection_class.__name__ for n in nodes] == ["SSLConnection"]
