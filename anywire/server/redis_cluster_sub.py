@@ -183,6 +183,7 @@ class ClusterSubscriber:
         self._orphans: set[str] = set()  # wanted, placed nowhere: to place again
         self._again: set[str] = set()  # confirmed once, then lost: report when back
         self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._back: list[str] = []  # confirmed again, to report (see _report)
         self._wake = asyncio.Event()
         self._stale = False  # the slot map needs refreshing before the next placement
         self._placer: asyncio.Task[None] | None = None
@@ -281,9 +282,18 @@ class ClusterSubscriber:
         if channel in self._again:
             self._again.discard(channel)
             self.counters["resubscribed"] += 1
-            self._on_resubscribed([channel])
+            if not self._back:
+                # Once per loop turn: a master's thousands of confirmations, read in
+                # one go, become one report (one probe batch in the broker).
+                asyncio.get_running_loop().call_soon(self._report)
+            self._back.append(channel)
         if not self._orphans and not self._again:
             self._set_state("ok")
+
+    def _report(self) -> None:
+        back, self._back = self._back, []
+        if back:
+            self._on_resubscribed(back)
 
     def _misplaced(self, channels: list[str], why: str) -> None:
         self.counters["moved"] += len(channels)

@@ -33,6 +33,7 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.resubscribed: list[str] = []
+        self.reports: list[list[str]] = []
         self.states: list[str] = []
         self.changed = asyncio.Event()
 
@@ -41,6 +42,7 @@ class Recorder:
         self.changed.set()
 
     def again(self, channels: list[str]) -> None:
+        self.reports.append(list(channels))
         self.resubscribed += channels
         self.changed.set()
 
@@ -139,6 +141,8 @@ async def test_a_killed_master_is_failed_over_and_resubscribed(
         lambda: set(on_victim) <= set(rec.resubscribed), 40, "resubscribed after failover"
     )
     assert "down" in rec.states and rec.states[-1] == "ok"
+    # Confirmations read together are reported together (one probe batch).
+    assert max(len(r) for r in rec.reports) > 1, rec.reports
     moved_to = {subscriber.placed()[n] for n in on_victim}
     assert victim not in moved_to
     await client.nodes_manager.initialize()
