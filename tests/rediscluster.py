@@ -18,8 +18,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +112,7 @@ class Cluster:
         return [p for p in self.procs if p.proc is not None and p.proc.poll() is None]
 
     def masters(self) -> dict[int, tuple[int, int]]:
-        """port -> (first slot, last slot) of every master with slots (CLUSTER SHARDS
+        """port -> (first slot, last slot) of every master with slots (CLUSTER SLOTS
         from a live node); a master with several ranges gives its first."""
         out: dict[int, tuple[int, int]] = {}
         lines = self.alive()[0].cli("cluster", "slots").splitlines()
@@ -310,12 +308,3 @@ def start_sentinel(name: str = "awprimary") -> Sentinels:
         for proc in procs:
             proc.cleanup()
         raise
-
-
-@contextmanager
-def running(setup: Cluster | Sentinels) -> Iterator[Cluster | Sentinels]:
-    """``setup``, cleaned up (every process killed, its directory removed) at the end."""
-    try:
-        yield setup
-    finally:
-        setup.cleanup()
