@@ -76,3 +76,45 @@ async def test_a_master_killed_mid_run(cluster: Cluster) -> None:
 async def _publish_range(broker: RedisBroker, ledger: Ledger, first: int, end: int) -> None:
     for i in range(first, end):
         await publish(broker, ledger, i, timeout=45)
+
+
+@pytest.fixture
+def plain_cluster() -> Iterator[Cluster]:
+    started = start_cluster(masters=3)
+    yield started
+    started.cleanup()
+
+
+async def test_the_streams_slot_resharded_mid_run(plain_cluster: Cluster) -> None:
+    """The slot of the stream moved to another master (IMPORTING/MIGRATING, MIGRATE of its
+    keys, SETSLOT NODE: what ``redis-cli --cluster reshard`` does) while one broker
+    publishes; redis-py follows ASK/MOVED, the other broker delivers every event once in
+    order or inside a ``$lost`` (the stamp moves with the keys and names the old master:
+    one new epoch, see docs/scaling.md)."""
+    cluster = plain_cluster
+    ledger = Ledger()
+    a = RedisBroker(cluster.url, heartbeat=0.5, backoff_max=0.5)
+    b = RedisBroker(cluster.url, heartbeat=0.5, backoff_max=0.5)
+    await a.start(lambda env: None)
+    await b.start(ledger.deliver)
+    try:
+        slot = a.redis.keyslot("aw:{room:/:failover}:h")
+        src = cluster.slot_owner(slot)
+        dst = next(p for p in cluster.masters() if p != src)
+        for i in range(1, 51):
+            await publish(a, ledger, i)
+        publishing = asyncio.ensure_future(_publish_range(a, ledger, 51, 2001))
+        await ledger.until(lambda: 100 in ledger.ids(), 10, "publishing under way")
+        await asyncio.to_thread(cluster.move_slot, slot, dst)
+        assert not publishing.done(), "the slot moved while publishes went on"
+        await asyncio.wait_for(publishing, 60)
+        await ledger.until(lambda: 2000 in ledger.ids(), 30, "the last event")
+        assert cluster.slot_owner(slot) == dst
+        assert int(cluster.by_port(dst).cli("get", "aw:{room:/:failover}:n")) > 0
+    finally:
+        await a.stop()
+        await b.stop()
+    assert ledger.explain() == []
+    ids = ledger.ids()
+    assert ids == sorted(set(ids)) and ids[-1] == 2000
+    assert len([e for e in ledger.delivered if e.event == "$lost"]) <= 1
