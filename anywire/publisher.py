@@ -31,7 +31,7 @@ from .core.settings import Settings
 from .core.streams import target_stream
 from .errors import BrokerUnavailable
 from .redis_connect import command_client, parse, sync_command_client
-from .redis_scripts import publish_script, run_on_cluster, stamped_call
+from .redis_scripts import publish_script, run_on_cluster, run_on_cluster_sync, stamped_call
 from .redis_wire import PublishCall, pack, publish_call, publish_failed
 
 __all__ = ["AsyncPublisher", "BrokerUnavailable", "PublishBuilder", "Publisher"]
@@ -156,7 +156,9 @@ class Publisher(PublishBuilder):
         """Publish ``event`` (see the class) and return its stream position."""
         call = self._shape(self.build(event, data, **target))
         if isinstance(self.redis, redis.RedisCluster):
-            return call.position(self._on_cluster(call))
+            return call.position(
+                run_on_cluster_sync(self.redis, self._script, call.keys, call.args)
+            )
         pool = self.redis.connection_pool
         try:
             conn = pool.get_connection()
@@ -184,19 +186,6 @@ class Publisher(PublishBuilder):
         finally:
             pool.release(conn)
         return call.position(reply)
-
-    def _on_cluster(self, call: PublishCall) -> Any:
-        """The script on the master of the stream's slot (redis-py follows MOVED); a
-        failure may have published (the cluster client hides whether it was sent)."""
-        client: Any = self.redis
-        args = (len(call.keys), *call.keys, *call.args)
-        try:
-            try:
-                return client.evalsha(self._script.sha, *args)
-            except NoScriptError:
-                return client.eval(self._script.text, *args)
-        except (RedisError, OSError) as exc:
-            raise publish_failed(exc, sent=True) from exc
 
     def close(self) -> None:
         """Release the connections."""

@@ -25,15 +25,32 @@ them from a ``PublishCall``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import replace
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 
 from .redis_wire import PUBLISH, PublishCall, publish_failed
 
-__all__ = ["READ", "Script", "publish_script", "run_on_cluster", "stamp_key", "stamped_call"]
+__all__ = [
+    "READ",
+    "Script",
+    "publish_script",
+    "run_on_cluster",
+    "run_on_cluster_sync",
+    "stamp_key",
+    "stamped_call",
+]
 
 _STAMP_CHECK = """
 local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
@@ -137,19 +154,123 @@ return {ep, head, after, entries}
 
 
 async def run_on_cluster(
-    client: Any, script: Script, keys: list[str], args: list[Any]
+    client: Any, script: Script, keys: list[str], args: list[Any], attempts: int = 3
 ) -> list[Any]:
-    """Run the publish ``script`` through an asyncio ``RedisCluster`` (on the master of
-    its keys' slot; redis-py follows ``MOVED``/``ASK``).
+    """Run the publish ``script`` on the master of its keys' slot through an asyncio
+    ``RedisCluster``, on one of that master's connections.
 
-    The cluster client hides whether a failed command reached Redis (it retries
-    connection errors on a refreshed slot map itself), so a failure here always says
-    the event *may* have been published: a retry with the same ``id=`` is safe."""
-    try:
+    Not through ``client.evalsha()``: redis-py retries a command whose connection failed,
+    even after Redis ran it, which could publish an event twice. Here, as on one Redis,
+    a failure says whether the call was written (``maybe_published``). What Redis refused
+    without running (``MOVED``, ``ASK``, a missing script) is followed here, at most
+    ``attempts`` times; ``TRYAGAIN``/``CLUSTERDOWN`` (a slot being moved or without a
+    master) fail as not published."""
+    asking: Any = None  # the importing master named by an ASK
+    for _ in range(attempts):
         try:
-            result = await client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            result = await client.eval(script.text, len(keys), *keys, *args)
-    except (RedisError, OSError) as exc:
-        raise publish_failed(exc, sent=True) from exc
-    return list(result)
+            await client.initialize()  # the slot map (once; a no-op afterwards)
+            node = asking or client.get_node_from_key(keys[0])
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # No master for the slot (failing over), or no node reachable.
+            raise publish_failed(exc, sent=False) from exc
+        if node is None:
+            raise publish_failed(ConnectionError("no master for the slot"), sent=False)
+        conn = node.acquire_connection()
+        sent = False
+        try:
+            await conn.connect()  # a refused connection: certainly not published
+            try:
+                sent = True
+                return await _ask_and_run(conn, asking, "EVALSHA", script.sha, keys, args)
+            except NoScriptError:  # this master has not seen it (new, or promoted)
+                return await _ask_and_run(conn, asking, "EVAL", script.text, keys, args)
+        except MovedError:  # did not run: our slot map is old (before AskError: a subclass)
+            asking = None
+            await client.nodes_manager.initialize()
+        except AskError as exc:  # did not run: the keys are moving to that master
+            asking = client.get_node(host=exc.host, port=exc.port)
+            if asking is None:
+                await client.nodes_manager.initialize()
+        except (TryAgainError, ClusterDownError) as exc:
+            raise publish_failed(exc, sent=False) from exc
+        except (RedisError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            raise publish_failed(exc, sent) from exc
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()  # cancelled mid-command: state unknown
+            raise
+        finally:
+            node.release(conn)
+    raise publish_failed(ConnectionError("the slot kept moving"), sent=False)
+
+
+async def _ask_and_run(
+    conn: Any, asking: Any, verb: str, script: str, keys: list[str], args: list[Any]
+) -> list[Any]:
+    call = (verb, script, len(keys), *keys, *args)
+    if asking is None:
+        await conn.send_packed_command(conn.pack_command(*call))
+        return list(await conn.read_response())
+    await conn.send_packed_command(conn.pack_commands([("ASKING",), call]))
+    await conn.read_response()  # OK
+    return list(await conn.read_response())
+
+
+def run_on_cluster_sync(
+    client: Any, script: Script, keys: list[str], args: list[Any], attempts: int = 3
+) -> list[Any]:
+    """:func:`run_on_cluster` for a synchronous ``redis.cluster.RedisCluster``."""
+    asking: Any = None
+    for _ in range(attempts):
+        try:
+            node = asking or client.get_node_from_key(keys[0])
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise publish_failed(exc, sent=False) from exc
+        if node.redis_connection is None:
+            client.nodes_manager.initialize()
+            continue
+        pool = node.redis_connection.connection_pool
+        try:
+            conn = pool.get_connection()
+        except (RedisError, OSError) as exc:
+            raise publish_failed(exc, sent=False) from exc
+        sent = False
+        try:
+            conn.connect()
+            try:
+                sent = True
+                return _ask_and_run_sync(conn, asking, "EVALSHA", script.sha, keys, args)
+            except NoScriptError:
+                return _ask_and_run_sync(conn, asking, "EVAL", script.text, keys, args)
+        except MovedError:  # (a subclass of AskError)
+            asking = None
+            client.nodes_manager.initialize()
+        except AskError as exc:
+            asking = client.get_node(host=exc.host, port=exc.port)
+            if asking is None:
+                client.nodes_manager.initialize()
+        except (TryAgainError, ClusterDownError) as exc:
+            raise publish_failed(exc, sent=False) from exc
+        except (RedisError, OSError) as exc:
+            conn.disconnect()
+            raise publish_failed(exc, sent) from exc
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+    raise publish_failed(ConnectionError("the slot kept moving"), sent=False)
+
+
+def _ask_and_run_sync(
+    conn: Any, asking: Any, verb: str, script: str, keys: list[str], args: list[Any]
+) -> list[Any]:
+    call = (verb, script, len(keys), *keys, *args)
+    if asking is None:
+        conn.send_packed_command(conn.pack_command(*call))
+        return list(conn.read_response())
+    conn.send_packed_command(conn.pack_commands([("ASKING",), call]))
+    conn.read_response()
+    return list(conn.read_response())

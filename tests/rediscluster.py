@@ -147,17 +147,28 @@ class Cluster:
     def move_slot(self, slot: int, to_port: int) -> None:
         """Move an empty-or-not ``slot`` to the master on ``to_port`` (the migration
         ``redis-cli --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE)."""
-        src = self.by_port(self.slot_owner(slot))
-        dst = self.by_port(to_port)
-        src_id, dst_id = self.node_id(src.port), self.node_id(dst.port)
-        dst.cli("cluster", "setslot", str(slot), "importing", src_id)
-        src.cli("cluster", "setslot", str(slot), "migrating", dst_id)
+        src = self.begin_move(slot, to_port)
         while True:
             keys = src.cli("cluster", "getkeysinslot", str(slot), "100").split()
             if not keys:
                 break
-            src.cli("migrate", "127.0.0.1", str(dst.port), "", "0", "5000", "keys", *keys)
-        for proc in (dst, src, *[p for p in self.alive() if p not in (src, dst)]):
+            src.cli("migrate", "127.0.0.1", str(to_port), "", "0", "5000", "keys", *keys)
+        self.finish_move(slot, to_port)
+
+    def begin_move(self, slot: int, to_port: int) -> RedisProc:
+        """Mark ``slot`` MIGRATING on its master and IMPORTING on ``to_port``'s (keys the
+        source does not hold are then answered with ASK); returns the source."""
+        src = self.by_port(self.slot_owner(slot))
+        dst = self.by_port(to_port)
+        dst.cli("cluster", "setslot", str(slot), "importing", self.node_id(src.port))
+        src.cli("cluster", "setslot", str(slot), "migrating", self.node_id(dst.port))
+        return src
+
+    def finish_move(self, slot: int, to_port: int) -> None:
+        """Give ``slot`` to ``to_port``'s master on every node."""
+        dst_id = self.node_id(to_port)
+        dst = self.by_port(to_port)
+        for proc in (dst, *[p for p in self.alive() if p is not dst]):
             proc.cli("cluster", "setslot", str(slot), "node", dst_id)
         wait_for(lambda: self.slot_owner(slot) == to_port, 10, f"slot {slot} to move")
 

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from anywire.errors import BrokerUnavailable
+from anywire.publisher import Publisher
+from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
 from tests.rediscluster import Cluster, start_cluster
 
@@ -118,3 +120,41 @@ async def test_the_streams_slot_resharded_mid_run(plain_cluster: Cluster) -> Non
     ids = ledger.ids()
     assert ids == sorted(set(ids)) and ids[-1] == 2000
     assert len([e for e in ledger.delivered if e.event == "$lost"]) <= 1
+
+
+async def test_a_publish_to_a_migrating_slot_follows_ask(plain_cluster: Cluster) -> None:
+    """A stream whose slot is being migrated: while its keys are split between the two
+    masters Redis answers TRYAGAIN (not published, says the error); once they have all
+    moved the source answers ASK, and the broker and the Publisher send ASKING and the
+    script to the target: published there once (in a new epoch: the stamp names the
+    source master)."""
+    cluster = plain_cluster
+    a = RedisBroker(cluster.url)
+    await a.start(lambda env: None)
+    publisher = Publisher(cluster.url)
+    base = "aw:{room:/:asked}"
+    try:
+        slot = a.redis.keyslot(f"{base}:h")
+        src = cluster.slot_owner(slot)
+        dst = next(p for p in cluster.masters() if p != src)
+        first = await a.publish(Envelope("room", "/", "asked", "e", 1))
+        assert first[2] == 1
+        source = cluster.begin_move(slot, dst)
+
+        def migrate(*keys: str) -> None:
+            source.cli("migrate", "127.0.0.1", str(dst), "", "0", "5000", "keys", *keys)
+
+        migrate(f"{base}:h")  # the stream's keys now on two masters
+        with pytest.raises(BrokerUnavailable) as refused:
+            await a.publish(Envelope("room", "/", "asked", "e", 2))
+        assert refused.value.maybe_published is False
+        migrate(f"{base}:e", f"{base}:n", f"{base}:r")
+        moved = await a.publish(Envelope("room", "/", "asked", "e", 2))
+        # Run on the target, whose stamp check starts a new epoch (a resharding's cost).
+        assert moved[1] != first[1] and moved[2] == 1
+        assert publisher.emit("e", 3, room="asked")[1:] == (moved[1], 2)
+        cluster.finish_move(slot, dst)
+        assert cluster.by_port(dst).cli("get", f"{base}:n").strip() == "2"
+    finally:
+        publisher.close()
+        await a.stop()
