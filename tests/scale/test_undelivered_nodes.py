@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-
-import subprocess
 
 import httpx
 import pytest
