@@ -21,12 +21,9 @@ The guarantees are the ones of one call at a time:
   this batch or an earlier one, returns the first publish's position.
 * **NOSCRIPT** (Redis restarted empty, ``SCRIPT FLUSH``): those commands did not run;
   the script is loaded and they are sent again, in order, on the same connection.
-* **Redis Cluster** (a ``RedisCluster`` client): no pipelines. Each call goes by
-  itself to the master of its stream's slot through
-  :func:`~anywire.redis_scripts.run_on_cluster` (MOVED/ASK followed, NOSCRIPT loaded,
-  ``maybe_published`` exact); a batch runs its streams concurrently (at most
-  ``cluster_concurrency`` calls at once) and the calls of one stream one after the
-  other, in order. Pipelining per master is not built (docs/scaling.md).
+* **Redis Cluster** (a ``RedisCluster`` client): a batch is split by the master of
+  each call's slot, one pipeline per master (:mod:`anywire.redis_cluster_batch`:
+  MOVED/ASK followed and resent without running twice, NOSCRIPT per master).
 * **Bounded.** At most ``max_batch`` commands per pipeline, ``lanes`` pipelines in flight
   (one pooled connection each), ``max_queue`` calls queued for a pipeline and as many
   waiting for room in the queue (in order); past that a call fails at once. A call not
@@ -49,10 +46,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis import Redis as SyncRedis
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .errors import BrokerUnavailable
-from .redis_scripts import Script, publish_script, run_on_cluster
+from .redis_cluster_batch import publish_on_cluster
+from .redis_scripts import Script, publish_script
 from .redis_wire import PublishCall, publish_failed
 
 __all__ = ["PublishBatcher", "run_calls"]
@@ -105,7 +103,6 @@ class PublishBatcher:
         ``largest_pipeline``, ``noscript`` reloads); a new one if not given.
     :param script: the publish script of a call (default: ``PUBLISH`` for every call;
         Sentinel and Cluster: :mod:`anywire.redis_scripts`'s variants).
-    :param cluster_concurrency: on a Redis Cluster, calls of a batch in flight at once.
     """
 
     def __init__(
@@ -118,12 +115,11 @@ class PublishBatcher:
         wait: float = 2.0,
         counters: dict[str, int] | None = None,
         script: Callable[[PublishCall], Script] | None = None,
-        cluster_concurrency: int = 32,
     ) -> None:
         self.redis = redis
         self.script = script or _plain
         self._cluster = isinstance(redis, aioredis.RedisCluster)
-        self._cluster_slots = asyncio.Semaphore(cluster_concurrency)
+
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.wait = wait
@@ -266,29 +262,9 @@ class PublishBatcher:
             await pool.release(conn)
 
     async def _send_on_cluster(self, batch: list[_Item]) -> None:
-        """One call at a time per stream, in order; the streams concurrently."""
-        self.counters["pipelines"] += 1
-        self.counters["pipelined"] += len(batch)
-        chains: dict[str, list[_Item]] = {}
-        for item in batch:
-            chains.setdefault(item.call.stream, []).append(item)
-        await asyncio.gather(*(self._chain(chain) for chain in chains.values()))
-
-    async def _chain(self, chain: list[_Item]) -> None:
-        for item in chain:
-            call = item.call
-            try:
-                async with self._cluster_slots:
-                    reply = await run_on_cluster(
-                        self.redis, self.script(call), call.keys, call.args
-                    )
-            except BrokerUnavailable as exc:
-                item.fail(exc)  # (maybe_published set by run_on_cluster)
-                continue
-            except (RedisError, RedisClusterException, OSError) as exc:
-                item.fail(publish_failed(exc, sent=True))
-                continue
-            item.resolve(reply)
+        """A pipeline per master (:mod:`anywire.redis_cluster_batch`; cancelled, the
+        batch's callers are failed by :meth:`_drain`)."""
+        await publish_on_cluster(self.redis, batch, self.script, self.counters)
 
     async def _exchange(self, conn: Any, batch: list[_Item]) -> None:
         """Write ``batch`` on ``conn`` and hand out the replies; once anything was
