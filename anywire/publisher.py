@@ -23,7 +23,6 @@ from typing import Any
 
 import msgpack
 import redis
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -34,6 +33,8 @@ from .core.settings import Settings
 from .core.streams import target_stream
 from .errors import BrokerUnavailable
 from .redis_batch import PublishBatcher, run_calls
+from .redis_connect import command_client, parse, sync_command_client
+from .redis_scripts import Script, cluster_script, publish_script, run_on_cluster_sync, stamped_call
 from .redis_wire import PublishCall, pack, publish_call
 
 __all__ = ["AsyncPublisher", "BrokerUnavailable", "PublishBuilder", "Publisher"]
@@ -73,6 +74,22 @@ class PublishBuilder:
             JsonCodec(max_depth=max_depth),
             MsgpackCodec(msgpack.packb, msgpack.unpackb, max_depth=max_depth),
         )
+
+    def _use(self, url: str) -> None:
+        """Parse ``url`` (:mod:`anywire.redis_connect`: ``RedisURLError``, a ValueError,
+        if it is bad) and choose the script its kind of Redis needs."""
+        self.target = parse(url)
+        # Sentinel and Cluster: the failover-stamped script, as the nodes use there.
+        self._stamped = self.target.kind != "standalone"
+        self._script = publish_script(stamped=self._stamped)
+        # On a cluster the script depends on the stream (sharded or not: cluster_script).
+        self._cluster = self.target.kind == "cluster"
+
+    def _script_of(self, call: PublishCall) -> Script:
+        return cluster_script(call) if self._cluster else self._script
+
+    def _shape(self, call: PublishCall) -> PublishCall:
+        return stamped_call(call, self.prefix) if self._stamped else call
 
     def build(
         self,
@@ -135,8 +152,9 @@ class Publisher(PublishBuilder):
         self, redis_url: str, namespace: str = "/", *, timeout: float = 5.0, **settings: Any
     ) -> None:
         super().__init__(namespace, **settings)
-        self.redis = redis.Redis.from_url(
-            redis_url,
+        self._use(redis_url)
+        self.redis = sync_command_client(
+            self.target,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # a blind retry could publish twice
@@ -144,8 +162,8 @@ class Publisher(PublishBuilder):
 
     def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see the class) and return its stream position."""
-        call = self.build(event, data, **target)
-        result = _positions([call], run_calls(self.redis, [call]))[0]
+        call = self._shape(self.build(event, data, **target))
+        result = self._run([call])[0]
         if isinstance(result, BrokerUnavailable):
             raise result
         return result
@@ -157,9 +175,23 @@ class Publisher(PublishBuilder):
         one raises (ValueError, TypeError) and nothing is published. Returns one result per
         item, in order: its position, or its :class:`~anywire.errors.BrokerUnavailable`
         (returned, not raised; ``maybe_published`` per item). Items to one stream get
-        their offsets in item order."""
-        calls = [self.build(**item) for item in items]
-        return _positions(calls, run_calls(self.redis, calls))
+        their offsets in item order. (On a Redis Cluster: one call after the other, to
+        each stream's master, not one pipeline.)"""
+        calls = [self._shape(self.build(**item)) for item in items]
+        return self._run(calls)
+
+    def _run(self, calls: list[PublishCall]) -> list[StreamPos | BrokerUnavailable]:
+        if not isinstance(self.redis, redis.RedisCluster):
+            return _positions(calls, run_calls(self.redis, calls, self._script_of))
+        replies: list[Any] = []
+        for call in calls:
+            try:
+                replies.append(
+                    run_on_cluster_sync(self.redis, self._script_of(call), call.keys, call.args)
+                )
+            except BrokerUnavailable as exc:
+                replies.append(exc)
+        return _positions(calls, replies)
 
     def close(self) -> None:
         """Release the connections."""
@@ -174,18 +206,23 @@ class AsyncPublisher(PublishBuilder):
         self, redis_url: str, namespace: str = "/", *, timeout: float = 5.0, **settings: Any
     ) -> None:
         super().__init__(namespace, **settings)
-        self.redis = aioredis.Redis.from_url(
-            redis_url,
+        self._use(redis_url)
+        self.redis = command_client(
+            self.target,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=AsyncRetry(NoBackoff(), 0),  # a blind retry could publish twice
         )
-        self._batcher = PublishBatcher(self.redis, wait=timeout)
+        self._batcher = PublishBatcher(
+            self.redis,  # type: ignore[arg-type]
+            wait=timeout,
+            script=self._script_of,
+        )
 
     async def emit(self, event: str, data: Any = None, **target: Any) -> StreamPos:
         """Publish ``event`` (see :class:`Publisher`) and return its stream position.
         Emits made together (``asyncio.gather``, many tasks) go to Redis in pipelines."""
-        call = self.build(event, data, **target)
+        call = self._shape(self.build(event, data, **target))
         return call.position(await self._batcher.run(call))
 
     async def emit_many(
@@ -193,7 +230,7 @@ class AsyncPublisher(PublishBuilder):
     ) -> list[StreamPos | BrokerUnavailable]:
         """:meth:`Publisher.emit_many` for asyncio: every item checked first, then all
         issued together (pipelined), one position or ``BrokerUnavailable`` per item."""
-        calls = [self.build(**item) for item in items]
+        calls = [self._shape(self.build(**item)) for item in items]
         replies = await asyncio.gather(
             *(self._batcher.run(call) for call in calls), return_exceptions=True
         )

@@ -21,6 +21,9 @@ The guarantees are the ones of one call at a time:
   this batch or an earlier one, returns the first publish's position.
 * **NOSCRIPT** (Redis restarted empty, ``SCRIPT FLUSH``): those commands did not run;
   the script is loaded and they are sent again, in order, on the same connection.
+* **Redis Cluster** (a ``RedisCluster`` client): a batch is split by the master of
+  each call's slot, one pipeline per master (:mod:`anywire.redis_cluster_batch`:
+  MOVED/ASK followed and resent without running twice, NOSCRIPT per master).
 * **Bounded.** At most ``max_batch`` commands per pipeline, ``lanes`` pipelines in flight
   (one pooled connection each), ``max_queue`` calls queued for a pipeline and as many
   waiting for room in the queue (in order); past that a call fails at once. A call not
@@ -37,6 +40,7 @@ import contextlib
 import math
 import zlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -45,7 +49,9 @@ from redis import Redis as SyncRedis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .errors import BrokerUnavailable
-from .redis_wire import PUBLISH, PUBLISH_SHA, PublishCall, publish_failed
+from .redis_cluster_batch import publish_on_cluster
+from .redis_scripts import Script, publish_script
+from .redis_wire import PublishCall, publish_failed
 
 __all__ = ["PublishBatcher", "run_calls"]
 
@@ -95,6 +101,8 @@ class PublishBatcher:
         pipeline); not sent by then, it fails with ``maybe_published=False``.
     :param counters: the dict to count in (``pipelines``, ``pipelined`` calls,
         ``largest_pipeline``, ``noscript`` reloads); a new one if not given.
+    :param script: the publish script of a call (default: ``PUBLISH`` for every call;
+        Sentinel and Cluster: :mod:`anywire.redis_scripts`'s variants).
     """
 
     def __init__(
@@ -106,8 +114,12 @@ class PublishBatcher:
         lanes: int = 2,
         wait: float = 2.0,
         counters: dict[str, int] | None = None,
+        script: Callable[[PublishCall], Script] | None = None,
     ) -> None:
         self.redis = redis
+        self.script = script or _plain
+        self._cluster = isinstance(redis, aioredis.RedisCluster)
+
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.wait = wait
@@ -233,6 +245,9 @@ class PublishBatcher:
 
     # -- one pipeline -----------------------------------------------------------------------
     async def _send(self, batch: list[_Item]) -> None:
+        if self._cluster:
+            await self._send_on_cluster(batch)
+            return
         pool = self.redis.connection_pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -245,6 +260,11 @@ class PublishBatcher:
             await self._exchange(conn, batch)
         finally:
             await pool.release(conn)
+
+    async def _send_on_cluster(self, batch: list[_Item]) -> None:
+        """A pipeline per master (:mod:`anywire.redis_cluster_batch`; cancelled, the
+        batch's callers are failed by :meth:`_drain`)."""
+        await publish_on_cluster(self.redis, batch, self.script, self.counters)
 
     async def _exchange(self, conn: Any, batch: list[_Item]) -> None:
         """Write ``batch`` on ``conn`` and hand out the replies; once anything was
@@ -261,11 +281,12 @@ class PublishBatcher:
                     return
                 # hiredis packs a command in C (redis-py's packer encodes each argument in
                 # Python: a third of the batch's cost).
-                commands = [_packed("SCRIPT", "LOAD", PUBLISH)] if load else []
-                for item in pending:
+                scripts = [self.script(item.call) for item in pending]
+                commands = _loads(scripts) if load else []
+                for item, script in zip(pending, scripts, strict=True):
                     call = item.call
                     commands.append(
-                        _packed("EVALSHA", PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
+                        _packed("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
                     )
                 # A write that fails half-way may still have delivered whole commands of
                 # a pipeline; one command cut short never runs.
@@ -273,7 +294,8 @@ class PublishBatcher:
                 await conn.send_packed_command([b"".join(commands)], check_health=False)
                 maybe = True
                 if load:
-                    await conn.read_response()
+                    for _ in range(len(commands) - len(pending)):
+                        await conn.read_response()
                 pending = await self._replies(conn, pending)
                 load = True  # what is left got NOSCRIPT: load the script and send it again
                 maybe = False
@@ -328,13 +350,25 @@ class PublishBatcher:
         return again
 
 
+def _plain(call: PublishCall) -> Script:
+    return publish_script()
+
+
+def _loads(scripts: list[Script]) -> list[bytes]:
+    """``SCRIPT LOAD`` of each distinct script of a batch."""
+    texts = {script.sha: script.text for script in scripts}
+    return [_packed("SCRIPT", "LOAD", text) for text in texts.values()]
+
+
 def _packed(*args: Any) -> bytes:
     """One command in the Redis protocol."""
     packed: bytes = pack_command(args)
     return packed
 
 
-def run_calls(redis: SyncRedis, calls: list[PublishCall]) -> list[Any]:
+def run_calls(
+    redis: SyncRedis, calls: list[PublishCall], script: Callable[[PublishCall], Script] = _plain
+) -> list[Any]:
     """Run ``calls`` as one pipeline on one connection of ``redis`` (redis-py's blocking
     client: :meth:`anywire.publisher.Publisher.emit_many`). Each result is the script's
     reply or the call's :class:`~anywire.errors.BrokerUnavailable` (not raised), with the
@@ -353,17 +387,17 @@ def run_calls(redis: SyncRedis, calls: list[PublishCall]) -> list[Any]:
         for _ in range(3):
             if not pending:
                 return out
-            commands = [_packed("SCRIPT", "LOAD", PUBLISH)] if load else []
-            for i in pending:
+            scripts = [script(calls[i]) for i in pending]
+            commands = _loads(scripts) if load else []
+            for i, one in zip(pending, scripts, strict=True):
                 call = calls[i]
-                commands.append(
-                    _packed("EVALSHA", PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
-                )
+                commands.append(_packed("EVALSHA", one.sha, len(call.keys), *call.keys, *call.args))
             maybe = len(commands) > 1  # as in PublishBatcher._exchange
             conn.send_packed_command([b"".join(commands)], check_health=False)  # type: ignore[no-untyped-call]
             maybe = True
             if load:
-                conn.read_response()
+                for _ in range(len(commands) - len(pending)):
+                    conn.read_response()
             while pending:
                 i = pending[0]
                 try:

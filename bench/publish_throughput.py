@@ -16,6 +16,12 @@ its "mean batch" is then "-". Wall rates depend on what else runs on the machine
 CPU columns much less.
 
     python3 bench/publish_throughput.py [--n 20000] [--rooms 100] [--concurrency 1,10,100,1000]
+    python3 bench/publish_throughput.py --cluster 3   # a 3-master Redis Cluster instead
+
+``--cluster M`` starts an M-master Redis Cluster (tests/rediscluster.py) instead of one
+redis-server: the nodes then publish with the stamped, sharded script (one call at a
+time per stream to its slot's master: the batcher does not pipeline on a cluster) and
+receive on shard channels; the Redis CPU column is the sum over the masters.
 
 Modes: ``sequential`` (one task, each publish awaited), ``concurrent C`` (C tasks, each
 awaiting its publishes in a loop), ``pipelined`` (one task issuing ``--window`` publishes
@@ -48,7 +54,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def redis_cpu(port: int) -> float:
+def redis_cpu(port: int | list[int]) -> float:
+    """CPU seconds of the redis-server on ``port`` (or the sum over several)."""
+    if isinstance(port, list):
+        return sum(redis_cpu(p) for p in port)
     out = subprocess.run(
         ["redis-cli", "-p", str(port), "INFO", "cpu"], capture_output=True, text=True, check=True
     ).stdout
@@ -180,7 +189,7 @@ def check(positions: list[StreamPos], report: dict[str, Any]) -> str:
     return f"all {report['total']} once, in order"
 
 
-async def bench(args: argparse.Namespace, url: str, port: int) -> None:
+async def bench(args: argparse.Namespace, url: str, port: int | list[int]) -> None:
     child = subprocess.Popen(
         [sys.executable, __file__, "--receive", url, "--rooms", str(args.rooms)],
         stdin=subprocess.PIPE,
@@ -200,8 +209,9 @@ async def bench(args: argparse.Namespace, url: str, port: int) -> None:
             modes: list[tuple[str, int]] = [("sequential", 1)]
             modes += [("concurrent", c) for c in args.concurrency]
             modes.append(("pipelined", args.window))
+            where = f"a {len(port)}-master cluster" if isinstance(port, list) else "one Redis"
             print(
-                f"{args.n} room publishes per mode over {args.rooms} rooms; "
+                f"{args.n} room publishes per mode over {args.rooms} rooms on {where}; "
                 f"load average {os.getloadavg()[0]:.1f}"
             )
             print(
@@ -261,12 +271,26 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,10,100,1000")
     ap.add_argument("--window", type=int, default=1000, help="pipelined: publishes in flight")
     ap.add_argument("--lanes", type=int, default=0, help="batcher lanes (0: the default)")
+    ap.add_argument(
+        "--cluster", type=int, default=0, help="masters of a Redis Cluster (0: one Redis)"
+    )
     ap.add_argument("--receive", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.receive:
         asyncio.run(receive(args.receive, args.rooms))
         return
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    if args.cluster:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from tests.rediscluster import start_cluster
+
+        cluster = start_cluster(args.cluster)
+        try:
+            ports = [proc.port for proc in cluster.alive()]
+            asyncio.run(bench(args, cluster.url, ports))
+        finally:
+            cluster.cleanup()
+        return
     port = free_port()
     proc = subprocess.Popen(
         [

@@ -22,7 +22,7 @@ from tests.tools import PACKAGES
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "test"
 # Installed outside /usr/sbin on every machine we know: stripped from PATH, they are missing.
-ABSENT = ("redis-server", "redis-cli", "chromium", "node 18+", "npm", "gcc")
+ABSENT = ("redis-server", "redis-cli", "chromium", "node 18+", "npm", "gcc", "openssl")
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_plain_pytest_stops_at_once_with_one_line(bare_path: dict[str, str]) -> 
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:]
     lines = [line for line in proc.stdout.splitlines() if "missing " in line]
     assert len(lines) == 1, proc.stdout[-2000:]
-    assert named_tools(lines[0]) == ["redis-server", "redis-cli", "node 18+", "npm"]
+    assert named_tools(lines[0]) == ["redis-server", "redis-cli", "node 18+", "npm", "openssl"]
     assert "passed" not in proc.stdout and "error" not in proc.stdout.lower()
 
 

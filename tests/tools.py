@@ -34,11 +34,13 @@ PACKAGES = {
     # NodeSource's nodejs ships npm, Debian's does not.
     "npm": "npm",
     "gcc": "gcc",
+    # A throw-away CA and server certificate for the TLS (rediss://) test.
+    "openssl": "openssl",
 }
 
 # Top-level directory under tests/ -> the tools its tests start.
 NEEDS = {
-    "scale": ("redis-server", "redis-cli", "nginx"),
+    "scale": ("redis-server", "redis-cli", "nginx", "openssl"),
     "chaos": ("redis-server", "nginx"),
     "proxies": ("nginx", "squid", CHROMIUM),
     "browser": ("nginx", CHROMIUM),

@@ -40,6 +40,9 @@ from ..core.frames import StreamPos
 from ..core.gaps import Fill, GapTracker, Lost, Step
 from ..core.streams import StreamRead
 from ..redis_batch import PublishBatcher
+from ..redis_connect import command_client, detect, parse
+from ..redis_scripts import READ as STAMPED_READ
+from ..redis_scripts import cluster_script, is_user_stream, publish_script, stamp_key, stamped_call
 from ..redis_wire import (
     dumps,
     loads,
@@ -50,7 +53,8 @@ from ..redis_wire import (
 from .broker import Envelope, stream_of
 from .errors import BrokerUnavailable
 from .redis_envelopes import READ, entry_field, pack_envelope, text, unpack_envelope
-from .redis_sub import RedisSubscriber, Subscriber
+from .redis_sub import Subscriber
+from .redis_wiring import make_subscriber
 from .routing import Routes
 
 __all__ = ["RedisBroker"]
@@ -66,7 +70,9 @@ Rpc = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 class RedisBroker:
     """Scale-out broker on redis-py asyncio.
 
-    :param url: ``redis://host:port/db``.
+    :param url: ``redis://host:port/db``, ``rediss://``, ``redis+sentinel://``,
+        ``redis+cluster://`` (:mod:`anywire.redis_connect`; a bad URL raises
+        :class:`~anywire.redis_connect.RedisURLError` here).
     :param history: entries kept per stream (``XADD MAXLEN ~``: Redis may keep a few more).
     :param stream_ttl: seconds a stream's keys live after its last publish.
     :param prefix: key and channel prefix (several deployments can share one Redis).
@@ -94,6 +100,7 @@ class RedisBroker:
         subscriber: Subscriber | None = None,
     ) -> None:
         self.url = url
+        self.target = parse(url)
         self.history_size = history
         self.stream_ttl = int(stream_ttl)
         self.prefix = prefix
@@ -122,6 +129,8 @@ class RedisBroker:
         self._max_streams = max_streams
         self._deliver: Callable[[Envelope], None] | None = None
         self._redis: aioredis.Redis | None = None
+        # Sentinel and Cluster: the failover-stamped scripts (redis_scripts.py).
+        self._stamped = self.target.kind != "standalone"
         self._read_script: Any = None
         self._batcher: PublishBatcher | None = None  # publishes go to Redis in pipelines
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -140,8 +149,11 @@ class RedisBroker:
             "lost": 0,
             "reconnects": 0,
             "stray": 0,
+            "stream_received": 0,
         }
-        """``stray``: stream messages received for a stream no longer wanted here (in
+        """``stream_received``: stream messages (events, presence) received, strays
+        included (interest routing: a node hosting no consumer of a stream gets none).
+        ``stray``: stream messages received for a stream no longer wanted here (in
         flight when it was unsubscribed), dropped."""
 
     # -- keys -----------------------------------------------------------------------------
@@ -157,8 +169,21 @@ class RedisBroker:
         return stream_channel(self.prefix, stream)
 
     def node_channel(self, node: str) -> str:
-        """The request channel of ``node``."""
+        """The request channel of ``node`` (on a cluster a shard channel, hash-tagged:
+        ``SPUBLISH`` counts its listeners exactly, where a plain ``PUBLISH`` counts only
+        those of the cluster node it reached)."""
+        if self.target.kind == "cluster":
+            return f"{self.prefix}:{{node:{node}}}"
         return f"{self.prefix}:node:{node}"
+
+    async def _send(self, channel: str, message: bytes, *, sharded: bool = True) -> int:
+        """Publish ``message`` on ``channel``; returns the listeners Redis counted. On a
+        cluster ``SPUBLISH`` (a :class:`~.redis_cluster_sub.ClusterSubscriber` reads only
+        shard channels, and only ``SPUBLISH`` counts a channel's listeners exactly)
+        unless ``sharded`` is False (user stream channels: :mod:`.redis_wiring`)."""
+        if sharded and self.target.kind == "cluster":
+            return int(await self.redis.spublish(channel, message))
+        return int(await self.redis.publish(channel, message))
 
     def alive_key(self, node: str) -> str:
         """The heartbeat key of ``node`` (expires after 3 missed heartbeats)."""
@@ -182,18 +207,31 @@ class RedisBroker:
         # default pool fails at once past 100 connections in use ("Too many
         # connections"), which a burst of catch-ups or publishes, or a paused Redis
         # holding every connection, reaches: emits failed while Redis was fine.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT, socket_timeout=5.0, **opts
+        self.target = target = await detect(self.target)
+        cluster = target.kind == "cluster"
+        self._stamped = target.kind != "standalone"
+        cluster_opts = {"socket_connect_timeout": 2.0} if cluster else opts
+        self._redis = client = command_client(  # type: ignore[assignment]
+            target, max_connections=_POOL_SIZE, pool_wait=_POOL_WAIT, socket_timeout=5.0,
+            **cluster_opts,
+        )  # fmt: skip
+        self._read_script = client.register_script(STAMPED_READ.text if self._stamped else READ)
+        one = publish_script(stamped=self._stamped)
+        self._batcher = PublishBatcher(
+            client,  # type: ignore[arg-type]
+            script=cluster_script if cluster else (lambda _call: one),
+            wait=_POOL_WAIT,
+            counters=self.counters,
         )
-        self._redis = aioredis.Redis.from_pool(pool)
-        self._read_script = self._redis.register_script(READ)
-        self._batcher = PublishBatcher(self._redis, wait=_POOL_WAIT, counters=self.counters)
-        user_prefix = "user:"
-        patterns = [f"{self.prefix}:{{user:*}}:c"] if self.every_user else []
-        subscriber = self._subscriber or RedisSubscriber(
-            self.url, backoff_max=self.backoff_max, patterns=patterns
+        subscriber = self._subscriber or make_subscriber(
+            target,
+            client,
+            prefix=self.prefix,
+            backoff_max=self.backoff_max,
+            every_user=self.every_user,
+            **opts,
         )
-        covered = (lambda s: s.startswith(user_prefix)) if self.every_user else None
+        covered = is_user_stream if self.every_user else None
         self.routes = Routes(subscriber, self.channel, self._linger, covered)
         self.routes.on_unsubscribed = self._unsubscribed
         self._active = self.routes.active
@@ -215,7 +253,7 @@ class RedisBroker:
             # not after the heartbeat expires (bounded: Redis may be paused).
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(timeout / 4):
-                    await self._redis.publish(self.bus, b"X" + self.node_id.encode())
+                    await self._send(self.bus, b"X" + self.node_id.encode())
         tasks = [*self._loops, *self._tasks]
         for task in tasks:
             task.cancel()
@@ -266,6 +304,8 @@ class RedisBroker:
             ttl=self.stream_ttl,
             idempotency_ms=self.idempotency_ms,
         )
+        if self._stamped:
+            call = stamped_call(call, self.prefix)
         if self._batcher is None:
             raise BrokerUnavailable("broker not started")
         pos = envelope.pos = call.position(await self._batcher.run(call))
@@ -278,16 +318,18 @@ class RedisBroker:
         message = b"V" + self.node_id.encode() + b" " + pack_envelope(envelope)
         try:
             # On the stream's channel: only the nodes hosting its consumers get it.
-            await self.redis.publish(self.channel(stream_of(envelope)), message)
+            stream = stream_of(envelope)
+            await self._send(self.channel(stream), message, sharded=not is_user_stream(stream))
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"publish failed: Redis unavailable ({exc})") from exc
 
     async def read(self, stream: str, epoch: str, after: int) -> StreamRead:
         args = [secrets.token_hex(4), epoch, after, self.stream_ttl]
+        keys = self._keys(stream)
+        if self._stamped:
+            keys.append(stamp_key(self.prefix, stream))
         try:
-            current, head, start, entries = await self._read_script(
-                keys=self._keys(stream), args=args
-            )
+            current, head, start, entries = await self._read_script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"history unavailable: {exc}") from exc
         out: list[tuple[int, Envelope]] = []
@@ -363,7 +405,7 @@ class RedisBroker:
             message = {**payload, "id": rid, "from": self.node_id}
             try:
                 channel = self.node_channel(node)
-                listeners = await self.redis.publish(channel, b"R" + dumps(message))
+                listeners = await self._send(channel, b"R" + dumps(message))
             except (RedisError, OSError) as exc:
                 raise BrokerUnavailable(f"Redis unavailable: {exc}") from exc
             if not listeners:
@@ -381,7 +423,7 @@ class RedisBroker:
         if the node is gone or Redis is down)."""
         message = b"N" + dumps(payload)
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
-            await self.redis.publish(self.node_channel(node), message)
+            await self._send(self.node_channel(node), message)
 
     def waiting_for(self) -> set[str]:
         """The nodes this one has requests waiting on."""
@@ -410,7 +452,7 @@ class RedisBroker:
             reply = {"error": repr(exc)}
         reply["id"] = message.get("id")
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.publish(self.node_channel(str(message["from"])), b"A" + dumps(reply))
+            await self._send(self.node_channel(str(message["from"])), b"A" + dumps(reply))
 
     # -- interest (routing) -----------------------------------------------------------------
     async def want(self, stream: str, consumer: str) -> None:
@@ -450,15 +492,15 @@ class RedisBroker:
     def _on_message(self, channel: bytes, data: bytes) -> None:
         self.counters["received"] += 1
         kind = data[:1]
-        if (
-            (kind == b"S" or kind == b"V")
-            and channel not in self._active
-            and not (self.every_user and channel.startswith(self._user_channels))
-        ):
-            # In flight when its stream was unsubscribed: nobody here wants it, and
-            # tracking it again would leave a stale position for the next consumer.
-            self.counters["stray"] += 1
-            return
+        if kind == b"S" or kind == b"V":
+            self.counters["stream_received"] += 1
+            if channel not in self._active and not (
+                self.every_user and channel.startswith(self._user_channels)
+            ):
+                # In flight when its stream was unsubscribed: nobody here wants it, and
+                # tracking it again would leave a stale position for the next consumer.
+                self.counters["stray"] += 1
+                return
         if kind == b"S":
             epoch_b, offset_b, body = data[1:].split(b" ", 2)
             env = unpack_envelope(body)

@@ -22,6 +22,7 @@ import uvicorn
 from .. import __version__
 from ..clihelp import HelpFormatter
 from ..core.settings import Settings
+from ..redis_connect import parse as parse_redis_url
 from .apikeys import parse_keys
 from .app import Anywire
 from .auth import check_secret
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         "--redis",
         metavar="URL",
         help="share sessions' fan-out, history and presence through Redis "
-        "(redis://host:port/0); every node needs the same ANYWIRE_SECRET",
+        "(redis://host:port/0, rediss:// for TLS, redis+sentinel://host:port,.../service, "
+        "redis+cluster://host:port,...); every node needs the same ANYWIRE_SECRET",
     )
     serve.add_argument(
         "--allowed-host",
@@ -305,6 +307,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(exc))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.redis:
+        try:
+            parse_redis_url(args.redis)  # before any worker starts: one clear error
+        except ValueError as exc:
+            parser.error(f"--redis: {exc}")
     try:
         deflate = wanted_deflate(args)  # a bad ANYWIRE_WS_DEFLATE is refused here, once
     except ValueError as exc:

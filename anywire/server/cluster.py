@@ -38,6 +38,7 @@ from .disconnects import REASON, disconnect_here
 from .errors import BrokerUnavailable
 from .liveness import Liveness
 from .presence import Presence
+from .redis_cluster_calls import is_cluster, mget
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -86,7 +87,6 @@ class Cluster:
 
     def _positions(self, nonce: str) -> str:
         return f"{self.broker.prefix}:tkp:{nonce}"
-
 
     @property
     def _nodes(self) -> str:
@@ -161,8 +161,16 @@ class Cluster:
         self._spawn(self._release(keys))
 
     async def _release(self, keys: list[str]) -> None:
+        redis = self.broker.redis
         with contextlib.suppress(RedisError, OSError, BrokerUnavailable):
-            await self.broker.redis.eval(_END, len(keys), *keys, self.node)
+            if not is_cluster(redis):
+                await redis.eval(_END, len(keys), *keys, self.node)
+                return
+            # On a cluster the owner record and the stream are in two slots: the record
+            # first (the check that no other node took the session), then the stream of
+            # a session closed for good (nobody takes a closed session over meanwhile).
+            if await redis.eval(_END, 1, keys[0], self.node) and len(keys) > 1:
+                await redis.delete(*keys[1:])
 
     async def exists(self, sid: str) -> bool:
         """Whether some node owns session ``sid`` (raises BrokerUnavailable)."""
@@ -229,7 +237,7 @@ class Cluster:
             # removed a dead node from the set before this one saw it missing, and its
             # requests here must fail all the same.
             others = sorted((listed | self._known | self.broker.waiting_for()) - {self.node})
-            flags = await redis.mget([self.broker.alive_key(n) for n in others]) if others else []
+            flags = await mget(redis, [self.broker.alive_key(n) for n in others])
         except (RedisError, OSError, BrokerUnavailable):
             self.liveness.unsure()  # nothing is judged across our own outage
             raise

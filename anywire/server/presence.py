@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 from ..core.rooms import Member
 from .broker import Envelope
 from .errors import BrokerUnavailable
+from .redis_cluster_calls import is_cluster, mget
 
 if TYPE_CHECKING:
     from .broker_redis import RedisBroker
@@ -63,6 +64,10 @@ if cmsgpack.unpack(cur)[4] ~= ARGV[3] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return cur
 """
+
+# The same on a cluster, where the node set is written apart (KEYS: pres hash).
+_JOIN_ROOM = _JOIN.replace("redis.call('SADD', KEYS[2], ARGV[3])\n", "")
+_LEAVE_ROOM = _LEAVE.replace("redis.call('SREM', KEYS[2], ARGV[2])\n", "")
 
 # KEYS: pres hash. ARGV: sid, dead node. The removed value: announce.
 _REAP = """
@@ -163,12 +168,27 @@ class Presence:
         room = env.target or ""
         entry = f"{env.namespace}\n{room}\n{member.sid}"
         keys = [self.key(env.namespace, room), self.node_key(self.node)]
+        redis = self.broker.redis
+        # On a cluster the room's hash and this node's set are in two slots: the set is
+        # written apart, listed before the join and unlisted after the leave (a crash
+        # between leaves an entry the reaper finds nothing for: harmless).
+        split = is_cluster(redis)
         try:
             if env.event == "$join":
                 value = _pack(member, self.node, change.incarnation)
-                announce = bool(await self._run(_JOIN, keys, [member.sid, value, entry]))
+                if split:
+                    await redis.sadd(keys[1], entry)
+                    joined = await self._run(_JOIN_ROOM, keys[:1], [member.sid, value])
+                else:
+                    joined = await self._run(_JOIN, keys, [member.sid, value, entry])
+                announce = bool(joined)
             else:
-                removed = await self._run(_LEAVE, keys, [member.sid, entry, change.incarnation])
+                args = [member.sid, entry, change.incarnation]
+                if split:
+                    removed = await self._run(_LEAVE_ROOM, keys[:1], args)
+                    await redis.srem(keys[1], entry)
+                else:
+                    removed = await self._run(_LEAVE, keys, args)
                 announce = removed is not None
         except (RedisError, OSError, BrokerUnavailable):
             if not self.host.closing:
@@ -196,7 +216,7 @@ class Presence:
         entries = [(_text(f), *msgpack.unpackb(v, raw=False)) for f, v in raw.items()]
         nodes = sorted({e[3] for e in entries} - {self.node})
         if nodes and alive is None:
-            flags = await redis.mget([self.broker.alive_key(n) for n in nodes])
+            flags = await mget(redis, [self.broker.alive_key(n) for n in nodes])
             alive = {n: f is not None for n, f in zip(nodes, flags, strict=True)}
         known = {**(alive or {}), self.node: True}
         return [(sid, user, meta, node) for sid, user, meta, node, *_ in sorted(entries)
@@ -230,4 +250,3 @@ def _pack(member: Member, node: str, incarnation: str) -> bytes:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -71,10 +71,21 @@ class RedisSubscriber:
         doubling).
     :param patterns: glob patterns held besides the channels (``PSUBSCRIBE``; confirmed
         before the state is ``ok``). Standalone Redis only.
+    :param clients: where each (re)connection comes from, one client per connect
+        (:func:`anywire.redis_connect.subscriber_client`: Sentinel's current primary,
+        a cluster's nodes in turn, TLS options); default: ``url``.
     """
 
-    def __init__(self, url: str, *, backoff_max: float = 2.0, patterns: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        backoff_max: float = 2.0,
+        patterns: Iterable[str] = (),
+        clients: Iterator[aioredis.Redis] | None = None,
+    ) -> None:
         self.url = url
+        self._clients = clients
         self.backoff_max = backoff_max
         self.patterns = list(patterns)
         self.reconnects = 0
@@ -110,12 +121,15 @@ class RedisSubscriber:
         self._closing = False
         # redis-py's own silent reconnect is off: every lost subscription is noticed
         # here, so the broker can fill what was published meanwhile.
-        self._client = aioredis.from_url(
-            self.url,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=2.0,
-        )
+        if self._clients is not None:
+            self._client = next(self._clients)
+        else:
+            self._client = aioredis.from_url(
+                self.url,
+                socket_keepalive=True,
+                retry=Retry(NoBackoff(), 0),
+                socket_connect_timeout=2.0,
+            )
         if self.patterns:
             self._wake.set()
         self._task = asyncio.create_task(self._run(), name="anywire-redis-reader")
@@ -260,6 +274,13 @@ class RedisSubscriber:
             self._on_state("down")
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+            if self._clients is not None:
+                # The next server to subscribe on (Sentinel's primary, asked again; a
+                # cluster's next node).
+                old, self._client = self._client, next(self._clients)
+                with contextlib.suppress(Exception):
+                    if old is not None:
+                        await old.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
 

@@ -53,6 +53,7 @@ from ..core.session import SessionState
 from .broker import Envelope
 from .errors import BrokerUnavailable
 from .observe import Connection, Observer
+from .redis_cluster_calls import is_cluster, mget
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -88,6 +89,24 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return 1 end
 return 2
 """
 _WON, _LOST = 1, 2
+
+
+async def _decide_apart(redis: Any, keys: list[str], alive_prefix: str, node: str) -> int:
+    """:data:`_DECIDE` on a Redis Cluster, where the live hash, the election key and
+    the heartbeat keys are in different slots (one script may not touch them all): the
+    reads first (a snapshot, as the script's was: a device connecting just after is
+    missed either way), then the election (``SET NX``: still exactly one winner)."""
+    live = await redis.hgetall(keys[0])
+    others = [_str(n) for n, count in live.items() if _str(n) != node and int(count) > 0]
+    flags = await mget(redis, [alive_prefix + n for n in others])
+    if any(flag is not None for flag in flags):
+        return 0
+    return _WON if await redis.set(keys[1], b"1", nx=True, px=_ELECT_MS) else _LOST
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
 
 OUTCOMES = ("called", "failed", "duplicate")
 """What became of an undelivered event on this node (``Observer.undelivered``, the
@@ -176,11 +195,14 @@ class Undelivered(Observer):
         keys = [self._live_key(env.namespace, env.target or ""),
                 f"{broker.prefix}:undl:{stream}:{epoch}:{offset}"]  # fmt: skip
         try:
-            if self._script is None:
-                self._script = broker.redis.register_script(_DECIDE)
-            won = await self._script(
-                keys=keys, args=[broker.alive_key(""), broker.node_id, _ELECT_MS]
-            )
+            if is_cluster(broker.redis):
+                won = await _decide_apart(broker.redis, keys, broker.alive_key(""), broker.node_id)
+            else:
+                if self._script is None:
+                    self._script = broker.redis.register_script(_DECIDE)
+                won = await self._script(
+                    keys=keys, args=[broker.alive_key(""), broker.node_id, _ELECT_MS]
+                )
         except (RedisError, OSError, BrokerUnavailable):
             log.warning("anywire: Redis unreachable: on_undelivered called from this node")
             won = _WON

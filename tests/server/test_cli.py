@@ -58,3 +58,19 @@ def test_finds_the_anywire_behind_every_kind_of_app() -> None:
     wrapper.anywire = aw  # type: ignore[attr-defined]
     assert find_anywire(wrapper) is aw
     assert find_anywire(object()) is None
+
+
+def test_bad_redis_urls_are_refused() -> None:
+    for url, message in (
+        ("http://127.0.0.1:6379", "unknown Redis URL scheme 'http'"),
+        ("redis+sentinel://127.0.0.1:26379", "names no Sentinel service"),
+        ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
+        ("redis://127.0.0.1:6379/x", "bad database number"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "anywire.server.cli", "serve", "mod:app", "--workers", "2",
+             "--redis", url],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 2, url
+        assert "--redis: " in result.stderr and message in result.stderr, result.stderr
