@@ -75,7 +75,7 @@ async def test_rooms_users_calls_and_presence_across_nodes(
         await a.join(room, meta={"n": 1})
         await b.join(room)
         # a hears b's join from b's node; the registry lists both (a's entry is written
-        # after a's join answer, so it is waited for: NOTES-cluster.md).
+        # after a's join answer, so it is waited for: docs/scale/cluster.md).
         await inbox.until(lambda: [j["sid"] for j in inbox.of("$join")] == [b.sid])
         async with asyncio.timeout(10):
             while True:
