@@ -181,9 +181,18 @@ async def _rate_and_wait(rated: Server, transport: str) -> None:
     assert statuses[:6] == [200] * 6 and 429 in statuses[6:], statuses
     assert_refused(next(r for r in answers if r.status_code == 429), 429, 4008)
     assert (await negotiate(rated, f"rate-{transport}-y", ip + "0")).status_code == 200
-    # The official client, refused for the rate, waits and connects.
+    # The official client, refused for the rate, waits and connects. Empty the bucket,
+    # then take the next token the moment it arrives (a refused negotiate costs no
+    # token): the bucket is then all but empty, so the client's first attempt is refused
+    # for certain. Stopping at the first 429 left anything below one token, and a client
+    # whose attempt came as the bucket reached one token was let in at once (all three
+    # transports failed that way together in one full run).
     while (await negotiate(rated, f"rate-{transport}-z", ip)).status_code == 200:
-        pass  # empty the bucket again
+        pass
+    deadline = time.monotonic() + 5  # a token every 2 s at the fixture's rate
+    while (await negotiate(rated, f"rate-{transport}-z", ip)).status_code != 200:
+        assert time.monotonic() < deadline, "the negotiate bucket never refilled"
+        await asyncio.sleep(0.01)  # poll pacing, not synchronisation
     client = Client(rated.url, token=make_token(f"rate-{transport}"), transports=[transport],
                     headers=from_ip(ip))  # fmt: skip
     started = time.monotonic()
