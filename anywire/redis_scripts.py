@@ -41,6 +41,7 @@ from redis.exceptions import (
 )
 
 from .redis_wire import PUBLISH, PublishCall, publish_failed
+from .redis_wire import READ as WIRE_READ
 
 __all__ = [
     "READ",
@@ -96,7 +97,7 @@ def _variant(*, sharded: bool, stamped: bool) -> str:
 
 
 def _swap(text: str, old: str, new: str) -> str:
-    """Replace ``old``, which must be there: an edit of PUBLISH that moves a line these
+    """Replace ``old``, which must be there: an edit of PUBLISH or READ that moves a line these
     variants rewrite fails at import, not silently in production."""
     if old not in text:
         raise RuntimeError(f"redis_wire.PUBLISH changed: {old!r} not found (redis_scripts.py)")
@@ -150,24 +151,13 @@ def stamped_call(call: PublishCall, prefix: str, channel: str | None = None) -> 
 # broker_redis's read script, stamping a stream it creates (so that a stream created by
 # a read and published on by a primary that failed is told apart from one never published).
 READ = Script(
-    """
-local ep = redis.call('GET', KEYS[2])
-if not ep then
-  ep = ARGV[1]
-  redis.call('SET', KEYS[2], ep, 'EX', ARGV[4])
-  redis.call('DEL', KEYS[1], KEYS[3])
-  local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
-  redis.call('SET', KEYS[4], rid, 'EX', ARGV[4])
-end
-local head = tonumber(redis.call('GET', KEYS[3]) or '0')
-local after = 0
-if ep == ARGV[2] then after = tonumber(ARGV[3]) end
-local entries = {}
-if after < head then
-  entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', head .. '-0')
-end
-return {ep, head, after, entries}
-"""
+    _swap(
+        WIRE_READ,
+        "  redis.call('DEL', KEYS[1], KEYS[3])\n",
+        "  redis.call('DEL', KEYS[1], KEYS[3])\n"
+        "  local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')\n"
+        "  redis.call('SET', KEYS[4], rid, 'EX', ARGV[4])\n",
+    )
 )
 
 

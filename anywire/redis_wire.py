@@ -25,6 +25,7 @@ from .errors import BrokerUnavailable
 __all__ = [
     "PUBLISH",
     "PUBLISH_SHA",
+    "READ",
     "PublishCall",
     "dumps",
     "loads",
@@ -60,6 +61,27 @@ return {ep, n, 0}
 """
 
 PUBLISH_SHA = hashlib.sha1(PUBLISH.encode()).hexdigest()
+
+# KEYS: history, epoch, offset. ARGV: fresh epoch, epoch asked, after, ttl.
+# The stream is created (its epoch chosen) if it does not exist, so a session that starts
+# consuming it can be told its position. Returns {epoch, head, after, entries}: the entries
+# after `after` if the epoch asked is current, else from the start of the current epoch.
+READ = """
+local ep = redis.call('GET', KEYS[2])
+if not ep then
+  ep = ARGV[1]
+  redis.call('SET', KEYS[2], ep, 'EX', ARGV[4])
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local head = tonumber(redis.call('GET', KEYS[3]) or '0')
+local after = 0
+if ep == ARGV[2] then after = tonumber(ARGV[3]) end
+local entries = {}
+if after < head then
+  entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', head .. '-0')
+end
+return {ep, head, after, entries}
+"""
 """The script's EVALSHA name (run with EVAL once when Redis does not have it yet)."""
 
 
