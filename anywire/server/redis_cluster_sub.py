@@ -33,6 +33,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError, ResponseError
 
+from .redis_sub import ignore_list, ignore_message, ignore_state
+
 __all__ = ["ClusterSubscriber"]
 
 log = logging.getLogger("anywire.redis")
@@ -174,9 +176,9 @@ class ClusterSubscriber:
         self.health = health
         self.connect_timeout = connect_timeout
         self.backoff_max = backoff_max
-        self.on_message: OnMessage = _ignore_message
-        self._on_resubscribed: OnResubscribed = _ignore_list
-        self._on_state: OnState = _ignore_state
+        self.on_message: OnMessage = ignore_message
+        self._on_resubscribed: OnResubscribed = ignore_list
+        self._on_state: OnState = ignore_state
         self._wanted: set[str] = set()
         self._where: dict[str, _Shard] = {}  # channel -> the shard it is placed on
         self._shards: dict[str, _Shard] = {}  # node name -> shard
@@ -391,15 +393,3 @@ class ClusterSubscriber:
 async def _quietly(coro: Any) -> None:
     with contextlib.suppress(RedisError, OSError):
         await coro
-
-
-def _ignore_message(channel: bytes, data: bytes) -> None:
-    """Before start()."""
-
-
-def _ignore_list(channels: list[str]) -> None:
-    """Before start()."""
-
-
-def _ignore_state(state: str) -> None:
-    """Before start()."""

@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-__all__ = ["RedisSubscriber", "Subscriber"]
+__all__ = ["RedisSubscriber", "Subscriber", "ignore_list", "ignore_message", "ignore_state"]
 
 log = logging.getLogger("anywire.redis")
 
@@ -98,9 +98,9 @@ class RedisSubscriber:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()  # something to hold: connect
-        self._on_message: Callable[[bytes, bytes], None] = _ignore_message
-        self._on_resubscribed: Callable[[list[str]], None] = _ignore_list
-        self._on_state: Callable[[str], None] = _ignore_state
+        self._on_message: Callable[[bytes, bytes], None] = ignore_message
+        self._on_resubscribed: Callable[[list[str]], None] = ignore_list
+        self._on_state: Callable[[str], None] = ignore_state
 
     def channels(self) -> set[str]:
         return set(self._wanted)
@@ -320,13 +320,15 @@ class RedisSubscriber:
                 fut.exception()  # seen here: a waiter that gave up is not logged
 
 
-def _ignore_message(channel: bytes, data: bytes) -> None:
-    pass
+# The callbacks of a subscriber (or of Routes) before start() gives it the real ones;
+# shared by every Subscriber implementation.
+def ignore_message(channel: bytes, data: bytes) -> None:
+    """Drop a message (before start())."""
 
 
-def _ignore_list(channels: list[str]) -> None:
-    pass
+def ignore_list(channels: list[str]) -> None:
+    """Ignore a list of channels or streams (before start())."""
 
 
-def _ignore_state(state: str) -> None:
-    pass
+def ignore_state(state: str) -> None:
+    """Ignore a state change (before start())."""

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Hashable
 
 from ..core.interest import Interest
-from .redis_sub import Subscriber
+from .redis_sub import Subscriber, ignore_list
 
 __all__ = ["Routes"]
 
@@ -66,7 +66,7 @@ class Routes:
         self._up = False
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.on_unsubscribed: Callable[[list[str]], None] = _ignore
+        self.on_unsubscribed: Callable[[list[str]], None] = ignore_list
         """Called with the streams unsubscribed (the broker forgets their gap state)."""
 
     async def start(
@@ -227,7 +227,3 @@ class Routes:
     @staticmethod
     def _now() -> float:
         return asyncio.get_running_loop().time()
-
-
-def _ignore(streams: list[str]) -> None:
-    pass
