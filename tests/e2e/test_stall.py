@@ -12,7 +12,6 @@ stall clock. Every wait is bounded.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from anywire.clients.python import Client
+from tests.waiting import until
 
 from .conftest import Server, start_server
 from .stallapp import RESUME_WINDOW
@@ -43,14 +43,6 @@ def unstretched() -> Iterator[Server]:
     srv = start_server({"ANYWIRE_TEST_STRETCH": "1"}, app=APP)
     yield srv
     srv.stop()
-
-
-async def _until(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -76,7 +68,7 @@ async def _dropped_during_an_overload(url: str, transport: str, catch_up: bool) 
         secs = OVERLOAD + RESUME_WINDOW + 2
         (await http.post(f"/ctl/pace?rate={RATE}&secs={secs}")).raise_for_status()
         run.total = before + int(RATE * secs)
-        await _until(lambda: len(run.numbers) >= 2, 10, "the first events")
+        await until(lambda: len(run.numbers) >= 2, 10, "the first events")
         (await http.post(f"/ctl/overload?secs={OVERLOAD}")).raise_for_status()
         # Dropped once the node knows it is behind (it sheds from then on), so the
         # client cannot slip back in before the overload is seen.
@@ -85,10 +77,10 @@ async def _dropped_during_an_overload(url: str, transport: str, catch_up: bool) 
             assert time.monotonic() < deadline, "the overload was never seen"
         await run.client.drop_connection()
         t_drop = time.monotonic()
-        await _until(lambda: len(run.hellos) >= 2, OVERLOAD + 20, "the client back")
+        await until(lambda: len(run.hellos) >= 2, OVERLOAD + 20, "the client back")
         run.away = run.hellos[1] - t_drop
         if catch_up:
-            await _until(lambda: run.numbers[-1:] == [run.total], secs + 10, "the last event")
+            await until(lambda: run.numbers[-1:] == [run.total], secs + 10, "the last event")
     return run
 
 

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from anywire.clients.python import Client
+from tests.waiting import until
 
 from .conftest import Server, start_server
 
@@ -35,15 +36,6 @@ def storm_server() -> Iterator[Server]:
     srv = start_server({}, app="tests.e2e.stormapp:app")
     yield srv
     srv.stop()
-
-
-async def _until(cond: Any, timeout: float, what: str) -> None:
-    """Wait (polling a condition on this loop) until ``cond()``; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Watched:
@@ -88,14 +80,14 @@ async def test_every_client_resumes_after_a_storm(storm_server: Server, transpor
             before = (await http.get("/ctl/stats")).json()["paced"]
             (await http.post(f"/ctl/pace?rate={RATE}&secs={SECS}")).raise_for_status()
             total = before + int(RATE * SECS)
-            await _until(lambda: all(len(w.numbers) >= 3 for w in watched), 20, "events")
+            await until(lambda: all(len(w.numbers) >= 3 for w in watched), 20, "events")
             # The storm: every connection drops at once, as if a link in between died.
             for w in watched:
                 await w.client.drop_connection()
             t_drop = time.monotonic()
-            await _until(lambda: all(w.hellos >= 2 for w in watched), 45, "every resume")
+            await until(lambda: all(w.hellos >= 2 for w in watched), 45, "every resume")
             t_resumed = time.monotonic()
-            await _until(
+            await until(
                 lambda: all(w.numbers[-1:] == [total] for w in watched), 20, "the last event"
             )
         print(

@@ -26,6 +26,7 @@ import websockets
 
 from anywire.clients.python import Client, EventInfo
 from tests.e2e.conftest import Server, make_token
+from tests.waiting import until
 
 from .conftest import Nginx, RedisServer, start_nginx, start_node
 from .test_node_crash import _owner
@@ -85,15 +86,6 @@ class Record:
             raise AssertionError(f"timed out; received {self.data}") from None
 
 
-async def _until(check: Any, timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not check():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def test_a_frozen_node_is_noticed_within_the_heartbeat_bound(
     cluster: tuple[list[Server], Nginx], redis: RedisServer, transport: str
 ) -> None:
@@ -113,7 +105,7 @@ async def test_a_frozen_node_is_noticed_within_the_heartbeat_bound(
             stopped = time.monotonic()
             os.kill(owner.proc.pid, signal.SIGSTOP)  # alive to TCP, silent to everyone
             try:
-                await _until(lambda: client.state != "connected", 10, "the drop")
+                await until(lambda: client.state != "connected", 10, "the drop", poll=0.02)
                 noticed = time.monotonic() - stopped
                 for i in range(4, 7):
                     await pub.call("publish", {"room": room, "event": "n", "data": i})
@@ -145,7 +137,9 @@ async def test_a_poll_held_for_a_node_that_dies_is_answered_within_a_few_heartbe
             held = asyncio.ensure_future(
                 http.get(a.url + "/anywire/poll", headers={"X-Anywire-Token": neg["token"]})
             )
-            await _until(lambda: _metric(b, "forwarded_in") > before, 5, "b to hold the poll")
+            await until(
+                lambda: _metric(b, "forwarded_in") > before, 5, "b to hold the poll", poll=0.02
+            )
             killed = time.monotonic()
             b.stop(sig_term=False)
             response = await held

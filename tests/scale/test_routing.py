@@ -25,6 +25,7 @@ from anywire.clients.python import Client
 from anywire.publisher import AsyncPublisher
 from anywire.redis_wire import stream_channel
 from tests.e2e.conftest import Server, make_token
+from tests.waiting import until
 
 from .conftest import Nginx, RedisServer, start_nginx, start_node
 from .test_broadcast import Inbox
@@ -50,15 +51,6 @@ def subscribers(redis: RedisServer, room: str) -> int:
     """How many connections Redis has subscribed to ``room``'s channel (one per node)."""
     out = redis.cli("PUBSUB", "NUMSUB", stream_channel("aw", f"room:/:{room}")).split()
     return int(out[1])
-
-
-async def eventually(check: Any, timeout: float, what: str) -> None:
-    """Poll ``check()`` (bounded) without blocking the loop (the clients and the
-    publisher go on meanwhile)."""
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.05)
-    assert check(), what
 
 
 @dataclass
@@ -131,7 +123,7 @@ async def test_a_join_racing_publishes_misses_and_repeats_nothing(
             await client.leave(room)
             rounds.append((start, [d for n, d in inbox.items[mark:] if n == "tick"]))
             # Unsubscribed after the linger: the next join subscribes again.
-            await eventually(lambda: subscribers(redis, room) == 0, 5, "the unsubscribe")
+            await until(lambda: subscribers(redis, room) == 0, 5, "the unsubscribe")
     assert inbox.of("$lost") == []
     assert client.stats["duplicates"] == 0
     for (epoch, after), items in rounds:
@@ -173,7 +165,7 @@ async def test_a_node_receives_a_room_only_while_it_hosts_a_member(
 
             assert subscribers(redis, room) == 2
             await on_b.leave(room)  # and stops after its last member left (+ linger)
-            await eventually(lambda: subscribers(redis, room) == 1, 5, "the unsubscribe")
+            await until(lambda: subscribers(redis, room) == 1, 5, "the unsubscribe")
             before = [metric(n, "broker_received") for n in nodes]
             for i in range(60, 70):
                 await pub.emit("tick", i, room=room)
@@ -259,7 +251,7 @@ async def test_killed_subscriptions_resubscribe_every_room_and_fill(
                 await boxes[0].until(lambda kill=kill: len(boxes[0].items) >= 40 * (kill + 1))
                 redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
                 # Back (every channel confirmed again) before the next kill.
-                await eventually(
+                await until(
                     lambda kill=kill: metric(node, "broker_reconnects") >= reconnects + kill + 1,
                     10,
                     "the resubscription",
@@ -304,7 +296,7 @@ async def test_a_server_side_join_subscribes_its_node(
     pub = AsyncPublisher(redis.url)
     try:
         async with client:
-            await eventually(lambda: subscribers(redis, room) == 1, 5, "the subscription")
+            await until(lambda: subscribers(redis, room) == 1, 5, "the subscription")
             for i in range(5):
                 await pub.emit("tick", i, room=room)
             await inbox.until(lambda: inbox.of("tick") == list(range(5)))
