@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anywire.bench.runner import free_port  # noqa: E402
+from anywire.bench.redisproc import RedisProcess  # noqa: E402
 from anywire.core.streams import room_stream  # noqa: E402
 from anywire.server.broker import Envelope  # noqa: E402
 from anywire.server.broker_redis import RedisBroker  # noqa: E402
@@ -154,24 +154,10 @@ def main() -> None:
         "--subscribers", type=int, default=0, help="more room subscribers (read and discard)"
     )
     args = parser.parse_args()
-    port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    redis = RedisProcess()
+    port = redis.port
     listeners: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=2
-            ).stdout.strip()
-            != b"PONG"
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("redis-server did not answer")
-            time.sleep(0.05)
         if args.subscribers:
             listeners = subprocess.Popen(
                 [sys.executable, "-c", LISTENERS, str(port), str(args.subscribers)],
@@ -180,14 +166,13 @@ def main() -> None:
             assert listeners.stdout is not None
             if listeners.stdout.readline().strip() != b"subscribed":
                 raise SystemExit("the extra subscribers did not subscribe")
-        measured = asyncio.run(measure(port, args.events, args.rooms, redis.pid))
+        measured = asyncio.run(measure(port, args.events, args.rooms, redis.proc.pid))
         per_event, redis_us, got, name = measured
     finally:
         if listeners is not None:
             listeners.kill()
             listeners.wait(10)
-        redis.terminate()
-        redis.wait(10)
+        redis.stop()
     print(
         f"{got} events over {args.rooms} room(s), parser {name}: "
         f"{per_event:.1f} us of CPU per event received (RedisBroker, deliver a no-op); "

@@ -44,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anywire.bench.redisproc import RedisProcess  # noqa: E402
 from anywire.bench.runner import free_port  # noqa: E402
 from anywire.clients.python import Client  # noqa: E402
 
@@ -209,25 +210,10 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=None, help="another checkout to compare")
     args = parser.parse_args()
     counts = [int(n) for n in args.nodes.split(",")]
-    port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
+    redis = RedisProcess()
+    url = redis.url
     codes = [("routing", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
     try:
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=2
-            ).stdout.strip()
-            != b"PONG"
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("redis-server did not answer")
-            time.sleep(0.05)
         print(
             f"{args.rooms} rooms x {args.members} clients, {args.events} events, "
             f"load average {os.getloadavg()[0]:.1f}"
@@ -249,11 +235,10 @@ def main() -> None:
                     f"{r['wall']:>6.1f} {r['idle']:>15.3f}",
                     flush=True,
                 )
-                subprocess.run(["redis-cli", "-p", str(port), "flushall"], capture_output=True)
+                redis.cli("flushall")
         print(f"load average {os.getloadavg()[0]:.1f}")
     finally:
-        redis.terminate()
-        redis.wait(10)
+        redis.stop()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from anywire.bench.generator import Generator  # noqa: E402
+from anywire.bench.redisproc import RedisProcess  # noqa: E402
 from anywire.bench.runner import free_port, raise_nofile  # noqa: E402
 
 SECRET = "bench-workers-shared-secret-0123456789"
@@ -88,38 +89,15 @@ def clients_of(pids: list[int], port: int) -> dict[int, int]:
     return out
 
 
-class Redis:
-    """A throwaway redis-server on a free port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, timeout=2
-            ).stdout.strip()
-            != b"PONG"
-        ):
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer")
-            time.sleep(0.05)
+class Redis(RedisProcess):
+    """A throwaway redis-server on a free port, with its CPU time."""
 
     def cpu(self) -> float:
         fields = _stat(self.proc.pid)
         return (int(fields[11]) + int(fields[12])) / TICK
 
     def flush(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.port), "flushall"], capture_output=True)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.cli("flushall")
 
 
 class Served:
