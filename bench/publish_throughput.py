@@ -34,24 +34,18 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from typing import Any
 
+from anywire.bench.redisproc import RedisProcess
 from anywire.core.frames import StreamPos
 from anywire.core.streams import room_stream
 from anywire.errors import BrokerUnavailable
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def redis_cpu(port: int | list[int]) -> float:
@@ -291,31 +285,11 @@ def main() -> None:
         finally:
             cluster.cleanup()
         return
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    server = RedisProcess()
     try:
-        for _ in range(100):
-            ok = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True)
-            if ok.stdout.strip() == b"PONG":
-                break
-            time.sleep(0.05)
-        asyncio.run(bench(args, f"redis://127.0.0.1:{port}/0", port))
+        asyncio.run(bench(args, server.url, server.port))
     finally:
-        proc.kill()
-        proc.wait()
+        server.stop()
 
 
 if __name__ == "__main__":

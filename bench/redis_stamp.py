@@ -13,22 +13,14 @@ round: CPU-seconds of Redis per publish, independent of other load on the machin
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
 
+from anywire.bench.redisproc import RedisProcess
 from anywire.redis_scripts import Script, publish_script, stamped_call
 from anywire.redis_wire import pack, publish_call
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -53,23 +45,9 @@ def round_of(client: redis.Redis, script: Script, stamped: bool, n: int, tag: st
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = RedisProcess()
     try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        client = redis.Redis(port=server.port)
         variants = {"plain": (publish_script(), False),
                     "stamped": (publish_script(stamped=True), True)}  # fmt: skip
         for script, _ in variants.values():
@@ -79,9 +57,9 @@ def main() -> None:
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
                 script, stamped = variants[name]
-                before = cpu_seconds(proc.pid)
+                before = cpu_seconds(server.proc.pid)
                 round_of(client, script, stamped, n, f"{name}{r}-")
-                per[name].append((cpu_seconds(proc.pid) - before) / n * 1e6)
+                per[name].append((cpu_seconds(server.proc.pid) - before) / n * 1e6)
         load = Path("/proc/loadavg").read_text().split()[:3]
         for name, values in per.items():
             best = min(values)
@@ -93,8 +71,7 @@ def main() -> None:
             f"load average {' '.join(load)})"
         )
     finally:
-        proc.kill()
-        proc.wait(10)
+        server.stop()
 
 
 if __name__ == "__main__":
