@@ -46,6 +46,9 @@ sys.path.insert(0, str(REPO))
 from anywire.bench.generator import Generator, cpu_prefix  # noqa: E402
 from anywire.bench.runner import free_port, raise_nofile  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from server_instructions import instrument, wait_up  # noqa: E402  (the same start-up and callgrind switch)
+
 SERVERS = {
     # name: (command after the interpreter, generator dialect)
     "anywire": (["-m", "anywire.bench.app"], "anywire"),
@@ -79,7 +82,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     server_pid = proc.pid
     counts: dict[str, Any] = {}
     try:
-        _wait_up(port, proc)
+        wait_up(port, proc)
         workload = "echo" if args.workload == "echo" else "fanout"
         gen = Generator(port, dialect, workload, {"ws": args.clients}, args.size, args.gen_cpu)
         tracer: subprocess.Popen[bytes] | None = None
@@ -90,7 +93,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 # The idle cost of the same connections (timer sweeps), to take off the
                 # loaded figure: under callgrind the offered load is --slowdown times
                 # lower, so per-second costs would weigh that much more per delivery.
-                _instrument(server_pid, "on")
+                instrument(server_pid, "on")
                 time.sleep(args.secs)
                 counts["idle_per_sec"] = _dump(server_pid, out, "idle") / args.secs
             if workload == "fanout" and args.workload != "single":
@@ -136,7 +139,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             cpu1 = _cpu(server_pid)
             if args.count == "callgrind":
                 loaded = _dump(server_pid, out, "load")
-                _instrument(server_pid, "off")
+                instrument(server_pid, "off")
             if tracer is not None:
                 if args.count == "strace":
                     tracer.send_signal(signal.SIGINT)
@@ -200,20 +203,6 @@ def _strace_table(path: Path, deliveries: int) -> dict[str, float]:
     return dict(sorted(calls.items(), key=lambda kv: -kv[1]))
 
 
-def _wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300  # slow start-up under valgrind
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ctl/stats", timeout=5) as r:
-                r.read()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise SystemExit(f"the server did not start: {err[-1000:]}") from None
-            time.sleep(0.5)
-
-
 _EVENTS: dict[str, dict[str, int]] = {}  # every event of each dump (with --cache-sim)
 
 
@@ -234,10 +223,6 @@ def _dump(pid: int, out: str, name: str) -> int:
                 return numbers[0]
         time.sleep(0.2)
     raise SystemExit(f"callgrind wrote no dump for {name}")
-
-
-def _instrument(pid: int, state: str) -> None:
-    subprocess.run(["callgrind_control", "-i", state, str(pid)], check=True, capture_output=True)
 
 
 def main() -> None:

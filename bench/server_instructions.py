@@ -61,13 +61,13 @@ def measure(server: str, tree: Path, clients: int, secs: float) -> tuple[int, in
             cmd, env=env, cwd=str(tree), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         try:
-            _wait_up(port, proc)
+            wait_up(port, proc)
             gen = Generator(port, dialect, "echo", {"ws": clients}, 100, None)
             try:
                 gen.ready()
-                _instrument(proc.pid, "on")
+                instrument(proc.pid, "on")
                 result = gen.measure(secs)
-                _instrument(proc.pid, "off")
+                instrument(proc.pid, "off")
             finally:
                 gen.stop()
             proc.send_signal(signal.SIGINT)
@@ -82,7 +82,8 @@ def measure(server: str, tree: Path, clients: int, secs: float) -> tuple[int, in
     return int(result["deliveries"]), int(counts[-1])
 
 
-def _wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
+def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until the bench app on ``port`` answers (a started ``proc`` that dies: exit)."""
     deadline = time.monotonic() + 300  # slow start-up under valgrind
     while True:
         try:
@@ -96,7 +97,8 @@ def _wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.5)
 
 
-def _instrument(pid: int, state: str) -> None:
+def instrument(pid: int, state: str) -> None:
+    """Switch callgrind's counting in ``pid`` on or off (``state``: on / off)."""
     subprocess.run(["callgrind_control", "-i", state, str(pid)], check=True, capture_output=True)
 
 
