@@ -179,6 +179,10 @@ class SessionHost(Budget):
         if self.closing:
             raise ProtocolError("server shutting down", CloseCode.SHUTDOWN)
         redeemed = await self.issuer.redeem(first.ticket)
+        if self.closing:
+            # The drain began while the ticket was redeemed (Redis round trip): its close
+            # pass has already run, so this connection would never be told to move.
+            raise ProtocolError("server shutting down", CloseCode.SHUTDOWN)
         identity, sid = redeemed.identity, redeemed.sid
         wall = time.time()
         now = asyncio.get_running_loop().time()
@@ -209,6 +213,8 @@ class SessionHost(Budget):
             await self.cluster.attached(sid)
         self.counters["connections"] += 1
         link.push(link.codec.encode(hello.to_wire()))
+        if self.closing:  # the drain began during the owner record's write
+            link.close(CloseCode.SHUTDOWN, "server shutting down")
 
     async def _fresh(
         self, redeemed: Any, auth_deadline: float | None, now: float
@@ -537,7 +543,14 @@ class SessionHost(Budget):
             task.cancel()
         link = sess.connection
         if isinstance(link, Link):
-            link.close(CloseCode.NORMAL, "session ended")
+            # Only a session closed for good may tell its client so (a terminal code);
+            # one that goes on elsewhere or later sends its client on to find it.
+            if end == "closed":
+                link.close(CloseCode.NORMAL, "session ended")
+            elif self.closing:
+                link.close(CloseCode.SHUTDOWN, "server shutting down")
+            else:
+                link.close(CloseCode.TRANSPORT_REPLACED, "session moved")
             self.track.ended(link)
         sess.close()
         if run_hooks and socket is not None:

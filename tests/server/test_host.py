@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+from anywire.core.closecodes import CloseCode
 from anywire.core.codec import Outgoing
+from anywire.core.errors import ProtocolError
 from anywire.core.frames import Connect, Event, Resume
 from anywire.core.settings import Settings
 from anywire.server.app import Anywire
@@ -293,5 +296,61 @@ async def test_a_quiet_member_leaves_without_a_leave_event_and_others_still_anno
         assert leaves() == []
         host.close_session(host.sessions[loud.sid], 4500, "bye")
         assert leaves() == [loud.sid]
+    finally:
+        await aw.stop(grace=0.1)
+
+
+class _SlowRedeem:
+    """The host's issuer, whose redeem waits on ``opened`` first: a Redis round trip that
+    is still out when the node's drain begins."""
+
+    def __init__(self, real: Any, opened: asyncio.Event) -> None:
+        self.real, self.opened = real, opened
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def redeem(self, ticket: str) -> Any:
+        await self.opened.wait()
+        return await self.real.redeem(ticket)
+
+
+async def test_a_connection_that_arrives_during_the_drain_is_sent_on_never_ended() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    gate = asyncio.Event()
+    try:
+        first = await _drained(aw)
+        assert first.sid is not None
+        token = aw.host.issuer.signer.sign({"k": "s", "sid": first.sid, "node": aw.node_id})
+        _, _, ticket, _ = await issue(aw, resume=token)
+        aw.host.issuer = _SlowRedeem(aw.host.issuer, gate)
+        second = Link(LONGPOLL, aw.host.codec("json"))
+        attach = asyncio.create_task(aw.host.attach(second, Resume(ticket, 0)))
+        drain = asyncio.create_task(aw.host.shutdown(budget=0.4))
+        async with asyncio.timeout(2):
+            while first.closing is None:  # the drain's close pass has run
+                await asyncio.sleep(0.005)
+        gate.set()
+        with contextlib.suppress(ProtocolError):
+            await attach
+        await asyncio.wait_for(drain, 2)
+        # Told to move (4000) or refused with it; a terminal 4500 would end the client.
+        assert first.closing is not None and first.closing[0] == CloseCode.SHUTDOWN
+        assert attach.exception() is None or attach.exception().code == CloseCode.SHUTDOWN
+        assert second.closing is None or second.closing[0] == CloseCode.SHUTDOWN
+    finally:
+        gate.set()
+        await aw.stop(grace=0.1)
+
+
+async def test_a_session_forgotten_with_a_live_connection_sends_it_on_not_away() -> None:
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        sock = await _attached(aw)
+        assert sock.sid is not None
+        aw.host.expire(aw.host.sessions[sock.sid])  # forgotten, its stream stays
+        assert sock.closing is not None and sock.closing[0] == CloseCode.TRANSPORT_REPLACED
     finally:
         await aw.stop(grace=0.1)
