@@ -56,6 +56,7 @@ class LoopLag:
         self.threshold = threshold
         self.longest = max(2, min(MAX_RETRY_AFTER, int(longest)))
         self.lag = 0.0  # the last probe's lateness, seconds
+        self.probes = 0  # probes run so far (tests)
         self.shed = 0  # negotiates refused so far (metrics, tests)
         self._late_until = -math.inf
         self._worst = 0.0  # the largest lateness seen while shedding (sets the spread)
@@ -127,10 +128,16 @@ class LoopLag:
             asked = loop.time() + PROBE
             await asyncio.sleep(PROBE)
             now = loop.time()
-            self.lag = now - asked
+            before, self.lag = self.lag, now - asked
+            self.probes += 1
             if self.lag > self.threshold:
                 self._late_until = now + HOLD
-                self._worst = max(self._worst, self.lag)
+                # Queued work shows as lateness that lasts: one late probe after on-time
+                # ones is a pause (a GC, the VM descheduled, SIGSTOP), after which the
+                # node is as free as before. Only lateness seen twice in a row widens
+                # the spread; a 5 s pause used to send the clients it had just lost
+                # away for up to 20 s.
+                self._worst = max(self._worst, min(self.lag, before))
                 # The node was behind from when this probe should have woken.
                 self.stall.set(asked, True)
             elif now >= max(self._late_until, self._limited_until, self._deferred_until):

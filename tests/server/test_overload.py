@@ -114,3 +114,27 @@ async def test_the_spread_grows_while_shedding_lasts_and_the_stall_clock_waits()
         assert loop.time() - last >= 4.0
     finally:
         await lag.stop()
+
+
+async def test_one_long_pause_is_not_taken_for_queued_work() -> None:
+    """A loop that stood still once (a GC, the VM descheduled, SIGSTOP) sheds for the
+    hold, with the base spread: the clients it lost meanwhile come back within 2 s.
+    Lateness that lasts (the loop late probe after probe) widens the spread with it."""
+
+    async def spread_after(pauses: int) -> set[int]:
+        lag = LoopLag(0.1, rand=random.Random(5))
+        lag.start()
+        try:
+            await _until(lambda: lag.probes > 0)
+            for _ in range(pauses):  # the probe wakes about 1.45 s late each time
+                seen = lag.probes
+                time.sleep(1.5)
+                await _until(lambda seen=seen: lag.probes > seen)
+            assert lag.lag > 1.0
+            refused = (lag.refusal() for _ in range(60))
+            return {r.retry_after for r in refused if r is not None}
+        finally:
+            await lag.stop()
+
+    assert await spread_after(1) == {1, 2}  # not up to 4 x 1.45 s
+    assert max(await spread_after(2)) == 6  # late twice in a row: 4 x 1.45 s
