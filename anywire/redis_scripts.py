@@ -161,6 +161,36 @@ READ = Script(
 )
 
 
+# Replies with which a master refused a call without running it: the connection is fine.
+_REFUSALS = (AskError, TryAgainError, ClusterDownError)
+
+
+def _follow(exc: BaseException, sent: bool) -> tuple[str, int] | None:
+    """What a failed attempt on a cluster says to do next (both runners' one decision):
+    ``None`` to refresh the slot map and try again (``MOVED``: the call did not run; our
+    map is old), ``(host, port)`` of the importing master to ask (``ASK``); anything else
+    raises :func:`~anywire.redis_wire.publish_failed` (``TRYAGAIN``/``CLUSTERDOWN``: not
+    published; a failed connection: published if ``sent``)."""
+    if isinstance(exc, MovedError):  # before AskError: a subclass of it
+        return None
+    if isinstance(exc, AskError):
+        return (exc.host, exc.port)
+    if isinstance(exc, (TryAgainError, ClusterDownError)):
+        raise publish_failed(exc, sent=False) from exc
+    raise publish_failed(exc, sent) from exc
+
+
+def _packed(
+    conn: Any, asking: Any, verb: str, script: Script, keys: list[str], args: list[Any]
+) -> tuple[Any, int]:
+    """The packed call (``ASKING`` first when following an ``ASK``) and how many replies
+    it gets: the last one is the script's."""
+    call = (verb, script.sha if verb == "EVALSHA" else script.text, len(keys), *keys, *args)
+    if asking is None:
+        return conn.pack_command(*call), 1
+    return conn.pack_commands([("ASKING",), call]), 2
+
+
 async def run_on_cluster(
     client: Any, script: Script, keys: list[str], args: list[Any], attempts: int = 3
 ) -> list[Any]:
@@ -172,7 +202,7 @@ async def run_on_cluster(
     a failure says whether the call was written (``maybe_published``). What Redis refused
     without running (``MOVED``, ``ASK``, a missing script) is followed here, at most
     ``attempts`` times; ``TRYAGAIN``/``CLUSTERDOWN`` (a slot being moved or without a
-    master) fail as not published."""
+    master) fail as not published (:func:`_follow`)."""
     asking: Any = None  # the importing master named by an ASK
     for _ in range(attempts):
         try:
@@ -187,24 +217,24 @@ async def run_on_cluster(
         sent = False
         try:
             await conn.connect()  # a refused connection: certainly not published
-            try:
-                sent = True
-                return await _ask_and_run(conn, asking, "EVALSHA", script.sha, keys, args)
-            except NoScriptError:  # this master has not seen it (new, or promoted)
-                return await _ask_and_run(conn, asking, "EVAL", script.text, keys, args)
-        except MovedError:  # did not run: our slot map is old (before AskError: a subclass)
-            asking = None
-            await client.nodes_manager.initialize()
-        except AskError as exc:  # did not run: the keys are moving to that master
-            asking = client.get_node(host=exc.host, port=exc.port)
+            sent = True
+            for verb in ("EVALSHA", "EVAL"):  # EVAL: this master has not seen the script
+                packed, replies = _packed(conn, asking, verb, script, keys, args)
+                await conn.send_packed_command(packed)
+                try:
+                    for _ in range(replies - 1):
+                        await conn.read_response()  # ASKING's OK
+                    return list(await conn.read_response())
+                except NoScriptError:
+                    continue
+        except (RedisError, OSError) as exc:
+            if not isinstance(exc, _REFUSALS):
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()
+            target = _follow(exc, sent)
+            asking = None if target is None else client.get_node(host=target[0], port=target[1])
             if asking is None:
                 await client.nodes_manager.initialize()
-        except (TryAgainError, ClusterDownError) as exc:
-            raise publish_failed(exc, sent=False) from exc
-        except (RedisError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
-            raise publish_failed(exc, sent) from exc
         except BaseException:
             with contextlib.suppress(Exception):
                 await conn.disconnect()  # cancelled mid-command: state unknown
@@ -214,22 +244,11 @@ async def run_on_cluster(
     raise publish_failed(ConnectionError("the slot kept moving"), sent=False)
 
 
-async def _ask_and_run(
-    conn: Any, asking: Any, verb: str, script: str, keys: list[str], args: list[Any]
-) -> list[Any]:
-    call = (verb, script, len(keys), *keys, *args)
-    if asking is None:
-        await conn.send_packed_command(conn.pack_command(*call))
-        return list(await conn.read_response())
-    await conn.send_packed_command(conn.pack_commands([("ASKING",), call]))
-    await conn.read_response()  # OK
-    return list(await conn.read_response())
-
-
 def run_on_cluster_sync(
     client: Any, script: Script, keys: list[str], args: list[Any], attempts: int = 3
 ) -> list[Any]:
-    """:func:`run_on_cluster` for a synchronous ``redis.cluster.RedisCluster``."""
+    """:func:`run_on_cluster` for a synchronous ``redis.cluster.RedisCluster`` (the
+    WSGI publisher): the same calls, the same decisions (:func:`_follow`)."""
     asking: Any = None
     for _ in range(attempts):
         try:
@@ -247,38 +266,26 @@ def run_on_cluster_sync(
         sent = False
         try:
             conn.connect()
-            try:
-                sent = True
-                return _ask_and_run_sync(conn, asking, "EVALSHA", script.sha, keys, args)
-            except NoScriptError:
-                return _ask_and_run_sync(conn, asking, "EVAL", script.text, keys, args)
-        except MovedError:  # (a subclass of AskError)
-            asking = None
-            client.nodes_manager.initialize()
-        except AskError as exc:
-            asking = client.get_node(host=exc.host, port=exc.port)
+            sent = True
+            for verb in ("EVALSHA", "EVAL"):
+                packed, replies = _packed(conn, asking, verb, script, keys, args)
+                conn.send_packed_command(packed)
+                try:
+                    for _ in range(replies - 1):
+                        conn.read_response()
+                    return list(conn.read_response())
+                except NoScriptError:
+                    continue
+        except (RedisError, OSError) as exc:
+            if not isinstance(exc, _REFUSALS):
+                conn.disconnect()
+            target = _follow(exc, sent)
+            asking = None if target is None else client.get_node(host=target[0], port=target[1])
             if asking is None:
                 client.nodes_manager.initialize()
-        except (TryAgainError, ClusterDownError) as exc:
-            raise publish_failed(exc, sent=False) from exc
-        except (RedisError, OSError) as exc:
-            conn.disconnect()
-            raise publish_failed(exc, sent) from exc
         except BaseException:
             conn.disconnect()
             raise
         finally:
             pool.release(conn)
     raise publish_failed(ConnectionError("the slot kept moving"), sent=False)
-
-
-def _ask_and_run_sync(
-    conn: Any, asking: Any, verb: str, script: str, keys: list[str], args: list[Any]
-) -> list[Any]:
-    call = (verb, script, len(keys), *keys, *args)
-    if asking is None:
-        conn.send_packed_command(conn.pack_command(*call))
-        return list(conn.read_response())
-    conn.send_packed_command(conn.pack_commands([("ASKING",), call]))
-    conn.read_response()
-    return list(conn.read_response())
