@@ -42,6 +42,7 @@ from .broker import Envelope
 from .broker_redis import RedisBroker
 from .errors import BrokerUnavailable
 from .observe import Connection, Observer
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -308,10 +309,7 @@ class AdminView:
     async def stop(self) -> None:
         """Stop publishing (the app's stop)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

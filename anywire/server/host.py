@@ -14,7 +14,6 @@ budget, invalid frames), :mod:`.tracking` (what the observers are told).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import secrets
@@ -45,6 +44,7 @@ from .joins import Joins
 from .metrics import live_counts
 from .outgoing import ack_frame, body, event_frame, measure
 from .refresh import Refresher
+from .tasks import cancel_and_wait
 from .timers import Timers
 from .tracking import Tracker
 
@@ -147,11 +147,8 @@ class SessionHost(Budget):
             # Not for good: the clients move to other nodes (or come back), and the
             # sessions' streams go on there.
             self._expire(sess, run_hooks=True, end="moved")
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-            self._timer = None
+        timer, self._timer = self._timer, None
+        await cancel_and_wait(timer)
         if self._background:  # disconnect hooks
             await asyncio.wait(self._background, timeout=max(0.05, (end - loop.time()) / 3))
         if self.cluster is not None:

@@ -23,7 +23,6 @@ slowness does not throw away the sessions the refused clients come back for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 
@@ -31,6 +30,7 @@ from ..core.admission import Refusal
 from ..core.closecodes import CloseCode
 from ..core.stall import StallClock
 from .stale import Stale
+from .tasks import cancel_and_wait
 
 __all__ = ["HOLD", "PROBE", "LoopLag"]
 
@@ -84,10 +84,7 @@ class LoopLag:
         task, self._task = self._task, None
         if self.stale_negotiate in Stale.listeners:
             Stale.listeners.remove(self.stale_negotiate)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def refusal(self) -> Refusal | None:
         """A 503 (code 4000) with a spread ``Retry-After`` while the loop runs late, else

@@ -45,6 +45,7 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 from .observe import Connection, Observer
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -232,11 +233,8 @@ class PrometheusMetrics(Observer):
 
     async def stop(self) -> None:
         """Stop syncing; a worker that ends drops its live gauges from the sums."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         if self.multiprocess is not None:
             self.sync()
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess)  # type: ignore[no-untyped-call]

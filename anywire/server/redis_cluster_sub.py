@@ -34,6 +34,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError, ResponseError
 
 from .redis_sub import ignore_list, ignore_message, ignore_state
+from .tasks import cancel_and_wait
 
 __all__ = ["ClusterSubscriber"]
 
@@ -248,11 +249,8 @@ class ClusterSubscriber:
                 await shard.send("SUNSUBSCRIBE", by_slot)
 
     async def stop(self) -> None:
-        if self._placer is not None:
-            self._placer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._placer
-        self._placer = None
+        placer, self._placer = self._placer, None
+        await cancel_and_wait(placer)
         for shard in list(self._shards.values()):
             await shard.close()
         self._shards.clear()
