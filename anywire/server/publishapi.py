@@ -34,14 +34,13 @@ import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.frames import MAX_NAME
 from ..core.streams import room_stream
 from ..core.values import value_error
-from ..transports.base import Receive, Scope, Send, header, read_body, send_json_error
+from ..transports.base import Receive, Scope, Send, header, query, read_body, send_json_error
 from .apikeys import ApiKeys, parse_keys
 from .auth import bearer
 from .broker import Envelope
@@ -343,19 +342,19 @@ class PublishAPI:
 
     # -- reads ----------------------------------------------------------------------------
     async def _presence(self, scope: Scope, send: Send) -> None:
-        query = _query(scope)
-        room, ns = _room(query), _namespace(query.get("ns", "/"))
+        params = query(scope, blanks=True)
+        room, ns = _room(params), _namespace(params.get("ns", "/"))
         members = await self.app.members(room, ns)
         await json_response(
             send, 200, {"room": room, "ns": ns, "count": len(members), "members": members}, []
         )
 
     async def _history(self, scope: Scope, send: Send) -> None:
-        query = _query(scope)
-        room, ns = _room(query), _namespace(query.get("ns", "/"))
-        epoch = query.get("epoch", "")
-        since = _int(query, "since", 0, 0, 2**53)
-        limit = _int(query, "limit", 100, 1, MAX_HISTORY)
+        params = query(scope, blanks=True)
+        room, ns = _room(params), _namespace(params.get("ns", "/"))
+        epoch = params.get("epoch", "")
+        since = _int(params, "since", 0, 0, 2**53)
+        limit = _int(params, "limit", 100, 1, MAX_HISTORY)
         stream = room_stream(ns, room)
         try:
             read = await self.app.broker.read(stream, epoch, since)
@@ -405,11 +404,6 @@ def _namespace(ns: Any) -> str:
     if ns.startswith("/$"):
         raise _BadItem("'ns' names a reserved namespace")
     return ns
-
-
-def _query(scope: Scope) -> dict[str, str]:
-    raw = scope.get("query_string", b"").decode("latin-1")
-    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
 
 def _room(query: dict[str, str]) -> str:

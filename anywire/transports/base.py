@@ -332,10 +332,11 @@ def peer_of(scope: Scope) -> tuple[str | None, str | None]:
     return header(scope, b"origin"), (str(client[0]) if client else None)
 
 
-def query(scope: Scope) -> dict[str, str]:
-    """The query string as a flat dict (last value wins)."""
+def query(scope: Scope, blanks: bool = False) -> dict[str, str]:
+    """The query string as a flat dict (last value wins); ``blanks`` keeps parameters
+    given empty (``?room=``), for a caller that must tell them from absent ones."""
     raw = scope.get("query_string", b"").decode("latin-1")
-    return {k: v[-1] for k, v in parse_qs(raw).items()}
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=blanks).items()}
 
 
 async def send_json_error(
