@@ -414,6 +414,7 @@ class SessionHost(Budget):
         link.queued = []
         sess = self.sessions.get(link.sid) if link.sid is not None else None
         codec = link.codec
+        more = False
         if sess is not None and sess.connection is link:
             control, receipt = sess.take_output_control()
             for frame in control:
@@ -433,6 +434,9 @@ class SessionHost(Budget):
                 pending = self.faults.pending(link, sess, pending)
             for seq, item in pending:
                 out.append(codec.frame(item.type, seq, body(item, codec)))
+            # Control and the rx receipt were all taken: only sequenced frames can remain.
+            more = sess.written < sess.out_seq
+        link.more = more
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))

@@ -23,11 +23,13 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame
+from websockets.protocol import State
 
 from ..core.closecodes import CloseCode
 from ..core.settings import Settings
 from ..transports.direct import DIRECT_KEY
 from ..transports.meter import METER_KEY, ControlMeter
+from .wsframes import server_frame
 from .wsstate import Gate, Inbox
 
 __all__ = ["metered_protocol"]
@@ -35,6 +37,7 @@ __all__ = ["metered_protocol"]
 _DEFAULTS = Settings()
 _HANGUP = 1.0  # seconds between a flood close and hanging up (see _stop_reading)
 _SEND = WebSocketsSansIOProtocol.send
+_OPEN = State.OPEN
 
 
 class _MeteredProtocol(WebSocketsSansIOProtocol):
@@ -83,7 +86,26 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         """:data:`anywire.transports.direct.DirectWrite`: what uvicorn's ``send()`` does
         for a data message, without the coroutine, the message dict and the text's
         decoding and re-encoding; False (nothing done) unless the connection is open
-        and its socket writable, where ``send()`` would not have waited."""
+        and its socket writable, where ``send()`` would not have waited.
+
+        The frame is built here (:func:`.wsframes.server_frame`) when ``websockets``
+        would add nothing to it: the connection OPEN (so the handshake's 101 went out,
+        no close was sent or answered, no HTTP response instead), no extension, no
+        fragmented message, nothing of its own waiting to be written before. A data
+        frame changes no state of the ``websockets`` protocol (``send_text`` only
+        checks, frames and queues the bytes), so its close handshake is unaffected.
+        Anything else takes ``websockets``' own path below."""
+        conn = self.conn
+        if (
+            conn._state is _OPEN
+            and not self.disconnected
+            and self.writable._open  # type: ignore[attr-defined]
+            and not conn.extensions
+            and not conn.writes
+            and not conn.expect_continuation_frame
+        ):
+            self.transport.write(server_frame(data, binary))
+            return True
         if (
             not self.handshake_complete
             or self.close_sent
@@ -94,12 +116,12 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
             return False
         try:
             if binary:
-                self.conn.send_binary(data)
+                conn.send_binary(data)
             else:
-                self.conn.send_text(data)
+                conn.send_text(data)
         except InvalidState:
             raise ClientDisconnected() from None
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.write(b"".join(conn.data_to_send()))
         return True
 
     def send(self, message: Any) -> Coroutine[Any, Any, None]:

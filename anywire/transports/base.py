@@ -97,8 +97,8 @@ class Link:
     """One live transport connection of a session."""
 
     __slots__ = (
-        "_flag", "_waiters", "closing", "codec", "hold", "info", "interval", "on_wake", "peer",
-        "queued", "sid", "traffic",
+        "_flag", "_waiters", "closing", "codec", "hold", "info", "interval", "more", "on_wake",
+        "peer", "queued", "sid", "traffic",
     )  # fmt: skip
 
     def __init__(
@@ -130,6 +130,10 @@ class Link:
         # Called on every wake-up: a transport that writes on demand (WebSocket) starts
         # its writer here instead of keeping a task parked in wait().
         self.on_wake: Callable[[], None] | None = None
+        # Set by every Host.outgoing(): it left sequenced frames for a later call (its
+        # limits). Read at once after it, this is has_pending() without its three calls
+        # (a writer's check after every write: docs/perf/frames.md).
+        self.more = False
 
     def push(self, frame: bytes) -> None:
         """Queue an already-encoded frame (hello, error) ahead of the session's frames.
@@ -232,7 +236,10 @@ class Host(Protocol):
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         """Encoded frames to write on ``link`` now: hello first, then control, then
-        sequenced frames, then the close frame if the link is closing."""
+        sequenced frames, then the close frame if the link is closing. Sets
+        ``link.more``: whether sequenced frames were left for a later call (``limit`` or
+        the byte cap reached); right after this call, ``has_pending(link)`` is
+        ``link.more or link.closing is not None``."""
         ...
 
     def reject(self, sid: str, error: RemoteProtocolError) -> None:

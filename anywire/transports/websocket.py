@@ -473,7 +473,9 @@ class _Writer:
                         else:  # the socket's buffer is full: the rest of the send waits
                             self.task = asyncio.ensure_future(self._finish(sending, waiting))
                             return
-                if link.closing is None and not host.has_pending(link):
+                # (host.has_pending() as it stands right after outgoing(), without its
+                # calls: nothing ran in between that could push.)
+                if link.closing is None and not link.more:
                     self.busy = False
                     return
             except Exception as exc:

@@ -140,3 +140,26 @@ async def test_a_batch_and_an_answer_take_the_direct_write_too() -> None:
         assert peer.sends() == 0
     finally:
         await _end(aw, peers, tasks)
+
+
+async def test_a_burst_past_one_batch_goes_out_whole_with_nothing_after_it() -> None:
+    """More than one batch waits when the batched write runs (past ``max_batch`` frames,
+    or past the byte cap of one message): the writer goes on by itself until nothing is
+    left, though no push comes after the burst to wake it again."""
+    aw, peers, tasks = await _connected(1)
+    (peer,) = peers
+    many = 2 * aw.host.settings.max_batch + 5
+    big = "x" * 40_000  # two of these pass the byte cap of one message (64 KB)
+    try:
+        await _quiet()
+        for i in range(many):  # one iteration: the first at once, the rest batched
+            _deliver(aw, i)
+        await peer.wait_for(lambda: peer.events() == list(range(many)))
+        await _quiet()
+        for i in range(3):
+            _deliver(aw, [i, big])
+        await peer.wait_for(lambda: len(peer.events()) == many + 3)
+        assert [e[0] for e in peer.events()[many:]] == [0, 1, 2]
+        assert peer.sends() == 0
+    finally:
+        await _end(aw, peers, tasks)
