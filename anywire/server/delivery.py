@@ -148,7 +148,7 @@ class Delivery:
             if self.faults is not None:  # None unless a test installed it
                 pending = self.faults.pending(link, sess, pending)
             for seq, item in pending:
-                out.append(codec.frame(item.type, seq, body(item, codec)))
+                out.append(_frame(item, codec, seq))
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))
@@ -160,3 +160,12 @@ class Delivery:
             return True
         sess = self.sessions.get(link.sid) if link.sid is not None else None
         return sess is not None and sess.connection is link and sess.has_output()
+
+
+def _frame(item: Outgoing, codec: Codec, seq: int) -> bytes:
+    """``item`` numbered ``seq`` for ``codec`` (spliced: :meth:`Outgoing.frame`); an ack
+    whose result the codec cannot carry becomes an error ack (:func:`.outgoing.body`)."""
+    try:
+        return item.frame(codec, seq)
+    except TypeError:
+        return codec.frame(item.type, seq, body(item, codec))
