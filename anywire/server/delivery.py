@@ -81,12 +81,14 @@ class Delivery:
         self.encodable(out)
         self.track.delivered(env)
         call = env.call
+        # Once per recipient: names bound outside the loop (docs/perf/fanout.md).
+        skip, get, push = env.skip, self.sessions.get, self.push
         for sid in targets:
-            if sid == env.skip:
+            if sid == skip:
                 continue
-            sess = self.sessions.get(sid)
+            sess = get(sid)
             if sess is not None and sess.namespace == ns:
-                self.push(sess, out)
+                push(sess, out)
                 if call is not None and env.pos is not None:
                     self.calls.delivered(sid, env.pos[2], call)
 
@@ -123,7 +125,9 @@ class Delivery:
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
             self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
             return
-        self._wake(sess)
+        link = sess.connection  # (what _wake() does, without its call: once per recipient)
+        if isinstance(link, Link):
+            link.wake()
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
@@ -144,11 +148,16 @@ class Delivery:
                 # Overflowed past frames this connection was never given, unchecked by
                 # push() (pushed before the hello): take_pending() hands out nothing.
                 self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
-            pending = sess.take_pending(limit, cap)
-            if self.faults is not None:  # None unless a test installed it
-                pending = self.faults.pending(link, sess, pending)
-            for seq, item in pending:
-                out.append(_frame(item, codec, seq))
+            faults = self.faults  # None unless a test installed it
+            item = sess.take_next() if faults is None and limit != 0 else None
+            if item is not None:  # the usual fan-out: one new frame for this connection
+                out.append(_frame(item, codec, sess.written))
+            else:
+                pending = sess.take_pending(limit, cap)
+                if faults is not None:
+                    pending = faults.pending(link, sess, pending)
+                for seq, item in pending:
+                    out.append(_frame(item, codec, seq))
         if link.closing is not None:
             code, reason = link.closing
             out.append(codec.encode(Close(code, reason).to_wire()))
