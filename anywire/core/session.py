@@ -243,15 +243,17 @@ class ServerSession:
         size = out.size
         if not size:
             size = out.size = _UNSIZED  # set once, so acknowledge() subtracts the same
-        self.out_seq += 1
-        if self._out is _NO_OUTBOX:
-            self._out = deque()
-        self._out.append(out)
-        self._out_bytes += size
+        # (Locals instead of repeated attribute loads: this runs once per recipient.)
+        self.out_seq = seq = self.out_seq + 1
+        box = self._out
+        if box is _NO_OUTBOX:
+            box = self._out = deque()
+        box.append(out)
+        self._out_bytes = total = self._out_bytes + size
         settings = self.settings
-        if len(self._out) > settings.outbox_size or self._out_bytes > settings.outbox_bytes:
+        if len(box) > settings.outbox_size or total > settings.outbox_bytes:
             self._trim()
-        return self.out_seq
+        return seq
 
     def _trim(self) -> None:
         """Drop the oldest frames until the outbox is within both budgets (keeping the

@@ -136,14 +136,14 @@ class Delivery:
         codec = link.codec
         if sess is not None and sess.connection is link:
             control, receipt = sess.take_output_control()
-            for frame in control:
-                if type(frame) is Rx:
-                    out.append(codec.rx(frame.n))
-                else:
-                    out.append(codec.encode(frame.to_wire()))
+            if control:
+                for frame in control:
+                    if type(frame) is Rx:
+                        out.append(codec.rx(frame.n))
+                    else:
+                        out.append(codec.encode(frame.to_wire()))
             if receipt is not None:
                 out.append(codec.rx(receipt))
-            cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
             if sess.written < sess.floor - 1 and link.closing is None:
                 # Overflowed past frames this connection was never given, unchecked by
                 # push() (pushed before the hello): take_pending() hands out nothing.
@@ -151,8 +151,12 @@ class Delivery:
             faults = self.faults  # None unless a test installed it
             item = sess.take_next() if faults is None and limit != 0 else None
             if item is not None:  # the usual fan-out: one new frame for this connection
-                out.append(_frame(item, codec, sess.written))
+                try:  # (_frame() inlined: this runs once per recipient)
+                    out.append(item.frame(codec, sess.written))
+                except TypeError:
+                    out.append(_frame(item, codec, sess.written))
             else:
+                cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: base.py
                 pending = sess.take_pending(limit, cap)
                 if faults is not None:
                     pending = faults.pending(link, sess, pending)
