@@ -38,16 +38,21 @@ GROUPS = [
     ),
     (
         "frames out: host.outgoing (take_pending, codec.frame, body)",
-        ["SessionHost.outgoing", "SessionHost.has_pending"],
+        [
+            "SessionHost.outgoing",
+            "SessionHost.has_pending",
+            "Delivery.outgoing",
+            "Delivery.has_pending",
+        ],
     ),
     (
         "write at once: _Writer.wake/_write_now/_message",
         ["_Writer.wake", "_Writer._write_now", "_Writer._message"],
     ),
-    ("session push (outbox, seq)", ["ServerSession.push", "SessionHost.push ("]),
+    ("session push (outbox, seq)", ["ServerSession.push", "SessionHost.push (", "Delivery.push ("]),
     (
         "deliver loop, wake chain (Link.wake, _wake)",
-        ["SessionHost.deliver", "Link.wake", "SessionHost._wake"],
+        ["SessionHost.deliver", "Delivery.deliver", "Link.wake", "SessionHost._wake"],
     ),
     ("publisher, emit, encode once", ["Publisher._paced", "publish_paced", "Anywire.emit"]),
 ]

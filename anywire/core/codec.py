@@ -41,6 +41,13 @@ from .values import INT_MAX, INT_MIN, value_error
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Outgoing"]
 
 
+def _once(seq: int) -> bytes:  # pragma: no cover (a marker, never called)
+    raise AssertionError("Outgoing._splice marker called")
+
+
+_ONCE: Callable[[int], bytes] = _once
+
+
 class Outgoing:
     """A server-to-client sequenced frame before its sequence number is known.
 
@@ -49,7 +56,7 @@ class Outgoing:
     sessions receive it.
     """
 
-    __slots__ = ("_bodies", "_first", "_first_codec", "fields", "pos", "size", "type")
+    __slots__ = ("_bodies", "_first", "_first_codec", "_splice", "fields", "pos", "size", "type")
 
     def __init__(self, type: str, fields: dict[str, Any], pos: StreamPos | None = None) -> None:
         self.type = type
@@ -62,6 +69,10 @@ class Outgoing:
         self._first_codec: str | None = None
         self._first = b""
         self._bodies: dict[str, bytes] | None = None
+        # The first codec's whole frame as a function of the sequence number
+        # (Codec.splicer), made at the second frame asked for (making it costs about one
+        # frame: a replayed event or an ack, framed once, gains nothing); _ONCE: framed once.
+        self._splice: Callable[[int], bytes] | None = None
         # The encoded size, set once (by the first encoding, whatever the codec) and never
         # changed: a session's outbox is bounded in bytes, and what it adds for a frame
         # it must be able to subtract again. 0: not encoded yet.
@@ -84,6 +95,24 @@ class Outgoing:
         if cached is None:
             cached = self._bodies[name] = codec.encode_body(self.fields)
         return cached
+
+    def frame(self, codec: Codec, seq: int) -> bytes:
+        """The whole frame numbered ``seq`` for ``codec``: ``codec.frame(type, seq,
+        body(codec))`` byte for byte. This runs once per recipient of a broadcast: for the
+        first codec the part that does not depend on ``seq`` is joined once
+        (:meth:`Codec.splicer`), so each recipient costs one splice. Raises TypeError
+        like :meth:`body`."""
+        if codec.name == self._first_codec:
+            splice = self._splice
+            if splice is None:  # the first frame: maybe the only one (a replay, an ack)
+                self._splice = _ONCE
+            elif splice is not _ONCE:
+                return splice(seq)
+            elif self.type == "event":  # the second: a broadcast
+                splice = self._splice = codec.splicer(self.type, self._first)
+                return splice(seq)
+            return codec.frame(self.type, seq, self._first)
+        return codec.frame(self.type, seq, self.body(codec))
 
     def to_wire(self, seq: int) -> dict[str, Any]:
         """The full frame map with sequence number ``seq`` (for tests and debugging)."""
@@ -130,6 +159,12 @@ class Codec(Protocol):
 
     def frame(self, type: str, seq: int, body: bytes) -> bytes:
         """Splice ``{"t": type, "s": seq, <body>}`` together without re-encoding the body."""
+        ...
+
+    def splicer(self, type: str, body: bytes) -> Callable[[int], bytes]:
+        """A function of the sequence number giving ``frame(type, seq, body)`` byte for
+        byte: what does not depend on the number is joined once (a broadcast's frame is
+        then one formatting operation per recipient)."""
         ...
 
     def batch(self, frames: Iterable[bytes]) -> bytes:
@@ -323,6 +358,15 @@ class JsonCodec:
             return b'{"t":"%s","s":%d,%s}' % (type.encode(), seq, body)
         return b'{"t":"%s","s":%d}' % (type.encode(), seq)
 
+    def splicer(self, type: str, body: bytes) -> Callable[[int], bytes]:
+        # One %-template with the body in it (its own % doubled): ``template % seq`` is
+        # one C call per recipient, without a Python frame.
+        if body:
+            template = b'{"t":"%s","s":%%d,' % type.encode() + body.replace(b"%", b"%%") + b"}"
+        else:
+            template = b'{"t":"%s","s":%%d}' % type.encode()
+        return template.__mod__
+
     def batch(self, frames: Iterable[bytes]) -> bytes:
         return b"[" + b",".join(frames) + b"]"
 
@@ -463,6 +507,13 @@ class MsgpackCodec:
             + self._packb(seq)
             + body[2:]
         )
+
+    def splicer(self, type: str, body: bytes) -> Callable[[int], bytes]:
+        (count,) = struct.unpack_from(">H", body)
+        head = _map_header(count + 2) + self._t_key + self._packb(type) + self._s_key
+        tail = body[2:]
+        packb = self._packb
+        return lambda seq: head + packb(seq) + tail
 
     def batch(self, frames: Iterable[bytes]) -> bytes:
         items = list(frames)

@@ -51,6 +51,7 @@ from .streams import Lost
 __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
 
 _NO_OUTBOX: deque[Any] = deque(maxlen=0)  # shared, never appended to (see push())
+_NO_CONTROL: tuple[Sequence[Frame], None] = ((), None)  # take_output_control(): nothing
 _RX_EVERY = 16  # acknowledge client frames at least every this many, so its buffer drains
 # What a frame that was never encoded counts for in the byte budget (the host encodes
 # every frame before pushing it; this only keeps the count consistent if one was not).
@@ -242,15 +243,17 @@ class ServerSession:
         size = out.size
         if not size:
             size = out.size = _UNSIZED  # set once, so acknowledge() subtracts the same
-        self.out_seq += 1
-        if self._out is _NO_OUTBOX:
-            self._out = deque()
-        self._out.append(out)
-        self._out_bytes += size
+        # (Locals instead of repeated attribute loads: this runs once per recipient.)
+        self.out_seq = seq = self.out_seq + 1
+        box = self._out
+        if box is _NO_OUTBOX:
+            box = self._out = deque()
+        box.append(out)
+        self._out_bytes = total = self._out_bytes + size
         settings = self.settings
-        if len(self._out) > settings.outbox_size or self._out_bytes > settings.outbox_bytes:
+        if len(box) > settings.outbox_size or total > settings.outbox_bytes:
             self._trim()
-        return self.out_seq
+        return seq
 
     def _trim(self) -> None:
         """Drop the oldest frames until the outbox is within both budgets (keeping the
@@ -370,6 +373,19 @@ class ServerSession:
             self.written = taken[-1][0]
         return taken
 
+    def take_next(self) -> Outgoing | None:
+        """:meth:`take_pending` for its usual case, without the list: the one frame the
+        connection has not been given when it is the last one pushed (a fan-out to an
+        idle connection), its number then ``written``. None in every other case (nothing
+        or several pending, a gap, not attached): ask :meth:`take_pending`."""
+        if self.written + 1 != self.out_seq or self.state is not _ATTACHED:
+            return None
+        out = self._out
+        if not out:
+            return None
+        self.written = self.out_seq
+        return out[-1]
+
     def rewind(self, last: int) -> None:
         """The client reports having everything up to ``last`` (a long-poll ``ack``): forget
         those frames and hand everything after them to the next request again, so a lost
@@ -403,12 +419,17 @@ class ServerSession:
         if control:
             self.control = []
             return control, receipt
-        return (), receipt
+        return _NO_CONTROL if receipt is None else ((), receipt)
 
     def has_output(self) -> bool:
         """Whether the live connection has something to write now: control frames, frames
         it was not given yet, or an ``rx`` owed often enough to go on its own."""
-        return bool(self.control) or self.written < self.out_seq or self.rx_due()
+        # (rx_due() inlined: a writer asks this after every write)
+        return (
+            bool(self.control)
+            or self.written < self.out_seq
+            or self.in_last - self.rx_sent >= _RX_EVERY
+        )
 
     def rx_due(self) -> bool:
         """Whether enough client frames went unacknowledged to write an ``rx`` on its own

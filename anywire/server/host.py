@@ -8,7 +8,8 @@ local sessions (encoding each broadcast once per codec).
 Its helpers each own one job: :mod:`.issuer` (session ids, tokens, tickets),
 :mod:`.joins` (rooms), :mod:`.calls` (server-to-client calls), :mod:`.catchup` (replay
 from stream history), :mod:`.outgoing` (the frames it sends), :mod:`.budget` (the flood
-budget, invalid frames), :mod:`.tracking` (what the observers are told).
+budget, invalid frames), :mod:`.delivery` (events to sessions, frames to writers),
+:mod:`.tracking` (what the observers are told).
 """
 
 from __future__ import annotations
@@ -26,23 +27,24 @@ from ..core.closecodes import CloseCode, should_reconnect
 from ..core.codec import Codec, Outgoing
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.flood import RESUME_COST
-from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, Rx, StreamPos
+from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, StreamPos
 from ..core.rooms import Member, Rooms
 from ..core.session import ServerSession, SessionState
 from ..core.settings import Settings
 from ..core.streams import Lost, all_stream, room_stream, session_stream, user_stream
-from ..transports.base import MESSAGE_BYTES, Link, Scope, short_reason
+from ..transports.base import Link, Scope, short_reason
 from . import heartbeats
 from .broker import Broker, Envelope
 from .budget import Budget
 from .calls import Calls
 from .catchup import begin, held_catch_up, patient_catch_up
 from .codecs import make_codecs
+from .delivery import Delivery
 from .errors import Reject
 from .issuer import Issuer
 from .joins import Joins
 from .metrics import live_counts
-from .outgoing import ack_frame, body, event_frame, measure
+from .outgoing import ack_frame, body
 from .refresh import Refresher
 from .tasks import cancel_and_wait
 from .timers import Timers
@@ -64,7 +66,7 @@ _ATTACHED = SessionState.ATTACHED
 _CLOSED = SessionState.CLOSED
 
 
-class SessionHost(Budget):
+class SessionHost(Budget, Delivery):
     """All sessions of one node."""
 
     def __init__(
@@ -409,46 +411,6 @@ class SessionHost(Budget):
         if sess.control or sess.rx_due():
             self._wake(sess)
 
-    def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
-        out = link.queued
-        link.queued = []
-        sess = self.sessions.get(link.sid) if link.sid is not None else None
-        codec = link.codec
-        more = False
-        if sess is not None and sess.connection is link:
-            control, receipt = sess.take_output_control()
-            for frame in control:
-                if type(frame) is Rx:
-                    out.append(codec.rx(frame.n))
-                else:
-                    out.append(codec.encode(frame.to_wire()))
-            if receipt is not None:
-                out.append(codec.rx(receipt))
-            cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: see base.py
-            if sess.written < sess.floor - 1 and link.closing is None:
-                # Overflowed past frames this connection was never given, unchecked by
-                # push() (pushed before the hello): take_pending() hands out nothing.
-                self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
-            pending = sess.take_pending(limit, cap)
-            if self.faults is not None:  # None unless a test installed it
-                pending = self.faults.pending(link, sess, pending)
-            for seq, item in pending:
-                out.append(codec.frame(item.type, seq, body(item, codec)))
-            # Control and the rx receipt were all taken: only sequenced frames can remain.
-            more = sess.written < sess.out_seq
-        link.more = more
-        if link.closing is not None:
-            code, reason = link.closing
-            out.append(codec.encode(Close(code, reason).to_wire()))
-        link.traffic.frames_out += len(out)  # per transport (metrics)
-        return out
-
-    def has_pending(self, link: Link) -> bool:
-        if link.queued or link.closing is not None:
-            return True
-        sess = self.sessions.get(link.sid) if link.sid is not None else None
-        return sess is not None and sess.connection is link and sess.has_output()
-
     def poll_started(self, sid: str, ack: int | None) -> Link:
         sess = self._session(sid)
         self.refresher.guard(sess, self._clock())
@@ -707,21 +669,6 @@ class SessionHost(Budget):
         env.at = time.time()  # delivery latency (metrics)
         return await self.broker.publish(env)
 
-    def push(self, sess: ServerSession, out: Outgoing) -> None:
-        """Queue a sequenced frame for one session and wake its writer (nothing happens
-        for a stream event the session already has, or holds back during a catch-up).
-
-        If the outbox overflowed past frames the connection has not even been given, the
-        client cannot keep up: its connection is closed with 4002 SLOW_CONSUMER, and its
-        resume will report ``recovered: false`` rather than skip frames silently.
-        """
-        if not sess.push(out if out.size else measure(out, sess, self.codecs)):
-            return
-        if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
-            self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
-            return
-        self._wake(sess)
-
     # -- rooms and presence ---------------------------------------------------------------
     def join(self, sess: ServerSession, room: str, meta: Any = None) -> list[dict[str, Any]]:
         """Put the session in ``room``; returns the presence list after joining."""
@@ -758,62 +705,6 @@ class SessionHost(Budget):
             self.cluster.presence.leave_later(env, member, sess.incarnation, window)
         else:
             self.cluster.presence.change(env, member, sess.incarnation)
-
-    # -- delivery -------------------------------------------------------------------------
-    def deliver(self, env: Envelope) -> None:
-        """Hand a broker envelope to the local sessions it targets (one encode per codec)."""
-        kind, ns = env.kind, env.namespace
-        if kind == "room":
-            targets: Any = self.rooms.sids(ns, env.target or "")
-        elif kind == "user":
-            targets = list(self.users.get((ns, env.target or ""), ()))
-            self.app.undelivered.check(env, targets)  # nobody connected: a push (undelivered.py)
-        elif kind == "session":
-            targets = [env.target]
-        else:
-            targets = [sid for sid, s in self.sessions.items() if s.namespace == ns]
-        if not targets:
-            # Nobody here (with --workers, every worker receives every event: most are
-            # for rooms other workers host): building and encoding the frame was 5 us
-            # per event wasted (bench/bus_receive.py, docs/scaling.md "Many cores").
-            # The latency sample stays: it measures the bus, recipients or not.
-            self.track.delivered(env)
-            return
-        if env.pos is None and env.event == "$lost" and isinstance(env.data, dict):
-            self._deliver_lost(env, targets)
-            return
-        out = event_frame(env)
-        self.encodable(out)
-        self.track.delivered(env)
-        call = env.call
-        for sid in targets:
-            if sid == env.skip:
-                continue
-            sess = self.sessions.get(sid)
-            if sess is not None and sess.namespace == ns:
-                self.push(sess, out)
-                if call is not None and env.pos is not None:
-                    self.calls.delivered(sid, env.pos[2], call)
-
-    def _push_event(self, sess: ServerSession, env: Envelope) -> None:
-        """Queue one envelope (from history) for one session."""
-        self.push(sess, event_frame(env))
-        if env.call is not None and env.pos is not None:
-            self.calls.delivered(sess.sid, env.pos[2], env.call)
-
-    def _deliver_lost(self, env: Envelope, targets: list[str]) -> None:
-        """A broker's ``$lost`` (this node missed publishes history no longer holds): to
-        each local session of the stream, as far as it concerns that session."""
-        data = env.data
-        lost = Lost(str(data["stream"]), str(data["epoch"]), int(data["from"]), data.get("to"))
-        room = env.target if env.kind == "room" else None
-        for sid in targets:
-            sess = self.sessions.get(sid)
-            if sess is None or sess.namespace != env.namespace:
-                continue
-            clipped = sess.clip_lost(lost)
-            if clipped is not None:
-                self.track.lost(sess, clipped, room)
 
     def stats(self) -> dict[str, int]:
         """Live object counts and counters (the metrics endpoint, the leak test)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -268,6 +268,36 @@ def test_splice_matches_full_encoding(
     assert decoded["s"] == seq and decoded["t"] == type_
 
 
+@pytest.mark.parametrize("codec_name", CODECS)
+@pytest.mark.parametrize(("label", "type_", "fields"), SPLICE_FIELDS, ids=lambda v: v)
+def test_splicer_and_outgoing_frame_match_frame(
+    codec_name: str, label: str, type_: str, fields: dict[str, Any]
+) -> None:
+    """The per-recipient splice (made once per broadcast) gives codec.frame()'s bytes for
+    every sequence number, for the first codec and any other, however often asked."""
+    codec, other = make_codec(codec_name), make_codec("json" if codec_name != "json" else "msgpack")
+    out = Outgoing(type_, fields)
+    body = out.body(codec)
+    splice = codec.splicer(type_, body)
+    for _ in range(3):  # the first frame, the second (the splice is made), the rest
+        for seq in [1, 15, 127, 128, 255, 65536, 2**32, 2**53 - 1]:
+            assert splice(seq) == codec.frame(type_, seq, body)
+            assert out.frame(codec, seq) == codec.frame(type_, seq, body)
+            assert out.frame(other, seq) == other.frame(type_, seq, out.body(other))
+
+
+@pytest.mark.parametrize("codec_name", CODECS)
+def test_splice_keeps_percent_signs_and_empty_bodies(codec_name: str) -> None:
+    """JSON's splice is a %-template: a body's own % must come out as written."""
+    codec = make_codec(codec_name)
+    for fields in ({"e": "%d%s%%", "d": "100% %(x)s %"}, {}):
+        body = codec.encode_body(fields)
+        splice = codec.splicer("event", body)
+        for seq in (1, 2**63):
+            assert splice(seq) == codec.frame("event", seq, body)
+            assert codec.decode(splice(seq)) == {"t": "event", "s": seq, **fields}
+
+
 def test_splice_map_header_sizes() -> None:
     mp = make_codec("msgpack")
     small = Outgoing("event", {f"f{i}": i for i in range(13)})
@@ -317,6 +347,9 @@ class RecordingCodec:
 
     def frame(self, type: str, seq: int, body: bytes) -> bytes:
         return self.inner.frame(type, seq, body)
+
+    def splicer(self, type: str, body: bytes) -> Callable[[int], bytes]:
+        return self.inner.splicer(type, body)
 
     def batch(self, frames: Iterable[bytes]) -> bytes:
         return self.inner.batch(frames)

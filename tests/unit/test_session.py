@@ -83,6 +83,34 @@ def test_take_pending_hands_each_frame_once_in_order() -> None:
     assert len(sess.outbox) == 6
 
 
+def test_take_next_takes_only_the_one_new_frame_as_take_pending_would() -> None:
+    sess = attached()
+    assert sess.take_next() is None  # nothing pushed
+    sess.push(out(0))
+    item = sess.take_next()
+    assert item is not None and item.fields["d"] == 0 and sess.written == 1
+    assert sess.take_next() is None and sess.take_pending() == []  # given once
+    pushed(sess, 2)  # two pending: not its case, and it takes nothing
+    assert sess.take_next() is None and sess.written == 1
+    assert data(sess.take_pending()) == [(2, 0), (3, 1)]
+    assert len(sess.outbox) == 3  # still kept for replay
+
+
+def test_take_next_takes_nothing_unattached_or_past_a_gap() -> None:
+    sess = make()
+    sess.push(out(0))
+    assert sess.take_next() is None and sess.written == 0  # before the hello
+    small = attached(outbox_size=2)
+    pushed(small, 4)  # written 0, floor 3: frames 1-2 are gone, never given
+    small.written = 2
+    small.push(out(9))  # frames 3-5 pending, 3 dropped already: take_pending's gap case
+    assert small.take_next() is None and small.written == 2
+    detached = attached()
+    detached.detach(detached.connection, 1.0)
+    detached.push(out(0))
+    assert detached.take_next() is None
+
+
 def test_nothing_is_taken_before_attach_and_early_frames_follow_the_hello() -> None:
     sess = make()
     pushed(sess, 2)  # e.g. by a connect hook
