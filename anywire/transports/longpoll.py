@@ -100,20 +100,9 @@ class LongPollTransport:
         assert link.sid is not None
         sid = link.sid
         poll_id = next(self._ids)
-        older = sid in self._current
         self._current[sid] = poll_id
-        if older:
-            link.wake()  # the older poll wakes up, sees it is stale and answers 204
-            await asyncio.sleep(0)
-        if self._current.get(sid) == poll_id and (
-            link.closing is not None or self.host.has_pending(link)
-        ):
-            # Frames waited for this poll (they came while the client was between two
-            # polls, or a close did): answer at once, with no disconnect listener to
-            # start and cancel (a task per poll: the commonest case under load).
-            del self._current[sid]
-            await self._respond(send, link, cors)
-            return
+        link.wake()  # an older poll, if held, wakes up, sees it is stale and answers 204
+        await asyncio.sleep(0)
         gone = asyncio.create_task(_disconnected(receive))
         try:
             loop = asyncio.get_running_loop()
