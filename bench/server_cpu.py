@@ -17,6 +17,7 @@ loop) or per round trip (echo) one of:
     python3 bench/server_cpu.py --server raw --workload open --rate 10
     python3 bench/server_cpu.py --workload burst1 --count callgrind --secs 4
     python3 bench/server_cpu.py --workload echo --clients 100 --count strace
+    python3 bench/server_cpu.py --transport sse --workload single --count callgrind
     python3 bench/server_cpu.py --tree ../other ...     # another checkout of anywire
 
 Under callgrind the server runs 30-50 times slower: keep the offered load low (the open
@@ -84,7 +85,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         wait_up(port, proc)
         workload = "echo" if args.workload == "echo" else "fanout"
-        gen = Generator(port, dialect, workload, {"ws": args.clients}, args.size, args.gen_cpu)
+        mix = {args.transport: args.clients}
+        gen = Generator(port, dialect, workload, mix, args.size, args.gen_cpu)
         tracer: subprocess.Popen[bytes] | None = None
         try:
             gen.ready()
@@ -238,6 +240,10 @@ def main() -> None:
         "event per loop tick as fast as delivered; burst: --burst events per tick; echo: "
         "emit-with-ack round trips",
     )  # fmt: skip
+    parser.add_argument(
+        "--transport", choices=("ws", "sse", "poll"), default="ws",
+        help="the clients' transport (anywire only; sse and poll: fan-out workloads)",
+    )  # fmt: skip
     parser.add_argument("--rate", type=float, default=10.0, help="open loop: events/s")
     parser.add_argument("--burst", type=int, default=10)
     parser.add_argument("--gap", type=float, default=1.0, help="single: seconds apart")
@@ -253,14 +259,17 @@ def main() -> None:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--gen-cpu", type=int, default=1)
     args = parser.parse_args()
+    if args.transport != "ws" and (args.server != "anywire" or args.workload == "echo"):
+        raise SystemExit("--transport sse/poll: anywire's fan-out workloads only")
     tool = {"callgrind": "valgrind", "strace": "strace", "pyspy": "py-spy"}.get(args.count)
     if tool is not None and shutil.which(tool) is None:
         raise SystemExit(f"--count {args.count} needs {tool} installed")
     c = measure(args)
     unit = "round trip" if args.workload == "echo" else "delivery"
     line = (
-        f"{args.server} {args.workload} {args.clients} clients: {c['deliveries']:,} "
-        f"{unit.replace('y', 'ie')}s in {c['wall']:.1f} s; per {unit}: user {c['user_us']:.2f} us, "
+        f"{args.server} {args.transport} {args.workload} {args.clients} clients: "
+        f"{c['deliveries']:,} {unit.replace('y', 'ie')}s in {c['wall']:.1f} s; "
+        f"per {unit}: user {c['user_us']:.2f} us, "
         f"sys {c['sys_us']:.2f} us (server CPU share {c['share']:.0%}); "
         f"p50/p99 {c['p50']:.1f}/{c['p99']:.1f} ms; load {os.getloadavg()[0]:.1f}"
     )

@@ -12,7 +12,8 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from .httplimits import HttpLimits, protocol_class
+from .httpdirect import protocol_class
+from .httplimits import HttpLimits
 from .logs import configure
 
 if TYPE_CHECKING:

@@ -39,7 +39,9 @@ from .base import (
     send_json_error,
     status_for,
 )
+from .eager import Batch, Ticks
 from .ssestream import LEAN, LeanEventSourceResponse, exit_signal, keepalive
+from .ssewrite import SSEWriter, chunk_writer, event_chunk
 from .traffic import Traffic
 
 __all__ = ["INFO", "SSETransport"]
@@ -61,6 +63,8 @@ class SSETransport:
         self.shutdown_event = anyio.Event()
         self._links: dict[Link, asyncio.Task[Any]] = {}  # open streams and their tasks
         self._watcher: asyncio.Task[None] | None = None
+        self.ticks = Ticks()
+        self.batch = Batch()
 
     def reset(self) -> None:
         """Serve again after a shutdown (a fresh event; the old watcher has finished)."""
@@ -112,8 +116,20 @@ class SSETransport:
         headers = {k.decode(): v.decode() for k, v in cors}
         headers["Cache-Control"] = "no-store"
         period = keepalive_period(self.host.settings, self.keepalive, link.interval)
+        self.ticks.check_loop()
+        # The direct write only on the lean path: sse-starlette's own task group has a
+        # ping task writing beside the stream.
+        writer = SSEWriter(
+            self.host,
+            link,
+            chunk_writer(scope) if LEAN else None,
+            self.ticks,
+            self.batch,
+            asyncio.get_running_loop(),
+        )
+        link.on_wake = writer.wake
         response = LeanEventSourceResponse(
-            self._events(link, period if LEAN else 0.0),
+            self._events(link, writer, period if LEAN else 0.0),
             headers=headers,
             # The lean path: keepalives come from _events, no ping task per stream.
             ping=0 if LEAN else period,
@@ -124,34 +140,34 @@ class SSETransport:
         try:
             await response(scope, receive, send)
         finally:
+            writer.ended = True
+            link.on_wake = None
             self._links.pop(link, None)
             self.host.detach(link)
 
-    async def _events(self, link: Link, period: float) -> AsyncIterator[Any]:
+    async def _events(self, link: Link, writer: SSEWriter, period: float) -> AsyncIterator[Any]:
         """The stream's events; with ``period`` > 0 also a keepalive comment every
         ``period`` seconds, events or not (the schedule sse-starlette's ping task kept).
 
-        The keepalive is a timer that wakes the link, armed once per period: a timeout on
-        every wait would cost a timer per event on the fan-out path."""
+        The keepalive is a timer that rouses the task, armed once per period: a timeout
+        on every wait would cost a timer per event on the fan-out path. While the task
+        is parked in ``writer.wait()``, pushes are written by ``writer`` itself (in the
+        pusher's call, where the server offers a direct write: :mod:`.ssewrite`)."""
         yield ServerSentEvent(comment=_PADDING[1:])
         limit = self.host.settings.max_batch
         loop = asyncio.get_running_loop()
-        due = False
         timer: asyncio.TimerHandle | None = None
-
-        def ping_due() -> None:
-            nonlocal due
-            due = True
-            link.wake()
-
         if period > 0:
-            timer = loop.call_later(period, ping_due)
+            timer = loop.call_later(period, writer.keepalive_due)
         try:
             while True:
-                if due:
-                    due = False
-                    timer = loop.call_later(period, ping_due)
+                if writer.due:
+                    writer.due = False
+                    timer = loop.call_later(period, writer.keepalive_due)
                     yield keepalive()
+                carry = writer.take_carry()
+                if carry is not None:  # a push the direct write could not take: first
+                    yield carry
                 # Whether this write carries the close frame: a close asked for while
                 # the previous write was stalled (a peer not reading) still goes out,
                 # after it.
@@ -160,16 +176,14 @@ class SSETransport:
                 if frames:
                     body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
                     link.traffic.bytes_out += len(body)
-                    # Encoded here, not by ServerSentEvent: compact JSON holds no line
-                    # breaks, so one data line is the whole event (saves a decode, split
-                    # and re-encode per event on the fan-out path).
-                    yield b"data: " + body + b"\r\n\r\n"
+                    yield event_chunk(body)
                 if closing is not None:
                     return
                 if self.host.has_pending(link):
                     await asyncio.sleep(0)  # a backlog: let other streams have the loop
                 else:
-                    await link.wait()
+                    await writer.wait()
         finally:
+            writer.ended = True
             if timer is not None:
                 timer.cancel()
