@@ -198,31 +198,26 @@ def _plain_json(value: dict[str, Any] | list[Any], depth: int) -> bool:
     msgspec writes) is the reference encoder's. (Hot path: every ack and event body.)"""
     if depth > _PLAIN_DEPTH:
         return False
+    items: Iterable[Any]
     if type(value) is dict:
-        for key, item in value.items():
+        for key in value:
             if type(key) is not str:
                 return False
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if not INT_MIN <= item <= INT_MAX:
-                    return False
-            elif (kind is not dict and kind is not list) or not _plain_json(item, depth + 1):
+        items = value.values()
+    elif type(value) is list:
+        items = value
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not INT_MIN <= item <= INT_MAX:
                 return False
-        return True
-    if type(value) is list:
-        for item in value:
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if not INT_MIN <= item <= INT_MAX:
-                    return False
-            elif (kind is not dict and kind is not list) or not _plain_json(item, depth + 1):
-                return False
-        return True
-    return False
+        elif (kind is not dict and kind is not list) or not _plain_json(item, depth + 1):
+            return False
+    return True
 
 
 def _finite_float(text: str) -> float:

@@ -404,34 +404,7 @@ class _Writer:
         if body is None or self.ended or self.cut or self.closed:
             self.busy = False
             return
-        link = self.link
-        try:
-            link.traffic.bytes_out += len(body)
-            self._wrote()
-            direct = self.direct
-            if direct is None or not direct(body, link.codec.binary):
-                self.task = run_eagerly(self._send_answer(body))
-                return
-            if link.closing is None and not self.host.has_pending(link):
-                self.busy = False
-                return
-        except Exception as exc:
-            self.busy = False
-            self._failed(exc)
-            return
-        self._write_now(self.ticks.now())
-
-    async def _send_answer(self, body: bytes) -> None:
-        """:meth:`_answered` through ASGI ``send()`` (no direct write, or it declined)."""
-        try:
-            await self.send(self._message(body))
-            if self.host.has_pending(self.link):
-                await self._flush()
-        except Exception as exc:
-            self._failed(exc)
-        finally:
-            self.busy = False
-            self.task = None
+        self._write_now(self.ticks.now(), body)
 
     async def flush_inline(self) -> None:
         """Flush from the reader's task when no writer task runs."""
@@ -488,17 +461,22 @@ class _Writer:
             return
         self._write_now(self.ticks.now())
 
-    def _write_now(self, now: int) -> None:
+    def _write_now(self, now: int, first: bytes | None = None) -> None:
         """The eager path (``busy`` is set): one batch written in this very call, with no
         coroutine of ours on the way (this runs for every delivery of an idle room). A
         send that has to wait for the socket goes on in a task, and so does a close or
-        a backlog of more than one batch (:meth:`_flush`, still started at once)."""
+        a backlog of more than one batch (:meth:`_flush`, still started at once).
+        ``first``: a message to write instead of that batch, before whatever is pending
+        (the reader's answer, :meth:`answer`; written even if a close is due)."""
         host, link = self.host, self.link
-        if link.closing is None:
+        if link.closing is None or first is not None:
             try:
-                frames = host.outgoing(link, host.settings.max_batch)
-                if frames:
-                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                body = first
+                if body is None:
+                    frames = host.outgoing(link, host.settings.max_batch)
+                    if frames:
+                        body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                if body is not None:
                     link.traffic.bytes_out += len(body)
                     self.wrote = now
                     direct = self.direct
