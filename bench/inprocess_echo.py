@@ -9,6 +9,8 @@ same harness against a bare ASGI echo app: the difference is what anywire adds.
     python3 bench/inprocess_echo.py                 # 100 connections x 1,000 round trips
     python3 bench/inprocess_echo.py --raw           # the harness alone
     python3 bench/inprocess_echo.py --instructions  # callgrind: instructions per round trip
+    python3 bench/inprocess_echo.py --direct        # answers by the direct write, as under
+                                                    # `anywire serve` (transports/direct.py)
 
 Wall-clock figures on a shared machine swing by 10-20%; ``--instructions`` counts
 instructions with valgrind's callgrind (two runs of different lengths, so start-up
@@ -52,7 +54,7 @@ async def raw_echo(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "websocket.send", "text": message["text"]})
 
 
-async def measure(conns: int, per_conn: int, raw: bool) -> float:
+async def measure(conns: int, per_conn: int, raw: bool, direct: bool = False) -> float:
     """Seconds per round trip over ``conns`` interleaved connections."""
     aw = make_app()
     await aw.start()
@@ -85,6 +87,11 @@ async def measure(conns: int, per_conn: int, raw: bool) -> float:
             text = f'{{"t":"event","s":{sent},"id":{sent},"e":"echo","d":{{"ts":1,"p":"{PAD}"}}}}'
             return {"type": "websocket.receive", "text": text}
 
+        def write_now(data: bytes, binary: bool) -> bool:
+            # anywire serve's direct write (transports/direct.py), taken for every message.
+            loop.call_soon(queue.put_nowait, next_request())
+            return True
+
         async def receive() -> dict[str, Any]:
             return await queue.get()
 
@@ -96,7 +103,8 @@ async def measure(conns: int, per_conn: int, raw: bool) -> float:
             ):
                 loop.call_soon(queue.put_nowait, next_request())
 
-        await (raw_echo if raw else transport)(SCOPE, receive, send)
+        scope = {**SCOPE, "extensions": {"anywire.write": write_now}} if direct else SCOPE
+        await (raw_echo if raw else transport)(scope, receive, send)
 
     start = time.perf_counter()
     await asyncio.gather(*(connection(i) for i in range(conns)))
@@ -105,7 +113,7 @@ async def measure(conns: int, per_conn: int, raw: bool) -> float:
     return elapsed / (conns * per_conn)
 
 
-def instructions(conns: int, raw: bool) -> float:
+def instructions(conns: int, raw: bool, direct: bool = False) -> float:
     """Instructions per round trip under callgrind (difference of two run lengths)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind")
@@ -120,6 +128,8 @@ def instructions(conns: int, raw: bool) -> float:
             ]  # fmt: skip
             if raw:
                 cmd.append("--raw")
+            if direct:
+                cmd.append("--direct")
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         for proc in procs:
             _, err = proc.communicate(timeout=900)
@@ -138,14 +148,17 @@ def main() -> None:
     parser.add_argument("--per-conn", type=int, default=1000)
     parser.add_argument("--raw", action="store_true", help="the bare ASGI echo app")
     parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument(
+        "--direct", action="store_true", help="offer the direct write (as anywire serve does)"
+    )
     args = parser.parse_args()
     name = "raw ASGI echo" if args.raw else "anywire"
     if args.instructions:
-        n = instructions(args.conns, args.raw)
+        n = instructions(args.conns, args.raw, args.direct)
         print(f"{name}: {n:,.0f} instructions per round trip ({args.conns} connections)")
         return
     run = uvloop.run if uvloop is not None else asyncio.run
-    per_rt = run(measure(args.conns, args.per_conn, args.raw))
+    per_rt = run(measure(args.conns, args.per_conn, args.raw, args.direct))
     print(f"{name}: {per_rt * 1e6:.2f} us per round trip ({args.conns} connections)")
 
 

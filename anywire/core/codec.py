@@ -218,6 +218,43 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Nesting _plain_json() follows before it leaves a value to the reference encoder.
+_PLAIN_DEPTH = 32
+
+
+def _plain_json(value: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether ``value`` (a map or an array) holds nothing but maps with string keys,
+    arrays, strings, booleans, None and integers of the data model, no deeper than
+    ``_PLAIN_DEPTH``: what msgspec's JSON encoder writes byte for byte as the standard
+    library's does (every string, checked for each code point; the integers) and what
+    needs no check of the data model. Anything else (floats, which msgspec spells
+    differently, e.g. ``1e16`` for ``1e+16``; bytes, which it writes as base64 rather
+    than ``$bin``; tuples, sets, subclasses, types the standard library refuses and
+    msgspec writes) is the reference encoder's. (Hot path: every ack and event body.)"""
+    if depth > _PLAIN_DEPTH:
+        return False
+    items: Iterable[Any]
+    if type(value) is dict:
+        for key in value:
+            if type(key) is not str:
+                return False
+        items = value.values()
+    elif type(value) is list:
+        items = value
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not INT_MIN <= item <= INT_MAX:
+                return False
+        elif (kind is not dict and kind is not list) or not _plain_json(item, depth + 1):
+            return False
+    return True
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # e.g. 1e400: the encoder could never write it back
@@ -246,9 +283,13 @@ class JsonCodec:
         fast_decode: Callable[[bytes | str], Any] | None = None,
         fast_event: Callable[[bytes | str], Any] | None = None,
         max_depth: int | None = None,
+        fast_encode: Callable[[Any], bytes] | None = None,
     ) -> None:
         self._fast_decode = fast_decode
         self._fast_event = fast_event
+        # msgspec's encoder (injected by the server): used only for values _plain_json()
+        # passes, where it writes the very bytes the standard library would.
+        self._fast_encode = fast_encode
         self.max_depth = max_depth
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
@@ -269,6 +310,12 @@ class JsonCodec:
         )
 
     def encode(self, obj: dict[str, Any]) -> bytes:
+        fast_encode = self._fast_encode
+        if fast_encode is not None and _plain_json(obj, 0):
+            try:
+                return fast_encode(obj)
+            except ValueError:  # a lone surrogate: the reference path refuses it, worded
+                pass
         try:
             if self._fast is not None:
                 out = "".join(self._fast(obj, 0)).encode("utf-8")

@@ -28,13 +28,16 @@ def make_codecs(
     """JSON and MessagePack codecs by name, C functions injected into the core: msgpack's,
     and msgspec's JSON decoders (already installed with Litestar): one for ordinary
     messages, one that reads the commonest message, a client event, straight into its
-    fields (the core checks ranges and builds the Event). ``max_depth``: the server's
-    ``Settings.max_depth`` (frames nested deeper are refused)."""
+    fields (the core checks ranges and builds the Event); and msgspec's JSON encoder, for
+    the values it writes exactly as the standard library does (JsonCodec.encode).
+    ``max_depth``: the server's ``Settings.max_depth`` (frames nested deeper are
+    refused)."""
     return {
         "json": JsonCodec(
             fast_decode=msgspec.json.Decoder().decode,
             fast_event=msgspec.json.Decoder(_EventWire).decode,
             max_depth=max_depth,
+            fast_encode=msgspec.json.Encoder().encode,
         ),
         "msgpack": MsgpackCodec(
             msgpack.packb, msgpack.unpackb, max_size=max_size, max_depth=max_depth

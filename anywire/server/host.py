@@ -2,8 +2,9 @@
 
 It implements the transports' :class:`~anywire.transports.base.Host` protocol (attach,
 feed, outgoing, detach), runs the one timer task that advances every session's clock,
-dispatches client frames to the application's handlers, and delivers broker envelopes to
-local sessions (encoding each broadcast once per codec).
+and delivers broker envelopes to local sessions (encoding each broadcast once per codec).
+What clients send (``feed``, ``answer``, the dispatch to handlers, ``reply``) is
+:mod:`.inbound`'s, a base class.
 
 Its helpers each own one job: :mod:`.issuer` (session ids, tokens, tickets),
 :mod:`.joins` (rooms), :mod:`.calls` (server-to-client calls), :mod:`.catchup` (replay
@@ -15,7 +16,6 @@ budget, invalid frames), :mod:`.delivery` (events to sessions, frames to writers
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import secrets
 import time
@@ -27,7 +27,7 @@ from ..core.closecodes import CloseCode, should_reconnect
 from ..core.codec import Codec, Outgoing
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.flood import RESUME_COST
-from ..core.frames import Ack, Close, Connect, Event, Frame, Join, Leave, Resume, StreamPos
+from ..core.frames import Connect, Resume, StreamPos
 from ..core.rooms import Member, Rooms
 from ..core.session import ServerSession, SessionState
 from ..core.settings import Settings
@@ -35,16 +35,15 @@ from ..core.streams import Lost, all_stream, room_stream, session_stream, user_s
 from ..transports.base import Link, Scope, short_reason
 from . import heartbeats
 from .broker import Broker, Envelope
-from .budget import Budget
 from .calls import Calls
 from .catchup import begin, held_catch_up, patient_catch_up
 from .codecs import make_codecs
 from .delivery import Delivery
 from .errors import Reject
+from .inbound import Inbound
 from .issuer import Issuer
 from .joins import Joins
 from .metrics import live_counts
-from .outgoing import ack_frame, body
 from .refresh import Refresher
 from .tasks import cancel_and_wait
 from .timers import Timers
@@ -66,7 +65,7 @@ _ATTACHED = SessionState.ATTACHED
 _CLOSED = SessionState.CLOSED
 
 
-class SessionHost(Budget, Delivery):
+class SessionHost(Inbound, Delivery):
     """All sessions of one node."""
 
     def __init__(
@@ -327,89 +326,6 @@ class SessionHost(Budget, Delivery):
             raise ProtocolError(tomb[1], tomb[0])
         raise AuthError("session unknown or expired", CloseCode.SESSION_UNKNOWN)
 
-    def feed(self, sid: str, frames: list[Frame], size: int = 0) -> None:
-        sess = self.sessions.get(sid) or self._session(sid)
-        now = self._clock()
-        self.refresher.guard(sess, now)  # an expired credential runs nothing
-        link = sess.connection
-        if isinstance(link, Link):  # frames per transport (metrics)
-            link.traffic.frames_in += len(frames)
-            link.traffic.bytes_in += size
-        try:
-            # The whole message is paid for first, one token a frame and at least one
-            # (an empty batch does nothing but must not be free): a flood refuses all
-            # of it, never half, so the client resends it whole.
-            sess.charge(now, len(frames) or 1)
-            for frame in frames:
-                handled = sess.receive(frame, now)
-                if handled is not None:
-                    self._dispatch(sess, handled)
-                if sess.state is _CLOSED:
-                    break
-        except RemoteProtocolError as exc:
-            self._peer_error(sess, exc)
-            raise
-        finally:
-            self._wake_for_control(sess)
-
-    def answer(self, link: Link, frame: Frame) -> bytes | None:
-        """Handle one client frame and return the encoded message that answers it, when
-        that can be done at once: an event with an ack id whose handler is a plain
-        function returning a plain value, on the session's live connection, with nothing
-        else waiting to be written. The message is what :meth:`outgoing` would give
-        after :meth:`feed` (the receipt, then the ack), built without the wake-ups and
-        lists in between; the caller writes it. This is the request/response hot path.
-
-        Returns None without touching anything when the frame does not qualify (the
-        caller feeds it), and ``b""`` when it was handled but its outcome (an error ack,
-        an awaitable result, a duplicate) is pending in the session the usual way.
-        """
-        if type(frame) is not Event or frame.id is None or link.sid is None:
-            return None
-        sess = self.sessions.get(link.sid)
-        if (
-            sess is None
-            or sess.connection is not link
-            or link.queued
-            or link.closing is not None
-            or sess.control
-            or sess.written != sess.out_seq
-            or (sess.auth_deadline is not None and self._clock() >= sess.auth_deadline)
-        ):  # (an expired credential: feed() refuses it)
-            return None
-        handler = self.app.plain_handlers.get((sess.namespace, frame.e))
-        if handler is None or sess.sid in self.tasks:
-            return None
-        traffic = link.traffic
-        traffic.frames_in += 1
-        try:
-            now = self._clock()
-            sess.charge(now)
-            handled = sess.receive(frame, now)
-        except RemoteProtocolError as exc:
-            self._peer_error(sess, exc)
-            raise
-        result = _PENDING  # a duplicate: nothing to run
-        if handled is not None:
-            result = self._call_plain(sess, self.sockets[sess.sid], handler, frame)
-        if result is _PENDING:
-            self._wake_for_control(sess)
-            return b""
-        out = ack_frame(frame.id, True, result)
-        codec = link.codec
-        encoded = body(out, codec)  # first: the outbox counts the frame at its size
-        # Nothing was pending, so this push cannot overflow past what the connection was
-        # given (push()'s slow-consumer check) and the connection takes it at once.
-        seq = sess.written = sess.push(out)
-        _, receipt = sess.take_output_control()  # control is empty (checked above)
-        traffic.frames_out += 1 if receipt is None else 2
-        return codec.reply(receipt, seq, encoded)
-
-    def _wake_for_control(self, sess: ServerSession) -> None:
-        # Sequenced frames woke the writer when pushed (push()); what the session
-        # produced on its own (a pong, an rx owed on its own) has not.
-        if sess.control or sess.rx_due():
-            self._wake(sess)
 
     def poll_started(self, sid: str, ack: int | None) -> Link:
         sess = self._session(sid)
@@ -559,97 +475,6 @@ class SessionHost(Budget, Delivery):
 
         task.add_done_callback(done)
 
-    # -- dispatch -------------------------------------------------------------------------
-    def _dispatch(self, sess: ServerSession, frame: Frame) -> None:
-        socket = self.sockets[sess.sid]
-        if isinstance(frame, Event):
-            self._on_event(sess, socket, frame)
-        elif isinstance(frame, Close):
-            # The client is leaving for good: no resume window to wait out.
-            self.close_session(sess, CloseCode.NORMAL, "closed by client")
-        elif isinstance(frame, Ack):
-            self.calls.answered(sess, frame)
-        elif isinstance(frame, Join):
-            self.spawn(self.joins.on_join(sess, socket, frame), sess.sid)
-        elif isinstance(frame, Leave):
-            self.joins.on_leave(sess, frame)
-        else:
-            self.refresher.dispatch(sess, frame)  # auth (in-band refresh)
-
-    def _on_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
-        handler = self.app.plain_handlers.get((sess.namespace, frame.e))
-        if handler is None or sess.sid in self.tasks:
-            # async def, unknown, or behind something of this session still in flight.
-            self.spawn(self._handle_event(sess, socket, frame), sess.sid)
-            return
-        # A plain function while nothing of this session is in flight: call it now. That
-        # saves a task per event (the echo hot path) and keeps the order, since nothing
-        # received earlier is still running.
-        result = self._call_plain(sess, socket, handler, frame)
-        if result is not _PENDING and frame.id is not None:
-            self.reply(sess, frame.id, True, result)
-
-    def _call_plain(self, sess: ServerSession, socket: Socket, handler: Any, frame: Event) -> Any:
-        """Call a plain-function handler inline. Returns its result, or ``_PENDING`` when
-        the outcome is left to the session: an error ack (it raised) or a task awaiting
-        what it returned."""
-        try:
-            result = handler(socket, frame.d)
-        except Exception as exc:
-            self._handler_failed(sess, frame, exc)
-            return _PENDING
-        if type(result) not in _PLAIN and inspect.isawaitable(result):
-            self.spawn(self._finish_event(sess, frame, result), sess.sid)
-            return _PENDING
-        return result
-
-    async def _handle_event(self, sess: ServerSession, socket: Socket, frame: Event) -> None:
-        handler = self.app.handler(sess.namespace, frame.e)
-        if handler is None:
-            if frame.id is not None:
-                self.reply(sess, frame.id, False, None, "no_handler", f"no handler for {frame.e!r}")
-            return
-        try:
-            result = handler(socket, frame.d)
-        except Exception as exc:
-            self._handler_failed(sess, frame, exc)
-            return
-        await self._finish_event(sess, frame, result)
-
-    async def _finish_event(self, sess: ServerSession, frame: Event, result: Any) -> None:
-        try:
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as exc:
-            self._handler_failed(sess, frame, exc)
-            return
-        if frame.id is not None:
-            self.reply(sess, frame.id, True, result)
-
-    def _handler_failed(self, sess: ServerSession, frame: Event, exc: Exception) -> None:
-        # A handler's failure is the caller's error ack, never a dead connection.
-        if frame.id is not None:
-            self.reply(sess, frame.id, False, None, "handler_error", str(exc) or type(exc).__name__)
-        else:
-            log.exception("handler for %r failed", frame.e, exc_info=exc)
-
-    def reply(
-        self,
-        sess: ServerSession,
-        ack_id: int,
-        ok: bool,
-        data: Any,
-        code: str = "",
-        message: str = "",
-    ) -> None:
-        """Answer the client's request ``ack_id`` (a sequenced ``ack``)."""
-        if sess.state is _CLOSED:
-            return
-        # Not encoded here: the writer encodes it for the codec of the connection that
-        # carries it, once (outgoing.body), and turns a result that codec cannot carry
-        # into an error ack with the same id.
-        self.push(sess, ack_frame(ack_id, ok, data, code, message))
-
     def encodable(self, out: Outgoing) -> None:
         """Encode ``out`` with every codec now (the bodies are cached for the writers), so
         a value that cannot travel fails here, in the caller, not later in a writer."""
@@ -709,10 +534,3 @@ class SessionHost(Budget, Delivery):
     def stats(self) -> dict[str, int]:
         """Live object counts and counters (the metrics endpoint, the leak test)."""
         return live_counts(self)
-
-
-# _call_plain()'s "the outcome is left to the session" (None is a handler's result).
-_PENDING: Any = object()
-
-# Handler results that are certainly not awaitable: skips inspect's ABC checks per event.
-_PLAIN = frozenset({type(None), dict, list, str, int, float, bool, bytes})

@@ -110,7 +110,8 @@ class Batch:
     """Callbacks run together two loop iterations after the first was added: what a task
     per caller that yields once and then runs would do, without a task each (on a busy
     room that was a task and two ready-queue steps per connection per iteration:
-    docs/perf/cpu.md).
+    docs/perf/cpu.md). ``Batch(hops=1)``: one iteration later (what a task that yields
+    once would do: the reader's answers, docs/perf/echo.md).
 
     :meth:`add` returns the round's future, done once every callback of the round has
     run (whoever must wait for a batched write awaits it; nobody may cancel it: it is
@@ -119,21 +120,24 @@ class Batch:
     the others still run.
     """
 
-    __slots__ = ("_loop", "_pending", "_round")
+    __slots__ = ("_first", "_loop", "_pending", "_round")
 
-    def __init__(self) -> None:
+    def __init__(self, hops: int = 2) -> None:
+        # What runs first in a new round (hops: 1 or 2): the round, or a hop before it.
+        self._first = self._run if hops == 1 else self._wait
         self._pending: list[Callable[[], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._round: asyncio.Future[None] | None = None
 
     def add(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> asyncio.Future[None]:
-        """Run ``fn()`` in the round under way, or in a new one two iterations from now."""
+        """Run ``fn()`` in the round under way, or in a new one ``hops`` iterations from
+        now."""
         if self._round is None or self._loop is not loop:
             # (A round left by a loop that ended is dropped: the test suite runs many.)
             self._pending = []
             self._loop = loop
             self._round = loop.create_future()
-            loop.call_soon(self._wait)
+            loop.call_soon(self._first)
         self._pending.append(fn)
         return self._round
 

@@ -74,6 +74,7 @@ class WebSocketTransport:
         """Frames and bytes of every connection of this endpoint (metrics)."""
         self.ticks = Ticks()
         self.batch = Batch()
+        self.settle = Batch(hops=1)  # the readers' answers (_Writer.answer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -94,7 +95,9 @@ class WebSocketTransport:
         task = asyncio.current_task()
         assert task is not None
         self.ticks.check_loop()
-        writer = _Writer(self.host, link, send, task, self.ticks, direct_writer(scope), self.batch)
+        writer = _Writer(
+            self.host, link, send, task, self.ticks, direct_writer(scope), self.batch, self.settle
+        )
         link.on_wake = writer.wake
         failure: BaseException | None = None
         try:
@@ -245,7 +248,7 @@ class WebSocketTransport:
                 writer.release()
                 raise
             if answer:
-                await writer.send_held(answer)
+                writer.answer(answer)  # written an iteration later; read on meanwhile
             else:
                 await writer.flush_held(settle=True)
                 quiet += 1
@@ -277,12 +280,14 @@ class _Writer:
         "direct",
         "ended",
         "failure",
+        "held",
         "host",
         "link",
         "loop",
         "reader",
         "reading",
         "send",
+        "settle",
         "stopped_reader",
         "task",
         "ticks",
@@ -298,9 +303,12 @@ class _Writer:
         ticks: Ticks,
         direct: DirectWrite | None = None,
         batch: Batch | None = None,
+        settle: Batch | None = None,
     ) -> None:
         self.ticks = ticks
         self.batch = batch or Batch()
+        self.settle = settle or Batch(hops=1)
+        self.held: bytes | None = None  # the reader's answer, due in the settle round
         self.ended = False  # cancel() ran: a batched write due later does nothing
         # The server's write without send() (.direct), tried before send() when offered.
         self.direct = direct
@@ -377,21 +385,26 @@ class _Writer:
         finally:
             self.busy = False
 
-    async def send_held(self, body: bytes) -> None:
+    def answer(self, body: bytes) -> None:
         """Write ``body`` (an answer built while holding: :meth:`hold`) one loop iteration
-        later, for the reason :meth:`flush_held` gives, then whatever was pushed
-        meanwhile."""
-        try:
-            await _next_iteration()
-            self.link.traffic.bytes_out += len(body)
-            self._wrote()
-            direct = self.direct
-            if direct is None or not direct(body, self.link.codec.binary):
-                await self.send(self._message(body))
-            if self.host.has_pending(self.link):
-                await self._flush()
-        finally:
+        later, for the reason :meth:`flush_held` gives, then whatever was pushed or fed
+        meanwhile. The reader does not wait for it: the write runs in the transport's
+        settle round (one callback for every connection's answer, :class:`.eager.Batch`),
+        not in a resumption of the reader's task (a task step down the whole ASGI call
+        chain per round trip: docs/perf/echo.md). ``busy`` stays set until then, and
+        ``task`` is the round's future, so the reader feeds what comes meanwhile without
+        answering it itself, and a wake-up leaves it to this write."""
+        self.held = body
+        self.task = self.settle.add(self.loop, self._answered)
+
+    def _answered(self) -> None:
+        """The settle round's turn: write the held answer, then what came meanwhile."""
+        body, self.held = self.held, None
+        self.task = None
+        if body is None or self.ended or self.cut or self.closed:
             self.busy = False
+            return
+        self._write_now(self.ticks.now(), body)
 
     async def flush_inline(self) -> None:
         """Flush from the reader's task when no writer task runs."""
@@ -448,17 +461,22 @@ class _Writer:
             return
         self._write_now(self.ticks.now())
 
-    def _write_now(self, now: int) -> None:
+    def _write_now(self, now: int, first: bytes | None = None) -> None:
         """The eager path (``busy`` is set): one batch written in this very call, with no
         coroutine of ours on the way (this runs for every delivery of an idle room). A
         send that has to wait for the socket goes on in a task, and so does a close or
-        a backlog of more than one batch (:meth:`_flush`, still started at once)."""
+        a backlog of more than one batch (:meth:`_flush`, still started at once).
+        ``first``: a message to write instead of that batch, before whatever is pending
+        (the reader's answer, :meth:`answer`; written even if a close is due)."""
         host, link = self.host, self.link
-        if link.closing is None:
+        if link.closing is None or first is not None:
             try:
-                frames = host.outgoing(link, host.settings.max_batch)
-                if frames:
-                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                body = first
+                if body is None:
+                    frames = host.outgoing(link, host.settings.max_batch)
+                    if frames:
+                        body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+                if body is not None:
                     link.traffic.bytes_out += len(body)
                     self.wrote = now
                     direct = self.direct

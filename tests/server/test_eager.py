@@ -142,6 +142,16 @@ async def test_a_batch_runs_its_callbacks_together_two_iterations_later() -> Non
     assert ran == ["a", "b", "c"]
 
 
+async def test_a_one_hop_batch_runs_its_callbacks_together_one_iteration_later() -> None:
+    loop = asyncio.get_running_loop()
+    batch, ran = Batch(hops=1), []
+    first = batch.add(loop, lambda: ran.append("a"))
+    assert batch.add(loop, lambda: ran.append("b")) is first
+    assert ran == []  # never in the caller
+    await _iterations(1)
+    assert ran == ["a", "b"] and first.done()
+
+
 async def test_a_callback_that_raises_does_not_stop_the_others() -> None:
     loop = asyncio.get_running_loop()
     reported: list[dict[str, object]] = []

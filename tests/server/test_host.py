@@ -354,3 +354,19 @@ async def test_a_session_forgotten_with_a_live_connection_sends_it_on_not_away()
         assert sock.closing is not None and sock.closing[0] == CloseCode.TRANSPORT_REPLACED
     finally:
         await aw.stop(grace=0.1)
+
+
+def test_no_base_class_stub_shadows_a_real_method_of_the_host() -> None:
+    """SessionHost is put together from base classes (Inbound, Budget, Delivery), each
+    declaring what it needs of the others as stubs: the method a host finds must never be
+    one of those stubs (the order of the bases decides it)."""
+    import inspect
+
+    from anywire.server.host import SessionHost
+
+    stubs = []
+    for name, member in inspect.getmembers(SessionHost, inspect.isfunction):
+        body = inspect.getsource(member).rstrip().splitlines()[-1].strip()
+        if body.startswith("raise NotImplementedError"):
+            stubs.append(name)
+    assert stubs == []

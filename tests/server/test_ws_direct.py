@@ -135,7 +135,7 @@ async def test_a_batch_and_an_answer_take_the_direct_write_too() -> None:
         for i in range(5):  # a burst in one iteration: the first at once, the rest batched
             _deliver(aw, i)
         await peer.wait_for(lambda: peer.events() == [0, 1, 2, 3, 4])
-        peer.ask(1, "x")  # an echo: answered by the reader (send_held)
+        peer.ask(1, "x")  # an echo: answered by the reader (_Writer.answer)
         await peer.wait_for(lambda: any('"t":"ack"' in t for t in peer.order))
         assert peer.sends() == 0
     finally:

@@ -7,13 +7,14 @@ exception. Profiles: tests/unit/conftest.py."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 from typing import Any
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from anywire.core.codec import Codec
+from anywire.core.codec import Codec, JsonCodec
 from anywire.core.errors import RemoteProtocolError
 from anywire.core.frames import Event, parse_frame
 from anywire.core.values import INT_MAX, INT_MIN, value_error
@@ -75,9 +76,7 @@ def _has_lone_surrogate(value: Any) -> bool:
             return True
         return False
     if isinstance(value, dict):
-        return any(map(_has_lone_surrogate, value)) or any(
-            map(_has_lone_surrogate, value.values())
-        )
+        return any(map(_has_lone_surrogate, value)) or any(map(_has_lone_surrogate, value.values()))
     if isinstance(value, list):
         return any(map(_has_lone_surrogate, value))
     return False
@@ -101,6 +100,66 @@ def test_any_value_round_trips_or_is_refused_by_both_codecs_alike(value: Any) ->
         assert error is None, error
         (event,) = frames
         assert isinstance(event, Event) and _same(value, event.d)
+
+
+# The standard library alone: what the server's JSON codec (msgspec's encoder for plain
+# values) must write byte for byte, and refuse alike.
+REFERENCE_JSON = JsonCodec(max_depth=DEPTH)
+plain_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | edge_ints
+    | st.text(max_size=30)
+    # (around the surrogates, lone ones included: msgspec raises another error for them)
+    | st.text(
+        st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010, categories=None), max_size=3
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _encoded(codec: Codec, obj: dict[str, Any]) -> bytes | str:
+    try:
+        return codec.encode(obj)
+    except TypeError:
+        return "refused"
+
+
+@given(value=values | plain_values | st.tuples(plain_values) | st.sets(st.integers()))
+def test_the_json_codec_writes_what_the_standard_library_writes(value: Any) -> None:
+    for obj in ({"id": 7, "ok": True, "d": value}, {"d": [value, {"k": value}]}):
+        assert _encoded(CODECS["json"], obj) == _encoded(REFERENCE_JSON, obj)
+
+
+def test_the_json_codec_leaves_what_msgspec_writes_otherwise_to_the_standard_library() -> None:
+    class Text(str):
+        pass
+
+    deep: list[Any] = []
+    for _ in range(40):
+        deep = [deep]
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    for value in (
+        1e16,  # msgspec: 1e16
+        1e-7,  # msgspec: 1e-7, the standard library 1e-07
+        float("nan"),  # msgspec: null
+        b"\x00\xff",  # msgspec: base64 text, not {"$bin": ...}
+        bytearray(b"ab"),
+        {1: "int key"},
+        {True: "bool key"},
+        Text("a str subclass"),
+        datetime.date(2026, 12, 7),  # refused by the standard library, written by msgspec
+        deep,
+        circular,
+        2**64,
+        -(2**63) - 1,
+        "\ud800",  # a lone surrogate: refused by both
+    ):
+        obj = {"d": value}
+        assert _encoded(CODECS["json"], obj) == _encoded(REFERENCE_JSON, obj), value
 
 
 @given(data=st.binary(max_size=200))
