@@ -18,7 +18,7 @@ from anywire.clients.python import Client
 from anywire.publisher import AsyncPublisher, Publisher
 from tests.e2e.conftest import Server, make_token
 
-from .conftest import Nginx, start_nginx, start_node
+from .conftest import Nginx, start_nginx, start_nodes
 from .crossing import events_across_drops, forwarded
 from .test_broadcast import Inbox
 
@@ -38,7 +38,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def pair(backend: Any) -> Iterator[list[Server]]:
-    started = [start_node(backend), start_node(backend)]
+    started = start_nodes(backend)
     yield started
     for node in started:
         node.stop()

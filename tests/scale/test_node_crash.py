@@ -13,13 +13,13 @@ import pytest
 from anywire.clients.python import Client
 from tests.e2e.conftest import Server, make_token
 
-from .conftest import Nginx, RedisServer, start_nginx, start_node
+from .conftest import Nginx, RedisServer, start_nginx, start_nodes
 from .test_broadcast import Inbox
 
 
 @pytest.fixture(scope="module")
 def cluster(redis: RedisServer) -> Iterator[tuple[list[Server], Nginx]]:
-    started = [start_node(redis), start_node(redis)]
+    started = start_nodes(redis)
     ngx = start_nginx("round-robin.conf", [n.port for n in started])
     yield started, ngx
     ngx.stop()
@@ -129,8 +129,7 @@ async def test_a_stopping_node_answers_the_polls_it_forwarded_at_once(
     """A long-poll held on node A for a session of node B is answered as soon as A shuts
     down, instead of holding A's shutdown for the poll window: 204, nothing yet (the
     client polls again, elsewhere), not an error that would drop its connection."""
-    a = start_node(redis, poll_window=10)
-    b = start_node(redis, poll_window=10)
+    a, b = start_nodes(redis, poll_window=10)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             auth = {"Authorization": f"Bearer {make_token('held-poll')}"}

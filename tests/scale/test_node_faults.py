@@ -25,10 +25,10 @@ import pytest
 import websockets
 
 from anywire.clients.python import Client, EventInfo
-from tests.e2e.conftest import Server, make_token
+from tests.e2e.conftest import Server, make_token, start_servers
 from tests.waiting import until
 
-from .conftest import Nginx, RedisServer, start_nginx, start_node
+from .conftest import Nginx, RedisServer, spawn_node, start_nginx, start_nodes
 from .test_node_crash import _owner
 
 # Fast failure detection: a peer silent for 1 + 1.5 s is dead, a poll is held 1 s, a node
@@ -44,7 +44,7 @@ DETECTION = 2.5  # ping_interval + ping_timeout = poll_window + ping_timeout
 
 @pytest.fixture(scope="module")
 def cluster(redis: RedisServer) -> Iterator[tuple[list[Server], Nginx]]:
-    started = [start_node(redis, env=FAST), start_node(redis, env=FAST)]
+    started = start_nodes(redis, env=FAST)
     ngx = start_nginx("round-robin.conf", [n.port for n in started])
     yield started, ngx
     ngx.stop()
@@ -125,8 +125,7 @@ async def test_a_poll_held_for_a_node_that_dies_is_answered_within_a_few_heartbe
     """The poll was forwarded before the crash: the node that holds it learns of the
     death from the heartbeats and answers 4007 (the client starts a fresh session and
     catches up), instead of waiting out the poll window and more."""
-    a = start_node(redis, poll_window=10, env={"AW_NODE_HEARTBEAT": "0.2"})
-    b = start_node(redis, poll_window=10, env={"AW_NODE_HEARTBEAT": "0.2"})
+    a, b = start_nodes(redis, poll_window=10, env={"AW_NODE_HEARTBEAT": "0.2"})
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             auth = {"Authorization": f"Bearer {make_token('doomed-poll')}"}
@@ -190,8 +189,10 @@ async def test_events_to_a_session_and_calls_survive_the_crash_of_its_node(
 async def test_a_stopping_node_drains_within_its_bound_forwards_meanwhile_and_logs_nothing(
     redis: RedisServer,
 ) -> None:
-    a = start_node(redis, env={**FAST, "AW_SHUTDOWN_TIMEOUT": "3"})
-    b = start_node(redis, env=FAST)
+    a, b = start_servers([
+        spawn_node(redis, None, 2.0, {**FAST, "AW_SHUTDOWN_TIMEOUT": "3"}),
+        spawn_node(redis, None, 2.0, FAST),
+    ])
     ngx = start_nginx("round-robin.conf", [a.port, b.port])
     room = "drained"
     clients = [
