@@ -17,15 +17,17 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 import websockets
 
 from anywire.clients.python import Client, EventInfo
-from tests.e2e.conftest import Server, make_token, start_servers
+from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_servers
+from tests.together import Meeting, Together
 from tests.waiting import until
 
 from .conftest import Nginx, RedisServer, spawn_node, start_nginx, start_nodes
@@ -247,28 +249,58 @@ async def test_a_stopping_node_drains_within_its_bound_forwards_meanwhile_and_lo
         b.stop()
 
 
+class Pause:
+    """Every transport's retried-emit run (own client, room and id each) on the module's
+    nodes; Redis SIGSTOPped once every run has joined, SIGCONTed once every run's publish
+    has failed: one pause serves the three transports."""
+
+    def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
+        (self.nodes, self.ngx), self.redis = cluster, redis
+        self.stop = Meeting(TRANSPORTS, lambda: self._signal(signal.SIGSTOP))
+        self.cont = Meeting(TRANSPORTS, lambda: self._signal(signal.SIGCONT))
+
+    async def _signal(self, sig: signal.Signals) -> None:
+        assert self.redis.proc is not None
+        os.kill(self.redis.proc.pid, sig)
+
+    async def run(self, transport: str) -> tuple[Record, Any]:
+        room = f"paused-{transport}"
+        client = Client(self.ngx.url, make_token(f"paused-{transport}"), transports=(transport,))
+        record = Record(client, "n")
+        async with client, Client(self.nodes[0].url, make_token(f"paused-pub-{transport}")) as pub:
+            await client.join(room)
+            publish = {"room": room, "event": "n", "data": "once", "id": f"once-{transport}"}
+            await self.stop.meet(transport)
+            try:
+                failed = await pub.call("publish", publish, timeout=20)
+            finally:
+                await self.cont.meet(transport)
+            assert "unavailable" in failed  # the caller is told; "maybe" says if it may be out
+            retried = await pub.call("publish", publish, timeout=10)
+            again = await pub.call("publish", publish, timeout=10)  # a third try: still once
+            assert retried["pos"] == again["pos"]
+            await pub.call("publish", {"room": room, "event": "n", "data": "after"}, timeout=10)
+            await record.until(lambda: "after" in record.data, 15)
+        return record, retried
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pause(
+    cluster: tuple[list[Server], Nginx], redis: RedisServer
+) -> AsyncIterator[Together[tuple[Record, Any]]]:
+    together = Together(TRANSPORTS, Pause(cluster, redis).run)
+    yield together
+    await together.aclose()
+    if redis.proc is not None:
+        os.kill(redis.proc.pid, signal.SIGCONT)  # a run that failed paused: never leave it
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.asyncio(loop_scope="module")
 async def test_an_emit_retried_with_its_id_after_a_redis_pause_is_delivered_once(
-    cluster: tuple[list[Server], Nginx], redis: RedisServer, transport: str
+    pause: Together[tuple[Record, Any]], transport: str
 ) -> None:
-    nodes, ngx = cluster
-    room = f"paused-{transport}"
-    client = Client(ngx.url, make_token(f"paused-{transport}"), transports=(transport,))
-    record = Record(client, "n")
-    async with client, Client(nodes[0].url, make_token("paused-pub")) as pub:
-        await client.join(room)
-        publish = {"room": room, "event": "n", "data": "once", "id": f"once-{transport}"}
-        assert redis.proc is not None
-        os.kill(redis.proc.pid, signal.SIGSTOP)
-        try:
-            failed = await pub.call("publish", publish, timeout=20)
-        finally:
-            os.kill(redis.proc.pid, signal.SIGCONT)
-        assert "unavailable" in failed  # the caller is told; "maybe" says if it may be out
-        retried = await pub.call("publish", publish, timeout=10)
-        again = await pub.call("publish", publish, timeout=10)  # a third try: still once
-        assert retried["pos"] == again["pos"]
-        await pub.call("publish", {"room": room, "event": "n", "data": "after"}, timeout=10)
-        await record.until(lambda: "after" in record.data, 15)
+    record, retried = await pause.result(transport, 60)
     assert record.data == ["once", "after"], record.data
     assert record.offsets[0] == retried["pos"][2]
 
