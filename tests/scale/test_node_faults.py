@@ -162,30 +162,36 @@ async def test_events_to_a_session_and_calls_survive_the_crash_of_its_node(
                     backoff_max=0.3)  # fmt: skip
     record = Record(client, "s")
     total = 30
-    async with client:
-        sid = client.sid or ""
-        owner = _owner(redis, nodes, sid)
-        survivor = next(n for n in nodes if n is not owner)
-        async with Client(survivor.url, make_token("own-pub"), transports=("websocket",)) as pub:
-            calls = []
-            for i in range(total):
-                await pub.call("publish", {"to": sid, "event": "s", "data": i}, timeout=10)
-                if i % 6 == 0:
-                    ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
-                    calls.append(asyncio.ensure_future(pub.call("call_sid", ask, timeout=20)))
-                if i == 10:
-                    await record.until(lambda: len(record.data) >= 5)
-                    owner.stop(sig_term=False)  # SIGKILL: the session's node is gone
-            await record.until(lambda: len(record.data) >= total, 20)
-            replies = await asyncio.gather(*calls)
-        assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
-        # Events and calls share the session's stream: every offset once, none missing.
-        everything = sorted(record.offsets + record.asked_at)
-        assert everything == list(range(1, len(everything) + 1))
-        assert replies == [{"reply": i} for i in range(0, total, 6)]
-        assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
-        assert client.sid == sid and client.stats["duplicates"] == 0
-    owner.restart()
+    owner: Server | None = None
+    try:
+        async with client:
+            sid = client.sid or ""
+            owner = _owner(redis, nodes, sid)
+            survivor = next(n for n in nodes if n is not owner)
+            pub = Client(survivor.url, make_token("own-pub"), transports=("websocket",))
+            async with pub:
+                calls = []
+                for i in range(total):
+                    await pub.call("publish", {"to": sid, "event": "s", "data": i}, timeout=10)
+                    if i % 6 == 0:
+                        ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
+                        calls.append(asyncio.ensure_future(pub.call("call_sid", ask, timeout=20)))
+                    if i == 10:
+                        await record.until(lambda: len(record.data) >= 5)
+                        owner.stop(sig_term=False)  # SIGKILL: the session's node is gone
+                await record.until(lambda: len(record.data) >= total, 20)
+                replies = await asyncio.gather(*calls)
+            assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
+            # Events and calls share the session's stream: every offset once, none missing.
+            everything = sorted(record.offsets + record.asked_at)
+            assert everything == list(range(1, len(everything) + 1))
+            assert replies == [{"reply": i} for i in range(0, total, 6)]
+            assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
+            assert client.sid == sid and client.stats["duplicates"] == 0
+    finally:
+        # Even when an assertion failed: the module's later tests need both nodes.
+        if owner is not None:
+            owner.restart()
 
 
 async def test_a_stopping_node_drains_within_its_bound_forwards_meanwhile_and_logs_nothing(
