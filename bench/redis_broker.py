@@ -1,9 +1,10 @@
 """Redis broker figures: publish rate, cross-node delivery latency, gap-fill cost.
 
-Starts its own redis-server on a free 127.0.0.1 port and two RedisBroker instances (two
-"nodes") in this process; node A publishes N room events one after another (each awaits
-its Lua script), node B counts deliveries. Then B's subscription is killed mid-stream
-(CLIENT KILL TYPE pubsub) to measure recovery from history.
+Starts its own redis-server (anywire.bench.redisproc.RedisProcess: a free 127.0.0.1 port,
+no disk) and two RedisBroker instances (two "nodes") in this process; node A publishes N
+room events one after another (each awaits its Lua script), node B counts deliveries.
+Then B's subscription is killed mid-stream (CLIENT KILL TYPE pubsub) to measure recovery
+from history.
 
     python3 bench/redis_broker.py [N]
 """
@@ -11,24 +12,17 @@ its Lua script), node B counts deliveries. Then B's subscription is killed mid-s
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
-import subprocess
 import sys
 import time
 
+from anywire.bench.redisproc import RedisProcess
 from anywire.core.streams import room_stream
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def run(n: int, url: str, port: int) -> None:
+async def run(n: int, url: str, redis: RedisProcess) -> None:
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
     got: list[int] = []
@@ -71,8 +65,7 @@ async def run(n: int, url: str, port: int) -> None:
             sent_at[i] = time.perf_counter()
             await a.publish(Envelope("room", "/", "bench", "e", i))
             if i % (n // 5) == 0:
-                subprocess.run(["redis-cli", "-p", str(port), "CLIENT", "KILL", "TYPE", "pubsub"],
-                               capture_output=True, check=True)
+                redis.cli("CLIENT", "KILL", "TYPE", "pubsub").check_returncode()
         n_target = n
 
         def complete() -> bool:
@@ -93,27 +86,14 @@ async def run(n: int, url: str, port: int) -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    redis = RedisProcess()
     try:
-        for _ in range(100):
-            ok = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True)
-            if ok.stdout.strip() == b"PONG":
-                break
-            time.sleep(0.05)
-        asyncio.run(run(n, f"redis://127.0.0.1:{port}/0", port))
-        info = subprocess.run(["redis-cli", "-p", str(port), "INFO", "memory"],
-                              capture_output=True, text=True).stdout
+        asyncio.run(run(n, redis.url, redis))
+        info = redis.cli("INFO", "memory").stdout.decode()
         used = next(line for line in info.splitlines() if line.startswith("used_memory_human"))
         print(f"Redis memory after {2 * n} events in one stream (history 1000): {used}")
     finally:
-        proc.kill()
-        proc.wait()
-
+        redis.stop()
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,9 @@ the first time any key is asked for; each parametrized test awaits its own run a
 asserts on what it returns, so every transport still has its own test and verdict. Use
 it only where the runs cannot disturb one another (their own users, sessions and
 proxies).
+
+Where the runs need one fault that is global (a node killed, Redis paused), a
+:class:`Meeting` takes that step once, when every run has come to it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
-__all__ = ["Together"]
+__all__ = ["Meeting", "Together"]
 
 T = TypeVar("T")
 
@@ -38,3 +41,25 @@ class Together(Generic[T]):
         for task in self.tasks.values():
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+
+class Meeting:
+    """One step (a fault, a restart) taken once for the runs of every key: each run calls
+    :meth:`meet` where it is ready for it; the last one to arrive takes ``step()``, and
+    every caller returns once it is done. A run that never arrives (it failed) holds the
+    others until their :meth:`Together.result` timeout."""
+
+    def __init__(self, keys: Iterable[str], step: Callable[[], Awaitable[None]]) -> None:
+        self.waiting = set(keys)
+        self.step = step
+        self.done = asyncio.Event()
+
+    async def meet(self, key: str) -> None:
+        """Arrive as ``key``; return once the step was taken."""
+        self.waiting.discard(key)
+        if not self.waiting and not self.done.is_set():
+            try:
+                await self.step()
+            finally:
+                self.done.set()
+        await self.done.wait()

@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 from anywire.clients.python import Client
 from tests.e2e.conftest import TRANSPORTS, free_port, make_token
 from tests.netfault import FaultProxy
-from tests.scale.conftest import RedisServer, start_node
+from tests.scale.conftest import RedisServer, start_nodes
 
 from .conftest import ARGS, CHROMIUM
 from .test_admin import TOKEN, Loop, _fall_back_and_resume
@@ -48,7 +48,7 @@ def main(path: str) -> None:
     redis = RedisServer(free_port())
     redis.start()
     env = {"ANYWIRE_ADMIN_TOKEN": TOKEN, "AW_ADMIN_INTERVAL": "1"}
-    nodes = [start_node(redis, env=env), start_node(redis, env=env)]
+    nodes = start_nodes(redis, env=env)
     urls = [node.url for node in nodes]
     proxy = FaultProxy(nodes[0].port, hole_after_101=True)
     loop = Loop()

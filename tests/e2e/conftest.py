@@ -94,42 +94,90 @@ def start_server(
     app: str = "tests.e2e.testapp:app",
     health: str = "/anywire/health",
 ) -> Server:
+    """``anywire serve app`` on ``port`` (a free one by default), once it answers."""
+    return spawn_server(env_overrides, port, log, args, app, health).ready()
+
+
+def start_servers(starting: list[Starting]) -> list[Server]:
+    """Wait for servers spawned side by side (:func:`spawn_server`): their start-up (mostly
+    imports) overlaps on the cores instead of running one after another. If one does not
+    come up, the others are stopped too."""
+    ready: list[Server] = []
+    try:
+        for s in starting:
+            ready.append(s.ready())
+    except BaseException:
+        for s in starting:
+            if s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait(5)
+        raise
+    return ready
+
+
+@dataclass
+class Starting:
+    """A server process spawned by :func:`spawn_server`, not yet known to answer."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    env: dict[str, str]
+    log: Path
+    args: tuple[str, ...]
+    app: str
+    health: str
+
+    def ready(self, timeout: float = 15.0) -> Server:
+        """The server once ``health`` answers 200 (bounded; killed if it does not)."""
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(url + self.health, timeout=0.5).status_code == 200:
+                    return Server(url, self.port, self.proc, self.env, self.log, self.args,
+                                  self.app)  # fmt: skip
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError(f"server did not start within {timeout:g} s")
+
+
+def spawn_server(
+    env_overrides: dict[str, str],
+    port: int | None = None,
+    log: Path | None = None,
+    args: tuple[str, ...] = (),
+    app: str = "tests.e2e.testapp:app",
+    health: str = "/anywire/health",
+) -> Starting:
+    """Start ``anywire serve app`` and return at once: :meth:`Starting.ready` waits."""
     port = port or free_port()
     # The checkout first; a PYTHONPATH in env_overrides (a test's own modules) after it.
     path = os.pathsep.join(filter(None, (str(ROOT), env_overrides.get("PYTHONPATH"))))
     env = {**os.environ, **env_overrides, "PYTHONPATH": path}
     log = log or Path(f"/tmp/anywire-e2e-{port}.log")
-    out = log.open("ab")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "anywire.server.cli",
-            "serve",
-            app,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + health, timeout=0.5).status_code == 200:
-                return Server(url, port, proc, env_overrides, log, tuple(args), app)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start within 15 s")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "anywire.server.cli",
+                "serve",
+                app,
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                *args,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Starting(proc, port, env_overrides, log, tuple(args), app, health)
 
 
 @contextlib.contextmanager

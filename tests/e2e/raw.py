@@ -179,3 +179,19 @@ class RawConn:
         if self.ws is not None:
             await self.ws.close()
         await self.http.aclose()
+
+
+async def deflate_agreed(base: str, token: str) -> str:
+    """Negotiate a WebSocket ticket at ``base`` with ``token``, open the socket offering
+    permessage-deflate and answer the ``Sec-WebSocket-Extensions`` the server agreed to
+    ("" when none)."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        neg = await http.post(
+            "/anywire/negotiate",
+            json={"transports": ["websocket"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        neg.raise_for_status()
+    url = base.replace("http", "ws", 1) + f"/anywire/ws?ticket={neg.json()['ticket']}"
+    async with connect(url, compression="deflate", ping_interval=None) as ws:
+        return ws.response.headers.get("sec-websocket-extensions") or ""

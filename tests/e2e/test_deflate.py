@@ -25,6 +25,7 @@ from tests.netfault import FaultProxy
 
 from .conftest import ROOT, Server, make_token, start_server
 from .exercise import Exercise
+from .raw import deflate_agreed
 
 WAIT = 10.0
 # A chat line said over and over: deflate shrinks it to a fraction; plain, it is on the
@@ -207,15 +208,7 @@ def test_flag_environment_and_app_setting() -> None:
 async def test_the_environment_turns_it_on() -> None:
     srv = start_server({WS_DEFLATE_ENV: "on"})
     try:
-        async with httpx.AsyncClient(base_url=srv.url, timeout=WAIT) as http:
-            neg = await http.post(
-                "/anywire/negotiate",
-                json={"transports": ["websocket"]},
-                headers={"Authorization": f"Bearer {make_token('env')}"},
-            )
-        url = srv.url.replace("http", "ws") + f"/anywire/ws?ticket={neg.json()['ticket']}"
-        async with connect(url, compression="deflate", ping_interval=None) as ws:
-            extensions = ws.response.headers.get("sec-websocket-extensions") or ""
+        extensions = await deflate_agreed(srv.url, make_token("env"))
         assert extensions.startswith("permessage-deflate")
     finally:
         srv.stop()

@@ -19,7 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import TRANSPORTS, Server, free_port, start_server
+from tests.e2e.conftest import (
+    TRANSPORTS,
+    Server,
+    Starting,
+    free_port,
+    spawn_server,
+    start_servers,
+)
 
 # The configurations docs/scaling.md documents are the ones tested.
 NGINX_CONFS = Path(__file__).resolve().parents[2] / "docs" / "nginx"
@@ -138,8 +145,21 @@ def start_node(
     env: dict[str, str] | None = None,
 ) -> Server:
     """One anywire node on the shared Redis (``env``: more AW_* settings)."""
+    return spawn_node(redis, port, poll_window, env).ready()
+
+
+def start_nodes(
+    redis: RedisServer, count: int = 2, poll_window: float = 2.0, env: dict[str, str] | None = None
+) -> list[Server]:
+    """``count`` nodes alike on the shared Redis, started side by side."""
+    return start_servers([spawn_node(redis, None, poll_window, env) for _ in range(count)])
+
+
+def spawn_node(
+    redis: RedisServer, port: int | None, poll_window: float, env: dict[str, str] | None
+) -> Starting:
     base = {"ANYWIRE_SECRET": SECRET, "AW_RESUME_WINDOW": "10", "AW_POLL_WINDOW": str(poll_window)}
-    return start_server({**base, **(env or {})}, port, args=("--redis", redis.url))
+    return spawn_server({**base, **(env or {})}, port, args=("--redis", redis.url))
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +173,7 @@ def redis() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def nodes(redis: RedisServer) -> Iterator[list[Server]]:
     """Two nodes on the module's Redis."""
-    started = [start_node(redis), start_node(redis)]
+    started = start_nodes(redis)
     yield started
     for node in started:
         node.stop()

@@ -13,7 +13,7 @@ import pytest
 from anywire.clients.python import Client
 from tests.e2e.conftest import Server, make_token
 
-from .conftest import RedisServer, start_node
+from .conftest import RedisServer, start_nodes
 from .test_broadcast import Inbox
 
 TOKEN = "scale-admin-token-0123456789"
@@ -22,7 +22,7 @@ TOKEN = "scale-admin-token-0123456789"
 @pytest.fixture(scope="module")
 def pair(redis: RedisServer) -> Iterator[list[Server]]:
     env = {"ANYWIRE_ADMIN_TOKEN": TOKEN, "AW_ADMIN_INTERVAL": "0.5"}
-    started = [start_node(redis, env=env), start_node(redis, env=env)]
+    started = start_nodes(redis, env=env)
     yield started
     for node in started:
         node.stop()

@@ -14,13 +14,13 @@ import pytest
 from tests.e2e.conftest import Server, make_token
 from tests.e2e.raw import RawConn
 
-from .conftest import RedisServer, start_node
+from .conftest import RedisServer, start_nodes
 
 
 @pytest.fixture(scope="module")
 def capped_nodes(redis: RedisServer) -> Iterator[list[Server]]:
     env = {"AW_MAX_SESSIONS_PER_USER": "1", "AW_BUSY_RETRY_AFTER": "1"}
-    started = [start_node(redis, env=env), start_node(redis, env=env)]
+    started = start_nodes(redis, env=env)
     yield started
     for node in started:
         node.stop()

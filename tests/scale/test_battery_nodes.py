@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import make_token
 
-from .conftest import RedisServer, start_node
+from .conftest import RedisServer, start_nodes
 
 HOLD = 7.0  # seconds: longer than poll_window + ping_timeout + 5 s
 BATTERY = {"AW_PING_INTERVAL": "1", "AW_PING_TIMEOUT": "0.5", "AW_MAX_PING_INTERVAL": "8"}
@@ -28,8 +28,7 @@ def _metric(url: str, name: str) -> int:
 
 @pytest.mark.asyncio
 async def test_a_longer_hold_is_forwarded_and_held_on_the_owner(redis: RedisServer) -> None:
-    a = start_node(redis, poll_window=1.0, env=BATTERY)
-    b = start_node(redis, poll_window=1.0, env=BATTERY)
+    a, b = start_nodes(redis, poll_window=1.0, env=BATTERY)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             auth = {"Authorization": f"Bearer {make_token('battery-across')}"}

@@ -18,7 +18,8 @@ from anywire.clients.python import Client
 from anywire.publisher import AsyncPublisher, Publisher
 from tests.e2e.conftest import Server, make_token
 
-from .conftest import Nginx, start_nginx, start_node
+from .conftest import Nginx, start_nginx, start_nodes
+from .crossing import events_across_drops, forwarded
 from .test_broadcast import Inbox
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,7 +38,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def pair(backend: Any) -> Iterator[list[Server]]:
-    started = [start_node(backend), start_node(backend)]
+    started = start_nodes(backend)
     yield started
     for node in started:
         node.stop()
@@ -63,7 +64,7 @@ def _slot_errors(nodes: list[Server]) -> list[str]:
 async def test_rooms_users_calls_and_presence_across_nodes(
     rr: Nginx, pair: list[Server], transport: str
 ) -> None:
-    forwarded = _forwarded(pair)
+    crossed = forwarded(pair)
     room = f"cl-{transport}"
     user = f"cl-user-{transport}"
     a = Client(rr.url, make_token(user), transports=(transport,), backoff_base=0.05,
@@ -83,29 +84,13 @@ async def test_rooms_users_calls_and_presence_across_nodes(
                 if sorted(m["sid"] for m in members) == sorted([a.sid, b.sid]):
                     break
                 await asyncio.sleep(0.05)
-        total = 40
-        for i in range(total):
-            await b.call("to_room", {"room": room, "event": "tick", "data": i})
-            await b.call("to_user", {"user": user, "event": "dm", "data": i})
-            if i % 15 == 7:
-                await inbox.until(lambda i=i: len(inbox.of("tick")) >= i - 3)
-                await a.drop_connection()
-        await inbox.until(
-            lambda: len(inbox.of("tick")) >= total and len(inbox.of("dm")) >= total, 30
-        )
-        assert inbox.of("tick") == list(range(total))
-        assert inbox.of("dm") == list(range(total))
-        assert inbox.of("$lost") == []
+        await events_across_drops(b, a, inbox, room, user, total=40, timeout=30)
         reply = await b.call("call_sid", {"sid": a.sid, "event": "hello", "data": 7})
         assert reply == {"reply": "hi 7"}
     if transport != "websocket":
         # Polls and POSTs alternated between the nodes: node requests crossed the cluster.
-        assert _forwarded(pair) > forwarded
+        assert forwarded(pair) > crossed
     assert _slot_errors(pair) == []
-
-
-def _forwarded(nodes: list[Server]) -> int:
-    return sum(httpx.get(n.url + "/anywire/metrics").json()["forwarded_in"] for n in nodes)
 
 
 async def test_the_publishers_reach_clients(

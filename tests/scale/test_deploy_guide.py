@@ -21,7 +21,8 @@ from tests.e2e.conftest import Server, free_port
 from tests.proxies.nginx import Nginx, run_nginx
 
 from .conftest import wait_for
-from .test_round_robin import _chat, _forwarded
+from .crossing import forwarded
+from .test_round_robin import _chat
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GUIDE = DOCS / "deployment.md"
@@ -88,11 +89,11 @@ def proxy(request: pytest.FixtureRequest, nodes: list[Server]) -> Iterator[Nginx
 async def test_every_transport_works_through_the_guide_config(
     proxy: Nginx, nodes: list[Server], transport: str
 ) -> None:
-    before = _forwarded(nodes)
+    before = forwarded(nodes)
     await _chat(proxy.url, transport, f"guide-{proxy.name}")
     if proxy.name == "round-robin" and transport != "websocket":
         # No affinity: polls and POSTs reached the node that does not own the session.
-        assert _forwarded(nodes) > before
+        assert forwarded(nodes) > before
 
 
 def test_round_robin_reaches_both_nodes_and_sticky_one(proxy: Nginx) -> None:

@@ -5,21 +5,23 @@ every event exactly once, in order, from Redis history (rooms and the user strea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from anywire.clients.python import Client
-from tests.e2e.conftest import Server, make_token
+from tests.e2e.conftest import TRANSPORTS, Server, make_token
+from tests.together import Meeting, Together
 
-from .conftest import Nginx, RedisServer, start_nginx, start_node
+from .conftest import Nginx, RedisServer, start_nginx, start_nodes
 from .test_broadcast import Inbox
 
 
 @pytest.fixture(scope="module")
 def cluster(redis: RedisServer) -> Iterator[tuple[list[Server], Nginx]]:
-    started = [start_node(redis), start_node(redis)]
+    started = start_nodes(redis)
     ngx = start_nginx("round-robin.conf", [n.port for n in started])
     yield started, ngx
     ngx.stop()
@@ -68,38 +70,70 @@ async def test_sigkill_owner_client_resumes_elsewhere_nothing_lost_or_duplicated
     owner.restart()
 
 
+class Crash:
+    """Every transport's presence run (own users and room each) on the module's nodes; one
+    SIGKILL of node 1 once every run has its members there, one restart once every run
+    has seen their leaves."""
+
+    def __init__(self, nodes: list[Server]) -> None:
+        self.nodes = nodes
+        self.kill = Meeting(TRANSPORTS, self._kill)
+        self.restart = Meeting(TRANSPORTS, self._restart)
+
+    async def _kill(self) -> None:
+        self.nodes[1].stop(sig_term=False)  # SIGKILL: b and c vanish without a word
+
+    async def _restart(self) -> None:
+        await asyncio.to_thread(self.nodes[1].restart)
+
+    async def run(self, transport: str) -> None:
+        nodes = self.nodes
+        room = f"presence-{transport}"
+        a = Client(nodes[0].url, make_token(f"pa-{transport}"), transports=(transport,))
+        b = Client(nodes[1].url, make_token(f"pb-{transport}"), transports=(transport,))
+        c = Client(nodes[1].url, make_token(f"pc-{transport}"), transports=(transport,))
+        inbox = Inbox(a, "$join", "$leave")
+        async with a:
+            await a.join(room, {"n": "a"})
+            async with b, c:
+                answer = await b.join(room, {"n": "b"})
+                # The join answer lists members of every node.
+                assert {m["sid"] for m in answer["presence"]} == {a.sid, b.sid}
+                await inbox.until(lambda: [j["sid"] for j in inbox.of("$join")] == [b.sid])
+                assert inbox.of("$join")[0]["meta"] == {"n": "b"}
+                who = await a.call("members", {"room": room})
+                assert sorted(m["sid"] for m in who) == sorted([a.sid, b.sid])
+                await b.leave(room)
+                await inbox.until(lambda: [x["sid"] for x in inbox.of("$leave")] == [b.sid])
+                await b.join(room)
+                await c.join(room)
+                await inbox.until(lambda: len(inbox.of("$join")) == 3)
+                assert len(await a.call("members", {"room": room})) == 3
+                await self.kill.meet(transport)
+                # Documented bound: 3 heartbeats (3 s) until the node counts as dead, plus
+                # one heartbeat until a live node removes its entries with $leave.
+                await inbox.until(lambda: len(inbox.of("$leave")) == 3, 10)
+                assert {x["sid"] for x in inbox.of("$leave")[1:]} == {b.sid, c.sid}
+                assert [m["sid"] for m in await a.call("members", {"room": room})] == [a.sid]
+        await self.restart.meet(transport)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def crash(cluster: tuple[list[Server], Nginx]) -> AsyncIterator[Together[None]]:
+    together = Together(TRANSPORTS, Crash(cluster[0]).run)
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.asyncio(loop_scope="module")
 async def test_presence_converges_after_joins_leaves_and_a_node_crash(
-    cluster: tuple[list[Server], Nginx], transport: str
+    crash: Together[None], transport: str
 ) -> None:
-    nodes, _ = cluster
-    room = f"presence-{transport}"
-    a = Client(nodes[0].url, make_token(f"pa-{transport}"), transports=(transport,))
-    b = Client(nodes[1].url, make_token(f"pb-{transport}"), transports=(transport,))
-    c = Client(nodes[1].url, make_token(f"pc-{transport}"), transports=(transport,))
-    inbox = Inbox(a, "$join", "$leave")
-    async with a:
-        await a.join(room, {"n": "a"})
-        async with b, c:
-            answer = await b.join(room, {"n": "b"})
-            # The join answer lists members of every node.
-            assert {m["sid"] for m in answer["presence"]} == {a.sid, b.sid}
-            await inbox.until(lambda: [j["sid"] for j in inbox.of("$join")] == [b.sid])
-            assert inbox.of("$join")[0]["meta"] == {"n": "b"}
-            who = await a.call("members", {"room": room})
-            assert sorted(m["sid"] for m in who) == sorted([a.sid, b.sid])
-            await b.leave(room)
-            await inbox.until(lambda: [x["sid"] for x in inbox.of("$leave")] == [b.sid])
-            await b.join(room)
-            await c.join(room)
-            await inbox.until(lambda: len(inbox.of("$join")) == 3)
-            assert len(await a.call("members", {"room": room})) == 3
-            nodes[1].stop(sig_term=False)  # SIGKILL: b and c vanish without a word
-            # Documented bound: 3 heartbeats (3 s) until the node counts as dead, plus
-            # one heartbeat until a live node removes its entries with $leave.
-            await inbox.until(lambda: len(inbox.of("$leave")) == 3, 10)
-            assert {x["sid"] for x in inbox.of("$leave")[1:]} == {b.sid, c.sid}
-            assert [m["sid"] for m in await a.call("members", {"room": room})] == [a.sid]
-    nodes[1].restart()
+    """Joins, a leave and a rejoin seen across nodes; then node 1 is SIGKILLed under
+    every transport's run at once (one crash serves the three: tests/together.py) and
+    its members' presence is removed with ``$leave``."""
+    await crash.result(transport, 60)
 
 
 async def test_a_node_stopping_normally_removes_its_presence(
@@ -129,8 +163,7 @@ async def test_a_stopping_node_answers_the_polls_it_forwarded_at_once(
     """A long-poll held on node A for a session of node B is answered as soon as A shuts
     down, instead of holding A's shutdown for the poll window: 204, nothing yet (the
     client polls again, elsewhere), not an error that would drop its connection."""
-    a = start_node(redis, poll_window=10)
-    b = start_node(redis, poll_window=10)
+    a, b = start_nodes(redis, poll_window=10)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             auth = {"Authorization": f"Bearer {make_token('held-poll')}"}

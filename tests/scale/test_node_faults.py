@@ -17,18 +17,20 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 import websockets
 
 from anywire.clients.python import Client, EventInfo
-from tests.e2e.conftest import Server, make_token
+from tests.e2e.conftest import TRANSPORTS, Server, make_token, start_servers
+from tests.together import Meeting, Together
 from tests.waiting import until
 
-from .conftest import Nginx, RedisServer, start_nginx, start_node
+from .conftest import Nginx, RedisServer, spawn_node, start_nginx, start_nodes
 from .test_node_crash import _owner
 
 # Fast failure detection: a peer silent for 1 + 1.5 s is dead, a poll is held 1 s, a node
@@ -44,7 +46,7 @@ DETECTION = 2.5  # ping_interval + ping_timeout = poll_window + ping_timeout
 
 @pytest.fixture(scope="module")
 def cluster(redis: RedisServer) -> Iterator[tuple[list[Server], Nginx]]:
-    started = [start_node(redis, env=FAST), start_node(redis, env=FAST)]
+    started = start_nodes(redis, env=FAST)
     ngx = start_nginx("round-robin.conf", [n.port for n in started])
     yield started, ngx
     ngx.stop()
@@ -125,8 +127,7 @@ async def test_a_poll_held_for_a_node_that_dies_is_answered_within_a_few_heartbe
     """The poll was forwarded before the crash: the node that holds it learns of the
     death from the heartbeats and answers 4007 (the client starts a fresh session and
     catches up), instead of waiting out the poll window and more."""
-    a = start_node(redis, poll_window=10, env={"AW_NODE_HEARTBEAT": "0.2"})
-    b = start_node(redis, poll_window=10, env={"AW_NODE_HEARTBEAT": "0.2"})
+    a, b = start_nodes(redis, poll_window=10, env={"AW_NODE_HEARTBEAT": "0.2"})
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             auth = {"Authorization": f"Bearer {make_token('doomed-poll')}"}
@@ -161,37 +162,45 @@ async def test_events_to_a_session_and_calls_survive_the_crash_of_its_node(
                     backoff_max=0.3)  # fmt: skip
     record = Record(client, "s")
     total = 30
-    async with client:
-        sid = client.sid or ""
-        owner = _owner(redis, nodes, sid)
-        survivor = next(n for n in nodes if n is not owner)
-        async with Client(survivor.url, make_token("own-pub"), transports=("websocket",)) as pub:
-            calls = []
-            for i in range(total):
-                await pub.call("publish", {"to": sid, "event": "s", "data": i}, timeout=10)
-                if i % 6 == 0:
-                    ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
-                    calls.append(asyncio.ensure_future(pub.call("call_sid", ask, timeout=20)))
-                if i == 10:
-                    await record.until(lambda: len(record.data) >= 5)
-                    owner.stop(sig_term=False)  # SIGKILL: the session's node is gone
-            await record.until(lambda: len(record.data) >= total, 20)
-            replies = await asyncio.gather(*calls)
-        assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
-        # Events and calls share the session's stream: every offset once, none missing.
-        everything = sorted(record.offsets + record.asked_at)
-        assert everything == list(range(1, len(everything) + 1))
-        assert replies == [{"reply": i} for i in range(0, total, 6)]
-        assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
-        assert client.sid == sid and client.stats["duplicates"] == 0
-    owner.restart()
+    owner: Server | None = None
+    try:
+        async with client:
+            sid = client.sid or ""
+            owner = _owner(redis, nodes, sid)
+            survivor = next(n for n in nodes if n is not owner)
+            pub = Client(survivor.url, make_token("own-pub"), transports=("websocket",))
+            async with pub:
+                calls = []
+                for i in range(total):
+                    await pub.call("publish", {"to": sid, "event": "s", "data": i}, timeout=10)
+                    if i % 6 == 0:
+                        ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
+                        calls.append(asyncio.ensure_future(pub.call("call_sid", ask, timeout=20)))
+                    if i == 10:
+                        await record.until(lambda: len(record.data) >= 5)
+                        owner.stop(sig_term=False)  # SIGKILL: the session's node is gone
+                await record.until(lambda: len(record.data) >= total, 20)
+                replies = await asyncio.gather(*calls)
+            assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
+            # Events and calls share the session's stream: every offset once, none missing.
+            everything = sorted(record.offsets + record.asked_at)
+            assert everything == list(range(1, len(everything) + 1))
+            assert replies == [{"reply": i} for i in range(0, total, 6)]
+            assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
+            assert client.sid == sid and client.stats["duplicates"] == 0
+    finally:
+        # Even when an assertion failed: the module's later tests need both nodes.
+        if owner is not None:
+            owner.restart()
 
 
 async def test_a_stopping_node_drains_within_its_bound_forwards_meanwhile_and_logs_nothing(
     redis: RedisServer,
 ) -> None:
-    a = start_node(redis, env={**FAST, "AW_SHUTDOWN_TIMEOUT": "3"})
-    b = start_node(redis, env=FAST)
+    a, b = start_servers([
+        spawn_node(redis, None, 2.0, {**FAST, "AW_SHUTDOWN_TIMEOUT": "3"}),
+        spawn_node(redis, None, 2.0, FAST),
+    ])
     ngx = start_nginx("round-robin.conf", [a.port, b.port])
     room = "drained"
     clients = [
@@ -246,28 +255,58 @@ async def test_a_stopping_node_drains_within_its_bound_forwards_meanwhile_and_lo
         b.stop()
 
 
+class Pause:
+    """Every transport's retried-emit run (own client, room and id each) on the module's
+    nodes; Redis SIGSTOPped once every run has joined, SIGCONTed once every run's publish
+    has failed: one pause serves the three transports."""
+
+    def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
+        (self.nodes, self.ngx), self.redis = cluster, redis
+        self.stop = Meeting(TRANSPORTS, lambda: self._signal(signal.SIGSTOP))
+        self.cont = Meeting(TRANSPORTS, lambda: self._signal(signal.SIGCONT))
+
+    async def _signal(self, sig: signal.Signals) -> None:
+        assert self.redis.proc is not None
+        os.kill(self.redis.proc.pid, sig)
+
+    async def run(self, transport: str) -> tuple[Record, Any]:
+        room = f"paused-{transport}"
+        client = Client(self.ngx.url, make_token(f"paused-{transport}"), transports=(transport,))
+        record = Record(client, "n")
+        async with client, Client(self.nodes[0].url, make_token(f"paused-pub-{transport}")) as pub:
+            await client.join(room)
+            publish = {"room": room, "event": "n", "data": "once", "id": f"once-{transport}"}
+            await self.stop.meet(transport)
+            try:
+                failed = await pub.call("publish", publish, timeout=20)
+            finally:
+                await self.cont.meet(transport)
+            assert "unavailable" in failed  # the caller is told; "maybe" says if it may be out
+            retried = await pub.call("publish", publish, timeout=10)
+            again = await pub.call("publish", publish, timeout=10)  # a third try: still once
+            assert retried["pos"] == again["pos"]
+            await pub.call("publish", {"room": room, "event": "n", "data": "after"}, timeout=10)
+            await record.until(lambda: "after" in record.data, 15)
+        return record, retried
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pause(
+    cluster: tuple[list[Server], Nginx], redis: RedisServer
+) -> AsyncIterator[Together[tuple[Record, Any]]]:
+    together = Together(TRANSPORTS, Pause(cluster, redis).run)
+    yield together
+    await together.aclose()
+    if redis.proc is not None:
+        os.kill(redis.proc.pid, signal.SIGCONT)  # a run that failed paused: never leave it
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.asyncio(loop_scope="module")
 async def test_an_emit_retried_with_its_id_after_a_redis_pause_is_delivered_once(
-    cluster: tuple[list[Server], Nginx], redis: RedisServer, transport: str
+    pause: Together[tuple[Record, Any]], transport: str
 ) -> None:
-    nodes, ngx = cluster
-    room = f"paused-{transport}"
-    client = Client(ngx.url, make_token(f"paused-{transport}"), transports=(transport,))
-    record = Record(client, "n")
-    async with client, Client(nodes[0].url, make_token("paused-pub")) as pub:
-        await client.join(room)
-        publish = {"room": room, "event": "n", "data": "once", "id": f"once-{transport}"}
-        assert redis.proc is not None
-        os.kill(redis.proc.pid, signal.SIGSTOP)
-        try:
-            failed = await pub.call("publish", publish, timeout=20)
-        finally:
-            os.kill(redis.proc.pid, signal.SIGCONT)
-        assert "unavailable" in failed  # the caller is told; "maybe" says if it may be out
-        retried = await pub.call("publish", publish, timeout=10)
-        again = await pub.call("publish", publish, timeout=10)  # a third try: still once
-        assert retried["pos"] == again["pos"]
-        await pub.call("publish", {"room": room, "event": "n", "data": "after"}, timeout=10)
-        await record.until(lambda: "after" in record.data, 15)
+    record, retried = await pause.result(transport, 60)
     assert record.data == ["once", "after"], record.data
     assert record.offsets[0] == retried["pos"][2]
 

@@ -16,7 +16,7 @@ from tests.e2e.conftest import Server, make_token
 from tests.e2e.test_publish_api import Inbox
 from tests.e2e.test_publish_api_disconnect import ended
 
-from .conftest import RedisServer, start_node
+from .conftest import RedisServer, start_nodes
 
 KEY = "nodes-api-key-" + secrets.token_hex(8)
 AUTH = {"X-API-Key": KEY}
@@ -24,7 +24,7 @@ AUTH = {"X-API-Key": KEY}
 
 @pytest.fixture(scope="module")
 def api_nodes(redis: RedisServer) -> Iterator[list[Server]]:
-    started = [start_node(redis, env={"ANYWIRE_API_KEY": KEY}) for _ in range(2)]
+    started = start_nodes(redis, env={"ANYWIRE_API_KEY": KEY})
     yield started
     for node in started:
         node.stop()

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from anywire.clients.python import Client
 from tests.e2e.conftest import Server, make_token
 
 from .conftest import Nginx, start_nginx
+from .crossing import events_across_drops, forwarded
 from .test_broadcast import Inbox
 
 
@@ -28,10 +28,6 @@ def sticky(nodes: list[Server]) -> Iterator[Nginx]:
     ngx = start_nginx("sticky-cookie.conf", [n.port for n in nodes])
     yield ngx
     ngx.stop()
-
-
-def _forwarded(nodes: list[Server]) -> int:
-    return sum(httpx.get(n.url + "/anywire/metrics").json()["forwarded_in"] for n in nodes)
 
 
 async def _chat(url: str, transport: str, tag: str) -> None:
@@ -56,11 +52,11 @@ async def _chat(url: str, transport: str, tag: str) -> None:
 async def test_every_transport_works_behind_round_robin(
     round_robin: Nginx, nodes: list[Server], transport: str
 ) -> None:
-    before = _forwarded(nodes)
+    before = forwarded(nodes)
     await _chat(round_robin.url, transport, "rr")
     if transport != "websocket":
         # Polls and POSTs alternated between the nodes: the owner got them over Redis.
-        assert _forwarded(nodes) > before
+        assert forwarded(nodes) > before
 
 
 async def test_every_transport_works_behind_sticky_cookies(
@@ -86,19 +82,7 @@ async def test_reconnects_behind_round_robin_lose_and_repeat_nothing(
     listener.on_connect(lambda: hellos.append(listener.recovered))
     async with listener, publisher:
         await listener.join(room)
-        total = 60
-        for i in range(total):
-            await publisher.call("to_room", {"room": room, "event": "tick", "data": i})
-            await publisher.call("to_user", {"user": user, "event": "dm", "data": i})
-            if i % 15 == 7:
-                await inbox.until(lambda i=i: len(inbox.of("tick")) >= i - 3)
-                await listener.drop_connection()
-        await inbox.until(
-            lambda: len(inbox.of("tick")) >= total and len(inbox.of("dm")) >= total, 20
-        )
-        assert inbox.of("tick") == list(range(total))
-        assert inbox.of("dm") == list(range(total))
-        assert inbox.of("$lost") == []
+        await events_across_drops(publisher, listener, inbox, room, user, total=60, timeout=20)
         # 4 reconnects, each either a full resume (recovered) or a fresh session that
         # caught up from history; both paths occur across runs.
         assert len(hellos) == 5

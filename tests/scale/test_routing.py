@@ -27,7 +27,7 @@ from anywire.redis_wire import stream_channel
 from tests.e2e.conftest import Server, make_token
 from tests.waiting import until
 
-from .conftest import Nginx, RedisServer, start_nginx, start_node
+from .conftest import Nginx, RedisServer, start_nginx, start_nodes
 from .test_broadcast import Inbox
 
 LINGER = 0.3
@@ -35,7 +35,7 @@ LINGER = 0.3
 
 @pytest.fixture(scope="module")
 def three(redis: RedisServer) -> Iterator[tuple[list[Server], Nginx]]:
-    started = [start_node(redis, env={"AW_ROUTE_LINGER": str(LINGER)}) for _ in range(3)]
+    started = start_nodes(redis, 3, env={"AW_ROUTE_LINGER": str(LINGER)})
     ngx = start_nginx("round-robin-3.conf", [n.port for n in started])
     yield started, ngx
     ngx.stop()

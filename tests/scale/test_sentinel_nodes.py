@@ -23,7 +23,7 @@ from tests.e2e.conftest import TRANSPORTS, Server, make_token
 from tests.rediscluster import Sentinels, start_sentinel
 from tests.together import Together
 
-from .conftest import Nginx, start_nginx, start_node
+from .conftest import Nginx, start_nginx, start_nodes
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,7 +40,7 @@ def sentinel() -> Iterator[Sentinels]:
 
 @pytest.fixture(scope="module")
 def rr(sentinel: Sentinels) -> Iterator[tuple[Nginx, list[Server]]]:
-    nodes = [start_node(sentinel), start_node(sentinel)]
+    nodes = start_nodes(sentinel)
     ngx = start_nginx("round-robin.conf", [n.port for n in nodes])
     yield ngx, nodes
     ngx.stop()

@@ -11,13 +11,13 @@ import pytest
 from anywire.clients.python import Client
 from tests.e2e.conftest import Server, make_token
 
-from .conftest import Nginx, RedisServer, start_nginx, start_node
+from .conftest import Nginx, RedisServer, start_nginx, start_nodes
 from .test_broadcast import Inbox
 
 
 @pytest.fixture(scope="module")
 def three(redis: RedisServer) -> Iterator[tuple[list[Server], Nginx]]:
-    started = [start_node(redis) for _ in range(3)]
+    started = start_nodes(redis, 3)
     ngx = start_nginx("round-robin-3.conf", [n.port for n in started])
     yield started, ngx
     ngx.stop()

@@ -25,14 +25,14 @@ from anywire.clients.python import Client
 from tests.e2e.conftest import Server, make_token
 from tests.e2e.raw import RawConn
 
-from .conftest import RedisServer, start_node
+from .conftest import RedisServer, start_nodes
 
 FAST = {"AW_PING_INTERVAL": "1", "AW_PING_TIMEOUT": "2", "AW_POLL_WINDOW": "1"}
 
 
 @pytest.fixture(scope="module")
 def pair(redis: RedisServer) -> Iterator[list[Server]]:
-    started = [start_node(redis, env=FAST), start_node(redis, env=FAST)]
+    started = start_nodes(redis, env=FAST)
     yield started
     for node in started:
         node.stop()

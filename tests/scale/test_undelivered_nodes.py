@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from anywire.clients.python import Client
-from tests.e2e.conftest import Server, make_token, start_server
+from tests.e2e.conftest import Server, make_token, spawn_server, start_servers
 from tests.e2e.raw import RawConn
 
 from .conftest import SECRET, RedisServer
@@ -50,7 +50,8 @@ def hvals(backend: Any, key: str) -> str:
 def pair(backend: Any) -> Iterator[list[Server]]:
     env = {"ANYWIRE_SECRET": SECRET, "AW_RESUME_WINDOW": "10"}
     app = "tests.e2e.undeliveredapp:app"
-    started = [start_server(env, args=("--redis", backend.url), app=app) for _ in range(2)]
+    args = ("--redis", backend.url)
+    started = start_servers([spawn_server(env, args=args, app=app) for _ in range(2)])
     yield started
     for node in started:
         node.stop()

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-from websockets.asyncio.client import connect
-
 from tests.e2e.conftest import make_token, start_server
+from tests.e2e.raw import deflate_agreed
 
 from .conftest import SECRET, RedisServer
 
@@ -37,15 +35,7 @@ async def test_every_worker_deflates(redis: RedisServer) -> None:
         assert len(workers) == 2
         assert all("--ws-deflate" in c for c in workers)
         for _ in range(4):  # fresh connections: the kernel spreads them over the workers
-            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-                neg = await http.post(
-                    "/anywire/negotiate",
-                    json={"transports": ["websocket"]},
-                    headers={"Authorization": f"Bearer {make_token('w')}"},
-                )
-            url = server.url.replace("http", "ws") + f"/anywire/ws?ticket={neg.json()['ticket']}"
-            async with connect(url, compression="deflate", ping_interval=None) as ws:
-                agreed = ws.response.headers.get("sec-websocket-extensions") or ""
+            agreed = await deflate_agreed(server.url, make_token("w"))
             assert agreed.startswith("permessage-deflate")
     finally:
         assert server.stop() == 0

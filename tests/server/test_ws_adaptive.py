@@ -11,13 +11,10 @@ import json
 from typing import Any
 
 from anywire.core.closecodes import CloseCode
-from anywire.core.rooms import Member
 from anywire.server.app import Anywire
-from anywire.server.broker import Envelope
-from anywire.transports.websocket import WebSocketTransport
 
-from .helpers import issue
-from .test_ws_flusher import SCOPE, FakePeer
+from .test_ws_flusher import FakePeer
+from .wsroom import connected, deliver, end, quiet
 
 
 def _events(peer: FakePeer) -> list[Any]:
@@ -38,65 +35,36 @@ def _messages(peer: FakePeer) -> int:
 
 
 async def _connected(n: int) -> tuple[Anywire, list[FakePeer], list[asyncio.Task[None]]]:
-    aw = Anywire(anonymous=True)
-    await aw.start()
-    transport = WebSocketTransport(aw.host)
-    peers, tasks = [], []
-    for i in range(n):
-        issued = await issue(aw, f"u{i}")
-        peer = FakePeer(issued.ticket)
-        peers.append(peer)
-        tasks.append(asyncio.create_task(transport(SCOPE, peer.receive, peer.send)))
-        await peer.wait_for(lambda p=peer: _messages(p) >= 1)  # the hello
-        aw.host.rooms.join("/", "room", Member(issued.sid, None, None))
-    return aw, peers, tasks
-
-
-async def _end(aw: Anywire, peers: list[FakePeer], tasks: list[asyncio.Task[None]]) -> None:
-    for p in peers:
-        p.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
-    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
-    await aw.stop(grace=0.1)
-
-
-def _deliver(aw: Anywire, data: Any) -> None:
-    """A room event handed to this node's sessions (what the broker does on publish),
-    in a plain call: nothing in it can wait."""
-    aw.host.deliver(Envelope("room", "/", "room", "m", data))
+    """``n`` peers in room "room", each past its hello."""
+    return await connected(n, FakePeer, lambda p: _messages(p) >= 1)
 
 
 async def test_an_event_to_idle_connections_is_written_in_the_delivering_call() -> None:
     aw, peers, tasks = await _connected(3)
     try:
-        await _quiet()  # nobody has written lately
+        await quiet()  # nobody has written lately
         before = [_messages(p) for p in peers]
-        _deliver(aw, 1)
+        deliver(aw, 1)
         # No loop iteration has run since: only a write in the call itself shows here.
         assert [_messages(p) - b for p, b in zip(peers, before, strict=True)] == [1, 1, 1]
         assert all(_events(p) == [1] for p in peers)
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
 
 
 async def test_a_burst_in_one_iteration_is_batched_after_the_first_write() -> None:
     aw, peers, tasks = await _connected(2)
     try:
-        await _quiet()
+        await quiet()
         before = [_messages(p) for p in peers]
         for i in range(10):
-            _deliver(aw, i)
+            deliver(aw, i)
         for p in peers:
             await p.wait_for(lambda p=p: _events(p) == list(range(10)))
         # The first event at once, the other nine together in one message.
         assert [_messages(p) - b for p, b in zip(peers, before, strict=True)] == [2, 2]
     finally:
-        await _end(aw, peers, tasks)
-
-
-async def _quiet() -> None:
-    """Let a few loop iterations pass with nothing written (the writers' count rests)."""
-    for _ in range(3):
-        await asyncio.sleep(0)
+        await end(aw, peers, tasks)
 
 
 async def test_events_apart_are_each_written_at_once() -> None:
@@ -104,13 +72,13 @@ async def test_events_apart_are_each_written_at_once() -> None:
     (peer,) = peers
     try:
         for i in range(5):
-            await _quiet()
+            await quiet()
             before = _messages(peer)
-            _deliver(aw, i)
+            deliver(aw, i)
             assert _messages(peer) == before + 1
         assert _events(peer) == [0, 1, 2, 3, 4]
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
 
 
 async def test_an_event_every_iteration_is_batched_after_the_first() -> None:
@@ -119,15 +87,15 @@ async def test_an_event_every_iteration_is_batched_after_the_first() -> None:
     aw, peers, tasks = await _connected(1)
     (peer,) = peers
     try:
-        await _quiet()
+        await quiet()
         before = _messages(peer)
         for i in range(20):
-            _deliver(aw, i)
+            deliver(aw, i)
             await asyncio.sleep(0)
         await peer.wait_for(lambda: _events(peer) == list(range(20)))
         assert _messages(peer) - before <= 11
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
 
 
 async def test_a_write_that_waits_for_the_socket_goes_on_later_in_order() -> None:
@@ -135,18 +103,18 @@ async def test_a_write_that_waits_for_the_socket_goes_on_later_in_order() -> Non
     paused, other = peers
     try:
         paused.gate = asyncio.Event()  # its socket's buffer is full from now on
-        await _quiet()
-        _deliver(aw, 0)
+        await quiet()
+        deliver(aw, 0)
         assert _events(other) == [0]  # a paused peer holds up nobody else
         assert _events(paused) == []
         for i in range(1, 6):
-            await _quiet()
-            _deliver(aw, i)
+            await quiet()
+            deliver(aw, i)
         assert _events(other) == [0, 1, 2, 3, 4, 5]
         paused.gate.set()  # it drains: every event, once, in order
         await paused.wait_for(lambda: _events(paused) == [0, 1, 2, 3, 4, 5])
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
 
 
 async def test_a_write_at_once_that_fails_ends_its_connection_not_the_delivery() -> None:
@@ -154,14 +122,14 @@ async def test_a_write_at_once_that_fails_ends_its_connection_not_the_delivery()
     bad, good = peers
     try:
         bad.fail_after = _messages(bad)  # its next send raises (a bug in a send path)
-        await _quiet()
-        _deliver(aw, 0)  # raises nothing here, in the delivering call
+        await quiet()
+        deliver(aw, 0)  # raises nothing here, in the delivering call
         assert _events(good) == [0]
         await bad.wait_for(lambda: any(m["type"] == "websocket.close" for m in bad.sent))
         close = [m for m in bad.sent if m["type"] == "websocket.close"][-1]
         assert close["code"] == CloseCode.INTERNAL_ERROR
-        await _quiet()
-        _deliver(aw, 1)
+        await quiet()
+        deliver(aw, 1)
         assert _events(good) == [0, 1]
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)

@@ -10,14 +10,11 @@ import asyncio
 import json
 from typing import Any
 
-from anywire.core.rooms import Member
 from anywire.server.app import Anywire
-from anywire.server.broker import Envelope
 from anywire.transports.direct import DIRECT_KEY
-from anywire.transports.websocket import WebSocketTransport
 
-from .helpers import issue
-from .test_ws_flusher import SCOPE, FakePeer
+from .test_ws_flusher import FakePeer
+from .wsroom import connected, deliver, end, quiet
 
 
 class DirectPeer(FakePeer):
@@ -56,90 +53,64 @@ class DirectPeer(FakePeer):
     def sends(self) -> int:
         return sum(m["type"] == "websocket.send" for m in self.sent)
 
-
 async def _connected(n: int) -> tuple[Anywire, list[DirectPeer], list[asyncio.Task[None]]]:
-    aw = Anywire(anonymous=True)
-    await aw.start()
-    transport = WebSocketTransport(aw.host)
-    peers, tasks = [], []
-    for i in range(n):
-        issued = await issue(aw, f"u{i}")
-        peer = DirectPeer(issued.ticket)
-        scope = {**SCOPE, "extensions": {DIRECT_KEY: peer.write_now}}
-        peers.append(peer)
-        tasks.append(asyncio.create_task(transport(scope, peer.receive, peer.send)))
-        await peer.wait_for(lambda p=peer: len(p.order) >= 1)  # the hello
-        aw.host.rooms.join("/", "room", Member(issued.sid, None, None))
-    return aw, peers, tasks
-
-
-async def _end(aw: Anywire, peers: list[DirectPeer], tasks: list[asyncio.Task[None]]) -> None:
-    for p in peers:
-        p.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
-    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
-    await aw.stop(grace=0.1)
-
-
-async def _quiet() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
-def _deliver(aw: Anywire, data: Any) -> None:
-    aw.host.deliver(Envelope("room", "/", "room", "m", data))
+    """``n`` direct-writing peers in room "room"; the hello may come either way."""
+    return await connected(
+        n, DirectPeer, lambda p: len(p.order) >= 1, lambda p: {DIRECT_KEY: p.write_now}
+    )
 
 
 async def test_events_go_through_the_direct_write_not_send() -> None:
     aw, peers, tasks = await _connected(2)
     try:
         for i in range(3):
-            await _quiet()
-            _deliver(aw, i)
+            await quiet()
+            deliver(aw, i)
             for p in peers:
                 assert p.events() == list(range(i + 1))  # written in the delivering call
         for p in peers:
             assert p.sends() == 0  # the hello and every event went the direct way
             assert p.direct and not any(p.direct)  # JSON: text messages
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
 
 
 async def test_a_declined_direct_write_goes_through_send_in_order() -> None:
     aw, peers, tasks = await _connected(2)
     declining, other = peers
     try:
-        await _quiet()
-        _deliver(aw, 0)
+        await quiet()
+        deliver(aw, 0)
         declining.full = True  # its socket's buffer is full: send() must carry on
         for i in range(1, 4):
-            await _quiet()
-            _deliver(aw, i)
+            await quiet()
+            deliver(aw, i)
         await declining.wait_for(lambda: declining.events() == [0, 1, 2, 3])
         declining.full = False
         for i in range(4, 6):
-            await _quiet()
-            _deliver(aw, i)
+            await quiet()
+            deliver(aw, i)
         await declining.wait_for(lambda: declining.events() == [0, 1, 2, 3, 4, 5])
         assert other.events() == [0, 1, 2, 3, 4, 5]
         assert declining.sends() >= 1  # the declined ones went through send()
         assert other.sends() == 0
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
 
 
 async def test_a_batch_and_an_answer_take_the_direct_write_too() -> None:
     aw, peers, tasks = await _connected(1)
     (peer,) = peers
     try:
-        await _quiet()
+        await quiet()
         for i in range(5):  # a burst in one iteration: the first at once, the rest batched
-            _deliver(aw, i)
+            deliver(aw, i)
         await peer.wait_for(lambda: peer.events() == [0, 1, 2, 3, 4])
         peer.ask(1, "x")  # an echo: answered by the reader (_Writer.answer)
         await peer.wait_for(lambda: any('"t":"ack"' in t for t in peer.order))
         assert peer.sends() == 0
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
 
 
 async def test_a_burst_past_one_batch_goes_out_whole_with_nothing_after_it() -> None:
@@ -151,15 +122,15 @@ async def test_a_burst_past_one_batch_goes_out_whole_with_nothing_after_it() -> 
     many = 2 * aw.host.settings.max_batch + 5
     big = "x" * 40_000  # two of these pass the byte cap of one message (64 KB)
     try:
-        await _quiet()
+        await quiet()
         for i in range(many):  # one iteration: the first at once, the rest batched
-            _deliver(aw, i)
+            deliver(aw, i)
         await peer.wait_for(lambda: peer.events() == list(range(many)))
-        await _quiet()
+        await quiet()
         for i in range(3):
-            _deliver(aw, [i, big])
+            deliver(aw, [i, big])
         await peer.wait_for(lambda: len(peer.events()) == many + 3)
         assert [e[0] for e in peer.events()[many:]] == [0, 1, 2]
         assert peer.sends() == 0
     finally:
-        await _end(aw, peers, tasks)
+        await end(aw, peers, tasks)
