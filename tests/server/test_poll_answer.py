@@ -13,7 +13,7 @@ from anywire.server.app import Anywire
 from anywire.transports.longpoll import LongPollTransport
 
 from .helpers import issue
-from .test_ws_direct import _deliver
+from .wsroom import deliver as _deliver
 
 
 class PollPeer:

@@ -23,7 +23,8 @@ from anywire.transports.ssestream import LEAN
 from anywire.transports.ssewrite import CHUNK_KEY
 
 from .helpers import issue
-from .test_ws_direct import _deliver, _quiet
+from .wsroom import deliver as _deliver
+from .wsroom import quiet as _quiet
 
 pytestmark = pytest.mark.skipif(not LEAN, reason="this sse-starlette takes its own path")
 
