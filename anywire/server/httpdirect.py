@@ -64,7 +64,8 @@ class DirectHttpTools(LimitedHttpTools):
         cycle: Any = self.cycle
         # (Not for an upgrade, which made no cycle of its own.)
         if cycle is not None and cycle.scope is self.scope:
-            self.scope["extensions"] = {CHUNK_KEY: ChunkWriter(cycle)}
+            # Added to what the scope may already offer (another protocol layer's).
+            self.scope.setdefault("extensions", {})[CHUNK_KEY] = ChunkWriter(cycle)
 
 
 def protocol_class(limits: HttpLimits) -> type[DirectHttpTools]:
