@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--burst", type=int, default=10, help="fan-out: events published per event-loop tick"
     )
     parser.add_argument(
+        "--rx-every",
+        type=int,
+        default=16,
+        help="anywire clients send rx after this many frames (default 16, the protocol's "
+        "cadence; 0: never, to measure what receipts cost)",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=50.0,
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         server_cpu=None if args.no_pin else 0,
         gen_cpu=None if args.no_pin else 1,
         rate=args.rate,
+        rx_every=args.rx_every,
     )
     return _report(result, args)
 

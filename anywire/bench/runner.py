@@ -180,9 +180,11 @@ def run(
     server_cpu: int | None = 0,
     gen_cpu: int | None = 1,
     rate: float = 0.0,
+    rx_every: int = 16,
 ) -> dict[str, Any]:
     """One measurement on a fresh server; returns a flat result dict. ``rate``: events
-    per second of the ``open`` workload."""
+    per second of the ``open`` workload; ``rx_every``: the clients' receipt cadence
+    (:class:`~anywire.bench.generator.Generator`)."""
     if workload == "open" and rate <= 0:
         raise ValueError("the open workload needs a positive rate (events per second)")
     raise_nofile()
@@ -198,7 +200,7 @@ def run(
             mix = split(n, target.mix)
             gens.append(
                 Generator(server.port, target.dialect, _gen_workload(workload), mix, size,
-                          gen_cpu, progress)
+                          gen_cpu, progress, rx_every=rx_every)
             )  # fmt: skip
         readies = [g.ready() for g in gens]
         time.sleep(1.0 if workload == "idle" else 0.2)  # let the server settle
