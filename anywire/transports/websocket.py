@@ -491,9 +491,11 @@ class _Writer:
                         else:  # the socket's buffer is full: the rest of the send waits
                             self.task = asyncio.ensure_future(self._finish(sending, waiting))
                             return
-                # (host.has_pending() as it stands right after outgoing(), without its
-                # calls: nothing ran in between that could push.)
-                if link.closing is None and not link.more:
+                # After outgoing(), link.more is has_pending() without its calls (nothing
+                # ran in between that could push); the reader's answer ran no outgoing():
+                # what was pushed while it waited for its round is only found by asking.
+                more = link.more if first is None else host.has_pending(link)
+                if link.closing is None and not more:
                     self.busy = False
                     return
             except Exception as exc:

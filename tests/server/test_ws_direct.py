@@ -113,6 +113,29 @@ async def test_a_batch_and_an_answer_take_the_direct_write_too() -> None:
         await end(aw, peers, tasks)
 
 
+async def test_a_push_while_an_answer_waits_for_its_round_goes_out_after_it() -> None:
+    """The reader's answer is written one iteration later (_Writer.answer); an event
+    pushed in between finds the writer busy, so the answer's write must take it too,
+    though no outgoing() ran before it to tell what is pending (link.more is stale)."""
+    aw, peers, tasks = await _connected(1)
+    (peer,) = peers
+
+    @aw.on("later")
+    def later(sock: Any, data: Any) -> Any:
+        # Runs in the next iteration, before the answer's round (added after this call).
+        asyncio.get_running_loop().call_soon(deliver, aw, 99)
+        return data
+
+    try:
+        await quiet()
+        frame = {"t": "event", "s": 1, "id": 1, "e": "later", "d": "x"}
+        peer.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(frame)})
+        await peer.wait_for(lambda: peer.events() == [99])
+        assert any('"t":"ack"' in t for t in peer.order)
+    finally:
+        await end(aw, peers, tasks)
+
+
 async def test_a_burst_past_one_batch_goes_out_whole_with_nothing_after_it() -> None:
     """More than one batch waits when the batched write runs (past ``max_batch`` frames,
     or past the byte cap of one message): the writer goes on by itself until nothing is
