@@ -174,9 +174,7 @@ class SSETransport:
                 closing = link.closing
                 frames = self.host.outgoing(link, limit)
                 if frames:
-                    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
-                    link.traffic.bytes_out += len(body)
-                    yield event_chunk(body)
+                    yield event_chunk(link, frames)
                 if closing is not None:
                     return
                 if self.host.has_pending(link):

@@ -45,9 +45,12 @@ def chunk_writer(scope: Mapping[str, Any]) -> ChunkWrite | None:
     return found if callable(found) else None
 
 
-def event_chunk(body: bytes) -> bytes:
-    """One SSE event carrying ``body`` (one frame or a batch). Compact JSON holds no line
-    breaks, so one data line is the whole event (no decode, split and re-encode)."""
+def event_chunk(link: Link, frames: list[bytes]) -> bytes:
+    """One SSE event carrying ``frames`` (one frame, or a batch of them), counted in the
+    link's traffic. Compact JSON holds no line breaks, so one data line is the whole
+    event (no decode, split and re-encode)."""
+    body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
+    link.traffic.bytes_out += len(body)
     return b"data: " + body + b"\r\n\r\n"
 
 
@@ -157,9 +160,7 @@ class SSEWriter:
             self.rouse()  # the task meets the same failure and ends the stream (logged)
             return
         if frames:
-            body = frames[0] if len(frames) == 1 else link.codec.batch(frames)
-            link.traffic.bytes_out += len(body)
-            chunk = event_chunk(body)
+            chunk = event_chunk(link, frames)
             self.wrote = now
             try:
                 written = write(chunk)
@@ -169,5 +170,7 @@ class SSEWriter:
                 self.carry = chunk  # the socket's buffer is full or the stream ends
                 self.rouse()
                 return
-        if link.closing is not None or host.has_pending(link):
+        # (link.more: has_pending() as it stands right after outgoing(), without its
+        # calls; nothing ran in between that could push.)
+        if link.closing is not None or link.more:
             self.rouse()  # a close, or more than one message: the task goes on
