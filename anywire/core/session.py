@@ -108,6 +108,7 @@ class ServerSession:
         "_next_ack_id",
         "_out",
         "_out_bytes",
+        "_relays",
         "anonymous",
         "auth_deadline",
         "budget",
@@ -168,6 +169,10 @@ class ServerSession:
         self.in_last = 0  # last client sequence number processed
         self.rx_sent = 0  # last in_last we told the client about
         self.rx_owed_since: float | None = None  # when unacknowledged client frames began
+        # Client frames processed whose effect is still on its way off this node (a
+        # call's answer to its caller's node), ascending: receipts stop below the first
+        # (relaying()); None, the usual case, costs nothing.
+        self._relays: list[int] | None = None
         self.control: list[Frame] = []  # unsequenced frames to send at once (pong, rx)
         self.connection: object | None = None
         self.last_close: tuple[int, str] | None = None  # why the last connection was closed
@@ -412,8 +417,9 @@ class ServerSession:
         that rides along as a number (or None), so the usual write (an ack and its
         receipt) builds no frame object for it. The receipt goes after the frames."""
         receipt = None
-        if self.in_last > self.rx_sent:
-            receipt = self.rx_sent = self.in_last
+        upto = self.in_last if self._relays is None else self._relays[0] - 1
+        if upto > self.rx_sent:
+            receipt = self.rx_sent = upto
             self.rx_owed_since = None
         control = self.control
         if control:
@@ -425,16 +431,44 @@ class ServerSession:
         """Whether the live connection has something to write now: control frames, frames
         it was not given yet, or an ``rx`` owed often enough to go on its own."""
         # (rx_due() inlined: a writer asks this after every write)
-        return (
-            bool(self.control)
-            or self.written < self.out_seq
-            or self.in_last - self.rx_sent >= _RX_EVERY
-        )
+        upto = self.in_last if self._relays is None else self._relays[0] - 1
+        return bool(self.control) or self.written < self.out_seq or upto - self.rx_sent >= _RX_EVERY
 
     def rx_due(self) -> bool:
         """Whether enough client frames went unacknowledged to write an ``rx`` on its own
         (so a client that only sends still drains its buffer)."""
-        return self.in_last - self.rx_sent >= _RX_EVERY
+        return self.receipt_upto() - self.rx_sent >= _RX_EVERY
+
+    def receipt_upto(self) -> int:
+        """The last client frame a receipt (``rx``, ``hello.last``, a long-poll answer)
+        may cover: every frame processed, short of one whose effect is still being
+        relayed (:meth:`relaying`)."""
+        return self.in_last if self._relays is None else self._relays[0] - 1
+
+    def relaying(self, seq: int) -> None:
+        """Client frame ``seq`` was processed but what it caused is still on its way off
+        this node (a call's answer travelling to its caller's node): until
+        :meth:`relayed`, no receipt covers it. A receipt is the client's licence to
+        forget the frame; given before the relay has left, a crash of this node in
+        between would lose the answer with nobody left to send it again."""
+        relays = self._relays
+        if relays is None:
+            self._relays = [seq]
+        else:
+            relays.append(seq)
+            relays.sort()
+
+    def relayed(self, seq: int, now: float) -> None:
+        """The relay of client frame ``seq`` has left (or given up): receipts may cover
+        it again; the receipt held back meanwhile is owed from ``now``."""
+        relays = self._relays
+        if relays is None or seq not in relays:
+            return
+        relays.remove(seq)
+        if not relays:
+            self._relays = None
+        if self.receipt_upto() > self.rx_sent and self.rx_owed_since is None:
+            self.rx_owed_since = now
 
     def skip(self, seq: int) -> bool:
         """Count an invalid client frame numbered ``seq`` as consumed, so the frames after
@@ -505,12 +539,18 @@ class ServerSession:
         if not self.budget.take(now, cost):
             raise FloodError(f"flood: too many {what}", self.budget.wait(now, cost))
 
-    def _queue_rx(self) -> None:
-        self.rx_sent = self.in_last
+    def _queue_rx(self) -> bool:
+        """Queue the ``rx`` owed; False if a relay holds all of it back (relayed() owes
+        it again)."""
+        upto = self.receipt_upto()
         self.rx_owed_since = None
+        if upto <= self.rx_sent:
+            return False
+        self.rx_sent = upto
         # One rx waits at most: a newer one says everything an older one did.
         self.control = [f for f in self.control if type(f) is not Rx]
-        self.control.append(Rx(self.in_last))
+        self.control.append(Rx(upto))
+        return True
 
     def _control_once(self, frame: Frame) -> None:
         """Queue a liveness frame unless one of its kind is already waiting: ``ping``
@@ -553,9 +593,9 @@ class ServerSession:
         self.last_seen = now
         self.last_ping = now
         self.detached_at = None
-        self.rx_sent = self.in_last
+        self.rx_sent = self.receipt_upto()
         self.rx_owed_since = None
-        return Hello(sid=self.sid, recovered=recovered, seq=self.written, last=self.in_last)
+        return Hello(sid=self.sid, recovered=recovered, seq=self.written, last=self.rx_sent)
 
     def detach(self, connection: object, now: float, stalled: float = 0.0) -> bool:
         """The given connection ended. Returns False if it was not the live one (already
@@ -635,10 +675,10 @@ class ServerSession:
             if self.heartbeat.ping_interval is None:
                 return [SessionAction("close", CloseCode.POLL_TIMEOUT, "no poll from client")]
             return [SessionAction("close", CloseCode.PING_TIMEOUT, "no heartbeat from client")]
-        if self.rx_owed_since is not None and now >= self.rx_owed_since + self.settings.ack_delay:
-            # Nothing carried the acknowledgement for ack_delay: send it on its own, so
-            # the client's retransmission buffer drains even when the server is quiet.
-            self._queue_rx()
+        owed = self.rx_owed_since
+        # Nothing carried the acknowledgement for ack_delay: send it on its own, so
+        # the client's retransmission buffer drains even when the server is quiet.
+        if owed is not None and now >= owed + self.settings.ack_delay and self._queue_rx():
             return [SessionAction("flush")]
         interval = self.heartbeat.ping_interval
         if interval is not None and now >= self.last_ping + interval:

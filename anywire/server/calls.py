@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..core.frames import Ack
@@ -31,6 +32,10 @@ __all__ = ["Calls", "Outcome"]
 
 log = logging.getLogger("anywire")
 
+# How long an answer may take to leave for its caller's node (a Redis PUBLISH, or a
+# history read first) before the relay gives up and lets receipts cover it.
+_RELAY_BOUND = 5.0
+
 Outcome = dict[str, Any]
 """How a call ended, as it travels between nodes: ``{"ok": True, "d": data}``,
 ``{"ok": False, "code": str, "message": str}`` (an error ack) or
@@ -45,6 +50,8 @@ class Calls:
         self._waiting: dict[str, asyncio.Future[Any]] = {}  # token -> the caller's future
         # sid -> {ack id: (caller node, token)} for calls delivered to local sessions.
         self._routes: dict[str, dict[int, tuple[str, str]]] = {}
+        # sid -> relays of answers on their way to other nodes (_relay()).
+        self._relaying: dict[str, set[asyncio.Task[None]]] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -94,17 +101,76 @@ class Calls:
         if routes is not None and not routes:
             del self._routes[sess.sid]
         if caller is not None:
-            self._settle(caller, outcome)
+            if caller[0] == self.host.node_id or self.host.cluster is None:
+                self._settle(caller, outcome)
+            else:
+                self._relay(sess, frame.s, self._send_outcome(caller, outcome))
             return
         stream = session_stream(sess.namespace, sess.sid)
         position = sess.stream_position(stream)
         if position is not None:
-            self.host.spawn(self._find_caller(stream, position[0], frame.id, outcome))
+            self._relay(sess, frame.s, self._find_caller(stream, position[0], frame.id, outcome))
+
+    def _relay(self, sess: ServerSession, seq: int, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work``, which takes the answer in client frame ``seq`` off this node,
+        holding back the session's receipts for that frame until it has left: a client
+        told its answer arrived (an ``rx``, a 204 to its POST) never sends it again, so
+        this node must not die with the answer still in its hands. Bounded: a relay
+        that cannot leave gives up (its caller times out) rather than stall receipts."""
+        sess.relaying(seq)
+        loop = asyncio.get_running_loop()
+
+        async def relay() -> None:
+            try:
+                async with asyncio.timeout(_RELAY_BOUND):
+                    await work
+            except TimeoutError:
+                log.warning("anywire: the answer to a call could not be relayed in %.0f s",
+                            _RELAY_BOUND)  # fmt: skip
+            finally:
+                sess.relayed(seq, loop.time())
+                self.host.wake(sess)  # the receipt held back may go now
+
+        task = asyncio.ensure_future(relay())
+        pending = self._relaying.setdefault(sess.sid, set())
+        pending.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            pending.discard(t)
+            if not pending and self._relaying.get(sess.sid) is pending:
+                del self._relaying[sess.sid]
+            if not t.cancelled() and t.exception() is not None:
+                log.error("anywire: relaying a call's answer failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def relayed(self, sid: str) -> None:
+        """Wait until the answers that session ``sid``'s frames so far gave to calls of
+        other nodes have left this node (each relay is bounded): what a 204 to an
+        upstream POST vouches for."""
+        pending = self._relaying.get(sid)
+        if pending:
+            await asyncio.wait(set(pending))
+
+    async def drain(self, timeout: float) -> None:
+        """Let answers on their way to other nodes leave (a stopping node), bounded."""
+        tasks = {t for pending in self._relaying.values() for t in pending}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def _send_outcome(self, caller: tuple[str, str], outcome: Outcome) -> None:
+        cluster = self.host.cluster
+        if cluster is not None:
+            await cluster.deliver_outcome(caller[0], caller[1], outcome)
 
     async def _find_caller(self, stream: str, epoch: str, ack_id: int, outcome: Outcome) -> None:
         env = await self.host.broker.entry(stream, epoch, ack_id)
-        if env is not None and env.call is not None:
-            self._settle(env.call, outcome)
+        if env is None or env.call is None:
+            return
+        if env.call[0] == self.host.node_id:
+            self.resolve(env.call[1], outcome)
+        else:
+            await self._send_outcome(env.call, outcome)
 
     def ended(self, sid: str, for_good: bool) -> None:
         """Session ``sid`` ended here. For good: its unanswered calls fail

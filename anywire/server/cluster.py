@@ -400,9 +400,14 @@ class Cluster:
 
     # -- call outcomes --------------------------------------------------------------------
     def send_outcome(self, node: str, token: str, outcome: dict[str, Any]) -> None:
-        """Hand the outcome of call ``token`` to the node that made it (at most once: a
-        caller that has gone meanwhile simply never hears it)."""
-        self._spawn(self.broker.notify(node, {"op": "outcome", "t": token, "o": outcome}))
+        """Hand the outcome of call ``token`` to the node that made it, in the background
+        (:meth:`deliver_outcome`)."""
+        self._spawn(self.deliver_outcome(node, token, outcome))
+
+    async def deliver_outcome(self, node: str, token: str, outcome: dict[str, Any]) -> None:
+        """Hand the outcome of call ``token`` to the node that made it; returns once
+        Redis took it (at most once: a caller that has gone meanwhile never hears it)."""
+        await self.broker.notify(node, {"op": "outcome", "t": token, "o": outcome})
 
     def _on_notice(self, message: dict[str, Any]) -> None:
         if message.get("op") == "outcome" and isinstance(message.get("o"), dict):
@@ -429,8 +434,10 @@ class Cluster:
         return {"ok": False, "err": "unknown op"}
 
     async def drain(self, timeout: float) -> None:
-        """Let pending Redis writes (presence, owner records) finish, bounded."""
-        await self.presence.drain(timeout / 2)
+        """Let pending Redis writes (answers to other nodes' calls, presence, owner
+        records) finish, bounded."""
+        await self.host.calls.drain(timeout / 3)
+        await self.presence.drain(timeout / 3)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout / 2)
 

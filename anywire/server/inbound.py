@@ -100,6 +100,9 @@ class Inbound(Budget):
         finally:
             self._wake_for_control(sess)
 
+    async def settled(self, sid: str) -> None:
+        await self.calls.relayed(sid)
+
     def answer(self, link: Link, frame: Frame) -> bytes | None:
         """Handle one client frame and return the encoded message that answers it, when
         that can be done at once: an event with an ack id whose handler is a plain

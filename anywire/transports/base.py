@@ -227,6 +227,12 @@ class Host(Protocol):
         RemoteProtocolError (frames before the bad one were processed)."""
         ...
 
+    async def settled(self, sid: str) -> None:
+        """Wait until what the frames fed so far for ``sid`` caused has left this node
+        where it must (a call's answer on its way to its caller's node; bounded): what
+        a 204 to ``POST /send`` vouches for, since the client then forgets them."""
+        ...
+
     def answer(self, link: Link, frame: Frame) -> bytes | None:
         """Handle one client frame whose whole answer can be written at once (an event
         with an ack id, handled inline): returns that message, ``b""`` if the frame was

@@ -60,6 +60,9 @@ class SendEndpoint:
             if error is not None:
                 self.host.reject(sid, error)
                 raise error
+            # The 204 tells the client its frames are safe here (it forgets them): an
+            # answer still on its way to another node must have left first.
+            await self.host.settled(sid)
         except ConnectionResetError:
             return
         except ProtocolError as exc:

@@ -576,6 +576,56 @@ def test_ping_carries_an_rx_owed_at_the_same_moment() -> None:
     assert sess.take_control() == [Ping()]  # nothing new to acknowledge
 
 
+def test_no_receipt_covers_a_frame_whose_answer_is_still_being_relayed() -> None:
+    # A receipt lets the client forget a frame: one whose effect (a call's answer) is
+    # still on its way to another node must not be covered, or a crash of this node in
+    # between loses the answer with nobody left to send it again.
+    sess = attached()
+    for ev in events(1, 2):
+        sess.receive(ev, 1.0)
+    sess.receive(Ack(3, 7, True, "answer"), 1.0)
+    sess.relaying(3)
+    sess.receive(events(4, 4)[0], 1.0)
+    assert sess.take_control() == [Rx(2)]  # up to the relayed frame, not past it
+    assert sess.take_control() == []  # nothing more while it is held
+    assert sess.poll(1.2) == []  # the owed rx is held too: no flush for nothing
+    sess.relayed(3, 2.0)
+    assert sess.poll(2.05) == []  # owed again from the release, after ack_delay
+    assert sess.poll(2.2) == [SessionAction("flush")]
+    assert sess.take_control() == [Rx(4)]
+
+
+def test_a_held_receipt_is_not_due_and_the_hello_reports_below_it() -> None:
+    sess = make()
+    conn = object()
+    sess.attach(conn, 0.0, WS, None)
+    sess.receive(Ack(1, 7, True, None), 1.0)
+    sess.relaying(1)
+    for ev in events(2, 40):
+        sess.receive(ev, 1.0)
+    # 40 frames unacknowledged, but a receipt may cover none: a writer asking
+    # has_output() after every write must not spin on it.
+    assert not sess.rx_due() and not sess.has_output()
+    assert sess.poll(1.2) == []  # owed, all of it held: no flush for nothing
+    sess.detach(conn, 2.0)
+    assert sess.attach(object(), 3.0, WS, 0).last == 0  # the client sends them again
+    sess.relayed(1, 4.0)
+    assert sess.rx_due() and sess.take_control() == [Rx(40)]
+
+
+def test_relays_release_receipts_in_sequence_order() -> None:
+    sess = attached()
+    for s in (1, 2, 3):
+        sess.receive(Ack(s, s, True, None), 1.0)
+    sess.relaying(3)
+    sess.relaying(1)
+    sess.relayed(3, 2.0)
+    assert sess.take_control() == []  # 1 still holds everything
+    sess.relayed(1, 2.0)
+    sess.relayed(1, 2.0)  # twice (or never relaying): nothing happens
+    assert sess.take_control() == [Rx(3)]
+
+
 def test_ping_timeout_closes_with_4001() -> None:
     sess = attached()
     sess.poll(20.0)
