@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rx-every",
         type=int,
-        default=16,
-        help="anywire clients send rx after this many frames (default 16, the protocol's "
-        "cadence; 0: never, to measure what receipts cost)",
+        default=None,
+        help="anywire clients send rx after exactly this many frames (default: by the rule "
+        "the server advertises at negotiate, protocol 6.4; 16 was the fixed rule before it; "
+        "0: never, to measure what receipts cost)",
     )
     parser.add_argument(
         "--rate",
@@ -185,6 +186,9 @@ def format_result(r: dict[str, Any]) -> str:
         *_server_lines(r),
         f"  generator CPU    {r['gen_cpu'] * 100:.0f}% of one core",
     ]
+    if r.get("rx_sent") and r["deliveries"]:
+        lines.append(f"  receipts         {r['rx_sent']:,} rx sent, one per "
+                     f"{r['deliveries'] / r['rx_sent']:.1f} deliveries")  # fmt: skip
     if r["gen_cpu"] > 0.9:
         lines.append("  warning: the load generator was near a full core; the server may not be")
         lines.append("           the limit of these figures")

@@ -8,6 +8,14 @@
  * publisher (fan-out) or by this program (echo); a delivery is one "ts" seen, its latency
  * now - ts. Python's time.monotonic() reads the same clock, so no clock sync is needed.
  *
+ * Receipts (anywire WebSocket clients): by default the rule negotiate advertises
+ * ("rx": {"frames","bytes","ms"}, docs/protocol.md 6.4): a threshold drawn after every
+ * receipt from [ceil(F/2), F], and bytes and time scaled by the same fraction; the time
+ * limit is checked on each message and by a sweep every RX_SWEEP_US. Without the field,
+ * every 16 frames. --rx-every N (N > 0) forces a fixed count instead (comparisons);
+ * --rx-every 0 sends none (what receipts cost; no real client may do it). SSE clients
+ * send no rx (they would POST them); long-poll acknowledges with ack= on every poll.
+ *
  * Protocol with the driver (stdout/stdin, one line each):
  *   -> READY {"ready":..,"failed":..,"connect_secs":..}   when every connection is set up
  *   <- GO <secs>                                           measure for secs seconds
@@ -52,6 +60,10 @@ typedef struct {
   long clen, chunk_left;
   char token[512], ticket[512], sid[128];
   long long last_s, seq_count, rx_sent_at;
+  int rx_frames, rx_bytes_max, rx_ms;  /* the advertised rule (rx_frames 0: none) */
+  int rx_threshold; double rx_u;       /* this stretch's draw */
+  long long rx_bytes, rx_owed_since;   /* bytes since the last rx; when frames became owed (us, 0: none) */
+  unsigned rng;                        /* xorshift32 state, seeded by the connection id */
   int s_out, waiting;                  /* echo: frames sent, awaiting a reply */
   char carry[8]; int carry_len;        /* partial "ts" marker across stream reads */
 } conn_t;
@@ -59,12 +71,12 @@ typedef struct {
 static const char *host = "127.0.0.1";     /* IPv4 address to connect to */
 static const char *vhost = NULL;            /* Host header (--vhost; default: host) */
 static char auth_header[1100] = "";         /* from ANYWIRE_BENCH_TOKEN, never argv */
-static int port = 8000, dialect = D_ANYWIRE, workload = W_FANOUT, rx_every = 16;
+static int port = 8000, dialect = D_ANYWIRE, workload = W_FANOUT, rx_every = -1; /* -1: advertised */
 static int concurrency = 256, echo_size = 100;
 static conn_t *conns; static int nconns;
 static int epfd;
 static int measuring = 0, ready = 0, failed = 0, pending_setup = 0, next_to_open = 0;
-static long long deliveries = 0, errors = 0, closed_early = 0, bytes_in = 0;
+static long long deliveries = 0, errors = 0, closed_early = 0, bytes_in = 0, rx_sent = 0;
 static char first_error[256] = "";
 #define NB 2600
 static long long hist[NB], lat_max = 0, lat_n = 0;
@@ -203,6 +215,57 @@ static void echo_send(conn_t *c) {
     ws_sendf(c, "{\"ts\":%lld,\"p\":\"%s\"}", ts, pad);
 }
 
+/* -- receipts ------------------------------------------------------------------------------ */
+#define RX_SWEEP_US 5000
+static double rx_draw(conn_t *c) {
+  unsigned x = c->rng ? c->rng : 2463534242u;
+  x ^= x << 13; x ^= x >> 17; x ^= x << 5; c->rng = x;
+  return (x >> 8) / 16777216.0;
+}
+/* A new stretch: draw this stretch's threshold (fixed with --rx-every N or no rule). */
+static void rx_start(conn_t *c) {
+  c->rx_bytes = 0; c->rx_owed_since = 0;
+  if (rx_every >= 0 || !c->rx_frames) { c->rx_threshold = rx_every > 0 ? rx_every : 16; c->rx_u = 1; return; }
+  int low = (c->rx_frames + 1) / 2, span = c->rx_frames - low;
+  int k = (int)(rx_draw(c) * (span + 1)); if (k > span) k = span;
+  c->rx_threshold = low + k; c->rx_u = (double)c->rx_threshold / c->rx_frames;
+}
+static void rx_send(conn_t *c) {
+  c->rx_sent_at = c->seq_count; ws_sendf(c, "{\"t\":\"rx\",\"n\":%lld}", c->last_s); rx_start(c);
+  if (measuring) rx_sent++;
+}
+/* After a message (or from the sweep, size 0): send rx if the rule says so. */
+static void rx_check(conn_t *c, long long now) {
+  if (rx_every == 0 || c->kind != K_WS || c->phase != P_READY) return;
+  long long owed = c->seq_count - c->rx_sent_at;
+  if (owed <= 0) return;
+  if (owed >= c->rx_threshold) { rx_send(c); return; }
+  int advertised = rx_every < 0 && c->rx_frames;
+  if (advertised && c->rx_bytes_max && c->rx_bytes >= c->rx_bytes_max * c->rx_u) { rx_send(c); return; }
+  if (!advertised || !c->rx_ms) return;
+  if (!c->rx_owed_since) c->rx_owed_since = now;
+  if (now - c->rx_owed_since >= (long long)(c->rx_ms * 1000.0 * c->rx_u)) rx_send(c);
+}
+static void rx_sweep(long long now) {
+  static long long last = 0;
+  if (now - last < RX_SWEEP_US) return;
+  last = now;
+  for (int i = 0; i < nconns; i++) if (conns[i].rx_owed_since) rx_check(&conns[i], now);
+}
+/* The "rx" object of a negotiate answer, if any. */
+static void rx_parse(conn_t *c, const char *p, size_t n) {
+  c->rx_frames = c->rx_bytes_max = c->rx_ms = 0;
+  const char *m = memmem(p, n, "\"rx\"", 4); if (!m) return;
+  const char *e = memchr(m, '}', p + n - m); if (!e) return;
+  const char *keys[3] = {"\"frames\"", "\"bytes\"", "\"ms\""}; int *vals[3] = {&c->rx_frames, &c->rx_bytes_max, &c->rx_ms};
+  for (int k = 0; k < 3; k++) {
+    const char *f = memmem(m, e - m, keys[k], strlen(keys[k])); if (!f) continue;
+    f += strlen(keys[k]); while (f < e && (*f == ' ' || *f == ':')) f++;
+    *vals[k] = atoi(f);
+  }
+  if (c->rx_frames < 1) c->rx_frames = 0;
+}
+
 /* -- per-message handling once ready ------------------------------------------------------ */
 static void on_ready(conn_t *c) {
   c->phase = P_READY; ready++; pending_setup--;
@@ -210,7 +273,7 @@ static void on_ready(conn_t *c) {
 static void on_ws_message(conn_t *c, const char *p, size_t n) {
   long long now = now_us();
   if (c->phase == P_WS_OPEN) {           /* anywire: the hello */
-    if (dialect == D_ANYWIRE && memmem(p, n, "\"hello\"", 7)) { on_ready(c); return; }
+    if (dialect == D_ANYWIRE && memmem(p, n, "\"hello\"", 7)) { on_ready(c); rx_start(c); return; }
     fail(c, "expected hello, got %.*s", (int)(n < 120 ? n : 120), p); return;
   }
   if (c->phase == P_SIO_OPEN) {          /* Engine.IO open packet: connect to "/" */
@@ -227,9 +290,8 @@ static void on_ws_message(conn_t *c, const char *p, size_t n) {
   if (dialect == D_ANYWIRE) {
     if (memmem(p, n, "\"t\":\"ping\"", 10)) ws_sendf(c, "{\"t\":\"pong\"}");
     scan_seq(c, p, n);
-    if (rx_every && c->seq_count - c->rx_sent_at >= rx_every) {
-      c->rx_sent_at = c->seq_count; ws_sendf(c, "{\"t\":\"rx\",\"n\":%lld}", c->last_s);
-    }
+    c->rx_bytes += (long long)n;
+    rx_check(c, now);
   }
   if (workload == W_ECHO && got && c->waiting) { c->waiting = 0; if (measuring) echo_send(c); }
 }
@@ -259,6 +321,7 @@ static void on_http_body(conn_t *c, const char *p, size_t n) {
   if (c->phase == P_NEG) {
     if (c->status != 200 || !json_str(p, n, "ticket", c->ticket, sizeof c->ticket) ||
         !json_str(p, n, "token", c->token, sizeof c->token)) { fail(c, "negotiate %d: %.*s", c->status, (int)(n < 160 ? n : 160), p); return; }
+    rx_parse(c, p, n); c->rng = 2654435761u * (unsigned)(c->id + 1);
     if (c->kind == K_WS) {
       c->phase = P_UPGRADE;
       sendf(c, "GET /anywire/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -500,7 +563,8 @@ int main(int argc, char **argv) {
   struct epoll_event sev = {.events = EPOLLIN, .data.u32 = 0xffffffffu};
   epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &sev);
   for (int go = 0; !go;) {
-    int n = epoll_wait(epfd, evs, 512, 1000);
+    int n = epoll_wait(epfd, evs, 512, 50);
+    rx_sweep(now_us());
     for (int i = 0; i < n; i++) {
       if (evs[i].data.u32 == 0xffffffffu) {
         if (!fgets(line, sizeof line, stdin)) return 0;
@@ -516,9 +580,10 @@ int main(int argc, char **argv) {
   long long last = 0;
   if (workload == W_ECHO) for (int i = 0; i < nconns; i++) if (conns[i].phase == P_READY) echo_send(&conns[i]);
   while (now_us() / 1e6 < end) {
-    double left = end - now_us() / 1e6; int ms = (int)(left * 1000) + 1; if (ms > 200) ms = 200;
+    double left = end - now_us() / 1e6; int ms = (int)(left * 1000) + 1; if (ms > 50) ms = 50;
     int n = epoll_wait(epfd, evs, 512, ms);
     for (int i = 0; i < n; i++) on_event(&conns[evs[i].data.u32], evs[i].events);
+    rx_sweep(now_us());
     double t = now_us() / 1e6;
     if (t >= next) { progress(t - w0, last, 1.0, cpu0, w0); last = deliveries; next += 1; }
   }
@@ -526,9 +591,9 @@ int main(int argc, char **argv) {
   double wall = now_us() / 1e6 - w0, cpu = cpu_secs() - cpu0;
   printf("RESULT {\"conns\":%d,\"ready\":%d,\"failed\":%d,\"secs\":%.3f,\"deliveries\":%lld,\"rate\":%.1f,"
          "\"lat_us\":{\"p50\":%lld,\"p90\":%lld,\"p99\":%lld,\"max\":%lld},\"errors\":%lld,\"closed\":%lld,"
-         "\"bytes_in\":%lld,\"gen_cpu\":%.3f,\"connect_secs\":%.3f,\"first_error\":\"",
+         "\"bytes_in\":%lld,\"rx_sent\":%lld,\"gen_cpu\":%.3f,\"connect_secs\":%.3f,\"first_error\":\"",
          nconns, ready, failed, wall, deliveries, deliveries / wall, percentile(0.5), percentile(0.9),
-         percentile(0.99), lat_max, errors, closed_early, bytes_in, cpu / wall, setup);
+         percentile(0.99), lat_max, errors, closed_early, bytes_in, rx_sent, cpu / wall, setup);
   for (char *e = first_error; *e; e++) if (*e != '"' && *e != '\\' && (unsigned char)*e >= 32) putchar(*e);
   printf("\"}\n");
   return 0;

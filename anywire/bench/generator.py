@@ -66,12 +66,14 @@ class Generator:
         host: str = "127.0.0.1",
         vhost: str | None = None,
         token: str | None = None,
-        rx_every: int = 16,
+        rx_every: int | None = None,
     ) -> None:
         """``host`` is an IPv4 address; ``vhost`` the Host header (default ``host``);
         ``token`` a bearer token for negotiate (passed in the environment, not argv);
-        ``rx_every``: anywire clients send ``rx`` after this many frames (16, as the
-        protocol's clients do; 0: never, to measure what the receipts cost)."""
+        ``rx_every``: None (default): anywire clients send ``rx`` by the rule the server
+        advertises at negotiate, as the protocol's clients do (a drawn count, bytes,
+        time; every 16 frames if it advertises none); N: after exactly N frames, for
+        comparisons; 0: never, to measure what the receipts cost."""
         mix_arg = ",".join(f"{k}:{v}" for k, v in mix.items() if v)
         env = {**os.environ, "ANYWIRE_BENCH_TOKEN": token or ""}
         cmd = [
@@ -84,7 +86,7 @@ class Generator:
             "--workload", workload,
             "--mix", mix_arg,
             "--size", str(size),
-            "--rx-every", str(rx_every),
+            *(() if rx_every is None else ("--rx-every", str(rx_every))),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd,

@@ -180,11 +180,11 @@ def run(
     server_cpu: int | None = 0,
     gen_cpu: int | None = 1,
     rate: float = 0.0,
-    rx_every: int = 16,
+    rx_every: int | None = None,
 ) -> dict[str, Any]:
     """One measurement on a fresh server; returns a flat result dict. ``rate``: events
-    per second of the ``open`` workload; ``rx_every``: the clients' receipt cadence
-    (:class:`~anywire.bench.generator.Generator`)."""
+    per second of the ``open`` workload; ``rx_every``: the clients' receipt cadence,
+    None for the advertised rule (:class:`~anywire.bench.generator.Generator`)."""
     if workload == "open" and rate <= 0:
         raise ValueError("the open workload needs a positive rate (events per second)")
     raise_nofile()
@@ -419,5 +419,7 @@ def _summary(
         ),
         "server_cpu": [round(c, 3) for c in locals_["cpu"]],
         "gen_cpu": round(sum(r["gen_cpu"] for r in results), 3),
+        # Receipts the WebSocket clients sent while measuring (older generators: None).
+        "rx_sent": sum(r.get("rx_sent", 0) for r in results) if results else None,
         "server_stats": locals_["stats"],
     }

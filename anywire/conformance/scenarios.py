@@ -36,6 +36,8 @@ class Seen:
     flooded: list[int] = field(default_factory=list)  # what conf.flood was given, in order
     refused: int = 0  # requests refused for flood (4008 / 429)
     buffered: int = 0  # SSE bodies the kit held back (sse_buffered)
+    most_unacked: int = 0  # receipts: the most frames the outbox held during the burst
+    tail_ms: float | None = None  # receipts: how long the burst's tail waited for its rx
 
 
 Check = Callable[[list[dict[str, Any]], Seen], "str | None"]
@@ -521,6 +523,63 @@ def _check_big(results: list[dict[str, Any]], seen: Seen) -> str | None:
     return None
 
 
+# -- receipts: the advertised rule --------------------------------------------------------
+
+RECEIPTS = 201  # events of the receipts scenario (with the call's ack: 202, not 16 * k)
+TAIL_GRACE = 2.0  # seconds beyond the rule's time limit the tail may take (scheduling)
+
+
+def _unacked(aw: Anywire, sid: str) -> int:
+    sess = aw.host.sessions[sid]
+    return sess.out_seq - sess.floor + 1
+
+
+def _install_receipts(aw: Anywire, ns: str, seen: Seen) -> None:
+    @aw.on("conf.receipts", namespace=ns)
+    async def receipts(sock: Socket, data: Any) -> Any:
+        for i in range(int(data["n"])):
+            await sock.emit("n", i)
+            if i % 10 == 9:
+                # Paced, so the client's receipts come back while the burst goes on
+                # (a real pause: what is measured is how the client acknowledges).
+                await asyncio.sleep(0.01)
+            seen.most_unacked = max(seen.most_unacked, _unacked(aw, sock.sid))
+        return data["n"]
+
+    @aw.on("conf.settled", namespace=ns)
+    async def settled(sock: Socket, data: Any) -> Any:
+        # Everything sent before this call must be acknowledged within the rule's time
+        # limit without anything more being sent: watched here, bounded.
+        loop = asyncio.get_running_loop()
+        sess, start = aw.host.sessions[sock.sid], loop.time()
+        target, limit = sess.out_seq, aw.settings.client_rx().ms / 1000 + TAIL_GRACE
+        while sess.floor - 1 < target and loop.time() - start < limit:
+            await asyncio.sleep(0.02)
+        if sess.floor - 1 >= target:
+            seen.tail_ms = (loop.time() - start) * 1000
+        return sess.floor - 1
+
+
+def _check_receipts(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    got = _result(results, "wait_events").get("events")
+    if got != list(range(RECEIPTS)):
+        return f"events 'n' received {len(got or [])} of {RECEIPTS}, or out of order"
+    if seen.tail_ms is None:
+        return (
+            f"the last frames of the burst were still unacknowledged {TAIL_GRACE:g} s after "
+            "the advertised time limit (negotiate's rx.ms): the client must send rx when "
+            "frames have waited that long, by a timer (protocol section 6.4)"
+        )
+    # The advertised count is 64 by default; the outbox may hold a few more while the
+    # client's receipt is on its way. Far more means the client ignores the rule.
+    if seen.most_unacked > 2 * 64 + 20:
+        return (
+            f"the outbox held {seen.most_unacked} unacknowledged frames during the burst: "
+            "the client must send rx every rx.frames frames at most (protocol section 6.4)"
+        )
+    return None
+
+
 # -- flood: upstream faster than the budget -------------------------------------------------
 
 # The kit's flood budget (Settings.flood_rate / flood_burst for every scenario), small so
@@ -810,6 +869,22 @@ def scenarios() -> list[Scenario]:
             _check_terminal_all,
             _install_close,
             hold=1.5,
+        ),
+        Scenario(
+            "receipts",
+            f"the server emits {RECEIPTS} events, paced: the client acknowledges them by "
+            "the rule negotiate advertised (rx.frames at most between receipts) and the "
+            "tail of the burst within rx.ms, with nothing more received",
+            [
+                {"op": "collect", "event": "n"},
+                {"op": "connect"},
+                {"op": "call", "event": "conf.receipts", "data": {"n": RECEIPTS}},
+                {"op": "wait_events", "event": "n", "count": RECEIPTS, "timeout": 10},
+                {"op": "call", "event": "conf.settled", "data": None},
+                {"op": "close"},
+            ],
+            _check_receipts,
+            _install_receipts,
         ),
         Scenario(
             "flood",

@@ -8,8 +8,9 @@ Shared by every client (the JavaScript client mirrors it). Rules:
 * Each sequenced frame received is delivered once: at or below ``in_last`` it is a
   duplicate; a frame that skips ahead means frames were lost, and the client must
   reconnect and resume (``receive`` raises).
-* The client acknowledges cumulatively with ``rx`` at least every 16 frames and whenever
-  it answers a ping.
+* The client acknowledges cumulatively with ``rx`` by the rule the server advertised
+  (:mod:`.receipts`: a drawn count of frames, bytes or time; every 16 frames with an
+  older server) and whenever it answers a ping.
 """
 
 from __future__ import annotations
@@ -20,24 +21,32 @@ from typing import Any, TypeVar
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .frames import SEQUENCED, Ack, Event, Frame, Hello, Join, Leave, Pong, Rx, in_order
+from .receipts import LEGACY, Receipts, RxRule
 
 __all__ = ["ClientPeer"]
 
 _F = TypeVar("_F", Event, Ack, Join, Leave)
 
-_RX_EVERY = 16
-
 
 class ClientPeer:
     """Transport-neutral client state of one session (survives reconnects)."""
 
-    def __init__(self, max_unconfirmed: int = 1000) -> None:
+    def __init__(
+        self,
+        max_unconfirmed: int = 1000,
+        rx_rule: RxRule = LEGACY,
+        draw: Callable[[], float] | None = None,
+    ) -> None:
+        """``rx_rule``: the receipt rule until :meth:`set_rx_rule` gives the server's;
+        ``draw``: where the rule's random thresholds come from (floats in [0, 1))."""
         self.sid: str | None = None
         self.out_seq = 0
         self.unconfirmed: deque[Frame] = deque()
         self.max_unconfirmed = max_unconfirmed
         self.in_last = 0
         self.rx_sent = 0
+        self.receipts = Receipts(rx_rule, draw)
+        """When the next ``rx`` falls due (see :mod:`.receipts`)."""
         self._next_id = 0
 
     # -- outbound -------------------------------------------------------------------------
@@ -83,12 +92,29 @@ class ClientPeer:
         self.unconfirmed.append(frame)
         return frame
 
-    def rx_due(self, force: bool = False) -> Rx | None:
-        """An ``rx`` to send now, if enough (or, with ``force``, any) frames are unacked."""
-        if self.in_last > self.rx_sent and (force or self.in_last - self.rx_sent >= _RX_EVERY):
+    def set_rx_rule(self, rule: RxRule) -> None:
+        """Follow ``rule`` (the negotiate answer's ``rx``) from now on."""
+        self.receipts.start(rule)
+
+    def received_bytes(self, size: int) -> None:
+        """A message of ``size`` bytes arrived (the receipt rule's byte limit)."""
+        self.receipts.received(size)
+
+    def rx_due(self, force: bool = False, now: float | None = None) -> Rx | None:
+        """An ``rx`` to send now, if the receipt rule calls for one (or, with ``force``,
+        if any frame is unacknowledged). ``now`` (seconds, any monotonic clock) applies
+        the rule's time limit; call this after each message received and again at
+        :meth:`rx_deadline`."""
+        owed = self.in_last - self.rx_sent
+        if owed > 0 and (force or self.receipts.due(owed, now)):
             self.rx_sent = self.in_last
+            self.receipts.start()
             return Rx(self.in_last)
         return None
+
+    def rx_deadline(self) -> float | None:
+        """When the receipt rule's time limit falls due (None: nothing to wait for)."""
+        return self.receipts.deadline()
 
     # -- inbound --------------------------------------------------------------------------
     def on_hello(
@@ -113,6 +139,7 @@ class ClientPeer:
         else:
             self.in_last = hello.seq
             self.rx_sent = hello.seq
+            self.receipts.start()
             # The new session has processed nothing: renumber what is still unsent. This
             # holds even when the sid is unchanged (a resume the server could not serve
             # starts a new session under the same sid), so the numbering always restarts.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .receipts import RxRule
+
 __all__ = ["TRANSPORTS", "Settings"]
 
 TRANSPORTS: tuple[str, ...] = ("websocket", "sse", "longpoll")
@@ -73,6 +75,12 @@ class Settings:
     presence_limit: int = 100
     """Most members listed in a join answer's ``presence`` (default 100). The answer
     always says ``count`` (every member); ``partial: true`` when the list was cut."""
+    rx_wait: float = 1.0
+    """Longest time a client keeps received frames unacknowledged (default 1 s; the
+    ``ms`` of the receipt rule negotiate advertises, :meth:`client_rx`; each client
+    waits a drawn share of it between half and all, protocol section 6.4). It bounds
+    how long the tail of a burst stays in the outbox; shorter means more receipts at
+    moderate rates (at 50 events/s and 1 s, one receipt per 25 to 50 events)."""
     ack_delay: float = 0.1
     """Longest time the server keeps a client frame unacknowledged when it has nothing
     else to write (acknowledgements ride along with other frames whenever possible)."""
@@ -183,6 +191,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.resume_stretch >= 1.0:
             raise ValueError("resume_stretch must be at least 1 (1: no stretch)")
+        if not self.rx_wait > 0:
+            raise ValueError("rx_wait must be positive")
         if not self.api_rate > 0 or self.api_burst < 1:
             raise ValueError("api_rate must be positive and api_burst at least 1")
         if self.max_ping_interval is not None and self.max_ping_interval < self.ping_interval:
@@ -196,6 +206,20 @@ class Settings:
         """The longest ping interval a client may be granted (``max_ping_interval``, or
         ``ping_interval`` when unset)."""
         return self.ping_interval if self.max_ping_interval is None else self.max_ping_interval
+
+    def client_rx(self) -> RxRule:
+        """The receipt rule negotiate advertises (protocol section 6.4), derived from the
+        outbox bounds: a quarter of each, at most 64 frames. A client drawing its
+        threshold from ``[frames/2, frames]`` thus never leaves more than a quarter of
+        the outbox unacknowledged by count or bytes, so a client that keeps up is never
+        dropped as a slow consumer by its own receipts' lag. 64 frames: one receipt per 32
+        to 64 events (a quarter to a half of the receipts of the old fixed 16), while a
+        client whose connection drops has at most 64 frames sent again on resume."""
+        return RxRule(
+            frames=max(1, min(64, self.outbox_size // 4)),
+            bytes=max(1, self.outbox_bytes // 4),
+            ms=max(1, int(self.rx_wait * 1000)),
+        )
 
     def timings_ms(self) -> dict[str, int]:
         """The timings a client needs, in milliseconds, as sent by negotiate."""

@@ -172,6 +172,7 @@ class Negotiator:
             "max_batch": settings.max_batch,
             "flood_rate": settings.flood_rate,
             "flood_burst": settings.flood_burst,
+            "rx": settings.client_rx().to_wire(),  # the clients' receipt rule (section 6.4)
         }
         if interval != settings.ping_interval:  # polls are held for it too
             response["poll_window"] = int(poll_hold(settings, interval) * 1000)

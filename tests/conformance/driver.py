@@ -15,7 +15,8 @@ turns the client's pacing off (its ``pace`` option: it then floods and is refuse
 ``no-pace-no-reconnect`` floods and never comes back after the refusal;
 ``send-oversized`` skips the client's own size check, so a frame over
 ``max_frame_size`` goes to the server; ``no-fallback`` only ever tries the first
-transport it was allowed.
+transport it was allowed; ``legacy-receipts`` ignores the receipt rule negotiate
+advertises (every 16 frames, nothing for the tail of a burst).
 
 ``--step-timeout S`` caps every waited step (a broken client that never satisfies a wait
 then fails in S seconds, not the step's 10).
@@ -114,6 +115,8 @@ class Run:
         c.on_state(self._pulse)
         if self.broken in ("no-dedupe", "no-gap-check"):
             _break(c, self.broken)
+        if self.broken == "legacy-receipts":
+            c.peer.set_rx_rule = lambda rule: None  # type: ignore[method-assign]
         if self.broken == "send-oversized":
             c._check_frame = lambda probe: None  # type: ignore[method-assign]
         return c
@@ -241,7 +244,7 @@ if __name__ == "__main__":
     p.add_argument("url")
     modes = ["", "reconnect-after-terminal", "no-refresh", "no-dedupe", "no-gap-check",
              "no-reconnect", "stale-credential", "no-pace", "no-pace-no-reconnect",
-             "send-oversized", "no-fallback"]  # fmt: skip
+             "send-oversized", "no-fallback", "legacy-receipts"]  # fmt: skip
     p.add_argument("--broken", default="", choices=modes)
     p.add_argument("--step-timeout", type=float, default=None,
                    help="cap every waited step's timeout (seconds)")  # fmt: skip

@@ -130,6 +130,11 @@ BROKEN: dict[str, tuple[list[str], tuple[str, ...], str]] = {
         ("--only", "oversized_frame"),
         "it must refuse such a frame itself, before sending",
     ),
+    "legacy-receipts": (
+        _py_broken("legacy-receipts"),
+        ("--only", "receipts", "--transports", "websocket"),
+        "the last frames of the burst were still unacknowledged",
+    ),
     "no-fallback": (
         _py_broken("no-fallback"),
         ("--only", "fallback_to_longpoll"),

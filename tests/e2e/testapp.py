@@ -50,6 +50,7 @@ settings = Settings(
     flood_rate=_f("AW_FLOOD_RATE", 2000),
     flood_burst=int(_f("AW_FLOOD_BURST", 5000)),
     ack_delay=_f("AW_ACK_DELAY", 0.1),
+    rx_wait=_f("AW_RX_WAIT", 1.0),
     ack_timeout=_f("AW_ACK_TIMEOUT", 10.0),
     stream_history=int(_f("AW_HISTORY", 1000)),
     node_heartbeat=_f("AW_NODE_HEARTBEAT", 1.0),
@@ -167,6 +168,31 @@ async def owe(sock: Socket, data: Any) -> int:
     for i in range(data["n"]):
         await sock.emit("big", {"i": i, "p": pad})
     return int(data["n"])
+
+
+@aw.on("paced")
+async def paced(sock: Socket, data: Any) -> int:
+    """Send ``n`` numbered events to the caller, ``step`` at a time with ``pause`` seconds
+    between; returns the most frames its outbox held unacknowledged meanwhile."""
+    sess, most = aw.host.sessions[sock.sid], 0
+    for i in range(data["n"]):
+        await sock.emit("n", i)
+        most = max(most, sess.out_seq - sess.floor + 1)
+        if i % data["step"] == data["step"] - 1:
+            await asyncio.sleep(data["pause"])  # a real pause: the client's receipts come
+    return most
+
+
+@aw.on("settled")
+async def settled(sock: Socket, data: Any) -> float | None:
+    """Seconds until everything sent to the caller before this call was acknowledged,
+    watched for at most ``data`` seconds (None: it was not)."""
+    loop = asyncio.get_running_loop()
+    sess, start = aw.host.sessions[sock.sid], loop.time()
+    target = sess.out_seq
+    while sess.floor - 1 < target and loop.time() - start < float(data):
+        await asyncio.sleep(0.02)
+    return loop.time() - start if sess.floor - 1 >= target else None
 
 
 @aw.on("presence")

@@ -4,6 +4,7 @@
 import { CODECS, own } from "./codec.js";
 import { FORBIDDEN, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
 import { errorCode } from "./frames.js";
+import { rxRule } from "./rxrule.js";
 
 /** The protocol's defaults for what a negotiate answer may leave out (ms, bytes, frames). */
 export const LIMITS = {
@@ -85,6 +86,8 @@ export function parseNegotiated(obj) {
     else neg[key] = v;
   }
   // When the credential expires (ms), for the in-band refresh (refresh.js); null: never.
+  // The receipt rule (docs/protocol.md 6.4); without it (an older server), every 16 frames.
+  neg.rx = rxRule(obj.rx);
   neg.expires_in = Number.isInteger(obj.expires_in) && obj.expires_in >= 0 ? obj.expires_in : null;
   return neg;
 }

@@ -6,22 +6,24 @@
 // * Each sequenced frame received is delivered once: at or below inLast it is a
 //   duplicate; one that skips ahead means frames were lost (receive() throws, and the
 //   socket reconnects and resumes).
-// * Receipts: rx at least every 16 frames and with every pong.
+// * Receipts: rx by the rule the server advertised (rxrule.js: a drawn count of frames,
+//   bytes or time; every 16 frames with an older server) and with every pong.
 
 import { ProtocolError, QueueFull } from "./errors.js";
 import * as F from "./frames.js";
-
-const RX_EVERY = 16;
+import { LEGACY, Receipts } from "./rxrule.js";
 
 export class ClientPeer {
-  /** @param {number} [maxUnconfirmed] */
-  constructor(maxUnconfirmed = 1000) {
+  /** `draw`: where the receipt rule's random thresholds come from (floats in [0, 1)).
+   * @param {number} [maxUnconfirmed] @param {object} [rule] @param {() => number} [draw] */
+  constructor(maxUnconfirmed = 1000, rule = LEGACY, draw = Math.random) {
     /** @type {string|null} */ this.sid = null;
     this.outSeq = 0;
     /** @type {object[]} */ this.unconfirmed = [];
     this.maxUnconfirmed = maxUnconfirmed;
     this.inLast = 0;
     this.rxSent = 0;
+    this.receipts = new Receipts(rule, draw);
     this._nextId = 0;
   }
 
@@ -61,13 +63,32 @@ export class ClientPeer {
     return frame;
   }
 
-  /** An rx to send now, if 16 (or, with `force`, any) received frames are unacknowledged. */
-  rxDue(force = false) {
-    if (this.inLast > this.rxSent && (force || this.inLast - this.rxSent >= RX_EVERY)) {
+  /** Follows `rule` (rxRule() of the negotiate answer's `rx`) from now on. */
+  setRxRule(rule) {
+    this.receipts.start(rule);
+  }
+
+  /** A message of `size` bytes arrived (the receipt rule's byte limit). */
+  receivedBytes(size) {
+    this.receipts.received(size);
+  }
+
+  /** An rx to send now, if the receipt rule calls for one (or, with `force`, if any
+   * frame is unacknowledged). `now` (ms) applies the rule's time limit: call this after
+   * each message and again at rxDeadline(). */
+  rxDue(force = false, now = null) {
+    const owed = this.inLast - this.rxSent;
+    if (owed > 0 && (force || this.receipts.due(owed, now))) {
       this.rxSent = this.inLast;
+      this.receipts.start();
       return F.rx(this.inLast);
     }
     return null;
+  }
+
+  /** When the receipt rule's time limit falls due (ms), or null. */
+  rxDeadline() {
+    return this.receipts.deadline();
   }
 
   /** Applies the server's hello; returns the unconfirmed frames to send again, in order.
@@ -85,6 +106,7 @@ export class ClientPeer {
     } else {
       this.inLast = hello.seq;
       this.rxSent = hello.seq;
+      this.receipts.start();
       this._renumber(hello.last, first, rewrite);
     }
     this.sid = hello.sid;

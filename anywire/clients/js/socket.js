@@ -24,6 +24,7 @@ import { Handlers, Hooks, report } from "./handlers.js";
 import { LIMITS, failedFor, failure, negotiate, negotiateBody, transportBase } from "./negotiate.js";
 import * as F from "./frames.js";
 import { ClientPeer } from "./peer.js";
+import { ReceiptSender } from "./receipts.js";
 import { Pacer, RESUME_COST } from "./pacer.js";
 import { goodbye, race } from "./racing.js";
 import { IdleCuts } from "./liveness.js";
@@ -104,7 +105,9 @@ export class Socket {
     this.base = (o.url || origin).replace(/\/+$/, "");
     this.path = o.path.replace(/\/+$/, "");
     /** The session's sequencing state (kept across reconnects). */
-    this.peer = new ClientPeer(o.maxQueue);
+    this.peer = new ClientPeer(o.maxQueue, undefined, this.env.random);
+    /** Sends the peer's receipts by the rule the server advertised (receipts.js). */
+    this._receipts = new ReceiptSender(this.env, this.peer);
     /** Paces every send below the server's flood budget (pacer.js), across reconnects. */
     this.pacer = new Pacer(this.env, o.pace);
     /** Stream positions, rooms and open requests, kept across sessions. */
@@ -402,6 +405,7 @@ export class Socket {
   _stop() {
     const err = this._endError();
     this._disarmLiveness();
+    this._receipts.stop();
     if (this.refresher) this.refresher.stop();
     this.env.clearTimeout(this._upgradeTimer);
     if (this._probe && this._probe.transport) this._probe.transport.close();
@@ -647,6 +651,7 @@ export class Socket {
     const upgrade = this._live !== null; // swapping the transport of a live connection
     this._neg = neg;
     this._live = transport;
+    this.peer.setRxRule(neg.rx); // the receipt rule this server asks for
     this.sid = hello.sid;
     this.recovered = hello.recovered;
     this._everConnected = true;
@@ -718,6 +723,7 @@ export class Socket {
     this.idleCuts.ended(t.idleAtEnd, code, this._neg.ping_interval);
     this._live = null;
     this._disarmLiveness();
+    this._receipts.stop();
     if (this.refresher) this.refresher.stop();
     this.env.clearTimeout(this._upgradeTimer);
     if (this._probe) {
@@ -747,10 +753,7 @@ export class Socket {
       t.abort(`protocol error: ${err.message}`);
       return;
     }
-    if (t.sendsRx) {
-      const rx = this.peer.rxDue();
-      if (rx) t.send([rx]);
-    }
+    if (t.sendsRx) this._receipts.afterMessage(t);
     this._roomChanged();
   }
 

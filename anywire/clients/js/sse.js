@@ -48,7 +48,7 @@ export class SSETransport extends Transport {
       }
       // Upstream POSTs need the session to exist: write only once the hello is in.
       if (!this.ready) this._opened();
-      this._deliver(frames);
+      this._deliver(frames, ev.data.length);
     };
     es.onerror = () => this._end(null, "event stream failed or ended");
   }

@@ -43,6 +43,7 @@ export class Transport {
     // Idle time (ms) when the network ended the connection (null: the socket dropped it,
     // or it has not ended), for adaptive heartbeats (liveness.js IdleCuts).
     this.lastTraffic = this.env.now();
+    this.receivedBytes = 0; // of the messages received (the receipt rule's byte limit)
     this.idleAtEnd = null;
     this._dropped = false;
   }
@@ -155,9 +156,11 @@ export class Transport {
     this._pump();
   }
 
-  /** Hands decoded frames to the socket; a close frame ends the transport. */
-  _deliver(frames) {
+  /** Hands decoded frames to the socket (`size`: the message's bytes, or its length for
+   * text); a close frame ends the transport. */
+  _deliver(frames, size = 0) {
     if (this.closed) return;
+    this.receivedBytes += size;
     this._heard();
     if (frames.length === 0) return;
     const [kept, close] = splitAtClose(frames);

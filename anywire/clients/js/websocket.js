@@ -41,7 +41,7 @@ export class WebSocketTransport extends Transport {
         this._end(null, `receive failed: ${err.message}`);
         return;
       }
-      this._deliver(frames);
+      this._deliver(frames, typeof ev.data === "string" ? ev.data.length : ev.data.byteLength ?? 0);
     };
     ws.onerror = () => {}; // always followed by onclose, which carries the code
     ws.onclose = (ev) => this._end(ev.code ?? 1006, ev.reason ?? "");

@@ -55,6 +55,7 @@ from .liveness import IdleCuts
 from .negotiate import TokenSource
 from .pacer import Pacer
 from .proxies import ProxyOption, check_proxy, http_client
+from .receipts import ReceiptSender
 from .refresh import for_client
 from .rounds import Fallback, connect_round
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
@@ -362,7 +363,7 @@ class Client:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        self.peer = ClientPeer(max_unconfirmed=self.peer.max_unconfirmed)
+        self.peer = ClientPeer(self.peer.max_unconfirmed, draw=self.peer.receipts.draw)
         self.continuity = Continuity(self.peer, self.namespace)
         self._neg = None
 
@@ -613,6 +614,7 @@ class Client:
 
     def _attach(self, neg: Negotiated, transport: ClientTransport, hello: Hello) -> None:
         resend, unanswerable = self.continuity.on_hello(hello)
+        self.peer.set_rx_rule(neg.rx)  # the receipt rule this server asks for
         self._neg = neg
         self._live = transport
         self.sid = hello.sid
@@ -639,16 +641,15 @@ class Client:
     async def _pump(self, transport: ClientTransport) -> tuple[int | None, str]:
         """Read frames until the connection ends; returns its close code and reason."""
         silence = transport.silence_limit()
+        receipts = ReceiptSender(self.peer, transport) if transport.sends_rx else None
         try:
             while True:
                 async with asyncio.timeout(silence):
                     frames = await transport.recv()
                 for frame in frames:
                     self._handle(transport, frame)
-                if transport.sends_rx:
-                    rx = self.peer.rx_due()
-                    if rx is not None:
-                        transport.send([rx])
+                if receipts is not None:
+                    receipts.after_message()
                 if self.peer.has_room():
                     self._room.set()
         except TransportClosed as exc:
@@ -662,6 +663,8 @@ class Client:
             log.warning("anywire protocol error, reconnecting: %s", exc)
             return None, str(exc)
         finally:
+            if receipts is not None:
+                receipts.stop()
             if self.refresher is not None:
                 self.refresher.stop()
             if self._live is transport:

@@ -45,7 +45,7 @@ class LongPollTransport(ClientTransport):
         # out a ping_timeout after poll_window (see _poller): this is only a backstop.
         return self.neg.poll_window + 2 * self.neg.ping_timeout
 
-    def _deliver(self, frames: list[Frame]) -> None:
+    def _deliver(self, frames: list[Frame], size: int = 0) -> None:
         # Acknowledge as far as frames arrived in order; the client's own check catches
         # gaps, and an ack past a gap would make the server forget the missing frames.
         for frame in frames:
@@ -53,7 +53,7 @@ class LongPollTransport(ClientTransport):
                 self._ack = frame.seq
             elif frame.type in SEQUENCED and frame.s == self._ack + 1:  # type: ignore[union-attr]
                 self._ack += 1
-        super()._deliver(frames)
+        super()._deliver(frames, size)
 
     def _decode(self, response: httpx.Response) -> list[Frame]:
         # The body is in the negotiated codec, and says so in its Content-Type.

@@ -44,7 +44,7 @@ class SSETransport(ClientTransport):
                     if data is None:
                         self._heard()  # a line (a comment keepalive): the path works
                     else:
-                        self._deliver(decode_frames(self.codec, data))
+                        self._deliver(decode_frames(self.codec, data), len(data))
                     if self.closed:
                         return
         except NETWORK_ERRORS as exc:

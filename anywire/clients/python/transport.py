@@ -104,6 +104,8 @@ class ClientTransport:
         # Idle time when the network ended the connection (None: the client dropped it,
         # or it has not ended), for adaptive heartbeats (liveness.IdleCuts).
         self.last_traffic = asyncio.get_running_loop().time()
+        self.received_bytes = 0
+        """Bytes of the messages received so far (the receipt rule's byte limit)."""
         self.idle_at_end: float | None = None
         self._dropped = False
 
@@ -166,10 +168,12 @@ class ClientTransport:
             raise item
         return item
 
-    def _deliver(self, frames: list[Frame]) -> None:
-        """Hand decoded frames to :meth:`recv`; a close frame ends the transport."""
+    def _deliver(self, frames: list[Frame], size: int = 0) -> None:
+        """Hand decoded frames to :meth:`recv` (``size``: the message's bytes); a close
+        frame ends the transport."""
         if self.closed:
             return
+        self.received_bytes += size
         self._heard()
         if not frames:
             return

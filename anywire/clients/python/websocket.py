@@ -55,7 +55,7 @@ class WebSocketTransport(ClientTransport):
         assert ws is not None
         try:
             async for message in ws:
-                self._deliver(decode_frames(self.codec, message))
+                self._deliver(decode_frames(self.codec, message), len(message))
         except ConnectionClosed as exc:
             # Iteration raises for any close code but 1000/1001: the code is the news.
             self._end(_closed(exc))

@@ -16,6 +16,7 @@ import msgpack
 
 from ...core.codec import Codec, JsonCodec, MsgpackCodec
 from ...core.frames import MAX_NAME, Close, Frame, parse_frame
+from ...core.receipts import LEGACY, RxRule
 from ...core.settings import Settings
 
 __all__ = [
@@ -69,6 +70,9 @@ class Negotiated:
     max_batch: int
     flood_rate: float = _DEFAULTS.flood_rate
     flood_burst: int = _DEFAULTS.flood_burst
+    rx: RxRule = LEGACY
+    """The receipt rule the server advertised (protocol section 6.4); an older server
+    advertises none: every 16 frames."""
     expires_in: float | None = None
     """Seconds until the credential expires (None: it does not, or the server does not
     say): the client refreshes it in-band before then (protocol section 11.4)."""
@@ -130,6 +134,7 @@ class Negotiated:
             max_batch=int(number("max_batch", _DEFAULTS.max_batch)),
             flood_rate=number("flood_rate", _DEFAULTS.flood_rate),
             flood_burst=int(number("flood_burst", _DEFAULTS.flood_burst)),
+            rx=RxRule.from_wire(obj.get("rx")),
             expires_in=_expires_in(obj.get("expires_in")),
         )
 
