@@ -138,7 +138,10 @@ class Kit:
         # budget, so the flood scenario is short (advertised at negotiate: a paced client
         # follows it).
         self.key = secrets.token_hex(32)
-        settings = Settings(stream_history=HISTORY, flood_rate=FLOOD_RATE, flood_burst=FLOOD_BURST)
+        # rx_wait 1 s: the receipts scenario waits out the rule's time limit (rx.ms).
+        settings = Settings(
+            stream_history=HISTORY, flood_rate=FLOOD_RATE, flood_burst=FLOOD_BURST, rx_wait=1.0
+        )
         self.aw = Anywire(auth=_KitAuth(self.key), settings=settings)
         self.runs: list[Run] = []
         for s in table:

@@ -75,12 +75,14 @@ class Settings:
     presence_limit: int = 100
     """Most members listed in a join answer's ``presence`` (default 100). The answer
     always says ``count`` (every member); ``partial: true`` when the list was cut."""
-    rx_wait: float = 1.0
-    """Longest time a client keeps received frames unacknowledged (default 1 s; the
+    rx_wait: float = 5.0
+    """Longest time a client keeps received frames unacknowledged (default 5 s; the
     ``ms`` of the receipt rule negotiate advertises, :meth:`client_rx`; each client
     waits a drawn share of it between half and all, protocol section 6.4). It bounds
-    how long the tail of a burst stays in the outbox; shorter means more receipts at
-    moderate rates (at 50 events/s and 1 s, one receipt per 25 to 50 events)."""
+    how long the tail of a burst stays in the outbox (at most a quarter of it in any
+    case: the rule's counts); shorter means more receipts in quiet rooms, and a receipt
+    costs the server about three deliveries' CPU (at 1 event/s and 5 s, one receipt per
+    2.5 to 5 events; at 1 s, one per event)."""
     ack_delay: float = 0.1
     """Longest time the server keeps a client frame unacknowledged when it has nothing
     else to write (acknowledgements ride along with other frames whenever possible)."""
