@@ -4,7 +4,7 @@ It checks that the tool runs end to end (server, compiled generator, measurement
 prints valid JSON with deliveries; the figures themselves live in docs/benchmarks.md.
 
 Each run is a fixed window (``--duration``) plus a server start: the runs of one kind
-start side by side (:class:`SideBySide`) when the first of their tests comes up, and each
+start side by side (tests/bench/sidebyside.py) when the first of their tests comes up, and each
 test asserts on its own run. The closed-loop runs (fanout, echo) and the open-loop runs
 are two groups, one after the other: an open-loop run counts what its schedule delivered
 within its window, which a fanout saturating the cores beside it could starve.
@@ -17,10 +17,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from .sidebyside import SideBySide
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,45 +44,29 @@ TRANSPORTS = ("websocket", "sse", "longpoll")
 ECHO = "echo"
 
 
-class SideBySide:
-    """``bench(*args)`` for every key of ``runs``, all started at the first :meth:`result`
-    (each its own processes: server, generator)."""
-
-    def __init__(self, runs: dict[str, tuple[str, ...]]) -> None:
-        self.runs = runs
-        self.pool = ThreadPoolExecutor(len(runs))
-        self.futures: dict[str, Future[dict]] = {}
-
-    def result(self, key: str) -> dict:
-        """The JSON of ``key``'s run (bounded: ``bench`` times out at 90 s)."""
-        if not self.futures:
-            self.futures = {k: self.pool.submit(bench, *a) for k, a in self.runs.items()}
-        return self.futures[key].result(timeout=120)
-
-
 @pytest.fixture(scope="module")
-def closed_loop() -> Iterator[SideBySide]:
+def closed_loop() -> Iterator[SideBySide[dict]]:
     runs = {t: ("--clients", "10", "--transports", t, "--duration", "2") for t in TRANSPORTS}
     runs[ECHO] = ("--clients", "5", "--workload", "echo", "--duration", "1")
-    together = SideBySide(runs)
+    together = SideBySide(bench, runs)
     yield together
-    together.pool.shutdown(wait=True)
+    together.close()
 
 
 @pytest.fixture(scope="module")
-def open_loop() -> Iterator[SideBySide]:
+def open_loop() -> Iterator[SideBySide[dict]]:
     # 20 events/s to 10 clients for 2 s: ~400 deliveries each.
-    together = SideBySide({
+    together = SideBySide(bench, {
         t: ("--clients", "10", "--transports", t, "--workload", "open", "--rate", "20",
             "--duration", "2")
         for t in TRANSPORTS
     })  # fmt: skip
     yield together
-    together.pool.shutdown(wait=True)
+    together.close()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_fanout_runs_on_every_transport(closed_loop: SideBySide, transport: str) -> None:
+def test_fanout_runs_on_every_transport(closed_loop: SideBySide[dict], transport: str) -> None:
     result = closed_loop.result(transport)
     assert result["ready"] == 10
     assert result["errors"] == 0
@@ -90,7 +75,7 @@ def test_fanout_runs_on_every_transport(closed_loop: SideBySide, transport: str)
     assert result["server_rss_end_kb"] > 0
 
 
-def test_echo_counts_round_trips(closed_loop: SideBySide) -> None:
+def test_echo_counts_round_trips(closed_loop: SideBySide[dict]) -> None:
     result = closed_loop.result(ECHO)
     assert result["workload"] == "echo"
     assert result["deliveries"] > 0 and result["errors"] == 0
@@ -110,7 +95,7 @@ def test_bad_arguments_are_refused() -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_open_loop_delivers_the_offered_load(open_loop: SideBySide, transport: str) -> None:
+def test_open_loop_delivers_the_offered_load(open_loop: SideBySide[dict], transport: str) -> None:
     # 20 events/s to 10 clients for 2 s: ~400 deliveries (the schedule, not the server,
     # sets the rate; a little slack for the edges of the measuring window).
     result = open_loop.result(transport)
