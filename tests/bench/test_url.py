@@ -3,6 +3,10 @@
 Two real servers on free ports: anywire's bench app (``python -m anywire.bench.app``, which
 has the fan-out publisher and an echo handler) and the e2e test app (JWT auth), loaded
 through the real CLI on every transport.
+
+The runs against the JWT server (each its own clients and sessions, none reading the
+server's counters) start side by side (tests/bench/sidebyside.py) when the first of
+their tests comes up; each test asserts on its own run.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import TRANSPORTS, Server, free_port, make_token, start_server
+
+from .sidebyside import SideBySide
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -79,18 +85,39 @@ def test_echo_and_the_table_against_a_running_bench_app(bench_app: str) -> None:
     assert "not measured (a server started elsewhere)" in proc.stdout
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_idle_with_a_token_against_a_jwt_server(jwt_app: Server, transport: str) -> None:
+REFUSED = "refused"
+
+
+@pytest.fixture(scope="module")
+def against_jwt(jwt_app: Server) -> Iterator[SideBySide[subprocess.CompletedProcess[str]]]:
+    """The idle runs of every transport (with a token) and the run without one."""
     token = make_token("bench")
-    proc = bench("--url", jwt_app.url, "--token", token, "--json", "--workload", "idle",
-                 "--clients", "3", "--transports", transport, "--duration", "1")  # fmt: skip
+    runs = {
+        t: ("--url", jwt_app.url, "--token", token, "--json", "--workload", "idle",
+            "--clients", "3", "--transports", t, "--duration", "1")
+        for t in TRANSPORTS
+    }  # fmt: skip
+    runs[REFUSED] = ("--url", jwt_app.url, "--workload", "idle", "--clients", "2",
+                     "--duration", "1")  # fmt: skip
+    together = SideBySide(bench, runs)
+    yield together
+    together.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_idle_with_a_token_against_a_jwt_server(
+    against_jwt: SideBySide[subprocess.CompletedProcess[str]], transport: str
+) -> None:
+    proc = against_jwt.result(transport)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     result = json.loads(proc.stdout)
     assert result["ready"] == 3 and result["errors"] == 0
 
 
-def test_a_refused_token_is_reported(jwt_app: Server) -> None:
-    proc = bench("--url", jwt_app.url, "--workload", "idle", "--clients", "2", "--duration", "1")
+def test_a_refused_token_is_reported(
+    against_jwt: SideBySide[subprocess.CompletedProcess[str]],
+) -> None:
+    proc = against_jwt.result(REFUSED)
     assert proc.returncode == 1
     assert "negotiate 401" in proc.stdout
 

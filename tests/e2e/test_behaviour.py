@@ -313,10 +313,11 @@ async def test_fresh_session_catches_up_on_a_room_from_its_stream_position(
     assert answer["recovered"] is False  # honest: that history is not here
 
 
-async def test_lost_session_rejoins_its_rooms_and_replays_what_they_published(
-    server: Server, transport: str
-) -> None:
+async def _lost_session_rejoins(server: Server, transport: str) -> None:
+    """Asserts as it goes. Its own user per transport, so the three runs can go side by
+    side: each waits out the resume window of its own session."""
     room = f"rejoin-{transport}"
+    user = f"rejoiner-{transport}"
     gate = asyncio.Event()
     calls = 0
 
@@ -325,7 +326,7 @@ async def test_lost_session_rejoins_its_rooms_and_replays_what_they_published(
         calls += 1
         if calls > 1:
             await gate.wait()  # hold the reconnection until the old session is gone
-        return make_token("rejoiner")
+        return make_token(user)
 
     client = Client(
         server.url, token=token, transports=(transport,), backoff_base=0.05, backoff_max=0.1
@@ -348,7 +349,7 @@ async def test_lost_session_rejoins_its_rooms_and_replays_what_they_published(
                 r = await http.post(
                     server.url + "/anywire/negotiate",
                     json={"resume": old_token},
-                    headers={"Authorization": f"Bearer {make_token('rejoiner')}"},
+                    headers={"Authorization": f"Bearer {make_token(user)}"},
                 )
                 if r.json()["resumable"] is False:
                     break
@@ -357,8 +358,23 @@ async def test_lost_session_rejoins_its_rooms_and_replays_what_they_published(
         assert await seen.wait_for(4) == [0, 1, 2, 3]
         assert client.recovered is False and room in client.rooms
         members = await publisher.call("presence", {"room": room})
-        assert [m["meta"] for m in members if m["user"] == "rejoiner"] == [{"nick": "r"}]
+        assert [m["meta"] for m in members if m["user"] == user] == [{"nick": "r"}]
     finally:
         gate.set()
         await client.close()
         await publisher.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rejoined(server: Server) -> AsyncIterator[Together[None]]:
+    """The three transports' lost sessions at the same time: one resume window, not three."""
+    together = Together(TRANSPORTS, lambda t: _lost_session_rejoins(server, t))
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_lost_session_rejoins_its_rooms_and_replays_what_they_published(
+    rejoined: Together[None], transport: str
+) -> None:
+    await rejoined.result(transport, 3 * WAIT)

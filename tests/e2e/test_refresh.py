@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,20 +107,12 @@ async def _keep_past_the_first_exp(server: Server, transport: str) -> Kept:
         await client.close()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def kept(server: Server) -> AsyncIterator[Together[Kept]]:
-    """The three transports' clients refresh at the same time (one user each): their
-    ~8 s of token lifetimes pass once instead of three times."""
-    together = Together(TRANSPORTS, lambda t: _keep_past_the_first_exp(server, t))
-    yield together
-    await together.aclose()
-
-
 @pytest.mark.asyncio(loop_scope="module")
 async def test_refresh_keeps_the_session_past_the_first_exp(
-    kept: Together[Kept], transport: str
+    refreshing: Together[Kept | Retried], transport: str
 ) -> None:
-    out = await kept.result(transport, 3 * WAIT)
+    out = await refreshing.result(f"kept-{transport}", 3 * WAIT)
+    assert isinstance(out, Kept)
     assert out.recorded == list(range(out.sent))
     assert out.sid[1] == out.sid[0] and out.state == "connected"
     assert out.transport == transport
@@ -168,18 +160,29 @@ async def _retry_a_refused_refresh(server: Server, transport: str) -> Retried:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def retried(server: Server) -> AsyncIterator[Together[Retried]]:
-    """The three transports' clients at the same time (one user each)."""
-    together = Together(TRANSPORTS, lambda t: _retry_a_refused_refresh(server, t))
+async def refreshing(server: Server) -> AsyncIterator[Together[Kept | Retried]]:
+    """Every transport's refreshing client (``kept-``) and its client whose first refresh
+    is refused (``retried-``), all at the same time, one user each: their ~8 s and ~6 s
+    of token lifetimes pass once instead of six times. Neither reads a counter of the
+    server."""
+
+    async def run(key: str) -> Kept | Retried:
+        kind, transport = key.split("-", 1)
+        if kind == "kept":
+            return await _keep_past_the_first_exp(server, transport)
+        return await _retry_a_refused_refresh(server, transport)
+
+    together = Together([f"{k}-{t}" for k in ("kept", "retried") for t in TRANSPORTS], run)
     yield together
     await together.aclose()
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_refused_refresh_is_tried_again_before_the_deadline(
-    retried: Together[Retried], transport: str
+    refreshing: Together[Kept | Retried], transport: str
 ) -> None:
-    out = await retried.result(transport, 3 * WAIT)
+    out = await refreshing.result(f"retried-{transport}", 3 * WAIT)
+    assert isinstance(out, Retried)
     assert out.given == 3  # refused once, accepted on the retry
     assert out.after == "after"
     assert out.drops == [] and out.last_close is None and out.state == "connected"
@@ -190,9 +193,7 @@ async def _send_after_expiry(conn: RawConn, frame: dict[str, Any]) -> httpx.Resp
     return await conn.send(frame)
 
 
-async def test_an_expired_session_runs_no_handler_on_any_path(
-    slow_timer: Server, transport: str
-) -> None:
+async def _expired_session_runs_no_handler(slow_timer: Server, transport: str) -> None:
     user = f"expiring-{transport}-{secrets.token_hex(3)}"
     conn = RawConn(slow_timer.url, transport, make_token(user, ttl=3))
     before = (await _metrics(slow_timer.url)).get("auth_expired_refused", 0)
@@ -240,6 +241,51 @@ async def test_an_expired_session_runs_no_handler_on_any_path(
     assert after > before
 
 
+class Expiring:
+    """Per transport, its expired-session run (on ``slow_timer``) and its refused-refresh
+    run (on ``server``) at the same time: each waits out a 3 s credential, and each
+    compares a counter of its own server before and after, which no other run moves
+    meanwhile (the transports' pairs go one after another)."""
+
+    def __init__(self, slow_timer: Server, server: Server) -> None:
+        self.slow_timer, self.server = slow_timer, server
+        self.pairs: dict[str, Together[None]] = {}
+
+    async def result(self, kind: str, transport: str) -> None:
+        """Wait (bounded) for ``kind``'s run on ``transport``; it asserts as it goes."""
+        pair = self.pairs.get(transport)
+        if pair is None:
+            pair = self.pairs[transport] = Together(("expired", "refused"), self._run(transport))
+        await pair.result(kind, 3 * WAIT)
+
+    def _run(self, transport: str) -> Callable[[str], Awaitable[None]]:
+        async def run(kind: str) -> None:
+            if kind == "expired":
+                await _expired_session_runs_no_handler(self.slow_timer, transport)
+            else:
+                await _refresh_for_another_user_or_bad_token(self.server, transport)
+
+        return run
+
+    async def aclose(self) -> None:
+        for pair in self.pairs.values():
+            await pair.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def expiring(slow_timer: Server, server: Server) -> AsyncIterator[Expiring]:
+    pairs = Expiring(slow_timer, server)
+    yield pairs
+    await pairs.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_expired_session_runs_no_handler_on_any_path(
+    expiring: Expiring, transport: str
+) -> None:
+    await expiring.result("expired", transport)
+
+
 async def _auth(conn: RawConn, ack_id: int, token: str) -> dict[str, Any]:
     await conn.send({"t": "auth", "id": ack_id, "token": token})
     while True:
@@ -248,9 +294,7 @@ async def _auth(conn: RawConn, ack_id: int, token: str) -> dict[str, Any]:
             return dict(frame)
 
 
-async def test_a_refresh_for_another_user_or_a_bad_token_is_refused(
-    server: Server, transport: str
-) -> None:
+async def _refresh_for_another_user_or_bad_token(server: Server, transport: str) -> None:
     user = f"victim-{transport}-{secrets.token_hex(3)}"
     conn = RawConn(server.url, transport, make_token(user, ttl=3))
     before = await _metrics(server.url)
@@ -283,6 +327,13 @@ async def test_a_refresh_for_another_user_or_a_bad_token_is_refused(
     for kind in refused:
         key = f"auth_refused_{kind}"
         assert after.get(key, 0) > before.get(key, 0), key
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_refresh_for_another_user_or_a_bad_token_is_refused(
+    expiring: Expiring, transport: str
+) -> None:
+    await expiring.result("refused", transport)
 
 
 async def test_a_refresh_answers_the_new_lifetime(server: Server, transport: str) -> None:

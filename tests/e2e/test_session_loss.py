@@ -10,38 +10,66 @@ holds; on every transport. Regressions of issue #12:
 The client reaches the server through a TCP proxy that refuses every connection while the
 test keeps it away; the join hook of ``slow<ms>-`` rooms takes that long (longer than the
 client's ack timeout).
+
+The test keeps a client away until its server counts one session fewer, so each
+transport's run has a server (and a proxy) of its own: the three transports' runs then
+go side by side (tests/together.py), each test asserting on its own run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from anywire.clients.python import Client, EventInfo
 from tests.netfault import FaultProxy
+from tests.together import Together
 
-from .conftest import Server, make_token, start_server
+from .conftest import TRANSPORTS, Server, make_token, spawn_server, start_servers
 
 ROOM = "slow1500-loss"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    """Short resume window (a lost session comes quickly), history of 5 events per
-    stream (a longer absence loses something)."""
-    srv = start_server({"AW_RESUME_WINDOW": "1.0", "AW_HISTORY": "5", "AW_POLL_WINDOW": "1.0"})
-    yield srv
-    srv.stop()
+def servers() -> Iterator[dict[str, Server]]:
+    """One server per transport, started side by side. Short resume window (a lost
+    session comes quickly), history of 5 events per stream (a longer absence loses
+    something)."""
+    env = {"AW_RESUME_WINDOW": "1.0", "AW_HISTORY": "5", "AW_POLL_WINDOW": "1.0"}
+    started = start_servers([spawn_server(env) for _ in TRANSPORTS])
+    yield dict(zip(TRANSPORTS, started, strict=True))
+    for srv in started:
+        srv.stop()
 
 
-@pytest.fixture
-def proxy(server: Server) -> Iterator[FaultProxy]:
-    p = FaultProxy(server.port)
-    yield p
-    p.close()
+@dataclass
+class Outcome:
+    """One run's record and its (closed) client."""
+
+    record: Record
+    client: Client
+    sid: str | None = None
+
+
+Run = Callable[[Server, FaultProxy, str], Awaitable[Outcome]]
+
+
+def _side_by_side(servers: dict[str, Server], run: Run) -> Together[Outcome]:
+    """``run`` for every transport on its own server, through its own proxy."""
+
+    async def one(transport: str) -> Outcome:
+        proxy = FaultProxy(servers[transport].port)
+        try:
+            return await run(servers[transport], proxy, transport)
+        finally:
+            proxy.close()
+
+    return Together(TRANSPORTS, one)
 
 
 class Record:
@@ -95,9 +123,9 @@ async def _lose_session(pub: Client, proxy: FaultProxy, before: int) -> None:
             await asyncio.sleep(0.1)
 
 
-async def test_a_lost_session_catches_up_once_though_its_rejoin_outlives_the_ack_timeout(
+async def _rejoin_outlives_the_ack_timeout(
     server: Server, proxy: FaultProxy, transport: str
-) -> None:
+) -> Outcome:
     room = f"{ROOM}-{transport}"
     pub = Client(server.url, make_token(f"pub-{transport}"), transports=("websocket",))
     client = Client(
@@ -133,14 +161,28 @@ async def test_a_lost_session_catches_up_once_though_its_rejoin_outlives_the_ack
         finally:
             proxy.set("forward")
             await client.close()
+    return Outcome(record, client, sid)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rejoins(servers: dict[str, Server]) -> AsyncIterator[Together[Outcome]]:
+    together = _side_by_side(servers, _rejoin_outlives_the_ack_timeout)
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_lost_session_catches_up_once_though_its_rejoin_outlives_the_ack_timeout(
+    rejoins: Together[Outcome], transport: str
+) -> None:
+    out = await rejoins.result(transport, 60)
+    record, client = out.record, out.client
     assert record.offsets() == list(range(1, 9)), record.items
     assert record.lost() == [] and client.stats["duplicates"] == 0
-    assert client.sid == sid  # the sid goes on across lost sessions
+    assert client.sid == out.sid  # the sid goes on across lost sessions
 
 
-async def test_what_history_no_longer_holds_is_announced_and_the_rest_delivered(
-    server: Server, proxy: FaultProxy, transport: str
-) -> None:
+async def _trimmed_history(server: Server, proxy: FaultProxy, transport: str) -> Outcome:
     room = f"trim-{transport}"
     pub = Client(server.url, make_token(f"tpub-{transport}"), transports=("websocket",))
     client = Client(proxy.url, make_token(f"trim-{transport}"), transports=(transport,),
@@ -160,8 +202,24 @@ async def test_what_history_no_longer_holds_is_announced_and_the_rest_delivered(
         finally:
             proxy.set("forward")
             await client.close()
+    return Outcome(record, client)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def trims(servers: dict[str, Server]) -> AsyncIterator[Together[Outcome]]:
+    together = _side_by_side(servers, _trimmed_history)
+    yield together
+    await together.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_what_history_no_longer_holds_is_announced_and_the_rest_delivered(
+    trims: Together[Outcome], transport: str
+) -> None:
+    out = await trims.result(transport, 60)
+    record, client = out.record, out.client
     (lost,) = record.lost()
-    assert (lost["from"], lost["to"], lost["room"]) == (3, 7, room)
+    assert (lost["from"], lost["to"], lost["room"]) == (3, 7, f"trim-{transport}")
     # Every offset is accounted for: received, or inside the announced range.
     assert record.offsets() == [1, 2, 8, 9, 10, 11, 12]
     assert client.stats["duplicates"] == 0

@@ -10,13 +10,23 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 import anywire
-from tests.e2e.conftest import ROOT, TRANSPORTS, Server, make_token, start_server
+from tests.e2e.conftest import (
+    ROOT,
+    TRANSPORTS,
+    Server,
+    make_token,
+    spawn_server,
+    start_server,
+    start_servers,
+)
 
 NODE = shutil.which("node")
 # Node 20 has WebSocket and EventSource only behind these flags (22 has WebSocket, and
@@ -93,40 +103,80 @@ def test_plain_node_skips_what_it_lacks(server: Server) -> None:
     assert result["transport"] in ("sse", "websocket")  # websocket where node has it (22+)
 
 
+class Foreground:
+    """The foreground checks of every transport, side by side: each freezes a server of
+    its own (SIGSTOP), so they cannot disturb one another; started when the first of
+    their tests comes up, each test asserting on its own run."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(len(TRANSPORTS))
+        self.runs: dict[str, Future[dict[str, Any]]] = {}
+        self.servers: list[Server] = []
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def result(self, transport: str) -> dict[str, Any]:
+        if not self.runs:
+            self.servers = start_servers([spawn_server({}) for _ in TRANSPORTS])
+            self.runs = {
+                t: self.pool.submit(self._check, srv, t)
+                for t, srv in zip(TRANSPORTS, self.servers, strict=True)
+            }
+        return self.runs[transport].result(timeout=60)
+
+    def _check(self, srv: Server, transport: str) -> dict[str, Any]:
+        proc = subprocess.Popen(
+            [str(NODE), *FLAGS, "tests/js/lifecycle_client.mjs", srv.url, transport,
+             make_token("m")],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            assert proc.stdout.readline().strip() == "frozen?"
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "dead"
+            os.kill(srv.proc.pid, signal.SIGCONT)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            return result
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        # A node process that hangs is killed, which ends its thread's readline.
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        self.pool.shutdown(wait=True)
+        for srv in self.servers:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+            srv.stop()
+
+
+@pytest.fixture(scope="module")
+def foreground() -> Iterator[Foreground]:
+    assert NODE is not None, "node is required (CI installs it)"
+    runs = Foreground()
+    yield runs
+    runs.close()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_foreground_check_resumes_at_once(transport: str) -> None:
+def test_foreground_check_resumes_at_once(foreground: Foreground, transport: str) -> None:
     """React Native profile: the app comes back to the foreground (AppState "active",
     simulated) over a connection that died silently (the server frozen with SIGSTOP, as
     a NAT that forgot the flow): checkNow() finds it dead within its 1 s timeout, long
     before the heartbeat would, and the socket resumes the session once the server runs."""
-    assert NODE is not None, "node is required (CI installs it)"
-    srv = start_server({})  # its own server: this test freezes it
-    proc = subprocess.Popen(
-        [NODE, *FLAGS, "tests/js/lifecycle_client.mjs", srv.url, transport, make_token("m")],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == "frozen?"
-        os.kill(srv.proc.pid, signal.SIGSTOP)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "dead"
-        os.kill(srv.proc.pid, signal.SIGCONT)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
-        result = json.loads(out.strip().splitlines()[-1])
-    finally:
-        os.kill(srv.proc.pid, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-        srv.stop()
+    result = foreground.result(transport)
     assert result["healthy"] is True
     assert result["frozen"] is False
     assert result["detectedMs"] < 2000  # the heartbeat alone: ping_interval + ping_timeout
