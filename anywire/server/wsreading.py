@@ -25,8 +25,10 @@ message and the rest of the same TCP read, already parsed, wait here in order un
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 
 from ..transports.wsread import READ_KEY
 
@@ -48,7 +50,8 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
     def offer_direct_read(self) -> None:
         """Put this protocol in the scope as the connection's direct read (called when
         the handshake was accepted)."""
-        self.scope["extensions"][READ_KEY] = self
+        extensions: Any = self.scope["extensions"]
+        extensions[READ_KEY] = self
 
     def read_direct(self, sink: Sink) -> bool:
         """:meth:`anywire.transports.wsread.DirectRead.read_direct`."""
@@ -79,17 +82,32 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         self.paused = False  # (reading stays as it is: the connection is ending)
         return waiting
 
+    def handle_text(self, event: Frame) -> None:
+        if self.sink is not None and event.fin:  # a whole message in one frame
+            self._receive(event.data, False)  # type: ignore[arg-type]
+        else:
+            super().handle_text(event)
+
+    def handle_bytes(self, event: Frame) -> None:
+        if self.sink is not None and event.fin:
+            self._receive(event.data, True)  # type: ignore[arg-type]
+        else:
+            super().handle_bytes(event)
+
     def send_receive_event_to_app(self) -> None:
-        sink = self.sink
-        if sink is None:
+        # A fragmented message's end (or, before the direct read, any message).
+        if self.sink is None:
             super().send_receive_event_to_app()
             return
         frames = self.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         self.frames = []
+        self._receive(data, self.curr_msg_data_type == "bytes")
+
+    def _receive(self, data: bytes, binary: bool) -> None:
+        """A whole message while reading directly: to the sink, or to wait in line."""
         if self.close_sent:
             return  # past our close: discarded, as uvicorn does
-        binary = self.curr_msg_data_type == "bytes"
         if not binary and not data.isascii():
             try:
                 data.decode()
@@ -102,19 +120,23 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         if self.paused:
             assert self.waiting is not None
             self.waiting.append((data, binary))
-            return
-        self._hand_on(data, binary)
+        elif not self.sink(data, binary):  # type: ignore[misc]
+            self._wait(data, binary)
 
     def _hand_on(self, data: bytes, binary: bool) -> None:
         sink = self.sink
         assert sink is not None
-        if not sink(data, binary):  # not taken: it waits, first in line
-            self.paused = True
-            waiting = self.waiting
-            if waiting is None:
-                self.waiting = [(data, binary)]
-            else:
-                waiting.insert(0, (data, binary))
-            if not self.read_paused:
-                self.read_paused = True
-                self.transport.pause_reading()
+        if not sink(data, binary):
+            self._wait(data, binary)
+
+    def _wait(self, data: bytes, binary: bool) -> None:
+        """The sink did not take ``data``: it waits, first in line, and reading pauses."""
+        self.paused = True
+        waiting = self.waiting
+        if waiting is None:
+            self.waiting = [(data, binary)]
+        else:
+            waiting.insert(0, (data, binary))
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
