@@ -226,7 +226,7 @@ class DirectSink:
             return False
         writer = self.writer
         task = writer.task
-        if isinstance(task, asyncio.Task) and not task.done():
+        if task is not None and isinstance(task, asyncio.Task) and not task.done():
             # The writer waits for the socket (or works through a backlog): take no more
             # of this peer's requests until then, as the ASGI loop's flush did.
             task.add_done_callback(self.resumed)

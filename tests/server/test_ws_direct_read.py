@@ -27,6 +27,7 @@ from websockets.uri import parse_uri
 from anywire.core.closecodes import CloseCode
 from anywire.server.app import Anywire
 from anywire.server.wsprotocol import metered_protocol
+from anywire.transports.wsread import QUIET_YIELD
 
 from .helpers import issue
 from .wsroom import quiet
@@ -312,3 +313,25 @@ async def test_a_close_while_an_answer_waits_ends_cleanly() -> None:
         assert CloseCode.INTERNAL_ERROR not in [
             int.from_bytes(f.data[:2], "big") for f in pair.frames if f.opcode is Opcode.CLOSE
         ]
+
+
+async def test_a_run_of_messages_that_write_nothing_lets_the_loop_in() -> None:
+    """Events without an ack id write nothing: a read full of them is taken
+    ``QUIET_YIELD`` at a time, with a loop iteration between (other connections'
+    turn), all of them in order in the end."""
+    calls: list[Any] = []
+    async with _connected(calls) as pair:
+        many = 3 * QUIET_YIELD + 5
+        chunk = b"".join(
+            pair.message({"t": "event", "s": seq, "e": "echo", "d": seq})
+            for seq in range(1, many + 1)
+        )
+        pair.feed(chunk)
+        assert calls == list(range(1, QUIET_YIELD + 1))  # then a pause
+        assert not pair.wire.reading
+        async with asyncio.timeout(WAIT):
+            while len(calls) < many:
+                await asyncio.sleep(0)  # (each pause lasts one iteration)
+        assert calls == list(range(1, many + 1))
+        await quiet()
+        assert pair.wire.reading
