@@ -226,7 +226,7 @@ async def _read_directly(direct: DirectRead, sink: DirectSink, receive: Receive)
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 for data, binary in direct.end_direct():
-                    sink(data, binary)  # (no-op once stopped)
+                    sink.take(data, binary)  # (not once stopped)
                 return
     finally:
         sink.stopped = True

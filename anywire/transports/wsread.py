@@ -238,19 +238,27 @@ class DirectSink:
             self.quiet = 0
             self.loop.call_soon(self.resume)
             return False
+        self.take(data, binary)
+        return True
+
+    def take(self, data: bytes, binary: bool) -> None:
+        """Handle one message now, paused or not (the connection's end: what waited
+        before the disconnect); nothing once stopped."""
+        if self.stopped:
+            return
+        writer = self.writer
         try:
             step = self.read(data.decode() if self.text and not binary else data)
         except Exception as exc:
             self.stopped = True
             writer.fail(exc)  # logged, closed with 1011 unless the socket is gone
-            return True
+            return
         if step == FLUSH:
             writer.flush_soon()
             self.quiet += 1
         elif step == STOP:
             self.stopped = True
             writer.stop_reader()  # the connection's task sends the close and ends
-        return True
 
     def resume(self) -> None:
         """Take messages again (those that waited first), unless stopped meanwhile."""

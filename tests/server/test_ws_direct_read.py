@@ -335,3 +335,23 @@ async def test_a_run_of_messages_that_write_nothing_lets_the_loop_in() -> None:
         assert calls == list(range(1, many + 1))
         await quiet()
         assert pair.wire.reading
+
+
+async def test_messages_waiting_in_a_pause_are_handled_before_the_close_after_them() -> None:
+    """Requests that came while the writer waited for the socket, then the client's
+    close in the same read: the connection ends, and every request before the close
+    was handled, in order."""
+    calls: list[Any] = []
+    async with _connected(calls) as pair:
+        pair.server.pause_writing()
+        pair.feed(pair.message(_echo(1, 1)))
+        await quiet()  # the answer's write waits for the socket
+        requests = b"".join(pair.message(_echo(seq, seq)) for seq in (2, 3))
+        pair.client.send_close(1000)
+        pair.feed(requests + b"".join(pair.client.data_to_send()))
+        assert calls == [1]  # waiting: the writer still waits
+        await pair.until(lambda: pair.wire.closed)
+        tasks = list(pair.state.tasks)
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*tasks)
+        assert calls == [1, 2, 3]
