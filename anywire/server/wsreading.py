@@ -83,10 +83,17 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         return waiting
 
     def handle_text(self, event: Frame) -> None:
-        if self.sink is not None and event.fin:  # a whole message in one frame
-            self._receive(event.data, False)  # type: ignore[arg-type]
-        else:
+        sink = self.sink
+        if sink is None or not event.fin:
             super().handle_text(event)
+            return
+        # A whole message in one frame. The commonest case (ASCII, open, not paused)
+        # inline: this runs for every request.
+        data: bytes = event.data  # type: ignore[assignment]
+        if self.close_sent or self.paused or not data.isascii():
+            self._receive(data, False)
+        elif not sink(data, False):
+            self._wait(data, False)
 
     def handle_bytes(self, event: Frame) -> None:
         if self.sink is not None and event.fin:

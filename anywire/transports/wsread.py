@@ -238,7 +238,16 @@ class DirectSink:
             self.quiet = 0
             self.loop.call_soon(self.resume)
             return False
-        self.take(data, binary)
+        # (take() inlined: this runs for every message)
+        try:
+            step = self.read(data.decode() if self.text and not binary else data)
+        except Exception as exc:
+            self.stopped = True
+            writer.fail(exc)  # logged, closed with 1011 unless the socket is gone
+            return True
+        if step == ANSWERED:
+            return True
+        self._after(step)
         return True
 
     def take(self, data: bytes, binary: bool) -> None:
@@ -246,19 +255,22 @@ class DirectSink:
         before the disconnect); nothing once stopped."""
         if self.stopped:
             return
-        writer = self.writer
         try:
             step = self.read(data.decode() if self.text and not binary else data)
         except Exception as exc:
             self.stopped = True
-            writer.fail(exc)  # logged, closed with 1011 unless the socket is gone
+            self.writer.fail(exc)
             return
+        self._after(step)
+
+    def _after(self, step: int) -> None:
+        """What a step other than ANSWERED leaves to do."""
         if step == FLUSH:
-            writer.flush_soon()
+            self.writer.flush_soon()
             self.quiet += 1
         elif step == STOP:
             self.stopped = True
-            writer.stop_reader()  # the connection's task sends the close and ends
+            self.writer.stop_reader()  # the connection's task sends the close and ends
 
     def resume(self) -> None:
         """Take messages again (those that waited first), unless stopped meanwhile."""
