@@ -66,7 +66,7 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
             return
         self.paused = False
         waiting = self.waiting
-        while waiting and not self.paused and self.sink is not None:
+        while waiting and not self.paused and self.sink is not None and not self.close_sent:
             data, binary = waiting.pop(0)
             self._hand_on(data, binary)
         if not self.paused:
@@ -137,7 +137,14 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
             self._wait(data, binary)
 
     def _wait(self, data: bytes, binary: bool) -> None:
-        """The sink did not take ``data``: it waits, first in line, and reading pauses."""
+        """The sink did not take ``data``: it waits, first in line, and reading pauses.
+        Not once our close went out (the sink's handling of an earlier message may have
+        sent it): then ``data`` is discarded, as uvicorn discards what comes after its
+        close, and reading goes on, or the peer's close reply would not be read and the
+        connection would hang on until uvicorn's close timeout."""
+        if self.close_sent:
+            self.waiting = None
+            return
         self.paused = True
         waiting = self.waiting
         if waiting is None:

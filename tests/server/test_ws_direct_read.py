@@ -355,3 +355,27 @@ async def test_messages_waiting_in_a_pause_are_handled_before_the_close_after_th
         async with asyncio.timeout(WAIT):
             await asyncio.gather(*tasks)
         assert calls == [1, 2, 3]
+
+
+async def test_after_its_close_went_out_the_server_reads_on_for_the_peers_close() -> None:
+    """Messages that waited in a pause, the first of them ending the connection (too
+    large): the close goes out, and the server must go on reading (what follows is
+    discarded) so that the peer's close reply ends the connection at once, not after
+    uvicorn's close timeout."""
+    calls: list[Any] = []
+    async with _connected(calls) as pair:
+        # Receipts write nothing, so the close is written at once, in the resume.
+        quiet_ones = [pair.message({"t": "rx", "n": 0}) for _ in range(QUIET_YIELD)]
+        too_big = pair.message(_echo(1, "x" * (64 * 1024)))
+        after = pair.message(_echo(2, "after"))
+        await quiet()
+        pair.feed(b"".join([*quiet_ones, too_big, after]))
+        assert not pair.wire.reading  # the yield
+        await pair.until(lambda: pair.close_code() is not None)
+        assert pair.close_code() == 4503
+        await quiet()
+        assert pair.wire.reading  # for the peer's close reply
+        pair.feed(b"".join(pair.client.data_to_send()))  # (the client's reply, made when
+        # it received the close)
+        assert pair.wire.closed
+        assert "after" not in calls
