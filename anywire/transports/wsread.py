@@ -16,11 +16,12 @@ anything, so it serves two ways of reading:
   whole ASGI call chain (docs/perf/echo.md).
 
 Flow control is explicit in the direct read: :class:`DirectSink` returns False to pause
-reading (what the protocol already parsed waits there, in order) and resumes it when the
-writer's task that waits for the socket is done, or one loop iteration after a run of
-messages that wrote nothing (the others connections' turn). Order is kept by the writer:
-a message read while an earlier one's answer waits for its settle round is fed, not
-answered, and its output goes out after that answer (``_Writer.answer``).
+reading (what the protocol already parsed waits there, in order) and resumes it one loop
+iteration after a run of messages that wrote nothing (the other connections' turn). A
+write waiting for the socket does not pause it (nor did it the ASGI loop, for answers).
+Order is kept by the writer: a message read while an earlier one's answer waits for its
+settle round is fed, not answered, and its output goes out after that answer
+(``_Writer.answer``).
 """
 
 from __future__ import annotations
@@ -192,15 +193,16 @@ class MessageReader:
 
 class DirectSink:
     """The transport's end of the direct read: the protocol calls it with each message
-    (``sink(data, binary)``, :meth:`DirectRead.read_direct`). It does not take a
-    message (False: reading pauses) while the writer has a task of its own (a write
-    waiting for the socket, or a backlog of several batches), until that task is done,
-    nor after :data:`QUIET_YIELD` messages that wrote nothing, for one loop iteration:
-    the waits of the ASGI loop, made explicit. A message that ends the connection, or a
-    failure, stops the connection's task (``Writer.stop_reader``/``fail``), which closes
-    as at the ASGI loop's end; nothing more is taken."""
+    (``sink(data, binary)``, :meth:`DirectRead.read_direct`). After
+    :data:`QUIET_YIELD` messages that wrote nothing it does not take the next one
+    (False: reading pauses) for one loop iteration, the other connections' turn: the
+    ASGI loop's yield, made explicit. A write that waits for the socket does not stop
+    the reading, as it did not through ASGI either (the session's outbox budget bounds
+    what a peer that does not read can make us hold: 4002). A message that ends the
+    connection, or a failure, stops the connection's task (``Writer.stop_reader`` /
+    ``fail``), which closes as at the ASGI loop's end; nothing more is taken."""
 
-    __slots__ = ("direct", "loop", "quiet", "read", "resumed", "stopped", "text", "writer")
+    __slots__ = ("direct", "loop", "quiet", "read", "stopped", "text", "writer")
 
     def __init__(
         self,
@@ -218,18 +220,10 @@ class DirectSink:
         self.text = reader.codec.binary
         self.quiet = 0  # messages that wrote nothing since the last yield
         self.stopped = False
-        self.resumed: Callable[[Any], None] = self._resumed  # (bound once)
 
     def __call__(self, data: bytes, binary: bool) -> bool:
         """Take one message (True), or not now (False: reading pauses)."""
         if self.stopped:
-            return False
-        writer = self.writer
-        task = writer.task
-        if task is not None and isinstance(task, asyncio.Task) and not task.done():
-            # The writer waits for the socket (or works through a backlog): take no more
-            # of this peer's requests until then, as the ASGI loop's flush did.
-            task.add_done_callback(self.resumed)
             return False
         if self.quiet >= QUIET_YIELD:
             # Messages that write nothing (a flood's burst, events to no one) would
@@ -243,7 +237,7 @@ class DirectSink:
             step = self.read(data.decode() if self.text and not binary else data)
         except Exception as exc:
             self.stopped = True
-            writer.fail(exc)  # logged, closed with 1011 unless the socket is gone
+            self.writer.fail(exc)  # logged, closed with 1011 unless the socket is gone
             return True
         if step == ANSWERED:
             return True
@@ -276,6 +270,3 @@ class DirectSink:
         """Take messages again (those that waited first), unless stopped meanwhile."""
         if not self.stopped:
             self.direct.resume_direct()
-
-    def _resumed(self, _: Any) -> None:
-        self.resume()
