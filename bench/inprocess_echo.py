@@ -11,6 +11,8 @@ same harness against a bare ASGI echo app: the difference is what anywire adds.
     python3 bench/inprocess_echo.py --instructions  # callgrind: instructions per round trip
     python3 bench/inprocess_echo.py --direct        # answers by the direct write, as under
                                                     # `anywire serve` (transports/direct.py)
+    python3 bench/inprocess_echo.py --direct --read # and requests by the direct read
+                                                    # (transports/wsread.py), as there too
 
 Wall-clock figures on a shared machine swing by 10-20%; ``--instructions`` counts
 instructions with valgrind's callgrind (two runs of different lengths, so start-up
@@ -54,7 +56,41 @@ async def raw_echo(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "websocket.send", "text": message["text"]})
 
 
-async def measure(conns: int, per_conn: int, raw: bool, direct: bool = False) -> float:
+class DirectRead:
+    """The server protocol's direct read (transports/wsread.DirectRead), minus the
+    parsing: a request goes to the sink once it took over, else to the queue."""
+
+    def __init__(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.queue = queue
+        self.sink: Any = None
+        self.waiting: list[bytes] = []
+
+    def read_direct(self, sink: Any) -> bool:
+        if not self.queue.empty():
+            return False
+        self.sink = sink
+        return True
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        if self.sink is None or message["type"] != "websocket.receive":
+            self.queue.put_nowait(message)
+        elif self.waiting or not self.sink(message["text"].encode(), False):
+            self.waiting.append(message["text"].encode())
+
+    def resume_direct(self) -> None:
+        while self.waiting and self.sink is not None:
+            if not self.sink(self.waiting[0], False):
+                return
+            self.waiting.pop(0)
+
+    def end_direct(self) -> list[tuple[bytes, bool]]:
+        waiting, self.waiting, self.sink = self.waiting, [], None
+        return [(w, False) for w in waiting]
+
+
+async def measure(
+    conns: int, per_conn: int, raw: bool, direct: bool = False, read: bool = False
+) -> float:
     """Seconds per round trip over ``conns`` interleaved connections."""
     aw = make_app()
     await aw.start()
@@ -70,6 +106,7 @@ async def measure(conns: int, per_conn: int, raw: bool, direct: bool = False) ->
             connect = json.dumps({"t": "connect", "ticket": ticket})
             queue.put_nowait({"type": "websocket.receive", "text": connect})
         sent = 0
+        reading = DirectRead(queue)
 
         def next_request() -> dict[str, Any]:
             nonlocal sent
@@ -82,14 +119,14 @@ async def measure(conns: int, per_conn: int, raw: bool, direct: bool = False) ->
                 # and the collector would scan 100 full outboxes, a cost no real server
                 # with acknowledging clients pays. Every answer so far was one frame.
                 rx = f'{{"t":"rx","n":{sent - 1}}}'
-                queue.put_nowait({"type": "websocket.receive", "text": rx})
+                reading.deliver({"type": "websocket.receive", "text": rx})
             # Formatted, not json.dumps(): the harness should cost little of its own.
             text = f'{{"t":"event","s":{sent},"id":{sent},"e":"echo","d":{{"ts":1,"p":"{PAD}"}}}}'
             return {"type": "websocket.receive", "text": text}
 
         def write_now(data: bytes, binary: bool) -> bool:
             # anywire serve's direct write (transports/direct.py), taken for every message.
-            loop.call_soon(queue.put_nowait, next_request())
+            loop.call_soon(reading.deliver, next_request())
             return True
 
         async def receive() -> dict[str, Any]:
@@ -103,7 +140,10 @@ async def measure(conns: int, per_conn: int, raw: bool, direct: bool = False) ->
             ):
                 loop.call_soon(queue.put_nowait, next_request())
 
-        scope = {**SCOPE, "extensions": {"anywire.write": write_now}} if direct else SCOPE
+        extensions: dict[str, Any] = {"anywire.write": write_now} if direct else {}
+        if read:
+            extensions["anywire.read"] = reading
+        scope = {**SCOPE, "extensions": extensions}
         await (raw_echo if raw else transport)(scope, receive, send)
 
     start = time.perf_counter()
@@ -113,7 +153,7 @@ async def measure(conns: int, per_conn: int, raw: bool, direct: bool = False) ->
     return elapsed / (conns * per_conn)
 
 
-def instructions(conns: int, raw: bool, direct: bool = False) -> float:
+def instructions(conns: int, raw: bool, direct: bool = False, read: bool = False) -> float:
     """Instructions per round trip under callgrind (difference of two run lengths)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind")
@@ -130,6 +170,8 @@ def instructions(conns: int, raw: bool, direct: bool = False) -> float:
                 cmd.append("--raw")
             if direct:
                 cmd.append("--direct")
+            if read:
+                cmd.append("--read")
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         for proc in procs:
             _, err = proc.communicate(timeout=900)
@@ -151,14 +193,17 @@ def main() -> None:
     parser.add_argument(
         "--direct", action="store_true", help="offer the direct write (as anywire serve does)"
     )
+    parser.add_argument(
+        "--read", action="store_true", help="offer the direct read (as anywire serve does)"
+    )
     args = parser.parse_args()
     name = "raw ASGI echo" if args.raw else "anywire"
     if args.instructions:
-        n = instructions(args.conns, args.raw, args.direct)
+        n = instructions(args.conns, args.raw, args.direct, args.read)
         print(f"{name}: {n:,.0f} instructions per round trip ({args.conns} connections)")
         return
     run = uvloop.run if uvloop is not None else asyncio.run
-    per_rt = run(measure(args.conns, args.per_conn, args.raw, args.direct))
+    per_rt = run(measure(args.conns, args.per_conn, args.raw, args.direct, args.read))
     print(f"{name}: {per_rt * 1e6:.2f} us per round trip ({args.conns} connections)")
 
 

@@ -11,6 +11,10 @@ nothing it sends afterwards is parsed.
 It also holds less per connection (issue #17): the received-message queue and the
 writable flag are :mod:`.wsstate`'s small stand-ins for uvicorn's asyncio queue and
 event, and the handshake's request and response are let go once the handshake is done.
+
+Its transport reads and writes data messages without ASGI where it can: the direct write
+(:meth:`_MeteredProtocol.write_now`, :mod:`.wsframes`) and the direct read
+(:mod:`.wsreading`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ..core.settings import Settings
 from ..transports.direct import DIRECT_KEY
 from ..transports.meter import METER_KEY, ControlMeter
 from .wsframes import server_frame
+from .wsreading import DirectReadProtocol
 from .wsstate import Gate, Inbox
 
 __all__ = ["metered_protocol"]
@@ -40,7 +45,7 @@ _SEND = WebSocketsSansIOProtocol.send
 _OPEN = State.OPEN
 
 
-class _MeteredProtocol(WebSocketsSansIOProtocol):
+class _MeteredProtocol(DirectReadProtocol):
     """Pings and pongs cost flood tokens; see the module docstring."""
 
     rate: float = _DEFAULTS.flood_rate
@@ -48,7 +53,6 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
     # Class-level defaults, set on the instance only when they change: each attribute
     # in the instance's dict costs every connection.
     refused = False  # the flood was handled (once)
-    stopped = False  # reading stopped for good
     hangup: asyncio.TimerHandle | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -65,6 +69,7 @@ class _MeteredProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # the handshake was accepted: the app will see the meter
             scope["extensions"][METER_KEY] = self.meter
             scope["extensions"][DIRECT_KEY] = self.write_now
+            self.offer_direct_read()
 
     def data_received(self, data: bytes) -> None:
         if self.meter.flooded:

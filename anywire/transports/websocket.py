@@ -1,11 +1,14 @@
 """WebSocket transport: ``GET /anywire/ws`` (raw ASGI).
 
-The reader runs in the connection's own task for the whole connection (uvicorn's sans-I/O
-WebSocket stops reading, pongs included, until ``receive()`` is called again). Writing is
-done by whoever finds output waiting, one flush at a time (:class:`_Writer`):
+The reader (:mod:`.wsread`) runs in the connection's own task for the whole connection
+(uvicorn's sans-I/O WebSocket stops reading, pongs included, until ``receive()`` is
+called again), or, where the server offers the direct read (``anywire serve``), in the
+server protocol's ``data_received``, message by message, while the task waits only for
+the disconnect. Writing is done by whoever finds output waiting, one flush at a time
+(:class:`_Writer`):
 
-* after the reader has fed a message in, it flushes the answers itself (an echo costs no
-  task switch);
+* after the reader has fed a message in, it flushes the answers itself, one loop
+  iteration later (the settle round: an echo costs no task switch);
 * a push from elsewhere (a broadcast, a timer) to a connection that has written nothing
   in this loop iteration or the one before is written at once, in the pusher's call
   (``_Writer._write_now``: no task, no loop iteration in between; a task only if the
@@ -35,8 +38,8 @@ from collections.abc import Awaitable, Generator
 from typing import Any
 
 from ..core.closecodes import CloseCode
-from ..core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from ..core.frames import Connect, ErrorFrame, Resume
+from ..core.errors import ProtocolError, RemoteProtocolError
+from ..core.frames import Connect, Resume
 from .base import (
     Host,
     Link,
@@ -46,7 +49,6 @@ from .base import (
     TransportInfo,
     byte_length,
     decode_frames,
-    decode_general,
     log_refused,
     peer_of,
     short_reason,
@@ -55,10 +57,9 @@ from .direct import DirectWrite, direct_writer
 from .eager import Batch, Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
+from .wsread import FLUSH, QUIET_YIELD, STOP, DirectRead, DirectSink, MessageReader, direct_reading
 
 __all__ = ["INFO", "WebSocketTransport"]
-
-_QUIET_YIELD = 16  # messages that write nothing, handled between two yields to the loop
 
 log = logging.getLogger("anywire")
 
@@ -182,13 +183,18 @@ class WebSocketTransport:
         return link
 
     async def _reader(self, scope: Scope, link: Link, receive: Receive, writer: _Writer) -> None:
-        host, sid, codec = self.host, link.sid, link.codec
-        assert sid is not None
-        max_size, max_batch = host.settings.max_frame_size, host.settings.max_batch
-        decode_event = codec.decode_event
-        traffic = link.traffic
-        quiet = 0  # messages in a row that wrote nothing
+        """Read until the connection ends: directly where the server offers it (as soon
+        as nothing waits for ``receive()``), else message by message through ASGI."""
+        reader = MessageReader(self.host, link, writer, scope)
+        read = reader.read
+        direct = direct_reading(scope)
+        quiet = 0  # messages that wrote nothing since the last yield
         while not writer.closed:
+            if direct is not None:
+                sink = DirectSink(reader, writer, direct, writer.loop)
+                if direct.read_direct(sink):
+                    await _read_directly(direct, sink, receive)
+                    return
             message = await receive()
             data = message.get("text")
             if data is None:
@@ -197,67 +203,34 @@ class WebSocketTransport:
                 data = message.get("bytes")
                 if data is None:
                     continue
-            # (A UTF-8 character is at most 4 bytes: short text needs no measuring.)
-            size = len(data) if type(data) is bytes or data.isascii() else byte_length(data)
-            traffic.bytes_in += size
-            if size > max_size:
-                too_big = RemoteProtocolError(f"frame over {max_size} bytes", 4503)
-                log_refused("websocket frame", too_big, scope)
-                link.close(too_big.code, too_big.message)
+            step = read(data)
+            if step == STOP:
                 return
-            writer.hold()  # answers produced while feeding go out below, in this task
-            answer = None
-            try:
-                # Request/response (one event, no writer task running): the answer comes
-                # back whole, ready to write. The commonest message is tried first.
-                event = decode_event(data)
-                if event is not None:
-                    if writer.task is None:
-                        answer = host.answer(link, event)
-                    if answer is None:
-                        host.feed(sid, [event])
-                else:
-                    frames, error = decode_general(codec, data, max_batch)
-                    if len(frames) == 1 and error is None and writer.task is None:
-                        answer = host.answer(link, frames[0])
-                    if answer is None:
-                        if frames or error is None:  # an empty batch is charged too
-                            host.feed(sid, frames)
-                        if error is not None:
-                            host.reject(sid, error)
-                            raise error
-            except RemoteProtocolError as exc:
-                if exc.code == CloseCode.FLOOD:
-                    writer.release()
-                    link.close(exc.code, exc.message)
-                    return
-                # A bad frame is answered, not fatal: the connection and session live on.
-                log_refused("websocket frame", exc, scope)
-                link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
-            except LocalProtocolError:
-                writer.release()
-                raise  # a bug of ours
-            except ProtocolError as exc:
-                # The session ended while this message was on its way (drained, moved to
-                # another node, expired): close with the code it ended with, as the HTTP
-                # transports answer, not as a failure of ours.
-                writer.release()
-                link.close(exc.code, exc.message)
-                return
-            except BaseException:
-                writer.release()
-                raise
-            if answer:
-                writer.answer(answer)  # written an iteration later; read on meanwhile
-            else:
+            if step == FLUSH:
                 await writer.flush_held(settle=True)
                 quiet += 1
-                if quiet >= _QUIET_YIELD:
+                if quiet >= QUIET_YIELD:
                     # Messages that write nothing (a flood's burst, events to no one)
                     # would otherwise run back to back for a whole TCP read: let the
                     # other connections in now and then.
                     quiet = 0
                     await _next_iteration()
+
+
+async def _read_directly(direct: DirectRead, sink: DirectSink, receive: Receive) -> None:
+    """The connection's task while the protocol hands messages to ``sink``: only the
+    disconnect still comes through ``receive()``. The messages that waited for a resume
+    are handled before it (they came before it); a stop of the task leaves them."""
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                for data, binary in direct.end_direct():
+                    sink.take(data, binary)  # (not once stopped)
+                return
+    finally:
+        sink.stopped = True
+        direct.end_direct()
 
 
 class _Writer:
@@ -385,6 +358,17 @@ class _Writer:
         finally:
             self.busy = False
 
+    def flush_soon(self) -> None:
+        """:meth:`flush_held` with ``settle`` for a reader that may not wait (the direct
+        read): the flush runs in the transport's settle round, as :meth:`answer`'s
+        write does."""
+        if self.task is not None:
+            return  # that task or round flushes; it saw busy first
+        if not self.host.has_pending(self.link):
+            self.busy = False
+            return
+        self.task = self.settle.add(self.loop, self._batched)
+
     def answer(self, body: bytes) -> None:
         """Write ``body`` (an answer built while holding: :meth:`hold`) one loop iteration
         later, for the reason :meth:`flush_held` gives, then whatever was pushed or fed
@@ -433,7 +417,7 @@ class _Writer:
         task = self._own_task()
         if task is not None:
             task.cancel()
-        self._stop_reader()
+        self.stop_reader()
 
     async def cancel(self) -> None:
         self.ended = True
@@ -500,7 +484,7 @@ class _Writer:
                     return
             except Exception as exc:
                 self.busy = False
-                self._failed(exc)
+                self.fail(exc)
                 return
         self.task = run_eagerly(self._run())
 
@@ -510,7 +494,7 @@ class _Writer:
             await carry_on(sending, waiting)
             await self._flush()
         except Exception as exc:
-            self._failed(exc)
+            self.fail(exc)
         finally:
             self.busy = False
             self.task = None
@@ -519,18 +503,18 @@ class _Writer:
         try:
             await self._flush()
         except Exception as exc:
-            self._failed(exc)
+            self.fail(exc)
         finally:
             self.busy = False
             self.task = None
 
-    def _failed(self, exc: Exception) -> None:
+    def fail(self, exc: Exception) -> None:
         """A write failed: the socket is gone (OSError, or uvicorn's RuntimeError after a
         close), or a bug of ours (kept for the connection's task to log). Either way the
         reader stops and the connection ends."""
         if not isinstance(exc, OSError | RuntimeError):
             self.failure = exc
-        self._stop_reader()
+        self.stop_reader()
 
     async def _flush(self) -> None:
         host, link = self.host, self.link
@@ -550,7 +534,7 @@ class _Writer:
                 self.closed = True  # no flush after this one
                 await self.send({"type": "websocket.close", "code": code, "reason": reason})
                 if asyncio.current_task() is not self.reader:
-                    self._stop_reader()
+                    self.stop_reader()
                 return
             if not host.has_pending(link):
                 return
@@ -567,7 +551,7 @@ class _Writer:
             return {"type": "websocket.send", "bytes": body}
         return {"type": "websocket.send", "text": body.decode("utf-8")}
 
-    def _stop_reader(self) -> None:
+    def stop_reader(self) -> None:
         if self.reading and not self.stopped_reader:
             self.stopped_reader = True
             self.reader.cancel()

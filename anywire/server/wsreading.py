@@ -1,0 +1,156 @@
+"""The direct read of uvicorn's sans-I/O WebSocket protocol (issue #17).
+
+uvicorn hands each received message to the app through ASGI: the frames' bytes decoded
+to ``str`` (text), a message dict, the received-message queue, and a wake-up of the
+connection's task, resumed down the whole ASGI call chain to ``receive()``; it pauses
+reading after every message until ``receive()`` took it. :class:`DirectReadProtocol`
+offers, once the transport asks for it
+(:class:`anywire.transports.wsread.DirectRead`, ``scope["extensions"]["anywire.read"]``),
+to hand each complete text or binary message to the transport's sink in
+``data_received`` itself: the bytes as parsed (a text message's UTF-8 checked as uvicorn
+checks it: a bad one closes with 1007), with no dict, no queue, no task step.
+
+Everything else stays uvicorn's: the handshake, pings and pongs, close frames, the
+joining of fragmented messages (``handle_cont``: only a complete message reaches the
+sink), ``ws_max_size`` (1009), and the disconnect, which still goes through the queue
+to ``receive()``. The direct read starts only when no message waits in the queue
+(those are read first, through ``receive()``), so the order is kept.
+
+Flow control: the sink returns False to refuse a message for now. Reading stops
+(``pause_reading``, and uvicorn's flag, which its close handling clears) and that
+message and the rest of the same TCP read, already parsed, wait here in order until
+:meth:`~DirectReadProtocol.resume_direct` hands them on again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
+
+from ..transports.wsread import READ_KEY
+
+__all__ = ["DirectReadProtocol"]
+
+Sink = Callable[[bytes, bool], bool]
+
+
+class DirectReadProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O protocol with the direct read (see the module docstring)."""
+
+    # Class-level defaults, set on the instance only when they change (memory per
+    # connection).
+    sink: Sink | None = None  # the transport's, while reading directly
+    waiting: list[tuple[bytes, bool]] | None = None  # parsed while paused, in order
+    paused = False  # the sink asked for a pause
+    stopped = False  # reading stopped for good (a flood: never resumed here)
+
+    def offer_direct_read(self) -> None:
+        """Put this protocol in the scope as the connection's direct read (called when
+        the handshake was accepted)."""
+        extensions: Any = self.scope["extensions"]
+        extensions[READ_KEY] = self
+
+    def read_direct(self, sink: Sink) -> bool:
+        """:meth:`anywire.transports.wsread.DirectRead.read_direct`."""
+        if self.close_sent or self.disconnected or not self.queue.empty():
+            return False
+        self.sink = sink
+        return True
+
+    def resume_direct(self) -> None:
+        """:meth:`anywire.transports.wsread.DirectRead.resume_direct`."""
+        if not self.paused:
+            return
+        self.paused = False
+        waiting = self.waiting
+        while waiting and not self.paused and self.sink is not None and not self.close_sent:
+            data, binary = waiting.pop(0)
+            self._hand_on(data, binary)
+        if not self.paused:
+            self.waiting = None
+            if self.read_paused and not self.stopped:
+                self.read_paused = False
+                self.transport.resume_reading()
+
+    def end_direct(self) -> list[tuple[bytes, bool]]:
+        """:meth:`anywire.transports.wsread.DirectRead.end_direct`."""
+        waiting = self.waiting or []
+        self.sink = self.waiting = None
+        self.paused = False  # (reading stays as it is: the connection is ending)
+        return waiting
+
+    def handle_text(self, event: Frame) -> None:
+        sink = self.sink
+        if sink is None or not event.fin:
+            super().handle_text(event)
+            return
+        # A whole message in one frame. The commonest case (ASCII, open, not paused)
+        # inline: this runs for every request.
+        data: bytes = event.data  # type: ignore[assignment]
+        if self.close_sent or self.paused or not data.isascii():
+            self._receive(data, False)
+        elif not sink(data, False):
+            self._wait(data, False)
+
+    def handle_bytes(self, event: Frame) -> None:
+        if self.sink is not None and event.fin:
+            self._receive(event.data, True)  # type: ignore[arg-type]
+        else:
+            super().handle_bytes(event)
+
+    def send_receive_event_to_app(self) -> None:
+        # A fragmented message's end (or, before the direct read, any message).
+        if self.sink is None:
+            super().send_receive_event_to_app()
+            return
+        frames = self.frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self.frames = []
+        self._receive(data, self.curr_msg_data_type == "bytes")
+
+    def _receive(self, data: bytes, binary: bool) -> None:
+        """A whole message while reading directly: to the sink, or to wait in line."""
+        if self.close_sent:
+            return  # past our close: discarded, as uvicorn does
+        if not binary and not data.isascii():
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                # What uvicorn does with it (RFC 6455 8.1: fail the connection, 1007).
+                self.logger.exception("Invalid UTF-8 sequence received from client.")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        if self.paused:
+            assert self.waiting is not None
+            self.waiting.append((data, binary))
+        elif not self.sink(data, binary):  # type: ignore[misc]
+            self._wait(data, binary)
+
+    def _hand_on(self, data: bytes, binary: bool) -> None:
+        sink = self.sink
+        assert sink is not None
+        if not sink(data, binary):
+            self._wait(data, binary)
+
+    def _wait(self, data: bytes, binary: bool) -> None:
+        """The sink did not take ``data``: it waits, first in line, and reading pauses.
+        Not once our close went out (the sink's handling of an earlier message may have
+        sent it): then ``data`` is discarded, as uvicorn discards what comes after its
+        close, and reading goes on, or the peer's close reply would not be read and the
+        connection would hang on until uvicorn's close timeout."""
+        if self.close_sent:
+            self.waiting = None
+            return
+        self.paused = True
+        waiting = self.waiting
+        if waiting is None:
+            self.waiting = [(data, binary)]
+        else:
+            waiting.insert(0, (data, binary))
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
