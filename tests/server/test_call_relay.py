@@ -19,7 +19,7 @@ from anywire.transports.base import Link
 from anywire.transports.upstream import SendEndpoint
 from anywire.transports.websocket import INFO as WEBSOCKET
 
-from .helpers import issue
+from .helpers import frames, issue
 
 CALLER = ("node-b", "call-token")
 
@@ -46,13 +46,6 @@ class GatedCluster:
         return None
 
 
-def _frames(aw: Anywire, link: Link) -> list[dict[str, Any]]:
-    out = []
-    for raw in aw.host.outgoing(link):
-        decoded = link.codec.decode(raw)
-        out += decoded if isinstance(decoded, list) else [decoded]
-    return out
-
 
 async def _started() -> tuple[Anywire, GatedCluster, Link, str, str]:
     aw = Anywire(anonymous=True)
@@ -60,7 +53,7 @@ async def _started() -> tuple[Anywire, GatedCluster, Link, str, str]:
     issued = await issue(aw)
     link = Link(WEBSOCKET, aw.host.codec("json"))
     await aw.host.attach(link, Connect(issued.ticket))
-    _frames(aw, link)  # the hello
+    frames(aw, link)  # the hello
     cluster = GatedCluster()
     aw.host.cluster = cluster  # type: ignore[assignment]
     # A call from node-b was delivered to this session as offset 5 of its stream.
@@ -82,10 +75,10 @@ async def test_no_rx_covers_an_answer_until_it_has_left_for_the_callers_node() -
     try:
         aw.host.feed(sid, [Ack(s=1, id=5, ok=True, d="yes")])
         await asyncio.wait_for(cluster.started.wait(), 5)
-        assert _receipts(_frames(aw, link)) == []  # on its way: the client keeps it
+        assert _receipts(frames(aw, link)) == []  # on its way: the client keeps it
         cluster.gate.set()
         async with asyncio.timeout(5):
-            while not _receipts(got := _frames(aw, link)):
+            while not _receipts(got := frames(aw, link)):
                 await link.wait(0.05)
         assert _receipts(got) == [1]
         assert cluster.delivered == [("node-b", "call-token", {"ok": True, "d": "yes"})]
@@ -139,11 +132,11 @@ async def test_an_answer_to_a_caller_on_this_node_holds_nothing_back() -> None:
     try:
         call = asyncio.ensure_future(aw.call(sid, "ask", "q", timeout=5))
         async with asyncio.timeout(5):
-            while not (asks := [f for f in _frames(aw, link) if f.get("e") == "ask"]):
+            while not (asks := [f for f in frames(aw, link) if f.get("e") == "ask"]):
                 await link.wait(0.05)
         aw.host.feed(sid, [Ack(s=1, id=asks[0]["id"], ok=True, d="here")])
         assert await asyncio.wait_for(call, 5) == "here"
-        assert _receipts(_frames(aw, link)) == [1]  # at once: nothing travels
+        assert _receipts(frames(aw, link)) == [1]  # at once: nothing travels
         assert not cluster.started.is_set()
     finally:
         await _stop(aw)

@@ -18,6 +18,7 @@ from anywire.server.socket import Socket
 from anywire.transports.base import Link
 from anywire.transports.websocket import INFO as WEBSOCKET
 
+from .helpers import frames as _frames
 from .helpers import issue
 
 ROOM = "room:/:r"
@@ -29,13 +30,6 @@ async def _connect(aw: Anywire, since: dict[str, tuple[str, int]] | None = None)
     await aw.host.attach(link, Connect(issued.ticket))
     return link
 
-
-def _frames(aw: Anywire, link: Link) -> list[dict[str, Any]]:
-    out = []
-    for raw in aw.host.outgoing(link):
-        decoded = link.codec.decode(raw)
-        out += decoded if isinstance(decoded, list) else [decoded]
-    return out
 
 
 def _events(frames: list[dict[str, Any]], name: str | None = None) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from anywire.transports.base import LINK_QUEUE_FRAMES, Link
 from anywire.transports.websocket import INFO as WEBSOCKET
 from anywire.transports.websocket import WebSocketTransport
 
-from .helpers import issue
+from .helpers import frames, issue
 from .test_ws_flusher import SCOPE, FakePeer
 
 
@@ -30,19 +30,12 @@ async def _attached(aw: Anywire, user: str = "u1") -> tuple[Link, Any]:
     return link, aw.host.sessions[link.sid]
 
 
-def _frames(aw: Anywire, link: Link) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for raw in aw.host.outgoing(link):
-        decoded = link.codec.decode(raw)
-        out += decoded if isinstance(decoded, list) else [decoded]
-    return out
-
 
 async def _answer(aw: Anywire, link: Link, ack_id: int) -> dict[str, Any]:
     """The ack answering ``ack_id`` once the host has produced it (bounded wait)."""
     async with asyncio.timeout(5):
         while True:
-            for f in _frames(aw, link):
+            for f in frames(aw, link):
                 if f["t"] == "ack" and f["id"] == ack_id:
                     return f
             await link.wait(0.5)
@@ -75,7 +68,7 @@ async def test_acks_count_in_the_byte_budget() -> None:
     await aw.start()
     try:
         link, sess = await _attached(aw)
-        _frames(aw, link)  # the hello
+        frames(aw, link)  # the hello
         aw.host.feed(sess.sid, [Event(s, "big", None, s) for s in range(1, 11)])
         assert link.closing is not None and link.closing[0] == CloseCode.SLOW_CONSUMER
         assert sess.outbox_bytes <= 50_000 + 10_100
