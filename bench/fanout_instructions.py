@@ -19,13 +19,8 @@ at full speed; compare runs of the same length and client count.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -33,54 +28,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from anywire.bench.generator import Generator  # noqa: E402
-from anywire.bench.runner import free_port  # noqa: E402
-from bench.server_instructions import instrument, wait_up  # noqa: E402
+from bench.server_instructions import counted  # noqa: E402
 
 
 def measure(clients: int, secs: float, burst: int, rx_every: int | None) -> dict[str, float]:
     """Deliveries, receipts and server instructions of one run."""
-    port = free_port()
-    python = os.path.realpath(sys.executable)  # not a shim: valgrind follows no child
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no",
-            f"--callgrind-out-file={tmp}/callgrind.out", python, "-m", "anywire.bench.app",
-            "--port", str(port),
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+
+    def load(port: int) -> Generator:
+        return Generator(port, "anywire", "fanout", {"ws": clients}, 100, None,
+                         rx_every=rx_every)  # fmt: skip
+
+    def publish(port: int) -> None:
+        query = f"?secs={secs + 30}&size=100&burst={burst}"
+        start = urllib.request.Request(
+            f"http://127.0.0.1:{port}/ctl/start{query}", method="POST", data=b""
         )
-        try:
-            wait_up(port, proc)
-            gen = Generator(port, "anywire", "fanout", {"ws": clients}, 100, None,
-                            rx_every=rx_every)  # fmt: skip
-            try:
-                gen.ready()
-                query = f"?secs={secs + 30}&size=100&burst={burst}"
-                start = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/ctl/start{query}", method="POST", data=b""
-                )
-                with urllib.request.urlopen(start, timeout=30) as r:
-                    r.read()
-                instrument(proc.pid, "on")
-                result = gen.measure(secs)
-                instrument(proc.pid, "off")
-            finally:
-                gen.stop()
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    counts = re.findall(r"Collected : (\d+)", err.decode())
-    if not counts:
-        raise SystemExit(f"callgrind printed no count: {err.decode()[-1000:]}")
+        with urllib.request.urlopen(start, timeout=30) as r:
+            r.read()
+
+    result, instructions = counted(["-m", "anywire.bench.app"], REPO, secs, load, publish)
     return {
         "deliveries": result["deliveries"],
         "rx_sent": result.get("rx_sent", 0),
-        "instructions": int(counts[-1]),
+        "instructions": instructions,
     }
 
 

@@ -30,7 +30,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -49,6 +51,23 @@ SERVERS = {
 def measure(server: str, tree: Path, clients: int, secs: float) -> tuple[int, int]:
     """(round trips, instructions) of one run."""
     args, dialect = SERVERS[server]
+    result, instructions = counted(
+        args, tree, secs, lambda port: Generator(port, dialect, "echo", {"ws": clients}, 100, None)
+    )
+    return int(result["deliveries"]), instructions
+
+
+def counted(
+    args: list[str],
+    tree: Path,
+    secs: float,
+    load: Callable[[int], Generator],
+    start: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], int]:
+    """Run ``python *args --port P`` from ``tree`` under callgrind with counting off,
+    put the load ``load(P)`` makes on it, call ``start(P)`` (if given) once the clients
+    are in, and count only while the generator measures for ``secs``. Returns the
+    generator's result and the instructions counted."""
     port = free_port()
     python = os.path.realpath(sys.executable)  # not a shim: valgrind follows no child
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,9 +81,11 @@ def measure(server: str, tree: Path, clients: int, secs: float) -> tuple[int, in
         )
         try:
             wait_up(port, proc)
-            gen = Generator(port, dialect, "echo", {"ws": clients}, 100, None)
+            gen = load(port)
             try:
                 gen.ready()
+                if start is not None:
+                    start(port)
                 instrument(proc.pid, "on")
                 result = gen.measure(secs)
                 instrument(proc.pid, "off")
@@ -79,7 +100,7 @@ def measure(server: str, tree: Path, clients: int, secs: float) -> tuple[int, in
     counts = re.findall(r"Collected : (\d+)", err.decode())
     if not counts:
         raise SystemExit(f"callgrind printed no count: {err.decode()[-1000:]}")
-    return int(result["deliveries"]), int(counts[-1])
+    return result, int(counts[-1])
 
 
 def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
