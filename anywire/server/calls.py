@@ -104,7 +104,7 @@ class Calls:
             if caller[0] == self.host.node_id or self.host.cluster is None:
                 self._settle(caller, outcome)
             else:
-                self._relay(sess, frame.s, self._send_outcome(caller, outcome))
+                self._relay(sess, frame.s, self._hand_over(caller, outcome))
             return
         stream = session_stream(sess.namespace, sess.sid)
         position = sess.stream_position(stream)
@@ -158,19 +158,18 @@ class Calls:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
-    async def _send_outcome(self, caller: tuple[str, str], outcome: Outcome) -> None:
+    async def _hand_over(self, caller: tuple[str, str], outcome: Outcome) -> None:
+        """:meth:`_settle`, returning once an outcome for another node has left."""
         cluster = self.host.cluster
-        if cluster is not None:
+        if caller[0] == self.host.node_id or cluster is None:
+            self._settle(caller, outcome)
+        else:
             await cluster.deliver_outcome(caller[0], caller[1], outcome)
 
     async def _find_caller(self, stream: str, epoch: str, ack_id: int, outcome: Outcome) -> None:
         env = await self.host.broker.entry(stream, epoch, ack_id)
-        if env is None or env.call is None:
-            return
-        if env.call[0] == self.host.node_id:
-            self.resolve(env.call[1], outcome)
-        else:
-            await self._send_outcome(env.call, outcome)
+        if env is not None and env.call is not None:
+            await self._hand_over(env.call, outcome)
 
     def ended(self, sid: str, for_good: bool) -> None:
         """Session ``sid`` ended here. For good: its unanswered calls fail
