@@ -29,12 +29,19 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
+from websockets.protocol import State
+from websockets.streams import StreamReader
 
 from ..transports.wsread import READ_KEY
+from .wsparse import HEADER_MAX, frame_size, read_messages
 
 __all__ = ["DirectReadProtocol"]
 
 Sink = Callable[[bytes, bool], bool]
+
+_PARSE = WebSocketsSansIOProtocol.data_received  # uvicorn's: websockets parses it all
+_OPEN = State.OPEN
+_AT_EOF = StreamReader.at_eof.__code__  # where websockets' parser waits between frames
 
 
 class DirectReadProtocol(WebSocketsSansIOProtocol):
@@ -46,6 +53,106 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
     waiting: list[tuple[bytes, bool]] | None = None  # parsed while paused, in order
     paused = False  # the sink asked for a pause
     stopped = False  # reading stopped for good (a flood: never resumed here)
+
+    # Where websockets' parser stands, for the read of whole frames here (data_received):
+    # 0 idle between frames; > 0 that many bytes short of the end of a frame it began;
+    # -2 inside the header of a frame whose bytes so far are ``head``; -1 not known.
+    owed = -1
+    head = b""
+
+    def data_received(self, data: bytes) -> None:
+        """While reading directly, the whole single-frame messages (:mod:`.wsparse`) are
+        taken from the bytes here and handed on as :meth:`handle_text` and
+        :meth:`handle_bytes` would; any other frame goes to websockets, alone when it is
+        complete (then the read here goes on after it), else with the rest of the data
+        (then it goes on once websockets' frame is complete). Not at all where
+        websockets would do more than list the frame: a connection not open, an
+        extension, a fragmented message in progress, its debug log."""
+        conn = self.conn
+        if self.sink is None or conn.state is not _OPEN or conn.extensions or conn.debug:
+            if self.owed != -1:
+                self.owed = -1
+            _PARSE(self, data)
+            return
+        start = self._finish_frame(data) if self.owed else 0
+        end = len(data)
+        limit = _limit(conn)
+        while 0 <= start < end:
+            if conn.state is not _OPEN:
+                # Closing: what follows is websockets' to discard or read (the peer's
+                # close reply), unless it failed and uvicorn already closed.
+                self.owed = -1
+                if conn.parser_exc is None:
+                    _PARSE(self, data[start:])
+                return
+            if conn.current_size is None:
+                messages, start = read_messages(data, start, limit)
+                for payload, binary in messages:
+                    sink = self.sink
+                    if (
+                        sink is None
+                        or binary
+                        or self.close_sent
+                        or self.paused
+                        or not payload.isascii()
+                    ):
+                        self._message(payload, binary)
+                    elif not sink(payload, False):
+                        self._wait(payload, False)
+                if start == end or conn.state is not _OPEN:
+                    continue
+            size = frame_size(data, start)
+            if size < 0 or start + size > end:
+                # It goes on in the next read: websockets has it from here.
+                if size < 0:
+                    self.owed = -2
+                    self.head = data[start:]
+                else:
+                    self.owed = start + size - end
+                _PARSE(self, data[start:] if start else data)
+                return
+            start += size
+            _PARSE(self, data[start - size : start])
+
+    def _finish_frame(self, data: bytes) -> int:
+        """websockets was not known idle between frames: hand it what completes its
+        frame. The offset in ``data`` where it is idle again, or -1 (not in ``data``:
+        all of it went to websockets)."""
+        owed = self.owed
+        if owed == -1:
+            conn = self.conn
+            if not conn.reader.buffer and _waits_for_a_frame(conn.parser):
+                self.owed = 0
+                return 0
+            _PARSE(self, data)
+            return -1
+        if owed == -2:
+            head = self.head + data[:HEADER_MAX]
+            size = frame_size(head, 0)
+            if size < 0:
+                self.head = head
+                _PARSE(self, data)
+                return -1
+            owed = size - len(self.head)
+            del self.head
+        if owed > len(data):
+            self.owed = owed - len(data)
+            _PARSE(self, data)
+            return -1
+        self.owed = 0
+        _PARSE(self, data[:owed] if owed < len(data) else data)
+        return owed
+
+    def _message(self, data: bytes, binary: bool) -> None:
+        """A whole message read here, as :meth:`handle_text` or :meth:`handle_bytes`
+        would take it from websockets."""
+        if self.sink is not None:
+            self._receive(data, binary)
+            return
+        # The direct read ended in this read: the rest go through the queue (uvicorn's).
+        self.curr_msg_data_type = "bytes" if binary else "text"
+        self.frames = [data]
+        WebSocketsSansIOProtocol.send_receive_event_to_app(self)
 
     def offer_direct_read(self) -> None:
         """Put this protocol in the scope as the connection's direct read (called when
@@ -154,3 +261,20 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
+
+
+def _limit(conn: Any) -> int | None:
+    """The largest single-frame message websockets takes (its max_size)."""
+    message: int | None = conn.max_message_size
+    fragment: int | None = conn.max_fragment_size
+    if fragment is None:
+        return message
+    return fragment if message is None else min(message, fragment)
+
+
+def _waits_for_a_frame(parser: Any) -> bool:
+    """Whether websockets' parser generator waits between frames (in ``at_eof``, at the
+    top of its loop), not inside one."""
+    while parser.gi_yieldfrom is not None:
+        parser = parser.gi_yieldfrom
+    return parser.gi_code is _AT_EOF
