@@ -10,11 +10,20 @@ to hand each complete text or binary message to the transport's sink in
 ``data_received`` itself: the bytes as parsed (a text message's UTF-8 checked as uvicorn
 checks it: a bad one closes with 1007), with no dict, no queue, no task step.
 
-Everything else stays uvicorn's: the handshake, pings and pongs, close frames, the
-joining of fragmented messages (``handle_cont``: only a complete message reaches the
-sink), ``ws_max_size`` (1009), and the disconnect, which still goes through the queue
-to ``receive()``. The direct read starts only when no message waits in the queue
-(those are read first, through ``receive()``), so the order is kept.
+While reading directly, a message that is one whole frame (FIN, text or binary, masked,
+within ``ws_max_size``: the commonest) is also read here from the bytes, without the
+``websockets`` parser (:mod:`.wsparse`); any other frame is handed to ``websockets``,
+alone when it is complete, so the read here goes on after it, and in the order it came
+(:meth:`DirectReadProtocol.data_received`). Only where ``websockets`` would have done
+nothing with the frame but list it: its parser between frames, no fragmented message in
+progress, no extension (permessage-deflate), the connection open, no debug log.
+
+Everything else stays uvicorn's and ``websockets``': the handshake, pings and pongs,
+close frames, the joining of fragmented messages (``handle_cont``: only a complete
+message reaches the sink), bad frames (1002), ``ws_max_size`` (1009), and the
+disconnect, which still goes through the queue to ``receive()``. The direct read starts
+only when no message waits in the queue (those are read first, through ``receive()``),
+so the order is kept.
 
 Flow control: the sink returns False to refuse a message for now. Reading stops
 (``pause_reading``, and uvicorn's flag, which its close handling clears) and that

@@ -20,6 +20,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from anywire.server.wsreading import _waits_for_a_frame
+from anywire.transports.wsread import QUIET_YIELD
 
 from .test_ws_direct_read import WAIT, Pair, _connected, _echo
 
@@ -265,3 +266,19 @@ async def test_after_a_frame_split_over_reads_whole_frames_are_read_here_again()
         assert fed.take() == head
         assert calls == [1, 2, 3, "z" * 300, 5]
         await pair.until(lambda: pair.acks() == [1, 2, 3, "z" * 300, 5])
+
+
+async def test_a_pause_in_the_middle_of_a_read_keeps_the_order_and_answers_the_ping() -> None:
+    """The sink refuses a message (16 that wrote nothing: the quiet yield): the rest of
+    the read is still read, a ping in it answered at once as websockets answered it,
+    the messages wait in order, and reading resumes after the loop's turn."""
+    calls: list[Any] = []
+    async with _watched(calls) as (pair, fed):
+        quiet_ones = [pair.message({"t": "rx", "n": 0}) for _ in range(QUIET_YIELD)]
+        ping = _frame(Opcode.PING, b"while paused")
+        pair.feed(b"".join([*quiet_ones, _text(1, 1), ping, _text(2, 2)]))
+        assert not pair.wire.reading and calls == []
+        assert fed.take() == ping
+        await pair.until(lambda: _pongs(pair) == [b"while paused"])
+        await _handled(pair, calls, [1, 2])
+        await pair.until(lambda: pair.acks() == [1, 2])
