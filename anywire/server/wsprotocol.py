@@ -75,7 +75,7 @@ class _MeteredProtocol(DirectReadProtocol):
         if self.meter.flooded:
             self._stop_reading()  # parse nothing more
             return
-        super().data_received(data)
+        DirectReadProtocol.data_received(self, data)  # (not super(): cheaper, every read)
 
     def _stop_reading(self) -> None:
         """Read nothing more (what the client still sends waits in the kernel, at no

@@ -76,16 +76,23 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         complete (then the read here goes on after it), else with the rest of the data
         (then it goes on once websockets' frame is complete). Not at all where
         websockets would do more than list the frame: a connection not open, an
-        extension, a fragmented message in progress, its debug log."""
+        extension, a fragmented message in progress, its debug log (or a fragment size
+        limit, which uvicorn does not set)."""
         conn = self.conn
-        if self.sink is None or conn.state is not _OPEN or conn.extensions or conn.debug:
+        if (
+            self.sink is None
+            or conn.state is not _OPEN
+            or conn.extensions
+            or conn.debug
+            or conn.max_fragment_size is not None
+        ):
             if self.owed != -1:
                 self.owed = -1
             _PARSE(self, data)
             return
         start = self._finish_frame(data) if self.owed else 0
         end = len(data)
-        limit = _limit(conn)
+        limit: int | None = conn.max_message_size
         while 0 <= start < end:
             if conn.state is not _OPEN:
                 # Closing: what follows is websockets' to discard or read (the peer's
@@ -270,15 +277,6 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
-
-
-def _limit(conn: Any) -> int | None:
-    """The largest single-frame message websockets takes (its max_size)."""
-    message: int | None = conn.max_message_size
-    fragment: int | None = conn.max_fragment_size
-    if fragment is None:
-        return message
-    return fragment if message is None else min(message, fragment)
 
 
 def _waits_for_a_frame(parser: Any) -> bool:
