@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
@@ -71,7 +72,7 @@ class Wire(asyncio.Transport):
 class Pair:
     """One connection: the server's protocol on a :class:`Wire`, a client protocol."""
 
-    def __init__(self, aw: Anywire, max_size: int) -> None:
+    def __init__(self, aw: Anywire, max_size: int, deflate: bool = False) -> None:
         config = uvicorn.Config(
             aw,
             ws=metered_protocol(aw.settings),
@@ -87,7 +88,11 @@ class Pair:
         )
         self.wire = Wire()
         self.server.connection_made(self.wire)
-        self.client = ClientProtocol(parse_uri("ws://127.0.0.1:8000/anywire/ws"), max_size=None)
+        self.client = ClientProtocol(
+            parse_uri("ws://127.0.0.1:8000/anywire/ws"),
+            extensions=[ClientPerMessageDeflateFactory()] if deflate else None,
+            max_size=None,
+        )
         self.frames: list[Frame] = []  # every frame the server sent, in order
         self.seen = 0  # bytes of wire.out given to the client
 
@@ -158,13 +163,17 @@ def _app(calls: list[Any]) -> Anywire:
 
 @asynccontextmanager
 async def _connected(
-    calls: list[Any], max_size: int = 1 << 20, pipelined: list[bytes] | None = None
+    calls: list[Any],
+    max_size: int = 1 << 20,
+    pipelined: list[bytes] | None = None,
+    deflate: bool = False,
 ) -> AsyncIterator[Pair]:
     """A connected session (hello received); ``pipelined``: client messages sent in the
-    same TCP read as the connect frame."""
+    same TCP read as the connect frame; ``deflate``: the client offers permessage-deflate
+    (uvicorn accepts it)."""
     aw = _app(calls)
     await aw.start()
-    pair = Pair(aw, max_size)
+    pair = Pair(aw, max_size, deflate)
     try:
         ticket = (await issue(aw, "reader")).ticket
         pair.client.send_request(pair.client.connect())

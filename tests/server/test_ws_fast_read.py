@@ -282,3 +282,17 @@ async def test_a_pause_in_the_middle_of_a_read_keeps_the_order_and_answers_the_p
         await pair.until(lambda: _pongs(pair) == [b"while paused"])
         await _handled(pair, calls, [1, 2])
         await pair.until(lambda: pair.acks() == [1, 2])
+
+
+async def test_with_permessage_deflate_every_frame_is_websockets() -> None:
+    """Its frames' payloads are compressed (RSV1): none is read here, and the messages
+    arrive whole and in order, decompressed by websockets."""
+    calls: list[Any] = []
+    async with _connected(calls, deflate=True) as pair:
+        assert pair.server.conn.extensions  # negotiated
+        fed = Fed(pair)
+        wire = b"".join(pair.message(_echo(seq, "z" * 50 * seq)) for seq in (1, 2, 3))
+        pair.feed(wire)
+        assert calls == ["z" * 50, "z" * 100, "z" * 150]
+        assert fed.take() == wire
+        await pair.until(lambda: len(pair.acks()) == 3)
