@@ -77,11 +77,12 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         (then it goes on once websockets' frame is complete). Not at all where
         websockets would do more than list the frame: a connection not open, an
         extension, a fragmented message in progress, its debug log (or a fragment size
-        limit, which uvicorn does not set)."""
+        limit, which uvicorn does not set). (``conn._state``, as ``write_now`` reads it:
+        ``conn.state`` is a property, a call on every read.)"""
         conn = self.conn
         if (
             self.sink is None
-            or conn.state is not _OPEN
+            or conn._state is not _OPEN
             or conn.extensions
             or conn.debug
             or conn.max_fragment_size is not None
@@ -94,7 +95,7 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         end = len(data)
         limit: int | None = conn.max_message_size
         while 0 <= start < end:
-            if conn.state is not _OPEN:
+            if conn._state is not _OPEN:
                 # Closing: what follows is websockets' to discard or read (the peer's
                 # close reply), unless it failed and uvicorn already closed.
                 self.owed = -1
@@ -115,7 +116,7 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
                         self._message(payload, binary)
                     elif not sink(payload, False):
                         self._wait(payload, False)
-                if start == end or conn.state is not _OPEN:
+                if start == end or conn._state is not _OPEN:
                     continue
             size = frame_size(data, start)
             if size < 0 or start + size > end:
