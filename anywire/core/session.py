@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 from .closecodes import CloseCode
@@ -53,6 +55,7 @@ __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
 _NO_OUTBOX: deque[Any] = deque(maxlen=0)  # shared, never appended to (see push())
 _NO_CONTROL: tuple[Sequence[Frame], None] = ((), None)  # take_output_control(): nothing
 _RX_EVERY = 16  # acknowledge client frames at least every this many, so its buffer drains
+_SIZE = attrgetter("size")  # an Outgoing's encoded size (take_run's byte cap)
 # What a frame that was never encoded counts for in the byte budget (the host encodes
 # every frame before pushing it; this only keeps the count consistent if one was not).
 _UNSIZED = 64
@@ -344,38 +347,46 @@ class ServerSession:
     def take_pending(
         self, limit: int | None = None, max_bytes: int | None = None
     ) -> list[tuple[int, Outgoing]]:
+        """Frames the current connection has not been given yet, in order, with their
+        sequence numbers: :meth:`take_run`'s frames, numbered."""
+        first = self.written + 1
+        return [(first + i, item) for i, item in enumerate(self.take_run(limit, max_bytes))]
+
+    def take_run(self, limit: int | None = None, max_bytes: int | None = None) -> list[Outgoing]:
         """Frames the current connection has not been given yet, in order (at most
         ``limit`` of them, and no more than ``max_bytes`` of encoded size once the first
         is taken: one message, and what a stalled socket buffers of it, stays bounded).
+        The first is numbered ``written + 1`` as it was before the call, the others follow
+        (no tuple per frame: a writer numbers them as it frames them).
 
         Nothing while the outbox overflowed past frames this connection was never given
         (``written < floor - 1``): the frames after the gap would reach the client as the
         successors of what it has. The host closes such a connection with 4002."""
-        if self.written >= self.out_seq or self.state is not _ATTACHED:
+        written = self.written
+        if written >= self.out_seq or self.state is not _ATTACHED:
             return []
         out = self._out
-        if not out:
+        size = len(out)
+        if not size:
             self.written = self.out_seq
             return []
-        if self.written + 1 == self.out_seq:  # exactly one new frame (an answer)
-            self.written = self.out_seq
-            return [(self.out_seq, out[-1])]
-        # The outbox is contiguous: seq n sits at index n - first.
-        first = self.out_seq - len(out) + 1
-        start = self.written + 1 - first
+        # The outbox is contiguous and ends at out_seq: seq n sits at index n - first.
+        start = written + size - self.out_seq  # (written + 1 - first)
         if start < 0:  # a gap: see above
             return []
-        stop = len(out) if limit is None else min(len(out), start + limit)
-        taken = [(first + i, out[i]) for i in range(start, stop)]
-        if max_bytes is not None and len(taken) > 1:
+        if limit is None or start + limit >= size:  # the tail, taken from its end
+            taken = list(islice(reversed(out), size - start))
+            taken.reverse()
+        else:
+            taken = list(islice(out, start, start + limit))
+        if max_bytes is not None and len(taken) > 1 and sum(map(_SIZE, taken)) > max_bytes:
             total = 0
-            for n, (_, item) in enumerate(taken):
+            for n, item in enumerate(taken):
                 total += item.size
                 if total > max_bytes and n:
                     del taken[n:]
                     break
-        if taken:
-            self.written = taken[-1][0]
+        self.written = written + len(taken)
         return taken
 
     def take_next(self) -> Outgoing | None:
