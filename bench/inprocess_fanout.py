@@ -7,6 +7,8 @@ measured is the push, the wake-up and the writer, not the write.
     python3 bench/inprocess_fanout.py --burst 1 --gap 1    # one event every loop tick
     python3 bench/inprocess_fanout.py --burst 1 --gap 1 --direct  # ... written as the
         # real server does (the direct write, anywire.transports.direct), not send()
+    python3 bench/inprocess_fanout.py --burst 1 --gap 1 --direct --stream  # ... and with
+        # stream positions, as events published through a broker have
 
 Prints the best of five rounds (process CPU time per delivery) and the number of
 WebSocket messages sent (fewer than deliveries when frames were batched).
@@ -57,7 +59,9 @@ class Peer:
         return True
 
 
-async def main(clients: int, events: int, burst: int, gap: int, direct: bool = False) -> None:
+async def main(
+    clients: int, events: int, burst: int, gap: int, direct: bool = False, stream: bool = False
+) -> None:
     aw = Anywire(anonymous=True, settings=BENCH_SETTINGS)
     await aw.start()
     transport = WebSocketTransport(aw.host)
@@ -74,11 +78,16 @@ async def main(clients: int, events: int, burst: int, gap: int, direct: bool = F
     before = sum(p.sent for p in peers)
     pad = "x" * 40
     best = float("inf")
+    offset = 0
     for _ in range(5):
         start, delivered = time.process_time(), 0
         for e in range(events // burst):
             for _ in range(burst):
-                aw.host.deliver(Envelope("room", "/", "room", "m", {"ts": e, "p": pad}))
+                env = Envelope("room", "/", "room", "m", {"ts": e, "p": pad})
+                if stream:  # numbered in the room's stream, as the broker does
+                    offset += 1
+                    env.pos = ("room:/:room", "e1", offset)
+                aw.host.deliver(env)
             for _ in range(gap):
                 await asyncio.sleep(0)
             delivered += clients * burst
@@ -106,5 +115,8 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=1, help="events delivered back to back")
     parser.add_argument("--gap", type=int, default=4, help="loop iterations between bursts")
     parser.add_argument("--direct", action="store_true", help="write as anywire serve does")
+    parser.add_argument(
+        "--stream", action="store_true", help="events numbered in the room's stream (a broker's)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.clients, args.events, args.burst, args.gap, args.direct))
+    asyncio.run(main(args.clients, args.events, args.burst, args.gap, args.direct, args.stream))

@@ -236,18 +236,21 @@ class ServerSession:
             raise LocalProtocolError("push on a closed session")
         pos = out.pos
         if pos is not None:
+            stream = pos[0]
             held = self._held
-            if held is not None and pos[0] in held:
-                held[pos[0]][1].append(out)  # delivered by release(), after the catch-up
+            if held is not None and stream in held:
+                held[stream][1].append(out)  # delivered by release(), after the catch-up
                 return 0
             positions = self.positions
             if positions is None:
                 positions = self.positions = {}
             else:
-                last = positions.get(pos[0])
-                if last is not None and last[1] == pos[1] and pos[2] <= last[2]:
+                last = positions.get(stream)
+                # (pos <= last first: one tuple comparison rules out the usual new event;
+                # with the same stream and epoch it is the offsets' comparison.)
+                if last is not None and pos <= last and last[1] == pos[1]:
                     return 0
-            positions[pos[0]] = pos
+            positions[stream] = pos
         size = out.size
         if not size:
             size = out.size = _UNSIZED  # set once, so acknowledge() subtracts the same
@@ -374,11 +377,16 @@ class ServerSession:
         start = written + size - self.out_seq  # (written + 1 - first)
         if start < 0:  # a gap: see above
             return []
-        if limit is None or start + limit >= size:  # the tail, taken from its end
-            taken = list(islice(reversed(out), size - start))
-            taken.reverse()
-        else:
+        count = size - start
+        if limit is not None and limit < count:
             taken = list(islice(out, start, start + limit))
+        elif count == 1:  # (the usual runs, without islice)
+            taken = [out[-1]]
+        elif count == 2:
+            taken = [out[-2], out[-1]]
+        else:  # the tail, taken from its end
+            taken = list(islice(reversed(out), count))
+            taken.reverse()
         if max_bytes is not None and len(taken) > 1 and sum(map(_SIZE, taken)) > max_bytes:
             total = 0
             for n, item in enumerate(taken):

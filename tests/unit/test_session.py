@@ -136,7 +136,7 @@ def test_take_run_hands_the_frames_take_pending_numbers_from_written_plus_one() 
     # frames the rule says, in order, numbered from written + 1; written moves past them.
     for limit in (None, 0, 1, 2, 3, 10):
         for max_bytes in (None, 1, 50, 10_000):
-            for acked, given in ((0, 0), (0, 2), (3, 3), (2, 4), (7, 7)):
+            for acked, given in ((0, 0), (0, 2), (3, 3), (2, 4), (0, 5), (4, 6), (7, 7)):
                 sess = attached()
                 for i in range(7):
                     item = out(i)
