@@ -3,7 +3,8 @@ class of :class:`~anywire.server.host.SessionHost`).
 
 :meth:`Delivery.deliver` hands a broker envelope to the local sessions it targets (the
 event is encoded once per codec and shared), :meth:`Delivery.push` queues a sequenced
-frame in one session's outbox and wakes its writer, and :meth:`Delivery.outgoing` is
+frame in one session's outbox and wakes its writer (``deliver`` does the same inline, and
+wakes no writer whose batched write is due: ``Link.due``), and :meth:`Delivery.outgoing` is
 what that writer takes: the frames of the :class:`~anywire.transports.base.Host`
 protocol's write side, spliced per connection from the shared bodies. This runs once
 per recipient of every event: docs/perf/fanout.md measures it.
@@ -83,8 +84,7 @@ class Delivery:
         self.track.delivered(env)
         call = env.call
         # Once per recipient: names bound outside the loop, and push() inlined (without
-        # its measure(): encodable() encoded the event already; docs/perf/fanout.md,
-        # docs/perf/tick.md).
+        # its measure(): encodable() encoded the event already; docs/perf/fanout.md).
         skip, get = env.skip, self.sessions.get
         for sid in targets:
             if sid == skip:
