@@ -158,6 +158,26 @@ def test_take_run_hands_the_frames_take_pending_numbers_from_written_plus_one() 
     assert sess.take_run() == []
 
 
+def test_acknowledge_drops_a_few_or_most_frames_and_their_bytes() -> None:
+    sess = attached()
+    for i in range(10):
+        item = out(i)
+        item.size = 10 + i
+        sess.push(item)
+    sess.take_pending()
+    sess.acknowledge(3)  # a few: dropped from the front
+    assert [seq for seq, _ in sess.outbox] == list(range(4, 11))
+    assert sess.outbox_bytes == sum(10 + i for i in range(3, 10)) and sess.floor == 4
+    sess.acknowledge(9)  # most: the rest kept
+    assert [seq for seq, _ in sess.outbox] == [10] and sess.outbox_bytes == 19
+    sess.acknowledge(9)  # again: nothing changes
+    assert [seq for seq, _ in sess.outbox] == [10] and sess.outbox_bytes == 19
+    sess.acknowledge(10)
+    assert sess.outbox == [] and sess.outbox_bytes == 0 and sess.floor == 11
+    sess.push(out(99))  # the outbox goes on after being emptied
+    assert [seq for seq, _ in sess.outbox] == [11] and sess.take_next() is not None
+
+
 def test_take_run_keeps_the_byte_cap_but_always_hands_the_first_frame() -> None:
     sess = attached()
     for i in range(4):
