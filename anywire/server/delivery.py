@@ -143,7 +143,7 @@ class Delivery:
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
         link.queued = []
-        sess = self.sessions.get(link.sid) if link.sid is not None else None
+        sess = self.sessions.get(link.sid or "")  # (no sid yet: no session)
         codec = link.codec
         more = False
         if sess is not None and sess.connection is link:
@@ -163,17 +163,18 @@ class Delivery:
                 # push() (pushed before the hello): take_pending() hands out nothing.
                 self.close_session(sess, CloseCode.SLOW_CONSUMER, _SLOW)
             faults = self.faults  # None unless a test installed it
+            seq = sess.written
             item = None
-            if sess.written + 1 == sess.out_seq and faults is None and limit != 0:
+            if seq + 1 == sess.out_seq and faults is None and limit != 0:
                 item = sess.take_next()
             if item is not None:  # the usual fan-out: one new frame for this connection
+                seq += 1
                 try:  # (_frame() inlined: this runs once per recipient)
-                    out.append(item.frame(codec, sess.written))
+                    out.append(item.frame(codec, seq))
                 except TypeError:
-                    out.append(_frame(item, codec, sess.written))
+                    out.append(_frame(item, codec, seq))
             elif faults is None:  # a run of frames (a busy room's batch, a replay)
                 cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: base.py
-                seq = sess.written
                 for item in sess.take_run(limit, cap):
                     seq += 1
                     try:  # (_frame() inlined, as above)
