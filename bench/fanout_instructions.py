@@ -10,6 +10,8 @@ reads and writes is not in it).
 
     python3 bench/fanout_instructions.py                    # advertised rule
     python3 bench/fanout_instructions.py --rx-every 16      # the old fixed count
+    python3 bench/fanout_instructions.py --tree /tmp/main --keep /tmp/main.cg  # another
+        # checkout, its profile kept for callgrind_annotate
 
 Under callgrind the server runs about 30 times slower: the figure is per delivery, so
 that does not matter much, but the time rule (0.5-1 s) fires more often per event than
@@ -31,7 +33,14 @@ from anywire.bench.generator import Generator  # noqa: E402
 from bench.server_instructions import counted  # noqa: E402
 
 
-def measure(clients: int, secs: float, burst: int, rx_every: int | None) -> dict[str, float]:
+def measure(
+    clients: int,
+    secs: float,
+    burst: int,
+    rx_every: int | None,
+    tree: Path = REPO,
+    keep: str | None = None,
+) -> dict[str, float]:
     """Deliveries, receipts and server instructions of one run."""
 
     def load(port: int) -> Generator:
@@ -46,7 +55,7 @@ def measure(clients: int, secs: float, burst: int, rx_every: int | None) -> dict
         with urllib.request.urlopen(start, timeout=30) as r:
             r.read()
 
-    result, instructions = counted(["-m", "anywire.bench.app"], REPO, secs, load, publish)
+    result, instructions = counted(["-m", "anywire.bench.app"], tree, secs, load, publish, keep)
     return {
         "deliveries": result["deliveries"],
         "rx_sent": result.get("rx_sent", 0),
@@ -62,10 +71,13 @@ def main() -> None:
     parser.add_argument("--secs", type=float, default=10.0)
     parser.add_argument("--burst", type=int, default=1)
     parser.add_argument("--rx-every", type=int, default=None)
+    parser.add_argument("--tree", default=str(REPO), help="the anywire checkout to run")
+    parser.add_argument("--keep", help="copy callgrind's profile here (callgrind_annotate)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind (apt-get install -y valgrind)")
-    r = measure(args.clients, args.secs, args.burst, args.rx_every)
+    tree = Path(args.tree).resolve()
+    r = measure(args.clients, args.secs, args.burst, args.rx_every, tree, args.keep)
     rule = "advertised" if args.rx_every is None else f"every {args.rx_every}"
     per_rx = r["deliveries"] / r["rx_sent"] if r["rx_sent"] else float("inf")
     print(

@@ -5,6 +5,10 @@ measured is the push, the wake-up and the writer, not the write.
     python3 bench/inprocess_fanout.py               # events apart: every write at once
     python3 bench/inprocess_fanout.py --burst 10 --gap 1   # bursts of 10, one tick apart
     python3 bench/inprocess_fanout.py --burst 1 --gap 1    # one event every loop tick
+    python3 bench/inprocess_fanout.py --burst 1 --gap 1 --direct  # ... written as the
+        # real server does (the direct write, anywire.transports.direct), not send()
+    python3 bench/inprocess_fanout.py --burst 1 --gap 1 --direct --stream  # ... and with
+        # stream positions, as events published through a broker have
 
 Prints the best of five rounds (process CPU time per delivery) and the number of
 WebSocket messages sent (fewer than deliveries when frames were batched).
@@ -27,6 +31,7 @@ from anywire.core.auth import Identity
 from anywire.core.rooms import Member
 from anywire.server.app import Anywire
 from anywire.server.broker import Envelope
+from anywire.transports.direct import DIRECT_KEY
 from anywire.transports.websocket import WebSocketTransport
 
 SCOPE = {"type": "websocket", "headers": [], "path": "/anywire/ws"}
@@ -48,8 +53,15 @@ class Peer:
     async def send(self, message: dict[str, Any]) -> None:
         self.sent += 1
 
+    def direct(self, data: bytes, binary: bool) -> bool:
+        """The server protocol's direct write (what ``anywire serve`` offers): taken."""
+        self.sent += 1
+        return True
 
-async def main(clients: int, events: int, burst: int, gap: int) -> None:
+
+async def main(
+    clients: int, events: int, burst: int, gap: int, direct: bool = False, stream: bool = False
+) -> None:
     aw = Anywire(anonymous=True, settings=BENCH_SETTINGS)
     await aw.start()
     transport = WebSocketTransport(aw.host)
@@ -58,18 +70,24 @@ async def main(clients: int, events: int, burst: int, gap: int) -> None:
         issued = await aw.host.issuer.issue(Identity(f"u{i}"), "/", "json", None, {})
         peer = Peer(issued.ticket)
         peers.append(peer)
-        tasks.append(asyncio.create_task(transport(SCOPE, peer.receive, peer.send)))
+        scope = dict(SCOPE, extensions={DIRECT_KEY: peer.direct}) if direct else SCOPE
+        tasks.append(asyncio.create_task(transport(scope, peer.receive, peer.send)))
         aw.host.rooms.join("/", "room", Member(issued.sid, None, None))
     for _ in range(20):
         await asyncio.sleep(0.01)  # every hello written
     before = sum(p.sent for p in peers)
     pad = "x" * 40
     best = float("inf")
+    offset = 0
     for _ in range(5):
         start, delivered = time.process_time(), 0
         for e in range(events // burst):
             for _ in range(burst):
-                aw.host.deliver(Envelope("room", "/", "room", "m", {"ts": e, "p": pad}))
+                env = Envelope("room", "/", "room", "m", {"ts": e, "p": pad})
+                if stream:  # numbered in the room's stream, as the broker does
+                    offset += 1
+                    env.pos = ("room:/:room", "e1", offset)
+                aw.host.deliver(env)
             for _ in range(gap):
                 await asyncio.sleep(0)
             delivered += clients * burst
@@ -96,5 +114,9 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=100, help="events per round")
     parser.add_argument("--burst", type=int, default=1, help="events delivered back to back")
     parser.add_argument("--gap", type=int, default=4, help="loop iterations between bursts")
+    parser.add_argument("--direct", action="store_true", help="write as anywire serve does")
+    parser.add_argument(
+        "--stream", action="store_true", help="events numbered in the room's stream (a broker's)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.clients, args.events, args.burst, args.gap))
+    asyncio.run(main(args.clients, args.events, args.burst, args.gap, args.direct, args.stream))

@@ -63,11 +63,13 @@ def counted(
     secs: float,
     load: Callable[[int], Generator],
     start: Callable[[int], None] | None = None,
+    keep: str | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Run ``python *args --port P`` from ``tree`` under callgrind with counting off,
     put the load ``load(P)`` makes on it, call ``start(P)`` (if given) once the clients
     are in, and count only while the generator measures for ``secs``. Returns the
-    generator's result and the instructions counted."""
+    generator's result and the instructions counted. ``keep``: a path to copy callgrind's
+    profile to (for ``callgrind_annotate``)."""
     port = free_port()
     python = os.path.realpath(sys.executable)  # not a shim: valgrind follows no child
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +99,8 @@ def counted(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        if keep is not None:
+            shutil.copy(f"{tmp}/callgrind.out", keep)
     counts = re.findall(r"Collected : (\d+)", err.decode())
     if not counts:
         raise SystemExit(f"callgrind printed no count: {err.decode()[-1000:]}")

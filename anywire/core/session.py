@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 from .closecodes import CloseCode
@@ -53,6 +55,7 @@ __all__ = ["Heartbeat", "ServerSession", "SessionAction", "SessionState"]
 _NO_OUTBOX: deque[Any] = deque(maxlen=0)  # shared, never appended to (see push())
 _NO_CONTROL: tuple[Sequence[Frame], None] = ((), None)  # take_output_control(): nothing
 _RX_EVERY = 16  # acknowledge client frames at least every this many, so its buffer drains
+_SIZE = attrgetter("size")  # an Outgoing's encoded size (take_run's byte cap)
 # What a frame that was never encoded counts for in the byte budget (the host encodes
 # every frame before pushing it; this only keeps the count consistent if one was not).
 _UNSIZED = 64
@@ -233,18 +236,21 @@ class ServerSession:
             raise LocalProtocolError("push on a closed session")
         pos = out.pos
         if pos is not None:
+            stream = pos[0]
             held = self._held
-            if held is not None and pos[0] in held:
-                held[pos[0]][1].append(out)  # delivered by release(), after the catch-up
+            if held is not None and stream in held:
+                held[stream][1].append(out)  # delivered by release(), after the catch-up
                 return 0
             positions = self.positions
             if positions is None:
                 positions = self.positions = {}
             else:
-                last = positions.get(pos[0])
-                if last is not None and last[1] == pos[1] and pos[2] <= last[2]:
+                last = positions.get(stream)
+                # (pos <= last first: one tuple comparison rules out the usual new event;
+                # with the same stream and epoch it is the offsets' comparison.)
+                if last is not None and pos <= last and last[1] == pos[1]:
                     return 0
-            positions[pos[0]] = pos
+            positions[stream] = pos
         size = out.size
         if not size:
             size = out.size = _UNSIZED  # set once, so acknowledge() subtracts the same
@@ -344,38 +350,51 @@ class ServerSession:
     def take_pending(
         self, limit: int | None = None, max_bytes: int | None = None
     ) -> list[tuple[int, Outgoing]]:
+        """Frames the current connection has not been given yet, in order, with their
+        sequence numbers: :meth:`take_run`'s frames, numbered."""
+        first = self.written + 1
+        return [(first + i, item) for i, item in enumerate(self.take_run(limit, max_bytes))]
+
+    def take_run(self, limit: int | None = None, max_bytes: int | None = None) -> list[Outgoing]:
         """Frames the current connection has not been given yet, in order (at most
         ``limit`` of them, and no more than ``max_bytes`` of encoded size once the first
         is taken: one message, and what a stalled socket buffers of it, stays bounded).
+        The first is numbered ``written + 1`` as it was before the call, the others follow
+        (no tuple per frame: a writer numbers them as it frames them).
 
         Nothing while the outbox overflowed past frames this connection was never given
         (``written < floor - 1``): the frames after the gap would reach the client as the
         successors of what it has. The host closes such a connection with 4002."""
-        if self.written >= self.out_seq or self.state is not _ATTACHED:
+        written = self.written
+        if written >= self.out_seq or self.state is not _ATTACHED:
             return []
         out = self._out
-        if not out:
+        size = len(out)
+        if not size:
             self.written = self.out_seq
             return []
-        if self.written + 1 == self.out_seq:  # exactly one new frame (an answer)
-            self.written = self.out_seq
-            return [(self.out_seq, out[-1])]
-        # The outbox is contiguous: seq n sits at index n - first.
-        first = self.out_seq - len(out) + 1
-        start = self.written + 1 - first
+        # The outbox is contiguous and ends at out_seq: seq n sits at index n - first.
+        start = written + size - self.out_seq  # (written + 1 - first)
         if start < 0:  # a gap: see above
             return []
-        stop = len(out) if limit is None else min(len(out), start + limit)
-        taken = [(first + i, out[i]) for i in range(start, stop)]
-        if max_bytes is not None and len(taken) > 1:
+        count = size - start
+        if limit is not None and limit < count:
+            taken = list(islice(out, start, start + limit))
+        elif count == 1:  # (the usual runs, without islice)
+            taken = [out[-1]]
+        elif count == 2:
+            taken = [out[-2], out[-1]]
+        else:  # the tail, taken from its end
+            taken = list(islice(reversed(out), count))
+            taken.reverse()
+        if max_bytes is not None and len(taken) > 1 and sum(map(_SIZE, taken)) > max_bytes:
             total = 0
-            for n, (_, item) in enumerate(taken):
+            for n, item in enumerate(taken):
                 total += item.size
                 if total > max_bytes and n:
                     del taken[n:]
                     break
-        if taken:
-            self.written = taken[-1][0]
+        self.written = written + len(taken)
         return taken
 
     def take_next(self) -> Outgoing | None:
@@ -522,8 +541,15 @@ class ServerSession:
             raise RemoteProtocolError(f"ack {n} is ahead of the last frame sent {self.out_seq}")
         out = self._out
         drop = min(len(out), n - (self.out_seq - len(out)))
-        for _ in range(drop):
-            self._out_bytes -= out.popleft().size
+        if drop > 0:
+            # (Summed and dropped in C, not frame by frame: every delivered frame goes
+            # this way once. Most of the outbox goes at once: the rest is copied.)
+            self._out_bytes -= sum(map(_SIZE, islice(out, drop)))
+            if drop * 2 >= len(out):
+                self._out = deque(islice(out, drop, None))
+            else:
+                for _ in range(drop):
+                    out.popleft()
         self.floor = max(self.floor, n + 1)
         if self.written < n:
             # Acknowledged before this connection was given them (a poll's ack= from a

@@ -3,7 +3,8 @@ class of :class:`~anywire.server.host.SessionHost`).
 
 :meth:`Delivery.deliver` hands a broker envelope to the local sessions it targets (the
 event is encoded once per codec and shared), :meth:`Delivery.push` queues a sequenced
-frame in one session's outbox and wakes its writer, and :meth:`Delivery.outgoing` is
+frame in one session's outbox and wakes its writer (``deliver`` does the same inline, and
+wakes no writer whose batched write is due: ``Link.due``), and :meth:`Delivery.outgoing` is
 what that writer takes: the frames of the :class:`~anywire.transports.base.Host`
 protocol's write side, spliced per connection from the shared bodies. This runs once
 per recipient of every event: docs/perf/fanout.md measures it.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["Delivery"]
 
 _ATTACHED = SessionState.ATTACHED  # (each SessionState.X is a metaclass lookup on 3.11)
+_SLOW = "client too slow: buffer full"
 
 
 class Delivery:
@@ -81,16 +83,25 @@ class Delivery:
         self.encodable(out)
         self.track.delivered(env)
         call = env.call
-        # Once per recipient: names bound outside the loop (docs/perf/fanout.md).
-        skip, get, push = env.skip, self.sessions.get, self.push
+        # Once per recipient: names bound outside the loop, and push() inlined (without
+        # its measure(): encodable() encoded the event already; docs/perf/fanout.md).
+        skip, get = env.skip, self.sessions.get
         for sid in targets:
             if sid == skip:
                 continue
             sess = get(sid)
-            if sess is not None and sess.namespace == ns:
-                push(sess, out)
-                if call is not None and env.pos is not None:
-                    self.calls.delivered(sid, env.pos[2], call)
+            if sess is None or sess.namespace != ns:
+                continue
+            if sess.push(out):
+                if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
+                    self.close_session(sess, CloseCode.SLOW_CONSUMER, _SLOW)
+                else:
+                    link = sess.connection
+                    # (due: a write of this link's is due and takes this frame too)
+                    if isinstance(link, Link) and not link.due:
+                        link.wake()
+            if call is not None and env.pos is not None:
+                self.calls.delivered(sid, env.pos[2], call)
 
     def _push_event(self, sess: ServerSession, env: Envelope) -> None:
         """Queue one envelope (from history) for one session."""
@@ -123,44 +134,56 @@ class Delivery:
         if not sess.push(out if out.size else measure(out, sess, self.codecs)):
             return
         if sess.written < sess.floor - 1 and sess.state is _ATTACHED:
-            self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
+            self.close_session(sess, CloseCode.SLOW_CONSUMER, _SLOW)
             return
         link = sess.connection  # (what _wake() does, without its call: once per recipient)
-        if isinstance(link, Link):
+        if isinstance(link, Link) and not link.due:
             link.wake()
 
     def outgoing(self, link: Link, limit: int | None = None) -> list[bytes]:
         out = link.queued
         link.queued = []
-        sess = self.sessions.get(link.sid) if link.sid is not None else None
+        sess = self.sessions.get(link.sid or "")  # (no sid yet: no session)
         codec = link.codec
         more = False
         if sess is not None and sess.connection is link:
-            control, receipt = sess.take_output_control()
-            if control:
+            # (Neither control frames nor a receipt, the usual write: no call. A receipt
+            # is never past in_last.)
+            if sess.control or sess.in_last > sess.rx_sent:
+                control, receipt = sess.take_output_control()
                 for frame in control:
                     if type(frame) is Rx:
                         out.append(codec.rx(frame.n))
                     else:
                         out.append(codec.encode(frame.to_wire()))
-            if receipt is not None:
-                out.append(codec.rx(receipt))
+                if receipt is not None:
+                    out.append(codec.rx(receipt))
             if sess.written < sess.floor - 1 and link.closing is None:
                 # Overflowed past frames this connection was never given, unchecked by
                 # push() (pushed before the hello): take_pending() hands out nothing.
-                self.close_session(sess, CloseCode.SLOW_CONSUMER, "client too slow: buffer full")
+                self.close_session(sess, CloseCode.SLOW_CONSUMER, _SLOW)
             faults = self.faults  # None unless a test installed it
-            item = sess.take_next() if faults is None and limit != 0 else None
+            seq = sess.written
+            item = None
+            if seq + 1 == sess.out_seq and faults is None and limit != 0:
+                item = sess.take_next()
             if item is not None:  # the usual fan-out: one new frame for this connection
+                seq += 1
                 try:  # (_frame() inlined: this runs once per recipient)
-                    out.append(item.frame(codec, sess.written))
+                    out.append(item.frame(codec, seq))
                 except TypeError:
-                    out.append(_frame(item, codec, sess.written))
-            else:
+                    out.append(_frame(item, codec, seq))
+            elif faults is None:  # a run of frames (a busy room's batch, a replay)
                 cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: base.py
-                pending = sess.take_pending(limit, cap)
-                if faults is not None:
-                    pending = faults.pending(link, sess, pending)
+                for item in sess.take_run(limit, cap):
+                    seq += 1
+                    try:  # (_frame() inlined, as above)
+                        out.append(item.frame(codec, seq))
+                    except TypeError:
+                        out.append(_frame(item, codec, seq))
+            else:
+                cap = MESSAGE_BYTES if link.info.server_ping else None
+                pending = faults.pending(link, sess, sess.take_pending(limit, cap))
                 for seq, item in pending:
                     out.append(_frame(item, codec, seq))
             # Control and the rx receipt were all taken: only sequenced frames can remain.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["server_frame"]
+__all__ = ["SHORT_HEADERS", "server_frame"]
 
 _FIN_TEXT = 0x81  # FIN and opcode 1
 _FIN_BINARY = 0x82  # FIN and opcode 2
@@ -24,6 +24,10 @@ _SHORT = (
     tuple(bytes((_FIN_TEXT, n)) for n in range(126)),
     tuple(bytes((_FIN_BINARY, n)) for n in range(126)),
 )
+SHORT_HEADERS = _SHORT
+"""``SHORT_HEADERS[binary][n]``: the header of a final frame of ``n`` < 126 bytes (what
+:func:`server_frame` puts before such a payload; a caller on the hot path looks it up
+itself, without the call)."""
 _MEDIUM = struct.Struct("!BBH").pack  # 126, then a 16-bit length
 _LONG = struct.Struct("!BBQ").pack  # 127, then a 64-bit length
 

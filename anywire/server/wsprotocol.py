@@ -33,7 +33,7 @@ from ..core.closecodes import CloseCode
 from ..core.settings import Settings
 from ..transports.direct import DIRECT_KEY
 from ..transports.meter import METER_KEY, ControlMeter
-from .wsframes import server_frame
+from .wsframes import SHORT_HEADERS, server_frame
 from .wsreading import DirectReadProtocol
 from .wsstate import Gate, Inbox
 
@@ -109,7 +109,11 @@ class _MeteredProtocol(DirectReadProtocol):
             and not conn.writes
             and not conn.expect_continuation_frame
         ):
-            self.transport.write(server_frame(data, binary))
+            length = len(data)  # (server_frame() inlined for the usual short message)
+            if length < 126:
+                self.transport.write(SHORT_HEADERS[binary][length] + data)
+            else:
+                self.transport.write(server_frame(data, binary))
             return True
         if (
             not self.handshake_complete

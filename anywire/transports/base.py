@@ -97,8 +97,8 @@ class Link:
     """One live transport connection of a session."""
 
     __slots__ = (
-        "_flag", "_waiters", "closing", "codec", "hold", "info", "interval", "more", "on_wake",
-        "peer", "queued", "sid", "traffic",
+        "_flag", "_waiters", "closing", "codec", "due", "hold", "info", "interval", "more",
+        "on_wake", "peer", "queued", "sid", "traffic",
     )  # fmt: skip
 
     def __init__(
@@ -134,6 +134,10 @@ class Link:
         # limits). Read at once after it, this is has_pending() without its three calls
         # (a writer's check after every write: docs/perf/frames.md).
         self.more = False
+        # Set by a writer while a flush of its is due that takes whatever is pushed until
+        # then (a batched WebSocket write): a push need not wake the link (the host's
+        # fan-out skips wake() then: two calls per delivery of a busy room).
+        self.due = False
 
     def push(self, frame: bytes) -> None:
         """Queue an already-encoded frame (hello, error) ahead of the session's frames.

@@ -321,8 +321,10 @@ class _Writer:
                 self._write_now(now)
             else:
                 # Written in this iteration (a burst) or the one before (a busy room: an
-                # event every iteration): batch with what comes in the next one.
+                # event every iteration): batch with what comes in the next one. Until
+                # then the host's pushes need not wake this link (Link.due).
                 self.task = self.batch.add(self.loop, self._batched)
+                self.link.due = True
 
     def hold(self) -> None:
         """The reader is about to feed frames in and will flush the answers itself."""
@@ -440,10 +442,14 @@ class _Writer:
         """A batched write's turn (:class:`.eager.Batch`, an iteration after the push
         that asked for it): one batch now, the rest as :meth:`_write_now` goes on."""
         self.task = None
+        self.link.due = False
         if self.ended or self.cut or self.closed:
             self.busy = False
             return
-        self._write_now(self.ticks.now())
+        ticks = self.ticks  # (ticks.now() inlined, as in wake())
+        now = ticks.n if ticks.armed else ticks.now()
+        ticks.asked = True
+        self._write_now(now)
 
     def _write_now(self, now: int, first: bytes | None = None) -> None:
         """The eager path (``busy`` is set): one batch written in this very call, with no

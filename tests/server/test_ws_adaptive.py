@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from anywire.core.closecodes import CloseCode
 from anywire.server.app import Anywire
+from anywire.transports.base import Link
 
 from .test_ws_flusher import FakePeer
 from .wsroom import connected, deliver, end, quiet
@@ -133,3 +135,52 @@ async def test_a_write_at_once_that_fails_ends_its_connection_not_the_delivery()
         assert _events(good) == [0, 1]
     finally:
         await end(aw, peers, tasks)
+
+
+async def test_pushes_while_a_batched_write_is_due_go_out_in_it_without_waking_it() -> None:
+    """While a batched write is due (Link.due), the host's pushes skip the wake-up (its
+    write takes them anyway); they go out in it, in order, and once it ran the next
+    push wakes the writer again. A close asked for meanwhile still goes out after."""
+    aw, peers, tasks = await _connected(2)
+    peer, closing = peers
+    by_user = {sess.user: sess.connection for sess in aw.host.sessions.values()}
+    links = [by_user[f"u{n}"] for n in range(2)]  # (connected() issues u0, u1 in order)
+    wakes = [0, 0]
+    for n, link in enumerate(links):
+        assert isinstance(link, Link) and link.on_wake is not None
+        link.on_wake = _counting(link.on_wake, wakes, n)
+    try:
+        await quiet()
+        deliver(aw, 0)  # written at once
+        deliver(aw, 1)  # wrote in this iteration: batched, the write is due
+        assert wakes == [2, 2] and all(isinstance(k, Link) and k.due for k in links)
+        for i in range(2, 5):
+            deliver(aw, i)
+        assert wakes == [2, 2]  # not woken again: the due write takes these too
+        for p in peers:
+            await p.wait_for(lambda p=p: _events(p) == [0, 1, 2, 3, 4])
+            assert _messages(p) == 3  # the hello, event 0, events 1-4
+        assert not any(isinstance(k, Link) and k.due for k in links)
+        await quiet()
+        deliver(aw, 5)
+        assert wakes == [3, 3]  # woken again, and written at once
+        assert all(_events(p) == [0, 1, 2, 3, 4, 5] and _messages(p) == 4 for p in peers)
+        deliver(aw, 6)  # batched: due again
+        closing_link = links[1]
+        assert isinstance(closing_link, Link) and closing_link.due
+        closing_link.close(CloseCode.NORMAL, "bye")  # a close while due: wakes as ever
+        deliver(aw, 7)
+        await closing.wait_for(lambda: any(m["type"] == "websocket.close" for m in closing.sent))
+        assert _events(closing) == [0, 1, 2, 3, 4, 5, 6, 7]  # everything, then the close
+        assert closing.sent[-1]["type"] == "websocket.close"
+        await peer.wait_for(lambda: _events(peer) == [0, 1, 2, 3, 4, 5, 6, 7])
+    finally:
+        await end(aw, peers, tasks)
+
+
+def _counting(wake: Callable[[], None], counts: list[int], n: int) -> Callable[[], None]:
+    def counted() -> None:
+        counts[n] += 1
+        wake()
+
+    return counted

@@ -111,6 +111,94 @@ def test_take_next_takes_nothing_unattached_or_past_a_gap() -> None:
     assert detached.take_next() is None
 
 
+def _model_pending(
+    sess: ServerSession, limit: int | None, max_bytes: int | None
+) -> list[tuple[int, Any]]:
+    """What take_pending must hand out, from the outbox as a list (the rule, slowly)."""
+    if sess.state is not SessionState.ATTACHED or sess.written < sess.floor - 1:
+        return []
+    pending = [(seq, o) for seq, o in sess.outbox if seq > sess.written]
+    if limit is not None:
+        pending = pending[:limit]
+    if max_bytes is not None:
+        total, kept = 0, []
+        for seq, o in pending:
+            total += o.size
+            if total > max_bytes and kept:
+                break
+            kept.append((seq, o))
+        pending = kept
+    return data(pending)
+
+
+def test_take_run_hands_the_frames_take_pending_numbers_from_written_plus_one() -> None:
+    # Every limit and byte cap, from the outbox's start, middle or a trimmed start: the
+    # frames the rule says, in order, numbered from written + 1; written moves past them.
+    for limit in (None, 0, 1, 2, 3, 10):
+        for max_bytes in (None, 1, 50, 10_000):
+            for acked, given in ((0, 0), (0, 2), (3, 3), (2, 4), (0, 5), (4, 6), (7, 7)):
+                sess = attached()
+                for i in range(7):
+                    item = out(i)
+                    item.size = 20 + i
+                    sess.push(item)
+                sess.acknowledge(acked)  # the outbox starts further on
+                sess.written = given  # some already given: the run is from the middle
+                expected = _model_pending(sess, limit, max_bytes)
+                first = sess.written + 1
+                run = sess.take_run(limit, max_bytes)
+                assert data([(first + i, item) for i, item in enumerate(run)]) == expected
+                assert sess.written == (expected[-1][0] if expected else given)
+                sess.written = given
+                assert data(sess.take_pending(limit, max_bytes)) == expected
+    sess = attached()
+    pushed(sess, 5)
+    assert [o.fields["d"] for o in sess.take_run(limit=2)] == [0, 1] and sess.written == 2
+    assert [o.fields["d"] for o in sess.take_run()] == [2, 3, 4] and sess.written == 5
+    assert sess.take_run() == []
+
+
+def test_acknowledge_drops_a_few_or_most_frames_and_their_bytes() -> None:
+    sess = attached()
+    for i in range(10):
+        item = out(i)
+        item.size = 10 + i
+        sess.push(item)
+    sess.take_pending()
+    sess.acknowledge(3)  # a few: dropped from the front
+    assert [seq for seq, _ in sess.outbox] == list(range(4, 11))
+    assert sess.outbox_bytes == sum(10 + i for i in range(3, 10)) and sess.floor == 4
+    sess.acknowledge(9)  # most: the rest kept
+    assert [seq for seq, _ in sess.outbox] == [10] and sess.outbox_bytes == 19
+    sess.acknowledge(9)  # again: nothing changes
+    assert [seq for seq, _ in sess.outbox] == [10] and sess.outbox_bytes == 19
+    sess.acknowledge(10)
+    assert sess.outbox == [] and sess.outbox_bytes == 0 and sess.floor == 11
+    sess.push(out(99))  # the outbox goes on after being emptied
+    assert [seq for seq, _ in sess.outbox] == [11] and sess.take_next() is not None
+
+
+def test_take_run_keeps_the_byte_cap_but_always_hands_the_first_frame() -> None:
+    sess = attached()
+    for i in range(4):
+        item = out(i)
+        item.size = 100
+        sess.push(item)
+    assert [o.fields["d"] for o in sess.take_run(max_bytes=250)] == [0, 1]
+    assert [o.fields["d"] for o in sess.take_run(max_bytes=50)] == [2]  # over on its own
+    assert [o.fields["d"] for o in sess.take_run(max_bytes=400)] == [3]
+    assert sess.written == 4
+
+
+def test_take_run_takes_nothing_unattached_or_past_a_gap() -> None:
+    sess = make()
+    pushed(sess, 2)
+    assert sess.take_run() == [] and sess.written == 0  # before the hello
+    small = attached(outbox_size=2)
+    pushed(small, 4)  # frames 1-2 dropped, never given: a gap
+    assert small.take_run() == [] and small.written == 0
+
+
 def test_nothing_is_taken_before_attach_and_early_frames_follow_the_hello() -> None:
     sess = make()
     pushed(sess, 2)  # e.g. by a connect hook
