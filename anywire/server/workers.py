@@ -11,10 +11,17 @@ from typing import Any
 
 from .cliopts import deflate_args, heartbeat_args, http_limit_args, http_limits, log_args
 
-__all__ = ["run_workers"]
+__all__ = ["BACKLOG", "run_workers"]
+
+BACKLOG = 4096
+"""Default length of the listening socket's accept queue (``anywire serve --backlog``).
+Linux caps it at ``net.core.somaxconn`` (4096 by default since 5.4); uvicorn's own
+default is 2048. In a reconnect storm every client connects twice within seconds
+(negotiate, then the WebSocket): connections past the queue are dropped by the kernel
+and wait for TCP's retransmission (1 s, 3 s, 7 s) before the server sees them."""
 
 
-def listeners(host: str, port: int, count: int) -> list[socket.socket]:
+def listeners(host: str, port: int, count: int, backlog: int = BACKLOG) -> list[socket.socket]:
     """The listening sockets of ``count`` workers on ``host:port``: one each on Linux
     (``SO_REUSEPORT``: the kernel spreads connections over them by hash), else one shared.
 
@@ -33,7 +40,7 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
         try:
             # Port 0: the first socket picks one, the others join it.
             sock.bind((host, out[0].getsockname()[1] if out else port))
-            sock.listen(2048)
+            sock.listen(backlog)
         except OSError:
             sock.close()
             for other in out:
@@ -52,7 +59,7 @@ def run_workers(args: argparse.Namespace) -> int:
     listening sockets (:func:`listeners`), starts the workers and passes SIGTERM/SIGINT
     on; it does not restart a worker that dies (run it under a process supervisor).
     """
-    socks = listeners(args.host, args.port, args.workers)
+    socks = listeners(args.host, args.port, args.workers, args.backlog)
     command = [
         sys.executable,
         "-m",
@@ -61,6 +68,9 @@ def run_workers(args: argparse.Namespace) -> int:
         args.target,
         "--redis",
         args.redis,
+        # The worker's server listens on the socket again (uvicorn): same queue length.
+        "--backlog",
+        str(args.backlog),
         *log_args(args),
         *http_limit_args(http_limits(args)),
         *heartbeat_args(args),
