@@ -1,12 +1,15 @@
-"""Server CPU spent on requests whose clients have gone (server/stale.py).
+"""Server CPU spent on requests whose clients have gone, and on refusing negotiates
+while the node sheds (server/stale.py).
 
 In a reconnect storm many attempts are given up by their clients while the request waits
 in the kernel (docs/perf/storm.md). This measures what such a request costs the node: the
 server (the bench app on anywire's default settings, pinned to CPU 0) is stopped
 (SIGSTOP), ``--batch`` connections each send a negotiate (or a WebSocket upgrade) and
 close, the server is continued, and its CPU seconds (from /proc) are read once it has
-handled them all. Rounds alternate between kinds; the best round of each is reported as
-microseconds of server CPU per connection.
+handled them all. ``shed``: the same with negotiates whose clients wait for their
+answers, the server stopped longer than its ``shed_lag`` (its loop is late when it runs
+again: it refuses them, 503). Rounds alternate between kinds; the best round of each is
+reported as microseconds of server CPU per connection.
 
     python3 bench/gone_cost.py --batch 1000 --rounds 5
 """
@@ -68,22 +71,40 @@ def settle(pid: int, port: int, deadline: float) -> None:
         last = now
 
 
-def one_round(kind: str, server: Server, batch: int, first_ip: int) -> float:
+def one_round(
+    kind: str, server: Server, batch: int, first_ip: int, answers: dict[int, int]
+) -> float:
+    """Server CPU microseconds per connection of one batch. ``shed``: negotiates whose
+    clients wait for their answers, sent while the server is stopped longer than its
+    ``shed_lag`` (0.5 s): it refuses them (503) once it runs again; the statuses are
+    counted in ``answers``."""
     pid = server.proc.pid
-    data = request(kind, server.port)
+    data = request("negotiate" if kind == "shed" else kind, server.port)
+    kept: list[socket.socket] = []
     os.kill(pid, signal.SIGSTOP)
     try:
         before = cpu_secs(pid)
         for i in range(batch):
             n = first_ip + i // PER_IP
             src = f"127.0.{1 + n // 250}.{2 + n % 250}"
-            with socket.create_connection(
-                ("127.0.0.1", server.port), timeout=10, source_address=(src, 0)
-            ) as sock:
-                sock.sendall(data)  # and closed: the client gave the attempt up
-        time.sleep(0.3)  # a negotiate counts as given up once it waited GONE_AFTER (0.2 s)
+            sock = socket.create_connection(
+                ("127.0.0.1", server.port), timeout=30, source_address=(src, 0)
+            )
+            sock.sendall(data)
+            if kind == "shed":
+                kept.append(sock)
+            else:
+                sock.close()  # the client gave the attempt up
+        # A negotiate counts as given up once it waited GONE_AFTER (0.2 s); the loop is
+        # late (shedding) past shed_lag (0.5 s).
+        time.sleep(0.8 if kind == "shed" else 0.3)
     finally:
         os.kill(pid, signal.SIGCONT)
+    for sock in kept:
+        with sock:
+            head = sock.recv(64)
+            status = int(head.split()[1]) if head.startswith(b"HTTP/") else 0
+            answers[status] = answers.get(status, 0) + 1
     settle(pid, server.port, time.monotonic() + 60)
     return (cpu_secs(pid) - before) / batch * 1e6
 
@@ -104,13 +125,16 @@ def main() -> None:
         ],
     )
     server = Server(target, 0 if (os.cpu_count() or 1) > 1 else None)
-    results: dict[str, list[float]] = {"negotiate": [], "upgrade": []}
+    results: dict[str, list[float]] = {"negotiate": [], "upgrade": [], "shed": []}
+    answers: dict[int, int] = {}
     ip = 0
     try:
         for _ in range(args.rounds):
             for kind in results:
-                results[kind].append(one_round(kind, server, args.batch, ip))
+                results[kind].append(one_round(kind, server, args.batch, ip, answers))
                 ip += args.batch // PER_IP + 1
+                if ip > 200 * 250:
+                    ip = 0
         final = stats(server.port)
     finally:
         server.stop()
@@ -119,6 +143,7 @@ def main() -> None:
         for kind, v in results.items()
     }
     out["gone"] = final.get("gone")  # counted by the server (None before stale.py did)
+    out["shed_answers"] = answers  # status -> count, of the "shed" rounds' negotiates
     out["loadavg"] = os.getloadavg()[0]
     print(json.dumps(out))
 

@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         default=BACKLOG,
         metavar="N",
         help="connections the kernel queues before the server accepts them (capped by "
-        "net.core.somaxconn); a reconnect storm overflows a short queue (docs/perf/storm.md)",
+        "net.core.somaxconn; longer is not better in a reconnect storm: "
+        "docs/perf/storm-round3.md)",
     )
     serve.add_argument(
         "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"

@@ -13,12 +13,12 @@ from .cliopts import deflate_args, heartbeat_args, http_limit_args, http_limits,
 
 __all__ = ["BACKLOG", "run_workers"]
 
-BACKLOG = 4096
-"""Default length of the listening socket's accept queue (``anywire serve --backlog``).
-Linux caps it at ``net.core.somaxconn`` (4096 by default since 5.4); uvicorn's own
-default is 2048. In a reconnect storm every client connects twice within seconds
-(negotiate, then the WebSocket): connections past the queue are dropped by the kernel
-and wait for TCP's retransmission (1 s, 3 s, 7 s) before the server sees them."""
+BACKLOG = 2048
+"""Default length of the listening socket's accept queue (``anywire serve --backlog``),
+uvicorn's own default. Linux caps it at ``net.core.somaxconn``. Longer is not better in
+a reconnect storm: 4096 held more connections whose clients had given up by the time
+the server reached them, and a 10,000-client storm that came back on 2048 collapsed
+(docs/perf/storm-round3.md)."""
 
 
 def listeners(host: str, port: int, count: int, backlog: int = BACKLOG) -> list[socket.socket]:
