@@ -380,7 +380,6 @@ class Anywire:
                     # The hook's election needs every node to see every user event.
                     self.broker.every_user = True
                 await self.host.start()
-                self.host.issuer.gate.lag.observe = self.observers.negotiated
                 self.host.issuer.gate.lag.start()  # load shedding (server/overload.py)
                 await self.undelivered.start()  # a restart forgets its old counts
                 if self.admin is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Callable
 
 from ..core.admission import Refusal
 from ..core.closecodes import CloseCode
@@ -69,8 +68,6 @@ class LoopLag:
         self._grown_at = -math.inf  # when the spread last doubled
         self.stall = StallClock()
         """Runs while the node sheds (on the loop's clock): resume windows stand still."""
-        self.observe: Callable[[str, tuple[str, ...]], None] | None = None
-        """Told of each negotiate refused unparsed (the node's observers: metrics, logs)."""
 
     def stalled(self, now: float) -> float:
         """The stall clock at ``now`` (the loop's time)."""
@@ -81,15 +78,12 @@ class LoopLag:
         if self.threshold > 0 and self._task is None:
             self._task = asyncio.create_task(self._probe(), name="anywire-loop-lag")
             Stale.listeners.append(self.stale_negotiate)
-            Stale.refusers.append(self.refuse_unparsed)
 
     async def stop(self) -> None:
         """Stop probing."""
         task, self._task = self._task, None
         if self.stale_negotiate in Stale.listeners:
             Stale.listeners.remove(self.stale_negotiate)
-        if self.refuse_unparsed in Stale.refusers:
-            Stale.refusers.remove(self.refuse_unparsed)
         await cancel_and_wait(task)
 
     def refusal(self) -> Refusal | None:
@@ -116,14 +110,6 @@ class LoopLag:
         self._deferred_until = max(self._deferred_until, now + retry)
         self.stall.set(now, True)
         return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
-
-    def refuse_unparsed(self) -> Refusal | None:
-        """:meth:`refusal` for a negotiate answered before it is parsed (server/stale.py),
-        told to :attr:`observe` as the application's own would be."""
-        refused = self.refusal()
-        if refused is not None and self.observe is not None:
-            self.observe("busy", ())
-        return refused
 
     def stale_negotiate(self, age: float) -> None:
         """A negotiate that waited ``age`` seconds in the kernel was shed (server/stale.py):

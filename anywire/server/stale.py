@@ -30,10 +30,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..core.admission import Refusal
 from ..core.closecodes import CloseCode
 
-__all__ = ["GONE", "GONE_AFTER", "STALE_AFTER", "Stale", "canned", "stale", "tcp_info", "waited"]
+__all__ = ["GONE", "GONE_AFTER", "STALE_AFTER", "Stale", "stale", "tcp_info", "waited"]
 
 STALE_AFTER = 5.0
 """Seconds a negotiate's request may have waited in the kernel before it is shed."""
@@ -62,9 +61,6 @@ class Stale:
     the connection (it gave the attempt up), in this process."""
     listeners: list[Callable[[float], None]] = []  # process-wide, on purpose
     """Called with the age (seconds) of each negotiate shed."""
-    refusers: list[Callable[[], Refusal | None]] = []  # process-wide, on purpose
-    """Asked before a negotiate is parsed: a refusal while the node sheds (its loop is
-    late, server/overload.py), answered here unparsed."""
 
 
 def tcp_info(transport: Any) -> tuple[int, float] | None:
@@ -110,16 +106,6 @@ def stale(first: bytes, transport: Any) -> bytes | None:
         negotiate = False  # an upgrade (a GET that names websocket: checked, not trusted)
     else:
         return None
-    if negotiate and b"\norigin:" not in first.lower():
-        # While the node sheds anyway, the refusal is answered here, unparsed: through
-        # the application it costs several times as much, and the crowd a node must
-        # refuse is larger than what it can afford to parse. Not a browser's (an Origin
-        # header): the application answers that one, with the CORS headers a
-        # cross-origin caller needs to read Retry-After.
-        for refuse in Stale.refusers:
-            refused = refuse()
-            if refused is not None:
-                return canned(refused.retry_after)
     info = tcp_info(transport)
     if info is None:
         return None
@@ -136,11 +122,7 @@ def stale(first: bytes, transport: Any) -> bytes | None:
     Stale.shed += 1
     for listener in Stale.listeners:
         listener(age)
-    return canned(random.randint(1, 10))  # a spread, not a secret
-
-
-def canned(retry: int) -> bytes:
-    """A complete ``503 busy`` answer (code 4000, ``Retry-After: retry``, closing)."""
+    retry = random.randint(1, 10)  # a spread, not a secret
     body = json.dumps(
         {
             "error": "busy",
