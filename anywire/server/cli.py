@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         default=BACKLOG,
         metavar="N",
         help="connections the kernel queues before the server accepts them (capped by "
-        "net.core.somaxconn; longer is not better in a reconnect storm: "
+        "net.core.somaxconn; a longer one showed no gain in a reconnect storm: "
         "docs/perf/storm-round3.md)",
     )
     serve.add_argument(

@@ -18,6 +18,14 @@ comes back, and the node told its listeners it is behind (its resume windows sta
 still: core/stall.py). Off with the rest of load shedding (``shed_lag`` 0). Only
 negotiates: a WebSocket upgrade, an SSE stream or a poll
 carries a ticket or a session the node already paid for.
+
+Work for clients that have gone is not done at all: a WebSocket upgrade whose client had
+already closed its side when the server first read it (it could never send its connect
+frame) or reset it, and a negotiate whose client did so after its request waited
+:data:`GONE_AFTER`, are closed unanswered before they are parsed. In a reconnect storm
+these are attempts their clients gave up; serving one cost the node 160-280 us of CPU,
+closing it about 50 us (``bench/gone_cost.py``, best rounds). Storms see few of them:
+most given-up attempts never complete their TCP handshake (docs/perf/storm-round3.md).
 """
 
 from __future__ import annotations

@@ -15,10 +15,9 @@ __all__ = ["BACKLOG", "run_workers"]
 
 BACKLOG = 2048
 """Default length of the listening socket's accept queue (``anywire serve --backlog``),
-uvicorn's own default. Linux caps it at ``net.core.somaxconn``. Longer is not better in
-a reconnect storm: 4096 held more connections whose clients had given up by the time
-the server reached them, and a 10,000-client storm that came back on 2048 collapsed
-(docs/perf/storm-round3.md)."""
+uvicorn's own default. Linux caps it at ``net.core.somaxconn``. A longer queue showed
+no gain in a reconnect storm (it holds more connections whose clients give up while
+they wait in it: docs/perf/storm-round3.md)."""
 
 
 def listeners(host: str, port: int, count: int, backlog: int = BACKLOG) -> list[socket.socket]:

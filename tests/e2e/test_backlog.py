@@ -2,7 +2,7 @@
 kernel (``ss``: a listening socket's Send-Q is its backlog). A reconnect storm connects
 every client twice within seconds; past the queue the kernel drops the connection and
 TCP retransmits it 1 s, 3 s, 7 s later, while a longer queue holds connections whose
-clients have given up (docs/perf/storm-round3.md: 4096 was worse than 2048)."""
+clients have given up (docs/perf/storm-round3.md: 4096 showed no gain)."""
 
 from __future__ import annotations
 
