@@ -40,7 +40,7 @@ from typing import Any
 
 from ..core.closecodes import CloseCode
 
-__all__ = ["GONE", "GONE_AFTER", "STALE_AFTER", "Stale", "stale", "tcp_info", "waited"]
+__all__ = ["GONE", "GONE_AFTER", "STALE_AFTER", "Stale", "stale", "tcp_info"]
 
 STALE_AFTER = 5.0
 """Seconds a negotiate's request may have waited in the kernel before it is shed."""
@@ -87,12 +87,6 @@ def tcp_info(transport: Any) -> tuple[int, float] | None:
         return None
     state = raw[_STATE]
     return state, float(struct.unpack_from("I", raw, _LAST_DATA_RECV)[0]) / 1000.0
-
-
-def waited(transport: Any) -> float | None:
-    """Seconds since the connection's last segment arrived (None: not known here)."""
-    info = tcp_info(transport)
-    return None if info is None else info[1]
 
 
 def stale(first: bytes, transport: Any) -> bytes | None:
