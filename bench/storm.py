@@ -487,6 +487,9 @@ def main() -> None:
     p.add_argument("--deadline", type=float, default=60.0, help="bound of each phase, seconds")
     p.add_argument("--drop", choices=["client", "server"], default="client")
     p.add_argument(
+        "--backlog", type=int, default=0, help="the server's accept queue (0: anywire's default)"
+    )
+    p.add_argument(
         "--max-sessions",
         type=int,
         default=None,
@@ -504,6 +507,7 @@ def main() -> None:
         lambda port: [
             *[sys.executable, "-m", "anywire.bench.app", "--port", str(port), "--defaults"],
             *["--max-sessions", str(args.max_sessions or 2 * args.clients)],
+            *(["--backlog", str(args.backlog)] if args.backlog else []),
         ],
     )
     ncpu = os.cpu_count() or 1

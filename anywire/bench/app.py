@@ -242,6 +242,7 @@ def make_app(redis: str | None = None, settings: Settings = BENCH_SETTINGS) -> A
             "loop_lag": round(aw.host.issuer.gate.lag.lag, 3),
             "shed": aw.host.issuer.gate.lag.shed,
             "stale": Stale.shed,  # negotiates shed for their age (server/stale.py)
+            "gone": Stale.gone,  # negotiates and upgrades whose client had left (stale.py)
         },
         drop,
         pace,
@@ -337,13 +338,17 @@ def main() -> None:
         help="with --defaults: the node's session cap (the default is 10,000, which a "
         "10,000-client storm reaches while abandoned attempts still hold their slots)",
     )
+    parser.add_argument(
+        "--backlog", type=int, default=None, help="the listening socket's accept queue"
+    )
     args = parser.parse_args()
     settings = BENCH_SETTINGS
     if args.defaults:
         settings = (
             Settings() if args.max_sessions is None else Settings(max_sessions=args.max_sessions)
         )
-    run(make_app(args.redis, settings), args.host, args.port, "warning")
+    backlog = {} if args.backlog is None else {"backlog": args.backlog}
+    run(make_app(args.redis, settings), args.host, args.port, "warning", **backlog)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from .cliopts import (
 from .doctor import enable_doctor
 from .httplimits import HttpLimits
 from .logs import scrub_uvicorn, uvicorn_log_config
-from .workers import run_workers
+from .workers import BACKLOG, run_workers
 from .wsprotocol import metered_protocol
 
 __all__ = [
@@ -130,6 +130,7 @@ def config(
     limits: HttpLimits | None = None,
     settings: Settings | None = None,
     log_format: str = "text",
+    backlog: int = BACKLOG,
 ) -> uvicorn.Config:
     """uvicorn settings anywire relies on (with ``settings``, WebSocket pings and pongs
     are charged to the flood budget: :mod:`.wsprotocol`, and permessage-deflate is
@@ -140,6 +141,7 @@ def config(
         host=host,
         port=port,
         fd=fd,
+        backlog=backlog,
         ws="websockets-sansio" if settings is None else metered_protocol(settings),
         ws_max_size=max_size,
         # Off unless asked for: it costs memory per connection and CPU per recipient.
@@ -163,13 +165,16 @@ def run(
     fd: int | None = None,
     limits: HttpLimits | None = None,
     log_format: str = "text",
+    backlog: int = BACKLOG,
 ) -> None:
     """Serve ``app`` in this process with graceful anywire shutdown (``log_format``:
-    :mod:`.logs`)."""
+    :mod:`.logs`; ``backlog``: the listening socket's accept queue, :data:`BACKLOG`)."""
     aw = find_anywire(app)
     max_size = 4 * (aw.settings.max_frame_size if aw else 64 * 1024)
     settings = aw.settings if aw else None
-    uv_config = config(app, host, port, log_level, max_size, fd, limits, settings, log_format)
+    uv_config = config(
+        app, host, port, log_level, max_size, fd, limits, settings, log_format, backlog
+    )
     server = _Server(uv_config, aw)
     logging.getLogger("uvicorn.error").addFilter(_StuckConnections())
     scrub_uvicorn()  # no ticket or session token from a query string in the access log
@@ -220,6 +225,15 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=1, help="node processes on this port (needs --redis)"
     )
     serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--backlog",
+        type=int,
+        default=BACKLOG,
+        metavar="N",
+        help="connections the kernel queues before the server accepts them (capped by "
+        "net.core.somaxconn; a longer one showed no gain in a reconnect storm: "
+        "docs/perf/storm-round3.md)",
+    )
     serve.add_argument(
         "--log-level", default="info", type=str.lower, choices=LOG_LEVELS, help="log level"
     )
@@ -369,7 +383,10 @@ def main(argv: list[str] | None = None) -> None:
             aw.metrics.serve_on(args.host, args.metrics_port)
         elif args.metrics == "prometheus":
             aw.metrics.use_prometheus()
-    run(app, args.host, args.port, args.log_level, args.fd, http_limits(args), args.log_format)
+    run(
+        app, args.host, args.port, args.log_level, args.fd, http_limits(args), args.log_format,
+        args.backlog,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -112,10 +112,13 @@ class LimitedHttpTools(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._first:
             self._first = False
-            shed = stale(data, self.transport)  # a negotiate nobody waits for (stale.py)
+            # A negotiate or upgrade nobody waits for (stale.py): answered 503 unparsed,
+            # or closed unanswered when its client has gone.
+            shed = stale(data, self.transport)
             if shed is not None:
                 self._cancel_timers()
-                self.transport.write(shed)
+                if shed:
+                    self.transport.write(shed)
                 self.transport.close()
                 return
         if not self._in_head:

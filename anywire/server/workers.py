@@ -11,10 +11,16 @@ from typing import Any
 
 from .cliopts import deflate_args, heartbeat_args, http_limit_args, http_limits, log_args
 
-__all__ = ["run_workers"]
+__all__ = ["BACKLOG", "run_workers"]
+
+BACKLOG = 2048
+"""Default length of the listening socket's accept queue (``anywire serve --backlog``),
+uvicorn's own default. Linux caps it at ``net.core.somaxconn``. A longer queue showed
+no gain in a reconnect storm (it holds more connections whose clients give up while
+they wait in it: docs/perf/storm-round3.md)."""
 
 
-def listeners(host: str, port: int, count: int) -> list[socket.socket]:
+def listeners(host: str, port: int, count: int, backlog: int = BACKLOG) -> list[socket.socket]:
     """The listening sockets of ``count`` workers on ``host:port``: one each on Linux
     (``SO_REUSEPORT``: the kernel spreads connections over them by hash), else one shared.
 
@@ -33,7 +39,7 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
         try:
             # Port 0: the first socket picks one, the others join it.
             sock.bind((host, out[0].getsockname()[1] if out else port))
-            sock.listen(2048)
+            sock.listen(backlog)
         except OSError:
             sock.close()
             for other in out:
@@ -52,7 +58,7 @@ def run_workers(args: argparse.Namespace) -> int:
     listening sockets (:func:`listeners`), starts the workers and passes SIGTERM/SIGINT
     on; it does not restart a worker that dies (run it under a process supervisor).
     """
-    socks = listeners(args.host, args.port, args.workers)
+    socks = listeners(args.host, args.port, args.workers, args.backlog)
     command = [
         sys.executable,
         "-m",
@@ -61,6 +67,9 @@ def run_workers(args: argparse.Namespace) -> int:
         args.target,
         "--redis",
         args.redis,
+        # The worker's server listens on the socket again (uvicorn): same queue length.
+        "--backlog",
+        str(args.backlog),
         *log_args(args),
         *http_limit_args(http_limits(args)),
         *heartbeat_args(args),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import subprocess
 import sys
 
 from anywire.server.app import Anywire
 from anywire.server.cli import find_anywire
 from anywire.server.demo import make_app
+from anywire.server.workers import listeners
 
 
 def test_several_workers_without_redis_are_refused() -> None:
@@ -74,3 +77,14 @@ def test_bad_redis_urls_are_refused() -> None:
         )  # fmt: skip
         assert result.returncode == 2, url
         assert "--redis: " in result.stderr and message in result.stderr, result.stderr
+
+
+def test_worker_sockets_listen_with_the_backlog_asked_for() -> None:
+    socks = listeners("127.0.0.1", 0, 2, backlog=77)
+    try:
+        for sock in socks:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            assert struct.unpack_from("I", info, 28)[0] == 77  # tcpi_sacked: the backlog
+    finally:
+        for sock in socks:
+            sock.close()
