@@ -88,18 +88,42 @@ class Record:
             raise AssertionError(f"timed out; received {self.data}") from None
 
 
-class Frozen:
-    """Every transport's frozen-node run (own client, user, room and publisher each), its
-    client pinned to one node (reconnected until that node owns its session; the first
-    run's owner is the one): that node SIGSTOPped once every run has its first events,
-    SIGCONTed once every run noticed and published the rest. One freeze serves the
-    three transports."""
+class Pinned:
+    """Per-transport runs whose clients (through nginx) all have their session on one
+    node, so one fault of that node serves the three: each client is reconnected until
+    that node owns its session; the first run's owner is the one."""
 
     PIN_TRIES = 12  # nginx round-robins: each try lands on the pinned node about half the time
 
     def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
         (self.nodes, self.ngx), self.redis = cluster, redis
-        self.owner: Server | None = None  # the pinned node, the one frozen
+        self.owner: Server | None = None  # the pinned node
+
+    async def _pinned(self, user: str, transport: str, event: str) -> tuple[Client, Record]:
+        for _ in range(self.PIN_TRIES):
+            client = Client(self.ngx.url, make_token(user), transports=(transport,),
+                            backoff_max=0.3)  # fmt: skip
+            record = Record(client, event)
+            await client.connect()
+            owner = _owner(self.redis, self.nodes, client.sid or "")
+            self.owner = self.owner or owner
+            if owner is self.owner:
+                return client, record
+            await client.close()
+        raise AssertionError(f"{transport}: no session on the pinned node in {self.PIN_TRIES}")
+
+    @property
+    def survivor(self) -> Server:
+        return next(n for n in self.nodes if n is not self.owner)
+
+
+class Frozen(Pinned):
+    """Every transport's frozen-node run (own client, user, room and publisher each) on
+    the pinned node: SIGSTOPped once every run has its first events, SIGCONTed once every
+    run noticed and published the rest. One freeze serves the three transports."""
+
+    def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
+        super().__init__(cluster, redis)
         self.stopped = 0.0  # when it was frozen (monotonic)
         self.freeze = Meeting(TRANSPORTS, self._freeze)
         self.thaw = Meeting(TRANSPORTS, self._thaw)
@@ -116,27 +140,12 @@ class Frozen:
         if self.owner is not None:
             os.kill(self.owner.proc.pid, signal.SIGCONT)
 
-    async def _pinned(self, transport: str) -> tuple[Client, Record]:
-        for _ in range(self.PIN_TRIES):
-            client = Client(self.ngx.url, make_token(f"frozen-{transport}"),
-                            transports=(transport,), backoff_max=0.3)  # fmt: skip
-            record = Record(client, "n")
-            await client.connect()
-            owner = _owner(self.redis, self.nodes, client.sid or "")
-            self.owner = self.owner or owner
-            if owner is self.owner:
-                return client, record
-            await client.close()
-        raise AssertionError(f"{transport}: no session on the pinned node in {self.PIN_TRIES}")
-
     async def run(self, transport: str) -> tuple[list[int], int, float]:
         room = f"frozen-{transport}"
-        client, record = await self._pinned(transport)  # connected
+        client, record = await self._pinned(f"frozen-{transport}", transport, "n")
         try:
             await client.join(room)
-            assert self.owner is not None
-            survivor = next(n for n in self.nodes if n is not self.owner)
-            pub = Client(survivor.url, make_token(f"frozen-pub-{transport}"),
+            pub = Client(self.survivor.url, make_token(f"frozen-pub-{transport}"),
                          transports=("websocket",))  # fmt: skip
             async with pub:
                 for i in range(1, 4):
@@ -211,44 +220,81 @@ async def test_a_poll_held_for_a_node_that_dies_is_answered_within_a_few_heartbe
         b.stop()
 
 
+class Crash(Pinned):
+    """Every transport's crash run (own client, user and publisher each) on the pinned
+    node: SIGKILLed once every run has published 11 events (5 of them received), restarted
+    once every run is done (the module's later tests need both nodes). One crash serves
+    the three transports."""
+
+    TOTAL = 30
+
+    def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
+        super().__init__(cluster, redis)
+        self.kill = Meeting(TRANSPORTS, self._kill)
+        self.restart = Meeting(TRANSPORTS, self.revive)
+
+    async def _kill(self) -> None:
+        assert self.owner is not None
+        self.owner.stop(sig_term=False)  # SIGKILL: the sessions' node is gone
+
+    async def revive(self) -> None:
+        if self.owner is not None and self.owner.proc.poll() is not None:
+            await asyncio.to_thread(self.owner.restart)
+
+    async def run(self, transport: str) -> tuple[Record, list[Any], bool, int]:
+        try:
+            client, record = await self._pinned(f"own-{transport}", transport, "s")
+            try:
+                sid = client.sid or ""
+                pub = Client(self.survivor.url, make_token(f"own-pub-{transport}"),
+                             transports=("websocket",))  # fmt: skip
+                async with pub:
+                    calls = []
+                    for i in range(self.TOTAL):
+                        await pub.call("publish", {"to": sid, "event": "s", "data": i},
+                                       timeout=10)  # fmt: skip
+                        if i % 6 == 0:
+                            ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
+                            calls.append(
+                                asyncio.ensure_future(pub.call("call_sid", ask, timeout=20))
+                            )
+                        if i == 10:
+                            await record.until(lambda: len(record.data) >= 5)
+                            await self.kill.meet(transport)
+                    await record.until(lambda: len(record.data) >= self.TOTAL, 20)
+                    replies = await asyncio.gather(*calls)
+                return record, replies, client.sid == sid, client.stats["duplicates"]
+            finally:
+                await client.close()
+        finally:
+            await self.restart.meet(transport)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def crash(
+    cluster: tuple[list[Server], Nginx], redis: RedisServer
+) -> AsyncIterator[Together[tuple[Record, list[Any], bool, int]]]:
+    runs = Crash(cluster, redis)
+    together = Together(TRANSPORTS, runs.run)
+    yield together
+    await together.aclose()
+    await runs.revive()  # a run that failed before the restart: never leave a node dead
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.asyncio(loop_scope="module")
 async def test_events_to_a_session_and_calls_survive_the_crash_of_its_node(
-    cluster: tuple[list[Server], Nginx], redis: RedisServer, transport: str
+    crash: Together[tuple[Record, list[Any], bool, int]], transport: str
 ) -> None:
-    nodes, ngx = cluster
-    client = Client(ngx.url, make_token(f"own-{transport}"), transports=(transport,),
-                    backoff_max=0.3)  # fmt: skip
-    record = Record(client, "s")
-    total = 30
-    owner: Server | None = None
-    try:
-        async with client:
-            sid = client.sid or ""
-            owner = _owner(redis, nodes, sid)
-            survivor = next(n for n in nodes if n is not owner)
-            pub = Client(survivor.url, make_token("own-pub"), transports=("websocket",))
-            async with pub:
-                calls = []
-                for i in range(total):
-                    await pub.call("publish", {"to": sid, "event": "s", "data": i}, timeout=10)
-                    if i % 6 == 0:
-                        ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
-                        calls.append(asyncio.ensure_future(pub.call("call_sid", ask, timeout=20)))
-                    if i == 10:
-                        await record.until(lambda: len(record.data) >= 5)
-                        owner.stop(sig_term=False)  # SIGKILL: the session's node is gone
-                await record.until(lambda: len(record.data) >= total, 20)
-                replies = await asyncio.gather(*calls)
-            assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
-            # Events and calls share the session's stream: every offset once, none missing.
-            everything = sorted(record.offsets + record.asked_at)
-            assert everything == list(range(1, len(everything) + 1))
-            assert replies == [{"reply": i} for i in range(0, total, 6)]
-            assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
-            assert client.sid == sid and client.stats["duplicates"] == 0
-    finally:
-        # Even when an assertion failed: the module's later tests need both nodes.
-        if owner is not None:
-            owner.restart()
+    record, replies, same_sid, duplicates = await crash.result(transport, 90)
+    total = Crash.TOTAL
+    assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
+    # Events and calls share the session's stream: every offset once, none missing.
+    everything = sorted(record.offsets + record.asked_at)
+    assert everything == list(range(1, len(everything) + 1))
+    assert replies == [{"reply": i} for i in range(0, total, 6)]
+    assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
+    assert same_sid and duplicates == 0
 
 
 async def test_a_stopping_node_drains_within_its_bound_forwards_meanwhile_and_logs_nothing(
