@@ -50,10 +50,11 @@ class Run:
 
     @property
     def alone(self) -> bool:
-        """The kit changes what every connection gets while this run is out (refused
-        upgrades, a buffered stream): no other run may be out meanwhile."""
+        """No other run may be out meanwhile: the kit changes what every connection gets
+        while this run is out (refused upgrades, a buffered stream), or its check is timed
+        on the client's side (``Scenario.alone``)."""
         s = self.scenario
-        return s.refuse_websocket or s.refuse_sse or s.buffer_sse
+        return s.alone or s.refuse_websocket or s.refuse_sse or s.buffer_sse
 
     def instructions(self) -> dict[str, Any]:
         steps = []
