@@ -31,11 +31,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--only", default="", help="comma-separated scenario names")
     p.add_argument("--json", metavar="FILE", help="also write the JSON report there ('-': stdout)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="runs out at once at most (advertised in every /next answer; a "
+                   "driver polling from one worker gets them one after another)")  # fmt: skip
     args = p.parse_args(argv)
     try:
         kit = Kit(
             tuple(t for t in args.transports.split(",") if t),
             tuple(n for n in args.only.split(",") if n),
+            args.parallel,
         )
     except ValueError as exc:
         p.error(str(exc))
@@ -75,6 +79,7 @@ async def _serve(kit: Kit, host: str, port: int, timeout: float) -> bool:
         # {"done": true} rather than a refused connection (bounded: a driver may not ask).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(kit.told_done.wait(), DONE_GRACE)
+    await kit.close()  # a /next still waiting for a slot is answered done
     server.should_exit = True
     await task
     return finished

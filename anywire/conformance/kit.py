@@ -42,10 +42,19 @@ class Run:
     results: list[dict[str, Any]] = field(default_factory=list)
     started: float = 0.0
     seconds: float | None = None  # from handing out to the verdict
+    reported: bool = False  # the driver's report (or skip) came in
 
     @property
     def name(self) -> str:
         return f"{self.scenario.name}[{self.transport}]"
+
+    @property
+    def alone(self) -> bool:
+        """No other run may be out meanwhile: the kit changes what every connection gets
+        while this run is out (refused upgrades, a buffered stream), or its check is timed
+        on the client's side (``Scenario.alone``)."""
+        s = self.scenario
+        return s.alone or s.refuse_websocket or s.refuse_sse or s.buffer_sse
 
     def instructions(self) -> dict[str, Any]:
         steps = []
@@ -124,7 +133,10 @@ class Kit:
     endpoints and the control interface."""
 
     def __init__(
-        self, transports: tuple[str, ...] = TRANSPORTS, only: tuple[str, ...] = ()
+        self,
+        transports: tuple[str, ...] = TRANSPORTS,
+        only: tuple[str, ...] = (),
+        parallel: int = 1,
     ) -> None:
         table = scenarios()
         known = {s.name for s in table}
@@ -134,6 +146,12 @@ class Kit:
         bad = [t for t in transports if t not in TRANSPORTS]
         if bad or not transports:
             raise ValueError(f"transports must be among {list(TRANSPORTS)}: {bad}")
+        if parallel < 1:
+            raise ValueError(f"parallel must be 1 or more, not {parallel}")
+        # Runs out at once at most (handed out, not yet reported), advertised in every
+        # /next answer: a driver may poll /next from that many workers. A driver that
+        # polls from one gets the runs one after another, as before.
+        self.parallel = parallel
         # A tiny stream history, so the gap scenario can outrun it ($lost); a small flood
         # budget, so the flood scenario is short (advertised at negotiate: a paced client
         # follows it).
@@ -156,7 +174,9 @@ class Kit:
                 self.runs.append(run)
         self.by_namespace = {r.namespace: r for r in self.runs}
         self.aw.observers.add(_Watch(self))
-        self.current: Run | None = None  # the run last handed out (one at a time)
+        self.out: list[Run] = []  # handed out, not yet reported
+        self.changed = asyncio.Condition()  # notified when a run is reported, or at close
+        self.closing = False  # the kit is stopping: every waiting /next is answered done
         self.done = asyncio.Event()
         self.told_done = asyncio.Event()  # a driver was answered {"done": true}
         self._judging: set[asyncio.Task[None]] = set()
@@ -164,15 +184,38 @@ class Kit:
 
     # -- control interface ----------------------------------------------------------------
 
-    def next(self) -> dict[str, Any]:
-        for run in self.runs:
-            if run.status == "pending":
-                run.status = "running"
-                self.current = run
-                run.started = time.monotonic()
-                return run.instructions()
-        self.told_done.set()
-        return {"done": True}
+    async def next(self) -> dict[str, Any]:
+        """The next run, in table order, once it may go out: at most ``parallel`` runs
+        out at once, and a run that changes every connection (``Run.alone``) only with
+        no other. Waits (the driver's request stays open) until then; ``{"done": true}``
+        when every run was handed out."""
+        async with self.changed:
+            while True:
+                pending = next((r for r in self.runs if r.status == "pending"), None)
+                if pending is None or self.closing:
+                    if not self.out:  # every report is in: this driver is finished
+                        self.told_done.set()
+                    return {"done": True}
+                alone = pending.alone or any(r.alone for r in self.out)
+                if not (self.out and alone) and len(self.out) < self.parallel:
+                    break
+                await self.changed.wait()
+            pending.status = "running"
+            pending.started = time.monotonic()
+            self.out.append(pending)
+            return {**pending.instructions(), "parallel": self.parallel}
+
+    async def close(self) -> None:
+        """Answer every waiting /next with done (the kit is stopping)."""
+        async with self.changed:
+            self.closing = True
+            self.changed.notify_all()
+
+    async def _reported(self, run: Run) -> None:
+        async with self.changed:
+            run.reported = True
+            self.out.remove(run)
+            self.changed.notify_all()
 
     def token(self, query: str) -> tuple[int, dict[str, Any]]:
         """A JWT for ``sub``, valid ``ttl`` seconds (1-3600). With ``late=1``: the first
@@ -192,17 +235,19 @@ class Kit:
         claims = {"sub": sub, "iat": now, "exp": exp}
         return 200, {"token": jwt.encode(claims, self.key, algorithm="HS256")}
 
-    def report(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async def report(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         run = next((r for r in self.runs if r.name == body.get("scenario")), None)
-        if run is None or run.status != "running":
+        if run is None or run.status != "running" or run.reported:
             return 400, {"error": f"no running scenario named {body.get('scenario')!r}"}
         if body.get("skipped"):
             run.status, run.reason = "skipped", str(body["skipped"])
+            await self._reported(run)
             self._maybe_done()
             return 200, {"ok": True}
         results = body.get("results")
         if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
             return 400, {"error": "results must be a list of objects, one per step"}
+        await self._reported(run)
         # Result i answers step i: the kit notes the step's event, so checks can tell
         # two waits apart without the client echoing its instructions.
         for r, step in zip(results, run.scenario.steps, strict=False):
@@ -257,7 +302,8 @@ class Kit:
     # -- ASGI -------------------------------------------------------------------------------
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        run = self.current
+        # A run that changes every connection is out alone (Kit.next): it is out[0].
+        run = self.out[0] if self.out and self.out[0].alone else None
         if scope["type"] == "websocket" and run is not None and run.scenario.refuse_websocket:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
@@ -276,7 +322,7 @@ class Kit:
             return
         method, tail = scope["method"], path[len(CONTROL) :]
         if method == "GET" and tail == "/next":
-            await _json(send, 200, self.next())
+            await _json(send, 200, await self.next())
         elif method == "GET" and tail == "/token":
             await _json(send, *self.token(scope.get("query_string", b"").decode()))
         elif method == "GET" and tail == "/results":
@@ -296,7 +342,7 @@ class Kit:
             except ValueError as exc:
                 await _json(send, 400, {"error": f"report is not a JSON object: {exc}"})
                 return
-            await _json(send, *self.report(body))
+            await _json(send, *await self.report(body))
         else:
             await _json(send, 404, {"error": f"unknown control endpoint {method} {path}"})
 

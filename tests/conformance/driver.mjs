@@ -160,9 +160,21 @@ class Run {
   }
 }
 
+async function next() {
+  return await (await fetch(`${base}/conformance/next`)).json();
+}
+
+// As many workers as the kit lets runs out at once (its --parallel, in every /next
+// answer; 1 when it says nothing): each runs scenarios one after another until done.
 async function main() {
-  for (;;) {
-    const todo = await (await fetch(`${base}/conformance/next`)).json();
+  const first = await next();
+  const more = first.done ? 0 : (first.parallel ?? 1) - 1;
+  await Promise.all([worker(first), ...Array.from({ length: more }, () => worker(null))]);
+}
+
+async function worker(todo) {
+  for (;; todo = null) {
+    if (todo === null) todo = await next();
     if (todo.done) return;
     const report = { scenario: todo.scenario, results: [], error: null };
     if (!HAVE[todo.transport]) {

@@ -221,22 +221,37 @@ def _break(c: Client, mode: str) -> None:
 
 
 async def main(url: str, broken: str, cap: float | None = None) -> int:
+    # /next may wait for a free slot (the kit's --parallel): no read timeout on it.
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        while True:
-            todo = (await http.get("/conformance/next")).json()
-            if todo.get("done"):
-                return 0
-            run, results, error = Run(url, broken, cap), [], None
-            try:
-                for s in todo["do"]:
-                    results.append(await run.step(s))
-            except Exception as exc:
-                error = repr(exc)
-            finally:
-                await run.aclose()
-            report = {"scenario": todo["scenario"], "results": results, "error": error}
-            r = await http.post("/conformance/report", json=report)
-            r.raise_for_status()
+        first = (await http.get("/conformance/next", timeout=None)).json()
+        # As many workers as the kit lets runs out at once (1 unless it says otherwise).
+        more = 0 if first.get("done") else int(first.get("parallel", 1)) - 1
+        await asyncio.gather(_worker(http, url, broken, cap, first),
+                             *(_worker(http, url, broken, cap) for _ in range(more)))  # fmt: skip
+    return 0
+
+
+async def _worker(
+    http: httpx.AsyncClient, url: str, broken: str, cap: float | None, todo: Any = None
+) -> None:
+    """Runs scenarios one after another until the kit says done."""
+    while True:
+        if todo is None:
+            todo = (await http.get("/conformance/next", timeout=None)).json()
+        if todo.get("done"):
+            return
+        run, results, error = Run(url, broken, cap), [], None
+        try:
+            for s in todo["do"]:
+                results.append(await run.step(s))
+        except Exception as exc:
+            error = repr(exc)
+        finally:
+            await run.aclose()
+        report = {"scenario": todo["scenario"], "results": results, "error": error}
+        r = await http.post("/conformance/report", json=report)
+        r.raise_for_status()
+        todo = None
 
 
 if __name__ == "__main__":

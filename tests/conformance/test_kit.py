@@ -4,6 +4,7 @@ clear reason."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -14,15 +15,24 @@ from pathlib import Path
 
 import pytest
 
+from anywire.conformance.kit import Kit
 from anywire.conformance.scenarios import FLOOD, scenarios
 from tests.e2e.conftest import ROOT, free_port
 
 NODE = shutil.which("node")
 
 
+# Runs out at once per kit (`anywire conformance --parallel`): the drivers poll from as many
+# workers. The table's longest runs (token_refresh, close_codes_40xx: ~4 s each per
+# transport) then overlap instead of adding up (the Python run alone: 42.7 s -> 15.5 s at
+# 4). 3, not more: token_refresh's 5 s credentials must be refreshed in time with the
+# module's 13 kits and drivers sharing 2 cores (receipts, timed tighter, goes out alone).
+PARALLEL = "3"
+
+
 def _kit(port: int, report: Path, *args: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "anywire.server.cli", "conformance", "--port", str(port),
-           "--json", str(report), "--timeout", "120", *args]  # fmt: skip
+           "--json", str(report), "--timeout", "120", "--parallel", PARALLEL, *args]  # fmt: skip
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
 
@@ -193,3 +203,49 @@ def test_unknown_scenario_is_a_clear_error() -> None:
            "--only", "nope"]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "unknown scenario(s) ['nope']" in done.stderr
+
+
+async def _turns(n: int = 20) -> None:
+    """Give the event loop ``n`` turns (a waiter notified has run by then; no clock)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_the_kit_lets_parallel_runs_out_and_one_that_changes_every_connection_alone() -> (
+    None
+):
+    only = ("acks_both_ways", "ordered_burst", "drop_then_resume", "transport_fallback")
+    kit = Kit(("websocket",), only, parallel=2)
+    names = [f"{n}[websocket]" for n in only]
+    a, b = await kit.next(), await kit.next()
+    assert [a["scenario"], b["scenario"]] == names[:2] and a["parallel"] == 2
+    third = asyncio.create_task(kit.next())
+    await _turns()
+    assert not third.done()  # two out already
+    await kit.report({"scenario": names[1], "results": []})
+    assert (await third)["scenario"] == names[2]
+    fourth = asyncio.create_task(kit.next())
+    await kit.report({"scenario": names[0], "results": []})
+    await _turns()
+    # A slot is free, but transport_fallback refuses every WebSocket upgrade: not while
+    # drop_then_resume is out.
+    assert not fourth.done() and [r.name for r in kit.out] == names[2:3]
+    await kit.report({"scenario": names[2], "results": []})
+    assert (await fourth)["scenario"] == names[3]
+    # Every run handed out, one still out: done for this worker, the kit not finished.
+    assert await kit.next() == {"done": True} and not kit.told_done.is_set()
+    await kit.report({"scenario": names[3], "results": []})
+    assert await kit.next() == {"done": True} and kit.told_done.is_set()
+    await asyncio.wait_for(kit.done.wait(), 5)
+    # The report keeps the table's order, whatever order the verdicts came in.
+    assert [r["scenario"] for r in kit.results()["scenarios"]] == names
+
+
+async def test_a_waiting_next_is_answered_done_when_the_kit_stops() -> None:
+    kit = Kit(("websocket", "sse"), ("acks_both_ways",), parallel=1)
+    first = await kit.next()
+    waiting = asyncio.create_task(kit.next())
+    await _turns()
+    assert first["parallel"] == 1 and not waiting.done()
+    await kit.close()
+    assert await waiting == {"done": True}

@@ -112,7 +112,11 @@ def restrictive_proxies(upstream: int) -> Iterator[dict[str, Nginx]]:
             proxy.stop()
 
 
+# A test server's settings whose heartbeats (1 s) and poll window (3 s) are shorter than
+# the short-idle proxy's 5 s read timeout.
+PROXY_TEST_SERVER = {"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}
+
+
 def proxy_test_server(app: str = "tests.e2e.testapp:app") -> Server:
-    """A test server whose heartbeats (1 s) and poll window (3 s) are shorter than the
-    short-idle proxy's 5 s read timeout."""
-    return start_server({"AW_PING_INTERVAL": "1", "AW_POLL_WINDOW": "3"}, app=app)
+    """A test server with PROXY_TEST_SERVER's settings, once it answers."""
+    return start_server(PROXY_TEST_SERVER, app=app)

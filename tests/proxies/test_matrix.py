@@ -30,10 +30,10 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from anywire.clients.python import Client
 from tests.browser.conftest import APP, chromium, load
 from tests.browser.drive import js, wait, wait_events
-from tests.e2e.conftest import Server, make_token, start_server
+from tests.e2e.conftest import Server, make_token, spawn_server, start_servers
 from tests.netfault import FaultProxy
 
-from .nginx import Nginx, proxy_test_server, start_nginx
+from .nginx import PROXY_TEST_SERVER, Nginx, start_nginx
 from .squid import Squid, start_squid
 
 FIRST_MESSAGE = 1.0  # the issue's target, seconds
@@ -88,7 +88,7 @@ class World:
     """Every server and intermediary the cells need, started once for the module."""
 
     urls: dict[str, str]
-    halfopen: FaultProxy
+    halfopen: dict[str, FaultProxy]  # a proxy per half-open cell: they run side by side
     idlecut: FaultProxy
     proxies: dict[str, str]  # a site reached through a forward proxy: its address
 
@@ -100,8 +100,29 @@ def world() -> Iterator[World]:
     faults: list[FaultProxy] = []
     squid: Squid | None = None
     try:
-        plain = proxy_test_server(app=APP)  # heartbeat 1 s, poll window 3 s
-        servers.append(plain)
+        # The five servers spawned side by side (their start-up overlaps on the cores).
+        servers += start_servers([
+            spawn_server(PROXY_TEST_SERVER, app=APP),  # plain: heartbeat 1 s, poll window 3 s
+            spawn_server({"AW_BREAK": "websocket-silent"}, app=APP),  # ws-black-hole
+            spawn_server({"AW_BREAK": "websocket,sse-silent"}, app=APP),  # sse-held
+            # Half-open: a long heartbeat and poll window so only the send's missing ack
+            # notices.
+            spawn_server({
+                "AW_PING_INTERVAL": "20",
+                "AW_PING_TIMEOUT": str(PING_TIMEOUT),
+                "AW_POLL_WINDOW": "20",
+                "AW_RESUME_WINDOW": "30",
+            }, app=APP),
+            # Idle cut: the heartbeat is far longer than the cut; the client adapts it.
+            spawn_server({
+                "AW_PING_INTERVAL": "20",
+                "AW_PING_TIMEOUT": "5",
+                "AW_MIN_PING_INTERVAL": "0.5",
+                "AW_POLL_WINDOW": "20",
+                "AW_RESUME_WINDOW": "30",
+            }, app=APP),
+        ])  # fmt: skip
+        plain, black_hole, held, half_open, idle_cut = servers
         urls = {"plain": plain.url}
         for cell, conf in (
             ("nginx-ws-blocked", "ws-blocked"),
@@ -112,42 +133,15 @@ def world() -> Iterator[World]:
             urls[cell] = proxies[-1].url
         squid = start_squid()  # a forward proxy: the client is told to use it
         urls["squid"] = plain.url
-        for cell, broken in (
-            ("ws-black-hole", "websocket-silent"),
-            ("sse-held", "websocket,sse-silent"),
-        ):
-            servers.append(start_server({"AW_BREAK": broken}, app=APP))
-            urls[cell] = servers[-1].url
-        # Half-open: a long heartbeat and poll window so only the send's missing ack notices.
-        servers.append(
-            start_server(
-                {
-                    "AW_PING_INTERVAL": "20",
-                    "AW_PING_TIMEOUT": str(PING_TIMEOUT),
-                    "AW_POLL_WINDOW": "20",
-                    "AW_RESUME_WINDOW": "30",
-                },
-                app=APP,
-            )
-        )
-        faults.append(FaultProxy(servers[-1].port))
-        urls["half-open"] = faults[-1].url
-        # Idle cut: the heartbeat is far longer than the cut; the client adapts it.
-        servers.append(
-            start_server(
-                {
-                    "AW_PING_INTERVAL": "20",
-                    "AW_PING_TIMEOUT": "5",
-                    "AW_MIN_PING_INTERVAL": "0.5",
-                    "AW_POLL_WINDOW": "20",
-                    "AW_RESUME_WINDOW": "30",
-                },
-                app=APP,
-            )
-        )
-        faults.append(FaultProxy(servers[-1].port, idle_cut=IDLE_CUT))
+        urls["ws-black-hole"], urls["sse-held"] = black_hole.url, held.url
+        halfopen: dict[str, FaultProxy] = {}
+        for c in CELLS:
+            if c.site == "half-open":
+                faults.append(FaultProxy(half_open.port))
+                halfopen[c.name] = faults[-1]
+        faults.append(FaultProxy(idle_cut.port, idle_cut=IDLE_CUT))
         urls["idle-cut"] = faults[-1].url
-        yield World(urls, faults[0], faults[1], {"squid": squid.url})
+        yield World(urls, halfopen, faults[-1], {"squid": squid.url})
     finally:
         if squid is not None:
             squid.stop()
@@ -179,20 +173,25 @@ async def _wait(pred: Callable[[], bool], changed: asyncio.Event, within: float)
             await changed.wait()
 
 
+def _url(world: World, cell: Cell) -> str:
+    proxy = world.halfopen.get(cell.name)
+    return proxy.url if proxy is not None else world.urls[cell.site]
+
+
 async def _half_open(
-    world: World, client: Client, states: list[str], changed: asyncio.Event
+    world: World, cell: Cell, client: Client, states: list[str], changed: asyncio.Event
 ) -> None:
     """Black-hole the path, send into it, and restore it once the client noticed."""
     mark = len(states)
-    world.halfopen.set("blackhole")
+    world.halfopen[cell.name].set("blackhole")
     await client.emit("record", "lost-in-the-hole")  # must be resent after the resume
     await _wait(lambda: "reconnecting" in states[mark:], changed, PING_TIMEOUT + 3)
-    world.halfopen.set("forward")
+    world.halfopen[cell.name].set("forward")
     await _wait(lambda: states[-1] == "connected", changed, 15)
 
 
 async def _idle_cut(
-    world: World, client: Client, states: list[str], changed: asyncio.Event
+    world: World, cell: Cell, client: Client, states: list[str], changed: asyncio.Event
 ) -> None:
     """Stay idle until the client has asked for a heartbeat shorter than the cut (bounded),
     then through a quiet window of 2.5 cut periods."""
@@ -205,7 +204,8 @@ async def _idle_cut(
     await asyncio.sleep(2.5 * IDLE_CUT)  # the condition under test is idleness itself
 
 
-MIDDLE: dict[str, Callable[[World, Client, list[str], asyncio.Event], Awaitable[None]]] = {
+Middle = Callable[[World, Cell, Client, list[str], asyncio.Event], Awaitable[None]]
+MIDDLE: dict[str, Middle] = {
     "half-open": _half_open,
     "idle-cut": _idle_cut,
 }
@@ -237,7 +237,7 @@ async def _run_python_cell(world: World, cell: Cell) -> PyOutcome:
     if cell.site in world.proxies:
         kwargs["proxy"] = world.proxies[cell.site]
     client = Client(
-        world.urls[cell.site],
+        _url(world, cell),
         token=make_token(user),
         backoff_base=0.05,
         backoff_max=0.2,
@@ -270,7 +270,7 @@ async def _run_python_cell(world: World, cell: Cell) -> PyOutcome:
             await client.emit("record", i)
         middle = MIDDLE.get(cell.site)
         if middle is not None:
-            await middle(world, client, states, changed)
+            await middle(world, cell, client, states, changed)
         for i in range(half, SENT):
             await client.emit("record", i)
         recorded = await client.call("recorded", timeout=15)
@@ -304,29 +304,31 @@ async def _run_python_cell(world: World, cell: Cell) -> PyOutcome:
         await client.close()
 
 
-IDLE_CELLS = [c for c in CELLS if c.site == "idle-cut"]
+TOGETHER = ("idle-cut", "half-open")  # sites whose cells run side by side
 
 
-class IdleRuns:
-    """The idle-cut cells' Python runs, started together when the first of them comes up
-    (so they do not run beside the other cells): each is an idle wait of ~10 s through
-    the same idle-cutting proxy, which cuts each connection on its own; each client has
-    its own user. One window instead of three."""
+class SiteRuns:
+    """The Python runs of a site's cells (TOGETHER), started together when the first of
+    them comes up (so they do not run beside the other cells); each client has its own
+    user. Idle cut: each is an idle wait of ~10 s through the same idle-cutting proxy,
+    which cuts each connection on its own. Half-open: each black-holes a proxy of its own
+    (World.halfopen). One window instead of three."""
 
     def __init__(self, world: World) -> None:
         self.world = world
         self.tasks: dict[str, asyncio.Task[PyOutcome]] = {}
 
     def get(self, cell: Cell) -> asyncio.Task[PyOutcome]:
-        if not self.tasks:
-            for c in IDLE_CELLS:
-                self.tasks[c.name] = asyncio.ensure_future(_run_python_cell(self.world, c))
+        if cell.name not in self.tasks:
+            for c in CELLS:
+                if c.site == cell.site:
+                    self.tasks[c.name] = asyncio.ensure_future(_run_python_cell(self.world, c))
         return self.tasks[cell.name]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def idle_runs(world: World) -> AsyncIterator[IdleRuns]:
-    runs = IdleRuns(world)
+async def site_runs(world: World) -> AsyncIterator[SiteRuns]:
+    runs = SiteRuns(world)
     yield runs
     for task in runs.tasks.values():
         task.cancel()
@@ -335,9 +337,9 @@ async def idle_runs(world: World) -> AsyncIterator[IdleRuns]:
 
 @pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
 @pytest.mark.asyncio(loop_scope="module")
-async def test_cell_python(world: World, results: Path, idle_runs: IdleRuns, cell: Cell) -> None:
-    if cell.site == "idle-cut":
-        out = await asyncio.wait_for(idle_runs.get(cell), 60)
+async def test_cell_python(world: World, results: Path, site_runs: SiteRuns, cell: Cell) -> None:
+    if cell.site in TOGETHER:
+        out = await asyncio.wait_for(site_runs.get(cell), 60)
     else:
         out = await _run_python_cell(world, cell)
     row = out.row
@@ -400,7 +402,7 @@ def _open_js_cell(browser: Browser, world: World, cell: Cell) -> JsCell:
         else browser.new_context()
     )
     try:
-        page = load(context, world.urls[cell.site])
+        page = load(context, _url(world, cell))
         first_ms, echo, chosen = js(page, TIMED_OPEN, {"sub": user, "options": options})
         for i in range(SENT // 2):
             js(page, "h.emit('m', 'record', arg)", i)
@@ -412,19 +414,51 @@ def _open_js_cell(browser: Browser, world: World, cell: Cell) -> JsCell:
     return JsCell(context, page, first_ms, echo, chosen)
 
 
-class IdlePages:
-    """The idle-cut cells' pages, opened together when the first of them comes up (each
-    in its own context; the proxy cuts each connection on its own): their idle windows
-    overlap instead of following one another."""
+def _half_open_pages(world: World, group: list[tuple[Cell, JsCell]]) -> None:
+    """Per page (its own proxy): black-hole the path and send into it; then, for each,
+    restore the path once the page noticed, within PING_TIMEOUT + 3 s of its own send."""
+    marks: dict[str, int] = {}
+    deadlines: dict[str, float] = {}
+    for cell, opened in group:
+        marks[cell.name] = js(opened.page, f"{STATE}.length")
+        world.halfopen[cell.name].set("blackhole")
+        js(opened.page, "h.emit('m', 'record', 'lost-in-the-hole')")
+        deadlines[cell.name] = time.monotonic() + PING_TIMEOUT + 3
+    for cell, opened in group:
+        left = max(0.05, deadlines[cell.name] - time.monotonic())
+        wait(opened.page, f"{STATE}.slice(arg).includes('reconnecting')", marks[cell.name],
+             timeout=int(left * 1000))  # fmt: skip
+        world.halfopen[cell.name].set("forward")
+    for _, opened in group:
+        wait(opened.page, "h.socket('m').state === 'connected'", None, timeout=15_000)
+
+
+class SitePages:
+    """The pages of a site's cells (TOGETHER), opened together when the first of them
+    comes up, each in its own context: their windows overlap instead of following one
+    another. Idle cut: the proxy cuts each connection on its own. Half-open: each page
+    has a proxy of its own, black-holed and restored here (_half_open_pages)."""
 
     def __init__(self, browser: Browser, world: World) -> None:
         self.browser, self.world = browser, world
         self.cells: dict[str, JsCell] = {}
+        self.failed: dict[str, BaseException] = {}  # site -> what broke its common part
 
     def get(self, cell: Cell) -> JsCell:
-        if not self.cells:
-            for c in IDLE_CELLS:
-                self.cells[c.name] = _open_js_cell(self.browser, self.world, c)
+        if cell.site in self.failed:
+            raise AssertionError(f"{cell.site}: the cells' common part failed") from (
+                self.failed[cell.site]
+            )
+        if cell.name not in self.cells:
+            group = [c for c in CELLS if c.site == cell.site]
+            try:
+                for c in group:
+                    self.cells[c.name] = _open_js_cell(self.browser, self.world, c)
+                if cell.site == "half-open":
+                    _half_open_pages(self.world, [(c, self.cells[c.name]) for c in group])
+            except BaseException as exc:
+                self.failed[cell.site] = exc
+                raise
         return self.cells[cell.name]
 
     def close(self) -> None:
@@ -433,32 +467,25 @@ class IdlePages:
 
 
 @pytest.fixture(scope="module")
-def idle_pages(browser: Browser, world: World) -> Iterator[IdlePages]:
-    pages = IdlePages(browser, world)
+def site_pages(browser: Browser, world: World) -> Iterator[SitePages]:
+    pages = SitePages(browser, world)
     yield pages
     pages.close()
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])
 def test_cell_js(
-    world: World, results: Path, browser: Browser, idle_pages: IdlePages, cell: Cell
+    world: World, results: Path, browser: Browser, site_pages: SitePages, cell: Cell
 ) -> None:
     """The same cell for the browser client in Chromium (upgrade off: the transport the
-    racing chose is the one measured)."""
-    opened = idle_pages.get(cell) if cell.site == "idle-cut" else None
+    racing chose is the one measured). Half-open: the path was black-holed and restored
+    in SitePages.get, beside the other half-open pages."""
+    opened = site_pages.get(cell) if cell.site in TOGETHER else None
     opened = opened or _open_js_cell(browser, world, cell)
     page, first_ms, chosen = opened.page, opened.first_ms, opened.chosen
     try:
         assert opened.echo == "first"
-        if cell.site == "half-open":
-            mark = js(page, f"{STATE}.length")
-            world.halfopen.set("blackhole")
-            js(page, "h.emit('m', 'record', 'lost-in-the-hole')")
-            wait(page, f"{STATE}.slice(arg).includes('reconnecting')", mark,
-                 timeout=int((PING_TIMEOUT + 3) * 1000))  # fmt: skip
-            world.halfopen.set("forward")
-            wait(page, "h.socket('m').state === 'connected'", None, timeout=15_000)
-        elif cell.site == "idle-cut":
+        if cell.site == "idle-cut":
             assert js(page, "document.visibilityState") == "visible"  # timers unthrottled
             wait(page, "window.settledAt !== undefined", None,
                  timeout=int((6 * IDLE_CUT + 4) * 1000))  # fmt: skip

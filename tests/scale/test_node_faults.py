@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -88,36 +89,106 @@ class Record:
             raise AssertionError(f"timed out; received {self.data}") from None
 
 
-async def test_a_frozen_node_is_noticed_within_the_heartbeat_bound(
-    cluster: tuple[list[Server], Nginx], redis: RedisServer, transport: str
-) -> None:
-    nodes, ngx = cluster
-    room = f"frozen-{transport}"
-    client = Client(ngx.url, make_token(f"frozen-{transport}"), transports=(transport,),
-                    backoff_max=0.3)  # fmt: skip
-    record = Record(client, "n")
-    async with client:
-        await client.join(room)
-        owner = _owner(redis, nodes, client.sid or "")
-        survivor = next(n for n in nodes if n is not owner)
-        async with Client(survivor.url, make_token("frozen-pub"), transports=("websocket",)) as pub:
-            for i in range(1, 4):
-                await pub.call("publish", {"room": room, "event": "n", "data": i})
-            await record.until(lambda: len(record.offsets) == 3)
-            stopped = time.monotonic()
-            os.kill(owner.proc.pid, signal.SIGSTOP)  # alive to TCP, silent to everyone
-            try:
-                await until(lambda: client.state != "connected", 10, "the drop", poll=0.02)
-                noticed = time.monotonic() - stopped
-                for i in range(4, 7):
+class Pinned:
+    """Per-transport runs whose clients (through nginx) all have their session on one
+    node, so one fault of that node serves the three: each client is reconnected until
+    that node owns its session; the first run's owner is the one."""
+
+    PIN_TRIES = 12  # nginx round-robins: each try lands on the pinned node about half the time
+
+    def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
+        (self.nodes, self.ngx), self.redis = cluster, redis
+        self.owner: Server | None = None  # the pinned node
+
+    async def _pinned(self, user: str, transport: str, event: str) -> tuple[Client, Record]:
+        for _ in range(self.PIN_TRIES):
+            client = Client(self.ngx.url, make_token(user), transports=(transport,),
+                            backoff_max=0.3)  # fmt: skip
+            record = Record(client, event)
+            await client.connect()
+            owner = _owner(self.redis, self.nodes, client.sid or "")
+            self.owner = self.owner or owner
+            if owner is self.owner:
+                return client, record
+            await client.close()
+            # A connect may take an even number of nginx's round-robin turns (long-poll:
+            # negotiate, poll...), landing on the same node every time: a random extra turn.
+            if random.random() < 0.5:
+                httpx.get(self.ngx.url + "/anywire/health", timeout=5)
+        raise AssertionError(f"{transport}: no session on the pinned node in {self.PIN_TRIES}")
+
+    @property
+    def survivor(self) -> Server:
+        return next(n for n in self.nodes if n is not self.owner)
+
+
+class Frozen(Pinned):
+    """Every transport's frozen-node run (own client, user, room and publisher each) on
+    the pinned node: SIGSTOPped once every run has its first events, SIGCONTed once every
+    run noticed and published the rest. One freeze serves the three transports."""
+
+    def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
+        super().__init__(cluster, redis)
+        self.stopped = 0.0  # when it was frozen (monotonic)
+        self.freeze = Meeting(TRANSPORTS, self._freeze)
+        self.thaw = Meeting(TRANSPORTS, self._thaw)
+
+    async def _freeze(self) -> None:
+        assert self.owner is not None
+        self.stopped = time.monotonic()
+        os.kill(self.owner.proc.pid, signal.SIGSTOP)  # alive to TCP, silent to everyone
+
+    async def _thaw(self) -> None:
+        # Thawed (a node starved for a while): nginx, which has no health checks, sends
+        # every other request there meanwhile, so each client settles once it answers
+        # again, on whichever node.
+        if self.owner is not None:
+            os.kill(self.owner.proc.pid, signal.SIGCONT)
+
+    async def run(self, transport: str) -> tuple[list[int], int, float]:
+        room = f"frozen-{transport}"
+        client, record = await self._pinned(f"frozen-{transport}", transport, "n")
+        try:
+            await client.join(room)
+            pub = Client(self.survivor.url, make_token(f"frozen-pub-{transport}"),
+                         transports=("websocket",))  # fmt: skip
+            async with pub:
+                for i in range(1, 4):
                     await pub.call("publish", {"room": room, "event": "n", "data": i})
-            finally:
-                # Thawed (a node starved for a while): nginx, which has no health checks,
-                # sends every other request there meanwhile, so the client settles once
-                # it answers again, on whichever node.
-                os.kill(owner.proc.pid, signal.SIGCONT)
-            await record.until(lambda: len(record.offsets) == 6, 20)
-        assert record.offsets == [1, 2, 3, 4, 5, 6] and client.stats["duplicates"] == 0
+                await record.until(lambda: len(record.offsets) == 3)
+                await self.freeze.meet(transport)
+                try:
+                    await until(lambda: client.state != "connected", 10, "the drop", poll=0.02)
+                    noticed = time.monotonic() - self.stopped
+                    for i in range(4, 7):
+                        await pub.call("publish", {"room": room, "event": "n", "data": i})
+                finally:
+                    await self.thaw.meet(transport)
+                await record.until(lambda: len(record.offsets) == 6, 20)
+            return record.offsets, client.stats["duplicates"], noticed
+        finally:
+            await client.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def frozen(
+    cluster: tuple[list[Server], Nginx], redis: RedisServer
+) -> AsyncIterator[Together[tuple[list[int], int, float]]]:
+    runs = Frozen(cluster, redis)
+    together = Together(TRANSPORTS, runs.run)
+    yield together
+    await together.aclose()
+    if runs.owner is not None:
+        os.kill(runs.owner.proc.pid, signal.SIGCONT)  # a run that failed frozen: never leave it
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_frozen_node_is_noticed_within_the_heartbeat_bound(
+    frozen: Together[tuple[list[int], int, float]], transport: str
+) -> None:
+    offsets, duplicates, noticed = await frozen.result(transport, 60)
+    assert offsets == [1, 2, 3, 4, 5, 6] and duplicates == 0
     assert noticed < DETECTION + 1.0, f"{transport}: the frozen node took {noticed:.2f} s"
 
 
@@ -154,44 +225,81 @@ async def test_a_poll_held_for_a_node_that_dies_is_answered_within_a_few_heartbe
         b.stop()
 
 
+class Crash(Pinned):
+    """Every transport's crash run (own client, user and publisher each) on the pinned
+    node: SIGKILLed once every run has published 11 events (5 of them received), restarted
+    once every run is done (the module's later tests need both nodes). One crash serves
+    the three transports."""
+
+    TOTAL = 30
+
+    def __init__(self, cluster: tuple[list[Server], Nginx], redis: RedisServer) -> None:
+        super().__init__(cluster, redis)
+        self.kill = Meeting(TRANSPORTS, self._kill)
+        self.restart = Meeting(TRANSPORTS, self.revive)
+
+    async def _kill(self) -> None:
+        assert self.owner is not None
+        self.owner.stop(sig_term=False)  # SIGKILL: the sessions' node is gone
+
+    async def revive(self) -> None:
+        if self.owner is not None and self.owner.proc.poll() is not None:
+            await asyncio.to_thread(self.owner.restart)
+
+    async def run(self, transport: str) -> tuple[Record, list[Any], bool, int]:
+        try:
+            client, record = await self._pinned(f"own-{transport}", transport, "s")
+            try:
+                sid = client.sid or ""
+                pub = Client(self.survivor.url, make_token(f"own-pub-{transport}"),
+                             transports=("websocket",))  # fmt: skip
+                async with pub:
+                    calls = []
+                    for i in range(self.TOTAL):
+                        await pub.call("publish", {"to": sid, "event": "s", "data": i},
+                                       timeout=10)  # fmt: skip
+                        if i % 6 == 0:
+                            ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
+                            calls.append(
+                                asyncio.ensure_future(pub.call("call_sid", ask, timeout=20))
+                            )
+                        if i == 10:
+                            await record.until(lambda: len(record.data) >= 5)
+                            await self.kill.meet(transport)
+                    await record.until(lambda: len(record.data) >= self.TOTAL, 20)
+                    replies = await asyncio.gather(*calls)
+                return record, replies, client.sid == sid, client.stats["duplicates"]
+            finally:
+                await client.close()
+        finally:
+            await self.restart.meet(transport)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def crash(
+    cluster: tuple[list[Server], Nginx], redis: RedisServer
+) -> AsyncIterator[Together[tuple[Record, list[Any], bool, int]]]:
+    runs = Crash(cluster, redis)
+    together = Together(TRANSPORTS, runs.run)
+    yield together
+    await together.aclose()
+    await runs.revive()  # a run that failed before the restart: never leave a node dead
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.asyncio(loop_scope="module")
 async def test_events_to_a_session_and_calls_survive_the_crash_of_its_node(
-    cluster: tuple[list[Server], Nginx], redis: RedisServer, transport: str
+    crash: Together[tuple[Record, list[Any], bool, int]], transport: str
 ) -> None:
-    nodes, ngx = cluster
-    client = Client(ngx.url, make_token(f"own-{transport}"), transports=(transport,),
-                    backoff_max=0.3)  # fmt: skip
-    record = Record(client, "s")
-    total = 30
-    owner: Server | None = None
-    try:
-        async with client:
-            sid = client.sid or ""
-            owner = _owner(redis, nodes, sid)
-            survivor = next(n for n in nodes if n is not owner)
-            pub = Client(survivor.url, make_token("own-pub"), transports=("websocket",))
-            async with pub:
-                calls = []
-                for i in range(total):
-                    await pub.call("publish", {"to": sid, "event": "s", "data": i}, timeout=10)
-                    if i % 6 == 0:
-                        ask = {"sid": sid, "event": "ask", "data": i, "timeout": 15}
-                        calls.append(asyncio.ensure_future(pub.call("call_sid", ask, timeout=20)))
-                    if i == 10:
-                        await record.until(lambda: len(record.data) >= 5)
-                        owner.stop(sig_term=False)  # SIGKILL: the session's node is gone
-                await record.until(lambda: len(record.data) >= total, 20)
-                replies = await asyncio.gather(*calls)
-            assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
-            # Events and calls share the session's stream: every offset once, none missing.
-            everything = sorted(record.offsets + record.asked_at)
-            assert everything == list(range(1, len(everything) + 1))
-            assert replies == [{"reply": i} for i in range(0, total, 6)]
-            assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
-            assert client.sid == sid and client.stats["duplicates"] == 0
-    finally:
-        # Even when an assertion failed: the module's later tests need both nodes.
-        if owner is not None:
-            owner.restart()
+    record, replies, same_sid, duplicates = await crash.result(transport, 90)
+    total = Crash.TOTAL
+    assert record.data == list(range(total)) and record.offsets == sorted(record.offsets)
+    # Events and calls share the session's stream: every offset once, none missing.
+    everything = sorted(record.offsets + record.asked_at)
+    assert everything == list(range(1, len(everything) + 1))
+    assert replies == [{"reply": i} for i in range(0, total, 6)]
+    assert sorted(record.answered) == list(range(0, total, 6))  # each answered once
+    assert same_sid and duplicates == 0
 
 
 async def test_a_stopping_node_drains_within_its_bound_forwards_meanwhile_and_logs_nothing(
