@@ -22,6 +22,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from ..wsreplies import acks, close_code
 from .conftest import Server, make_token, start_server
 
 WAIT = 10.0
@@ -83,23 +84,13 @@ class RawWs:
         assert done(), self.frames
 
     def acks(self) -> list[Any]:
-        out = []
-        for f in self.frames:
-            if f.opcode is Opcode.TEXT:
-                decoded = json.loads(f.data)
-                for x in decoded if isinstance(decoded, list) else [decoded]:
-                    if x["t"] == "ack":
-                        out.append(x["d"])
-        return out
+        return acks(self.frames)
 
     def pongs(self) -> list[bytes]:
         return [bytes(f.data) for f in self.frames if f.opcode is Opcode.PONG]
 
     def close_code(self) -> int | None:
-        for f in self.frames:
-            if f.opcode is Opcode.CLOSE:
-                return int.from_bytes(f.data[:2], "big")
-        return None
+        return close_code(self.frames)
 
     async def ended(self) -> None:
         """The server closed the TCP connection (bounded)."""

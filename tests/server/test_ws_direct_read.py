@@ -30,6 +30,7 @@ from anywire.server.app import Anywire
 from anywire.server.wsprotocol import metered_protocol
 from anywire.transports.wsread import QUIET_YIELD
 
+from ..wsreplies import acks, close_code
 from .helpers import issue
 from .wsroom import quiet
 
@@ -129,20 +130,10 @@ class Pair:
 
     def acks(self) -> list[Any]:
         """The ``d`` of every ack the server sent, in order."""
-        out = []
-        for f in self.frames:
-            if f.opcode is Opcode.TEXT:
-                decoded = json.loads(f.data)
-                for x in decoded if isinstance(decoded, list) else [decoded]:
-                    if x["t"] == "ack":
-                        out.append(x["d"])
-        return out
+        return acks(self.frames)
 
     def close_code(self) -> int | None:
-        for f in self.frames:
-            if f.opcode is Opcode.CLOSE:
-                return int.from_bytes(f.data[:2], "big")
-        return None
+        return close_code(self.frames)
 
 
 def _app(calls: list[Any]) -> Anywire:
