@@ -173,19 +173,19 @@ class Delivery:
                     out.append(item.frame(codec, seq))
                 except TypeError:
                     out.append(_frame(item, codec, seq))
-            elif faults is None:  # a run of frames (a busy room's batch, a replay)
+            else:  # a run of frames (a busy room's batch, a replay)
                 cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: base.py
-                for item in sess.take_run(limit, cap):
-                    seq += 1
-                    try:  # (_frame() inlined, as above)
-                        out.append(item.frame(codec, seq))
-                    except TypeError:
+                if faults is None:
+                    for item in sess.take_run(limit, cap):
+                        seq += 1
+                        try:  # (_frame() inlined, as above)
+                            out.append(item.frame(codec, seq))
+                        except TypeError:
+                            out.append(_frame(item, codec, seq))
+                else:
+                    pending = faults.pending(link, sess, sess.take_pending(limit, cap))
+                    for seq, item in pending:
                         out.append(_frame(item, codec, seq))
-            else:
-                cap = MESSAGE_BYTES if link.info.server_ping else None
-                pending = faults.pending(link, sess, sess.take_pending(limit, cap))
-                for seq, item in pending:
-                    out.append(_frame(item, codec, seq))
             # Control and the rx receipt were all taken: only sequenced frames can remain.
             more = sess.written < sess.out_seq
         link.more = more

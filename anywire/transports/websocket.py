@@ -446,10 +446,7 @@ class _Writer:
         if self.ended or self.cut or self.closed:
             self.busy = False
             return
-        ticks = self.ticks  # (ticks.now() inlined, as in wake())
-        now = ticks.n if ticks.armed else ticks.now()
-        ticks.asked = True
-        self._write_now(now)
+        self._write_now(self.ticks.now())
 
     def _write_now(self, now: int, first: bytes | None = None) -> None:
         """The eager path (``busy`` is set): one batch written in this very call, with no
