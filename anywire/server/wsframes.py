@@ -32,7 +32,7 @@ def _header(opcode: int, length: int) -> bytes:
 
 # Looked up, not packed: a batch of a few events (a few hundred bytes) is the usual
 # message of a busy room, and struct's pack plus the call cost ~550 instructions per
-# write (callgrind, docs/perf/fanout-round2.md). 2 x 2048 headers: ~190 KB per process.
+# write (callgrind, docs/perf/fanout-round2.md). 2 x 2048 headers: ~184 KB per process.
 HEADERS = (
     tuple(_header(_FIN_TEXT, n) for n in range(HEADERS_BELOW)),
     tuple(_header(_FIN_BINARY, n) for n in range(HEADERS_BELOW)),
