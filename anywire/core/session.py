@@ -246,9 +246,10 @@ class ServerSession:
                 positions = self.positions = {}
             else:
                 last = positions.get(stream)
-                # (pos <= last first: one tuple comparison rules out the usual new event;
-                # with the same stream and epoch it is the offsets' comparison.)
-                if last is not None and pos <= last and last[1] == pos[1]:
+                # (The offsets first: an int comparison rules out the usual new event; a
+                # tuple comparison, pos <= last, cost ~400 instructions per recipient.
+                # last is of the same stream, so with the same epoch this is pos <= last.)
+                if last is not None and pos[2] <= last[2] and last[1] == pos[1]:
                     return 0
             positions[stream] = pos
         size = out.size
@@ -387,7 +388,13 @@ class ServerSession:
         else:  # the tail, taken from its end
             taken = list(islice(reversed(out), count))
             taken.reverse()
-        if max_bytes is not None and len(taken) > 1 and sum(map(_SIZE, taken)) > max_bytes:
+        # (The whole outbox within the cap, the usual case: the run is too, no sum.)
+        if (
+            max_bytes is not None
+            and len(taken) > 1
+            and self._out_bytes > max_bytes
+            and sum(map(_SIZE, taken)) > max_bytes
+        ):
             total = 0
             for n, item in enumerate(taken):
                 total += item.size
@@ -543,11 +550,13 @@ class ServerSession:
         drop = min(len(out), n - (self.out_seq - len(out)))
         if drop > 0:
             # (Summed and dropped in C, not frame by frame: every delivered frame goes
-            # this way once. Most of the outbox goes at once: the rest is copied.)
-            self._out_bytes -= sum(map(_SIZE, islice(out, drop)))
+            # this way once. Most of the outbox goes at once: the rest is copied, and
+            # _out_bytes, the sum of the sizes in the outbox, is the smaller rest's sum.)
             if drop * 2 >= len(out):
-                self._out = deque(islice(out, drop, None))
+                rest = self._out = deque(islice(out, drop, None))
+                self._out_bytes = sum(map(_SIZE, rest)) if rest else 0
             else:
+                self._out_bytes -= sum(map(_SIZE, islice(out, drop)))
                 for _ in range(drop):
                     out.popleft()
         self.floor = max(self.floor, n + 1)

@@ -173,6 +173,7 @@ class Delivery:
                     out.append(item.frame(codec, seq))
                 except TypeError:
                     out.append(_frame(item, codec, seq))
+                # (more stays False: take_next() handed the last frame pushed.)
             else:  # a run of frames (a busy room's batch, a replay)
                 cap = MESSAGE_BYTES if link.info.server_ping else None  # streams: base.py
                 if faults is None:
@@ -186,8 +187,9 @@ class Delivery:
                     pending = faults.pending(link, sess, sess.take_pending(limit, cap))
                     for seq, item in pending:
                         out.append(_frame(item, codec, seq))
-            # Control and the rx receipt were all taken: only sequenced frames can remain.
-            more = sess.written < sess.out_seq
+                # Control and the rx receipt were all taken: only sequenced frames can
+                # remain.
+                more = sess.written < sess.out_seq
         link.more = more
         if link.closing is not None:
             code, reason = link.closing

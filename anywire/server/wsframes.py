@@ -15,29 +15,39 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["SHORT_HEADERS", "server_frame"]
+__all__ = ["HEADERS", "HEADERS_BELOW", "server_frame"]
 
 _FIN_TEXT = 0x81  # FIN and opcode 1
 _FIN_BINARY = 0x82  # FIN and opcode 2
-# The headers of payloads under 126 bytes (nearly every event): looked up, not packed.
-_SHORT = (
-    tuple(bytes((_FIN_TEXT, n)) for n in range(126)),
-    tuple(bytes((_FIN_BINARY, n)) for n in range(126)),
-)
-SHORT_HEADERS = _SHORT
-"""``SHORT_HEADERS[binary][n]``: the header of a final frame of ``n`` < 126 bytes (what
-:func:`server_frame` puts before such a payload; a caller on the hot path looks it up
-itself, without the call)."""
 _MEDIUM = struct.Struct("!BBH").pack  # 126, then a 16-bit length
 _LONG = struct.Struct("!BBQ").pack  # 127, then a 64-bit length
+
+HEADERS_BELOW = 2048
+"""Payload lengths below this have their header in :data:`HEADERS`."""
+
+
+def _header(opcode: int, length: int) -> bytes:
+    return bytes((opcode, length)) if length < 126 else _MEDIUM(opcode, 126, length)
+
+
+# Looked up, not packed: a batch of a few events (a few hundred bytes) is the usual
+# message of a busy room, and struct's pack plus the call cost ~550 instructions per
+# write (callgrind, docs/perf/fanout-round2.md). 2 x 2048 headers: ~184 KB per process.
+HEADERS = (
+    tuple(_header(_FIN_TEXT, n) for n in range(HEADERS_BELOW)),
+    tuple(_header(_FIN_BINARY, n) for n in range(HEADERS_BELOW)),
+)
+"""``HEADERS[binary][n]``: the header of a final frame of ``n`` < :data:`HEADERS_BELOW`
+bytes (what :func:`server_frame` puts before such a payload; a caller on the hot path
+looks it up itself, without the call)."""
 
 
 def server_frame(data: bytes, binary: bool) -> bytes:
     """``data`` as one unmasked, final text (UTF-8, not checked) or binary frame: the
     bytes ``websockets`` would write for it with no extension negotiated."""
     length = len(data)
-    if length < 126:
-        return _SHORT[binary][length] + data
+    if length < HEADERS_BELOW:
+        return HEADERS[binary][length] + data
     opcode = _FIN_BINARY if binary else _FIN_TEXT
     if length < 65536:
         return _MEDIUM(opcode, 126, length) + data

@@ -33,7 +33,7 @@ from ..core.closecodes import CloseCode
 from ..core.settings import Settings
 from ..transports.direct import DIRECT_KEY
 from ..transports.meter import METER_KEY, ControlMeter
-from .wsframes import SHORT_HEADERS, server_frame
+from .wsframes import HEADERS, HEADERS_BELOW, server_frame
 from .wsreading import DirectReadProtocol
 from .wsstate import Gate, Inbox
 
@@ -109,9 +109,9 @@ class _MeteredProtocol(DirectReadProtocol):
             and not conn.writes
             and not conn.expect_continuation_frame
         ):
-            length = len(data)  # (server_frame() inlined for the usual short message)
-            if length < 126:
-                self.transport.write(SHORT_HEADERS[binary][length] + data)
+            length = len(data)  # (server_frame() inlined for the usual message)
+            if length < HEADERS_BELOW:
+                self.transport.write(HEADERS[binary][length] + data)
             else:
                 self.transport.write(server_frame(data, binary))
             return True

@@ -137,12 +137,16 @@ class SSEWriter:
             self._write(now)  # nothing to coalesce with: write in this very call
         else:
             # Written in this iteration (a burst) or the one before (a busy room): one
-            # write for whatever comes until the batch's turn.
+            # write for whatever comes until the batch's turn. Until then the host's
+            # pushes need not wake the link (Link.due: Link.wake and this method, two
+            # calls per delivery of a busy room, as for the WebSocket writer).
             self._batched = True
+            self.link.due = True
             self.batch.add(self.loop, self._batch_turn)
 
     def _batch_turn(self) -> None:
         self._batched = False
+        self.link.due = False
         if self.parked and not self.ended:
             self._write(self.ticks.now())
 

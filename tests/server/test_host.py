@@ -370,3 +370,40 @@ def test_no_base_class_stub_shadows_a_real_method_of_the_host() -> None:
         if body.startswith("raise NotImplementedError"):
             stubs.append(name)
     assert stubs == []
+
+
+async def test_link_more_after_outgoing_is_what_has_pending_says() -> None:
+    """Right after outgoing(), link.more is has_pending() (no close due): after the one
+    new frame of a fan-out (take_next), after a run cut by the limit, after the rest."""
+    aw = Anywire(anonymous=True)
+    await aw.start()
+    try:
+        link = await _drained(aw)
+        assert link.sid is not None
+        sess = aw.host.sessions[link.sid]
+        host = aw.host
+        seen: list[int] = []
+
+        def take(limit: int | None = None) -> None:
+            frames = map(link.codec.decode, host.outgoing(link, limit))
+            seen.extend(f["d"] for f in frames if f["t"] == "event")
+            assert link.more == host.has_pending(link), (limit, seen)
+
+        host.push(sess, Outgoing("event", {"e": "n", "d": 0}))
+        take()  # the one new frame (take_next)
+        assert seen == [0] and not link.more
+        for i in range(1, 6):
+            host.push(sess, Outgoing("event", {"e": "n", "d": i}))
+        take(2)  # a run cut by the limit: more left
+        assert seen == [0, 1, 2] and link.more
+        take(2)
+        assert link.more
+        take()  # the rest
+        assert seen == list(range(6)) and not link.more
+        take()  # nothing
+        assert not link.more
+        host.push(sess, Outgoing("event", {"e": "n", "d": 6}))
+        take(1)  # one new frame again
+        assert seen == list(range(7)) and not link.more
+    finally:
+        await aw.stop(grace=0.1)

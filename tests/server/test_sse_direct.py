@@ -18,6 +18,7 @@ import pytest
 from anywire.core.rooms import Member
 from anywire.server.app import Anywire
 from anywire.server.httpdirect import ChunkWriter
+from anywire.transports.base import Link
 from anywire.transports.sse import SSETransport
 from anywire.transports.ssestream import LEAN
 from anywire.transports.ssewrite import CHUNK_KEY
@@ -176,6 +177,53 @@ async def test_a_burst_is_written_at_once_then_batched() -> None:
         assert peer.direct == 2
     finally:
         await _end(aw, peers, tasks)
+
+
+async def test_pushes_while_a_batched_write_is_due_go_out_in_it_without_waking_it() -> None:
+    """While a batched write is due (Link.due), the host's pushes skip the wake-up; they
+    go out in it, in order, and once it ran the next push wakes the writer again. A close
+    asked for meanwhile still goes out after every event."""
+    aw, peers, tasks, sids = await _connected(2)
+    links = [aw.host.sessions[sid].connection for sid in sids]
+    wakes = [0, 0]
+    for n, link in enumerate(links):
+        assert isinstance(link, Link) and link.on_wake is not None
+        link.on_wake = _counting(link.on_wake, wakes, n)
+    try:
+        await _quiet()
+        _deliver(aw, 0)  # written at once
+        _deliver(aw, 1)  # wrote in this iteration: batched, the write is due
+        assert wakes == [2, 2] and all(isinstance(k, Link) and k.due for k in links)
+        for i in range(2, 5):
+            _deliver(aw, i)
+        assert wakes == [2, 2]  # not woken again: the due write takes these too
+        for p in peers:
+            await p.wait_for(lambda p=p: p.events() == [0, 1, 2, 3, 4])
+            assert p.direct == 2  # event 0, events 1-4
+        assert not any(isinstance(k, Link) and k.due for k in links)
+        await _quiet()
+        _deliver(aw, 5)
+        assert wakes == [3, 3]  # woken again, and written at once
+        assert all(p.events() == [0, 1, 2, 3, 4, 5] and p.direct == 3 for p in peers)
+        _deliver(aw, 6)  # batched: due again
+        assert all(isinstance(k, Link) and k.due for k in links)
+        aw.host.close_session(aw.host.sessions[sids[1]], 4000, "bye")  # wakes as ever
+        _deliver(aw, 7)
+        async with asyncio.timeout(5):
+            await tasks[1]
+        assert peers[1].events() == [0, 1, 2, 3, 4, 5, 6, 7]  # everything, then the close
+        assert [f["c"] for f in peers[1].frames("close")] == [4000]
+        await peers[0].wait_for(lambda: peers[0].events() == [0, 1, 2, 3, 4, 5, 6, 7])
+    finally:
+        await _end(aw, peers, tasks)
+
+
+def _counting(wake: Callable[[], None], counts: list[int], n: int) -> Callable[[], None]:
+    def counted() -> None:
+        counts[n] += 1
+        wake()
+
+    return counted
 
 
 async def test_without_the_extension_events_go_through_send() -> None:

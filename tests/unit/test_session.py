@@ -190,6 +190,43 @@ def test_take_run_keeps_the_byte_cap_but_always_hands_the_first_frame() -> None:
     assert sess.written == 4
 
 
+def test_take_run_sums_the_run_against_the_cap_only_when_the_outbox_is_over_it() -> None:
+    # The outbox holds frames given but not acknowledged: over the cap as a whole while
+    # the new run is within it (taken whole), or within it (no sum: taken whole too).
+    sess = attached()
+    for i in range(6):
+        item = out(i)
+        item.size = 100
+        sess.push(item)
+        if i == 3:
+            assert len(sess.take_run(max_bytes=1000)) == 4  # outbox 400 <= cap
+    assert sess.outbox_bytes == 600
+    assert [o.fields["d"] for o in sess.take_run(max_bytes=250)] == [4, 5]  # outbox 600 > cap
+    for i in range(6, 9):
+        item = out(i)
+        item.size = 100
+        sess.push(item)
+    assert [o.fields["d"] for o in sess.take_run(max_bytes=250)] == [6, 7]  # run 300 > cap
+    assert [o.fields["d"] for o in sess.take_run(max_bytes=250)] == [8]
+
+
+def test_acknowledge_keeps_outbox_bytes_the_sum_of_the_sizes_kept() -> None:
+    # Against the sum of what stays, for every acknowledgement from none to all, from
+    # outboxes of every length up to 9 (the copy branch sums the rest, the other the drop).
+    for length in range(1, 10):
+        for n in range(0, length + 1):
+            sess = attached()
+            for i in range(length):
+                item = out(i)
+                item.size = 7 + 3 * i
+                sess.push(item)
+            sess.take_pending()
+            sess.acknowledge(n)
+            kept = [o for _, o in sess.outbox]
+            assert len(kept) == length - n
+            assert sess.outbox_bytes == sum(o.size for o in kept), (length, n)
+
+
 def test_take_run_takes_nothing_unattached_or_past_a_gap() -> None:
     sess = make()
     pushed(sess, 2)
@@ -807,6 +844,18 @@ def test_another_epoch_is_taken_as_the_stream_starting_again() -> None:
     sess = attached()
     sess.push(at(R, "old", 50))
     assert sess.push(at(R, "new", 1)) == 2 and sess.stream_position(R) == ("new", 1)
+
+
+def test_stream_dedupe_drops_exactly_the_offsets_at_or_below_in_the_same_epoch() -> None:
+    # The rule against its statement, over epochs ordered either way and offsets below,
+    # at and above the last one: a frame is dropped iff same epoch and offset <= last.
+    for last_epoch, last_off in (("b", 5), ("a", 5), ("b", 0)):
+        for epoch in ("a", "b", "c"):
+            for offset in (0, 4, 5, 6, 100):
+                sess = attached()
+                sess.push(at(R, last_epoch, last_off))
+                dropped = epoch == last_epoch and offset <= last_off
+                assert (sess.push(at(R, epoch, offset)) == 0) == dropped, (epoch, offset)
 
 
 def test_start_stream_keeps_a_later_position_in_the_same_epoch() -> None:
