@@ -104,6 +104,24 @@ class Gate:
         await self.answer(scope, send, refusal, cors, close=not held)
         return True
 
+    async def refuse_upgrade(self, scope: Scope) -> Refusal | None:
+        """The checks negotiate runs first (load shedding, then the address's negotiate
+        rate, charged), for a WebSocket that resumes without negotiating
+        (:mod:`.wsresume`): the Refusal to close it with, else None. A rate refusal is
+        held back as negotiate's is, so a client that ignores ``retry_after`` still gets
+        one refusal per pause and connection."""
+        refusal = self.lag.refusal()
+        if refusal is not None:
+            return refusal
+        refusal = self.counts.negotiate(client_ip(scope), self._now())
+        if refusal is not None and self._tarpitted < _TARPIT:
+            self._tarpitted += 1
+            try:
+                await asyncio.sleep(min(float(refusal.retry_after), _PAUSE))
+            finally:
+                self._tarpitted -= 1
+        return refusal
+
     def admit(self, nonce: str, user: str | None, ip: str | None) -> None:
         """Hold a slot for the ticket ``nonce`` of a new session of ``user`` from ``ip``
         until the ticket expires or its session starts; raises :class:`Busy` when a cap

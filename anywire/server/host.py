@@ -48,6 +48,7 @@ from .refresh import Refresher
 from .tasks import cancel_and_wait
 from .timers import Timers
 from .tracking import Tracker
+from .wsresume import DirectResumes
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -65,7 +66,7 @@ _ATTACHED = SessionState.ATTACHED
 _CLOSED = SessionState.CLOSED
 
 
-class SessionHost(Inbound, Delivery):
+class SessionHost(Inbound, Delivery, DirectResumes):
     """All sessions of one node."""
 
     def __init__(
