@@ -115,3 +115,17 @@ test("retry_after is read from the end of a close reason; the frame parses both 
   assert.deepEqual(parseFrame({ t: "resume", token: "a", last: 2, auth: "j" }), { t: "resume", token: "a", last: 2, auth: "j" });
   assert.deepEqual(parseFrame({ t: "resume", ticket: "k", last: 2 }), { t: "resume", ticket: "k", last: 2 });
 });
+
+test("a getToken() that hangs does not hold the resume: negotiate takes over", async () => {
+  let calls = 0;
+  const { socket, server, clock } = setup({
+    connectTimeout: 1000,
+    getToken: () => (++calls === 2 ? new Promise(() => {}) : Promise.resolve(`tok${calls}`)),
+  });
+  await socket.ready();
+  server.dropLive();
+  await until(clock, () => socket.state === "connected" && server.negotiations.length === 2);
+  assert.equal(server.directResumes.length, 0);
+  assert.equal(socket.recovered, true);
+  await socket.close();
+});

@@ -17,6 +17,7 @@ import { MAX_RETRY_AFTER, failure } from "./negotiate.js";
 import { RESUME_COST } from "./pacer.js";
 
 const SHUTDOWN = 4000;
+const LATE = Symbol("getToken() too late");
 
 /** The wait in ms a close reason ends with (`...; retry_after=N`, seconds), or null. */
 export function retryAfterIn(reason) {
@@ -44,11 +45,18 @@ export async function directResume(socket) {
   let auth = null;
   const getToken = socket.options.getToken;
   if (getToken) {
+    // What negotiate would be sent: a fresh credential, bounded by connectTimeout as
+    // negotiate bounds it (a getToken() that hangs must not hold the reconnect forever).
+    let timer;
+    const late = new Promise((resolve) => (timer = socket.env.setTimeout(() => resolve(LATE), socket.options.connectTimeout)));
     try {
-      auth = await getToken(); // what negotiate would be sent: a fresh credential
+      auth = await Promise.race([Promise.resolve(getToken()), late]);
     } catch {
       return null; // negotiate asks again, and says what failed
+    } finally {
+      socket.env.clearTimeout(timer);
     }
+    if (auth === LATE) return null; // no credential in time: negotiate says so
   }
   await socket.pacer.take(RESUME_COST); // what the server charges a resume
   let link;
