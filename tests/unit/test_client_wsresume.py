@@ -37,6 +37,11 @@ def test_only_a_server_that_says_so_is_resumed_without_negotiate() -> None:
     assert not can_resume_directly(_client(None))  # no session yet
     assert not can_resume_directly(_client(_answer(ws_resume=True), last="sse"))
     assert not can_resume_directly(_client(_answer(ws_resume=True), ws_resume=False))
+    # A client that wants another ping interval (idle cuts, the heartbeat option) than
+    # the one it was granted must negotiate: only negotiate can ask for one.
+    assert not can_resume_directly(_client(_answer(ws_resume=True), heartbeat=1.0))
+    granted = _answer(ws_resume=True, ping_interval=1000)
+    assert can_resume_directly(_client(granted, heartbeat=1.0))
 
 
 def test_the_wait_a_refusal_asks_for_is_read_from_its_reason() -> None:

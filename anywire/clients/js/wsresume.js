@@ -25,12 +25,16 @@ export function retryAfterIn(reason) {
   return found ? Math.min(Number(found[1]) * 1000, MAX_RETRY_AFTER) : null;
 }
 
-/** Whether the next resume of `socket` may skip negotiate. */
+/** Whether the next resume of `socket` may skip negotiate: it also wants no other ping
+ * interval than the one it was granted (only negotiate can ask for one: after idle cuts
+ * the socket asks for a shorter one, liveness.js). */
 export function canResumeDirectly(socket) {
   const neg = socket._neg;
+  const asked = socket.idleCuts.requestMs();
   return Boolean(
     socket.options.wsResume && neg && neg.ws_resume && socket.peer.sid !== null &&
-      socket._lastTransport === "websocket" && neg.transports.some((o) => o.name === "websocket"),
+      socket._lastTransport === "websocket" && neg.transports.some((o) => o.name === "websocket") &&
+      (asked === null || asked === neg.ping_interval),
   );
 }
 

@@ -48,8 +48,11 @@ def retry_after_in(reason: str) -> float | None:
 
 def can_resume_directly(client: Client) -> bool:
     """Whether a reconnect of ``client`` may skip negotiate: it holds a session, its last
-    connection was a WebSocket, and that server said it takes such a resume."""
+    connection was a WebSocket, that server said it takes such a resume, and the client
+    wants no other ping interval than the one it was granted (only negotiate can ask for
+    one: after idle cuts the client asks for a shorter one, liveness.py)."""
     neg = client._neg
+    asked = client.idle_cuts.request_ms()
     return (
         client.ws_resume
         and neg is not None
@@ -57,6 +60,7 @@ def can_resume_directly(client: Client) -> bool:
         and client.peer.sid is not None
         and client.fallback.last == "websocket"
         and any(o.name == "websocket" for o in neg.transports)
+        and (asked is None or asked == round(neg.ping_interval * 1000))
     )
 
 
