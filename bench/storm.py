@@ -12,6 +12,11 @@ What it reports (one JSON line, and a short table):
   joined exactly once, in order: the invariant);
 * ``gave_up``: clients that had not resumed by ``--deadline`` (must be 0);
 * ``refused``: negotiate answers 429/503 during the storm (the clients waited them out);
+* ``direct``: resumes over the WebSocket without negotiate (protocol section 2.2.1, what
+  a client holding a WebSocket session does when the server's negotiate said
+  ``ws_resume``), ``direct_fallback``: such attempts refused with 4007 that negotiated
+  in the same attempt, ``direct_refused``: refused with ``retry_after`` (waited out);
+  ``--no-ws-resume`` makes every resume negotiate first (the A/B);
 * ``server_peak_rss_kb`` (VmHWM from /proc) and the RSS before the storm.
 
 The server is anywire's bench app with anywire's *default* settings (``--defaults``:
@@ -60,12 +65,24 @@ class Dropped(Exception):
     """The connection ended (reset, close frame, timeout)."""
 
 
+class Closed(Dropped):
+    """The server closed the WebSocket with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"websocket close {code}")
+        self.code = code
+        self.reason = reason
+
+
 @dataclass
 class Stats:
     connects: int = 0
     recovered: int = 0
     not_recovered: int = 0
     refused: int = 0
+    direct: int = 0  # resumes without negotiate
+    direct_fallback: int = 0  # refused with 4007: negotiated in the same attempt
+    direct_refused: int = 0  # refused with retry_after: waited out
     errors: int = 0
     lost: int = 0
     gaps: int = 0
@@ -144,8 +161,10 @@ def ws_frame(text: str) -> bytes:
 class StormClient:
     """One simulated client: a session it keeps across drops by resuming."""
 
-    def __init__(self, i: int, port: int, src: str, stats: Stats) -> None:
+    def __init__(self, i: int, port: int, src: str, stats: Stats, ws_resume: bool = True) -> None:
         self.i = i
+        self.ws_resume = ws_resume  # resume without negotiate when the server says it can
+        self.direct_ok = False  # the last negotiate answer said ws_resume
         self.port = port
         self.src = src
         self.stats = stats
@@ -191,8 +210,22 @@ class StormClient:
             await asyncio.sleep(retry_delay(delays, retry_after))
 
     async def _open(self) -> float | None:
-        """Negotiate and open the WebSocket up to its hello; a ``Retry-After`` to wait
-        out when the server refused, None when connected."""
+        """Resume without negotiate where it may, else negotiate and open the WebSocket,
+        up to its hello; a ``Retry-After`` to wait out when the server refused, None when
+        connected."""
+        if self.ws_resume and self.direct_ok and self.token and self.hellos:
+            try:
+                return await self._open_direct()
+            except Closed as exc:
+                if exc.code in (4000, 4008) and "retry_after=" in exc.reason:
+                    self.stats.direct_refused += 1
+                    return float(exc.reason.rsplit("retry_after=", 1)[1])
+                if exc.code != 4007:
+                    raise
+                self.stats.direct_fallback += 1  # the session is not there: negotiate
+                if self.writer is not None:
+                    self.writer.transport.abort()
+                    self.writer = None
         body: dict[str, Any] = {"v": 1, "transports": ["websocket"], "codecs": ["json"]}
         if self.token:
             body["resume"] = self.token
@@ -207,11 +240,28 @@ class StormClient:
             raise Dropped(f"negotiate {status}: {data[:200]!r}")
         neg = json.loads(data)
         self.token = neg["token"]
-        self.stage = "websocket connect"
+        self.direct_ok = neg.get("ws_resume") is True
+        if neg.get("resumable"):
+            first = {"t": "resume", "ticket": neg["ticket"], "last": self.last}
+        else:
+            first = {"t": "connect", "ticket": neg["ticket"]}
+        await self._upgrade(first, "")
+        return await self._hello()
+
+    async def _open_direct(self) -> None:
+        """Resume over a WebSocket with no negotiate: ``resume{token, last}`` (the bench
+        app is anonymous: no credential). Raises Closed when refused."""
+        await self._upgrade({"t": "resume", "token": self.token, "last": self.last}, "direct ")
+        await self._hello()
+        self.stats.direct += 1
+
+    async def _upgrade(self, first: dict[str, Any], stage: str) -> None:
+        """Open the WebSocket and send ``first``."""
+        self.stage = stage + "websocket connect"
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", self.port, local_addr=(self.src, 0)
         )
-        self.stage = "upgrade answer"
+        self.stage = stage + "upgrade answer"
         self.writer = writer
         self.reader = reader
         key = base64.b64encode(os.urandom(16)).decode()
@@ -223,12 +273,11 @@ class StormClient:
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise Dropped(f"upgrade refused: {head[:100]!r}")
-        if neg.get("resumable"):
-            first = {"t": "resume", "ticket": neg["ticket"], "last": self.last}
-        else:
-            first = {"t": "connect", "ticket": neg["ticket"]}
         writer.write(ws_frame(json.dumps(first)))
-        self.stage = "hello"
+        self.stage = stage + "hello"
+
+    async def _hello(self) -> None:
+        """Read up to the hello and count it."""
         hello = None
         while hello is None:
             frames = await self._read()
@@ -249,7 +298,6 @@ class StormClient:
         self.hello_at = time.monotonic()
         self.stats.connects += 1
         self.live.set()
-        return None
 
     async def _read(self) -> list[dict[str, Any]]:
         reader = self.reader
@@ -264,7 +312,7 @@ class StormClient:
             op = b0 & 0x0F
             if op == 8:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                raise Dropped(f"websocket close {code}")
+                raise Closed(code, payload[2:].decode("utf-8", "replace"))
             if op == 9:  # uvicorn pings are off in anywire; answer anyway
                 continue
             if op in (1, 2):
@@ -379,7 +427,8 @@ async def wait_for(cond: Any, deadline: float, step: float = 0.05) -> bool:
 async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
     stats = Stats()
     clients = [
-        StormClient(i, port, f"127.0.0.{2 + i // args.per_ip}", stats) for i in range(args.clients)
+        StormClient(i, port, f"127.0.0.{2 + i // args.per_ip}", stats, args.ws_resume)
+        for i in range(args.clients)
     ]
     if 2 + (args.clients - 1) // args.per_ip > 254:
         raise SystemExit("--per-ip too small: more than 253 source addresses")
@@ -456,6 +505,11 @@ async def storm(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]
         "recovered": stats.recovered,
         "not_recovered": stats.not_recovered,
         "refused": stats.refused,
+        "ws_resume": args.ws_resume,
+        "direct": stats.direct,
+        "direct_fallback": stats.direct_fallback,
+        "direct_refused": stats.direct_refused,
+        "attempt_timeouts": sum(stats.timeouts_at.values()),
         "lost": stats.lost,
         "gaps": stats.gaps,
         "dups": stats.dups,
@@ -486,6 +540,12 @@ def main() -> None:
     p.add_argument("--open-rate", type=float, default=1000.0, help="clients opened per second")
     p.add_argument("--deadline", type=float, default=60.0, help="bound of each phase, seconds")
     p.add_argument("--drop", choices=["client", "server"], default="client")
+    p.add_argument(
+        "--no-ws-resume",
+        dest="ws_resume",
+        action="store_false",
+        help="every resume negotiates first (the resume without negotiate off: the A/B)",
+    )
     p.add_argument(
         "--backlog", type=int, default=0, help="the server's accept queue (0: anywire's default)"
     )
@@ -522,7 +582,8 @@ def main() -> None:
     print(json.dumps(result))
     for k in (
         "resume_secs", "storm_server_cpu_secs", "resumes_per_server_cpu_sec", "gave_up",
-        "recovered", "not_recovered", "lost", "gaps", "dups", "server_peak_rss_kb",
+        "recovered", "not_recovered", "lost", "gaps", "dups", "direct", "direct_fallback",
+        "direct_refused", "attempt_timeouts", "server_peak_rss_kb",
     ):  # fmt: skip
         print(f"{k:>20}: {result[k]}")
 

@@ -301,6 +301,24 @@ class Kit:
 
     # -- ASGI -------------------------------------------------------------------------------
 
+    def _counting(self, receive: Any) -> Any:
+        """``receive`` that counts the negotiate it carries in its namespace's run, once
+        its body has passed (``Seen.negotiates``: the resume without negotiate
+        scenario)."""
+        held: list[bytes] = []
+
+        async def counted() -> Any:
+            message = await receive()
+            if message.get("type") == "http.request":
+                held.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    run = self.by_namespace.get(_namespace_of(b"".join(held)))
+                    if run is not None:
+                        run.seen.negotiates += 1
+            return message
+
+        return counted
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A run that changes every connection is out alone (Kit.next): it is out[0].
         run = self.out[0] if self.out and self.out[0].alone else None
@@ -317,6 +335,8 @@ class Kit:
             run.seen.buffered += 1
             await self.aw(scope, receive, _Buffered(send, BUFFERED))
             return
+        if path.endswith("/negotiate"):
+            receive = self._counting(receive)  # negotiates per scenario namespace
         if not path.startswith(CONTROL + "/"):
             await self.aw(scope, receive, send)
             return
@@ -367,6 +387,15 @@ class _Buffered:
         if self.size >= self.limit or not more:
             body, self.held, self.size = b"".join(self.held), [], 0
             await self.send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+def _namespace_of(body: bytes) -> str:
+    """The namespace a negotiate body asks for ("/" when it says none or is not JSON)."""
+    try:
+        ns = json.loads(body or b"{}").get("ns", "/")
+    except (ValueError, AttributeError):
+        return "/"
+    return ns if isinstance(ns, str) else "/"
 
 
 async def _json(send: Any, status: int, body: dict[str, Any]) -> None:

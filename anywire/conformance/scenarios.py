@@ -38,6 +38,7 @@ class Seen:
     buffered: int = 0  # SSE bodies the kit held back (sse_buffered)
     most_unacked: int = 0  # receipts: the most frames the outbox held during the burst
     tail_ms: float | None = None  # receipts: how long the burst's tail waited for its rx
+    negotiates: int = 0  # negotiate requests for this namespace (the kit counts them)
 
 
 Check = Callable[[list[dict[str, Any]], Seen], "str | None"]
@@ -149,6 +150,19 @@ def _check_drop(results: list[dict[str, Any]], seen: Seen) -> str | None:
         return f"after the drop the client reported recovered={got!r}, expected true"
     if seen.resumes < 1:
         return "the server saw no resume in this scenario's namespace"
+    return None
+
+
+def _check_one_connection(results: list[dict[str, Any]], seen: Seen) -> str | None:
+    bad = _check_drop(results, seen)
+    if bad:
+        return bad
+    if seen.negotiates != 1:
+        return (
+            f"the client negotiated {seen.negotiates} times, expected once (the first "
+            "connect): a WebSocket resume may skip negotiate when its answer said "
+            "ws_resume (protocol section 2.2.1)"
+        )
     return None
 
 
@@ -683,6 +697,28 @@ def scenarios() -> list[Scenario]:
             ],
             _check_drop,
             _install_drop,
+        ),
+        Scenario(
+            "resume_without_negotiate",
+            "as drop_then_resume on a WebSocket: the client resumes by opening the WebSocket "
+            "with resume{token, last} and no negotiate (protocol 2.2.1, a MAY: one connection "
+            "per resume)",
+            [
+                {"op": "collect", "event": "n"},
+                {"op": "connect"},
+                {"op": "call", "event": "conf.drop", "data": None},
+                {"op": "wait_reconnect", "timeout": 10},
+                {
+                    "op": "wait_events",
+                    "event": "n",
+                    "count": DROP_BEFORE + DROP_AFTER,
+                    "timeout": 10,
+                },
+                {"op": "close"},
+            ],
+            _check_one_connection,
+            _install_drop,
+            transports=("websocket",),
         ),
         Scenario(
             "duplicate_frames",

@@ -35,6 +35,7 @@ __all__ = [
     "Ping",
     "Pong",
     "Resume",
+    "ResumeDirect",
     "Rx",
     "StreamPos",
     "in_order",
@@ -107,6 +108,30 @@ class Resume:
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": "resume", "ticket": self.ticket, "last": self.last}
+
+
+MAX_RESUME_TOKEN = 4096
+"""Longest session token a ``resume`` without ticket may carry (tokens are ~200 bytes)."""
+MAX_RESUME_AUTH = 16384
+"""Longest credential a ``resume`` without ticket may carry (a JWT is well under 2 KB)."""
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class ResumeDirect:
+    """Client, first frame of a WebSocket that resumes without a negotiate (protocol
+    section 2.2.1): the session ``token`` negotiate gave, the last server seq seen, and
+    ``auth``, the credential negotiate would be sent (None in anonymous mode)."""
+
+    token: str
+    last: int
+    auth: str | None = None
+    type: ClassVar[str] = "resume"
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": "resume", "token": self.token, "last": self.last}
+        if self.auth is not None:
+            out["auth"] = self.auth
+        return out
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -301,6 +326,7 @@ class Close:
 Frame: TypeAlias = (
     Connect
     | Resume
+    | ResumeDirect
     | Hello
     | Event
     | Ack
@@ -331,6 +357,18 @@ def _parse_stream_pos(value: Any, what: str = "event: field 'o'") -> StreamPos |
     ):
         return (value[0], value[1], value[2])
     raise RemoteProtocolError(f"{what} must be [stream, epoch, offset]")
+
+
+def _resume_direct(obj: dict[str, Any]) -> ResumeDirect:
+    """A ``resume`` carrying a session token instead of a ticket (hostile input: every
+    field bounded, the credential a string or absent)."""
+    token = _req(obj, "token", str, "resume")
+    if not token or len(token) > MAX_RESUME_TOKEN:
+        raise RemoteProtocolError(f"resume: field 'token' must be 1-{MAX_RESUME_TOKEN} characters")
+    auth = _opt(obj, "auth", str, "resume")
+    if auth is not None and not 0 < len(auth) <= MAX_RESUME_AUTH:
+        raise RemoteProtocolError(f"resume: field 'auth' must be 1-{MAX_RESUME_AUTH} characters")
+    return ResumeDirect(token=token, last=_seq(obj, "last", "resume"), auth=auth)
 
 
 def _parse_streams(value: Any) -> tuple[StreamPos, ...] | None:
@@ -463,7 +501,9 @@ def _parse(obj: Any) -> Frame:
     if t == "connect":
         return Connect(ticket=_req(obj, "ticket", str, t))
     if t == "resume":
-        return Resume(ticket=_req(obj, "ticket", str, t), last=_seq(obj, "last", t))
+        if "ticket" in obj or "token" not in obj:
+            return Resume(ticket=_req(obj, "ticket", str, t), last=_seq(obj, "last", t))
+        return _resume_direct(obj)
     if t == "hello":
         return Hello(
             sid=_req(obj, "sid", str, t),

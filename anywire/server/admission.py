@@ -104,6 +104,28 @@ class Gate:
         await self.answer(scope, send, refusal, cors, close=not held)
         return True
 
+    async def refuse_upgrade(self, scope: Scope) -> Refusal | None:
+        """The checks negotiate runs first (load shedding while it lasts, then the
+        address's negotiate rate, charged), for a WebSocket that resumes without negotiating
+        (:mod:`.wsresume`): the Refusal to close it with, else None. A rate refusal is
+        held back as negotiate's is, so a client that ignores ``retry_after`` still gets
+        one refusal per pause and connection."""
+        # Shed only while the node stays behind: the upgrade is done by now, and serving
+        # the resume costs little more than refusing it and taking the client's next
+        # upgrade (a single late probe, the storm's first burst, shed nearly every
+        # resume of a 3,000-client storm: docs/perf/ws-resume.md).
+        refusal = self.lag.refusal() if self.lag.sustained() else None
+        if refusal is not None:
+            return refusal
+        refusal = self.counts.negotiate(client_ip(scope), self._now())
+        if refusal is not None and self._tarpitted < _TARPIT:
+            self._tarpitted += 1
+            try:
+                await asyncio.sleep(min(float(refusal.retry_after), _PAUSE))
+            finally:
+                self._tarpitted -= 1
+        return refusal
+
     def admit(self, nonce: str, user: str | None, ip: str | None) -> None:
         """Hold a slot for the ticket ``nonce`` of a new session of ``user`` from ``ip``
         until the ticket expires or its session starts; raises :class:`Busy` when a cap

@@ -19,9 +19,11 @@ from ..core.codec import Codec, Outgoing
 from ..core.frames import Close, Rx
 from ..core.rooms import Rooms
 from ..core.session import ServerSession, SessionState
+from ..core.settings import Settings
 from ..core.streams import Lost
 from ..transports.base import MESSAGE_BYTES, Link
-from .broker import Envelope
+from .broker import Broker, Envelope
+from .catchup import held_catch_up
 from .outgoing import body, event_frame, measure
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ class Delivery:
     """The per-recipient delivery methods of the session host."""
 
     app: Anywire
+    settings: Settings
+    broker: Broker
     sessions: dict[str, ServerSession]
     rooms: Rooms
     users: dict[tuple[str, str], set[str]]
@@ -108,6 +112,22 @@ class Delivery:
         self.push(sess, event_frame(env))
         if env.call is not None and env.pos is not None:
             self.calls.delivered(sess.sid, env.pos[2], env.call)
+
+    async def _catch_up_held(
+        self, sess: ServerSession, stream: str, since: tuple[str, int]
+    ) -> None:
+        """Catch ``sess`` (holding ``stream``) up from ``since``, then release it."""
+        patience = self.settings.ping_interval + self.settings.ping_timeout
+        caught = await held_catch_up(self.broker, sess, stream, since, patience)
+        if caught is None:
+            return
+        _, lost, items, held = caught
+        for gone in lost:
+            self.track.lost(sess, gone)
+        for env in items:
+            self._push_event(sess, env)
+        for out in held:
+            self.push(sess, out)
 
     def _deliver_lost(self, env: Envelope, targets: list[str]) -> None:
         """A broker's ``$lost`` (this node missed publishes history no longer holds): to

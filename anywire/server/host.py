@@ -36,7 +36,7 @@ from ..transports.base import Link, Scope, short_reason
 from . import heartbeats
 from .broker import Broker, Envelope
 from .calls import Calls
-from .catchup import begin, held_catch_up, patient_catch_up
+from .catchup import begin, patient_catch_up
 from .codecs import make_codecs
 from .delivery import Delivery
 from .errors import Reject
@@ -48,6 +48,7 @@ from .refresh import Refresher
 from .tasks import cancel_and_wait
 from .timers import Timers
 from .tracking import Tracker
+from .wsresume import DirectResumes
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -65,7 +66,7 @@ _ATTACHED = SessionState.ATTACHED
 _CLOSED = SessionState.CLOSED
 
 
-class SessionHost(Inbound, Delivery):
+class SessionHost(Inbound, Delivery, DirectResumes):
     """All sessions of one node."""
 
     def __init__(
@@ -287,22 +288,6 @@ class SessionHost(Inbound, Delivery):
             self._expire(sess, run_hooks=False)
             raise ProtocolError(exc.message, CloseCode.FORBIDDEN) from exc
         return sess, tuple(starts)
-
-    async def _catch_up_held(
-        self, sess: ServerSession, stream: str, since: tuple[str, int]
-    ) -> None:
-        """Catch ``sess`` (holding ``stream``) up from ``since``, then release it."""
-        patience = self.settings.ping_interval + self.settings.ping_timeout
-        caught = await held_catch_up(self.broker, sess, stream, since, patience)
-        if caught is None:
-            return
-        _, lost, items, held = caught
-        for gone in lost:
-            self.track.lost(sess, gone)
-        for env in items:
-            self._push_event(sess, env)
-        for out in held:
-            self.push(sess, out)
 
     def resolve(self, token: str) -> str:
         sid, fields = self.issuer.session_of(token)

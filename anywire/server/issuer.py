@@ -145,6 +145,11 @@ class Issuer:
             return
         self.host.charge(sid, RESUME_COST, "resumes")
 
+    def resumes(self, identity: Identity, namespace: str, token: str) -> bool:
+        """Whether a negotiate by ``identity`` in ``namespace`` presenting session token
+        ``token`` would resume its session here (the check :meth:`issue` makes)."""
+        return self._resume(identity, namespace, token)[1]
+
     def _resume(
         self, identity: Identity, namespace: str, token: str
     ) -> tuple[str | None, bool, Identity]:

@@ -61,6 +61,8 @@ class Negotiator:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        counters = self.app.host.counters  # every request, answered or not
+        counters["negotiations"] = counters.get("negotiations", 0) + 1
         answered = await self._answer(scope, receive, send)
         if answered is not None:
             self.app.observers.negotiated(*answered)
@@ -174,6 +176,10 @@ class Negotiator:
             "flood_burst": settings.flood_burst,
             "rx": settings.client_rx().to_wire(),  # the clients' receipt rule (section 6.4)
         }
+        if "websocket" in order:
+            # This server takes resume{token, last, auth} as a WebSocket's first frame: the
+            # client's next resume may skip negotiate (server/wsresume.py).
+            response["ws_resume"] = True
         if interval != settings.ping_interval:  # polls are held for it too
             response["poll_window"] = int(poll_hold(settings, interval) * 1000)
         expires_in = expires_in_ms(identity)

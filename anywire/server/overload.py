@@ -111,6 +111,19 @@ class LoopLag:
         self.stall.set(now, True)
         return Refusal(503, int(CloseCode.SHUTDOWN), retry, "server overloaded: try later")
 
+    def sustained(self) -> bool:
+        """Whether the node is behind with lateness seen twice in a row (queued work that
+        lasts), not after a single late probe (a burst, a pause). What a resume without
+        negotiate is shed on (:meth:`.admission.Gate.refuse_upgrade`): its upgrade is
+        paid for already, and a refusal makes its client pay another."""
+        if self._task is None:
+            return False
+        if asyncio.get_running_loop().time() >= self._late_until:
+            self._worst = 0.0  # (as refusal() does: the episode is over)
+            return False
+        # _worst: the smaller lateness of two probes in a row (_probe).
+        return self._worst > self.threshold
+
     def stale_negotiate(self, age: float) -> None:
         """A negotiate that waited ``age`` seconds in the kernel was shed (server/stale.py):
         the node is behind, its stall clock runs for a hold."""

@@ -20,7 +20,7 @@ from ..core.closecodes import CloseCode
 from ..core.codec import Codec
 from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.flood import FloodError
-from ..core.frames import UINT_LIMIT, Connect, Frame, Resume, parse_frame
+from ..core.frames import UINT_LIMIT, Connect, Frame, Resume, ResumeDirect, parse_frame
 from ..core.settings import Settings
 from .traffic import Traffic
 
@@ -219,6 +219,12 @@ class Host(Protocol):
     async def attach(self, link: Link, first: Connect | Resume) -> None:
         """Redeem the ticket in ``first`` and bind ``link`` to its session. The hello and any
         replay become available from :meth:`outgoing`. Raises ProtocolError (AuthError)."""
+        ...
+
+    async def resume_direct(self, scope: Scope, link: Link, first: ResumeDirect) -> None:
+        """Bind ``link`` to the session ``first`` names, as a resume through negotiate
+        would, with no ticket (a WebSocket's first frame). Raises ProtocolError with the
+        close code of a refusal (4007: negotiate)."""
         ...
 
     def resolve(self, token: str) -> str:

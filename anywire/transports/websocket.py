@@ -39,7 +39,7 @@ from typing import Any
 
 from ..core.closecodes import CloseCode
 from ..core.errors import ProtocolError, RemoteProtocolError
-from ..core.frames import Connect, Resume
+from ..core.frames import Connect, Resume, ResumeDirect
 from .base import (
     Host,
     Link,
@@ -169,11 +169,14 @@ class WebSocketTransport:
             if not frames:
                 raise RemoteProtocolError("the first message must hold a connect frame")
             first = frames[0]
-            if not isinstance(first, Connect | Resume):
+            if not isinstance(first, Connect | Resume | ResumeDirect):
                 raise RemoteProtocolError("the first frame must be connect or resume")
             link = Link(INFO, codec, self.traffic, peer_of(scope))
             link.traffic.bytes_in += byte_length(data)
-            await self.host.attach(link, first)
+            if isinstance(first, ResumeDirect):  # a resume without negotiate
+                await self.host.resume_direct(scope, link, first)
+            else:
+                await self.host.attach(link, first)
         except ProtocolError as exc:
             log_refused("websocket first message", exc, scope)
             if exc.code == CloseCode.SESSION_UNKNOWN:

@@ -16,7 +16,9 @@ turns the client's pacing off (its ``pace`` option: it then floods and is refuse
 ``send-oversized`` skips the client's own size check, so a frame over
 ``max_frame_size`` goes to the server; ``no-fallback`` only ever tries the first
 transport it was allowed; ``legacy-receipts`` ignores the receipt rule negotiate
-advertises (every 16 frames, nothing for the tail of a burst).
+advertises (every 16 frames, nothing for the tail of a burst); ``negotiate-every-resume``
+turns the resume without negotiate off (``ws_resume=False``: conformant to a MUST, but
+fails the scenario that checks this MAY, protocol section 2.2.1).
 
 ``--step-timeout S`` caps every waited step (a broken client that never satisfies a wait
 then fails in S seconds, not the step's 10).
@@ -101,6 +103,7 @@ class Run:
                    refresh=self.broken != "no-refresh",
                    reconnect=self.broken not in ("no-reconnect", "no-pace-no-reconnect"),
                    pace=self.broken not in ("no-pace", "no-pace-no-reconnect"),
+                   ws_resume=self.broken != "negotiate-every-resume",
                    **opts)  # fmt: skip
         for event in self.handle:
             c.on(event)(lambda data: {"echo": data})
@@ -259,7 +262,8 @@ if __name__ == "__main__":
     p.add_argument("url")
     modes = ["", "reconnect-after-terminal", "no-refresh", "no-dedupe", "no-gap-check",
              "no-reconnect", "stale-credential", "no-pace", "no-pace-no-reconnect",
-             "send-oversized", "no-fallback", "legacy-receipts"]  # fmt: skip
+             "send-oversized", "no-fallback", "legacy-receipts",
+             "negotiate-every-resume"]  # fmt: skip
     p.add_argument("--broken", default="", choices=modes)
     p.add_argument("--step-timeout", type=float, default=None,
                    help="cap every waited step's timeout (seconds)")  # fmt: skip

@@ -145,6 +145,11 @@ BROKEN: dict[str, tuple[list[str], tuple[str, ...], str]] = {
         ("--only", "receipts", "--transports", "websocket"),
         "the last frames of the burst were still unacknowledged",
     ),
+    "negotiate-every-resume": (
+        _py_broken("negotiate-every-resume"),
+        ("--only", "resume_without_negotiate"),
+        "the client negotiated 2 times, expected once",
+    ),
     "no-fallback": (
         _py_broken("no-fallback"),
         ("--only", "fallback_to_longpoll"),

@@ -254,6 +254,9 @@ export class FakeServer {
     this.expiresIn = null; // negotiate's expires_in (ms), and the lifetime a refresh grants
     this.auths = []; // in-band refreshes received: {token, transport, at}
     this.refuseAuth = false; // answer refreshes with the error ack "unauthorized"
+    this.wsResume = false; // advertise and take resumes without negotiate (docs/protocol.md 2.2.1)
+    this.directResumes = []; // their first frames, as received
+    this.directRefusal = null; // {code, reason} to refuse the next one with
   }
 
   env(extra = {}) {
@@ -409,6 +412,7 @@ export class FakeServer {
       transports: order.map((name) => ({ name, url: `/anywire/${name === "longpoll" ? "poll" : name === "websocket" ? "ws" : name}`, codec: name === "sse" ? "json" : codec })),
       send_url: "/anywire/send", ...this.limits,
       ...(this.expiresIn === null ? {} : { expires_in: this.expiresIn }),
+      ...(this.wsResume && order.includes("websocket") ? { ws_resume: true } : {}),
     };
     return new Response(JSON.stringify(answer), { status: 200, headers: { "content-type": "application/json" } });
   }
@@ -441,6 +445,25 @@ export class FakeServer {
     const streams = [`user:${t.ns}:${session.user}`, `sess:${t.ns}:${session.sid}`, `all:${t.ns}`].map((s) => [s, ...this.head(s)]);
     conn.write([{ t: "hello", sid: session.sid, recovered: false, seq: 0, last: 0, streams }]);
     return 0;
+  }
+
+  /** A resume without negotiate: [refusal code, reason] or [0] once resumed. */
+  _redeemDirect(conn, first) {
+    this.directResumes.push(first);
+    if (!this.wsResume) return [4502, "the first frame must carry a ticket"]; // an older server
+    const refusal = this.directRefusal;
+    this.directRefusal = null;
+    if (refusal) return [refusal.code, refusal.reason];
+    const session = [...this.sessions.values()].find((s) => s.token === first.token && !s.closed);
+    const floor = session ? (session.outbox.length ? session.outbox[0].s : session.outSeq + 1) : 0;
+    if (!session || first.last < floor - 1 || first.last > session.outSeq) return [4007, "session not on this node: negotiate"];
+    const old = session.conn;
+    session.conn = conn;
+    conn.session = session;
+    if (old && !old.closed) old.end(4005, "transport replaced");
+    session.outbox = session.outbox.filter((f) => f.s > first.last);
+    conn.write([{ t: "hello", sid: session.sid, recovered: true, seq: first.last, last: session.inLast }, ...session.outbox]);
+    return [0, ""];
   }
 
   _process(session, frames, conn) {
@@ -518,10 +541,11 @@ export class FakeServer {
       const conn = new WsConn(this, ws, codec);
       ws.conn = conn;
       this.conns.push(conn);
-      const code = this._redeem(conn, first.ticket, first.t === "resume" ? first.last : null);
+      const direct = first.t === "resume" && first.token !== undefined;
+      const [code, reason] = direct ? this._redeemDirect(conn, first) : [this._redeem(conn, first.ticket, first.t === "resume" ? first.last : null), "refused"];
       if (code) {
         conn.closed = true;
-        later(() => ws._closed(code, "refused"));
+        later(() => ws._closed(code, reason));
       }
       return;
     }

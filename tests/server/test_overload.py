@@ -138,3 +138,30 @@ async def test_one_long_pause_is_not_taken_for_queued_work() -> None:
 
     assert await spread_after(1) == {1, 2}  # not up to 4 x 1.45 s
     assert max(await spread_after(2)) == 6  # late twice in a row: 4 x 1.45 s
+
+
+async def test_a_resume_without_negotiate_is_shed_only_while_lateness_lasts() -> None:
+    """One late probe (a burst, a pause) sheds negotiates but not a WebSocket resume whose
+    upgrade is done (Gate.refuse_upgrade); lateness seen twice in a row sheds both."""
+    gate = Gate(Settings(shed_lag=0.1))
+    lag = gate.lag
+    lag.start()
+    scope: dict[str, Any] = {"client": ("127.0.0.9", 1)}
+    try:
+        await _until(lambda: lag.probes > 0)
+        time.sleep(0.3)  # one late probe
+        await _until(lambda: lag.lag > 0.1)
+        assert not lag.sustained()
+        assert await gate.refuse_upgrade(scope) is None  # served
+        assert lag.refusal() is not None  # a negotiate now is shed
+        # Late twice in a row: the node stays behind.
+        probes = lag.probes
+        time.sleep(0.3)
+        await _until(lambda: lag.probes > probes)
+        time.sleep(0.3)
+        await _until(lambda: lag.probes > probes + 1)
+        assert lag.sustained()
+        refusal = await gate.refuse_upgrade(scope)
+        assert refusal is not None and refusal.code == 4000 and refusal.retry_after >= 1
+    finally:
+        await lag.stop()

@@ -22,6 +22,7 @@ from anywire.core.frames import (
     Ping,
     Pong,
     Resume,
+    ResumeDirect,
     Rx,
     in_order,
     parse_frame,
@@ -211,3 +212,34 @@ def test_errors_carry_the_usable_sequence_number(obj: Any, seq: Any, ack_id: Any
     with pytest.raises(RemoteProtocolError) as info:
         parse_frame(obj)
     assert (info.value.seq, info.value.ack_id) == (seq, ack_id)
+
+
+def test_a_resume_with_a_token_instead_of_a_ticket() -> None:
+    """The resume without negotiate (protocol section 2.2.1): a token, never with a
+    ticket (a ticket wins, as an older server reads it)."""
+    frame = parse_frame({"t": "resume", "token": "tok", "last": 4, "auth": "jwt"})
+    assert frame == ResumeDirect("tok", 4, "jwt")
+    assert parse_frame(frame.to_wire()) == frame
+    assert ResumeDirect("tok", 0).to_wire() == {"t": "resume", "token": "tok", "last": 0}
+    both = parse_frame({"t": "resume", "ticket": "tik", "token": "tok", "last": 1})
+    assert both == Resume("tik", 1)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"token": "", "last": 0},
+        {"token": "a" * 4097, "last": 0},
+        {"token": 1, "last": 0},
+        {"token": None, "last": 0},
+        {"token": "a", "last": -1},
+        {"token": "a", "last": True},
+        {"token": "a"},
+        {"token": "a", "last": 0, "auth": ""},
+        {"token": "a", "last": 0, "auth": "x" * 16385},
+        {"token": "a", "last": 0, "auth": ["x"]},
+    ],
+)
+def test_a_resume_with_a_token_is_bounded(fields: dict[str, Any]) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_frame({"t": "resume", **fields})

@@ -16,6 +16,7 @@
 // * Requests a lost session had received but not answered can never be answered: the
 //   client is told which, at once (onHello()).
 
+import { RequestLost } from "./errors.js";
 import * as F from "./frames.js";
 import { JoinRegistry } from "./joins.js";
 import { StreamPositions, roomStream } from "./positions.js";
@@ -146,4 +147,18 @@ function presenceSummary(answer) {
   const listed = Array.isArray(answer.presence) ? answer.presence.length : 0;
   if (!Number.isInteger(answer.count)) answer.count = listed;
   answer.partial = answer.partial === true;
+}
+
+/** Settles the calls a lost session had received and will never answer (a fresh hello,
+ * Continuity.onHello()): a leave is done (the new session is in no room), anything else
+ * is lost. `calls`: id -> {resolve, reject, timer}. */
+export function settleLost(calls, requests, clearTimer) {
+  for (const [id, kind, room] of requests) {
+    const call = calls.get(id);
+    if (!call) continue;
+    calls.delete(id);
+    clearTimer(call.timer);
+    if (kind === "leave") call.resolve({ room });
+    else call.reject(new RequestLost(`request ${id} was lost with its session; it may have run`));
+  }
 }

@@ -119,6 +119,9 @@ function errObj(v) {
 
 export const connect = (ticket) => ({ t: "connect", ticket });
 export const resume = (ticket, last) => ({ t: "resume", ticket, last });
+/** A resume without negotiate (WebSocket only, docs/protocol.md 2.2.1): the session
+ * token, the last server seq seen and the credential negotiate would get (null: none). */
+export const resumeDirect = (token, last, auth) => (auth ? { t: "resume", token, last, auth } : { t: "resume", token, last });
 /** A hello; `streams` (a fresh session only): where each stream it receives without
  * joining starts, as [stream, epoch, offset] (left out when undefined or null). */
 export function hello(sid, recovered, seq, last, streamsValue) {
@@ -197,7 +200,11 @@ export function parseFrame(obj) {
       return auth(uint(obj, "id", t), token);
     }
     case "connect": return connect(str(obj, "ticket", t));
-    case "resume": return resume(str(obj, "ticket", t), uint(obj, "last", t));
+    case "resume":
+      if (obj.ticket === undefined && obj.token !== undefined) {
+        return resumeDirect(str(obj, "token", t), uint(obj, "last", t), obj.auth === undefined ? null : str(obj, "auth", t));
+      }
+      return resume(str(obj, "ticket", t), uint(obj, "last", t));
     case "hello":
       return hello(str(obj, "sid", t), bool(obj, "recovered", t), uint(obj, "seq", t), uint(obj, "last", t),
         streams(obj.streams));

@@ -89,6 +89,8 @@ export function parseNegotiated(obj) {
   // The receipt rule (docs/protocol.md 6.4); without it (an older server), every 16 frames.
   neg.rx = rxRule(obj.rx);
   neg.expires_in = Number.isInteger(obj.expires_in) && obj.expires_in >= 0 ? obj.expires_in : null;
+  // The server takes a resume without negotiate on the WebSocket (wsresume.js, 2.2.1).
+  neg.ws_resume = obj.ws_resume === true;
   return neg;
 }
 
@@ -140,7 +142,9 @@ export async function negotiate(env, url, body, getToken, timeout) {
   const attempt = request(env, url, body, getToken, controller);
   attempt.catch(() => {}); // after a timeout its late failure has no one to tell
   try {
-    return await Promise.race([expired, attempt]);
+    const neg = await Promise.race([expired, attempt]);
+    neg.received_at = env.now(); // expires_in counts from here (wsresume.js)
+    return neg;
   } finally {
     env.clearTimeout(timer);
   }

@@ -15,11 +15,11 @@
 
 import { CODECS, jsonCodec, own } from "./codec.js";
 import { FLOOD, FORBIDDEN, NORMAL, RENEGOTIATE, TRANSPORT_REPLACED, UNAUTHORIZED, shouldReconnect } from "./closecodes.js";
-import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull, RequestLost } from "./errors.js";
+import { AckError, AckTimeout, ConnectionClosed, FrameTooLarge, ProtocolError, QueueFull } from "./errors.js";
 import { failedBefore, remember, resolveEnv } from "./env.js";
 import { setKey } from "./values.js";
 import { backoff, retryDelay } from "./backoff.js";
-import { Continuity } from "./continuity.js";
+import { Continuity, settleLost } from "./continuity.js";
 import { Handlers, Hooks, report } from "./handlers.js";
 import { LIMITS, failedFor, failure, negotiate, negotiateBody, transportBase } from "./negotiate.js";
 import * as F from "./frames.js";
@@ -34,6 +34,7 @@ import { SSETransport } from "./sse.js";
 import { WebSocketTransport } from "./websocket.js";
 import { usableTransports } from "./runtime.js";
 import { Lifecycle } from "./lifecycle.js";
+import { directResume } from "./wsresume.js";
 
 /** The transports by protocol name (the names negotiate uses). */
 export const TRANSPORTS = Object.freeze({
@@ -70,6 +71,7 @@ const DEFAULTS = {
   upgradeDelay: 1000,
   closeOnPageHide: true,
   pace: true,
+  wsResume: true, // after a WebSocket drop, resume without negotiate where the server can (wsresume.js)
   env: undefined,
 };
 
@@ -126,6 +128,7 @@ export class Socket {
     this._shownTransport = null;
     this._live = null;
     this._neg = null;
+    this._lastTransport = null; // of the connection that ended last (wsresume.js)
     this._everConnected = false;
     this._closed = false;
     this._ended = null;
@@ -529,6 +532,8 @@ export class Socket {
     const tried = new Set();
     const errors = [];
     let again = 0;
+    const direct = await directResume(this); // one connection, no negotiate; null: negotiate
+    if (direct) return direct;
     for (;;) {
       const neg = await this._negotiate();
       if (this._stopped()) throw failure("socket closed");
@@ -588,13 +593,13 @@ export class Socket {
 
   /** Opens one transport; resolves with {neg, transport, hello, rest, early} once the
    * hello arrived, rejects (with the server's code, if any) if it failed first. */
-  _open(offer, neg, onCancel = null) {
+  _open(offer, neg, onCancel = null, opening = null) {
     return new Promise((resolve, reject) => {
       const t = new TRANSPORTS[offer.name]({
         base: transportBase(this.base, this.path, neg), offer, neg, codec: CODECS[offer.codec] ?? jsonCodec, env: this.env, pacer: this.pacer,
       });
       const resuming = neg.resumable && this.peer.sid !== null;
-      const first = resuming ? F.resume(neg.ticket, this.peer.inLast) : F.connect(neg.ticket);
+      const first = opening ?? (resuming ? F.resume(neg.ticket, this.peer.inLast) : F.connect(neg.ticket));
       // What the transport reports between the hello and _install(): replayed there.
       const early = [];
       let settled = false;
@@ -671,7 +676,7 @@ export class Socket {
     };
     // Rejoins and unconfirmed frames go first into the ordered queue, before anything new.
     transport.send(resend);
-    this._unanswerable(unanswerable);
+    settleLost(this._calls, unanswerable, (timer) => this.env.clearTimeout(timer)); // continuity.js
     this._armLiveness(transport);
     this._setState("connected");
     this._showTransport();
@@ -686,18 +691,6 @@ export class Socket {
     this._scheduleUpgrade();
   }
 
-  /** Requests the lost session had received and will never answer (a fresh hello): a
-   * leave is done (the new session is in no room), anything else is lost. */
-  _unanswerable(requests) {
-    for (const [id, kind, room] of requests) {
-      const call = this._calls.get(id);
-      if (!call) continue;
-      this._calls.delete(id);
-      this.env.clearTimeout(call.timer);
-      if (kind === "leave") call.resolve({ room });
-      else call.reject(new RequestLost(`request ${id} was lost with its session; it may have run`));
-    }
-  }
 
   _onClose(t, code, reason) {
     if (t !== this._live) return;
@@ -721,6 +714,7 @@ export class Socket {
       this._markFailed(t.name, "buffered");
     }
     this.idleCuts.ended(t.idleAtEnd, code, this._neg.ping_interval);
+    this._lastTransport = t.name; // a WebSocket's: the next resume may skip negotiate
     this._live = null;
     this._disarmLiveness();
     this._receipts.stop();

@@ -38,7 +38,7 @@ from ...core.peer import ClientPeer
 from ...core.redact import scrub_loggers
 from ...core.settings import Settings
 from .backoff import backoff, retry_delay, waits_out
-from .continuity import Continuity
+from .continuity import Continuity, settle_lost
 from .endpoints import endpoint
 from .errors import (
     AckError,
@@ -48,7 +48,6 @@ from .errors import (
     ConnectionClosed,
     FrameTooLarge,
     QueueFull,
-    RequestLost,
 )
 from .handlers import Handlers, logged, takes_two
 from .liveness import IdleCuts
@@ -127,6 +126,9 @@ class Client:
     :param ws_deflate: offer permessage-deflate on the WebSocket (fewer bytes on a
         metered link when the server allows it, ``anywire serve --ws-deflate``; more CPU
         and memory on both ends). A server that does not allow it sends plain frames.
+    :param ws_resume: after a WebSocket drop, resume by opening the WebSocket directly,
+        without negotiate, where the server supports it (protocol section 2.2.1); off:
+        every resume negotiates first.
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class Client:
         proxy: ProxyOption = None,
         heartbeat: float | None = None,
         ws_deflate: bool = False,
+        ws_resume: bool = True,
     ) -> None:
         self.transports = tuple(transports)
         unknown = [t for t in self.transports if t not in TRANSPORT_CLASSES]
@@ -178,6 +181,7 @@ class Client:
         check_proxy(proxy)
         self.proxy = proxy
         self.ws_deflate = ws_deflate
+        self.ws_resume = ws_resume
         self.pacer = Pacer(pace)
         """Paces every send below the server's flood budget (kept across reconnects)."""
         self.peer = ClientPeer(max_unconfirmed=max_queue)
@@ -622,16 +626,7 @@ class Client:
         # Rejoins and unconfirmed frames go first into the ordered queue, before anything
         # new.
         transport.send(resend)
-        for ack_id, kind, room in unanswerable:
-            fut = self._calls.pop(ack_id, None)
-            if fut is None or fut.done():
-                continue
-            if kind == "leave":
-                fut.set_result({"room": room})  # the fresh session is in no room
-            else:
-                fut.set_exception(
-                    RequestLost(f"request {ack_id} was lost with its session; it may have run")
-                )
+        settle_lost(self._calls, unanswerable)  # continuity.py
         self._set_state("connected")
         if self.refresher is not None:
             self.refresher.start(neg.expires_in)

@@ -18,6 +18,7 @@ the promise: every event of every stream reaches the application once, in order,
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ...core.frames import Ack, Event, Frame, Hello, Join, Leave
@@ -25,8 +26,9 @@ from ...core.joins import JoinRegistry, PendingJoin
 from ...core.peer import ClientPeer
 from ...core.positions import StreamPositions
 from ...core.streams import room_stream
+from .errors import RequestLost
 
-__all__ = ["Continuity"]
+__all__ = ["Continuity", "settle_lost"]
 
 
 class Continuity:
@@ -139,3 +141,21 @@ def _presence_summary(answer: dict[str, Any]) -> None:
     if not isinstance(answer.get("count"), int):
         answer["count"] = listed
     answer["partial"] = answer.get("partial") is True
+
+
+def settle_lost(
+    calls: dict[int, asyncio.Future[Any]], unanswerable: list[tuple[int, str, str | None]]
+) -> None:
+    """Settle the calls a lost session had received and will never answer (from
+    :meth:`Continuity.on_hello`): a leave succeeded (a fresh session is in no room),
+    anything else fails with :class:`RequestLost` (it may have run)."""
+    for ack_id, kind, room in unanswerable:
+        fut = calls.pop(ack_id, None)
+        if fut is None or fut.done():
+            continue
+        if kind == "leave":
+            fut.set_result({"room": room})
+        else:
+            fut.set_exception(
+                RequestLost(f"request {ack_id} was lost with its session; it may have run")
+            )

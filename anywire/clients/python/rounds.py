@@ -12,6 +12,7 @@ offered before it has failed in the same round, and forgotten once it works.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from .negotiate import negotiate
 from .racing import Attempt, goodbye, race
 from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
 from .wire import Negotiated, Offer
+from .wsresume import can_resume_directly, direct_resume
 
 if TYPE_CHECKING:
     from .client import Client
@@ -49,6 +51,9 @@ class Fallback:
         """Transports that lost a race without failing (slower, or black-holed for less
         than the connect timeout): not reported, but tried after the others by this
         client, so a resume (never raced) does not wait on them (:mod:`.racing`)."""
+        self.last: str | None = None
+        """The transport of the connection that ended last (a resume over the WebSocket
+        may skip negotiate when it was the WebSocket: :mod:`.wsresume`)."""
 
     def fail(self, name: str, why: str = "error") -> None:
         """``name`` failed (again) for reason ``why``: it moves to the end, as the newest
@@ -72,6 +77,7 @@ class Fallback:
         held back: the transport cannot carry the session, as if it had timed out (the
         JS client judges the same way). Only happens when the server's ping settings are
         shorter than the connect timeout, which otherwise catches this first."""
+        self.last = name
         if code == CloseCode.PING_TIMEOUT and lived < silence / 2:
             log.info("anywire %s: held back until the server gave up; falling back", name)
             self.fail(name, "buffered")
@@ -97,6 +103,12 @@ async def connect_round(client: Client) -> tuple[Negotiated, ClientTransport, He
     tried: set[str] = set()
     errors: list[str] = []
     again = 0  # renegotiations an opening asked for (bounded)
+    if can_resume_directly(client):
+        # One connection instead of negotiate + upgrade (protocol section 2.2.1); None:
+        # it could not, negotiate as always (once per round: no loop).
+        direct = await direct_resume(client)
+        if direct is not None:
+            return direct
     while True:
         neg = await _negotiate(client)
         offers = [o for o in neg.transports if o.name in client.transports and o.name not in tried]
@@ -222,7 +234,7 @@ async def _negotiate(client: Client) -> Negotiated:
     ask = client.idle_cuts.request_ms()  # the heartbeat option, or sooner after idle cuts
     if ask is not None:
         body["ping_interval"] = ask
-    return await negotiate(
+    neg = await negotiate(
         client._http_client(),
         endpoint(client.url, client.path),
         body,
@@ -230,3 +242,5 @@ async def _negotiate(client: Client) -> Negotiated:
         client._token,
         client.connect_timeout,
     )
+    # expires_in counts from now (a later resume without negotiate plans from it).
+    return dataclasses.replace(neg, received_at=asyncio.get_running_loop().time())

@@ -76,6 +76,12 @@ class Negotiated:
     expires_in: float | None = None
     """Seconds until the credential expires (None: it does not, or the server does not
     say): the client refreshes it in-band before then (protocol section 11.4)."""
+    ws_resume: bool = False
+    """The server takes a resume without negotiate as a WebSocket's first frame
+    (protocol section 2.2.1; an older server does not say so)."""
+    received_at: float | None = None
+    """When the answer came (the loop's clock; set by the client): ``expires_in`` counts
+    from then."""
 
     @classmethod
     def parse(cls, obj: Any) -> Negotiated:
@@ -136,6 +142,7 @@ class Negotiated:
             flood_burst=int(number("flood_burst", _DEFAULTS.flood_burst)),
             rx=RxRule.from_wire(obj.get("rx")),
             expires_in=_expires_in(obj.get("expires_in")),
+            ws_resume=obj.get("ws_resume") is True,
         )
 
 

@@ -1,0 +1,131 @@
+"""The Python client's resume over the WebSocket without negotiate (protocol section
+2.2.1): one connection per resume instead of a negotiate and then the upgrade.
+
+Tried first in a reconnect round when the client holds a session, its last connection
+was a WebSocket and the server's last negotiate answer said ``ws_resume``. Whatever goes
+wrong short of a refused credential sends the round on to negotiate, as before: a
+server without the support, a proxy that breaks it or a session the server no longer
+has costs one connection, never a loop. A refusal that says when to come back (load
+shedding, the address's negotiate rate, the session's flood budget: ``retry_after=N`` in
+the close reason) is a :class:`ConnectError` carrying that wait, which the client's
+reconnect loop honours like a negotiate's ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from ...core.closecodes import CloseCode
+from ...core.flood import RESUME_COST
+from ...core.frames import Hello, ResumeDirect
+from .endpoints import transport_base
+from .errors import AuthError, ConnectError
+from .negotiate import MAX_RETRY_AFTER, resolve_token
+from .racing import goodbye
+from .transport import ClientTransport, TransportClosed
+from .websocket import WebSocketTransport
+from .wire import Negotiated
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["can_resume_directly", "direct_resume", "retry_after_in"]
+
+log = logging.getLogger("anywire.client")
+
+_RETRY = re.compile(r"retry_after=(\d{1,6})\s*$")
+
+
+def retry_after_in(reason: str) -> float | None:
+    """The wait (seconds) a close reason ends with (``...; retry_after=N``), if any."""
+    found = _RETRY.search(reason or "")
+    return None if found is None else min(float(found.group(1)), MAX_RETRY_AFTER)
+
+
+def can_resume_directly(client: Client) -> bool:
+    """Whether a reconnect of ``client`` may skip negotiate: it holds a session, its last
+    connection was a WebSocket, that server said it takes such a resume, and the client
+    wants no other ping interval than the one it was granted (only negotiate can ask for
+    one: after idle cuts the client asks for a shorter one, liveness.py)."""
+    neg = client._neg
+    asked = client.idle_cuts.request_ms()
+    return (
+        client.ws_resume
+        and neg is not None
+        and neg.ws_resume
+        and client.peer.sid is not None
+        and client.fallback.last == "websocket"
+        and any(o.name == "websocket" for o in neg.transports)
+        and (asked is None or asked == round(neg.ping_interval * 1000))
+    )
+
+
+async def direct_resume(client: Client) -> tuple[Negotiated, ClientTransport, Hello] | None:
+    """Resume the client's session over a new WebSocket with no negotiate, bounded by
+    the connect timeout. None: not possible now, negotiate instead (the caller goes on
+    in the same round). Raises AuthError (credential refused: terminal) or ConnectError
+    with ``retry_after`` (come back later)."""
+    neg = client._neg
+    assert neg is not None
+    offer = next(o for o in neg.transports if o.name == "websocket")
+    transport = WebSocketTransport(
+        transport_base(client.url, client.path, neg),
+        offer.url,
+        neg,
+        client._codecs[offer.codec],
+        client._codecs,
+        client._http_client(),
+        client.headers,
+    )
+    transport.pacer = client.pacer
+    transport.proxy = client.proxy
+    transport.deflate = client.ws_deflate
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(client.connect_timeout):
+            # What negotiate would be sent: a fresh credential from a callable.
+            credential = await resolve_token(client._token)
+            await client.pacer.take(RESUME_COST)  # what the server charges a resume
+            hello = await transport.open(ResumeDirect(neg.token, client.peer.in_last, credential))
+        if not hello.recovered or hello.sid != neg.sid:
+            raise TransportClosed(None, "a resume without negotiate must recover the session")
+        if (problem := client.peer.hello_problem(hello)) is not None:
+            raise TransportClosed(None, f"impossible hello: {problem}")
+    except asyncio.CancelledError:
+        await goodbye(transport)  # the client is closing: end what may have resumed
+        raise
+    except TransportClosed as exc:
+        await transport.close()
+        return _refused(exc)
+    except Exception as exc:  # a failed upgrade, a timeout, a dead network: negotiate
+        await transport.close()
+        log.info("anywire: resume without negotiate failed (%r); negotiating", exc)
+        return None
+    now = loop.time()
+    return _aged(neg, now), transport, hello
+
+
+def _refused(exc: TransportClosed) -> None:
+    """What a refusal means (see the module docstring): None, negotiate now."""
+    code = exc.code
+    if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
+        raise AuthError(f"websocket resume: {exc}", code) from exc
+    wait = retry_after_in(exc.reason) if code in (CloseCode.SHUTDOWN, CloseCode.FLOOD) else None
+    if wait is not None:
+        raise ConnectError(f"websocket resume refused: {exc}", code, wait) from exc
+    log.info("anywire: resume without negotiate refused (%s); negotiating", exc)
+    return None
+
+
+def _aged(neg: Negotiated, now: float) -> Negotiated:
+    """``neg`` as of ``now``: its credential lifetime less the time since it came (the
+    hello of a resume without negotiate does not say; planning the refresh from the
+    older figure can only make it early)."""
+    if neg.expires_in is None or neg.received_at is None:
+        return neg
+    left = max(0.0, neg.expires_in - (now - neg.received_at))
+    return dataclasses.replace(neg, expires_in=left, received_at=now)

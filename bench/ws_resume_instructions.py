@@ -1,0 +1,98 @@
+"""Server instructions per resume, counted by callgrind: a resume over the WebSocket
+without negotiate (protocol section 2.2.1) against negotiate + upgrade with a ticket,
+free of the wall-clock noise of a shared machine.
+
+The bench app runs under valgrind's callgrind (counting off until the resumes run).
+``--clients`` of bench/storm.py's protocol-level clients connect; then, one after
+another, each drops its connection and resumes at once (so no resume window passes and
+the loop is never late enough to shed, which would make a different run), with counting
+on. The figure is server user-space instructions per resume (the kernel's accept,
+reads and writes are not in it).
+
+    python3 bench/ws_resume_instructions.py                   # direct resumes
+    python3 bench/ws_resume_instructions.py --no-ws-resume    # negotiate + ticket
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from anywire.bench.runner import free_port  # noqa: E402
+from bench.server_instructions import instrument, wait_up  # noqa: E402
+from bench.storm import Stats, StormClient  # noqa: E402
+
+
+async def resumes(port: int, pid: int, clients: int, ws_resume: bool) -> Stats:
+    """Connect ``clients``, then drop and resume each in turn with counting on."""
+    stats = Stats()
+    crowd = [StormClient(i, port, "127.0.0.1", stats, ws_resume) for i in range(clients)]
+    for c in crowd:
+        async with asyncio.timeout(60):
+            await c._open()
+    instrument(pid, "on")
+    for c in crowd:
+        c.drop()
+        c.writer = None
+        async with asyncio.timeout(60):
+            # A refusal (the server sheds a negotiate that waited in the kernel: under
+            # valgrind it can) is counted and the resume tried again at once.
+            while await c._open() is not None:
+                c.writer = None
+    instrument(pid, "off")
+    for c in crowd:
+        c.drop()
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--no-ws-resume", dest="ws_resume", action="store_false")
+    args = parser.parse_args()
+    port = free_port()
+    python = os.path.realpath(sys.executable)  # not a shim: valgrind follows no child
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={tmp}/callgrind.out", python, "-m", "anywire.bench.app",
+            "--port", str(port),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_up(port, proc)
+            stats = asyncio.run(resumes(port, proc.pid, args.clients, args.ws_resume))
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    counts = re.findall(r"Collected : (\d+)", err.decode())
+    if not counts:
+        raise SystemExit(f"no callgrind count: {err.decode()[-1000:]}")
+    total = int(counts[-1])
+    print(
+        f"ws_resume={args.ws_resume} clients={args.clients} direct={stats.direct} "
+        f"recovered={stats.recovered} refused={stats.refused + stats.direct_refused} "
+        f"instructions={total} per_resume={total // args.clients}"
+    )
+
+
+if __name__ == "__main__":
+    main()
