@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from anywire.core.settings import Settings
 from anywire.server.admission import Gate
 from anywire.server.overload import HOLD, LoopLag
