@@ -127,3 +127,49 @@ def test_an_old_node_counts_as_missing(bare_path: dict[str, str]) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert "missing node 18+, npm: install the packages nodejs npm" in conftest.stdout
+
+
+PHASES = ROOT / "scripts" / "phases"
+# Stands in for the suite's Python: records each pytest command line, exits with the code
+# FAKE_EXIT_SIDE (phase 1) or FAKE_EXIT_ALONE (phase 2) names.
+FAKE_PYTHON = """#!/bin/sh
+echo "$*" >> "$FAKE_LOG"
+case "$*" in
+  *"not alone"*) exit "$FAKE_EXIT_SIDE" ;;
+  *) exit "$FAKE_EXIT_ALONE" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("side", "alone", "code"), [(0, 0, 0), (1, 0, 1), (0, 1, 1), (0, 5, 1), (2, 1, 1)]
+)
+def test_the_whole_suite_runs_both_phases_and_fails_if_either_does(
+    tmp_path: Path, side: int, alone: int, code: int
+) -> None:
+    """`scripts/test` with no arguments hands the suite to scripts/phases: side by side
+    (`-m "not alone"`), then alone (`-m alone`), always both, failing loudly if either failed
+    or collected nothing (pytest's 5)."""
+    assert "exec scripts/phases" in SCRIPT.read_text()
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    log = tmp_path / "calls"
+    env = {"PATH": os.environ["PATH"], "FAKE_LOG": str(log), "FAKE_EXIT_SIDE": str(side),
+           "FAKE_EXIT_ALONE": str(alone)}  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(PHASES), str(fake)], env=env, capture_output=True, text=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    calls = log.read_text().splitlines()
+    assert calls == [
+        "-m pytest -q -n 3 --dist loadfile -m not alone",
+        "-m pytest -q -m alone",
+    ]
+    if code:
+        assert "scripts/test: FAILED" in proc.stderr
+        assert ("phase 1" in proc.stderr) == (side != 0)
+        assert ("phase 2" in proc.stderr) == (alone != 0)
+    else:
+        assert "both phases passed" in proc.stdout

@@ -34,11 +34,17 @@ def build() -> Path:
     if compiler is None:
         raise SystemExit("anywire bench needs a C compiler (gcc or cc) for its load generator")
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = binary.with_suffix(".tmp")
-    subprocess.run(
-        [compiler, "-O2", "-o", str(tmp), str(SOURCE), "-lm"], check=True, capture_output=True
-    )
-    tmp.replace(binary)
+    # A name of this process's own: processes building at once (the suite's modules side by
+    # side, on an empty cache) would otherwise rename each other's half-linked output, or
+    # find it gone. The last rename wins; each one puts a whole binary in place.
+    tmp = binary.with_name(f"{binary.name}.{os.getpid()}.tmp")
+    try:
+        subprocess.run(
+            [compiler, "-O2", "-o", str(tmp), str(SOURCE), "-lm"], check=True, capture_output=True
+        )
+        tmp.replace(binary)
+    finally:
+        tmp.unlink(missing_ok=True)
     return binary
 
 

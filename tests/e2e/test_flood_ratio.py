@@ -34,6 +34,10 @@ import pytest
 from .conftest import ROOT, Server, make_token, start_server
 from .raw import RawConn
 
+# Run alone (scripts/test's second phase): it asserts the server's CPU share and a bystander's
+# p99 ratio, which other modules' load on the same cores would move.
+pytestmark = pytest.mark.alone
+
 MODES = ("frames", "empty", "pings", "polls", "posts", "reconnect", "fresh", "strangers")
 ROUNDS = int(os.environ.get("AW_RATIO_ROUNDS", "3"))
 # 1.5 s windows, probed every 5 ms: the 300 samples per window (and so the p99's rank)

@@ -28,17 +28,33 @@ from anywire.server.observe import Connection
 CONN = Connection("s1", "sse", "/", "alice", "http://app.example", "10.0.0.7")
 
 
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
 @pytest.fixture
 def output() -> Iterator[io.StringIO]:
-    """What configure() writes, for one test; the root logger restored afterwards."""
+    """What configure() writes, for one test; the root logger restored afterwards.
+
+    uvicorn's loggers start as in a fresh process (no level, no handler, propagating): an
+    in-process uvicorn.Config made earlier in the same interpreter (tests/server/
+    test_wsstate.py's, with "warning") leaves its levels and its own non-propagating
+    handler on them, which would keep a TRACE record from configure()'s handler."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
     conn_level = logging.getLogger("anywire.conn").level
+    uvicorn = [logging.getLogger(name) for name in UVICORN_LOGGERS]
+    saved = [(log.level, log.propagate, list(log.handlers)) for log in uvicorn]
+    for log in uvicorn:
+        log.setLevel(logging.NOTSET)
+        log.propagate, log.handlers = True, []
     stream = io.StringIO()
     yield stream
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.getLogger("anywire.conn").setLevel(conn_level)
+    for log, (was, propagate, its_handlers) in zip(uvicorn, saved, strict=True):
+        log.setLevel(was)
+        log.propagate, log.handlers = propagate, its_handlers
 
 
 def _json_lines(stream: io.StringIO) -> list[dict[str, object]]:
