@@ -91,6 +91,8 @@ class StreamPositions:
         answer's ``position``, a fresh hello's ``streams``): events after it follow. A
         later position the client holds in that epoch is kept."""
         held = self._at.get(stream)
+        if self._left and self.left(stream, epoch):
+            return  # a node that has not seen the new epoch yet: never move back
         if held is None or held[0] != epoch or held[1] < offset:
             self._set(stream, epoch, offset)
 
@@ -99,6 +101,8 @@ class StreamPositions:
         (nothing to move to when the count is unknown: the next event brings the new
         epoch)."""
         held = self._at.get(stream)
+        if self._left and self.left(stream, epoch):
+            return  # announced already: the client has moved on from that epoch
         if last is not None and (held is None or held[0] != epoch or held[1] < last):
             self._set(stream, epoch, last)
 

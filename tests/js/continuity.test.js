@@ -209,6 +209,16 @@ test("positions: an epoch moved on from is left and its events are duplicates", 
   assert.equal(pos.accept([R, "old", 1]), true);
 });
 
+test("positions: a left epoch is never moved back to", () => {
+  const pos = new StreamPositions();
+  pos.accept([R, "old", 40]);
+  pos.accept([R, "new", 3]);
+  pos.start(R, "old", 40);
+  pos.lost(R, "old", 45);
+  assert.deepEqual(pos.get(R), ["new", 3]);
+  assert.equal(pos.accept([R, "new", 4]), true);
+});
+
 test("positions: epochs left are bounded per stream", () => {
   const pos = new StreamPositions();
   for (let n = 0; n < 10; n++) pos.accept([R, `e${n}`, 1]);

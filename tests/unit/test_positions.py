@@ -81,3 +81,14 @@ def test_epochs_left_are_bounded_per_stream() -> None:
     for n in range(10):
         pos.accept((R, f"e{n}", 1))
     assert pos.left(R, "e8") and pos.left(R, "e5") and not pos.left(R, "e4")
+
+
+def test_a_left_epoch_is_never_moved_back_to() -> None:
+    # A node that has not seen the new epoch yet may still name the old one (a join
+    # answer's position, a bounded $lost): the client stays where it is.
+    pos = StreamPositions()
+    pos.accept((R, "old", 40))
+    pos.accept((R, "new", 3))
+    pos.start(R, "old", 40)
+    pos.lost(R, "old", 45)
+    assert pos.get(R) == ("new", 3) and pos.accept((R, "new", 4))

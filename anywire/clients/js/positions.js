@@ -100,6 +100,7 @@ export class StreamPositions {
    * client holds in that epoch is kept. */
   start(stream, epoch, offset) {
     const held = this._at.get(stream);
+    if (this.left(stream, epoch)) return; // a node that has not seen the new epoch yet: never move back
     if (held === undefined || held[0] !== epoch || held[1] < offset) this._set(stream, epoch, offset);
   }
 
@@ -107,6 +108,7 @@ export class StreamPositions {
    * move to when the count is unknown, `last` null: the next event brings the new epoch). */
   lost(stream, epoch, last) {
     const held = this._at.get(stream);
+    if (this.left(stream, epoch)) return; // announced already: the client has moved on from that epoch
     if (last !== null && last !== undefined && (held === undefined || held[0] !== epoch || held[1] < last)) {
       this._set(stream, epoch, last);
     }
