@@ -13,6 +13,12 @@ offset)`` of the last event of a stream the client holds. It serves three purpos
 * **starting points**: a fresh session's ``hello`` lists where each stream the session
   receives without joining starts, and a join answer where the room starts, so a stream
   the client has received nothing from yet still has a position to catch up from.
+
+An epoch the client has moved on from (its position went to another epoch of the stream)
+is *left*: history restarted after it and never goes back to it, so an event of a left
+epoch, or a ``$lost`` about one, is a repeat of something the client already had
+(:meth:`StreamPositions.left`; docs/reliability/sentinel-duplicates.md: a copy of a
+session left on another node replayed a whole outbox from before a failover).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .streams import room_stream
 __all__ = ["StreamPositions"]
 
 _MAX = 1000  # positions kept (the negotiate body carries them all)
+_LEFT = 4  # epochs left behind remembered per stream (each failover leaves one)
 
 
 class StreamPositions:
@@ -35,19 +42,28 @@ class StreamPositions:
         self.limit = limit
         self._at: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._implicit: tuple[str, ...] = ()
+        self._left: dict[str, tuple[str, ...]] = {}  # stream -> epochs moved on from
         self.duplicates = 0
-        """Events dropped because the client already had their offset (should stay 0)."""
+        """Events dropped because the client already had them: their offset, an epoch it
+        has moved on from, or a ``$lost`` about one (should stay 0)."""
 
     def accept(self, pos: StreamPos) -> bool:
         """An event at ``pos`` arrived: True to deliver it (and move the position), False
         for a duplicate (counted)."""
         stream, epoch, offset = pos
         held = self._at.get(stream)
-        if held is not None and held[0] == epoch and offset <= held[1]:
+        if (held is not None and held[0] == epoch and offset <= held[1]) or (
+            self._left and self.left(stream, epoch)  # (empty but after a failover)
+        ):
             self.duplicates += 1
             return False
         self._set(stream, epoch, offset)
         return True
+
+    def left(self, stream: str, epoch: str) -> bool:
+        """Whether the client has moved on from ``epoch`` of ``stream`` (to a later one):
+        nothing of it can be new."""
+        return epoch in self._left.get(stream, ())
 
     def get(self, stream: str) -> tuple[str, int] | None:
         """The position held in ``stream``, if any."""
@@ -75,6 +91,8 @@ class StreamPositions:
         answer's ``position``, a fresh hello's ``streams``): events after it follow. A
         later position the client holds in that epoch is kept."""
         held = self._at.get(stream)
+        if self._left and self.left(stream, epoch):
+            return  # a node that has not seen the new epoch yet: never move back
         if held is None or held[0] != epoch or held[1] < offset:
             self._set(stream, epoch, offset)
 
@@ -83,6 +101,8 @@ class StreamPositions:
         (nothing to move to when the count is unknown: the next event brings the new
         epoch)."""
         held = self._at.get(stream)
+        if self._left and self.left(stream, epoch):
+            return  # announced already: the client has moved on from that epoch
         if last is not None and (held is None or held[0] != epoch or held[1] < last):
             self._set(stream, epoch, last)
 
@@ -93,7 +113,7 @@ class StreamPositions:
         listed = tuple(s for s, _, _ in streams or ())
         for stream in self._implicit:
             if stream not in listed:
-                self._at.pop(stream, None)
+                self.forget(stream)
         for stream, epoch, offset in streams or ():
             self.start(stream, epoch, offset)
         self._implicit = listed
@@ -101,13 +121,20 @@ class StreamPositions:
     def forget(self, stream: str) -> None:
         """Stop tracking ``stream`` (the client left the room)."""
         self._at.pop(stream, None)
+        self._left.pop(stream, None)
 
     def since(self) -> list[list[object]]:
         """Every position, as negotiate's ``since``."""
         return [[s, e, o] for s, (e, o) in self._at.items()]
 
     def _set(self, stream: str, epoch: str, offset: int) -> None:
+        held = self._at.get(stream)
+        if held is not None and held[0] != epoch:
+            # Moved on to another epoch: the one held is left for good.
+            left = self._left.get(stream, ())
+            self._left[stream] = (*left, held[0])[-_LEFT:]
         self._at[stream] = (epoch, offset)
         self._at.move_to_end(stream)
         while len(self._at) > self.limit:
-            self._at.popitem(last=False)
+            gone, _ = self._at.popitem(last=False)
+            self._left.pop(gone, None)

@@ -189,13 +189,25 @@ class SessionHost(Inbound, Delivery, DirectResumes):
         heartbeat = heartbeats.apply(self.settings, link, redeemed.ping_interval)
         sess = self.sessions.get(sid)
         last = first.last if isinstance(first, Resume) else None
-        if sess is not None and last is not None and sess.can_resume(last):
+        if (
+            sess is not None
+            and last is not None
+            and redeemed.resumes == sess.incarnation
+            and sess.can_resume(last)
+        ):
+            # Only the copy negotiate found resumable: another copy under this sid here
+            # (one the client left while Redis was down) has other frame numbers, and a
+            # resume of it would replay what the client already has.
             sess.charge(now, RESUME_COST, "resumes")  # no fresh connection for a flooder
             old, resumed = sess.connection, True
             sess.auth_deadline = auth_deadline
             if (socket := self.sockets.get(sid)) is not None:
                 socket.claims = identity.claims  # the fresh credential's, as a refresh does
-            sess.tickets = [*sess.tickets[-3:], redeemed.nonce]
+            # The token the client presented stays known to this copy (a WebSocket
+            # resume without negotiate presents the same token again and again).
+            kept = [n for n in sess.tickets[-3:] if n != redeemed.presented]
+            presented = [redeemed.presented] if redeemed.presented else []
+            sess.tickets = [*kept, *presented, redeemed.nonce]
             hello = sess.attach(link, now, heartbeat, last)
             if isinstance(old, Link) and old is not link:
                 old.close(CloseCode.TRANSPORT_REPLACED, "replaced by a newer connection")

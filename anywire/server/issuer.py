@@ -63,6 +63,12 @@ class Redeemed:
     since: Positions = field(default_factory=dict)
     nonce: str = ""  # its negotiate's, also in the session token issued with it
     ping_interval: float | None = None  # another than the server's, granted at negotiate
+    resumes: str | None = None
+    """The incarnation of the session copy its negotiate found resumable (None: a fresh
+    session). Only that copy may be resumed with it (:meth:`SessionHost.attach`)."""
+    presented: str | None = None
+    """The nonce of the session token its negotiate was presented (a resume): the copy
+    keeps knowing that token (a WebSocket resume without negotiate presents it again)."""
 
 
 class Issuer:
@@ -113,6 +119,12 @@ class Issuer:
         }
         if ping_interval is not None and ping_interval != self.host.settings.ping_interval:
             fields["pi"] = ping_interval  # granted at negotiate (core/pinginterval.py)
+        if resumable:
+            # The copy this ticket resumes: a node that holds another copy under the sid
+            # (left behind while Redis could not tell it the client had moved on) must
+            # not replay its outbox to this client (docs/reliability/sentinel-duplicates.md).
+            fields["ri"] = self.host.sessions[sid].incarnation
+            fields["rn"] = self.signer.verify(str(resume), "s").get("n")
         anonymous = identity.claims.get("anonymous") is True
         if self.cluster is not None:
             # Any node may redeem the ticket (round-robin): it carries the identity.
@@ -161,6 +173,14 @@ class Issuer:
         sid = str(old.get("sid"))
         anonymous = identity.claims.get("anonymous") is True
         sess = self.host.sessions.get(sid)
+        if sess is not None and not _issued_by(sess.tickets, old.get("n")):
+            # A copy of the session that never issued this token: the client moved on to
+            # another copy (a fresh session under the same sid, on another node, while
+            # Redis was down and this one was not told). Its outbox is numbered for
+            # another sequence than the client's: resuming it would replay frames the
+            # client already has as new. The client gets a fresh session (below), which
+            # catches up by stream position.
+            sess = None
         if sess is not None:
             same_user = sess.user == identity.user or (anonymous and sess.anonymous)
             if same_user and sess.namespace == namespace:
@@ -214,6 +234,7 @@ class Issuer:
         if identity.expires_at is not None and identity.expires_at <= wall:
             raise AuthError("token expired", CloseCode.TOKEN_EXPIRED)
         interval = payload.get("pi")
+        resumes, presented = payload.get("ri"), payload.get("rn")
         return Redeemed(
             str(payload["sid"]),
             str(payload["ns"]),
@@ -221,6 +242,8 @@ class Issuer:
             since,
             nonce,
             float(interval) if isinstance(interval, (int, float)) else None,
+            resumes if isinstance(resumes, str) else None,
+            presented if isinstance(presented, str) else None,
         )
 
     def session_of(self, token: str) -> tuple[str, dict[str, Any]]:
@@ -234,6 +257,12 @@ class Issuer:
         stale = [n for n, (_, exp, _) in self._pending.items() if exp <= wall]
         for nonce in stale:
             del self._pending[nonce]
+
+
+def _issued_by(tickets: list[str], nonce: object) -> bool:
+    """Whether a session copy with these ticket nonces issued a token of ``nonce`` (a
+    token without one, from before nonces, is taken as its own)."""
+    return nonce is None or not tickets or nonce in tickets
 
 
 def _as(identity: Identity, user: str | None) -> Identity:

@@ -192,6 +192,58 @@ test("continuity: duplicates and $lost", () => {
   assert.equal(c.joins.rooms.size, 0);
 });
 
+test("positions: an epoch moved on from is left and its events are duplicates", () => {
+  // A Sentinel failover restarted history ("old" -> "new"); a copy of the session left on
+  // another node then replayed the old epoch's events (tests/unit/test_positions.py).
+  const pos = new StreamPositions();
+  for (let o = 1; o <= 40; o++) assert.equal(pos.accept([R, "old", o]), true);
+  assert.equal(pos.left(R, "old"), false);
+  for (let o = 1; o <= 70; o++) assert.equal(pos.accept([R, "new", o]), true);
+  assert.equal(pos.left(R, "old"), true);
+  assert.equal(pos.left(R, "new"), false);
+  for (let o = 1; o <= 40; o++) assert.equal(pos.accept([R, "old", o]), false);
+  assert.equal(pos.duplicates, 40);
+  assert.deepEqual(pos.get(R), ["new", 70]);
+  assert.equal(pos.accept([R, "new", 71]), true);
+  pos.forget(R); // a room left and joined again starts over
+  assert.equal(pos.accept([R, "old", 1]), true);
+});
+
+test("positions: a left epoch is never moved back to", () => {
+  const pos = new StreamPositions();
+  pos.accept([R, "old", 40]);
+  pos.accept([R, "new", 3]);
+  pos.start(R, "old", 40);
+  pos.lost(R, "old", 45);
+  assert.deepEqual(pos.get(R), ["new", 3]);
+  assert.equal(pos.accept([R, "new", 4]), true);
+});
+
+test("positions: epochs left are bounded per stream", () => {
+  const pos = new StreamPositions();
+  for (let n = 0; n < 10; n++) pos.accept([R, `e${n}`, 1]);
+  assert.equal(pos.left(R, "e8"), true);
+  assert.equal(pos.left(R, "e5"), true);
+  assert.equal(pos.left(R, "e4"), false);
+});
+
+test("continuity: a replayed old epoch and its $lost are dropped (tests/unit/test_continuity_epochs.py)", () => {
+  const c = new Continuity(new ClientPeer(), "/");
+  const tick = (epoch, offset, n) => F.event(1, "tick", n, undefined, "fo-sse", [R, epoch, offset]);
+  const lost = () => F.event(1, "$lost", { stream: R, epoch: "A", from: 41, to: null, room: "fo-sse" }, undefined, "fo-sse");
+  const first = [];
+  for (let i = 0; i < 40; i++) first.push(tick("A", i + 1, i));
+  first.push(lost());
+  for (let i = 40; i < 110; i++) first.push(tick("B", i - 39, i));
+  const again = [...first];
+  for (let i = 110; i < 120; i++) again.push(tick("B", i - 39, i));
+  const delivered = [...first, ...again].filter((e) => c.accept(e));
+  const ticks = delivered.filter((e) => e.e === "tick").map((e) => e.d);
+  assert.deepEqual(ticks, Array.from({ length: 120 }, (_, i) => i));
+  assert.equal(delivered.filter((e) => e.e === "$lost").length, 1);
+  assert.equal(c.positions.duplicates, first.length);
+});
+
 test("continuity: a join answer always says count and partial", () => {
   const peer = new ClientPeer();
   const c = new Continuity(peer, "/");

@@ -59,3 +59,36 @@ def test_positions_are_bounded_least_recently_moved_first() -> None:
     pos.accept(("a", "e", 2))
     pos.start("c", "e", 1)
     assert pos.get("b") is None and pos.get("a") == ("e", 2)
+
+
+def test_an_epoch_moved_on_from_is_left_and_its_events_are_duplicates() -> None:
+    # A Sentinel failover restarted history (epoch "old" -> "new"); a copy of the session
+    # left on another node then replayed the old epoch's events (sent once already).
+    pos = StreamPositions()
+    assert all(pos.accept((R, "old", o)) for o in range(1, 41))
+    assert not pos.left(R, "old")
+    assert all(pos.accept((R, "new", o)) for o in range(1, 71))
+    assert pos.left(R, "old") and not pos.left(R, "new")
+    assert not any(pos.accept((R, "old", o)) for o in range(1, 41))
+    assert pos.duplicates == 40 and pos.get(R) == ("new", 70)
+    assert pos.accept((R, "new", 71))
+    pos.forget(R)  # a room left and joined again starts over
+    assert pos.accept((R, "old", 1))
+
+
+def test_epochs_left_are_bounded_per_stream() -> None:
+    pos = StreamPositions()
+    for n in range(10):
+        pos.accept((R, f"e{n}", 1))
+    assert pos.left(R, "e8") and pos.left(R, "e5") and not pos.left(R, "e4")
+
+
+def test_a_left_epoch_is_never_moved_back_to() -> None:
+    # A node that has not seen the new epoch yet may still name the old one (a join
+    # answer's position, a bounded $lost): the client stays where it is.
+    pos = StreamPositions()
+    pos.accept((R, "old", 40))
+    pos.accept((R, "new", 3))
+    pos.start(R, "old", 40)
+    pos.lost(R, "old", 45)
+    assert pos.get(R) == ("new", 3) and pos.accept((R, "new", 4))

@@ -156,8 +156,9 @@ export interface LostData {
 }
 
 export interface Stats {
-  /** Stream events dropped because the socket already had their offset. The server never
-   * sends one: it stays 0 unless something is wrong. */
+  /** Stream events dropped because the socket already had them (their offset, an epoch of
+   * the stream it has moved on from, or a `$lost` about one). The server never sends one:
+   * it stays 0 unless something is wrong. */
   duplicates: number;
   /** Connections the network cut after an idle time shorter than the heartbeat. */
   idleCuts: number;

@@ -83,6 +83,11 @@ export class Continuity {
     if (event.e === "$lost" && event.o == null && isMap(d)) {
       const { stream, epoch, to } = d;
       if (typeof stream === "string" && typeof epoch === "string") {
+        if (this.positions.left(stream, epoch)) {
+          // About an epoch the client has moved on from: told already.
+          this.positions.duplicates += 1;
+          return false;
+        }
         this.positions.lost(stream, epoch, Number.isInteger(to) ? to : null);
       }
     }

@@ -13,10 +13,16 @@
 // * starting points: a fresh session's hello lists where each stream the session
 //   receives without joining starts, and a join answer where the room starts, so a
 //   stream the client has received nothing from yet still has a position to catch up from.
+//
+// An epoch the client has moved on from (its position went to another epoch of the
+// stream) is left: history restarted after it and never goes back to it, so an event of
+// a left epoch, or a `$lost` about one, is a repeat of something the client already had
+// (`left()`; docs/reliability/sentinel-duplicates.md).
 
 import { setKey } from "./values.js";
 
 const MAX = 1000; // positions kept (the negotiate body carries them all)
+const LEFT = 4; // epochs left behind remembered per stream (each failover leaves one)
 
 /** Stream id of a room (anywire/core/streams.py room_stream). */
 export function roomStream(namespace, room) {
@@ -33,7 +39,10 @@ export class StreamPositions {
     this._at = new Map();
     /** @type {string[]} the streams the last fresh hello listed */
     this._implicit = [];
-    /** Events dropped because the client already had their offset (should stay 0). */
+    /** @type {Map<string, string[]>} stream -> epochs moved on from */
+    this._left = new Map();
+    /** Events dropped because the client already had them: their offset, an epoch it has
+     * moved on from, or a `$lost` about one (should stay 0). */
     this.duplicates = 0;
   }
 
@@ -42,12 +51,18 @@ export class StreamPositions {
   accept(pos) {
     const [stream, epoch, offset] = pos;
     const held = this._at.get(stream);
-    if (held !== undefined && held[0] === epoch && offset <= held[1]) {
+    if ((held !== undefined && held[0] === epoch && offset <= held[1]) || this.left(stream, epoch)) {
       this.duplicates += 1;
       return false;
     }
     this._set(stream, epoch, offset);
     return true;
+  }
+
+  /** Whether the client has moved on from `epoch` of `stream` (to a later one): nothing
+   * of it can be new. */
+  left(stream, epoch) {
+    return (this._left.get(stream) ?? []).includes(epoch);
   }
 
   /** The [epoch, offset] held in `stream`, or null. */
@@ -85,6 +100,7 @@ export class StreamPositions {
    * client holds in that epoch is kept. */
   start(stream, epoch, offset) {
     const held = this._at.get(stream);
+    if (this.left(stream, epoch)) return; // a node that has not seen the new epoch yet: never move back
     if (held === undefined || held[0] !== epoch || held[1] < offset) this._set(stream, epoch, offset);
   }
 
@@ -92,6 +108,7 @@ export class StreamPositions {
    * move to when the count is unknown, `last` null: the next event brings the new epoch). */
   lost(stream, epoch, last) {
     const held = this._at.get(stream);
+    if (this.left(stream, epoch)) return; // announced already: the client has moved on from that epoch
     if (last !== null && last !== undefined && (held === undefined || held[0] !== epoch || held[1] < last)) {
       this._set(stream, epoch, last);
     }
@@ -103,7 +120,7 @@ export class StreamPositions {
   fresh(streams) {
     const listed = (streams ?? []).map(([stream]) => stream);
     for (const stream of this._implicit) {
-      if (!listed.includes(stream)) this._at.delete(stream);
+      if (!listed.includes(stream)) this.forget(stream);
     }
     for (const [stream, epoch, offset] of streams ?? []) this.start(stream, epoch, offset);
     this._implicit = listed;
@@ -112,6 +129,7 @@ export class StreamPositions {
   /** Stop tracking `stream` (the client left the room). */
   forget(stream) {
     this._at.delete(stream);
+    this._left.delete(stream);
   }
 
   /** Every position, as negotiate's `since`: [[stream, epoch, offset], ...]. */
@@ -120,8 +138,17 @@ export class StreamPositions {
   }
 
   _set(stream, epoch, offset) {
+    const held = this._at.get(stream);
+    if (held !== undefined && held[0] !== epoch) {
+      // Moved on to another epoch: the one held is left for good.
+      this._left.set(stream, [...(this._left.get(stream) ?? []), held[0]].slice(-LEFT));
+    }
     this._at.delete(stream); // re-inserted last: the most recently moved
     this._at.set(stream, [epoch, offset]);
-    while (this._at.size > this.limit) this._at.delete(this._at.keys().next().value);
+    while (this._at.size > this.limit) {
+      const gone = this._at.keys().next().value;
+      this._at.delete(gone);
+      this._left.delete(gone);
+    }
   }
 }

@@ -83,6 +83,10 @@ class Continuity:
         if event.e == "$lost" and event.o is None and isinstance(d, dict):
             stream, epoch, last = d.get("stream"), d.get("epoch"), d.get("to")
             if isinstance(stream, str) and isinstance(epoch, str):
+                if self.positions.left(stream, epoch):
+                    # About an epoch the client has moved on from: told already.
+                    self.positions.duplicates += 1
+                    return False
                 self.positions.lost(stream, epoch, last if isinstance(last, int) else None)
         return True
 
