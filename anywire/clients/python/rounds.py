@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from ...core.closecodes import RENEGOTIATE, CloseCode
 from ...core.flood import RESUME_COST
 from ...core.frames import Connect, Hello, Resume
-from .endpoints import endpoint, transport_base
+from .endpoints import endpoint
 from .errors import AuthError, ConnectError
 from .negotiate import negotiate
 from .racing import Attempt, goodbye, race
-from .transports import TRANSPORT_CLASSES, ClientTransport, TransportClosed
+from .transports import ClientTransport, TransportClosed, new_transport
 from .wire import Negotiated, Offer
 from .wsresume import can_resume_directly, direct_resume
 
@@ -170,18 +170,7 @@ async def _attempt(
 ) -> tuple[Negotiated, ClientTransport, Hello]:
     """Open ``offer`` with ``neg``'s ticket, bounded by the connect timeout; the
     transport is closed when this fails or is cancelled."""
-    transport = TRANSPORT_CLASSES[offer.name](
-        transport_base(client.url, client.path, neg),
-        offer.url,
-        neg,
-        client._codecs[offer.codec],
-        client._codecs,
-        client._http_client(),
-        client.headers,
-    )
-    transport.pacer = client.pacer
-    transport.proxy = client.proxy
-    transport.deflate = client.ws_deflate
+    transport = new_transport(client, neg, offer)
     resuming = neg.resumable and client.peer.sid is not None
     if resuming:
         await client.pacer.take(RESUME_COST)  # what the server charges a resume

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from ...core.closecodes import CloseCode
 from ...core.flood import RESUME_COST
 from ...core.frames import Hello, ResumeDirect
-from .endpoints import transport_base
 from .errors import AuthError, ConnectError
 from .negotiate import MAX_RETRY_AFTER, resolve_token
 from .racing import goodbye
 from .transport import ClientTransport, TransportClosed
+from .transports import new_transport
 from .websocket import WebSocketTransport
 from .wire import Negotiated
 
@@ -72,18 +72,8 @@ async def direct_resume(client: Client) -> tuple[Negotiated, ClientTransport, He
     neg = client._neg
     assert neg is not None
     offer = next(o for o in neg.transports if o.name == "websocket")
-    transport = WebSocketTransport(
-        transport_base(client.url, client.path, neg),
-        offer.url,
-        neg,
-        client._codecs[offer.codec],
-        client._codecs,
-        client._http_client(),
-        client.headers,
-    )
-    transport.pacer = client.pacer
-    transport.proxy = client.proxy
-    transport.deflate = client.ws_deflate
+    transport = new_transport(client, neg, offer)
+    assert isinstance(transport, WebSocketTransport)  # offer is the websocket one
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(client.connect_timeout):
