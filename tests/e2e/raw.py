@@ -181,6 +181,19 @@ class RawConn:
         await self.http.aclose()
 
 
+async def numbers(conn: RawConn, n: int) -> tuple[list[int], int]:
+    """The data of the next ``n`` ``n`` events (the test app's numbers), and the sequence
+    number of the last frame consumed (resume tests on every transport share it)."""
+    out: list[int] = []
+    seq = 0
+    while len(out) < n:
+        frame = await conn.recv()
+        seq = frame.get("s", seq)
+        if frame.get("t") == "event" and frame.get("e") == "n":
+            out.append(frame["d"])
+    return out, seq
+
+
 async def deflate_agreed(base: str, token: str) -> str:
     """Negotiate a WebSocket ticket at ``base`` with ``token``, open the socket offering
     permessage-deflate and answer the ``Sec-WebSocket-Extensions`` the server agreed to

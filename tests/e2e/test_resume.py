@@ -13,19 +13,7 @@ import pytest_asyncio
 from tests.together import Together
 
 from .conftest import TRANSPORTS, Server, make_token
-from .raw import RawConn
-
-
-async def _numbers(conn: RawConn, n: int) -> tuple[list[int], int]:
-    """The next ``n`` numbers, and the sequence number of the last frame consumed."""
-    out: list[int] = []
-    seq = 0
-    while len(out) < n:
-        frame = await conn.recv()
-        seq = frame.get("s", seq)
-        if frame.get("t") == "event" and frame.get("e") == "n":
-            out.append(frame["d"])
-    return out, seq
+from .raw import RawConn, numbers
 
 
 async def test_resume_replays_exactly_what_was_missed(server: Server, transport: str) -> None:
@@ -34,7 +22,7 @@ async def test_resume_replays_exactly_what_was_missed(server: Server, transport:
     await conn.open()
     await conn.send({"t": "event", "s": 1, "id": 1, "e": "burst", "d": {"n": 10}})
     # Frames after these three may already be in flight: the client did not see them.
-    seen, last = await _numbers(conn, 3)
+    seen, last = await numbers(conn, 3)
     token = conn.neg["token"]
     await conn.close()  # vanish without a goodbye
     back = RawConn(server.url, transport, make_token(user))
@@ -42,7 +30,7 @@ async def test_resume_replays_exactly_what_was_missed(server: Server, transport:
         hello = await back.open(resume_last=last, resume=token)
         assert back.neg["resumable"] is True
         assert hello["recovered"] is True and hello["seq"] == last and hello["last"] == 1
-        rest, _ = await _numbers(back, 10 - len(seen))
+        rest, _ = await numbers(back, 10 - len(seen))
         assert seen + rest == list(range(10))
     finally:
         await back.close()

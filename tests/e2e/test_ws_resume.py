@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from .conftest import Server, make_token, start_server
-from .raw import RawConn
+from .raw import RawConn, numbers
 
 
 async def _counters(server: Server) -> dict[str, int]:
@@ -24,18 +24,6 @@ async def _counters(server: Server) -> dict[str, int]:
         r = await http.get("/anywire/metrics")
         r.raise_for_status()
         return dict(r.json())
-
-
-async def _numbers(conn: RawConn, n: int) -> tuple[list[int], int]:
-    """The next ``n`` numbers, and the sequence number of the last frame consumed."""
-    out: list[int] = []
-    seq = 0
-    while len(out) < n:
-        frame = await conn.recv()
-        seq = frame.get("s", seq)
-        if frame.get("t") == "event" and frame.get("e") == "n":
-            out.append(frame["d"])
-    return out, seq
 
 
 async def _direct(server: Server, first: Any) -> ClientConnection:
@@ -75,7 +63,7 @@ async def _dropped(server: Server, user: str, n: int) -> tuple[RawConn, list[int
     conn = RawConn(server.url, "websocket", make_token(user))
     await conn.open()
     await conn.send({"t": "event", "s": 1, "id": 1, "e": "burst", "d": {"n": n}})
-    seen, last = await _numbers(conn, 3)
+    seen, last = await numbers(conn, 3)
     await conn.close()  # no goodbye: the session stays resumable
     return conn, seen, last
 
