@@ -22,6 +22,19 @@ GAP = HISTORY + 20  # events sent while the client is away in the gap scenario
 DROP_BEFORE, DROP_AFTER = 5, 5
 
 
+def _drop_steps() -> list[dict[str, Any]]:
+    """The steps of a drop and a resume (drop_then_resume, resume_without_negotiate): a
+    fresh list each time, as every scenario owns its steps."""
+    return [
+        {"op": "collect", "event": "n"},
+        {"op": "connect"},
+        {"op": "call", "event": "conf.drop", "data": None},
+        {"op": "wait_reconnect", "timeout": 10},
+        {"op": "wait_events", "event": "n", "count": DROP_BEFORE + DROP_AFTER, "timeout": 10},
+        {"op": "close"},
+    ]
+
+
 @dataclass
 class Seen:
     """What the server observed in one scenario's namespace."""
@@ -682,19 +695,7 @@ def scenarios() -> list[Scenario]:
             "drop_then_resume",
             f"the server cuts the connection (4000) after {DROP_BEFORE} events and emits "
             f"{DROP_AFTER} more: the client resumes (recovered: true), nothing lost or duplicated",
-            [
-                {"op": "collect", "event": "n"},
-                {"op": "connect"},
-                {"op": "call", "event": "conf.drop", "data": None},
-                {"op": "wait_reconnect", "timeout": 10},
-                {
-                    "op": "wait_events",
-                    "event": "n",
-                    "count": DROP_BEFORE + DROP_AFTER,
-                    "timeout": 10,
-                },
-                {"op": "close"},
-            ],
+            _drop_steps(),
             _check_drop,
             _install_drop,
         ),
@@ -703,19 +704,7 @@ def scenarios() -> list[Scenario]:
             "as drop_then_resume on a WebSocket: the client resumes by opening the WebSocket "
             "with resume{token, last} and no negotiate (protocol 2.2.1, a MAY: one connection "
             "per resume)",
-            [
-                {"op": "collect", "event": "n"},
-                {"op": "connect"},
-                {"op": "call", "event": "conf.drop", "data": None},
-                {"op": "wait_reconnect", "timeout": 10},
-                {
-                    "op": "wait_events",
-                    "event": "n",
-                    "count": DROP_BEFORE + DROP_AFTER,
-                    "timeout": 10,
-                },
-                {"op": "close"},
-            ],
+            _drop_steps(),
             _check_one_connection,
             _install_drop,
             transports=("websocket",),
