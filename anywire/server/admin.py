@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import heapq
 import hmac
+import inspect
 import logging
 import time
 from collections import deque
@@ -53,6 +54,7 @@ __all__ = [
     "Activity",
     "AdminView",
     "Buckets",
+    "authenticate",
     "authenticator_for",
     "snapshot",
     "top_rooms",
@@ -332,3 +334,17 @@ def authenticator_for(aw: Anywire, namespace: str) -> Authenticator:
         return aw.auth
     view: AdminView | None = getattr(aw, "admin", None)
     return _refused if view is None else view.authenticate
+
+
+async def authenticate(
+    aw: Anywire, namespace: str, credential: str | None, scope: Mapping[str, Any]
+) -> Identity:
+    """The identity :func:`authenticator_for` ``namespace`` gives ``credential`` (awaited
+    when the authenticator is async), as negotiate and a resume without negotiate check
+    it; raises AuthError, also for an authenticator that returned no Identity."""
+    identity = authenticator_for(aw, namespace)(credential, scope)
+    if inspect.isawaitable(identity):
+        identity = await identity
+    if not isinstance(identity, Identity):
+        raise AuthError("authenticator returned no identity")
+    return identity

@@ -89,19 +89,24 @@ class Gate:
         refusal = self.counts.negotiate(client_ip(scope), self._now())
         if refusal is None:
             return False
-        # Answered after a pause: a client that sends its next request only once it has
-        # the answer (any HTTP/1.1 client; uvicorn stops reading a pipelining one) gets
-        # one refusal per pause and connection, instead of costing the server a core.
-        # Past _TARPIT refusals held at once, the answer is immediate and closes the
-        # connection instead (what a held one costs is bounded).
-        held = self._tarpitted < _TARPIT
-        if held:
-            self._tarpitted += 1
-            try:
-                await asyncio.sleep(min(float(refusal.retry_after), _PAUSE))
-            finally:
-                self._tarpitted -= 1
+        held = await self._hold(refusal)
         await self.answer(scope, send, refusal, cors, close=not held)
+        return True
+
+    async def _hold(self, refusal: Refusal) -> bool:
+        """Pause before answering a rate refusal; False (no pause) past _TARPIT held at
+        once. A client that sends its next request only once it has the answer (any
+        HTTP/1.1 client; uvicorn stops reading a pipelining one; a WebSocket client
+        waiting for its close) gets one refusal per pause and connection, instead of
+        costing the server a core. What a held one costs is bounded: past _TARPIT the
+        answer is immediate (and, over HTTP, closes the connection)."""
+        if self._tarpitted >= _TARPIT:
+            return False
+        self._tarpitted += 1
+        try:
+            await asyncio.sleep(min(float(refusal.retry_after), _PAUSE))
+        finally:
+            self._tarpitted -= 1
         return True
 
     async def refuse_upgrade(self, scope: Scope) -> Refusal | None:
@@ -118,12 +123,8 @@ class Gate:
         if refusal is not None:
             return refusal
         refusal = self.counts.negotiate(client_ip(scope), self._now())
-        if refusal is not None and self._tarpitted < _TARPIT:
-            self._tarpitted += 1
-            try:
-                await asyncio.sleep(min(float(refusal.retry_after), _PAUSE))
-            finally:
-                self._tarpitted -= 1
+        if refusal is not None:
+            await self._hold(refusal)
         return refusal
 
     def admit(self, nonce: str, user: str | None, ip: str | None) -> None:

@@ -9,12 +9,10 @@ its previous negotiate) as a fallback from that transport to the one offered fir
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..core.auth import Identity
 from ..core.closecodes import CloseCode
 from ..core.errors import AuthError, ProtocolError, RemoteProtocolError
 from ..core.flood import FloodError
@@ -33,7 +31,7 @@ from ..transports.base import (
     refuse_origin,
     send_json_error,
 )
-from .admin import authenticator_for
+from .admin import authenticate
 from .admission import Busy, client_ip
 from .auth import bearer
 from .errors import BrokerUnavailable
@@ -111,10 +109,7 @@ class Negotiator:
                 # Before the credential is checked: a flooding client's reconnects are
                 # refused at the cost of a signature check (429, the session is kept).
                 host.issuer.charge_resume(resume)
-            authenticate = authenticator_for(app, namespace)  # /$admin: the admin token
-            identity = await _maybe_await(authenticate(bearer(scope), scope))
-            if not isinstance(identity, Identity):
-                raise AuthError("authenticator returned no identity")
+            identity = await authenticate(app, namespace, bearer(scope), scope)  # /$admin too
             if user_since is not None and identity.user is not None:
                 since.setdefault(user_stream(namespace, identity.user), user_since)
         except ConnectionResetError:
@@ -274,8 +269,3 @@ def _failures(value: Any) -> dict[str, str]:
             out[name] = reason if reason in FAILURE_REASONS else "other"
     return out
 
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value

@@ -28,7 +28,6 @@ negotiate's ticket, which holds the session caps' slot for it.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..core.auth import Identity
@@ -38,7 +37,7 @@ from ..core.flood import FloodError
 from ..core.frames import Resume, ResumeDirect
 from ..core.session import ServerSession
 from ..transports.base import Link, Scope
-from .admin import authenticator_for
+from .admin import authenticate
 from .admission import client_ip
 from .refresh import REFUSED
 
@@ -121,15 +120,10 @@ class DirectResumes:
         """The caller's identity, from the credential negotiate would be sent (4501 and
         negotiate's log line and counters when refused)."""
         try:
-            identity = authenticator_for(self.app, namespace)(credential, scope)
-            if inspect.isawaitable(identity):
-                identity = await identity
-            if not isinstance(identity, Identity):
-                raise AuthError("authenticator returned no identity")
+            return await authenticate(self.app, namespace, credential, scope)
         except AuthError as exc:
             self.refresher.note_refusal(exc.kind, exc.message, "websocket resume")
             raise ProtocolError(REFUSED, CloseCode.UNAUTHORIZED) from None
-        return identity
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
