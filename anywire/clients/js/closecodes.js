@@ -1,6 +1,8 @@
 // Close codes decide by range (docs/protocol.md section 12): 4000-4499 reconnect,
 // 4500-4999 terminal. Standard WebSocket codes map onto the same decision.
 
+/** The server is shutting down or shedding load: reconnect (after retry_after, if given). */
+export const SHUTDOWN = 4000;
 export const NORMAL = 4500;
 export const UNAUTHORIZED = 4501;
 export const FORBIDDEN = 4505;

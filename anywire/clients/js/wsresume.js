@@ -11,12 +11,11 @@
 // at the end of the close reason) is a failure carrying that wait, which the socket's
 // reconnect loop honours like a negotiate's Retry-After.
 
-import { FLOOD, FORBIDDEN, UNAUTHORIZED } from "./closecodes.js";
+import { FLOOD, FORBIDDEN, SHUTDOWN, UNAUTHORIZED } from "./closecodes.js";
 import * as F from "./frames.js";
 import { MAX_RETRY_AFTER, failure } from "./negotiate.js";
 import { RESUME_COST } from "./pacer.js";
 
-const SHUTDOWN = 4000;
 const LATE = Symbol("getToken() too late");
 
 /** The wait in ms a close reason ends with (`...; retry_after=N`, seconds), or null. */

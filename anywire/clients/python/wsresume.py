@@ -90,7 +90,8 @@ async def direct_resume(client: Client) -> tuple[Negotiated, ClientTransport, He
         raise
     except TransportClosed as exc:
         await transport.close()
-        return _refused(exc)
+        _refused(exc)  # raises when the refusal says more than "negotiate"
+        return None
     except Exception as exc:  # a failed upgrade, a timeout, a dead network: negotiate
         await transport.close()
         log.info("anywire: resume without negotiate failed (%r); negotiating", exc)
@@ -100,7 +101,8 @@ async def direct_resume(client: Client) -> tuple[Negotiated, ClientTransport, He
 
 
 def _refused(exc: TransportClosed) -> None:
-    """What a refusal means (see the module docstring): None, negotiate now."""
+    """What a refusal means (see the module docstring): AuthError (terminal) or
+    ConnectError with ``retry_after``; returns when the client should negotiate now."""
     code = exc.code
     if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
         raise AuthError(f"websocket resume: {exc}", code) from exc
