@@ -86,15 +86,20 @@ class LoopLag:
             Stale.listeners.remove(self.stale_negotiate)
         await cancel_and_wait(task)
 
+    def behind(self) -> bool:
+        """Whether the node is shedding now (the loop was seen late within :data:`HOLD`
+        seconds): what :meth:`refusal` refuses on, without counting a refusal."""
+        if self._task is None:
+            return False
+        return asyncio.get_running_loop().time() < self._late_until
+
     def refusal(self) -> Refusal | None:
         """A 503 (code 4000) with a spread ``Retry-After`` while the loop runs late, else
         None."""
-        if self._task is None:
+        if not self.behind():
+            self._worst = 0.0  # the episode is over
             return None
         now = asyncio.get_running_loop().time()
-        if now >= self._late_until:
-            self._worst = 0.0
-            return None
         self.shed += 1
         # The longer the shedding lasts, the larger the crowd it keeps out: the spread
         # doubles every second of it (a crowd of N clients spread over S seconds comes
@@ -116,9 +121,7 @@ class LoopLag:
         lasts), not after a single late probe (a burst, a pause). What a resume without
         negotiate is shed on (:meth:`.admission.Gate.refuse_upgrade`): its upgrade is
         paid for already, and a refusal makes its client pay another."""
-        if self._task is None:
-            return False
-        if asyncio.get_running_loop().time() >= self._late_until:
+        if not self.behind():
             self._worst = 0.0  # (as refusal() does: the episode is over)
             return False
         # _worst: the smaller lateness of two probes in a row (_probe).
