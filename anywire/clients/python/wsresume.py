@@ -79,7 +79,8 @@ async def direct_resume(client: Client) -> tuple[Negotiated, ClientTransport, He
             # What negotiate would be sent: a fresh credential from a callable.
             credential = await resolve_token(client._token)
             await client.pacer.take(RESUME_COST)  # what the server charges a resume
-            hello = await transport.open(ResumeDirect(neg.token, client.peer.in_last, credential))
+            first = ResumeDirect(neg.token, client.peer.in_last, credential)
+            hello = await transport.resume_directly(first)
         if not hello.recovered or hello.sid != neg.sid:
             raise TransportClosed(None, "a resume without negotiate must recover the session")
         if (problem := client.peer.hello_problem(hello)) is not None:
