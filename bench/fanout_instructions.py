@@ -21,7 +21,6 @@ at full speed; compare runs of the same length and client count.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import urllib.request
 from pathlib import Path
@@ -30,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from anywire.bench.generator import Generator  # noqa: E402
+from bench import callgrind  # noqa: E402
 from bench.server_instructions import counted  # noqa: E402
 
 
@@ -74,8 +74,7 @@ def main() -> None:
     parser.add_argument("--tree", default=str(REPO), help="the anywire checkout to run")
     parser.add_argument("--keep", help="copy callgrind's profile here (callgrind_annotate)")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        raise SystemExit("needs valgrind (apt-get install -y valgrind)")
+    callgrind.check_installed()
     tree = Path(args.tree).resolve()
     r = measure(args.clients, args.secs, args.burst, args.rx_every, tree, args.keep)
     rule = "advertised" if args.rx_every is None else f"every {args.rx_every}"

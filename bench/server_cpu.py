@@ -48,7 +48,7 @@ from anywire.bench.generator import Generator, cpu_prefix  # noqa: E402
 from anywire.bench.runner import free_port, raise_nofile  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from server_instructions import instrument, wait_up  # noqa: E402  (the same start-up and callgrind switch)
+from callgrind import instrument, wait_up  # noqa: E402  (the same start-up and callgrind switch)
 
 SERVERS = {
     # name: (command after the interpreter, generator dialect)

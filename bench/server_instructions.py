@@ -21,15 +21,7 @@ that does not matter, except that timers (heartbeat sweeps) weigh a little more.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from anywire.bench.generator import Generator  # noqa: E402
 from anywire.bench.runner import free_port  # noqa: E402
+from bench import callgrind  # noqa: E402
 
 SERVERS = {
     # name: (command after the interpreter, generator dialect)
@@ -70,61 +63,18 @@ def counted(
     are in, and count only while the generator measures for ``secs``. Returns the
     generator's result and the instructions counted. ``keep``: a path to copy callgrind's
     profile to (for ``callgrind_annotate``)."""
-    port = free_port()
-    python = os.path.realpath(sys.executable)  # not a shim: valgrind follows no child
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no",
-            f"--callgrind-out-file={tmp}/callgrind.out", python, *args, "--port", str(port),
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=str(tree), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+    with callgrind.server(args, tree, free_port(), keep) as running:
+        gen = load(running.port)
         try:
-            wait_up(port, proc)
-            gen = load(port)
-            try:
-                gen.ready()
-                if start is not None:
-                    start(port)
-                instrument(proc.pid, "on")
-                result = gen.measure(secs)
-                instrument(proc.pid, "off")
-            finally:
-                gen.stop()
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=300)
+            gen.ready()
+            if start is not None:
+                start(running.port)
+            callgrind.instrument(running.pid, "on")
+            result = gen.measure(secs)
+            callgrind.instrument(running.pid, "off")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if keep is not None:
-            shutil.copy(f"{tmp}/callgrind.out", keep)
-    counts = re.findall(r"Collected : (\d+)", err.decode())
-    if not counts:
-        raise SystemExit(f"callgrind printed no count: {err.decode()[-1000:]}")
-    return result, int(counts[-1])
-
-
-def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
-    """Until the bench app on ``port`` answers (a started ``proc`` that dies: exit)."""
-    deadline = time.monotonic() + 300  # slow start-up under valgrind
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ctl/stats", timeout=5) as r:
-                r.read()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise SystemExit(f"the server did not start: {err[-1000:]}") from None
-            time.sleep(0.5)
-
-
-def instrument(pid: int, state: str) -> None:
-    """Switch callgrind's counting in ``pid`` on or off (``state``: on / off)."""
-    subprocess.run(["callgrind_control", "-i", state, str(pid)], check=True, capture_output=True)
+            gen.stop()
+    return result, running.instructions
 
 
 def main() -> None:
@@ -136,8 +86,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--secs", type=float, default=8.0)
     args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        raise SystemExit("needs valgrind (apt-get install -y valgrind)")
+    callgrind.check_installed()
     trips, instructions = measure(args.server, Path(args.tree).resolve(), args.clients, args.secs)
     print(
         f"{args.server}: {instructions / trips:,.0f} instructions per round trip "

@@ -17,19 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
-import signal
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from anywire.bench.runner import free_port  # noqa: E402
-from bench.server_instructions import instrument, wait_up  # noqa: E402
+from bench import callgrind  # noqa: E402
 from bench.storm import Stats, StormClient  # noqa: E402
 
 
@@ -40,7 +35,7 @@ async def resumes(port: int, pid: int, clients: int, ws_resume: bool) -> Stats:
     for c in crowd:
         async with asyncio.timeout(60):
             await c._open()
-    instrument(pid, "on")
+    callgrind.instrument(pid, "on")
     for c in crowd:
         c.drop()
         c.writer = None
@@ -49,7 +44,7 @@ async def resumes(port: int, pid: int, clients: int, ws_resume: bool) -> Stats:
             # valgrind it can) is counted and the resume tried again at once.
             while await c._open() is not None:
                 c.writer = None
-    instrument(pid, "off")
+    callgrind.instrument(pid, "off")
     for c in crowd:
         c.drop()
     return stats
@@ -62,31 +57,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--no-ws-resume", dest="ws_resume", action="store_false")
     args = parser.parse_args()
-    port = free_port()
-    python = os.path.realpath(sys.executable)  # not a shim: valgrind follows no child
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no",
-            f"--callgrind-out-file={tmp}/callgrind.out", python, "-m", "anywire.bench.app",
-            "--port", str(port),
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            wait_up(port, proc)
-            stats = asyncio.run(resumes(port, proc.pid, args.clients, args.ws_resume))
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    counts = re.findall(r"Collected : (\d+)", err.decode())
-    if not counts:
-        raise SystemExit(f"no callgrind count: {err.decode()[-1000:]}")
-    total = int(counts[-1])
+    callgrind.check_installed()
+    with callgrind.server(["-m", "anywire.bench.app"], REPO, free_port()) as running:
+        stats = asyncio.run(resumes(running.port, running.pid, args.clients, args.ws_resume))
+    total = running.instructions
     print(
         f"ws_resume={args.ws_resume} clients={args.clients} direct={stats.direct} "
         f"recovered={stats.recovered} refused={stats.refused + stats.direct_refused} "

@@ -19,14 +19,13 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import callgrind  # noqa: E402
 
 
 def _reads(tree: str, kind: str, n: int) -> None:
@@ -56,21 +55,8 @@ def _reads(tree: str, kind: str, n: int) -> None:
 
 
 def _count(tree: str, kind: str, n: int) -> int:
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise SystemExit("valgrind is not installed")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-        run = subprocess.run(
-            [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}",
-             os.path.realpath(sys.executable), __file__, "--child", tree, kind, str(n)],
-            capture_output=True, text=True, env=env, check=True, timeout=600,
-        )  # fmt: skip
-    found = re.search(r"Collected : (\d+)", run.stderr)
-    if found is None:
-        raise SystemExit(run.stderr[-2000:])
-    return int(found.group(1))
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    return callgrind.run_counted([__file__, "--child", tree, kind, str(n)], env, timeout=600)
 
 
 def main() -> None:
@@ -82,6 +68,7 @@ def main() -> None:
     parser.add_argument("--kind", choices=["echo", "rx", "echo3"], default="echo")
     parser.add_argument("--reads", type=int, default=1000, help="N: N and 6 N reads")
     args = parser.parse_args()
+    callgrind.check_installed()
     tree = str(Path(args.tree).resolve())
     short = _count(tree, args.kind, args.reads)
     long = _count(tree, args.kind, 6 * args.reads)

@@ -146,6 +146,10 @@ class Hello:
     ``streams`` (a fresh session only) lists the position each stream the session
     receives without joining (its user's, its own, its namespace's) starts from: the
     client catches up from there after a later loss of the session.
+
+    ``expires_in`` (a resume without negotiate only, protocol section 2.2.1): what
+    negotiate's answer would say, the milliseconds until the credential of that resume
+    expires; None: it does not (or the hello answers a ticket, whose negotiate said).
     """
 
     sid: str
@@ -153,6 +157,7 @@ class Hello:
     seq: int
     last: int
     streams: tuple[StreamPos, ...] | None = None
+    expires_in: int | None = None
     type: ClassVar[str] = "hello"
 
     def to_wire(self) -> dict[str, Any]:
@@ -165,6 +170,8 @@ class Hello:
         }
         if self.streams is not None:
             out["streams"] = [list(p) for p in self.streams]
+        if self.expires_in is not None:
+            out["expires_in"] = self.expires_in
         return out
 
 
@@ -511,6 +518,7 @@ def _parse(obj: Any) -> Frame:
             seq=_seq(obj, "seq", t),
             last=_seq(obj, "last", t),
             streams=_parse_streams(obj.get("streams")),
+            expires_in=None if obj.get("expires_in") is None else _seq(obj, "expires_in", t),
         )
     if t == "close":
         return Close(c=_seq(obj, "c", t), m=_opt(obj, "m", str, t) or "")

@@ -25,6 +25,7 @@ __all__ = [
     "StreamLog",
     "StreamRead",
     "all_stream",
+    "own_streams",
     "plan_catch_up",
     "room_stream",
     "session_stream",
@@ -51,6 +52,13 @@ def session_stream(ns: str, sid: str) -> str:
 def all_stream(ns: str) -> str:
     """Stream id of a namespace (events sent to everyone in it)."""
     return f"all:{ns}"
+
+
+def own_streams(ns: str, sid: str, user: str | None) -> list[str]:
+    """The streams a session receives without joining, in the order its hello lists
+    them: its user's (when it has one), its own, its namespace's."""
+    mine = [session_stream(ns, sid), all_stream(ns)]
+    return mine if user is None else [user_stream(ns, user), *mine]
 
 
 def target_stream(kind: str, ns: str, target: str | None) -> str:

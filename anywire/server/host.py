@@ -31,7 +31,7 @@ from ..core.frames import Connect, Resume, StreamPos
 from ..core.rooms import Member, Rooms
 from ..core.session import ServerSession, SessionState
 from ..core.settings import Settings
-from ..core.streams import Lost, all_stream, room_stream, session_stream, user_stream
+from ..core.streams import Lost, own_streams, room_stream, session_stream
 from ..transports.base import Link, Scope, short_reason
 from . import heartbeats
 from .broker import Broker, Envelope
@@ -44,7 +44,7 @@ from .inbound import Inbound
 from .issuer import Issuer
 from .joins import Joins
 from .metrics import live_counts
-from .refresh import Refresher
+from .refresh import Refresher, deadline_of
 from .tasks import cancel_and_wait
 from .timers import Timers
 from .tracking import Tracker
@@ -174,7 +174,9 @@ class SessionHost(Inbound, Delivery, DirectResumes):
     def ticket_codec(self, ticket: str) -> str:
         return self.issuer.codec_of(ticket)
 
-    async def attach(self, link: Link, first: Connect | Resume) -> None:
+    async def attach(
+        self, link: Link, first: Connect | Resume, expires_in: int | None = None
+    ) -> None:
         if self.closing:
             raise ProtocolError("server shutting down", CloseCode.SHUTDOWN)
         redeemed = await self.issuer.redeem(first.ticket)
@@ -183,9 +185,8 @@ class SessionHost(Inbound, Delivery, DirectResumes):
             # pass has already run, so this connection would never be told to move.
             raise ProtocolError("server shutting down", CloseCode.SHUTDOWN)
         identity, sid = redeemed.identity, redeemed.sid
-        wall = time.time()
         now = asyncio.get_running_loop().time()
-        auth_deadline = None if identity.expires_at is None else now + identity.expires_at - wall
+        auth_deadline = deadline_of(identity, now)
         heartbeat = heartbeats.apply(self.settings, link, redeemed.ping_interval)
         sess = self.sessions.get(sid)
         last = first.last if isinstance(first, Resume) else None
@@ -223,6 +224,7 @@ class SessionHost(Inbound, Delivery, DirectResumes):
             # can find the owner (calls, forwarded requests).
             await self.cluster.attached(sid)
         self.counters["connections"] += 1
+        hello.expires_in = expires_in
         link.push(link.codec.encode(hello.to_wire()))
         if self.closing:  # the drain began during the owner record's write
             link.close(CloseCode.SHUTDOWN, "server shutting down")
@@ -252,9 +254,7 @@ class SessionHost(Inbound, Delivery, DirectResumes):
         self.sockets[sid] = socket
         if identity.user is not None:
             self.users.setdefault((namespace, identity.user), set()).add(sid)
-        streams = [session_stream(namespace, sid), all_stream(namespace)]
-        if identity.user is not None:
-            streams.insert(0, user_stream(namespace, identity.user))
+        streams = own_streams(namespace, sid, identity.user)
         since = [sess.reported_position(s) for s in streams]
         for stream in streams:
             sess.hold(stream)

@@ -36,7 +36,7 @@ from ..transports.base import Scope, Send, send_json_error
 if TYPE_CHECKING:
     from .host import SessionHost
 
-__all__ = ["REFUSED", "Refresher", "expires_in_ms"]
+__all__ = ["REFUSED", "Refresher", "deadline_of", "expires_in_ms"]
 
 log = logging.getLogger("anywire")
 
@@ -50,6 +50,14 @@ def expires_in_ms(identity: Identity, wall: float | None = None) -> int | None:
         return None
     now = time.time() if wall is None else wall
     return max(0, int((identity.expires_at - now) * 1000))
+
+
+def deadline_of(identity: Identity, now: float) -> float | None:
+    """When ``identity``'s credential expires on the loop's clock (``now`` is its time):
+    the deadline of a session it opens or resumes; None if never."""
+    if identity.expires_at is None:
+        return None
+    return now + identity.expires_at - time.time()
 
 
 class Refresher:

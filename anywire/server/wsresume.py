@@ -39,7 +39,7 @@ from ..core.session import ServerSession
 from ..transports.base import Link, Scope
 from .admin import authenticate
 from .admission import client_ip
-from .refresh import REFUSED
+from .refresh import REFUSED, expires_in_ms
 
 if TYPE_CHECKING:
     from .app import Anywire
@@ -69,7 +69,7 @@ class DirectResumes:
     counters: dict[str, int]
     closing: bool
 
-    async def attach(self, link: Link, first: Any) -> None:
+    async def attach(self, link: Link, first: Any, expires_in: int | None = None) -> None:
         raise NotImplementedError  # SessionHost's
 
     async def resume_direct(self, scope: Scope, link: Link, first: ResumeDirect) -> None:
@@ -114,7 +114,9 @@ class DirectResumes:
         )  # fmt: skip
         # The session was checked above with no await in between that could end it
         # (issue() awaits only for positions, and none are sent): attach resumes it.
-        await self.attach(link, Resume(issued.ticket, first.last))
+        # Its hello says when this credential expires, as negotiate's answer would
+        # (the client plans its in-band refresh from it: section 11.4).
+        await self.attach(link, Resume(issued.ticket, first.last), expires_in_ms(identity))
 
     async def _authenticate(self, scope: Scope, namespace: str, credential: str | None) -> Identity:
         """The caller's identity, from the credential negotiate would be sent (4501 and

@@ -112,6 +112,25 @@ async def test_a_direct_resume_replays_exactly_once_with_no_negotiate(server: Se
     assert after["ws_resumes"] == before.get("ws_resumes", 0) + 1
 
 
+async def test_the_hello_says_when_the_resumes_credential_expires(server: Server) -> None:
+    """As negotiate's answer does (``expires_in``, ms): the client plans its in-band
+    refresh from it. It is the credential sent with the resume that counts (60 s here),
+    not the one negotiate saw (600 s)."""
+    user = "direct-expiry"
+    conn, seen, last = await _dropped(server, user, 4)
+    assert 595_000 <= conn.neg["expires_in"] <= 600_000
+    ws = await _direct(
+        server,
+        {"t": "resume", "token": conn.neg["token"], "last": last, "auth": make_token(user, ttl=60)},
+    )
+    try:
+        hello = (await _frames(ws, 4 - len(seen)))[0]
+    finally:
+        await ws.close()
+    assert hello["t"] == "hello" and hello["recovered"] is True
+    assert 55_000 <= hello["expires_in"] <= 60_000, hello
+
+
 async def test_an_unknown_session_is_sent_to_negotiate(server: Server) -> None:
     user = "direct-late"
     conn, _, last = await _dropped(server, user, 3)

@@ -6,10 +6,12 @@ negotiate in the same attempt (``$lost`` as before); a refused credential stops 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from anywire.clients.python import Client
@@ -177,3 +179,45 @@ async def test_a_refused_credential_stops_the_client(server: Server) -> None:
         assert client._ended is not None and client._ended.code == 4501
     finally:
         await client.close()
+
+
+async def test_after_a_direct_resume_the_credential_is_refreshed_before_it_expires(
+    server: Server,
+) -> None:
+    """The credential negotiate saw lasts an hour; every later one 6 s. The direct
+    resume's hello says so, and the client refreshes in-band before that credential's
+    ``exp``: the session outlives it on the resumed connection, with no 4004."""
+    user = "direct-refresh"
+    tokens: list[str] = []
+
+    def token() -> str:
+        tokens.append(make_token(user, ttl=3600 if not tokens else 6))
+        return tokens[-1]
+
+    client = Client(server.url, token=token, transports=("websocket",), backoff_base=0.05,
+                    backoff_max=0.2)  # fmt: skip
+    try:
+        await client.connect()
+        assert client.refresher is not None
+        before = await _counters(server)
+        await client.drop_connection()
+        async with asyncio.timeout(WAIT):
+            while _delta(await _counters(server), before, "ws_resumes") < 1:
+                await asyncio.sleep(0.05)
+        await _connected(client, recovered=True)
+        resume_exp = float(jwt.decode(tokens[1], options={"verify_signature": False})["exp"])
+        async with asyncio.timeout(WAIT):
+            while client.refresher.refreshed < 1:
+                await asyncio.sleep(0.05)
+        assert time.time() < resume_exp  # in time
+        async with asyncio.timeout(WAIT):
+            while time.time() < resume_exp + 1.0:  # past the resume's credential
+                await asyncio.sleep(0.1)
+        assert await client.call("echo", "still", timeout=5) == "still"
+        after = await _counters(server)
+    finally:
+        await client.close()
+    assert _delta(after, before, "auth_expired_refused") == 0
+    assert _delta(after, before, "connections") == 1  # the direct resume's, still live
+    assert _delta(after, before, "negotiations") == 0
+    assert _delta(after, before, "auth_refreshed") >= 1

@@ -462,7 +462,9 @@ export class FakeServer {
     conn.session = session;
     if (old && !old.closed) old.end(4005, "transport replaced");
     session.outbox = session.outbox.filter((f) => f.s > first.last);
-    conn.write([{ t: "hello", sid: session.sid, recovered: true, seq: first.last, last: session.inLast }, ...session.outbox]);
+    // Its hello says when the credential just checked expires, as negotiate's answer would.
+    const expires = this.expiresIn === null ? {} : { expires_in: this.expiresIn };
+    conn.write([{ t: "hello", sid: session.sid, recovered: true, seq: first.last, last: session.inLast, ...expires }, ...session.outbox]);
     return [0, ""];
   }
 

@@ -107,6 +107,25 @@ test("a refusal with retry_after is waited out, then the resume goes on", async 
   await socket.close();
 });
 
+test("after a direct resume the credential is refreshed on the lifetime its hello gave", async () => {
+  // Negotiate's credential did not expire; the one sent with the direct resume does
+  // (3 s): the refresh is planned from the hello (80%: 2.4 s), not from negotiate.
+  const { socket, server, clock } = setup();
+  await socket.ready();
+  server.dropLive();
+  server.expiresIn = 3000;
+  await until(clock, () => socket.state === "connected" && server.directResumes.length === 1);
+  const resumedAt = clock.now();
+  assert.deepEqual(server.auths, []);
+  await until(clock, () => server.auths.length === 1, 10, 3000);
+  const after = server.auths[0].at - resumedAt;
+  assert.ok(after >= 2390 && after < 2500, `refreshed ${after} ms after the resume`);
+  assert.equal(server.auths[0].token, "tok3"); // fresh from getToken (tok2 went with the resume)
+  assert.equal(server.negotiations.length, 1);
+  await until(clock, () => socket.refresher.refreshed === 1, 10, 1000);
+  await socket.close();
+});
+
 test("retry_after is read from the end of a close reason; the frame parses both ways", () => {
   assert.equal(retryAfterIn("busy; retry_after=4"), 4000);
   assert.equal(retryAfterIn("wsurl: busy; retry_after=999999"), 600000);
@@ -114,6 +133,9 @@ test("retry_after is read from the end of a close reason; the frame parses both 
   assert.equal(retryAfterIn(""), null);
   assert.deepEqual(parseFrame({ t: "resume", token: "a", last: 2, auth: "j" }), { t: "resume", token: "a", last: 2, auth: "j" });
   assert.deepEqual(parseFrame({ t: "resume", ticket: "k", last: 2 }), { t: "resume", ticket: "k", last: 2 });
+  const hello = { t: "hello", sid: "s", recovered: true, seq: 2, last: 1, expires_in: 59000 };
+  assert.deepEqual(parseFrame(hello), hello);
+  assert.throws(() => parseFrame({ ...hello, expires_in: -1 }));
 });
 
 test("a getToken() that hangs does not hold the resume: negotiate takes over", async () => {

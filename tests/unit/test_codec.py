@@ -26,7 +26,7 @@ CODECS = ["json", "msgpack"]
 ORDER = {
     "connect": ["t", "ticket"],
     "resume": ["t", "ticket", "last"],
-    "hello": ["t", "sid", "recovered", "seq", "last", "streams"],
+    "hello": ["t", "sid", "recovered", "seq", "last", "streams", "expires_in"],
     "event": ["t", "s", "id", "e", "d", "r", "o"],
     "ack": ["t", "s", "id", "ok", "d", "err"],
     "join": ["t", "s", "id", "r", "meta", "since"],

@@ -78,6 +78,10 @@ FRAMES: list[tuple[str, Any]] = [
     ("hello_fresh", {"t": "hello", "sid": "s1", "recovered": False, "seq": 0, "last": 0}),
     ("hello_recovered", {"t": "hello", "sid": "s1", "recovered": True, "seq": 17, "last": 3}),
     (
+        "hello_direct_resume_with_expires_in",
+        {"t": "hello", "sid": "s1", "recovered": True, "seq": 17, "last": 3, "expires_in": 59000},
+    ),
+    (
         "hello_fresh_with_streams",
         {"t": "hello", "sid": "s1", "recovered": False, "seq": 0, "last": 0,
          "streams": [["user:/:ann", "9f2c01ab", 17], ["sess:/:s1", "77aa0b3c", 0],
@@ -271,6 +275,10 @@ _BAD_FRAMES: list[tuple[str, Any]] = [
         {"t": "hello", "sid": "s", "recovered": "true", "seq": 0, "last": 0},
     ),
     ("hello_sid_missing", {"t": "hello", "recovered": False, "seq": 0, "last": 0}),
+    (
+        "hello_expires_in_negative",
+        {"t": "hello", "sid": "s", "recovered": True, "seq": 0, "last": 0, "expires_in": -1},
+    ),
     (
         "hello_streams_not_a_list",
         {"t": "hello", "sid": "s", "recovered": False, "seq": 0, "last": 0, "streams": {}},

@@ -123,10 +123,13 @@ export const resume = (ticket, last) => ({ t: "resume", ticket, last });
  * token, the last server seq seen and the credential negotiate would get (null: none). */
 export const resumeDirect = (token, last, auth) => (auth ? { t: "resume", token, last, auth } : { t: "resume", token, last });
 /** A hello; `streams` (a fresh session only): where each stream it receives without
- * joining starts, as [stream, epoch, offset] (left out when undefined or null). */
-export function hello(sid, recovered, seq, last, streamsValue) {
+ * joining starts, as [stream, epoch, offset]; `expiresIn` (a resume without negotiate
+ * only, docs/protocol.md 2.2.1): ms until that resume's credential expires (each left
+ * out when undefined or null). */
+export function hello(sid, recovered, seq, last, streamsValue, expiresIn) {
   const f = { t: "hello", sid, recovered, seq, last };
   if (streamsValue !== undefined && streamsValue !== null) f.streams = streamsValue;
+  if (expiresIn !== undefined && expiresIn !== null) f.expires_in = expiresIn;
   return f;
 }
 export const ping = () => ({ t: "ping" });
@@ -207,7 +210,7 @@ export function parseFrame(obj) {
       return resume(str(obj, "ticket", t), uint(obj, "last", t));
     case "hello":
       return hello(str(obj, "sid", t), bool(obj, "recovered", t), uint(obj, "seq", t), uint(obj, "last", t),
-        streams(obj.streams));
+        streams(obj.streams), uint(obj, "expires_in", t, true));
     case "close": return close(uint(obj, "c", t), str(obj, "m", t, true) ?? "");
     case "error": return error(uint(obj, "c", t), str(obj, "m", t, true) ?? "");
     default:

@@ -142,9 +142,7 @@ export async function negotiate(env, url, body, getToken, timeout) {
   const attempt = request(env, url, body, getToken, controller);
   attempt.catch(() => {}); // after a timeout its late failure has no one to tell
   try {
-    const neg = await Promise.race([expired, attempt]);
-    neg.received_at = env.now(); // expires_in counts from here (wsresume.js)
-    return neg;
+    return await Promise.race([expired, attempt]);
   } finally {
     env.clearTimeout(timer);
   }

@@ -76,12 +76,13 @@ export async function directResume(socket) {
     link.transport.close(); // (a server must not answer it so): negotiate
     return null;
   }
-  return { ...link, neg: aged(neg, socket.env.now()) };
+  return { ...link, neg: renewed(neg, link.hello) };
 }
 
-/** `neg` as of `now`: its credential lifetime less the time since it came (the hello
- * does not say; planning the refresh from the older figure can only make it early). */
-function aged(neg, now) {
-  if (neg.expires_in === null || neg.received_at === undefined) return neg;
-  return { ...neg, expires_in: Math.max(0, neg.expires_in - (now - neg.received_at)), received_at: now };
+/** `neg` with the credential lifetime the direct resume's hello gave (as negotiate's
+ * answer gives it: absent, the credential does not expire). Negotiate's older figure
+ * would be wrong for the credential just sent: getToken() may hand out shorter-lived
+ * ones since, or expiring ones where the first did not expire. */
+function renewed(neg, hello) {
+  return { ...neg, expires_in: hello.expires_in ?? null };
 }

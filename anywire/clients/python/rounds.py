@@ -12,7 +12,6 @@ offered before it has failed in the same round, and forgotten once it works.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -223,7 +222,7 @@ async def _negotiate(client: Client) -> Negotiated:
     ask = client.idle_cuts.request_ms()  # the heartbeat option, or sooner after idle cuts
     if ask is not None:
         body["ping_interval"] = ask
-    neg = await negotiate(
+    return await negotiate(
         client._http_client(),
         endpoint(client.url, client.path),
         body,
@@ -231,5 +230,3 @@ async def _negotiate(client: Client) -> Negotiated:
         client._token,
         client.connect_timeout,
     )
-    # expires_in counts from now (a later resume without negotiate plans from it).
-    return dataclasses.replace(neg, received_at=asyncio.get_running_loop().time())

@@ -118,6 +118,11 @@ class ClientTransport:
         error if the transport cannot be used.
         """
         await self._connect(first)
+        return await self._hello()
+
+    async def _hello(self) -> Hello:
+        """Once the first frame is sent (:meth:`_connect`): start sending and return the
+        server's hello."""
         self._spawn(self._sender())
         items = await self.recv()
         hello = items[0]

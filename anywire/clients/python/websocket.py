@@ -6,7 +6,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from ...core.errors import RemoteProtocolError
-from ...core.frames import Connect, Resume
+from ...core.frames import Connect, Hello, Resume, ResumeDirect
 from .proxies import ws_proxy
 from .transport import ClientTransport, TransportClosed
 from .wire import decode_frames, error_code, ws_url
@@ -24,7 +24,14 @@ class WebSocketTransport(ClientTransport):
     name = "websocket"
     _ws: ClientConnection | None = None
 
-    async def _connect(self, first: Connect | Resume) -> None:
+    async def resume_directly(self, first: ResumeDirect) -> Hello:
+        """:meth:`open` with a resume without negotiate (protocol section 2.2.1), which
+        only a WebSocket carries (SSE and long-poll resume through negotiate): the same
+        upgrade, ``first`` as the first message, and the server's hello."""
+        await self._connect(first)
+        return await self._hello()
+
+    async def _connect(self, first: Connect | Resume | ResumeDirect) -> None:
         try:
             self._ws = await connect(
                 ws_url(self.base_url, self.path),

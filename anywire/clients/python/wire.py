@@ -79,9 +79,6 @@ class Negotiated:
     ws_resume: bool = False
     """The server takes a resume without negotiate as a WebSocket's first frame
     (protocol section 2.2.1; an older server does not say so)."""
-    received_at: float | None = None
-    """When the answer came (the loop's clock; set by the client): ``expires_in`` counts
-    from then."""
 
     @classmethod
     def parse(cls, obj: Any) -> Negotiated:

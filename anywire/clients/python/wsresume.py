@@ -74,13 +74,13 @@ async def direct_resume(client: Client) -> tuple[Negotiated, ClientTransport, He
     offer = next(o for o in neg.transports if o.name == "websocket")
     transport = new_transport(client, neg, offer)
     assert isinstance(transport, WebSocketTransport)  # offer is the websocket one
-    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(client.connect_timeout):
             # What negotiate would be sent: a fresh credential from a callable.
             credential = await resolve_token(client._token)
             await client.pacer.take(RESUME_COST)  # what the server charges a resume
-            hello = await transport.open(ResumeDirect(neg.token, client.peer.in_last, credential))
+            first = ResumeDirect(neg.token, client.peer.in_last, credential)
+            hello = await transport.resume_directly(first)
         if not hello.recovered or hello.sid != neg.sid:
             raise TransportClosed(None, "a resume without negotiate must recover the session")
         if (problem := client.peer.hello_problem(hello)) is not None:
@@ -96,8 +96,7 @@ async def direct_resume(client: Client) -> tuple[Negotiated, ClientTransport, He
         await transport.close()
         log.info("anywire: resume without negotiate failed (%r); negotiating", exc)
         return None
-    now = loop.time()
-    return _aged(neg, now), transport, hello
+    return _renewed(neg, hello), transport, hello
 
 
 def _refused(exc: TransportClosed) -> None:
@@ -113,11 +112,11 @@ def _refused(exc: TransportClosed) -> None:
     return None
 
 
-def _aged(neg: Negotiated, now: float) -> Negotiated:
-    """``neg`` as of ``now``: its credential lifetime less the time since it came (the
-    hello of a resume without negotiate does not say; planning the refresh from the
-    older figure can only make it early)."""
-    if neg.expires_in is None or neg.received_at is None:
-        return neg
-    left = max(0.0, neg.expires_in - (now - neg.received_at))
-    return dataclasses.replace(neg, expires_in=left, received_at=now)
+def _renewed(neg: Negotiated, hello: Hello) -> Negotiated:
+    """``neg`` with the credential lifetime the direct resume's ``hello`` gave (as
+    negotiate's answer gives it: absent, the credential does not expire), counted from
+    the hello. Negotiate's older figure would be wrong for the credential just sent: the
+    client's token source may hand out shorter-lived ones since, or expiring ones where
+    the first did not expire."""
+    expires_in = None if hello.expires_in is None else hello.expires_in / 1000
+    return dataclasses.replace(neg, expires_in=expires_in)
