@@ -207,7 +207,11 @@ class Routes:
             self.counters["subscribes"] += 1
             self.counters["subscribed"] += len(streams)
             await self.subscriber.subscribe([self.channel_of(s) for s in streams])
-        except ConnectionError as exc:
+        except Exception as exc:
+            # Every wanter hears of it (ConnectionError: it retries within its patience):
+            # a future left pending here would hold a session's catch-up for good.
+            if not isinstance(exc, ConnectionError):
+                log.exception("anywire: subscribing %d streams failed", len(streams))
             for stream in streams:
                 fut = self._pending.pop(stream, None)
                 if fut is not None and not fut.done():
