@@ -89,7 +89,6 @@ async def test_a_rejoin_is_answered_while_the_subscription_is_black_holed(
     assert frames(aw, link)[0]["t"] == "hello"
     # The pub/sub connection stays open, and from now on nothing passes either way.
     proxy.set("blackhole")
-    sess = aw.host.sessions[issued.sid]
     sent: list[dict[str, object]] = []
 
     def answered() -> bool:
