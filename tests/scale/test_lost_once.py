@@ -13,23 +13,19 @@ restart, and its catch-up finds it too).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from anywire.core.frames import Connect, Join
+from anywire.core.frames import Join
 from anywire.core.settings import Settings
 from anywire.server.app import Anywire
-from anywire.transports.base import Link, TransportInfo
-from anywire.transports.longpoll import INFO as LONGPOLL
-from anywire.transports.sse import INFO as SSE
-from anywire.transports.websocket import INFO as WEBSOCKET
+from anywire.transports.base import TransportInfo
 from tests.e2e.conftest import free_port
-from tests.server.helpers import frames, issue
 
 from .conftest import SECRET, RedisServer
+from .inproc import INFOS, Peer, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,39 +49,7 @@ async def node() -> AsyncIterator[tuple[Anywire, RedisServer]]:
         redis.kill()
 
 
-class Peer:
-    """One session on ``aw`` and everything it was sent, in order."""
-
-    def __init__(self, aw: Anywire, info: TransportInfo) -> None:
-        self.aw, self.info = aw, info
-        self.sent: list[dict[str, object]] = []
-        self.link: Link | None = None
-
-    async def connect(self) -> None:
-        issued = await issue(self.aw)
-        self.link = Link(self.info, self.aw.host.codec("json"))
-        await self.aw.host.attach(self.link, Connect(issued.ticket))
-        self.sid = issued.sid
-
-    def read(self) -> list[dict[str, object]]:
-        assert self.link is not None
-        self.sent += frames(self.aw, self.link)
-        return self.sent
-
-    def answered(self, ack_id: int) -> Callable[[], bool]:
-        return lambda: any(f["t"] == "ack" and f.get("id") == ack_id for f in self.read())
-
-    def lost(self) -> list[object]:
-        return [f["d"] for f in self.read() if f.get("e") == "$lost"]
-
-
-async def _until(check: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
-
-
-@pytest.mark.parametrize("info", [WEBSOCKET, SSE, LONGPOLL], ids=lambda i: i.name)
+@pytest.mark.parametrize("info", INFOS, ids=lambda i: i.name)
 async def test_a_rejoin_across_a_history_restart_is_told_of_it_once(
     node: tuple[Anywire, RedisServer], info: TransportInfo
 ) -> None:
@@ -95,19 +59,19 @@ async def test_a_rejoin_across_a_history_restart_is_told_of_it_once(
     await second.connect()
     # The node consumes the room (first is in it) and tracks its epoch.
     aw.host.feed(first.sid, [Join(s=1, id=1, r=ROOM)])
-    await _until(first.answered(1), 10)
+    await until(first.answered(1), 10)
     for i in (1, 2, 3):
         _, epoch, _ = await aw.emit("tick", i, room=ROOM)
-    await _until(lambda: sum(f.get("e") == "tick" for f in first.read()) == 3, 10)
+    await until(lambda: sum(f.get("e") == "tick" for f in first.read()) == 3, 10)
     # Redis goes away; second rejoins the room from tick 3 meanwhile (its catch-up
     # waits, patiently); Redis comes back empty: the room's epoch is gone.
     redis.kill()
     aw.host.feed(second.sid, [Join(s=1, id=2, r=ROOM, since=(epoch, 3))])
     redis.start()
-    await _until(second.answered(2), 30)
-    await _until(lambda: len(first.lost()) > 0, 10)  # the node found the restart
+    await until(second.answered(2), 30)
+    await until(lambda: len(first.events("$lost")) > 0, 10)  # the node found the restart
     # Both are told once: everything after tick 3 in that epoch, count unknown. (Before
     # the fix the rejoined session got it twice: the node's and its catch-up's.)
     expected = {"stream": f"room:/:{ROOM}", "epoch": epoch, "from": 4, "to": None, "room": ROOM}
-    assert first.lost() == [expected]
-    assert second.lost() == [expected]
+    assert first.events("$lost") == [expected]
+    assert second.events("$lost") == [expected]
