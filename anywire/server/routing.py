@@ -164,11 +164,17 @@ class Routes:
                 fut.exception()
 
     def _settle_ready(self) -> None:
-        """Wanters of streams confirmed meanwhile (by a reconnection) go on."""
-        for stream in [s for s in self._pending if s in self._ready]:
+        """Wanters of streams confirmed meanwhile (by a reconnection) go on; those of
+        streams nobody consumes any more are told so (their future would stay here)."""
+        for stream in [s for s in self._pending if s in self._ready or s not in self.interest]:
             fut = self._pending.pop(stream)
-            if not fut.done():
+            if fut.done():
+                continue
+            if stream in self._ready:
                 fut.set_result(None)
+            else:
+                fut.set_exception(ConnectionError("no longer wanted"))
+                fut.exception()
 
     def subscribed(self) -> int:
         """Stream channels held (consumed or lingering)."""
