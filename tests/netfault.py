@@ -46,6 +46,7 @@ class FaultProxy:
         self.hole_after_101 = hole_after_101
         self._holed: set[asyncio.StreamWriter] = set()  # connections (client side) upgraded
         self.cuts = 0  # connections closed for idleness
+        self.connections = 0  # connections accepted (refused ones included)
         self.port = _free_port()
         self.mode = "forward"
         self._loop = asyncio.new_event_loop()
@@ -71,6 +72,7 @@ class FaultProxy:
         server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         if self.mode == "refuse":
             writer.transport.abort()
             return

@@ -19,6 +19,7 @@ against the read): subscribe, confirmed, read, seed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ..core.codec import Outgoing
@@ -26,7 +27,9 @@ from ..core.session import ServerSession, SessionState
 from ..core.streams import CatchUp, Lost, plan_catch_up
 from .broker import Broker
 
-__all__ = ["begin", "catch_up", "held_catch_up", "patient_catch_up"]
+__all__ = ["ATTEMPT_FLOOR", "begin", "catch_up", "held_catch_up", "patient_catch_up"]
+
+log = logging.getLogger("anywire")
 
 
 async def catch_up(
@@ -51,28 +54,46 @@ async def catch_up(
     return plan_catch_up(stream, since, read, read.head)
 
 
+ATTEMPT_FLOOR = 6.0
+"""The least time one catch-up attempt gets, however little patience is left (a fresh
+session's catch-up has none: it reads once). One attempt's own I/O is bounded below this
+in the normal case (a read: the pool's 2 s wait, then the 5 s socket timeout of a reply
+that started; a subscription: the subscriber's confirmation timeout), so this bound is
+the backstop that makes an attempt end whatever hangs under it."""
+
+
 async def patient_catch_up(
     broker: Broker, stream: str, since: tuple[str, int] | None, patience: float, consumer: str
 ) -> CatchUp | None:
     """:func:`catch_up`, retried while history is unreachable (a paused or restarting
     Redis) for up to ``patience`` seconds: a catch-up waits rather than announce a loss
-    that a moment later would not be one. None if history stayed unreachable."""
+    that a moment later would not be one. None if history stayed unreachable.
+
+    Always returns within ``max(patience, ATTEMPT_FLOOR)`` seconds and a retry's pause:
+    each attempt is bounded by what is left of the patience (at least
+    :data:`ATTEMPT_FLOOR`), and an attempt that hits its bound counts as history
+    unreachable. A session holds the stream meanwhile, so an attempt that never ended
+    (a subscription Redis never confirmed, after a failover) held its live events for
+    good (docs/reliability/sentinel-duplicates.md, "The stall")."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
     delay = 0.05
     while True:
         try:
-            return await catch_up(broker, stream, since, consumer)
+            async with asyncio.timeout(max(deadline - loop.time(), ATTEMPT_FLOOR)):
+                return await catch_up(broker, stream, since, consumer)
+        except TimeoutError:
+            log.warning("anywire: catch-up of %s timed out; history counted unreachable", stream)
         except ConnectionError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # redis-py turned our cancellation into a connection error (it closes
                 # the connection it was reading): honour the cancel, do not retry.
                 raise asyncio.CancelledError from None
-            if loop.time() + delay > deadline:
-                return None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        if loop.time() + delay > deadline:
+            return None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 async def held_catch_up(

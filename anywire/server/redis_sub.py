@@ -74,6 +74,10 @@ class RedisSubscriber:
     :param clients: where each (re)connection comes from, one client per connect
         (:func:`anywire.redis_connect.subscriber_client`: Sentinel's current primary,
         a cluster's nodes in turn, TLS options); default: ``url``.
+    :param confirm_timeout: seconds Redis has to confirm a ``SUBSCRIBE`` (and to let a
+        connection be made). A connection that lets that pass is dead as far as the
+        node can tell (after a failover, behind a stalled proxy: open, nothing comes
+        back): it is replaced, and :meth:`subscribe` raises ``ConnectionError``.
     """
 
     def __init__(
@@ -83,10 +87,12 @@ class RedisSubscriber:
         backoff_max: float = 2.0,
         patterns: Iterable[str] = (),
         clients: Iterator[aioredis.Redis] | None = None,
+        confirm_timeout: float = 5.0,
     ) -> None:
         self.url = url
         self._clients = clients
         self.backoff_max = backoff_max
+        self.confirm_timeout = confirm_timeout
         self.patterns = list(patterns)
         self.reconnects = 0
         """Connections made after the first one (metrics)."""
@@ -96,6 +102,8 @@ class RedisSubscriber:
         self._pubsub: Any = None  # the connected PubSub, None while down
         self._client: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reading: asyncio.Future[None] | None = None  # the live connection's reads
+        self._reset_reason = ""
         self._closing = False
         self._wake = asyncio.Event()  # something to hold: connect
         self._on_message: Callable[[bytes, bytes], None] = ignore_message
@@ -162,13 +170,21 @@ class RedisSubscriber:
             except TimeoutError:
                 raise ConnectionError("Redis subscription down") from None
             return
-        if send:
-            try:
-                await pubsub.subscribe(*send)
-            except (RedisError, OSError) as exc:
-                self._fail_waiters(futures, str(exc))
-                raise ConnectionError(f"subscribe failed: {exc}") from exc
-        await asyncio.gather(*futures)
+        try:
+            # Bounded: a connection that neither confirms nor fails (half dead after a
+            # failover) would otherwise hold every wanter of these channels for good.
+            async with asyncio.timeout(self.confirm_timeout):
+                if send:
+                    await pubsub.subscribe(*send)
+                await asyncio.gather(*futures)
+        except TimeoutError:
+            reason = f"Redis confirmed no subscription within {self.confirm_timeout} s"
+            self._fail_waiters(futures, reason)
+            self._reset(pubsub, reason)
+            raise ConnectionError(reason) from None
+        except (RedisError, OSError) as exc:
+            self._fail_waiters(futures, str(exc))
+            raise ConnectionError(f"subscribe failed: {exc}") from exc
 
     async def unsubscribe(self, channels: Iterable[str]) -> None:
         send: list[str] = []
@@ -211,52 +227,16 @@ class RedisSubscriber:
             assert self._client is not None
             pubsub = self._client.pubsub()
             try:
-                hold = sorted(self._wanted)
-                loop = asyncio.get_running_loop()
-                initial: list[asyncio.Future[None]] = []
-                for channel in hold:
-                    fut: asyncio.Future[None] = loop.create_future()
-                    self._waiters.setdefault(channel.encode(), []).append(fut)
-                    initial.append(fut)
-                for pattern in self.patterns:
-                    fut = loop.create_future()
-                    self._waiters.setdefault(pattern.encode(), []).append(fut)
-                    initial.append(fut)
-                if self.patterns:
-                    await pubsub.psubscribe(*self.patterns)
-                if hold:
-                    await pubsub.subscribe(*hold)
-                self._pubsub = pubsub
-                late = sorted(self._wanted.difference(hold))
-                if late:  # wanted while this connection was being made
-                    for channel in late:
-                        fut = loop.create_future()
-                        self._waiters.setdefault(channel.encode(), []).append(fut)
-                        initial.append(fut)
-                    await pubsub.subscribe(*late)
-                ready = asyncio.ensure_future(self._ready(initial, hold, first))
+                # Bounded: a connection made to a server that never answers (a black
+                # hole, a half-failed-over primary) is given up and tried again.
+                async with asyncio.timeout(self.confirm_timeout):
+                    initial, hold = await self._connect(pubsub)
+                ready = asyncio.ensure_future(self._ready(pubsub, initial, hold, first))
                 first = False
                 failing = False
                 delay = 0.05
-                # A blocking read returns a message already received without yielding
-                # to the loop: the reader goes through everything buffered before the
-                # writers run, so a burst of publishes reaches each connection as one
-                # batched write, and it yields (the writers run) only when the socket
-                # has nothing more. Polling with get_message(timeout=0.0) instead cost
-                # a timeout context per message and an exception per burst: about a
-                # third of the reader's CPU, which every worker pays for every event
-                # (bench/bus_receive.py, docs/scaling.md "Many cores").
-                on_message = self._on_message
                 try:
-                    while not self._closing:
-                        message = await pubsub.get_message(timeout=None)
-                        if message is None:
-                            continue
-                        kind = message["type"]
-                        if kind == "message" or kind == "pmessage":
-                            on_message(message["channel"], message["data"])
-                        elif kind == "subscribe" or kind == "psubscribe":
-                            self._confirm(message["channel"])
+                    await self._read_until_reset(pubsub)
                 finally:
                     ready.cancel()
             except asyncio.CancelledError:
@@ -273,24 +253,107 @@ class RedisSubscriber:
             self._drop("Redis subscription lost")
             self._on_state("down")
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                # (Bounded: closing a connection whose peer reads nothing can wait.)
+                async with asyncio.timeout(self.confirm_timeout):
+                    await pubsub.aclose()
             if self._clients is not None:
                 # The next server to subscribe on (Sentinel's primary, asked again; a
                 # cluster's next node).
                 old, self._client = self._client, next(self._clients)
                 with contextlib.suppress(Exception):
                     if old is not None:
-                        await old.aclose()
+                        async with asyncio.timeout(self.confirm_timeout):
+                            await old.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
 
+    async def _connect(self, pubsub: Any) -> tuple[list[asyncio.Future[None]], list[str]]:
+        """Subscribe a fresh connection to everything held; returns the confirmations
+        to wait for and the channels it was subscribed to first."""
+        hold = sorted(self._wanted)
+        loop = asyncio.get_running_loop()
+        initial: list[asyncio.Future[None]] = []
+        for channel in hold:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(channel.encode(), []).append(fut)
+            initial.append(fut)
+        for pattern in self.patterns:
+            fut = loop.create_future()
+            self._waiters.setdefault(pattern.encode(), []).append(fut)
+            initial.append(fut)
+        if self.patterns:
+            await pubsub.psubscribe(*self.patterns)
+        if hold:
+            await pubsub.subscribe(*hold)
+        self._pubsub = pubsub
+        late = sorted(self._wanted.difference(hold))
+        if late:  # wanted while this connection was being made
+            for channel in late:
+                fut = loop.create_future()
+                self._waiters.setdefault(channel.encode(), []).append(fut)
+                initial.append(fut)
+            await pubsub.subscribe(*late)
+        return initial, hold
+
+    async def _read_until_reset(self, pubsub: Any) -> None:
+        """Read ``pubsub`` until it fails, or until :meth:`_reset` gives it up (raised
+        as ``ConnectionError``: the reader reconnects as after any loss)."""
+        reading = self._reading = asyncio.ensure_future(self._read(pubsub))
+        try:
+            await reading
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closing or (task is not None and task.cancelling()):
+                raise  # stopped
+            raise ConnectionError(self._reset_reason) from None
+        finally:
+            self._reading = None
+
+    async def _read(self, pubsub: Any) -> None:
+        # A blocking read returns a message already received without yielding
+        # to the loop: the reader goes through everything buffered before the
+        # writers run, so a burst of publishes reaches each connection as one
+        # batched write, and it yields (the writers run) only when the socket
+        # has nothing more. Polling with get_message(timeout=0.0) instead cost
+        # a timeout context per message and an exception per burst: about a
+        # third of the reader's CPU, which every worker pays for every event
+        # (bench/bus_receive.py, docs/scaling.md "Many cores").
+        on_message = self._on_message
+        while not self._closing:
+            message = await pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message" or kind == "pmessage":
+                on_message(message["channel"], message["data"])
+            elif kind == "subscribe" or kind == "psubscribe":
+                self._confirm(message["channel"])
+
+    def _reset(self, pubsub: Any, reason: str) -> None:
+        """Give up ``pubsub`` if it is still the live connection: Redis let a
+        subscription go unconfirmed on it. Its reads end, and the reader reconnects
+        (and, once confirmed, reports every channel resubscribed: the broker fills
+        what was missed from history)."""
+        reading = self._reading
+        if pubsub is not self._pubsub or reading is None or reading.done():
+            return
+        log.warning("anywire: %s; replacing the pub/sub connection", reason)
+        self._reset_reason = reason
+        reading.cancel()
+
     async def _ready(
-        self, initial: list[asyncio.Future[None]], hold: list[str], first: bool
+        self, pubsub: Any, initial: list[asyncio.Future[None]], hold: list[str], first: bool
     ) -> None:
         """Once Redis confirmed what a fresh connection subscribed: ``ok``, and after a
-        reconnect the broker is told which channels may have missed messages."""
+        reconnect the broker is told which channels may have missed messages. A
+        connection that does not confirm within ``confirm_timeout`` is replaced."""
         with contextlib.suppress(ConnectionError):
-            await asyncio.gather(*initial)
+            try:
+                async with asyncio.timeout(self.confirm_timeout):
+                    await asyncio.gather(*initial)
+            except TimeoutError:
+                self._reset(pubsub, "Redis confirmed no subscription of a new connection")
+                return
             self._on_state("ok")
             if not first:
                 self.reconnects += 1

@@ -81,6 +81,11 @@ class Routes:
         def resubscribed(channels: list[str]) -> None:
             streams = [s for s in (self._streams.get(c) for c in channels) if s is not None]
             self._ready.update(s for s in streams if s in self.interest)
+            # A stream wanted while the connection was down is confirmed now, by the
+            # reconnection: its wanters go on. (_apply skips streams that are ready, so
+            # a wanter left pending here waited for good: the stall of a rejoin during
+            # a Sentinel failover, docs/reliability/sentinel-duplicates.md.)
+            self._settle_ready()
             on_resubscribed(streams)
 
         def state(value: str) -> None:
@@ -158,6 +163,19 @@ class Routes:
                 fut.set_exception(ConnectionError("no longer wanted"))
                 fut.exception()
 
+    def _settle_ready(self) -> None:
+        """Wanters of streams confirmed meanwhile (by a reconnection) go on; those of
+        streams nobody consumes any more are told so (their future would stay here)."""
+        for stream in [s for s in self._pending if s in self._ready or s not in self.interest]:
+            fut = self._pending.pop(stream)
+            if fut.done():
+                continue
+            if stream in self._ready:
+                fut.set_result(None)
+            else:
+                fut.set_exception(ConnectionError("no longer wanted"))
+                fut.exception()
+
     def subscribed(self) -> int:
         """Stream channels held (consumed or lingering)."""
         return len(self.interest)
@@ -197,6 +215,7 @@ class Routes:
             if uncovered:
                 self.counters["unsubscribes"] += 1
                 await self.subscriber.unsubscribe(uncovered)
+        self._settle_ready()
         # Besides the new streams: wanters whose earlier attempt failed and asked again.
         wanted = set(add)
         wanted.update(s for s in self._pending if s in self.interest and s not in self._ready)
@@ -207,7 +226,11 @@ class Routes:
             self.counters["subscribes"] += 1
             self.counters["subscribed"] += len(streams)
             await self.subscriber.subscribe([self.channel_of(s) for s in streams])
-        except ConnectionError as exc:
+        except Exception as exc:
+            # Every wanter hears of it (ConnectionError: it retries within its patience):
+            # a future left pending here would hold a session's catch-up for good.
+            if not isinstance(exc, ConnectionError):
+                log.exception("anywire: subscribing %d streams failed", len(streams))
             for stream in streams:
                 fut = self._pending.pop(stream, None)
                 if fut is not None and not fut.done():
