@@ -44,6 +44,7 @@ from .cliopts import (
 from .doctor import enable_doctor
 from .httplimits import HttpLimits
 from .logs import scrub_uvicorn, uvicorn_log_config
+from .tenure import Tenure
 from .workers import BACKLOG, run_workers
 from .wsprotocol import metered_protocol
 
@@ -183,6 +184,8 @@ def run(
     # every module of the stack (it paused the loop for 30-50 ms at a time otherwise).
     gc.collect()
     gc.freeze()
+    # And what connections build later, once it has survived a full collection.
+    Tenure().install()
     server.run()
 
 
