@@ -296,8 +296,12 @@ async def _auth(conn: RawConn, ack_id: int, token: str) -> dict[str, Any]:
 
 async def _refresh_for_another_user_or_bad_token(server: Server, transport: str) -> None:
     user = f"victim-{transport}-{secrets.token_hex(3)}"
-    conn = RawConn(server.url, transport, make_token(user, ttl=3))
     before = await _metrics(server.url)
+    # The credential is minted last and lives 8 s: the open, four refused refreshes and an
+    # echo must all come before its deadline, and side by side at load ~15 they took
+    # over 3 s (the session was closed 4004 before the echo). The test then waits for
+    # the close at the deadline; the three transports wait together.
+    conn = RawConn(server.url, transport, make_token(user, ttl=8))
     try:
         await conn.open()
         refused = {
