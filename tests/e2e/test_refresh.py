@@ -195,8 +195,11 @@ async def _send_after_expiry(conn: RawConn, frame: dict[str, Any]) -> httpx.Resp
 
 async def _expired_session_runs_no_handler(slow_timer: Server, transport: str) -> None:
     user = f"expiring-{transport}-{secrets.token_hex(3)}"
-    conn = RawConn(slow_timer.url, transport, make_token(user, ttl=3))
     before = (await _metrics(slow_timer.url)).get("auth_expired_refused", 0)
+    # Minted last, 6 s: the open and an echo must come before the deadline (the test then
+    # waits for it). Side by side at load ~15, 3 s were spent before the open was done
+    # (negotiate 401, expired) or the first frame answered (p1-2).
+    conn = RawConn(slow_timer.url, transport, make_token(user, ttl=6))
     try:
         hello = await conn.open()
         assert hello["t"] == "hello"
