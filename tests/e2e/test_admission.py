@@ -27,6 +27,7 @@ from tests.bucket import allowance, at_once_async
 from tests.together import Together
 
 from .conftest import TRANSPORTS, Server, make_token, start_server
+from .raw import shed
 
 RETRY_AFTER = 1  # AW_BUSY_RETRY_AFTER
 PER_USER = 2
@@ -190,8 +191,11 @@ async def _rate_and_wait(rated: Server, transport: str) -> None:
     )
     statuses = [r.status_code for r in answers]
     ok = statuses.count(200)
+    # A negotiate shed for the server's own lateness is refused before the rate is
+    # charged (negotiate.py): it is neither a 200 nor a 429 here.
+    shed_503 = sum(shed(r) is not None for r in answers)
     assert RATED_BURST <= ok <= allowance(RATED_BURST, RATED_RATE, took), (statuses, took)
-    assert 429 in statuses and statuses.count(429) == len(statuses) - ok, (statuses, took)
+    assert 429 in statuses and statuses.count(429) == len(statuses) - ok - shed_503, statuses
     assert_refused(next(r for r in answers if r.status_code == 429), 429, 4008)
     assert (await negotiate(rated, f"rate-{transport}-y", ip + "0")).status_code == 200
     # The official client, refused for the rate, waits and connects. Empty the bucket,
