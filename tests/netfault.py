@@ -51,6 +51,9 @@ class FaultProxy:
         self.mode = "forward"
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
+        # Every connection's task until it ends (its pumps and idle watch end before it):
+        # close() waits for them.
+        self._conns: set[asyncio.Task[None]] = set()
         self._seen: dict[asyncio.StreamWriter, float] = {}  # connection -> last byte
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -64,15 +67,26 @@ class FaultProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
+        self._server: asyncio.Server = self._loop.run_until_complete(
             asyncio.start_server(self._handle, "127.0.0.1", self.port)
         )
         self._ready.set()
         self._loop.run_forever()
-        server.close()
+        # close() ended every task first (_shutdown): nothing is left pending here for
+        # the loop's destructor to warn about.
+        self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            await self._forward(reader, writer)
+        finally:
+            self._conns.discard(task)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "refuse":
             writer.transport.abort()
             return
@@ -92,6 +106,7 @@ class FaultProxy:
             watch = self._loop.create_task(self._idle_watch(writer, up_writer))
             await pumps
             watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)  # ended with its connection
         else:
             await pumps
         self._seen.pop(writer, None)
@@ -154,7 +169,27 @@ class FaultProxy:
         if not done.wait(5):
             raise RuntimeError("proxy did not switch")
 
+    async def _shutdown(self) -> None:
+        """Refuse, close the listener, reset every connection, and wait until each one's
+        task (its pumps, its idle watch) has ended before the loop stops. Stopping the
+        loop right after the resets left them pending (their wake-ups come a few loop
+        turns later): "Task was destroyed but it is pending!" for ``_idle_watch`` and
+        ``_handle`` when the proxy was collected."""
+        self.mode = "refuse"
+        self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+        conns = set(self._conns)
+        if conns:
+            # A reset wakes every pump within a few turns; the bound is only against a
+            # bug here hanging the test's teardown.
+            _, stuck = await asyncio.wait(conns, timeout=5)
+            for t in stuck:
+                t.cancel()
+
     def close(self) -> None:
-        self.set("refuse")
+        """Stop the proxy: every connection reset, every task ended, the loop closed."""
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

@@ -168,12 +168,14 @@ class Presence:
         room = env.target or ""
         entry = f"{env.namespace}\n{room}\n{member.sid}"
         keys = [self.key(env.namespace, room), self.node_key(self.node)]
-        redis = self.broker.redis
-        # On a cluster the room's hash and this node's set are in two slots: the set is
-        # written apart, listed before the join and unlisted after the leave (a crash
-        # between leaves an entry the reaper finds nothing for: harmless).
-        split = is_cluster(redis)
         try:
+            # Inside the try: a stopped broker (a graceful stop whose bounded drain did
+            # not get through the queue) is Redis down too, not a traceback per change.
+            redis = self.broker.redis
+            # On a cluster the room's hash and this node's set are in two slots: the set
+            # is written apart, listed before the join and unlisted after the leave (a
+            # crash between leaves an entry the reaper finds nothing for: harmless).
+            split = is_cluster(redis)
             if env.event == "$join":
                 value = _pack(member, self.node, change.incarnation)
                 if split:

@@ -17,14 +17,16 @@ from websockets.sync.client import connect
 from anywire.core.settings import Settings
 from anywire.server.app import Anywire
 from anywire.server.doctor import MAX_HOLD, MAX_PER_ADDRESS
+from tests.bucket import allowance, at_once
 from tests.e2e.conftest import Server, start_server
 
 BURST = 40  # requests an address may make at once (the negotiate limiter's bucket)
+RATE = 0.5  # its refill, a second
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    env = {"AW_NEGOTIATE_RATE": "0.5", "AW_NEGOTIATE_BURST": str(BURST)}
+    env = {"AW_NEGOTIATE_RATE": str(RATE), "AW_NEGOTIATE_BURST": str(BURST)}
     srv = start_server(env, args=("--doctor",))
     yield srv
     srv.stop()
@@ -74,9 +76,11 @@ def test_websocket_echo(server: Server) -> None:
 
 
 def test_requests_are_charged_to_the_address(server: Server) -> None:
-    codes = [get(server, "/echo", "198.51.100.9").status_code for _ in range(BURST + 2)]
-    assert codes[:BURST] == [200] * BURST
-    assert 429 in codes[BURST:]
+    # Together, so that they outpace the refill however slow the machine (tests/bucket.py).
+    codes, took = at_once(lambda: get(server, "/echo", "198.51.100.9").status_code, BURST + 4)
+    ok = codes.count(200)
+    assert BURST <= ok <= allowance(BURST, RATE, took), (codes, took)
+    assert 429 in codes and codes.count(429) == len(codes) - ok, (codes, took)
     assert get(server, "/echo", "198.51.100.10").status_code == 200  # another address
 
 

@@ -13,8 +13,12 @@ where a real abuser has a machine of its own: the abuser runs at nice 19, so it 
 the CPU whenever the server or the bystander wants it (it still takes every idle
 cycle). The control is the same process burning CPU without touching the server ("burn").
 
-Several rounds, median per means: measuring on 2 shared cores is noisy. The figures are
-printed (``-s``); AW_RATIO_ROUNDS and AW_RATIO_SECONDS make longer runs.
+Several rounds, median per means: measuring on 2 shared cores is noisy. Each means is
+compared with an idle window measured right before it (the same conditions, seconds
+apart), and a pair of windows during which processes other than the server, the
+bystander and the abuser took more than :data:`QUIET` of a core is measured again (at
+most :data:`RETRIES` times): the ratio is the server's, not the machine's. The figures
+are printed (``-s``); AW_RATIO_ROUNDS and AW_RATIO_SECONDS make longer runs.
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ TARGET = 2.0  # the issue's target for the p99 ratio
 # which noise does not move, is asserted against CPU_BOUND.
 BOUND = float(os.environ.get("AW_RATIO_BOUND", "3.0"))
 CPU_BOUND = 0.15  # share of a core the server may spend on one abuser, above idle
+# Other processes' CPU (share of a core) past which a pair of windows is measured again.
+# Run alone, on CI's fresh machine nothing else runs; beside other work (another suite,
+# a benchmark on the same 2 cores) the abuser's cost to the bystander grows with the
+# CPU the server cannot get, and the ratio read 3.30x and 4.37x against 3.0 (two runs of
+# the alone phase in six, docs/testing/suite-time-round4.md).
+QUIET = 0.25
+RETRIES = 2  # a pair measured again at most this many times (then kept, its noise shown)
 
 
 PRODUCTION = {
@@ -111,16 +122,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Others:
+    """CPU time used by every process on the machine except ``pids`` (and their threads),
+    from /proc/stat's busy jiffies less theirs, over the span since :meth:`start`."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self._at = self._read()
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal (guest time is in user already)
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+    def _read(self) -> float:
+        ours = 0.0
+        for pid in self.pids:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                ours += cpu_seconds(pid)
+        return self._busy() - ours
+
+    def start(self) -> None:
+        self._at = self._read()
+
+    def share(self, seconds: float) -> float:
+        """Share of a core the others used since :meth:`start`, over ``seconds``."""
+        return max(0.0, self._read() - self._at) / seconds
+
+
 def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+async def idle(bystander: Bystander, server: Server, seconds: float) -> tuple[float, float, float]:
+    """The bystander's p99 with nothing else sent to the server, the share of a core the
+    server used meanwhile, and the share other processes used."""
+    others = Others(server.proc.pid, os.getpid())
+    cpu = cpu_seconds(server.proc.pid)
+    samples = await bystander.run(seconds)
+    share = (cpu_seconds(server.proc.pid) - cpu) / seconds
+    return p99(samples), share, others.share(seconds)
+
+
 async def abused(
     bystander: Bystander, server: Server, mode: str, seconds: float
-) -> tuple[list[float], float]:
-    """The bystander's latencies while an abuser process runs ``mode``, and the share of
-    a core the server used meanwhile."""
+) -> tuple[list[float], float, float]:
+    """The bystander's latencies while an abuser process runs ``mode``, the share of a
+    core the server used meanwhile, and the share other processes used."""
     token = make_token(f"abuser-{mode}-{time.monotonic_ns()}")
     proc = await asyncio.create_subprocess_exec(
         "nice", "-n", "19", sys.executable, "-m", "tests.e2e.abuser",
@@ -132,9 +183,11 @@ async def abused(
         async with asyncio.timeout(10):
             assert (await proc.stdout.readline()).strip() == b"ready"
         await asyncio.sleep(0.5)  # the abuse is under way (not a synchronisation)
+        others = Others(server.proc.pid, os.getpid(), proc.pid)
         cpu = cpu_seconds(server.proc.pid)
         samples = await bystander.run(seconds)
         share = (cpu_seconds(server.proc.pid) - cpu) / seconds
+        noise = others.share(seconds)
         # Measured: stop the abuse now rather than let it run out its slack (it prints
         # its counts on the way out).
         with contextlib.suppress(ProcessLookupError):  # it may have just ended by itself
@@ -142,35 +195,41 @@ async def abused(
         async with asyncio.timeout(10):
             out, _ = await proc.communicate()
         print(f"  {mode:9s} p99 {p99(samples):6.2f} ms  server CPU {share:4.0%}  "
-              f"abuser {out.decode().strip()}")  # fmt: skip
-        return samples, share
+              f"others {noise:4.0%}  abuser {out.decode().strip()}")  # fmt: skip
+        return samples, share, noise
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
 
 
-@pytest.mark.timeout(60 + ROUNDS * (len(MODES) + 2) * (SECONDS + 5))
+@pytest.mark.timeout(60 + ROUNDS * (len(MODES) + 1) * (RETRIES + 1) * (2 * SECONDS + 5))
 async def test_bystander_p99_ratio_under_each_abuse(defaults: Server) -> None:
     conn = RawConn(defaults.url, "websocket", make_token("bystander"))
     await conn.open()
     bystander = Bystander(conn)
     ratios: dict[str, list[float]] = {m: [] for m in ("burn", *MODES)}
     cpu: dict[str, list[float]] = {m: [] for m in ("idle", "burn", *MODES)}
+    noisy: dict[str, list[float]] = {m: [] for m in ("burn", *MODES)}  # others' share
     try:
         await bystander.run(1.0)  # warm up
         for n in range(ROUNDS):
-            # Each means against the idle p99 of its own round: a noisy spell of the
-            # shared machine then skews one round, and the median over rounds drops it.
             print(f"\nround {n + 1}/{ROUNDS}")
-            before = cpu_seconds(defaults.proc.pid)
-            idle = p99(await bystander.run(SECONDS))
-            cpu["idle"].append((cpu_seconds(defaults.proc.pid) - before) / SECONDS)
-            print(f"  idle      p99 {idle:6.2f} ms  server CPU {cpu['idle'][-1]:4.0%}")
             for mode in ("burn", *MODES):
-                samples, share = await abused(bystander, defaults, mode, SECONDS)
-                ratios[mode].append(p99(samples) / idle)
+                # Each means against an idle window measured just before it, and again
+                # while other processes took the CPU in either window (bounded).
+                for attempt in range(RETRIES + 1):
+                    calm, calm_cpu, calm_noise = await idle(bystander, defaults, SECONDS)
+                    print(f"  idle      p99 {calm:6.2f} ms  server CPU {calm_cpu:4.0%}  "
+                          f"others {calm_noise:4.0%}")  # fmt: skip
+                    samples, share, noise = await abused(bystander, defaults, mode, SECONDS)
+                    if max(calm_noise, noise) <= QUIET or attempt == RETRIES:
+                        break
+                    print(f"  (others took {max(calm_noise, noise):.0%} of a core: again)")
+                ratios[mode].append(p99(samples) / calm)
+                cpu["idle"].append(calm_cpu)
                 cpu[mode].append(share)
+                noisy[mode].append(max(calm_noise, noise))
     finally:
         await conn.close()
     median = {m: statistics.median(r) for m, r in ratios.items()}
@@ -187,5 +246,6 @@ async def test_bystander_p99_ratio_under_each_abuse(defaults: Server) -> None:
     worst = max(MODES, key=lambda m: median[m])
     assert median[worst] <= BOUND, (
         f"{worst}: the bystander's p99 rose {median[worst]:.2f}x over idle (target {TARGET}x, "
-        f"asserted bound {BOUND}x)"
+        f"asserted bound {BOUND}x; rounds {', '.join(f'{r:.2f}' for r in ratios[worst])}, "
+        f"other processes took {', '.join(f'{o:.0%}' for o in noisy[worst])} of a core)"
     )

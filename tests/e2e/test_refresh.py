@@ -195,8 +195,11 @@ async def _send_after_expiry(conn: RawConn, frame: dict[str, Any]) -> httpx.Resp
 
 async def _expired_session_runs_no_handler(slow_timer: Server, transport: str) -> None:
     user = f"expiring-{transport}-{secrets.token_hex(3)}"
-    conn = RawConn(slow_timer.url, transport, make_token(user, ttl=3))
     before = (await _metrics(slow_timer.url)).get("auth_expired_refused", 0)
+    # Minted last, 6 s: the open and an echo must come before the deadline (the test then
+    # waits for it). Side by side at load ~15, 3 s were spent before the open was done
+    # (negotiate 401, expired) or the first frame answered (p1-2).
+    conn = RawConn(slow_timer.url, transport, make_token(user, ttl=6))
     try:
         hello = await conn.open()
         assert hello["t"] == "hello"
@@ -296,8 +299,12 @@ async def _auth(conn: RawConn, ack_id: int, token: str) -> dict[str, Any]:
 
 async def _refresh_for_another_user_or_bad_token(server: Server, transport: str) -> None:
     user = f"victim-{transport}-{secrets.token_hex(3)}"
-    conn = RawConn(server.url, transport, make_token(user, ttl=3))
     before = await _metrics(server.url)
+    # The credential is minted last and lives 8 s: the open, four refused refreshes and an
+    # echo must all come before its deadline, and side by side at load ~15 they took
+    # over 3 s (the session was closed 4004 before the echo). The test then waits for
+    # the close at the deadline; the three transports wait together.
+    conn = RawConn(server.url, transport, make_token(user, ttl=8))
     try:
         await conn.open()
         refused = {
