@@ -7,8 +7,8 @@ WebSocket clients a full collection scanned ~88,000 objects (~530,000 references
 all of them the connections' own: protocols, tasks, sessions, writers) and took 55-70 ms
 of CPU on the 2-core bench machine (loaded), and in the open loop at 50 events/s one came
 every 5-11 s, inside a fan-out: one event's 1,000 deliveries and the few after it waited
-for it (``bench/open_timeline.py``; docs/perf/latency-round2.md). Almost nothing was garbage. With this class the later ones
-took 1-9 ms.
+for it (``bench/open_timeline.py``; docs/perf/latency-round2.md). Almost nothing was
+garbage. With this class the later ones took 1-9 ms.
 
 :class:`Tenure` freezes (:func:`gc.freeze`) whatever survived each full collection, so
 the next one scans only what was created since: long-lived connections are scanned once,
