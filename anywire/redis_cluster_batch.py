@@ -23,9 +23,11 @@ What a reply says, per call:
 
 A connection failure fails the calls of that group that were not answered (``maybe``
 once the pipeline was written, as in :class:`~anywire.redis_batch.PublishBatcher`);
-those answered MOVED/ASK/NOSCRIPT before it fail as not published. At most ``rounds``
-rounds; what is still moving after them fails as not published. Calls of one stream
-stay in one group and are resent in order, so they run in the order issued.
+those answered MOVED/ASK/NOSCRIPT before it fail as not published; and the slot map is
+refreshed, so a master that died and whose replica was promoted is not dialled again.
+At most ``rounds`` rounds; what is still moving after them fails as not published.
+Calls of one stream stay in one group and are resent in order, so they run in the
+order issued.
 """
 
 from __future__ import annotations
@@ -182,6 +184,13 @@ async def _on_master(
     except (RedisError, OSError) as exc:
         with contextlib.suppress(Exception):
             await conn.disconnect()
+        # The master may be gone for good (killed, its replica promoted). Nothing else
+        # refreshes the slot map: no live node was reached, so no MOVED will come, and
+        # client.initialize() is a no-op once initialized. Without this, a client whose
+        # only traffic is publishes dialled the dead address for ever. Refreshed at the
+        # end of the round (one CLUSTER SLOTS; a map still naming the dead master is
+        # refreshed again at the next failure), as run_on_cluster does for one call.
+        state.refresh = True
         for item, _ in again:
             item.fail(publish_failed(exc, sent=False))  # answered: did not run
         again = []

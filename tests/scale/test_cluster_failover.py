@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from anywire.errors import BrokerUnavailable
-from anywire.publisher import Publisher
+from anywire.publisher import AsyncPublisher, Publisher
 from anywire.server.broker import Envelope
 from anywire.server.broker_redis import RedisBroker
 from tests.rediscluster import Cluster, start_cluster
+from tests.scale.conftest import wait_for
 
 from .test_sentinel_failover import STREAM, Ledger, publish
 
@@ -74,6 +75,46 @@ async def test_a_master_killed_mid_run(cluster: Cluster) -> None:
     assert len([e for e in ledger.delivered if e.event == "$lost"]) <= 1
     # The new master is another primary than the stream's last: a new epoch.
     assert ledger.delivered[0].pos[1] != ledger.delivered[-1].pos[1]  # type: ignore[index]
+
+
+async def test_a_lone_publisher_follows_the_promotion(cluster: Cluster) -> None:
+    """A client that only publishes (an AsyncPublisher: no heartbeat, no subscriber, no
+    other command whose failure would make redis-py refresh its slot map) publishes again
+    once the master of its stream's slot is SIGKILLed and its replica promoted: the
+    refused connection to the dead master refreshes the slot map. Without that the
+    pipelined path (redis_cluster_batch.py) dialled the dead address for ever, which is
+    how test_a_master_killed_mid_run failed when none of its broker's own keys lived on
+    the killed master."""
+    publisher = AsyncPublisher(cluster.url, timeout=2.0)
+    try:
+        first = await publisher.emit("e", 1, room="alone")
+        slot = publisher.redis.keyslot("aw:{room:/:alone}:h")
+        victim = cluster.slot_owner(slot)
+        cluster.by_port(victim).kill()
+
+        def promoted() -> bool:
+            try:
+                return cluster.slot_owner(slot) != victim
+            except LookupError:  # the dead master marked failed, no replica promoted yet
+                return False
+
+        # The promotion happens first, so the publisher's refresh cannot race it and the
+        # test asks one thing: does the publisher ever look at the slot map again.
+        await asyncio.to_thread(wait_for, promoted, 30, "the replica to be promoted")
+        # After the promotion one refused publish refreshes the map and the next one
+        # goes to the new master; the bound is only room for a loaded machine.
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    second = await publisher.emit("e", 2, room="alone")
+                    break
+                except BrokerUnavailable:  # the dead master's old connection, or refused
+                    await asyncio.sleep(0.1)
+        # Published on the promoted master, in a new epoch (the stamp names another
+        # primary), and only once.
+        assert second[1] != first[1] and second[2] == 1
+    finally:
+        await publisher.aclose()
 
 
 async def _publish_range(broker: RedisBroker, ledger: Ledger, first: int, end: int) -> None:
