@@ -271,16 +271,7 @@ class RedisSubscriber:
         """Subscribe a fresh connection to everything held; returns the confirmations
         to wait for and the channels it was subscribed to first."""
         hold = sorted(self._wanted)
-        loop = asyncio.get_running_loop()
-        initial: list[asyncio.Future[None]] = []
-        for channel in hold:
-            fut: asyncio.Future[None] = loop.create_future()
-            self._waiters.setdefault(channel.encode(), []).append(fut)
-            initial.append(fut)
-        for pattern in self.patterns:
-            fut = loop.create_future()
-            self._waiters.setdefault(pattern.encode(), []).append(fut)
-            initial.append(fut)
+        initial = self._expect(hold) + self._expect(self.patterns)
         if self.patterns:
             await pubsub.psubscribe(*self.patterns)
         if hold:
@@ -288,12 +279,19 @@ class RedisSubscriber:
         self._pubsub = pubsub
         late = sorted(self._wanted.difference(hold))
         if late:  # wanted while this connection was being made
-            for channel in late:
-                fut = loop.create_future()
-                self._waiters.setdefault(channel.encode(), []).append(fut)
-                initial.append(fut)
+            initial += self._expect(late)
             await pubsub.subscribe(*late)
         return initial, hold
+
+    def _expect(self, names: Iterable[str]) -> list[asyncio.Future[None]]:
+        """One future per channel or pattern, settled when Redis confirms it."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for name in names:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(name.encode(), []).append(fut)
+            futures.append(fut)
+        return futures
 
     async def _read_until_reset(self, pubsub: Any) -> None:
         """Read ``pubsub`` until it fails, or until :meth:`_reset` gives it up (raised

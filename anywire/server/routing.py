@@ -103,11 +103,8 @@ class Routes:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("broker stopped"))
-                fut.exception()
-        self._pending.clear()
+        for stream in list(self._pending):
+            self._release(stream, "broker stopped")
         await self.subscriber.stop()
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -158,23 +155,25 @@ class Routes:
             channel = self.channel_of(stream)
             self._streams.pop(channel, None)
             self.active.discard(channel.encode())
-            fut = self._pending.pop(stream, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(ConnectionError("no longer wanted"))
-                fut.exception()
+            self._release(stream, "no longer wanted")
 
     def _settle_ready(self) -> None:
         """Wanters of streams confirmed meanwhile (by a reconnection) go on; those of
         streams nobody consumes any more are told so (their future would stay here)."""
         for stream in [s for s in self._pending if s in self._ready or s not in self.interest]:
-            fut = self._pending.pop(stream)
-            if fut.done():
-                continue
-            if stream in self._ready:
-                fut.set_result(None)
-            else:
-                fut.set_exception(ConnectionError("no longer wanted"))
-                fut.exception()
+            self._release(stream, None if stream in self._ready else "no longer wanted")
+
+    def _release(self, stream: str, error: str | None = None) -> None:
+        """Settle the wanters of ``stream`` and forget them: they go on (``error``
+        None) or get ``ConnectionError(error)``."""
+        fut = self._pending.pop(stream, None)
+        if fut is None or fut.done():
+            return
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(ConnectionError(error))
+            fut.exception()  # retrieved: no warning when every wanter has gone
 
     def subscribed(self) -> int:
         """Stream channels held (consumed or lingering)."""
@@ -232,17 +231,12 @@ class Routes:
             if not isinstance(exc, ConnectionError):
                 log.exception("anywire: subscribing %d streams failed", len(streams))
             for stream in streams:
-                fut = self._pending.pop(stream, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(ConnectionError(str(exc)))
-                    fut.exception()
+                self._release(stream, str(exc))
             return
         for stream in streams:
             if stream in self.interest:
                 self._ready.add(stream)
-            fut = self._pending.pop(stream, None)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+            self._release(stream)
 
     def _is_covered(self, stream: str) -> bool:
         return self.covered is not None and self.covered(stream)
