@@ -109,6 +109,7 @@ class ServerSession:
     __slots__ = (
         "_held",
         "_next_ack_id",
+        "_open_lost",
         "_out",
         "_out_bytes",
         "_relays",
@@ -199,6 +200,8 @@ class ServerSession:
         # Per stream, the position queued last (created at the first stream event: many
         # sessions never get one).
         self.positions: dict[str, StreamPos] | None = None
+        # Per stream, the open-ended loss last announced (epoch, from): see clip_lost().
+        self._open_lost: dict[str, tuple[str, int]] | None = None
         # Streams whose live events are held back while the session catches up on them
         # (hold() / release()): stream -> [holders, events].
         self._held: dict[str, list[Any]] | None = None
@@ -333,8 +336,20 @@ class ServerSession:
     def clip_lost(self, lost: Lost) -> Lost | None:
         """``lost`` as far as this session is concerned: None if it lies at or below the
         session's position in that stream (already delivered or already announced), else
-        the part after it. A bounded loss moves the session's position past it."""
-        last = None if self.positions is None else self.positions.get(lost.stream)
+        the part after it. A bounded loss moves the session's position past it.
+
+        Call it just before announcing: what it returns counts as announced. An
+        open-ended loss (``last`` None: everything after ``first - 1`` of that epoch)
+        does not move the position, yet two parts of a node can find the same one for a
+        session: the gap tracker when a stream's history restarted (its epoch vanished
+        with a Redis failover), and a rejoin's catch-up finding that epoch gone. So the
+        session remembers the open-ended loss it was told per stream, and a later one is
+        None when it says nothing new: same epoch, starting at or after the one told,
+        and the session was given nothing of that epoch past its start since
+        (docs/reliability/sentinel-stall.md).
+        """
+        stream = lost.stream
+        last = None if self.positions is None else self.positions.get(stream)
         first = lost.first
         if last is not None and last[1] == lost.epoch:
             if lost.last is not None and lost.last <= last[2]:
@@ -343,10 +358,23 @@ class ServerSession:
         if lost.last is not None:
             if self.positions is None:
                 self.positions = {}
-            self.positions[lost.stream] = (lost.stream, lost.epoch, lost.last)
+            self.positions[stream] = (stream, lost.epoch, lost.last)
+        else:
+            told = self._open_lost
+            before = None if told is None else told.get(stream)
+            if (
+                before is not None
+                and before[0] == lost.epoch
+                and before[1] <= first
+                and (last is None or last[1] != lost.epoch or last[2] < before[1])
+            ):
+                return None
+            if told is None:
+                told = self._open_lost = {}
+            told[stream] = (lost.epoch, first)
         if first == lost.first:
             return lost
-        return Lost(lost.stream, lost.epoch, first, lost.last)
+        return Lost(stream, lost.epoch, first, lost.last)
 
     def take_pending(
         self, limit: int | None = None, max_bytes: int | None = None

@@ -22,7 +22,6 @@ from ..core.session import ServerSession
 from ..core.streams import Lost
 from ..transports.base import Link
 from .broker import Envelope
-from .lostonce import Announced
 from .observe import Connection
 from .outgoing import lost_frame
 
@@ -63,8 +62,6 @@ class Tracker:
         self.observers = host.app.observers
         self._open: dict[Link, _Open] = {}
         self._delivered = 0
-        self.announced = Announced(host.sessions)
-        """Open-ended losses told to each session (one is not told twice)."""
 
     def __len__(self) -> int:
         return len(self._open)
@@ -103,10 +100,9 @@ class Tracker:
             self.observers.closed_for(reason, record.conn)
 
     def lost(self, sess: ServerSession, lost: Lost, room: str | None = None) -> None:
-        """Send ``sess`` the ``$lost`` event for ``lost`` and tell the observers (not
-        an open-ended loss the session was told of already: :mod:`.lostonce`)."""
-        if self.announced.covered(sess, lost):
-            return
+        """Send ``sess`` the ``$lost`` event for ``lost`` (as
+        :meth:`~anywire.core.session.ServerSession.clip_lost` returned it) and tell the
+        observers."""
         self.host.push(sess, lost_frame(lost, room))
         if self.observers:
             count = None if lost.last is None else lost.last - lost.first + 1

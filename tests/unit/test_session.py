@@ -875,6 +875,33 @@ def test_clip_lost_announces_only_what_the_session_does_not_have() -> None:
     assert sess.clip_lost(Lost(R, "old", 3, None)) == Lost(R, "old", 3, None)
 
 
+def test_an_open_ended_loss_is_announced_once() -> None:
+    # The gap tracker (history restarted) and a rejoin's catch-up find the same loss.
+    sess = attached()
+    sess.start_stream(R, "ep", 10)
+    assert sess.clip_lost(Lost(R, "ep", 11, None)) == Lost(R, "ep", 11, None)
+    assert sess.clip_lost(Lost(R, "ep", 11, None)) is None
+    assert sess.clip_lost(Lost(R, "ep", 7, None)) is None  # clipped to 11: told already
+    assert sess.clip_lost(Lost(R, "ep", 15, None)) is None  # within what was told
+    assert sess.clip_lost(Lost("other", "ep", 11, None)) is not None  # per stream
+
+
+def test_an_open_ended_loss_is_news_after_events_came_or_in_another_epoch() -> None:
+    sess = attached()
+    sess.start_stream(R, "ep", 10)
+    assert sess.clip_lost(Lost(R, "ep", 11, None)) is not None
+    assert sess.push(at(R, "ep", 11)) == 1  # events of that epoch came after all
+    assert sess.clip_lost(Lost(R, "ep", 12, None)) == Lost(R, "ep", 12, None)
+    assert sess.clip_lost(Lost(R, "ep2", 0, None)) == Lost(R, "ep2", 0, None)
+    assert sess.clip_lost(Lost(R, "ep2", 0, None)) is None  # told of already
+
+
+def test_a_fresh_session_under_the_same_sid_is_told_again() -> None:
+    told = attached()
+    assert told.clip_lost(Lost(R, "ep", 1, None)) is not None
+    assert attached().clip_lost(Lost(R, "ep", 1, None)) is not None
+
+
 def test_held_stream_events_wait_for_release_and_keep_their_order() -> None:
     sess = attached()
     sess.hold(R)
