@@ -78,6 +78,13 @@ class RedisSubscriber:
         connection be made). A connection that lets that pass is dead as far as the
         node can tell (after a failover, behind a stalled proxy: open, nothing comes
         back): it is replaced, and :meth:`subscribe` raises ``ConnectionError``.
+    :param idle_ping: seconds of silence on the connection after which the reader sends
+        ``PING``; nothing heard within ``confirm_timeout`` after it, and the connection
+        is replaced as above. Without it a connection that went dead while its channels
+        were quiet (a black hole, a NAT that forgot it; TCP keepalive takes hours) would
+        be taken for a quiet one, and every event published afterwards would miss this
+        node without a ``$lost``: the reconnection's resubscribe is what makes the
+        broker fill the gap from history.
     """
 
     def __init__(
@@ -88,11 +95,13 @@ class RedisSubscriber:
         patterns: Iterable[str] = (),
         clients: Iterator[aioredis.Redis] | None = None,
         confirm_timeout: float = 5.0,
+        idle_ping: float = 5.0,
     ) -> None:
         self.url = url
         self._clients = clients
         self.backoff_max = backoff_max
         self.confirm_timeout = confirm_timeout
+        self.idle_ping = idle_ping
         self.patterns = list(patterns)
         self.reconnects = 0
         """Connections made after the first one (metrics)."""
@@ -103,6 +112,7 @@ class RedisSubscriber:
         self._client: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._reading: asyncio.Future[None] | None = None  # the live connection's reads
+        self._heard = 0  # messages read on any connection (the idle PING's evidence)
         self._reset_reason = ""
         self._closing = False
         self._wake = asyncio.Event()  # something to hold: connect
@@ -232,6 +242,7 @@ class RedisSubscriber:
                 async with asyncio.timeout(self.confirm_timeout):
                     initial, hold = await self._connect(pubsub)
                 ready = asyncio.ensure_future(self._ready(pubsub, initial, hold, first))
+                watch = asyncio.ensure_future(self._watch(pubsub))
                 first = False
                 failing = False
                 delay = 0.05
@@ -239,6 +250,7 @@ class RedisSubscriber:
                     await self._read_until_reset(pubsub)
                 finally:
                     ready.cancel()
+                    watch.cancel()
             except asyncio.CancelledError:
                 self._drop("subscriber stopped")
                 with contextlib.suppress(Exception):
@@ -321,11 +333,37 @@ class RedisSubscriber:
             message = await pubsub.get_message(timeout=None)
             if message is None:
                 continue
+            self._heard += 1
             kind = message["type"]
             if kind == "message" or kind == "pmessage":
                 on_message(message["channel"], message["data"])
             elif kind == "subscribe" or kind == "psubscribe":
                 self._confirm(message["channel"])
+
+    async def _watch(self, pubsub: Any) -> None:
+        """While ``pubsub`` is the live connection: after ``idle_ping`` seconds with
+        nothing read, send ``PING``; if nothing (its ``pong`` included) is read within
+        ``confirm_timeout`` after it, give the connection up (:meth:`_reset`)."""
+        while True:
+            heard = self._heard
+            await asyncio.sleep(self.idle_ping)
+            if self._heard != heard:
+                continue  # messages came: alive
+            reason = f"Redis answered no PING within {self.confirm_timeout} s"
+            try:
+                async with asyncio.timeout(self.confirm_timeout):
+                    await pubsub.ping()
+            except (RedisError, OSError, TimeoutError) as exc:
+                reason = f"PING failed on the pub/sub connection ({exc or 'timeout'})"
+            else:
+                await asyncio.sleep(self.confirm_timeout)
+                # (One more turn of the loop: after a stall of this process the pong
+                # may be read in the very iteration this wakes in.)
+                await asyncio.sleep(0)
+                if self._heard != heard:
+                    continue
+            self._reset(pubsub, reason)
+            return
 
     def _reset(self, pubsub: Any, reason: str) -> None:
         """Give up ``pubsub`` if it is still the live connection: Redis let a
