@@ -38,11 +38,14 @@ def disconnect_here(
         sess = host.sessions.get(sid)
         found = [sess] if sess is not None and ns in (None, sess.namespace) else []
     else:
+        # (One namespace: one key. Any namespace: every key is looked at; the users
+        # index is by (namespace, user), and a second index only for this would cost
+        # memory on every session.)
+        keys = [(ns, user)] if ns is not None else [k for k in host.users if k[1] == user]
         found = [
             host.sessions[s]
-            for (namespace, owner), sids in list(host.users.items())
-            if owner == user and ns in (None, namespace)
-            for s in list(sids)
+            for key in keys
+            for s in list(host.users.get(key, ()))
             if s in host.sessions
         ]
     for sess in found:
