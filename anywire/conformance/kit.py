@@ -23,7 +23,16 @@ from ..server.auth import AnonymousAuth
 from ..server.negotiate import json_response
 from ..server.observe import Connection, Observer
 from ..transports.base import read_body
-from .scenarios import BUFFERED, FLOOD_BURST, FLOOD_RATE, HISTORY, Scenario, Seen, scenarios
+from .scenarios import (
+    BUFFERED,
+    FLOOD_BURST,
+    FLOOD_RATE,
+    HISTORY,
+    RECEIPTS_OUTBOX,
+    Scenario,
+    Seen,
+    scenarios,
+)
 
 TRANSPORTS = ("websocket", "sse", "longpoll")
 CONTROL = "/conformance"
@@ -156,9 +165,15 @@ class Kit:
         # budget, so the flood scenario is short (advertised at negotiate: a paced client
         # follows it).
         self.key = secrets.token_hex(32)
-        # rx_wait 1 s: the receipts scenario waits out the rule's time limit (rx.ms).
+        # rx_wait 1 s: the receipts scenario waits out the rule's time limit (rx.ms). An
+        # outbox of 256 frames: the rule's count is 64 (a quarter of it), so the
+        # scenario's burst of 202 frames spans three receipts by count.
         settings = Settings(
-            stream_history=HISTORY, flood_rate=FLOOD_RATE, flood_burst=FLOOD_BURST, rx_wait=1.0
+            stream_history=HISTORY,
+            flood_rate=FLOOD_RATE,
+            flood_burst=FLOOD_BURST,
+            rx_wait=1.0,
+            outbox_size=RECEIPTS_OUTBOX,
         )
         self.aw = Anywire(auth=_KitAuth(self.key), settings=settings)
         self.runs: list[Run] = []

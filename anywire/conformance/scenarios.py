@@ -50,6 +50,7 @@ class Seen:
     refused: int = 0  # requests refused for flood (4008 / 429)
     buffered: int = 0  # SSE bodies the kit held back (sse_buffered)
     most_unacked: int = 0  # receipts: the most frames the outbox held during the burst
+    rx_frames: int = 0  # receipts: the count of the rule the kit advertises (rx.frames)
     tail_ms: float | None = None  # receipts: how long the burst's tail waited for its rx
     negotiates: int = 0  # negotiate requests for this namespace (the kit counts them)
 
@@ -556,6 +557,7 @@ def _check_big(results: list[dict[str, Any]], seen: Seen) -> str | None:
 # -- receipts: the advertised rule --------------------------------------------------------
 
 RECEIPTS = 201  # events of the receipts scenario (with the call's ack: 202, not 16 * k)
+RECEIPTS_OUTBOX = 256  # the kit's outbox_size: the advertised rx.frames is 64, a quarter
 TAIL_GRACE = 2.0  # seconds beyond the rule's time limit the tail may take (scheduling)
 
 
@@ -565,6 +567,8 @@ def _unacked(aw: Anywire, sid: str) -> int:
 
 
 def _install_receipts(aw: Anywire, ns: str, seen: Seen) -> None:
+    seen.rx_frames = aw.settings.client_rx().frames
+
     @aw.on("conf.receipts", namespace=ns)
     async def receipts(sock: Socket, data: Any) -> Any:
         for i in range(int(data["n"])):
@@ -600,9 +604,9 @@ def _check_receipts(results: list[dict[str, Any]], seen: Seen) -> str | None:
             "the advertised time limit (negotiate's rx.ms): the client must send rx when "
             "frames have waited that long, by a timer (protocol section 6.4)"
         )
-    # The advertised count is 64 by default; the outbox may hold a few more while the
-    # client's receipt is on its way. Far more means the client ignores the rule.
-    if seen.most_unacked > 2 * 64 + 20:
+    # The advertised count (64 in the kit: RECEIPTS_OUTBOX); the outbox may hold a few
+    # more while the client's receipt is on its way. Far more: the client ignores it.
+    if seen.most_unacked > 2 * seen.rx_frames + 20:
         return (
             f"the outbox held {seen.most_unacked} unacknowledged frames during the burst: "
             "the client must send rx every rx.frames frames at most (protocol section 6.4)"

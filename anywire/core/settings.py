@@ -79,10 +79,11 @@ class Settings:
     """Longest time a client keeps received frames unacknowledged (default 5 s; the
     ``ms`` of the receipt rule negotiate advertises, :meth:`client_rx`; each client
     waits a drawn share of it between half and all, protocol section 6.4). It bounds
-    how long the tail of a burst stays in the outbox (at most a quarter of it in any
-    case: the rule's counts); shorter means more receipts in quiet rooms, and a receipt
-    costs the server about three deliveries' CPU (at 1 event/s and 5 s, one receipt per
-    2.5 to 5 events; at 1 s, one per event)."""
+    how long a frame the client has stays in the outbox (at most a quarter of it in any
+    case: the rule's counts), and below ``outbox_size / 4 / rx_wait`` events a second
+    per client (50 by default) it is what sets the receipts' pace: shorter means more
+    receipts, and a receipt costs the server about as much CPU as a few deliveries (at
+    1 event/s and 5 s, one receipt per 2.5 to 5 events; at 1 s, one per event)."""
     ack_delay: float = 0.1
     """Longest time the server keeps a client frame unacknowledged when it has nothing
     else to write (acknowledgements ride along with other frames whenever possible)."""
@@ -211,14 +212,17 @@ class Settings:
 
     def client_rx(self) -> RxRule:
         """The receipt rule negotiate advertises (protocol section 6.4), derived from the
-        outbox bounds: a quarter of each, at most 64 frames. A client drawing its
-        threshold from ``[frames/2, frames]`` thus never leaves more than a quarter of
-        the outbox unacknowledged by count or bytes, so a client that keeps up is never
-        dropped as a slow consumer by its own receipts' lag. 64 frames: one receipt per 32
-        to 64 events (a quarter to a half of the receipts of the old fixed 16), while a
-        client whose connection drops has at most 64 frames sent again on resume."""
+        outbox bounds: a quarter of each (250 frames and 256 KiB by default), and
+        ``rx_wait``. A receipt only lets the server forget frames the client already has:
+        what is replayed after a drop is decided by the client's own position
+        (``resume.last``), and trimming a full outbox drops the oldest frames, the
+        received ones, first (4002 comes only when frames never written are dropped). So
+        the rule trades the node's CPU (a receipt costs about as much as a few
+        deliveries) against memory: a client that keeps up holds at most a quarter of
+        either bound unacknowledged (on average 0.39 of the count, while the count rules),
+        and never more than ``rx_wait`` worth of its stream."""
         return RxRule(
-            frames=max(1, min(64, self.outbox_size // 4)),
+            frames=max(1, self.outbox_size // 4),
             bytes=max(1, self.outbox_bytes // 4),
             ms=max(1, int(self.rx_wait * 1000)),
         )

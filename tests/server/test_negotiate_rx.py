@@ -22,7 +22,7 @@ async def negotiate(aw: Anywire) -> dict[str, object]:
 
 async def test_negotiate_advertises_the_default_receipt_rule() -> None:
     body = await negotiate(Anywire(anonymous=True))
-    assert body["rx"] == {"frames": 64, "bytes": 262144, "ms": 5000}
+    assert body["rx"] == {"frames": 250, "bytes": 262144, "ms": 5000}
 
 
 async def test_the_advertised_rule_follows_the_outbox_settings() -> None:

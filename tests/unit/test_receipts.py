@@ -175,11 +175,11 @@ def test_absent_limits_mean_none() -> None:
 
 
 def test_the_server_derives_the_rule_from_its_outbox() -> None:
-    assert Settings().client_rx() == RxRule(64, 256 * 1024, 5000)
+    assert Settings().client_rx() == RxRule(250, 256 * 1024, 5000)
     small = Settings(outbox_size=40, outbox_bytes=4000, rx_wait=0.25)
     assert small.client_rx() == RxRule(10, 1000, 250)
     assert Settings(outbox_size=1, outbox_bytes=1).client_rx() == RxRule(1, 1, 5000)
-    assert Settings().client_rx().to_wire() == {"frames": 64, "bytes": 262144, "ms": 5000}
+    assert Settings().client_rx().to_wire() == {"frames": 250, "bytes": 262144, "ms": 5000}
     with pytest.raises(ValueError):
         Settings(rx_wait=0)
 
