@@ -57,7 +57,16 @@ from .direct import DirectWrite, direct_writer
 from .eager import Batch, Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
-from .wsread import FLUSH, QUIET_YIELD, STOP, DirectRead, DirectSink, MessageReader, direct_reading
+from .wsread import (
+    FLUSH,
+    QUIET_YIELD,
+    RECEIVED,
+    STOP,
+    DirectRead,
+    DirectSink,
+    MessageReader,
+    direct_reading,
+)
 
 __all__ = ["INFO", "WebSocketTransport"]
 
@@ -209,8 +218,9 @@ class WebSocketTransport:
             step = read(data)
             if step == STOP:
                 return
-            if step == FLUSH:
-                await writer.flush_held(settle=True)
+            if step in (FLUSH, RECEIVED):
+                if step == FLUSH:
+                    await writer.flush_held(settle=True)
                 quiet += 1
                 if quiet >= QUIET_YIELD:
                     # Messages that write nothing (a flood's burst, events to no one)
