@@ -204,7 +204,7 @@ class WebSocketTransport:
         while not writer.closed:
             if direct is not None:
                 sink = DirectSink(reader, writer, direct, writer.loop)
-                if direct.read_direct(sink):
+                if direct.read_direct(sink.__call__):  # (a bound method: no tp_call)
                     await _read_directly(direct, sink, receive)
                     return
             message = await receive()

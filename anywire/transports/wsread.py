@@ -148,7 +148,16 @@ class MessageReader:
             return STOP
         n = self.decode_rx(data)
         if n is not None:
-            return self._receipt(n)
+            # A lone rx (the commonest message under a stream: ~1 a second per client)
+            # straight to the session: no frame, no batch, and no hold of the writer,
+            # since a receipt writes nothing.
+            try:
+                self.host.receipt(self.sid, n)
+            except LocalProtocolError:
+                raise  # a bug of ours
+            except ProtocolError as exc:
+                return self._receipt_refused(exc)
+            return RECEIVED
         host, writer, link = self.host, self.writer, self.link
         writer.hold()  # what feeding produces is the caller's to flush (FLUSH)
         answer = None
@@ -197,27 +206,17 @@ class MessageReader:
             return ANSWERED
         return FLUSH
 
-    def _receipt(self, n: int) -> int:
-        """A message that is one ``rx`` (the commonest under a stream: ~1 a second per
-        client) straight to the session, :meth:`Host.receipt`: no frame, no batch, and
-        no hold of the writer, since a receipt writes nothing. A refusal is what
-        :meth:`read` makes of it: 4008 closes, a bad ``n`` (above what was sent) is
-        answered with an error frame, which wakes the writer as any push does."""
-        try:
-            self.host.receipt(self.sid, n)
-        except RemoteProtocolError as exc:
-            link = self.link
-            if exc.code == CloseCode.FLOOD:
-                link.close(exc.code, exc.message)
-                return STOP
+    def _receipt_refused(self, exc: ProtocolError) -> int:
+        """What :meth:`read` makes of a refused receipt: 4008 closes, a bad ``n`` (above
+        what was sent) is answered with an error frame (which wakes the writer, as any
+        push does), a session that ended meanwhile closes with its code."""
+        link = self.link
+        if isinstance(exc, RemoteProtocolError) and exc.code != CloseCode.FLOOD:
             log_refused("websocket frame", exc, self.scope)
             link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
-        except LocalProtocolError:
-            raise  # a bug of ours
-        except ProtocolError as exc:  # the session ended meanwhile: as read() closes
-            self.link.close(exc.code, exc.message)
-            return STOP
-        return RECEIVED
+            return RECEIVED
+        link.close(exc.code, exc.message)
+        return STOP
 
 
 class DirectSink:
