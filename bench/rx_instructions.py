@@ -2,7 +2,7 @@
 ``anywire serve``'s WebSocket read, from the protocol's ``data_received`` through the
 direct read (server/wsreading.py, transports/wsread.py), the host and the session's
 ``acknowledge``, on the real app (issue #17: a receipt cost ~57k instructions in a real
-server, docs/perf/receipts.md).
+server, NOTES-rxcost.md).
 
 The server's protocol (server/wsprotocol.py) sits on the recording transport of
 tests/server/test_ws_direct_read.py; a session was delivered 100 events, and each read
