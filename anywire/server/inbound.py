@@ -100,6 +100,32 @@ class Inbound(Budget):
         finally:
             self._wake_for_control(sess)
 
+    def receipt(self, sid: str, n: int, size: int = 0) -> None:
+        """:meth:`feed` of one ``Rx(n)``, the message a client sends most under a stream
+        (``Codec.decode_rx`` read it), without the frame and the general loop: the same
+        checks in the same order (the credential's expiry, the flood budget's token, ``n``
+        not above what was sent: 4502) and the same accounting. No wake-up: a receipt
+        changes neither the session's control frames nor what its own receipt covers,
+        so what ``feed`` would wake the writer for after it was there, and woken, before."""
+        sess = self.sessions.get(sid) or self._session(sid)
+        now = self._clock()
+        deadline = sess.auth_deadline
+        if deadline is not None and now >= deadline:
+            self.refresher.expired(sess)  # raises (refresher.guard() inlined)
+        link = sess.connection
+        if isinstance(link, Link):  # frames per transport (metrics)
+            traffic = link.traffic
+            traffic.frames_in += 1
+            traffic.bytes_in += size
+        try:
+            sess.charge(now)
+            sess.last_seen = now  # (what receive() does for any frame)
+            sess.acknowledge(n)
+        except RemoteProtocolError as exc:
+            self._peer_error(sess, exc)
+            self._wake_for_control(sess)  # (feed's finally: nothing new, but as it does)
+            raise
+
     async def settled(self, sid: str) -> None:
         await self.calls.relayed(sid)
 

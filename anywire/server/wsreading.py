@@ -42,11 +42,19 @@ from websockets.protocol import State
 from websockets.streams import StreamReader
 
 from ..transports.wsread import READ_KEY
-from .wsparse import HEADER_MAX, frame_size, read_messages
+from .wsparse import HEADER_MAX, apply_mask, frame_size, read_messages
 
 __all__ = ["DirectReadProtocol"]
 
 Sink = Callable[[bytes, bool], bool]
+
+# One whole data frame alone in a read, short enough for the 7-bit length: FIN, no RSV
+# bit, opcode 1 or 2, the mask bit set, the 4-byte key, then ``len(data) - 6`` bytes of
+# payload, so its second byte is 0x80 + len(data) - 6 (wsparse.read_messages' first case).
+_TEXT = 0x81
+_BINARY = 0x82
+_LONE_END = 6 + 126  # reads shorter than this
+_LONE_SECOND = 0x80 - 6
 
 _PARSE = WebSocketsSansIOProtocol.data_received  # uvicorn's: websockets parses it all
 _OPEN = State.OPEN
@@ -94,6 +102,23 @@ class DirectReadProtocol(WebSocketsSansIOProtocol):
         start = self._finish_frame(data) if self.owed else 0
         end = len(data)
         limit: int | None = conn.max_message_size
+        if (
+            start == 0
+            and 6 <= end < _LONE_END
+            and data[1] == end + _LONE_SECOND
+            and (data[0] == _TEXT or data[0] == _BINARY)
+            and conn.current_size is None
+            and (limit is None or end - 6 <= limit)
+        ):
+            # The read is one whole small masked data frame, nothing else: a client's
+            # receipt, a request. What the loop below does with it, without read_messages'
+            # loop and list (the commonest read: issue #17).
+            payload = apply_mask(data[6:], data[2:6])
+            if data[0] == _BINARY or self.close_sent or self.paused or not payload.isascii():
+                self._message(payload, data[0] == _BINARY)
+            elif not self.sink(payload, False):
+                self._wait(payload, False)
+            return
         while 0 <= start < end:
             if conn._state is not _OPEN:
                 # Closing: what follows is websockets' to discard or read (the peer's

@@ -237,6 +237,11 @@ class Host(Protocol):
         RemoteProtocolError (frames before the bad one were processed)."""
         ...
 
+    def receipt(self, sid: str, n: int, size: int = 0) -> None:
+        """One client message that is exactly the frame ``Rx(n)`` (``Codec.decode_rx``):
+        what :meth:`feed` does with it, without the frame. Raises like :meth:`feed`."""
+        ...
+
     async def settled(self, sid: str) -> None:
         """Wait until what the frames fed so far for ``sid`` caused has left this node
         where it must (a call's answer on its way to its caller's node; bounded): what

@@ -48,14 +48,19 @@ class SendEndpoint:
             codec = self.host.codec("msgpack" if "msgpack" in content_type else "json")
             frames: list[Frame] = []
             body = b""
-            error: RemoteProtocolError | None
+            error: RemoteProtocolError | None = None
+            receipt: int | None = None
             try:
                 body = await read_body(receive, settings.max_frame_size)
             except RemoteProtocolError as exc:  # too large: charged like any bad input
                 error = exc
             else:
-                frames, error = decode_frames(codec, body, settings.max_batch)
-            if frames or error is None:  # an empty batch is charged too
+                receipt = codec.decode_rx(body)  # a lone rx (the commonest): no frame
+                if receipt is None:
+                    frames, error = decode_frames(codec, body, settings.max_batch)
+            if receipt is not None:
+                self.host.receipt(sid, receipt, len(body))
+            elif frames or error is None:  # an empty batch is charged too
                 self.host.feed(sid, frames, len(body))
             if error is not None:
                 self.host.reject(sid, error)

@@ -57,7 +57,16 @@ from .direct import DirectWrite, direct_writer
 from .eager import Batch, Ticks, carry_on, run_eagerly
 from .meter import METER_KEY, ControlMeter
 from .traffic import Traffic
-from .wsread import FLUSH, QUIET_YIELD, STOP, DirectRead, DirectSink, MessageReader, direct_reading
+from .wsread import (
+    FLUSH,
+    QUIET_YIELD,
+    RECEIVED,
+    STOP,
+    DirectRead,
+    DirectSink,
+    MessageReader,
+    direct_reading,
+)
 
 __all__ = ["INFO", "WebSocketTransport"]
 
@@ -195,7 +204,7 @@ class WebSocketTransport:
         while not writer.closed:
             if direct is not None:
                 sink = DirectSink(reader, writer, direct, writer.loop)
-                if direct.read_direct(sink):
+                if direct.read_direct(sink.__call__):  # (a bound method: no tp_call)
                     await _read_directly(direct, sink, receive)
                     return
             message = await receive()
@@ -209,8 +218,9 @@ class WebSocketTransport:
             step = read(data)
             if step == STOP:
                 return
-            if step == FLUSH:
-                await writer.flush_held(settle=True)
+            if step in (FLUSH, RECEIVED):
+                if step == FLUSH:
+                    await writer.flush_held(settle=True)
                 quiet += 1
                 if quiet >= QUIET_YIELD:
                     # Messages that write nothing (a flood's burst, events to no one)

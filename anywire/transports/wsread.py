@@ -40,6 +40,7 @@ __all__ = [
     "FLUSH",
     "QUIET_YIELD",
     "READ_KEY",
+    "RECEIVED",
     "STOP",
     "DirectRead",
     "DirectSink",
@@ -56,6 +57,7 @@ QUIET_YIELD = 16  # messages that write nothing, handled between two yields to t
 ANSWERED = 0  # the answer is with the writer (its settle round): read on
 FLUSH = 1  # flush what feeding produced (held: the reader's to flush)
 STOP = 2  # the connection is closing (or closed): read nothing more
+RECEIVED = 3  # a receipt (or a refused one: its error frame is with the writer): read on
 
 
 class DirectRead(Protocol):
@@ -110,6 +112,7 @@ class MessageReader:
     __slots__ = (
         "codec",
         "decode_event",
+        "decode_rx",
         "host",
         "link",
         "max_batch",
@@ -126,14 +129,15 @@ class MessageReader:
         self.sid = link.sid
         self.codec = link.codec
         self.decode_event = link.codec.decode_event
+        self.decode_rx = link.codec.decode_rx
         self.traffic = link.traffic
         self.max_size = host.settings.max_frame_size
         self.max_batch = host.settings.max_batch
 
     def read(self, data: bytes | str) -> int:
         """Handle one client message: :data:`ANSWERED`, :data:`FLUSH` (then the caller
-        flushes the writer's hold) or :data:`STOP`. A bug of ours (or a failure of the
-        host) raises, with the writer's hold released."""
+        flushes the writer's hold), :data:`RECEIVED` or :data:`STOP`. A bug of ours (or a
+        failure of the host) raises, with the writer's hold released."""
         # (A UTF-8 character is at most 4 bytes: short text needs no measuring.)
         size = len(data) if type(data) is bytes or data.isascii() else byte_length(data)
         self.traffic.bytes_in += size
@@ -142,6 +146,18 @@ class MessageReader:
             log_refused("websocket frame", too_big, self.scope)
             self.link.close(too_big.code, too_big.message)
             return STOP
+        n = self.decode_rx(data)
+        if n is not None:
+            # A lone rx (the commonest message under a stream: ~1 a second per client)
+            # straight to the session: no frame, no batch, and no hold of the writer,
+            # since a receipt writes nothing.
+            try:
+                self.host.receipt(self.sid, n)
+            except LocalProtocolError:
+                raise  # a bug of ours
+            except ProtocolError as exc:
+                return self._receipt_refused(exc)
+            return RECEIVED
         host, writer, link = self.host, self.writer, self.link
         writer.hold()  # what feeding produces is the caller's to flush (FLUSH)
         answer = None
@@ -189,6 +205,18 @@ class MessageReader:
             writer.answer(answer)  # written an iteration later; read on meanwhile
             return ANSWERED
         return FLUSH
+
+    def _receipt_refused(self, exc: ProtocolError) -> int:
+        """What :meth:`read` makes of a refused receipt: 4008 closes, a bad ``n`` (above
+        what was sent) is answered with an error frame (which wakes the writer, as any
+        push does), a session that ended meanwhile closes with its code."""
+        link = self.link
+        if isinstance(exc, RemoteProtocolError) and exc.code != CloseCode.FLOOD:
+            log_refused("websocket frame", exc, self.scope)
+            link.push(link.codec.encode(ErrorFrame(exc.code, exc.message).to_wire()))
+            return RECEIVED
+        link.close(exc.code, exc.message)
+        return STOP
 
 
 class DirectSink:
@@ -241,6 +269,9 @@ class DirectSink:
             return True
         if step == ANSWERED:
             return True
+        if step == RECEIVED:
+            self.quiet += 1  # (wrote nothing)
+            return True
         self._after(step)
         return True
 
@@ -261,6 +292,8 @@ class DirectSink:
         """What a step other than ANSWERED leaves to do."""
         if step == FLUSH:
             self.writer.flush_soon()
+            self.quiet += 1
+        elif step == RECEIVED:
             self.quiet += 1
         elif step == STOP:
             self.stopped = True

@@ -36,6 +36,8 @@ BAD: list[str] = [
     json.dumps({"t": "join", "s": 0, "id": 1, "r": "x", "since": {"a": 1}}),
     json.dumps({"t": "rx", "n": -1}),
     json.dumps({"t": "rx", "n": 2**52}),  # ahead of anything sent
+    '{"t":"rx","n":4503599627370496}',  # the same as clients write it (the short path)
+    '{"t":"rx","n":01}',  # not JSON; spelled like a receipt
     json.dumps({"t": "connect", "ticket": "x"}),  # only as a first message
     json.dumps([{"t": "ping"}, 7]),
     '{"t":"event","s":0,"e":"x","d":18446744073709551616}',

@@ -284,6 +284,37 @@ async def test_a_pause_in_the_middle_of_a_read_keeps_the_order_and_answers_the_p
         await pair.until(lambda: pair.acks() == [1, 2])
 
 
+async def test_a_lone_small_frame_read_while_paused_waits_its_turn() -> None:
+    """A read that is one small whole frame (the short path: a receipt, a request) while
+    the sink's refusal holds messages back: it waits behind them, in order."""
+    calls: list[Any] = []
+    async with _watched(calls) as (pair, _):
+        quiet_ones = [pair.message({"t": "rx", "n": 0}) for _ in range(QUIET_YIELD)]
+        pair.feed(b"".join([*quiet_ones, _text(1, 1)]))
+        assert not pair.wire.reading and calls == []
+        lone = _text(2, 2)
+        assert len(lone) < 6 + 126  # one small frame, alone in its read
+        pair.feed(lone)
+        assert calls == []
+        await _handled(pair, calls, [1, 2])
+        await pair.until(lambda: pair.acks() == [1, 2])
+        assert not any(b'"error"' in f.data for f in pair.frames)
+
+
+async def test_a_lone_small_frame_over_ws_max_size_closes_1009() -> None:
+    """``ws_max_size`` holds for the short path too (websockets' own limit, set on its
+    connection object here: a connect frame is longer than any small frame)."""
+    calls: list[Any] = []
+    async with _watched(calls) as (pair, fed):
+        pair.server.conn.max_message_size = 40
+        lone = _text(1, "x" * 40)
+        assert len(lone) < 6 + 126
+        pair.feed(lone)
+        await pair.until(lambda: pair.close_code() is not None)
+        assert pair.close_code() == 1009
+        assert calls == [] and fed.take() == lone
+
+
 async def test_with_permessage_deflate_every_frame_is_websockets() -> None:
     """Its frames' payloads are compressed (RSV1): none is read here, and the messages
     arrive whole and in order, decompressed by websockets."""
