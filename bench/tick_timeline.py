@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import itertools
 import json
 import os
 import runpy
@@ -53,7 +54,7 @@ def probe(out: str, argv: list[str]) -> None:
     emits: list[list[int]] = []  # [start_us, end_us, cpu_us]
     rounds: list[list[int]] = []  # [start_us, end_us, callbacks, cpu_us, hops]
     gcs: list[list[int]] = []  # [start_us, dur_us, generation, collected, cpu_us]
-    io: list[list[int]] = []  # [t_us, syscw]
+    io: list[list[int]] = []  # [t_us, syscw, user CPU us, system CPU us]
     started = [0, 0]
 
     def now_us() -> int:
@@ -93,7 +94,8 @@ def probe(out: str, argv: list[str]) -> None:
         finally:
             emits.append([t, now_us(), (time.thread_time_ns() - c) // 1000])
             if len(emits) % 100 == 1:
-                io.append([now_us(), syscw()])
+                cpu = os.times()
+                io.append([now_us(), syscw(), int(cpu.user * 1e6), int(cpu.system * 1e6)])
 
     Anywire.emit = timed_emit  # type: ignore[method-assign]
 
@@ -176,11 +178,20 @@ def summarize(data: dict[str, Any], warm_us: int, span_us: int) -> dict[str, Any
     io = [x for x in data["io"] if t0 <= x[0] < t1]
     secs = span_us / 1e6
     in_rounds = [r for r in data["rounds"] if t0 <= r[0] < t1]
+    per_event = {}
+    if len(io) > 1 and len(io[0]) > 2:
+        n = sum(1 for e in ev if io[0][0] <= e[0] < io[-1][0]) or 1
+        per_event = {
+            "server user / system CPU us per event (clients each get it)": [
+                round((io[-1][2] - io[0][2]) / n, 1), round((io[-1][3] - io[0][3]) / n, 1)
+            ]
+        }
     return {
         "events": len(ev),
         "events/s": round(len(ev) / secs, 1),
         "write() syscalls/s": round((io[-1][1] - io[0][1]) / ((io[-1][0] - io[0][0]) / 1e6), 1)
         if len(io) > 1 else None,
+        **per_event,
         "write rounds (hops 2): count, mean callbacks": [
             sum(r[4] == 2 for r in in_rounds),
             mean([r[2] for r in in_rounds if r[4] == 2]),
@@ -206,6 +217,50 @@ def _collections(gcs: list[list[int]]) -> list[float]:
     return [len(gcs), round(sum(walls), 2), round(max(walls), 2), round(max(cpus), 2)]
 
 
+class Sampler:
+    """Samples a process's write() syscalls and user/system CPU from /proc twice a second
+    (for the peers, which run without the probe): the pid comes from ``pidfile``."""
+
+    def __init__(self, pidfile: str) -> None:
+        import threading
+
+        self.pidfile = pidfile
+        self.samples: list[tuple[float, int, float, float]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self.stop.wait(0.5):
+            try:
+                pid = int(Path(self.pidfile).read_text())
+                io = Path(f"/proc/{pid}/io").read_text().split()
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, ValueError):
+                continue
+            w = int(io[io.index("syscw:") + 1])
+            self.samples.append((time.monotonic(), w, int(stat[11]) / tick, int(stat[12]) / tick))
+
+    def busiest(self) -> dict[str, Any]:
+        """Rates over the samples while writes ran near their peak (the measured load)."""
+        self.stop.set()
+        self.thread.join()
+        s = self.samples
+        rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(s)]
+        if not rates:
+            return {}
+        peak = sorted(rates)[int(len(rates) * 0.9)]
+        busy = [i for i, r in enumerate(rates) if r >= peak / 2]
+        a, b = s[busy[0]], s[busy[-1] + 1]
+        secs = b[0] - a[0]
+        return {"write() syscalls/s": round((b[1] - a[1]) / secs, 1),
+                "user / system CPU share": [round((b[2] - a[2]) / secs, 3),
+                                            round((b[3] - a[3]) / secs, 3)]}  # fmt: skip
+
+
 def main() -> None:
     from anywire.bench.runner import Target, anywire_target, run
 
@@ -226,16 +281,20 @@ def main() -> None:
         return
     out = args.out or tempfile.mktemp(suffix=".json", prefix="tick-timeline-")
     me = [sys.executable, str(Path(__file__).resolve()), "--probe", out, "--"]
+    pidfile = out + ".pid"
+    # The peers run under a shell that notes their pid, for Sampler.
+    noted = ["sh", "-c", f'echo $$ > {pidfile}; exec "$@"', "sh"]
+    sampler = Sampler(pidfile) if args.server != "aw-ws" else None
     if args.server == "raw-ws":
         tgt = Target(
             "raw ASGI websocket", "raw", {"ws": 1},
-            lambda p: [sys.executable, str(PEERS / "raw_app.py"), "--port", str(p)],
+            lambda p: [*noted, sys.executable, str(PEERS / "raw_app.py"), "--port", str(p)],
         )  # fmt: skip
     elif args.server == "node-ws":
         node = shutil.which("node") or "node"
         tgt = Target(
             "node socket.io websocket", "sio", {"ws": 1},
-            lambda p: [node, str(PEERS / "node_sio.js"), "--port", str(p)],
+            lambda p: [*noted, node, str(PEERS / "node_sio.js"), "--port", str(p)],
             env={"NODE_PATH": args.node_modules},
         )  # fmt: skip
     else:
@@ -254,6 +313,8 @@ def main() -> None:
         "server cpu": r["server_cpu"],
         "rx_sent": r.get("rx_sent"),
     }  # fmt: skip
+    if sampler is not None:
+        summary.update(sampler.busiest())
     if args.server == "aw-ws" and Path(out).exists():
         data = json.loads(Path(out).read_text())
         # The generator measures from ~0.5 s after publishing starts, for --secs.
