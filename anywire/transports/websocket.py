@@ -16,10 +16,7 @@ the disconnect. Writing is done by whoever finds output waiting, one flush at a 
 * a push to a connection that wrote in this iteration (the next events of a burst) or
   the one before (a room busy every iteration) is written one iteration later, with
   whatever came meanwhile, in one message: every such connection from one callback
-  (:class:`.eager.Batch`), not a task each. A batched write that found something arms
-  the next round itself, so a room busy every iteration wakes each writer once, not
-  before every write; a round that finds nothing disarms. An idle connection holds no
-  writer task.
+  (:class:`.eager.Batch`), not a task each. An idle connection holds no writer task.
 
 So coalescing costs no latency when there is nothing to coalesce (one event at a time),
 and a burst still goes out in few messages. Each flush coalesces everything pending into
@@ -381,7 +378,7 @@ class _Writer:
         if not self.host.has_pending(self.link):
             self.busy = False
             return
-        self.task = self.settle.add(self.loop, self._settled)
+        self.task = self.settle.add(self.loop, self.turn)
 
     def answer(self, body: bytes) -> None:
         """Write ``body`` (an answer built while holding: :meth:`hold`) one loop iteration
@@ -450,23 +447,17 @@ class _Writer:
             return task
         return None
 
-    def _batched(self, again: bool = True) -> None:
-        """A batched write's turn (:class:`.eager.Batch`, two iterations after the push
-        that asked for it): one batch now, the rest as :meth:`_write_now` goes on; with
-        ``again``, a write that found something arms the next round (:meth:`_write_now`)."""
+    def _batched(self) -> None:
+        """A batched write's turn (:class:`.eager.Batch`, an iteration after the push
+        that asked for it): one batch now, the rest as :meth:`_write_now` goes on."""
         self.task = None
         self.link.due = False
         if self.ended or self.cut or self.closed:
             self.busy = False
             return
-        self._write_now(self.ticks.now(), again=again)
+        self._write_now(self.ticks.now())
 
-    def _settled(self) -> None:
-        """The reader's flush in the settle round (:meth:`flush_soon`): a batched write
-        that arms no fan-out round after it."""
-        self._batched(again=False)
-
-    def _write_now(self, now: int, first: bytes | None = None, again: bool = False) -> None:
+    def _write_now(self, now: int, first: bytes | None = None) -> None:
         """The eager path (``busy`` is set): one batch written in this very call, with no
         coroutine of ours on the way (this runs for every delivery of an idle room). A
         send that has to wait for the socket goes on in a task, and so does a close or
@@ -501,17 +492,6 @@ class _Writer:
                 # what was pushed while it waited for its round is only found by asking.
                 more = link.more if first is None else host.has_pending(link)
                 if link.closing is None and not more:
-                    if again and body is not None:
-                        # A batched write that found something (a room busy every
-                        # iteration): the next round is armed now, Link.due stays set,
-                        # so the pushes until then skip the wake-up (Link.wake,
-                        # wake(), Batch.add: per write, ~45 opcodes per delivery at two
-                        # events a write). The round writes what came meanwhile, two
-                        # iterations on as a wake-up's would; one that finds nothing
-                        # disarms (the room went quiet: the next push writes at once).
-                        self.task = self.batch.add(self.loop, self.turn)
-                        link.due = True
-                        return
                     self.busy = False
                     return
             except Exception as exc:
