@@ -40,11 +40,12 @@ def measure(
     rx_every: int | None,
     tree: Path = REPO,
     keep: str | None = None,
+    kind: str = "ws",
 ) -> dict[str, float]:
     """Deliveries, receipts and server instructions of one run."""
 
     def load(port: int) -> Generator:
-        return Generator(port, "anywire", "fanout", {"ws": clients}, 100, None,
+        return Generator(port, "anywire", "fanout", {kind: clients}, 100, None,
                          rx_every=rx_every)  # fmt: skip
 
     def publish(port: int) -> None:
@@ -73,15 +74,19 @@ def main() -> None:
     parser.add_argument("--rx-every", type=int, default=None)
     parser.add_argument("--tree", default=str(REPO), help="the anywire checkout to run")
     parser.add_argument("--keep", help="copy callgrind's profile here (callgrind_annotate)")
+    parser.add_argument(
+        "--kind", choices=("ws", "sse"), default="ws", help="the clients' transport"
+    )
     args = parser.parse_args()
     callgrind.check_installed()
     tree = Path(args.tree).resolve()
-    r = measure(args.clients, args.secs, args.burst, args.rx_every, tree, args.keep)
+    r = measure(args.clients, args.secs, args.burst, args.rx_every, tree, args.keep, args.kind)
     rule = "advertised" if args.rx_every is None else f"every {args.rx_every}"
     per_rx = r["deliveries"] / r["rx_sent"] if r["rx_sent"] else float("inf")
     print(
         f"rx {rule}: {r['instructions'] / r['deliveries']:,.0f} instructions per delivery "
-        f"({r['deliveries']:,} deliveries, one rx per {per_rx:.1f}, {args.clients} clients, "
+        f"({r['deliveries']:,} deliveries, one rx per {per_rx:.1f}, {args.clients} {args.kind} "
+        "clients, "
         "server user space)"
     )
 

@@ -65,7 +65,7 @@ class SSEWriter:
 
     __slots__ = (
         "_batched", "_waiter", "batch", "carry", "due", "ended", "host", "link", "loop",
-        "parked", "ticks", "write", "wrote",
+        "parked", "ticks", "turn", "write", "wrote",
     )  # fmt: skip
 
     def __init__(
@@ -90,6 +90,8 @@ class SSEWriter:
         self.wrote = -1  # the loop iteration (ticks.n) of the last direct write
         self._batched = False  # a batched write is due (Batch round)
         self._waiter: asyncio.Future[None] | None = None
+        # Bound once, not per Batch.add (a tracked object per round: websocket._Writer).
+        self.turn = self._batch_turn
 
     async def wait(self) -> None:
         """Park the stream's task until it has something to write (a push that could not
@@ -142,7 +144,7 @@ class SSEWriter:
             # calls per delivery of a busy room, as for the WebSocket writer).
             self._batched = True
             self.link.due = True
-            self.batch.add(self.loop, self._batch_turn)
+            self.batch.add(self.loop, self.turn)
 
     def _batch_turn(self) -> None:
         self._batched = False

@@ -277,6 +277,7 @@ class _Writer:
         "stopped_reader",
         "task",
         "ticks",
+        "turn",
         "wrote",
     )
 
@@ -294,6 +295,11 @@ class _Writer:
         self.ticks = ticks
         self.batch = batch or Batch()
         self.settle = settle or Batch(hops=1)
+        # The batched write's callback, bound once: a bound method made per Batch.add is
+        # an object the collector tracks, alive until the round runs, so a busy room's
+        # round (one per connection) set off a young collection every round or two
+        # (bench/tick_timeline.py; docs/perf/tick-round2.md).
+        self.turn = self._batched
         self.held: bytes | None = None  # the reader's answer, due in the settle round
         self.ended = False  # cancel() ran: a batched write due later does nothing
         # The server's write without send() (.direct), tried before send() when offered.
@@ -336,7 +342,7 @@ class _Writer:
                 # Written in this iteration (a burst) or the one before (a busy room: an
                 # event every iteration): batch with what comes in the next one. Until
                 # then the host's pushes need not wake this link (Link.due).
-                self.task = self.batch.add(self.loop, self._batched)
+                self.task = self.batch.add(self.loop, self.turn)
                 self.link.due = True
 
     def hold(self) -> None:
@@ -382,7 +388,7 @@ class _Writer:
         if not self.host.has_pending(self.link):
             self.busy = False
             return
-        self.task = self.settle.add(self.loop, self._batched)
+        self.task = self.settle.add(self.loop, self.turn)
 
     def answer(self, body: bytes) -> None:
         """Write ``body`` (an answer built while holding: :meth:`hold`) one loop iteration

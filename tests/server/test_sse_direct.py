@@ -8,6 +8,7 @@ tests/e2e runs the real ones (``anywire serve``)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -175,6 +176,31 @@ async def test_a_burst_is_written_at_once_then_batched() -> None:
         assert peer.events() == [0]
         await peer.wait_for(lambda: peer.events() == [0, 1, 2, 3, 4])
         assert peer.direct == 2
+    finally:
+        await _end(aw, peers, tasks)
+
+
+async def test_a_busy_rooms_batched_writes_leave_the_collector_nothing_per_stream() -> None:
+    """As for WebSocket (test_ws_adaptive.py): queueing a stream's batched write makes no
+    object the cyclic collector tracks (a bound method per ``Batch.add`` was one per
+    stream, alive until the round, setting off young collections in a busy room)."""
+    n = 200
+    aw, peers, tasks, sids = await _connected(n)
+    try:
+        await _quiet()
+        _deliver(aw, 0)  # written at once
+        gc.disable()  # (no collection may reset the counts while they are read)
+        try:
+            young = gc.get_count()[0]
+            _deliver(aw, 1)  # wrote in this iteration: every stream's write is batched
+            added = gc.get_count()[0] - young
+        finally:
+            gc.enable()
+        links = [aw.host.sessions[sid].connection for sid in sids]
+        assert all(isinstance(k, Link) and k.due for k in links)
+        assert added < n // 4, f"{added} tracked objects alive for {n} batched writes"
+        for p in peers:
+            await p.wait_for(lambda p=p: p.events() == [0, 1])
     finally:
         await _end(aw, peers, tasks)
 

@@ -7,6 +7,7 @@ Recording fakes for ASGI receive/send, as in test_ws_flusher.py."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Callable
 from typing import Any
@@ -184,3 +185,32 @@ def _counting(wake: Callable[[], None], counts: list[int], n: int) -> Callable[[
         wake()
 
     return counted
+
+
+async def test_a_busy_rooms_batched_writes_leave_the_collector_nothing_per_connection() -> None:
+    """Each connection's batched write is queued without making an object the cyclic
+    collector tracks (a bound method per ``Batch.add`` was one per connection, alive
+    until the round: a room of 1,000 busy every iteration set off a young collection
+    every round, inside the fan-out; docs/perf/tick-round2.md)."""
+    n = 200
+    aw, peers, tasks = await _connected(n)
+    try:
+        await quiet()
+        deliver(aw, 0)  # written at once
+        gc.disable()  # (no collection may reset the counts while they are read)
+        try:
+            young = gc.get_count()[0]
+            deliver(aw, 1)  # wrote in this iteration: every connection's write is batched
+            added = gc.get_count()[0] - young
+        finally:
+            gc.enable()
+        assert all(s.connection is not None and s.connection.due for s in _sessions(aw))
+        assert added < n // 4, f"{added} tracked objects alive for {n} batched writes"
+        for p in peers:
+            await p.wait_for(lambda p=p: _events(p) == [0, 1])
+    finally:
+        await end(aw, peers, tasks)
+
+
+def _sessions(aw: Anywire) -> list[Any]:
+    return list(aw.host.sessions.values())
