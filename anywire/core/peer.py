@@ -47,6 +47,10 @@ class ClientPeer:
         self.rx_sent = 0
         self.receipts = Receipts(rx_rule, draw)
         """When the next ``rx`` falls due (see :mod:`.receipts`)."""
+        self.numbering = 0
+        """Counts the hellos that renumbered the outgoing frames (``recovered: false``).
+        A receipt that comes late (a POST answered after its transport ended) speaks of
+        the numbering of its time: apply it only while this has not changed."""
         self._next_id = 0
 
     # -- outbound -------------------------------------------------------------------------
@@ -169,6 +173,7 @@ class ClientPeer:
         first: Sequence[Frame] = (),
         rewrite: Callable[[Frame], Frame] | None = None,
     ) -> None:
+        self.numbering += 1
         resent = list(self.unconfirmed)
         if rewrite is not None:
             resent = [rewrite(f) for f in resent]
@@ -182,6 +187,16 @@ class ClientPeer:
         """The server processed every frame up to ``n``."""
         while self.unconfirmed and self.unconfirmed[0].s <= n:  # type: ignore[union-attr]
             self.unconfirmed.popleft()
+
+    def confirm_in(self, numbering: int, n: int) -> bool:
+        """A receipt given under ``numbering`` (:attr:`numbering` when the frames it
+        covers were sent): the server processed every frame up to ``n`` then. Applied
+        only if no hello has renumbered since (else ``n`` names other frames now);
+        returns whether it was applied."""
+        if numbering != self.numbering:
+            return False
+        self.confirm(n)
+        return True
 
     def receive(self, frame: Frame) -> Frame | None:
         """Account for one server frame; returns it if the application must see it (events,

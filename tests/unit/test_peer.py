@@ -128,6 +128,27 @@ def test_unrecovered_hello_renumbers_unconfirmed_frames() -> None:
     assert peer.receive(Event(1, "n")) is not None  # new session numbering from 1
 
 
+def test_a_late_receipt_holds_until_a_hello_renumbers() -> None:
+    """A POST's 204 may come after its transport ended (protocol 8.5, 6.7): it confirms
+    its frames while their numbering holds (a resume keeps it) and means nothing once a
+    fresh session renumbered them (its ``n`` names other frames then)."""
+    peer = ClientPeer()
+    peer.on_hello(Hello("A", False, 0, 0))
+    frames = sent(peer, 5)
+    before = peer.numbering
+    peer.on_hello(Hello("A", True, 0, 1))  # a resume: the same numbering
+    assert peer.numbering == before
+    assert peer.confirm_in(before, 3)
+    assert seqs(peer.unconfirmed) == [4, 5]
+    peer.on_hello(Hello("B", False, 0, 0))  # a fresh session: frames 4, 5 are now 1, 2
+    assert peer.numbering != before
+    assert not peer.confirm_in(before, 5)  # the old session's 5: dropped
+    assert seqs(peer.unconfirmed) == [1, 2]
+    assert [f.d for f in peer.unconfirmed] == [f.d for f in frames[3:]]  # type: ignore[attr-defined]
+    assert peer.confirm_in(peer.numbering, 1)
+    assert seqs(peer.unconfirmed) == [2]
+
+
 def test_unrecovered_hello_with_the_same_sid_renumbers_too() -> None:
     """A resume the server could not serve (outbox overflow) starts a new session under the
     same sid: the new session has processed nothing, so numbering must restart or every

@@ -623,8 +623,8 @@ class Client:
         self._live = transport
         self.sid = hello.sid
         self.recovered = hello.recovered
-        # Rejoins and unconfirmed frames go first into the ordered queue, before anything
-        # new.
+        transport.confirm_into(self.peer, self._room)  # answered POSTs, even late ones
+        # Rejoins and unconfirmed frames go first into the ordered queue, before anything new.
         transport.send(resend)
         settle_lost(self._calls, unanswerable)  # continuity.py
         self._set_state("connected")

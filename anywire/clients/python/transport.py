@@ -12,7 +12,11 @@ branches on the concrete class:
   :class:`TransportClosed` once the connection is over (after every frame that came
   before the end has been returned);
 * :meth:`ClientTransport.abort` drops the connection without a word to the server;
-  :meth:`ClientTransport.close` stops every task of the transport.
+  :meth:`ClientTransport.close` stops every task of the transport. A POST in flight is
+  the exception to both: the server may have processed it already, so it is left to
+  finish (bounded by its request timeout) and its answer confirms its frames in the
+  client's peer state (:meth:`ClientTransport.confirm_into`), unless a hello renumbered
+  them meanwhile (protocol 6.7, 8.5).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -30,6 +34,7 @@ from ...core.closecodes import CloseCode
 from ...core.codec import Codec
 from ...core.errors import RemoteProtocolError
 from ...core.frames import SEQUENCED, Connect, Frame, Hello, Resume, Rx
+from ...core.peer import ClientPeer
 from .liveness import HalfOpenWatch
 from .pacer import Pacer
 from .proxies import ProxyOption
@@ -42,6 +47,10 @@ log = logging.getLogger("anywire.client")
 # Failures of the network or of the peer that end a transport (and call for a reconnect),
 # as opposed to bugs, which must surface.
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError, httpx.HTTPError, RemoteProtocolError)
+
+# POSTs left to finish after their transport ended (see ClientTransport.abort): held here
+# so that nothing but their own end (answer, error or request timeout) collects them.
+_LATE: set[asyncio.Task[None]] = set()
 
 
 class TransportClosed(Exception):
@@ -108,6 +117,10 @@ class ClientTransport:
         """Bytes of the messages received so far (the receipt rule's byte limit)."""
         self.idle_at_end: float | None = None
         self._dropped = False
+        self._posting: asyncio.Task[None] | None = None  # the sender, while a POST is out
+        # Where answered POSTs confirm their frames (confirm_into): the peer, its
+        # numbering when the transport was attached, and the event set when room frees.
+        self._receipts: tuple[ClientPeer, int, asyncio.Event] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def open(self, first: Connect | Resume) -> Hello:
@@ -142,12 +155,21 @@ class ClientTransport:
 
     def abort(self) -> None:
         """Drop the connection at once, telling the server nothing (as a network failure
-        would). Frames already received can still be read; then recv raises."""
+        would). Frames already received can still be read; then recv raises.
+
+        A POST in flight is not cancelled: the server may have processed its frames
+        already (e.g. when its graceful 4000 ended the downstream meanwhile), and only
+        its answer can say so. It finishes on its own, bounded by its request timeout;
+        its answer confirms its frames (:meth:`confirm_into`); nothing more is sent."""
         self._dropped = True
         self._end(TransportClosed(None, "connection dropped"))
         self._watch.stop()
         for task in self._tasks:
-            task.cancel()
+            if task is self._posting:
+                _LATE.add(task)
+                task.add_done_callback(_LATE.discard)
+            else:
+                task.cancel()
 
     def _half_open(self, reason: str) -> None:
         self._dropped = True
@@ -155,10 +177,21 @@ class ClientTransport:
         self.abort()
 
     async def close(self) -> None:
-        """Stop every task of the transport and release its connection (bounded)."""
+        """Stop every task of the transport and release its connection (bounded); a POST
+        in flight finishes on its own (:meth:`abort`), without delaying this."""
         self.abort()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2.0)
+        tasks = [t for t in self._tasks if t is not self._posting]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
+    def confirm_into(self, peer: ClientPeer, room: asyncio.Event) -> None:
+        """From now on, a POST answered 2xx confirms its frames in ``peer`` (the server
+        processed them before answering, protocol 8.5) and sets ``room`` if that freed
+        room, also after this transport ended (a late answer is as good a receipt), as
+        long as the peer's numbering is the one of now: once a hello with ``recovered:
+        false`` has renumbered the frames, a receipt about the old numbering is dropped.
+        Without this, answers become ``rx`` frames in :meth:`recv` (while open only)."""
+        self._receipts = (peer, peer.numbering, room)
 
     # -- receiving -----------------------------------------------------------------------
     async def recv(self) -> list[Frame]:
@@ -248,19 +281,27 @@ class ClientTransport:
                     bodies = encode_bodies(
                         self.codec, frames, max_batch, self.neg.max_frame_size, costs
                     )
+                    first = 0
                     for body, cost in zip(bodies, costs, strict=True):
                         await self.pacer.take(cost)
+                        if self.closed:
+                            return
                         # Armed when the write starts (a paced wait is not silence), and
                         # before it: a write into a black hole may never return.
                         self._watch.sent(frames)
                         self.last_traffic = asyncio.get_running_loop().time()
-                        await self._write(body)
+                        if self.write_confirms:
+                            self._posting = asyncio.current_task()  # abort() spares it
+                        try:
+                            await self._write(body)
+                        finally:
+                            self._posting = None
                         if self.write_confirms:
                             self._heard()  # the POST was answered: the path works
+                            self._confirm_written(frames[first : first + cost])
+                        first += cost
                         if self.closed:
                             return
-                    if self.write_confirms:
-                        self._confirm_written(frames)
                 if not self._outbox:
                     self._idle.set()
         except TransportClosed as exc:
@@ -273,13 +314,21 @@ class ClientTransport:
             log.exception("anywire %s sender failed", self.name)
             self._end(TransportClosed(None, f"sender crashed: {exc!r}"))
 
-    def _confirm_written(self, frames: list[Frame]) -> None:
+    def _confirm_written(self, frames: Sequence[Frame]) -> None:
         # The server processed every frame of an accepted POST before answering (protocol
-        # 8.5): confirm them now, as an rx would, rather than wait for the downstream's.
-        # Otherwise a session lost right after the POST (a restart) would resend them.
+        # 8.5): confirm them now, as an rx would, rather than wait for the downstream's
+        # (which never comes if the downstream ended meanwhile). Otherwise a session lost
+        # right after the POST (a restart) would have them sent again: processed twice.
         last = max((f.s for f in frames if f.type in SEQUENCED), default=None)  # type: ignore[union-attr]
-        if last is not None:
-            self._inbox.put_nowait([Rx(last)])
+        if last is None:
+            return
+        if self._receipts is None:
+            if not self.closed:
+                self._inbox.put_nowait([Rx(last)])
+            return
+        peer, numbering, room = self._receipts
+        if peer.confirm_in(numbering, last) and peer.has_room():
+            room.set()
 
     async def _write(self, body: bytes) -> None:
         """Write one encoded message or batch."""

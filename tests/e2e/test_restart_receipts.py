@@ -1,0 +1,102 @@
+"""A graceful restart while a POST of client frames is in flight: the old server processes
+that POST after its graceful 4000 has ended the client's downstream, so the POST's 204
+is the client's only receipt for those frames (protocol 6.7: a graceful end causes no
+duplicate; 8.5: a POST answered 204 was processed). A client that drops its POST when
+the downstream ends never takes that 204 and sends the frames again into the fresh
+session after the restart: processed twice.
+
+The order is pinned, not timed (tests/e2e/holdapp.py): the server holds the marked POST,
+read whole, before processing it; the test SIGTERMs the server, waits until the client
+has taken the drain's 4000, and only then lets the POST be processed and answered. A
+second session, on long-poll, that never polls again keeps the drain waiting (for half
+its budget, 20 s here) with the sessions still known, so the held POST is processed
+rather than refused; the test lets it go once the POST was processed. Pings are set far
+off (30 s) so that no heartbeat, waiting behind the held POST, ends the session (4001).
+
+SSE and long-poll only: a WebSocket write has no answer (its frames are confirmed by
+``rx`` alone), so there is no 204 to lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from anywire.clients.python import Client
+
+from ..waiting import until
+from .conftest import make_token, start_server
+from .holdapp import MARK
+
+
+def _recorded(record: Path) -> list[object]:
+    lines = record.read_text().splitlines() if record.exists() else []
+    return [json.loads(line)["data"] for line in lines]
+
+
+async def _straggler(http: httpx.AsyncClient, url: str) -> str:
+    """A long-poll session that polls once (its hello) and then not again: attached, it
+    holds up the drain. Returns its session token."""
+    auth = {"Authorization": f"Bearer {make_token('straggler')}"}
+    answer = await http.post(
+        url + "/anywire/negotiate", json={"transports": ["longpoll"]}, headers=auth
+    )
+    answer.raise_for_status()
+    neg = answer.json()
+    hello = await http.get(url + "/anywire/poll", params={"ticket": neg["ticket"]})
+    hello.raise_for_status()
+    return str(neg["token"])
+
+
+@pytest.mark.parametrize("transport", ["sse", "longpoll"])
+async def test_a_post_answered_after_the_drain_is_not_processed_again(
+    tmp_path: Path, transport: str
+) -> None:
+    record = tmp_path / "record.jsonl"
+    env = {
+        "AW_RECORD_FILE": str(record),
+        "AW_PING_INTERVAL": "30",
+        "AW_PING_TIMEOUT": "30",
+        "AW_SHUTDOWN_TIMEOUT": "40",  # the drain waits up to 20 s for the straggler
+        "AW_HOLD": "1",  # the restarted server holds nothing
+    }
+    server = start_server(env, app="tests.e2e.holdapp:app")
+    client = Client(server.url, make_token(f"receipts-{transport}"), transports=[transport],
+                    backoff_max=0.3)  # fmt: skip
+    marked = MARK.decode()
+    async with httpx.AsyncClient(timeout=40) as http:
+        try:
+            straggler = await _straggler(http, server.url)
+            await client.connect()
+            await client.emit("log", marked)
+            assert (await http.get(server.url + "/hold/held")).text == "held"
+            old_sid = client.sid
+            server.proc.send_signal(signal.SIGTERM)  # the graceful drain: 4000 to each link
+            await until(lambda: client.last_close is not None, 10, "the client taking the 4000")
+            assert client.last_close is not None and client.last_close[0] == 4000
+            assert client.peer.unconfirmed, "the held frame is not confirmed yet"
+            # Only now is the held POST processed (the session is still known: the
+            # straggler holds up the drain) and answered.
+            await http.post(server.url + "/hold/release")
+            await until(lambda: _recorded(record) == [marked], 10, "the held POST processed")
+            # The straggler's poll takes its 4000: the drain ends, the server exits.
+            await http.get(server.url + "/anywire/poll", params={"ack": 0},
+                           headers={"X-Anywire-Token": straggler})  # fmt: skip
+            await asyncio.get_running_loop().run_in_executor(None, server.stop)  # bounded
+            server.env = {**server.env, "AW_HOLD": "0"}
+            server.proc = start_server(server.env, server.port, server.log, server.args,
+                                       app=server.app).proc  # fmt: skip
+            await until(lambda: client.state == "connected" and client.sid != old_sid, 20,
+                        "the client in a fresh session on the new server")  # fmt: skip
+            assert not client.recovered
+            await client.emit("log", "after")
+            assert await client.call("echo", "flushed", timeout=10) == "flushed"
+            assert _recorded(record) == [marked, "after"]  # each once
+        finally:
+            await client.close()
+            server.stop(sig_term=False)  # at once, even with the straggler still there
