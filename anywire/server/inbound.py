@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.closecodes import CloseCode
 from ..core.codec import Outgoing
-from ..core.errors import RemoteProtocolError
+from ..core.errors import ProtocolError, RemoteProtocolError
 from ..core.frames import Ack, Close, Event, Frame, Join, Leave
 from ..core.session import ServerSession, SessionState
 from ..transports.base import Link
@@ -54,6 +54,7 @@ class Inbound(Budget):
     and the dispatch of client frames to handlers."""
 
     app: Anywire
+    closing: bool  # SessionHost's: the node is draining (shutdown())
     sockets: dict[str, Socket]
     tasks: dict[str, set[asyncio.Task[Any]]]
     calls: Calls
@@ -80,6 +81,14 @@ class Inbound(Budget):
         now = self._clock()
         self.refresher.guard(sess, now)  # an expired credential runs nothing
         link = sess.connection
+        if self.closing and (not isinstance(link, Link) or link.closing is not None):
+            # The drain told this session to move (4000, with a receipt for everything
+            # processed before it), or it is between connections and ends with the
+            # drain: what it sends now is refused, not processed, so the client keeps it
+            # and sends it once more to its next session. Processed here, it would be
+            # processed twice whenever the answer (a POST's 204) did not reach the
+            # client before the node went (protocol 6.7).
+            raise ProtocolError("server shutting down", CloseCode.SHUTDOWN)
         if isinstance(link, Link):  # frames per transport (metrics)
             link.traffic.frames_in += len(frames)
             link.traffic.bytes_in += size

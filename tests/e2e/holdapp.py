@@ -2,9 +2,10 @@
 handler records to ``AW_RECORD_FILE``, which outlives the process) with one hold. A
 ``POST /anywire/send`` whose body holds :data:`MARK` is read whole, then held before it
 is processed until ``POST /hold/release`` (at most :data:`HOLD_LIMIT` seconds);
-``GET /hold/held`` answers once such a POST is held (within :data:`HOLD_LIMIT`). The
-hold lets the test have that POST processed after the server's graceful 4000 has
-reached the client, and answered only then. Only with ``AW_HOLD=1``: the server started
+``GET /hold/held`` answers once such a POST is held, ``GET /hold/answered`` with the
+HTTP status the server gave it once it was answered (each within :data:`HOLD_LIMIT`).
+The hold lets the test have that POST arrive after the server's graceful 4000 has
+reached the client. Only with ``AW_HOLD=1``: the server started
 after it holds nothing (a client that sends the frame again is served)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ HOLD = os.environ.get("AW_HOLD") == "1"
 
 _held = asyncio.Event()
 _release = asyncio.Event()
+_answered: asyncio.Future[int] | None = None  # the held POST's status
 
 
 async def _answer(send: Any, body: bytes) -> None:
@@ -38,6 +40,13 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
                 await _held.wait()
         await _answer(send, b"held" if _held.is_set() else b"nothing held")
         return
+    if path == "/hold/answered":
+        status = "not answered"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HOLD_LIMIT):
+                status = str(await _answer_of_held())
+        await _answer(send, status.encode())
+        return
     if path == "/hold/release":
         _release.set()
         await _answer(send, b"released")
@@ -48,7 +57,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     messages = [await receive()]
     while messages[-1].get("more_body"):
         messages.append(await receive())
-    if HOLD and not _release.is_set() and any(MARK in m.get("body", b"") for m in messages):
+    held = HOLD and not _release.is_set() and any(MARK in m.get("body", b"") for m in messages)
+    if held:
         _held.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HOLD_LIMIT):
@@ -57,7 +67,21 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     async def replay() -> Any:
         return messages.pop(0) if messages else await receive()
 
-    await inner(scope, replay, send)
+    async def told(message: Any) -> None:
+        if held and message["type"] == "http.response.start":
+            answered = _answer_of_held()
+            if not answered.done():
+                answered.set_result(int(message["status"]))
+        await send(message)
+
+    await inner(scope, replay, told)
+
+
+def _answer_of_held() -> asyncio.Future[int]:
+    global _answered
+    if _answered is None:
+        _answered = asyncio.get_running_loop().create_future()
+    return _answered
 
 
 app.anywire = aw  # type: ignore[attr-defined]  # the CLI's graceful drain

@@ -1,17 +1,22 @@
-"""A graceful restart while a POST of client frames is in flight: the old server processes
-that POST after its graceful 4000 has ended the client's downstream, so the POST's 204
-is the client's only receipt for those frames (protocol 6.7: a graceful end causes no
-duplicate; 8.5: a POST answered 204 was processed). A client that drops its POST when
-the downstream ends never takes that 204 and sends the frames again into the fresh
-session after the restart: processed twice.
+"""A graceful restart while a POST of client frames is in flight: the POST reaches the old
+server after its graceful 4000 has ended the client's downstream. Processed then, its
+204 would be the client's only receipt for those frames, and a 204 lost on the way (the
+client dropping its POST when the downstream ended, as the Python client did; uvicorn
+cutting what still runs once its graceful timeout passes) has the client send the frames
+again into the fresh session after the restart: processed twice (protocol 6.7: a graceful
+end causes no duplicate). So the draining server refuses it (503, 4000: nothing
+processed, tests/server/test_drain_refuses.py) and the client sends it once, to the new
+server.
 
 The order is pinned, not timed (tests/e2e/holdapp.py): the server holds the marked POST,
-read whole, before processing it; the test SIGTERMs the server, waits until the client
-has taken the drain's 4000, and only then lets the POST be processed and answered. A
-second session, on long-poll, that never polls again keeps the drain waiting (for half
-its budget, 20 s here) with the sessions still known, so the held POST is processed
-rather than refused; the test lets it go once the POST was processed. Pings are set far
-off (30 s) so that no heartbeat, waiting behind the held POST, ends the session (4001).
+read whole, before handing it on; the test SIGTERMs the server, waits until the client
+has taken the drain's 4000, and only then lets the POST through. A second session, on
+long-poll, that never polls again keeps the drain waiting (for half its budget, 20 s
+here) with the sessions still known; the test lets it go once the POST was answered.
+Pings are set far off (30 s) so that no heartbeat, waiting behind the held POST, ends
+the session (4001). (The Python client's side, a 204 that arrives after the downstream
+ended still confirms its frames until a hello renumbers them, is
+tests/unit/test_peer.py's; docs/reliability/client-upstream-restart.md.)
 
 SSE and long-poll only: a WebSocket write has no answer (its frames are confirmed by
 ``rx`` alone), so there is no 204 to lose.
@@ -54,7 +59,7 @@ async def _straggler(http: httpx.AsyncClient, url: str) -> str:
 
 
 @pytest.mark.parametrize("transport", ["sse", "longpoll"])
-async def test_a_post_answered_after_the_drain_is_not_processed_again(
+async def test_a_post_that_reaches_a_draining_server_is_processed_once(
     tmp_path: Path, transport: str
 ) -> None:
     record = tmp_path / "record.jsonl"
@@ -80,10 +85,11 @@ async def test_a_post_answered_after_the_drain_is_not_processed_again(
             await until(lambda: client.last_close is not None, 10, "the client taking the 4000")
             assert client.last_close is not None and client.last_close[0] == 4000
             assert client.peer.unconfirmed, "the held frame is not confirmed yet"
-            # Only now is the held POST processed (the session is still known: the
-            # straggler holds up the drain) and answered.
+            # Only now does the held POST reach the host (the session is still known:
+            # the straggler holds up the drain): refused, nothing processed.
             await http.post(server.url + "/hold/release")
-            await until(lambda: _recorded(record) == [marked], 10, "the held POST processed")
+            assert (await http.get(server.url + "/hold/answered")).text == "503"
+            assert _recorded(record) == []
             # The straggler's poll takes its 4000: the drain ends, the server exits.
             await http.get(server.url + "/anywire/poll", params={"ack": 0},
                            headers={"X-Anywire-Token": straggler})  # fmt: skip
