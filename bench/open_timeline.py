@@ -146,7 +146,7 @@ def pct(xs: list[float], p: float) -> float:
 
 def _spread(xs: list[float]) -> list[float]:
     """p50, p99 and max, rounded."""
-    return [round(pct(xs, 50), 2), round(pct(xs, 99), 2), round(max(xs), 2)]
+    return [round(pct(xs, 50), 2), round(pct(xs, 99), 2), round(max(xs), 2)] if xs else []
 
 
 def summarize(data: dict[str, Any], warm_us: int) -> dict[str, Any]:

@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PEERS = ROOT / "bench" / "peers"
 
+from bench.open_timeline import _spread, pct  # noqa: E402  (the same percentiles)
+
 
 def probe(out: str, argv: list[str]) -> None:
     """In the server process: install the recorders, then run ``argv`` as __main__."""
@@ -111,18 +113,6 @@ def probe(out: str, argv: list[str]) -> None:
         benchapp.main()
     else:
         runpy.run_path(argv[0], run_name="__main__")
-
-
-def pct(xs: list[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(p / 100 * len(s)))]
-
-
-def _spread(xs: list[float]) -> list[float]:
-    """p50, p99 and max, rounded."""
-    return [round(pct(xs, 50), 2), round(pct(xs, 99), 2), round(max(xs), 2)] if xs else []
 
 
 def summarize(data: dict[str, Any], warm_us: int, span_us: int) -> dict[str, Any]:
