@@ -5,8 +5,15 @@ is processed until ``POST /hold/release`` (at most :data:`HOLD_LIMIT` seconds);
 ``GET /hold/held`` answers once such a POST is held, ``GET /hold/answered`` with the
 HTTP status the server gave it once it was answered (each within :data:`HOLD_LIMIT`).
 The hold lets the test have that POST arrive after the server's graceful 4000 has
-reached the client. Only with ``AW_HOLD=1``: the server started
-after it holds nothing (a client that sends the frame again is served)."""
+reached the client.
+
+For a stream lost without a drain (tests/e2e/test_late_post_receipt.py): ``POST
+/hold/shut`` has every negotiate answered 503 (busy, ``Retry-After: 1``) until ``POST
+/hold/open``, so the client stays out; ``POST /hold/cut`` ends the downstream of every
+session with 4001 (as a lost heartbeat does: the session waits for its resume);
+``POST /hold/expire`` forgets every session (its resume window over). Only with
+``AW_HOLD=1``: the server started after it holds nothing (a client that sends the frame
+again is served)."""
 
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ HOLD = os.environ.get("AW_HOLD") == "1"
 _held = asyncio.Event()
 _release = asyncio.Event()
 _answered: asyncio.Future[int] | None = None  # the held POST's status
+_shut = False  # negotiates answered 503 (busy)
 
 
 async def _answer(send: Any, body: bytes) -> None:
@@ -46,6 +54,20 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             async with asyncio.timeout(HOLD_LIMIT):
                 status = str(await _answer_of_held())
         await _answer(send, status.encode())
+        return
+    if path in _CONTROLS:
+        _CONTROLS[path]()
+        await _answer(send, b"done")
+        return
+    if path == "/anywire/negotiate" and _shut:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"code":4000,"error":"busy"}'})
         return
     if path == "/hold/release":
         _release.set()
@@ -85,3 +107,30 @@ def _answer_of_held() -> asyncio.Future[int]:
 
 
 app.anywire = aw  # type: ignore[attr-defined]  # the CLI's graceful drain
+
+
+def _set_shut(value: bool) -> None:
+    global _shut
+    _shut = value
+
+
+def _cut() -> None:
+    from anywire.core.closecodes import CloseCode
+    from anywire.transports.base import Link
+
+    for sess in list(aw.host.sessions.values()):
+        if isinstance(sess.connection, Link):
+            sess.connection.close(CloseCode.PING_TIMEOUT, "cut by the test")
+
+
+def _expire() -> None:
+    for sess in list(aw.host.sessions.values()):
+        aw.host._expire(sess, run_hooks=True, end="expired")
+
+
+_CONTROLS = {
+    "/hold/shut": lambda: _set_shut(True),
+    "/hold/open": lambda: _set_shut(False),
+    "/hold/cut": _cut,
+    "/hold/expire": _expire,
+}
