@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from tests.browser.app import app as inner
@@ -33,6 +35,19 @@ _held = asyncio.Event()
 _release = asyncio.Event()
 _answered: asyncio.Future[int] | None = None  # the held POST's status
 _shut = False  # negotiates answered 503 (busy)
+
+
+def recorded(record: Path) -> list[object]:
+    """The data of every ``log`` event the app recorded in ``record``, in order."""
+    lines = record.read_text().splitlines() if record.exists() else []
+    return [json.loads(line)["data"] for line in lines]
+
+
+def hold_env(record: Path) -> dict[str, str]:
+    """The server's environment: it records to ``record``, holds the marked POST, and
+    pings 30 s apart (no heartbeat waits behind the held POST and ends the session)."""
+    return {"AW_RECORD_FILE": str(record), "AW_PING_INTERVAL": "30", "AW_PING_TIMEOUT": "30",
+            "AW_HOLD": "1"}  # fmt: skip
 
 
 async def _answer(send: Any, body: bytes) -> None:

@@ -20,7 +20,6 @@ SSE and long-poll only: a WebSocket write has no answer (its frames are confirme
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -30,12 +29,7 @@ from anywire.clients.python import Client
 
 from ..waiting import until
 from .conftest import make_token, start_server
-from .holdapp import MARK
-
-
-def _recorded(record: Path) -> list[object]:
-    lines = record.read_text().splitlines() if record.exists() else []
-    return [json.loads(line)["data"] for line in lines]
+from .holdapp import MARK, hold_env, recorded
 
 
 @pytest.mark.parametrize("transport", ["sse", "longpoll"])
@@ -43,13 +37,7 @@ async def test_a_post_answered_after_its_transport_ended_confirms_its_frames(
     tmp_path: Path, transport: str
 ) -> None:
     record = tmp_path / "record.jsonl"
-    env = {
-        "AW_RECORD_FILE": str(record),
-        "AW_PING_INTERVAL": "30",  # no heartbeat waits behind the held POST
-        "AW_PING_TIMEOUT": "30",
-        "AW_HOLD": "1",
-    }
-    server = start_server(env, app="tests.e2e.holdapp:app")
+    server = start_server(hold_env(record), app="tests.e2e.holdapp:app")
     client = Client(server.url, make_token(f"late-{transport}"), transports=[transport],
                     backoff_max=0.3)  # fmt: skip
     marked = MARK.decode()
@@ -64,7 +52,7 @@ async def test_a_post_answered_after_its_transport_ended_confirms_its_frames(
             assert client.peer.unconfirmed, "the held frame is not confirmed yet"
             await http.post(server.url + "/hold/release")
             assert (await http.get(server.url + "/hold/answered")).text == "204"
-            assert _recorded(record) == [marked]  # processed, for the waiting session
+            assert recorded(record) == [marked]  # processed, for the waiting session
             await http.post(server.url + "/hold/expire")
             await http.post(server.url + "/hold/open")
             # (A fresh session: an expired one's token gets the same sid back.)
@@ -72,7 +60,7 @@ async def test_a_post_answered_after_its_transport_ended_confirms_its_frames(
             assert not client.recovered
             await client.emit("log", "after")
             assert await client.call("echo", "flushed", timeout=10) == "flushed"
-            assert _recorded(record) == [marked, "after"]  # each once
+            assert recorded(record) == [marked, "after"]  # each once
         finally:
             await client.close()
             server.stop(sig_term=False)

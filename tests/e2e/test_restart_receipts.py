@@ -25,7 +25,6 @@ SSE and long-poll only: a WebSocket write has no answer (its frames are confirme
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 
@@ -36,12 +35,7 @@ from anywire.clients.python import Client
 
 from ..waiting import until
 from .conftest import make_token, start_server
-from .holdapp import MARK
-
-
-def _recorded(record: Path) -> list[object]:
-    lines = record.read_text().splitlines() if record.exists() else []
-    return [json.loads(line)["data"] for line in lines]
+from .holdapp import MARK, hold_env, recorded
 
 
 async def _straggler(http: httpx.AsyncClient, url: str) -> str:
@@ -63,13 +57,8 @@ async def test_a_post_that_reaches_a_draining_server_is_processed_once(
     tmp_path: Path, transport: str
 ) -> None:
     record = tmp_path / "record.jsonl"
-    env = {
-        "AW_RECORD_FILE": str(record),
-        "AW_PING_INTERVAL": "30",
-        "AW_PING_TIMEOUT": "30",
-        "AW_SHUTDOWN_TIMEOUT": "40",  # the drain waits up to 20 s for the straggler
-        "AW_HOLD": "1",  # the restarted server holds nothing
-    }
+    # The drain waits up to 20 s for the straggler; the restarted server holds nothing.
+    env = {**hold_env(record), "AW_SHUTDOWN_TIMEOUT": "40"}
     server = start_server(env, app="tests.e2e.holdapp:app")
     client = Client(server.url, make_token(f"receipts-{transport}"), transports=[transport],
                     backoff_max=0.3)  # fmt: skip
@@ -89,7 +78,7 @@ async def test_a_post_that_reaches_a_draining_server_is_processed_once(
             # the straggler holds up the drain): refused, nothing processed.
             await http.post(server.url + "/hold/release")
             assert (await http.get(server.url + "/hold/answered")).text == "503"
-            assert _recorded(record) == []
+            assert recorded(record) == []
             # The straggler's poll takes its 4000: the drain ends, the server exits.
             await http.get(server.url + "/anywire/poll", params={"ack": 0},
                            headers={"X-Anywire-Token": straggler})  # fmt: skip
@@ -102,7 +91,7 @@ async def test_a_post_that_reaches_a_draining_server_is_processed_once(
             assert not client.recovered
             await client.emit("log", "after")
             assert await client.call("echo", "flushed", timeout=10) == "flushed"
-            assert _recorded(record) == [marked, "after"]  # each once
+            assert recorded(record) == [marked, "after"]  # each once
         finally:
             await client.close()
             server.stop(sig_term=False)  # at once, even with the straggler still there
