@@ -47,7 +47,7 @@ def _reads(tree: str, kind: str, codec: str, n: int) -> None:
     from anywire.core.settings import Settings
     from anywire.server.app import Anywire
     from tests.server.helpers import issue
-    from tests.server.test_ws_direct_read import WAIT, Pair
+    from tests.server.test_ws_direct_read import Pair
 
     binary = codec == "msgpack"
 
@@ -78,9 +78,7 @@ def _reads(tree: str, kind: str, codec: str, n: int) -> None:
         pair = Pair(aw, 1 << 20)
         try:
             ticket = (await issue(aw, "reader", codec)).ticket
-            pair.client.send_request(pair.client.connect())
-            pair.feed(b"".join(pair.client.data_to_send()))
-            await pair.until(lambda: pair.client.handshake_exc is None and pair.seen > 0)
+            await pair.handshake()
             pair.feed(encode({"t": "connect", "ticket": ticket}))
             await pair.until(lambda: len(pair.frames) > 0)
             sess = next(iter(aw.host.sessions.values()))
@@ -117,11 +115,7 @@ def _reads(tree: str, kind: str, codec: str, n: int) -> None:
             if kind == "rx-event":
                 assert sess.in_last == n, sess.in_last
         finally:
-            if not pair.wire.closed:
-                pair.server.connection_lost(None)
-            tasks = list(pair.state.tasks)
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT)
-            await aw.stop(grace=0.1)
+            await pair.end(aw)
 
     def _outgoing() -> Any:
         from anywire.core.codec import Outgoing

@@ -101,6 +101,21 @@ class Pair:
         """Bytes from the client, as one TCP read."""
         self.server.data_received(data)
 
+    async def handshake(self) -> None:
+        """The client's opening handshake, answered (101)."""
+        self.client.send_request(self.client.connect())
+        self.feed(b"".join(self.client.data_to_send()))
+        await self.until(lambda: self.client.handshake_exc is None and self.seen > 0)
+
+    async def end(self, aw: Anywire) -> None:
+        """Drop the connection if it is still open, wait (bounded) for its tasks, stop
+        ``aw``."""
+        if not self.wire.closed:
+            self.server.connection_lost(None)
+        tasks = list(self.state.tasks)
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT)
+        await aw.stop(grace=0.1)
+
     def pump(self) -> None:
         """Hand what the server wrote to the client protocol."""
         out = bytes(self.wire.out[self.seen :])
@@ -167,19 +182,13 @@ async def _connected(
     pair = Pair(aw, max_size, deflate)
     try:
         ticket = (await issue(aw, "reader")).ticket
-        pair.client.send_request(pair.client.connect())
-        pair.feed(b"".join(pair.client.data_to_send()))
-        await pair.until(lambda: pair.client.handshake_exc is None and pair.seen > 0)
+        await pair.handshake()
         first = pair.message({"t": "connect", "ticket": ticket})
         pair.feed(first + b"".join(pipelined or []))
         await pair.until(lambda: any(b'"hello"' in f.data for f in pair.frames))
         yield pair
     finally:
-        if not pair.wire.closed:
-            pair.server.connection_lost(None)
-        tasks = list(pair.state.tasks)
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT)
-        await aw.stop(grace=0.1)
+        await pair.end(aw)
 
 
 def _echo(seq: int, data: Any, event: str = "echo") -> dict[str, Any]:

@@ -99,20 +99,14 @@ async def _client(codec: str, settings: Settings | None = None) -> AsyncIterator
     pair = Pair(aw, 1 << 20)
     try:
         ticket = (await issue(aw, "reader", codec)).ticket
-        pair.client.send_request(pair.client.connect())
-        pair.feed(b"".join(pair.client.data_to_send()))
-        await pair.until(lambda: pair.client.handshake_exc is None and pair.seen > 0)
+        await pair.handshake()
         client = Client(aw, pair, codec)
         client.send(client.encode({"t": "connect", "ticket": ticket}))
         await pair.until(lambda: any(f["t"] == "hello" for f in client.decoded()))
         client.sess = next(iter(aw.host.sessions.values()))
         yield client
     finally:
-        if not pair.wire.closed:
-            pair.server.connection_lost(None)
-        tasks = list(pair.state.tasks)
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), WAIT)
-        await aw.stop(grace=0.1)
+        await pair.end(aw)
 
 
 def _uint(n: int, kind: int, size: int) -> bytes:
