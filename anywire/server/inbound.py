@@ -115,7 +115,10 @@ class Inbound(Budget):
         checks in the same order (the credential's expiry, the flood budget's token, ``n``
         not above what was sent: 4502) and the same accounting. No wake-up: a receipt
         changes neither the session's control frames nor what its own receipt covers,
-        so what ``feed`` would wake the writer for after it was there, and woken, before."""
+        so what ``feed`` would wake the writer for after it was there, and woken, before.
+        Nor does a draining node refuse it, as ``feed`` refuses frames after the close: a
+        receipt only lets the node forget frames the client has, so taking it can never
+        have the client send anything twice."""
         sess = self.sessions.get(sid) or self._session(sid)
         now = self._clock()
         deadline = sess.auth_deadline
